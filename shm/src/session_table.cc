@@ -1,0 +1,124 @@
+#include "gatehouse/shm/session_table.h"
+
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace gatehouse::shm {
+namespace {
+
+constexpr std::uint64_t kTableMagic = 0x4748'5354'4142'4c45ull;  // "GHSTABLE"
+constexpr std::size_t kSlotAlignment = 128;
+constexpr std::size_t kValueOffset = 64;  // value starts on its own line
+
+struct TableDescriptor {
+  std::uint64_t magic;
+  std::uint32_t slots;
+  std::uint32_t reserved;
+  std::uint64_t slot_bytes;
+  std::uint64_t value_bytes;
+};
+constexpr std::size_t kDescriptorBytes = 128;
+static_assert(sizeof(TableDescriptor) <= kDescriptorBytes);
+static_assert(sizeof(SlotHeader) <= kValueOffset);
+
+}  // namespace
+
+std::size_t SlotTable::slot_bytes(std::size_t value_bytes) noexcept {
+  return (kValueOffset + value_bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
+}
+
+std::size_t SlotTable::region_bytes(std::uint32_t slots, std::size_t value_bytes) noexcept {
+  return kDescriptorBytes + std::size_t{slots} * slot_bytes(value_bytes);
+}
+
+SlotTable SlotTable::initialise(std::span<std::byte> region, std::uint32_t slots,
+                                std::size_t value_bytes) {
+  if (slots == 0) throw std::invalid_argument("session table needs at least one slot");
+  if (region.size() < region_bytes(slots, value_bytes)) {
+    throw std::invalid_argument("session table region too small for " + std::to_string(slots) +
+                                " slots");
+  }
+  const std::size_t sb = slot_bytes(value_bytes);
+  std::memset(region.data(), 0, region_bytes(slots, value_bytes));
+  auto* d = new (region.data()) TableDescriptor{kTableMagic, slots, 0, sb, value_bytes};
+  for (std::uint32_t i = 0; i < slots; ++i) {
+    new (region.data() + kDescriptorBytes + std::size_t{i} * sb) SlotHeader{};
+  }
+  (void)d;
+  return SlotTable(region.data() + kDescriptorBytes, slots, sb);
+}
+
+SlotTable SlotTable::attach(std::span<std::byte> region, std::size_t value_bytes) {
+  if (region.size() < kDescriptorBytes) throw std::runtime_error("session table region too small");
+  TableDescriptor d;
+  std::memcpy(&d, region.data(), sizeof d);
+  if (d.magic != kTableMagic) throw std::runtime_error("region does not hold a session table");
+  if (d.value_bytes != value_bytes || d.slot_bytes != slot_bytes(value_bytes)) {
+    throw std::runtime_error("session table holds " + std::to_string(d.value_bytes) +
+                             "-byte sessions; this binary's are " + std::to_string(value_bytes));
+  }
+  if (region.size() < region_bytes(d.slots, value_bytes)) {
+    throw std::runtime_error("session table region shorter than its slot count");
+  }
+  return SlotTable(region.data() + kDescriptorBytes, d.slots, d.slot_bytes);
+}
+
+SlotHeader& SlotTable::header(std::uint32_t slot) const noexcept {
+  return *std::launder(reinterpret_cast<SlotHeader*>(base_ + std::size_t{slot} * slot_bytes_));
+}
+
+void SlotTable::rebuild_free_list() {
+  free_.assign(slots_, 0);
+  free_head_ = 0;
+  free_count_ = 0;
+  for (std::uint32_t i = 0; i < slots_; ++i) {
+    if (header(i).live.load(std::memory_order_acquire) == 0) free_[free_count_++] = i;
+  }
+  free_list_built_ = true;
+}
+
+std::optional<ConnectionId> SlotTable::allocate() {
+  if (!free_list_built_) rebuild_free_list();
+  if (free_count_ == 0) return std::nullopt;
+  const std::uint32_t slot = free_[free_head_];
+  free_head_ = (free_head_ + 1) % slots_;
+  --free_count_;
+
+  SlotHeader& h = header(slot);
+  std::uint32_t generation = h.generation.load(std::memory_order_relaxed) + 1;
+  if (generation == 0) generation = 1;  // 0 is never live
+  std::memset(base_ + std::size_t{slot} * slot_bytes_ + kValueOffset, 0,
+              slot_bytes_ - kValueOffset);
+  h.generation.store(generation, std::memory_order_relaxed);
+  h.live.store(1, std::memory_order_release);
+  return ConnectionId(generation, slot);
+}
+
+bool SlotTable::release(ConnectionId id) {
+  if (!free_list_built_) rebuild_free_list();
+  if (id.slot() >= slots_ || find(id) == nullptr) return false;
+  header(id.slot()).live.store(0, std::memory_order_release);
+  free_[(free_head_ + free_count_) % slots_] = id.slot();
+  ++free_count_;
+  return true;
+}
+
+std::byte* SlotTable::find(ConnectionId id) const noexcept {
+  if (!id || id.slot() >= slots_) return nullptr;
+  SlotHeader& h = header(id.slot());
+  if (h.live.load(std::memory_order_acquire) == 0 ||
+      h.generation.load(std::memory_order_acquire) != id.generation()) {
+    return nullptr;
+  }
+  return base_ + std::size_t{id.slot()} * slot_bytes_ + kValueOffset;
+}
+
+std::uint32_t SlotTable::live_count() const noexcept {
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < slots_; ++i) n += header(i).live.load(std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace gatehouse::shm
