@@ -10,7 +10,7 @@ add_library(gatehouse_warnings INTERFACE)
 add_library(gw::warnings ALIAS gatehouse_warnings)
 target_compile_options(gatehouse_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
-  -Wcast-align -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough
+  -Wcast-align -Wformat=2 -Wimplicit-fallthrough
   -Wconversion -Wmisleading-indentation
   $<$<BOOL:${GATEHOUSE_WERROR}>:-Werror>)
 

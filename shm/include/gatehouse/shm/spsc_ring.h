@@ -162,8 +162,9 @@ class RingProducer {
   WriteStatus try_write(std::uint32_t type, std::span<const std::byte> payload) noexcept;
 
   /// Zero-copy path: reserves room for a record of up to `max_length` payload
-  /// bytes and returns the payload area, or an empty span with `status` set.
-  /// Finish with commit(length) before the next claim or publish().
+  /// bytes and returns the payload area; `status` says whether it worked (a
+  /// zero-length claim also returns an empty span). Finish with
+  /// commit(length) before the next claim or publish().
   std::span<std::byte> claim(std::uint32_t type, std::size_t max_length,
                              WriteStatus* status = nullptr) noexcept;
   /// Finishes the claimed record with `length` <= the claimed max_length.
