@@ -25,7 +25,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   }
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept : pid_(other.pid_) {
+  other.pid_ = -1;
+}
 
 ChildProcess::~ChildProcess() {
   if (pid_ > 0) {

@@ -38,8 +38,7 @@ void Doorbell::ring() const noexcept {
 bool Doorbell::wait(std::chrono::nanoseconds timeout) const noexcept {
   pollfd p{fd_, POLLIN, 0};
   const auto ns = timeout.count() < 0 ? 0 : timeout.count();
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000),
-                    static_cast<long>(ns % 1'000'000'000)};
+  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
   const int rc = ::ppoll(&p, 1, &ts, nullptr);  // EINTR counts as a spurious wakeup
   if (rc <= 0) return false;
   drain();

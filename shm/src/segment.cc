@@ -19,9 +19,13 @@ namespace bip = boost::interprocess;
 
 namespace {
 
-constexpr std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
+constexpr std::size_t round_up(std::size_t n, std::size_t a) {
+  return (n + a - 1) / a * a;
+}
 
-std::string describe(const std::string& name) { return "shared-memory segment /dev/shm/" + name; }
+std::string describe(const std::string& name) {
+  return "shared-memory segment /dev/shm/" + name;
+}
 
 std::uint64_t file_size(const bip::shared_memory_object& shm) {
   bip::offset_t size = 0;
@@ -117,13 +121,13 @@ Segment Segment::create(const std::string& name, const std::vector<RegionSpec>& 
     bip::shared_memory_object existing(bip::open_only, name.c_str(), bip::read_only);
     Prefix p;
     if (read_prefix(existing, p) && p.magic != 0 && p.magic != kSegmentMagic) {
-      throw SegmentError(describe(name) + " exists and is not a Gatehouse segment; "
+      throw SegmentError(describe(name) +
+                         " exists and is not a Gatehouse segment; "
                          "refusing to remove it");
     }
     if (p.magic == kSegmentMagic && process_alive(p.creator_pid, p.creator_start_ticks)) {
       throw SegmentError(describe(name) + " is in use by live gateway pid " +
-                         std::to_string(p.creator_pid) +
-                         " (another instance with the same name?)");
+                         std::to_string(p.creator_pid) + " (another instance with the same name?)");
     }
     bip::shared_memory_object::remove(name.c_str());
   } catch (const bip::interprocess_exception& e) {
@@ -173,10 +177,10 @@ Segment Segment::create(const std::string& name, const std::vector<RegionSpec>& 
   h->layout_version = kLayoutVersion;
   h->creator_pid = ::getpid();
   h->creator_start_ticks = process_start_ticks(::getpid());
-  h->created_unix_ns = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  h->created_unix_ns =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   h->total_bytes = total;
   h->region_count = static_cast<std::uint32_t>(regions.size());
   std::memcpy(h->regions, layout.regions, sizeof layout.regions);
@@ -205,16 +209,17 @@ Segment Segment::attach(const std::string& name) {
   }
   Prefix p;
   if (!read_prefix(impl->shm, p) || p.magic == 0) {
-    throw SegmentError(describe(name) + " is half-initialised (its creator has not written "
+    throw SegmentError(describe(name) +
+                       " is half-initialised (its creator has not written "
                        "the header yet, or died doing so)");
   }
   if (p.magic != kSegmentMagic) {
     throw SegmentError(describe(name) + " is not a Gatehouse segment (bad magic)");
   }
   if (p.layout_version != kLayoutVersion) {
-    throw SegmentError(describe(name) + " has layout version " +
-                       std::to_string(p.layout_version) + "; this binary speaks version " +
-                       std::to_string(kLayoutVersion) + " and refuses to attach");
+    throw SegmentError(describe(name) + " has layout version " + std::to_string(p.layout_version) +
+                       "; this binary speaks version " + std::to_string(kLayoutVersion) +
+                       " and refuses to attach");
   }
   if (p.state != static_cast<std::uint32_t>(SegmentState::kReady)) {
     const bool alive = process_alive(p.creator_pid, p.creator_start_ticks);
@@ -226,8 +231,8 @@ Segment Segment::attach(const std::string& name) {
     throw SegmentError(describe(name) + " is shorter than its header says");
   }
   try {
-    impl->mapping = bip::mapped_region(impl->shm, bip::read_write, 0,
-                                       static_cast<std::size_t>(p.total_bytes));
+    impl->mapping =
+        bip::mapped_region(impl->shm, bip::read_write, 0, static_cast<std::size_t>(p.total_bytes));
   } catch (const bip::interprocess_exception& e) {
     throw SegmentError(describe(name) + ": cannot map: " + e.what());
   }
@@ -258,9 +263,17 @@ bool Segment::has_region(std::string_view region_name) const noexcept {
   }
 }
 
-const SegmentHeader& Segment::header() const noexcept { return *impl_->header(); }
-const std::string& Segment::name() const noexcept { return impl_->name; }
-bool Segment::owner() const noexcept { return impl_->owner; }
-void Segment::disown() noexcept { impl_->owner = false; }
+const SegmentHeader& Segment::header() const noexcept {
+  return *impl_->header();
+}
+const std::string& Segment::name() const noexcept {
+  return impl_->name;
+}
+bool Segment::owner() const noexcept {
+  return impl_->owner;
+}
+void Segment::disown() noexcept {
+  impl_->owner = false;
+}
 
 }  // namespace gatehouse::shm

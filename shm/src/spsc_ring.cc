@@ -14,8 +14,7 @@ namespace gatehouse::shm {
 SpscRing SpscRing::initialise(std::span<std::byte> region, std::size_t capacity) {
   if (capacity < kMinCapacity || !std::has_single_bit(capacity)) {
     throw std::invalid_argument("ring capacity must be a power of two >= " +
-                                std::to_string(kMinCapacity) + ", got " +
-                                std::to_string(capacity));
+                                std::to_string(kMinCapacity) + ", got " + std::to_string(capacity));
   }
   if (region.size() < region_bytes(capacity)) {
     throw std::invalid_argument("ring region of " + std::to_string(region.size()) +
@@ -27,8 +26,7 @@ SpscRing SpscRing::initialise(std::span<std::byte> region, std::size_t capacity)
   auto* d = new (region.data()) RingDescriptor{};
   d->capacity = capacity;
   d->max_payload = max_payload_for(capacity);
-  std::atomic_thread_fence(std::memory_order_release);
-  d->magic = kRingMagic;
+  d->magic = kRingMagic;  // published to other processes by the segment's ready flag
   return SpscRing(d, region.data() + kDescriptorBytes);
 }
 
@@ -132,16 +130,16 @@ void RingProducer::publish() noexcept {
   claimed_ = nullptr;  // an uncommitted claim is abandoned, never published
   if (tail_ == published_) return;
   RingDescriptor& d = ring_.descriptor();
-  d.records_written.store(d.records_written.load(std::memory_order_relaxed) +
-                              records_since_publish_,
-                          std::memory_order_relaxed);
+  d.records_written.store(
+      d.records_written.load(std::memory_order_relaxed) + records_since_publish_,
+      std::memory_order_relaxed);
   records_since_publish_ = 0;
-  d.tail.store(tail_, std::memory_order_release);
+  // seq_cst store then seq_cst load, paired with prepare_park()'s: either the
+  // consumer sees this tail before it sleeps or we see its flag (Dekker). One
+  // locked instruction per batch, not per record.
+  d.tail.store(tail_, std::memory_order_seq_cst);
   published_ = tail_;
-  // Pairs with the fence in RingConsumer::prepare_park(): either the consumer
-  // sees this tail before sleeping or we see its flag here.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (doorbell_ != nullptr && d.consumer_parked.load(std::memory_order_relaxed) != 0) {
+  if (doorbell_ != nullptr && d.consumer_parked.load(std::memory_order_seq_cst) != 0) {
     doorbell_->ring();
   }
 }
@@ -158,9 +156,9 @@ RingConsumer::RingConsumer(SpscRing ring) noexcept
 
 bool RingConsumer::prepare_park() noexcept {
   RingDescriptor& d = ring_.descriptor();
-  d.consumer_parked.store(1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!empty()) {
+  d.consumer_parked.store(1, std::memory_order_seq_cst);
+  cached_tail_ = d.tail.load(std::memory_order_seq_cst);
+  if (head_ != cached_tail_) {
     d.consumer_parked.store(0, std::memory_order_relaxed);
     return false;
   }

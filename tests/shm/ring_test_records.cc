@@ -31,7 +31,9 @@ std::size_t RecordShape::length(std::uint64_t seq) const {
   }
 }
 
-std::uint32_t record_type(std::uint64_t seq) { return static_cast<std::uint32_t>(seq % 1000); }
+std::uint32_t record_type(std::uint64_t seq) {
+  return static_cast<std::uint32_t>(seq % 1000);
+}
 
 void fill_record(std::uint64_t seq, std::span<std::byte> out) {
   std::memcpy(out.data(), &seq, sizeof seq);
@@ -59,8 +61,7 @@ std::string check_record(const Record& record, std::uint64_t expected_seq, Recor
   }
   if (record.type != record_type(seq)) return "seq " + std::to_string(seq) + ": wrong type";
   if (record.payload.size() != shape.length(seq)) {
-    return "seq " + std::to_string(seq) + ": wrong length " +
-           std::to_string(record.payload.size());
+    return "seq " + std::to_string(seq) + ": wrong length " + std::to_string(record.payload.size());
   }
   for (std::size_t i = sizeof seq; i < record.payload.size(); ++i) {
     if (record.payload[i] != body_byte(seq, i)) {

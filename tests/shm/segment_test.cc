@@ -171,7 +171,9 @@ TEST(Segment, StaleSegmentOfACrashedOwnerIsReplaced) {
 }
 
 TEST(Segment, BadRegionNamesAreRejected) {
-  EXPECT_THAT(error_of([] { Segment::create(unique_name(), {{std::string(60, 'x'), 10, {}}}); }),
+  EXPECT_THAT(error_of([] {
+                Segment::create(unique_name(), {{std::string(60, 'x'), 10, {}}});
+              }),
               HasSubstr("bad region name"));
 }
 

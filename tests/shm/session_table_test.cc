@@ -2,12 +2,16 @@
 // an allocator that restarts over a live table.
 #include "gatehouse/shm/session_table.h"
 
+#include <optional>
+
 #include <cstdlib>
 #include <memory>
 #include <set>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "aligned_buffer.h"
 
 namespace gatehouse::shm {
 namespace {
@@ -21,14 +25,10 @@ struct Session {
 class SessionTableTest : public ::testing::Test {
  protected:
   std::span<std::byte> region(std::uint32_t slots) {
-    const std::size_t n = SessionTable<Session>::region_bytes(slots);
-    memory_.reset(static_cast<std::byte*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096)));
-    return {memory_.get(), n};
+    memory_.emplace(SessionTable<Session>::region_bytes(slots));
+    return memory_->span();
   }
-  struct Free {
-    void operator()(std::byte* p) const { std::free(p); }
-  };
-  std::unique_ptr<std::byte, Free> memory_;
+  std::optional<testing::AlignedBuffer> memory_;
 };
 
 TEST(ConnectionId, PacksGenerationAndSlot) {

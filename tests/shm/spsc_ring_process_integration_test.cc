@@ -44,10 +44,12 @@ class RingProcessTest : public ::testing::Test {
 
   std::vector<std::string> peer(const std::string& role, std::uint64_t first, std::uint64_t count,
                                 std::size_t max_length) const {
-    return {RING_PEER_PATH,         role, "--segment", name_,
-            "--region",             "ring", "--first", std::to_string(first),
-            "--count",              std::to_string(count),
-            "--max-length",         std::to_string(max_length)};
+    return {RING_PEER_PATH, role,
+            "--segment",    name_,
+            "--region",     "ring",
+            "--first",      std::to_string(first),
+            "--count",      std::to_string(count),
+            "--max-length", std::to_string(max_length)};
   }
 
   static void expect_clean_exit(ChildProcess& child, std::chrono::milliseconds timeout,
@@ -98,7 +100,8 @@ TEST_F(RingProcessTest, ParkedConsumerIsWokenByEveryBurst) {
   auto consumer_args = peer("consume", 0, kCount, 64);
   consumer_args.insert(consumer_args.end(), {"--park", fd, "--commit-every", "16"});
   auto producer_args = peer("produce", 0, kCount, 64);
-  producer_args.insert(producer_args.end(), {"--doorbell", fd, "--batch", "50", "--pause-us", "200"});
+  producer_args.insert(producer_args.end(),
+                       {"--doorbell", fd, "--batch", "50", "--pause-us", "200"});
   ChildProcess consumer(consumer_args);
   ChildProcess producer(producer_args);
   expect_clean_exit(producer, 120s, "producer");
@@ -175,7 +178,8 @@ TEST_F(RingProcessTest, ConsumerKilledThenProducerSeesFullAndSuccessorResumes) {
   };
 
   auto consumer_args = peer("consume", 0, kCount, kLength);
-  consumer_args.insert(consumer_args.end(), {"--fixed", "1", "--commit-every", "1", "--delay-us", "50"});
+  consumer_args.insert(consumer_args.end(),
+                       {"--fixed", "1", "--commit-every", "1", "--delay-us", "50"});
   ChildProcess consumer(consumer_args);
 
   std::uint64_t seq = 0;

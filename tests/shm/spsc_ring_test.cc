@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "aligned_buffer.h"
+
 namespace gatehouse::shm {
 namespace {
 
@@ -21,8 +23,8 @@ constexpr std::size_t kCapacity = 4096;
 class RingTest : public ::testing::Test {
  protected:
   RingTest()
-      : memory_(static_cast<std::byte*>(std::aligned_alloc(4096, SpscRing::region_bytes(kCapacity)))),
-        ring_(SpscRing::initialise({memory_.get(), SpscRing::region_bytes(kCapacity)}, kCapacity)) {}
+      : memory_(SpscRing::region_bytes(kCapacity)),
+        ring_(SpscRing::initialise(memory_.span(), kCapacity)) {}
 
   static std::vector<std::byte> bytes(std::size_t n, int seed) {
     std::vector<std::byte> v(n);
@@ -33,15 +35,15 @@ class RingTest : public ::testing::Test {
   /// Reads everything published: (type, payload) pairs.
   static std::vector<std::pair<std::uint32_t, std::vector<std::byte>>> drain(RingConsumer& c) {
     std::vector<std::pair<std::uint32_t, std::vector<std::byte>>> out;
-    c.read([&](const Record& r) { out.emplace_back(r.type, std::vector(r.payload.begin(), r.payload.end())); },
-           1'000'000);
+    c.read(
+        [&](const Record& r) {
+          out.emplace_back(r.type, std::vector(r.payload.begin(), r.payload.end()));
+        },
+        1'000'000);
     return out;
   }
 
-  struct Free {
-    void operator()(std::byte* p) const { std::free(p); }
-  };
-  std::unique_ptr<std::byte, Free> memory_;
+  testing::AlignedBuffer memory_;
   SpscRing ring_;
 };
 
@@ -185,11 +187,13 @@ TEST_F(RingTest, HandlerReturningFalseLeavesTheRecordForLater) {
   for (std::uint32_t t = 1; t <= 3; ++t) ASSERT_EQ(producer.try_write(t, {}), WriteStatus::kOk);
   producer.publish();
   std::vector<std::uint32_t> seen;
-  EXPECT_EQ(consumer.read([&](const Record& r) {
-              if (r.type == 2) return false;
-              seen.push_back(r.type);
-              return true;
-            }, 10),
+  EXPECT_EQ(consumer.read(
+                [&](const Record& r) {
+                  if (r.type == 2) return false;
+                  seen.push_back(r.type);
+                  return true;
+                },
+                10),
             1u);
   EXPECT_EQ(seen, std::vector<std::uint32_t>{1});
   const auto rest = drain(consumer);
@@ -240,7 +244,7 @@ TEST_F(RingTest, NewProducerResumesAtPublishedTailDroppingUnpublished) {
 }
 
 TEST_F(RingTest, AttachSeesTheSameRingAndRejectsGarbage) {
-  SpscRing again = SpscRing::attach({memory_.get(), SpscRing::region_bytes(kCapacity)});
+  SpscRing again = SpscRing::attach(memory_.span());
   EXPECT_EQ(again.capacity(), kCapacity);
   std::vector<std::byte> garbage(8192, std::byte{0x5a});
   EXPECT_THROW(SpscRing::attach(garbage), std::runtime_error);

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "aligned_buffer.h"
+
 #include "gatehouse/shm/idle_strategy.h"
 #include "gatehouse/shm/spsc_ring.h"
 #include "ring_test_records.h"
@@ -23,15 +25,10 @@ constexpr std::uint64_t kScale = 10;  // TSan runs ~10x slower
 constexpr std::uint64_t kScale = 1;
 #endif
 
-struct Free {
-  void operator()(std::byte* p) const { std::free(p); }
-};
-
 void run(std::size_t capacity, testing::RecordShape shape, bool park, std::uint64_t count) {
   count /= kScale;
-  std::unique_ptr<std::byte, Free> memory(
-      static_cast<std::byte*>(std::aligned_alloc(4096, SpscRing::region_bytes(capacity))));
-  SpscRing ring = SpscRing::initialise({memory.get(), SpscRing::region_bytes(capacity)}, capacity);
+  gatehouse::testing::AlignedBuffer memory(SpscRing::region_bytes(capacity));
+  SpscRing ring = SpscRing::initialise(memory.span(), capacity);
   Doorbell doorbell = Doorbell::create();
   std::string error;
   std::uint64_t lost_wakeups = 0;
@@ -47,7 +44,10 @@ void run(std::size_t capacity, testing::RecordShape shape, bool park, std::uint6
             ++expected;
           },
           64);
-      if (!park) continue;
+      if (!park) {
+        if (n == 0) std::this_thread::yield();
+        continue;
+      }
       idler.idle(n, [&](std::chrono::nanoseconds timeout) {
         if (!consumer.prepare_park()) return;
         if (!doorbell.wait(timeout)) ++lost_wakeups;
@@ -74,9 +74,15 @@ void run(std::size_t capacity, testing::RecordShape shape, bool park, std::uint6
   EXPECT_EQ(ring.occupancy(), 0u);
 }
 
-TEST(RingThreads, SmallRecordsBusySpin) { run(1 << 16, {64}, false, 3'000'000); }
-TEST(RingThreads, LargeRecordsWrapOften) { run(1 << 14, {(1 << 14) / 8 - 8}, false, 300'000); }
-TEST(RingThreads, ParkingConsumer) { run(1 << 16, {64}, true, 1'000'000); }
+TEST(RingThreads, SmallRecordsBusySpin) {
+  run(1 << 16, {64}, false, 3'000'000);
+}
+TEST(RingThreads, LargeRecordsWrapOften) {
+  run(1 << 14, {(1 << 14) / 8 - 8}, false, 300'000);
+}
+TEST(RingThreads, ParkingConsumer) {
+  run(1 << 16, {64}, true, 1'000'000);
+}
 
 }  // namespace
 }  // namespace gatehouse::shm

@@ -44,9 +44,9 @@
 // Wakeups. An idle consumer parks: it raises `consumer_parked`, re-checks the
 // ring, then sleeps on its Doorbell (an eventfd, so an Asio loop can wait on
 // it). The producer looks at the flag once per publish(), not per record.
-// The store-then-load on each side is separated by a seq_cst fence, so either
-// the consumer sees the new tail or the producer sees the flag (no lost
-// wakeup).
+// Each side's store-then-load is a seq_cst pair (a Dekker handshake), so
+// either the consumer sees the new tail or the producer sees the flag: no
+// lost wakeup.
 #pragma once
 
 #include <atomic>
@@ -186,9 +186,9 @@ class RingProducer {
   SpscRing ring_;
   const Doorbell* doorbell_;
   std::uint64_t mask_;
-  std::uint64_t tail_;          // next write position (private until publish)
-  std::uint64_t published_;     // last value stored to descriptor.tail
-  std::uint64_t cached_head_;   // consumer's head as last seen
+  std::uint64_t tail_;         // next write position (private until publish)
+  std::uint64_t published_;    // last value stored to descriptor.tail
+  std::uint64_t cached_head_;  // consumer's head as last seen
   std::uint64_t records_since_publish_ = 0;
   RecordHeader* claimed_ = nullptr;
 };
@@ -220,9 +220,7 @@ class RingConsumer {
   }
 
   /// Makes the consumer's progress durable (one release store).
-  void commit() noexcept {
-    ring_.descriptor().head.store(head_, std::memory_order_release);
-  }
+  void commit() noexcept { ring_.descriptor().head.store(head_, std::memory_order_release); }
 
   /// True when nothing published is left to read (refreshes the tail).
   bool empty() noexcept {
@@ -239,9 +237,7 @@ class RingConsumer {
   /// arrived meanwhile, true when the caller may now sleep on its Doorbell.
   bool prepare_park() noexcept;
   /// Lowers the parked flag after waking.
-  void unpark() noexcept {
-    ring_.descriptor().consumer_parked.store(0, std::memory_order_relaxed);
-  }
+  void unpark() noexcept { ring_.descriptor().consumer_parked.store(0, std::memory_order_relaxed); }
 
   std::uint64_t position() const noexcept { return head_; }
   SpscRing ring() const noexcept { return ring_; }
