@@ -65,6 +65,13 @@ SlotTable SlotTable::attach(std::span<std::byte> region, std::size_t value_bytes
   return SlotTable(region.data() + kDescriptorBytes, d.slots, d.slot_bytes);
 }
 
+SlotTable SlotTable::attach_untyped(std::span<std::byte> region) {
+  if (region.size() < kDescriptorBytes) throw std::runtime_error("session table region too small");
+  TableDescriptor d;
+  std::memcpy(&d, region.data(), sizeof d);
+  return attach(region, d.value_bytes);
+}
+
 SlotHeader& SlotTable::header(std::uint32_t slot) const noexcept {
   return *std::launder(reinterpret_cast<SlotHeader*>(base_ + std::size_t{slot} * slot_bytes_));
 }

@@ -64,6 +64,9 @@ class SlotTable {
   /// Validates a formatted region holding values of `value_bytes`; throws
   /// std::runtime_error on a mismatch (another build's session layout).
   static SlotTable attach(std::span<std::byte> region, std::size_t value_bytes);
+  /// Attaches whatever the value size, for a process that only allocates and
+  /// releases ids and never touches the values (the frontend).
+  static SlotTable attach_untyped(std::span<std::byte> region);
 
   /// Allocator side (one process). The free list is rebuilt from the slots on
   /// the first call, so a restarted allocator carries on.

@@ -1,0 +1,104 @@
+// The gateway's use of the shared-memory segment: which regions exist, the
+// control block, and the settings every process reads from it.
+//
+//   region "control"        ControlBlock: settings, drain flag, process status
+//   region "sessions"       the session table (values: the worker's Session)
+//   region "ring/fe-w/<i>"  frontend  -> worker i
+//   region "ring/w-fe/<i>"  worker i  -> frontend
+//   region "ring/w-br/<i>"  worker i  -> bridge
+//   region "ring/br-w/<i>"  bridge    -> worker i
+//
+// The supervisor parses the configuration and writes it into the control
+// block at creation; the other processes take their settings from there, so
+// they all run with one configuration and need only the segment name and
+// their doorbell fds on the command line.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gatehouse/shm/segment.h"
+#include "gatehouse/shm/spsc_ring.h"
+
+namespace gatehouse {
+
+inline constexpr std::uint32_t kMaxWorkers = 64;
+inline constexpr std::uint32_t kMaxBackends = 8;
+inline constexpr std::size_t kAddressBytes = 128;
+inline constexpr std::size_t kPathBytes = 256;
+
+enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
+enum class FrameNumbering : std::uint32_t { kGonet2 = 0, kLaterGeneration = 1 };
+
+/// Everything configurable that a child process needs. Fixed-size PODs only.
+struct Settings {
+  std::uint32_t workers;
+  std::uint32_t max_connections;
+  std::uint32_t max_frame;        ///< largest client payload accepted
+  std::uint32_t read_timeout_ms;  ///< dead-link deadline
+  std::uint32_t rpm_limit;        ///< client frames per minute per session
+  std::uint32_t txqueuelen;       ///< frames queued to one client before slow_consumer
+  std::uint32_t sockbuf;          ///< SO_RCVBUF/SO_SNDBUF, 0 = kernel default
+  std::uint32_t drain_timeout_ms;
+  std::uint32_t linger_ms;  ///< how long a closing socket waits for the client's FIN
+  std::uint32_t log_level;  ///< spdlog level
+  std::uint64_t ring_bytes;
+  std::uint32_t backend_count;
+  FrameNumbering numbering;
+  char backends[kMaxBackends][kAddressBytes];
+  LoginMode login_mode;
+  std::uint32_t reserved;
+  char login_file[kPathBytes];
+};
+
+/// Liveness of one child process, written by the process itself.
+struct ProcessStatus {
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::int64_t> heartbeat_ns;  ///< CLOCK_MONOTONIC
+};
+
+struct ControlBlock {
+  std::atomic<std::uint32_t> draining;  ///< set by the supervisor on SIGTERM
+  std::uint32_t reserved;
+  Settings settings;
+  ProcessStatus frontend;
+  ProcessStatus bridge;
+  ProcessStatus workers[kMaxWorkers];
+};
+
+enum class RingKind { kFrontendToWorker, kWorkerToFrontend, kWorkerToBridge, kBridgeToWorker };
+std::string ring_region_name(RingKind kind, std::uint32_t worker);
+
+/// The regions of a gateway segment, for its creator. `session_bytes` is
+/// sizeof the worker's Session.
+std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size_t session_bytes);
+
+/// Typed access to an attached gateway segment.
+class GatewaySegment {
+ public:
+  explicit GatewaySegment(shm::Segment segment);
+
+  ControlBlock& control() const noexcept { return *control_; }
+  const Settings& settings() const noexcept { return control_->settings; }
+  shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
+  std::span<std::byte> sessions() const { return segment_.region("sessions"); }
+  shm::Segment& segment() noexcept { return segment_; }
+  bool draining() const noexcept {
+    return control_->draining.load(std::memory_order_acquire) != 0;
+  }
+
+ private:
+  shm::Segment segment_;
+  ControlBlock* control_;
+};
+
+/// Parses "a,b,c" of fds as passed by the supervisor; throws on garbage.
+std::vector<int> parse_fd_list(const std::string& list);
+
+/// CLOCK_MONOTONIC in ns: comparable across processes.
+std::int64_t monotonic_ns() noexcept;
+
+}  // namespace gatehouse

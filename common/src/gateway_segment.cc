@@ -1,0 +1,89 @@
+#include "gatehouse/common/gateway_segment.h"
+
+#include <time.h>
+
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "gatehouse/shm/session_table.h"
+
+namespace gatehouse {
+
+std::string ring_region_name(RingKind kind, std::uint32_t worker) {
+  const char* prefix = "";
+  switch (kind) {
+    case RingKind::kFrontendToWorker:
+      prefix = "ring/fe-w/";
+      break;
+    case RingKind::kWorkerToFrontend:
+      prefix = "ring/w-fe/";
+      break;
+    case RingKind::kWorkerToBridge:
+      prefix = "ring/w-br/";
+      break;
+    case RingKind::kBridgeToWorker:
+      prefix = "ring/br-w/";
+      break;
+  }
+  return prefix + std::to_string(worker);
+}
+
+std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size_t session_bytes) {
+  std::vector<shm::RegionSpec> regions;
+  regions.push_back({"control", sizeof(ControlBlock), [settings](std::span<std::byte> r) {
+                       auto* c = new (r.data()) ControlBlock{};
+                       c->settings = settings;
+                     }});
+  regions.push_back({"sessions", shm::SlotTable::region_bytes(settings.max_connections, session_bytes),
+                     [slots = settings.max_connections, session_bytes](std::span<std::byte> r) {
+                       shm::SlotTable::initialise(r, slots, session_bytes);
+                     }});
+  const std::size_t capacity = settings.ring_bytes;
+  for (std::uint32_t w = 0; w < settings.workers; ++w) {
+    for (RingKind kind : {RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend,
+                          RingKind::kWorkerToBridge, RingKind::kBridgeToWorker}) {
+      regions.push_back({ring_region_name(kind, w), shm::SpscRing::region_bytes(capacity),
+                         [capacity](std::span<std::byte> r) {
+                           shm::SpscRing::initialise(r, capacity);
+                         }});
+    }
+  }
+  return regions;
+}
+
+GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segment)) {
+  const auto region = segment_.region("control");
+  if (region.size() < sizeof(ControlBlock)) {
+    throw std::runtime_error("control region is smaller than this build's ControlBlock");
+  }
+  control_ = std::launder(reinterpret_cast<ControlBlock*>(region.data()));
+}
+
+shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker) const {
+  return shm::SpscRing::attach(segment_.region(ring_region_name(kind, worker)));
+}
+
+std::vector<int> parse_fd_list(const std::string& list) {
+  std::vector<int> fds;
+  std::size_t start = 0;
+  while (start <= list.size() && !list.empty()) {
+    const std::size_t comma = list.find(',', start);
+    const std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
+    std::size_t used = 0;
+    const int fd = std::stoi(item, &used);
+    if (used != item.size() || fd < 0) throw std::invalid_argument("bad fd list: " + list);
+    fds.push_back(fd);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return fds;
+}
+
+std::int64_t monotonic_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace gatehouse

@@ -1,0 +1,121 @@
+// Frontend: owns the client sockets. Accepts, reads `| size u16 | payload |`
+// frames, enforces the frame size limit, the read deadline and the
+// connection limit, hands frames to the worker that owns the connection over
+// its ring, and writes the workers' output back, many frames per syscall. It
+// knows nothing of sessions beyond "connection id -> socket".
+//
+// One thread runs a duty cycle: Asio handlers (sockets, timers) via
+// io_context::poll(), then the worker->frontend rings, then one publish per
+// frontend->worker ring; when a pass finds nothing to do it spins, yields,
+// then parks in io_context::run_one_for() with the doorbell armed, so either
+// a socket or a worker wakes it.
+//
+// Connection lifecycle (see common/records.h for the protocol):
+//
+//   accept -> kOpen --(client EOF / error / timeout / too large / slow)--> close
+//      socket, tell the worker (kConnClosed) --(worker's kClose)--> released
+//   kOpen --(worker's kClose)--> flush queued output --> shutdown(SHUT_WR) and
+//      linger until the client's FIN or linger_ms --> close socket, released
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "gatehouse/common/close_reason.h"
+#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/common/records.h"
+#include "gatehouse/shm/doorbell.h"
+#include "gatehouse/shm/session_table.h"
+
+namespace gatehouse::frontend {
+
+class Frontend {
+ public:
+  /// `listen_fds`: listening sockets opened by the supervisor.
+  /// `doorbell`: this process's; `worker_doorbells[i]`: worker i's.
+  Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Doorbell doorbell,
+           std::vector<shm::Doorbell> worker_doorbells);
+  ~Frontend();
+
+  /// Runs until drained (or stop()); returns the process exit code.
+  int run();
+  /// Async-signal-safe: begin draining (stop accepting, wait for connections
+  /// to close).
+  void request_drain() noexcept;
+
+ private:
+  struct Connection;
+  struct WorkerLink;
+  /// Intrusive list of connections with one timeout, oldest first.
+  struct DeadlineList {
+    Connection* head = nullptr;
+    Connection* tail = nullptr;
+    void push_back(Connection& c, std::int64_t deadline_ms);
+    void remove(Connection& c);
+  };
+
+  // accept
+  void start_accept(std::size_t listener);
+  void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
+  // client -> worker
+  void start_read(Connection& c);
+  void on_readable(shm::ConnectionId id);
+  bool forward_frames(Connection& c, std::span<const std::byte> bytes);
+  void retry_blocked();
+  // worker -> client
+  std::size_t drain_worker_rings();
+  void on_send(std::span<const std::byte> record);
+  void on_close(std::span<const std::byte> record);
+  void flush_batch();
+  void write_queued(Connection& c);
+  void on_writable(shm::ConnectionId id);
+  void queue_output(Connection& c, std::span<const std::byte> bytes);
+  // closing
+  void close_from_frontend(Connection& c, CloseReason reason);
+  void start_linger(Connection& c);
+  void destroy(Connection& c);
+  void reap();
+  void sweep_deadlines();
+  void touch(Connection& c);
+  // plumbing
+  Connection* find(shm::ConnectionId id) const;
+  void send_control(std::uint32_t worker, ipc::RecordType type, const void* header,
+                    std::size_t bytes);
+  void flush_control();
+  void publish_all();
+  void arm_doorbell();
+  void park(std::chrono::nanoseconds timeout);
+  void begin_drain();
+
+  GatewaySegment& segment_;
+  const Settings settings_;
+  shm::SlotTable table_;
+  boost::asio::io_context io_;
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  shm::Doorbell doorbell_;
+  boost::asio::posix::stream_descriptor doorbell_wait_;
+  bool doorbell_armed_ = false;
+  boost::asio::steady_timer sweep_timer_;
+  std::vector<std::unique_ptr<WorkerLink>> workers_;
+  std::vector<std::unique_ptr<Connection>> by_slot_;
+  std::size_t connection_count_ = 0;
+  std::vector<std::byte> scratch_;  // one read's worth, shared by all connections
+  std::deque<shm::ConnectionId> blocked_;  // waiting for ring space to forward
+  // Send records of the current ring batch, flushed (writev) before commit.
+  std::vector<std::pair<Connection*, std::span<const std::byte>>> batch_;
+  std::vector<std::size_t> batch_next_;  // next record of the same connection
+  std::vector<shm::ConnectionId> graveyard_;  // destroyed, freed by reap()
+  DeadlineList reading_;    // open connections, least recently read first
+  DeadlineList lingering_;  // closing connections waiting for the client's FIN
+  volatile std::sig_atomic_t drain_requested_ = 0;
+  bool draining_ = false;
+};
+
+}  // namespace gatehouse::frontend

@@ -1,0 +1,33 @@
+// gatehouse-frontend: started by the supervisor, never by hand.
+#include <csignal>
+#include <cstdio>
+
+#include "gatehouse/common/child_process_args.h"
+#include "gatehouse/common/log.h"
+#include "gatehouse/frontend/frontend.h"
+
+namespace {
+gatehouse::frontend::Frontend* g_frontend = nullptr;
+}
+
+int main(int argc, char** argv) {
+  try {
+    const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
+    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(args.segment));
+    gatehouse::init_logging("frontend", static_cast<spdlog::level::level_enum>(
+                                            segment.settings().log_level));
+    std::vector<gatehouse::shm::Doorbell> workers;
+    for (const int fd : args.peer_doorbells) workers.push_back(gatehouse::shm::Doorbell::adopt(fd));
+    gatehouse::frontend::Frontend frontend(segment, args.listen_fds,
+                                           gatehouse::shm::Doorbell::adopt(args.doorbell),
+                                           std::move(workers));
+    g_frontend = &frontend;
+    std::signal(SIGTERM, [](int) { g_frontend->request_drain(); });
+    std::signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the supervisor, which drains us
+    std::signal(SIGPIPE, SIG_IGN);
+    return frontend.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gatehouse-frontend: %s\n", e.what());
+    return 1;
+  }
+}

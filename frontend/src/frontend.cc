@@ -1,0 +1,601 @@
+#include "gatehouse/frontend/frontend.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <boost/asio/ip/v6_only.hpp>
+#include <chrono>
+#include <cstring>
+
+#include "gatehouse/common/client_protocol.h"
+#include "gatehouse/common/log.h"
+#include "gatehouse/shm/idle_strategy.h"
+
+namespace gatehouse::frontend {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kScratchBytes = 64 * 1024;
+constexpr std::size_t kRingBatch = 256;  // records per ring poll
+constexpr std::size_t kMaxIov = 64;
+
+std::int64_t now_ms() { return monotonic_ns() / 1'000'000; }
+
+}  // namespace
+
+struct Frontend::Connection {
+  Connection(asio::io_context& io, shm::ConnectionId conn_id, std::uint32_t w)
+      : socket(io), id(conn_id), worker(w) {}
+
+  tcp::socket socket;
+  shm::ConnectionId id;
+  std::uint32_t worker;
+  std::uint32_t frames_in = 0;
+  bool reading = false;        // an async_wait(read) is pending
+  bool writing = false;        // an async_wait(write) is pending
+  bool blocked = false;        // in blocked_, waiting for ring space
+  bool socket_closed = false;  // the socket is closed (or never to be read again)
+  bool worker_closed = false;  // the worker's kClose has arrived
+  bool lingering = false;      // output flushed, SHUT_WR sent, waiting for FIN
+  std::vector<std::byte> in;   // a partial frame carried to the next read
+  std::vector<std::byte> out;  // output the socket did not take yet
+  std::size_t out_offset = 0;
+  std::uint32_t out_records = 0;  // worker records waiting in `out`
+  // Deadline list links.
+  DeadlineList* list = nullptr;
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+  std::int64_t deadline_ms = 0;
+  // Current ring batch: index of the first/last of this connection's sends.
+  std::size_t batch_first = SIZE_MAX;
+  std::size_t batch_last = SIZE_MAX;
+  bool dead = false;  // destroyed; freed by reap() at a safe point
+};
+
+struct Frontend::WorkerLink {
+  WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell)
+      : doorbell(std::move(bell)),
+        to_worker(segment.ring(RingKind::kFrontendToWorker, w), &doorbell),
+        from_worker(segment.ring(RingKind::kWorkerToFrontend, w)) {}
+
+  shm::Doorbell doorbell;  // the worker's: rung when it is parked
+  shm::RingProducer to_worker;
+  shm::RingConsumer from_worker;
+  // Control records (open/closed) that found the ring full: sent first, in
+  // order, before any more frames go to this worker.
+  std::deque<std::vector<std::byte>> control_backlog;
+  std::deque<std::uint32_t> control_types;
+};
+
+void Frontend::DeadlineList::push_back(Connection& c, std::int64_t deadline_ms) {
+  c.list = this;
+  c.deadline_ms = deadline_ms;
+  c.prev = tail;
+  c.next = nullptr;
+  (tail != nullptr ? tail->next : head) = &c;
+  tail = &c;
+}
+
+void Frontend::DeadlineList::remove(Connection& c) {
+  if (c.list != this) return;
+  (c.prev != nullptr ? c.prev->next : head) = c.next;
+  (c.next != nullptr ? c.next->prev : tail) = c.prev;
+  c.list = nullptr;
+  c.prev = c.next = nullptr;
+}
+
+Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Doorbell doorbell,
+                   std::vector<shm::Doorbell> worker_doorbells)
+    : segment_(segment),
+      settings_(segment.settings()),
+      table_(shm::SlotTable::attach_untyped(segment.sessions())),
+      doorbell_(std::move(doorbell)),
+      doorbell_wait_(io_, ::dup(doorbell_.fd())),
+      sweep_timer_(io_),
+      by_slot_(table_.slots()),
+      scratch_(kScratchBytes) {
+  if (worker_doorbells.size() != settings_.workers) {
+    throw std::invalid_argument("frontend: expected " + std::to_string(settings_.workers) +
+                                " worker doorbells, got " +
+                                std::to_string(worker_doorbells.size()));
+  }
+  for (std::uint32_t w = 0; w < settings_.workers; ++w) {
+    workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w])));
+  }
+  for (const int fd : listen_fds) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    acceptor->assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
+    acceptors_.push_back(std::move(acceptor));
+  }
+  segment_.control().frontend.pid.store(::getpid());
+}
+
+Frontend::~Frontend() = default;
+
+void Frontend::request_drain() noexcept { drain_requested_ = 1; }
+
+// ------------------------------------------------------------------ accept
+
+void Frontend::start_accept(std::size_t listener) {
+  acceptors_[listener]->async_accept([this, listener](boost::system::error_code ec,
+                                                      tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptors_[listener]->is_open()) return;
+    if (!ec) on_accept(listener, std::move(socket));
+    else spdlog::warn("accept failed: {}", ec.message());
+    start_accept(listener);
+  });
+}
+
+void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
+  boost::system::error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return;  // already gone
+  std::optional<shm::ConnectionId> id;
+  if (connection_count_ < settings_.max_connections) id = table_.allocate();
+  if (!id) {
+    spdlog::warn("connection from {} refused: connection limit {} reached",
+                 remote.address().to_string(), settings_.max_connections);
+    return;  // the socket closes here
+  }
+  socket.non_blocking(true, ec);
+  socket.set_option(tcp::no_delay(true), ec);
+  if (settings_.sockbuf != 0) {
+    socket.set_option(asio::socket_base::receive_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
+    socket.set_option(asio::socket_base::send_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
+  }
+  const std::uint32_t worker = id->slot() % settings_.workers;
+  auto conn = std::make_unique<Connection>(io_, *id, worker);
+  conn->socket = std::move(socket);
+  Connection& c = *conn;
+  by_slot_[id->slot()] = std::move(conn);
+  ++connection_count_;
+
+  ipc::ConnOpened opened{};
+  opened.conn = id->value();
+  const auto v6 = remote.address().is_v6()
+                      ? remote.address().to_v6()
+                      : asio::ip::make_address_v6(asio::ip::v4_mapped, remote.address().to_v4());
+  const auto bytes = v6.to_bytes();
+  std::memcpy(opened.address, bytes.data(), sizeof opened.address);
+  opened.port = remote.port();
+  opened.listener = static_cast<std::uint16_t>(listener);
+  opened.accepted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+  send_control(worker, ipc::kConnOpened, &opened, sizeof opened);
+  reading_.push_back(c, now_ms() + settings_.read_timeout_ms);
+  start_read(c);
+}
+
+// ------------------------------------------------------------------ client -> worker
+
+void Frontend::start_read(Connection& c) {
+  if (c.reading || c.socket_closed || c.blocked) return;
+  c.reading = true;
+  c.socket.async_wait(tcp::socket::wait_read,
+                      [this, id = c.id](boost::system::error_code ec) {
+                        Connection* conn = find(id);
+                        if (conn == nullptr) return;
+                        conn->reading = false;
+                        if (ec == asio::error::operation_aborted) return;
+                        on_readable(id);
+                      });
+}
+
+void Frontend::on_readable(shm::ConnectionId id) {
+  Connection& c = *find(id);
+  if (c.socket_closed) return;
+  boost::system::error_code ec;
+  const std::size_t n = c.socket.read_some(asio::buffer(scratch_), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    start_read(c);
+    return;
+  }
+  if (ec) {
+    const bool clean = ec == asio::error::eof || ec == asio::error::connection_reset;
+    if (c.lingering) {
+      destroy(c);  // the client's FIN (or reset) ends the linger
+      return;
+    }
+    close_from_frontend(c, clean ? CloseReason::kClientClosed : CloseReason::kIoError);
+    return;
+  }
+  if (c.lingering) {  // the worker is done with it: discard until FIN
+    start_read(c);
+    return;
+  }
+  touch(c);
+  std::span<const std::byte> bytes(scratch_.data(), n);
+  if (!c.in.empty()) {
+    c.in.insert(c.in.end(), bytes.begin(), bytes.end());
+    std::vector<std::byte> pending;
+    pending.swap(c.in);
+    if (forward_frames(c, pending)) start_read(c);
+  } else if (forward_frames(c, bytes)) {
+    start_read(c);
+  }
+}
+
+/// Sends every whole frame in `bytes` to the worker and keeps the rest in
+/// c.in. False when the connection must not be read now (closed, or blocked
+/// on a full ring).
+bool Frontend::forward_frames(Connection& c, std::span<const std::byte> bytes) {
+  WorkerLink& link = *workers_[c.worker];
+  while (!bytes.empty()) {
+    const protocol::FrameScan scan = protocol::scan_frame(bytes, settings_.max_frame);
+    if (scan.kind == protocol::FrameScan::kTooLarge) {
+      spdlog::debug("conn {:#x}: frame of {} bytes over the {} limit", c.id.value(),
+                    scan.payload_bytes, settings_.max_frame);
+      close_from_frontend(c, CloseReason::kFrameTooLarge);
+      return false;
+    }
+    if (scan.kind == protocol::FrameScan::kNeedMore) break;
+    const auto payload = bytes.subspan(protocol::kSizeBytes, scan.payload_bytes);
+    const ipc::ClientFrame header{c.id.value(), c.frames_in + 1, 0};
+    if (!link.control_backlog.empty() ||
+        ipc::write_record(link.to_worker, ipc::kClientFrame, header, payload) !=
+            shm::WriteStatus::kOk) {
+      c.in.assign(bytes.begin(), bytes.end());
+      c.blocked = true;
+      blocked_.push_back(c.id);
+      return false;
+    }
+    ++c.frames_in;
+    bytes = bytes.subspan(protocol::kSizeBytes + scan.payload_bytes);
+  }
+  c.in.assign(bytes.begin(), bytes.end());
+  return true;
+}
+
+void Frontend::retry_blocked() {
+  for (std::size_t n = blocked_.size(); n > 0; --n) {
+    const shm::ConnectionId id = blocked_.front();
+    blocked_.pop_front();
+    Connection* c = find(id);
+    if (c == nullptr || !c->blocked) continue;
+    c->blocked = false;
+    if (c->socket_closed) continue;
+    std::vector<std::byte> pending;
+    pending.swap(c->in);
+    if (forward_frames(*c, pending)) start_read(*c);
+    if (c->blocked) break;  // still full: keep the order, try again next pass
+  }
+}
+
+// ------------------------------------------------------------------ worker -> client
+
+std::size_t Frontend::drain_worker_rings() {
+  std::size_t total = 0;
+  for (auto& link : workers_) {
+    const std::size_t n = link->from_worker.poll(
+        [this](const shm::Record& r) {
+          if (r.type == ipc::kSend) {
+            on_send(r.payload);
+          } else if (r.type == ipc::kClose) {
+            flush_batch();  // everything sent before the close goes first
+            on_close(r.payload);
+          } else {
+            spdlog::error("unexpected record type {} from a worker", r.type);
+          }
+        },
+        kRingBatch);
+    if (n != 0) {
+      flush_batch();  // the batch's spans point into the ring: write before commit
+      link->from_worker.commit();
+      total += n;
+    }
+  }
+  return total;
+}
+
+void Frontend::on_send(std::span<const std::byte> record) {
+  const auto send = ipc::parse_record<ipc::SendHeader>(record);
+  if (!send) return;
+  Connection* c = find(shm::ConnectionId(send->header.conn));
+  if (c == nullptr || c->socket_closed || c->lingering) {
+    // The connection closed while the worker was answering it; the worker
+    // learns of the close from our kConnClosed and logs the session's end.
+    spdlog::debug("conn {:#x}: {} bytes for a closed connection discarded", send->header.conn,
+                  send->tail.size());
+    return;
+  }
+  if (!c->out.empty() || c->writing) {
+    queue_output(*c, send->tail);
+    return;
+  }
+  const std::size_t index = batch_.size();
+  batch_.emplace_back(c, send->tail);
+  batch_next_.push_back(SIZE_MAX);
+  if (c->batch_first == SIZE_MAX) {
+    c->batch_first = index;
+  } else {
+    batch_next_[c->batch_last] = index;
+  }
+  c->batch_last = index;
+}
+
+void Frontend::on_close(std::span<const std::byte> record) {
+  const auto close = ipc::parse_record<ipc::CloseCommand>(record);
+  if (!close) return;
+  Connection* c = find(shm::ConnectionId(close->header.conn));
+  if (c == nullptr) return;
+  c->worker_closed = true;
+  if (c->socket_closed) {
+    destroy(*c);  // we closed first; this was the worker's acknowledgement
+  } else if (c->out.empty()) {
+    start_linger(*c);
+  }  // else: write_queued() lingers once the queue is flushed
+}
+
+/// Writes the batch's sends with one sendmsg per connection: the records of
+/// one connection are chained through batch_next_ in arrival order.
+void Frontend::flush_batch() {
+  if (batch_.empty()) return;
+  iovec iov[kMaxIov];
+  std::size_t chain[kMaxIov];
+  for (std::size_t i = 0; i < batch_.size(); ++i) {
+    Connection* c = batch_[i].first;
+    if (c == nullptr || c->batch_first != i) continue;
+    c->batch_first = SIZE_MAX;
+    std::size_t at = i;
+    while (at != SIZE_MAX && !c->socket_closed) {
+      // Up to kMaxIov of this connection's records in one sendmsg.
+      std::size_t count = 0, bytes = 0;
+      for (; at != SIZE_MAX && count < kMaxIov; at = batch_next_[at]) {
+        const auto span = batch_[at].second;
+        chain[count] = at;
+        iov[count++] = {const_cast<std::byte*>(span.data()), span.size()};
+        bytes += span.size();
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      const ssize_t rc = ::sendmsg(c->socket.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        close_from_frontend(*c, CloseReason::kIoError);
+        break;
+      }
+      std::size_t sent = rc < 0 ? 0 : static_cast<std::size_t>(rc);
+      if (sent == bytes) continue;
+      // The socket is full: queue the unsent rest in order and wait for it.
+      for (std::size_t k = 0; k < count && !c->socket_closed; ++k) {
+        auto span = batch_[chain[k]].second;
+        const std::size_t skip = std::min(sent, span.size());
+        sent -= skip;
+        if (skip < span.size()) queue_output(*c, span.subspan(skip));
+      }
+      for (; at != SIZE_MAX && !c->socket_closed; at = batch_next_[at]) {
+        queue_output(*c, batch_[at].second);
+      }
+      break;
+    }
+  }
+  batch_.clear();
+  batch_next_.clear();
+}
+
+void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
+  if (++c.out_records > settings_.txqueuelen) {
+    spdlog::debug("conn {:#x}: {} records queued, over txqueuelen {}", c.id.value(),
+                  c.out_records, settings_.txqueuelen);
+    close_from_frontend(c, CloseReason::kSlowConsumer);
+    return;
+  }
+  c.out.insert(c.out.end(), bytes.begin(), bytes.end());
+  if (!c.writing) {
+    c.writing = true;
+    c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
+      Connection* conn = find(id);
+      if (conn == nullptr) return;
+      conn->writing = false;
+      if (ec == asio::error::operation_aborted) return;
+      on_writable(id);
+    });
+  }
+}
+
+void Frontend::on_writable(shm::ConnectionId id) {
+  Connection& c = *find(id);
+  if (c.socket_closed) return;
+  write_queued(c);
+}
+
+void Frontend::write_queued(Connection& c) {
+  const std::size_t left = c.out.size() - c.out_offset;
+  const ssize_t rc =
+      ::send(c.socket.native_handle(), c.out.data() + c.out_offset, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    close_from_frontend(c, CloseReason::kIoError);
+    return;
+  }
+  c.out_offset += rc < 0 ? 0 : static_cast<std::size_t>(rc);
+  if (c.out_offset < c.out.size()) {
+    std::vector<std::byte> rest(c.out.begin() + static_cast<std::ptrdiff_t>(c.out_offset),
+                                c.out.end());
+    c.out.swap(rest);
+    c.out_offset = 0;
+    c.writing = true;
+    c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
+      Connection* conn = find(id);
+      if (conn == nullptr) return;
+      conn->writing = false;
+      if (ec == asio::error::operation_aborted) return;
+      on_writable(id);
+    });
+    return;
+  }
+  std::vector<std::byte>().swap(c.out);  // idle connections keep no buffer
+  c.out_offset = 0;
+  c.out_records = 0;  // caught up: txqueuelen counts from here
+  if (c.worker_closed) start_linger(c);
+}
+
+// ------------------------------------------------------------------ closing
+
+void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
+  if (c.socket_closed) return;
+  c.socket_closed = true;
+  boost::system::error_code ec;
+  c.socket.close(ec);
+  reading_.remove(c);
+  lingering_.remove(c);
+  std::vector<std::byte>().swap(c.in);
+  std::vector<std::byte>().swap(c.out);
+  if (c.worker_closed) {
+    destroy(c);  // the worker already said goodbye (a kick crossed our close)
+    return;
+  }
+  const ipc::ConnClosed closed{c.id.value(), static_cast<std::uint32_t>(reason), 0};
+  send_control(c.worker, ipc::kConnClosed, &closed, sizeof closed);
+}
+
+void Frontend::start_linger(Connection& c) {
+  if (c.lingering || c.socket_closed) return;
+  c.lingering = true;
+  boost::system::error_code ec;
+  c.socket.shutdown(tcp::socket::shutdown_send, ec);
+  std::vector<std::byte>().swap(c.in);
+  reading_.remove(c);
+  lingering_.push_back(c, now_ms() + settings_.linger_ms);
+  start_read(c);
+}
+
+/// Closes the socket now; the slot and the object are freed by reap(), since
+/// a batch or a handler up the stack may still hold the pointer.
+void Frontend::destroy(Connection& c) {
+  if (c.dead) return;
+  c.dead = true;
+  c.socket_closed = true;
+  reading_.remove(c);
+  lingering_.remove(c);
+  boost::system::error_code ec;
+  c.socket.close(ec);
+  graveyard_.push_back(c.id);
+}
+
+void Frontend::reap() {
+  for (const shm::ConnectionId id : graveyard_) {
+    table_.release(id);
+    by_slot_[id.slot()].reset();
+    --connection_count_;
+  }
+  graveyard_.clear();
+}
+
+void Frontend::touch(Connection& c) {
+  reading_.remove(c);
+  reading_.push_back(c, now_ms() + settings_.read_timeout_ms);
+}
+
+void Frontend::sweep_deadlines() {
+  const std::int64_t now = now_ms();
+  while (reading_.head != nullptr && reading_.head->deadline_ms <= now) {
+    close_from_frontend(*reading_.head, CloseReason::kReadTimeout);
+  }
+  while (lingering_.head != nullptr && lingering_.head->deadline_ms <= now) {
+    destroy(*lingering_.head);
+  }
+  sweep_timer_.expires_after(std::chrono::milliseconds(100));
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) sweep_deadlines();
+  });
+}
+
+// ------------------------------------------------------------------ plumbing
+
+Frontend::Connection* Frontend::find(shm::ConnectionId id) const {
+  if (id.slot() >= by_slot_.size()) return nullptr;
+  Connection* c = by_slot_[id.slot()].get();
+  return c != nullptr && c->id == id ? c : nullptr;
+}
+
+void Frontend::send_control(std::uint32_t worker, ipc::RecordType type, const void* header,
+                            std::size_t bytes) {
+  WorkerLink& link = *workers_[worker];
+  const std::span<const std::byte> record(static_cast<const std::byte*>(header), bytes);
+  if (link.control_backlog.empty() &&
+      link.to_worker.try_write(type, record) == shm::WriteStatus::kOk) {
+    return;
+  }
+  link.control_backlog.emplace_back(record.begin(), record.end());
+  link.control_types.push_back(type);
+}
+
+void Frontend::flush_control() {
+  for (auto& link : workers_) {
+    while (!link->control_backlog.empty() &&
+           link->to_worker.try_write(link->control_types.front(), link->control_backlog.front()) ==
+               shm::WriteStatus::kOk) {
+      link->control_backlog.pop_front();
+      link->control_types.pop_front();
+    }
+  }
+}
+
+void Frontend::publish_all() {
+  for (auto& link : workers_) link->to_worker.publish();
+}
+
+void Frontend::arm_doorbell() {
+  if (doorbell_armed_) return;
+  doorbell_armed_ = true;
+  doorbell_wait_.async_wait(asio::posix::stream_descriptor::wait_read,
+                            [this](boost::system::error_code) {
+                              doorbell_armed_ = false;
+                              doorbell_.drain();
+                            });
+}
+
+void Frontend::park(std::chrono::nanoseconds timeout) {
+  std::size_t raised = 0;
+  for (; raised < workers_.size(); ++raised) {
+    if (!workers_[raised]->from_worker.prepare_park()) break;
+  }
+  if (raised == workers_.size()) {
+    arm_doorbell();
+    io_.run_one_for(timeout);
+  }
+  for (std::size_t i = 0; i < raised; ++i) workers_[i]->from_worker.unpark();
+}
+
+void Frontend::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  spdlog::info("draining: stopped accepting, {} connections open", connection_count_);
+  for (auto& a : acceptors_) {
+    boost::system::error_code ec;
+    a->close(ec);
+  }
+}
+
+int Frontend::run() {
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
+  sweep_deadlines();
+  shm::BackoffIdler idler;
+  ProcessStatus& status = segment_.control().frontend;
+  for (;;) {
+    std::size_t work = io_.poll();
+    flush_control();
+    retry_blocked();
+    work += drain_worker_rings();
+    publish_all();
+    reap();
+    status.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    if (drain_requested_ != 0 || segment_.draining()) begin_drain();
+    if (draining_ && connection_count_ == 0) break;
+    idler.idle(work, [this](std::chrono::nanoseconds timeout) { park(timeout); });
+  }
+  spdlog::info("drained: all connections closed");
+  return 0;
+}
+
+}  // namespace gatehouse::frontend
