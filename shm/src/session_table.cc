@@ -122,6 +122,13 @@ std::byte* SlotTable::find(ConnectionId id) const noexcept {
   return base_ + std::size_t{id.slot()} * slot_bytes_ + kValueOffset;
 }
 
+ConnectionId SlotTable::live_id(std::uint32_t slot) const noexcept {
+  if (slot >= slots_) return {};
+  SlotHeader& h = header(slot);
+  if (h.live.load(std::memory_order_acquire) == 0) return {};
+  return ConnectionId(h.generation.load(std::memory_order_acquire), slot);
+}
+
 std::uint32_t SlotTable::live_count() const noexcept {
   std::uint32_t n = 0;
   for (std::uint32_t i = 0; i < slots_; ++i) n += header(i).live.load(std::memory_order_relaxed);

@@ -78,6 +78,8 @@ class SlotTable {
   std::byte* find(ConnectionId id) const noexcept;
   std::uint32_t slots() const noexcept { return slots_; }
   std::uint32_t live_count() const noexcept;
+  /// The live id of `slot`, or an empty id when the slot is free.
+  ConnectionId live_id(std::uint32_t slot) const noexcept;
 
  private:
   SlotTable(std::byte* base, std::uint32_t slots, std::size_t slot_bytes)
@@ -117,6 +119,7 @@ class SessionTable {
   bool release(ConnectionId id) { return table_.release(id); }
   T* find(ConnectionId id) const noexcept { return reinterpret_cast<T*>(table_.find(id)); }
   std::uint32_t slots() const noexcept { return table_.slots(); }
+  ConnectionId live_id(std::uint32_t slot) const noexcept { return table_.live_id(slot); }
   std::uint32_t live_count() const noexcept { return table_.live_count(); }
 
  private:

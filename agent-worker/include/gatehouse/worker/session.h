@@ -1,0 +1,33 @@
+// Session: everything the gateway knows about one client connection, kept
+// in the shared-memory session table (not in a worker's heap) so that a
+// replacement worker picks the session up where a dead one left it. A POD:
+// adding or changing a field changes the shm layout (bump kLayoutVersion).
+#pragma once
+
+#include <cstdint>
+
+#include "gatehouse/common/legacy_crypto.h"
+
+namespace gatehouse::worker {
+
+struct Session {
+  enum State : std::uint32_t { kUnused = 0, kOpen = 1, kLoggedIn = 2, kClosed = 3 };
+
+  State state;
+  std::uint32_t encrypted;  ///< 1 once get_seed_ack has gone out
+  std::uint32_t rx_seq;     ///< client frames accepted; the next must carry rx_seq + 1
+  std::uint32_t rpm_count;  ///< frames in the current one-minute window
+  std::int64_t rpm_window_start_ms;
+  std::int64_t opened_unix_ms;
+  std::int64_t user_id;
+  std::uint8_t address[16];  ///< remote IPv6 (IPv4-mapped for IPv4)
+  std::uint16_t port;
+  std::uint16_t listener;
+  std::uint32_t reserved;
+  std::uint64_t frames_in;
+  std::uint64_t frames_out;
+  legacy::Rc4State decrypt;  ///< client -> gateway stream (key1)
+  legacy::Rc4State encrypt;  ///< gateway -> client stream (key2)
+};
+
+}  // namespace gatehouse::worker

@@ -1,0 +1,77 @@
+// Worker: the per-session logic of the gonet2 agent, for the sessions whose
+// connection slot maps to this worker (slot % workers == index).
+//
+// A duty cycle over two input rings (frontend -> worker, bridge -> worker)
+// and two output rings (worker -> frontend, worker -> bridge). Before taking
+// an input record it makes sure both output rings have room for the largest
+// output one record can produce, so it never has to drop or block mid-record;
+// when they do not, it leaves the input where it is (backpressure). Outputs
+// are published once per pass.
+//
+// For each client frame: decrypt (once the key exchange is done), check the
+// seq, count it against the per-minute limit, then heartbeat (0 -> 1), login
+// (10 -> 11 / 12), key exchange (30 -> 31), or forward (> 1000) to the game.
+// Any bad input kicks the session with a reason; nothing else is affected.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "gatehouse/common/close_reason.h"
+#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/common/records.h"
+#include "gatehouse/shm/doorbell.h"
+#include "gatehouse/shm/session_table.h"
+#include "gatehouse/worker/login.h"
+#include "gatehouse/worker/session.h"
+
+namespace gatehouse::worker {
+
+class Worker {
+ public:
+  Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
+         shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
+         std::unique_ptr<LoginProvider> login);
+
+  /// Runs until request_stop(); returns the process exit code.
+  int run();
+  /// Async-signal-safe.
+  void request_stop() noexcept { stop_requested_ = 1; }
+
+ private:
+  bool outputs_have_room();
+  bool on_frontend_record(const shm::Record& record);
+  bool on_bridge_record(const shm::Record& record);
+  void open_session(const ipc::ConnOpened& opened);
+  void handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
+  void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  /// Frames, encrypts if the session is encrypted, and queues to the client.
+  void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
+  void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);
+  /// Ends the session: closes its game stream, logs, and tells the frontend.
+  void finish(shm::ConnectionId id, Session& s, CloseReason reason);
+  void kick_all(CloseReason reason);
+  Session* live_session(shm::ConnectionId id);
+
+  GatewaySegment& segment_;
+  const Settings settings_;
+  const std::uint32_t index_;
+  shm::SessionTable<Session> sessions_;
+  shm::Doorbell doorbell_;
+  shm::Doorbell frontend_doorbell_;
+  shm::Doorbell bridge_doorbell_;
+  std::unique_ptr<LoginProvider> login_;
+  shm::RingConsumer from_frontend_;
+  shm::RingConsumer from_bridge_;
+  shm::RingProducer to_frontend_;
+  shm::RingProducer to_bridge_;
+  std::vector<std::byte> scratch_;  // a decrypted client payload
+  std::vector<std::byte> reply_;    // a reply being encoded
+  volatile std::sig_atomic_t stop_requested_ = 0;
+  bool drained_ = false;
+};
+
+}  // namespace gatehouse::worker

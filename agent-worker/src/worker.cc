@@ -1,0 +1,340 @@
+#include "gatehouse/worker/worker.h"
+
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "gatehouse/common/byte_io.h"
+#include "gatehouse/common/client_protocol.h"
+#include "gatehouse/common/log.h"
+#include "gatehouse/shm/idle_strategy.h"
+
+namespace gatehouse::worker {
+namespace {
+
+constexpr std::size_t kRingBatch = 256;
+constexpr std::int64_t kMinuteMs = 60'000;
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// "1.2.3.4:5678" or "[::1]:5678" for logs.
+std::string remote_of(const Session& s) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(s.address, kMapped, sizeof kMapped) == 0) {
+    ::inet_ntop(AF_INET, s.address + 12, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(s.port);
+  }
+  ::inet_ntop(AF_INET6, s.address, text, sizeof text);
+  return "[" + std::string(text) + "]:" + std::to_string(s.port);
+}
+
+}  // namespace
+
+Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
+               shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
+               std::unique_ptr<LoginProvider> login)
+    : segment_(segment),
+      settings_(segment.settings()),
+      index_(index),
+      sessions_(shm::SessionTable<Session>::attach(segment.sessions())),
+      doorbell_(std::move(doorbell)),
+      frontend_doorbell_(std::move(frontend_doorbell)),
+      bridge_doorbell_(std::move(bridge_doorbell)),
+      login_(std::move(login)),
+      from_frontend_(segment.ring(RingKind::kFrontendToWorker, index)),
+      from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
+      to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
+      to_bridge_(segment.ring(RingKind::kWorkerToBridge, index), &bridge_doorbell_) {
+  scratch_.reserve(protocol::kMaxPayload + 16);
+  segment_.control().workers[index].pid.store(::getpid());
+}
+
+Session* Worker::live_session(shm::ConnectionId id) {
+  Session* s = sessions_.find(id);
+  if (s == nullptr || s->state == Session::kUnused || s->state == Session::kClosed) return nullptr;
+  return s;
+}
+
+bool Worker::outputs_have_room() {
+  return to_frontend_.can_write(ipc::kMaxRecordBytes) && to_bridge_.can_write(ipc::kMaxRecordBytes);
+}
+
+// ------------------------------------------------------------------ frontend records
+
+bool Worker::on_frontend_record(const shm::Record& record) {
+  if (!outputs_have_room()) return false;
+  switch (record.type) {
+    case ipc::kConnOpened:
+      if (const auto r = ipc::parse_record<ipc::ConnOpened>(record.payload)) open_session(r->header);
+      break;
+    case ipc::kClientFrame:
+      if (const auto r = ipc::parse_record<ipc::ClientFrame>(record.payload)) {
+        const shm::ConnectionId id(r->header.conn);
+        if (Session* s = live_session(id)) handle_frame(id, *s, r->tail);
+        // else: a frame that was in flight when we kicked the session
+      }
+      break;
+    case ipc::kConnClosed:
+      if (const auto r = ipc::parse_record<ipc::ConnClosed>(record.payload)) {
+        const shm::ConnectionId id(r->header.conn);
+        if (Session* s = live_session(id)) finish(id, *s, static_cast<CloseReason>(r->header.reason));
+        // else: we kicked it first; our kClose is the frontend's answer
+      }
+      break;
+    default:
+      spdlog::error("unexpected record type {} from the frontend", record.type);
+  }
+  return true;
+}
+
+void Worker::open_session(const ipc::ConnOpened& opened) {
+  const shm::ConnectionId id(opened.conn);
+  Session* s = sessions_.find(id);
+  if (s == nullptr) return;  // the frontend released it already (cannot happen: it waits for us)
+  *s = Session{};
+  s->state = Session::kOpen;
+  s->opened_unix_ms = opened.accepted_unix_ms;
+  s->rpm_window_start_ms = opened.accepted_unix_ms;
+  std::memcpy(s->address, opened.address, sizeof s->address);
+  s->port = opened.port;
+  s->listener = opened.listener;
+  spdlog::info("open conn={:#x} remote={}", id.value(), remote_of(*s));
+  if (drained_) finish(id, *s, CloseReason::kShutdown);
+}
+
+void Worker::handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload) {
+  std::span<const std::byte> clear = payload;
+  if (s.encrypted != 0) {
+    scratch_.resize(payload.size());
+    s.decrypt.apply(payload.data(), scratch_.data(), payload.size());
+    clear = scratch_;
+  }
+  ++s.frames_in;
+  const auto packet = protocol::parse_client_payload(clear);
+  if (!packet) return finish(id, s, CloseReason::kBadBody);
+  if (packet->seq != s.rx_seq + 1) {
+    spdlog::debug("conn {:#x}: seq {} where {} was due", id.value(), packet->seq, s.rx_seq + 1);
+    return finish(id, s, CloseReason::kBadSeq);
+  }
+  s.rx_seq = packet->seq;
+
+  const std::int64_t now = unix_ms();
+  if (now - s.rpm_window_start_ms >= kMinuteMs) {
+    s.rpm_window_start_ms = now;
+    s.rpm_count = 0;
+  }
+  if (settings_.rpm_limit != 0 && ++s.rpm_count > settings_.rpm_limit) {
+    return finish(id, s, CloseReason::kRpmExceeded);
+  }
+
+  const std::int16_t proto = packet->proto;
+  if (proto > protocol::kMaxGatewayProto) {
+    if (s.state != Session::kLoggedIn) return finish(id, s, CloseReason::kNotLoggedIn);
+    const ipc::StreamMessage header{id.value()};
+    ipc::write_record(to_bridge_, ipc::kStreamMessage, header,
+                      clear.subspan(4));  // | proto | body |, without seq
+    return;
+  }
+  switch (proto) {
+    case protocol::kHeartBeatReq: {
+      const auto beat = protocol::parse_heartbeat(packet->body);
+      if (!beat) return finish(id, s, CloseReason::kBadBody);
+      return send_packet(id, s, protocol::kHeartBeatAck, *beat);
+    }
+    case protocol::kUserLoginReq:
+      return handle_login(id, s, packet->body);
+    case protocol::kGetSeedReq:
+      return handle_seed(id, s, packet->body);
+    default:
+      spdlog::debug("conn {:#x}: unknown gateway proto {}", id.value(), proto);
+      return finish(id, s, CloseReason::kUnknownProto);
+  }
+}
+
+void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body) {
+  const auto login = protocol::parse_login(body);
+  if (!login) return finish(id, s, CloseReason::kBadBody);
+  const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
+  if (!uid) {
+    spdlog::info("conn {:#x}: login refused for open_udid '{}'", id.value(), login->open_udid);
+    send_packet(id, s, protocol::kUserLoginFaildAck, 0);
+    return finish(id, s, CloseReason::kLoginFailed);
+  }
+  s.user_id = *uid;
+  s.state = Session::kLoggedIn;
+  send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
+  ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
+  spdlog::info("login conn={:#x} remote={} user={}", id.value(), remote_of(s), s.user_id);
+}
+
+void Worker::handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body) {
+  const auto seeds = protocol::parse_seed(body);
+  // A second exchange would re-key mid-stream; gonet2 clients never do it.
+  if (!seeds || s.encrypted != 0) return finish(id, s, CloseReason::kBadBody);
+  const std::uint64_t x1 = legacy::dh_random_secret();
+  const std::uint64_t x2 = legacy::dh_random_secret();
+  const protocol::SeedPair reply{static_cast<std::int32_t>(legacy::dh_public(x1)),
+                                 static_cast<std::int32_t>(legacy::dh_public(x2))};
+  reply_.clear();
+  protocol::encode_seed_packet(protocol::kGetSeedAck, reply, reply_);
+  send_to_client(id, s, reply_);  // in clear: encryption starts after it
+  s.decrypt.init(legacy::dh_power(seeds->send_seed, x1));
+  s.encrypt.init(legacy::dh_power(seeds->receive_seed, x2));
+  s.encrypted = 1;
+}
+
+void Worker::send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value) {
+  reply_.clear();
+  protocol::encode_int32_packet(proto, value, reply_);
+  send_to_client(id, s, reply_);
+}
+
+void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload) {
+  const ipc::SendHeader header{id.value()};
+  shm::WriteStatus status;
+  const auto out =
+      to_frontend_.claim(ipc::kSend, sizeof header + protocol::kSizeBytes + payload.size(), &status);
+  if (status != shm::WriteStatus::kOk) {
+    // outputs_have_room() is checked before every input record, so this is a
+    // broken invariant, not load.
+    spdlog::critical("conn {:#x}: no room in the frontend ring after the check", id.value());
+    std::abort();
+  }
+  std::memcpy(out.data(), &header, sizeof header);
+  std::byte* frame = out.data() + sizeof header;
+  store_u16(frame, static_cast<std::uint16_t>(payload.size()));
+  if (s.encrypted != 0) {
+    s.encrypt.apply(payload.data(), frame + protocol::kSizeBytes, payload.size());
+  } else {
+    std::memcpy(frame + protocol::kSizeBytes, payload.data(), payload.size());
+  }
+  to_frontend_.commit(out.size());
+  ++s.frames_out;
+}
+
+void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
+  if (s.state == Session::kLoggedIn) {
+    ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value()});
+  }
+  const std::int64_t lived_ms = unix_ms() - s.opened_unix_ms;
+  if (reason == CloseReason::kClientClosed || reason == CloseReason::kShutdown) {
+    spdlog::info("close conn={:#x} remote={} user={} reason={} frames_in={} frames_out={} ms={}",
+                 id.value(), remote_of(s), s.user_id, to_string(reason), s.frames_in, s.frames_out,
+                 lived_ms);
+  } else {
+    spdlog::warn("kick conn={:#x} remote={} user={} reason={} frames_in={} frames_out={} ms={}",
+                 id.value(), remote_of(s), s.user_id, to_string(reason), s.frames_in, s.frames_out,
+                 lived_ms);
+  }
+  s.state = Session::kClosed;
+  ipc::write_record(to_frontend_, ipc::kClose,
+                    ipc::CloseCommand{id.value(), static_cast<std::uint32_t>(reason), 0});
+}
+
+// ------------------------------------------------------------------ bridge records
+
+bool Worker::on_bridge_record(const shm::Record& record) {
+  if (!outputs_have_room()) return false;
+  switch (record.type) {
+    case ipc::kGameMessage: {
+      const auto r = ipc::parse_record<ipc::GameMessage>(record.payload);
+      if (!r) break;
+      const shm::ConnectionId id(r->header.conn);
+      Session* s = live_session(id);
+      if (s == nullptr) {
+        spdlog::debug("conn {:#x}: game message of {} bytes after the session closed", id.value(),
+                      r->tail.size());
+        break;
+      }
+      if (r->tail.size() > protocol::kMaxPayload || r->tail.size() < protocol::kServerHeaderBytes) {
+        spdlog::warn("conn {:#x}: game sent a {}-byte message that cannot be framed", id.value(),
+                     r->tail.size());
+        finish(id, *s, CloseReason::kFrameTooLarge);
+        break;
+      }
+      send_to_client(id, *s, r->tail);
+      break;
+    }
+    case ipc::kGameKick:
+      if (const auto r = ipc::parse_record<ipc::GameKick>(record.payload)) {
+        const shm::ConnectionId id(r->header.conn);
+        if (Session* s = live_session(id)) finish(id, *s, CloseReason::kKickedByGame);
+      }
+      break;
+    case ipc::kStreamEnded:
+      if (const auto r = ipc::parse_record<ipc::StreamEnded>(record.payload)) {
+        const shm::ConnectionId id(r->header.conn);
+        if (Session* s = live_session(id)) {
+          finish(id, *s,
+                 r->header.grpc_code == 0 ? CloseReason::kKickedByGame
+                                          : CloseReason::kBackendUnavailable);
+        }
+      }
+      break;
+    default:
+      spdlog::error("unexpected record type {} from the bridge", record.type);
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------ loop
+
+void Worker::kick_all(CloseReason reason) {
+  for (std::uint32_t slot = index_; slot < sessions_.slots(); slot += settings_.workers) {
+    const shm::ConnectionId id = sessions_.live_id(slot);
+    if (!id) continue;
+    if (Session* s = live_session(id)) {
+      // Make room as we go: drain closes can outnumber one ring's worth.
+      while (!outputs_have_room()) {
+        to_frontend_.publish();
+        to_bridge_.publish();
+        shm::cpu_relax();
+        if (stop_requested_ != 0) return;
+      }
+      finish(id, *s, reason);
+    }
+  }
+}
+
+int Worker::run() {
+  shm::BackoffIdler idler;
+  ProcessStatus& status = segment_.control().workers[index_];
+  const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
+  const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
+  while (stop_requested_ == 0) {
+    std::size_t work = from_frontend_.read(on_frontend, kRingBatch);
+    work += from_bridge_.read(on_bridge, kRingBatch);
+    to_frontend_.publish();
+    to_bridge_.publish();
+    const std::int64_t now = monotonic_ns();
+    status.heartbeat_ns.store(now, std::memory_order_relaxed);
+    from_frontend_.heartbeat(now);
+    from_bridge_.heartbeat(now);
+    if (!drained_ && segment_.draining()) {
+      drained_ = true;
+      spdlog::info("draining: closing every session (reason shutdown)");
+      kick_all(CloseReason::kShutdown);
+      to_frontend_.publish();
+      to_bridge_.publish();
+    }
+    idler.idle(work, [this](std::chrono::nanoseconds timeout) {
+      if (!from_frontend_.prepare_park()) return;
+      if (from_bridge_.prepare_park()) {
+        doorbell_.wait(timeout);
+        from_bridge_.unpark();
+      }
+      from_frontend_.unpark();
+    });
+  }
+  to_frontend_.publish();
+  to_bridge_.publish();
+  return 0;
+}
+
+}  // namespace gatehouse::worker

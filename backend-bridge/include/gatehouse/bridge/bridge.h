@@ -1,0 +1,82 @@
+// Bridge: holds the gRPC channels to the game services and one bidi Stream
+// per logged-in session (the gonet2 contract, proto/game.proto), and moves
+// records between the workers' rings and those streams.
+//
+// Threads: the main thread runs the duty cycle (worker rings -> streams,
+// events -> worker rings). gRPC's callback threads run the stream reactors;
+// they never touch a ring: they post events (a frame from the game, a kick,
+// the end of a stream) to a mutex-protected queue and ring the bridge's own
+// doorbell if the main thread is parked.
+//
+// Per session: kStreamOpen opens a stream with metadata userid; each
+// kStreamMessage becomes one Frame{Message}; kStreamClose half-closes it
+// (WritesDone) so the game sees end of stream. From the game: Message ->
+// kGameMessage, Kick -> kGameKick, end of stream (clean or failed, including
+// a game service that is down) -> kStreamEnded, which makes the worker kick
+// the session (kicked_by_game / backend_unavailable).
+#pragma once
+
+#include <atomic>
+#include <csignal>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/common/records.h"
+#include "gatehouse/shm/doorbell.h"
+
+namespace gatehouse::bridge {
+
+class Bridge {
+ public:
+  Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
+         std::vector<shm::Doorbell> worker_doorbells);
+  ~Bridge();
+
+  /// Runs until request_stop() and every stream has ended (or the drain
+  /// timeout passed); returns the process exit code.
+  int run();
+  /// Async-signal-safe: half-close every stream, then exit.
+  void request_stop() noexcept { stop_requested_ = 1; }
+
+  /// What a stream reactor reports to the main thread.
+  struct Event {
+    enum Kind : std::uint8_t { kMessage, kKick, kEnded } kind;
+    std::uint64_t conn;
+    std::int32_t grpc_code = 0;  ///< kEnded
+    bool closed_by_us = false;   ///< kEnded: we half-closed it first
+    std::string bytes;           ///< kMessage: | proto | body |
+  };
+  /// Called from gRPC threads.
+  void post(Event event);
+
+ private:
+  class GameStream;
+  struct WorkerLink;
+  struct Backend;  // a channel and its stub
+
+  bool on_worker_record(const shm::Record& record);
+  std::size_t deliver_events();
+  void close_all_streams();
+  void park(std::chrono::nanoseconds timeout);
+
+  GatewaySegment& segment_;
+  const Settings settings_;
+  shm::Doorbell doorbell_;
+  std::vector<std::unique_ptr<WorkerLink>> workers_;
+  std::vector<std::unique_ptr<Backend>> backends_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;  // main thread only
+
+  std::mutex events_mutex_;
+  std::vector<Event> events_;          // guarded by events_mutex_
+  std::vector<Event> taken_;           // main thread's copy
+  std::atomic<bool> parked_{false};
+  volatile std::sig_atomic_t stop_requested_ = 0;
+};
+
+}  // namespace gatehouse::bridge

@@ -1,0 +1,31 @@
+// gatehouse-bridge: started by the supervisor, never by hand.
+#include <csignal>
+#include <cstdio>
+
+#include "gatehouse/bridge/bridge.h"
+#include "gatehouse/common/child_process_args.h"
+#include "gatehouse/common/log.h"
+
+namespace {
+gatehouse::bridge::Bridge* g_bridge = nullptr;
+}
+
+int main(int argc, char** argv) {
+  try {
+    const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
+    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(args.segment));
+    gatehouse::init_logging("bridge", static_cast<spdlog::level::level_enum>(
+                                          segment.settings().log_level));
+    std::vector<gatehouse::shm::Doorbell> workers;
+    for (const int fd : args.peer_doorbells) workers.push_back(gatehouse::shm::Doorbell::adopt(fd));
+    gatehouse::bridge::Bridge bridge(segment, gatehouse::shm::Doorbell::adopt(args.doorbell),
+                                     std::move(workers));
+    g_bridge = &bridge;
+    std::signal(SIGTERM, [](int) { g_bridge->request_stop(); });
+    std::signal(SIGINT, SIG_IGN);
+    return bridge.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gatehouse-bridge: %s\n", e.what());
+    return 1;
+  }
+}

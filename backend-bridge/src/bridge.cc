@@ -1,0 +1,314 @@
+#include "gatehouse/bridge/bridge.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "game.grpc.pb.h"
+#include "gatehouse/common/log.h"
+#include "gatehouse/shm/idle_strategy.h"
+
+namespace gatehouse::bridge {
+namespace {
+
+constexpr std::size_t kRingBatch = 256;
+
+/// The wire value of each frame type in the two generations of the contract.
+struct Numbering {
+  int kick;
+  int ping;
+};
+Numbering numbering_of(FrameNumbering n) {
+  return n == FrameNumbering::kLaterGeneration ? Numbering{2, 3} : Numbering{1, 2};
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ one stream
+
+class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Frame, proto::Game::Frame> {
+ public:
+  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, Numbering numbering)
+      : bridge_(bridge), conn_(conn), numbering_(numbering) {
+    context_.AddMetadata("userid", std::to_string(user_id));
+  }
+
+  /// Starts the call; `self` keeps the reactor alive until OnDone.
+  void start(proto::GameService::Stub& stub, std::shared_ptr<GameStream> self) {
+    self_ = std::move(self);
+    stub.async()->Stream(&context_, this);
+    AddHold();  // writes start from the main thread: no OnDone before close()
+    StartRead(&in_);
+    StartCall();
+  }
+
+  /// Queues one Message frame (main thread).
+  void send(std::span<const std::byte> bytes) {
+    std::lock_guard lock(mutex_);
+    if (closing_ || !held_) return;  // the stream is over; the worker hears of it
+    proto::Game::Frame frame;
+    frame.set_type(proto::Game::Message);
+    frame.set_message(bytes.data(), bytes.size());
+    queue_.push_back(std::move(frame));
+    if (!writing_) write_next();
+  }
+
+  /// Half-closes after the queued writes (main thread).
+  void close() {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+    if (!writing_) finish_writes();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mutex_);
+    writing_ = false;
+    if (!ok) {  // the stream broke; OnDone follows once the hold is gone
+      queue_.clear();
+      release_hold();
+      return;
+    }
+    if (!queue_.empty()) {
+      write_next();
+    } else if (closing_) {
+      finish_writes();
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the game ended the stream (or it failed)
+      std::lock_guard lock(mutex_);
+      if (!writing_) release_hold();
+      else closing_ = true;  // OnWriteDone releases it
+      return;
+    }
+    const int type = static_cast<int>(in_.type());
+    if (type == proto::Game::Message) {
+      bridge_.post({Event::kMessage, conn_, 0, false, std::move(*in_.mutable_message())});
+    } else if (type == numbering_.kick) {
+      bridge_.post({Event::kKick, conn_, 0, false, {}});
+    } else if (type != numbering_.ping) {
+      spdlog::debug("conn {:#x}: ignoring game frame type {}", conn_, type);
+    }
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    bool by_us;
+    {
+      std::lock_guard lock(mutex_);
+      by_us = closed_by_us_;
+    }
+    if (!status.ok() && !by_us) {
+      spdlog::warn("conn {:#x}: game stream failed: {} ({})", conn_, status.error_message(),
+                   static_cast<int>(status.error_code()));
+    }
+    bridge_.post({Event::kEnded, conn_, static_cast<std::int32_t>(status.error_code()), by_us, {}});
+    auto self = std::move(self_);  // may destroy this at the end of scope
+  }
+
+ private:
+  void write_next() {  // mutex_ held
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+  void finish_writes() {  // mutex_ held, no write in flight
+    if (!held_) return;
+    closed_by_us_ = true;
+    StartWritesDone();
+    release_hold();
+  }
+  void release_hold() {  // mutex_ held
+    if (!held_) return;
+    held_ = false;
+    RemoveHold();
+  }
+
+  Bridge& bridge_;
+  const std::uint64_t conn_;
+  const Numbering numbering_;
+  grpc::ClientContext context_;
+  proto::Game::Frame in_;
+  proto::Game::Frame current_;
+  std::shared_ptr<GameStream> self_;
+  std::mutex mutex_;
+  std::deque<proto::Game::Frame> queue_;  // guarded by mutex_
+  bool writing_ = false;                  // guarded by mutex_
+  bool closing_ = false;                  // guarded by mutex_
+  bool held_ = true;                      // guarded by mutex_
+  bool closed_by_us_ = false;             // guarded by mutex_
+};
+
+// ------------------------------------------------------------------ bridge
+
+struct Bridge::Backend {
+  explicit Backend(const std::string& address)
+      : channel(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+        stub(channel) {}
+  std::shared_ptr<grpc::Channel> channel;
+  proto::GameService::Stub stub;
+};
+
+struct Bridge::WorkerLink {
+  WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell)
+      : doorbell(std::move(bell)),
+        from_worker(segment.ring(RingKind::kWorkerToBridge, w)),
+        to_worker(segment.ring(RingKind::kBridgeToWorker, w), &doorbell) {}
+  shm::Doorbell doorbell;
+  shm::RingConsumer from_worker;
+  shm::RingProducer to_worker;
+  std::deque<Event> backlog;  // events waiting for room in to_worker, in order
+};
+
+Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
+               std::vector<shm::Doorbell> worker_doorbells)
+    : segment_(segment), settings_(segment.settings()), doorbell_(std::move(doorbell)) {
+  if (worker_doorbells.size() != settings_.workers) {
+    throw std::invalid_argument("bridge: expected " + std::to_string(settings_.workers) +
+                                " worker doorbells");
+  }
+  for (std::uint32_t w = 0; w < settings_.workers; ++w) {
+    workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w])));
+  }
+  for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
+    backends_.push_back(std::make_unique<Backend>(settings_.backends[b]));
+    spdlog::info("game service {}: {}", b, settings_.backends[b]);
+  }
+  segment_.control().bridge.pid.store(::getpid());
+}
+
+Bridge::~Bridge() = default;
+
+void Bridge::post(Event event) {
+  {
+    std::lock_guard lock(events_mutex_);
+    events_.push_back(std::move(event));
+  }
+  if (parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
+}
+
+bool Bridge::on_worker_record(const shm::Record& record) {
+  switch (record.type) {
+    case ipc::kStreamOpen: {
+      const auto r = ipc::parse_record<ipc::StreamOpen>(record.payload);
+      if (!r || backends_.empty()) break;
+      const auto backend = static_cast<std::size_t>(r->header.user_id) % backends_.size();
+      auto stream = std::make_shared<GameStream>(*this, r->header.conn, r->header.user_id,
+                                                 numbering_of(settings_.numbering));
+      streams_[r->header.conn] = stream;
+      stream->start(backends_[backend]->stub, stream);
+      break;
+    }
+    case ipc::kStreamMessage:
+      if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
+        const auto it = streams_.find(r->header.conn);
+        if (it != streams_.end()) it->second->send(r->tail);
+      }
+      break;
+    case ipc::kStreamClose:
+      if (const auto r = ipc::parse_record<ipc::StreamClose>(record.payload)) {
+        const auto it = streams_.find(r->header.conn);
+        if (it != streams_.end()) it->second->close();
+      }
+      break;
+    default:
+      spdlog::error("unexpected record type {} from a worker", record.type);
+  }
+  return true;
+}
+
+std::size_t Bridge::deliver_events() {
+  {
+    std::lock_guard lock(events_mutex_);
+    taken_.swap(events_);
+  }
+  std::size_t work = taken_.size();
+  for (Event& e : taken_) {
+    if (e.kind == Event::kEnded) streams_.erase(e.conn);
+    if (e.kind == Event::kEnded && e.closed_by_us) continue;  // the session is gone already
+    const auto worker = static_cast<std::uint32_t>(e.conn & 0xFFFF'FFFF) % settings_.workers;
+    workers_[worker]->backlog.push_back(std::move(e));
+  }
+  taken_.clear();
+  for (auto& link : workers_) {
+    while (!link->backlog.empty()) {
+      const Event& e = link->backlog.front();
+      shm::WriteStatus status = shm::WriteStatus::kOk;
+      switch (e.kind) {
+        case Event::kMessage:
+          status = ipc::write_record(
+              link->to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn},
+              {reinterpret_cast<const std::byte*>(e.bytes.data()), e.bytes.size()});
+          break;
+        case Event::kKick:
+          status = ipc::write_record(link->to_worker, ipc::kGameKick, ipc::GameKick{e.conn});
+          break;
+        case Event::kEnded:
+          status = ipc::write_record(link->to_worker, ipc::kStreamEnded,
+                                     ipc::StreamEnded{e.conn, e.grpc_code, 0});
+          break;
+      }
+      if (status == shm::WriteStatus::kFull) break;
+      if (status == shm::WriteStatus::kTooLarge) {
+        // Larger than any client frame; the worker would have to kick for it.
+        ipc::write_record(link->to_worker, ipc::kStreamEnded,
+                          ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
+        spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, e.bytes.size());
+      }
+      link->backlog.pop_front();
+      ++work;
+    }
+    link->to_worker.publish();
+  }
+  return work;
+}
+
+void Bridge::close_all_streams() {
+  for (auto& [conn, stream] : streams_) stream->close();
+}
+
+void Bridge::park(std::chrono::nanoseconds timeout) {
+  parked_.store(true, std::memory_order_seq_cst);
+  bool idle;
+  {
+    std::lock_guard lock(events_mutex_);
+    idle = events_.empty();
+  }
+  std::size_t raised = 0;
+  for (; idle && raised < workers_.size(); ++raised) {
+    if (!workers_[raised]->from_worker.prepare_park()) break;
+  }
+  if (idle && raised == workers_.size()) doorbell_.wait(timeout);
+  for (std::size_t i = 0; i < raised; ++i) workers_[i]->from_worker.unpark();
+  parked_.store(false, std::memory_order_relaxed);
+}
+
+int Bridge::run() {
+  shm::BackoffIdler idler;
+  ProcessStatus& status = segment_.control().bridge;
+  const auto on_record = [this](const shm::Record& r) { return on_worker_record(r); };
+  bool stopping = false;
+  std::int64_t stop_deadline = 0;
+  for (;;) {
+    std::size_t work = 0;
+    for (auto& link : workers_) work += link->from_worker.read(on_record, kRingBatch);
+    work += deliver_events();
+    const std::int64_t now = monotonic_ns();
+    status.heartbeat_ns.store(now, std::memory_order_relaxed);
+    if (stop_requested_ != 0 && !stopping) {
+      stopping = true;
+      stop_deadline = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;
+      spdlog::info("stopping: half-closing {} game streams", streams_.size());
+      close_all_streams();
+    }
+    if (stopping && (streams_.empty() || now > stop_deadline)) break;
+    idler.idle(work, [this](std::chrono::nanoseconds timeout) { park(timeout); });
+  }
+  if (!streams_.empty()) spdlog::warn("{} game streams did not end in time", streams_.size());
+  return 0;
+}
+
+}  // namespace gatehouse::bridge
