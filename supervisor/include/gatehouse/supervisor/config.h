@@ -1,0 +1,34 @@
+// The gateway's configuration: one config file (INI-style `key = value`,
+// the same names as the flags) plus command-line flags, flags winning.
+// Parsed and checked once, by the supervisor; a bad value fails the start
+// with a message naming the setting. The children get the result through
+// the segment's control block (gateway_segment.h).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gatehouse/common/gateway_segment.h"
+
+namespace gatehouse::supervisor {
+
+struct Config {
+  std::string instance;              ///< names the shm segment: gatehouse-<instance>
+  std::vector<std::string> listen;  ///< host:port, [v6]:port
+  std::string bin_dir;               ///< where gatehouse-frontend & co. live
+  std::string ready_file;            ///< if set: written once listening (for scripts/tests)
+  Settings settings{};
+};
+
+/// The result of parsing: a config, or text to print and an exit code
+/// (--help, --version, errors).
+struct ParseResult {
+  std::optional<Config> config;
+  std::string message;
+  int exit_code = 0;
+};
+
+ParseResult parse_config(int argc, const char* const* argv);
+
+}  // namespace gatehouse::supervisor

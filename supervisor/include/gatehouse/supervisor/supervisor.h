@@ -1,0 +1,81 @@
+// Supervisor: the one process an operator (or systemd) starts.
+//
+// Start: create the segment (the config goes into its control block), bind
+// the listeners, make one doorbell per consuming process, then start the
+// bridge, the N workers and the frontend, handing each its fds across exec.
+// Children die with the supervisor (PR_SET_PDEATHSIG), so none is orphaned.
+//
+// Run: one loop over a signalfd (nginx's master cycle: handlers only set
+// state, the loop acts). A child that exits unexpectedly is restarted with
+// exponential backoff (100 ms doubling to 5 s; reset after 10 s of uptime).
+//
+// SIGTERM / SIGINT drain, bounded by drain_timeout:
+//   1. set control.draining and ring every doorbell: the frontend stops
+//      accepting, the workers close every session (reason shutdown), which
+//      flushes each client's queued output and half-closes its game stream;
+//   2. when the frontend has closed its last connection it exits; then the
+//      workers and the bridge get SIGTERM; the bridge waits for every game
+//      stream to end;
+//   3. exit 0. Past the deadline whatever is left is SIGKILLed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/shm/doorbell.h"
+#include "gatehouse/supervisor/config.h"
+
+namespace gatehouse::supervisor {
+
+class Supervisor {
+ public:
+  explicit Supervisor(Config config);
+  ~Supervisor();
+
+  /// Starts everything and runs until drained; returns the exit code.
+  int run();
+
+ private:
+  struct Child {
+    std::string name;  ///< "frontend", "worker-0", "bridge"
+    std::vector<std::string> argv;
+    std::vector<int> keep_fds;  ///< fds the child inherits
+    pid_t pid = 0;
+    std::int64_t started_ns = 0;
+    std::int64_t restart_at_ns = 0;  ///< when a crashed child is due again (0: not due)
+    std::uint32_t backoff_ms = 0;
+    std::uint64_t restarts = 0;
+  };
+
+  void open_listeners();
+  void start_children();
+  void spawn(Child& child);
+  void reap_children();
+  void restart_due_children();
+  void begin_drain();
+  void advance_drain();
+  void notify(const std::string& state) const;
+  void write_ready_file() const;
+  Child* child_by_pid(pid_t pid);
+
+  Config config_;
+  std::optional<GatewaySegment> segment_;
+  std::vector<int> listen_fds_;
+  std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
+  shm::Doorbell frontend_doorbell_;
+  shm::Doorbell bridge_doorbell_;
+  std::vector<shm::Doorbell> worker_doorbells_;
+  std::vector<Child> children_;  // bridge, workers..., frontend
+  int signal_fd_ = -1;
+  bool draining_ = false;
+  bool stopping_rest_ = false;  // drain phase 2 started
+  std::int64_t drain_deadline_ns_ = 0;
+};
+
+}  // namespace gatehouse::supervisor

@@ -1,0 +1,18 @@
+// gatehouse: the supervisor, the one process an operator starts.
+#include <cstdio>
+
+#include "gatehouse/common/log.h"
+#include "gatehouse/supervisor/config.h"
+#include "gatehouse/supervisor/supervisor.h"
+
+int main(int argc, char** argv) {
+  auto parsed = gatehouse::supervisor::parse_config(argc, argv);
+  if (!parsed.config) {
+    std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
+    return parsed.exit_code;
+  }
+  gatehouse::init_logging("supervisor", static_cast<spdlog::level::level_enum>(
+                                            parsed.config->settings.log_level));
+  gatehouse::supervisor::Supervisor supervisor(std::move(*parsed.config));
+  return supervisor.run();
+}

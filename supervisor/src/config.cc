@@ -1,0 +1,200 @@
+#include "gatehouse/supervisor/config.h"
+
+#include <unistd.h>
+
+#include <bit>
+#include <boost/program_options.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "gatehouse/common/log.h"
+
+namespace gatehouse::supervisor {
+namespace po = boost::program_options;
+
+namespace {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+template <class T>
+T in_range(const po::variables_map& vm, const char* name, T lo, T hi) {
+  const T v = vm[name].as<T>();
+  if (v < lo || v > hi) {
+    throw ConfigError("--" + std::string(name) + " = " + std::to_string(v) + " is out of range [" +
+                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return v;
+}
+
+void copy_string(char* out, std::size_t size, const std::string& value, const char* name) {
+  if (value.size() >= size) {
+    throw ConfigError("--" + std::string(name) + " is longer than " + std::to_string(size - 1) +
+                      " characters");
+  }
+  std::memset(out, 0, size);
+  std::memcpy(out, value.data(), value.size());
+}
+
+std::string own_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : exe.parent_path().string();
+}
+
+}  // namespace
+
+ParseResult parse_config(int argc, const char* const* argv) {
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "print this help and exit")
+      ("config,c", po::value<std::string>(), "config file (INI: key = value, keys as below)")
+      ("instance", po::value<std::string>()->default_value("main"),
+       "instance name; the shared-memory segment is /dev/shm/gatehouse-<instance>")
+      ("log-level", po::value<std::string>()->default_value("info"),
+       "trace, debug, info, warn, error")
+      ("bin-dir", po::value<std::string>()->default_value(""),
+       "directory of gatehouse-frontend/-worker/-bridge (default: next to this binary)")
+      ("ready-file", po::value<std::string>()->default_value(""),
+       "write 'listen=<addr>' lines here once listening");
+  po::options_description clients("Clients");
+  clients.add_options()
+      ("listen", po::value<std::vector<std::string>>()->composing(),
+       "client listener host:port, repeatable (default 0.0.0.0:8888)")
+      ("max-connections", po::value<std::uint32_t>()->default_value(65536),
+       "most concurrent client connections (sizes the session table)")
+      ("max-frame", po::value<std::uint32_t>()->default_value(65535),
+       "largest client payload in bytes; larger frames kick (frame_too_large)")
+      ("read-timeout", po::value<double>()->default_value(15.0),
+       "seconds without a frame before a connection is closed (read_timeout)")
+      ("rpm-limit", po::value<std::uint32_t>()->default_value(200),
+       "client frames allowed per minute per session, 0 = no limit (rpm_exceeded)")
+      ("txqueuelen", po::value<std::uint32_t>()->default_value(128),
+       "frames queued to a client that is not reading before it is kicked (slow_consumer)")
+      ("sockbuf", po::value<std::uint32_t>()->default_value(32767),
+       "SO_RCVBUF/SO_SNDBUF per connection in bytes, 0 = kernel default")
+      ("linger", po::value<double>()->default_value(2.0),
+       "seconds a kicked connection waits for the client's FIN after the last byte")
+      ("login", po::value<std::string>()->default_value("any"),
+       "login provider: 'any' (user id derived from open_udid) or 'tokens:<file>' "
+       "(lines '<token> <user id>', token = client_certificate)");
+  po::options_description backends("Game services");
+  backends.add_options()
+      ("backend", po::value<std::vector<std::string>>()->composing(),
+       "game service gRPC address host:port, repeatable (default 127.0.0.1:50051); "
+       "sessions are spread by user id")
+      ("backend-numbering", po::value<std::string>()->default_value("gonet2"),
+       "Game.FrameType numbering of the game services: 'gonet2' (Kick=1) or 'later' (Kick=2)");
+  po::options_description processes("Processes");
+  processes.add_options()
+      ("workers", po::value<std::uint32_t>()->default_value(0),
+       "agent-worker processes, 0 = one per CPU")
+      ("ring-bytes", po::value<std::uint64_t>()->default_value(1 << 20),
+       "bytes per shared-memory ring (power of two, >= 1 MiB)")
+      ("drain-timeout", po::value<double>()->default_value(10.0),
+       "seconds SIGTERM waits for sessions to close before cutting them");
+  po::options_description all("Usage: gatehouse [options]\n\nGatehouse game gateway supervisor");
+  all.add(general).add(clients).add(backends).add(processes);
+
+  ParseResult result;
+  try {
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, all), vm);
+    if (vm.count("config") != 0) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream file(path);
+      if (!file) throw ConfigError("cannot read config file " + path);
+      po::store(po::parse_config_file(file, all), vm);
+    }
+    po::notify(vm);
+    if (vm.count("help") != 0) {
+      std::ostringstream text;
+      text << all;
+      result.message = text.str();
+      return result;
+    }
+
+    Config c;
+    c.instance = vm["instance"].as<std::string>();
+    if (c.instance.empty() || c.instance.find('/') != std::string::npos) {
+      throw ConfigError("--instance must be a non-empty name without '/'");
+    }
+    c.listen = vm.count("listen") != 0 ? vm["listen"].as<std::vector<std::string>>()
+                                       : std::vector<std::string>{"0.0.0.0:8888"};
+    c.bin_dir = vm["bin-dir"].as<std::string>();
+    if (c.bin_dir.empty()) c.bin_dir = own_dir();
+    c.ready_file = vm["ready-file"].as<std::string>();
+
+    Settings& s = c.settings;
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    s.workers = in_range<std::uint32_t>(vm, "workers", 0, kMaxWorkers);
+    if (s.workers == 0) s.workers = std::min(cpus, kMaxWorkers);
+    s.max_connections = in_range<std::uint32_t>(vm, "max-connections", 1, 1u << 24);
+    s.max_frame = in_range<std::uint32_t>(vm, "max-frame", 6, 65535);
+    s.read_timeout_ms =
+        static_cast<std::uint32_t>(in_range<double>(vm, "read-timeout", 0.1, 86400) * 1000);
+    s.rpm_limit = vm["rpm-limit"].as<std::uint32_t>();
+    s.txqueuelen = in_range<std::uint32_t>(vm, "txqueuelen", 1, 1u << 20);
+    s.sockbuf = in_range<std::uint32_t>(vm, "sockbuf", 0, 64u << 20);
+    s.linger_ms = static_cast<std::uint32_t>(in_range<double>(vm, "linger", 0, 60) * 1000);
+    s.drain_timeout_ms =
+        static_cast<std::uint32_t>(in_range<double>(vm, "drain-timeout", 0.1, 3600) * 1000);
+    s.ring_bytes = vm["ring-bytes"].as<std::uint64_t>();
+    if (!std::has_single_bit(s.ring_bytes) || s.ring_bytes < (1u << 20) ||
+        s.ring_bytes > (1ull << 30)) {
+      throw ConfigError("--ring-bytes must be a power of two between 1 MiB and 1 GiB");
+    }
+
+    const std::string level = vm["log-level"].as<std::string>();
+    const auto parsed_level = spdlog::level::from_str(level);
+    if (parsed_level == spdlog::level::off && level != "off") {
+      throw ConfigError("--log-level '" + level + "' is not one of trace, debug, info, warn, error");
+    }
+    s.log_level = static_cast<std::uint32_t>(parsed_level);
+
+    const auto backend_list = vm.count("backend") != 0
+                                  ? vm["backend"].as<std::vector<std::string>>()
+                                  : std::vector<std::string>{"127.0.0.1:50051"};
+    if (backend_list.size() > kMaxBackends) {
+      throw ConfigError("at most " + std::to_string(kMaxBackends) + " --backend addresses");
+    }
+    s.backend_count = static_cast<std::uint32_t>(backend_list.size());
+    for (std::size_t i = 0; i < backend_list.size(); ++i) {
+      copy_string(s.backends[i], kAddressBytes, backend_list[i], "backend");
+    }
+    const std::string numbering = vm["backend-numbering"].as<std::string>();
+    if (numbering == "gonet2") {
+      s.numbering = FrameNumbering::kGonet2;
+    } else if (numbering == "later") {
+      s.numbering = FrameNumbering::kLaterGeneration;
+    } else {
+      throw ConfigError("--backend-numbering must be 'gonet2' or 'later', not '" + numbering + "'");
+    }
+
+    const std::string login = vm["login"].as<std::string>();
+    if (login == "any") {
+      s.login_mode = LoginMode::kAcceptAny;
+    } else if (login.rfind("tokens:", 0) == 0 && login.size() > 7) {
+      s.login_mode = LoginMode::kStaticTokens;
+      const std::string path = std::filesystem::absolute(login.substr(7)).string();
+      if (::access(path.c_str(), R_OK) != 0) {
+        throw ConfigError("--login token file " + path + " is not readable");
+      }
+      copy_string(s.login_file, kPathBytes, path, "login");
+    } else {
+      throw ConfigError("--login must be 'any' or 'tokens:<file>', not '" + login + "'");
+    }
+    result.config = std::move(c);
+  } catch (const std::exception& e) {
+    result.message = std::string("gatehouse: ") + e.what() + "\n(see gatehouse --help)\n";
+    result.exit_code = 2;
+  }
+  return result;
+}
+
+}  // namespace gatehouse::supervisor

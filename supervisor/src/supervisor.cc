@@ -1,0 +1,313 @@
+#include "gatehouse/supervisor/supervisor.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+#include "gatehouse/common/log.h"
+#include "gatehouse/worker/session.h"
+
+namespace gatehouse::supervisor {
+namespace {
+
+constexpr std::uint32_t kFirstBackoffMs = 100;
+constexpr std::uint32_t kMaxBackoffMs = 5000;
+constexpr std::int64_t kStableNs = 10'000'000'000;  // uptime that resets the backoff
+
+std::string join_fds(const std::vector<int>& fds) {
+  std::string out;
+  for (const int fd : fds) out += (out.empty() ? "" : ",") + std::to_string(fd);
+  return out;
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("was killed by ") + ::strsignal(WTERMSIG(status));
+  return "stopped";
+}
+
+/// Binds a listening socket for "host:port" or "[v6]:port"; throws with the
+/// address in the message.
+int listen_on(const std::string& address, std::string& bound) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("--listen " + address + ": no port");
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints,
+                                   &found);
+      rc != 0) {
+    throw std::runtime_error("--listen " + address + ": " + ::gai_strerror(rc));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
+  const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw std::runtime_error("--listen " + address + ": " + std::strerror(errno));
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw std::runtime_error("--listen " + address + ": " + std::strerror(err));
+  }
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  char text[INET6_ADDRSTRLEN] = "?";
+  std::uint16_t bound_port = 0;
+  if (addr.ss_family == AF_INET6) {
+    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    ::inet_ntop(AF_INET6, &a6->sin6_addr, text, sizeof text);
+    bound_port = ntohs(a6->sin6_port);
+    bound = "[" + std::string(text) + "]:" + std::to_string(bound_port);
+  } else {
+    const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr);
+    ::inet_ntop(AF_INET, &a4->sin_addr, text, sizeof text);
+    bound_port = ntohs(a4->sin_port);
+    bound = std::string(text) + ":" + std::to_string(bound_port);
+  }
+  return fd;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(Config config) : config_(std::move(config)) {}
+
+Supervisor::~Supervisor() {
+  for (const int fd : listen_fds_) ::close(fd);
+  if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+void Supervisor::open_listeners() {
+  for (const std::string& address : config_.listen) {
+    std::string bound;
+    listen_fds_.push_back(listen_on(address, bound));
+    listen_names_.push_back(bound);
+  }
+}
+
+Supervisor::Child* Supervisor::child_by_pid(pid_t pid) {
+  for (Child& c : children_) {
+    if (c.pid == pid) return &c;
+  }
+  return nullptr;
+}
+
+void Supervisor::start_children() {
+  const Settings& s = config_.settings;
+  const std::string segment = "gatehouse-" + config_.instance;
+  const std::string bin = config_.bin_dir + "/";
+  std::vector<int> worker_fds;
+  for (const auto& d : worker_doorbells_) worker_fds.push_back(d.fd());
+
+  Child bridge{"bridge",
+               {bin + "gatehouse-bridge", "--segment", segment, "--doorbell",
+                std::to_string(bridge_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds)},
+               worker_fds};
+  bridge.keep_fds.push_back(bridge_doorbell_.fd());
+  children_.push_back(std::move(bridge));
+  for (std::uint32_t w = 0; w < s.workers; ++w) {
+    const int own = worker_doorbells_[w].fd();
+    const std::vector<int> peers{frontend_doorbell_.fd(), bridge_doorbell_.fd()};
+    children_.push_back(Child{"worker-" + std::to_string(w),
+                              {bin + "gatehouse-worker", "--segment", segment, "--index",
+                               std::to_string(w), "--doorbell", std::to_string(own),
+                               "--peer-doorbells", join_fds(peers)},
+                              {own, peers[0], peers[1]}});
+  }
+  Child frontend{"frontend",
+                 {bin + "gatehouse-frontend", "--segment", segment, "--doorbell",
+                  std::to_string(frontend_doorbell_.fd()), "--peer-doorbells",
+                  join_fds(worker_fds), "--listen-fds", join_fds(listen_fds_)},
+                 worker_fds};
+  frontend.keep_fds.push_back(frontend_doorbell_.fd());
+  frontend.keep_fds.insert(frontend.keep_fds.end(), listen_fds_.begin(), listen_fds_.end());
+  children_.push_back(std::move(frontend));
+
+  for (Child& c : children_) spawn(c);
+}
+
+void Supervisor::spawn(Child& child) {
+  std::vector<char*> argv;
+  for (std::string& a : child.argv) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    spdlog::error("{}: fork failed: {}", child.name, std::strerror(errno));
+    child.restart_at_ns = monotonic_ns() + std::int64_t{kMaxBackoffMs} * 1'000'000;
+    return;
+  }
+  if (pid == 0) {
+    // Child: die with the supervisor, take the default signal handling back,
+    // keep exactly the fds it was given, and become the component.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const int fd : child.keep_fds) ::fcntl(fd, F_SETFD, 0);
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "gatehouse: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  child.pid = pid;
+  child.started_ns = monotonic_ns();
+  child.restart_at_ns = 0;
+  spdlog::info("{} started (pid {})", child.name, pid);
+}
+
+void Supervisor::reap_children() {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    Child* c = child_by_pid(pid);
+    if (c == nullptr) continue;
+    c->pid = 0;
+    if (draining_) {
+      spdlog::info("{} (pid {}) {}", c->name, pid, describe_exit(status));
+      continue;
+    }
+    const std::int64_t now = monotonic_ns();
+    if (now - c->started_ns >= kStableNs) c->backoff_ms = 0;
+    c->backoff_ms = c->backoff_ms == 0 ? kFirstBackoffMs : std::min(c->backoff_ms * 2, kMaxBackoffMs);
+    c->restart_at_ns = now + std::int64_t{c->backoff_ms} * 1'000'000;
+    ++c->restarts;
+    spdlog::error("{} (pid {}) {}; restarting in {} ms", c->name, pid, describe_exit(status),
+                  c->backoff_ms);
+  }
+}
+
+void Supervisor::restart_due_children() {
+  const std::int64_t now = monotonic_ns();
+  for (Child& c : children_) {
+    if (c.pid == 0 && c.restart_at_ns != 0 && now >= c.restart_at_ns) spawn(c);
+  }
+}
+
+void Supervisor::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  drain_deadline_ns_ =
+      monotonic_ns() + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
+  spdlog::info("draining (up to {} ms)", config_.settings.drain_timeout_ms);
+  notify("STOPPING=1\nSTATUS=draining");
+  segment_->control().draining.store(1, std::memory_order_release);
+  frontend_doorbell_.ring();
+  for (const auto& d : worker_doorbells_) d.ring();
+  for (Child& c : children_) c.restart_at_ns = 0;
+}
+
+void Supervisor::advance_drain() {
+  const Child& frontend = children_.back();
+  if (!stopping_rest_ && frontend.pid == 0) {
+    stopping_rest_ = true;
+    for (Child& c : children_) {
+      if (c.pid != 0) ::kill(c.pid, SIGTERM);
+    }
+  }
+  if (monotonic_ns() > drain_deadline_ns_) {
+    for (Child& c : children_) {
+      if (c.pid == 0) continue;
+      spdlog::warn("drain timeout: killing {} (pid {})", c.name, c.pid);
+      ::kill(c.pid, SIGKILL);
+    }
+    drain_deadline_ns_ = INT64_MAX;  // kill once; reaping finishes the job
+  }
+}
+
+void Supervisor::notify(const std::string& state) const { ::sd_notify(0, state.c_str()); }
+
+void Supervisor::write_ready_file() const {
+  if (config_.ready_file.empty()) return;
+  const std::string tmp = config_.ready_file + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "pid=" << ::getpid() << "\n";
+    for (const std::string& l : listen_names_) out << "listen=" << l << "\n";
+  }
+  std::rename(tmp.c_str(), config_.ready_file.c_str());  // readers never see half a file
+}
+
+int Supervisor::run() {
+  // Signals become readable events on one fd; handlers never run.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, sig);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal_fd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const Settings& s = config_.settings;
+  try {
+    open_listeners();
+    segment_.emplace(shm::Segment::create("gatehouse-" + config_.instance,
+                                          gateway_regions(s, sizeof(worker::Session))));
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  frontend_doorbell_ = shm::Doorbell::create();
+  bridge_doorbell_ = shm::Doorbell::create();
+  for (std::uint32_t w = 0; w < s.workers; ++w) worker_doorbells_.push_back(shm::Doorbell::create());
+
+  start_children();
+  for (const std::string& l : listen_names_) spdlog::info("listening on {}", l);
+  spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
+  write_ready_file();
+  notify("READY=1\nSTATUS=serving");
+
+  for (;;) {
+    pollfd p{signal_fd_, POLLIN, 0};
+    ::poll(&p, 1, 50);
+    signalfd_siginfo info;
+    while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
+      switch (info.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+          begin_drain();
+          break;
+        case SIGHUP:
+          spdlog::warn("SIGHUP: rolling reload is not available in this build");
+          break;
+        case SIGCHLD:
+          break;  // reaped below
+      }
+    }
+    reap_children();
+    if (draining_) {
+      advance_drain();
+      bool any = false;
+      for (const Child& c : children_) any = any || c.pid != 0;
+      if (!any) break;
+    } else {
+      restart_due_children();
+    }
+  }
+  if (!config_.ready_file.empty()) std::remove(config_.ready_file.c_str());
+  spdlog::info("drained; exiting");
+  return 0;
+}
+
+}  // namespace gatehouse::supervisor
