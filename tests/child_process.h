@@ -15,7 +15,8 @@ namespace gatehouse::testing {
 class ChildProcess {
  public:
   /// Starts `argv[0]` with `argv`. Open fds without FD_CLOEXEC are inherited.
-  explicit ChildProcess(const std::vector<std::string>& argv);
+  /// With `output_path`, the child's stdout and stderr go to that file.
+  explicit ChildProcess(const std::vector<std::string>& argv, const std::string& output_path = {});
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ~ChildProcess();

@@ -146,8 +146,20 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
 
 struct Bridge::Backend {
   explicit Backend(const std::string& address)
-      : channel(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+      : channel(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                          channel_arguments())),
         stub(channel) {}
+  /// A game service that comes back is used again within ~2 s (gRPC's
+  /// default reconnect backoff grows to 2 minutes); sessions that log in
+  /// while it is down are kicked at once (backend_unavailable) rather than
+  /// kept waiting.
+  static grpc::ChannelArguments channel_arguments() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    return args;
+  }
   std::shared_ptr<grpc::Channel> channel;
   proto::GameService::Stub stub;
 };

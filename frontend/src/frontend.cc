@@ -460,6 +460,7 @@ void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
 
 void Frontend::start_linger(Connection& c) {
   if (c.lingering || c.socket_closed) return;
+  spdlog::debug("conn {:#x}: output flushed, lingering", c.id.value());
   c.lingering = true;
   boost::system::error_code ec;
   c.socket.shutdown(tcp::socket::shutdown_send, ec);
@@ -502,6 +503,7 @@ void Frontend::sweep_deadlines() {
     close_from_frontend(*reading_.head, CloseReason::kReadTimeout);
   }
   while (lingering_.head != nullptr && lingering_.head->deadline_ms <= now) {
+    spdlog::debug("conn {:#x}: no FIN from the client within the linger time", lingering_.head->id.value());
     destroy(*lingering_.head);
   }
   sweep_timer_.expires_after(std::chrono::milliseconds(100));

@@ -14,6 +14,15 @@
 //                    whenever its ring is empty, so each sample includes the
 //                    wakeup of a sleeping consumer.
 //
+// Every run also reports line_rt_ns: the median round trip of one bare cache
+// line between the same two CPUs, measured just before and just after it.
+// That is the hardware floor under the ring; on a VM it moves (see
+// line_round_trip_ns), and a figure means little without the floor it was
+// measured on. producer_full and consumer_empty_polls say which side of a
+// throughput run was the bottleneck: a consumer that keeps finding the ring
+// empty is waiting for the producer, a producer that keeps finding it full is
+// waiting for the consumer.
+//
 // Exit status: 0 when every run completed without payload errors, 1 when a
 // run saw errors or its child failed, 2 on a usage error.
 
@@ -128,8 +137,10 @@ void print_help() {
       "                   u64 sequence number only (default) or every byte\n"
       "  --help           this text\n"
       "\n"
-      "Prints one JSON object per run on stdout. Exits 1 if any run saw payload\n"
-      "errors or its child process failed.\n");
+      "Prints one JSON object per run on stdout. line_rt_ns is the median round trip\n"
+      "of a bare cache line between the two CPUs before and after the run (the\n"
+      "hardware floor, which moves on a VM). Exits 1 if any run saw payload errors\n"
+      "or its child process failed.\n");
 }
 
 Options parse_options(int argc, char** argv) {
@@ -367,6 +378,57 @@ void check_peer(Child& child, Clock::time_point last_progress, const char* waiti
     throw std::runtime_error(std::string("no progress for 10 s while waiting for ") +
                              waiting_for);
   }
+}
+
+// ---------------------------------------------------------------- calibration
+
+/// Median round trip of one bare cache line between the parent's and the
+/// child's CPU: the floor under any cross-process message. On a VM it is not
+/// a constant (the host moves the vCPUs between cores and dies; on the
+/// reference machine it jumps between ~70, ~160 and ~550 ns from one minute
+/// to the next), so every run reports it taken just before and just after,
+/// and a figure can be read against the floor it was measured on.
+std::int64_t line_round_trip_ns(const Placement& placement) {
+  struct alignas(shm::kFalseSharingRange) Flag {
+    std::atomic<std::uint64_t> value{0};
+  };
+  constexpr std::uint64_t kRounds = 20'000;
+  constexpr std::uint64_t kWarmupRounds = 2'000;
+  struct Mapping {
+    void* address;
+    ~Mapping() { ::munmap(address, sizeof(Flag) * 2); }
+  };
+  void* const address = ::mmap(nullptr, sizeof(Flag) * 2, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (address == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  const Mapping mapping{address};
+  Flag& ping = *new (address) Flag;
+  Flag& pong = *new (static_cast<std::byte*>(address) + sizeof(Flag)) Flag;
+
+  Child child(spawn_child(placement.child_cpu, [&] {
+    for (std::uint64_t i = 1; i <= kRounds; ++i) {
+      while (ping.value.load(std::memory_order_acquire) != i) {
+      }
+      pong.value.store(i, std::memory_order_release);
+    }
+    return 0;
+  }));
+  std::vector<std::int64_t> samples(kRounds - kWarmupRounds, 0);
+  for (std::uint64_t i = 1; i <= kRounds; ++i) {
+    const Clock::time_point start = Clock::now();
+    ping.value.store(i, std::memory_order_release);
+    for (std::uint32_t spins = 1; pong.value.load(std::memory_order_acquire) != i; ++spins) {
+      if (spins % (1u << 20) == 0) check_peer(child, start, "the calibration child");
+    }
+    const Clock::time_point end = Clock::now();
+    if (i > kWarmupRounds) {
+      samples[i - kWarmupRounds - 1] = std::chrono::duration_cast<nanoseconds>(end - start).count();
+    }
+  }
+  if (!child.wait()) throw std::runtime_error("calibration child " + child.describe());
+  const auto middle = samples.begin() + static_cast<std::ptrdiff_t>(samples.size() / 2);
+  std::nth_element(samples.begin(), middle, samples.end());
+  return *middle;
 }
 
 // ----------------------------------------------------------------- throughput
@@ -628,19 +690,22 @@ int run(const Options& options) {
   if (wants(options, "throughput")) {
     for (const std::size_t bytes : kThroughputBytes) {
       for (int run_index = 1; run_index <= options.runs; ++run_index) {
+        const std::int64_t floor_before = line_round_trip_ns(placement);
         const ThroughputResult r = run_throughput(options, placement, bytes);
+        const std::int64_t floor_after = line_round_trip_ns(placement);
         const double msgs_per_s = static_cast<double>(r.messages) / r.seconds;
         std::printf(
             "{\"scenario\":\"throughput\",\"bytes\":%zu,\"run\":%d,\"seconds\":%.3f,"
             "\"messages\":%llu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"errors\":%llu,"
             "\"producer_full\":%llu,\"consumer_empty_polls\":%llu,\"touch\":\"%s\","
-            "\"pinned\":%s}\n",
+            "\"line_rt_ns\":[%lld,%lld],\"pinned\":%s}\n",
             bytes, run_index, r.seconds, static_cast<unsigned long long>(r.messages),
             msgs_per_s, msgs_per_s * static_cast<double>(bytes) / 1e6,
             static_cast<unsigned long long>(r.errors),
             static_cast<unsigned long long>(r.producer_full),
             static_cast<unsigned long long>(r.empty_polls),
-            options.touch == Touch::kAll ? "all" : "seq", json_bool(placement.pinned));
+            options.touch == Touch::kAll ? "all" : "seq", static_cast<long long>(floor_before),
+            static_cast<long long>(floor_after), json_bool(placement.pinned));
         std::fflush(stdout);
         failed = failed || r.errors != 0;
       }
@@ -651,19 +716,22 @@ int run(const Options& options) {
     const char* scenario = parked ? "pingpong_parked" : "pingpong";
     if (!wants(options, scenario)) continue;
     for (int run_index = 1; run_index <= options.runs; ++run_index) {
+      const std::int64_t floor_before = line_round_trip_ns(placement);
       const LatencyResult r = run_pingpong(options, placement, parked);
+      const std::int64_t floor_after = line_round_trip_ns(placement);
       const std::uint64_t errors = r.errors + r.child_errors;
       std::printf(
           "{\"scenario\":\"%s\",\"bytes\":%zu,\"run\":%d,\"samples\":%zu,\"p50_ns\":%lld,"
           "\"p90_ns\":%lld,\"p99_ns\":%lld,\"p999_ns\":%lld,\"max_ns\":%lld,\"errors\":%llu,"
-          "\"pinned\":%s}\n",
+          "\"line_rt_ns\":[%lld,%lld],\"pinned\":%s}\n",
           scenario, kPingBytes, run_index, r.samples.size(),
           static_cast<long long>(percentile(r.samples, 0.50)),
           static_cast<long long>(percentile(r.samples, 0.90)),
           static_cast<long long>(percentile(r.samples, 0.99)),
           static_cast<long long>(percentile(r.samples, 0.999)),
           static_cast<long long>(r.samples.empty() ? 0 : r.samples.back()),
-          static_cast<unsigned long long>(errors), json_bool(placement.pinned));
+          static_cast<unsigned long long>(errors), static_cast<long long>(floor_before),
+          static_cast<long long>(floor_after), json_bool(placement.pinned));
       std::fflush(stdout);
       failed = failed || errors != 0;
     }

@@ -1,0 +1,157 @@
+// GameServer: a reusable implementation of the gonet2 GameService contract
+// (shared/protocol.md section 2, proto/game.proto), on the gRPC callback API.
+//
+//   gateway ==Stream(metadata userid=N)==> GameServer --events--> GameHandler
+//           <==Frame{Message|Kick|Ping}==            <--push/kick/finish-- any thread
+//
+// One bidi stream per logged-in client session. A stream whose `userid`
+// metadata is missing or not a decimal int32 is finished with
+// INVALID_ARGUMENT before the handler hears of it.
+//
+// Threading: gRPC runs the reactors on its own callback threads (no thread per
+// stream). Handler callbacks of one stream are serial (on_open, then
+// on_message..., then on_end); different streams call in concurrently. Every
+// public GameServer and StreamHandle operation is thread-safe, never blocks on
+// the network, and may be called from handler callbacks, except shutdown().
+//
+// Writes: each stream has one write in flight and a queue behind it. A stream
+// whose queue exceeds GameServerOptions::max_queued_frames is not silently
+// trimmed: it is finished with RESOURCE_EXHAUSTED (a slow consumer).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <grpcpp/support/status.h>
+
+namespace gatehouse::game {
+
+using Bytes = std::vector<std::byte>;
+
+/// Which enum numbering of Game.FrameType the peer was built against. The
+/// gonet2 gateway used Message=0, Kick=1, Ping=2; a later game-service
+/// generation renumbered to Message=0, Register=1, Kick=2, Ping=3 and added
+/// Frame.UserId. On the wire the enum is only an int, so both work.
+enum class FrameNumbering : std::uint8_t { kGonet2, kLaterGeneration };
+
+/// The wire values of the frame types in one numbering (Register has no use
+/// on this side of the contract).
+struct FrameTypeValues {
+  int message;
+  int kick;
+  int ping;
+};
+constexpr FrameTypeValues frame_type_values(FrameNumbering numbering) noexcept {
+  return numbering == FrameNumbering::kGonet2 ? FrameTypeValues{0, 1, 2} : FrameTypeValues{0, 2, 3};
+}
+/// "gonet2" or "later" (command-line spelling); nullopt for anything else.
+std::optional<FrameNumbering> parse_frame_numbering(std::string_view text) noexcept;
+std::string_view to_string(FrameNumbering numbering) noexcept;
+
+/// Identifies one stream for the lifetime of its GameServer; never reused.
+enum class StreamId : std::uint64_t {};
+
+class GameServer;
+
+/// A value handle on one stream: cheap to copy and safe to keep after the
+/// stream ended (operations then return false). It must not outlive the
+/// GameServer it came from.
+class StreamHandle {
+ public:
+  StreamHandle(GameServer& server, StreamId id, std::int32_t user_id) noexcept
+      : server_(&server), id_(id), user_id_(user_id) {}
+
+  StreamId id() const noexcept { return id_; }
+  std::int32_t user_id() const noexcept { return user_id_; }
+  GameServer& server() const noexcept { return *server_; }
+
+  /// Shorthands for GameServer::push / kick / finish on this stream.
+  bool push(std::span<const std::byte> message) const;
+  bool kick() const;
+  bool finish(grpc::Status status) const;
+
+ private:
+  GameServer* server_;
+  StreamId id_;
+  std::int32_t user_id_;
+};
+
+/// What a game does with its streams. Runs on gRPC callback threads: it must
+/// not block (no waiting on I/O, locks held long, or GameServer::shutdown()).
+class GameHandler {
+ public:
+  virtual ~GameHandler() = default;
+
+  /// A stream with a valid userid was accepted; it is already in the registry,
+  /// so pushing to it from here works.
+  virtual void on_open(StreamHandle stream) = 0;
+  /// One Message frame from the gateway: `| proto i16 | body |`. The span is
+  /// valid only during the call.
+  virtual void on_message(StreamHandle stream, std::span<const std::byte> message) = 0;
+  /// The stream is over and already gone from the registry. Called exactly
+  /// once per on_open. `client_half_closed`: the gateway half-closed (client
+  /// left) before the server decided to end the stream, and the call was not
+  /// cancelled; false for kicks, finish(), cancellations and shutdown.
+  virtual void on_end(StreamHandle stream, bool client_half_closed) = 0;
+};
+
+struct GameServerOptions {
+  /// host:port; port 0 picks a free one (read it back with port()).
+  std::string address = "127.0.0.1:0";
+  FrameNumbering numbering = FrameNumbering::kGonet2;
+  /// Frames queued behind the one being written, per stream.
+  std::size_t max_queued_frames = 65536;
+};
+
+class GameServer {
+ public:
+  /// Binds and starts serving; throws std::runtime_error when the address
+  /// cannot be bound. `handler` must outlive the server.
+  GameServer(GameHandler& handler, GameServerOptions options);
+  /// shutdown().
+  ~GameServer();
+  GameServer(const GameServer&) = delete;
+  GameServer& operator=(const GameServer&) = delete;
+
+  int port() const noexcept;
+  FrameNumbering numbering() const noexcept;
+
+  /// Queues a Message frame carrying `message` (`| proto i16 | body |`).
+  /// False when the stream is gone or already ending, or its queue overflowed
+  /// (the stream is then finished with RESOURCE_EXHAUSTED).
+  bool push(StreamId stream, std::span<const std::byte> message);
+  /// push() to every live stream of `user_id`; returns how many took it.
+  std::size_t push_to_user(std::int32_t user_id, std::span<const std::byte> message);
+  /// push() to every live stream; returns how many took it.
+  std::size_t broadcast(std::span<const std::byte> message);
+
+  /// Queues a Kick frame, then finishes the stream OK once the frames queued
+  /// before it are written. False when the stream is gone or already ending.
+  bool kick(StreamId stream);
+  std::size_t kick_user(std::int32_t user_id);
+
+  /// Finishes the stream with `status` after the frames already queued.
+  bool finish(StreamId stream, grpc::Status status);
+  std::size_t finish_user(std::int32_t user_id, const grpc::Status& status);
+
+  std::vector<StreamHandle> streams() const;
+  std::size_t stream_count() const;
+
+  /// Finishes every stream with UNAVAILABLE, refuses new ones, and stops the
+  /// server; calls still open after `grace` are cancelled. Returns when every
+  /// stream's on_end has run. Idempotent; not from a handler callback.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(1000));
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gatehouse::game

@@ -1,0 +1,434 @@
+// The gateway end to end: the real supervisor, frontend, workers and bridge
+// (build/bin), real TCP clients, and a real gRPC game service written for the
+// tests (FakeGameService). Byte-exact checks use RawSession, a client built
+// from protocol.md with the tests' own DH and RC4.
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fake_game_service.h"
+#include "gatehouse/client/client.h"
+#include "gateway_process.h"
+#include "raw_session.h"
+
+namespace gatehouse::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using client::Client;
+
+const std::vector<std::string> kTokens = {"tok-alice 1001", "tok-bob 1002", "tok-carol 1003",
+                                          "tok-dave 1004", "tok-erin 1005"};
+
+Wire login_body(std::string_view udid, std::string_view token) {
+  using R = RawSession;
+  return R::cat({R::u32(1), R::str(udid), R::str(token), R::u32(7), R::str("en"), R::str("app"),
+                 R::str("linux"), R::str("box"), R::str("dev-1"), R::u32(2), R::str("10.0.0.1")});
+}
+
+game::Bytes game_bytes(std::initializer_list<std::uint8_t> v) {
+  game::Bytes out;
+  for (const auto b : v) out.push_back(std::byte{b});
+  return out;
+}
+
+std::vector<std::byte> text_bytes(std::string_view s) {
+  std::vector<std::byte> out(s.size());
+  std::memcpy(out.data(), s.data(), s.size());
+  return out;
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  /// A gateway in front of game_; login by the token table unless
+  /// `accept_any`.
+  void start(std::vector<std::string> extra = {}, std::uint32_t workers = 1,
+             bool accept_any = false) {
+    gateway_.emplace(GatewayOptions{game_.port(), workers, std::move(extra),
+                                    accept_any ? std::vector<std::string>{} : kTokens});
+  }
+
+  /// A logged-in client (encrypted or not) whose echo works.
+  std::unique_ptr<Client> logged_in(std::string_view token, bool encrypt) {
+    auto c = std::make_unique<Client>();
+    c->connect("127.0.0.1", gateway_->port());
+    if (encrypt) {
+      EXPECT_TRUE(c->key_exchange().has_value());
+    }
+    EXPECT_TRUE(c->login("udid", token).ok());
+    return c;
+  }
+
+  static bool echo_works(Client& c, std::string_view text) {
+    if (!c.send(1001, text_bytes(text))) return false;
+    const auto reply = c.receive_proto(1002, 5s);
+    return reply && reply->body == text_bytes(text);
+  }
+
+  FakeGameService game_{{.echo = true}};
+  std::optional<GatewayProcess> gateway_;
+};
+
+// ------------------------------------------------------------------ protocol table
+
+class GatewayProtocolTest : public GatewayTest, public ::testing::WithParamInterface<bool> {};
+
+// Every row of the protocol table, byte for byte, in clear and encrypted mode.
+TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
+  const bool encrypted = GetParam();
+  start();
+  RawSession s(gateway_->port());
+  std::uint32_t seq = 1;
+  if (encrypted) {
+    const Wire ack = s.key_exchange(seq++, 0x1234567, 0x7654321);
+    ASSERT_EQ(ack.size(), 10u);
+    EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x1F})) << "get_seed_ack is proto 31, in clear";
+    EXPECT_LT(RawSession::get_u32(ack, 2), 0x7FFFFFC3u);
+    EXPECT_LT(RawSession::get_u32(ack, 6), 0x7FFFFFC3u);
+  }
+  // 0 heart_beat_req -> 1 heart_beat_ack, same id.
+  s.send(seq++, 0, RawSession::u32(0x12345678));
+  EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x01, 0x12, 0x34, 0x56, 0x78}));
+  // 10 user_login_req -> 11 user_login_succeed_ack, uid int32.
+  s.send(seq++, 10, login_body("alice-phone", "tok-alice"));
+  EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
+  ASSERT_TRUE(game_.wait_for_streams(1, 5s));
+  // > 1000 is forwarded as | proto | body | (no seq) and the game's Message
+  // comes back as one payload.
+  s.send(seq++, 1001, {'p', 'i', 'n', 'g', '!'});
+  ASSERT_TRUE(game_.wait_for_frames(1001, 1, 5s));
+  EXPECT_EQ(game_.frames(1001).at(0), game_bytes({0x03, 0xE9, 'p', 'i', 'n', 'g', '!'}));
+  EXPECT_EQ(s.read_payload(), (Wire{0x03, 0xEA, 'p', 'i', 'n', 'g', '!'}));
+  // A push from the game, any proto and body.
+  ASSERT_TRUE(game_.push(1001, game_bytes({0x04, 0x00, 0xAB, 0x00, 0xCD})));
+  EXPECT_EQ(s.read_payload(), (Wire{0x04, 0x00, 0xAB, 0x00, 0xCD}));
+  // The streams stay in step across many frames.
+  for (int i = 0; i < 50; ++i) {
+    s.send(seq++, 0, RawSession::u32(static_cast<std::uint32_t>(i)));
+    EXPECT_EQ(s.read_payload(), RawSession::cat({{0x00, 0x01}, RawSession::u32(static_cast<std::uint32_t>(i))}));
+  }
+  EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
+}
+
+TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
+  start();
+  RawSession s(gateway_->port());
+  std::uint32_t seq = 1;
+  if (GetParam()) s.key_exchange(seq++, 99, 1234);
+  s.send(seq++, 10, login_body("mallory", "wrong-token"));
+  EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
+  EXPECT_TRUE(s.wait_closed());
+  EXPECT_TRUE(gateway_->wait_log("reason=login_failed"));
+}
+
+INSTANTIATE_TEST_SUITE_P(ClearAndLegacyEncrypted, GatewayProtocolTest, ::testing::Bool(),
+                         [](const auto& param_info) { return param_info.param ? "Encrypted" : "Clear"; });
+
+TEST_F(GatewayTest, AcceptAnyLoginGivesEachDeviceItsOwnStableId) {
+  start({}, 1, /*accept_any=*/true);
+  Client a, b, a_again;
+  for (Client* c : {&a, &b, &a_again}) c->connect("127.0.0.1", gateway_->port());
+  const auto uid_a = a.login("device-a", "").uid();
+  const auto uid_b = b.login("device-b", "").uid();
+  const auto uid_a2 = a_again.login("device-a", "").uid();
+  EXPECT_GT(uid_a, 1);
+  EXPECT_NE(uid_a, uid_b);
+  EXPECT_EQ(uid_a, uid_a2);
+}
+
+// ------------------------------------------------------------------ kicks
+
+/// Provokes one kick reason on an offender while a well-behaved bystander on
+/// the same worker (there is one) keeps working, before and after.
+class KickTest : public GatewayTest {
+ protected:
+  void expect_kick(const std::string& reason, const std::function<void(Client&)>& provoke,
+                   bool offender_logs_in = true) {
+    auto bystander = logged_in("tok-bob", /*encrypt=*/true);
+    ASSERT_TRUE(echo_works(*bystander, "before"));
+    auto offender = std::make_unique<Client>();
+    offender->connect("127.0.0.1", gateway_->port());
+    if (offender_logs_in) {
+      ASSERT_TRUE(offender->login("udid", "tok-alice").ok());
+    }
+    provoke(*offender);
+    EXPECT_TRUE(offender->wait_closed(10s)) << "the offender must see the close";
+    EXPECT_TRUE(gateway_->wait_log("reason=" + reason)) << gateway_->log();
+    EXPECT_TRUE(echo_works(*bystander, "after")) << "the bystander must be unaffected";
+    EXPECT_FALSE(bystander->closed());
+    EXPECT_EQ(gateway_->log_count("reason="), 1u) << "only the offender was kicked\n"
+                                                  << gateway_->log();
+  }
+};
+
+TEST_F(KickTest, BadSeq) {
+  start();
+  expect_kick("bad_seq", [](Client& c) { c.send_with_seq(c.next_seq() + 3, 0, text_bytes("abcd")); });
+}
+
+TEST_F(KickTest, ReplayedSeq) {
+  start();
+  expect_kick("bad_seq", [](Client& c) { c.send_with_seq(1, 0, text_bytes("abcd")); });
+}
+
+TEST_F(KickTest, UnknownProto) {
+  start();
+  expect_kick("unknown_proto", [](Client& c) { c.send(500, text_bytes("x")); });
+}
+
+TEST_F(KickTest, NotLoggedIn) {
+  start();
+  expect_kick("not_logged_in", [](Client& c) { c.send(1001, text_bytes("x")); },
+              /*offender_logs_in=*/false);
+}
+
+TEST_F(KickTest, FrameTooLarge) {
+  start({"--max-frame", "300"});
+  expect_kick("frame_too_large", [](Client& c) { c.send(1001, std::vector<std::byte>(400)); });
+}
+
+TEST_F(KickTest, BadBodyShortHeartbeat) {
+  start();
+  expect_kick("bad_body", [](Client& c) { c.send(0, text_bytes("ab")); });
+}
+
+TEST_F(KickTest, BadBodyPayloadShorterThanHeader) {
+  start();
+  expect_kick("bad_body", [](Client& c) { c.send_payload(text_bytes("abc")); });
+}
+
+TEST_F(KickTest, RpmExceeded) {
+  start({"--rpm-limit", "6"});
+  expect_kick("rpm_exceeded", [](Client& c) {
+    for (int i = 0; i < 10; ++i) c.send(0, text_bytes("beat"));
+  });
+}
+
+TEST_F(KickTest, KickedByGame) {
+  start();
+  expect_kick("kicked_by_game", [this](Client&) {
+    ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+    ASSERT_TRUE(game_.kick(1001));
+  });
+}
+
+TEST_F(KickTest, BackendStreamFails) {
+  start();
+  expect_kick("backend_unavailable", [this](Client&) {
+    ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+    ASSERT_TRUE(game_.fail_stream(1001));
+  });
+}
+
+TEST_F(KickTest, ReadTimeout) {
+  start({"--read-timeout", "0.6"});
+  auto bystander = logged_in("tok-bob", true);
+  Client silent;
+  silent.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(silent.login("udid", "tok-alice").ok());
+  // The bystander keeps talking; the silent one says nothing.
+  for (int i = 0; i < 15 && !silent.closed(); ++i) {
+    ASSERT_TRUE(echo_works(*bystander, "alive"));
+    silent.wait_closed(100ms);
+  }
+  EXPECT_TRUE(silent.wait_closed(2s));
+  EXPECT_TRUE(gateway_->wait_log("reason=read_timeout"));
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
+}
+
+TEST_F(KickTest, SlowConsumer) {
+  start({"--txqueuelen", "16", "--sockbuf", "4096"});
+  auto bystander = logged_in("tok-bob", true);
+  Client sleeper;  // never reads
+  sleeper.connect("127.0.0.1", gateway_->port());
+  const int small = 4096;
+  ::setsockopt(sleeper.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(sleeper.login("udid", "tok-alice").ok());
+  ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+  const std::vector<std::byte> blob(1000, std::byte{0x5a});
+  std::vector<std::byte> message{std::byte{0x04}, std::byte{0x01}};
+  message.insert(message.end(), blob.begin(), blob.end());
+  for (int i = 0; i < 3000 && !gateway_->wait_log("reason=slow_consumer", 0ms); ++i) {
+    game_.push(1001, message);
+    if (i % 100 == 99) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(gateway_->wait_log("reason=slow_consumer"));
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
+}
+
+TEST_F(KickTest, LoginFailed) {
+  start();
+  expect_kick("login_failed", [](Client& c) { EXPECT_FALSE(c.login("udid", "nope").ok()); },
+              /*offender_logs_in=*/false);
+}
+
+// ------------------------------------------------------------------ game pushes
+
+TEST_F(GatewayTest, GamePushesReachManySessions) {
+  start({}, 2, /*accept_any=*/true);
+  constexpr int kClients = 40;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    auto c = std::make_unique<Client>();
+    c->connect("127.0.0.1", gateway_->port());
+    if (i % 2 == 0) {
+      ASSERT_TRUE(c->key_exchange().has_value());
+    }
+    ASSERT_TRUE(c->login("player-" + std::to_string(i), "").ok());
+    clients.push_back(std::move(c));
+  }
+  ASSERT_TRUE(game_.wait_for_streams(kClients, 10s));
+  for (const FakeStream& s : game_.streams()) {
+    const std::string text = "for " + std::to_string(s.user_id);
+    std::vector<std::byte> message{std::byte{0x07}, std::byte{0xD0}};
+    const auto body = text_bytes(text);
+    message.insert(message.end(), body.begin(), body.end());
+    ASSERT_TRUE(game_.push(s.user_id, message));
+  }
+  for (auto& c : clients) {
+    const auto p = c->receive_proto(2000, 5s);
+    ASSERT_TRUE(p.has_value());
+    const std::string got(reinterpret_cast<const char*>(p->body.data()), p->body.size());
+    EXPECT_EQ(got.rfind("for ", 0), 0u);
+  }
+  // Each got its own: the uid in the text is the one the login returned.
+  EXPECT_EQ(gateway_->log_count("reason="), 0u);
+}
+
+// ------------------------------------------------------------------ drain
+
+TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
+  // Small gateway-side socket buffers: most of what the game pushes waits in
+  // the gateway's queues when the signal comes.
+  start({"--txqueuelen", "100000", "--sockbuf", "4096", "--drain-timeout", "30"}, 2,
+        /*accept_any=*/true);
+  constexpr int kClients = 8;
+  constexpr int kMessages = 400;  // x 1000 B per client
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::int32_t> uids;
+  for (int i = 0; i < kClients; ++i) {
+    auto c = std::make_unique<Client>();
+    c->connect("127.0.0.1", gateway_->port());
+    if (i % 2 == 1) {
+      ASSERT_TRUE(c->key_exchange().has_value());
+    }
+    const auto login = c->login("drain-" + std::to_string(i), "");
+    ASSERT_TRUE(login.ok());
+    uids.push_back(login.uid());
+    clients.push_back(std::move(c));
+  }
+  ASSERT_TRUE(game_.wait_for_streams(kClients, 10s));
+  for (int m = 0; m < kMessages; ++m) {
+    for (const std::int32_t uid : uids) {
+      std::vector<std::byte> message(1000, std::byte{static_cast<std::uint8_t>(m)});
+      message[0] = std::byte{0x08};
+      message[1] = std::byte{0x00};
+      ASSERT_TRUE(game_.push(uid, message));
+    }
+  }
+  // Let the pushes reach the gateway (the clients read nothing yet).
+  for (auto& c : clients) {
+    int queued = 0;
+    for (int i = 0; i < 200 && queued < 4000; ++i) {
+      ::ioctl(c->native_handle(), FIONREAD, &queued);
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  std::this_thread::sleep_for(300ms);
+  std::vector<pid_t> children{gateway_->frontend_pid(), gateway_->bridge_pid(),
+                              gateway_->worker_pid(0), gateway_->worker_pid(1)};
+  ::kill(gateway_->pid(), SIGTERM);
+
+  // Every client reads everything that was queued, then sees the close.
+  std::vector<std::string> errors(kClients);
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kClients; ++i) {
+    readers.emplace_back([&, i] {
+      for (int m = 0; m < kMessages; ++m) {
+        const auto p = clients[i]->receive(15s);
+        if (!p || p->proto != 0x0800 || p->body.back() != std::byte{static_cast<std::uint8_t>(m)}) {
+          errors[i] = "lost or wrong message " + std::to_string(m);
+          return;
+        }
+      }
+      if (!clients[i]->wait_closed(15s)) errors[i] = "not closed";
+    });
+  }
+  for (auto& t : readers) t.join();
+  for (int i = 0; i < kClients; ++i) EXPECT_EQ(errors[i], "") << "client " << i;
+
+  const auto status = gateway_->terminate(30s);
+  ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
+  for (const std::int32_t uid : uids) {
+    const auto end = game_.wait_for_stream_end(uid, 5s);
+    ASSERT_TRUE(end.has_value()) << "stream of " << uid << " did not end";
+    EXPECT_TRUE(end->client_half_closed) << "the gateway must half-close, not cancel";
+  }
+  for (const pid_t pid : children) EXPECT_TRUE(process_gone(pid)) << "pid " << pid << " left behind";
+  EXPECT_EQ(gateway_->log_count("reason=shutdown"), std::size_t{kClients});
+  EXPECT_EQ(gateway_->log_count("drain timeout"), 0u) << gateway_->log();
+}
+
+// ------------------------------------------------------------------ crashes
+
+TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {
+  start({}, 2, /*accept_any=*/true);
+  auto before = logged_in("tok-alice", true);
+  ASSERT_TRUE(echo_works(*before, "hello"));
+  const pid_t victim = gateway_->worker_pid(0);
+  ASSERT_GT(victim, 0);
+  ::kill(victim, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("worker-0 (pid " + std::to_string(victim) + ") was killed"));
+  for (int i = 0; i < 200 && (gateway_->worker_pid(0) == victim || gateway_->worker_pid(0) == 0); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(gateway_->worker_pid(0), victim) << "worker-0 was not restarted";
+  // New sessions on both workers work.
+  for (int i = 0; i < 6; ++i) {
+    Client c;
+    c.connect("127.0.0.1", gateway_->port());
+    ASSERT_TRUE(c.key_exchange().has_value());
+    ASSERT_TRUE(c.login("after-" + std::to_string(i), "").ok());
+    EXPECT_TRUE(echo_works(c, "after crash"));
+  }
+  // The old session either still works or is closed; it never hangs.
+  before->send(1001, text_bytes("still there?"));
+  const auto reply = before->receive_proto(1002, 5s);
+  EXPECT_TRUE(reply.has_value() || before->closed());
+  EXPECT_TRUE(process_gone(victim));
+}
+
+TEST_F(GatewayTest, GameServiceDownKicksWithBackendUnavailable) {
+  start();
+  game_.stop();
+  Client c;
+  c.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(c.login("udid", "tok-alice").ok());
+  EXPECT_TRUE(c.wait_closed(10s));
+  EXPECT_TRUE(gateway_->wait_log("reason=backend_unavailable"));
+  game_.start();
+  // Once the game service is back, players get in again within seconds (a
+  // real client retries its login, as this one does).
+  bool served = false;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    Client later;
+    later.connect("127.0.0.1", gateway_->port());
+    served = later.login("udid", "tok-bob").ok() && echo_works(later, "back");
+    if (!served) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(served) << gateway_->log();
+}
+
+}  // namespace
+}  // namespace gatehouse::testing

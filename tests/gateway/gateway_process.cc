@@ -1,0 +1,132 @@
+#include "gateway_process.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace gatehouse::testing {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+GatewayProcess::GatewayProcess(GatewayOptions options) {
+  static std::atomic<int> counter{0};
+  instance_ = "test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  dir_ = (std::filesystem::temp_directory_path() / ("gatehouse-" + instance_)).string();
+  std::filesystem::create_directories(dir_);
+  log_path_ = dir_ + "/gateway.log";
+  const std::string ready = dir_ + "/ready";
+
+  std::vector<std::string> argv{GATEHOUSE_BIN_DIR "/gatehouse",
+                                "--instance",
+                                instance_,
+                                "--listen",
+                                "127.0.0.1:0",
+                                "--ready-file",
+                                ready,
+                                "--backend",
+                                "127.0.0.1:" + std::to_string(options.backend_port),
+                                "--workers",
+                                std::to_string(options.workers),
+                                "--max-connections",
+                                "1024",
+                                "--log-level",
+                                "debug"};
+  if (!options.tokens.empty()) {
+    const std::string tokens = dir_ + "/tokens";
+    std::ofstream out(tokens);
+    for (const auto& line : options.tokens) out << line << "\n";
+    argv.push_back("--login");
+    argv.push_back("tokens:" + tokens);
+  }
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  supervisor_.emplace(argv, log_path_);
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!std::filesystem::exists(ready)) {
+    if (supervisor_->wait(Duration(0))) {
+      throw std::runtime_error("gateway exited at start:\n" + log());
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("gateway not ready in 20 s:\n" + log());
+    }
+    std::this_thread::sleep_for(Duration(10));
+  }
+  std::istringstream lines(read_file(ready));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("listen=", 0) == 0) port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+  }
+  segment_.emplace(shm::Segment::attach("gatehouse-" + instance_));
+}
+
+GatewayProcess::~GatewayProcess() {
+  std::vector<pid_t> children{frontend_pid(), bridge_pid()};
+  for (std::uint32_t w = 0; w < kMaxWorkers; ++w) children.push_back(worker_pid(w));
+  segment_.reset();
+  supervisor_.reset();  // SIGKILL + reap if still running; children die with it
+  for (const pid_t pid : children) {
+    if (pid > 0) ::kill(pid, SIGKILL);
+  }
+  shm::Segment::remove("gatehouse-" + instance_);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string GatewayProcess::log() const { return read_file(log_path_); }
+
+bool GatewayProcess::wait_log(const std::string& needle, Duration timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (log().find(needle) != std::string::npos) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(Duration(5));
+  }
+}
+
+std::size_t GatewayProcess::log_count(const std::string& needle) const {
+  const std::string text = log();
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+std::optional<int> GatewayProcess::terminate(Duration timeout) {
+  supervisor_->kill(SIGTERM);
+  return supervisor_->wait(timeout);
+}
+
+pid_t GatewayProcess::worker_pid(std::uint32_t index) const {
+  if (!segment_ || index >= segment_->settings().workers) return 0;
+  return segment_->control().workers[index].pid.load();
+}
+pid_t GatewayProcess::frontend_pid() const {
+  return segment_ ? segment_->control().frontend.pid.load() : 0;
+}
+pid_t GatewayProcess::bridge_pid() const {
+  return segment_ ? segment_->control().bridge.pid.load() : 0;
+}
+
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  const auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z';
+}
+
+}  // namespace gatehouse::testing

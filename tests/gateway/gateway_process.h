@@ -1,0 +1,66 @@
+// GatewayProcess: the real gateway (build/bin/gatehouse and its children) for
+// integration tests: a unique instance name, port 0 read back from the ready
+// file, output in a log file the test can search, and access to the
+// segment's control block for the children's pids.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "child_process.h"
+#include "gatehouse/common/gateway_segment.h"
+
+namespace gatehouse::testing {
+
+using Duration = std::chrono::milliseconds;
+
+struct GatewayOptions {
+  int backend_port = 0;                 ///< game service on 127.0.0.1
+  std::uint32_t workers = 1;            ///< one worker: every session shares it
+  std::vector<std::string> extra_args;  ///< e.g. {"--rpm-limit", "5"}
+  /// Lines "<token> <user id>"; empty: --login any.
+  std::vector<std::string> tokens;
+};
+
+class GatewayProcess {
+ public:
+  explicit GatewayProcess(GatewayOptions options);
+  ~GatewayProcess();
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return supervisor_->pid(); }
+  const std::string& instance() const { return instance_; }
+
+  /// Everything the gateway's processes have logged so far.
+  std::string log() const;
+  /// Waits until the log contains `needle`; true if it did within `timeout`.
+  bool wait_log(const std::string& needle, Duration timeout = Duration(5000)) const;
+  /// How many times `needle` occurs in the log.
+  std::size_t log_count(const std::string& needle) const;
+
+  /// SIGTERM and wait: the exit status, or nullopt if it did not exit in time.
+  std::optional<int> terminate(Duration timeout = Duration(15000));
+
+  /// Child pids from the control block (0 when not running).
+  pid_t worker_pid(std::uint32_t index) const;
+  pid_t frontend_pid() const;
+  pid_t bridge_pid() const;
+
+ private:
+  std::string instance_;
+  std::string dir_;
+  std::string log_path_;
+  std::optional<ChildProcess> supervisor_;
+  std::optional<GatewaySegment> segment_;
+  std::uint16_t port_ = 0;
+};
+
+/// True when process `pid` no longer exists (zombies count as gone).
+bool process_gone(pid_t pid);
+
+}  // namespace gatehouse::testing

@@ -1,0 +1,113 @@
+#include "raw_session.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+namespace gatehouse::testing {
+
+RawSession::RawSession(std::uint16_t port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    throw std::runtime_error("RawSession: connect failed");
+  }
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+RawSession::~RawSession() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void RawSession::write(const Wire& bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) return;  // the gateway closed: the test's reads will say so
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void RawSession::send(std::uint32_t seq, std::int16_t proto, const Wire& body) {
+  Wire payload = cat({u32(seq), u16(static_cast<std::uint16_t>(proto)), body});
+  if (send_rc4_) send_rc4_->apply(std::as_writable_bytes(std::span(payload)));
+  write(cat({u16(static_cast<std::uint16_t>(payload.size())), payload}));
+}
+
+bool RawSession::read_exact(std::uint8_t* out, std::size_t n,
+                            std::chrono::steady_clock::time_point deadline) {
+  std::size_t got = 0;
+  while (got < n) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    const ssize_t r = ::recv(fd_, out + got, n - got, 0);
+    if (r <= 0) return false;
+    got += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+std::optional<Wire> RawSession::read_payload(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::uint8_t size[2];
+  if (!read_exact(size, 2, deadline)) return std::nullopt;
+  Wire payload(static_cast<std::size_t>(size[0]) << 8 | size[1]);
+  if (!read_exact(payload.data(), payload.size(), deadline)) return std::nullopt;
+  if (receive_rc4_) receive_rc4_->apply(std::as_writable_bytes(std::span(payload)));
+  return payload;
+}
+
+bool RawSession::wait_closed(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::uint8_t sink[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    if (::recv(fd_, sink, sizeof sink, 0) <= 0) return true;
+  }
+}
+
+Wire RawSession::key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t b) {
+  using namespace client::testing;
+  const auto client_send = static_cast<std::uint32_t>(reference_power(kReferenceGenerator, a, kReferencePrime));
+  const auto client_receive = static_cast<std::uint32_t>(reference_power(kReferenceGenerator, b, kReferencePrime));
+  send(seq, 30, cat({u32(client_send), u32(client_receive)}));
+  const auto ack = read_payload();
+  if (!ack || ack->size() != 10) throw std::runtime_error("RawSession: no get_seed_ack");
+  const std::uint32_t e1 = get_u32(*ack, 2);
+  const std::uint32_t e2 = get_u32(*ack, 6);
+  send_rc4_.emplace(reference_key_string(static_cast<std::uint32_t>(reference_power(e1, a, kReferencePrime))));
+  receive_rc4_.emplace(reference_key_string(static_cast<std::uint32_t>(reference_power(e2, b, kReferencePrime))));
+  return *ack;
+}
+
+Wire RawSession::str(std::string_view s) {
+  Wire out = u16(static_cast<std::uint16_t>(s.size()));
+  for (const char ch : s) out.push_back(static_cast<std::uint8_t>(ch));
+  return out;
+}
+
+Wire RawSession::cat(std::initializer_list<Wire> parts) {
+  Wire out;
+  for (const Wire& p : parts) {
+    for (const std::uint8_t b : p) out.push_back(b);
+  }
+  return out;
+}
+
+}  // namespace gatehouse::testing

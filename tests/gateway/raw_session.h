@@ -1,0 +1,60 @@
+// RawSession: a client written from protocol.md alone, byte by byte, with
+// the tests' own reference DH and RC4 (tests/client/reference_crypto.h).
+// The byte-exact protocol tests use it instead of the client library so that
+// neither the gateway's nor the client's code checks itself.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "client/reference_crypto.h"
+
+namespace gatehouse::testing {
+
+using Wire = std::vector<std::uint8_t>;
+
+class RawSession {
+ public:
+  explicit RawSession(std::uint16_t port);
+  ~RawSession();
+  RawSession(const RawSession&) = delete;
+  RawSession& operator=(const RawSession&) = delete;
+
+  /// Writes bytes as they are.
+  void write(const Wire& bytes);
+  /// `| size | seq | proto | body |`, payload encrypted once keys are set.
+  void send(std::uint32_t seq, std::int16_t proto, const Wire& body);
+  /// The next frame's payload, decrypted once keys are set; nullopt on
+  /// timeout or close.
+  std::optional<Wire> read_payload(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  /// True if the gateway closes the connection within `timeout` (frames
+  /// received meanwhile are discarded).
+  bool wait_closed(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+  /// Runs get_seed with secrets a, b (seq given) and switches RC4 on. Returns
+  /// the get_seed_ack payload as received (in clear).
+  Wire key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t b);
+
+  static Wire u16(std::uint16_t v) { return {std::uint8_t(v >> 8), std::uint8_t(v)}; }
+  static Wire u32(std::uint32_t v) {
+    return {std::uint8_t(v >> 24), std::uint8_t(v >> 16), std::uint8_t(v >> 8), std::uint8_t(v)};
+  }
+  static Wire str(std::string_view s);
+  static Wire cat(std::initializer_list<Wire> parts);
+  static std::uint32_t get_u32(const Wire& b, std::size_t at) {
+    return std::uint32_t(b[at]) << 24 | std::uint32_t(b[at + 1]) << 16 |
+           std::uint32_t(b[at + 2]) << 8 | b[at + 3];
+  }
+
+ private:
+  bool read_exact(std::uint8_t* out, std::size_t n, std::chrono::steady_clock::time_point deadline);
+
+  int fd_ = -1;
+  std::optional<client::testing::ReferenceRc4> send_rc4_;
+  std::optional<client::testing::ReferenceRc4> receive_rc4_;
+};
+
+}  // namespace gatehouse::testing

@@ -1,0 +1,337 @@
+// gatehouse-client: talk to a gateway from a shell.
+//
+//   gatehouse-client --encrypt --echo hello --say "hi all" --listen 10 127.0.0.1:8888
+//
+// Connects, optionally runs the legacy key exchange, logs in, performs the
+// actions in command-line order and prints one line per packet:
+//   -> 1001 proto_ping_req "hello"      (sent)
+//   <- 1002 proto_ping_ack "hello"      (received)
+// Exit status: 0 on success, 1 on any failure (with a message on stderr).
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gatehouse/client/client.h"
+#include "gatehouse/common/byte_io.h"
+
+namespace po = boost::program_options;
+namespace gc = gatehouse::client;
+namespace proto = gatehouse::protocol;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// A usage or runtime failure: main prints it and exits 1.
+class Failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Action {
+  enum class Kind { kHeartbeat, kEcho, kSay, kKickMe } kind;
+  std::string text;
+};
+
+struct Options {
+  std::string host;
+  std::uint16_t port = 0;
+  bool encrypt = false;
+  bool login = true;
+  std::string udid = "demo-player";
+  std::string token;
+  std::vector<Action> actions;
+  double listen_seconds = 0;
+  gc::Duration timeout{5000};
+};
+
+gc::Duration seconds(double s, const char* what) {
+  if (!(s >= 0) || s > 1e6) throw Failure(std::string("--") + what + " must be 0..1000000 seconds");
+  return gc::Duration(static_cast<std::int64_t>(s * 1000));
+}
+
+void parse_endpoint(const std::string& endpoint, Options& o) {
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == endpoint.size()) {
+    throw Failure("expected HOST:PORT, got '" + endpoint + "'");
+  }
+  o.host = endpoint.substr(0, colon);
+  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') {
+    o.host = o.host.substr(1, o.host.size() - 2);  // [::1]:8888
+  }
+  const std::string port = endpoint.substr(colon + 1);
+  std::size_t used = 0;
+  unsigned long value = 0;
+  try {
+    value = std::stoul(port, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != port.size() || value == 0 || value > 65535) {
+    throw Failure("bad port '" + port + "' in '" + endpoint + "'");
+  }
+  o.port = static_cast<std::uint16_t>(value);
+}
+
+/// Parses the command line; nullopt after printing --help.
+std::optional<Options> parse_options(int argc, char** argv) {
+  po::options_description visible(
+      "Usage: gatehouse-client [options] HOST:PORT\n"
+      "Connects to a gateway, optionally runs the legacy key exchange, logs in and performs\n"
+      "the actions in the order given, printing each packet received as one line.\n\n"
+      "Options");
+  // clang-format off
+  visible.add_options()
+      ("help,h", "show this help")
+      ("encrypt", "run the legacy key exchange (get_seed_req/ack, DH + RC4) first")
+      ("udid", po::value<std::string>()->value_name("ID"),
+       "open_udid to log in with (default demo-player)")
+      ("token", po::value<std::string>()->value_name("T"),
+       "client_certificate to log in with (default empty)")
+      ("no-login", "do not log in (to see what the gateway does with a session that has not)")
+      ("heartbeat", "action: send heart_beat_req and wait for the ack")
+      ("echo", po::value<std::vector<std::string>>()->value_name("TEXT"),
+       "action: send proto_ping_req TEXT and wait for the proto_ping_ack echo")
+      ("say", po::value<std::vector<std::string>>()->value_name("TEXT"),
+       "action: send chat say TEXT and wait (without failing) for the chat message it causes")
+      ("kick-me", "action: ask the game to kick this session and wait for the gateway to close it")
+      ("listen", po::value<double>()->value_name("SECONDS"),
+       "after the actions, keep printing pushed packets for this long")
+      ("timeout", po::value<double>()->value_name("SECONDS")->default_value(5.0),
+       "how long to wait for connect and for each reply");
+  // clang-format on
+  po::options_description all;
+  all.add(visible).add_options()("endpoint", po::value<std::string>(), "HOST:PORT");
+  po::positional_options_description positional;
+  positional.add("endpoint", 1);
+
+  po::parsed_options parsed =
+      po::command_line_parser(argc, argv).options(all).positional(positional).run();
+  // Actions keep their command-line order and may repeat, so they are read
+  // from the parsed list; everything else goes through the variables map.
+  Options o;
+  po::parsed_options settings(&all);
+  for (const po::basic_option<char>& option : parsed.options) {
+    const std::string& key = option.string_key;
+    const std::string value = option.value.empty() ? std::string() : option.value.front();
+    if (key == "heartbeat") {
+      o.actions.push_back({Action::Kind::kHeartbeat, {}});
+    } else if (key == "echo") {
+      o.actions.push_back({Action::Kind::kEcho, value});
+    } else if (key == "say") {
+      o.actions.push_back({Action::Kind::kSay, value});
+    } else if (key == "kick-me") {
+      o.actions.push_back({Action::Kind::kKickMe, {}});
+    } else {
+      settings.options.push_back(option);
+    }
+  }
+  po::variables_map vm;
+  po::store(settings, vm);
+  po::notify(vm);
+
+  if (vm.count("help") != 0) {
+    std::cout
+        << visible << "\n"
+        << "Actions (--heartbeat, --echo, --say, --kick-me) may repeat and run in order.\n"
+        << "Lines printed: '-> ...' sent, '<- ...' received, 'connection closed by gateway'.\n"
+        << "Exit status: 0 on success, 1 on failure.\n";
+    return std::nullopt;
+  }
+  if (vm.count("endpoint") == 0) throw Failure("missing HOST:PORT (see --help)");
+  parse_endpoint(vm["endpoint"].as<std::string>(), o);
+  o.encrypt = vm.count("encrypt") != 0;
+  o.login = vm.count("no-login") == 0;
+  if (vm.count("udid") != 0) o.udid = vm["udid"].as<std::string>();
+  if (vm.count("token") != 0) o.token = vm["token"].as<std::string>();
+  if (vm.count("listen") != 0) {
+    o.listen_seconds = vm["listen"].as<double>();
+    seconds(o.listen_seconds, "listen");
+  }
+  o.timeout = seconds(vm["timeout"].as<double>(), "timeout");
+  if (o.udid.size() > 65535 || o.token.size() > 65535) throw Failure("--udid/--token too long");
+  return o;
+}
+
+void print_line(const std::string& line) {
+  std::cout << line << std::endl;
+}
+
+class Session {
+ public:
+  explicit Session(const Options& options) : options_(options) {}
+
+  /// Runs everything; returns the exit status.
+  int run() {
+    client_.connect(options_.host, options_.port, options_.timeout);
+    if (options_.encrypt) exchange_keys();
+    if (options_.login) log_in();
+    for (const Action& action : options_.actions) {
+      if (!perform(action)) return 0;  // kicked on request: done
+    }
+    if (options_.listen_seconds > 0) listen();
+    return 0;
+  }
+
+ private:
+  void send(std::int16_t proto, const std::vector<std::byte>& body) {
+    print_line("-> " + gc::describe({proto, body}));
+    if (!client_.send(proto, body)) connection_lost();
+  }
+
+  /// Prints packets as they arrive until one matches; nullopt on timeout.
+  /// Throws Failure if the gateway closes the connection.
+  std::optional<gc::Packet> await(const std::function<bool(const gc::Packet&)>& match) {
+    const auto deadline = Clock::now() + options_.timeout;
+    for (;;) {
+      const auto left = std::chrono::ceil<gc::Duration>(deadline - Clock::now());
+      auto packet = client_.receive(std::max(left, gc::Duration(0)));
+      if (!packet) {
+        if (client_.closed()) connection_lost();
+        return std::nullopt;
+      }
+      print_line("<- " + gc::describe(*packet));
+      if (match(*packet)) return packet;
+    }
+  }
+
+  [[noreturn]] void connection_lost() {
+    print_closed();
+    throw Failure("the gateway closed the connection");
+  }
+
+  void print_closed() {
+    std::string line = "connection closed by gateway";
+    if (client_.close_error()) line += " (" + client_.close_error().message() + ")";
+    print_line(line);
+  }
+
+  std::string waited() const {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g s", static_cast<double>(options_.timeout.count()) / 1000);
+    return text;
+  }
+
+  void exchange_keys() {
+    print_line("-> 30 get_seed_req (legacy DH key exchange)");
+    const auto keys = client_.key_exchange(options_.timeout);
+    if (!keys) {
+      if (client_.closed()) connection_lost();
+      throw Failure("no get_seed_ack within " + waited());
+    }
+    print_line("<- 31 get_seed_ack: RC4 on, send_key=" + std::to_string(keys->send_key) +
+               " receive_key=" + std::to_string(keys->receive_key));
+  }
+
+  void log_in() {
+    std::vector<std::byte> body;
+    proto::encode_login(gc::Client::make_login_request(options_.udid, options_.token), body);
+    send(proto::kUserLoginReq, body);
+    const auto reply = await([](const gc::Packet& p) {
+      return p.proto == proto::kUserLoginSucceedAck || p.proto == proto::kUserLoginFaildAck;
+    });
+    if (!reply) throw Failure("no login reply within " + waited());
+    if (reply->proto == proto::kUserLoginFaildAck) {
+      throw Failure("login refused for udid '" + options_.udid + "'");
+    }
+    const auto uid = proto::parse_heartbeat(reply->body);  // a bare int32 body
+    if (!uid) throw Failure("malformed login reply");
+    uid_ = *uid;
+  }
+
+  /// False when the action ended the session as asked (kick-me).
+  bool perform(const Action& action) {
+    switch (action.kind) {
+      case Action::Kind::kHeartbeat: {
+        const std::int32_t id = ++heartbeat_id_;
+        std::vector<std::byte> body;
+        gatehouse::ByteWriter(body).i32(id);
+        send(proto::kHeartBeatReq, body);
+        const auto ack = await([](const gc::Packet& p) { return p.proto == proto::kHeartBeatAck; });
+        if (!ack) throw Failure("no heart_beat_ack within " + waited());
+        if (proto::parse_heartbeat(ack->body) != id) {
+          throw Failure("heart_beat_ack does not carry id " + std::to_string(id));
+        }
+        return true;
+      }
+      case Action::Kind::kEcho: {
+        const auto body = gc::to_bytes(action.text);
+        send(gc::demo::kPingReq, body);
+        const auto ack = await([](const gc::Packet& p) { return p.proto == gc::demo::kPingAck; });
+        if (!ack) throw Failure("no proto_ping_ack within " + waited());
+        if (ack->body != body) throw Failure("proto_ping_ack does not echo the ping");
+        return true;
+      }
+      case Action::Kind::kSay: {
+        send(gc::demo::kChatSay, gc::demo::encode_chat_say(action.text));
+        const gc::demo::ChatMessage mine{uid_, action.text};
+        const auto echo = await([&mine](const gc::Packet& p) {
+          return p.proto == gc::demo::kChatMessage && gc::demo::parse_chat_message(p.body) == mine;
+        });
+        if (!echo) {
+          std::cerr << "gatehouse-client: (no chat message back within " << waited() << ")\n";
+        }
+        return true;
+      }
+      case Action::Kind::kKickMe: {
+        send(gc::demo::kKickMe, {});
+        const auto deadline = Clock::now() + options_.timeout;
+        while (Clock::now() < deadline) {
+          const auto left = std::chrono::duration_cast<gc::Duration>(deadline - Clock::now());
+          if (auto packet = client_.receive(left)) {
+            print_line("<- " + gc::describe(*packet));
+          } else if (client_.closed()) {
+            print_closed();
+            return false;
+          }
+        }
+        throw Failure("still connected " + waited() + " after kick me");
+      }
+    }
+    return true;
+  }
+
+  void listen() {
+    const auto deadline =
+        Clock::now() + std::chrono::duration_cast<gc::Duration>(
+                           std::chrono::duration<double>(options_.listen_seconds));
+    for (auto now = Clock::now(); now < deadline; now = Clock::now()) {
+      const auto left = std::chrono::ceil<gc::Duration>(deadline - now);
+      if (auto packet = client_.receive(left)) {
+        print_line("<- " + gc::describe(*packet));
+      } else if (client_.closed()) {
+        connection_lost();
+      }
+    }
+  }
+
+  const Options& options_;
+  gc::Client client_;
+  std::int32_t uid_ = 0;
+  std::int32_t heartbeat_id_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const auto options = parse_options(argc, argv);
+    if (!options) return 0;
+    return Session(*options).run();
+  } catch (const po::error& e) {
+    std::cerr << "gatehouse-client: " << e.what() << " (see --help)\n";
+  } catch (const std::exception& e) {
+    std::cerr << "gatehouse-client: " << e.what() << "\n";
+  }
+  return 1;
+}

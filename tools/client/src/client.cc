@@ -1,0 +1,657 @@
+#include "gatehouse/client/client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "gatehouse/common/byte_io.h"
+
+namespace gatehouse::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kReadChunk = 64 * 1024;
+
+std::error_code errno_code(int e) {
+  return {e, std::system_category()};
+}
+
+std::string errno_message(std::string_view what, int e) {
+  return std::string(what) + ": " + std::strerror(e);
+}
+
+/// Milliseconds left until `deadline`, rounded up, for poll().
+int poll_timeout(Clock::time_point deadline) {
+  const auto now = Clock::now();
+  if (deadline <= now) return 0;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+  return static_cast<int>(std::min<decltype(left)>(left, INT_MAX));
+}
+
+/// Waits for `events` on `fd`; false on timeout. Throws on poll failure.
+bool wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    const int r = ::poll(&p, 1, poll_timeout(deadline));
+    if (r > 0) return true;
+    if (r == 0) return false;
+    if (errno != EINTR) throw ClientError(errno_message("poll", errno));
+  }
+}
+
+/// Errors that mean "the peer is gone" rather than "something is broken".
+bool is_disconnect(int e) {
+  return e == ECONNRESET || e == EPIPE || e == ECONNABORTED || e == ETIMEDOUT || e == ENOTCONN;
+}
+
+std::string_view proto_name(std::int16_t proto) {
+  switch (proto) {
+    case protocol::kHeartBeatReq:
+      return "heart_beat_req";
+    case protocol::kHeartBeatAck:
+      return "heart_beat_ack";
+    case protocol::kUserLoginReq:
+      return "user_login_req";
+    case protocol::kUserLoginSucceedAck:
+      return "user_login_succeed_ack";
+    case protocol::kUserLoginFaildAck:
+      return "user_login_faild_ack";
+    case protocol::kClientErrorAck:
+      return "client_error_ack";
+    case protocol::kGetSeedReq:
+      return "get_seed_req";
+    case protocol::kGetSeedAck:
+      return "get_seed_ack";
+    case demo::kPingReq:
+      return "proto_ping_req";
+    case demo::kPingAck:
+      return "proto_ping_ack";
+    case demo::kChatSay:
+      return "chat_say";
+    case demo::kChatMessage:
+      return "chat";
+    case demo::kKickMe:
+      return "kick_me";
+    default:
+      return {};
+  }
+}
+
+std::string hex(std::span<const std::byte> bytes, std::size_t limit) {
+  std::string out;
+  char buf[4];
+  for (std::size_t i = 0; i < bytes.size() && i < limit; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", std::to_integer<unsigned>(bytes[i]));
+    if (i > 0) out += ' ';
+    out += buf;
+  }
+  if (bytes.size() > limit) out += " ...";
+  return out;
+}
+
+std::string raw_description(std::span<const std::byte> body) {
+  std::string out = "(" + std::to_string(body.size()) + " bytes)";
+  if (!body.empty()) out += " " + hex(body, 64);
+  return out;
+}
+
+std::optional<std::int32_t> parse_int32(std::span<const std::byte> body) {
+  return protocol::parse_heartbeat(body);  // a bare `int32` body
+}
+
+}  // namespace
+
+std::string_view to_string(LoginResult::Status status) noexcept {
+  switch (status) {
+    case LoginResult::Status::kOk:
+      return "ok";
+    case LoginResult::Status::kRefused:
+      return "refused";
+    case LoginResult::Status::kClosed:
+      return "closed";
+    case LoginResult::Status::kTimeout:
+      return "timeout";
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------- lifetime
+
+Client::~Client() {
+  close();
+}
+
+Client::Client(Client&& other) noexcept {
+  *this = std::move(other);
+}
+
+Client& Client::operator=(Client&& other) noexcept {
+  if (this == &other) return *this;
+  close();
+  fd_ = std::exchange(other.fd_, -1);
+  frames_sent_ = other.frames_sent_;
+  send_timeout_ = other.send_timeout_;
+  pending_exchange_ = other.pending_exchange_;
+  keys_ = other.keys_;
+  send_cipher_ = other.send_cipher_;
+  receive_cipher_ = other.receive_cipher_;
+  rx_ = std::move(other.rx_);
+  rx_start_ = other.rx_start_;
+  inbox_ = std::move(other.inbox_);
+  closed_ = other.closed_;
+  close_error_ = other.close_error_;
+  other.close();  // leaves the moved-from client empty and reusable
+  return *this;
+}
+
+void Client::connect(const std::string& host, std::uint16_t port, Duration timeout) {
+  if (connected()) throw std::logic_error("Client::connect: already connected");
+  const std::string where = host + ":" + std::to_string(port);
+  const auto deadline = Clock::now() + timeout;
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    throw ClientError("resolve " + host + ": " + ::gai_strerror(rc));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, &::freeaddrinfo);
+
+  std::string last_error = "no address";
+  for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
+    const int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last_error = std::strerror(errno);
+      continue;
+    }
+    int err = 0;
+    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      err = errno;
+      if (err == EINPROGRESS) {
+        err = ETIMEDOUT;
+        if (wait_for(fd, POLLOUT, deadline)) {
+          socklen_t len = sizeof err;
+          if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        }
+      }
+    }
+    if (err != 0) {
+      last_error = std::strerror(err);
+      ::close(fd);
+      continue;
+    }
+    const int one = 1;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+      last_error = errno_message("TCP_NODELAY", errno);
+      ::close(fd);
+      continue;
+    }
+    close();  // fresh session state
+    fd_ = fd;
+    return;
+  }
+  throw ClientError("connect to " + where + ": " + last_error);
+}
+
+void Client::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  frames_sent_ = 0;
+  pending_exchange_.reset();
+  keys_.reset();
+  send_cipher_.reset();
+  receive_cipher_.reset();
+  rx_.clear();
+  rx_start_ = 0;
+  inbox_.clear();
+  closed_ = false;
+  close_error_.clear();
+}
+
+void Client::shutdown_send() {
+  require_connected();
+  if (::shutdown(fd_, SHUT_WR) != 0 && !is_disconnect(errno)) {
+    throw ClientError(errno_message("shutdown", errno));
+  }
+}
+
+std::uint16_t Client::local_port() const {
+  if (!connected()) return 0;
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET)
+    return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+  }
+  return 0;
+}
+
+void Client::require_connected() const {
+  if (!connected()) throw std::logic_error("gatehouse client: not connected");
+}
+
+// ---------------------------------------------------------------- sending
+
+bool Client::send(std::int16_t proto, std::span<const std::byte> body) {
+  return send_with_seq(next_seq(), proto, body);
+}
+
+bool Client::send_with_seq(std::uint32_t seq, std::int16_t proto, std::span<const std::byte> body) {
+  std::vector<std::byte> payload;
+  payload.reserve(protocol::kClientHeaderBytes + body.size());
+  ByteWriter(payload).u32(seq).i16(proto).bytes(body);
+  return send_frame(payload);
+}
+
+bool Client::send_payload(std::span<const std::byte> payload) {
+  return send_frame(payload);
+}
+
+bool Client::send_raw(std::span<const std::byte> bytes) {
+  require_connected();
+  return write_all(bytes);
+}
+
+bool Client::send_frame(std::span<const std::byte> payload) {
+  require_connected();
+  if (payload.size() > protocol::kMaxPayload) {
+    throw std::length_error("gatehouse client: payload of " + std::to_string(payload.size()) +
+                            " bytes exceeds " + std::to_string(protocol::kMaxPayload));
+  }
+  std::vector<std::byte> frame(protocol::kSizeBytes + payload.size());
+  store_u16(frame.data(), static_cast<std::uint16_t>(payload.size()));
+  std::byte* const out = frame.data() + protocol::kSizeBytes;
+  std::copy(payload.begin(), payload.end(), out);
+  if (send_cipher_) send_cipher_->apply(out, out, payload.size());
+  ++frames_sent_;
+  return write_all(frame);
+}
+
+bool Client::write_all(std::span<const std::byte> bytes) {
+  std::size_t done = 0;
+  auto deadline = Clock::now() + send_timeout_;
+  while (done < bytes.size()) {
+    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      deadline = Clock::now() + send_timeout_;
+      continue;
+    }
+    const int e = errno;
+    if (n < 0 && e == EINTR) continue;
+    if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
+      if (!wait_for(fd_, POLLOUT, deadline)) {
+        throw ClientError("send stalled: the gateway has not read for " +
+                          std::to_string(send_timeout_.count()) + " ms");
+      }
+      continue;
+    }
+    if (n < 0 && is_disconnect(e)) return false;
+    throw ClientError(errno_message("send", e));
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- receiving
+
+bool Client::decode_one() {
+  const std::span<const std::byte> buffered(rx_.data() + rx_start_, rx_.size() - rx_start_);
+  const protocol::FrameScan scan = protocol::scan_frame(buffered, protocol::kMaxPayload);
+  if (scan.kind != protocol::FrameScan::kFrame) return false;  // kTooLarge cannot happen (u16)
+
+  const auto first = buffered.begin() + protocol::kSizeBytes;
+  std::vector<std::byte> payload(first, first + static_cast<std::ptrdiff_t>(scan.payload_bytes));
+  rx_start_ += protocol::kSizeBytes + scan.payload_bytes;
+  if (rx_start_ == rx_.size()) {
+    rx_.clear();
+    rx_start_ = 0;
+  }
+  if (receive_cipher_) receive_cipher_->apply(payload.data(), payload.data(), payload.size());
+
+  const auto parsed = protocol::parse_server_payload(payload);
+  if (!parsed) {
+    throw ClientError("malformed frame from the gateway: payload of " +
+                      std::to_string(payload.size()) + " bytes");
+  }
+  Packet packet{parsed->proto, {parsed->body.begin(), parsed->body.end()}};
+
+  // get_seed_ack comes in clear; everything after it in both directions is
+  // encrypted, so the ciphers must be in place before the next frame decodes.
+  if (pending_exchange_ && packet.proto == protocol::kGetSeedAck) {
+    const auto seeds = protocol::parse_seed(packet.body);
+    if (!seeds) throw ClientError("malformed get_seed_ack: " + raw_description(packet.body));
+    const SessionKeys keys{
+        legacy::dh_power(seeds->send_seed, pending_exchange_->send_secret),
+        legacy::dh_power(seeds->receive_seed, pending_exchange_->receive_secret)};
+    send_cipher_.emplace();
+    send_cipher_->init(keys.send_key);
+    receive_cipher_.emplace();
+    receive_cipher_->init(keys.receive_key);
+    keys_ = keys;
+    pending_exchange_.reset();
+  }
+  inbox_.push_back(std::move(packet));
+  return true;
+}
+
+Client::FillResult Client::fill(Clock::time_point deadline) {
+  if (closed_) return FillResult::kClosed;
+  require_connected();
+  if (rx_start_ > 0 && rx_start_ >= kReadChunk) {  // keep the buffer from creeping
+    rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(rx_start_));
+    rx_start_ = 0;
+  }
+  thread_local std::array<std::byte, kReadChunk> chunk;
+  for (;;) {
+    if (!wait_for(fd_, POLLIN, deadline)) return FillResult::kTimeout;
+    const ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), 0);
+    const int e = errno;
+    if (n > 0) {
+      rx_.insert(rx_.end(), chunk.begin(), chunk.begin() + n);
+      return FillResult::kData;
+    }
+    if (n == 0) {
+      mark_closed({});
+      return FillResult::kClosed;
+    }
+    if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK) continue;
+    if (is_disconnect(e)) {
+      mark_closed(errno_code(e));
+      return FillResult::kClosed;
+    }
+    throw ClientError(errno_message("recv", e));
+  }
+}
+
+void Client::mark_closed(std::error_code ec) noexcept {
+  closed_ = true;
+  close_error_ = ec;
+}
+
+std::optional<Packet> Client::receive(Duration timeout) {
+  return receive_if([](const Packet&) { return true; }, timeout);
+}
+
+std::optional<Packet> Client::receive_proto(std::int16_t proto, Duration timeout) {
+  return receive_if([proto](const Packet& p) { return p.proto == proto; }, timeout);
+}
+
+std::optional<Packet> Client::receive_if(const std::function<bool(const Packet&)>& match,
+                                         Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::size_t checked = 0;  // inbox_ entries already known not to match
+  for (;;) {
+    for (auto it = inbox_.begin() + static_cast<std::ptrdiff_t>(checked); it != inbox_.end();
+         ++it) {
+      if (match(*it)) {
+        Packet p = std::move(*it);
+        inbox_.erase(it);
+        return p;
+      }
+    }
+    checked = inbox_.size();
+    if (decode_one()) continue;
+    if (closed_ || !connected()) return std::nullopt;
+    if (fill(deadline) == FillResult::kTimeout) return std::nullopt;
+  }
+}
+
+bool Client::wait_closed(Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    while (decode_one()) {
+    }
+    if (closed_) return true;
+    if (!connected()) return false;
+    if (fill(deadline) == FillResult::kTimeout) return false;
+  }
+}
+
+// ---------------------------------------------------------------- gateway protos
+
+std::optional<SessionKeys> Client::key_exchange(Duration timeout) {
+  return key_exchange(legacy::dh_random_secret(), legacy::dh_random_secret(), timeout);
+}
+
+std::optional<SessionKeys> Client::key_exchange(std::uint64_t send_secret,
+                                                std::uint64_t receive_secret, Duration timeout) {
+  require_connected();
+  if (keys_ || pending_exchange_) {
+    throw std::logic_error("gatehouse client: key exchange already done or in progress");
+  }
+  std::vector<std::byte> body;
+  ByteWriter(body)
+      .i32(static_cast<std::int32_t>(legacy::dh_public(send_secret)))
+      .i32(static_cast<std::int32_t>(legacy::dh_public(receive_secret)));
+  // Armed before sending: decode_one() switches the ciphers on as soon as
+  // the ack is decoded, before any frame behind it.
+  pending_exchange_ = PendingExchange{send_secret, receive_secret};
+  if (!send(protocol::kGetSeedReq, body)) return std::nullopt;
+  if (!receive_proto(protocol::kGetSeedAck, timeout)) return std::nullopt;
+  return keys_;
+}
+
+std::optional<std::int32_t> Client::heartbeat(std::int32_t id, Duration timeout) {
+  std::vector<std::byte> body;
+  ByteWriter(body).i32(id);
+  if (!send(protocol::kHeartBeatReq, body)) return std::nullopt;
+  const auto ack = receive_proto(protocol::kHeartBeatAck, timeout);
+  if (!ack) return std::nullopt;
+  const auto echoed = protocol::parse_heartbeat(ack->body);
+  if (!echoed) throw ClientError("malformed heart_beat_ack: " + raw_description(ack->body));
+  return echoed;
+}
+
+protocol::LoginRequest Client::make_login_request(std::string_view open_udid,
+                                                  std::string_view client_certificate) {
+  protocol::LoginRequest r;
+  r.login_way = 0;
+  r.open_udid = open_udid;
+  r.client_certificate = client_certificate;
+  r.client_version = 1;
+  r.user_lang = "en";
+  r.app_id = "gatehouse-client";
+  r.os_version = "linux";
+  r.device_name = "gatehouse-client";
+  r.device_id = "gatehouse-client-device";
+  r.device_id_type = 0;
+  r.login_ip = "127.0.0.1";
+  return r;
+}
+
+LoginResult Client::login(std::string_view open_udid, std::string_view client_certificate,
+                          Duration timeout) {
+  return login(make_login_request(open_udid, client_certificate), timeout);
+}
+
+LoginResult Client::login(const protocol::LoginRequest& request, Duration timeout) {
+  std::vector<std::byte> body;
+  protocol::encode_login(request, body);
+  LoginResult result;
+  if (!send(protocol::kUserLoginReq, body)) {
+    result.status = LoginResult::Status::kClosed;
+    return result;
+  }
+  const auto reply = receive_if(
+      [](const Packet& p) {
+        return p.proto == protocol::kUserLoginSucceedAck || p.proto == protocol::kUserLoginFaildAck;
+      },
+      timeout);
+  if (!reply) {
+    result.status = closed_ ? LoginResult::Status::kClosed : LoginResult::Status::kTimeout;
+    return result;
+  }
+  const auto value = parse_int32(reply->body);
+  if (!value) {
+    throw ClientError("malformed " + std::string(proto_name(reply->proto)) + ": " +
+                      raw_description(reply->body));
+  }
+  result.status = reply->proto == protocol::kUserLoginSucceedAck ? LoginResult::Status::kOk
+                                                                 : LoginResult::Status::kRefused;
+  result.value = *value;
+  return result;
+}
+
+// ---------------------------------------------------------------- demo protos
+
+namespace demo {
+
+std::vector<std::byte> encode_chat_say(std::string_view text) {
+  std::vector<std::byte> out;
+  ByteWriter(out).string(text);
+  return out;
+}
+
+std::optional<std::string> parse_chat_say(std::span<const std::byte> body) {
+  ByteReader r(body);
+  const std::string_view text = r.string();
+  if (!r.ok()) return std::nullopt;
+  return std::string(text);
+}
+
+std::vector<std::byte> encode_chat_message(const ChatMessage& message) {
+  std::vector<std::byte> out;
+  ByteWriter(out).i32(message.uid).string(message.text);
+  return out;
+}
+
+std::optional<ChatMessage> parse_chat_message(std::span<const std::byte> body) {
+  ByteReader r(body);
+  const std::int32_t uid = r.i32();
+  const std::string_view text = r.string();
+  if (!r.ok()) return std::nullopt;
+  return ChatMessage{uid, std::string(text)};
+}
+
+}  // namespace demo
+
+// ---------------------------------------------------------------- helpers
+
+std::vector<std::byte> to_bytes(std::string_view text) {
+  const auto* p = reinterpret_cast<const std::byte*>(text.data());
+  return {p, p + text.size()};
+}
+
+std::string_view as_text(std::span<const std::byte> bytes) noexcept {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+std::string quoted(std::span<const std::byte> bytes) {
+  std::string out = "\"";
+  for (const std::byte b : bytes) {
+    const auto c = std::to_integer<unsigned char>(b);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c >= 0x20 && c < 0x7f) {
+          out += static_cast<char>(c);
+        } else {
+          char buf[5];
+          std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c));
+          out += buf;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string describe(const Packet& packet) {
+  const std::string_view name = proto_name(packet.proto);
+  std::string out = std::to_string(packet.proto) + " ";
+  const auto malformed = [&] {
+    return out + std::string(name) + " malformed " + raw_description(packet.body);
+  };
+  switch (packet.proto) {
+    case protocol::kHeartBeatReq:
+    case protocol::kHeartBeatAck: {
+      const auto id = parse_int32(packet.body);
+      if (!id) return malformed();
+      return out + std::string(name) + " id=" + std::to_string(*id);
+    }
+    case protocol::kUserLoginReq: {
+      const auto login = protocol::parse_login(packet.body);
+      if (!login) return malformed();
+      return out + std::string(name) + " udid=" + quoted(to_bytes(login->open_udid)) +
+             " certificate=(" + std::to_string(login->client_certificate.size()) + " bytes)";
+    }
+    case protocol::kUserLoginSucceedAck: {
+      const auto uid = parse_int32(packet.body);
+      if (!uid) return malformed();
+      return out + "login ok uid=" + std::to_string(*uid);
+    }
+    case protocol::kUserLoginFaildAck: {
+      const auto code = parse_int32(packet.body);
+      if (!code) return malformed();
+      return out + "login failed code=" + std::to_string(*code);
+    }
+    case protocol::kClientErrorAck: {
+      const auto code = parse_int32(packet.body);
+      if (!code) return out + std::string(name) + " " + raw_description(packet.body);
+      return out + std::string(name) + " code=" + std::to_string(*code);
+    }
+    case protocol::kGetSeedReq:
+    case protocol::kGetSeedAck: {
+      const auto seeds = protocol::parse_seed(packet.body);
+      if (!seeds) return malformed();
+      return out + std::string(name) + " send_seed=" + std::to_string(seeds->send_seed) +
+             " receive_seed=" + std::to_string(seeds->receive_seed);
+    }
+    case demo::kPingReq:
+    case demo::kPingAck:
+      return out + std::string(name) + " " + quoted(packet.body);
+    case demo::kChatSay: {
+      ByteReader r(packet.body);
+      const std::string_view text = r.string();
+      if (!r.ok()) return malformed();
+      return out + std::string(name) + " " + quoted(to_bytes(text));
+    }
+    case demo::kChatMessage: {
+      const auto message = demo::parse_chat_message(packet.body);
+      if (!message) return malformed();
+      return out + "chat uid=" + std::to_string(message->uid) + " " +
+             quoted(to_bytes(message->text));
+    }
+    case demo::kKickMe:
+      return out + std::string(name);
+    default:
+      return out + (packet.proto > protocol::kMaxGatewayProto ? "game " : "gateway ") +
+             raw_description(packet.body);
+  }
+}
+
+}  // namespace gatehouse::client
