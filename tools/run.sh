@@ -1,12 +1,36 @@
 #!/usr/bin/env bash
-# The run command (README): installs what is missing, builds, and runs
-# Gatehouse so a newcomer sees it work. Until the gateway processes land this
-# runs the shared-memory ring benchmark, the transport everything sits on.
+# The run command (README): installs what is missing, builds, and runs the
+# gateway in the foreground in front of the demo game service, so a newcomer
+# sees it work. Ctrl-C drains the gateway (every session closed with reason
+# "shutdown", game streams half-closed) and stops the demo game.
+#
+#   tools/run.sh [extra gatehouse flags...]     e.g. tools/run.sh --workers 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools/setup.sh
 cmake -S . -B build -G Ninja >/dev/null
-cmake --build build -j "$(nproc)" --target gatehouse-ring-bench
-echo "Cross-process shared-memory ring: throughput and ping-pong latency"
-exec build/tools/gatehouse-ring-bench "$@"
+cmake --build build -j "$(nproc)" --target gatehouse gatehouse-demo-game gatehouse-client
+
+port=${GATEHOUSE_PORT:-8888}
+game_port=${GATEHOUSE_GAME_PORT:-50051}
+
+# The demo game runs in its own session so Ctrl-C reaches only the gateway;
+# it is stopped once the gateway has drained.
+setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" &
+game=$!
+trap 'kill "$game" 2>/dev/null; wait "$game" 2>/dev/null || true' EXIT
+
+cat <<TXT
+
+  Gatehouse is starting on 127.0.0.1:$port (demo game service on 127.0.0.1:$game_port).
+  In another terminal, try:
+
+    build/tools/gatehouse-client --udid alice --echo hello 127.0.0.1:$port
+    build/tools/gatehouse-client --encrypt --udid bob --say "hi all" --listen 30 127.0.0.1:$port
+    build/tools/gatehouse-client --udid carol --kick-me 127.0.0.1:$port
+
+  Ctrl-C here drains and exits.
+
+TXT
+build/bin/gatehouse --listen "127.0.0.1:$port" --backend "127.0.0.1:$game_port" "$@"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what is missing, then builds
-# and runs every test three ways, warnings as errors:
+# and runs every test, warnings as errors:
 #   build/        RelWithDebInfo: all tests
 #   build/asan/   ASan + UBSan:   all tests
 #   build/tsan/   TSan:           the tests labelled "tsan" (concurrent code)
-# Ends with one line "tests: N passed, N failed" over all three.
+#   build/fuzz/   clang libFuzzer + ASan: each fuzz target for
+#                 GATEHOUSE_FUZZ_SECONDS (default 30) from its seed corpus
+# Ends with one line "tests: N passed, N failed" over all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +43,36 @@ run_suite release build all || status=1
 run_suite asan build/asan all -DGATEHOUSE_SANITIZE=address || status=1
 run_suite tsan build/tsan gatehouse_tsan_tests -DGATEHOUSE_SANITIZE=thread -- -L tsan || status=1
 
-passed=0
-failed=0
+# Fuzzing: each target from a copy of its seed corpus, bounded in time.
+fuzz_seconds=${GATEHOUSE_FUZZ_SECONDS:-30}
+fuzz_passed=0
+fuzz_failed=0
+echo "=== fuzz: configure and build (build/fuzz)"
+if CC=clang-14 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DGATEHOUSE_WERROR=ON \
+     -DGATEHOUSE_FUZZ=ON -DGATEHOUSE_SANITIZE=address >"$logs/fuzz.cmake" &&
+   cmake --build build/fuzz -j "$jobs" --target gatehouse_fuzz_targets; then
+  for target in build/fuzz/tests/fuzz/*_fuzz; do
+    name=$(basename "$target")
+    corpus="$logs/corpus-$name"
+    mkdir -p "$corpus"
+    cp tests/fuzz/corpus/"${name%_fuzz}"/* "$corpus"/
+    echo "=== fuzz: $name for ${fuzz_seconds}s"
+    if "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" \
+         >"$logs/$name.out" 2>&1; then
+      fuzz_passed=$((fuzz_passed + 1))
+      grep -E "^Done|stat::number_of_executed_units" "$logs/$name.out" | head -2
+    else
+      fuzz_failed=$((fuzz_failed + 1))
+      tail -40 "$logs/$name.out"
+    fi
+  done
+else
+  cat "$logs/fuzz.cmake"
+  fuzz_failed=$((fuzz_failed + 1))
+fi
+
+passed=$fuzz_passed
+failed=$fuzz_failed
 for f in "$logs"/*.ctest; do
   line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$f" | tail -1 || true)
   [ -n "$line" ] || { status=1; echo "no ctest summary in $(basename "$f")"; continue; }

@@ -1,0 +1,53 @@
+// Fuzz target: bytes as a client would send them on a TCP connection. Runs
+// the frontend's framing (scan_frame) over the stream and, for every frame,
+// the worker's parsers: the payload header and the body of each gateway
+// proto. Nothing may crash, read out of bounds or loop; a parsed login must
+// re-encode to the bytes it came from.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "gatehouse/common/client_protocol.h"
+
+using namespace gatehouse::protocol;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::span<const std::byte> stream(reinterpret_cast<const std::byte*>(data), size);
+  // The first byte picks the frame size limit, as --max-frame would.
+  const std::size_t max_payload = size == 0 ? kMaxPayload : 6 + data[0] * 257u;
+  while (!stream.empty()) {
+    const FrameScan scan = scan_frame(stream, max_payload);
+    if (scan.kind != FrameScan::kFrame) break;
+    if (scan.payload_bytes > max_payload) __builtin_trap();
+    const auto payload = stream.subspan(kSizeBytes, scan.payload_bytes);
+    stream = stream.subspan(kSizeBytes + scan.payload_bytes);
+    const auto packet = parse_client_payload(payload);
+    if (!packet) {
+      if (payload.size() >= kClientHeaderBytes) __builtin_trap();
+      continue;
+    }
+    switch (packet->proto) {
+      case kHeartBeatReq:
+        (void)parse_heartbeat(packet->body);
+        break;
+      case kGetSeedReq:
+        (void)parse_seed(packet->body);
+        break;
+      case kUserLoginReq:
+        if (const auto login = parse_login(packet->body)) {
+          std::vector<std::byte> again;
+          encode_login(*login, again);
+          if (again.size() > packet->body.size() ||
+              std::memcmp(again.data(), packet->body.data(), again.size()) != 0) {
+            __builtin_trap();
+          }
+        }
+        break;
+      default:
+        (void)parse_server_payload(payload);
+    }
+  }
+  return 0;
+}

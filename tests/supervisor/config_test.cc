@@ -1,0 +1,85 @@
+// Configuration: defaults, file + flags precedence, and bad values failing at
+// start with the setting's name.
+#include "gatehouse/supervisor/config.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace gatehouse::supervisor {
+namespace {
+
+using ::testing::HasSubstr;
+
+ParseResult parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "gatehouse");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return parse_config(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(Config, DefaultsAreTheGonet2Ones) {
+  const auto r = parse({});
+  ASSERT_TRUE(r.config.has_value()) << r.message;
+  const Settings& s = r.config->settings;
+  EXPECT_EQ(s.read_timeout_ms, 15000u);
+  EXPECT_EQ(s.rpm_limit, 200u);
+  EXPECT_EQ(s.txqueuelen, 128u);
+  EXPECT_EQ(s.sockbuf, 32767u);
+  EXPECT_EQ(s.max_frame, 65535u);
+  EXPECT_GE(s.workers, 1u);
+  EXPECT_EQ(r.config->listen, std::vector<std::string>{"0.0.0.0:8888"});
+  EXPECT_EQ(std::string(s.backends[0]), "127.0.0.1:50051");
+  EXPECT_EQ(s.login_mode, LoginMode::kAcceptAny);
+}
+
+TEST(Config, FlagsOverrideTheFile) {
+  const auto path = std::filesystem::temp_directory_path() / "gatehouse-config-test.conf";
+  std::ofstream(path) << "rpm-limit = 50\nread-timeout = 3.5\nbackend = 10.0.0.1:1\n"
+                         "backend = 10.0.0.2:2\nbackend-numbering = later\n";
+  const auto r = parse({"--config", path.string(), "--rpm-limit", "60"});
+  ASSERT_TRUE(r.config.has_value()) << r.message;
+  EXPECT_EQ(r.config->settings.rpm_limit, 60u);
+  EXPECT_EQ(r.config->settings.read_timeout_ms, 3500u);
+  EXPECT_EQ(r.config->settings.backend_count, 2u);
+  EXPECT_EQ(r.config->settings.numbering, FrameNumbering::kLaterGeneration);
+  std::filesystem::remove(path);
+}
+
+TEST(Config, BadValuesNameTheSetting) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--max-frame", "70000"}, "--max-frame"},
+      {{"--rpm-limit", "lots"}, "--rpm-limit"},
+      {{"--ring-bytes", "1000000"}, "--ring-bytes"},
+      {{"--backend-numbering", "v3"}, "--backend-numbering"},
+      {{"--login", "ldap"}, "--login"},
+      {{"--log-level", "loud"}, "--log-level"},
+      {{"--instance", "a/b"}, "--instance"},
+      {{"--workers", "1000"}, "--workers"},
+      {{"--config", "/nonexistent.conf"}, "/nonexistent.conf"},
+      {{"--no-such-flag"}, "no-such-flag"},
+  };
+  for (const auto& [args, name] : cases) {
+    const auto r = parse(args);
+    EXPECT_FALSE(r.config.has_value()) << args[0];
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.message, HasSubstr(name));
+  }
+}
+
+TEST(Config, HelpListsEverySettingWithItsDefault) {
+  const auto r = parse({"--help"});
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* name : {"--listen", "--max-connections", "--max-frame", "--read-timeout",
+                           "--rpm-limit", "--txqueuelen", "--sockbuf", "--login", "--backend",
+                           "--backend-numbering", "--workers", "--drain-timeout", "--ring-bytes"}) {
+    EXPECT_THAT(r.message, HasSubstr(name));
+  }
+  EXPECT_THAT(r.message, HasSubstr("(=200)"));
+}
+
+}  // namespace
+}  // namespace gatehouse::supervisor
