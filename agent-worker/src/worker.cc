@@ -83,8 +83,15 @@ bool Worker::on_frontend_record(const shm::Record& record) {
     case ipc::kConnClosed:
       if (const auto r = ipc::parse_record<ipc::ConnClosed>(record.payload)) {
         const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) finish(id, *s, static_cast<CloseReason>(r->header.reason));
-        // else: we kicked it first; our kClose is the frontend's answer
+        if (Session* s = live_session(id)) {
+          finish(id, *s, static_cast<CloseReason>(r->header.reason));
+        } else if (sessions_.find(id) != nullptr) {
+          // Closed already (our kick crossed it) or never opened (a frontend
+          // died before publishing the open): every kConnClosed gets its
+          // kClose, the frontend ignores one for a slot it already released.
+          ipc::write_record(to_frontend_, ipc::kClose,
+                            ipc::CloseCommand{id.value(), r->header.reason, 0});
+        }
       }
       break;
     default:
@@ -308,10 +315,14 @@ int Worker::run() {
   const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
   const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
   while (stop_requested_ == 0) {
-    std::size_t work = from_frontend_.read(on_frontend, kRingBatch);
-    work += from_bridge_.read(on_bridge, kRingBatch);
+    // Outputs are published before the inputs that caused them are
+    // committed: a crash in between repeats work, never loses it.
+    std::size_t work = from_frontend_.poll(on_frontend, kRingBatch);
+    work += from_bridge_.poll(on_bridge, kRingBatch);
     to_frontend_.publish();
     to_bridge_.publish();
+    from_frontend_.commit();
+    from_bridge_.commit();
     const std::int64_t now = monotonic_ns();
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
     from_frontend_.heartbeat(now);

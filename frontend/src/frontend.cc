@@ -391,16 +391,19 @@ void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
     return;
   }
   c.out.insert(c.out.end(), bytes.begin(), bytes.end());
-  if (!c.writing) {
-    c.writing = true;
-    c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
-      Connection* conn = find(id);
-      if (conn == nullptr) return;
-      conn->writing = false;
-      if (ec == asio::error::operation_aborted) return;
-      on_writable(id);
-    });
-  }
+  wait_writable(c);
+}
+
+void Frontend::wait_writable(Connection& c) {
+  if (c.writing) return;
+  c.writing = true;
+  c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
+    Connection* conn = find(id);
+    if (conn == nullptr) return;
+    conn->writing = false;
+    if (ec == asio::error::operation_aborted) return;
+    on_writable(id);
+  });
 }
 
 void Frontend::on_writable(shm::ConnectionId id) {
@@ -411,26 +414,20 @@ void Frontend::on_writable(shm::ConnectionId id) {
 
 void Frontend::write_queued(Connection& c) {
   const std::size_t left = c.out.size() - c.out_offset;
-  const ssize_t rc =
-      ::send(c.socket.native_handle(), c.out.data() + c.out_offset, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+  const ssize_t rc = ::send(c.socket.native_handle(), c.out.data() + c.out_offset, left,
+                            MSG_NOSIGNAL | MSG_DONTWAIT);
   if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
     close_from_frontend(c, CloseReason::kIoError);
     return;
   }
   c.out_offset += rc < 0 ? 0 : static_cast<std::size_t>(rc);
   if (c.out_offset < c.out.size()) {
-    std::vector<std::byte> rest(c.out.begin() + static_cast<std::ptrdiff_t>(c.out_offset),
-                                c.out.end());
-    c.out.swap(rest);
-    c.out_offset = 0;
-    c.writing = true;
-    c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
-      Connection* conn = find(id);
-      if (conn == nullptr) return;
-      conn->writing = false;
-      if (ec == asio::error::operation_aborted) return;
-      on_writable(id);
-    });
+    // Drop what went out once it is most of the buffer (amortised O(1)).
+    if (c.out_offset > c.out.size() / 2) {
+      c.out.erase(c.out.begin(), c.out.begin() + static_cast<std::ptrdiff_t>(c.out_offset));
+      c.out_offset = 0;
+    }
+    wait_writable(c);
     return;
   }
   std::vector<std::byte>().swap(c.out);  // idle connections keep no buffer
@@ -450,6 +447,7 @@ void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
   lingering_.remove(c);
   std::vector<std::byte>().swap(c.in);
   std::vector<std::byte>().swap(c.out);
+  c.out_offset = 0;
   if (c.worker_closed) {
     destroy(c);  // the worker already said goodbye (a kick crossed our close)
     return;
@@ -579,7 +577,31 @@ void Frontend::begin_drain() {
   }
 }
 
+/// A frontend that starts over a live table took over from one that died:
+/// the kernel closed that one's sockets, so every live slot is a connection
+/// that is gone. Each is closed towards its worker (which logs it and
+/// acknowledges) and released on the acknowledgement, as any other close.
+void Frontend::adopt_orphans() {
+  std::size_t orphans = 0;
+  for (std::uint32_t slot = 0; slot < table_.slots(); ++slot) {
+    const shm::ConnectionId id = table_.live_id(slot);
+    if (!id) continue;
+    auto conn = std::make_unique<Connection>(io_, id, slot % settings_.workers);
+    conn->socket_closed = true;
+    by_slot_[slot] = std::move(conn);
+    ++connection_count_;
+    ++orphans;
+    const ipc::ConnClosed closed{id.value(), static_cast<std::uint32_t>(CloseReason::kIoError), 0};
+    send_control(slot % settings_.workers, ipc::kConnClosed, &closed, sizeof closed);
+  }
+  if (orphans != 0) {
+    spdlog::warn("{} connections of a previous frontend were lost with it; closing their sessions",
+                 orphans);
+  }
+}
+
 int Frontend::run() {
+  adopt_orphans();
   for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
   sweep_deadlines();
   shm::BackoffIdler idler;

@@ -55,14 +55,15 @@ class GatewayTest : public ::testing::Test {
                                     accept_any ? std::vector<std::string>{} : kTokens});
   }
 
-  /// A logged-in client (encrypted or not) whose echo works.
+  /// A logged-in client (encrypted or not); `token` is also its open_udid,
+  /// so with accept-any login each token is its own user.
   std::unique_ptr<Client> logged_in(std::string_view token, bool encrypt) {
     auto c = std::make_unique<Client>();
     c->connect("127.0.0.1", gateway_->port());
     if (encrypt) {
       EXPECT_TRUE(c->key_exchange().has_value());
     }
-    EXPECT_TRUE(c->login("udid", token).ok());
+    EXPECT_TRUE(c->login(token, token).ok());
     return c;
   }
 
@@ -406,6 +407,29 @@ TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {
   const auto reply = before->receive_proto(1002, 5s);
   EXPECT_TRUE(reply.has_value() || before->closed());
   EXPECT_TRUE(process_gone(victim));
+}
+
+TEST_F(GatewayTest, KilledFrontendIsRestartedAndItsSessionsAreClosed) {
+  start({}, 2, /*accept_any=*/true);
+  std::vector<std::unique_ptr<Client>> before;
+  for (int i = 0; i < 4; ++i) before.push_back(logged_in("old-" + std::to_string(i), i % 2 == 0));
+  ASSERT_TRUE(game_.wait_for_streams(4, 5s));
+  const pid_t victim = gateway_->frontend_pid();
+  ::kill(victim, SIGKILL);
+  for (auto& c : before) EXPECT_TRUE(c->wait_closed(5s)) << "the kernel closes its sockets";
+  // The new frontend closes the dead one's sessions: logged, streams ended.
+  EXPECT_TRUE(gateway_->wait_log("4 connections of a previous frontend were lost"));
+  for (const FakeStream& s : game_.streams()) {
+    const auto end = game_.wait_for_stream_end(s.user_id, 5s);
+    EXPECT_TRUE(end.has_value() && end->client_half_closed) << "stream of " << s.user_id;
+  }
+  EXPECT_EQ(gateway_->log_count("reason=io_error"), 4u);
+  EXPECT_NE(gateway_->frontend_pid(), victim);
+  // New connections work again, with the slots released.
+  for (int i = 0; i < 4; ++i) {
+    auto c = logged_in("new-" + std::to_string(i), i % 2 == 1);
+    EXPECT_TRUE(echo_works(*c, "again"));
+  }
 }
 
 TEST_F(GatewayTest, GameServiceDownKicksWithBackendUnavailable) {

@@ -184,7 +184,15 @@ TEST_F(RingProcessTest, ConsumerKilledThenProducerSeesFullAndSuccessorResumes) {
 
   std::uint64_t seq = 0;
   bool saw_full = false;
-  const auto kill_at = std::chrono::steady_clock::now() + 20ms;
+  // Produce until the consumer is under way (it may start slowly, e.g. under
+  // ASan), then a little longer, then kill it mid-stream.
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (ring_->descriptor().head.load() == 0 && std::chrono::steady_clock::now() < give_up) {
+    if (write(seq) == WriteStatus::kOk) ++seq;
+    producer.publish();
+    std::this_thread::yield();
+  }
+  const auto kill_at = std::chrono::steady_clock::now() + 10ms;
   while (std::chrono::steady_clock::now() < kill_at) {
     if (write(seq) == WriteStatus::kOk) ++seq;
     producer.publish();

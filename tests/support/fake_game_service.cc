@@ -1,6 +1,7 @@
 #include "fake_game_service.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <string>
 #include <unordered_map>
 #include <utility>

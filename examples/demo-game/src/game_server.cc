@@ -96,7 +96,12 @@ class Core final : public proto::GameService::CallbackService {
   GameHandler& handler() const noexcept { return handler_; }
   const FrameTypeValues& types() const noexcept { return types_; }
   std::size_t max_queued_frames() const noexcept { return options_.max_queued_frames; }
-  StreamId next_id() noexcept { return StreamId{next_id_.fetch_add(1)}; }
+  /// Unique in the process, not just in this server: a handler that outlives
+  /// a server (a test's fake restarted on its port) never sees an id twice.
+  static StreamId next_id() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    return StreamId{next.fetch_add(1, std::memory_order_relaxed)};
+  }
   /// Enters the registry; false once shutdown began.
   bool add(StreamReactor& reactor);
   void remove(StreamReactor& reactor);
@@ -122,7 +127,6 @@ class Core final : public proto::GameService::CallbackService {
   GameHandler& handler_;
   const GameServerOptions options_;
   const FrameTypeValues types_;
-  std::atomic<std::uint64_t> next_id_{1};
 
   mutable std::mutex mu_;  ///< guards the registry; see the lifetime note at the top
   std::unordered_map<std::uint64_t, StreamReactor*> streams_;
@@ -394,7 +398,8 @@ bool Core::apply_one(StreamId id, Op&& op) {
     decision = op(*reactor);
     if (decision.cancel) reactor->cancel();
   }
-  reactor->perform(decision.step);
+  // Without a step to start, nothing keeps the reactor alive any more.
+  if (decision.step != Step::kNone) reactor->perform(decision.step);
   return decision.accepted;
 }
 

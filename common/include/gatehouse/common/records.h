@@ -18,11 +18,11 @@
 //
 // Connection lifecycle (who may release the session slot, and when):
 //   - the frontend allocates the slot at accept and sends kConnOpened;
-//   - the worker sends exactly one kClose per connection, either to kick it
-//     or to acknowledge a kConnClosed;
+//   - the worker sends a kClose to kick a connection, and answers every
+//     kConnClosed with one (again, if it had kicked it already);
 //   - the frontend releases the slot once it has both closed the socket and
-//     received that kClose. So a slot is never reused while either side may
-//     still send records about its previous tenant.
+//     received a kClose, and ignores a kClose whose id is no longer live. So
+//     a slot is reused only after both sides are done with its tenant.
 #pragma once
 
 #include <cstdint>

@@ -62,6 +62,7 @@ class Frontend {
   };
 
   // accept
+  void adopt_orphans();
   void start_accept(std::size_t listener);
   void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
   // client -> worker
@@ -75,6 +76,7 @@ class Frontend {
   void on_close(std::span<const std::byte> record);
   void flush_batch();
   void write_queued(Connection& c);
+  void wait_writable(Connection& c);
   void on_writable(shm::ConnectionId id);
   void queue_output(Connection& c, std::span<const std::byte> bytes);
   // closing

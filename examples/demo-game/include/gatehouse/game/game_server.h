@@ -6,7 +6,11 @@
 //
 // One bidi stream per logged-in client session. A stream whose `userid`
 // metadata is missing or not a decimal int32 is finished with
-// INVALID_ARGUMENT before the handler hears of it.
+// INVALID_ARGUMENT before the handler hears of it. Message frames go to the
+// handler; a Ping is answered with a Ping carrying the same bytes; other
+// types are ignored. When the gateway half-closes (its client left), the
+// stream ends OK once what is queued to it is written, as a Go game's
+// handler returns on io.EOF.
 //
 // Threading: gRPC runs the reactors on its own callback threads (no thread per
 // stream). Handler callbacks of one stream are serial (on_open, then
@@ -16,7 +20,8 @@
 //
 // Writes: each stream has one write in flight and a queue behind it. A stream
 // whose queue exceeds GameServerOptions::max_queued_frames is not silently
-// trimmed: it is finished with RESOURCE_EXHAUSTED (a slow consumer).
+// trimmed: the call is cancelled (a slow consumer; its write in flight may
+// never complete, so a status could not get through), and on_end runs.
 #pragma once
 
 #include <chrono>
@@ -55,7 +60,7 @@ constexpr FrameTypeValues frame_type_values(FrameNumbering numbering) noexcept {
 std::optional<FrameNumbering> parse_frame_numbering(std::string_view text) noexcept;
 std::string_view to_string(FrameNumbering numbering) noexcept;
 
-/// Identifies one stream for the lifetime of its GameServer; never reused.
+/// Identifies one stream; unique within the process, never reused.
 enum class StreamId : std::uint64_t {};
 
 class GameServer;
@@ -125,7 +130,7 @@ class GameServer {
 
   /// Queues a Message frame carrying `message` (`| proto i16 | body |`).
   /// False when the stream is gone or already ending, or its queue overflowed
-  /// (the stream is then finished with RESOURCE_EXHAUSTED).
+  /// (the call is then cancelled, see above).
   bool push(StreamId stream, std::span<const std::byte> message);
   /// push() to every live stream of `user_id`; returns how many took it.
   std::size_t push_to_user(std::int32_t user_id, std::span<const std::byte> message);
