@@ -237,6 +237,36 @@ void Supervisor::advance_drain() {
   }
 }
 
+/// Ready means every child has attached to the segment (it writes its pid
+/// into the control block once it has), not merely been forked.
+bool Supervisor::wait_for_children_attached() {
+  ControlBlock& control = segment_->control();
+  const auto attached = [&](const Child& c) {
+    if (c.name == "frontend") return control.frontend.pid.load() == c.pid;
+    if (c.name == "bridge") return control.bridge.pid.load() == c.pid;
+    const auto index = std::stoul(c.name.substr(c.name.find('-') + 1));
+    return control.workers[index].pid.load() == c.pid;
+  };
+  const std::int64_t deadline = monotonic_ns() + 30'000'000'000;
+  for (;;) {
+    bool all = true;
+    for (const Child& c : children_) {
+      if (c.pid == 0) {
+        spdlog::critical("{} failed to start; see its message above", c.name);
+        return false;
+      }
+      all = all && attached(c);
+    }
+    if (all) return true;
+    if (monotonic_ns() > deadline) {
+      spdlog::critical("children did not attach to the segment within 30 s");
+      return false;
+    }
+    ::usleep(2000);
+    reap_children();
+  }
+}
+
 void Supervisor::notify(const std::string& state) const { ::sd_notify(0, state.c_str()); }
 
 void Supervisor::write_ready_file() const {
@@ -273,6 +303,7 @@ int Supervisor::run() {
   for (std::uint32_t w = 0; w < s.workers; ++w) worker_doorbells_.push_back(shm::Doorbell::create());
 
   start_children();
+  if (!wait_for_children_attached()) return 1;
   for (const std::string& l : listen_names_) spdlog::info("listening on {}", l);
   spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   write_ready_file();

@@ -305,6 +305,22 @@ TEST_F(GatewayTest, GamePushesReachManySessions) {
   EXPECT_EQ(gateway_->log_count("reason="), 0u);
 }
 
+// A game service built with the later Frame numbering (Kick = 2) behind a
+// gateway configured for it.
+TEST(GatewayNumbering, LaterGenerationKickIsUnderstood) {
+  FakeGameService game({.numbering = FrameNumbering::kLaterGeneration, .echo = true});
+  GatewayProcess gateway({game.port(), 1, {"--backend-numbering", "later"}, kTokens});
+  Client c;
+  c.connect("127.0.0.1", gateway.port());
+  ASSERT_TRUE(c.login("udid", "tok-alice").ok());
+  ASSERT_TRUE(c.send(1001, text_bytes("hi")));
+  const auto echo = c.receive_proto(1002, 5s);
+  ASSERT_TRUE(echo.has_value());
+  ASSERT_TRUE(game.kick(1001));
+  EXPECT_TRUE(c.wait_closed(5s));
+  EXPECT_TRUE(gateway.wait_log("reason=kicked_by_game"));
+}
+
 // ------------------------------------------------------------------ drain
 
 TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
@@ -429,6 +445,37 @@ TEST_F(GatewayTest, KilledFrontendIsRestartedAndItsSessionsAreClosed) {
   for (int i = 0; i < 4; ++i) {
     auto c = logged_in("new-" + std::to_string(i), i % 2 == 1);
     EXPECT_TRUE(echo_works(*c, "again"));
+  }
+}
+
+TEST_F(GatewayTest, ConnectionsOverTheLimitAreRefusedOthersServed) {
+  start({"--max-connections", "3"});
+  std::vector<std::unique_ptr<Client>> held;
+  for (const char* token : {"tok-alice", "tok-bob", "tok-carol"}) held.push_back(logged_in(token, false));
+  Client extra;
+  extra.connect("127.0.0.1", gateway_->port());
+  EXPECT_TRUE(extra.wait_closed(5s)) << "the fourth connection must be closed at once";
+  EXPECT_TRUE(gateway_->wait_log("connection limit 3 reached"));
+  for (auto& c : held) EXPECT_TRUE(echo_works(*c, "still here"));
+  held.pop_back();  // one leaves: a new one gets in
+  ASSERT_TRUE(gateway_->wait_log("reason=client_closed"));
+  std::this_thread::sleep_for(100ms);
+  auto again = logged_in("tok-dave", false);
+  EXPECT_TRUE(echo_works(*again, "in"));
+}
+
+TEST_F(GatewayTest, SupervisorKilledTakesEveryChildWithIt) {
+  start({}, 2, /*accept_any=*/true);
+  std::vector<pid_t> children{gateway_->frontend_pid(), gateway_->bridge_pid(),
+                              gateway_->worker_pid(0), gateway_->worker_pid(1)};
+  ::kill(gateway_->pid(), SIGKILL);
+  for (const pid_t pid : children) {
+    bool gone = false;
+    for (int i = 0; i < 500 && !gone; ++i) {
+      gone = process_gone(pid);
+      if (!gone) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(gone) << "pid " << pid << " outlived the supervisor";
   }
 }
 

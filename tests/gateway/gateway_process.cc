@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -42,10 +43,13 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
                                 "127.0.0.1:" + std::to_string(options.backend_port),
                                 "--workers",
                                 std::to_string(options.workers),
-                                "--max-connections",
-                                "1024",
                                 "--log-level",
                                 "debug"};
+  // A small session table unless the test sizes it.
+  if (std::find(options.extra_args.begin(), options.extra_args.end(), "--max-connections") ==
+      options.extra_args.end()) {
+    argv.insert(argv.end(), {"--max-connections", "1024"});
+  }
   if (!options.tokens.empty()) {
     const std::string tokens = dir_ + "/tokens";
     std::ofstream out(tokens);

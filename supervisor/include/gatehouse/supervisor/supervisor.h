@@ -55,6 +55,7 @@ class Supervisor {
 
   void open_listeners();
   void start_children();
+  bool wait_for_children_attached();
   void spawn(Child& child);
   void reap_children();
   void restart_due_children();
