@@ -13,22 +13,13 @@ namespace {
 
 constexpr std::size_t kRingBatch = 256;
 
-/// The wire value of each frame type in the two generations of the contract.
-struct Numbering {
-  int kick;
-  int ping;
-};
-Numbering numbering_of(FrameNumbering n) {
-  return n == FrameNumbering::kLaterGeneration ? Numbering{2, 3} : Numbering{1, 2};
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ one stream
 
 class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Frame, proto::Game::Frame> {
  public:
-  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, Numbering numbering)
+  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering)
       : bridge_(bridge), conn_(conn), numbering_(numbering) {
     context_.AddMetadata("userid", std::to_string(user_id));
   }
@@ -83,7 +74,7 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
       return;
     }
     const int type = static_cast<int>(in_.type());
-    if (type == proto::Game::Message) {
+    if (type == numbering_.message) {
       bridge_.post({Event::kMessage, conn_, 0, false, std::move(*in_.mutable_message())});
     } else if (type == numbering_.kick) {
       bridge_.post({Event::kKick, conn_, 0, false, {}});
@@ -129,7 +120,7 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
 
   Bridge& bridge_;
   const std::uint64_t conn_;
-  const Numbering numbering_;
+  const FrameTypeValues numbering_;
   grpc::ClientContext context_;
   proto::Game::Frame in_;
   proto::Game::Frame current_;
@@ -209,7 +200,7 @@ bool Bridge::on_worker_record(const shm::Record& record) {
       if (!r || backends_.empty()) break;
       const auto backend = static_cast<std::size_t>(r->header.user_id) % backends_.size();
       auto stream = std::make_shared<GameStream>(*this, r->header.conn, r->header.user_id,
-                                                 numbering_of(settings_.numbering));
+                                                 frame_type_values(settings_.numbering));
       streams_[r->header.conn] = stream;
       stream->start(backends_[backend]->stub, stream);
       break;

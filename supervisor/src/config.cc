@@ -168,13 +168,11 @@ ParseResult parse_config(int argc, const char* const* argv) {
       copy_string(s.backends[i], kAddressBytes, backend_list[i], "backend");
     }
     const std::string numbering = vm["backend-numbering"].as<std::string>();
-    if (numbering == "gonet2") {
-      s.numbering = FrameNumbering::kGonet2;
-    } else if (numbering == "later") {
-      s.numbering = FrameNumbering::kLaterGeneration;
-    } else {
+    const auto parsed_numbering = parse_frame_numbering(numbering);
+    if (!parsed_numbering) {
       throw ConfigError("--backend-numbering must be 'gonet2' or 'later', not '" + numbering + "'");
     }
+    s.numbering = *parsed_numbering;
 
     const std::string login = vm["login"].as<std::string>();
     if (login == "any") {

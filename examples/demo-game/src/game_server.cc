@@ -36,15 +36,7 @@
 
 namespace gatehouse::game {
 
-std::optional<FrameNumbering> parse_frame_numbering(std::string_view text) noexcept {
-  if (text == "gonet2") return FrameNumbering::kGonet2;
-  if (text == "later") return FrameNumbering::kLaterGeneration;
-  return std::nullopt;
-}
 
-std::string_view to_string(FrameNumbering numbering) noexcept {
-  return numbering == FrameNumbering::kGonet2 ? "gonet2" : "later";
-}
 
 bool StreamHandle::push(std::span<const std::byte> message) const {
   return server_->push(id_, message);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/common/frame_numbering.h"
 #include "gatehouse/shm/segment.h"
 #include "gatehouse/shm/spsc_ring.h"
 
@@ -31,7 +32,6 @@ inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
 
 enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
-enum class FrameNumbering : std::uint32_t { kGonet2 = 0, kLaterGeneration = 1 };
 
 /// Everything configurable that a child process needs. Fixed-size PODs only.
 struct Settings {

@@ -24,6 +24,8 @@
 // never complete, so a status could not get through), and on_end runs.
 #pragma once
 
+#include "gatehouse/common/frame_numbering.h"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -44,21 +46,11 @@ using Bytes = std::vector<std::byte>;
 /// gonet2 gateway used Message=0, Kick=1, Ping=2; a later game-service
 /// generation renumbered to Message=0, Register=1, Kick=2, Ping=3 and added
 /// Frame.UserId. On the wire the enum is only an int, so both work.
-enum class FrameNumbering : std::uint8_t { kGonet2, kLaterGeneration };
-
-/// The wire values of the frame types in one numbering (Register has no use
-/// on this side of the contract).
-struct FrameTypeValues {
-  int message;
-  int kick;
-  int ping;
-};
-constexpr FrameTypeValues frame_type_values(FrameNumbering numbering) noexcept {
-  return numbering == FrameNumbering::kGonet2 ? FrameTypeValues{0, 1, 2} : FrameTypeValues{0, 2, 3};
-}
-/// "gonet2" or "later" (command-line spelling); nullopt for anything else.
-std::optional<FrameNumbering> parse_frame_numbering(std::string_view text) noexcept;
-std::string_view to_string(FrameNumbering numbering) noexcept;
+using gatehouse::FrameNumbering;
+using gatehouse::FrameTypeValues;
+using gatehouse::frame_type_values;
+using gatehouse::parse_frame_numbering;
+using gatehouse::to_string;
 
 /// Identifies one stream; unique within the process, never reused.
 enum class StreamId : std::uint64_t {};
