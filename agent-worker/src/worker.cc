@@ -42,6 +42,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
     : segment_(segment),
       settings_(segment.settings()),
       index_(index),
+      metrics_(segment.metrics().workers[index]),
       sessions_(shm::SessionTable<Session>::attach(segment.sessions())),
       doorbell_(std::move(doorbell)),
       frontend_doorbell_(std::move(frontend_doorbell)),
@@ -76,8 +77,11 @@ bool Worker::on_frontend_record(const shm::Record& record) {
     case ipc::kClientFrame:
       if (const auto r = ipc::parse_record<ipc::ClientFrame>(record.payload)) {
         const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) handle_frame(id, *s, r->tail);
-        // else: a frame that was in flight when we kicked the session
+        if (Session* s = live_session(id)) {
+          handle_frame(id, *s, r->tail);
+        } else {
+          metrics_.add(metrics::kDroppedToGame);  // in flight when we kicked the session
+        }
       }
       break;
     case ipc::kConnClosed:
@@ -116,6 +120,22 @@ void Worker::open_session(const ipc::ConnOpened& opened) {
 }
 
 void Worker::handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload) {
+  const std::int64_t started = monotonic_ns();
+  const metrics::Timed timed = dispatch_frame(id, s, payload);
+  if (timed != metrics::kTimedCount) {
+    metrics_.observe(timed, static_cast<std::uint64_t>(monotonic_ns() - started));
+  }
+}
+
+metrics::Timed Worker::kick(shm::ConnectionId id, Session& s, CloseReason reason) {
+  finish(id, s, reason);
+  return metrics::kTimedCount;
+}
+
+/// Handles one client frame; returns what it was, for the duration metric
+/// (kTimedCount when it ended the session).
+metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
+                                      std::span<const std::byte> payload) {
   std::span<const std::byte> clear = payload;
   if (s.encrypted != 0) {
     scratch_.resize(payload.size());
@@ -124,10 +144,10 @@ void Worker::handle_frame(shm::ConnectionId id, Session& s, std::span<const std:
   }
   ++s.frames_in;
   const auto packet = protocol::parse_client_payload(clear);
-  if (!packet) return finish(id, s, CloseReason::kBadBody);
+  if (!packet) return kick(id, s, CloseReason::kBadBody);
   if (packet->seq != s.rx_seq + 1) {
     spdlog::debug("conn {:#x}: seq {} where {} was due", id.value(), packet->seq, s.rx_seq + 1);
-    return finish(id, s, CloseReason::kBadSeq);
+    return kick(id, s, CloseReason::kBadSeq);
   }
   s.rx_seq = packet->seq;
 
@@ -137,30 +157,33 @@ void Worker::handle_frame(shm::ConnectionId id, Session& s, std::span<const std:
     s.rpm_count = 0;
   }
   if (settings_.rpm_limit != 0 && ++s.rpm_count > settings_.rpm_limit) {
-    return finish(id, s, CloseReason::kRpmExceeded);
+    return kick(id, s, CloseReason::kRpmExceeded);
   }
 
   const std::int16_t proto = packet->proto;
   if (proto > protocol::kMaxGatewayProto) {
-    if (s.state != Session::kLoggedIn) return finish(id, s, CloseReason::kNotLoggedIn);
+    if (s.state != Session::kLoggedIn) return kick(id, s, CloseReason::kNotLoggedIn);
     const ipc::StreamMessage header{id.value()};
     ipc::write_record(to_bridge_, ipc::kStreamMessage, header,
                       clear.subspan(4));  // | proto | body |, without seq
-    return;
+    return metrics::kForward;
   }
   switch (proto) {
     case protocol::kHeartBeatReq: {
       const auto beat = protocol::parse_heartbeat(packet->body);
-      if (!beat) return finish(id, s, CloseReason::kBadBody);
-      return send_packet(id, s, protocol::kHeartBeatAck, *beat);
+      if (!beat) return kick(id, s, CloseReason::kBadBody);
+      send_packet(id, s, protocol::kHeartBeatAck, *beat);
+      return metrics::kHeartbeat;
     }
     case protocol::kUserLoginReq:
-      return handle_login(id, s, packet->body);
+      handle_login(id, s, packet->body);
+      return metrics::kLogin;
     case protocol::kGetSeedReq:
-      return handle_seed(id, s, packet->body);
+      handle_seed(id, s, packet->body);
+      return metrics::kGetSeed;
     default:
       spdlog::debug("conn {:#x}: unknown gateway proto {}", id.value(), proto);
-      return finish(id, s, CloseReason::kUnknownProto);
+      return kick(id, s, CloseReason::kUnknownProto);
   }
 }
 
@@ -169,12 +192,15 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   if (!login) return finish(id, s, CloseReason::kBadBody);
   const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
   if (!uid) {
+    metrics_.add(metrics::kLoginsRefused);
     spdlog::info("conn {:#x}: login refused for open_udid '{}'", id.value(), login->open_udid);
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }
   s.user_id = *uid;
   s.state = Session::kLoggedIn;
+  metrics_.add(metrics::kLoginsOk);
+  metrics_.add(metrics::kSessionsLoggedIn, 1);
   send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
   spdlog::info("login conn={:#x} remote={} user={}", id.value(), remote_of(s), s.user_id);
@@ -228,7 +254,9 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
 void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   if (s.state == Session::kLoggedIn) {
     ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value()});
+    metrics_.add(metrics::kSessionsLoggedIn, -1);
   }
+  metrics_.closed(reason);
   const std::int64_t lived_ms = unix_ms() - s.opened_unix_ms;
   if (reason == CloseReason::kClientClosed || reason == CloseReason::kShutdown) {
     spdlog::info("close conn={:#x} remote={} user={} reason={} frames_in={} frames_out={} ms={}",
@@ -255,6 +283,7 @@ bool Worker::on_bridge_record(const shm::Record& record) {
       const shm::ConnectionId id(r->header.conn);
       Session* s = live_session(id);
       if (s == nullptr) {
+        metrics_.add(metrics::kDroppedToClient);
         spdlog::debug("conn {:#x}: game message of {} bytes after the session closed", id.value(),
                       r->tail.size());
         break;

@@ -168,7 +168,10 @@ struct Bridge::WorkerLink {
 
 Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
                std::vector<shm::Doorbell> worker_doorbells)
-    : segment_(segment), settings_(segment.settings()), doorbell_(std::move(doorbell)) {
+    : segment_(segment),
+      settings_(segment.settings()),
+      metrics_(segment.metrics().bridge),
+      doorbell_(std::move(doorbell)) {
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("bridge: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells");
@@ -203,12 +206,18 @@ bool Bridge::on_worker_record(const shm::Record& record) {
                                                  frame_type_values(settings_.numbering));
       streams_[r->header.conn] = stream;
       stream->start(backends_[backend]->stub, stream);
+      metrics_.add(metrics::kGameStreamsOpened);
       break;
     }
     case ipc::kStreamMessage:
       if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
         const auto it = streams_.find(r->header.conn);
-        if (it != streams_.end()) it->second->send(r->tail);
+        if (it != streams_.end()) {
+          it->second->send(r->tail);
+          metrics_.add(metrics::kGameMessagesSent);
+        } else {
+          metrics_.add(metrics::kDroppedToGame);  // the stream ended already
+        }
       }
       break;
     case ipc::kStreamClose:
@@ -230,6 +239,10 @@ std::size_t Bridge::deliver_events() {
   }
   std::size_t work = taken_.size();
   for (Event& e : taken_) {
+    if (e.kind == Event::kMessage) metrics_.add(metrics::kGameMessagesReceived);
+    if (e.kind == Event::kEnded && e.grpc_code != 0 && !e.closed_by_us) {
+      metrics_.add(metrics::kGameStreamsFailed);
+    }
     if (e.kind == Event::kEnded) streams_.erase(e.conn);
     if (e.kind == Event::kEnded && e.closed_by_us) continue;  // the session is gone already
     const auto worker = static_cast<std::uint32_t>(e.conn & 0xFFFF'FFFF) % settings_.workers;
@@ -301,6 +314,7 @@ int Bridge::run() {
     work += deliver_events();
     const std::int64_t now = monotonic_ns();
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
+    metrics_.set(metrics::kGameStreamsOpen, static_cast<std::int64_t>(streams_.size()));
     if (stop_requested_ != 0 && !stopping) {
       stopping = true;
       stop_deadline = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;

@@ -35,6 +35,8 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size
                        auto* c = new (r.data()) ControlBlock{};
                        c->settings = settings;
                      }});
+  regions.push_back({"metrics", sizeof(MetricsBlock),
+                     [](std::span<std::byte> r) { new (r.data()) MetricsBlock{}; }});
   regions.push_back({"sessions", shm::SlotTable::region_bytes(settings.max_connections, session_bytes),
                      [slots = settings.max_connections, session_bytes](std::span<std::byte> r) {
                        shm::SlotTable::initialise(r, slots, session_bytes);
@@ -58,6 +60,11 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
     throw std::runtime_error("control region is smaller than this build's ControlBlock");
   }
   control_ = std::launder(reinterpret_cast<ControlBlock*>(region.data()));
+  const auto metrics = segment_.region("metrics");
+  if (metrics.size() < sizeof(MetricsBlock)) {
+    throw std::runtime_error("metrics region is smaller than this build's MetricsBlock");
+  }
+  metrics_ = std::launder(reinterpret_cast<MetricsBlock*>(metrics.data()));
 }
 
 shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker) const {

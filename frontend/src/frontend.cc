@@ -94,6 +94,7 @@ Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Do
                    std::vector<shm::Doorbell> worker_doorbells)
     : segment_(segment),
       settings_(segment.settings()),
+      metrics_(segment.metrics().frontend),
       table_(shm::SlotTable::attach_untyped(segment.sessions())),
       doorbell_(std::move(doorbell)),
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
@@ -142,6 +143,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   std::optional<shm::ConnectionId> id;
   if (connection_count_ < settings_.max_connections) id = table_.allocate();
   if (!id) {
+    metrics_.add(metrics::kConnectionsRefused);
     spdlog::warn("connection from {} refused: connection limit {} reached",
                  remote.address().to_string(), settings_.max_connections);
     return;  // the socket closes here
@@ -152,6 +154,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
     socket.set_option(asio::socket_base::receive_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
     socket.set_option(asio::socket_base::send_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
   }
+  metrics_.add(metrics::kConnectionsAccepted);
   const std::uint32_t worker = id->slot() % settings_.workers;
   auto conn = std::make_unique<Connection>(io_, *id, worker);
   conn->socket = std::move(socket);
@@ -214,6 +217,7 @@ void Frontend::on_readable(shm::ConnectionId id) {
     return;
   }
   touch(c);
+  metrics_.add(metrics::kClientBytesReceived, n);
   std::span<const std::byte> bytes(scratch_.data(), n);
   if (!c.in.empty()) {
     c.in.insert(c.in.end(), bytes.begin(), bytes.end());
@@ -250,6 +254,7 @@ bool Frontend::forward_frames(Connection& c, std::span<const std::byte> bytes) {
       return false;
     }
     ++c.frames_in;
+    metrics_.add(metrics::kClientFramesReceived);
     bytes = bytes.subspan(protocol::kSizeBytes + scan.payload_bytes);
   }
   c.in.assign(bytes.begin(), bytes.end());
@@ -304,10 +309,12 @@ void Frontend::on_send(std::span<const std::byte> record) {
   if (c == nullptr || c->socket_closed || c->lingering) {
     // The connection closed while the worker was answering it; the worker
     // learns of the close from our kConnClosed and logs the session's end.
+    metrics_.add(metrics::kDroppedToClient);
     spdlog::debug("conn {:#x}: {} bytes for a closed connection discarded", send->header.conn,
                   send->tail.size());
     return;
   }
+  metrics_.add(metrics::kClientFramesSent);
   if (!c->out.empty() || c->writing) {
     queue_output(*c, send->tail);
     return;
@@ -365,6 +372,7 @@ void Frontend::flush_batch() {
         break;
       }
       std::size_t sent = rc < 0 ? 0 : static_cast<std::size_t>(rc);
+      metrics_.add(metrics::kClientBytesSent, sent);
       if (sent == bytes) continue;
       // The socket is full: queue the unsent rest in order and wait for it.
       for (std::size_t k = 0; k < count && !c->socket_closed; ++k) {
@@ -421,6 +429,7 @@ void Frontend::write_queued(Connection& c) {
     return;
   }
   c.out_offset += rc < 0 ? 0 : static_cast<std::size_t>(rc);
+  metrics_.add(metrics::kClientBytesSent, rc < 0 ? 0 : static_cast<std::size_t>(rc));
   if (c.out_offset < c.out.size()) {
     // Drop what went out once it is most of the buffer (amortised O(1)).
     if (c.out_offset > c.out.size() / 2) {
@@ -613,6 +622,7 @@ int Frontend::run() {
     work += drain_worker_rings();
     publish_all();
     reap();
+    metrics_.set(metrics::kConnectionsOpen, static_cast<std::int64_t>(connection_count_));
     status.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
     if (drain_requested_ != 0 || segment_.draining()) begin_drain();
     if (draining_ && connection_count_ == 0) break;

@@ -61,7 +61,9 @@ ParseResult parse_config(int argc, const char* const* argv) {
       ("bin-dir", po::value<std::string>()->default_value(""),
        "directory of gatehouse-frontend/-worker/-bridge (default: next to this binary)")
       ("ready-file", po::value<std::string>()->default_value(""),
-       "write 'listen=<addr>' lines here once listening");
+       "write 'listen=<addr>' and 'metrics=<addr>' lines here once serving")
+      ("metrics-listen", po::value<std::string>()->default_value("127.0.0.1:9477"),
+       "Prometheus /metrics endpoint host:port (loopback by default)");
   po::options_description clients("Clients");
   clients.add_options()
       ("listen", po::value<std::vector<std::string>>()->composing(),
@@ -129,6 +131,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
     c.bin_dir = vm["bin-dir"].as<std::string>();
     if (c.bin_dir.empty()) c.bin_dir = own_dir();
     c.ready_file = vm["ready-file"].as<std::string>();
+    c.metrics_listen = vm["metrics-listen"].as<std::string>();
 
     Settings& s = c.settings;
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());

@@ -194,6 +194,11 @@ void Supervisor::reap_children() {
     c->backoff_ms = c->backoff_ms == 0 ? kFirstBackoffMs : std::min(c->backoff_ms * 2, kMaxBackoffMs);
     c->restart_at_ns = now + std::int64_t{c->backoff_ms} * 1'000'000;
     ++c->restarts;
+    metrics::Writer(segment_->metrics().supervisor)
+        .restarted(c->name == "frontend" ? metrics::kFrontend
+                   : c->name == "bridge" ? metrics::kBridge
+                                         : metrics::kWorker,
+                   metrics::kCrash);
     spdlog::error("{} (pid {}) {}; restarting in {} ms", c->name, pid, describe_exit(status),
                   c->backoff_ms);
   }
@@ -276,6 +281,8 @@ void Supervisor::write_ready_file() const {
     std::ofstream out(tmp);
     out << "pid=" << ::getpid() << "\n";
     for (const std::string& l : listen_names_) out << "listen=" << l << "\n";
+    const auto colon = config_.metrics_listen.rfind(':');
+    out << "metrics=" << config_.metrics_listen.substr(0, colon) << ":" << metrics_->port() << "\n";
   }
   std::rename(tmp.c_str(), config_.ready_file.c_str());  // readers never see half a file
 }
@@ -294,6 +301,7 @@ int Supervisor::run() {
     open_listeners();
     segment_.emplace(shm::Segment::create("gatehouse-" + config_.instance,
                                           gateway_regions(s, sizeof(worker::Session))));
+    metrics_.emplace(*segment_, config_.metrics_listen);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
@@ -305,6 +313,8 @@ int Supervisor::run() {
   start_children();
   if (!wait_for_children_attached()) return 1;
   for (const std::string& l : listen_names_) spdlog::info("listening on {}", l);
+  spdlog::info("metrics on http://{}:{}/metrics",
+               config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')), metrics_->port());
   spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   write_ready_file();
   notify("READY=1\nSTATUS=serving");

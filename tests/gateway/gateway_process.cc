@@ -43,6 +43,8 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
                                 "127.0.0.1:" + std::to_string(options.backend_port),
                                 "--workers",
                                 std::to_string(options.workers),
+                                "--metrics-listen",
+                                "127.0.0.1:0",
                                 "--log-level",
                                 "debug"};
   // A small session table unless the test sizes it.
@@ -72,7 +74,11 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
   }
   std::istringstream lines(read_file(ready));
   for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("listen=", 0) == 0) port_ = static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+    const auto port_of = [&line] {
+      return static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+    };
+    if (line.rfind("listen=", 0) == 0) port_ = port_of();
+    if (line.rfind("metrics=", 0) == 0) metrics_port_ = port_of();
   }
   segment_.emplace(shm::Segment::attach("gatehouse-" + instance_));
 }

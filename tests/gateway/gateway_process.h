@@ -33,6 +33,7 @@ class GatewayProcess {
   ~GatewayProcess();
 
   std::uint16_t port() const { return port_; }
+  std::uint16_t metrics_port() const { return metrics_port_; }
   pid_t pid() const { return supervisor_->pid(); }
   const std::string& instance() const { return instance_; }
 
@@ -58,6 +59,7 @@ class GatewayProcess {
   std::optional<ChildProcess> supervisor_;
   std::optional<GatewaySegment> segment_;
   std::uint16_t port_ = 0;
+  std::uint16_t metrics_port_ = 0;
 };
 
 /// True when process `pid` no longer exists (zombies count as gone).

@@ -21,6 +21,7 @@
 
 #include "gatehouse/common/close_reason.h"
 #include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/common/metrics.h"
 #include "gatehouse/common/records.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
@@ -46,6 +47,8 @@ class Worker {
   bool on_bridge_record(const shm::Record& record);
   void open_session(const ipc::ConnOpened& opened);
   void handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
+  metrics::Timed dispatch_frame(shm::ConnectionId id, Session& s,
+                                std::span<const std::byte> payload);
   void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   /// Frames, encrypts if the session is encrypted, and queues to the client.
@@ -53,12 +56,15 @@ class Worker {
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);
   /// Ends the session: closes its game stream, logs, and tells the frontend.
   void finish(shm::ConnectionId id, Session& s, CloseReason reason);
+  /// finish() for bad input inside dispatch_frame().
+  metrics::Timed kick(shm::ConnectionId id, Session& s, CloseReason reason);
   void kick_all(CloseReason reason);
   Session* live_session(shm::ConnectionId id);
 
   GatewaySegment& segment_;
   const Settings settings_;
   const std::uint32_t index_;
+  metrics::Writer metrics_;
   shm::SessionTable<Session> sessions_;
   shm::Doorbell doorbell_;
   shm::Doorbell frontend_doorbell_;

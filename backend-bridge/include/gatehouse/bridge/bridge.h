@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/common/metrics.h"
 #include "gatehouse/common/records.h"
 #include "gatehouse/shm/doorbell.h"
 
@@ -67,6 +68,7 @@ class Bridge {
 
   GatewaySegment& segment_;
   const Settings settings_;
+  metrics::Writer metrics_;  // main thread only
   shm::Doorbell doorbell_;
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Backend>> backends_;

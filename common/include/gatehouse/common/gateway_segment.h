@@ -2,6 +2,7 @@
 // control block, and the settings every process reads from it.
 //
 //   region "control"        ControlBlock: settings, drain flag, process status
+//   region "metrics"        MetricsBlock: one metrics shard per process role
 //   region "sessions"       the session table (values: the worker's Session)
 //   region "ring/fe-w/<i>"  frontend  -> worker i
 //   region "ring/w-fe/<i>"  worker i  -> frontend
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "gatehouse/common/frame_numbering.h"
+#include "gatehouse/common/metrics.h"
 #include "gatehouse/shm/segment.h"
 #include "gatehouse/shm/spsc_ring.h"
 
@@ -69,6 +71,14 @@ struct ControlBlock {
   ProcessStatus workers[kMaxWorkers];
 };
 
+/// One metrics shard per role (docs/metrics.md).
+struct MetricsBlock {
+  metrics::Shard supervisor;
+  metrics::Shard frontend;
+  metrics::Shard bridge;
+  metrics::Shard workers[kMaxWorkers];
+};
+
 enum class RingKind { kFrontendToWorker, kWorkerToFrontend, kWorkerToBridge, kBridgeToWorker };
 std::string ring_region_name(RingKind kind, std::uint32_t worker);
 
@@ -82,6 +92,7 @@ class GatewaySegment {
   explicit GatewaySegment(shm::Segment segment);
 
   ControlBlock& control() const noexcept { return *control_; }
+  MetricsBlock& metrics() const noexcept { return *metrics_; }
   const Settings& settings() const noexcept { return control_->settings; }
   shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
   std::span<std::byte> sessions() const { return segment_.region("sessions"); }
@@ -93,6 +104,7 @@ class GatewaySegment {
  private:
   shm::Segment segment_;
   ControlBlock* control_;
+  MetricsBlock* metrics_;
 };
 
 /// Parses "a,b,c" of fds as passed by the supervisor; throws on garbage.

@@ -30,6 +30,7 @@
 
 #include "gatehouse/common/close_reason.h"
 #include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/common/metrics.h"
 #include "gatehouse/common/records.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
@@ -98,6 +99,7 @@ class Frontend {
 
   GatewaySegment& segment_;
   const Settings settings_;
+  metrics::Writer metrics_;
   shm::SlotTable table_;
   boost::asio::io_context io_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;

@@ -18,6 +18,7 @@ struct Config {
   std::vector<std::string> listen;  ///< host:port, [v6]:port
   std::string bin_dir;               ///< where gatehouse-frontend & co. live
   std::string ready_file;            ///< if set: written once listening (for scripts/tests)
+  std::string metrics_listen;        ///< Prometheus endpoint, host:port
   Settings settings{};
 };
 

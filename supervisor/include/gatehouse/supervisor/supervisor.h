@@ -30,6 +30,7 @@
 #include "gatehouse/common/gateway_segment.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/supervisor/config.h"
+#include "gatehouse/supervisor/metrics_exporter.h"
 
 namespace gatehouse::supervisor {
 
@@ -67,6 +68,7 @@ class Supervisor {
 
   Config config_;
   std::optional<GatewaySegment> segment_;
+  std::optional<MetricsExporter> metrics_;
   std::vector<int> listen_fds_;
   std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
   shm::Doorbell frontend_doorbell_;

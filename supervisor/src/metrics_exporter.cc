@@ -1,0 +1,239 @@
+#include "gatehouse/supervisor/metrics_exporter.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+
+#include <array>
+#include <stdexcept>
+#include <vector>
+
+namespace gatehouse::supervisor {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+constexpr const char* kVersion = "0.1.0";
+
+struct CounterInfo {
+  metrics::Counter id;
+  const char* name;
+  const char* help;
+};
+constexpr std::array<CounterInfo, 12> kPlainCounters = {{
+    {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
+     "TCP connections accepted."},
+    {metrics::kConnectionsRefused, "gatehouse_connections_refused_total",
+     "Connections refused at accept because of the connection limit."},
+    {metrics::kClientFramesReceived, "gatehouse_client_frames_received_total",
+     "Frames received from clients."},
+    {metrics::kClientBytesReceived, "gatehouse_client_bytes_received_total",
+     "Bytes received from clients, size headers included."},
+    {metrics::kClientFramesSent, "gatehouse_client_frames_sent_total",
+     "Frames queued to clients by the workers."},
+    {metrics::kClientBytesSent, "gatehouse_client_bytes_sent_total",
+     "Bytes written to client sockets."},
+    {metrics::kGameStreamsOpened, "gatehouse_game_streams_opened_total",
+     "gRPC streams to game services started."},
+    {metrics::kGameStreamsFailed, "gatehouse_game_streams_failed_total",
+     "gRPC streams to game services that ended with an error."},
+    {metrics::kGameMessagesReceived, "gatehouse_game_messages_received_total",
+     "Message frames received from game services."},
+    {metrics::kGameMessagesSent, "gatehouse_game_messages_sent_total",
+     "Message frames sent to game services."},
+    {metrics::kDroppedToClient, nullptr, nullptr},  // in the labelled family below
+    {metrics::kDroppedToGame, nullptr, nullptr},
+}};
+
+constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
+    "heart_beat_req", "user_login_req", "get_seed_req", "forward"};
+constexpr std::array<const char*, metrics::kComponentCount> kComponentNames = {"frontend", "worker",
+                                                                               "bridge"};
+constexpr std::array<const char*, metrics::kCauseCount> kCauseNames = {"crash", "hang", "reload"};
+
+bool is_kick(CloseReason r) { return r != CloseReason::kClientClosed && r != CloseReason::kShutdown; }
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  return MetricFamily{name, help, type, {}};
+}
+
+ClientMetric value_metric(MetricType type, double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (type == MetricType::Counter) m.counter.value = value;
+  else m.gauge.value = value;
+  return m;
+}
+
+}  // namespace
+
+class MetricsExporter::Collector final : public prometheus::Collectable {
+ public:
+  explicit Collector(GatewaySegment& segment) : segment_(segment) {
+    const std::uint32_t workers = segment.settings().workers;
+    for (std::uint32_t w = 0; w < workers; ++w) {
+      for (const auto& [kind, prefix] :
+           {std::pair{RingKind::kFrontendToWorker, "fe-w/"}, std::pair{RingKind::kWorkerToFrontend, "w-fe/"},
+            std::pair{RingKind::kWorkerToBridge, "w-br/"}, std::pair{RingKind::kBridgeToWorker, "br-w/"}}) {
+        rings_.push_back({prefix + std::to_string(w), segment.ring(kind, w)});
+      }
+    }
+  }
+
+  std::vector<MetricFamily> Collect() const override {
+    const MetricsBlock& block = segment_.metrics();
+    std::vector<const metrics::Shard*> shards{&block.supervisor, &block.frontend, &block.bridge};
+    for (std::uint32_t w = 0; w < segment_.settings().workers; ++w) shards.push_back(&block.workers[w]);
+    const auto sum = [&](auto cell) {
+      double total = 0;
+      for (const metrics::Shard* s : shards) total += static_cast<double>(cell(*s).load(std::memory_order_relaxed));
+      return total;
+    };
+    std::vector<MetricFamily> out;
+
+    auto build = family("gatehouse_build_info", "Build and shared-memory layout of this gateway.",
+                        MetricType::Gauge);
+    build.metric.push_back(value_metric(MetricType::Gauge, 1,
+                                        {{"layout_version", std::to_string(shm::kLayoutVersion)},
+                                         {"version", kVersion}}));
+    out.push_back(std::move(build));
+    auto draining = family("gatehouse_draining", "1 while a SIGTERM drain runs.", MetricType::Gauge);
+    draining.metric.push_back(
+        value_metric(MetricType::Gauge, segment_.control().draining.load() != 0 ? 1 : 0));
+    out.push_back(std::move(draining));
+
+    for (const CounterInfo& c : kPlainCounters) {
+      if (c.name == nullptr) continue;
+      auto f = family(c.name, c.help, MetricType::Counter);
+      f.metric.push_back(value_metric(MetricType::Counter,
+                                      sum([&](const metrics::Shard& s) -> auto& { return s.counters[c.id]; })));
+      out.push_back(std::move(f));
+    }
+    auto dropped = family("gatehouse_frames_dropped_total",
+                          "Frames for a session that had already closed.", MetricType::Counter);
+    dropped.metric.push_back(value_metric(
+        MetricType::Counter,
+        sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kDroppedToClient]; }),
+        {{"direction", "to_client"}}));
+    dropped.metric.push_back(value_metric(
+        MetricType::Counter,
+        sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kDroppedToGame]; }),
+        {{"direction", "to_game"}}));
+    out.push_back(std::move(dropped));
+
+    auto logins = family("gatehouse_logins_total", "Login attempts by result.", MetricType::Counter);
+    logins.metric.push_back(value_metric(
+        MetricType::Counter, sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsOk]; }),
+        {{"result", "ok"}}));
+    logins.metric.push_back(value_metric(
+        MetricType::Counter,
+        sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsRefused]; }),
+        {{"result", "refused"}}));
+    out.push_back(std::move(logins));
+
+    auto closed = family("gatehouse_connections_closed_total", "Sessions ended, by close reason.",
+                         MetricType::Counter);
+    auto kicks = family("gatehouse_kicks_total",
+                        "Sessions the gateway ended (every reason but client_closed and shutdown).",
+                        MetricType::Counter);
+    for (std::size_t r = 0; r < static_cast<std::size_t>(CloseReason::kCount); ++r) {
+      const auto reason = static_cast<CloseReason>(r);
+      const double v = sum([r](const metrics::Shard& s) -> auto& { return s.closed[r]; });
+      const std::vector<ClientMetric::Label> label{{"reason", std::string(to_string(reason))}};
+      closed.metric.push_back(value_metric(MetricType::Counter, v, label));
+      if (is_kick(reason)) kicks.metric.push_back(value_metric(MetricType::Counter, v, label));
+    }
+    out.push_back(std::move(closed));
+    out.push_back(std::move(kicks));
+
+    const auto gauge_sum = [&](metrics::Gauge g) {
+      double total = 0;
+      for (const metrics::Shard* s : shards) total += static_cast<double>(s->gauges[g].load(std::memory_order_relaxed));
+      return total;
+    };
+    for (const auto& [g, name, help] :
+         {std::tuple{metrics::kConnectionsOpen, "gatehouse_connections_open", "Client connections open."},
+          std::tuple{metrics::kSessionsLoggedIn, "gatehouse_sessions_logged_in", "Sessions past login."},
+          std::tuple{metrics::kGameStreamsOpen, "gatehouse_game_streams_open",
+                     "gRPC streams to game services open."}}) {
+      auto f = family(name, help, MetricType::Gauge);
+      f.metric.push_back(value_metric(MetricType::Gauge, gauge_sum(g)));
+      out.push_back(std::move(f));
+    }
+
+    auto duration = family("gatehouse_request_duration_seconds",
+                           "Worker time per client frame, by gateway proto (forward: > 1000).",
+                           MetricType::Histogram);
+    for (std::size_t t = 0; t < metrics::kTimedCount; ++t) {
+      ClientMetric m;
+      m.label = {{"proto", kTimedNames[t]}};
+      std::uint64_t cumulative = 0;
+      for (std::size_t b = 0; b <= metrics::kBucketBoundsNs.size(); ++b) {
+        cumulative += static_cast<std::uint64_t>(
+            sum([t, b](const metrics::Shard& s) -> auto& { return s.timed[t].buckets[b]; }));
+        m.histogram.bucket.push_back(
+            {cumulative, b < metrics::kBucketBoundsNs.size()
+                             ? static_cast<double>(metrics::kBucketBoundsNs[b]) / 1e9
+                             : std::numeric_limits<double>::infinity()});
+      }
+      m.histogram.sample_count = cumulative;
+      m.histogram.sample_sum =
+          sum([t](const metrics::Shard& s) -> auto& { return s.timed[t].sum_ns; }) / 1e9;
+      duration.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(duration));
+
+    auto occupancy = family("gatehouse_ring_occupancy_bytes",
+                            "Published bytes not yet consumed, per ring.", MetricType::Gauge);
+    auto capacity = family("gatehouse_ring_capacity_bytes", "Ring size, per ring.", MetricType::Gauge);
+    auto full = family("gatehouse_ring_full_total",
+                       "Writes refused because the ring was full (backpressure).", MetricType::Counter);
+    for (const auto& [name, ring] : rings_) {
+      const std::vector<ClientMetric::Label> label{{"ring", name}};
+      occupancy.metric.push_back(value_metric(MetricType::Gauge, static_cast<double>(ring.occupancy()), label));
+      capacity.metric.push_back(value_metric(MetricType::Gauge, static_cast<double>(ring.capacity()), label));
+      full.metric.push_back(value_metric(
+          MetricType::Counter, static_cast<double>(ring.descriptor().full_events.load()), label));
+    }
+    out.push_back(std::move(occupancy));
+    out.push_back(std::move(capacity));
+    out.push_back(std::move(full));
+
+    auto restarts = family("gatehouse_process_restarts_total",
+                           "Child processes replaced, by component and cause.", MetricType::Counter);
+    for (std::size_t c = 0; c < metrics::kComponentCount; ++c) {
+      for (std::size_t k = 0; k < metrics::kCauseCount; ++k) {
+        restarts.metric.push_back(value_metric(
+            MetricType::Counter, sum([c, k](const metrics::Shard& s) -> auto& { return s.restarts[c][k]; }),
+            {{"cause", kCauseNames[k]}, {"component", kComponentNames[c]}}));
+      }
+    }
+    out.push_back(std::move(restarts));
+    return out;
+  }
+
+ private:
+  GatewaySegment& segment_;
+  std::vector<std::pair<std::string, shm::SpscRing>> rings_;
+};
+
+MetricsExporter::MetricsExporter(GatewaySegment& segment, const std::string& address)
+    : collector_(std::make_shared<Collector>(segment)) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("--metrics-listen " + address + ": " + e.what());
+  }
+  exposer_->RegisterCollectable(collector_);
+}
+
+MetricsExporter::~MetricsExporter() = default;
+
+std::uint16_t MetricsExporter::port() const {
+  const auto ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : static_cast<std::uint16_t>(ports.front());
+}
+
+}  // namespace gatehouse::supervisor

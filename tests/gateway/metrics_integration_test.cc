@@ -1,0 +1,187 @@
+// /metrics against what happened: traffic, kicks and a worker crash, read
+// back through the supervisor's Prometheus endpoint; the exposition also
+// passes `promtool check metrics`.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fake_game_service.h"
+#include "gatehouse/client/client.h"
+#include "gateway_process.h"
+
+namespace gatehouse::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using client::Client;
+
+/// GET /metrics over a plain socket.
+std::string scrape(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {};
+  }
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char buffer[8192];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, static_cast<std::size_t>(n));
+  ::close(fd);
+  const auto body = response.find("\r\n\r\n");
+  return body == std::string::npos ? std::string() : response.substr(body + 4);
+}
+
+/// "name{labels}" -> value, for every sample line.
+std::map<std::string, double> samples(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    gateway_.emplace(GatewayOptions{game_.port(), 2, {"--rpm-limit", "20"}, {}});
+  }
+  std::map<std::string, double> now() { return samples(scrape(gateway_->metrics_port())); }
+  /// True once `name` reads `value` (within 5 s).
+  bool eventually(const std::string& name, double value) {
+    for (int i = 0; i < 500; ++i) {
+      if (now()[name] == value) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << name << " = " << now()[name] << ", expected " << value;
+    return false;
+  }
+
+  FakeGameService game_{{.echo = true}};
+  std::optional<GatewayProcess> gateway_;
+};
+
+TEST_F(MetricsTest, CountsWhatHappened) {
+  {
+    Client a;
+    a.connect("127.0.0.1", gateway_->port());
+    ASSERT_TRUE(a.key_exchange().has_value());
+    ASSERT_TRUE(a.login("metrics-a", "").ok());
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(a.heartbeat(i).has_value());
+      ASSERT_TRUE(a.send(1001, client::to_bytes("echo")));
+      ASSERT_TRUE(a.receive_proto(1002, 5s).has_value());
+    }
+  }
+  Client flooder;  // rpm limit 20
+  flooder.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(flooder.login("metrics-b", "").ok());
+  for (int i = 0; i < 30 && !flooder.closed(); ++i) flooder.send(0, client::to_bytes("beat"));
+  EXPECT_TRUE(flooder.wait_closed(5s));
+  Client replayer;
+  replayer.connect("127.0.0.1", gateway_->port());
+  replayer.send_with_seq(9, 0, client::to_bytes("beat"));
+  EXPECT_TRUE(replayer.wait_closed(5s));
+  ASSERT_TRUE(gateway_->wait_log("reason=client_closed"));
+  ASSERT_TRUE(gateway_->wait_log("reason=bad_seq"));
+
+  auto m = now();
+  EXPECT_EQ(m["gatehouse_connections_accepted_total"], 3);
+  EXPECT_EQ(m["gatehouse_logins_total{result=\"ok\"}"], 2);
+  EXPECT_EQ(m["gatehouse_kicks_total{reason=\"rpm_exceeded\"}"], 1);
+  EXPECT_EQ(m["gatehouse_kicks_total{reason=\"bad_seq\"}"], 1);
+  EXPECT_EQ(m["gatehouse_connections_closed_total{reason=\"client_closed\"}"], 1);
+  // rpm 20 counts the login too: 19 heartbeats were handled, the 20th kicked.
+  EXPECT_EQ(m["gatehouse_request_duration_seconds_count{proto=\"heart_beat_req\"}"], 5 + 19);
+  EXPECT_EQ(m["gatehouse_request_duration_seconds_count{proto=\"forward\"}"], 5);
+  EXPECT_EQ(m["gatehouse_request_duration_seconds_count{proto=\"get_seed_req\"}"], 1);
+  EXPECT_EQ(m["gatehouse_game_messages_sent_total"], 5);
+  EXPECT_EQ(m["gatehouse_game_messages_received_total"], 5);
+  EXPECT_GE(m["gatehouse_client_frames_received_total"], 1 + 1 + 10 + 21 + 1);
+  EXPECT_EQ(m["gatehouse_game_streams_opened_total"], 2);
+  EXPECT_EQ(m["gatehouse_sessions_logged_in"], 0);
+  EXPECT_GT(m["gatehouse_ring_capacity_bytes{ring=\"fe-w/1\"}"], 0);
+  EXPECT_EQ(m["gatehouse_draining"], 0);
+  EXPECT_EQ(m["gatehouse_build_info{layout_version=\"1\",version=\"0.1.0\"}"], 1);
+
+  // Live gauges.
+  Client held;
+  held.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(held.login("metrics-c", "").ok());
+  ASSERT_TRUE(game_.wait_for_streams(3, 5s));
+  // Gauges settle as the earlier sessions' streams finish.
+  EXPECT_TRUE(eventually("gatehouse_connections_open", 1));
+  EXPECT_TRUE(eventually("gatehouse_sessions_logged_in", 1));
+  EXPECT_TRUE(eventually("gatehouse_game_streams_open", 1));
+}
+
+TEST_F(MetricsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
+  for (int i = 0; i < 6; ++i) {
+    Client c;
+    c.connect("127.0.0.1", gateway_->port());
+    ASSERT_TRUE(c.login("before-" + std::to_string(i), "").ok());
+    ASSERT_TRUE(c.heartbeat(1).has_value());
+  }
+  ASSERT_TRUE(gateway_->wait_log("reason=client_closed"));
+  std::this_thread::sleep_for(200ms);
+  const auto before = now();
+  const pid_t victim = gateway_->worker_pid(1);
+  ::kill(victim, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("worker-1 (pid " + std::to_string(victim) + ") was killed"));
+  for (int i = 0; i < 300 && gateway_->worker_pid(1) == victim; ++i) std::this_thread::sleep_for(10ms);
+  const auto after = now();
+  for (const auto& [name, value] : before) {
+    if (name.find("_total") == std::string::npos && name.find("_count") == std::string::npos &&
+        name.find("_bucket") == std::string::npos && name.find("_sum") == std::string::npos) {
+      continue;  // gauges may go down
+    }
+    ASSERT_TRUE(after.contains(name)) << name;
+    EXPECT_GE(after.at(name), value) << name << " went backwards";
+  }
+  EXPECT_EQ(after.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}"),
+            before.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}") + 1);
+  EXPECT_GE(after.at("gatehouse_logins_total{result=\"ok\"}"), 6);
+}
+
+TEST_F(MetricsTest, ExpositionPassesPromtool) {
+  Client c;
+  c.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(c.login("promtool", "").ok());
+  ASSERT_TRUE(c.heartbeat(1).has_value());
+  const std::string text = scrape(gateway_->metrics_port());
+  ASSERT_FALSE(text.empty());
+  const std::string path = "/tmp/gatehouse-metrics-" + std::to_string(::getpid()) + ".txt";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  const std::string command = std::string(PROMTOOL_PATH) + " check metrics < " + path + " 2>&1";
+  std::FILE* p = ::popen(command.c_str(), "r");
+  std::string output;
+  char line[512];
+  while (std::fgets(line, sizeof line, p) != nullptr) output += line;
+  const int status = ::pclose(p);
+  std::remove(path.c_str());
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(output, "") << "promtool warnings";
+}
+
+}  // namespace
+}  // namespace gatehouse::testing
