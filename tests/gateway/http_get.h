@@ -1,0 +1,16 @@
+// http_get: a blocking HTTP/1.0 GET on 127.0.0.1 for tests (the gateway's
+// /metrics, Prometheus' query API). Returns the body, empty on failure.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gatehouse::testing {
+
+std::string http_get(std::uint16_t port, const std::string& path);
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for servers that
+/// cannot report a port they picked themselves).
+std::uint16_t free_port();
+
+}  // namespace gatehouse::testing
