@@ -10,6 +10,7 @@ packages=(
   prometheus-cpp-dev libsystemd-dev libssl-dev libsodium-dev libspdlog-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev
+  prometheus
 )
 
 missing=()

@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <random>
 #include <cstring>
 
 #include "gatehouse/common/byte_io.h"
@@ -44,6 +47,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       index_(index),
       metrics_(segment.metrics().workers[index]),
       sessions_(shm::SessionTable<Session>::attach(segment.sessions())),
+      journal_(recover(segment, index, sessions_)),
       doorbell_(std::move(doorbell)),
       frontend_doorbell_(std::move(frontend_doorbell)),
       bridge_doorbell_(std::move(bridge_doorbell)),
@@ -53,13 +57,90 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
       to_bridge_(segment.ring(RingKind::kWorkerToBridge, index), &bridge_doorbell_) {
   scratch_.reserve(protocol::kMaxPayload + 16);
+  if (const char* fault = std::getenv("GATEHOUSE_FAULT_KILL_PER_MILLE")) {
+    fault_per_mille_ = static_cast<std::uint32_t>(std::atoi(fault));
+    spdlog::warn("fault injection on: SIGKILL in {} per mille of batches", fault_per_mille_);
+  }
   segment_.control().workers[index].pid.store(::getpid());
 }
 
-Session* Worker::live_session(shm::ConnectionId id) {
+Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
+                         shm::SessionTable<Session>& sessions) {
+  const auto region = segment.journal(index);
+  if (region.size() < sizeof(Journal)) throw std::runtime_error("journal region too small");
+  auto& j = *std::launder(reinterpret_cast<Journal*>(region.data()));
+  const std::uint32_t images = j.count.load(std::memory_order_acquire);
+  if (j.state.load(std::memory_order_acquire) == Journal::kCommitting) {
+    // The batch was durable: finish storing its ring positions.
+    segment.ring(RingKind::kWorkerToFrontend, index).descriptor().tail.store(j.frontend_out_tail);
+    segment.ring(RingKind::kWorkerToBridge, index).descriptor().tail.store(j.bridge_out_tail);
+    segment.ring(RingKind::kFrontendToWorker, index).descriptor().head.store(j.frontend_in_head);
+    segment.ring(RingKind::kBridgeToWorker, index).descriptor().head.store(j.bridge_in_head);
+    spdlog::warn("recovered: rolled the last batch of a dead worker forward");
+  } else if (images != 0) {
+    // It was not: undo its session changes; its outputs were never published
+    // and its inputs never committed, so it will run again.
+    for (std::uint32_t k = 0; k < images && k < kJournalEntries; ++k) {
+      if (Session* s = sessions.find(shm::ConnectionId(j.entries[k].conn))) *s = j.entries[k].before;
+    }
+    spdlog::warn("recovered: rolled back {} session changes of a dead worker's last batch", images);
+  }
+  j.count.store(0, std::memory_order_relaxed);
+  j.state.store(Journal::kIdle, std::memory_order_release);
+  return j;
+}
+
+Session* Worker::touch(shm::ConnectionId id) {
   Session* s = sessions_.find(id);
+  if (s == nullptr || s->journal_batch == journal_.batch) return s;
+  const std::uint32_t k = journal_.count.load(std::memory_order_relaxed);
+  if (k >= kJournalEntries) {
+    spdlog::critical("journal full: a batch touched more than {} sessions", kJournalEntries);
+    std::abort();  // a bug in the batch limits; the restart rolls the batch back
+  }
+  journal_.entries[k].conn = id.value();
+  journal_.entries[k].before = *s;
+  journal_.count.store(k + 1, std::memory_order_release);  // the image is whole before it counts
+  s->journal_batch = journal_.batch;
+  return s;
+}
+
+Session* Worker::live_session(shm::ConnectionId id) {
+  Session* s = touch(id);
   if (s == nullptr || s->state == Session::kUnused || s->state == Session::kClosed) return nullptr;
   return s;
+}
+
+void Worker::maybe_die(const char* point) {
+  if (fault_per_mille_ == 0 || !batch_had_work_) return;
+  static std::minstd_rand rng(static_cast<unsigned>(::getpid()));
+  if (rng() % 3000 < fault_per_mille_) {
+    spdlog::warn("fault injection: killing this worker {}", point);
+    ::raise(SIGKILL);
+  }
+}
+
+void Worker::begin_batch() {
+  journal_.count.store(0, std::memory_order_relaxed);
+  ++journal_.batch;
+}
+
+/// The commit point, then the ring stores it stands for.
+void Worker::commit_batch() {
+  journal_.frontend_in_head = from_frontend_.position();
+  journal_.bridge_in_head = from_bridge_.position();
+  journal_.frontend_out_tail = to_frontend_.position();
+  journal_.bridge_out_tail = to_bridge_.position();
+  maybe_die("before the commit point");
+  journal_.state.store(Journal::kCommitting, std::memory_order_release);
+  maybe_die("after the commit point");
+  to_frontend_.publish();
+  to_bridge_.publish();
+  maybe_die("after publishing, before committing inputs");
+  from_frontend_.commit();
+  from_bridge_.commit();
+  journal_.count.store(0, std::memory_order_relaxed);
+  journal_.state.store(Journal::kIdle, std::memory_order_release);
 }
 
 bool Worker::outputs_have_room() {
@@ -106,9 +187,11 @@ bool Worker::on_frontend_record(const shm::Record& record) {
 
 void Worker::open_session(const ipc::ConnOpened& opened) {
   const shm::ConnectionId id(opened.conn);
-  Session* s = sessions_.find(id);
+  Session* s = touch(id);
   if (s == nullptr) return;  // the frontend released it already (cannot happen: it waits for us)
+  const std::uint64_t journal_batch = s->journal_batch;
   *s = Session{};
+  s->journal_batch = journal_batch;
   s->state = Session::kOpen;
   s->opened_unix_ms = opened.accepted_unix_ms;
   s->rpm_window_start_ms = opened.accepted_unix_ms;
@@ -116,7 +199,7 @@ void Worker::open_session(const ipc::ConnOpened& opened) {
   s->port = opened.port;
   s->listener = opened.listener;
   spdlog::info("open conn={:#x} remote={}", id.value(), remote_of(*s));
-  if (drained_) finish(id, *s, CloseReason::kShutdown);
+  if (draining_) finish(id, *s, CloseReason::kShutdown);
 }
 
 void Worker::handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload) {
@@ -321,21 +404,19 @@ bool Worker::on_bridge_record(const shm::Record& record) {
 
 // ------------------------------------------------------------------ loop
 
-void Worker::kick_all(CloseReason reason) {
-  for (std::uint32_t slot = index_; slot < sessions_.slots(); slot += settings_.workers) {
-    const shm::ConnectionId id = sessions_.live_id(slot);
+bool Worker::drain_some(CloseReason reason, std::size_t budget) {
+  for (; drain_cursor_ < sessions_.slots() && budget > 0; drain_cursor_ += settings_.workers) {
+    const shm::ConnectionId id = sessions_.live_id(drain_cursor_);
     if (!id) continue;
-    if (Session* s = live_session(id)) {
-      // Make room as we go: drain closes can outnumber one ring's worth.
-      while (!outputs_have_room()) {
-        to_frontend_.publish();
-        to_bridge_.publish();
-        shm::cpu_relax();
-        if (stop_requested_ != 0) return;
-      }
-      finish(id, *s, reason);
+    const Session* peek = sessions_.find(id);
+    if (peek == nullptr || (peek->state != Session::kOpen && peek->state != Session::kLoggedIn)) {
+      continue;
     }
+    if (!outputs_have_room()) return false;  // next pass, after this batch is published
+    finish(id, *live_session(id), reason);
+    --budget;
   }
+  return drain_cursor_ >= sessions_.slots();
 }
 
 int Worker::run() {
@@ -343,26 +424,28 @@ int Worker::run() {
   ProcessStatus& status = segment_.control().workers[index_];
   const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
   const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
+  drain_cursor_ = index_;
   while (stop_requested_ == 0) {
-    // Outputs are published before the inputs that caused them are
-    // committed: a crash in between repeats work, never loses it.
+    // One batch: inputs read, sessions changed (journaled), outputs written,
+    // then all of it made durable at once by commit_batch().
+    begin_batch();
     std::size_t work = from_frontend_.poll(on_frontend, kRingBatch);
     work += from_bridge_.poll(on_bridge, kRingBatch);
-    to_frontend_.publish();
-    to_bridge_.publish();
-    from_frontend_.commit();
-    from_bridge_.commit();
+    if (!draining_ && segment_.draining()) {
+      draining_ = true;
+      spdlog::info("draining: closing every session (reason shutdown)");
+    }
+    if (draining_ && !drained_) {
+      drained_ = drain_some(CloseReason::kShutdown, kRingBatch);
+      ++work;
+    }
+    batch_had_work_ = work != 0;
+    commit_batch();
+
     const std::int64_t now = monotonic_ns();
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
     from_frontend_.heartbeat(now);
     from_bridge_.heartbeat(now);
-    if (!drained_ && segment_.draining()) {
-      drained_ = true;
-      spdlog::info("draining: closing every session (reason shutdown)");
-      kick_all(CloseReason::kShutdown);
-      to_frontend_.publish();
-      to_bridge_.publish();
-    }
     idler.idle(work, [this](std::chrono::nanoseconds timeout) {
       if (!from_frontend_.prepare_park()) return;
       if (from_bridge_.prepare_park()) {
@@ -372,8 +455,6 @@ int Worker::run() {
       from_frontend_.unpark();
     });
   }
-  to_frontend_.publish();
-  to_bridge_.publish();
   return 0;
 }
 

@@ -29,7 +29,8 @@ std::string ring_region_name(RingKind kind, std::uint32_t worker) {
   return prefix + std::to_string(worker);
 }
 
-std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size_t session_bytes) {
+std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size_t session_bytes,
+                                             std::size_t journal_bytes) {
   std::vector<shm::RegionSpec> regions;
   regions.push_back({"control", sizeof(ControlBlock), [settings](std::span<std::byte> r) {
                        auto* c = new (r.data()) ControlBlock{};
@@ -43,6 +44,7 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size
                      }});
   const std::size_t capacity = settings.ring_bytes;
   for (std::uint32_t w = 0; w < settings.workers; ++w) {
+    regions.push_back({"journal/" + std::to_string(w), journal_bytes, {}});  // zero: idle
     for (RingKind kind : {RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend,
                           RingKind::kWorkerToBridge, RingKind::kBridgeToWorker}) {
       regions.push_back({ring_region_name(kind, w), shm::SpscRing::region_bytes(capacity),

@@ -99,7 +99,10 @@ ParseResult parse_config(int argc, const char* const* argv) {
       ("ring-bytes", po::value<std::uint64_t>()->default_value(1 << 20),
        "bytes per shared-memory ring (power of two, >= 1 MiB)")
       ("drain-timeout", po::value<double>()->default_value(10.0),
-       "seconds SIGTERM waits for sessions to close before cutting them");
+       "seconds SIGTERM waits for sessions to close before cutting them")
+      ("restart-backoff-max", po::value<double>()->default_value(5.0),
+       "seconds: most a crash-looping child waits before its next restart (the first "
+       "restart is immediate, then 0.1 s doubling up to this)");
   po::options_description all("Usage: gatehouse [options]\n\nGatehouse game gateway supervisor");
   all.add(general).add(clients).add(backends).add(processes);
 
@@ -132,6 +135,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
     if (c.bin_dir.empty()) c.bin_dir = own_dir();
     c.ready_file = vm["ready-file"].as<std::string>();
     c.metrics_listen = vm["metrics-listen"].as<std::string>();
+    c.restart_backoff_max_ms =
+        static_cast<std::uint32_t>(in_range<double>(vm, "restart-backoff-max", 0.01, 600) * 1000);
 
     Settings& s = c.settings;
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());

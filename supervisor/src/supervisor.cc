@@ -13,12 +13,14 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 
 #include "gatehouse/common/log.h"
+#include "gatehouse/worker/journal.h"
 #include "gatehouse/worker/session.h"
 
 namespace gatehouse::supervisor {
@@ -191,8 +193,12 @@ void Supervisor::reap_children() {
     }
     const std::int64_t now = monotonic_ns();
     if (now - c->started_ns >= kStableNs) c->backoff_ms = 0;
-    c->backoff_ms = c->backoff_ms == 0 ? kFirstBackoffMs : std::min(c->backoff_ms * 2, kMaxBackoffMs);
-    c->restart_at_ns = now + std::int64_t{c->backoff_ms} * 1'000'000;
+    // The first crash in a while restarts at once (its sessions are waiting);
+    // a crash loop backs off: 100 ms, 200 ms, ... restart-backoff-max.
+    const std::uint32_t delay_ms = c->backoff_ms;
+    c->backoff_ms = std::min(std::max(c->backoff_ms * 2, kFirstBackoffMs),
+                             config_.restart_backoff_max_ms);
+    c->restart_at_ns = now + std::int64_t{delay_ms} * 1'000'000 + 1;
     ++c->restarts;
     metrics::Writer(segment_->metrics().supervisor)
         .restarted(c->name == "frontend" ? metrics::kFrontend
@@ -200,7 +206,7 @@ void Supervisor::reap_children() {
                                          : metrics::kWorker,
                    metrics::kCrash);
     spdlog::error("{} (pid {}) {}; restarting in {} ms", c->name, pid, describe_exit(status),
-                  c->backoff_ms);
+                  delay_ms);
   }
 }
 
@@ -300,7 +306,7 @@ int Supervisor::run() {
   try {
     open_listeners();
     segment_.emplace(shm::Segment::create("gatehouse-" + config_.instance,
-                                          gateway_regions(s, sizeof(worker::Session))));
+                                          gateway_regions(s, sizeof(worker::Session), sizeof(worker::Journal))));
     metrics_.emplace(*segment_, config_.metrics_listen);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

@@ -21,7 +21,9 @@
 // measured on. producer_full and consumer_empty_polls say which side of a
 // throughput run was the bottleneck: a consumer that keeps finding the ring
 // empty is waiting for the producer, a producer that keeps finding it full is
-// waiting for the consumer.
+// waiting for the consumer. preemptions counts the involuntary context
+// switches of both processes during the run: well above zero means something
+// else wanted their CPUs, and the run measured that too.
 //
 // Exit status: 0 when every run completed without payload errors, 1 when a
 // run saw errors or its child failed, 2 on a usage error.
@@ -30,6 +32,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -240,29 +243,18 @@ class Child {
 
   /// True while the child runs; reaps it once it has ended.
   bool running() {
-    if (reaped_) return false;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      status_ = status;
-      reaped_ = true;
-    }
+    if (!reaped_) reap(WNOHANG);
     return !reaped_;
   }
 
   /// Waits for the child to end; true when it exited with status 0.
   bool wait() {
-    while (!reaped_) {
-      int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, 0);
-      if (r == pid_) {
-        status_ = status;
-        reaped_ = true;
-      } else if (r < 0 && errno != EINTR) {
-        throw std::system_error(errno, std::generic_category(), "waitpid");
-      }
-    }
+    while (!reaped_) reap(0);
     return WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
   }
+
+  /// Times the reaped child was preempted (involuntary context switches).
+  std::int64_t preemptions() const { return preemptions_; }
 
   std::string describe() const {
     if (!reaped_) return "still running";
@@ -272,10 +264,33 @@ class Child {
   }
 
  private:
+  void reap(int options) {
+    int status = 0;
+    rusage usage{};
+    const pid_t r = ::wait4(pid_, &status, options, &usage);
+    if (r == pid_) {
+      status_ = status;
+      preemptions_ = usage.ru_nivcsw;
+      reaped_ = true;
+    } else if (r < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "wait4");
+    }
+  }
+
   pid_t pid_;
   int status_ = 0;
+  std::int64_t preemptions_ = 0;
   bool reaped_ = false;
 };
+
+/// Involuntary context switches of this process so far. A pinned spinning
+/// process that gets preempted was sharing its CPU with something else, and
+/// its run says more about that than about the ring.
+std::int64_t own_preemptions() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_nivcsw;
+}
 
 /// Forks a child that runs `body()` pinned to `cpu` (when >= 0) and leaves
 /// with its return value. The child ends with _exit and never returns into
@@ -439,6 +454,7 @@ struct ThroughputResult {
   std::uint64_t errors = 0;
   std::uint64_t producer_full = 0;  // writes the producer found the ring full for
   std::uint64_t empty_polls = 0;    // reads the consumer found the ring empty for
+  std::int64_t preemptions = 0;     // of both processes, over the whole run
 };
 
 int throughput_producer(const std::string& name, std::size_t bytes) {
@@ -471,6 +487,7 @@ int throughput_producer(const std::string& name, std::size_t bytes) {
 
 ThroughputResult run_throughput(const Options& options, const Placement& placement,
                                 std::size_t bytes) {
+  const std::int64_t preemptions_before = own_preemptions();
   const shm::Segment segment = create_segment(1);
   Control& control = control_of(segment);
   const shm::SpscRing ring = ring_of(segment, 0);
@@ -543,6 +560,7 @@ ThroughputResult run_throughput(const Options& options, const Placement& placeme
   control.stop.store(1, std::memory_order_relaxed);
   g_sink = sink;
   if (!child.wait()) throw std::runtime_error("producer child " + child.describe());
+  result.preemptions = own_preemptions() - preemptions_before + child.preemptions();
   return result;
 }
 
@@ -552,6 +570,7 @@ struct LatencyResult {
   std::vector<std::int64_t> samples;  // round trips in ns, sorted
   std::uint64_t errors = 0;
   std::uint64_t child_errors = 0;
+  std::int64_t preemptions = 0;  // of both processes, over the whole run
 };
 
 /// Echoes every record of ring 0 back on ring 1 until a stop record. When
@@ -597,6 +616,7 @@ int responder(const std::string& name, const shm::Doorbell* doorbell) {
 }
 
 LatencyResult run_pingpong(const Options& options, const Placement& placement, bool parked) {
+  const std::int64_t preemptions_before = own_preemptions();
   const shm::Segment segment = create_segment(2);
   const Control& control = control_of(segment);
   // Created before fork so both processes hold the same eventfd.
@@ -663,6 +683,7 @@ LatencyResult run_pingpong(const Options& options, const Placement& placement, b
   to_child.publish();
   if (!child.wait()) throw std::runtime_error("responder child " + child.describe());
   result.child_errors = control.child_errors.load(std::memory_order_relaxed);
+  result.preemptions = own_preemptions() - preemptions_before + child.preemptions();
   std::sort(samples.begin(), samples.end());
   result.samples = std::move(samples);
   return result;
@@ -698,14 +719,15 @@ int run(const Options& options) {
             "{\"scenario\":\"throughput\",\"bytes\":%zu,\"run\":%d,\"seconds\":%.3f,"
             "\"messages\":%llu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"errors\":%llu,"
             "\"producer_full\":%llu,\"consumer_empty_polls\":%llu,\"touch\":\"%s\","
-            "\"line_rt_ns\":[%lld,%lld],\"pinned\":%s}\n",
+            "\"line_rt_ns\":[%lld,%lld],\"preemptions\":%lld,\"pinned\":%s}\n",
             bytes, run_index, r.seconds, static_cast<unsigned long long>(r.messages),
             msgs_per_s, msgs_per_s * static_cast<double>(bytes) / 1e6,
             static_cast<unsigned long long>(r.errors),
             static_cast<unsigned long long>(r.producer_full),
             static_cast<unsigned long long>(r.empty_polls),
             options.touch == Touch::kAll ? "all" : "seq", static_cast<long long>(floor_before),
-            static_cast<long long>(floor_after), json_bool(placement.pinned));
+            static_cast<long long>(floor_after), static_cast<long long>(r.preemptions),
+            json_bool(placement.pinned));
         std::fflush(stdout);
         failed = failed || r.errors != 0;
       }
@@ -723,7 +745,7 @@ int run(const Options& options) {
       std::printf(
           "{\"scenario\":\"%s\",\"bytes\":%zu,\"run\":%d,\"samples\":%zu,\"p50_ns\":%lld,"
           "\"p90_ns\":%lld,\"p99_ns\":%lld,\"p999_ns\":%lld,\"max_ns\":%lld,\"errors\":%llu,"
-          "\"line_rt_ns\":[%lld,%lld],\"pinned\":%s}\n",
+          "\"line_rt_ns\":[%lld,%lld],\"preemptions\":%lld,\"pinned\":%s}\n",
           scenario, kPingBytes, run_index, r.samples.size(),
           static_cast<long long>(percentile(r.samples, 0.50)),
           static_cast<long long>(percentile(r.samples, 0.90)),
@@ -731,7 +753,8 @@ int run(const Options& options) {
           static_cast<long long>(percentile(r.samples, 0.999)),
           static_cast<long long>(r.samples.empty() ? 0 : r.samples.back()),
           static_cast<unsigned long long>(errors), static_cast<long long>(floor_before),
-          static_cast<long long>(floor_after), json_bool(placement.pinned));
+          static_cast<long long>(floor_after), static_cast<long long>(r.preemptions),
+          json_bool(placement.pinned));
       std::fflush(stdout);
       failed = failed || errors != 0;
     }

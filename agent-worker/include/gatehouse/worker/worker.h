@@ -25,6 +25,7 @@
 #include "gatehouse/common/records.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
+#include "gatehouse/worker/journal.h"
 #include "gatehouse/worker/login.h"
 #include "gatehouse/worker/session.h"
 
@@ -58,14 +59,30 @@ class Worker {
   void finish(shm::ConnectionId id, Session& s, CloseReason reason);
   /// finish() for bad input inside dispatch_frame().
   metrics::Timed kick(shm::ConnectionId id, Session& s, CloseReason reason);
-  void kick_all(CloseReason reason);
+  /// Closes up to `budget` of this worker's sessions with `reason`, from
+  /// drain_cursor_ on; true when none is left.
+  bool drain_some(CloseReason reason, std::size_t budget);
+  /// The session of `id` if it is open, journaled for this batch.
   Session* live_session(shm::ConnectionId id);
+  /// The session of `id` in any state, journaled for this batch.
+  Session* touch(shm::ConnectionId id);
+  void begin_batch();
+  void commit_batch();
+  /// Test hook (GATEHOUSE_FAULT_KILL_PER_MILLE): SIGKILLs this process at
+  /// the named point of a batch with that probability, to prove recovery at
+  /// each crash point. Never set in production.
+  void maybe_die(const char* point);
+  /// Rolls the previous incarnation's last batch back or forward (before any
+  /// ring is attached); returns the journal.
+  static Journal& recover(GatewaySegment& segment, std::uint32_t index,
+                          shm::SessionTable<Session>& sessions);
 
   GatewaySegment& segment_;
   const Settings settings_;
   const std::uint32_t index_;
   metrics::Writer metrics_;
   shm::SessionTable<Session> sessions_;
+  Journal& journal_;  // recovered before the rings below are attached
   shm::Doorbell doorbell_;
   shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;
@@ -77,7 +94,11 @@ class Worker {
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
   volatile std::sig_atomic_t stop_requested_ = 0;
-  bool drained_ = false;
+  bool drained_ = false;      // every session closed for the drain
+  bool draining_ = false;     // the drain has begun
+  std::uint32_t drain_cursor_ = 0;
+  std::uint32_t fault_per_mille_ = 0;
+  bool batch_had_work_ = false;
 };
 
 }  // namespace gatehouse::worker

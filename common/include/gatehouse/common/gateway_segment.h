@@ -8,6 +8,7 @@
 //   region "ring/w-fe/<i>"  worker i  -> frontend
 //   region "ring/w-br/<i>"  worker i  -> bridge
 //   region "ring/br-w/<i>"  bridge    -> worker i
+//   region "journal/<i>"    worker i's crash journal (agent-worker/.../journal.h)
 //
 // The supervisor parses the configuration and writes it into the control
 // block at creation; the other processes take their settings from there, so
@@ -82,9 +83,10 @@ struct MetricsBlock {
 enum class RingKind { kFrontendToWorker, kWorkerToFrontend, kWorkerToBridge, kBridgeToWorker };
 std::string ring_region_name(RingKind kind, std::uint32_t worker);
 
-/// The regions of a gateway segment, for its creator. `session_bytes` is
-/// sizeof the worker's Session.
-std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size_t session_bytes);
+/// The regions of a gateway segment, for its creator: `session_bytes` and
+/// `journal_bytes` are sizeof the worker's Session and Journal.
+std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size_t session_bytes,
+                                             std::size_t journal_bytes);
 
 /// Typed access to an attached gateway segment.
 class GatewaySegment {
@@ -96,6 +98,9 @@ class GatewaySegment {
   const Settings& settings() const noexcept { return control_->settings; }
   shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
   std::span<std::byte> sessions() const { return segment_.region("sessions"); }
+  std::span<std::byte> journal(std::uint32_t worker) const {
+    return segment_.region("journal/" + std::to_string(worker));
+  }
   shm::Segment& segment() noexcept { return segment_; }
   bool draining() const noexcept {
     return control_->draining.load(std::memory_order_acquire) != 0;

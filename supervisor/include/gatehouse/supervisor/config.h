@@ -5,6 +5,7 @@
 // the segment's control block (gateway_segment.h).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ struct Config {
   std::string bin_dir;               ///< where gatehouse-frontend & co. live
   std::string ready_file;            ///< if set: written once listening (for scripts/tests)
   std::string metrics_listen;        ///< Prometheus endpoint, host:port
+  std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
   Settings settings{};
 };
 

@@ -6,8 +6,9 @@
 // Children die with the supervisor (PR_SET_PDEATHSIG), so none is orphaned.
 //
 // Run: one loop over a signalfd (nginx's master cycle: handlers only set
-// state, the loop acts). A child that exits unexpectedly is restarted with
-// exponential backoff (100 ms doubling to 5 s; reset after 10 s of uptime).
+// state, the loop acts). A child that exits unexpectedly is restarted at
+// once, then with exponential backoff if it keeps crashing (100 ms doubling
+// to 5 s; reset after 10 s of uptime).
 //
 // SIGTERM / SIGINT drain, bounded by drain_timeout:
 //   1. set control.draining and ring every doorbell: the frontend stops
