@@ -10,7 +10,8 @@ packages=(
   prometheus-cpp-dev libsystemd-dev libssl-dev libsodium-dev libspdlog-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  prometheus
+  prometheus   # promtool and a Prometheus server for the metrics tests
+  systemd      # systemd-analyze for the unit tests
 )
 
 missing=()
@@ -27,3 +28,10 @@ echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# The prometheus package enables a server on :9090; the tests start their own
+# on a free port, so the packaged service must not run.
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null &&
+   [ -d /run/systemd/system ]; then
+  $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

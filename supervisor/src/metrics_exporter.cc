@@ -53,7 +53,12 @@ constexpr std::array<const char*, metrics::kComponentCount> kComponentNames = {"
                                                                                "bridge"};
 constexpr std::array<const char*, metrics::kCauseCount> kCauseNames = {"crash", "hang", "reload"};
 
-bool is_kick(CloseReason r) { return r != CloseReason::kClientClosed && r != CloseReason::kShutdown; }
+/// The gateway chose to end the session (not the client, not a drain, not
+/// the network).
+bool is_kick(CloseReason r) {
+  return r != CloseReason::kClientClosed && r != CloseReason::kShutdown &&
+         r != CloseReason::kIoError && r != CloseReason::kConnectionLimit;
+}
 
 MetricFamily family(const char* name, const char* help, MetricType type) {
   return MetricFamily{name, help, type, {}};
@@ -136,7 +141,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     auto closed = family("gatehouse_connections_closed_total", "Sessions ended, by close reason.",
                          MetricType::Counter);
     auto kicks = family("gatehouse_kicks_total",
-                        "Sessions the gateway ended (every reason but client_closed and shutdown).",
+                        "Sessions the gateway ended (not the client, a drain or the network).",
                         MetricType::Counter);
     for (std::size_t r = 0; r < static_cast<std::size_t>(CloseReason::kCount); ++r) {
       const auto reason = static_cast<CloseReason>(r);
