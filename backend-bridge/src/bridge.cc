@@ -7,6 +7,8 @@
 #include "game.grpc.pb.h"
 #include "gatehouse/common/log.h"
 #include "gatehouse/shm/idle_strategy.h"
+#include "gatehouse/shm/session_table.h"
+#include "gatehouse/worker/session.h"
 
 namespace gatehouse::bridge {
 namespace {
@@ -19,8 +21,9 @@ constexpr std::size_t kRingBatch = 256;
 
 class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Frame, proto::Game::Frame> {
  public:
-  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering)
-      : bridge_(bridge), conn_(conn), numbering_(numbering) {
+  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering,
+             std::atomic<std::int64_t>& in_flight)
+      : bridge_(bridge), conn_(conn), numbering_(numbering), in_flight_(in_flight) {
     context_.AddMetadata("userid", std::to_string(user_id));
   }
 
@@ -33,15 +36,18 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
     StartCall();
   }
 
-  /// Queues one Message frame (main thread).
-  void send(std::span<const std::byte> bytes) {
+  /// Queues one Message frame (main thread); false when the stream is
+  /// already ending (the worker hears of that end).
+  bool send(std::span<const std::byte> bytes) {
     std::lock_guard lock(mutex_);
-    if (closing_ || !held_) return;  // the stream is over; the worker hears of it
+    if (closing_ || !held_) return false;
     proto::Game::Frame frame;
     frame.set_type(proto::Game::Message);
     frame.set_message(bytes.data(), bytes.size());
     queue_.push_back(std::move(frame));
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
     if (!writing_) write_next();
+    return true;
   }
 
   /// Half-closes after the queued writes (main thread).
@@ -54,7 +60,9 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mutex_);
     writing_ = false;
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);  // delivered, or failed with the stream
     if (!ok) {  // the stream broke; OnDone follows once the hold is gone
+      in_flight_.fetch_sub(static_cast<std::int64_t>(queue_.size()), std::memory_order_relaxed);
       queue_.clear();
       release_hold();
       return;
@@ -121,6 +129,7 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
   Bridge& bridge_;
   const std::uint64_t conn_;
   const FrameTypeValues numbering_;
+  std::atomic<std::int64_t>& in_flight_;
   grpc::ClientContext context_;
   proto::Game::Frame in_;
   proto::Game::Frame current_;
@@ -171,6 +180,7 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
     : segment_(segment),
       settings_(segment.settings()),
       metrics_(segment.metrics().bridge),
+      in_flight_(segment.metrics().bridge.in_flight),
       doorbell_(std::move(doorbell)) {
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("bridge: expected " + std::to_string(settings_.workers) +
@@ -188,7 +198,41 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
 
 Bridge::~Bridge() = default;
 
+bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id) {
+  if (backends_.empty() || streams_.contains(conn)) return false;
+  const auto backend = static_cast<std::size_t>(user_id) % backends_.size();
+  auto stream = std::make_shared<GameStream>(*this, conn, user_id,
+                                             frame_type_values(settings_.numbering), in_flight_);
+  streams_[conn] = stream;
+  stream->start(backends_[backend]->stub, stream);
+  metrics_.add(metrics::kGameStreamsOpened);
+  return true;
+}
+
+/// A bridge that starts while sessions are logged in replaced one that died:
+/// it opens their game streams again, and counts what the dead one held.
+void Bridge::take_over() {
+  const std::int64_t lost = in_flight_.exchange(0);
+  if (lost > 0) {
+    metrics_.add(metrics::kGameFramesLost, static_cast<std::uint64_t>(lost));
+    spdlog::warn("{} frames were in a dead bridge's hands and are lost", lost);
+  }
+  auto sessions = shm::SessionTable<worker::Session>::attach(segment_.sessions());
+  std::size_t reopened = 0;
+  for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
+    const shm::ConnectionId id = sessions.live_id(slot);
+    const worker::Session* s = id ? sessions.find(id) : nullptr;
+    if (s == nullptr || s->state != worker::Session::kLoggedIn) continue;
+    if (open_stream(id.value(), s->user_id)) ++reopened;
+  }
+  if (reopened != 0) {
+    metrics_.add(metrics::kGameStreamsReopened, reopened);
+    spdlog::warn("reopened the game streams of {} logged-in sessions", reopened);
+  }
+}
+
 void Bridge::post(Event event) {
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(events_mutex_);
     events_.push_back(std::move(event));
@@ -198,25 +242,23 @@ void Bridge::post(Event event) {
 
 bool Bridge::on_worker_record(const shm::Record& record) {
   switch (record.type) {
-    case ipc::kStreamOpen: {
-      const auto r = ipc::parse_record<ipc::StreamOpen>(record.payload);
-      if (!r || backends_.empty()) break;
-      const auto backend = static_cast<std::size_t>(r->header.user_id) % backends_.size();
-      auto stream = std::make_shared<GameStream>(*this, r->header.conn, r->header.user_id,
-                                                 frame_type_values(settings_.numbering));
-      streams_[r->header.conn] = stream;
-      stream->start(backends_[backend]->stub, stream);
-      metrics_.add(metrics::kGameStreamsOpened);
+    case ipc::kStreamOpen:
+      if (const auto r = ipc::parse_record<ipc::StreamOpen>(record.payload)) {
+        open_stream(r->header.conn, r->header.user_id);
+      }
       break;
-    }
     case ipc::kStreamMessage:
       if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
         const auto it = streams_.find(r->header.conn);
         if (it != streams_.end()) {
-          it->second->send(r->tail);
-          metrics_.add(metrics::kGameMessagesSent);
+          metrics_.add(it->second->send(r->tail) ? metrics::kGameMessagesSent
+                                                 : metrics::kDroppedToGame);
         } else {
-          metrics_.add(metrics::kDroppedToGame);  // the stream ended already
+          // No stream (it failed and its end is on the way to the worker):
+          // say so again, so the session is kicked rather than talking to
+          // nobody.
+          metrics_.add(metrics::kDroppedToGame);
+          post({Event::kEnded, r->header.conn, grpc::StatusCode::UNAVAILABLE, false, {}});
         }
       }
       break;
@@ -239,6 +281,9 @@ std::size_t Bridge::deliver_events() {
   }
   std::size_t work = taken_.size();
   for (Event& e : taken_) {
+    if (e.kind == Event::kEnded && e.closed_by_us) {
+      in_flight_.fetch_sub(1, std::memory_order_relaxed);  // nothing to deliver
+    }
     if (e.kind == Event::kMessage) metrics_.add(metrics::kGameMessagesReceived);
     if (e.kind == Event::kEnded && e.grpc_code != 0 && !e.closed_by_us) {
       metrics_.add(metrics::kGameStreamsFailed);
@@ -268,6 +313,7 @@ std::size_t Bridge::deliver_events() {
           break;
       }
       if (status == shm::WriteStatus::kFull) break;
+      in_flight_.fetch_sub(1, std::memory_order_relaxed);
       if (status == shm::WriteStatus::kTooLarge) {
         // Larger than any client frame; the worker would have to kick for it.
         ipc::write_record(link->to_worker, ipc::kStreamEnded,
@@ -303,6 +349,7 @@ void Bridge::park(std::chrono::nanoseconds timeout) {
 }
 
 int Bridge::run() {
+  take_over();
   shm::BackoffIdler idler;
   ProcessStatus& status = segment_.control().bridge;
   const auto on_record = [this](const shm::Record& r) { return on_worker_record(r); };

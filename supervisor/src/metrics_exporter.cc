@@ -22,7 +22,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 12> kPlainCounters = {{
+constexpr std::array<CounterInfo, 14> kPlainCounters = {{
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
     {metrics::kConnectionsRefused, "gatehouse_connections_refused_total",
@@ -43,6 +43,10 @@ constexpr std::array<CounterInfo, 12> kPlainCounters = {{
      "Message frames received from game services."},
     {metrics::kGameMessagesSent, "gatehouse_game_messages_sent_total",
      "Message frames sent to game services."},
+    {metrics::kGameStreamsReopened, "gatehouse_game_streams_reopened_total",
+     "Game streams opened again by a bridge that replaced a dead one."},
+    {metrics::kGameFramesLost, "gatehouse_game_frames_lost_total",
+     "Frames a dead bridge held outside the rings (lost with it)."},
     {metrics::kDroppedToClient, nullptr, nullptr},  // in the labelled family below
     {metrics::kDroppedToGame, nullptr, nullptr},
 }};

@@ -479,6 +479,24 @@ TEST_F(GatewayTest, SupervisorKilledTakesEveryChildWithIt) {
   }
 }
 
+TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {
+  start({}, 2, /*accept_any=*/true);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 6; ++i) clients.push_back(logged_in("bridge-" + std::to_string(i), i % 2 == 0));
+  for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
+  ASSERT_TRUE(game_.wait_for_streams(6, 5s));
+  const pid_t victim = gateway_->bridge_pid();
+  ::kill(victim, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 6 logged-in sessions"))
+      << gateway_->log();
+  ASSERT_TRUE(game_.wait_for_streams(12, 10s)) << "each session gets a new stream";
+  for (auto& c : clients) {
+    EXPECT_TRUE(echo_works(*c, "after")) << "the session must carry on";
+    EXPECT_FALSE(c->closed());
+  }
+  EXPECT_EQ(gateway_->log_count("kick conn="), 0u) << gateway_->log();
+}
+
 TEST_F(GatewayTest, GameServiceDownKicksWithBackendUnavailable) {
   start();
   game_.stop();

@@ -62,6 +62,8 @@ class Bridge {
   struct Backend;  // a channel and its stub
 
   bool on_worker_record(const shm::Record& record);
+  bool open_stream(std::uint64_t conn, std::int64_t user_id);
+  void take_over();
   std::size_t deliver_events();
   void close_all_streams();
   void park(std::chrono::nanoseconds timeout);
@@ -69,6 +71,7 @@ class Bridge {
   GatewaySegment& segment_;
   const Settings settings_;
   metrics::Writer metrics_;  // main thread only
+  std::atomic<std::int64_t>& in_flight_;  // in the segment; any thread
   shm::Doorbell doorbell_;
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Backend>> backends_;

@@ -29,6 +29,8 @@ enum Counter : std::uint32_t {
   kGameStreamsFailed,
   kGameMessagesReceived,
   kGameMessagesSent,
+  kGameStreamsReopened,
+  kGameFramesLost,
   kCounterCount
 };
 
@@ -57,6 +59,11 @@ struct alignas(128) Shard {
   std::atomic<std::uint64_t> restarts[kComponentCount][kCauseCount];
   std::atomic<std::int64_t> gauges[kGaugeCount];
   HistogramCells timed[kTimedCount];
+  /// Bridge only: frames it holds outside the rings (taken from a worker
+  /// ring, not yet acknowledged by gRPC; or received from a game, not yet in
+  /// a worker ring). Several threads: fetch_add/fetch_sub. What a dead
+  /// bridge leaves here is what was lost with it.
+  std::atomic<std::int64_t> in_flight;
 };
 
 /// A process's handle on its shard. One writer per shard, so an add is a
