@@ -100,6 +100,9 @@ ParseResult parse_config(int argc, const char* const* argv) {
        "bytes per shared-memory ring (power of two, >= 1 MiB)")
       ("drain-timeout", po::value<double>()->default_value(10.0),
        "seconds SIGTERM waits for sessions to close before cutting them")
+      ("hang-timeout", po::value<double>()->default_value(3.0),
+       "seconds without a heartbeat after which a child is considered hung, killed and "
+       "restarted")
       ("restart-backoff-max", po::value<double>()->default_value(5.0),
        "seconds: most a crash-looping child waits before its next restart (the first "
        "restart is immediate, then 0.1 s doubling up to this)");
@@ -135,6 +138,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
     if (c.bin_dir.empty()) c.bin_dir = own_dir();
     c.ready_file = vm["ready-file"].as<std::string>();
     c.metrics_listen = vm["metrics-listen"].as<std::string>();
+    c.hang_timeout_ms =
+        static_cast<std::uint32_t>(in_range<double>(vm, "hang-timeout", 0.5, 3600) * 1000);
     c.restart_backoff_max_ms =
         static_cast<std::uint32_t>(in_range<double>(vm, "restart-backoff-max", 0.01, 600) * 1000);
 

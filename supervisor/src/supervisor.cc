@@ -204,7 +204,8 @@ void Supervisor::reap_children() {
         .restarted(c->name == "frontend" ? metrics::kFrontend
                    : c->name == "bridge" ? metrics::kBridge
                                          : metrics::kWorker,
-                   metrics::kCrash);
+                   c->hung ? metrics::kHang : metrics::kCrash);
+    c->hung = false;
     spdlog::error("{} (pid {}) {}; restarting in {} ms", c->name, pid, describe_exit(status),
                   delay_ms);
   }
@@ -250,14 +251,33 @@ void Supervisor::advance_drain() {
 
 /// Ready means every child has attached to the segment (it writes its pid
 /// into the control block once it has), not merely been forked.
-bool Supervisor::wait_for_children_attached() {
+ProcessStatus& Supervisor::status_of(const Child& c) const {
   ControlBlock& control = segment_->control();
-  const auto attached = [&](const Child& c) {
-    if (c.name == "frontend") return control.frontend.pid.load() == c.pid;
-    if (c.name == "bridge") return control.bridge.pid.load() == c.pid;
-    const auto index = std::stoul(c.name.substr(c.name.find('-') + 1));
-    return control.workers[index].pid.load() == c.pid;
-  };
+  if (c.name == "frontend") return control.frontend;
+  if (c.name == "bridge") return control.bridge;
+  return control.workers[std::stoul(c.name.substr(c.name.find('-') + 1))];
+}
+
+/// A child whose duty cycle has not beaten for hang_timeout is stuck (a
+/// deadlock, an endless loop, SIGSTOP): kill it; the reaper restarts it.
+void Supervisor::kill_hung_children() {
+  const std::int64_t now = monotonic_ns();
+  const std::int64_t limit = std::int64_t{config_.hang_timeout_ms} * 1'000'000;
+  for (Child& c : children_) {
+    if (c.pid == 0 || c.hung) continue;
+    const ProcessStatus& status = status_of(c);
+    if (status.pid.load() != c.pid) continue;  // not attached yet
+    const std::int64_t beat = status.heartbeat_ns.load();
+    if (beat <= c.started_ns || now - beat < limit) continue;  // still starting, or alive
+    spdlog::error("{} (pid {}) is hung: no heartbeat for {} ms; killing it", c.name, c.pid,
+                  (now - beat) / 1'000'000);
+    c.hung = true;
+    ::kill(c.pid, SIGKILL);
+  }
+}
+
+bool Supervisor::wait_for_children_attached() {
+  const auto attached = [&](const Child& c) { return status_of(c).pid.load() == c.pid; };
   const std::int64_t deadline = monotonic_ns() + 30'000'000'000;
   for (;;) {
     bool all = true;
@@ -349,6 +369,7 @@ int Supervisor::run() {
       for (const Child& c : children_) any = any || c.pid != 0;
       if (!any) break;
     } else {
+      kill_hung_children();
       restart_due_children();
     }
   }

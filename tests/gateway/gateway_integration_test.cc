@@ -479,6 +479,22 @@ TEST_F(GatewayTest, SupervisorKilledTakesEveryChildWithIt) {
   }
 }
 
+TEST_F(GatewayTest, HungWorkerIsKilledAndReplacedWithoutDroppingItsSessions) {
+  start({"--hang-timeout", "1"}, 2, /*accept_any=*/true);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(logged_in("hang-" + std::to_string(i), i % 2 == 0));
+  for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
+  const pid_t victim = gateway_->worker_pid(0);
+  ::kill(victim, SIGSTOP);  // alive, but making no progress
+  ASSERT_TRUE(gateway_->wait_log("worker-0 (pid " + std::to_string(victim) + ") is hung", 5s));
+  for (auto& c : clients) {
+    EXPECT_TRUE(echo_works(*c, "after")) << "sessions of the hung worker carry on";
+    EXPECT_FALSE(c->closed());
+  }
+  EXPECT_NE(gateway_->worker_pid(0), victim);
+  EXPECT_EQ(gateway_->log_count("kick conn="), 0u);
+}
+
 TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {
   start({}, 2, /*accept_any=*/true);
   std::vector<std::unique_ptr<Client>> clients;

@@ -21,6 +21,7 @@ struct Config {
   std::string ready_file;            ///< if set: written once listening (for scripts/tests)
   std::string metrics_listen;        ///< Prometheus endpoint, host:port
   std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
+  std::uint32_t hang_timeout_ms = 3000;         ///< a child silent this long is killed
   Settings settings{};
 };
 

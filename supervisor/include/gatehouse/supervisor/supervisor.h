@@ -53,6 +53,7 @@ class Supervisor {
     std::int64_t restart_at_ns = 0;  ///< when a crashed child is due again (0: not due)
     std::uint32_t backoff_ms = 0;
     std::uint64_t restarts = 0;
+    bool hung = false;  ///< killed for silence: its restart counts as a hang
   };
 
   void open_listeners();
@@ -60,6 +61,8 @@ class Supervisor {
   bool wait_for_children_attached();
   void spawn(Child& child);
   void reap_children();
+  void kill_hung_children();
+  ProcessStatus& status_of(const Child& child) const;
   void restart_due_children();
   void begin_drain();
   void advance_drain();
