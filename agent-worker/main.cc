@@ -1,6 +1,7 @@
 // gatehouse-worker: started by the supervisor, never by hand.
 #include <csignal>
 #include <cstdio>
+#include <string>
 
 #include "gatehouse/common/child_process_args.h"
 #include "gatehouse/common/log.h"
@@ -10,7 +11,27 @@ namespace {
 gatehouse::worker::Worker* g_worker = nullptr;
 }
 
+/// `gatehouse-worker --check-layout SEGMENT`: can this binary take over the
+/// live segment's workers? The supervisor asks before a rolling reload, so a
+/// worker built for another shm layout is refused while the old ones run.
+int check_layout(const std::string& segment_name) {
+  try {
+    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(segment_name));
+    (void)gatehouse::shm::SessionTable<gatehouse::worker::Session>::attach(segment.sessions());
+    if (segment.journal(0).size() < sizeof(gatehouse::worker::Journal)) {
+      throw std::runtime_error("its journal region is smaller than this build's journal");
+    }
+    std::printf("compatible with %s (layout version %u)\n", segment_name.c_str(),
+                gatehouse::shm::kLayoutVersion);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "incompatible: %s\n", e.what());
+    return 1;
+  }
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--check-layout") return check_layout(argv[2]);
   try {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
     if (args.peer_doorbells.size() != 2) {

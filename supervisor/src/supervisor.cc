@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdio>
 #include <fstream>
 #include <stdexcept>
 
@@ -187,6 +188,13 @@ void Supervisor::reap_children() {
     Child* c = child_by_pid(pid);
     if (c == nullptr) continue;
     c->pid = 0;
+    if (c->reloading && !draining_) {
+      c->reloading = false;
+      metrics::Writer(segment_->metrics().supervisor).restarted(metrics::kWorker, metrics::kReload);
+      spdlog::info("{} (pid {}) stopped for the reload; starting its replacement", c->name, pid);
+      spawn(*c);
+      continue;
+    }
     if (draining_) {
       spdlog::info("{} (pid {}) {}", c->name, pid, describe_exit(status));
       continue;
@@ -298,6 +306,87 @@ bool Supervisor::wait_for_children_attached() {
   }
 }
 
+void Supervisor::begin_reload() {
+  if (draining_ || reloading_) {
+    spdlog::warn("SIGHUP ignored: {}", draining_ ? "draining" : "a reload is running");
+    return;
+  }
+  const std::string segment = "gatehouse-" + config_.instance;
+  const std::string check = config_.bin_dir + "/gatehouse-worker --check-layout " + segment + " 2>&1";
+  std::FILE* p = ::popen(check.c_str(), "r");
+  std::string answer;
+  char line[512];
+  while (p != nullptr && std::fgets(line, sizeof line, p) != nullptr) answer += line;
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  if (!answer.empty() && answer.back() == '\n') answer.pop_back();
+  if (status != 0) {
+    spdlog::error("reload refused, the running workers stay: {}", answer);
+    return;
+  }
+  spdlog::info("reload: replacing {} workers one at a time ({})", config_.settings.workers, answer);
+  notify("RELOADING=1\nSTATUS=reloading workers");
+  reloading_ = 0;
+  reload_started_ns_ = monotonic_ns();
+  advance_reload();
+}
+
+void Supervisor::advance_reload() {
+  // Skip to the first worker that is not yet replaced.
+  while (*reloading_ < children_.size() && children_[*reloading_].name.rfind("worker-", 0) != 0) {
+    ++*reloading_;
+  }
+  if (*reloading_ >= children_.size()) {
+    reloading_.reset();
+    spdlog::info("reload complete");
+    notify("READY=1\nSTATUS=serving");
+    return;
+  }
+  Child& c = children_[*reloading_];
+  if (c.reloading) {  // stopping the old one
+    if (monotonic_ns() > reload_deadline_ns_ && c.pid != 0) {
+      spdlog::warn("{} (pid {}) did not stop in time for the reload; killing it", c.name, c.pid);
+      ::kill(c.pid, SIGKILL);  // safe: its journal rolls the last batch back or forward
+      reload_deadline_ns_ = INT64_MAX;
+    }
+    return;
+  }
+  if (c.pid != 0 && c.started_ns != 0 && status_of(c).pid.load() == c.pid &&
+      c.started_ns > reload_started_ns_) {
+    ++*reloading_;  // the replacement is up: next worker
+    advance_reload();
+    return;
+  }
+  if (c.pid != 0 && c.started_ns <= reload_started_ns_) {  // the old one: stop it
+    c.reloading = true;
+    reload_deadline_ns_ = monotonic_ns() + 5'000'000'000;
+    ::kill(c.pid, SIGTERM);
+  }
+}
+
+/// Every half watchdog period (or second): WATCHDOG=1 while every child is
+/// running, and a STATUS= line.
+void Supervisor::report_health() {
+  const std::int64_t now = monotonic_ns();
+  if (now < next_health_ns_) return;
+  const std::int64_t period =
+      watchdog_usec_ != 0 ? static_cast<std::int64_t>(watchdog_usec_) * 1000 / 2 : 1'000'000'000;
+  next_health_ns_ = now + std::min<std::int64_t>(period, 1'000'000'000);
+  bool healthy = true;
+  for (const Child& c : children_) healthy = healthy && c.pid != 0;
+  const MetricsBlock& m = segment_->metrics();
+  std::int64_t sessions = 0;
+  for (std::uint32_t w = 0; w < config_.settings.workers; ++w) {
+    sessions += m.workers[w].gauges[metrics::kSessionsLoggedIn].load(std::memory_order_relaxed);
+  }
+  const std::string status =
+      std::string(draining_ ? "draining" : reloading_ ? "reloading" : "serving") + ": " +
+      std::to_string(m.frontend.gauges[metrics::kConnectionsOpen].load()) + " connections, " +
+      std::to_string(sessions) + " sessions, " + std::to_string(config_.settings.workers) +
+      " workers";
+  notify((watchdog_usec_ != 0 && (healthy || draining_) ? "WATCHDOG=1\n" : "") +
+         ("STATUS=" + status));
+}
+
 void Supervisor::notify(const std::string& state) const { ::sd_notify(0, state.c_str()); }
 
 void Supervisor::write_ready_file() const {
@@ -343,6 +432,7 @@ int Supervisor::run() {
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')), metrics_->port());
   spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   write_ready_file();
+  if (::sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
   notify("READY=1\nSTATUS=serving");
 
   for (;;) {
@@ -356,7 +446,7 @@ int Supervisor::run() {
           begin_drain();
           break;
         case SIGHUP:
-          spdlog::warn("SIGHUP: rolling reload is not available in this build");
+          begin_reload();
           break;
         case SIGCHLD:
           break;  // reaped below
@@ -371,7 +461,9 @@ int Supervisor::run() {
     } else {
       kill_hung_children();
       restart_due_children();
+      if (reloading_) advance_reload();
     }
+    report_health();
   }
   if (!config_.ready_file.empty()) std::remove(config_.ready_file.c_str());
   spdlog::info("drained; exiting");

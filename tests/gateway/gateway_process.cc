@@ -107,6 +107,16 @@ bool GatewayProcess::wait_log(const std::string& needle, Duration timeout) const
   }
 }
 
+bool GatewayProcess::wait_log_count(const std::string& needle, std::size_t n,
+                                    Duration timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (log_count(needle) < n) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(Duration(5));
+  }
+  return true;
+}
+
 std::size_t GatewayProcess::log_count(const std::string& needle) const {
   const std::string text = log();
   std::size_t n = 0;

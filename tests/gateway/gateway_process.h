@@ -43,6 +43,9 @@ class GatewayProcess {
   bool wait_log(const std::string& needle, Duration timeout = Duration(5000)) const;
   /// How many times `needle` occurs in the log.
   std::size_t log_count(const std::string& needle) const;
+  /// Waits until `needle` occurs at least `n` times.
+  bool wait_log_count(const std::string& needle, std::size_t n,
+                      Duration timeout = Duration(5000)) const;
 
   /// SIGTERM and wait: the exit status, or nullopt if it did not exit in time.
   std::optional<int> terminate(Duration timeout = Duration(15000));

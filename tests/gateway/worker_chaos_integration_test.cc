@@ -146,5 +146,29 @@ TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
               static_cast<unsigned long long>(total), clients);
 }
 
+// SIGHUP rolls every worker, again and again, under the same load.
+TEST(WorkerChaos, RollingReloadsUnderLoadGoUnnoticed) {
+  const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
+  const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0"}, {}});
+  std::size_t reloads = 0;
+  std::uint64_t total = 0;
+  expect_no_client_notices(gateway, game, clients, seconds, [&] {
+    const pid_t w0 = gateway.worker_pid(0), w1 = gateway.worker_pid(1);
+    const std::size_t done = gateway.log_count("reload complete");
+    ::kill(gateway.pid(), SIGHUP);
+    ASSERT_TRUE(gateway.wait_log_count("reload complete", done + 1, 20s)) << gateway.log();
+    EXPECT_NE(gateway.worker_pid(0), w0);
+    EXPECT_NE(gateway.worker_pid(1), w1);
+    ++reloads;
+    std::this_thread::sleep_for(300ms);
+  }, total);
+  EXPECT_GE(reloads, 2u);
+  EXPECT_EQ(gateway.log_count("was killed"), 0u) << "every worker stopped by itself";
+  std::printf("reload: %zu rolling reloads, %llu echoes verified across %d clients\n", reloads,
+              static_cast<unsigned long long>(total), clients);
+}
+
 }  // namespace
 }  // namespace gatehouse::testing

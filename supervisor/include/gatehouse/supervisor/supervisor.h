@@ -53,7 +53,8 @@ class Supervisor {
     std::int64_t restart_at_ns = 0;  ///< when a crashed child is due again (0: not due)
     std::uint32_t backoff_ms = 0;
     std::uint64_t restarts = 0;
-    bool hung = false;  ///< killed for silence: its restart counts as a hang
+    bool hung = false;       ///< killed for silence: its restart counts as a hang
+    bool reloading = false;  ///< stopped by a reload: replace at once
   };
 
   void open_listeners();
@@ -66,6 +67,12 @@ class Supervisor {
   void restart_due_children();
   void begin_drain();
   void advance_drain();
+  // Rolling reload (SIGHUP): each worker in turn is stopped (SIGTERM: it
+  // finishes its batch) and replaced from the binary on disk, after that
+  // binary has said it can attach to this segment's layout.
+  void begin_reload();
+  void advance_reload();
+  void report_health();
   void notify(const std::string& state) const;
   void write_ready_file() const;
   Child* child_by_pid(pid_t pid);
@@ -83,6 +90,11 @@ class Supervisor {
   bool draining_ = false;
   bool stopping_rest_ = false;  // drain phase 2 started
   std::int64_t drain_deadline_ns_ = 0;
+  std::optional<std::size_t> reloading_;  // index in children_ of the worker being replaced
+  std::int64_t reload_deadline_ns_ = 0;
+  std::int64_t reload_started_ns_ = 0;
+  std::uint64_t watchdog_usec_ = 0;
+  std::int64_t next_health_ns_ = 0;
 };
 
 }  // namespace gatehouse::supervisor
