@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -493,6 +495,34 @@ TEST_F(GatewayTest, HungWorkerIsKilledAndReplacedWithoutDroppingItsSessions) {
   }
   EXPECT_NE(gateway_->worker_pid(0), victim);
   EXPECT_EQ(gateway_->log_count("kick conn="), 0u);
+}
+
+// A reload whose worker binary on disk speaks another shm layout is refused,
+// and the running workers stay.
+TEST_F(GatewayTest, ReloadWithAnIncompatibleWorkerIsRefused) {
+  const auto bin = std::filesystem::temp_directory_path() /
+                   ("gatehouse-bin-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(bin);
+  for (const char* name : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
+    std::filesystem::copy_file(std::string(GATEHOUSE_BIN_DIR) + "/" + name, bin / name,
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  start({"--bin-dir", bin.string()}, 2, /*accept_any=*/true);
+  auto c = logged_in("stays", true);
+  const pid_t w0 = gateway_->worker_pid(0), w1 = gateway_->worker_pid(1);
+  // "Deploy" a worker built for layout version 999.
+  std::filesystem::rename(bin / "gatehouse-worker", bin / "gatehouse-worker.old");
+  std::ofstream(bin / "gatehouse-worker")
+      << "#!/bin/sh\necho 'incompatible: segment has layout version 1; this binary speaks "
+         "version 999' >&2\nexit 1\n";
+  std::filesystem::permissions(bin / "gatehouse-worker", std::filesystem::perms::owner_all);
+  ::kill(gateway_->pid(), SIGHUP);
+  EXPECT_TRUE(gateway_->wait_log("reload refused, the running workers stay: incompatible"));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(gateway_->worker_pid(0), w0);
+  EXPECT_EQ(gateway_->worker_pid(1), w1);
+  EXPECT_TRUE(echo_works(*c, "still served"));
+  std::filesystem::remove_all(bin);
 }
 
 TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {

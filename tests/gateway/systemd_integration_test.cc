@@ -1,0 +1,119 @@
+// systemd: the unit files pass `systemd-analyze verify`, and the supervisor
+// speaks the notify protocol to a stand-in for systemd (our own
+// NOTIFY_SOCKET): READY=1, WATCHDOG=1 while healthy, RELOADING=1 / READY=1
+// around a SIGHUP reload, STOPPING=1 on SIGTERM, STATUS= lines throughout.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "fake_game_service.h"
+#include "gateway_process.h"
+
+namespace gatehouse::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string run(const std::string& command, int& status) {
+  std::FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  std::string out;
+  char line[512];
+  while (std::fgets(line, sizeof line, p) != nullptr) out += line;
+  status = ::pclose(p);
+  return out;
+}
+
+TEST(SystemdUnits, VerifyCleanly) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gatehouse-units-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  // The unit names the installed path; point it at this build's binary.
+  std::ifstream in(std::string(GATEHOUSE_SOURCE_DIR) + "/systemd/gatehouse.service");
+  std::string unit((std::istreambuf_iterator<char>(in)), {});
+  unit = std::regex_replace(unit, std::regex("/usr/local/bin/gatehouse"), GATEHOUSE_BIN_DIR "/gatehouse");
+  std::ofstream(dir / "gatehouse.service") << unit;
+  int status = 0;
+  const std::string out = run(std::string(SYSTEMD_ANALYZE) + " verify " + (dir / "gatehouse.service").string(), status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "") << "systemd-analyze warnings";
+  std::filesystem::remove_all(dir);
+}
+
+/// The datagrams a NOTIFY_SOCKET receives.
+class NotifySocket {
+ public:
+  NotifySocket() {
+    path_ = (std::filesystem::temp_directory_path() / ("gatehouse-notify-" + std::to_string(::getpid()))).string();
+    ::unlink(path_.c_str());
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    timeval tv{0, 100'000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~NotifySocket() {
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+  /// Reads until a message contains `token` (true) or `timeout` passes;
+  /// every message read is appended to `seen`.
+  bool wait_for(const std::string& token, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      char buffer[4096];
+      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) continue;
+      const std::string message(buffer, static_cast<std::size_t>(n));
+      seen.push_back(message);
+      if (message.find(token) != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::vector<std::string> seen;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST(SystemdNotify, ReadyWatchdogReloadingStoppingInOrder) {
+  FakeGameService game({.echo = true});
+  NotifySocket notify;
+  ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "400000", 1);
+  GatewayProcess gateway({game.port(), 2, {}, {}});
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+
+  ASSERT_TRUE(notify.wait_for("READY=1", 5s));
+  EXPECT_NE(notify.seen.back().find("STATUS=serving"), std::string::npos) << notify.seen.back();
+  ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 2s)) << "no watchdog ping within 2 s";
+  ASSERT_TRUE(notify.wait_for("STATUS=serving: 0 connections, 0 sessions, 2 workers", 3s));
+
+  ::kill(gateway.pid(), SIGHUP);
+  ASSERT_TRUE(notify.wait_for("RELOADING=1", 5s));
+  ASSERT_TRUE(notify.wait_for("READY=1", 20s)) << gateway.log();
+
+  ::kill(gateway.pid(), SIGTERM);
+  ASSERT_TRUE(notify.wait_for("STOPPING=1", 5s));
+  const auto status = gateway.terminate(20s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+}
+
+}  // namespace
+}  // namespace gatehouse::testing
