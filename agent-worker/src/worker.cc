@@ -87,6 +87,7 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
   }
   j.count.store(0, std::memory_order_relaxed);
   j.state.store(Journal::kIdle, std::memory_order_release);
+  ++j.incarnations;
   return j;
 }
 
@@ -111,11 +112,18 @@ Session* Worker::live_session(shm::ConnectionId id) {
   return s;
 }
 
-void Worker::maybe_die(const char* point) {
-  if (fault_per_mille_ == 0 || !batch_had_work_) return;
+void Worker::maybe_die(int point) {
+  static constexpr const char* kPoints[] = {"before the commit point", "after the commit point",
+                                            "after publishing, before committing inputs"};
+  // Successive incarnations die at successive points, so any three deaths
+  // in a row cover all of them.
+  if (fault_per_mille_ == 0 || !batch_had_work_ ||
+      point != static_cast<int>(journal_.incarnations % 3)) {
+    return;
+  }
   static std::minstd_rand rng(static_cast<unsigned>(::getpid()));
-  if (rng() % 3000 < fault_per_mille_) {
-    spdlog::warn("fault injection: killing this worker {}", point);
+  if (rng() % 1000 < fault_per_mille_) {
+    spdlog::warn("fault injection: killing this worker {}", kPoints[point]);
     ::raise(SIGKILL);
   }
 }
@@ -131,12 +139,12 @@ void Worker::commit_batch() {
   journal_.bridge_in_head = from_bridge_.position();
   journal_.frontend_out_tail = to_frontend_.position();
   journal_.bridge_out_tail = to_bridge_.position();
-  maybe_die("before the commit point");
+  maybe_die(0);
   journal_.state.store(Journal::kCommitting, std::memory_order_release);
-  maybe_die("after the commit point");
+  maybe_die(1);
   to_frontend_.publish();
   to_bridge_.publish();
-  maybe_die("after publishing, before committing inputs");
+  maybe_die(2);
   from_frontend_.commit();
   from_bridge_.commit();
   journal_.count.store(0, std::memory_order_relaxed);

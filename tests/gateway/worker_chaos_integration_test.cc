@@ -145,7 +145,7 @@ TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) {
 TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
-  ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "4", 1);
+  ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "5", 1);
   FakeGameService game({.echo = true});
   GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.05"}, {}});
   ::unsetenv("GATEHOUSE_FAULT_KILL_PER_MILLE");

@@ -41,6 +41,8 @@ struct Journal {
   std::atomic<std::uint32_t> state;
   std::atomic<std::uint32_t> count;  ///< undo images written this batch
   std::uint64_t batch;               ///< number of the current batch
+  std::uint32_t incarnations;        ///< workers that have run on this journal
+  std::uint32_t reserved;
   // Commit targets, valid while state == kCommitting.
   std::uint64_t frontend_in_head;
   std::uint64_t bridge_in_head;

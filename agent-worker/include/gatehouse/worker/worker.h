@@ -69,9 +69,10 @@ class Worker {
   void begin_batch();
   void commit_batch();
   /// Test hook (GATEHOUSE_FAULT_KILL_PER_MILLE): SIGKILLs this process at
-  /// the named point of a batch with that probability, to prove recovery at
-  /// each crash point. Never set in production.
-  void maybe_die(const char* point);
+  /// crash point `point` (0: before the commit point, 1: after it, 2: after
+  /// publishing, before committing inputs) of a batch with that probability,
+  /// to prove recovery at each. Never set in production.
+  void maybe_die(int point);
   /// Rolls the previous incarnation's last batch back or forward (before any
   /// ring is attached); returns the journal.
   static Journal& recover(GatewaySegment& segment, std::uint32_t index,
