@@ -14,8 +14,8 @@ int main(int argc, char** argv) {
   try {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
     gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(args.segment));
-    gatehouse::init_logging("frontend", static_cast<spdlog::level::level_enum>(
-                                            segment.settings().log_level));
+    gatehouse::init_logging("frontend",
+                            static_cast<spdlog::level::level_enum>(segment.settings().log_level));
     std::vector<gatehouse::shm::Doorbell> workers;
     for (const int fd : args.peer_doorbells) workers.push_back(gatehouse::shm::Doorbell::adopt(fd));
     gatehouse::frontend::Frontend frontend(segment, args.listen_fds,

@@ -11,8 +11,8 @@ int main(int argc, char** argv) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
   }
-  gatehouse::init_logging("supervisor", static_cast<spdlog::level::level_enum>(
-                                            parsed.config->settings.log_level));
+  gatehouse::init_logging(
+      "supervisor", static_cast<spdlog::level::level_enum>(parsed.config->settings.log_level));
   gatehouse::supervisor::Supervisor supervisor(std::move(*parsed.config));
   return supervisor.run();
 }

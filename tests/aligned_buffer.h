@@ -22,7 +22,9 @@ class AlignedBuffer {
 
  private:
   static constexpr std::size_t kAlignment = 4096;
-  static std::size_t rounded(std::size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
+  static std::size_t rounded(std::size_t n) {
+    return (n + kAlignment - 1) / kAlignment * kAlignment;
+  }
   struct Free {
     void operator()(std::byte* p) const { std::free(p); }
   };

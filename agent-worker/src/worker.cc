@@ -5,8 +5,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <random>
 #include <cstring>
+#include <random>
 
 #include "gatehouse/common/byte_io.h"
 #include "gatehouse/common/client_protocol.h"
@@ -81,7 +81,8 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
     // It was not: undo its session changes; its outputs were never published
     // and its inputs never committed, so it will run again.
     for (std::uint32_t k = 0; k < images && k < kJournalEntries; ++k) {
-      if (Session* s = sessions.find(shm::ConnectionId(j.entries[k].conn))) *s = j.entries[k].before;
+      if (Session* s = sessions.find(shm::ConnectionId(j.entries[k].conn)))
+        *s = j.entries[k].before;
     }
     spdlog::warn("recovered: rolled back {} session changes of a dead worker's last batch", images);
   }
@@ -161,7 +162,8 @@ bool Worker::on_frontend_record(const shm::Record& record) {
   if (!outputs_have_room()) return false;
   switch (record.type) {
     case ipc::kConnOpened:
-      if (const auto r = ipc::parse_record<ipc::ConnOpened>(record.payload)) open_session(r->header);
+      if (const auto r = ipc::parse_record<ipc::ConnOpened>(record.payload))
+        open_session(r->header);
       break;
     case ipc::kClientFrame:
       if (const auto r = ipc::parse_record<ipc::ClientFrame>(record.payload)) {
@@ -322,8 +324,8 @@ void Worker::send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, s
 void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload) {
   const ipc::SendHeader header{id.value()};
   shm::WriteStatus status;
-  const auto out =
-      to_frontend_.claim(ipc::kSend, sizeof header + protocol::kSizeBytes + payload.size(), &status);
+  const auto out = to_frontend_.claim(
+      ipc::kSend, sizeof header + protocol::kSizeBytes + payload.size(), &status);
   if (status != shm::WriteStatus::kOk) {
     // outputs_have_room() is checked before every input record, so this is a
     // broken invariant, not load.

@@ -19,7 +19,8 @@ constexpr std::size_t kRingBatch = 256;
 
 // ------------------------------------------------------------------ one stream
 
-class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Frame, proto::Game::Frame> {
+class Bridge::GameStream final
+    : public grpc::ClientBidiReactor<proto::Game::Frame, proto::Game::Frame> {
  public:
   GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering,
              std::atomic<std::int64_t>& in_flight)
@@ -77,8 +78,10 @@ class Bridge::GameStream final : public grpc::ClientBidiReactor<proto::Game::Fra
   void OnReadDone(bool ok) override {
     if (!ok) {  // the game ended the stream (or it failed)
       std::lock_guard lock(mutex_);
-      if (!writing_) release_hold();
-      else closing_ = true;  // OnWriteDone releases it
+      if (!writing_)
+        release_hold();
+      else
+        closing_ = true;  // OnWriteDone releases it
       return;
     }
     const int type = static_cast<int>(in_.type());
@@ -316,8 +319,9 @@ std::size_t Bridge::deliver_events() {
       in_flight_.fetch_sub(1, std::memory_order_relaxed);
       if (status == shm::WriteStatus::kTooLarge) {
         // Larger than any client frame; the worker would have to kick for it.
-        ipc::write_record(link->to_worker, ipc::kStreamEnded,
-                          ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
+        ipc::write_record(
+            link->to_worker, ipc::kStreamEnded,
+            ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
         spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, e.bytes.size());
       }
       link->backlog.pop_front();

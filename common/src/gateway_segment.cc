@@ -38,7 +38,8 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size
                      }});
   regions.push_back({"metrics", sizeof(MetricsBlock),
                      [](std::span<std::byte> r) { new (r.data()) MetricsBlock{}; }});
-  regions.push_back({"sessions", shm::SlotTable::region_bytes(settings.max_connections, session_bytes),
+  regions.push_back({"sessions",
+                     shm::SlotTable::region_bytes(settings.max_connections, session_bytes),
                      [slots = settings.max_connections, session_bytes](std::span<std::byte> r) {
                        shm::SlotTable::initialise(r, slots, session_bytes);
                      }});
@@ -47,10 +48,9 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size
     regions.push_back({"journal/" + std::to_string(w), journal_bytes, {}});  // zero: idle
     for (RingKind kind : {RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend,
                           RingKind::kWorkerToBridge, RingKind::kBridgeToWorker}) {
-      regions.push_back({ring_region_name(kind, w), shm::SpscRing::region_bytes(capacity),
-                         [capacity](std::span<std::byte> r) {
-                           shm::SpscRing::initialise(r, capacity);
-                         }});
+      regions.push_back(
+          {ring_region_name(kind, w), shm::SpscRing::region_bytes(capacity),
+           [capacity](std::span<std::byte> r) { shm::SpscRing::initialise(r, capacity); }});
     }
   }
   return regions;

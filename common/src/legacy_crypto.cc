@@ -47,7 +47,9 @@ std::uint32_t dh_power(std::int64_t base, std::uint64_t exponent) {
   return static_cast<std::uint32_t>(BN_get_word(r.get()));
 }
 
-std::string rc4_key_string(std::uint32_t shared_key) { return "DH" + std::to_string(shared_key); }
+std::string rc4_key_string(std::uint32_t shared_key) {
+  return "DH" + std::to_string(shared_key);
+}
 
 void Rc4State::init(std::uint32_t shared_key) noexcept {
   const std::string key = rc4_key_string(shared_key);

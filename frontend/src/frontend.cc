@@ -25,7 +25,9 @@ constexpr std::size_t kScratchBytes = 64 * 1024;
 constexpr std::size_t kRingBatch = 256;  // records per ring poll
 constexpr std::size_t kMaxIov = 64;
 
-std::int64_t now_ms() { return monotonic_ns() / 1'000'000; }
+std::int64_t now_ms() {
+  return monotonic_ns() / 1'000'000;
+}
 
 }  // namespace
 
@@ -122,18 +124,22 @@ Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Do
 
 Frontend::~Frontend() = default;
 
-void Frontend::request_drain() noexcept { drain_requested_ = 1; }
+void Frontend::request_drain() noexcept {
+  drain_requested_ = 1;
+}
 
 // ------------------------------------------------------------------ accept
 
 void Frontend::start_accept(std::size_t listener) {
-  acceptors_[listener]->async_accept([this, listener](boost::system::error_code ec,
-                                                      tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptors_[listener]->is_open()) return;
-    if (!ec) on_accept(listener, std::move(socket));
-    else spdlog::warn("accept failed: {}", ec.message());
-    start_accept(listener);
-  });
+  acceptors_[listener]->async_accept(
+      [this, listener](boost::system::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptors_[listener]->is_open()) return;
+        if (!ec)
+          on_accept(listener, std::move(socket));
+        else
+          spdlog::warn("accept failed: {}", ec.message());
+        start_accept(listener);
+      });
 }
 
 void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
@@ -151,7 +157,8 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   socket.non_blocking(true, ec);
   socket.set_option(tcp::no_delay(true), ec);
   if (settings_.sockbuf != 0) {
-    socket.set_option(asio::socket_base::receive_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
+    socket.set_option(asio::socket_base::receive_buffer_size(static_cast<int>(settings_.sockbuf)),
+                      ec);
     socket.set_option(asio::socket_base::send_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
   }
   metrics_.add(metrics::kConnectionsAccepted);
@@ -184,14 +191,13 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
 void Frontend::start_read(Connection& c) {
   if (c.reading || c.socket_closed || c.blocked) return;
   c.reading = true;
-  c.socket.async_wait(tcp::socket::wait_read,
-                      [this, id = c.id](boost::system::error_code ec) {
-                        Connection* conn = find(id);
-                        if (conn == nullptr) return;
-                        conn->reading = false;
-                        if (ec == asio::error::operation_aborted) return;
-                        on_readable(id);
-                      });
+  c.socket.async_wait(tcp::socket::wait_read, [this, id = c.id](boost::system::error_code ec) {
+    Connection* conn = find(id);
+    if (conn == nullptr) return;
+    conn->reading = false;
+    if (ec == asio::error::operation_aborted) return;
+    on_readable(id);
+  });
 }
 
 void Frontend::on_readable(shm::ConnectionId id) {
@@ -393,8 +399,8 @@ void Frontend::flush_batch() {
 
 void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
   if (++c.out_records > settings_.txqueuelen) {
-    spdlog::debug("conn {:#x}: {} records queued, over txqueuelen {}", c.id.value(),
-                  c.out_records, settings_.txqueuelen);
+    spdlog::debug("conn {:#x}: {} records queued, over txqueuelen {}", c.id.value(), c.out_records,
+                  settings_.txqueuelen);
     close_from_frontend(c, CloseReason::kSlowConsumer);
     return;
   }
@@ -510,7 +516,8 @@ void Frontend::sweep_deadlines() {
     close_from_frontend(*reading_.head, CloseReason::kReadTimeout);
   }
   while (lingering_.head != nullptr && lingering_.head->deadline_ms <= now) {
-    spdlog::debug("conn {:#x}: no FIN from the client within the linger time", lingering_.head->id.value());
+    spdlog::debug("conn {:#x}: no FIN from the client within the linger time",
+                  lingering_.head->id.value());
     destroy(*lingering_.head);
   }
   sweep_timer_.expires_after(std::chrono::milliseconds(100));

@@ -50,6 +50,7 @@ std::string own_dir() {
 }  // namespace
 
 ParseResult parse_config(int argc, const char* const* argv) {
+  // clang-format off
   po::options_description general("General");
   general.add_options()
       ("help,h", "print this help and exit")
@@ -106,6 +107,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
       ("restart-backoff-max", po::value<double>()->default_value(5.0),
        "seconds: most a crash-looping child waits before its next restart (the first "
        "restart is immediate, then 0.1 s doubling up to this)");
+  // clang-format on
   po::options_description all("Usage: gatehouse [options]\n\nGatehouse game gateway supervisor");
   all.add(general).add(clients).add(backends).add(processes);
 
@@ -166,7 +168,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
     const std::string level = vm["log-level"].as<std::string>();
     const auto parsed_level = spdlog::level::from_str(level);
     if (parsed_level == spdlog::level::off && level != "off") {
-      throw ConfigError("--log-level '" + level + "' is not one of trace, debug, info, warn, error");
+      throw ConfigError("--log-level '" + level +
+                        "' is not one of trace, debug, info, warn, error");
     }
     s.log_level = static_cast<std::uint32_t>(parsed_level);
 

@@ -68,11 +68,14 @@ MetricFamily family(const char* name, const char* help, MetricType type) {
   return MetricFamily{name, help, type, {}};
 }
 
-ClientMetric value_metric(MetricType type, double value, std::vector<ClientMetric::Label> labels = {}) {
+ClientMetric value_metric(MetricType type, double value,
+                          std::vector<ClientMetric::Label> labels = {}) {
   ClientMetric m;
   m.label = std::move(labels);
-  if (type == MetricType::Counter) m.counter.value = value;
-  else m.gauge.value = value;
+  if (type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
   return m;
 }
 
@@ -83,9 +86,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   explicit Collector(GatewaySegment& segment) : segment_(segment) {
     const std::uint32_t workers = segment.settings().workers;
     for (std::uint32_t w = 0; w < workers; ++w) {
-      for (const auto& [kind, prefix] :
-           {std::pair{RingKind::kFrontendToWorker, "fe-w/"}, std::pair{RingKind::kWorkerToFrontend, "w-fe/"},
-            std::pair{RingKind::kWorkerToBridge, "w-br/"}, std::pair{RingKind::kBridgeToWorker, "br-w/"}}) {
+      for (const auto& [kind, prefix] : {std::pair{RingKind::kFrontendToWorker, "fe-w/"},
+                                         std::pair{RingKind::kWorkerToFrontend, "w-fe/"},
+                                         std::pair{RingKind::kWorkerToBridge, "w-br/"},
+                                         std::pair{RingKind::kBridgeToWorker, "br-w/"}}) {
         rings_.push_back({prefix + std::to_string(w), segment.ring(kind, w)});
       }
     }
@@ -94,21 +98,24 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   std::vector<MetricFamily> Collect() const override {
     const MetricsBlock& block = segment_.metrics();
     std::vector<const metrics::Shard*> shards{&block.supervisor, &block.frontend, &block.bridge};
-    for (std::uint32_t w = 0; w < segment_.settings().workers; ++w) shards.push_back(&block.workers[w]);
+    for (std::uint32_t w = 0; w < segment_.settings().workers; ++w)
+      shards.push_back(&block.workers[w]);
     const auto sum = [&](auto cell) {
       double total = 0;
-      for (const metrics::Shard* s : shards) total += static_cast<double>(cell(*s).load(std::memory_order_relaxed));
+      for (const metrics::Shard* s : shards)
+        total += static_cast<double>(cell(*s).load(std::memory_order_relaxed));
       return total;
     };
     std::vector<MetricFamily> out;
 
     auto build = family("gatehouse_build_info", "Build and shared-memory layout of this gateway.",
                         MetricType::Gauge);
-    build.metric.push_back(value_metric(MetricType::Gauge, 1,
-                                        {{"layout_version", std::to_string(shm::kLayoutVersion)},
-                                         {"version", kVersion}}));
+    build.metric.push_back(value_metric(
+        MetricType::Gauge, 1,
+        {{"layout_version", std::to_string(shm::kLayoutVersion)}, {"version", kVersion}}));
     out.push_back(std::move(build));
-    auto draining = family("gatehouse_draining", "1 while a SIGTERM drain runs.", MetricType::Gauge);
+    auto draining =
+        family("gatehouse_draining", "1 while a SIGTERM drain runs.", MetricType::Gauge);
     draining.metric.push_back(
         value_metric(MetricType::Gauge, segment_.control().draining.load() != 0 ? 1 : 0));
     out.push_back(std::move(draining));
@@ -116,8 +123,9 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     for (const CounterInfo& c : kPlainCounters) {
       if (c.name == nullptr) continue;
       auto f = family(c.name, c.help, MetricType::Counter);
-      f.metric.push_back(value_metric(MetricType::Counter,
-                                      sum([&](const metrics::Shard& s) -> auto& { return s.counters[c.id]; })));
+      f.metric.push_back(
+          value_metric(MetricType::Counter,
+                       sum([&](const metrics::Shard& s) -> auto& { return s.counters[c.id]; })));
       out.push_back(std::move(f));
     }
     auto dropped = family("gatehouse_frames_dropped_total",
@@ -132,9 +140,11 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         {{"direction", "to_game"}}));
     out.push_back(std::move(dropped));
 
-    auto logins = family("gatehouse_logins_total", "Login attempts by result.", MetricType::Counter);
+    auto logins =
+        family("gatehouse_logins_total", "Login attempts by result.", MetricType::Counter);
     logins.metric.push_back(value_metric(
-        MetricType::Counter, sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsOk]; }),
+        MetricType::Counter,
+        sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsOk]; }),
         {{"result", "ok"}}));
     logins.metric.push_back(value_metric(
         MetricType::Counter,
@@ -159,12 +169,15 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
 
     const auto gauge_sum = [&](metrics::Gauge g) {
       double total = 0;
-      for (const metrics::Shard* s : shards) total += static_cast<double>(s->gauges[g].load(std::memory_order_relaxed));
+      for (const metrics::Shard* s : shards)
+        total += static_cast<double>(s->gauges[g].load(std::memory_order_relaxed));
       return total;
     };
     for (const auto& [g, name, help] :
-         {std::tuple{metrics::kConnectionsOpen, "gatehouse_connections_open", "Client connections open."},
-          std::tuple{metrics::kSessionsLoggedIn, "gatehouse_sessions_logged_in", "Sessions past login."},
+         {std::tuple{metrics::kConnectionsOpen, "gatehouse_connections_open",
+                     "Client connections open."},
+          std::tuple{metrics::kSessionsLoggedIn, "gatehouse_sessions_logged_in",
+                     "Sessions past login."},
           std::tuple{metrics::kGameStreamsOpen, "gatehouse_game_streams_open",
                      "gRPC streams to game services open."}}) {
       auto f = family(name, help, MetricType::Gauge);
@@ -181,7 +194,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       std::uint64_t cumulative = 0;
       for (std::size_t b = 0; b <= metrics::kBucketBoundsNs.size(); ++b) {
         cumulative += static_cast<std::uint64_t>(
-            sum([t, b](const metrics::Shard& s) -> auto& { return s.timed[t].buckets[b]; }));
+            sum([ t, b ](const metrics::Shard& s) -> auto& { return s.timed[t].buckets[b]; }));
         m.histogram.bucket.push_back(
             {cumulative, b < metrics::kBucketBoundsNs.size()
                              ? static_cast<double>(metrics::kBucketBoundsNs[b]) / 1e9
@@ -196,13 +209,17 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
 
     auto occupancy = family("gatehouse_ring_occupancy_bytes",
                             "Published bytes not yet consumed, per ring.", MetricType::Gauge);
-    auto capacity = family("gatehouse_ring_capacity_bytes", "Ring size, per ring.", MetricType::Gauge);
-    auto full = family("gatehouse_ring_full_total",
-                       "Writes refused because the ring was full (backpressure).", MetricType::Counter);
+    auto capacity =
+        family("gatehouse_ring_capacity_bytes", "Ring size, per ring.", MetricType::Gauge);
+    auto full =
+        family("gatehouse_ring_full_total",
+               "Writes refused because the ring was full (backpressure).", MetricType::Counter);
     for (const auto& [name, ring] : rings_) {
       const std::vector<ClientMetric::Label> label{{"ring", name}};
-      occupancy.metric.push_back(value_metric(MetricType::Gauge, static_cast<double>(ring.occupancy()), label));
-      capacity.metric.push_back(value_metric(MetricType::Gauge, static_cast<double>(ring.capacity()), label));
+      occupancy.metric.push_back(
+          value_metric(MetricType::Gauge, static_cast<double>(ring.occupancy()), label));
+      capacity.metric.push_back(
+          value_metric(MetricType::Gauge, static_cast<double>(ring.capacity()), label));
       full.metric.push_back(value_metric(
           MetricType::Counter, static_cast<double>(ring.descriptor().full_events.load()), label));
     }
@@ -210,12 +227,14 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     out.push_back(std::move(capacity));
     out.push_back(std::move(full));
 
-    auto restarts = family("gatehouse_process_restarts_total",
-                           "Child processes replaced, by component and cause.", MetricType::Counter);
+    auto restarts =
+        family("gatehouse_process_restarts_total",
+               "Child processes replaced, by component and cause.", MetricType::Counter);
     for (std::size_t c = 0; c < metrics::kComponentCount; ++c) {
       for (std::size_t k = 0; k < metrics::kCauseCount; ++k) {
         restarts.metric.push_back(value_metric(
-            MetricType::Counter, sum([c, k](const metrics::Shard& s) -> auto& { return s.restarts[c][k]; }),
+            MetricType::Counter,
+            sum([ c, k ](const metrics::Shard& s) -> auto& { return s.restarts[c][k]; }),
             {{"cause", kCauseNames[k]}, {"component", kComponentNames[c]}}));
       }
     }

@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 
@@ -58,8 +58,8 @@ int listen_on(const std::string& address, std::string& bound) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
-  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints,
-                                   &found);
+  if (const int rc =
+          ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
       rc != 0) {
     throw std::runtime_error("--listen " + address + ": " + ::gai_strerror(rc));
   }
@@ -132,16 +132,16 @@ void Supervisor::start_children() {
   for (std::uint32_t w = 0; w < s.workers; ++w) {
     const int own = worker_doorbells_[w].fd();
     const std::vector<int> peers{frontend_doorbell_.fd(), bridge_doorbell_.fd()};
-    children_.push_back(Child{"worker-" + std::to_string(w),
-                              {bin + "gatehouse-worker", "--segment", segment, "--index",
-                               std::to_string(w), "--doorbell", std::to_string(own),
-                               "--peer-doorbells", join_fds(peers)},
-                              {own, peers[0], peers[1]}});
+    children_.push_back(
+        Child{"worker-" + std::to_string(w),
+              {bin + "gatehouse-worker", "--segment", segment, "--index", std::to_string(w),
+               "--doorbell", std::to_string(own), "--peer-doorbells", join_fds(peers)},
+              {own, peers[0], peers[1]}});
   }
   Child frontend{"frontend",
                  {bin + "gatehouse-frontend", "--segment", segment, "--doorbell",
-                  std::to_string(frontend_doorbell_.fd()), "--peer-doorbells",
-                  join_fds(worker_fds), "--listen-fds", join_fds(listen_fds_)},
+                  std::to_string(frontend_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds),
+                  "--listen-fds", join_fds(listen_fds_)},
                  worker_fds};
   frontend.keep_fds.push_back(frontend_doorbell_.fd());
   frontend.keep_fds.insert(frontend.keep_fds.end(), listen_fds_.begin(), listen_fds_.end());
@@ -204,8 +204,8 @@ void Supervisor::reap_children() {
     // The first crash in a while restarts at once (its sessions are waiting);
     // a crash loop backs off: 100 ms, 200 ms, ... restart-backoff-max.
     const std::uint32_t delay_ms = c->backoff_ms;
-    c->backoff_ms = std::min(std::max(c->backoff_ms * 2, kFirstBackoffMs),
-                             config_.restart_backoff_max_ms);
+    c->backoff_ms =
+        std::min(std::max(c->backoff_ms * 2, kFirstBackoffMs), config_.restart_backoff_max_ms);
     c->restart_at_ns = now + std::int64_t{delay_ms} * 1'000'000 + 1;
     ++c->restarts;
     metrics::Writer(segment_->metrics().supervisor)
@@ -229,8 +229,7 @@ void Supervisor::restart_due_children() {
 void Supervisor::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  drain_deadline_ns_ =
-      monotonic_ns() + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
+  drain_deadline_ns_ = monotonic_ns() + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
   spdlog::info("draining (up to {} ms)", config_.settings.drain_timeout_ms);
   notify("STOPPING=1\nSTATUS=draining");
   segment_->control().draining.store(1, std::memory_order_release);
@@ -312,7 +311,8 @@ void Supervisor::begin_reload() {
     return;
   }
   const std::string segment = "gatehouse-" + config_.instance;
-  const std::string check = config_.bin_dir + "/gatehouse-worker --check-layout " + segment + " 2>&1";
+  const std::string check =
+      config_.bin_dir + "/gatehouse-worker --check-layout " + segment + " 2>&1";
   std::FILE* p = ::popen(check.c_str(), "r");
   std::string answer;
   char line[512];
@@ -378,16 +378,20 @@ void Supervisor::report_health() {
   for (std::uint32_t w = 0; w < config_.settings.workers; ++w) {
     sessions += m.workers[w].gauges[metrics::kSessionsLoggedIn].load(std::memory_order_relaxed);
   }
-  const std::string status =
-      std::string(draining_ ? "draining" : reloading_ ? "reloading" : "serving") + ": " +
-      std::to_string(m.frontend.gauges[metrics::kConnectionsOpen].load()) + " connections, " +
-      std::to_string(sessions) + " sessions, " + std::to_string(config_.settings.workers) +
-      " workers";
+  const std::string status = std::string(draining_    ? "draining"
+                                         : reloading_ ? "reloading"
+                                                      : "serving") +
+                             ": " +
+                             std::to_string(m.frontend.gauges[metrics::kConnectionsOpen].load()) +
+                             " connections, " + std::to_string(sessions) + " sessions, " +
+                             std::to_string(config_.settings.workers) + " workers";
   notify((watchdog_usec_ != 0 && (healthy || draining_) ? "WATCHDOG=1\n" : "") +
          ("STATUS=" + status));
 }
 
-void Supervisor::notify(const std::string& state) const { ::sd_notify(0, state.c_str()); }
+void Supervisor::notify(const std::string& state) const {
+  ::sd_notify(0, state.c_str());
+}
 
 void Supervisor::write_ready_file() const {
   if (config_.ready_file.empty()) return;
@@ -414,8 +418,9 @@ int Supervisor::run() {
   const Settings& s = config_.settings;
   try {
     open_listeners();
-    segment_.emplace(shm::Segment::create("gatehouse-" + config_.instance,
-                                          gateway_regions(s, sizeof(worker::Session), sizeof(worker::Journal))));
+    segment_.emplace(
+        shm::Segment::create("gatehouse-" + config_.instance,
+                             gateway_regions(s, sizeof(worker::Session), sizeof(worker::Journal))));
     metrics_.emplace(*segment_, config_.metrics_listen);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
@@ -423,13 +428,15 @@ int Supervisor::run() {
   }
   frontend_doorbell_ = shm::Doorbell::create();
   bridge_doorbell_ = shm::Doorbell::create();
-  for (std::uint32_t w = 0; w < s.workers; ++w) worker_doorbells_.push_back(shm::Doorbell::create());
+  for (std::uint32_t w = 0; w < s.workers; ++w)
+    worker_doorbells_.push_back(shm::Doorbell::create());
 
   start_children();
   if (!wait_for_children_attached()) return 1;
   for (const std::string& l : listen_names_) spdlog::info("listening on {}", l);
   spdlog::info("metrics on http://{}:{}/metrics",
-               config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')), metrics_->port());
+               config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
+               metrics_->port());
   spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   write_ready_file();
   if (::sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;

@@ -115,7 +115,8 @@ TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
   // The streams stay in step across many frames.
   for (int i = 0; i < 50; ++i) {
     s.send(seq++, 0, RawSession::u32(static_cast<std::uint32_t>(i)));
-    EXPECT_EQ(s.read_payload(), RawSession::cat({{0x00, 0x01}, RawSession::u32(static_cast<std::uint32_t>(i))}));
+    EXPECT_EQ(s.read_payload(),
+              RawSession::cat({{0x00, 0x01}, RawSession::u32(static_cast<std::uint32_t>(i))}));
   }
   EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
 }
@@ -132,7 +133,9 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ClearAndLegacyEncrypted, GatewayProtocolTest, ::testing::Bool(),
-                         [](const auto& param_info) { return param_info.param ? "Encrypted" : "Clear"; });
+                         [](const auto& param_info) {
+                           return param_info.param ? "Encrypted" : "Clear";
+                         });
 
 TEST_F(GatewayTest, AcceptAnyLoginGivesEachDeviceItsOwnStableId) {
   start({}, 1, /*accept_any=*/true);
@@ -173,7 +176,8 @@ class KickTest : public GatewayTest {
 
 TEST_F(KickTest, BadSeq) {
   start();
-  expect_kick("bad_seq", [](Client& c) { c.send_with_seq(c.next_seq() + 3, 0, text_bytes("abcd")); });
+  expect_kick("bad_seq",
+              [](Client& c) { c.send_with_seq(c.next_seq() + 3, 0, text_bytes("abcd")); });
 }
 
 TEST_F(KickTest, ReplayedSeq) {
@@ -188,8 +192,9 @@ TEST_F(KickTest, UnknownProto) {
 
 TEST_F(KickTest, NotLoggedIn) {
   start();
-  expect_kick("not_logged_in", [](Client& c) { c.send(1001, text_bytes("x")); },
-              /*offender_logs_in=*/false);
+  expect_kick(
+      "not_logged_in", [](Client& c) { c.send(1001, text_bytes("x")); },
+      /*offender_logs_in=*/false);
 }
 
 TEST_F(KickTest, FrameTooLarge) {
@@ -270,8 +275,9 @@ TEST_F(KickTest, SlowConsumer) {
 
 TEST_F(KickTest, LoginFailed) {
   start();
-  expect_kick("login_failed", [](Client& c) { EXPECT_FALSE(c.login("udid", "nope").ok()); },
-              /*offender_logs_in=*/false);
+  expect_kick(
+      "login_failed", [](Client& c) { EXPECT_FALSE(c.login("udid", "nope").ok()); },
+      /*offender_logs_in=*/false);
 }
 
 // ------------------------------------------------------------------ game pushes
@@ -393,7 +399,8 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
     ASSERT_TRUE(end.has_value()) << "stream of " << uid << " did not end";
     EXPECT_TRUE(end->client_half_closed) << "the gateway must half-close, not cancel";
   }
-  for (const pid_t pid : children) EXPECT_TRUE(process_gone(pid)) << "pid " << pid << " left behind";
+  for (const pid_t pid : children)
+    EXPECT_TRUE(process_gone(pid)) << "pid " << pid << " left behind";
   EXPECT_EQ(gateway_->log_count("reason=shutdown"), std::size_t{kClients});
   EXPECT_EQ(gateway_->log_count("drain timeout"), 0u) << gateway_->log();
 }
@@ -408,7 +415,8 @@ TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {
   ASSERT_GT(victim, 0);
   ::kill(victim, SIGKILL);
   ASSERT_TRUE(gateway_->wait_log("worker-0 (pid " + std::to_string(victim) + ") was killed"));
-  for (int i = 0; i < 200 && (gateway_->worker_pid(0) == victim || gateway_->worker_pid(0) == 0); ++i) {
+  for (int i = 0; i < 200 && (gateway_->worker_pid(0) == victim || gateway_->worker_pid(0) == 0);
+       ++i) {
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_NE(gateway_->worker_pid(0), victim) << "worker-0 was not restarted";
@@ -453,7 +461,8 @@ TEST_F(GatewayTest, KilledFrontendIsRestartedAndItsSessionsAreClosed) {
 TEST_F(GatewayTest, ConnectionsOverTheLimitAreRefusedOthersServed) {
   start({"--max-connections", "3"});
   std::vector<std::unique_ptr<Client>> held;
-  for (const char* token : {"tok-alice", "tok-bob", "tok-carol"}) held.push_back(logged_in(token, false));
+  for (const char* token : {"tok-alice", "tok-bob", "tok-carol"})
+    held.push_back(logged_in(token, false));
   Client extra;
   extra.connect("127.0.0.1", gateway_->port());
   EXPECT_TRUE(extra.wait_closed(5s)) << "the fourth connection must be closed at once";
@@ -500,8 +509,8 @@ TEST_F(GatewayTest, HungWorkerIsKilledAndReplacedWithoutDroppingItsSessions) {
 // A reload whose worker binary on disk speaks another shm layout is refused,
 // and the running workers stay.
 TEST_F(GatewayTest, ReloadWithAnIncompatibleWorkerIsRefused) {
-  const auto bin = std::filesystem::temp_directory_path() /
-                   ("gatehouse-bin-" + std::to_string(::getpid()));
+  const auto bin =
+      std::filesystem::temp_directory_path() / ("gatehouse-bin-" + std::to_string(::getpid()));
   std::filesystem::create_directories(bin);
   for (const char* name : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
     std::filesystem::copy_file(std::string(GATEHOUSE_BIN_DIR) + "/" + name, bin / name,
@@ -528,7 +537,8 @@ TEST_F(GatewayTest, ReloadWithAnIncompatibleWorkerIsRefused) {
 TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {
   start({}, 2, /*accept_any=*/true);
   std::vector<std::unique_ptr<Client>> clients;
-  for (int i = 0; i < 6; ++i) clients.push_back(logged_in("bridge-" + std::to_string(i), i % 2 == 0));
+  for (int i = 0; i < 6; ++i)
+    clients.push_back(logged_in("bridge-" + std::to_string(i), i % 2 == 0));
   for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
   ASSERT_TRUE(game_.wait_for_streams(6, 5s));
   const pid_t victim = gateway_->bridge_pid();

@@ -96,7 +96,9 @@ GatewayProcess::~GatewayProcess() {
   std::filesystem::remove_all(dir_, ec);
 }
 
-std::string GatewayProcess::log() const { return read_file(log_path_); }
+std::string GatewayProcess::log() const {
+  return read_file(log_path_);
+}
 
 bool GatewayProcess::wait_log(const std::string& needle, Duration timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

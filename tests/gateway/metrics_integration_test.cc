@@ -27,7 +27,9 @@ namespace {
 using namespace std::chrono_literals;
 using client::Client;
 
-std::string scrape(std::uint16_t port) { return http_get(port, "/metrics"); }
+std::string scrape(std::uint16_t port) {
+  return http_get(port, "/metrics");
+}
 
 /// "name{labels}" -> value, for every sample line.
 std::map<std::string, double> samples(const std::string& text) {
@@ -128,7 +130,8 @@ TEST_F(MetricsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
   const pid_t victim = gateway_->worker_pid(1);
   ::kill(victim, SIGKILL);
   ASSERT_TRUE(gateway_->wait_log("worker-1 (pid " + std::to_string(victim) + ") was killed"));
-  for (int i = 0; i < 300 && gateway_->worker_pid(1) == victim; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 300 && gateway_->worker_pid(1) == victim; ++i)
+    std::this_thread::sleep_for(10ms);
   const auto after = now();
   for (const auto& [name, value] : before) {
     if (name.find("_total") == std::string::npos && name.find("_count") == std::string::npos &&
@@ -138,8 +141,9 @@ TEST_F(MetricsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
     ASSERT_TRUE(after.contains(name)) << name;
     EXPECT_GE(after.at(name), value) << name << " went backwards";
   }
-  EXPECT_EQ(after.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}"),
-            before.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}") + 1);
+  EXPECT_EQ(
+      after.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}"),
+      before.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}") + 1);
   EXPECT_GE(after.at("gatehouse_logins_total{result=\"ok\"}"), 6);
 }
 

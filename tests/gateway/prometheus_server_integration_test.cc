@@ -41,15 +41,16 @@ TEST(PrometheusServer, ScrapesTheGatewayAndAnswersPromQL) {
   {
     std::ofstream config(dir / "prometheus.yml");
     config << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-           << "rule_files:\n  - " << GATEHOUSE_SOURCE_DIR << "/examples/monitoring/gatehouse-alerts.yml\n"
+           << "rule_files:\n  - " << GATEHOUSE_SOURCE_DIR
+           << "/examples/monitoring/gatehouse-alerts.yml\n"
            << "scrape_configs:\n  - job_name: gatehouse\n    static_configs:\n"
            << "      - targets: ['127.0.0.1:" << gateway.metrics_port() << "']\n";
   }
-  ChildProcess prometheus({PROMETHEUS_PATH, "--config.file=" + (dir / "prometheus.yml").string(),
-                           "--storage.tsdb.path=" + (dir / "data").string(),
-                           "--web.listen-address=127.0.0.1:" + std::to_string(port),
-                           "--log.level=warn"},
-                          (dir / "prometheus.log").string());
+  ChildProcess prometheus(
+      {PROMETHEUS_PATH, "--config.file=" + (dir / "prometheus.yml").string(),
+       "--storage.tsdb.path=" + (dir / "data").string(),
+       "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
+      (dir / "prometheus.log").string());
   for (int i = 0; i < 3; ++i) {
     client::Client c;
     c.connect("127.0.0.1", gateway.port());

@@ -84,15 +84,19 @@ bool RawSession::wait_closed(std::chrono::milliseconds timeout) {
 
 Wire RawSession::key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t b) {
   using namespace client::testing;
-  const auto client_send = static_cast<std::uint32_t>(reference_power(kReferenceGenerator, a, kReferencePrime));
-  const auto client_receive = static_cast<std::uint32_t>(reference_power(kReferenceGenerator, b, kReferencePrime));
+  const auto client_send =
+      static_cast<std::uint32_t>(reference_power(kReferenceGenerator, a, kReferencePrime));
+  const auto client_receive =
+      static_cast<std::uint32_t>(reference_power(kReferenceGenerator, b, kReferencePrime));
   send(seq, 30, cat({u32(client_send), u32(client_receive)}));
   const auto ack = read_payload();
   if (!ack || ack->size() != 10) throw std::runtime_error("RawSession: no get_seed_ack");
   const std::uint32_t e1 = get_u32(*ack, 2);
   const std::uint32_t e2 = get_u32(*ack, 6);
-  send_rc4_.emplace(reference_key_string(static_cast<std::uint32_t>(reference_power(e1, a, kReferencePrime))));
-  receive_rc4_.emplace(reference_key_string(static_cast<std::uint32_t>(reference_power(e2, b, kReferencePrime))));
+  send_rc4_.emplace(
+      reference_key_string(static_cast<std::uint32_t>(reference_power(e1, a, kReferencePrime))));
+  receive_rc4_.emplace(
+      reference_key_string(static_cast<std::uint32_t>(reference_power(e2, b, kReferencePrime))));
   return *ack;
 }
 

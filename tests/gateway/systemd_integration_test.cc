@@ -35,15 +35,18 @@ std::string run(const std::string& command, int& status) {
 }
 
 TEST(SystemdUnits, VerifyCleanly) {
-  const auto dir = std::filesystem::temp_directory_path() / ("gatehouse-units-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gatehouse-units-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   // The unit names the installed path; point it at this build's binary.
   std::ifstream in(std::string(GATEHOUSE_SOURCE_DIR) + "/systemd/gatehouse.service");
   std::string unit((std::istreambuf_iterator<char>(in)), {});
-  unit = std::regex_replace(unit, std::regex("/usr/local/bin/gatehouse"), GATEHOUSE_BIN_DIR "/gatehouse");
+  unit = std::regex_replace(unit, std::regex("/usr/local/bin/gatehouse"),
+                            GATEHOUSE_BIN_DIR "/gatehouse");
   std::ofstream(dir / "gatehouse.service") << unit;
   int status = 0;
-  const std::string out = run(std::string(SYSTEMD_ANALYZE) + " verify " + (dir / "gatehouse.service").string(), status);
+  const std::string out =
+      run(std::string(SYSTEMD_ANALYZE) + " verify " + (dir / "gatehouse.service").string(), status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_EQ(out, "") << "systemd-analyze warnings";
   std::filesystem::remove_all(dir);
@@ -53,7 +56,9 @@ TEST(SystemdUnits, VerifyCleanly) {
 class NotifySocket {
  public:
   NotifySocket() {
-    path_ = (std::filesystem::temp_directory_path() / ("gatehouse-notify-" + std::to_string(::getpid()))).string();
+    path_ = (std::filesystem::temp_directory_path() /
+             ("gatehouse-notify-" + std::to_string(::getpid())))
+                .string();
     ::unlink(path_.c_str());
     fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     sockaddr_un addr{};

@@ -9,8 +9,8 @@
 
 #include <atomic>
 #include <cstdio>
-#include <functional>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <regex>
 #include <string>
@@ -83,8 +83,8 @@ void run_client(std::uint16_t port, int index, const std::atomic<bool>& stop, Cl
     std::uint64_t n = next;
     while (lossy && n < sent && reply->body != client::to_bytes(text(n))) ++n;  // skip lost ones
     if (reply->proto != 1002 || n == sent || reply->body != client::to_bytes(text(n))) {
-      out.error = "echo " + std::to_string(next) + " wrong, repeated or out of order: " +
-                  std::string(client::as_text(reply->body));
+      out.error = "echo " + std::to_string(next) +
+                  " wrong, repeated or out of order: " + std::string(client::as_text(reply->body));
       return;
     }
     out.lost += n - next;
@@ -96,8 +96,8 @@ void run_client(std::uint16_t port, int index, const std::atomic<bool>& stop, Cl
 /// Runs `clients` pipelined-echo clients for `seconds` against `gateway`
 /// while `chaos` runs; every client must end with no error.
 void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, int clients,
-                              int seconds, const std::function<void()>& chaos,
-                              std::uint64_t& total, std::uint64_t* lost = nullptr) {
+                              int seconds, const std::function<void()>& chaos, std::uint64_t& total,
+                              std::uint64_t* lost = nullptr) {
   std::atomic<bool> stop{false};
   std::vector<ClientResult> results(static_cast<std::size_t>(clients));
   std::vector<std::thread> threads;
@@ -125,15 +125,19 @@ TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   FakeGameService game({.echo = true});
-  GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.2"}, {}});
+  GatewayProcess gateway(
+      {game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.2"}, {}});
   std::mt19937 rng(std::random_device{}());
   int kills = 0;
   std::uint64_t total = 0;
-  expect_no_client_notices(gateway, game, clients, seconds, [&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
-    const pid_t victim = gateway.worker_pid(static_cast<std::uint32_t>(rng() % 2));
-    if (victim > 0 && !process_gone(victim) && ::kill(victim, SIGKILL) == 0) ++kills;
-  }, total);
+  expect_no_client_notices(
+      gateway, game, clients, seconds,
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
+        const pid_t victim = gateway.worker_pid(static_cast<std::uint32_t>(rng() % 2));
+        if (victim > 0 && !process_gone(victim) && ::kill(victim, SIGKILL) == 0) ++kills;
+      },
+      total);
   EXPECT_GE(kills, seconds * 2);
   std::printf("chaos: %d worker kills, %llu echoes verified across %d clients\n", kills,
               static_cast<unsigned long long>(total), clients);
@@ -147,11 +151,12 @@ TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "5", 1);
   FakeGameService game({.echo = true});
-  GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.05"}, {}});
+  GatewayProcess gateway(
+      {game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.05"}, {}});
   ::unsetenv("GATEHOUSE_FAULT_KILL_PER_MILLE");
   std::uint64_t total = 0;
-  expect_no_client_notices(gateway, game, clients, seconds,
-                           [] { std::this_thread::sleep_for(50ms); }, total);
+  expect_no_client_notices(
+      gateway, game, clients, seconds, [] { std::this_thread::sleep_for(50ms); }, total);
   const std::size_t kills = gateway.log_count("fault injection: killing");
   for (const char* point : {"before the commit point", "after the commit point",
                             "after publishing, before committing inputs"}) {
@@ -171,16 +176,19 @@ TEST(WorkerChaos, RollingReloadsUnderLoadGoUnnoticed) {
   GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0"}, {}});
   std::size_t reloads = 0;
   std::uint64_t total = 0;
-  expect_no_client_notices(gateway, game, clients, seconds, [&] {
-    const pid_t w0 = gateway.worker_pid(0), w1 = gateway.worker_pid(1);
-    const std::size_t done = gateway.log_count("reload complete");
-    ::kill(gateway.pid(), SIGHUP);
-    ASSERT_TRUE(gateway.wait_log_count("reload complete", done + 1, 20s)) << gateway.log();
-    EXPECT_NE(gateway.worker_pid(0), w0);
-    EXPECT_NE(gateway.worker_pid(1), w1);
-    ++reloads;
-    std::this_thread::sleep_for(300ms);
-  }, total);
+  expect_no_client_notices(
+      gateway, game, clients, seconds,
+      [&] {
+        const pid_t w0 = gateway.worker_pid(0), w1 = gateway.worker_pid(1);
+        const std::size_t done = gateway.log_count("reload complete");
+        ::kill(gateway.pid(), SIGHUP);
+        ASSERT_TRUE(gateway.wait_log_count("reload complete", done + 1, 20s)) << gateway.log();
+        EXPECT_NE(gateway.worker_pid(0), w0);
+        EXPECT_NE(gateway.worker_pid(1), w1);
+        ++reloads;
+        std::this_thread::sleep_for(300ms);
+      },
+      total);
   EXPECT_GE(reloads, 2u);
   EXPECT_EQ(gateway.log_count("was killed"), 0u) << "every worker stopped by itself";
   std::printf("reload: %zu rolling reloads, %llu echoes verified across %d clients\n", reloads,
@@ -197,12 +205,16 @@ TEST(WorkerChaos, KilledBridgeCostsNoConnection) {
   GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0"}, {}});
   int kills = 0;
   std::uint64_t total = 0, lost = 0;
-  expect_no_client_notices(gateway, game, clients, 6, [&] {
-    std::this_thread::sleep_for(1500ms);
-    const pid_t bridge = gateway.bridge_pid();
-    if (::kill(bridge, SIGKILL) == 0) ++kills;
-    ASSERT_TRUE(gateway.wait_log_count("reopened the game streams of", std::size_t(kills), 10s));
-  }, total, &lost);
+  expect_no_client_notices(
+      gateway, game, clients, 6,
+      [&] {
+        std::this_thread::sleep_for(1500ms);
+        const pid_t bridge = gateway.bridge_pid();
+        if (::kill(bridge, SIGKILL) == 0) ++kills;
+        ASSERT_TRUE(
+            gateway.wait_log_count("reopened the game streams of", std::size_t(kills), 10s));
+      },
+      total, &lost);
   EXPECT_GE(kills, 2);
   // What the bridges counted as lost (their log lines carry the numbers).
   std::uint64_t counted = 0;
@@ -213,10 +225,11 @@ TEST(WorkerChaos, KilledBridgeCostsNoConnection) {
     counted += std::stoull((*it)[1].str());
   }
   EXPECT_LE(counted, lost) << "the metric counts only frames that really went missing";
-  std::printf("bridge chaos: %d bridge kills, %llu echoes, %llu lost, %llu of them counted by the "
-              "bridge (the rest died on the old gRPC connections)\n",
-              kills, static_cast<unsigned long long>(total), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(counted));
+  std::printf(
+      "bridge chaos: %d bridge kills, %llu echoes, %llu lost, %llu of them counted by the "
+      "bridge (the rest died on the old gRPC connections)\n",
+      kills, static_cast<unsigned long long>(total), static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(counted));
 }
 
 }  // namespace

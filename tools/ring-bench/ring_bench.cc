@@ -333,7 +333,9 @@ void remove_segment_on_signal(int sig) {
 
 // -------------------------------------------------------------------- segment
 
-std::string segment_name() { return "gatehouse-ring-bench." + std::to_string(::getpid()); }
+std::string segment_name() {
+  return "gatehouse-ring-bench." + std::to_string(::getpid());
+}
 
 /// A fresh segment per run: cursors start at 0 and no record of an earlier
 /// run can be mistaken for one of this run.
@@ -342,10 +344,9 @@ shm::Segment create_segment(std::size_t ring_count) {
   specs.push_back({std::string(kControlRegion), sizeof(Control),
                    [](std::span<std::byte> region) { new (region.data()) Control{}; }});
   for (std::size_t i = 0; i < ring_count; ++i) {
-    specs.push_back({std::string(kRingRegions[i]), shm::SpscRing::region_bytes(kRingCapacity),
-                     [](std::span<std::byte> region) {
-                       shm::SpscRing::initialise(region, kRingCapacity);
-                     }});
+    specs.push_back(
+        {std::string(kRingRegions[i]), shm::SpscRing::region_bytes(kRingCapacity),
+         [](std::span<std::byte> region) { shm::SpscRing::initialise(region, kRingCapacity); }});
   }
   const std::string name = segment_name();
   std::snprintf(g_segment_path, sizeof g_segment_path, "/%s", name.c_str());
@@ -390,8 +391,7 @@ void check_peer(Child& child, Clock::time_point last_progress, const char* waiti
                              waiting_for);
   }
   if (Clock::now() - last_progress > kStallTimeout) {
-    throw std::runtime_error(std::string("no progress for 10 s while waiting for ") +
-                             waiting_for);
+    throw std::runtime_error(std::string("no progress for 10 s while waiting for ") + waiting_for);
   }
 }
 
@@ -413,8 +413,8 @@ std::int64_t line_round_trip_ns(const Placement& placement) {
     void* address;
     ~Mapping() { ::munmap(address, sizeof(Flag) * 2); }
   };
-  void* const address = ::mmap(nullptr, sizeof(Flag) * 2, PROT_READ | PROT_WRITE,
-                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* const address =
+      ::mmap(nullptr, sizeof(Flag) * 2, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (address == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
   const Mapping mapping{address};
   Flag& ping = *new (address) Flag;
@@ -513,8 +513,8 @@ ThroughputResult run_throughput(const Options& options, const Placement& placeme
     if (touch_all) sink += sum_words(record.payload);
   };
 
-  const auto measure = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(options.seconds));
+  const auto measure =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
   const auto warmup = std::min<Clock::duration>(kMaxWarmup, measure);
   enum class Phase { kStarting, kWarmup, kMeasuring } phase = Phase::kStarting;
   Clock::time_point phase_start = Clock::now();
@@ -603,8 +603,8 @@ int responder(const std::string& name, const shm::Doorbell* doorbell) {
   } else {
     // No spin or yield budget: every empty poll parks, so every ping has to
     // wake a sleeping process. That is the figure this scenario is for.
-    shm::BackoffIdler idler(shm::BackoffIdler::Config{
-        .spins = 0, .yields = 0, .park_timeout = kParkTimeout});
+    shm::BackoffIdler idler(
+        shm::BackoffIdler::Config{.spins = 0, .yields = 0, .park_timeout = kParkTimeout});
     auto park = [&](nanoseconds timeout) {
       if (from_parent.prepare_park()) doorbell->wait(timeout);
       from_parent.unpark();
@@ -623,8 +623,7 @@ LatencyResult run_pingpong(const Options& options, const Placement& placement, b
   const shm::Doorbell doorbell = shm::Doorbell::create();
   const shm::Doorbell* responder_bell = parked ? &doorbell : nullptr;
   const std::string name = segment.name();
-  Child child(
-      spawn_child(placement.child_cpu, [&] { return responder(name, responder_bell); }));
+  Child child(spawn_child(placement.child_cpu, [&] { return responder(name, responder_bell); }));
 
   LatencyResult result;
   shm::RingProducer to_child(ring_of(segment, 0), responder_bell);
@@ -658,8 +657,8 @@ LatencyResult run_pingpong(const Options& options, const Placement& placement, b
     return std::chrono::duration_cast<nanoseconds>(end - start).count();
   };
 
-  const auto measure = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(options.seconds));
+  const auto measure =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
   const auto warmup = std::min<Clock::duration>(kMaxWarmup, measure);
   // The first round trip waits for the child to start; it and the warm-up
   // (page faults, caches, branch predictors, CPU frequency) are not sampled.
@@ -702,7 +701,9 @@ bool wants(const Options& options, std::string_view scenario) {
   return options.scenario == "all" || options.scenario == scenario;
 }
 
-const char* json_bool(bool b) { return b ? "true" : "false"; }
+const char* json_bool(bool b) {
+  return b ? "true" : "false";
+}
 
 int run(const Options& options) {
   const Placement placement = place_processes();
@@ -720,8 +721,8 @@ int run(const Options& options) {
             "\"messages\":%llu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"errors\":%llu,"
             "\"producer_full\":%llu,\"consumer_empty_polls\":%llu,\"touch\":\"%s\","
             "\"line_rt_ns\":[%lld,%lld],\"preemptions\":%lld,\"pinned\":%s}\n",
-            bytes, run_index, r.seconds, static_cast<unsigned long long>(r.messages),
-            msgs_per_s, msgs_per_s * static_cast<double>(bytes) / 1e6,
+            bytes, run_index, r.seconds, static_cast<unsigned long long>(r.messages), msgs_per_s,
+            msgs_per_s * static_cast<double>(bytes) / 1e6,
             static_cast<unsigned long long>(r.errors),
             static_cast<unsigned long long>(r.producer_full),
             static_cast<unsigned long long>(r.empty_polls),

@@ -36,8 +36,6 @@
 
 namespace gatehouse::game {
 
-
-
 bool StreamHandle::push(std::span<const std::byte> message) const {
   return server_->push(id_, message);
 }

@@ -27,8 +27,8 @@ struct Session {
   std::uint64_t frames_in;
   std::uint64_t frames_out;
   std::uint64_t journal_batch;  ///< last worker batch that saved an undo image of it
-  legacy::Rc4State decrypt;  ///< client -> gateway stream (key1)
-  legacy::Rc4State encrypt;  ///< gateway -> client stream (key2)
+  legacy::Rc4State decrypt;     ///< client -> gateway stream (key1)
+  legacy::Rc4State encrypt;     ///< gateway -> client stream (key2)
 };
 
 }  // namespace gatehouse::worker

@@ -95,8 +95,8 @@ class Worker {
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
   volatile std::sig_atomic_t stop_requested_ = 0;
-  bool drained_ = false;      // every session closed for the drain
-  bool draining_ = false;     // the drain has begun
+  bool drained_ = false;   // every session closed for the drain
+  bool draining_ = false;  // the drain has begun
   std::uint32_t drain_cursor_ = 0;
   std::uint32_t fault_per_mille_ = 0;
   bool batch_had_work_ = false;

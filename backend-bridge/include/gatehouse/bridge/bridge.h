@@ -70,7 +70,7 @@ class Bridge {
 
   GatewaySegment& segment_;
   const Settings settings_;
-  metrics::Writer metrics_;  // main thread only
+  metrics::Writer metrics_;               // main thread only
   std::atomic<std::int64_t>& in_flight_;  // in the segment; any thread
   shm::Doorbell doorbell_;
   std::vector<std::unique_ptr<WorkerLink>> workers_;
@@ -78,8 +78,8 @@ class Bridge {
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;  // main thread only
 
   std::mutex events_mutex_;
-  std::vector<Event> events_;          // guarded by events_mutex_
-  std::vector<Event> taken_;           // main thread's copy
+  std::vector<Event> events_;  // guarded by events_mutex_
+  std::vector<Event> taken_;   // main thread's copy
   std::atomic<bool> parked_{false};
   volatile std::sig_atomic_t stop_requested_ = 0;
 };

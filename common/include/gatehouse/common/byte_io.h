@@ -46,7 +46,8 @@ class ByteReader {
       return 0;
     }
     std::uint64_t v = 0;
-    for (std::size_t i = 0; i < n; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(bytes_[pos_ + i]);
+    for (std::size_t i = 0; i < n; ++i)
+      v = (v << 8) | std::to_integer<std::uint64_t>(bytes_[pos_ + i]);
     pos_ += n;
     return v;
   }

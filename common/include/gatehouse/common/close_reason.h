@@ -10,21 +10,21 @@
 namespace gatehouse {
 
 enum class CloseReason : std::uint8_t {
-  kClientClosed = 0,     ///< the client closed or reset the connection
-  kBadSeq,               ///< seq was not the number of frames received so far
-  kUnknownProto,         ///< gateway proto (<= 1000) it does not handle
-  kNotLoggedIn,          ///< a game proto (> 1000) before login
-  kFrameTooLarge,        ///< a frame over the size limit (either direction)
-  kBadBody,              ///< a payload or body that does not parse
-  kRpmExceeded,          ///< more frames in a minute than the limit
-  kSlowConsumer,         ///< the client does not read what is sent to it
-  kKickedByGame,         ///< the game service sent Kick (or ended the stream)
-  kBackendUnavailable,   ///< the game stream could not open or failed
-  kReadTimeout,          ///< nothing received within the read deadline
-  kShutdown,             ///< the gateway is draining
-  kLoginFailed,          ///< login refused (reply 12 sent)
-  kConnectionLimit,      ///< over the connection limit at accept
-  kIoError,              ///< a socket error other than a clean close
+  kClientClosed = 0,    ///< the client closed or reset the connection
+  kBadSeq,              ///< seq was not the number of frames received so far
+  kUnknownProto,        ///< gateway proto (<= 1000) it does not handle
+  kNotLoggedIn,         ///< a game proto (> 1000) before login
+  kFrameTooLarge,       ///< a frame over the size limit (either direction)
+  kBadBody,             ///< a payload or body that does not parse
+  kRpmExceeded,         ///< more frames in a minute than the limit
+  kSlowConsumer,        ///< the client does not read what is sent to it
+  kKickedByGame,        ///< the game service sent Kick (or ended the stream)
+  kBackendUnavailable,  ///< the game stream could not open or failed
+  kReadTimeout,         ///< nothing received within the read deadline
+  kShutdown,            ///< the gateway is draining
+  kLoginFailed,         ///< login refused (reply 12 sent)
+  kConnectionLimit,     ///< over the connection limit at accept
+  kIoError,             ///< a socket error other than a clean close
   kCount
 };
 

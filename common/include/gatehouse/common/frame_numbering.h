@@ -20,8 +20,7 @@ struct FrameTypeValues {
 };
 
 constexpr FrameTypeValues frame_type_values(FrameNumbering numbering) noexcept {
-  return numbering == FrameNumbering::kGonet2 ? FrameTypeValues{0, 1, 2}
-                                              : FrameTypeValues{0, 2, 3};
+  return numbering == FrameNumbering::kGonet2 ? FrameTypeValues{0, 1, 2} : FrameTypeValues{0, 2, 3};
 }
 
 /// "gonet2" or "later".

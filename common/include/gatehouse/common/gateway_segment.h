@@ -102,9 +102,7 @@ class GatewaySegment {
     return segment_.region("journal/" + std::to_string(worker));
   }
   shm::Segment& segment() noexcept { return segment_; }
-  bool draining() const noexcept {
-    return control_->draining.load(std::memory_order_acquire) != 0;
-  }
+  bool draining() const noexcept { return control_->draining.load(std::memory_order_acquire) != 0; }
 
  private:
   shm::Segment segment_;

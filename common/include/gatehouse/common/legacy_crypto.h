@@ -20,7 +20,9 @@ std::uint64_t dh_random_secret();
 /// reduced into [0, p) the way gonet2's math/big did.
 std::uint32_t dh_power(std::int64_t base, std::uint64_t exponent);
 /// g^secret mod p: the public value sent to the peer.
-inline std::uint32_t dh_public(std::uint64_t secret) { return dh_power(kDhGenerator, secret); }
+inline std::uint32_t dh_public(std::uint64_t secret) {
+  return dh_power(kDhGenerator, secret);
+}
 
 /// "DH" followed by the key in decimal: the RC4 key bytes.
 std::string rc4_key_string(std::uint32_t shared_key);

@@ -44,7 +44,7 @@ enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };
 
 /// Upper bounds of the request-duration buckets, in nanoseconds (+Inf last).
 inline constexpr std::array<std::uint64_t, 12> kBucketBoundsNs = {
-    10'000, 25'000, 50'000, 100'000, 250'000, 500'000,
+    10'000,    25'000,    50'000,    100'000,    250'000,    500'000,
     1'000'000, 2'500'000, 5'000'000, 10'000'000, 25'000'000, 100'000'000};
 
 struct HistogramCells {
@@ -80,7 +80,9 @@ class Writer {
   void restarted(Component component, RestartCause cause) noexcept {
     bump(shard_->restarts[component][cause], 1);
   }
-  void set(Gauge g, std::int64_t v) noexcept { shard_->gauges[g].store(v, std::memory_order_relaxed); }
+  void set(Gauge g, std::int64_t v) noexcept {
+    shard_->gauges[g].store(v, std::memory_order_relaxed);
+  }
   void add(Gauge g, std::int64_t d) noexcept {
     shard_->gauges[g].store(shard_->gauges[g].load(std::memory_order_relaxed) + d,
                             std::memory_order_relaxed);

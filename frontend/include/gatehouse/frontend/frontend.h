@@ -110,14 +110,14 @@ class Frontend {
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
   std::size_t connection_count_ = 0;
-  std::vector<std::byte> scratch_;  // one read's worth, shared by all connections
+  std::vector<std::byte> scratch_;         // one read's worth, shared by all connections
   std::deque<shm::ConnectionId> blocked_;  // waiting for ring space to forward
   // Send records of the current ring batch, flushed (writev) before commit.
   std::vector<std::pair<Connection*, std::span<const std::byte>>> batch_;
-  std::vector<std::size_t> batch_next_;  // next record of the same connection
+  std::vector<std::size_t> batch_next_;       // next record of the same connection
   std::vector<shm::ConnectionId> graveyard_;  // destroyed, freed by reap()
-  DeadlineList reading_;    // open connections, least recently read first
-  DeadlineList lingering_;  // closing connections waiting for the client's FIN
+  DeadlineList reading_;                      // open connections, least recently read first
+  DeadlineList lingering_;                    // closing connections waiting for the client's FIN
   volatile std::sig_atomic_t drain_requested_ = 0;
   bool draining_ = false;
 };

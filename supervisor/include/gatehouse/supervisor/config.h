@@ -15,11 +15,11 @@
 namespace gatehouse::supervisor {
 
 struct Config {
-  std::string instance;              ///< names the shm segment: gatehouse-<instance>
+  std::string instance;             ///< names the shm segment: gatehouse-<instance>
   std::vector<std::string> listen;  ///< host:port, [v6]:port
-  std::string bin_dir;               ///< where gatehouse-frontend & co. live
-  std::string ready_file;            ///< if set: written once listening (for scripts/tests)
-  std::string metrics_listen;        ///< Prometheus endpoint, host:port
+  std::string bin_dir;              ///< where gatehouse-frontend & co. live
+  std::string ready_file;           ///< if set: written once listening (for scripts/tests)
+  std::string metrics_listen;       ///< Prometheus endpoint, host:port
   std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
   std::uint32_t hang_timeout_ms = 3000;         ///< a child silent this long is killed
   Settings settings{};

@@ -46,9 +46,9 @@ using Bytes = std::vector<std::byte>;
 /// gonet2 gateway used Message=0, Kick=1, Ping=2; a later game-service
 /// generation renumbered to Message=0, Register=1, Kick=2, Ping=3 and added
 /// Frame.UserId. On the wire the enum is only an int, so both work.
+using gatehouse::frame_type_values;
 using gatehouse::FrameNumbering;
 using gatehouse::FrameTypeValues;
-using gatehouse::frame_type_values;
 using gatehouse::parse_frame_numbering;
 using gatehouse::to_string;
 
