@@ -5,7 +5,7 @@
 #   build/asan/   ASan + UBSan:   all tests
 #   build/tsan/   TSan:           the tests labelled "tsan" (concurrent code)
 #   build/fuzz/   clang libFuzzer + ASan: each fuzz target for
-#                 GATEHOUSE_FUZZ_SECONDS (default 30) from its seed corpus
+#                 GATEHOUSE_FUZZ_SECONDS (default 20) from its seed corpus
 # Ends with one line "tests: N passed, N failed" over all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 
 jobs=$(nproc)
+started=$SECONDS
+stage_time() { echo "    ($(( SECONDS - started )) s since the start)"; }
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 status=0
@@ -29,10 +31,13 @@ run_suite() {
   cmake -S . -B "$dir" -G Ninja -DGATEHOUSE_WERROR=ON "${cmake_args[@]}" >"$logs/$name.cmake" ||
     { cat "$logs/$name.cmake"; return 1; }
   cmake --build "$dir" -j "$jobs" --target "$target"
+  stage_time
   echo "=== $name: test"
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" "${ctest_args[@]}" 2>&1 |
     tee "$logs/$name.ctest"
-  return "${PIPESTATUS[0]}"
+  local rc=${PIPESTATUS[0]}
+  stage_time
+  return "$rc"
 }
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
@@ -44,7 +49,7 @@ run_suite asan build/asan all -DGATEHOUSE_SANITIZE=address || status=1
 run_suite tsan build/tsan gatehouse_tsan_tests -DGATEHOUSE_SANITIZE=thread -- -L tsan || status=1
 
 # Fuzzing: each target from a copy of its seed corpus, bounded in time.
-fuzz_seconds=${GATEHOUSE_FUZZ_SECONDS:-30}
+fuzz_seconds=${GATEHOUSE_FUZZ_SECONDS:-20}
 fuzz_passed=0
 fuzz_failed=0
 echo "=== fuzz: configure and build (build/fuzz)"
@@ -82,5 +87,6 @@ for f in "$logs"/*.ctest; do
   failed=$((failed + bad))
 done
 [ "$failed" -eq 0 ] || status=1
+stage_time
 echo "tests: $passed passed, $failed failed"
 exit "$status"
