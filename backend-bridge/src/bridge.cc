@@ -14,6 +14,8 @@ namespace gatehouse::bridge {
 namespace {
 
 constexpr std::size_t kRingBatch = 256;
+/// How long re-opened streams wait for a game service that is down.
+constexpr std::int64_t kReopenGiveUpNs = 60'000'000'000;
 
 }  // namespace
 
@@ -226,11 +228,23 @@ void Bridge::take_over() {
     const shm::ConnectionId id = sessions.live_id(slot);
     const worker::Session* s = id ? sessions.find(id) : nullptr;
     if (s == nullptr || s->state != worker::Session::kLoggedIn) continue;
-    if (open_stream(id.value(), s->user_id)) ++reopened;
+    if (open_stream(id.value(), s->user_id)) {
+      reopening_[id.value()] = s->user_id;
+      ++reopened;
+    }
   }
   if (reopened != 0) {
     metrics_.add(metrics::kGameStreamsReopened, reopened);
     spdlog::warn("reopened the game streams of {} logged-in sessions", reopened);
+  }
+}
+
+void Bridge::retry_due_streams() {
+  const std::int64_t now = monotonic_ns();
+  for (auto& [conn, retry] : retries_) {
+    if (retry.due_ns == 0 || now < retry.due_ns) continue;
+    retry.due_ns = 0;  // until this attempt ends
+    open_stream(conn, retry.user_id);
   }
 }
 
@@ -256,6 +270,10 @@ bool Bridge::on_worker_record(const shm::Record& record) {
         if (it != streams_.end()) {
           metrics_.add(it->second->send(r->tail) ? metrics::kGameMessagesSent
                                                  : metrics::kDroppedToGame);
+        } else if (retries_.contains(r->header.conn)) {
+          // Waiting for the game service to come back: nowhere to send it.
+          metrics_.add(metrics::kDroppedToGame);
+          spdlog::debug("conn {:#x}: game service down, message dropped", r->header.conn);
         } else {
           // No stream (it failed and its end is on the way to the worker):
           // say so again, so the session is kicked rather than talking to
@@ -267,6 +285,8 @@ bool Bridge::on_worker_record(const shm::Record& record) {
       break;
     case ipc::kStreamClose:
       if (const auto r = ipc::parse_record<ipc::StreamClose>(record.payload)) {
+        retries_.erase(r->header.conn);
+        reopening_.erase(r->header.conn);
         const auto it = streams_.find(r->header.conn);
         if (it != streams_.end()) it->second->close();
       }
@@ -283,7 +303,30 @@ std::size_t Bridge::deliver_events() {
     taken_.swap(events_);
   }
   std::size_t work = taken_.size();
+  const std::int64_t now = monotonic_ns();
   for (Event& e : taken_) {
+    if (e.kind == Event::kMessage && reopening_.erase(e.conn) != 0) {
+      retries_.erase(e.conn);  // the re-opened stream works
+    }
+    if (e.kind == Event::kEnded && !e.closed_by_us &&
+        e.grpc_code == grpc::StatusCode::UNAVAILABLE && reopening_.contains(e.conn)) {
+      // A re-opened stream and the game service is down: try again later
+      // rather than kick a session that did nothing wrong.
+      auto [it, fresh] =
+          retries_.try_emplace(e.conn, Retry{reopening_[e.conn], 0, now + kReopenGiveUpNs, 50});
+      Retry& r = it->second;
+      if (now < r.give_up_ns) {
+        r.backoff_ms = std::min<std::uint32_t>(r.backoff_ms * 2, 5000);
+        r.due_ns = now + std::int64_t{r.backoff_ms} * 1'000'000;
+        streams_.erase(e.conn);
+        in_flight_.fetch_sub(1, std::memory_order_relaxed);
+        continue;
+      }
+      spdlog::warn("conn {:#x}: game service still down after {} s; giving up", e.conn,
+                   kReopenGiveUpNs / 1'000'000'000);
+      retries_.erase(e.conn);
+      reopening_.erase(e.conn);
+    }
     if (e.kind == Event::kEnded && e.closed_by_us) {
       in_flight_.fetch_sub(1, std::memory_order_relaxed);  // nothing to deliver
     }
@@ -291,7 +334,11 @@ std::size_t Bridge::deliver_events() {
     if (e.kind == Event::kEnded && e.grpc_code != 0 && !e.closed_by_us) {
       metrics_.add(metrics::kGameStreamsFailed);
     }
-    if (e.kind == Event::kEnded) streams_.erase(e.conn);
+    if (e.kind == Event::kEnded) {
+      streams_.erase(e.conn);
+      retries_.erase(e.conn);
+      reopening_.erase(e.conn);
+    }
     if (e.kind == Event::kEnded && e.closed_by_us) continue;  // the session is gone already
     const auto worker = static_cast<std::uint32_t>(e.conn & 0xFFFF'FFFF) % settings_.workers;
     workers_[worker]->backlog.push_back(std::move(e));
@@ -363,6 +410,7 @@ int Bridge::run() {
     std::size_t work = 0;
     for (auto& link : workers_) work += link->from_worker.read(on_record, kRingBatch);
     work += deliver_events();
+    if (!retries_.empty()) retry_due_streams();
     const std::int64_t now = monotonic_ns();
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
     metrics_.set(metrics::kGameStreamsOpen, static_cast<std::int64_t>(streams_.size()));

@@ -553,6 +553,32 @@ TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {
   EXPECT_EQ(gateway_->log_count("kick conn="), 0u) << gateway_->log();
 }
 
+// A bridge that restarts while the game service is down keeps trying to
+// re-open the sessions' streams (with backoff) instead of kicking them.
+TEST_F(GatewayTest, BridgeRestartWhileTheGameIsDownWaitsForIt) {
+  start({}, 1, /*accept_any=*/true);
+  auto c = logged_in("patient", true);
+  ASSERT_TRUE(echo_works(*c, "before"));
+  // Freeze the bridge so it never hears of the outage, take the game down,
+  // then kill the bridge: its replacement finds the game service down.
+  const pid_t bridge = gateway_->bridge_pid();
+  ::kill(bridge, SIGSTOP);
+  game_.stop();
+  ::kill(bridge, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 1 logged-in sessions"));
+  std::this_thread::sleep_for(1500ms);  // several failed attempts
+  EXPECT_FALSE(c->closed());
+  EXPECT_EQ(gateway_->log_count("kick conn="), 0u) << gateway_->log();
+  game_.start();
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    c->send(1001, text_bytes("back"));
+    served = c->receive_proto(1002, 200ms).has_value();
+  }
+  EXPECT_TRUE(served) << "the stream is re-opened once the game is back";
+  EXPECT_FALSE(c->closed());
+}
+
 TEST_F(GatewayTest, GameServiceDownKicksWithBackendUnavailable) {
   start();
   game_.stop();

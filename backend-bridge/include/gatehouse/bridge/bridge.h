@@ -64,6 +64,7 @@ class Bridge {
   bool on_worker_record(const shm::Record& record);
   bool open_stream(std::uint64_t conn, std::int64_t user_id);
   void take_over();
+  void retry_due_streams();
   std::size_t deliver_events();
   void close_all_streams();
   void park(std::chrono::nanoseconds timeout);
@@ -76,6 +77,16 @@ class Bridge {
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Backend>> backends_;
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;  // main thread only
+  // Streams re-opened after a bridge restart are retried with backoff while
+  // the game service is down, instead of kicking their sessions.
+  struct Retry {
+    std::int64_t user_id;
+    std::int64_t due_ns;
+    std::int64_t give_up_ns;
+    std::uint32_t backoff_ms;
+  };
+  std::unordered_map<std::uint64_t, std::int64_t> reopening_;  // conn -> user, until it works
+  std::unordered_map<std::uint64_t, Retry> retries_;
 
   std::mutex events_mutex_;
   std::vector<Event> events_;  // guarded by events_mutex_

@@ -78,14 +78,18 @@ class LatencyHistogram {
     if (count_ == 0) return 0;
     percentile = std::clamp(percentile, 0.0, 100.0);
     // The rank of the value asked for, 1-based: ceil(p% of count), at least 1.
-    const double exact = percentile / 100.0 * static_cast<double>(count_);
+    // The slack keeps 99.9% of 1000 at rank 999: 99.9 is not exact in binary.
+    const double exact = percentile * static_cast<double>(count_) / 100.0 - 1e-9;
     auto rank = static_cast<std::uint64_t>(exact);
     if (static_cast<double>(rank) < exact) ++rank;
     rank = std::clamp<std::uint64_t>(rank, 1, count_);
+    // The highest occupied bucket is reported as the exact max (its top may
+    // lie above it, or below it for values past kMaxTrackable).
+    const std::size_t top = bucket_of(max_);
     std::uint64_t seen = 0;
-    for (std::size_t i = 0; i < kBucketCount; ++i) {
+    for (std::size_t i = 0; i < top; ++i) {
       seen += counts_[i];
-      if (seen >= rank) return std::clamp(bucket_high(i), min(), max_);
+      if (seen >= rank) return std::max(bucket_high(i), min());
     }
     return max_;
   }

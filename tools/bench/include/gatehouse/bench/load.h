@@ -66,9 +66,10 @@ struct LoadResult {
   std::uint64_t messages = 0;        ///< verified echo round trips
   ErrorCounts errors;
   LatencyHistogram latency_us;
-  std::vector<std::string> error_samples;  ///< the first few errors, for humans
+  std::vector<std::string> error_samples;       ///< the first few errors, for humans
   std::optional<MemorySample> memory_baseline;  ///< before connecting
   std::optional<MemorySample> memory_held;      ///< with every connection still open
+  std::uint32_t connections_held = 0;           ///< logged in when memory_held was sampled
 };
 
 /// Memory probe: called before connecting and again once traffic is over

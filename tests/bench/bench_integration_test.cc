@@ -1,0 +1,250 @@
+// gatehouse-bench (the executable) against the real gateway (build/bin) and a
+// FakeGameService: short smoke runs that must be clean, and runs built to
+// fail, proving that missing replies, forged replies and gateway closes are
+// caught and turn into exit status 1.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "child_process.h"
+#include "fake_game_service.h"
+#include "gateway_process.h"
+
+namespace gatehouse::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+struct BenchRun {
+  int exit_code = -1;
+  std::string output;  ///< stdout and stderr
+  std::string json;    ///< the summary line
+  double seconds = 0;  ///< wall time of the whole run
+
+  /// A number (or true/false as 1/0) from the summary; nullopt for null or absent.
+  std::optional<double> number(const std::string& key) const {
+    const std::string needle = "\"" + key + "\":";
+    const auto at = json.find(needle);
+    if (at == std::string::npos) return std::nullopt;
+    const std::string rest = json.substr(at + needle.size());
+    if (rest.rfind("true", 0) == 0) return 1;
+    if (rest.rfind("false", 0) == 0) return 0;
+    if (rest.rfind("null", 0) == 0) return std::nullopt;
+    char* end = nullptr;
+    const double v = std::strtod(rest.c_str(), &end);
+    if (end == rest.c_str()) return std::nullopt;
+    return v;
+  }
+  double value(const std::string& key) const {
+    const auto v = number(key);
+    EXPECT_TRUE(v.has_value()) << key << " missing or null in " << json;
+    return v.value_or(-1);
+  }
+};
+
+/// Runs gatehouse-bench with `args` and waits for it (at most `limit`).
+BenchRun run_bench(const std::vector<std::string>& args, std::chrono::milliseconds limit = 30s) {
+  static int counter = 0;
+  const auto out_path = std::filesystem::temp_directory_path() /
+                        ("gatehouse-bench-test-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(counter++) + ".out");
+  std::vector<std::string> argv{GATEHOUSE_BENCH_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  BenchRun run;
+  const auto started = std::chrono::steady_clock::now();
+  {
+    ChildProcess bench(argv, out_path.string());
+    const auto status = bench.wait(limit);
+    run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (status && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+  }  // killed here if it overran
+  std::ifstream in(out_path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  run.output = text.str();
+  std::filesystem::remove(out_path);
+  std::istringstream lines(run.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("{\"connections\":", 0) == 0) run.json = line;
+  }
+  return run;
+}
+
+std::string endpoint(const GatewayProcess& gateway) {
+  return "127.0.0.1:" + std::to_string(gateway.port());
+}
+
+/// Every Message frame the game saw, over all streams.
+std::size_t game_frames(const FakeGameService& game) {
+  std::size_t n = 0;
+  for (const auto& s : game.streams()) n += s.frames.size();
+  return n;
+}
+
+// Echo traffic is far above gonet2's 200 frames a minute.
+const std::vector<std::string> kNoRpmLimit{"--rpm-limit", "0"};
+
+GatewayOptions gateway_for(const FakeGameService& game, std::vector<std::string> extra_args) {
+  GatewayOptions options;
+  options.backend_port = game.port();
+  options.extra_args = std::move(extra_args);
+  return options;
+}
+
+TEST(BenchCli, HelpListsEveryFlagAndBadUsageExits2) {
+  const BenchRun help = run_bench({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag :
+       {"--connections", "--encrypt", "--window", "--body-bytes", "--messages", "--duration",
+        "--connect-rate", "--timeout", "--heartbeat", "--idle", "--threads", "--source-addresses",
+        "--udid-prefix", "--rss-pids", "--rss-tree", "--rss-pattern", "--quiet", "HOST:PORT"}) {
+    EXPECT_THAT(help.output, HasSubstr(flag));
+  }
+  EXPECT_EQ(run_bench({"--window", "0", "127.0.0.1:1"}).exit_code, 2);
+  EXPECT_EQ(run_bench({"--body-bytes", "7", "127.0.0.1:1"}).exit_code, 2);
+  EXPECT_EQ(run_bench({"--no-such-flag"}).exit_code, 2);
+  EXPECT_EQ(run_bench({"--connections", "3"}).exit_code, 2);  // no HOST:PORT
+}
+
+TEST(BenchIntegration, ClearWindow4RunIsCleanAndEveryMessageReachedTheGame) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
+  const BenchRun run = run_bench({"--connections", "20", "--window", "4", "--duration", "2",
+                                  "--rss-tree", std::to_string(gateway.pid()), endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("connections"), 20);
+  EXPECT_EQ(run.value("connections_up"), 20);
+  EXPECT_EQ(run.value("encrypted"), 0);
+  EXPECT_EQ(run.value("window"), 4);
+  EXPECT_GE(run.value("seconds"), 2);
+  const double messages = run.value("messages");
+  EXPECT_GT(messages, 0);
+  // Nothing was in flight when the run ended: the game saw exactly the
+  // messages whose replies were verified.
+  EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
+  EXPECT_EQ(game.streams().size(), 20u);
+  EXPECT_GT(run.value("msgs_per_s"), 0);
+  EXPECT_LE(run.value("p50_us"), run.value("p99_us"));
+  EXPECT_LE(run.value("p99_us"), run.value("max_us"));
+  EXPECT_GT(run.value("gateway_rss_kib"), 0);  // the supervisor and its children
+  EXPECT_GE(run.value("gateway_processes"), 4);
+}
+
+TEST(BenchIntegration, EncryptedPingPongRunIsClean) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
+  const BenchRun run = run_bench({"--connections", "20", "--encrypt", "--duration", "2",
+                                  "--body-bytes", "200", endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("encrypted"), 1);
+  EXPECT_EQ(run.value("window"), 1);
+  EXPECT_EQ(run.value("body_bytes"), 200);
+  const double messages = run.value("messages");
+  EXPECT_GT(messages, 0);
+  EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
+  EXPECT_FALSE(run.number("gateway_rss_kib").has_value());  // not asked for
+}
+
+TEST(BenchIntegration, MessageCountEndsTheRunByItself) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
+  const BenchRun run = run_bench(
+      {"--connections", "5", "--window", "8", "--messages", "100", "--encrypt", endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.value("messages"), 500);
+  EXPECT_EQ(game_frames(game), 500u);
+}
+
+TEST(BenchIntegration, MissingRepliesAreTimeoutsAndExit1) {
+  FakeGameService game({.echo = false});  // takes the messages, never answers
+  GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
+  const BenchRun run = run_bench({"--connections", "4", "--window", "2", "--duration", "1",
+                                  "--timeout", "1", endpoint(gateway)},
+                                 20s);
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_EQ(run.value("messages"), 0);
+  EXPECT_EQ(run.value("errors"), 4) << run.json;  // one per connection: it is closed on the first
+  EXPECT_EQ(run.value("timeout"), 4) << run.json;
+  EXPECT_FALSE(run.number("p50_us").has_value());
+  EXPECT_THAT(run.output, HasSubstr("no reply to message 0 in time"));
+  EXPECT_LT(run.seconds, 10);
+}
+
+TEST(BenchIntegration, AForgedReplyIsCaught) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
+  std::optional<BenchRun> run;
+  std::thread bench([&] {
+    run = run_bench({"--connections", "1", "--duration", "3", endpoint(gateway)});
+  });
+  // A 1002 as the game would send it, but for message 1000000 of connection 0.
+  bool pushed = false;
+  // Pushed once echo traffic flows, so a message is in flight to mismatch.
+  if (game.wait_for_streams(1, 10s) &&
+      game.wait_for_frames(game.streams().front().user_id, 10, 10s)) {
+    const std::int32_t user = game.streams().front().user_id;
+    std::vector<std::byte> forged{std::byte{0x03}, std::byte{0xea},  // proto 1002
+                                  std::byte{0},    std::byte{0},    std::byte{0},
+                                  std::byte{0},    std::byte{0x00}, std::byte{0x0f},
+                                  std::byte{0x42}, std::byte{0x40}};
+    forged.resize(2 + 64);
+    pushed = game.push(user, forged);
+  }
+  bench.join();
+  ASSERT_TRUE(pushed);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->exit_code, 1) << run->output;
+  EXPECT_EQ(run->value("bad_reply"), 1) << run->json;
+  EXPECT_EQ(run->value("errors"), 1) << run->json;
+  EXPECT_THAT(run->output, HasSubstr("message 1000000"));
+}
+
+TEST(BenchIntegration, IdleConnectionsHeartbeatPastTheReadDeadline) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, {"--read-timeout", "1"}));
+  // Held twice the gateway's read deadline: only the heartbeats keep them.
+  const BenchRun run =
+      run_bench({"--idle", "10", "--duration", "2", "--heartbeat", "0.3", "--timeout", "1",
+                 "--rss-tree", std::to_string(gateway.pid()), endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("idle"), 1);
+  EXPECT_EQ(run.value("idle_connections"), 10);
+  EXPECT_EQ(run.value("messages"), 0);
+  EXPECT_GT(run.value("gateway_rss_kib"), 0);
+  EXPECT_GT(run.value("gateway_rss_baseline_kib"), 0);
+  EXPECT_TRUE(run.number("rss_per_connection_bytes").has_value()) << run.json;
+  EXPECT_EQ(game.streams().size(), 10u);
+}
+
+TEST(BenchIntegration, ConnectionsTheGatewayClosesAreCounted) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, {"--read-timeout", "1"}));
+  // The same hold without heartbeats: the gateway's read deadline closes each one.
+  const BenchRun run =
+      run_bench({"--idle", "5", "--duration", "3", "--heartbeat", "60", endpoint(gateway)}, 20s);
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_EQ(run.value("closed"), 5) << run.json;
+  EXPECT_EQ(run.value("errors"), 5) << run.json;
+  EXPECT_THAT(run.output, HasSubstr("closed by the gateway"));
+  EXPECT_LT(run.seconds, 3);  // every connection gone: the run ends early
+}
+
+}  // namespace
+}  // namespace gatehouse::testing

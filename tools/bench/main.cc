@@ -1,0 +1,266 @@
+// gatehouse-bench: a load generator for the gateway.
+//
+//   gatehouse-bench --connections 1000 --window 16 --encrypt --duration 5
+//                   --rss-tree <supervisor pid> 127.0.0.1:8888
+//
+// Opens the connections, logs them in, runs verified echo traffic through the
+// demo game service (or holds them idle with --idle) and prints one JSON
+// summary line on stdout; progress and error details go to stderr.
+// Exit status: 0 = no errors, 1 = errors were counted, 2 = bad usage or the
+// run could not start.
+#include <boost/program_options.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gatehouse/bench/load.h"
+#include "gatehouse/bench/process_memory.h"
+
+namespace po = boost::program_options;
+namespace gb = gatehouse::bench;
+
+namespace {
+
+constexpr int kExitErrors = 1;
+constexpr int kExitUsage = 2;
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+void parse_endpoint(const std::string& endpoint, gb::LoadOptions& o) {
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == endpoint.size()) {
+    throw UsageError("expected HOST:PORT, got '" + endpoint + "'");
+  }
+  o.host = endpoint.substr(0, colon);
+  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') {
+    o.host = o.host.substr(1, o.host.size() - 2);  // [::1]:8888
+  }
+  const std::string port = endpoint.substr(colon + 1);
+  std::size_t used = 0;
+  unsigned long value = 0;
+  try {
+    value = std::stoul(port, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != port.size() || value == 0 || value > 65535) {
+    throw UsageError("bad port in '" + endpoint + "'");
+  }
+  o.port = static_cast<std::uint16_t>(value);
+}
+
+std::vector<std::string> split_commas(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& v : values) {
+    std::istringstream in(v);
+    for (std::string item; std::getline(in, item, ',');) {
+      if (!item.empty()) out.push_back(item);
+    }
+  }
+  return out;
+}
+
+std::vector<pid_t> parse_pids(const std::vector<std::string>& values, const char* flag) {
+  std::vector<pid_t> out;
+  for (const auto& item : split_commas(values)) {
+    std::size_t used = 0;
+    long pid = 0;
+    try {
+      pid = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || pid <= 0) {
+      throw UsageError(std::string("--") + flag + ": bad pid '" + item + "'");
+    }
+    out.push_back(static_cast<pid_t>(pid));
+  }
+  return out;
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw UsageError(message);
+}
+
+po::options_description describe_options() {
+  po::options_description d(
+      "Usage: gatehouse-bench [options] HOST:PORT\n\n"
+      "Load generator for the gatehouse gateway. Each connection connects, optionally runs\n"
+      "the legacy DH + RC4 key exchange, logs in (proto 10, open_udid <udid-prefix><i>,\n"
+      "expects 11), then sends 1001 proto_ping_req through the demo game service and\n"
+      "verifies every 1002 reply (content and order); the round trip of each is recorded.\n"
+      "Start the gateway with --rpm-limit 0 (the default 200 frames a minute kicks any\n"
+      "real load) and --max-connections above --connections.\n\n"
+      "Output: one JSON line on stdout; progress and errors on stderr.\n"
+      "Exit status: 0 no errors, 1 errors counted (connect, login, closed, bad_reply,\n"
+      "timeout), 2 bad usage or the run could not start.\n\nOptions",
+      /*line_length=*/100, /*min_description_length=*/50);
+  // clang-format off
+  d.add_options()
+    ("help,h", "print this help and exit")
+    ("connections,c", po::value<std::uint32_t>()->default_value(100),
+     "concurrent connections")
+    ("encrypt", po::bool_switch(), "legacy key exchange (get_seed_req, DH) and RC4 both ways")
+    ("window,w", po::value<std::uint32_t>()->default_value(1),
+     "echo messages in flight per connection (1 = ping-pong); due messages go out in one write")
+    ("body-bytes", po::value<std::uint32_t>()->default_value(64),
+     "echo body size, 8..65529 (first 8 bytes: connection index, message number)")
+    ("messages,m", po::value<std::uint64_t>(),
+     "echo messages per connection; the run ends when all are answered (or at --duration, if "
+     "given)")
+    ("duration,d", po::value<double>()->default_value(10),
+     "seconds of traffic (or of the --idle hold), counted once every connection is logged in")
+    ("connect-rate", po::value<double>()->default_value(2000),
+     "new connections per second during the ramp")
+    ("timeout", po::value<double>()->default_value(5),
+     "seconds allowed for a connect, a login, and each echo or heartbeat reply")
+    ("heartbeat", po::value<double>()->default_value(5),
+     "send heart_beat_req (proto 0) after this many seconds without sending (the gateway "
+     "closes connections silent for its read-timeout, 15 s)")
+    ("idle", po::value<std::uint32_t>(),
+     "open N logged-in connections, hold them for --duration with heartbeats only, then report "
+     "(with --rss-*: gateway memory per connection)")
+    ("threads", po::value<std::uint32_t>()->default_value(1),
+     "event loops (threads); connection i runs on loop i % threads")
+    ("source-addresses", po::value<std::vector<std::string>>()->composing(),
+     "local addresses to connect from, round-robin, comma-separated or repeated (e.g. "
+     "127.0.0.2,127.0.0.3: each allows ~28k connections to one gateway port)")
+    ("udid-prefix", po::value<std::string>()->default_value("bench-"),
+     "open_udid (and client_certificate) = prefix + connection index")
+    ("rss-pids", po::value<std::vector<std::string>>()->composing(),
+     "gateway memory: sum these pids (comma-separated or repeated)")
+    ("rss-tree", po::value<std::vector<std::string>>()->composing(),
+     "gateway memory: sum this pid and all its descendants (pass the supervisor's pid)")
+    ("rss-pattern", po::value<std::string>(),
+     "gateway memory: sum every process whose /proc/<pid>/comm starts with this (e.g. "
+     "gatehouse); beware other gateways on the same machine")
+    ("quiet,q", po::bool_switch(), "no progress lines on stderr");
+  // clang-format on
+  return d;
+}
+
+struct Parsed {
+  gb::LoadOptions load;
+  gb::ProcessSelection rss;
+};
+
+std::optional<Parsed> parse_args(int argc, char** argv) {
+  const po::options_description visible = describe_options();
+  po::options_description all = visible;
+  all.add_options()("endpoint", po::value<std::string>());
+  po::positional_options_description positional;
+  positional.add("endpoint", 1);
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  if (vm.count("help") != 0) {
+    std::cout << visible << "\n";
+    return std::nullopt;
+  }
+
+  Parsed p;
+  gb::LoadOptions& o = p.load;
+  require(vm.count("endpoint") != 0, "missing HOST:PORT (see --help)");
+  parse_endpoint(vm["endpoint"].as<std::string>(), o);
+  o.connections = vm["connections"].as<std::uint32_t>();
+  o.encrypt = vm["encrypt"].as<bool>();
+  o.window = vm["window"].as<std::uint32_t>();
+  o.body_bytes = vm["body-bytes"].as<std::uint32_t>();
+  o.duration_s = vm["duration"].as<double>();
+  o.connect_rate = vm["connect-rate"].as<double>();
+  o.timeout_s = vm["timeout"].as<double>();
+  o.heartbeat_s = vm["heartbeat"].as<double>();
+  o.threads = vm["threads"].as<std::uint32_t>();
+  o.udid_prefix = vm["udid-prefix"].as<std::string>();
+  o.progress = !vm["quiet"].as<bool>();
+  if (vm.count("source-addresses") != 0) {
+    o.source_addresses = split_commas(vm["source-addresses"].as<std::vector<std::string>>());
+  }
+  if (vm.count("messages") != 0) {
+    o.messages = vm["messages"].as<std::uint64_t>();
+    require(o.messages > 0, "--messages must be at least 1");
+    // An explicit count runs to completion unless a duration was asked for too.
+    if (vm["duration"].defaulted()) o.duration_s = 0;
+  }
+  if (vm.count("idle") != 0) {
+    require(vm.count("messages") == 0, "--idle sends no echo traffic: drop --messages");
+    o.idle = true;
+    o.connections = vm["idle"].as<std::uint32_t>();
+  }
+
+  require(o.connections >= 1, "need at least one connection");
+  require(o.window >= 1 && o.window <= 1'000'000, "--window must be 1..1000000");
+  require(o.body_bytes >= gb::kMinBodyBytes && o.body_bytes <= gb::kMaxBodyBytes,
+          "--body-bytes must be " + std::to_string(gb::kMinBodyBytes) + ".." +
+              std::to_string(gb::kMaxBodyBytes));
+  require(o.duration_s >= 0 && o.duration_s <= 1e6, "--duration must be 0..1000000 seconds");
+  require(o.duration_s > 0 || o.messages > 0, "--duration must be > 0");
+  require(o.connect_rate > 0, "--connect-rate must be > 0");
+  require(o.timeout_s > 0 && o.timeout_s <= 1e6, "--timeout must be > 0");
+  require(o.heartbeat_s > 0 && o.heartbeat_s <= 1e6, "--heartbeat must be > 0");
+  require(o.threads >= 1 && o.threads <= 1024, "--threads must be 1..1024");
+
+  if (vm.count("rss-pids") != 0) {
+    p.rss.pids = parse_pids(vm["rss-pids"].as<std::vector<std::string>>(), "rss-pids");
+  }
+  if (vm.count("rss-tree") != 0) {
+    p.rss.trees = parse_pids(vm["rss-tree"].as<std::vector<std::string>>(), "rss-tree");
+  }
+  if (vm.count("rss-pattern") != 0) {
+    p.rss.comm_prefix = vm["rss-pattern"].as<std::string>();
+    require(!p.rss.comm_prefix.empty(), "--rss-pattern must not be empty");
+  }
+  return p;
+}
+
+void report_errors(const gb::LoadResult& r) {
+  const gb::ErrorCounts& e = r.errors;
+  if (e.total() == 0) return;
+  std::cerr << "bench: " << e.total() << " errors: connect " << e.connect << ", login " << e.login
+            << ", closed " << e.closed << ", bad_reply " << e.bad_reply << ", timeout " << e.timeout
+            << "\n";
+  for (const auto& s : r.error_samples) std::cerr << "bench:   " << s << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<Parsed> parsed;
+  try {
+    parsed = parse_args(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "gatehouse-bench: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  if (!parsed) return 0;  // --help
+
+  gb::MemoryProbe probe;
+  if (!parsed->rss.empty()) {
+    probe = [selection = parsed->rss]() -> std::optional<gb::MemorySample> {
+      return gb::sample_memory(gb::resolve(selection));
+    };
+  }
+  try {
+    const gb::LoadResult result = gb::run_load(parsed->load, probe, std::cerr);
+    report_errors(result);
+    std::cout << gb::to_json(parsed->load, result) << std::endl;
+    return result.errors.total() > 0 ? kExitErrors : 0;
+  } catch (const std::exception& e) {
+    std::cerr << "gatehouse-bench: " << e.what() << "\n";
+    return kExitUsage;
+  }
+}
