@@ -436,9 +436,12 @@ void Connection::on_readable(const error_code& ec) {
       return;
     }
     if (!consume(scratch.data(), n, now)) return;
-    if (n < scratch.size()) break;
+    if (n < scratch.size()) break;  // a short read emptied the receive queue
   }
   pump(now);
+  // Yielding with bytes still queued is safe: Asio arms a wait with
+  // EPOLL_CTL_MOD, which reports a descriptor that is still readable even
+  // under its edge-triggered epoll.
   if (state_ != State::kClosed) arm_read();
 }
 
@@ -480,11 +483,11 @@ bool Connection::handle(std::span<const std::byte> payload, Clock::time_point no
     return fail(logged_in() ? ErrorKind::kBadReply : ErrorKind::kLogin,
                 "malformed frame of " + std::to_string(payload.size()) + " bytes");
   }
-  const auto proto = std::to_string(packet->proto);
+  const auto proto = [&packet] { return std::to_string(packet->proto); };  // errors only
   switch (state_) {
     case State::kSeeding: {
       if (packet->proto != protocol::kGetSeedAck) {
-        return fail(ErrorKind::kLogin, "expected get_seed_ack (31), got proto " + proto);
+        return fail(ErrorKind::kLogin, "expected get_seed_ack (31), got proto " + proto());
       }
       const auto seeds = protocol::parse_seed(packet->body);
       if (!seeds) return fail(ErrorKind::kLogin, "malformed get_seed_ack");
@@ -505,7 +508,7 @@ bool Connection::handle(std::span<const std::byte> payload, Clock::time_point no
       if (packet->proto == protocol::kUserLoginFaildAck) {
         return fail(ErrorKind::kLogin, "login refused (user_login_faild_ack)");
       }
-      return fail(ErrorKind::kLogin, "expected user_login_succeed_ack (11), got proto " + proto);
+      return fail(ErrorKind::kLogin, "expected user_login_succeed_ack (11), got proto " + proto());
     case State::kReady:
     case State::kRunning:
     case State::kDraining:
@@ -519,29 +522,33 @@ bool Connection::handle(std::span<const std::byte> payload, Clock::time_point no
         heartbeat_outstanding_ = false;
         return true;
       }
-      return fail(ErrorKind::kBadReply, "unexpected proto " + proto);
+      return fail(ErrorKind::kBadReply, "unexpected proto " + proto());
     case State::kNotStarted:
     case State::kConnecting:
     case State::kClosed:
       break;
   }
-  return fail(ErrorKind::kBadReply, "unexpected proto " + proto);
+  return fail(ErrorKind::kBadReply, "unexpected proto " + proto());
 }
 
 bool Connection::on_echo_reply(std::span<const std::byte> body, Clock::time_point now) {
-  if (acked_ == sent_) return fail(ErrorKind::kBadReply, "proto_ping_ack with nothing in flight");
   const auto expected = static_cast<std::uint32_t>(acked_);
+  const auto names = [&body] {
+    if (body.size() < 8) return std::to_string(body.size()) + " bytes";
+    return "(connection " + std::to_string(load_u32(body.data())) + ", message " +
+           std::to_string(load_u32(body.data() + 4)) + ")";
+  };
+  if (acked_ == sent_) {
+    return fail(ErrorKind::kBadReply, "reply " + names() + " with nothing in flight");
+  }
   if (body.size() != options_.body_bytes) {
     return fail(ErrorKind::kBadReply, "reply to message " + std::to_string(expected) + " has " +
                                           std::to_string(body.size()) + " bytes, sent " +
                                           std::to_string(options_.body_bytes));
   }
-  const std::uint32_t index = load_u32(body.data());
-  const std::uint32_t number = load_u32(body.data() + 4);
-  if (index != index_ || number != expected) {
-    return fail(ErrorKind::kBadReply, "reply for (connection " + std::to_string(index) +
-                                          ", message " + std::to_string(number) +
-                                          "), expected message " + std::to_string(expected));
+  if (load_u32(body.data()) != index_ || load_u32(body.data() + 4) != expected) {
+    return fail(ErrorKind::kBadReply,
+                "reply " + names() + ", expected message " + std::to_string(expected));
   }
   for (std::size_t k = 8; k < body.size(); ++k) {
     if (body[k] != pattern_byte(index_, expected, k)) {
@@ -566,9 +573,8 @@ void Connection::on_logged_in(Clock::time_point now) {
   Load& load = worker_.load();
   load.on_settled();
   load.on_up();
-  // The go may already have been given (a connection of another loop could
-  // not be late, but keep it simple and correct): the worker's next tick
-  // only moves connections that are kReady, so join in here.
+  // The go waits for every connection to settle, so this is only a guard: a
+  // worker moves its kReady connections once, when it first sees the go.
   if (load.phase() >= Phase::kGo) go(now);
 }
 
