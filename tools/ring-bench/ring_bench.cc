@@ -71,7 +71,7 @@ using std::chrono::nanoseconds;
 // records should leave room for hundreds in flight so a throughput run
 // measures the ring, not a producer that keeps stalling on a full buffer.
 constexpr std::size_t kRingCapacity = std::size_t{4} << 20;
-static_assert(shm::SpscRing::max_payload_for(kRingCapacity) >= 8 * 4096);
+static_assert(shm::SpscRing::max_payload_for(kRingCapacity) >= std::size_t{8} * 4096);
 
 constexpr std::array<std::size_t, 3> kThroughputBytes = {32, 256, 4096};
 constexpr std::uint32_t kPublishBatch = 64;  // records per publish()
@@ -235,9 +235,13 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
   ~Child() {
-    if (!reaped_) {
-      ::kill(pid_, SIGKILL);
+    if (reaped_) return;
+    ::kill(pid_, SIGKILL);
+    try {
       wait();
+    } catch (const std::exception&) {
+      // Nothing left to do from a destructor; the kernel reaps the zombie
+      // when this process exits.
     }
   }
 
@@ -491,7 +495,7 @@ ThroughputResult run_throughput(const Options& options, const Placement& placeme
   const shm::Segment segment = create_segment(1);
   Control& control = control_of(segment);
   const shm::SpscRing ring = ring_of(segment, 0);
-  const std::string name = segment.name();
+  const std::string& name = segment.name();
   Child child(spawn_child(placement.child_cpu, [&] { return throughput_producer(name, bytes); }));
 
   ThroughputResult result;
@@ -622,7 +626,7 @@ LatencyResult run_pingpong(const Options& options, const Placement& placement, b
   // Created before fork so both processes hold the same eventfd.
   const shm::Doorbell doorbell = shm::Doorbell::create();
   const shm::Doorbell* responder_bell = parked ? &doorbell : nullptr;
-  const std::string name = segment.name();
+  const std::string& name = segment.name();
   Child child(spawn_child(placement.child_cpu, [&] { return responder(name, responder_bell); }));
 
   LatencyResult result;
@@ -630,13 +634,11 @@ LatencyResult run_pingpong(const Options& options, const Placement& placement, b
   shm::RingConsumer from_child(ring_of(segment, 1));
   std::array<std::byte, kPingBytes> ping{};
   std::uint64_t seq = 0;
-  bool answered = false;
   auto on_pong = [&](const shm::Record& record) {
     if (record.type != kDataType || record.payload.size() != kPingBytes ||
         read_sequence(record.payload) != seq) {
       ++result.errors;
     }
-    answered = true;
   };
 
   // One round trip, timed from before the write to after the reply was
@@ -646,11 +648,9 @@ LatencyResult run_pingpong(const Options& options, const Placement& placement, b
     const Clock::time_point start = Clock::now();
     if (to_child.try_write(kDataType, ping) != shm::WriteStatus::kOk) ++result.errors;
     to_child.publish();
-    answered = false;
-    for (std::uint32_t spins = 1; !answered; ++spins) {
-      if (from_child.read(on_pong, 1) == 0 && spins % (1u << 20) == 0) {
-        check_peer(child, start, "a reply");
-      }
+    // The reply is the only record in flight, so read() returning 1 is it.
+    for (std::uint32_t spins = 1; from_child.read(on_pong, 1) == 0; ++spins) {
+      if (spins % (1u << 20) == 0) check_peer(child, start, "a reply");
     }
     const Clock::time_point end = Clock::now();
     ++seq;
