@@ -21,6 +21,7 @@
 
 #include "gatehouse/bench/load.h"
 #include "gatehouse/bench/process_memory.h"
+#include "gatehouse/common/endpoint.h"
 
 namespace po = boost::program_options;
 namespace gb = gatehouse::bench;
@@ -36,26 +37,13 @@ class UsageError : public std::runtime_error {
 };
 
 void parse_endpoint(const std::string& endpoint, gb::LoadOptions& o) {
-  const auto colon = endpoint.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == endpoint.size()) {
-    throw UsageError("expected HOST:PORT, got '" + endpoint + "'");
-  }
-  o.host = endpoint.substr(0, colon);
-  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') {
-    o.host = o.host.substr(1, o.host.size() - 2);  // [::1]:8888
-  }
-  const std::string port = endpoint.substr(colon + 1);
-  std::size_t used = 0;
-  unsigned long value = 0;
   try {
-    value = std::stoul(port, &used);
-  } catch (const std::exception&) {
-    used = 0;
+    const gatehouse::Endpoint e = gatehouse::parse_endpoint(endpoint);
+    o.host = e.host;
+    o.port = e.port;
+  } catch (const std::invalid_argument& bad) {
+    throw UsageError(bad.what());
   }
-  if (used != port.size() || value == 0 || value > 65535) {
-    throw UsageError("bad port in '" + endpoint + "'");
-  }
-  o.port = static_cast<std::uint16_t>(value);
 }
 
 std::vector<std::string> split_commas(const std::vector<std::string>& values) {

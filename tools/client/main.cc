@@ -23,6 +23,7 @@
 
 #include "gatehouse/client/client.h"
 #include "gatehouse/common/byte_io.h"
+#include "gatehouse/common/endpoint.h"
 
 namespace po = boost::program_options;
 namespace gc = gatehouse::client;
@@ -61,26 +62,13 @@ gc::Duration seconds(double s, const char* what) {
 }
 
 void parse_endpoint(const std::string& endpoint, Options& o) {
-  const auto colon = endpoint.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == endpoint.size()) {
-    throw Failure("expected HOST:PORT, got '" + endpoint + "'");
-  }
-  o.host = endpoint.substr(0, colon);
-  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') {
-    o.host = o.host.substr(1, o.host.size() - 2);  // [::1]:8888
-  }
-  const std::string port = endpoint.substr(colon + 1);
-  std::size_t used = 0;
-  unsigned long value = 0;
   try {
-    value = std::stoul(port, &used);
-  } catch (const std::exception&) {
-    used = 0;
+    const gatehouse::Endpoint e = gatehouse::parse_endpoint(endpoint);
+    o.host = e.host;
+    o.port = e.port;
+  } catch (const std::invalid_argument& bad) {
+    throw Failure(bad.what());
   }
-  if (used != port.size() || value == 0 || value > 65535) {
-    throw Failure("bad port '" + port + "' in '" + endpoint + "'");
-  }
-  o.port = static_cast<std::uint16_t>(value);
 }
 
 /// Parses the command line; nullopt after printing --help.

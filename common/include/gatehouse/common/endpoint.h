@@ -1,0 +1,17 @@
+// "host:port" and "[v6]:port" as typed on command lines.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gatehouse {
+
+struct Endpoint {
+  std::string host;  ///< without brackets
+  std::uint16_t port = 0;
+};
+
+/// Throws std::invalid_argument saying what is wrong with `text`.
+Endpoint parse_endpoint(const std::string& text);
+
+}  // namespace gatehouse
