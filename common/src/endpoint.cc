@@ -4,7 +4,7 @@
 
 namespace gatehouse {
 
-Endpoint parse_endpoint(const std::string& text) {
+Endpoint parse_endpoint(const std::string& text, bool allow_port_zero) {
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
     throw std::invalid_argument("expected HOST:PORT, got '" + text + "'");
@@ -22,7 +22,7 @@ Endpoint parse_endpoint(const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != port.size() || value == 0 || value > 65535) {
+  if (used != port.size() || (value == 0 && !allow_port_zero) || value > 65535) {
     throw std::invalid_argument("bad port '" + port + "' in '" + text + "'");
   }
   e.port = static_cast<std::uint16_t>(value);

@@ -191,13 +191,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
 void Frontend::start_read(Connection& c) {
   if (c.reading || c.socket_closed || c.blocked) return;
   c.reading = true;
-  c.socket.async_wait(tcp::socket::wait_read, [this, id = c.id](boost::system::error_code ec) {
-    Connection* conn = find(id);
-    if (conn == nullptr) return;
-    conn->reading = false;
-    if (ec == asio::error::operation_aborted) return;
-    on_readable(id);
-  });
+  wait_for(c, tcp::socket::wait_read);
 }
 
 void Frontend::on_readable(shm::ConnectionId id) {
@@ -411,12 +405,19 @@ void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
 void Frontend::wait_writable(Connection& c) {
   if (c.writing) return;
   c.writing = true;
-  c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
+  wait_for(c, tcp::socket::wait_write);
+}
+
+/// One readiness wait. The handler looks the connection up by id: it may have
+/// been destroyed (and its slot reused) by the time the wait completes.
+void Frontend::wait_for(Connection& c, tcp::socket::wait_type type) {
+  c.socket.async_wait(type, [this, id = c.id, type](boost::system::error_code ec) {
     Connection* conn = find(id);
     if (conn == nullptr) return;
-    conn->writing = false;
+    const bool read = type == tcp::socket::wait_read;
+    (read ? conn->reading : conn->writing) = false;
     if (ec == asio::error::operation_aborted) return;
-    on_writable(id);
+    read ? on_readable(id) : on_writable(id);
   });
 }
 

@@ -22,7 +22,8 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 14> kPlainCounters = {{
+constexpr std::array<CounterInfo, 12> kPlainCounters = {{
+    // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
     {metrics::kConnectionsRefused, "gatehouse_connections_refused_total",
@@ -47,8 +48,6 @@ constexpr std::array<CounterInfo, 14> kPlainCounters = {{
      "Game streams opened again by a bridge that replaced a dead one."},
     {metrics::kGameFramesLost, "gatehouse_game_frames_lost_total",
      "Frames a dead bridge held outside the rings (lost with it)."},
-    {metrics::kDroppedToClient, nullptr, nullptr},  // in the labelled family below
-    {metrics::kDroppedToGame, nullptr, nullptr},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
@@ -121,7 +120,6 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     out.push_back(std::move(draining));
 
     for (const CounterInfo& c : kPlainCounters) {
-      if (c.name == nullptr) continue;
       auto f = family(c.name, c.help, MetricType::Counter);
       f.metric.push_back(
           value_metric(MetricType::Counter,

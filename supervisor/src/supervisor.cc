@@ -20,6 +20,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "gatehouse/common/endpoint.h"
 #include "gatehouse/common/log.h"
 #include "gatehouse/worker/journal.h"
 #include "gatehouse/worker/session.h"
@@ -46,13 +47,14 @@ std::string describe_exit(int status) {
 /// Binds a listening socket for "host:port" or "[v6]:port"; throws with the
 /// address in the message.
 int listen_on(const std::string& address, std::string& bound) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("--listen " + address + ": no port");
-  std::string host = address.substr(0, colon);
-  const std::string port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
+  Endpoint endpoint;
+  try {
+    endpoint = parse_endpoint(address, /*allow_port_zero=*/true);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(std::string("--listen: ") + e.what());
   }
+  const std::string& host = endpoint.host;
+  const std::string port = std::to_string(endpoint.port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -11,7 +11,8 @@ struct Endpoint {
   std::uint16_t port = 0;
 };
 
-/// Throws std::invalid_argument saying what is wrong with `text`.
-Endpoint parse_endpoint(const std::string& text);
+/// Throws std::invalid_argument saying what is wrong with `text`. Port 0 is
+/// accepted only with `allow_port_zero` (a listener that picks its port).
+Endpoint parse_endpoint(const std::string& text, bool allow_port_zero = false);
 
 }  // namespace gatehouse

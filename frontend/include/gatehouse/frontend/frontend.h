@@ -78,6 +78,7 @@ class Frontend {
   void flush_batch();
   void write_queued(Connection& c);
   void wait_writable(Connection& c);
+  void wait_for(Connection& c, boost::asio::ip::tcp::socket::wait_type type);
   void on_writable(shm::ConnectionId id);
   void queue_output(Connection& c, std::span<const std::byte> bytes);
   // closing
