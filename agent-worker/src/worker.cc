@@ -430,7 +430,7 @@ bool Worker::drain_some(CloseReason reason, std::size_t budget) {
 }
 
 int Worker::run() {
-  shm::BackoffIdler idler;
+  shm::BackoffIdler idler = make_idler(settings_);
   ProcessStatus& status = segment_.control().workers[index_];
   const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
   const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };

@@ -401,7 +401,7 @@ void Bridge::park(std::chrono::nanoseconds timeout) {
 
 int Bridge::run() {
   take_over();
-  shm::BackoffIdler idler;
+  shm::BackoffIdler idler = make_idler(settings_);
   ProcessStatus& status = segment_.control().bridge;
   const auto on_record = [this](const shm::Record& r) { return on_worker_record(r); };
   bool stopping = false;

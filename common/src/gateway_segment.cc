@@ -95,4 +95,12 @@ std::int64_t monotonic_ns() noexcept {
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
+shm::BackoffIdler make_idler(const Settings& settings) noexcept {
+  // Two yields after the spin: a cheap chance for a peer on this core to
+  // produce before paying for a park and a wakeup.
+  return shm::BackoffIdler({.spin = std::chrono::microseconds(settings.idle_spin_us),
+                            .yields = settings.idle_spin_us != 0 ? 2u : 0u,
+                            .park_timeout = std::chrono::milliseconds(100)});
+}
+
 }  // namespace gatehouse

@@ -621,7 +621,7 @@ int Frontend::run() {
   adopt_orphans();
   for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
   sweep_deadlines();
-  shm::BackoffIdler idler;
+  shm::BackoffIdler idler = make_idler(settings_);
   ProcessStatus& status = segment_.control().frontend;
   for (;;) {
     std::size_t work = io_.poll();

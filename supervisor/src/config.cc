@@ -97,6 +97,10 @@ ParseResult parse_config(int argc, const char* const* argv) {
   processes.add_options()
       ("workers", po::value<std::uint32_t>()->default_value(0),
        "agent-worker processes, 0 = one per CPU")
+      ("idle-spin-us", po::value<std::int32_t>()->default_value(-1),
+       "microseconds an idle frontend/worker/bridge spins before it sleeps; spinning "
+       "saves a wakeup only where every gateway process has a core of its own "
+       "(-1 = auto: 50 when there are at least workers + 4 CPUs, else 0)")
       ("ring-bytes", po::value<std::uint64_t>()->default_value(1 << 20),
        "bytes per shared-memory ring (power of two, >= 1 MiB)")
       ("drain-timeout", po::value<double>()->default_value(10.0),
@@ -149,6 +153,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     s.workers = in_range<std::uint32_t>(vm, "workers", 0, kMaxWorkers);
     if (s.workers == 0) s.workers = std::min(cpus, kMaxWorkers);
+    const auto spin = in_range<std::int32_t>(vm, "idle-spin-us", -1, 10'000);
+    s.idle_spin_us = spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus >= s.workers + 4 ? 50 : 0);
     s.max_connections = in_range<std::uint32_t>(vm, "max-connections", 1, 1u << 24);
     s.max_frame = in_range<std::uint32_t>(vm, "max-frame", 6, 65535);
     s.read_timeout_ms =

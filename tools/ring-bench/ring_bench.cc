@@ -608,7 +608,7 @@ int responder(const std::string& name, const shm::Doorbell* doorbell) {
     // No spin or yield budget: every empty poll parks, so every ping has to
     // wake a sleeping process. That is the figure this scenario is for.
     shm::BackoffIdler idler(
-        shm::BackoffIdler::Config{.spins = 0, .yields = 0, .park_timeout = kParkTimeout});
+        shm::BackoffIdler::Config{.spin = {}, .yields = 0, .park_timeout = kParkTimeout});
     auto park = [&](nanoseconds timeout) {
       if (from_parent.prepare_park()) doorbell->wait(timeout);
       from_parent.unpark();

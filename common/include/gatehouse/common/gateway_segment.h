@@ -24,6 +24,7 @@
 
 #include "gatehouse/common/frame_numbering.h"
 #include "gatehouse/common/metrics.h"
+#include "gatehouse/shm/idle_strategy.h"
 #include "gatehouse/shm/segment.h"
 #include "gatehouse/shm/spsc_ring.h"
 
@@ -53,7 +54,7 @@ struct Settings {
   FrameNumbering numbering;
   char backends[kMaxBackends][kAddressBytes];
   LoginMode login_mode;
-  std::uint32_t reserved;
+  std::uint32_t idle_spin_us;  ///< BackoffIdler spin before parking
   char login_file[kPathBytes];
 };
 
@@ -115,5 +116,8 @@ std::vector<int> parse_fd_list(const std::string& list);
 
 /// CLOCK_MONOTONIC in ns: comparable across processes.
 std::int64_t monotonic_ns() noexcept;
+
+/// The duty-cycle idler of a gateway process, as the settings say.
+shm::BackoffIdler make_idler(const Settings& settings) noexcept;
 
 }  // namespace gatehouse

@@ -1,13 +1,18 @@
 // BackoffIdler: what a duty-cycle loop does when a pass found no work.
-// Spin (cheapest wakeup, burns the core), then yield, then park on the
-// process's Doorbell. Waking a parked process on the other core costs tens of
-// microseconds on a VM, so the spin phase is what keeps ping-pong latency
-// low; parking is what keeps an idle gateway at 0% CPU.
+// Spin for a bounded time (cheapest wakeup, burns the core), then yield a few
+// times, then park on the process's Doorbell. Parking is what keeps an idle
+// gateway at 0% CPU; waking a parked process costs tens of microseconds on a
+// VM, so spinning pays only where every spinner has a core of its own. On a
+// machine with fewer cores than busy processes it is the other way round: a
+// spinner takes the core from the process that has the work (measured in
+// docs/benchmarks.md), which is why the budget is a setting and not a
+// constant.
 //
 //   while (running) idler.idle(do_work(), [&](auto timeout) { park(timeout); });
 #pragma once
 
 #include <sched.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstddef>
@@ -26,8 +31,8 @@ inline void cpu_relax() noexcept {
 class BackoffIdler {
  public:
   struct Config {
-    std::uint32_t spins = 2000;  ///< pause-loop passes (~tens of us in all)
-    std::uint32_t yields = 20;   ///< sched_yield passes
+    std::chrono::nanoseconds spin{0};  ///< how long to spin after the last work
+    std::uint32_t yields = 0;          ///< sched_yield passes after spinning
     std::chrono::nanoseconds park_timeout = std::chrono::milliseconds(100);
   };
 
@@ -39,26 +44,50 @@ class BackoffIdler {
   template <class Park>
   void idle(std::size_t work_count, Park&& park) {
     if (work_count != 0) {
-      passes_ = 0;
+      reset();
       return;
     }
-    if (passes_ < config_.spins) {
-      cpu_relax();
-    } else if (passes_ < config_.spins + config_.yields) {
+    if (phase_ == Phase::kStart) {
+      phase_ = Phase::kSpin;
+      spin_until_ = config_.spin.count() == 0 ? 0 : now_ns() + config_.spin.count();
+    }
+    if (phase_ == Phase::kSpin) {
+      // The clock is read once per 32 passes: a vDSO call costs ~30 ns.
+      if (spin_until_ != 0 && (++passes_ % 32 != 0 || now_ns() < spin_until_)) {
+        cpu_relax();
+        return;
+      }
+      phase_ = Phase::kYield;
+    }
+    if (yields_ < config_.yields) {
+      ++yields_;
       ::sched_yield();
-    } else {
-      park(config_.park_timeout);
-      passes_ = 0;
       return;
     }
-    ++passes_;
+    park(config_.park_timeout);
+    reset();
   }
 
-  void reset() noexcept { passes_ = 0; }
+  void reset() noexcept {
+    phase_ = Phase::kStart;
+    passes_ = 0;
+    yields_ = 0;
+  }
 
  private:
+  static std::int64_t now_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  }
+
+  enum class Phase : std::uint8_t { kStart, kSpin, kYield };
+
   Config config_{};
+  Phase phase_ = Phase::kStart;
   std::uint32_t passes_ = 0;
+  std::uint32_t yields_ = 0;
+  std::int64_t spin_until_ = 0;
 };
 
 }  // namespace gatehouse::shm
