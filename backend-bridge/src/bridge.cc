@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "batch.grpc.pb.h"
 #include "game.grpc.pb.h"
 #include "gatehouse/common/log.h"
 #include "gatehouse/shm/idle_strategy.h"
@@ -147,13 +148,144 @@ class Bridge::GameStream final
   bool closed_by_us_ = false;             // guarded by mutex_
 };
 
+// ------------------------------------------------------------------ one batched link
+
+/// The batched contract (proto/batch.proto): one stream per game service
+/// carrying every session's events. The main thread queues events with
+/// send(); they go out as one Batch per gRPC write, and whatever arrives
+/// while a write is in flight rides in the next one, so the batch size
+/// follows the load (one event per write when idle, hundreds under load).
+class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, batch::Batch> {
+ public:
+  BatchLink(Bridge& bridge, std::uint32_t backend, std::atomic<std::int64_t>& in_flight)
+      : bridge_(bridge), backend_(backend), in_flight_(in_flight) {}
+
+  void start(batch::BatchGameService::Stub& stub, std::shared_ptr<BatchLink> self) {
+    self_ = std::move(self);
+    stub.async()->Batches(&context_, this);
+    AddHold();  // writes start from the main thread: no OnDone before close()
+    StartRead(&in_);
+    StartCall();
+  }
+
+  /// Queues one event (main thread) for the next flush(); false when the link
+  /// is ending.
+  bool send(batch::Event::Kind kind, std::uint64_t conn, std::span<const std::byte> message,
+            std::int64_t user_id = 0) {
+    std::lock_guard lock(mutex_);
+    if (closing_ || !held_) return false;
+    batch::Event* e = out_.add_events();
+    e->set_session(conn);
+    e->set_kind(kind);
+    if (!message.empty()) e->set_message(message.data(), message.size());
+    if (user_id != 0) e->set_user_id(user_id);
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  /// Starts a write of what is queued unless one is in flight (main thread,
+  /// once per duty-cycle pass: a pass's events share one gRPC message).
+  void flush() {
+    std::lock_guard lock(mutex_);
+    if (!writing_ && held_ && out_.events_size() != 0) write_locked();
+  }
+
+  /// Half-closes after the queued writes (main thread).
+  void close() {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+    if (!writing_) finish_writes();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mutex_);
+    writing_ = false;
+    in_flight_.fetch_sub(sending_.events_size(), std::memory_order_relaxed);
+    if (!ok) {  // the link broke: what is queued goes nowhere
+      lost_ += static_cast<std::uint64_t>(out_.events_size());
+      in_flight_.fetch_sub(out_.events_size(), std::memory_order_relaxed);
+      out_.Clear();
+      release_hold();
+      return;
+    }
+    if (out_.events_size() != 0) {
+      write_locked();
+    } else if (closing_) {
+      finish_writes();
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lock(mutex_);
+      if (!writing_)
+        release_hold();
+      else
+        closing_ = true;
+      return;
+    }
+    bridge_.post_batch(in_);
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::uint64_t lost;
+    {
+      std::lock_guard lock(mutex_);
+      lost = lost_;
+    }
+    bridge_.post({Event::kLinkDown, backend_, static_cast<std::int32_t>(status.error_code()),
+                  false, {}, lost});
+    auto self = std::move(self_);  // may destroy this at the end of scope
+  }
+
+ private:
+  void write_locked() {  // mutex_ held, no write in flight
+    sending_.Swap(&out_);
+    out_.Clear();
+    writing_ = true;
+    StartWrite(&sending_);
+  }
+  void finish_writes() {  // mutex_ held, no write in flight
+    if (!held_) return;
+    StartWritesDone();
+    release_hold();
+  }
+  void release_hold() {  // mutex_ held
+    if (!held_) return;
+    held_ = false;
+    RemoveHold();
+  }
+
+  Bridge& bridge_;
+  const std::uint32_t backend_;
+  std::atomic<std::int64_t>& in_flight_;
+  grpc::ClientContext context_;
+  batch::Batch in_;
+  batch::Batch sending_;  // owned by the write in flight
+  std::shared_ptr<BatchLink> self_;
+  std::mutex mutex_;
+  batch::Batch out_;      // guarded by mutex_
+  bool writing_ = false;  // guarded by mutex_
+  bool closing_ = false;  // guarded by mutex_
+  bool held_ = true;      // guarded by mutex_
+  std::uint64_t lost_ = 0;  // guarded by mutex_: events queued when the link broke
+};
+
 // ------------------------------------------------------------------ bridge
 
+/// A --backend entry: "HOST:PORT" (the gonet2 contract) or
+/// "batch:HOST:PORT" (the batched contract).
 struct Bridge::Backend {
-  explicit Backend(const std::string& address)
-      : channel(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+  static constexpr std::string_view kBatchPrefix = "batch:";
+  explicit Backend(std::string_view entry)
+      : batched(entry.starts_with(kBatchPrefix)),
+        address(batched ? entry.substr(kBatchPrefix.size()) : entry),
+        channel(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                           channel_arguments())),
-        stub(channel) {}
+        stub(channel),
+        batch_stub(channel) {}
   /// A game service that comes back is used again within ~2 s (gRPC's
   /// default reconnect backoff grows to 2 minutes); sessions that log in
   /// while it is down are kicked at once (backend_unavailable) rather than
@@ -165,8 +297,15 @@ struct Bridge::Backend {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     return args;
   }
+  const bool batched;
+  const std::string address;
   std::shared_ptr<grpc::Channel> channel;
   proto::GameService::Stub stub;
+  batch::BatchGameService::Stub batch_stub;
+  // Batched backends: the link (null while down) and when to try again.
+  std::shared_ptr<BatchLink> link;
+  std::int64_t relink_due_ns = 0;
+  std::uint32_t relink_backoff_ms = 50;
 };
 
 struct Bridge::WorkerLink {
@@ -196,7 +335,9 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   }
   for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
     backends_.push_back(std::make_unique<Backend>(settings_.backends[b]));
-    spdlog::info("game service {}: {}", b, settings_.backends[b]);
+    spdlog::info("game service {}: {} ({} contract)", b, backends_.back()->address,
+                 backends_.back()->batched ? "batched" : "gonet2");
+    if (backends_.back()->batched) start_link(b);
   }
   segment_.control().bridge.pid.store(::getpid());
 }
@@ -204,8 +345,14 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
 Bridge::~Bridge() = default;
 
 bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id) {
-  if (backends_.empty() || streams_.contains(conn)) return false;
+  if (backends_.empty() || streams_.contains(conn) || batched_.contains(conn)) return false;
   const auto backend = static_cast<std::size_t>(user_id) % backends_.size();
+  if (Backend& b = *backends_[backend]; b.batched) {
+    batched_.emplace(conn, BatchedSession{static_cast<std::uint32_t>(backend), user_id});
+    // A link that is down sends the OPEN when it is back (start_link).
+    if (b.link) b.link->send(batch::Event::OPEN, conn, {}, user_id);
+    return true;
+  }
   auto stream = std::make_shared<GameStream>(*this, conn, user_id,
                                              frame_type_values(settings_.numbering), in_flight_);
   streams_[conn] = stream;
@@ -229,7 +376,7 @@ void Bridge::take_over() {
     const worker::Session* s = id ? sessions.find(id) : nullptr;
     if (s == nullptr || s->state != worker::Session::kLoggedIn) continue;
     if (open_stream(id.value(), s->user_id)) {
-      reopening_[id.value()] = s->user_id;
+      if (!batched_.contains(id.value())) reopening_[id.value()] = s->user_id;
       ++reopened;
     }
   }
@@ -237,6 +384,61 @@ void Bridge::take_over() {
     metrics_.add(metrics::kGameStreamsReopened, reopened);
     spdlog::warn("reopened the game streams of {} logged-in sessions", reopened);
   }
+}
+
+void Bridge::start_link(std::uint32_t backend) {
+  Backend& b = *backends_[backend];
+  b.link = std::make_shared<BatchLink>(*this, backend, in_flight_);
+  b.link->start(b.batch_stub, b.link);
+  metrics_.add(metrics::kGameStreamsOpened);
+  // Sessions attached while the link was down (or before a bridge restart)
+  // are announced again; the game treats a known session's OPEN as re-attach.
+  std::size_t reattached = 0;
+  for (const auto& [conn, session] : batched_) {
+    if (session.backend != backend) continue;
+    b.link->send(batch::Event::OPEN, conn, {}, session.user_id);
+    ++reattached;
+  }
+  if (reattached != 0) {
+    spdlog::info("game service {}: batched link up, {} sessions re-attached", b.address,
+                 reattached);
+  }
+}
+
+void Bridge::relink_due_backends() {
+  const std::int64_t now = monotonic_ns();
+  for (std::uint32_t i = 0; i < backends_.size(); ++i) {
+    Backend& b = *backends_[i];
+    if (b.batched && !b.link && b.relink_due_ns != 0 && now >= b.relink_due_ns) {
+      b.relink_due_ns = 0;
+      start_link(i);
+    }
+  }
+}
+
+template <class Batch>
+void Bridge::post_batch(Batch& batch) {
+  const auto count = static_cast<std::int64_t>(batch.events_size());
+  if (count == 0) return;
+  in_flight_.fetch_add(count, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(events_mutex_);
+    for (auto& e : *batch.mutable_events()) {
+      switch (e.kind()) {
+        case batch::Event::MESSAGE:
+          events_.push_back({Event::kMessage, e.session(), 0, false,
+                             std::move(*e.mutable_message())});
+          break;
+        case batch::Event::KICK:
+          events_.push_back({Event::kKick, e.session(), 0, false, {}});
+          break;
+        default:  // OPEN/CLOSE from a game mean nothing
+          in_flight_.fetch_sub(1, std::memory_order_relaxed);
+          break;
+      }
+    }
+  }
+  if (parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
 }
 
 void Bridge::retry_due_streams() {
@@ -266,6 +468,16 @@ bool Bridge::on_worker_record(const shm::Record& record) {
       break;
     case ipc::kStreamMessage:
       if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
+        if (const auto b = batched_.find(r->header.conn); b != batched_.end()) {
+          const auto& link = backends_[b->second.backend]->link;
+          if (link && link->send(batch::Event::MESSAGE, r->header.conn, r->tail)) {
+            metrics_.add(metrics::kGameMessagesSent);
+          } else {
+            metrics_.add(metrics::kDroppedToGame);
+            spdlog::debug("conn {:#x}: batched link down, message dropped", r->header.conn);
+          }
+          break;
+        }
         const auto it = streams_.find(r->header.conn);
         if (it != streams_.end()) {
           metrics_.add(it->second->send(r->tail) ? metrics::kGameMessagesSent
@@ -285,6 +497,12 @@ bool Bridge::on_worker_record(const shm::Record& record) {
       break;
     case ipc::kStreamClose:
       if (const auto r = ipc::parse_record<ipc::StreamClose>(record.payload)) {
+        if (const auto b = batched_.find(r->header.conn); b != batched_.end()) {
+          if (const auto& link = backends_[b->second.backend]->link)
+            link->send(batch::Event::CLOSE, r->header.conn, {});
+          batched_.erase(b);
+          break;
+        }
         retries_.erase(r->header.conn);
         reopening_.erase(r->header.conn);
         const auto it = streams_.find(r->header.conn);
@@ -305,6 +523,22 @@ std::size_t Bridge::deliver_events() {
   std::size_t work = taken_.size();
   const std::int64_t now = monotonic_ns();
   for (Event& e : taken_) {
+    if (e.kind == Event::kLinkDown) {
+      in_flight_.fetch_sub(1, std::memory_order_relaxed);  // the event itself
+      Backend& b = *backends_[e.conn];
+      b.link.reset();
+      if (e.lost != 0) metrics_.add(metrics::kDroppedToGame, e.lost);
+      if (stop_requested_ != 0) continue;
+      if (e.grpc_code != 0) metrics_.add(metrics::kGameStreamsFailed);
+      spdlog::warn("game service {}: batched link ended (code {}, {} events lost); {} sessions "
+                   "wait for it, retry in {} ms",
+                   b.address, e.grpc_code, e.lost, std::count_if(batched_.begin(), batched_.end(),
+                   [&](const auto& kv) { return kv.second.backend == e.conn; }),
+                   b.relink_backoff_ms);
+      b.relink_due_ns = now + std::int64_t{b.relink_backoff_ms} * 1'000'000;
+      b.relink_backoff_ms = std::min<std::uint32_t>(b.relink_backoff_ms * 2, 2000);
+      continue;
+    }
     if (e.kind == Event::kMessage && reopening_.erase(e.conn) != 0) {
       retries_.erase(e.conn);  // the re-opened stream works
     }
@@ -361,6 +595,8 @@ std::size_t Bridge::deliver_events() {
           status = ipc::write_record(link->to_worker, ipc::kStreamEnded,
                                      ipc::StreamEnded{e.conn, e.grpc_code, 0});
           break;
+        case Event::kLinkDown:
+          break;  // handled above, never queued
       }
       if (status == shm::WriteStatus::kFull) break;
       in_flight_.fetch_sub(1, std::memory_order_relaxed);
@@ -379,8 +615,22 @@ std::size_t Bridge::deliver_events() {
   return work;
 }
 
+void Bridge::flush_links() {
+  for (auto& b : backends_) {
+    if (b->link) b->link->flush();
+  }
+}
+
 void Bridge::close_all_streams() {
   for (auto& [conn, stream] : streams_) stream->close();
+  for (auto& b : backends_) {
+    if (b->link) b->link->close();
+  }
+}
+
+std::size_t Bridge::links_up() const {
+  return static_cast<std::size_t>(
+      std::count_if(backends_.begin(), backends_.end(), [](const auto& b) { return b->link; }));
 }
 
 void Bridge::park(std::chrono::nanoseconds timeout) {
@@ -409,18 +659,21 @@ int Bridge::run() {
   for (;;) {
     std::size_t work = 0;
     for (auto& link : workers_) work += link->from_worker.read(on_record, kRingBatch);
+    flush_links();
     work += deliver_events();
     if (!retries_.empty()) retry_due_streams();
+    relink_due_backends();
     const std::int64_t now = monotonic_ns();
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
-    metrics_.set(metrics::kGameStreamsOpen, static_cast<std::int64_t>(streams_.size()));
+    metrics_.set(metrics::kGameStreamsOpen,
+                 static_cast<std::int64_t>(streams_.size() + links_up()));
     if (stop_requested_ != 0 && !stopping) {
       stopping = true;
       stop_deadline = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;
       spdlog::info("stopping: half-closing {} game streams", streams_.size());
       close_all_streams();
     }
-    if (stopping && (streams_.empty() || now > stop_deadline)) break;
+    if (stopping && ((streams_.empty() && links_up() == 0) || now > stop_deadline)) break;
     idler.idle(work, [this](std::chrono::nanoseconds timeout) { park(timeout); });
   }
   if (!streams_.empty()) spdlog::warn("{} game streams did not end in time", streams_.size());

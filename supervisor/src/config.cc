@@ -90,7 +90,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
   backends.add_options()
       ("backend", po::value<std::vector<std::string>>()->composing(),
        "game service gRPC address host:port, repeatable (default 127.0.0.1:50051); "
-       "sessions are spread by user id")
+       "sessions are spread by user id. host:port speaks the gonet2 contract (a stream per "
+       "session); batch:host:port the batched one (proto/batch.proto, one stream for all)")
       ("backend-numbering", po::value<std::string>()->default_value("gonet2"),
        "Game.FrameType numbering of the game services: 'gonet2' (Kick=1) or 'later' (Kick=2)");
   po::options_description processes("Processes");

@@ -40,7 +40,8 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
                                 "--ready-file",
                                 ready,
                                 "--backend",
-                                "127.0.0.1:" + std::to_string(options.backend_port),
+                                (options.batched ? "batch:127.0.0.1:" : "127.0.0.1:") +
+                                    std::to_string(options.backend_port),
                                 "--workers",
                                 std::to_string(options.workers),
                                 "--metrics-listen",

@@ -25,6 +25,8 @@ struct GatewayOptions {
   std::vector<std::string> extra_args;  ///< e.g. {"--rpm-limit", "5"}
   /// Lines "<token> <user id>"; empty: --login any.
   std::vector<std::string> tokens;
+  /// The backend speaks the batched contract (--backend batch:HOST:PORT).
+  bool batched = false;
 };
 
 class GatewayProcess {

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "batch.grpc.pb.h"
 #include "game.grpc.pb.h"
 
 namespace gatehouse::game {
@@ -60,6 +61,22 @@ struct Decision {
   bool cancel = false;  ///< the queue overflowed: cancel the call (a slow consumer)
 };
 
+/// One session as the registry sees it: a gonet2 stream (StreamReactor) or a
+/// session on a batched link (BatchSession). The operations are decided
+/// under Core::mu_; perform() runs after it is released.
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  virtual StreamHandle handle() const noexcept = 0;
+  virtual Decision push(std::span<const std::byte> message) = 0;
+  /// A Kick, then the end of the session.
+  virtual Decision kick() = 0;
+  virtual Decision end(grpc::Status status) = 0;
+  /// After a Decision with `cancel`, still under Core::mu_.
+  virtual void cancel() = 0;
+  virtual void perform(Step step) = 0;
+};
+
 /// The decimal int32 in the `userid` metadata; nullopt when missing or malformed.
 std::optional<std::int32_t> user_id_of(const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
@@ -73,7 +90,18 @@ std::optional<std::int32_t> user_id_of(const grpc::CallbackServerContext& contex
   return value;
 }
 
-class StreamReactor;
+class Core;
+
+/// The batched contract's service (proto/batch.proto): one BatchLink per call.
+class BatchService final : public gatehouse::batch::BatchGameService::CallbackService {
+ public:
+  explicit BatchService(Core& core) : core_(core) {}
+  grpc::ServerBidiReactor<gatehouse::batch::Batch, gatehouse::batch::Batch>* Batches(
+      grpc::CallbackServerContext* context) override;
+
+ private:
+  Core& core_;
+};
 
 class Core final : public proto::GameService::CallbackService {
  public:
@@ -93,15 +121,17 @@ class Core final : public proto::GameService::CallbackService {
     return StreamId{next.fetch_add(1, std::memory_order_relaxed)};
   }
   /// Enters the registry; false once shutdown began.
-  bool add(StreamReactor& reactor);
-  void remove(StreamReactor& reactor);
+  bool add(Endpoint& endpoint);
+  void remove(Endpoint& endpoint);
+  /// remove() with mu_ already held (from inside an apply_* operation).
+  void remove_locked(Endpoint& endpoint);
   /// A Frame of `type` in this server's numbering, carrying `message`.
   Frame make_frame(int type, std::span<const std::byte> message, std::int32_t user_id) const;
 
   // For GameServer.
   int port() const noexcept { return port_; }
   FrameNumbering numbering() const noexcept { return options_.numbering; }
-  /// Runs `op` (StreamReactor& -> Decision) on one stream; whether it was accepted.
+  /// Runs `op` (Endpoint& -> Decision) on one stream; whether it was accepted.
   template <class Op>
   bool apply_one(StreamId id, Op&& op);
   /// Runs `op` on every stream of `user_id`, or on every stream when nullopt;
@@ -119,16 +149,17 @@ class Core final : public proto::GameService::CallbackService {
   const FrameTypeValues types_;
 
   mutable std::mutex mu_;  ///< guards the registry; see the lifetime note at the top
-  std::unordered_map<std::uint64_t, StreamReactor*> streams_;
-  std::unordered_multimap<std::int32_t, StreamReactor*> by_user_;
+  std::unordered_map<std::uint64_t, Endpoint*> streams_;
+  std::unordered_multimap<std::int32_t, Endpoint*> by_user_;
   bool shutting_down_ = false;
 
   std::mutex shutdown_mu_;  ///< serializes shutdown() callers
+  BatchService batch_service_{*this};
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;  ///< last: stops before the rest goes
 };
 
-class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame> {
+class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public Endpoint {
  public:
   StreamReactor(Core& core, grpc::CallbackServerContext* context) : core_(core), context_(context) {
     const std::optional<std::int32_t> user_id = user_id_of(*context);
@@ -150,7 +181,15 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame> {
 
   StreamId id() const noexcept { return id_; }
   std::int32_t user_id() const noexcept { return user_id_; }
-  StreamHandle handle() const noexcept { return {core_.owner(), id_, user_id_}; }
+  StreamHandle handle() const noexcept override { return {core_.owner(), id_, user_id_}; }
+
+  Decision push(std::span<const std::byte> message) override {
+    return enqueue(core_.make_frame(core_.types().message, message, user_id_));
+  }
+  Decision kick() override {
+    return end(core_.make_frame(core_.types().kick, {}, user_id_), grpc::Status::OK);
+  }
+  Decision end(grpc::Status status) override { return end(std::nullopt, std::move(status)); }
 
   /// Queues `frame` behind the write in flight.
   Decision enqueue(Frame&& frame) {
@@ -181,10 +220,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame> {
 
   /// After a Decision with `cancel`; only while the reactor is surely alive
   /// (under Core::mu_, or from its own reactions).
-  void cancel() { context_->TryCancel(); }
+  void cancel() override { context_->TryCancel(); }
 
   /// Starts what a Decision called for. The caller's last touch of `this`.
-  void perform(Step step) {
+  void perform(Step step) override {
     switch (step) {
       case Step::kNone:
         return;
@@ -321,6 +360,260 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame> {
   bool client_half_closed_ = false;  ///< guarded by mu_; read in OnDone
 };
 
+// ------------------------------------------------------------------ batched contract
+//
+// One BatchLink per Batches() call; each session it carries is a
+// BatchSession in the registry, like a stream. Lifetime: the link and its
+// sessions are shared_ptrs (the link keeps itself alive until OnDone; a
+// session keeps its link). A session leaves the registry exactly once, by
+// whoever marks it `ended` first (a kick or finish under Core::mu_, the
+// gateway's CLOSE, or the end of the link), and that one runs on_end. Handler
+// calls for one session are serialized by its `dispatch_mu`.
+
+using gatehouse::batch::Batch;
+using BatchEvent = gatehouse::batch::Event;
+
+class BatchLink;
+
+class BatchSession final : public Endpoint {
+ public:
+  BatchSession(Core& core, std::shared_ptr<BatchLink> link, std::uint64_t session,
+               std::int32_t user_id)
+      : core_(core), link_(std::move(link)), session_(session), id_(Core::next_id()),
+        user_id_(user_id) {}
+
+  StreamHandle handle() const noexcept override { return {core_.owner(), id_, user_id_}; }
+  Decision push(std::span<const std::byte> message) override;
+  Decision kick() override;
+  /// The batched contract has no per-session status: OK or an error ends the
+  /// session with a KICK, except UNAVAILABLE (the server is going away), which
+  /// ends it here only: the gateway keeps the session and re-attaches it to
+  /// the next link.
+  Decision end(grpc::Status status) override {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return kick();
+    if (!mark_ended()) return {};
+    core_.remove_locked(*this);
+    return {true, Step::kFinish, false};
+  }
+  void cancel() override {}
+  void perform(Step step) override;
+
+  std::uint64_t session() const noexcept { return session_; }
+  /// Marks the session ended; true for the one caller that did it.
+  bool mark_ended() { return !ended_.exchange(true); }
+  bool ended() const { return ended_.load(); }
+  /// on_end, serialized with the read side's calls; the registry entry is gone.
+  void retire(bool client_half_closed);
+  std::mutex dispatch_mu;  ///< held around every handler call for this session
+
+ private:
+  Core& core_;
+  const std::shared_ptr<BatchLink> link_;
+  const std::uint64_t session_;
+  const StreamId id_;
+  const std::int32_t user_id_;
+  std::atomic<bool> ended_{false};
+};
+
+class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
+                        public std::enable_shared_from_this<BatchLink> {
+ public:
+  BatchLink(Core& core, grpc::CallbackServerContext* context) : core_(core), context_(context) {}
+
+  void start() {
+    self_ = shared_from_this();
+    StartRead(&in_);
+  }
+
+  /// Queues one event to the gateway; starts a write if none is in flight.
+  /// False once the link is ending.
+  bool send(BatchEvent::Kind kind, std::uint64_t session, std::span<const std::byte> message) {
+    std::lock_guard lock(mu_);
+    if (ending_) return false;
+    if (static_cast<std::size_t>(out_.events_size()) >= core_.max_queued_frames()) {
+      // The gateway does not read: as for a stream, cancel rather than trim.
+      ending_ = true;
+      out_.Clear();
+      context_->TryCancel();
+      return false;
+    }
+    BatchEvent* e = out_.add_events();
+    e->set_session(session);
+    e->set_kind(kind);
+    if (!message.empty()) e->set_message(message.data(), message.size());
+    if (!writing_ && !corked_) write_locked();
+    return true;
+  }
+
+  void forget(std::uint64_t session) {
+    std::lock_guard lock(mu_);
+    sessions_.erase(session);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      end_link();
+      return;
+    }
+    // What the handler answers to this batch leaves in one write, after it.
+    {
+      std::lock_guard lock(mu_);
+      corked_ = true;
+    }
+    for (const BatchEvent& e : in_.events()) dispatch(e);
+    std::lock_guard lock(mu_);
+    corked_ = false;
+    if (!writing_ && !ending_ && out_.events_size() != 0) write_locked();
+    if (!ending_) StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      ending_ = true;
+      out_.Clear();
+    }
+    if (!ending_ && out_.events_size() != 0) {
+      write_locked();
+    } else if (ending_ && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void OnCancel() override { end_link(); }
+
+  void OnDone() override {
+    end_link();
+    std::lock_guard lock(mu_);
+    self_.reset();  // the sessions' references may keep the object a little longer
+  }
+
+ private:
+  void write_locked() {
+    sending_.Swap(&out_);
+    out_.Clear();
+    writing_ = true;
+    StartWrite(&sending_);
+  }
+
+  void dispatch(const BatchEvent& e);
+  /// Ends every session of the link and finishes the call once writes are done.
+  void end_link();
+
+  Core& core_;
+  grpc::CallbackServerContext* const context_;  ///< owned by gRPC, valid until OnDone returns
+  std::shared_ptr<BatchLink> self_;
+  Batch in_;  ///< owned by the read in flight
+  std::mutex mu_;
+  Batch out_;      ///< guarded by mu_: events waiting for the next write
+  Batch sending_;  ///< owned by the write in flight
+  bool writing_ = false;   ///< guarded by mu_
+  bool corked_ = false;    ///< guarded by mu_: a read batch is being dispatched
+  bool ending_ = false;    ///< guarded by mu_
+  bool finished_ = false;  ///< guarded by mu_
+  std::unordered_map<std::uint64_t, std::shared_ptr<BatchSession>> sessions_;  ///< guarded by mu_
+};
+
+Decision BatchSession::push(std::span<const std::byte> message) {
+  if (ended()) return {};
+  return {link_->send(BatchEvent::MESSAGE, session_, message), Step::kNone, false};
+}
+
+Decision BatchSession::kick() {
+  if (!mark_ended()) return {};
+  core_.remove_locked(*this);  // apply_* holds Core::mu_
+  link_->send(BatchEvent::KICK, session_, {});
+  return {true, Step::kFinish, false};
+}
+
+void BatchSession::perform(Step step) {
+  if (step == Step::kFinish) retire(false);
+}
+
+void BatchSession::retire(bool client_half_closed) {
+  // The link's map holds a reference until forget(); keep this alive past it.
+  const std::shared_ptr<BatchLink> link = link_;
+  std::lock_guard lock(dispatch_mu);
+  core_.handler().on_end(handle(), client_half_closed);
+  link->forget(session_);
+}
+
+void BatchLink::dispatch(const BatchEvent& e) {
+  std::shared_ptr<BatchSession> session;
+  {
+    std::lock_guard lock(mu_);
+    const auto it = sessions_.find(e.session());
+    if (it != sessions_.end()) session = it->second;
+  }
+  switch (e.kind()) {
+    case BatchEvent::OPEN: {
+      if (session) return;  // re-attached after a gateway restart: the same session
+      if (e.user_id() < INT32_MIN || e.user_id() > INT32_MAX) return;
+      session = std::make_shared<BatchSession>(core_, shared_from_this(), e.session(),
+                                               static_cast<std::int32_t>(e.user_id()));
+      {
+        std::lock_guard lock(mu_);
+        if (ending_) return;
+        sessions_.emplace(e.session(), session);
+      }
+      std::lock_guard serial(session->dispatch_mu);
+      if (!core_.add(*session)) {
+        session->mark_ended();
+        forget(e.session());
+        return;
+      }
+      core_.handler().on_open(session->handle());
+      return;
+    }
+    case BatchEvent::MESSAGE: {
+      if (!session) return;
+      std::lock_guard serial(session->dispatch_mu);
+      if (session->ended()) return;
+      const std::string& bytes = e.message();
+      core_.handler().on_message(
+          session->handle(),
+          {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+      return;
+    }
+    case BatchEvent::CLOSE:
+      if (session && session->mark_ended()) {
+        core_.remove(*session);
+        session->retire(true);
+      }
+      return;
+    default:
+      return;  // KICK from a gateway means nothing
+  }
+}
+
+void BatchLink::end_link() {
+  std::vector<std::shared_ptr<BatchSession>> sessions;
+  {
+    std::lock_guard lock(mu_);
+    ending_ = true;
+    sessions.reserve(sessions_.size());
+    for (const auto& [id, session] : sessions_) sessions.push_back(session);
+    if (!writing_ && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+  for (const auto& session : sessions) {
+    if (session->mark_ended()) {
+      core_.remove(*session);
+      session->retire(false);
+    }
+  }
+}
+
+grpc::ServerBidiReactor<Batch, Batch>* BatchService::Batches(grpc::CallbackServerContext* context) {
+  auto link = std::make_shared<BatchLink>(core_, context);
+  link->start();
+  return link.get();
+}
+
 Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
     : owner_(owner),
       handler_(handler),
@@ -329,6 +622,7 @@ Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(this);
+  builder.RegisterService(&batch_service_);
   // Two game servers on one port would split the gateway's streams between
   // them; a second bind must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -346,20 +640,26 @@ grpc::ServerBidiReactor<Frame, Frame>* Core::Stream(grpc::CallbackServerContext*
   return new StreamReactor(*this, context);
 }
 
-bool Core::add(StreamReactor& reactor) {
+bool Core::add(Endpoint& endpoint) {
   std::lock_guard lock(mu_);
   if (shutting_down_) return false;
-  streams_.emplace(static_cast<std::uint64_t>(reactor.id()), &reactor);
-  by_user_.emplace(reactor.user_id(), &reactor);
+  const StreamHandle h = endpoint.handle();
+  streams_.emplace(static_cast<std::uint64_t>(h.id()), &endpoint);
+  by_user_.emplace(h.user_id(), &endpoint);
   return true;
 }
 
-void Core::remove(StreamReactor& reactor) {
+void Core::remove(Endpoint& endpoint) {
   std::lock_guard lock(mu_);
-  streams_.erase(static_cast<std::uint64_t>(reactor.id()));
-  auto [first, last] = by_user_.equal_range(reactor.user_id());
+  remove_locked(endpoint);
+}
+
+void Core::remove_locked(Endpoint& endpoint) {
+  const StreamHandle h = endpoint.handle();
+  streams_.erase(static_cast<std::uint64_t>(h.id()));
+  auto [first, last] = by_user_.equal_range(h.user_id());
   for (auto it = first; it != last; ++it) {
-    if (it->second == &reactor) {
+    if (it->second == &endpoint) {
       by_user_.erase(it);
       break;
     }
@@ -378,7 +678,7 @@ Frame Core::make_frame(int type, std::span<const std::byte> message, std::int32_
 
 template <class Op>
 bool Core::apply_one(StreamId id, Op&& op) {
-  StreamReactor* reactor = nullptr;
+  Endpoint* reactor = nullptr;
   Decision decision;
   {
     std::lock_guard lock(mu_);
@@ -395,23 +695,27 @@ bool Core::apply_one(StreamId id, Op&& op) {
 
 template <class Op>
 std::size_t Core::apply_many(std::optional<std::int32_t> user_id, Op&& op) {
-  std::vector<std::pair<StreamReactor*, Step>> started;
+  std::vector<std::pair<Endpoint*, Step>> started;
   std::size_t accepted = 0;
   {
     std::lock_guard lock(mu_);
-    auto visit = [&](StreamReactor* reactor) {
+    auto visit = [&](Endpoint* reactor) {
       const Decision decision = op(*reactor);
       if (decision.cancel) reactor->cancel();
       if (decision.accepted) ++accepted;
       if (decision.step != Step::kNone) started.emplace_back(reactor, decision.step);
     };
+    // A batched session's kick leaves the registry inside op: collect first.
+    std::vector<Endpoint*> targets;
     if (user_id) {
       auto [first, last] = by_user_.equal_range(*user_id);
-      for (auto it = first; it != last; ++it) visit(it->second);
+      for (auto it = first; it != last; ++it) targets.push_back(it->second);
     } else {
-      started.reserve(streams_.size());
-      for (const auto& [id, reactor] : streams_) visit(reactor);
+      targets.reserve(streams_.size());
+      for (const auto& [id, reactor] : streams_) targets.push_back(reactor);
     }
+    started.reserve(targets.size());
+    for (Endpoint* endpoint : targets) visit(endpoint);
   }
   for (const auto& [reactor, step] : started) reactor->perform(step);
   return accepted;
@@ -437,9 +741,8 @@ void Core::shutdown(std::chrono::milliseconds grace) {
     if (shutting_down_) return;
     shutting_down_ = true;
   }
-  apply_many(std::nullopt, [](StreamReactor& reactor) {
-    return reactor.end(std::nullopt,
-                       grpc::Status(grpc::StatusCode::UNAVAILABLE, "game server shutting down"));
+  apply_many(std::nullopt, [](Endpoint& endpoint) {
+    return endpoint.end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "game server shutting down"));
   });
   // Waits for every call to be done (OnDone included), cancelling those
   // still open at the deadline.
@@ -471,52 +774,36 @@ FrameNumbering GameServer::numbering() const noexcept {
 
 bool GameServer::push(StreamId stream, std::span<const std::byte> message) {
   Core& core = impl_->core;
-  return core.apply_one(stream, [&](StreamReactor& reactor) {
-    return reactor.enqueue(core.make_frame(core.types().message, message, reactor.user_id()));
-  });
+  return core.apply_one(stream, [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
 
 std::size_t GameServer::push_to_user(std::int32_t user_id, std::span<const std::byte> message) {
   Core& core = impl_->core;
-  return core.apply_many(user_id, [&](StreamReactor& reactor) {
-    return reactor.enqueue(core.make_frame(core.types().message, message, reactor.user_id()));
-  });
+  return core.apply_many(user_id, [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
 
 std::size_t GameServer::broadcast(std::span<const std::byte> message) {
   Core& core = impl_->core;
-  return core.apply_many(std::nullopt, [&](StreamReactor& reactor) {
-    return reactor.enqueue(core.make_frame(core.types().message, message, reactor.user_id()));
-  });
+  return core.apply_many(std::nullopt,
+                         [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
-
-namespace {
-/// The end of a kicked stream: a Kick frame, then OK.
-Decision kick_reactor(const Core& core, StreamReactor& reactor) {
-  return reactor.end(core.make_frame(core.types().kick, {}, reactor.user_id()), grpc::Status::OK);
-}
-}  // namespace
 
 bool GameServer::kick(StreamId stream) {
-  Core& core = impl_->core;
-  return core.apply_one(stream,
-                        [&](StreamReactor& reactor) { return kick_reactor(core, reactor); });
+  return impl_->core.apply_one(stream, [](Endpoint& endpoint) { return endpoint.kick(); });
 }
 
 std::size_t GameServer::kick_user(std::int32_t user_id) {
-  Core& core = impl_->core;
-  return core.apply_many(user_id,
-                         [&](StreamReactor& reactor) { return kick_reactor(core, reactor); });
+  return impl_->core.apply_many(user_id, [](Endpoint& endpoint) { return endpoint.kick(); });
 }
 
 bool GameServer::finish(StreamId stream, grpc::Status status) {
   return impl_->core.apply_one(
-      stream, [&](StreamReactor& reactor) { return reactor.end(std::nullopt, std::move(status)); });
+      stream, [&](Endpoint& endpoint) { return endpoint.end(std::move(status)); });
 }
 
 std::size_t GameServer::finish_user(std::int32_t user_id, const grpc::Status& status) {
-  return impl_->core.apply_many(
-      user_id, [&](StreamReactor& reactor) { return reactor.end(std::nullopt, status); });
+  return impl_->core.apply_many(user_id,
+                                [&](Endpoint& endpoint) { return endpoint.end(status); });
 }
 
 std::vector<StreamHandle> GameServer::streams() const {

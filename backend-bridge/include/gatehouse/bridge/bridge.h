@@ -26,6 +26,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <span>
+
 #include "gatehouse/common/gateway_segment.h"
 #include "gatehouse/common/metrics.h"
 #include "gatehouse/common/records.h"
@@ -47,26 +49,38 @@ class Bridge {
 
   /// What a stream reactor reports to the main thread.
   struct Event {
-    enum Kind : std::uint8_t { kMessage, kKick, kEnded } kind;
-    std::uint64_t conn;
-    std::int32_t grpc_code = 0;  ///< kEnded
+    enum Kind : std::uint8_t { kMessage, kKick, kEnded, kLinkDown } kind;
+    std::uint64_t conn;          ///< kLinkDown: the backend index
+    std::int32_t grpc_code = 0;  ///< kEnded, kLinkDown
     bool closed_by_us = false;   ///< kEnded: we half-closed it first
     std::string bytes;           ///< kMessage: | proto | body |
+    std::uint64_t lost = 0;      ///< kLinkDown: events queued to the link when it broke
   };
   /// Called from gRPC threads.
   void post(Event event);
 
  private:
   class GameStream;
+  class BatchLink;
   struct WorkerLink;
-  struct Backend;  // a channel and its stub
+  struct Backend;  // a channel, its stubs, and its batched link if it speaks that contract
+
+  /// Called from gRPC threads: one Batch from a batched game service.
+  template <class Batch>
+  void post_batch(Batch& batch);
 
   bool on_worker_record(const shm::Record& record);
+  /// Opens the session's game stream, or attaches it to its backend's batched
+  /// link. False when it has one already (or there is no backend).
   bool open_stream(std::uint64_t conn, std::int64_t user_id);
+  void start_link(std::uint32_t backend);
+  void relink_due_backends();
   void take_over();
   void retry_due_streams();
   std::size_t deliver_events();
+  void flush_links();
   void close_all_streams();
+  std::size_t links_up() const;
   void park(std::chrono::nanoseconds timeout);
 
   GatewaySegment& segment_;
@@ -77,6 +91,11 @@ class Bridge {
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Backend>> backends_;
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;  // main thread only
+  struct BatchedSession {
+    std::uint32_t backend;
+    std::int64_t user_id;
+  };
+  std::unordered_map<std::uint64_t, BatchedSession> batched_;  // main thread only
   // Streams re-opened after a bridge restart are retried with backoff while
   // the game service is down, instead of kicking their sessions.
   struct Retry {

@@ -1,0 +1,145 @@
+// The batched game-service contract (proto/batch.proto) end to end: the real
+// gateway with --backend batch:HOST:PORT in front of FakeGameService, whose
+// GameServer serves both contracts; each session on the shared link is a
+// "stream" to the fake's handler, so the same waits and records apply.
+#include <signal.h>
+
+#include <cstring>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "fake_game_service.h"
+#include "gatehouse/client/client.h"
+#include "gateway_process.h"
+
+namespace gatehouse::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using client::Client;
+
+std::vector<std::byte> text_bytes(std::string_view s) {
+  std::vector<std::byte> out(s.size());
+  std::memcpy(out.data(), s.data(), s.size());
+  return out;
+}
+
+class BatchedBackendTest : public ::testing::Test {
+ protected:
+  void start(std::uint32_t workers = 2) {
+    GatewayOptions options{game_.port(), workers, {}, {}};
+    options.batched = true;
+    gateway_.emplace(std::move(options));
+  }
+
+  std::unique_ptr<Client> logged_in(const std::string& udid, bool encrypt) {
+    auto c = std::make_unique<Client>();
+    c->connect("127.0.0.1", gateway_->port());
+    if (encrypt) {
+      EXPECT_TRUE(c->key_exchange().has_value());
+    }
+    EXPECT_TRUE(c->login(udid, "").ok());
+    return c;
+  }
+
+  static bool echo_works(Client& c, std::string_view text) {
+    if (!c.send(1001, text_bytes(text))) return false;
+    const auto reply = c.receive_proto(1002, 5s);
+    return reply && reply->body == text_bytes(text);
+  }
+
+  FakeGameService game_{{.echo = true}};
+  std::optional<GatewayProcess> gateway_;
+};
+
+TEST_F(BatchedBackendTest, ManySessionsShareOneLinkInOrderAndApart) {
+  start();
+  constexpr int kClients = 12;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(logged_in("b-" + std::to_string(i), i % 2));
+  ASSERT_TRUE(game_.wait_for_streams(kClients, 5s));
+  // Pipelined: every client sends 20 before reading; replies come back to
+  // the right client, complete and in order.
+  for (int i = 0; i < kClients; ++i) {
+    for (int k = 0; k < 20; ++k) {
+      ASSERT_TRUE(clients[i]->send(1001, text_bytes(std::to_string(i) + "/" + std::to_string(k))));
+    }
+  }
+  for (int i = 0; i < kClients; ++i) {
+    for (int k = 0; k < 20; ++k) {
+      const auto reply = clients[i]->receive_proto(1002, 5s);
+      ASSERT_TRUE(reply.has_value()) << "client " << i << " message " << k;
+      EXPECT_EQ(reply->body, text_bytes(std::to_string(i) + "/" + std::to_string(k)));
+    }
+  }
+  // The game saw one session per client, with the user id the login gave.
+  const auto streams = game_.streams();
+  ASSERT_EQ(streams.size(), static_cast<std::size_t>(kClients));
+  for (const FakeStream& s : streams) EXPECT_EQ(s.frames.size(), 20u);
+  EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
+}
+
+TEST_F(BatchedBackendTest, ClientLeavingEndsItsSessionAtTheGame) {
+  start();
+  auto c = logged_in("leaver", true);
+  ASSERT_TRUE(echo_works(*c, "hi"));
+  const std::int32_t uid = game_.streams().at(0).user_id;
+  c.reset();  // closes the socket
+  const auto ended = game_.wait_for_stream_end(uid, 5s);
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_TRUE(ended->client_half_closed) << "the gateway's CLOSE is the client leaving";
+}
+
+TEST_F(BatchedBackendTest, GameKickAndPushReachOnlyTheirSession) {
+  start();
+  auto bystander = logged_in("bystander", true);
+  auto target = logged_in("target", false);
+  ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+  std::int32_t target_uid = 0;
+  for (const FakeStream& s : game_.streams()) {
+    target_uid = s.user_id;  // the second login is the latest stream
+  }
+  const std::vector<std::byte> push{std::byte{0x07}, std::byte{0xD0}, std::byte{'x'}};
+  ASSERT_TRUE(game_.push(target_uid, push));
+  const auto pushed = target->receive_proto(2000, 5s);
+  ASSERT_TRUE(pushed.has_value());
+  ASSERT_TRUE(game_.kick(target_uid));
+  EXPECT_TRUE(target->wait_closed(5s));
+  EXPECT_TRUE(gateway_->wait_log("reason=kicked_by_game")) << gateway_->log();
+  EXPECT_TRUE(echo_works(*bystander, "still here"));
+  EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
+}
+
+TEST_F(BatchedBackendTest, KilledBridgeReattachesEverySessionOnTheNewLink) {
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 6; ++i) clients.push_back(logged_in("k-" + std::to_string(i), i % 2));
+  for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
+  ::kill(gateway_->bridge_pid(), SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 6 logged-in sessions", 10s))
+      << gateway_->log();
+  ASSERT_TRUE(game_.wait_for_streams(12, 10s)) << "each session is announced again";
+  for (auto& c : clients) {
+    EXPECT_TRUE(echo_works(*c, "after")) << "the session must carry on";
+    EXPECT_FALSE(c->closed());
+  }
+  EXPECT_EQ(gateway_->log_count("kick conn="), 0u) << gateway_->log();
+}
+
+TEST_F(BatchedBackendTest, GameServiceRestartKeepsTheSessions) {
+  start();
+  auto c = logged_in("patient", true);
+  ASSERT_TRUE(echo_works(*c, "before"));
+  game_.stop();
+  ASSERT_TRUE(gateway_->wait_log("batched link ended", 5s)) << gateway_->log();
+  game_.start();
+  ASSERT_TRUE(gateway_->wait_log("1 sessions re-attached", 10s)) << gateway_->log();
+  ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+  EXPECT_TRUE(echo_works(*c, "after"));
+  EXPECT_FALSE(c->closed());
+  EXPECT_EQ(gateway_->log_count("kick conn="), 0u) << gateway_->log();
+}
+
+}  // namespace
+}  // namespace gatehouse::testing
