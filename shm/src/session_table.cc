@@ -9,8 +9,8 @@ namespace gatehouse::shm {
 namespace {
 
 constexpr std::uint64_t kTableMagic = 0x4748'5354'4142'4c45ull;  // "GHSTABLE"
-constexpr std::size_t kSlotAlignment = 128;
-constexpr std::size_t kValueOffset = 64;  // value starts on its own line
+constexpr std::size_t kSlotAlignment = 64;  // a cache line: two values never share one
+constexpr std::size_t kPage = 4096;
 
 struct TableDescriptor {
   std::uint64_t magic;
@@ -21,16 +21,23 @@ struct TableDescriptor {
 };
 constexpr std::size_t kDescriptorBytes = 128;
 static_assert(sizeof(TableDescriptor) <= kDescriptorBytes);
-static_assert(sizeof(SlotHeader) <= kValueOffset);
+static_assert(sizeof(SlotHeader) == 8);
+
+/// Headers, from the end of the descriptor to a page boundary, so the values
+/// start on a page of their own.
+std::size_t headers_bytes(std::uint32_t slots) noexcept {
+  const std::size_t end = kDescriptorBytes + std::size_t{slots} * sizeof(SlotHeader);
+  return (end + kPage - 1) / kPage * kPage - kDescriptorBytes;
+}
 
 }  // namespace
 
 std::size_t SlotTable::slot_bytes(std::size_t value_bytes) noexcept {
-  return (kValueOffset + value_bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
+  return (value_bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
 }
 
 std::size_t SlotTable::region_bytes(std::uint32_t slots, std::size_t value_bytes) noexcept {
-  return kDescriptorBytes + std::size_t{slots} * slot_bytes(value_bytes);
+  return kDescriptorBytes + headers_bytes(slots) + std::size_t{slots} * slot_bytes(value_bytes);
 }
 
 SlotTable SlotTable::initialise(std::span<std::byte> region, std::uint32_t slots,
@@ -41,13 +48,16 @@ SlotTable SlotTable::initialise(std::span<std::byte> region, std::uint32_t slots
                                 " slots");
   }
   const std::size_t sb = slot_bytes(value_bytes);
-  std::memset(region.data(), 0, region_bytes(slots, value_bytes));
-  auto* d = new (region.data()) TableDescriptor{kTableMagic, slots, 0, sb, value_bytes};
+  // Only the descriptor and the headers are written: the values of a fresh
+  // segment are zero pages already, and each tenant's owner initialises its
+  // value, so a table sized for 1M connections costs memory only for the
+  // slots in use.
+  std::memset(region.data(), 0, kDescriptorBytes + headers_bytes(slots));
+  new (region.data()) TableDescriptor{kTableMagic, slots, 0, sb, value_bytes};
   for (std::uint32_t i = 0; i < slots; ++i) {
-    new (region.data() + kDescriptorBytes + std::size_t{i} * sb) SlotHeader{};
+    new (region.data() + kDescriptorBytes + std::size_t{i} * sizeof(SlotHeader)) SlotHeader{};
   }
-  (void)d;
-  return SlotTable(region.data() + kDescriptorBytes, slots, sb);
+  return SlotTable(region.data(), slots, sb);
 }
 
 SlotTable SlotTable::attach(std::span<std::byte> region, std::size_t value_bytes) {
@@ -62,7 +72,7 @@ SlotTable SlotTable::attach(std::span<std::byte> region, std::size_t value_bytes
   if (region.size() < region_bytes(d.slots, value_bytes)) {
     throw std::runtime_error("session table region shorter than its slot count");
   }
-  return SlotTable(region.data() + kDescriptorBytes, d.slots, d.slot_bytes);
+  return SlotTable(region.data(), d.slots, d.slot_bytes);
 }
 
 SlotTable SlotTable::attach_untyped(std::span<std::byte> region) {
@@ -73,7 +83,12 @@ SlotTable SlotTable::attach_untyped(std::span<std::byte> region) {
 }
 
 SlotHeader& SlotTable::header(std::uint32_t slot) const noexcept {
-  return *std::launder(reinterpret_cast<SlotHeader*>(base_ + std::size_t{slot} * slot_bytes_));
+  return *std::launder(reinterpret_cast<SlotHeader*>(base_ + kDescriptorBytes +
+                                                     std::size_t{slot} * sizeof(SlotHeader)));
+}
+
+std::byte* SlotTable::value(std::uint32_t slot) const noexcept {
+  return base_ + kDescriptorBytes + headers_bytes(slots_) + std::size_t{slot} * slot_bytes_;
 }
 
 void SlotTable::rebuild_free_list() {
@@ -96,8 +111,6 @@ std::optional<ConnectionId> SlotTable::allocate() {
   SlotHeader& h = header(slot);
   std::uint32_t generation = h.generation.load(std::memory_order_relaxed) + 1;
   if (generation == 0) generation = 1;  // 0 is never live
-  std::memset(base_ + std::size_t{slot} * slot_bytes_ + kValueOffset, 0,
-              slot_bytes_ - kValueOffset);
   h.generation.store(generation, std::memory_order_relaxed);
   h.live.store(1, std::memory_order_release);
   return ConnectionId(generation, slot);
@@ -119,7 +132,7 @@ std::byte* SlotTable::find(ConnectionId id) const noexcept {
       h.generation.load(std::memory_order_acquire) != id.generation()) {
     return nullptr;
   }
-  return base_ + std::size_t{id.slot()} * slot_bytes_ + kValueOffset;
+  return value(id.slot());
 }
 
 ConnectionId SlotTable::live_id(std::uint32_t slot) const noexcept {

@@ -104,7 +104,9 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   EXPECT_EQ(m["gatehouse_sessions_logged_in"], 0);
   EXPECT_GT(m["gatehouse_ring_capacity_bytes{ring=\"fe-w/1\"}"], 0);
   EXPECT_EQ(m["gatehouse_draining"], 0);
-  EXPECT_EQ(m["gatehouse_build_info{layout_version=\"1\",version=\"0.1.0\"}"], 1);
+  EXPECT_EQ(m["gatehouse_build_info{layout_version=\"" + std::to_string(shm::kLayoutVersion) +
+              "\",version=\"0.1.0\"}"],
+            1);
 
   // Live gauges.
   Client held;

@@ -7,11 +7,21 @@
 //
 //   +---------------------------+ 0
 //   | TableDescriptor (128 B)   |  magic, slot count, slot size
+//   +---------------------------+ 128
+//   | SlotHeader[slots] (8 B)   |  dense, so scans over every slot (a
+//   |                           |  restarted process looking for live ones)
+//   |                           |  touch 8 bytes per slot, not a page
+//   +---------------------------+ page aligned
+//   | T[slots]                  |  slot_bytes each, 64-byte aligned so two
+//   |                           |  sessions never share a cache line
 //   +---------------------------+
-//   | slot 0: SlotHeader | T    |  slot_bytes each, 128-byte aligned so two
-//   | slot 1: SlotHeader | T    |  sessions never share a cache line
-//   | ...                       |
-//   +---------------------------+
+//
+// Only the descriptor and headers are written when the table is formatted,
+// and allocate() never writes a value: a slot's T is zero in a fresh segment
+// and otherwise holds what its last tenant left, and the process that owns
+// the value initialises it for the new tenant (the worker, on kConnOpened).
+// So a value's pages are touched only by the processes that use it, and only
+// as slots come into use: memory follows connections, not the table size.
 //
 // Ownership: one process allocates and releases (it keeps the free list in
 // its own heap and rebuilds it from the slot states when it attaches);
@@ -85,9 +95,10 @@ class SlotTable {
   SlotTable(std::byte* base, std::uint32_t slots, std::size_t slot_bytes)
       : base_(base), slots_(slots), slot_bytes_(slot_bytes) {}
   SlotHeader& header(std::uint32_t slot) const noexcept;
+  std::byte* value(std::uint32_t slot) const noexcept;
   void rebuild_free_list();
 
-  std::byte* base_;
+  std::byte* base_;  // the descriptor
   std::uint32_t slots_;
   std::size_t slot_bytes_;
   bool free_list_built_ = false;
@@ -114,7 +125,8 @@ class SessionTable {
     return SessionTable(SlotTable::attach(region, sizeof(T)));
   }
 
-  /// A fresh slot, its value zeroed.
+  /// A fresh slot; its value is left as the last tenant left it (zero in
+  /// a fresh table): the owner initialises it.
   std::optional<ConnectionId> allocate() { return table_.allocate(); }
   bool release(ConnectionId id) { return table_.release(id); }
   T* find(ConnectionId id) const noexcept { return reinterpret_cast<T*>(table_.find(id)); }
