@@ -134,10 +134,28 @@ void Frontend::start_accept(std::size_t listener) {
   acceptors_[listener]->async_accept(
       [this, listener](boost::system::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptors_[listener]->is_open()) return;
-        if (!ec)
+        if (!ec) {
           on_accept(listener, std::move(socket));
-        else
+        } else if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+                   ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+          // Out of fds (or kernel memory): the pending connection stays in the
+          // backlog and the listener stays readable, so retrying at once would
+          // spin. Wait, and say so at most once a second.
+          metrics_.add(metrics::kConnectionsRefused);
+          if (const std::int64_t now = now_ms(); now - accept_warned_ms_ >= 1000) {
+            accept_warned_ms_ = now;
+            spdlog::warn("accept failed: {} with {} connections open (raise LimitNOFILE / "
+                         "ulimit -n, or lower --max-connections); pausing accepts for 100 ms",
+                         ec.message(), connection_count_);
+          }
+          auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+          timer->async_wait([this, listener, timer](boost::system::error_code wait_ec) {
+            if (!wait_ec && acceptors_[listener]->is_open()) start_accept(listener);
+          });
+          return;
+        } else {
           spdlog::warn("accept failed: {}", ec.message());
+        }
         start_accept(listener);
       });
 }

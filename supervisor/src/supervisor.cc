@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -408,6 +409,24 @@ void Supervisor::write_ready_file() const {
   std::rename(tmp.c_str(), config_.ready_file.c_str());  // readers never see half a file
 }
 
+/// The frontend holds one fd per connection: take the hard open-file limit
+/// (children inherit it) and say when even that is short of the table.
+void Supervisor::raise_fd_limit(std::uint32_t max_connections) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  constexpr rlim_t kSpareFds = 128;  // listeners, rings' doorbells, gRPC, logs
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections + kSpareFds) {
+    spdlog::warn("open-file limit {} is below --max-connections {} + {}: the frontend will "
+                 "refuse connections beyond about {} (raise LimitNOFILE / ulimit -Hn)",
+                 lim.rlim_cur, max_connections, kSpareFds,
+                 lim.rlim_cur > kSpareFds ? lim.rlim_cur - kSpareFds : 0);
+  }
+}
+
 int Supervisor::run() {
   // Signals become readable events on one fd; handlers never run.
   sigset_t mask;
@@ -418,6 +437,7 @@ int Supervisor::run() {
   ::signal(SIGPIPE, SIG_IGN);
 
   const Settings& s = config_.settings;
+  raise_fd_limit(s.max_connections);
   try {
     open_listeners();
     segment_.emplace(

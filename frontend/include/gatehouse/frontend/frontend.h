@@ -108,6 +108,7 @@ class Frontend {
   boost::asio::posix::stream_descriptor doorbell_wait_;
   bool doorbell_armed_ = false;
   boost::asio::steady_timer sweep_timer_;
+  std::int64_t accept_warned_ms_ = 0;  // last "out of fds" warning
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
   std::size_t connection_count_ = 0;

@@ -44,6 +44,7 @@ class Supervisor {
   int run();
 
  private:
+  static void raise_fd_limit(std::uint32_t max_connections);
   struct Child {
     std::string name;  ///< "frontend", "worker-0", "bridge"
     std::vector<std::string> argv;
