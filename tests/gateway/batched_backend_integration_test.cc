@@ -94,12 +94,12 @@ TEST_F(BatchedBackendTest, ClientLeavingEndsItsSessionAtTheGame) {
 TEST_F(BatchedBackendTest, GameKickAndPushReachOnlyTheirSession) {
   start();
   auto bystander = logged_in("bystander", true);
-  auto target = logged_in("target", false);
+  auto target = std::make_unique<Client>();
+  target->connect("127.0.0.1", gateway_->port());
+  const auto login = target->login("target", "");
+  ASSERT_TRUE(login.ok());
+  const std::int32_t target_uid = login.value;
   ASSERT_TRUE(game_.wait_for_streams(2, 5s));
-  std::int32_t target_uid = 0;
-  for (const FakeStream& s : game_.streams()) {
-    target_uid = s.user_id;  // the second login is the latest stream
-  }
   const std::vector<std::byte> push{std::byte{0x07}, std::byte{0xD0}, std::byte{'x'}};
   ASSERT_TRUE(game_.push(target_uid, push));
   const auto pushed = target->receive_proto(2000, 5s);

@@ -4,7 +4,12 @@
 //   gateway ==Stream(metadata userid=N)==> GameServer --events--> GameHandler
 //           <==Frame{Message|Kick|Ping}==            <--push/kick/finish-- any thread
 //
-// One bidi stream per logged-in client session. A stream whose `userid`
+// One bidi stream per logged-in client session. The same server also serves
+// the batched contract (proto/batch.proto): each session carried on a
+// gateway's batched link is a "stream" to the handler too (StreamHandle,
+// push, kick), so one handler serves both. On a link, finish() with any status
+// but UNAVAILABLE is a Kick (the contract has no per-session status), and
+// UNAVAILABLE forgets the session here only: the gateway re-attaches it. A stream whose `userid`
 // metadata is missing or not a decimal int32 is finished with
 // INVALID_ARGUMENT before the handler hears of it. Message frames go to the
 // handler; a Ping is answered with a Ping carrying the same bytes; other
