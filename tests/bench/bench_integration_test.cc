@@ -145,6 +145,25 @@ TEST(BenchIntegration, ClearWindow4RunIsCleanAndEveryMessageReachedTheGame) {
   EXPECT_GE(run.value("gateway_processes"), 4);
 }
 
+// The batched contract under pipelined load: every message reached the game
+// once (the link batches many sessions' events per gRPC message).
+TEST(BenchIntegration, BatchedContractWindow16RunIsClean) {
+  FakeGameService game({.echo = true});
+  GatewayOptions options = gateway_for(game, kNoRpmLimit);
+  options.batched = true;
+  options.workers = 2;
+  GatewayProcess gateway(std::move(options));
+  const BenchRun run = run_bench({"--connections", "50", "--window", "16", "--encrypt",
+                                  "--duration", "2", endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("connections_up"), 50);
+  const double messages = run.value("messages");
+  EXPECT_GT(messages, 0);
+  EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
+  EXPECT_EQ(game.streams().size(), 50u) << "one session per connection on the link";
+}
+
 TEST(BenchIntegration, EncryptedPingPongRunIsClean) {
   FakeGameService game({.echo = true});
   GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
