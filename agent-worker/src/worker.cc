@@ -415,7 +415,7 @@ bool Worker::on_bridge_record(const shm::Record& record) {
 // ------------------------------------------------------------------ loop
 
 bool Worker::drain_some(CloseReason reason, std::size_t budget) {
-  for (; drain_cursor_ < sessions_.slots() && budget > 0; drain_cursor_ += settings_.workers) {
+  for (; drain_cursor_ < drain_end_ && budget > 0; ++drain_cursor_) {
     const shm::ConnectionId id = sessions_.live_id(drain_cursor_);
     if (!id) continue;
     const Session* peek = sessions_.find(id);
@@ -426,7 +426,7 @@ bool Worker::drain_some(CloseReason reason, std::size_t budget) {
     finish(id, *live_session(id), reason);
     --budget;
   }
-  return drain_cursor_ >= sessions_.slots();
+  return drain_cursor_ >= drain_end_;
 }
 
 int Worker::run() {
@@ -434,7 +434,10 @@ int Worker::run() {
   ProcessStatus& status = segment_.control().workers[index_];
   const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
   const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
-  drain_cursor_ = index_;
+  // This worker's range of the session table (worker_of_slot).
+  const std::uint32_t per = shm::SlotTable::partition_slots(sessions_.slots(), settings_.workers);
+  drain_cursor_ = std::min(sessions_.slots(), index_ * per);
+  drain_end_ = std::min(sessions_.slots(), drain_cursor_ + per);
   while (stop_requested_ == 0) {
     // One batch: inputs read, sessions changed (journaled), outputs written,
     // then all of it made durable at once by commit_batch().

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
 #include <chrono>
 
 #include "batch.grpc.pb.h"
@@ -315,8 +316,12 @@ struct Bridge::WorkerLink {
         to_worker(segment.ring(RingKind::kBridgeToWorker, w), &doorbell) {}
   shm::Doorbell doorbell;
   shm::RingConsumer from_worker;
-  shm::RingProducer to_worker;
-  std::deque<Event> backlog;  // events waiting for room in to_worker, in order
+  // Written by the main thread and, for batched links, straight from gRPC's
+  // threads (saving the main thread's wakeup on the way back), so under
+  // produce_mutex; the backlog keeps the order when the ring is full.
+  std::mutex produce_mutex;
+  shm::RingProducer to_worker;  // guarded by produce_mutex
+  std::deque<Event> backlog;    // guarded by produce_mutex: waiting for room, in order
 };
 
 Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
@@ -418,27 +423,68 @@ void Bridge::relink_due_backends() {
 
 template <class Batch>
 void Bridge::post_batch(Batch& batch) {
-  const auto count = static_cast<std::int64_t>(batch.events_size());
-  if (count == 0) return;
-  in_flight_.fetch_add(count, std::memory_order_relaxed);
-  {
-    std::lock_guard lock(events_mutex_);
-    for (auto& e : *batch.mutable_events()) {
-      switch (e.kind()) {
-        case batch::Event::MESSAGE:
-          events_.push_back({Event::kMessage, e.session(), 0, false,
-                             std::move(*e.mutable_message())});
-          break;
-        case batch::Event::KICK:
-          events_.push_back({Event::kKick, e.session(), 0, false, {}});
-          break;
-        default:  // OPEN/CLOSE from a game mean nothing
-          in_flight_.fetch_sub(1, std::memory_order_relaxed);
-          break;
-      }
+  std::uint64_t received = 0;
+  bool backlogged = false;
+  std::array<bool, kMaxWorkers> touched{};
+  for (auto& e : *batch.mutable_events()) {
+    Event event;
+    if (e.kind() == batch::Event::MESSAGE) {
+      event = {Event::kMessage, e.session(), 0, false, std::move(*e.mutable_message())};
+      ++received;
+    } else if (e.kind() == batch::Event::KICK) {
+      event = {Event::kKick, e.session(), 0, false, {}};
+    } else {
+      continue;  // OPEN/CLOSE from a game mean nothing
     }
+    const std::uint32_t w = worker_of_slot(shm::ConnectionId(event.conn).slot(), settings_);
+    if (w >= workers_.size()) continue;
+    WorkerLink& link = *workers_[w];
+    std::lock_guard lock(link.produce_mutex);
+    if (link.backlog.empty() && write_event(link, event) != shm::WriteStatus::kFull) {
+      touched[w] = true;
+      continue;
+    }
+    in_flight_.fetch_add(1, std::memory_order_relaxed);  // held in this process now
+    link.backlog.push_back(std::move(event));
+    backlogged = true;
   }
-  if (parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
+  for (std::uint32_t w = 0; w < workers_.size(); ++w) {
+    if (!touched[w]) continue;
+    std::lock_guard lock(workers_[w]->produce_mutex);
+    workers_[w]->to_worker.publish();
+  }
+  direct_received_.fetch_add(received, std::memory_order_relaxed);
+  // A full ring: the main thread retries its backlog.
+  if (backlogged && parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
+}
+
+/// One event as a record in its worker's ring (produce_mutex held).
+shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e) {
+  shm::WriteStatus status = shm::WriteStatus::kOk;
+  switch (e.kind) {
+    case Event::kMessage:
+      status = ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn},
+                                 {reinterpret_cast<const std::byte*>(e.bytes.data()),
+                                  e.bytes.size()});
+      break;
+    case Event::kKick:
+      status = ipc::write_record(link.to_worker, ipc::kGameKick, ipc::GameKick{e.conn});
+      break;
+    case Event::kEnded:
+      status = ipc::write_record(link.to_worker, ipc::kStreamEnded,
+                                 ipc::StreamEnded{e.conn, e.grpc_code, 0});
+      break;
+    case Event::kLinkDown:
+      break;  // never for a worker
+  }
+  if (status == shm::WriteStatus::kTooLarge) {
+    // Larger than any client frame; the worker would have to kick for it.
+    ipc::write_record(link.to_worker, ipc::kStreamEnded,
+                      ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED),
+                                       0});
+    spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, e.bytes.size());
+  }
+  return status;
 }
 
 void Bridge::retry_due_streams() {
@@ -574,39 +620,18 @@ std::size_t Bridge::deliver_events() {
       reopening_.erase(e.conn);
     }
     if (e.kind == Event::kEnded && e.closed_by_us) continue;  // the session is gone already
-    const auto worker = static_cast<std::uint32_t>(e.conn & 0xFFFF'FFFF) % settings_.workers;
+    const auto worker = worker_of_slot(shm::ConnectionId(e.conn).slot(), settings_);
+    std::lock_guard lock(workers_[worker]->produce_mutex);
     workers_[worker]->backlog.push_back(std::move(e));
   }
   taken_.clear();
+  metrics_.add(metrics::kGameMessagesReceived,
+               direct_received_.exchange(0, std::memory_order_relaxed));
   for (auto& link : workers_) {
+    std::lock_guard lock(link->produce_mutex);
     while (!link->backlog.empty()) {
-      const Event& e = link->backlog.front();
-      shm::WriteStatus status = shm::WriteStatus::kOk;
-      switch (e.kind) {
-        case Event::kMessage:
-          status = ipc::write_record(
-              link->to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn},
-              {reinterpret_cast<const std::byte*>(e.bytes.data()), e.bytes.size()});
-          break;
-        case Event::kKick:
-          status = ipc::write_record(link->to_worker, ipc::kGameKick, ipc::GameKick{e.conn});
-          break;
-        case Event::kEnded:
-          status = ipc::write_record(link->to_worker, ipc::kStreamEnded,
-                                     ipc::StreamEnded{e.conn, e.grpc_code, 0});
-          break;
-        case Event::kLinkDown:
-          break;  // handled above, never queued
-      }
-      if (status == shm::WriteStatus::kFull) break;
+      if (write_event(*link, link->backlog.front()) == shm::WriteStatus::kFull) break;
       in_flight_.fetch_sub(1, std::memory_order_relaxed);
-      if (status == shm::WriteStatus::kTooLarge) {
-        // Larger than any client frame; the worker would have to kick for it.
-        ipc::write_record(
-            link->to_worker, ipc::kStreamEnded,
-            ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
-        spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, e.bytes.size());
-      }
       link->backlog.pop_front();
       ++work;
     }

@@ -111,6 +111,7 @@ Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Do
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
     workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w])));
   }
+  table_.set_partitions(settings_.workers);  // one range of slots per worker
   for (const int fd : listen_fds) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -164,8 +165,15 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   boost::system::error_code ec;
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
+  // Workers take new connections in turn; a worker whose range of the
+  // session table is full passes its turn to the next.
   std::optional<shm::ConnectionId> id;
-  if (connection_count_ < settings_.max_connections) id = table_.allocate();
+  for (std::uint32_t tries = 0;
+       !id && tries < settings_.workers && connection_count_ < settings_.max_connections;
+       ++tries) {
+    id = table_.allocate(next_worker_);
+    next_worker_ = (next_worker_ + 1) % settings_.workers;
+  }
   if (!id) {
     metrics_.add(metrics::kConnectionsRefused);
     spdlog::warn("connection from {} refused: connection limit {} reached",
@@ -180,7 +188,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
     socket.set_option(asio::socket_base::send_buffer_size(static_cast<int>(settings_.sockbuf)), ec);
   }
   metrics_.add(metrics::kConnectionsAccepted);
-  const std::uint32_t worker = id->slot() % settings_.workers;
+  const std::uint32_t worker = worker_of_slot(id->slot(), settings_);
   auto conn = std::make_unique<Connection>(io_, *id, worker);
   conn->socket = std::move(socket);
   Connection& c = *conn;
@@ -621,13 +629,13 @@ void Frontend::adopt_orphans() {
   for (std::uint32_t slot = 0; slot < table_.slots(); ++slot) {
     const shm::ConnectionId id = table_.live_id(slot);
     if (!id) continue;
-    auto conn = std::make_unique<Connection>(io_, id, slot % settings_.workers);
+    auto conn = std::make_unique<Connection>(io_, id, worker_of_slot(slot, settings_));
     conn->socket_closed = true;
     by_slot_[slot] = std::move(conn);
     ++connection_count_;
     ++orphans;
     const ipc::ConnClosed closed{id.value(), static_cast<std::uint32_t>(CloseReason::kIoError), 0};
-    send_control(slot % settings_.workers, ipc::kConnClosed, &closed, sizeof closed);
+    send_control(worker_of_slot(slot, settings_), ipc::kConnClosed, &closed, sizeof closed);
   }
   if (orphans != 0) {
     spdlog::warn("{} connections of a previous frontend were lost with it; closing their sessions",

@@ -1,5 +1,6 @@
 #include "gatehouse/shm/session_table.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -91,22 +92,35 @@ std::byte* SlotTable::value(std::uint32_t slot) const noexcept {
   return base_ + kDescriptorBytes + headers_bytes(slots_) + std::size_t{slot} * slot_bytes_;
 }
 
+void SlotTable::set_partitions(std::uint32_t count) {
+  if (count == 0 || count > slots_) throw std::invalid_argument("bad partition count");
+  partitions_ = count;
+  free_list_built_ = false;
+}
+
 void SlotTable::rebuild_free_list() {
-  free_.assign(slots_, 0);
-  free_head_ = 0;
-  free_count_ = 0;
-  for (std::uint32_t i = 0; i < slots_; ++i) {
-    if (header(i).live.load(std::memory_order_acquire) == 0) free_[free_count_++] = i;
+  partition_slots_ = partition_slots(slots_, partitions_);
+  free_.assign(partitions_, FreeList{});
+  for (std::uint32_t p = 0; p < partitions_; ++p) {
+    const std::uint32_t first = p * partition_slots_;
+    const std::uint32_t end = std::min(slots_, first + partition_slots_);
+    FreeList& list = free_[p];
+    list.ring.assign(end - first, 0);
+    for (std::uint32_t i = first; i < end; ++i) {
+      if (header(i).live.load(std::memory_order_acquire) == 0) list.ring[list.count++] = i;
+    }
   }
   free_list_built_ = true;
 }
 
-std::optional<ConnectionId> SlotTable::allocate() {
+std::optional<ConnectionId> SlotTable::allocate(std::uint32_t partition) {
   if (!free_list_built_) rebuild_free_list();
-  if (free_count_ == 0) return std::nullopt;
-  const std::uint32_t slot = free_[free_head_];
-  free_head_ = (free_head_ + 1) % slots_;
-  --free_count_;
+  if (partition >= partitions_) return std::nullopt;
+  FreeList& list = free_[partition];
+  if (list.count == 0) return std::nullopt;
+  const std::uint32_t slot = list.ring[list.head];
+  list.head = (list.head + 1) % list.ring.size();
+  --list.count;
 
   SlotHeader& h = header(slot);
   std::uint32_t generation = h.generation.load(std::memory_order_relaxed) + 1;
@@ -120,8 +134,9 @@ bool SlotTable::release(ConnectionId id) {
   if (!free_list_built_) rebuild_free_list();
   if (id.slot() >= slots_ || find(id) == nullptr) return false;
   header(id.slot()).live.store(0, std::memory_order_release);
-  free_[(free_head_ + free_count_) % slots_] = id.slot();
-  ++free_count_;
+  FreeList& list = free_[id.slot() / partition_slots_];
+  list.ring[(list.head + list.count) % list.ring.size()] = id.slot();
+  ++list.count;
   return true;
 }
 

@@ -157,6 +157,11 @@ ParseResult parse_config(int argc, const char* const* argv) {
     const auto spin = in_range<std::int32_t>(vm, "idle-spin-us", -1, 10'000);
     s.idle_spin_us = spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus >= s.workers + 4 ? 50 : 0);
     s.max_connections = in_range<std::uint32_t>(vm, "max-connections", 1, 1u << 24);
+    if (s.max_connections < s.workers) {
+      // Each worker owns a range of the session table.
+      throw ConfigError("--max-connections must be at least --workers (" +
+                        std::to_string(s.workers) + ")");
+    }
     s.max_frame = in_range<std::uint32_t>(vm, "max-frame", 6, 65535);
     s.read_timeout_ms =
         static_cast<std::uint32_t>(in_range<double>(vm, "read-timeout", 0.1, 86400) * 1000);

@@ -92,6 +92,43 @@ TEST_F(SessionTableTest, ExhaustionAndRecovery) {
   EXPECT_EQ(again->slot(), ids[3].slot());
 }
 
+TEST_F(SessionTableTest, PartitionsHandOutOnlyTheirOwnRange) {
+  // 10 slots in 3 ranges of 4: [0,4) [4,8) [8,10).
+  auto table = SessionTable<Session>::initialise(region(10), 10);
+  table.set_partitions(3);
+  EXPECT_EQ(SlotTable::partition_slots(10, 3), 4u);
+  std::vector<std::vector<ConnectionId>> got(3);
+  for (std::uint32_t p = 0; p < 3; ++p) {
+    while (const auto id = table.allocate(p)) got[p].push_back(*id);
+  }
+  ASSERT_EQ(got[0].size(), 4u);
+  ASSERT_EQ(got[1].size(), 4u);
+  ASSERT_EQ(got[2].size(), 2u);
+  for (std::uint32_t p = 0; p < 3; ++p) {
+    for (const ConnectionId id : got[p]) EXPECT_EQ(id.slot() / 4, p) << "slot " << id.slot();
+  }
+  EXPECT_FALSE(table.allocate(3).has_value()) << "no such partition";
+  // A released slot goes back to its own range only.
+  ASSERT_TRUE(table.release(got[1][2]));
+  EXPECT_FALSE(table.allocate(0).has_value());
+  EXPECT_FALSE(table.allocate(2).has_value());
+  const auto again = table.allocate(1);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->slot(), got[1][2].slot());
+}
+
+TEST_F(SessionTableTest, RestartedAllocatorRebuildsEveryRangeFromTheSlots) {
+  auto before = SessionTable<Session>::initialise(region(8), 8);
+  before.set_partitions(2);
+  const ConnectionId live = *before.allocate(1);
+  auto after = SessionTable<Session>::attach(memory_->span());
+  after.set_partitions(2);
+  std::set<std::uint32_t> handed;
+  while (const auto id = after.allocate(1)) handed.insert(id->slot());
+  EXPECT_EQ(handed.size(), 3u);
+  EXPECT_FALSE(handed.contains(live.slot())) << "a live slot must not be handed out again";
+}
+
 TEST_F(SessionTableTest, ReleasedSlotsAreReusedOldestFirst) {
   auto table = SessionTable<Session>::initialise(region(4), 4);
   std::vector<ConnectionId> ids;

@@ -1,5 +1,7 @@
 // Worker: the per-session logic of the gonet2 agent, for the sessions whose
-// connection slot maps to this worker (slot % workers == index).
+// connection slot maps to this worker (worker_of_slot(slot) == index: one
+// contiguous range of the session table per worker, so its sessions share
+// memory pages only with each other).
 //
 // A duty cycle over two input rings (frontend -> worker, bridge -> worker)
 // and two output rings (worker -> frontend, worker -> bridge). Before taking
@@ -98,6 +100,7 @@ class Worker {
   bool drained_ = false;   // every session closed for the drain
   bool draining_ = false;  // the drain has begun
   std::uint32_t drain_cursor_ = 0;
+  std::uint32_t drain_end_ = 0;
   std::uint32_t fault_per_mille_ = 0;
   bool batch_had_work_ = false;
 };

@@ -3,10 +3,12 @@
 // records between the workers' rings and those streams.
 //
 // Threads: the main thread runs the duty cycle (worker rings -> streams,
-// events -> worker rings). gRPC's callback threads run the stream reactors;
-// they never touch a ring: they post events (a frame from the game, a kick,
-// the end of a stream) to a mutex-protected queue and ring the bridge's own
-// doorbell if the main thread is parked.
+// events -> worker rings). gRPC's callback threads run the stream reactors.
+// A gonet2 stream's reactor posts events (a frame from the game, a kick, the
+// end of a stream) to a mutex-protected queue and rings the bridge's own
+// doorbell if the main thread is parked; a batched link's reactor writes its
+// messages and kicks straight into the worker rings (under the ring's
+// producer mutex), which saves a wakeup of the main thread per reply.
 //
 // Per session: kStreamOpen opens a stream with metadata userid; each
 // kStreamMessage becomes one Frame{Message}; kStreamClose half-closes it
@@ -78,6 +80,7 @@ class Bridge {
   void take_over();
   void retry_due_streams();
   std::size_t deliver_events();
+  shm::WriteStatus write_event(WorkerLink& link, const Event& e);
   void flush_links();
   void close_all_streams();
   std::size_t links_up() const;
@@ -111,6 +114,7 @@ class Bridge {
   std::vector<Event> events_;  // guarded by events_mutex_
   std::vector<Event> taken_;   // main thread's copy
   std::atomic<bool> parked_{false};
+  std::atomic<std::uint64_t> direct_received_{0};  // batched messages gRPC threads delivered
   volatile std::sig_atomic_t stop_requested_ = 0;
 };
 

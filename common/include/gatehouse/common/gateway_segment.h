@@ -26,6 +26,7 @@
 #include "gatehouse/common/metrics.h"
 #include "gatehouse/shm/idle_strategy.h"
 #include "gatehouse/shm/segment.h"
+#include "gatehouse/shm/session_table.h"
 #include "gatehouse/shm/spsc_ring.h"
 
 namespace gatehouse {
@@ -116,6 +117,14 @@ std::vector<int> parse_fd_list(const std::string& list);
 
 /// CLOCK_MONOTONIC in ns: comparable across processes.
 std::int64_t monotonic_ns() noexcept;
+
+/// The worker that owns session slot `slot`. The session table is split into
+/// one contiguous range of slots per worker (the frontend allocates with
+/// SlotTable::set_partitions(workers)), so a worker's sessions share memory
+/// pages only with each other.
+inline std::uint32_t worker_of_slot(std::uint32_t slot, const Settings& s) noexcept {
+  return slot / shm::SlotTable::partition_slots(s.max_connections, s.workers);
+}
 
 /// The duty-cycle idler of a gateway process, as the settings say.
 shm::BackoffIdler make_idler(const Settings& settings) noexcept;

@@ -109,6 +109,7 @@ class Frontend {
   bool doorbell_armed_ = false;
   boost::asio::steady_timer sweep_timer_;
   std::int64_t accept_warned_ms_ = 0;  // last "out of fds" warning
+  std::uint32_t next_worker_ = 0;      // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
   std::size_t connection_count_ = 0;

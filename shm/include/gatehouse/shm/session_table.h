@@ -80,7 +80,17 @@ class SlotTable {
 
   /// Allocator side (one process). The free list is rebuilt from the slots on
   /// the first call, so a restarted allocator carries on.
-  std::optional<ConnectionId> allocate();
+  std::optional<ConnectionId> allocate(std::uint32_t partition = 0);
+  /// Allocator side: splits the slots into `count` contiguous ranges of
+  /// partition_slots(count) (the last may be shorter), each with its own free
+  /// list, so that allocate(p) hands out slots of range p only. A process
+  /// that owns one range's values then touches only its own pages. Call
+  /// before the first allocate().
+  void set_partitions(std::uint32_t count);
+  /// Slots per range when the table is split `count` ways.
+  static std::uint32_t partition_slots(std::uint32_t slots, std::uint32_t count) noexcept {
+    return (slots + count - 1) / count;
+  }
   /// Frees the slot if `id` is its live tenant; false for a stale id.
   bool release(ConnectionId id);
 
@@ -101,10 +111,15 @@ class SlotTable {
   std::byte* base_;  // the descriptor
   std::uint32_t slots_;
   std::size_t slot_bytes_;
+  struct FreeList {  // FIFO ring of one range's free slots: oldest first
+    std::vector<std::uint32_t> ring;
+    std::size_t head = 0;
+    std::size_t count = 0;
+  };
   bool free_list_built_ = false;
-  std::vector<std::uint32_t> free_;  // FIFO ring of free slots: oldest first
-  std::size_t free_head_ = 0;
-  std::size_t free_count_ = 0;
+  std::uint32_t partitions_ = 1;
+  std::uint32_t partition_slots_ = 0;  // slots per range
+  std::vector<FreeList> free_;
 };
 
 /// A table of T (trivially copyable: it is shared between processes and
@@ -127,7 +142,10 @@ class SessionTable {
 
   /// A fresh slot; its value is left as the last tenant left it (zero in
   /// a fresh table): the owner initialises it.
-  std::optional<ConnectionId> allocate() { return table_.allocate(); }
+  std::optional<ConnectionId> allocate(std::uint32_t partition = 0) {
+    return table_.allocate(partition);
+  }
+  void set_partitions(std::uint32_t count) { table_.set_partitions(count); }
   bool release(ConnectionId id) { return table_.release(id); }
   T* find(ConnectionId id) const noexcept { return reinterpret_cast<T*>(table_.find(id)); }
   std::uint32_t slots() const noexcept { return table_.slots(); }
