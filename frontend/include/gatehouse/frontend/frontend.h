@@ -68,7 +68,7 @@ class Frontend {
   void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
   // client -> worker
   void start_read(Connection& c);
-  void on_readable(shm::ConnectionId id);
+  void on_readable(Connection& c, boost::system::error_code ec, std::size_t n);
   bool forward_frames(Connection& c, std::span<const std::byte> bytes);
   void retry_blocked();
   // worker -> client
@@ -78,7 +78,6 @@ class Frontend {
   void flush_batch();
   void write_queued(Connection& c);
   void wait_writable(Connection& c);
-  void wait_for(Connection& c, boost::asio::ip::tcp::socket::wait_type type);
   void on_writable(shm::ConnectionId id);
   void queue_output(Connection& c, std::span<const std::byte> bytes);
   // closing
