@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <utility>
 
 #include "batch.grpc.pb.h"
 #include "game.grpc.pb.h"
@@ -186,9 +187,11 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
 
   /// Starts a write of what is queued unless one is in flight (main thread,
   /// once per duty-cycle pass: a pass's events share one gRPC message).
-  void flush() {
+  /// Returns the writes completed since the last call.
+  std::uint64_t flush() {
     std::lock_guard lock(mutex_);
     if (!writing_ && held_ && out_.events_size() != 0) write_locked();
+    return std::exchange(batches_written_, 0);
   }
 
   /// Half-closes after the queued writes (main thread).
@@ -201,6 +204,7 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mutex_);
     writing_ = false;
+    if (ok) ++batches_written_;
     in_flight_.fetch_sub(sending_.events_size(), std::memory_order_relaxed);
     if (!ok) {  // the link broke: what is queued goes nowhere
       lost_ += static_cast<std::uint64_t>(out_.events_size());
@@ -226,6 +230,7 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
       return;
     }
     bridge_.post_batch(in_);
+    bridge_.direct_batches_.fetch_add(1, std::memory_order_relaxed);
     in_.Clear();
     StartRead(&in_);
   }
@@ -272,6 +277,7 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
   bool closing_ = false;  // guarded by mutex_
   bool held_ = true;      // guarded by mutex_
   std::uint64_t lost_ = 0;  // guarded by mutex_: events queued when the link broke
+  std::uint64_t batches_written_ = 0;  // guarded by mutex_: since the last flush()
 };
 
 // ------------------------------------------------------------------ bridge
@@ -642,8 +648,10 @@ std::size_t Bridge::deliver_events() {
 
 void Bridge::flush_links() {
   for (auto& b : backends_) {
-    if (b->link) b->link->flush();
+    if (b->link) metrics_.add(metrics::kGameBatchesSent, b->link->flush());
   }
+  metrics_.add(metrics::kGameBatchesReceived,
+               direct_batches_.exchange(0, std::memory_order_relaxed));
 }
 
 void Bridge::close_all_streams() {

@@ -22,12 +22,12 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 12> kPlainCounters = {{
+constexpr std::array<CounterInfo, 14> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
     {metrics::kConnectionsRefused, "gatehouse_connections_refused_total",
-     "Connections refused at accept because of the connection limit."},
+     "Connections refused at accept: the connection limit, or out of file descriptors."},
     {metrics::kClientFramesReceived, "gatehouse_client_frames_received_total",
      "Frames received from clients."},
     {metrics::kClientBytesReceived, "gatehouse_client_bytes_received_total",
@@ -48,6 +48,10 @@ constexpr std::array<CounterInfo, 12> kPlainCounters = {{
      "Game streams opened again by a bridge that replaced a dead one."},
     {metrics::kGameFramesLost, "gatehouse_game_frames_lost_total",
      "Frames a dead bridge held outside the rings (lost with it)."},
+    {metrics::kGameBatchesSent, "gatehouse_game_batches_sent_total",
+     "gRPC messages written on batched game links (messages_sent / this = events per write)."},
+    {metrics::kGameBatchesReceived, "gatehouse_game_batches_received_total",
+     "gRPC messages read from batched game links."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {

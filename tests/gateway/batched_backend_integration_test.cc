@@ -6,18 +6,27 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
+#include "http_get.h"
 
 namespace gatehouse::testing {
 namespace {
 
 using namespace std::chrono_literals;
 using client::Client;
+
+/// The value of an unlabelled sample in a Prometheus exposition (-1 if absent).
+double sample(const std::string& text, const std::string& name) {
+  const auto at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + name.size() + 2));
+}
 
 std::vector<std::byte> text_bytes(std::string_view s) {
   std::vector<std::byte> out(s.size());
@@ -78,6 +87,24 @@ TEST_F(BatchedBackendTest, ManySessionsShareOneLinkInOrderAndApart) {
   ASSERT_EQ(streams.size(), static_cast<std::size_t>(kClients));
   for (const FakeStream& s : streams) EXPECT_EQ(s.frames.size(), 20u);
   EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
+  // Batching is visible to operators: every message went out in some batch,
+  // and batches carried more than one event on average (12 x 20 pipelined).
+  std::string text;
+  for (int i = 0; i < 50; ++i) {  // the bridge adds its counts on its next pass
+    text = http_get(gateway_->metrics_port(), "/metrics");
+    if (sample(text, "gatehouse_game_messages_sent_total") >= 240 &&
+        sample(text, "gatehouse_game_messages_received_total") >= 240) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  const double sent = sample(text, "gatehouse_game_messages_sent_total");
+  const double batches = sample(text, "gatehouse_game_batches_sent_total");
+  EXPECT_EQ(sent, 240) << text;
+  EXPECT_GT(batches, 0) << text;
+  EXPECT_LT(batches, sent) << "pipelined messages must share batches";
+  EXPECT_EQ(sample(text, "gatehouse_game_messages_received_total"), 240) << text;
+  EXPECT_GT(sample(text, "gatehouse_game_batches_received_total"), 0) << text;
 }
 
 TEST_F(BatchedBackendTest, ClientLeavingEndsItsSessionAtTheGame) {

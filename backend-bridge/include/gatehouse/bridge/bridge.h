@@ -115,6 +115,7 @@ class Bridge {
   std::vector<Event> taken_;   // main thread's copy
   std::atomic<bool> parked_{false};
   std::atomic<std::uint64_t> direct_received_{0};  // batched messages gRPC threads delivered
+  std::atomic<std::uint64_t> direct_batches_{0};   // batches gRPC threads read
   volatile std::sig_atomic_t stop_requested_ = 0;
 };
 

@@ -31,6 +31,8 @@ enum Counter : std::uint32_t {
   kGameMessagesSent,
   kGameStreamsReopened,
   kGameFramesLost,
+  kGameBatchesSent,      ///< gRPC messages written on batched links
+  kGameBatchesReceived,  ///< gRPC messages read from batched links
   kCounterCount
 };
 
