@@ -9,6 +9,7 @@
 #
 #   tools/bench/scenarios.sh [RUNS]        (default 3; needs a built tree)
 #   SECONDS_PER_RUN=4 CONTRACTS="gonet2 batch" SCENARIOS="pp1-enc w16-1000-enc" ...
+#   GATEWAY_CPUS=0 GAME_CPUS=1 BENCH_CPUS=1 ...   pin each side (taskset lists)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,7 +20,11 @@ scenarios=${SCENARIOS:-"pp1-enc pp1-clear pp100-enc w16-1000-enc w16-1000-clear 
 out=${OUT_DIR:-$(mktemp -d /tmp/gatehouse-bench.XXXXXX)}
 port=${GATEHOUSE_BENCH_PORT:-18888}
 game_port=${GATEHOUSE_BENCH_GAME_PORT:-15051}
-bench=build/tools/gatehouse-bench
+# Optional CPU placement: "taskset -c LIST" prefixes.
+pin() { if [ -n "$1" ]; then echo "taskset -c $1"; fi; }
+gateway_pin=$(pin "${GATEWAY_CPUS:-}")
+game_pin=$(pin "${GAME_CPUS:-}")
+bench="$(pin "${BENCH_CPUS:-}") build/tools/gatehouse-bench"
 
 args_of() {
   case $1 in
@@ -45,25 +50,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
+# shellcheck disable=SC2086
+setsid $game_pin build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
 game=$!
 sleep 0.5
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 echo "runs: $runs x ${secs}s per scenario; raw results in $out"
+echo "cpus: gateway ${GATEWAY_CPUS:-any}, game ${GAME_CPUS:-any}, bench ${BENCH_CPUS:-any}"
 
 echo "== baseline: gRPC echo alone (game_server_bench -> demo game), same run"
 for spec in "1 1 4000" "100 16 400" "1000 16 100"; do
   set -- $spec
   for r in $(seq "$runs"); do
-    build/tests/support/game_server_bench --target "127.0.0.1:$game_port" --streams "$1" \
+    # shellcheck disable=SC2086
+    $(pin "${BENCH_CPUS:-}") build/tests/support/game_server_bench --target "127.0.0.1:$game_port" --streams "$1" \
       --window "$2" --messages "$3" >>"$out/grpc-$1x$2.json"
   done
   echo "grpc streams=$1 window=$2: echoes/s $(median_of echoes_per_second "$out/grpc-$1x$2.json")"
 done
 
 start_gateway() {
-  build/bin/gatehouse --instance "bench-$$" --listen "127.0.0.1:$port" --backend "$backend" \
+  # shellcheck disable=SC2086
+  $gateway_pin build/bin/gatehouse --instance "bench-$$" --listen "127.0.0.1:$port" --backend "$backend" \
     --rpm-limit 0 --max-connections 20000 --metrics-listen 127.0.0.1:0 --log-level warn \
     >>"$out/gateway-$contract.log" 2>&1 &
   gw=$!
@@ -87,8 +96,8 @@ for contract in $contracts; do
       # Memory per connection is measured on a fresh gateway each run: one
       # that served earlier runs keeps their slot pages and allocator caches.
       if [ "${s#idle}" != "$s" ]; then stop_gateway; start_gateway; fi
-      # shellcheck disable=SC2046
-      "$bench" -q $(args_of "$s") -d "$secs" --rss-tree "$gw" "127.0.0.1:$port" >>"$file" ||
+      # shellcheck disable=SC2046,SC2086
+      $bench -q $(args_of "$s") -d "$secs" --rss-tree "$gw" "127.0.0.1:$port" >>"$file" ||
         echo "  (run $r of $s reported errors)"
     done
     if [ "${s#idle}" != "$s" ]; then
