@@ -206,8 +206,8 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
     writing_ = false;
     if (ok) ++batches_written_;
     in_flight_.fetch_sub(sending_.events_size(), std::memory_order_relaxed);
-    if (!ok) {  // the link broke: what is queued goes nowhere
-      lost_ += static_cast<std::uint64_t>(out_.events_size());
+    if (!ok) {  // the link broke: this write and what is queued go nowhere
+      lost_ += static_cast<std::uint64_t>(sending_.events_size() + out_.events_size());
       in_flight_.fetch_sub(out_.events_size(), std::memory_order_relaxed);
       out_.Clear();
       release_hold();

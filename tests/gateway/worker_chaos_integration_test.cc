@@ -120,13 +120,22 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
   EXPECT_EQ(gateway.log_count("kick conn="), 0u) << "no session may be kicked";
 }
 
-// Workers SIGKILLed from outside at random moments.
-TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) {
+/// A two-worker gateway in front of `game`, speaking the gonet2 or the
+/// batched contract to it.
+GatewayOptions chaos_gateway(const FakeGameService& game, std::vector<std::string> args,
+                             bool batched = false) {
+  GatewayOptions options{game.port(), 2, std::move(args), {}};
+  options.batched = batched;
+  return options;
+}
+
+/// Workers SIGKILLed from outside at random moments.
+void kill_workers_at_random(bool batched) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   FakeGameService game({.echo = true});
   GatewayProcess gateway(
-      {game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.2"}, {}});
+      chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.2"}, batched));
   std::mt19937 rng(std::random_device{}());
   int kills = 0;
   std::uint64_t total = 0;
@@ -139,8 +148,17 @@ TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) {
       },
       total);
   EXPECT_GE(kills, seconds * 2);
-  std::printf("chaos: %d worker kills, %llu echoes verified across %d clients\n", kills,
-              static_cast<unsigned long long>(total), clients);
+  std::printf("chaos (%s): %d worker kills, %llu echoes verified across %d clients\n",
+              batched ? "batched" : "gonet2", kills, static_cast<unsigned long long>(total),
+              clients);
+}
+
+TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) { kill_workers_at_random(false); }
+
+// The same with the game behind a batched link, whose replies gRPC's thread
+// writes straight into the worker rings while the workers die and restart.
+TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByteOnABatchedLink) {
+  kill_workers_at_random(true);
 }
 
 // Workers that kill themselves at each crash point of a batch: mid-batch
@@ -199,10 +217,10 @@ TEST(WorkerChaos, RollingReloadsUnderLoadGoUnnoticed) {
 // echoes lost are the frames the docs name (in the dead bridge's hands, or
 // in flight on the dead game streams), never more than the bridge's
 // lost-frame metric plus what was in flight to the game on the old streams.
-TEST(WorkerChaos, KilledBridgeCostsNoConnection) {
+void kill_bridges(bool batched) {
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   FakeGameService game({.echo = true});
-  GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0"}, {}});
+  GatewayProcess gateway(chaos_gateway(game, {"--rpm-limit", "0"}, batched));
   int kills = 0;
   std::uint64_t total = 0, lost = 0;
   expect_no_client_notices(
@@ -226,11 +244,16 @@ TEST(WorkerChaos, KilledBridgeCostsNoConnection) {
   }
   EXPECT_LE(counted, lost) << "the metric counts only frames that really went missing";
   std::printf(
-      "bridge chaos: %d bridge kills, %llu echoes, %llu lost, %llu of them counted by the "
+      "bridge chaos (%s): %d bridge kills, %llu echoes, %llu lost, %llu of them counted by the "
       "bridge (the rest died on the old gRPC connections)\n",
-      kills, static_cast<unsigned long long>(total), static_cast<unsigned long long>(lost),
-      static_cast<unsigned long long>(counted));
+      batched ? "batched" : "gonet2", kills, static_cast<unsigned long long>(total),
+      static_cast<unsigned long long>(lost), static_cast<unsigned long long>(counted));
 }
+
+TEST(WorkerChaos, KilledBridgeCostsNoConnection) { kill_bridges(false); }
+
+// A batched link re-attaches every session on the new bridge's link.
+TEST(WorkerChaos, KilledBridgeCostsNoConnectionOnABatchedLink) { kill_bridges(true); }
 
 }  // namespace
 }  // namespace gatehouse::testing
