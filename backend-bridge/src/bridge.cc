@@ -443,7 +443,11 @@ void Bridge::post_batch(Batch& batch) {
       continue;  // OPEN/CLOSE from a game mean nothing
     }
     const std::uint32_t w = worker_of_slot(shm::ConnectionId(event.conn).slot(), settings_);
-    if (w >= workers_.size()) continue;
+    if (w >= workers_.size()) {  // not a session id this gateway ever gave out
+      direct_dropped_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("batched link: event for unknown session {:#x} dropped", event.conn);
+      continue;
+    }
     WorkerLink& link = *workers_[w];
     std::lock_guard lock(link.produce_mutex);
     if (link.backlog.empty() && write_event(link, event) != shm::WriteStatus::kFull) {
@@ -633,6 +637,7 @@ std::size_t Bridge::deliver_events() {
   taken_.clear();
   metrics_.add(metrics::kGameMessagesReceived,
                direct_received_.exchange(0, std::memory_order_relaxed));
+  metrics_.add(metrics::kDroppedToClient, direct_dropped_.exchange(0, std::memory_order_relaxed));
   for (auto& link : workers_) {
     std::lock_guard lock(link->produce_mutex);
     while (!link->backlog.empty()) {

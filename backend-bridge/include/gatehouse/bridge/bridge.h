@@ -116,6 +116,7 @@ class Bridge {
   std::atomic<bool> parked_{false};
   std::atomic<std::uint64_t> direct_received_{0};  // batched messages gRPC threads delivered
   std::atomic<std::uint64_t> direct_batches_{0};   // batches gRPC threads read
+  std::atomic<std::uint64_t> direct_dropped_{0};   // events for ids no session ever had
   volatile std::sig_atomic_t stop_requested_ = 0;
 };
 
