@@ -1,5 +1,8 @@
-// GameServer on the gRPC callback API: one StreamReactor per call, a registry
-// of live reactors, and a small state machine per reactor.
+// GameServer on the gRPC callback API: one StreamReactor per gonet2 call, one
+// BatchLink per batched call (each session on it a BatchSession), a registry
+// of live sessions of both kinds (Endpoint), and a small state machine per
+// reactor. The rules below are for StreamReactor; BatchLink states its own
+// further down.
 //
 // Ownership and lifetime (the part that must hold under concurrent
 // push/kick while a client disconnects):

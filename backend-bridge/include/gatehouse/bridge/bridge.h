@@ -1,6 +1,8 @@
-// Bridge: holds the gRPC channels to the game services and one bidi Stream
-// per logged-in session (the gonet2 contract, proto/game.proto), and moves
-// records between the workers' rings and those streams.
+// Bridge: holds the gRPC channels to the game services and, per game
+// service, either one bidi Stream per logged-in session (the gonet2 contract,
+// proto/game.proto) or one batched link for all of them (proto/batch.proto,
+// `--backend batch:HOST:PORT`), and moves records between the workers' rings
+// and those streams.
 //
 // Threads: the main thread runs the duty cycle (worker rings -> streams,
 // events -> worker rings). gRPC's callback threads run the stream reactors.
@@ -10,12 +12,18 @@
 // messages and kicks straight into the worker rings (under the ring's
 // producer mutex), which saves a wakeup of the main thread per reply.
 //
-// Per session: kStreamOpen opens a stream with metadata userid; each
+// Per session, gonet2: kStreamOpen opens a stream with metadata userid; each
 // kStreamMessage becomes one Frame{Message}; kStreamClose half-closes it
 // (WritesDone) so the game sees end of stream. From the game: Message ->
 // kGameMessage, Kick -> kGameKick, end of stream (clean or failed, including
 // a game service that is down) -> kStreamEnded, which makes the worker kick
 // the session (kicked_by_game / backend_unavailable).
+// Batched: kStreamOpen / kStreamMessage / kStreamClose become OPEN / MESSAGE
+// / CLOSE events on the link, all of one duty-cycle pass in one gRPC write;
+// MESSAGE / KICK events from the game become kGameMessage / kGameKick. A
+// link that breaks is re-opened with backoff and re-announces (OPEN) every
+// session it carried: sessions wait for their game service, they are not
+// kicked.
 #pragma once
 
 #include <atomic>
@@ -24,11 +32,10 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <span>
 
 #include "gatehouse/common/gateway_segment.h"
 #include "gatehouse/common/metrics.h"
