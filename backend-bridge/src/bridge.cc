@@ -17,8 +17,6 @@ namespace gatehouse::bridge {
 namespace {
 
 constexpr std::size_t kRingBatch = 256;
-/// How long re-opened streams wait for a game service that is down.
-constexpr std::int64_t kReopenGiveUpNs = 60'000'000'000;
 
 }  // namespace
 
@@ -313,6 +311,8 @@ struct Bridge::Backend {
   std::shared_ptr<BatchLink> link;
   std::int64_t relink_due_ns = 0;
   std::uint32_t relink_backoff_ms = 50;
+  std::int64_t down_since_ns = 0;    // since the link broke, until a new one holds
+  std::int64_t link_started_ns = 0;
 };
 
 struct Bridge::WorkerLink {
@@ -359,6 +359,13 @@ bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id) {
   if (backends_.empty() || streams_.contains(conn) || batched_.contains(conn)) return false;
   const auto backend = static_cast<std::size_t>(user_id) % backends_.size();
   if (Backend& b = *backends_[backend]; b.batched) {
+    if (!b.link && b.down_since_ns != 0) {
+      // The game service is away: as with a stream that cannot open, the
+      // session is kicked (backend_unavailable) rather than left talking to
+      // nobody.
+      post({Event::kEnded, conn, grpc::StatusCode::UNAVAILABLE, false, {}});
+      return true;
+    }
     batched_.emplace(conn, BatchedSession{static_cast<std::uint32_t>(backend), user_id});
     // A link that is down sends the OPEN when it is back (start_link).
     if (b.link) b.link->send(batch::Event::OPEN, conn, {}, user_id);
@@ -400,6 +407,7 @@ void Bridge::take_over() {
 void Bridge::start_link(std::uint32_t backend) {
   Backend& b = *backends_[backend];
   b.link = std::make_shared<BatchLink>(*this, backend, in_flight_);
+  b.link_started_ns = monotonic_ns();
   b.link->start(b.batch_stub, b.link);
   metrics_.add(metrics::kGameStreamsOpened);
   // Sessions attached while the link was down (or before a bridge restart)
@@ -420,11 +428,42 @@ void Bridge::relink_due_backends() {
   const std::int64_t now = monotonic_ns();
   for (std::uint32_t i = 0; i < backends_.size(); ++i) {
     Backend& b = *backends_[i];
-    if (b.batched && !b.link && b.relink_due_ns != 0 && now >= b.relink_due_ns) {
+    if (!b.batched || b.down_since_ns == 0) continue;
+    if (b.link && now - b.link_started_ns > 1'000'000'000) {
+      b.down_since_ns = 0;  // the new link has held for a second: the game service is back
+      b.relink_backoff_ms = 50;
+      continue;
+    }
+    // Between attempts only: an attempt in progress may still get through.
+    if (!b.link && now - b.down_since_ns > backend_wait_ns()) give_up_sessions(i);
+    if (!b.link && b.relink_due_ns != 0 && now >= b.relink_due_ns) {
       b.relink_due_ns = 0;
       start_link(i);
     }
   }
+}
+
+/// Kicks (backend_unavailable) every session waiting for batched backend
+/// `backend`, which has been away longer than --backend-wait.
+void Bridge::give_up_sessions(std::uint32_t backend) {
+  std::size_t kicked = 0;
+  for (auto it = batched_.begin(); it != batched_.end();) {
+    if (it->second.backend != backend) {
+      ++it;
+      continue;
+    }
+    post({Event::kEnded, it->first, grpc::StatusCode::UNAVAILABLE, false, {}});
+    it = batched_.erase(it);
+    ++kicked;
+  }
+  if (kicked != 0) {
+    spdlog::warn("game service {}: away for more than {} s; kicking the {} sessions waiting for it",
+                 backends_[backend]->address, settings_.backend_wait_ms / 1000.0, kicked);
+  }
+}
+
+std::int64_t Bridge::backend_wait_ns() const noexcept {
+  return std::int64_t{settings_.backend_wait_ms} * 1'000'000;
 }
 
 template <class Batch>
@@ -593,6 +632,7 @@ std::size_t Bridge::deliver_events() {
                    b.relink_backoff_ms);
       b.relink_due_ns = now + std::int64_t{b.relink_backoff_ms} * 1'000'000;
       b.relink_backoff_ms = std::min<std::uint32_t>(b.relink_backoff_ms * 2, 2000);
+      if (b.down_since_ns == 0) b.down_since_ns = now;
       continue;
     }
     if (e.kind == Event::kMessage && reopening_.erase(e.conn) != 0) {
@@ -603,7 +643,7 @@ std::size_t Bridge::deliver_events() {
       // A re-opened stream and the game service is down: try again later
       // rather than kick a session that did nothing wrong.
       auto [it, fresh] =
-          retries_.try_emplace(e.conn, Retry{reopening_[e.conn], 0, now + kReopenGiveUpNs, 50});
+          retries_.try_emplace(e.conn, Retry{reopening_[e.conn], 0, now + backend_wait_ns(), 50});
       Retry& r = it->second;
       if (now < r.give_up_ns) {
         r.backoff_ms = std::min<std::uint32_t>(r.backoff_ms * 2, 5000);
@@ -613,7 +653,7 @@ std::size_t Bridge::deliver_events() {
         continue;
       }
       spdlog::warn("conn {:#x}: game service still down after {} s; giving up", e.conn,
-                   kReopenGiveUpNs / 1'000'000'000);
+                   settings_.backend_wait_ms / 1000.0);
       retries_.erase(e.conn);
       reopening_.erase(e.conn);
     }
@@ -653,7 +693,8 @@ std::size_t Bridge::deliver_events() {
 
 void Bridge::flush_links() {
   for (auto& b : backends_) {
-    if (b->link) metrics_.add(metrics::kGameBatchesSent, b->link->flush());
+    if (!b->link) continue;
+    metrics_.add(metrics::kGameBatchesSent, b->link->flush());
   }
   metrics_.add(metrics::kGameBatchesReceived,
                direct_batches_.exchange(0, std::memory_order_relaxed));

@@ -93,7 +93,11 @@ ParseResult parse_config(int argc, const char* const* argv) {
        "sessions are spread by user id. host:port speaks the gonet2 contract (a stream per "
        "session); batch:host:port the batched one (proto/batch.proto, one stream for all)")
       ("backend-numbering", po::value<std::string>()->default_value("gonet2"),
-       "Game.FrameType numbering of the game services: 'gonet2' (Kick=1) or 'later' (Kick=2)");
+       "Game.FrameType numbering of the game services: 'gonet2' (Kick=1) or 'later' (Kick=2)")
+      ("backend-wait", po::value<double>()->default_value(60.0),
+       "seconds logged-in sessions wait for a game service that went away (after a bridge "
+       "restart, or a batched link that broke) before they are kicked (backend_unavailable); "
+       "sessions that log in while it is away are kicked at once");
   po::options_description processes("Processes");
   processes.add_options()
       ("workers", po::value<std::uint32_t>()->default_value(0),
@@ -201,6 +205,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
       throw ConfigError("--backend-numbering must be 'gonet2' or 'later', not '" + numbering + "'");
     }
     s.numbering = *parsed_numbering;
+    s.backend_wait_ms =
+        static_cast<std::uint32_t>(in_range<double>(vm, "backend-wait", 0, 86400) * 1000);
 
     const std::string login = vm["login"].as<std::string>();
     if (login == "any") {

@@ -36,8 +36,8 @@ std::vector<std::byte> text_bytes(std::string_view s) {
 
 class BatchedBackendTest : public ::testing::Test {
  protected:
-  void start(std::uint32_t workers = 2) {
-    GatewayOptions options{game_.port(), workers, {}, {}};
+  void start(std::uint32_t workers = 2, std::vector<std::string> extra = {}) {
+    GatewayOptions options{game_.port(), workers, std::move(extra), {}};
     options.batched = true;
     gateway_.emplace(std::move(options));
   }
@@ -166,6 +166,36 @@ TEST_F(BatchedBackendTest, GameServiceRestartKeepsTheSessions) {
   EXPECT_TRUE(echo_works(*c, "after"));
   EXPECT_FALSE(c->closed());
   EXPECT_EQ(gateway_->log_count("kick conn="), 0u) << gateway_->log();
+}
+
+// A game service that stays away longer than --backend-wait: its sessions
+// are kicked (backend_unavailable), and a login meanwhile is kicked at once;
+// once it is back, new sessions work again.
+TEST_F(BatchedBackendTest, SessionsGiveUpOnAGameServiceAwayLongerThanBackendWait) {
+  start(2, {"--backend-wait", "1"});
+  auto waiting = logged_in("waiting", true);
+  ASSERT_TRUE(echo_works(*waiting, "before"));
+  game_.stop();
+  ASSERT_TRUE(gateway_->wait_log("batched link ended", 5s)) << gateway_->log();
+  auto late = std::make_unique<Client>();
+  late->connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(late->login("late", "").ok());
+  // Kicked at once when the bridge is between two link attempts, or with the
+  // waiting ones when it was in the middle of one.
+  EXPECT_TRUE(late->wait_closed(5s)) << "a login while the game is away is kicked";
+  EXPECT_TRUE(waiting->wait_closed(10s)) << "a waiting session gives up after --backend-wait";
+  EXPECT_TRUE(gateway_->wait_log("sessions waiting for it")) << gateway_->log();
+  EXPECT_EQ(gateway_->log_count("reason=backend_unavailable"), 2u) << gateway_->log();
+  game_.start();
+  ASSERT_TRUE(gateway_->wait_log_count("game service", 1, 5s));
+  std::unique_ptr<Client> fresh;
+  for (int attempt = 0; attempt < 50; ++attempt) {  // until the bridge's next link attempt
+    fresh = logged_in("fresh-" + std::to_string(attempt), false);
+    if (echo_works(*fresh, "back")) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(echo_works(*fresh, "again"));
+  EXPECT_FALSE(fresh->closed());
 }
 
 }  // namespace

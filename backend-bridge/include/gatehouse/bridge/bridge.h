@@ -84,6 +84,8 @@ class Bridge {
   bool open_stream(std::uint64_t conn, std::int64_t user_id);
   void start_link(std::uint32_t backend);
   void relink_due_backends();
+  void give_up_sessions(std::uint32_t backend);
+  std::int64_t backend_wait_ns() const noexcept;
   void take_over();
   void retry_due_streams();
   std::size_t deliver_events();

@@ -57,6 +57,10 @@ struct Settings {
   LoginMode login_mode;
   std::uint32_t idle_spin_us;  ///< BackoffIdler spin before parking
   char login_file[kPathBytes];
+  /// How long sessions wait for a game service that went away (re-opened
+  /// streams, a broken batched link) before they are kicked.
+  std::uint32_t backend_wait_ms;
+  std::uint32_t reserved;
 };
 
 /// Liveness of one child process, written by the process itself.
