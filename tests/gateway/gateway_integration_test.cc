@@ -121,6 +121,46 @@ TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
   EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
 }
 
+// However the client's bytes arrive, the frames come out whole and in order
+// and RC4 stays in step: 300 frames in one write (far past the frontend's
+// per-connection read-ahead), a frame a byte at a time, and the largest
+// frame the default --max-frame allows.
+TEST_P(GatewayProtocolTest, FramesSurviveAnyWayTheBytesArrive) {
+  const bool encrypted = GetParam();
+  start({"--rpm-limit", "0"});  // 300 frames in a second is the point here
+  RawSession s(gateway_->port());
+  std::uint32_t seq = 1;
+  if (encrypted) s.key_exchange(seq++, 0x1111, 0x2222);
+  s.send(seq++, 10, login_body("burst", "tok-alice"));
+  ASSERT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
+  const auto body_of = [](int i) {
+    return RawSession::cat({RawSession::u32(static_cast<std::uint32_t>(i)),
+                            Wire(static_cast<std::size_t>(i % 40), 'b')});
+  };
+  Wire burst;
+  for (int i = 0; i < 300; ++i) {
+    const Wire f = s.frame(seq++, 1001, body_of(i));
+    burst.insert(burst.end(), f.begin(), f.end());
+  }
+  s.write(burst);
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(s.read_payload(), RawSession::cat({{0x03, 0xEA}, body_of(i)})) << "echo " << i;
+  }
+  const Wire dribble = s.frame(seq++, 1001, {'s', 'l', 'o', 'w'});
+  for (const std::uint8_t byte : dribble) {
+    s.write({byte});
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(s.read_payload(), (Wire{0x03, 0xEA, 's', 'l', 'o', 'w'}));
+  Wire big(65535 - 6);  // payload = seq + proto + body = 65535 bytes
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>(i * 7);
+  s.send(seq++, 1001, big);
+  EXPECT_EQ(s.read_payload(), RawSession::cat({{0x03, 0xEA}, big}));
+  s.send(seq++, 0, RawSession::u32(7));
+  EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x01, 0x00, 0x00, 0x00, 0x07}));
+  EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
+}
+
 TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
   start();
   RawSession s(gateway_->port());

@@ -37,10 +37,14 @@ void RawSession::write(const Wire& bytes) {
   }
 }
 
-void RawSession::send(std::uint32_t seq, std::int16_t proto, const Wire& body) {
+Wire RawSession::frame(std::uint32_t seq, std::int16_t proto, const Wire& body) {
   Wire payload = cat({u32(seq), u16(static_cast<std::uint16_t>(proto)), body});
   if (send_rc4_) send_rc4_->apply(std::as_writable_bytes(std::span(payload)));
-  write(cat({u16(static_cast<std::uint16_t>(payload.size())), payload}));
+  return cat({u16(static_cast<std::uint16_t>(payload.size())), payload});
+}
+
+void RawSession::send(std::uint32_t seq, std::int16_t proto, const Wire& body) {
+  write(frame(seq, proto, body));
 }
 
 bool RawSession::read_exact(std::uint8_t* out, std::size_t n,

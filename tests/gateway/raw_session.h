@@ -27,6 +27,9 @@ class RawSession {
   void write(const Wire& bytes);
   /// `| size | seq | proto | body |`, payload encrypted once keys are set.
   void send(std::uint32_t seq, std::int16_t proto, const Wire& body);
+  /// The bytes send() would write (the RC4 stream moves on), for a test that
+  /// writes them its own way: many frames at once, or a byte at a time.
+  Wire frame(std::uint32_t seq, std::int16_t proto, const Wire& body);
   /// The next frame's payload, decrypted once keys are set; nullopt on
   /// timeout or close.
   std::optional<Wire> read_payload(std::chrono::milliseconds timeout = std::chrono::seconds(5));
