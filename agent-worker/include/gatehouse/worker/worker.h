@@ -103,6 +103,7 @@ class Worker {
   std::uint32_t drain_end_ = 0;
   std::uint32_t fault_per_mille_ = 0;
   bool batch_had_work_ = false;
+  std::int64_t batch_unix_ms_ = 0;  // wall clock at the start of the batch
 };
 
 }  // namespace gatehouse::worker
