@@ -5,6 +5,8 @@
 # "shutdown", game streams half-closed) and stops the demo game.
 #
 #   tools/run.sh [extra gatehouse flags...]     e.g. tools/run.sh --workers 4
+#   GATEHOUSE_CONTRACT=batch tools/run.sh       the batched game-service contract
+#                                               (proto/batch.proto) instead of gonet2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,6 @@ cat <<TXT
   Ctrl-C here drains and exits.
 
 TXT
-build/bin/gatehouse --listen "127.0.0.1:$port" --backend "127.0.0.1:$game_port" "$@"
+backend="127.0.0.1:$game_port"
+[ "${GATEHOUSE_CONTRACT:-gonet2}" = batch ] && backend="batch:$backend"
+build/bin/gatehouse --listen "127.0.0.1:$port" --backend "$backend" "$@"
