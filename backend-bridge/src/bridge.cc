@@ -18,42 +18,15 @@ namespace {
 
 constexpr std::size_t kRingBatch = 256;
 
-}  // namespace
-
 // ------------------------------------------------------------------ one stream
 
-class Bridge::GameStream final
-    : public grpc::ClientBidiReactor<proto::Game::Frame, proto::Game::Frame> {
+/// What a gonet2 stream and a batched link share: a client bidi call whose
+/// writes are started from the bridge's main thread, one in flight at a time,
+/// and which is held open (AddHold) until the bridge half-closes it or it
+/// breaks, so OnDone cannot run under a write the main thread is starting.
+template <class Message>
+class HeldStream : public grpc::ClientBidiReactor<Message, Message> {
  public:
-  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering,
-             std::atomic<std::int64_t>& in_flight)
-      : bridge_(bridge), conn_(conn), numbering_(numbering), in_flight_(in_flight) {
-    context_.AddMetadata("userid", std::to_string(user_id));
-  }
-
-  /// Starts the call; `self` keeps the reactor alive until OnDone.
-  void start(proto::GameService::Stub& stub, std::shared_ptr<GameStream> self) {
-    self_ = std::move(self);
-    stub.async()->Stream(&context_, this);
-    AddHold();  // writes start from the main thread: no OnDone before close()
-    StartRead(&in_);
-    StartCall();
-  }
-
-  /// Queues one Message frame (main thread); false when the stream is
-  /// already ending (the worker hears of that end).
-  bool send(std::span<const std::byte> bytes) {
-    std::lock_guard lock(mutex_);
-    if (closing_ || !held_) return false;
-    proto::Game::Frame frame;
-    frame.set_type(proto::Game::Message);
-    frame.set_message(bytes.data(), bytes.size());
-    queue_.push_back(std::move(frame));
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
-    if (!writing_) write_next();
-    return true;
-  }
-
   /// Half-closes after the queued writes (main thread).
   void close() {
     std::lock_guard lock(mutex_);
@@ -61,25 +34,19 @@ class Bridge::GameStream final
     if (!writing_) finish_writes();
   }
 
-  void OnWriteDone(bool ok) override {
+  void OnWriteDone(bool ok) final {
     std::lock_guard lock(mutex_);
     writing_ = false;
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);  // delivered, or failed with the stream
-    if (!ok) {  // the stream broke; OnDone follows once the hold is gone
-      in_flight_.fetch_sub(static_cast<std::int64_t>(queue_.size()), std::memory_order_relaxed);
-      queue_.clear();
+    wrote_locked(ok);
+    if (!ok) {  // the call broke; OnDone follows once the hold is gone
       release_hold();
       return;
     }
-    if (!queue_.empty()) {
-      write_next();
-    } else if (closing_) {
-      finish_writes();
-    }
+    if (!write_next_locked() && closing_) finish_writes();
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // the game ended the stream (or it failed)
+  void OnReadDone(bool ok) final {
+    if (!ok) {  // the game ended the call (or it failed)
       std::lock_guard lock(mutex_);
       if (!writing_)
         release_hold();
@@ -87,65 +54,141 @@ class Bridge::GameStream final
         closing_ = true;  // OnWriteDone releases it
       return;
     }
-    const int type = static_cast<int>(in_.type());
-    if (type == numbering_.message) {
-      bridge_.post({Event::kMessage, conn_, 0, false, std::move(*in_.mutable_message())});
-    } else if (type == numbering_.kick) {
-      bridge_.post({Event::kKick, conn_, 0, false, {}});
-    } else if (type != numbering_.ping) {
-      spdlog::debug("conn {:#x}: ignoring game frame type {}", conn_, type);
-    }
+    on_read(in_);
     in_.Clear();
-    StartRead(&in_);
+    this->StartRead(&in_);
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void OnDone(const grpc::Status& status) final {
     bool by_us;
     {
       std::lock_guard lock(mutex_);
       by_us = closed_by_us_;
     }
-    if (!status.ok() && !by_us) {
-      spdlog::warn("conn {:#x}: game stream failed: {} ({})", conn_, status.error_message(),
-                   static_cast<int>(status.error_code()));
-    }
-    bridge_.post({Event::kEnded, conn_, static_cast<std::int32_t>(status.error_code()), by_us, {}});
+    on_done(status, by_us);
     auto self = std::move(self_);  // may destroy this at the end of scope
   }
 
- private:
-  void write_next() {  // mutex_ held
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    StartWrite(&current_);
+ protected:
+  /// Starts the call the derived class has just bound to context_ and this;
+  /// `self` keeps the reactor alive until OnDone.
+  void begin(std::shared_ptr<HeldStream> self) {
+    self_ = std::move(self);
+    this->AddHold();
+    this->StartRead(&in_);
+    this->StartCall();
   }
+  /// False once the call is ending: nothing more may be queued.
+  bool open_locked() const { return !closing_ && held_; }
+  void write_locked(Message* message) {  // mutex_ held, no write in flight
+    writing_ = true;
+    this->StartWrite(message);
+  }
+
+  /// A write completed (ok) or failed with the call: accounting, and on
+  /// failure dropping what is queued. mutex_ held.
+  virtual void wrote_locked(bool ok) = 0;
+  /// Starts the next write if anything is queued; whether it did. mutex_ held.
+  virtual bool write_next_locked() = 0;
+  /// One message from the game (a gRPC thread).
+  virtual void on_read(Message& in) = 0;
+  virtual void on_done(const grpc::Status& status, bool closed_by_us) = 0;
+
+  grpc::ClientContext context_;
+  std::mutex mutex_;
+  bool writing_ = false;  // guarded by mutex_
+
+ private:
   void finish_writes() {  // mutex_ held, no write in flight
     if (!held_) return;
     closed_by_us_ = true;
-    StartWritesDone();
+    this->StartWritesDone();
     release_hold();
   }
   void release_hold() {  // mutex_ held
     if (!held_) return;
     held_ = false;
-    RemoveHold();
+    this->RemoveHold();
+  }
+
+  Message in_;
+  std::shared_ptr<HeldStream> self_;
+  bool closing_ = false;       // guarded by mutex_
+  bool held_ = true;           // guarded by mutex_
+  bool closed_by_us_ = false;  // guarded by mutex_
+};
+
+}  // namespace
+
+class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
+ public:
+  GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering,
+             std::atomic<std::int64_t>& in_flight)
+      : bridge_(bridge), conn_(conn), numbering_(numbering), in_flight_(in_flight) {
+    context_.AddMetadata("userid", std::to_string(user_id));
+  }
+
+  void start(proto::GameService::Stub& stub, std::shared_ptr<GameStream> self) {
+    stub.async()->Stream(&context_, this);
+    begin(std::move(self));
+  }
+
+  /// Queues one Message frame (main thread); false when the stream is
+  /// already ending (the worker hears of that end).
+  bool send(std::span<const std::byte> bytes) {
+    std::lock_guard lock(mutex_);
+    if (!open_locked()) return false;
+    proto::Game::Frame frame;
+    frame.set_type(proto::Game::Message);
+    frame.set_message(bytes.data(), bytes.size());
+    queue_.push_back(std::move(frame));
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    if (!writing_) write_next_locked();
+    return true;
+  }
+
+ private:
+  void wrote_locked(bool ok) override {
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);  // delivered, or failed with the stream
+    if (ok) return;
+    in_flight_.fetch_sub(static_cast<std::int64_t>(queue_.size()), std::memory_order_relaxed);
+    queue_.clear();
+  }
+
+  bool write_next_locked() override {
+    if (queue_.empty()) return false;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    write_locked(&current_);
+    return true;
+  }
+
+  void on_read(proto::Game::Frame& in) override {
+    const int type = static_cast<int>(in.type());
+    if (type == numbering_.message) {
+      bridge_.post({Event::kMessage, conn_, 0, false, std::move(*in.mutable_message())});
+    } else if (type == numbering_.kick) {
+      bridge_.post({Event::kKick, conn_, 0, false, {}});
+    } else if (type != numbering_.ping) {
+      spdlog::debug("conn {:#x}: ignoring game frame type {}", conn_, type);
+    }
+  }
+
+  void on_done(const grpc::Status& status, bool closed_by_us) override {
+    if (!status.ok() && !closed_by_us) {
+      spdlog::warn("conn {:#x}: game stream failed: {} ({})", conn_, status.error_message(),
+                   static_cast<int>(status.error_code()));
+    }
+    bridge_.post(
+        {Event::kEnded, conn_, static_cast<std::int32_t>(status.error_code()), closed_by_us, {}});
   }
 
   Bridge& bridge_;
   const std::uint64_t conn_;
   const FrameTypeValues numbering_;
   std::atomic<std::int64_t>& in_flight_;
-  grpc::ClientContext context_;
-  proto::Game::Frame in_;
-  proto::Game::Frame current_;
-  std::shared_ptr<GameStream> self_;
-  std::mutex mutex_;
+  proto::Game::Frame current_;            // owned by the write in flight
   std::deque<proto::Game::Frame> queue_;  // guarded by mutex_
-  bool writing_ = false;                  // guarded by mutex_
-  bool closing_ = false;                  // guarded by mutex_
-  bool held_ = true;                      // guarded by mutex_
-  bool closed_by_us_ = false;             // guarded by mutex_
 };
 
 // ------------------------------------------------------------------ one batched link
@@ -155,17 +198,14 @@ class Bridge::GameStream final
 /// send(); they go out as one Batch per gRPC write, and whatever arrives
 /// while a write is in flight rides in the next one, so the batch size
 /// follows the load (one event per write when idle, hundreds under load).
-class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, batch::Batch> {
+class Bridge::BatchLink final : public HeldStream<batch::Batch> {
  public:
   BatchLink(Bridge& bridge, std::uint32_t backend, std::atomic<std::int64_t>& in_flight)
       : bridge_(bridge), backend_(backend), in_flight_(in_flight) {}
 
   void start(batch::BatchGameService::Stub& stub, std::shared_ptr<BatchLink> self) {
-    self_ = std::move(self);
     stub.async()->Batches(&context_, this);
-    AddHold();  // writes start from the main thread: no OnDone before close()
-    StartRead(&in_);
-    StartCall();
+    begin(std::move(self));
   }
 
   /// Queues one event (main thread) for the next flush(); false when the link
@@ -173,7 +213,7 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
   bool send(batch::Event::Kind kind, std::uint64_t conn, std::span<const std::byte> message,
             std::int64_t user_id = 0) {
     std::lock_guard lock(mutex_);
-    if (closing_ || !held_) return false;
+    if (!open_locked()) return false;
     batch::Event* e = out_.add_events();
     e->set_session(conn);
     e->set_kind(kind);
@@ -188,93 +228,56 @@ class Bridge::BatchLink final : public grpc::ClientBidiReactor<batch::Batch, bat
   /// Returns the writes completed since the last call.
   std::uint64_t flush() {
     std::lock_guard lock(mutex_);
-    if (!writing_ && held_ && out_.events_size() != 0) write_locked();
+    if (!writing_ && open_locked()) write_next_locked();
     return std::exchange(batches_written_, 0);
   }
 
-  /// Half-closes after the queued writes (main thread).
-  void close() {
-    std::lock_guard lock(mutex_);
-    closing_ = true;
-    if (!writing_) finish_writes();
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mutex_);
-    writing_ = false;
-    if (ok) ++batches_written_;
+ private:
+  void wrote_locked(bool ok) override {
     in_flight_.fetch_sub(sending_.events_size(), std::memory_order_relaxed);
-    if (!ok) {  // the link broke: this write and what is queued go nowhere
-      lost_ += static_cast<std::uint64_t>(sending_.events_size() + out_.events_size());
-      in_flight_.fetch_sub(out_.events_size(), std::memory_order_relaxed);
-      out_.Clear();
-      release_hold();
+    if (ok) {
+      ++batches_written_;
       return;
     }
-    if (out_.events_size() != 0) {
-      write_locked();
-    } else if (closing_) {
-      finish_writes();
-    }
+    // The link broke: this write and what is queued go nowhere.
+    lost_ += static_cast<std::uint64_t>(sending_.events_size() + out_.events_size());
+    in_flight_.fetch_sub(out_.events_size(), std::memory_order_relaxed);
+    out_.Clear();
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      std::lock_guard lock(mutex_);
-      if (!writing_)
-        release_hold();
-      else
-        closing_ = true;
-      return;
-    }
-    bridge_.post_batch(in_);
+  bool write_next_locked() override {
+    if (out_.events_size() == 0) return false;
+    sending_.Swap(&out_);
+    out_.Clear();
+    write_locked(&sending_);
+    return true;
+  }
+
+  void on_read(batch::Batch& in) override {
+    bridge_.post_batch(in);
     bridge_.direct_batches_.fetch_add(1, std::memory_order_relaxed);
-    in_.Clear();
-    StartRead(&in_);
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void on_done(const grpc::Status& status, bool) override {
     std::uint64_t lost;
     {
       std::lock_guard lock(mutex_);
       lost = lost_;
     }
-    bridge_.post({Event::kLinkDown, backend_, static_cast<std::int32_t>(status.error_code()),
-                  false, {}, lost});
-    auto self = std::move(self_);  // may destroy this at the end of scope
-  }
-
- private:
-  void write_locked() {  // mutex_ held, no write in flight
-    sending_.Swap(&out_);
-    out_.Clear();
-    writing_ = true;
-    StartWrite(&sending_);
-  }
-  void finish_writes() {  // mutex_ held, no write in flight
-    if (!held_) return;
-    StartWritesDone();
-    release_hold();
-  }
-  void release_hold() {  // mutex_ held
-    if (!held_) return;
-    held_ = false;
-    RemoveHold();
+    bridge_.post({Event::kLinkDown,
+                  backend_,
+                  static_cast<std::int32_t>(status.error_code()),
+                  false,
+                  {},
+                  lost});
   }
 
   Bridge& bridge_;
   const std::uint32_t backend_;
   std::atomic<std::int64_t>& in_flight_;
-  grpc::ClientContext context_;
-  batch::Batch in_;
-  batch::Batch sending_;  // owned by the write in flight
-  std::shared_ptr<BatchLink> self_;
-  std::mutex mutex_;
-  batch::Batch out_;      // guarded by mutex_
-  bool writing_ = false;  // guarded by mutex_
-  bool closing_ = false;  // guarded by mutex_
-  bool held_ = true;      // guarded by mutex_
-  std::uint64_t lost_ = 0;  // guarded by mutex_: events queued when the link broke
+  batch::Batch sending_;               // owned by the write in flight
+  batch::Batch out_;                   // guarded by mutex_
+  std::uint64_t lost_ = 0;             // guarded by mutex_: events queued when the link broke
   std::uint64_t batches_written_ = 0;  // guarded by mutex_: since the last flush()
 };
 
@@ -311,7 +314,7 @@ struct Bridge::Backend {
   std::shared_ptr<BatchLink> link;
   std::int64_t relink_due_ns = 0;
   std::uint32_t relink_backoff_ms = 50;
-  std::int64_t down_since_ns = 0;    // since the link broke, until a new one holds
+  std::int64_t down_since_ns = 0;  // since the link broke, until a new one holds
   std::int64_t link_started_ns = 0;
 };
 
@@ -512,9 +515,9 @@ shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e) {
   shm::WriteStatus status = shm::WriteStatus::kOk;
   switch (e.kind) {
     case Event::kMessage:
-      status = ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn},
-                                 {reinterpret_cast<const std::byte*>(e.bytes.data()),
-                                  e.bytes.size()});
+      status =
+          ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn},
+                            {reinterpret_cast<const std::byte*>(e.bytes.data()), e.bytes.size()});
       break;
     case Event::kKick:
       status = ipc::write_record(link.to_worker, ipc::kGameKick, ipc::GameKick{e.conn});
@@ -528,9 +531,9 @@ shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e) {
   }
   if (status == shm::WriteStatus::kTooLarge) {
     // Larger than any client frame; the worker would have to kick for it.
-    ipc::write_record(link.to_worker, ipc::kStreamEnded,
-                      ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED),
-                                       0});
+    ipc::write_record(
+        link.to_worker, ipc::kStreamEnded,
+        ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
     spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, e.bytes.size());
   }
   return status;
@@ -625,11 +628,13 @@ std::size_t Bridge::deliver_events() {
       if (e.lost != 0) metrics_.add(metrics::kDroppedToGame, e.lost);
       if (stop_requested_ != 0) continue;
       if (e.grpc_code != 0) metrics_.add(metrics::kGameStreamsFailed);
-      spdlog::warn("game service {}: batched link ended (code {}, {} events lost); {} sessions "
-                   "wait for it, retry in {} ms",
-                   b.address, e.grpc_code, e.lost, std::count_if(batched_.begin(), batched_.end(),
-                   [&](const auto& kv) { return kv.second.backend == e.conn; }),
-                   b.relink_backoff_ms);
+      spdlog::warn(
+          "game service {}: batched link ended (code {}, {} events lost); {} sessions "
+          "wait for it, retry in {} ms",
+          b.address, e.grpc_code, e.lost,
+          std::count_if(batched_.begin(), batched_.end(),
+                        [&](const auto& kv) { return kv.second.backend == e.conn; }),
+          b.relink_backoff_ms);
       b.relink_due_ns = now + std::int64_t{b.relink_backoff_ms} * 1'000'000;
       b.relink_backoff_ms = std::min<std::uint32_t>(b.relink_backoff_ms * 2, 2000);
       if (b.down_since_ns == 0) b.down_since_ns = now;

@@ -6,8 +6,8 @@
 #include <sys/uio.h>
 
 #include <algorithm>
-#include <boost/asio/ip/v6_only.hpp>
 #include <array>
+#include <boost/asio/ip/v6_only.hpp>
 #include <chrono>
 #include <cstring>
 
@@ -152,9 +152,10 @@ void Frontend::start_accept(std::size_t listener) {
           metrics_.add(metrics::kConnectionsRefused);
           if (const std::int64_t now = now_ms(); now - accept_warned_ms_ >= 1000) {
             accept_warned_ms_ = now;
-            spdlog::warn("accept failed: {} with {} connections open (raise LimitNOFILE / "
-                         "ulimit -n, or lower --max-connections); pausing accepts for 100 ms",
-                         ec.message(), connection_count_);
+            spdlog::warn(
+                "accept failed: {} with {} connections open (raise LimitNOFILE / "
+                "ulimit -n, or lower --max-connections); pausing accepts for 100 ms",
+                ec.message(), connection_count_);
           }
           auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
           timer->async_wait([this, listener, timer](boost::system::error_code wait_ec) {
@@ -176,8 +177,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   // session table is full passes its turn to the next.
   std::optional<shm::ConnectionId> id;
   for (std::uint32_t tries = 0;
-       !id && tries < settings_.workers && connection_count_ < settings_.max_connections;
-       ++tries) {
+       !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
     id = table_.allocate(next_worker_);
     next_worker_ = (next_worker_ + 1) % settings_.workers;
   }
@@ -229,14 +229,13 @@ void Frontend::start_read(Connection& c) {
   if (c.reading || c.socket_closed || c.blocked) return;
   c.reading = true;
   const auto buffer = c.wide ? asio::buffer(*c.wide) : asio::buffer(c.read_ahead);
-  c.socket.async_receive(buffer,
-                         [this, id = c.id](boost::system::error_code ec, std::size_t n) {
-                           Connection* conn = find(id);
-                           if (conn == nullptr) return;
-                           conn->reading = false;
-                           if (ec == asio::error::operation_aborted) return;
-                           on_readable(*conn, ec, n);
-                         });
+  c.socket.async_receive(buffer, [this, id = c.id](boost::system::error_code ec, std::size_t n) {
+    Connection* conn = find(id);
+    if (conn == nullptr) return;
+    conn->reading = false;
+    if (ec == asio::error::operation_aborted) return;
+    on_readable(*conn, ec, n);
+  });
 }
 
 void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::size_t n) {
@@ -256,9 +255,8 @@ void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::siz
   if (!ec && n == capacity) {
     // The buffer filled up: take the rest from the socket in one go.
     std::memcpy(scratch_.data(), received, n);
-    const std::size_t more = c.socket.read_some(asio::buffer(scratch_.data() + n,
-                                                             scratch_.size() - n),
-                                                ec);
+    const std::size_t more =
+        c.socket.read_some(asio::buffer(scratch_.data() + n, scratch_.size() - n), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
     bytes = {scratch_.data(), n + (ec ? 0 : more)};
   }

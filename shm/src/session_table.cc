@@ -83,13 +83,18 @@ SlotTable SlotTable::attach_untyped(std::span<std::byte> region) {
   return attach(region, d.value_bytes);
 }
 
+SlotTable::SlotTable(std::byte* base, std::uint32_t slots, std::size_t slot_bytes)
+    : headers_(std::launder(reinterpret_cast<SlotHeader*>(base + kDescriptorBytes))),
+      values_(base + kDescriptorBytes + headers_bytes(slots)),
+      slots_(slots),
+      slot_bytes_(slot_bytes) {}
+
 SlotHeader& SlotTable::header(std::uint32_t slot) const noexcept {
-  return *std::launder(reinterpret_cast<SlotHeader*>(base_ + kDescriptorBytes +
-                                                     std::size_t{slot} * sizeof(SlotHeader)));
+  return headers_[slot];
 }
 
 std::byte* SlotTable::value(std::uint32_t slot) const noexcept {
-  return base_ + kDescriptorBytes + headers_bytes(slots_) + std::size_t{slot} * slot_bytes_;
+  return values_ + std::size_t{slot} * slot_bytes_;
 }
 
 void SlotTable::set_partitions(std::uint32_t count) {

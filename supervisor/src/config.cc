@@ -159,7 +159,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
     s.workers = in_range<std::uint32_t>(vm, "workers", 0, kMaxWorkers);
     if (s.workers == 0) s.workers = std::min(cpus, kMaxWorkers);
     const auto spin = in_range<std::int32_t>(vm, "idle-spin-us", -1, 10'000);
-    s.idle_spin_us = spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus >= s.workers + 4 ? 50 : 0);
+    s.idle_spin_us =
+        spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus >= s.workers + 4 ? 50 : 0);
     s.max_connections = in_range<std::uint32_t>(vm, "max-connections", 1, 1u << 24);
     if (s.max_connections < s.workers) {
       // Each worker owns a range of the session table.

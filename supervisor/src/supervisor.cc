@@ -420,10 +420,11 @@ void Supervisor::raise_fd_limit(std::uint32_t max_connections) {
   }
   constexpr rlim_t kSpareFds = 128;  // listeners, rings' doorbells, gRPC, logs
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections + kSpareFds) {
-    spdlog::warn("open-file limit {} is below --max-connections {} + {}: the frontend will "
-                 "refuse connections beyond about {} (raise LimitNOFILE / ulimit -Hn)",
-                 lim.rlim_cur, max_connections, kSpareFds,
-                 lim.rlim_cur > kSpareFds ? lim.rlim_cur - kSpareFds : 0);
+    spdlog::warn(
+        "open-file limit {} is below --max-connections {} + {}: the frontend will "
+        "refuse connections beyond about {} (raise LimitNOFILE / ulimit -Hn)",
+        lim.rlim_cur, max_connections, kSpareFds,
+        lim.rlim_cur > kSpareFds ? lim.rlim_cur - kSpareFds : 0);
   }
 }
 

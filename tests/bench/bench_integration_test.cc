@@ -153,8 +153,8 @@ TEST(BenchIntegration, BatchedContractWindow16RunIsClean) {
   options.batched = true;
   options.workers = 2;
   GatewayProcess gateway(std::move(options));
-  const BenchRun run = run_bench({"--connections", "50", "--window", "16", "--encrypt",
-                                  "--duration", "2", endpoint(gateway)});
+  const BenchRun run = run_bench(
+      {"--connections", "50", "--window", "16", "--encrypt", "--duration", "2", endpoint(gateway)});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("connections_up"), 50);

@@ -14,6 +14,7 @@
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
 #include "http_get.h"
+#include "test_clients.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -28,12 +29,6 @@ double sample(const std::string& text, const std::string& name) {
   return std::stod(text.substr(at + name.size() + 2));
 }
 
-std::vector<std::byte> text_bytes(std::string_view s) {
-  std::vector<std::byte> out(s.size());
-  std::memcpy(out.data(), s.data(), s.size());
-  return out;
-}
-
 class BatchedBackendTest : public ::testing::Test {
  protected:
   void start(std::uint32_t workers = 2, std::vector<std::string> extra = {}) {
@@ -43,19 +38,7 @@ class BatchedBackendTest : public ::testing::Test {
   }
 
   std::unique_ptr<Client> logged_in(const std::string& udid, bool encrypt) {
-    auto c = std::make_unique<Client>();
-    c->connect("127.0.0.1", gateway_->port());
-    if (encrypt) {
-      EXPECT_TRUE(c->key_exchange().has_value());
-    }
-    EXPECT_TRUE(c->login(udid, "").ok());
-    return c;
-  }
-
-  static bool echo_works(Client& c, std::string_view text) {
-    if (!c.send(1001, text_bytes(text))) return false;
-    const auto reply = c.receive_proto(1002, 5s);
-    return reply && reply->body == text_bytes(text);
+    return logged_in_client(gateway_->port(), udid, "", encrypt);
   }
 
   FakeGameService game_{{.echo = true}};
@@ -72,14 +55,15 @@ TEST_F(BatchedBackendTest, ManySessionsShareOneLinkInOrderAndApart) {
   // the right client, complete and in order.
   for (int i = 0; i < kClients; ++i) {
     for (int k = 0; k < 20; ++k) {
-      ASSERT_TRUE(clients[i]->send(1001, text_bytes(std::to_string(i) + "/" + std::to_string(k))));
+      ASSERT_TRUE(
+          clients[i]->send(1001, client::to_bytes(std::to_string(i) + "/" + std::to_string(k))));
     }
   }
   for (int i = 0; i < kClients; ++i) {
     for (int k = 0; k < 20; ++k) {
       const auto reply = clients[i]->receive_proto(1002, 5s);
       ASSERT_TRUE(reply.has_value()) << "client " << i << " message " << k;
-      EXPECT_EQ(reply->body, text_bytes(std::to_string(i) + "/" + std::to_string(k)));
+      EXPECT_EQ(reply->body, client::to_bytes(std::to_string(i) + "/" + std::to_string(k)));
     }
   }
   // The game saw one session per client, with the user id the login gave.

@@ -19,6 +19,7 @@
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
 #include "raw_session.h"
+#include "test_clients.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -41,12 +42,6 @@ game::Bytes game_bytes(std::initializer_list<std::uint8_t> v) {
   return out;
 }
 
-std::vector<std::byte> text_bytes(std::string_view s) {
-  std::vector<std::byte> out(s.size());
-  std::memcpy(out.data(), s.data(), s.size());
-  return out;
-}
-
 class GatewayTest : public ::testing::Test {
  protected:
   /// A gateway in front of game_; login by the token table unless
@@ -60,19 +55,7 @@ class GatewayTest : public ::testing::Test {
   /// A logged-in client (encrypted or not); `token` is also its open_udid,
   /// so with accept-any login each token is its own user.
   std::unique_ptr<Client> logged_in(std::string_view token, bool encrypt) {
-    auto c = std::make_unique<Client>();
-    c->connect("127.0.0.1", gateway_->port());
-    if (encrypt) {
-      EXPECT_TRUE(c->key_exchange().has_value());
-    }
-    EXPECT_TRUE(c->login(token, token).ok());
-    return c;
-  }
-
-  static bool echo_works(Client& c, std::string_view text) {
-    if (!c.send(1001, text_bytes(text))) return false;
-    const auto reply = c.receive_proto(1002, 5s);
-    return reply && reply->body == text_bytes(text);
+    return logged_in_client(gateway_->port(), token, token, encrypt);
   }
 
   FakeGameService game_{{.echo = true}};
@@ -217,23 +200,23 @@ class KickTest : public GatewayTest {
 TEST_F(KickTest, BadSeq) {
   start();
   expect_kick("bad_seq",
-              [](Client& c) { c.send_with_seq(c.next_seq() + 3, 0, text_bytes("abcd")); });
+              [](Client& c) { c.send_with_seq(c.next_seq() + 3, 0, client::to_bytes("abcd")); });
 }
 
 TEST_F(KickTest, ReplayedSeq) {
   start();
-  expect_kick("bad_seq", [](Client& c) { c.send_with_seq(1, 0, text_bytes("abcd")); });
+  expect_kick("bad_seq", [](Client& c) { c.send_with_seq(1, 0, client::to_bytes("abcd")); });
 }
 
 TEST_F(KickTest, UnknownProto) {
   start();
-  expect_kick("unknown_proto", [](Client& c) { c.send(500, text_bytes("x")); });
+  expect_kick("unknown_proto", [](Client& c) { c.send(500, client::to_bytes("x")); });
 }
 
 TEST_F(KickTest, NotLoggedIn) {
   start();
   expect_kick(
-      "not_logged_in", [](Client& c) { c.send(1001, text_bytes("x")); },
+      "not_logged_in", [](Client& c) { c.send(1001, client::to_bytes("x")); },
       /*offender_logs_in=*/false);
 }
 
@@ -244,18 +227,18 @@ TEST_F(KickTest, FrameTooLarge) {
 
 TEST_F(KickTest, BadBodyShortHeartbeat) {
   start();
-  expect_kick("bad_body", [](Client& c) { c.send(0, text_bytes("ab")); });
+  expect_kick("bad_body", [](Client& c) { c.send(0, client::to_bytes("ab")); });
 }
 
 TEST_F(KickTest, BadBodyPayloadShorterThanHeader) {
   start();
-  expect_kick("bad_body", [](Client& c) { c.send_payload(text_bytes("abc")); });
+  expect_kick("bad_body", [](Client& c) { c.send_payload(client::to_bytes("abc")); });
 }
 
 TEST_F(KickTest, RpmExceeded) {
   start({"--rpm-limit", "6"});
   expect_kick("rpm_exceeded", [](Client& c) {
-    for (int i = 0; i < 10; ++i) c.send(0, text_bytes("beat"));
+    for (int i = 0; i < 10; ++i) c.send(0, client::to_bytes("beat"));
   });
 }
 
@@ -339,7 +322,7 @@ TEST_F(GatewayTest, GamePushesReachManySessions) {
   for (const FakeStream& s : game_.streams()) {
     const std::string text = "for " + std::to_string(s.user_id);
     std::vector<std::byte> message{std::byte{0x07}, std::byte{0xD0}};
-    const auto body = text_bytes(text);
+    const auto body = client::to_bytes(text);
     message.insert(message.end(), body.begin(), body.end());
     ASSERT_TRUE(game_.push(s.user_id, message));
   }
@@ -361,7 +344,7 @@ TEST(GatewayNumbering, LaterGenerationKickIsUnderstood) {
   Client c;
   c.connect("127.0.0.1", gateway.port());
   ASSERT_TRUE(c.login("udid", "tok-alice").ok());
-  ASSERT_TRUE(c.send(1001, text_bytes("hi")));
+  ASSERT_TRUE(c.send(1001, client::to_bytes("hi")));
   const auto echo = c.receive_proto(1002, 5s);
   ASSERT_TRUE(echo.has_value());
   ASSERT_TRUE(game.kick(1001));
@@ -469,7 +452,7 @@ TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {
     EXPECT_TRUE(echo_works(c, "after crash"));
   }
   // The old session either still works or is closed; it never hangs.
-  before->send(1001, text_bytes("still there?"));
+  before->send(1001, client::to_bytes("still there?"));
   const auto reply = before->receive_proto(1002, 5s);
   EXPECT_TRUE(reply.has_value() || before->closed());
   EXPECT_TRUE(process_gone(victim));
@@ -612,7 +595,7 @@ TEST_F(GatewayTest, BridgeRestartWhileTheGameIsDownWaitsForIt) {
   game_.start();
   bool served = false;
   for (int i = 0; i < 50 && !served; ++i) {
-    c->send(1001, text_bytes("back"));
+    c->send(1001, client::to_bytes("back"));
     served = c->receive_proto(1002, 200ms).has_value();
   }
   EXPECT_TRUE(served) << "the stream is re-opened once the game is back";

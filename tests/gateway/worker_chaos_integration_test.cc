@@ -153,7 +153,9 @@ void kill_workers_at_random(bool batched) {
               clients);
 }
 
-TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) { kill_workers_at_random(false); }
+TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) {
+  kill_workers_at_random(false);
+}
 
 // The same with the game behind a batched link, whose replies gRPC's thread
 // writes straight into the worker rings while the workers die and restart.
@@ -250,10 +252,14 @@ void kill_bridges(bool batched) {
       static_cast<unsigned long long>(lost), static_cast<unsigned long long>(counted));
 }
 
-TEST(WorkerChaos, KilledBridgeCostsNoConnection) { kill_bridges(false); }
+TEST(WorkerChaos, KilledBridgeCostsNoConnection) {
+  kill_bridges(false);
+}
 
 // A batched link re-attaches every session on the new bridge's link.
-TEST(WorkerChaos, KilledBridgeCostsNoConnectionOnABatchedLink) { kill_bridges(true); }
+TEST(WorkerChaos, KilledBridgeCostsNoConnectionOnABatchedLink) {
+  kill_bridges(true);
+}
 
 }  // namespace
 }  // namespace gatehouse::testing

@@ -83,7 +83,8 @@ int consume(const std::map<std::string, std::string>& args, SpscRing ring) {
   const int park_fd = static_cast<int>(number(args, "--park", 0));
   Doorbell doorbell = park_fd > 0 ? Doorbell::adopt(park_fd) : Doorbell();
   RingConsumer consumer(ring);
-  BackoffIdler idler({.spin = std::chrono::microseconds(5), .yields = 0, .park_timeout = std::chrono::seconds(2)});
+  BackoffIdler idler(
+      {.spin = std::chrono::microseconds(5), .yields = 0, .park_timeout = std::chrono::seconds(2)});
   bool lost_wakeup = false;
 
   while (expected < last && !lost_wakeup) {

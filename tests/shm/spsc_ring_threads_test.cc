@@ -35,7 +35,9 @@ void run(std::size_t capacity, testing::RecordShape shape, bool park, std::uint6
 
   std::thread consumer_thread([&] {
     RingConsumer consumer(ring);
-    BackoffIdler idler({.spin = std::chrono::microseconds(5), .yields = 2, .park_timeout = std::chrono::seconds(2)});
+    BackoffIdler idler({.spin = std::chrono::microseconds(5),
+                        .yields = 2,
+                        .park_timeout = std::chrono::seconds(2)});
     std::uint64_t expected = 0;
     while (expected < count && error.empty()) {
       const std::size_t n = consumer.read(

@@ -382,7 +382,10 @@ class BatchSession final : public Endpoint {
  public:
   BatchSession(Core& core, std::shared_ptr<BatchLink> link, std::uint64_t session,
                std::int32_t user_id)
-      : core_(core), link_(std::move(link)), session_(session), id_(Core::next_id()),
+      : core_(core),
+        link_(std::move(link)),
+        session_(session),
+        id_(Core::next_id()),
         user_id_(user_id) {}
 
   StreamHandle handle() const noexcept override { return {core_.owner(), id_, user_id_}; }
@@ -510,8 +513,8 @@ class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
   std::shared_ptr<BatchLink> self_;
   Batch in_;  ///< owned by the read in flight
   std::mutex mu_;
-  Batch out_;      ///< guarded by mu_: events waiting for the next write
-  Batch sending_;  ///< owned by the write in flight
+  Batch out_;              ///< guarded by mu_: events waiting for the next write
+  Batch sending_;          ///< owned by the write in flight
   bool writing_ = false;   ///< guarded by mu_
   bool corked_ = false;    ///< guarded by mu_: a read batch is being dispatched
   bool ending_ = false;    ///< guarded by mu_
@@ -575,9 +578,8 @@ void BatchLink::dispatch(const BatchEvent& e) {
       std::lock_guard serial(session->dispatch_mu);
       if (session->ended()) return;
       const std::string& bytes = e.message();
-      core_.handler().on_message(
-          session->handle(),
-          {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+      core_.handler().on_message(session->handle(),
+                                 {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
       return;
     }
     case BatchEvent::CLOSE:
@@ -787,8 +789,7 @@ std::size_t GameServer::push_to_user(std::int32_t user_id, std::span<const std::
 
 std::size_t GameServer::broadcast(std::span<const std::byte> message) {
   Core& core = impl_->core;
-  return core.apply_many(std::nullopt,
-                         [&](Endpoint& endpoint) { return endpoint.push(message); });
+  return core.apply_many(std::nullopt, [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
 
 bool GameServer::kick(StreamId stream) {
@@ -800,13 +801,12 @@ std::size_t GameServer::kick_user(std::int32_t user_id) {
 }
 
 bool GameServer::finish(StreamId stream, grpc::Status status) {
-  return impl_->core.apply_one(
-      stream, [&](Endpoint& endpoint) { return endpoint.end(std::move(status)); });
+  return impl_->core.apply_one(stream,
+                               [&](Endpoint& endpoint) { return endpoint.end(std::move(status)); });
 }
 
 std::size_t GameServer::finish_user(std::int32_t user_id, const grpc::Status& status) {
-  return impl_->core.apply_many(user_id,
-                                [&](Endpoint& endpoint) { return endpoint.end(status); });
+  return impl_->core.apply_many(user_id, [&](Endpoint& endpoint) { return endpoint.end(status); });
 }
 
 std::vector<StreamHandle> GameServer::streams() const {

@@ -102,13 +102,15 @@ class SlotTable {
   ConnectionId live_id(std::uint32_t slot) const noexcept;
 
  private:
-  SlotTable(std::byte* base, std::uint32_t slots, std::size_t slot_bytes)
-      : base_(base), slots_(slots), slot_bytes_(slot_bytes) {}
+  /// `base` is the descriptor; the headers follow it and the values start on
+  /// the page after them.
+  SlotTable(std::byte* base, std::uint32_t slots, std::size_t slot_bytes);
   SlotHeader& header(std::uint32_t slot) const noexcept;
   std::byte* value(std::uint32_t slot) const noexcept;
   void rebuild_free_list();
 
-  std::byte* base_;  // the descriptor
+  SlotHeader* headers_;
+  std::byte* values_;
   std::uint32_t slots_;
   std::size_t slot_bytes_;
   struct FreeList {  // FIFO ring of one range's free slots: oldest first
