@@ -19,6 +19,13 @@ namespace {
 constexpr std::size_t kRingBatch = 256;
 constexpr std::int64_t kMinuteMs = 60'000;
 
+/// A batched game's message seq (epoch << 32 | n) the session has had: the
+/// same epoch and not above the last one delivered. A new epoch (the game
+/// restarted) starts afresh; 0 (gonet2 streams) is never a replay.
+bool is_replayed(std::uint64_t seq, std::uint64_t last) {
+  return seq != 0 && (seq >> 32) == (last >> 32) && seq <= last;
+}
+
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -257,7 +264,7 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
   const std::int16_t proto = packet->proto;
   if (proto > protocol::kMaxGatewayProto) {
     if (s.state != Session::kLoggedIn) return kick(id, s, CloseReason::kNotLoggedIn);
-    const ipc::StreamMessage header{id.value()};
+    const ipc::StreamMessage header{id.value(), s.user_id, packet->seq};
     ipc::write_record(to_bridge_, ipc::kStreamMessage, header,
                       clear.subspan(4));  // | proto | body |, without seq
     return metrics::kForward;
@@ -347,7 +354,7 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
 
 void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   if (s.state == Session::kLoggedIn) {
-    ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value()});
+    ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value(), s.user_id});
     metrics_.add(metrics::kSessionsLoggedIn, -1);
   }
   metrics_.closed(reason);
@@ -388,6 +395,13 @@ bool Worker::on_bridge_record(const shm::Record& record) {
         finish(id, *s, CloseReason::kFrameTooLarge);
         break;
       }
+      if (is_replayed(r->header.seq, s->game_seq_in)) {
+        metrics_.add(metrics::kGameDuplicatesDropped);
+        spdlog::debug("conn {:#x}: game message {:#x} was delivered already", id.value(),
+                      r->header.seq);
+        break;
+      }
+      if (r->header.seq != 0) s->game_seq_in = r->header.seq;
       send_to_client(id, *s, r->tail);
       break;
     }

@@ -198,63 +198,106 @@ class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
 /// send(); they go out as one Batch per gRPC write, and whatever arrives
 /// while a write is in flight rides in the next one, so the batch size
 /// follows the load (one event per write when idle, hundreds under load).
-class Bridge::BatchLink final : public HeldStream<batch::Batch> {
+///
+/// Acknowledgements, both ways: the game's Batch.ack says how many of our
+/// events it has read (acknowledged(), a gRPC thread; the main thread then
+/// releases their records from the worker rings), and ours says how many of
+/// its events are in the worker rings (took() / backlog_written(); sent on
+/// the next write, or alone once it lags).
+class Bridge::BatchLink final : public HeldStream<batch::Batch>,
+                                public std::enable_shared_from_this<Bridge::BatchLink> {
  public:
-  BatchLink(Bridge& bridge, std::uint32_t backend, std::atomic<std::int64_t>& in_flight)
-      : bridge_(bridge), backend_(backend), in_flight_(in_flight) {}
-
-  void start(batch::BatchGameService::Stub& stub, std::shared_ptr<BatchLink> self) {
-    stub.async()->Batches(&context_, this);
-    begin(std::move(self));
+  BatchLink(Bridge& bridge, std::uint32_t backend, const std::string& gateway_id)
+      : bridge_(bridge), backend_(backend) {
+    context_.AddMetadata("gateway-id", gateway_id);
   }
 
-  /// Queues one event (main thread) for the next flush(); false when the link
-  /// is ending.
-  bool send(batch::Event::Kind kind, std::uint64_t conn, std::span<const std::byte> message,
-            std::int64_t user_id = 0) {
+  void start(batch::BatchGameService::Stub& stub) {
+    stub.async()->Batches(&context_, this);
+    begin(shared_from_this());
+  }
+
+  /// Queues one event (main thread) for the next flush(); its index on the
+  /// link (events count from the link's first), or nullopt when the link is
+  /// ending.
+  std::optional<std::uint64_t> send(batch::Event::Kind kind, std::uint64_t conn,
+                                    std::span<const std::byte> message, std::int64_t user_id,
+                                    std::uint64_t seq) {
     std::lock_guard lock(mutex_);
-    if (!open_locked()) return false;
+    if (!open_locked()) return std::nullopt;
     batch::Event* e = out_.add_events();
     e->set_session(conn);
     e->set_kind(kind);
     if (!message.empty()) e->set_message(message.data(), message.size());
     if (user_id != 0) e->set_user_id(user_id);
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    if (seq != 0) e->set_seq(seq);
+    return sent_++;
   }
 
   /// Starts a write of what is queued unless one is in flight (main thread,
-  /// once per duty-cycle pass: a pass's events share one gRPC message).
-  /// Returns the writes completed since the last call.
-  std::uint64_t flush() {
+  /// once per duty-cycle pass: a pass's events share one gRPC message), or of
+  /// our ack alone when it lags. Returns the writes completed since the last
+  /// call.
+  std::uint64_t flush(std::int64_t now_ns) {
     std::lock_guard lock(mutex_);
-    if (!writing_ && open_locked()) write_next_locked();
+    if (!writing_ && open_locked()) {
+      const std::uint64_t lag = ack_ready_.load(std::memory_order_acquire) - ack_sent_;
+      ack_due_ = lag >= kAckEvents || (lag != 0 && now_ns - last_write_ns_ >= kAckDelayNs);
+      write_next_locked();
+    }
     return std::exchange(batches_written_, 0);
   }
 
+  /// How many of our events the game has read (any thread).
+  std::uint64_t acknowledged() const { return acked_.load(std::memory_order_acquire); }
+  /// The link ended: what it had not acknowledged is not coming back.
+  bool down() const { return down_.load(std::memory_order_acquire); }
+
+  /// The gRPC thread handled `events` game events, of which the backlogged
+  /// ones are waiting for ring room: they are acknowledged once written.
+  void took(std::uint64_t events) {
+    std::lock_guard lock(ack_mutex_);
+    read_ += events;
+    if (backlogged_ == 0) ack_ready_.store(read_, std::memory_order_release);
+  }
+  void backlogged() {
+    std::lock_guard lock(ack_mutex_);
+    ++backlogged_;
+  }
+  void backlog_written() {  // main thread
+    std::lock_guard lock(ack_mutex_);
+    if (--backlogged_ == 0) ack_ready_.store(read_, std::memory_order_release);
+  }
+
  private:
+  static constexpr std::uint64_t kAckEvents = 256;
+  static constexpr std::int64_t kAckDelayNs = 20'000'000;
+
   void wrote_locked(bool ok) override {
-    in_flight_.fetch_sub(sending_.events_size(), std::memory_order_relaxed);
     if (ok) {
       ++batches_written_;
       return;
     }
-    // The link broke: this write and what is queued go nowhere.
-    lost_ += static_cast<std::uint64_t>(sending_.events_size() + out_.events_size());
-    in_flight_.fetch_sub(out_.events_size(), std::memory_order_relaxed);
-    out_.Clear();
+    out_.Clear();  // the link broke; on_done counts what the game had not acknowledged
   }
 
   bool write_next_locked() override {
-    if (out_.events_size() == 0) return false;
+    if (out_.events_size() == 0 && !ack_due_) return false;
+    ack_due_ = false;
+    ack_sent_ = ack_ready_.load(std::memory_order_acquire);
+    out_.set_ack(ack_sent_);
     sending_.Swap(&out_);
     out_.Clear();
+    last_write_ns_ = monotonic_ns();
     write_locked(&sending_);
     return true;
   }
 
   void on_read(batch::Batch& in) override {
-    bridge_.post_batch(in);
+    if (in.ack() > acked_.load(std::memory_order_relaxed)) {
+      acked_.store(in.ack(), std::memory_order_release);
+    }
+    bridge_.post_batch(*this, in);
     bridge_.direct_batches_.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -262,8 +305,9 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch> {
     std::uint64_t lost;
     {
       std::lock_guard lock(mutex_);
-      lost = lost_;
+      lost = sent_ - std::min(sent_, acked_.load(std::memory_order_acquire));
     }
+    down_.store(true, std::memory_order_release);
     bridge_.post({Event::kLinkDown,
                   backend_,
                   static_cast<std::int32_t>(status.error_code()),
@@ -274,11 +318,19 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch> {
 
   Bridge& bridge_;
   const std::uint32_t backend_;
-  std::atomic<std::int64_t>& in_flight_;
   batch::Batch sending_;               // owned by the write in flight
   batch::Batch out_;                   // guarded by mutex_
-  std::uint64_t lost_ = 0;             // guarded by mutex_: events queued when the link broke
+  std::uint64_t sent_ = 0;             // guarded by mutex_: events queued since the start
   std::uint64_t batches_written_ = 0;  // guarded by mutex_: since the last flush()
+  std::uint64_t ack_sent_ = 0;         // guarded by mutex_
+  std::int64_t last_write_ns_ = 0;     // guarded by mutex_
+  bool ack_due_ = false;               // guarded by mutex_
+  std::atomic<std::uint64_t> acked_{0};
+  std::atomic<bool> down_{false};
+  std::mutex ack_mutex_;
+  std::uint64_t read_ = 0;        // guarded by ack_mutex_: game events handled
+  std::uint64_t backlogged_ = 0;  // guarded by ack_mutex_: of those, waiting for ring room
+  std::atomic<std::uint64_t> ack_ready_{0};
 };
 
 // ------------------------------------------------------------------ bridge
@@ -316,13 +368,16 @@ struct Bridge::Backend {
   std::uint32_t relink_backoff_ms = 50;
   std::int64_t down_since_ns = 0;  // since the link broke, until a new one holds
   std::int64_t link_started_ns = 0;
+  std::string gateway_id;  // names our session space to the game (proto/batch.proto)
 };
 
 struct Bridge::WorkerLink {
   WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell)
       : doorbell(std::move(bell)),
         from_worker(segment.ring(RingKind::kWorkerToBridge, w)),
-        to_worker(segment.ring(RingKind::kBridgeToWorker, w), &doorbell) {}
+        to_worker(segment.ring(RingKind::kBridgeToWorker, w), &doorbell),
+        replay_until(from_worker.taken_before_attach()),
+        released(from_worker.position()) {}
   shm::Doorbell doorbell;
   shm::RingConsumer from_worker;
   // Written by the main thread and, for batched links, straight from gRPC's
@@ -331,6 +386,20 @@ struct Bridge::WorkerLink {
   std::mutex produce_mutex;
   shm::RingProducer to_worker;  // guarded by produce_mutex
   std::deque<Event> backlog;    // guarded by produce_mutex: waiting for room, in order
+  // Records whose batched events the game has not acknowledged, in ring
+  // order; the ring's head stays at the first (main thread). Events of one
+  // link from one pass share an entry (released when its last is acknowledged).
+  struct Pending {
+    std::uint64_t position;  // the first record's start
+    std::shared_ptr<BatchLink> link;
+    std::uint64_t last_index;  // on the link
+    std::uint64_t pass;
+  };
+  std::deque<Pending> pending;
+  // Records before this had been handled by a dead predecessor: gonet2 ones
+  // went to their streams, batched ones are sent again (the game de-duplicates).
+  const std::uint64_t replay_until;
+  std::uint64_t released;  // the head as last committed
 };
 
 Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
@@ -347,8 +416,13 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
     workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w])));
   }
+  char host[256] = "?";
+  ::gethostname(host, sizeof host - 1);
+  const std::string gateway_id = std::string(host) + "/" + segment_.segment().name() + "@" +
+                                 std::to_string(segment_.segment().header().created_unix_ns);
   for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
     backends_.push_back(std::make_unique<Backend>(settings_.backends[b]));
+    backends_.back()->gateway_id = gateway_id + "/" + std::to_string(b);
     spdlog::info("game service {}: {} ({} contract)", b, backends_.back()->address,
                  backends_.back()->batched ? "batched" : "gonet2");
     if (backends_.back()->batched) start_link(b);
@@ -358,7 +432,30 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
 
 Bridge::~Bridge() = default;
 
-bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id) {
+Bridge::Backend* Bridge::backend_of(std::int64_t user_id) const {
+  if (backends_.empty()) return nullptr;
+  return backends_[static_cast<std::size_t>(user_id) % backends_.size()].get();
+}
+
+bool Bridge::send_batched(Backend& backend, const Origin* origin, int kind, std::uint64_t conn,
+                          std::span<const std::byte> message, std::int64_t user_id,
+                          std::uint64_t seq) {
+  if (!backend.link) return false;
+  const auto index =
+      backend.link->send(static_cast<batch::Event::Kind>(kind), conn, message, user_id, seq);
+  if (!index) return false;
+  if (origin != nullptr) {
+    auto& pending = origin->worker->pending;
+    if (!pending.empty() && pending.back().link == backend.link && pending.back().pass == pass_) {
+      pending.back().last_index = *index;
+    } else {
+      pending.push_back({origin->position, backend.link, *index, pass_});
+    }
+  }
+  return true;
+}
+
+bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id, const Origin* origin) {
   if (backends_.empty() || streams_.contains(conn) || batched_.contains(conn)) return false;
   const auto backend = static_cast<std::size_t>(user_id) % backends_.size();
   if (Backend& b = *backends_[backend]; b.batched) {
@@ -371,7 +468,7 @@ bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id) {
     }
     batched_.emplace(conn, BatchedSession{static_cast<std::uint32_t>(backend), user_id});
     // A link that is down sends the OPEN when it is back (start_link).
-    if (b.link) b.link->send(batch::Event::OPEN, conn, {}, user_id);
+    send_batched(b, origin, batch::Event::OPEN, conn, {}, user_id);
     return true;
   }
   auto stream = std::make_shared<GameStream>(*this, conn, user_id,
@@ -409,16 +506,16 @@ void Bridge::take_over() {
 
 void Bridge::start_link(std::uint32_t backend) {
   Backend& b = *backends_[backend];
-  b.link = std::make_shared<BatchLink>(*this, backend, in_flight_);
+  b.link = std::make_shared<BatchLink>(*this, backend, b.gateway_id);
   b.link_started_ns = monotonic_ns();
-  b.link->start(b.batch_stub, b.link);
+  b.link->start(b.batch_stub);
   metrics_.add(metrics::kGameStreamsOpened);
   // Sessions attached while the link was down (or before a bridge restart)
   // are announced again; the game treats a known session's OPEN as re-attach.
   std::size_t reattached = 0;
   for (const auto& [conn, session] : batched_) {
     if (session.backend != backend) continue;
-    b.link->send(batch::Event::OPEN, conn, {}, session.user_id);
+    send_batched(b, nullptr, batch::Event::OPEN, conn, {}, session.user_id);
     ++reattached;
   }
   if (reattached != 0) {
@@ -470,7 +567,7 @@ std::int64_t Bridge::backend_wait_ns() const noexcept {
 }
 
 template <class Batch>
-void Bridge::post_batch(Batch& batch) {
+void Bridge::post_batch(BatchLink& from, Batch& batch) {
   std::uint64_t received = 0;
   bool backlogged = false;
   std::array<bool, kMaxWorkers> touched{};
@@ -478,6 +575,7 @@ void Bridge::post_batch(Batch& batch) {
     Event event;
     if (e.kind() == batch::Event::MESSAGE) {
       event = {Event::kMessage, e.session(), 0, false, std::move(*e.mutable_message())};
+      event.seq = e.seq();
       ++received;
     } else if (e.kind() == batch::Event::KICK) {
       event = {Event::kKick, e.session(), 0, false, {}};
@@ -496,7 +594,9 @@ void Bridge::post_batch(Batch& batch) {
       touched[w] = true;
       continue;
     }
-    in_flight_.fetch_add(1, std::memory_order_relaxed);  // held in this process now
+    // Held in this process now: not acknowledged to the game until written.
+    from.backlogged();
+    event.link = from.shared_from_this();
     link.backlog.push_back(std::move(event));
     backlogged = true;
   }
@@ -505,6 +605,7 @@ void Bridge::post_batch(Batch& batch) {
     std::lock_guard lock(workers_[w]->produce_mutex);
     workers_[w]->to_worker.publish();
   }
+  from.took(static_cast<std::uint64_t>(batch.events_size()));  // in shared memory now
   direct_received_.fetch_add(received, std::memory_order_relaxed);
   // A full ring: the main thread retries its backlog.
   if (backlogged && parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
@@ -516,7 +617,7 @@ shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e) {
   switch (e.kind) {
     case Event::kMessage:
       status =
-          ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn},
+          ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn, e.seq},
                             {reinterpret_cast<const std::byte*>(e.bytes.data()), e.bytes.size()});
       break;
     case Event::kKick:
@@ -557,53 +658,94 @@ void Bridge::post(Event event) {
   if (parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
 }
 
-bool Bridge::on_worker_record(const shm::Record& record) {
+std::size_t Bridge::read_worker(WorkerLink& worker) {
+  const std::size_t n = worker.from_worker.poll(
+      [&](const shm::Record& r) { return on_worker_record(worker, r); }, kRingBatch);
+  release_acknowledged(worker);
+  return n;
+}
+
+/// Commits the worker ring's head up to the first record whose batched
+/// events the game has not acknowledged; a link that broke releases its own
+/// (on_done counted them lost).
+void Bridge::release_acknowledged(WorkerLink& worker) {
+  auto& pending = worker.pending;
+  while (!pending.empty() && (pending.front().link->down() ||
+                              pending.front().link->acknowledged() > pending.front().last_index)) {
+    pending.pop_front();
+  }
+  const std::uint64_t head =
+      pending.empty() ? worker.from_worker.position() : pending.front().position;
+  if (head != worker.released) {
+    worker.from_worker.commit(head);
+    worker.released = head;
+  }
+}
+
+bool Bridge::on_worker_record(WorkerLink& worker, const shm::Record& record) {
+  // A record its dead predecessor handled: batched events go again (the game
+  // drops what it had), gonet2 frames do not (their streams got them or died
+  // with the bridge).
+  const bool replay = record.end <= worker.replay_until;
+  if (!replay) worker.from_worker.note_taken(record.end);  // before anything leaves
+  const Origin origin{&worker, record.position};
   switch (record.type) {
     case ipc::kStreamOpen:
       if (const auto r = ipc::parse_record<ipc::StreamOpen>(record.payload)) {
-        open_stream(r->header.conn, r->header.user_id);
+        const Backend* b = backend_of(r->header.user_id);
+        if (replay && (b == nullptr || !b->batched)) break;
+        open_stream(r->header.conn, r->header.user_id, &origin);
       }
       break;
     case ipc::kStreamMessage:
       if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
-        if (const auto b = batched_.find(r->header.conn); b != batched_.end()) {
-          const auto& link = backends_[b->second.backend]->link;
-          if (link && link->send(batch::Event::MESSAGE, r->header.conn, r->tail)) {
+        const std::uint64_t conn = r->header.conn;
+        Backend* b = backend_of(r->header.user_id);
+        if (b != nullptr && b->batched) {
+          // A session given up on (its game service stayed away) has no
+          // place to send to; a replayed one may have closed since.
+          if ((replay || batched_.contains(conn)) &&
+              send_batched(*b, &origin, batch::Event::MESSAGE, conn, r->tail, 0, r->header.seq)) {
             metrics_.add(metrics::kGameMessagesSent);
+            if (replay) metrics_.add(metrics::kGameEventsResent);
           } else {
             metrics_.add(metrics::kDroppedToGame);
-            spdlog::debug("conn {:#x}: batched link down, message dropped", r->header.conn);
+            spdlog::debug("conn {:#x}: batched link down, message dropped", conn);
           }
           break;
         }
-        const auto it = streams_.find(r->header.conn);
+        if (replay) break;
+        const auto it = streams_.find(conn);
         if (it != streams_.end()) {
           metrics_.add(it->second->send(r->tail) ? metrics::kGameMessagesSent
                                                  : metrics::kDroppedToGame);
-        } else if (retries_.contains(r->header.conn)) {
+        } else if (retries_.contains(conn)) {
           // Waiting for the game service to come back: nowhere to send it.
           metrics_.add(metrics::kDroppedToGame);
-          spdlog::debug("conn {:#x}: game service down, message dropped", r->header.conn);
+          spdlog::debug("conn {:#x}: game service down, message dropped", conn);
         } else {
           // No stream (it failed and its end is on the way to the worker):
           // say so again, so the session is kicked rather than talking to
           // nobody.
           metrics_.add(metrics::kDroppedToGame);
-          post({Event::kEnded, r->header.conn, grpc::StatusCode::UNAVAILABLE, false, {}});
+          post({Event::kEnded, conn, grpc::StatusCode::UNAVAILABLE, false, {}});
         }
       }
       break;
     case ipc::kStreamClose:
       if (const auto r = ipc::parse_record<ipc::StreamClose>(record.payload)) {
-        if (const auto b = batched_.find(r->header.conn); b != batched_.end()) {
-          if (const auto& link = backends_[b->second.backend]->link)
-            link->send(batch::Event::CLOSE, r->header.conn, {});
-          batched_.erase(b);
+        const std::uint64_t conn = r->header.conn;
+        Backend* b = backend_of(r->header.user_id);
+        if (b != nullptr && b->batched) {
+          if (batched_.erase(conn) != 0 || replay) {
+            send_batched(*b, &origin, batch::Event::CLOSE, conn, {});
+          }
           break;
         }
-        retries_.erase(r->header.conn);
-        reopening_.erase(r->header.conn);
-        const auto it = streams_.find(r->header.conn);
+        if (replay) break;
+        retries_.erase(conn);
+        reopening_.erase(conn);
+        const auto it = streams_.find(conn);
         if (it != streams_.end()) it->second->close();
       }
       break;
@@ -686,20 +828,27 @@ std::size_t Bridge::deliver_events() {
   for (auto& link : workers_) {
     std::lock_guard lock(link->produce_mutex);
     while (!link->backlog.empty()) {
-      if (write_event(*link, link->backlog.front()) == shm::WriteStatus::kFull) break;
-      in_flight_.fetch_sub(1, std::memory_order_relaxed);
+      Event& e = link->backlog.front();
+      if (write_event(*link, e) == shm::WriteStatus::kFull) break;
+      if (e.link)
+        written_.push_back(std::move(e.link));
+      else
+        in_flight_.fetch_sub(1, std::memory_order_relaxed);
       link->backlog.pop_front();
       ++work;
     }
     link->to_worker.publish();
+    for (const auto& batch_link : written_) batch_link->backlog_written();  // published: ack them
+    written_.clear();
   }
   return work;
 }
 
 void Bridge::flush_links() {
+  const std::int64_t now = monotonic_ns();
   for (auto& b : backends_) {
     if (!b->link) continue;
-    metrics_.add(metrics::kGameBatchesSent, b->link->flush());
+    metrics_.add(metrics::kGameBatchesSent, b->link->flush(now));
   }
   metrics_.add(metrics::kGameBatchesReceived,
                direct_batches_.exchange(0, std::memory_order_relaxed));
@@ -728,6 +877,11 @@ void Bridge::park(std::chrono::nanoseconds timeout) {
   for (; idle && raised < workers_.size(); ++raised) {
     if (!workers_[raised]->from_worker.prepare_park()) break;
   }
+  // Records waiting for the game's ack are released soon after it comes
+  // (nobody wakes us for an ack: that would cost a wakeup per reply).
+  const bool holding = std::any_of(workers_.begin(), workers_.end(),
+                                   [](const auto& w) { return !w->pending.empty(); });
+  if (holding) timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(2));
   if (idle && raised == workers_.size()) doorbell_.wait(timeout);
   for (std::size_t i = 0; i < raised; ++i) workers_[i]->from_worker.unpark();
   parked_.store(false, std::memory_order_relaxed);
@@ -737,12 +891,12 @@ int Bridge::run() {
   take_over();
   shm::BackoffIdler idler = make_idler(settings_);
   ProcessStatus& status = segment_.control().bridge;
-  const auto on_record = [this](const shm::Record& r) { return on_worker_record(r); };
   bool stopping = false;
   std::int64_t stop_deadline = 0;
   for (;;) {
     std::size_t work = 0;
-    for (auto& link : workers_) work += link->from_worker.read(on_record, kRingBatch);
+    ++pass_;
+    for (auto& link : workers_) work += read_worker(*link);
     flush_links();
     work += deliver_events();
     if (!retries_.empty()) retry_due_streams();

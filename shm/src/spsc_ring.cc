@@ -150,7 +150,8 @@ RingConsumer::RingConsumer(SpscRing ring) noexcept
     : ring_(ring),
       mask_(ring.capacity() - 1),
       head_(ring.descriptor().head.load(std::memory_order_acquire)),
-      cached_tail_(head_) {
+      cached_tail_(head_),
+      taken_before_(ring.descriptor().taken.load(std::memory_order_relaxed)) {
   ring.descriptor().consumer_pid.store(::getpid(), std::memory_order_relaxed);
 }
 

@@ -22,7 +22,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 14> kPlainCounters = {{
+constexpr std::array<CounterInfo, 16> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
@@ -52,6 +52,12 @@ constexpr std::array<CounterInfo, 14> kPlainCounters = {{
      "gRPC messages written on batched game links (messages_sent / this = events per write)."},
     {metrics::kGameBatchesReceived, "gatehouse_game_batches_received_total",
      "gRPC messages read from batched game links."},
+    {metrics::kGameEventsResent, "gatehouse_game_events_resent_total",
+     "Events a bridge that replaced a dead one sent again on batched links because the game had "
+     "not acknowledged them (the game drops those it had)."},
+    {metrics::kGameDuplicatesDropped, "gatehouse_game_duplicates_dropped_total",
+     "Messages a batched game service sent again after a bridge restart that the client had "
+     "already been given (dropped by sequence number)."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {

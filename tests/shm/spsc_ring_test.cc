@@ -72,6 +72,43 @@ TEST_F(RingTest, RecordsAreInvisibleUntilPublished) {
   EXPECT_EQ(ring_.descriptor().records_written.load(), 2u);
 }
 
+// A consumer that keeps records until someone downstream acknowledges them:
+// commit(position) releases only what is before it, and a successor re-reads
+// the kept records and learns how far its predecessor had got.
+TEST_F(RingTest, KeptRecordsAreReReadBySuccessor) {
+  RingProducer producer(ring_);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(producer.try_write(static_cast<std::uint32_t>(10 + i), bytes(5 + std::size_t(i), i)),
+              WriteStatus::kOk);
+  }
+  producer.publish();
+  std::vector<Record> seen;
+  {
+    RingConsumer first(ring_);
+    EXPECT_EQ(first.taken_before_attach(), 0u);
+    first.poll(
+        [&](const Record& r) {
+          if (!seen.empty()) {
+            EXPECT_EQ(r.position, seen.back().end) << "positions are contiguous";
+          }
+          EXPECT_EQ(r.end - r.position, align_record(sizeof(RecordHeader) + r.payload.size()));
+          seen.push_back(r);
+          first.note_taken(r.end);
+        },
+        100);
+    ASSERT_EQ(seen.size(), 6u);
+    first.commit(seen[2].position);  // records 2.. not acknowledged yet
+    EXPECT_EQ(ring_.occupancy(), seen[5].end - seen[2].position);
+  }
+  RingConsumer second(ring_);
+  EXPECT_EQ(second.position(), seen[2].position);
+  EXPECT_EQ(second.taken_before_attach(), seen[5].end);
+  std::vector<std::uint32_t> types;
+  second.read([&](const Record& r) { types.push_back(r.type); }, 100);
+  EXPECT_EQ(types, (std::vector<std::uint32_t>{12, 13, 14, 15}));
+  EXPECT_EQ(ring_.occupancy(), 0u);
+}
+
 TEST_F(RingTest, ZeroLengthRecord) {
   RingProducer producer(ring_);
   RingConsumer consumer(ring_);

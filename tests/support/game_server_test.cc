@@ -7,18 +7,23 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "batch.grpc.pb.h"
 #include "game_test_client.h"
 
 namespace gatehouse::testing {
@@ -61,6 +66,10 @@ class ScriptedHandler final : public game::GameHandler {
     std::unique_lock lock(mu_);
     return changed_.wait_for(lock, kWait, [&] { return opened_ >= n; });
   }
+  bool wait_ended(std::size_t n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, kWait, [&] { return ended_ >= n; });
+  }
   /// Every stream that opened has ended.
   bool wait_all_ended() {
     std::unique_lock lock(mu_);
@@ -77,6 +86,10 @@ class ScriptedHandler final : public game::GameHandler {
   std::size_t messages() const {
     std::lock_guard lock(mu_);
     return messages_;
+  }
+  std::size_t half_closed() const {
+    std::lock_guard lock(mu_);
+    return half_closed_;
   }
 
  private:
@@ -344,6 +357,503 @@ TEST(GameServer, ManyMessagesPerStreamArriveInOrder) {
   const double round_trips = kThreads * kStreamsPerThread * kMessages;
   std::printf("%.0f echoes in %.3f s: %.0f messages/s each way\n", round_trips, took.count(),
               round_trips / took.count());
+}
+
+// ------------------------------------------------------------------ batched contract
+//
+// A raw gateway side of Batches() (proto/batch.proto): the tests choose every
+// event, seq, ack and the `gateway-id`, and look at every Batch the game
+// writes, as a gateway bridge that restarts would.
+
+using gatehouse::batch::Batch;
+using BatchEvent = gatehouse::batch::Event;
+
+BatchEvent open_event(std::uint64_t session, std::int64_t user_id) {
+  BatchEvent e;
+  e.set_session(session);
+  e.set_kind(BatchEvent::OPEN);
+  e.set_user_id(user_id);
+  return e;
+}
+
+BatchEvent message_event(std::uint64_t session, std::string_view text, std::uint64_t seq) {
+  BatchEvent e;
+  e.set_session(session);
+  e.set_kind(BatchEvent::MESSAGE);
+  e.set_message(std::string(text));
+  e.set_seq(seq);
+  return e;
+}
+
+BatchEvent close_event(std::uint64_t session) {
+  BatchEvent e;
+  e.set_session(session);
+  e.set_kind(BatchEvent::CLOSE);
+  return e;
+}
+
+std::uint64_t epoch_of(std::uint64_t seq) {
+  return seq >> 32;
+}
+std::uint64_t n_of(std::uint64_t seq) {
+  return seq & 0xffffffffu;
+}
+
+/// One Batches() call, as the gateway's end; a thread collects what the game
+/// writes.
+class BatchTestLink {
+ public:
+  BatchTestLink(const std::shared_ptr<grpc::Channel>& channel,
+                std::optional<std::string> gateway_id)
+      : stub_(gatehouse::batch::BatchGameService::NewStub(channel)) {
+    if (gateway_id) context_.AddMetadata("gateway-id", *gateway_id);
+    context_.set_deadline(std::chrono::system_clock::now() + GameTestClient::kDeadline);
+    stream_ = stub_->Batches(&context_);
+    reader_ = std::thread([this] {
+      Batch batch;
+      while (stream_->Read(&batch)) {
+        std::lock_guard lock(mu_);
+        got_.push_back(batch);
+        changed_.notify_all();
+      }
+      std::lock_guard lock(mu_);
+      ended_ = true;
+      changed_.notify_all();
+    });
+  }
+  ~BatchTestLink() {
+    cancel();
+    finish();
+  }
+  BatchTestLink(const BatchTestLink&) = delete;
+  BatchTestLink& operator=(const BatchTestLink&) = delete;
+
+  bool send(std::vector<BatchEvent> events, std::uint64_t ack = 0) {
+    Batch batch;
+    for (BatchEvent& e : events) *batch.add_events() = std::move(e);
+    batch.set_ack(ack);
+    return stream_->Write(batch);
+  }
+  /// The next Batch from the game; nullopt after `timeout` or at the end.
+  std::optional<Batch> next(std::chrono::milliseconds timeout = kWait) {
+    std::unique_lock lock(mu_);
+    if (!changed_.wait_for(lock, timeout, [&] { return !got_.empty() || ended_; })) {
+      return std::nullopt;
+    }
+    if (got_.empty()) return std::nullopt;
+    Batch batch = std::move(got_.front());
+    got_.pop_front();
+    game_events_ += static_cast<std::uint64_t>(batch.events_size());
+    return batch;
+  }
+  /// The game's events of the next batches, until there are `n` (fewer when
+  /// they stop coming).
+  std::vector<BatchEvent> events(std::size_t n) {
+    std::vector<BatchEvent> out;
+    while (out.size() < n) {
+      const auto batch = next();
+      if (!batch) break;
+      for (const BatchEvent& e : batch->events()) out.push_back(e);
+    }
+    return out;
+  }
+  /// The game's events taken by next() so far: what a gateway would ack.
+  std::uint64_t game_events() const {
+    std::lock_guard lock(mu_);
+    return game_events_;
+  }
+  /// The game ended the call.
+  bool wait_ended() {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, kWait, [&] { return ended_; });
+  }
+  void cancel() { context_.TryCancel(); }
+  grpc::Status finish() {
+    if (reader_.joinable()) {
+      reader_.join();
+      status_ = stream_->Finish();
+    }
+    return status_;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<gatehouse::batch::BatchGameService::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<Batch, Batch>> stream_;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<Batch> got_;
+  std::uint64_t game_events_ = 0;
+  bool ended_ = false;
+  grpc::Status status_;
+};
+
+std::string text_of(const BatchEvent& e) {
+  return e.message();
+}
+
+/// Echoes every message, except "kick" (kicks) and ones starting "quiet".
+void echo_or_kick(StreamHandle stream, std::span<const std::byte> message) {
+  const std::string_view text(reinterpret_cast<const char*>(message.data()), message.size());
+  if (text == "kick") {
+    stream.kick();
+  } else if (!text.starts_with("quiet")) {
+    stream.push(message);
+  }
+}
+
+TEST(GameServerBatched, DuplicateMessageSeqIsDispatchedOnceAndSeqZeroAlways) {
+  ScriptedHandler handler;
+  handler.message_hook = echo_or_kick;
+  GameServer server(handler, {});
+  BatchTestLink link(make_game_channel(server.port()), "gw");
+  ASSERT_TRUE(
+      link.send({open_event(7, 42), message_event(7, "a", 1), message_event(7, "a2", 1),
+                 message_event(7, "b", 2), message_event(7, "old", 1), message_event(7, "z", 0),
+                 message_event(7, "z", 0), message_event(7, "c", 3)}));
+  const auto first = link.events(5);
+  ASSERT_EQ(first.size(), 5u);
+  std::vector<std::string> texts;
+  for (const BatchEvent& e : first) texts.push_back(text_of(e));
+  EXPECT_THAT(texts, ::testing::ElementsAre("a", "b", "z", "z", "c"));
+  // Again on the next batch (a bridge that restarted sends what we have not
+  // acknowledged again).
+  ASSERT_TRUE(link.send({message_event(7, "c2", 3), message_event(7, "d", 4)}, 5));
+  const auto second = link.events(1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(text_of(second[0]), "d");
+  EXPECT_EQ(handler.messages(), 6u);
+  // The game's own numbering: one nonzero epoch, n = 1, 2, ...
+  std::uint64_t n = 0;
+  for (const auto* events : {&first, &second}) {
+    for (const BatchEvent& e : *events) {
+      EXPECT_EQ(e.session(), 7u);
+      EXPECT_EQ(e.kind(), BatchEvent::MESSAGE);
+      EXPECT_NE(epoch_of(e.seq()), 0u);
+      EXPECT_EQ(epoch_of(e.seq()), epoch_of(first[0].seq()));
+      EXPECT_EQ(n_of(e.seq()), ++n);
+    }
+  }
+}
+
+TEST(GameServerBatched, ReattachSendsWhatTheGatewayDidNotAcknowledgeWithItsSeq) {
+  constexpr std::size_t kPushed = 6;
+  constexpr std::uint64_t kAcked = 2;
+  ScriptedHandler handler;
+  handler.message_hook = echo_or_kick;
+  GameServer server(handler, {});
+  const auto channel = make_game_channel(server.port());
+  std::vector<std::uint64_t> seqs;
+  {
+    BatchTestLink a(channel, "gw");
+    std::vector<BatchEvent> batch{open_event(1, 5)};
+    for (std::size_t i = 0; i < kPushed; ++i) {
+      batch.push_back(message_event(1, "m" + std::to_string(i), i + 1));
+    }
+    ASSERT_TRUE(a.send(std::move(batch)));
+    const auto echoed = a.events(kPushed);
+    ASSERT_EQ(echoed.size(), kPushed);
+    for (const BatchEvent& e : echoed) seqs.push_back(e.seq());
+    // Only the first kAcked are taken over; an event for no session makes the
+    // game answer (an ack alone), so the ack surely arrived before the cancel.
+    ASSERT_TRUE(a.send({message_event(99, "nobody", 0)}, kAcked));
+    const auto ack = a.next();
+    ASSERT_TRUE(ack);
+    EXPECT_EQ(ack->events_size(), 0);
+    EXPECT_EQ(ack->ack(), 1 + kPushed + 1);
+    a.cancel();
+  }
+  BatchTestLink b(channel, "gw");
+  ASSERT_TRUE(b.send({open_event(1, 5)}));
+  const auto again = b.events(kPushed - kAcked);
+  ASSERT_EQ(again.size(), kPushed - kAcked);
+  for (std::size_t i = 0; i < again.size(); ++i) {
+    EXPECT_EQ(text_of(again[i]), "m" + std::to_string(kAcked + i));
+    EXPECT_EQ(again[i].seq(), seqs[kAcked + i]);
+  }
+  ASSERT_TRUE(b.send({message_event(1, "new", kPushed + 1)}, b.game_events()));
+  const auto fresh = b.events(1);
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(text_of(fresh[0]), "new");
+  EXPECT_EQ(epoch_of(fresh[0].seq()), epoch_of(seqs[0]));
+  EXPECT_EQ(n_of(fresh[0].seq()), kPushed + 1);
+  EXPECT_EQ(handler.opened(), 1u);
+  EXPECT_EQ(handler.ended(), 0u);
+  EXPECT_EQ(handler.messages(), kPushed + 1);
+}
+
+TEST(GameServerBatched, UnacknowledgedKickIsReplayedAndAnAcknowledgedOneTombstones) {
+  ScriptedHandler handler;
+  handler.message_hook = echo_or_kick;
+  GameServer server(handler, {});
+  const auto channel = make_game_channel(server.port());
+  std::uint64_t kick_seq = 0;
+  {
+    BatchTestLink a(channel, "gw");
+    ASSERT_TRUE(a.send({open_event(3, 9), message_event(3, "kick", 1)}));
+    const auto kick = a.events(1);
+    ASSERT_EQ(kick.size(), 1u);
+    EXPECT_EQ(kick[0].kind(), BatchEvent::KICK);
+    EXPECT_EQ(n_of(kick[0].seq()), 1u);
+    kick_seq = kick[0].seq();
+    ASSERT_TRUE(handler.wait_ended(1));
+    a.cancel();  // before acknowledging the KICK
+  }
+  {
+    BatchTestLink b(channel, "gw");
+    ASSERT_TRUE(b.send({open_event(3, 9)}));
+    const auto kick = b.events(1);
+    ASSERT_EQ(kick.size(), 1u);
+    EXPECT_EQ(kick[0].kind(), BatchEvent::KICK);
+    EXPECT_EQ(kick[0].seq(), kick_seq);
+    ASSERT_TRUE(b.send({message_event(99, "nobody", 0)}, 1));  // the KICK is taken over
+    const auto ack = b.next();
+    ASSERT_TRUE(ack);
+    EXPECT_EQ(ack->events_size(), 0);
+    b.cancel();
+  }
+  BatchTestLink c(channel, "gw");
+  ASSERT_TRUE(c.send({open_event(3, 9), message_event(3, "hello", 2)}));
+  const auto batch = c.next();
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->events_size(), 0) << "a closed session's OPEN is ignored";
+  EXPECT_EQ(batch->ack(), 2u);
+  EXPECT_EQ(handler.opened(), 1u);
+  EXPECT_EQ(handler.ended(), 1u);
+  EXPECT_EQ(handler.messages(), 1u);
+}
+
+// A handler that ends a session from its own callbacks (on_open, on_message)
+// gets on_end once that callback returned, not a deadlock.
+TEST(GameServerBatched, HandlerCanKickFromItsCallbacks) {
+  ScriptedHandler handler;
+  handler.open_hook = [](StreamHandle stream) {
+    stream.push(to_bytes("welcome"));
+    if (stream.user_id() == 2) stream.kick();
+  };
+  handler.message_hook = [](StreamHandle stream, std::span<const std::byte>) {
+    // Every session of user 1 (this one too) from this one's on_message.
+    stream.server().kick_user(1);
+  };
+  GameServer server(handler, {});
+  BatchTestLink link(make_game_channel(server.port()), "gw");
+  ASSERT_TRUE(link.send({open_event(1, 1), open_event(2, 2), open_event(3, 1)}));
+  ASSERT_TRUE(handler.wait_ended(1));
+  ASSERT_TRUE(link.send({message_event(1, "kick us", 1)}));
+  ASSERT_TRUE(handler.wait_ended(3));
+  std::vector<std::pair<std::uint64_t, int>> got;
+  for (const BatchEvent& e : link.events(6)) got.emplace_back(e.session(), e.kind());
+  EXPECT_THAT(got,
+              ::testing::UnorderedElementsAre(std::pair<std::uint64_t, int>{1, BatchEvent::MESSAGE},
+                                              std::pair<std::uint64_t, int>{2, BatchEvent::MESSAGE},
+                                              std::pair<std::uint64_t, int>{2, BatchEvent::KICK},
+                                              std::pair<std::uint64_t, int>{3, BatchEvent::MESSAGE},
+                                              std::pair<std::uint64_t, int>{1, BatchEvent::KICK},
+                                              std::pair<std::uint64_t, int>{3, BatchEvent::KICK}));
+  EXPECT_EQ(handler.opened(), 3u);
+  EXPECT_EQ(server.stream_count(), 0u);
+}
+
+TEST(GameServerBatched, OpenAfterCloseIsIgnoredButAnotherGatewayIdIsANewSession) {
+  ScriptedHandler handler;
+  GameServer server(handler, {});
+  const auto channel = make_game_channel(server.port());
+  {
+    BatchTestLink a(channel, "gw-a");
+    ASSERT_TRUE(a.send({open_event(5, 1)}));
+    ASSERT_TRUE(a.next());
+    ASSERT_TRUE(a.send({close_event(5)}));
+    ASSERT_TRUE(a.next());
+    EXPECT_EQ(handler.ended(), 1u);
+    EXPECT_EQ(handler.half_closed(), 1u);
+    ASSERT_TRUE(a.send({open_event(5, 1)}));  // a gateway's late resend, same link
+    const auto ack = a.next();
+    ASSERT_TRUE(ack);
+    EXPECT_EQ(ack->ack(), 3u);
+    EXPECT_EQ(handler.opened(), 1u);
+  }
+  {
+    BatchTestLink again(channel, "gw-a");  // and on the next link
+    ASSERT_TRUE(again.send({open_event(5, 1)}));
+    ASSERT_TRUE(again.next());
+    EXPECT_EQ(handler.opened(), 1u);
+  }
+  BatchTestLink b(channel, "gw-b");
+  ASSERT_TRUE(b.send({open_event(5, 1)}));
+  ASSERT_TRUE(b.next());
+  EXPECT_EQ(handler.opened(), 2u);
+  EXPECT_EQ(server.stream_count(), 1u);
+}
+
+TEST(GameServerBatched, DetachedSessionEndsAfterTheGrace) {
+  constexpr auto kGrace = 200ms;
+  ScriptedHandler handler;
+  GameServer server(handler, {.reattach_grace = kGrace});
+  const auto channel = make_game_channel(server.port());
+  auto link = std::make_unique<BatchTestLink>(channel, "gw");
+  ASSERT_TRUE(link->send({open_event(1, 1)}));
+  ASSERT_TRUE(handler.wait_opened(1));
+  link->cancel();
+  link->finish();
+  const auto detached = std::chrono::steady_clock::now();
+  link.reset();
+  std::this_thread::sleep_for(kGrace / 2);
+  EXPECT_EQ(handler.ended(), 0u) << "a detached session waits for its gateway";
+  EXPECT_EQ(server.stream_count(), 1u);
+  ASSERT_TRUE(handler.wait_ended(1));
+  EXPECT_GE(std::chrono::steady_clock::now() - detached, kGrace);
+  EXPECT_EQ(handler.half_closed(), 0u);
+  EXPECT_EQ(server.stream_count(), 0u);
+}
+
+TEST(GameServerBatched, EveryBatchAcknowledgesTheEventsReadAndAnAckIsNotAnswered) {
+  ScriptedHandler handler;
+  handler.message_hook = echo_or_kick;
+  GameServer server(handler, {});
+  BatchTestLink link(make_game_channel(server.port()), "gw");
+  const auto expect_batch = [&](int events, std::uint64_t ack) {
+    const auto batch = link.next();
+    ASSERT_TRUE(batch);
+    EXPECT_EQ(batch->events_size(), events);
+    EXPECT_EQ(batch->ack(), ack);
+  };
+  ASSERT_TRUE(link.send({open_event(1, 1)}));
+  expect_batch(0, 1);  // nothing to say: an ack alone
+  ASSERT_TRUE(link.send({message_event(1, "echo", 1)}));
+  expect_batch(1, 2);
+  ASSERT_TRUE(link.send({}, 1));  // an ack alone is not answered
+  EXPECT_FALSE(link.next(300ms));
+  ASSERT_TRUE(link.send(
+      {message_event(1, "quiet", 2), message_event(1, "quiet", 3), message_event(42, "nobody", 0)},
+      1));
+  expect_batch(0, 5);
+  ASSERT_TRUE(link.send({message_event(1, "echo", 4), message_event(1, "quiet", 5)}, 1));
+  expect_batch(1, 7);
+  EXPECT_FALSE(link.next(300ms));
+}
+
+TEST(GameServerBatched, NewLinkOfTheSameGatewayIdTakesTheSessionsOver) {
+  ScriptedHandler handler;
+  handler.message_hook = echo_or_kick;
+  GameServer server(handler, {});
+  const auto channel = make_game_channel(server.port());
+  BatchTestLink a(channel, "gw");
+  ASSERT_TRUE(a.send({open_event(1, 1), message_event(1, "hi", 1)}));
+  const auto hi = a.events(1);
+  ASSERT_EQ(hi.size(), 1u);
+
+  BatchTestLink b(channel, "gw");  // while a is open
+  ASSERT_TRUE(b.send({open_event(1, 1)}));
+  EXPECT_TRUE(a.wait_ended()) << "the old link's call ends";
+  EXPECT_EQ(a.finish().error_code(), grpc::StatusCode::CANCELLED);
+  const auto again = b.events(1);  // a never acknowledged it
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(text_of(again[0]), "hi");
+  EXPECT_EQ(again[0].seq(), hi[0].seq());
+  ASSERT_TRUE(b.send({message_event(1, "there", 2)}, 1));
+  const auto there = b.events(1);
+  ASSERT_EQ(there.size(), 1u);
+  EXPECT_EQ(text_of(there[0]), "there");
+  EXPECT_EQ(handler.opened(), 1u);
+  EXPECT_EQ(handler.ended(), 0u);
+  EXPECT_EQ(server.stream_count(), 1u);
+}
+
+TEST(GameServerBatched, LinkWithoutGatewayIdEndsItsSessions) {
+  ScriptedHandler handler;
+  GameServer server(handler, {});
+  BatchTestLink link(make_game_channel(server.port()), std::nullopt);
+  ASSERT_TRUE(link.send({open_event(1, 1), open_event(2, 2)}));
+  ASSERT_TRUE(handler.wait_opened(2));
+  link.cancel();
+  ASSERT_TRUE(handler.wait_ended(2));
+  EXPECT_EQ(server.stream_count(), 0u);
+}
+
+TEST(GameServerBatched, ShutdownEndsSessionsWithoutKick) {
+  ScriptedHandler handler;
+  GameServer server(handler, {});
+  BatchTestLink link(make_game_channel(server.port()), "gw");
+  ASSERT_TRUE(link.send({open_event(1, 1)}));
+  ASSERT_TRUE(link.next());
+  server.shutdown();
+  EXPECT_EQ(handler.ended(), 1u);
+  while (const auto batch = link.next()) {
+    for (const BatchEvent& e : batch->events()) EXPECT_NE(e.kind(), BatchEvent::KICK);
+  }
+}
+
+// Lifetime and lock order under load: pushes, kicks and finishes from other
+// threads while links of one gateway-id break, replace each other and
+// re-attach the same sessions. Run under ASan/TSan (GATEHOUSE_SANITIZE) to
+// make a race loud.
+TEST(GameServerBatched, ConcurrentPushAndKickWhileLinksBreakAndReattach) {
+  constexpr std::uint64_t kSessions = 20;
+  ScriptedHandler handler;
+  handler.message_hook = echo;
+  GameServer server(handler, {.max_queued_frames = 256, .reattach_grace = 200ms});
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> actors;
+  for (unsigned t = 0; t < 3; ++t) {
+    actors.emplace_back([&server, &stop, t] {
+      std::mt19937 rng(t);
+      const game::Bytes payload = to_bytes("stress");
+      while (!stop.load()) {
+        const auto streams = server.streams();
+        if (streams.empty()) {
+          std::this_thread::yield();
+          continue;
+        }
+        const StreamHandle& stream = streams[rng() % streams.size()];
+        switch (rng() % 20) {
+          case 0:
+            stream.kick();
+            break;
+          case 1:
+            stream.finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stress"));
+            break;
+          case 2:
+            server.broadcast(payload);
+            break;
+          default:
+            stream.push(payload);
+            break;
+        }
+      }
+    });
+  }
+  const auto channel = make_game_channel(server.port());
+  std::mt19937 rng(99);
+  std::vector<std::uint64_t> client_seq(kSessions + 1, 0);
+  std::unique_ptr<BatchTestLink> link;
+  for (int round = 0; round < 30; ++round) {
+    auto next = std::make_unique<BatchTestLink>(channel, "gw-stress");
+    if (link && rng() % 3 == 0) link->cancel();  // else the new link replaces it
+    std::vector<BatchEvent> batch;
+    for (std::uint64_t s = 1; s <= kSessions; ++s) {
+      batch.push_back(open_event(s, static_cast<std::int64_t>(s)));
+      batch.push_back(message_event(s, "hello", ++client_seq[s]));
+      if (rng() % 4 == 0) batch.push_back(message_event(s, "dup", client_seq[s]));
+    }
+    ASSERT_TRUE(next->send(std::move(batch)));
+    for (int i = 0; i < 5; ++i) {
+      if (!next->next(20ms)) break;
+      // An ack of what arrived, or of one less.
+      const std::uint64_t got = next->game_events();
+      if (rng() % 2 == 0) next->send({}, got - (got != 0 ? rng() % 2 : 0));
+    }
+    if (rng() % 5 == 0) next->send({close_event(1 + rng() % kSessions)}, next->game_events());
+    link = std::move(next);
+  }
+  stop.store(true);
+  for (auto& actor : actors) actor.join();
+  std::vector<BatchEvent> closes;
+  for (std::uint64_t s = 1; s <= kSessions; ++s) closes.push_back(close_event(s));
+  ASSERT_TRUE(link->send(std::move(closes)));
+  ASSERT_TRUE(handler.wait_all_ended());
+  EXPECT_EQ(server.stream_count(), 0u);
+  link.reset();
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // GameServer on the gRPC callback API: one StreamReactor per gonet2 call, one
-// BatchLink per batched call (each session on it a BatchSession), a registry
+// BatchLink per batched call (each session on it a BatchSession, kept per
+// gateway-id in a GatewayState so that it can outlive the link), a registry
 // of live sessions of both kinds (Endpoint), and a small state machine per
-// reactor. The rules below are for StreamReactor; BatchLink states its own
-// further down.
+// reactor. The rules below are for StreamReactor; the batched contract states
+// its own further down.
 //
 // Ownership and lifetime (the part that must hold under concurrent
 // push/kick while a client disconnects):
@@ -21,16 +22,29 @@
 //   - One write in flight (write_frame_, owned by it while writing_), a
 //     queue behind it, and Finish only once the queue is drained and no write
 //     is in flight.
+//
+// Lock order, for the whole file (a lock is only ever taken while holding
+// locks that come before it): a BatchSession's dispatch_mu, then Core::mu_,
+// then a GatewayState's mu, then a BatchLink's mu_; a StreamReactor's mu_
+// comes right after Core::mu_. Handler callbacks run with at most their
+// session's dispatch_mu held, so they may call any GameServer operation.
+// gRPC never runs a reaction inline from StartWrite/Finish/TryCancel, so
+// those may be called under a lock.
 #include "gatehouse/game/game_server.h"
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <random>
 #include <stdexcept>
+#include <string>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -53,6 +67,7 @@ bool StreamHandle::finish(grpc::Status status) const {
 namespace {
 
 using Frame = proto::Game::Frame;
+using Clock = std::chrono::steady_clock;
 
 /// The gRPC operation a decision calls for, started once every lock is released.
 enum class Step : std::uint8_t { kNone, kWrite, kFinish };
@@ -93,7 +108,17 @@ std::optional<std::int32_t> user_id_of(const grpc::CallbackServerContext& contex
   return value;
 }
 
+/// The high half of every Event.seq this server sends: nonzero, and most
+/// likely different from the last run's (proto/batch.proto).
+std::uint64_t draw_epoch() {
+  std::random_device device;
+  std::uint32_t epoch = 0;
+  while (epoch == 0) epoch = static_cast<std::uint32_t>(device());
+  return epoch;
+}
+
 class Core;
+struct GatewayState;
 
 /// The batched contract's service (proto/batch.proto): one BatchLink per call.
 class BatchService final : public gatehouse::batch::BatchGameService::CallbackService {
@@ -109,6 +134,9 @@ class BatchService final : public gatehouse::batch::BatchGameService::CallbackSe
 class Core final : public proto::GameService::CallbackService {
  public:
   Core(GameServer& owner, GameHandler& handler, GameServerOptions options);
+  ~Core() override;
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
 
   grpc::ServerBidiReactor<Frame, Frame>* Stream(grpc::CallbackServerContext* context) override;
 
@@ -131,6 +159,17 @@ class Core final : public proto::GameService::CallbackService {
   /// A Frame of `type` in this server's numbering, carrying `message`.
   Frame make_frame(int type, std::span<const std::byte> message, std::int32_t user_id) const;
 
+  // For the batched contract.
+  /// mu_, for a change that spans the registry and a GatewayState.
+  std::unique_lock<std::mutex> lock_registry() const { return std::unique_lock(mu_); }
+  /// add() with mu_ held (lock_registry()).
+  bool add_locked(Endpoint& endpoint);
+  /// The GatewayState of the call's `gateway-id` metadata (made on first
+  /// use), or a private one when it has none.
+  std::shared_ptr<GatewayState> gateway_of(const grpc::CallbackServerContext& context);
+  /// Event.seq of a session's n-th event to the gateway.
+  std::uint64_t seq(std::uint64_t n) const noexcept { return epoch_ << 32 | (n & 0xffffffffu); }
+
   // For GameServer.
   int port() const noexcept { return port_; }
   FrameNumbering numbering() const noexcept { return options_.numbering; }
@@ -146,15 +185,29 @@ class Core final : public proto::GameService::CallbackService {
   void shutdown(std::chrono::milliseconds grace);
 
  private:
+  /// The janitor thread: every ~100 ms, ends the batched sessions detached
+  /// for longer than reattach_grace and forgets expired ids (expire()).
+  void janitor();
+  void expire(Clock::time_point now);
+  void stop_janitor();
+
   GameServer& owner_;
   GameHandler& handler_;
   const GameServerOptions options_;
   const FrameTypeValues types_;
+  const std::uint64_t epoch_ = draw_epoch();
 
   mutable std::mutex mu_;  ///< guards the registry; see the lifetime note at the top
   std::unordered_map<std::uint64_t, Endpoint*> streams_;
   std::unordered_multimap<std::int32_t, Endpoint*> by_user_;
   bool shutting_down_ = false;
+  /// Guarded by mu_: the batched sessions' spaces, by gateway-id.
+  std::unordered_map<std::string, std::shared_ptr<GatewayState>> gateways_;
+
+  std::mutex janitor_mu_;
+  std::condition_variable janitor_wake_;
+  bool janitor_stop_ = false;  ///< guarded by janitor_mu_
+  std::thread janitor_;
 
   std::mutex shutdown_mu_;  ///< serializes shutdown() callers
   BatchService batch_service_{*this};
@@ -366,255 +419,663 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
 // ------------------------------------------------------------------ batched contract
 //
 // One BatchLink per Batches() call; each session it carries is a
-// BatchSession in the registry, like a stream. Lifetime: the link and its
-// sessions are shared_ptrs (the link keeps itself alive until OnDone; a
-// session keeps its link). A session leaves the registry exactly once, by
-// whoever marks it `ended` first (a kick or finish under Core::mu_, the
-// gateway's CLOSE, or the end of the link), and that one runs on_end. Handler
-// calls for one session are serialized by its `dispatch_mu`.
+// BatchSession in the registry, like a stream. A session belongs to the
+// GatewayState of its gateway-id (the call's `gateway-id` metadata), not to
+// a link, so that it survives a gateway bridge restart (proto/batch.proto):
+//   - A session is attached (`link` set) or detached (no link). Its events to
+//     the gateway (MESSAGE, KICK; Event.seq = epoch << 32 | n, n counting its
+//     events from 1) go into its link's queue while attached, into its own
+//     `pending` while detached.
+//   - A link keeps what it wrote until the gateway acknowledges it (Batch.ack
+//     counts the link's events in write order), and acknowledges in every
+//     Batch it writes the gateway's events it has read (an ack-only Batch
+//     when a read Batch with events produced nothing to carry it).
+//   - When a link ends (read or write fails, cancel, OnDone) or a new link of
+//     its gateway-id replaces it (which also cancels it), it is detached:
+//     whatever the gateway had not acknowledged (written, in flight, queued)
+//     goes back to the front of its session's `pending`, in order and with
+//     its seq, and every session of the link is detached. No handler call.
+//   - An OPEN on the gateway-id's current link re-attaches a known session
+//     and queues its `pending` before anything new; a MESSAGE whose seq is
+//     not above the session's last one is dropped.
+//   - A session ends for the handler on CLOSE (on_end(true); its id is
+//     tombstoned: a late OPEN of it is ignored); on kick() or finish(not
+//     UNAVAILABLE) (on_end(false), a KICK, and the session stays as a
+//     "zombie", its KICK replayed on re-attach, until the gateway acknowledges
+//     the KICK; then it is tombstoned); on finish(UNAVAILABLE) or when its
+//     `pending` overflows (on_end(false), no KICK, no tombstone: a later OPEN
+//     is a new session, numbering on from the old one so that the gateway's
+//     de-duplication keeps taking its events); and when detached for longer
+//     than reattach_grace (on_end(false) unless a zombie; tombstoned; on the
+//     janitor thread). Tombstones last reattach_grace too.
+//   - A call without `gateway-id` gets a private GatewayState that no other
+//     link shares: its sessions end with the link (on_end(false)).
+// Locks and lifetime:
+//   - GatewayState::mu guards the state and every field of its sessions but
+//     dispatch_mu; BatchLink::mu_ guards the link's queues and counters. The
+//     order is at the top of the file. A session's `ended` is set under
+//     Core::mu_ and GatewayState::mu together, with its registry exit, so a
+//     session in the registry is always in its GatewayState's map.
+//   - Handler calls for one session are serialized by its dispatch_mu, held
+//     from before it enters the registry until on_open returns, around each
+//     on_message, and around on_end (retire(): by whoever set `ended`, once,
+//     with no other lock held; when that is a handler call, of this session
+//     or another, after it returned: call_handler).
+//   - Links and sessions are shared_ptrs. A link keeps itself (self_) until
+//     OnDone, where it is detached at the latest; detaching resets
+//     GatewayState::link and the sessions' `link`, so no reference cycle
+//     outlives it. Core keeps the shared GatewayStates (the janitor drops idle
+//     ones); a private one lives with its link. An Endpoint decision that ends
+//     a session keeps it alive (retiring_) until perform().
+//   - context_->TryCancel() only under the link's mu_, before OnDone (done_).
+//   - Events read on a link that is not (any more) its gateway-id's current
+//     link are ignored: a detached link writes nothing, so they are not
+//     acknowledged, and the gateway sends them again on the new link.
 
 using gatehouse::batch::Batch;
 using BatchEvent = gatehouse::batch::Event;
 
 class BatchLink;
+class BatchSession;
 
-class BatchSession final : public Endpoint {
+/// Ids kept for the same length of time each, so that they expire about in
+/// the order they were put (sweep() costs what it removes).
+template <class Value>
+class ExpiringIds {
  public:
-  BatchSession(Core& core, std::shared_ptr<BatchLink> link, std::uint64_t session,
+  void put(std::uint64_t id, Value value, Clock::time_point expiry) {
+    map_.insert_or_assign(id, Entry{std::move(value), expiry});
+    order_.emplace_back(expiry, id);
+  }
+  const Value* find(std::uint64_t id) const {
+    const auto it = map_.find(id);
+    return it == map_.end() ? nullptr : &it->second.value;
+  }
+  void erase(std::uint64_t id) { map_.erase(id); }
+  void sweep(Clock::time_point now) {
+    while (!order_.empty() && order_.front().first <= now) {
+      const auto it = map_.find(order_.front().second);
+      if (it != map_.end() && it->second.expiry <= now) map_.erase(it);
+      order_.pop_front();
+    }
+  }
+  bool empty() const noexcept { return map_.empty(); }
+
+ private:
+  struct Entry {
+    Value value;
+    Clock::time_point expiry;
+  };
+  std::unordered_map<std::uint64_t, Entry> map_;
+  std::deque<std::pair<Clock::time_point, std::uint64_t>> order_;
+};
+
+/// One gateway-id's session space, or one link's private one.
+struct GatewayState {
+  GatewayState(std::string id_, bool shared_, std::chrono::milliseconds grace_)
+      : id(std::move(id_)), shared(shared_), grace(grace_) {}
+
+  const std::string id;  ///< the gateway-id; empty when private
+  const bool shared;     ///< in Core::gateways_; false: one link's own
+  const std::chrono::milliseconds grace;
+
+  std::mutex mu;
+  // Guarded by mu:
+  std::unordered_map<std::uint64_t, std::shared_ptr<BatchSession>> sessions;
+  ExpiringIds<bool> tombstones;          ///< closed sessions: an OPEN of one is ignored
+  ExpiringIds<std::uint64_t> forgotten;  ///< ended here only: the last n they sent
+  std::shared_ptr<BatchLink> link;       ///< the current link; null between links
+  /// No detached session expires before this.
+  Clock::time_point next_expiry = Clock::time_point::max();
+};
+
+class BatchSession final : public Endpoint, public std::enable_shared_from_this<BatchSession> {
+ public:
+  BatchSession(Core& core, std::shared_ptr<GatewayState> gateway, std::uint64_t session,
                std::int32_t user_id)
       : core_(core),
-        link_(std::move(link)),
+        gateway_(std::move(gateway)),
         session_(session),
         id_(Core::next_id()),
         user_id_(user_id) {}
 
   StreamHandle handle() const noexcept override { return {core_.owner(), id_, user_id_}; }
+  // The Endpoint operations run under Core::mu_ (apply_one / apply_many).
   Decision push(std::span<const std::byte> message) override;
   Decision kick() override;
   /// The batched contract has no per-session status: OK or an error ends the
   /// session with a KICK, except UNAVAILABLE (the server is going away), which
-  /// ends it here only: the gateway keeps the session and re-attaches it to
-  /// the next link.
-  Decision end(grpc::Status status) override {
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return kick();
-    if (!mark_ended()) return {};
-    core_.remove_locked(*this);
-    return {true, Step::kFinish, false};
-  }
+  /// ends it here only: no KICK, and a later OPEN of it is a new session.
+  Decision end(grpc::Status status) override;
   void cancel() override {}
   void perform(Step step) override;
 
-  std::uint64_t session() const noexcept { return session_; }
-  /// Marks the session ended; true for the one caller that did it.
-  bool mark_ended() { return !ended_.exchange(true); }
-  bool ended() const { return ended_.load(); }
-  /// on_end, serialized with the read side's calls; the registry entry is gone.
+  /// on_end, serialized with the read side's calls; by whoever set `ended`,
+  /// with no other lock held. From inside a handler call (the handler ended
+  /// this or another session) it runs once that call returned (call_handler).
   void retire(bool client_half_closed);
+
   std::mutex dispatch_mu;  ///< held around every handler call for this session
+  // Guarded by the GatewayState's mu:
+  std::shared_ptr<BatchLink> link;   ///< attached to; null while detached
+  Clock::time_point detached_since;  ///< while detached
+  std::deque<BatchEvent> pending;    ///< for the gateway once attached, in order
+  std::uint64_t sent = 0;            ///< n of the last event numbered for the gateway
+  std::uint64_t last_seq = 0;        ///< of the last MESSAGE taken from the gateway
+  bool ended = false;                ///< on_end has run or is due (retire)
+  bool zombie = false;               ///< ended by a KICK the gateway has not acknowledged
 
  private:
+  /// Numbers an event and queues it on the link, or in `pending` when
+  /// detached (or the link is ending); false when `pending` is full (only
+  /// when not `force`d).
+  bool enqueue_locked(BatchEvent::Kind kind, std::span<const std::byte> message, bool force);
+  /// Ends the session here only: out of the registry and the GatewayState,
+  /// its numbering remembered; no KICK, no tombstone.
+  Decision forget_locked(bool accepted);
+
   Core& core_;
-  const std::shared_ptr<BatchLink> link_;
+  const std::shared_ptr<GatewayState> gateway_;
   const std::uint64_t session_;
   const StreamId id_;
   const std::int32_t user_id_;
-  std::atomic<bool> ended_{false};
+  std::shared_ptr<BatchSession> retiring_;  ///< set with a kFinish decision, taken by perform()
 };
 
 class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
                         public std::enable_shared_from_this<BatchLink> {
  public:
-  BatchLink(Core& core, grpc::CallbackServerContext* context) : core_(core), context_(context) {}
+  BatchLink(Core& core, grpc::CallbackServerContext* context, std::shared_ptr<GatewayState> gateway)
+      : core_(core), context_(context), gateway_(std::move(gateway)) {}
 
-  void start() {
-    self_ = shared_from_this();
-    StartRead(&in_);
-  }
+  /// Becomes its gateway-id's link (the old one is detached and cancelled
+  /// first), then reads.
+  void start();
 
-  /// Queues one event to the gateway; starts a write if none is in flight.
-  /// False once the link is ending.
-  bool send(BatchEvent::Kind kind, std::uint64_t session, std::span<const std::byte> message) {
-    std::lock_guard lock(mu_);
-    if (ending_) return false;
-    if (static_cast<std::size_t>(out_.events_size()) >= core_.max_queued_frames()) {
-      // The gateway does not read: as for a stream, cancel rather than trim.
-      ending_ = true;
-      out_.Clear();
-      context_->TryCancel();
-      return false;
-    }
-    BatchEvent* e = out_.add_events();
-    e->set_session(session);
-    e->set_kind(kind);
-    if (!message.empty()) e->set_message(message.data(), message.size());
-    if (!writing_ && !corked_) write_locked();
-    return true;
-  }
+  // Under the GatewayState's mu:
+  /// Queues `e` (moved from only when taken); false once the link is ending.
+  /// When the queue is full the gateway does not read: as for a stream, the
+  /// call is cancelled rather than the queue trimmed.
+  bool send(BatchEvent& e);
+  /// Queues a re-attached session's pending events, in order (emptying
+  /// `events`); false, leaving them, once the link is ending.
+  bool replay(std::deque<BatchEvent>& events);
+  /// Stops the link for good (nothing more is written or taken; `cancel`:
+  /// the call too): the events the gateway has not acknowledged, in write
+  /// order; nullopt when it was detached already.
+  std::optional<std::vector<BatchEvent>> detach_locked(bool cancel);
 
-  void forget(std::uint64_t session) {
-    std::lock_guard lock(mu_);
-    sessions_.erase(session);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      end_link();
-      return;
-    }
-    // What the handler answers to this batch leaves in one write, after it.
-    {
-      std::lock_guard lock(mu_);
-      corked_ = true;
-    }
-    for (const BatchEvent& e : in_.events()) dispatch(e);
-    std::lock_guard lock(mu_);
-    corked_ = false;
-    if (!writing_ && !ending_ && out_.events_size() != 0) write_locked();
-    if (!ending_) StartRead(&in_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mu_);
-    writing_ = false;
-    if (!ok) {
-      ending_ = true;
-      out_.Clear();
-    }
-    if (!ending_ && out_.events_size() != 0) {
-      write_locked();
-    } else if (ending_ && !finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
-  }
-
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
   void OnCancel() override { end_link(); }
-
-  void OnDone() override {
-    end_link();
-    std::lock_guard lock(mu_);
-    self_.reset();  // the sessions' references may keep the object a little longer
-  }
+  void OnDone() override;
 
  private:
-  void write_locked() {
-    sending_.Swap(&out_);
-    out_.Clear();
-    writing_ = true;
-    StartWrite(&sending_);
-  }
+  /// A written Batch kept until the gateway acknowledges all its events.
+  struct Written {
+    Batch batch;
+    std::uint64_t first;  ///< the link index of its first event
+  };
+
+  void write_locked();
+  /// After a write: keeps sending_ in written_ unless all acknowledged.
+  void retain_sent_locked();
+  /// The gateway's Batch.ack: frees what it covers; the sessions of the
+  /// KICKs it covers go to `kicked`.
+  void take_ack_locked(std::uint64_t ack, std::vector<std::uint64_t>& kicked);
 
   void dispatch(const BatchEvent& e);
-  /// Ends every session of the link and finishes the call once writes are done.
+  void open(const BatchEvent& e);
+  void message(const BatchEvent& e);
+  void close(const BatchEvent& e);
+  /// Detaches the link (a private GatewayState: ends its sessions) and
+  /// finishes the call once no write is in flight. Idempotent.
   void end_link();
 
   Core& core_;
   grpc::CallbackServerContext* const context_;  ///< owned by gRPC, valid until OnDone returns
-  std::shared_ptr<BatchLink> self_;
+  const std::shared_ptr<GatewayState> gateway_;
   Batch in_;  ///< owned by the read in flight
   std::mutex mu_;
-  Batch out_;              ///< guarded by mu_: events waiting for the next write
-  Batch sending_;          ///< owned by the write in flight
-  bool writing_ = false;   ///< guarded by mu_
-  bool corked_ = false;    ///< guarded by mu_: a read batch is being dispatched
-  bool ending_ = false;    ///< guarded by mu_
-  bool finished_ = false;  ///< guarded by mu_
-  std::unordered_map<std::uint64_t, std::shared_ptr<BatchSession>> sessions_;  ///< guarded by mu_
+  // Guarded by mu_:
+  std::shared_ptr<BatchLink> self_;  ///< until OnDone
+  Batch out_;                        ///< events waiting for the next write
+  Batch sending_;                    ///< owned by the write in flight
+  std::uint64_t sending_first_ = 0;  ///< link index of sending_'s first event
+  std::deque<Written> written_;      ///< written, not all acknowledged, in order
+  std::uint64_t next_index_ = 0;     ///< link index of the next event to write
+  std::uint64_t acked_ = 0;          ///< our events the gateway acknowledged
+  std::uint64_t read_ = 0;           ///< gateway events read (and dispatched)
+  std::uint64_t ack_sent_ = 0;       ///< the last ack written
+  bool writing_ = false;
+  bool corked_ = false;  ///< a read batch is being dispatched
+  bool ending_ = false;  ///< nothing more is taken
+  bool detached_ = false;
+  bool finished_ = false;
+  bool done_ = false;  ///< OnDone ran: context_ is gone
 };
 
+/// Detaches `link` with `gateway`'s mu held: its unacknowledged events go back
+/// to their sessions' `pending` (dropped when the session is gone), and its
+/// sessions are detached.
+void detach_link_locked(GatewayState& gateway, const std::shared_ptr<BatchLink> link, bool cancel) {
+  std::optional<std::vector<BatchEvent>> back = link->detach_locked(cancel);
+  if (!back) return;
+  if (gateway.link == link) gateway.link.reset();
+  // Back to front, so that each session's events keep their order ahead of
+  // what was pushed while the link was ending.
+  for (auto it = back->rbegin(); it != back->rend(); ++it) {
+    const auto found = gateway.sessions.find(it->session());
+    if (found != gateway.sessions.end() && found->second->link == link) {
+      found->second->pending.push_front(std::move(*it));
+    }
+  }
+  const Clock::time_point now = Clock::now();
+  bool detached = false;
+  for (const auto& [id, session] : gateway.sessions) {
+    if (session->link != link) continue;
+    session->link.reset();
+    session->detached_since = now;
+    detached = true;
+  }
+  if (detached) gateway.next_expiry = std::min(gateway.next_expiry, now + gateway.grace);
+}
+
+/// The on_end calls that a handler call caused (the handler kicked or
+/// finished a session, its own included) run once it returned, on its thread,
+/// with its dispatch_mu released: at once, one would wait for a dispatch_mu
+/// this thread holds (its own session's), or whose holder may be waiting for
+/// ours (two sessions kicking each other). Per thread: the outermost
+/// call_handler's list, and whether a handler call is running.
+using DeferredEnd = std::pair<std::shared_ptr<BatchSession>, bool>;
+thread_local std::vector<DeferredEnd>* t_deferred_ends = nullptr;
+thread_local bool t_in_handler_call = false;
+
+/// Runs `call`, a handler call, under `serial` (its session's dispatch_mu),
+/// then, with that released, the on_end calls it caused (and theirs).
+template <class Call>
+void call_handler(std::unique_lock<std::mutex> serial, Call&& call) {
+  const bool outermost = t_deferred_ends == nullptr;
+  std::vector<DeferredEnd> ends;
+  if (outermost) t_deferred_ends = &ends;
+  t_in_handler_call = true;
+  call();
+  t_in_handler_call = false;
+  serial.unlock();
+  if (!outermost) return;  // the outermost runs them
+  for (std::size_t i = 0; i < ends.size(); ++i) {
+    DeferredEnd end = std::move(ends[i]);  // on_end may add more
+    end.first->retire(end.second);
+  }
+  t_deferred_ends = nullptr;
+}
+
+bool BatchSession::enqueue_locked(BatchEvent::Kind kind, std::span<const std::byte> message,
+                                  bool force) {
+  if (!force && !link && pending.size() >= core_.max_queued_frames()) return false;
+  BatchEvent e;
+  e.set_session(session_);
+  e.set_kind(kind);
+  if (!message.empty()) e.set_message(message.data(), message.size());
+  e.set_seq(core_.seq(++sent));
+  if (link && link->send(e)) return true;
+  if (!force && pending.size() >= core_.max_queued_frames()) return false;
+  pending.push_back(std::move(e));
+  return true;
+}
+
 Decision BatchSession::push(std::span<const std::byte> message) {
-  if (ended()) return {};
-  return {link_->send(BatchEvent::MESSAGE, session_, message), Step::kNone, false};
+  std::lock_guard lock(gateway_->mu);
+  if (ended) return {};
+  if (enqueue_locked(BatchEvent::MESSAGE, message, false)) return {true, Step::kNone, false};
+  // Detached with a full queue: as a stream that overflows, the session ends.
+  return forget_locked(false);
 }
 
 Decision BatchSession::kick() {
-  if (!mark_ended()) return {};
+  std::lock_guard lock(gateway_->mu);
+  if (ended) return {};
+  ended = true;
+  zombie = true;
   core_.remove_locked(*this);  // apply_* holds Core::mu_
-  link_->send(BatchEvent::KICK, session_, {});
+  enqueue_locked(BatchEvent::KICK, {}, true);
+  retiring_ = shared_from_this();
   return {true, Step::kFinish, false};
 }
 
+Decision BatchSession::end(grpc::Status status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return kick();
+  std::lock_guard lock(gateway_->mu);
+  if (ended) return {};
+  return forget_locked(true);
+}
+
+Decision BatchSession::forget_locked(bool accepted) {
+  ended = true;
+  core_.remove_locked(*this);
+  retiring_ = shared_from_this();  // the map below may hold the last other reference
+  const auto it = gateway_->sessions.find(session_);
+  if (it != gateway_->sessions.end() && it->second.get() == this) gateway_->sessions.erase(it);
+  gateway_->forgotten.put(session_, sent, Clock::now() + gateway_->grace);
+  link.reset();
+  pending.clear();
+  return {accepted, Step::kFinish, false};
+}
+
 void BatchSession::perform(Step step) {
-  if (step == Step::kFinish) retire(false);
+  if (step != Step::kFinish) return;
+  const std::shared_ptr<BatchSession> self = std::move(retiring_);
+  retire(false);
 }
 
 void BatchSession::retire(bool client_half_closed) {
-  // The link's map holds a reference until forget(); keep this alive past it.
-  const std::shared_ptr<BatchLink> link = link_;
-  std::lock_guard lock(dispatch_mu);
-  core_.handler().on_end(handle(), client_half_closed);
-  link->forget(session_);
+  if (t_in_handler_call) {
+    t_deferred_ends->emplace_back(shared_from_this(), client_half_closed);
+    return;
+  }
+  call_handler(std::unique_lock(dispatch_mu),
+               [&] { core_.handler().on_end(handle(), client_half_closed); });
+}
+
+void BatchLink::start() {
+  const std::shared_ptr<BatchLink> self = shared_from_this();
+  {
+    std::lock_guard lock(mu_);
+    self_ = self;
+  }
+  {
+    std::lock_guard lock(gateway_->mu);
+    // One link per gateway-id: the old one (a bridge that restarted before
+    // its call failed here) hands its sessions over before we read.
+    if (gateway_->link) detach_link_locked(*gateway_, gateway_->link, true);
+    gateway_->link = self;
+  }
+  StartRead(&in_);
+}
+
+bool BatchLink::send(BatchEvent& e) {
+  std::lock_guard lock(mu_);
+  if (ending_) return false;
+  if (static_cast<std::size_t>(out_.events_size()) >= core_.max_queued_frames()) {
+    ending_ = true;  // what is queued goes back to its sessions at end_link
+    if (!done_) context_->TryCancel();
+    return false;
+  }
+  *out_.add_events() = std::move(e);
+  if (!writing_ && !corked_) write_locked();
+  return true;
+}
+
+bool BatchLink::replay(std::deque<BatchEvent>& events) {
+  std::lock_guard lock(mu_);
+  if (ending_) return false;
+  for (BatchEvent& e : events) out_.mutable_events()->Add(std::move(e));
+  events.clear();
+  if (!writing_ && !corked_ && out_.events_size() != 0) write_locked();
+  return true;
+}
+
+std::optional<std::vector<BatchEvent>> BatchLink::detach_locked(bool cancel) {
+  std::lock_guard lock(mu_);
+  if (detached_) return std::nullopt;
+  detached_ = true;
+  ending_ = true;
+  std::vector<BatchEvent> back;
+  // The events from index acked_ on; the write in flight still reads its
+  // batch, so that one is copied.
+  const auto take = [&](Batch& batch, std::uint64_t first, bool in_flight) {
+    const auto size = static_cast<std::uint64_t>(batch.events_size());
+    for (std::uint64_t i = acked_ > first ? acked_ - first : 0; i < size; ++i) {
+      BatchEvent& e = *batch.mutable_events(static_cast<int>(i));
+      back.push_back(in_flight ? BatchEvent(e) : std::move(e));
+    }
+  };
+  for (Written& w : written_) take(w.batch, w.first, false);
+  if (writing_) take(sending_, sending_first_, true);
+  take(out_, next_index_, false);
+  written_.clear();
+  out_.Clear();
+  if (cancel && !done_) context_->TryCancel();
+  return back;
+}
+
+void BatchLink::write_locked() {
+  sending_.Swap(&out_);  // out_ gets the cleared previous batch
+  sending_first_ = next_index_;
+  next_index_ += static_cast<std::uint64_t>(sending_.events_size());
+  sending_.set_ack(read_);
+  ack_sent_ = read_;
+  writing_ = true;
+  StartWrite(&sending_);
+}
+
+void BatchLink::retain_sent_locked() {
+  const std::uint64_t end = sending_first_ + static_cast<std::uint64_t>(sending_.events_size());
+  if (!detached_ && end > acked_) written_.push_back({std::move(sending_), sending_first_});
+  sending_.Clear();
+}
+
+void BatchLink::take_ack_locked(std::uint64_t ack, std::vector<std::uint64_t>& kicked) {
+  if (detached_) return;  // what it had is back with its sessions
+  const std::uint64_t upto = std::min(ack, next_index_);
+  if (upto <= acked_) return;
+  const auto scan = [&](const Batch& batch, std::uint64_t first) {
+    const auto size = static_cast<std::uint64_t>(batch.events_size());
+    for (std::uint64_t i = acked_ > first ? acked_ - first : 0; i < size && first + i < upto; ++i) {
+      const BatchEvent& e = batch.events(static_cast<int>(i));
+      if (e.kind() == BatchEvent::KICK) kicked.push_back(e.session());
+    }
+  };
+  for (const Written& w : written_) scan(w.batch, w.first);
+  if (writing_) scan(sending_, sending_first_);  // only read: the write reads it too
+  acked_ = upto;
+  while (!written_.empty() && written_.front().first + static_cast<std::uint64_t>(
+                                                           written_.front().batch.events_size()) <=
+                                  acked_) {
+    written_.pop_front();
+  }
+}
+
+void BatchLink::OnReadDone(bool ok) {
+  if (!ok) {
+    end_link();
+    return;
+  }
+  std::vector<std::uint64_t> kicked;
+  {
+    std::lock_guard lock(mu_);
+    take_ack_locked(in_.ack(), kicked);
+    // What the handler answers to this batch leaves in one write, after it.
+    corked_ = true;
+  }
+  if (!kicked.empty()) {
+    // The gateway has those KICKs: their zombies go, tombstoned.
+    std::lock_guard lock(gateway_->mu);
+    const Clock::time_point expiry = Clock::now() + gateway_->grace;
+    for (const std::uint64_t session : kicked) {
+      const auto it = gateway_->sessions.find(session);
+      if (it == gateway_->sessions.end() || !it->second->zombie) continue;
+      it->second->link.reset();
+      gateway_->sessions.erase(it);
+      gateway_->tombstones.put(session, true, expiry);
+    }
+  }
+  for (const BatchEvent& e : in_.events()) dispatch(e);
+  const auto events = static_cast<std::uint64_t>(in_.events_size());
+  std::lock_guard lock(mu_);
+  corked_ = false;
+  read_ += events;
+  // An ack alone only for a batch with events: never in answer to an ack.
+  if (!writing_ && !ending_ && (out_.events_size() != 0 || (events != 0 && read_ > ack_sent_))) {
+    write_locked();
+  }
+  if (!ending_) StartRead(&in_);
+}
+
+void BatchLink::OnWriteDone(bool ok) {
+  {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    retain_sent_locked();
+    if (!ok) ending_ = true;  // the call is broken; end_link takes back what is unacknowledged
+    if (!ending_) {
+      // The ack that was due while this write was in flight goes now.
+      if (out_.events_size() != 0 || read_ > ack_sent_) write_locked();
+    } else if (!finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+  if (!ok) end_link();
+}
+
+void BatchLink::OnDone() {
+  end_link();
+  std::shared_ptr<BatchLink> self;
+  {
+    std::lock_guard lock(mu_);
+    done_ = true;
+    self = std::move(self_);
+  }
+  // `self` may be the last reference: it goes after the lock.
 }
 
 void BatchLink::dispatch(const BatchEvent& e) {
-  std::shared_ptr<BatchSession> session;
-  {
-    std::lock_guard lock(mu_);
-    const auto it = sessions_.find(e.session());
-    if (it != sessions_.end()) session = it->second;
-  }
   switch (e.kind()) {
-    case BatchEvent::OPEN: {
-      if (session) return;  // re-attached after a gateway restart: the same session
-      if (e.user_id() < INT32_MIN || e.user_id() > INT32_MAX) return;
-      session = std::make_shared<BatchSession>(core_, shared_from_this(), e.session(),
-                                               static_cast<std::int32_t>(e.user_id()));
-      {
-        std::lock_guard lock(mu_);
-        if (ending_) return;
-        sessions_.emplace(e.session(), session);
-      }
-      std::lock_guard serial(session->dispatch_mu);
-      if (!core_.add(*session)) {
-        session->mark_ended();
-        forget(e.session());
-        return;
-      }
-      core_.handler().on_open(session->handle());
+    case BatchEvent::OPEN:
+      open(e);
       return;
-    }
-    case BatchEvent::MESSAGE: {
-      if (!session) return;
-      std::lock_guard serial(session->dispatch_mu);
-      if (session->ended()) return;
-      const std::string& bytes = e.message();
-      core_.handler().on_message(session->handle(),
-                                 {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+    case BatchEvent::MESSAGE:
+      message(e);
       return;
-    }
     case BatchEvent::CLOSE:
-      if (session && session->mark_ended()) {
-        core_.remove(*session);
-        session->retire(true);
-      }
+      close(e);
       return;
     default:
       return;  // KICK from a gateway means nothing
   }
 }
 
+void BatchLink::open(const BatchEvent& e) {
+  GatewayState& gateway = *gateway_;
+  {
+    std::lock_guard lock(gateway.mu);
+    if (gateway.link.get() != this) return;            // replaced: the gateway sends it again
+    if (gateway.tombstones.find(e.session())) return;  // closed: a late OPEN
+    const auto it = gateway.sessions.find(e.session());
+    if (it != gateway.sessions.end()) {
+      // Re-attached after a bridge restart: the same session (a zombie
+      // too), which gets what the gateway has not had first.
+      BatchSession& session = *it->second;
+      if (session.link.get() == this) return;                             // a repeated OPEN
+      if (session.link) detach_link_locked(gateway, session.link, true);  // an older link
+      session.link = shared_from_this();
+      replay(session.pending);  // when this link is ending, they stay for the next one
+      return;
+    }
+  }
+  if (e.user_id() < INT32_MIN || e.user_id() > INT32_MAX) return;
+  const auto session = std::make_shared<BatchSession>(core_, gateway_, e.session(),
+                                                      static_cast<std::int32_t>(e.user_id()));
+  // Held until on_open returned: nobody's on_end (a kick from another thread)
+  // comes before it.
+  std::unique_lock serial(session->dispatch_mu);
+  {
+    const std::unique_lock registry = core_.lock_registry();
+    std::lock_guard lock(gateway.mu);
+    if (gateway.link.get() != this || gateway.tombstones.find(e.session()) ||
+        gateway.sessions.contains(e.session())) {
+      return;
+    }
+    if (const std::uint64_t* sent = gateway.forgotten.find(e.session())) {
+      session->sent = *sent;
+      gateway.forgotten.erase(e.session());
+    }
+    if (!core_.add_locked(*session)) return;  // shutting down
+    session->link = shared_from_this();
+    gateway.sessions.emplace(e.session(), session);
+  }
+  call_handler(std::move(serial), [&] { core_.handler().on_open(session->handle()); });
+}
+
+void BatchLink::message(const BatchEvent& e) {
+  std::shared_ptr<BatchSession> session;
+  {
+    std::lock_guard lock(gateway_->mu);
+    if (gateway_->link.get() != this) return;
+    const auto it = gateway_->sessions.find(e.session());
+    if (it == gateway_->sessions.end()) return;  // not (or no more) a session here
+    session = it->second;
+  }
+  std::unique_lock serial(session->dispatch_mu);
+  {
+    std::lock_guard lock(gateway_->mu);
+    if (gateway_->link.get() != this || session->ended) return;
+    if (e.seq() != 0) {
+      if (e.seq() <= session->last_seq) return;  // had it before the bridge restarted
+      session->last_seq = e.seq();
+    }
+  }
+  const std::string& bytes = e.message();
+  call_handler(std::move(serial), [&] {
+    core_.handler().on_message(session->handle(),
+                               {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+  });
+}
+
+void BatchLink::close(const BatchEvent& e) {
+  std::shared_ptr<BatchSession> ended;
+  {
+    const std::unique_lock registry = core_.lock_registry();
+    std::lock_guard lock(gateway_->mu);
+    if (gateway_->link.get() != this) return;
+    const auto it = gateway_->sessions.find(e.session());
+    if (it == gateway_->sessions.end()) return;
+    const std::shared_ptr<BatchSession> session = it->second;
+    gateway_->sessions.erase(it);
+    gateway_->tombstones.put(e.session(), true, Clock::now() + gateway_->grace);
+    session->link.reset();
+    session->pending.clear();
+    if (!session->ended) {  // not a zombie
+      session->ended = true;
+      core_.remove_locked(*session);
+      ended = session;
+    }
+  }
+  if (ended) ended->retire(true);
+}
+
 void BatchLink::end_link() {
-  std::vector<std::shared_ptr<BatchSession>> sessions;
+  std::vector<std::shared_ptr<BatchSession>> ended;
+  {
+    std::unique_lock<std::mutex> registry;
+    if (!gateway_->shared) registry = core_.lock_registry();
+    std::lock_guard lock(gateway_->mu);
+    detach_link_locked(*gateway_, shared_from_this(), false);
+    if (!gateway_->shared) {
+      // Nobody re-attaches these: they end with the link.
+      for (const auto& [id, session] : gateway_->sessions) {
+        session->pending.clear();
+        if (session->ended) continue;
+        session->ended = true;
+        core_.remove_locked(*session);
+        ended.push_back(session);
+      }
+      gateway_->sessions.clear();
+    }
+  }
   {
     std::lock_guard lock(mu_);
-    ending_ = true;
-    sessions.reserve(sessions_.size());
-    for (const auto& [id, session] : sessions_) sessions.push_back(session);
     if (!writing_ && !finished_) {
       finished_ = true;
       Finish(grpc::Status::OK);
     }
   }
-  for (const auto& session : sessions) {
-    if (session->mark_ended()) {
-      core_.remove(*session);
-      session->retire(false);
-    }
-  }
+  for (const auto& session : ended) session->retire(false);
 }
 
 grpc::ServerBidiReactor<Batch, Batch>* BatchService::Batches(grpc::CallbackServerContext* context) {
-  auto link = std::make_shared<BatchLink>(core_, context);
+  auto link = std::make_shared<BatchLink>(core_, context, core_.gateway_of(*context));
   link->start();
   return link.get();
 }
@@ -639,6 +1100,16 @@ Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
   if (!server_ || port_ == 0) {
     throw std::runtime_error("game server: cannot listen on " + options_.address);
   }
+  janitor_ = std::thread([this] { janitor(); });
+}
+
+Core::~Core() {
+  stop_janitor();
+  // Zombies left after shutdown() would keep their GatewayState (and it them).
+  for (const auto& [id, gateway] : gateways_) {
+    std::lock_guard lock(gateway->mu);
+    gateway->sessions.clear();
+  }
 }
 
 grpc::ServerBidiReactor<Frame, Frame>* Core::Stream(grpc::CallbackServerContext* context) {
@@ -647,6 +1118,10 @@ grpc::ServerBidiReactor<Frame, Frame>* Core::Stream(grpc::CallbackServerContext*
 
 bool Core::add(Endpoint& endpoint) {
   std::lock_guard lock(mu_);
+  return add_locked(endpoint);
+}
+
+bool Core::add_locked(Endpoint& endpoint) {
   if (shutting_down_) return false;
   const StreamHandle h = endpoint.handle();
   streams_.emplace(static_cast<std::uint64_t>(h.id()), &endpoint);
@@ -669,6 +1144,89 @@ void Core::remove_locked(Endpoint& endpoint) {
       break;
     }
   }
+}
+
+std::shared_ptr<GatewayState> Core::gateway_of(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find("gateway-id");
+  if (it == metadata.end() || it->second.empty()) {
+    return std::make_shared<GatewayState>(std::string(), false, options_.reattach_grace);
+  }
+  std::string id(it->second.data(), it->second.size());
+  std::lock_guard lock(mu_);
+  std::shared_ptr<GatewayState>& gateway = gateways_[id];
+  if (!gateway)
+    gateway = std::make_shared<GatewayState>(std::move(id), true, options_.reattach_grace);
+  return gateway;
+}
+
+void Core::janitor() {
+  std::unique_lock lock(janitor_mu_);
+  while (!janitor_wake_.wait_for(lock, std::chrono::milliseconds(100),
+                                 [this] { return janitor_stop_; })) {
+    lock.unlock();
+    expire(Clock::now());
+    lock.lock();
+  }
+}
+
+void Core::stop_janitor() {
+  {
+    std::lock_guard lock(janitor_mu_);
+    janitor_stop_ = true;
+  }
+  janitor_wake_.notify_all();
+  if (janitor_.joinable()) janitor_.join();
+}
+
+void Core::expire(Clock::time_point now) {
+  std::vector<std::shared_ptr<GatewayState>> due;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = gateways_.begin(); it != gateways_.end();) {
+      GatewayState& gateway = *it->second;
+      bool idle = false;
+      {
+        std::lock_guard state(gateway.mu);
+        gateway.tombstones.sweep(now);
+        gateway.forgotten.sweep(now);
+        // Only this map refers to it (new references are made under mu_): no
+        // link, no session.
+        idle =
+            it->second.use_count() == 1 && gateway.tombstones.empty() && gateway.forgotten.empty();
+        if (!idle && gateway.next_expiry <= now) due.push_back(it->second);
+      }
+      it = idle ? gateways_.erase(it) : std::next(it);
+    }
+  }
+  std::vector<std::shared_ptr<BatchSession>> ended;
+  for (const auto& gateway : due) {
+    std::lock_guard lock(mu_);
+    std::lock_guard state(gateway->mu);
+    Clock::time_point next = Clock::time_point::max();
+    for (auto it = gateway->sessions.begin(); it != gateway->sessions.end();) {
+      BatchSession& session = *it->second;
+      if (session.link) {
+        ++it;
+        continue;
+      }
+      if (const Clock::time_point expiry = session.detached_since + gateway->grace; expiry > now) {
+        next = std::min(next, expiry);
+        ++it;
+        continue;
+      }
+      session.pending.clear();
+      if (!session.ended) {  // not a zombie
+        session.ended = true;
+        remove_locked(session);
+        ended.push_back(it->second);
+      }
+      gateway->tombstones.put(it->first, true, now + gateway->grace);
+      it = gateway->sessions.erase(it);
+    }
+    gateway->next_expiry = next;
+  }
+  for (const auto& session : ended) session->retire(false);
 }
 
 Frame Core::make_frame(int type, std::span<const std::byte> message, std::int32_t user_id) const {
@@ -753,6 +1311,7 @@ void Core::shutdown(std::chrono::milliseconds grace) {
   // still open at the deadline.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
+  stop_janitor();  // its on_end calls, if any, are over too
 }
 
 }  // namespace

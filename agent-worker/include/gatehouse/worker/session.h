@@ -27,6 +27,7 @@ struct Session {
   std::uint64_t frames_in;
   std::uint64_t frames_out;
   std::uint64_t journal_batch;  ///< last worker batch that saved an undo image of it
+  std::uint64_t game_seq_in;    ///< last game message delivered (batched links' Event.seq)
   legacy::Rc4State decrypt;     ///< client -> gateway stream (key1)
   legacy::Rc4State encrypt;     ///< gateway -> client stream (key2)
 };

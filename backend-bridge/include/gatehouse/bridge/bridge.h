@@ -23,7 +23,11 @@
 // MESSAGE / KICK events from the game become kGameMessage / kGameKick. A
 // link that breaks is re-opened with backoff and re-announces (OPEN) every
 // session it carried: sessions wait for their game service, they are not
-// kicked.
+// kicked. Nothing on a link is lost to a bridge crash (proto/batch.proto):
+// the records behind the events the game has not acknowledged stay in the
+// worker rings (the ring head is committed only up to the first of them) and
+// a new bridge sends them again; the game acknowledges and re-sends its own
+// side likewise, and the workers drop what they delivered already.
 #pragma once
 
 #include <atomic>
@@ -56,6 +60,8 @@ class Bridge {
   /// Async-signal-safe: half-close every stream, then exit.
   void request_stop() noexcept { stop_requested_ = 1; }
 
+  class BatchLink;
+
   /// What a stream reactor reports to the main thread.
   struct Event {
     enum Kind : std::uint8_t { kMessage, kKick, kEnded, kLinkDown } kind;
@@ -63,25 +69,41 @@ class Bridge {
     std::int32_t grpc_code = 0;  ///< kEnded, kLinkDown
     bool closed_by_us = false;   ///< kEnded: we half-closed it first
     std::string bytes;           ///< kMessage: | proto | body |
-    std::uint64_t lost = 0;      ///< kLinkDown: events queued to the link when it broke
+    std::uint64_t lost = 0;      ///< kLinkDown: events the game had not acknowledged
+    std::uint64_t seq = 0;       ///< kMessage from a batched link: the game's Event.seq
+    /// Set while an event of a batched link waits in a backlog: the link does
+    /// not acknowledge it to the game until it is in a ring.
+    std::shared_ptr<BatchLink> link = nullptr;
   };
   /// Called from gRPC threads.
   void post(Event event);
 
  private:
   class GameStream;
-  class BatchLink;
   struct WorkerLink;
   struct Backend;  // a channel, its stubs, and its batched link if it speaks that contract
 
   /// Called from gRPC threads: one Batch from a batched game service.
   template <class Batch>
-  void post_batch(Batch& batch);
+  void post_batch(BatchLink& from, Batch& batch);
 
-  bool on_worker_record(const shm::Record& record);
+  /// Where a batched event came from in a worker ring: the record stays there
+  /// until the game acknowledges the event.
+  struct Origin {
+    WorkerLink* worker;
+    std::uint64_t position;
+  };
+  std::size_t read_worker(WorkerLink& worker);
+  void release_acknowledged(WorkerLink& worker);
+  bool on_worker_record(WorkerLink& worker, const shm::Record& record);
+  Backend* backend_of(std::int64_t user_id) const;
+  /// Queues one event on `backend`'s link; false when it is down.
+  bool send_batched(Backend& backend, const Origin* origin, int kind, std::uint64_t conn,
+                    std::span<const std::byte> message, std::int64_t user_id = 0,
+                    std::uint64_t seq = 0);
   /// Opens the session's game stream, or attaches it to its backend's batched
   /// link. False when it has one already (or there is no backend).
-  bool open_stream(std::uint64_t conn, std::int64_t user_id);
+  bool open_stream(std::uint64_t conn, std::int64_t user_id, const Origin* origin = nullptr);
   void start_link(std::uint32_t backend);
   void relink_due_backends();
   void give_up_sessions(std::uint32_t backend);
@@ -102,6 +124,7 @@ class Bridge {
   shm::Doorbell doorbell_;
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Backend>> backends_;
+  std::uint64_t pass_ = 0;  // duty-cycle passes, for coalescing pending records
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;  // main thread only
   struct BatchedSession {
     std::uint32_t backend;
@@ -120,8 +143,9 @@ class Bridge {
   std::unordered_map<std::uint64_t, Retry> retries_;
 
   std::mutex events_mutex_;
-  std::vector<Event> events_;  // guarded by events_mutex_
-  std::vector<Event> taken_;   // main thread's copy
+  std::vector<Event> events_;                        // guarded by events_mutex_
+  std::vector<Event> taken_;                         // main thread's copy
+  std::vector<std::shared_ptr<BatchLink>> written_;  // main thread: backlogged events written
   std::atomic<bool> parked_{false};
   std::atomic<std::uint64_t> direct_received_{0};  // batched messages gRPC threads delivered
   std::atomic<std::uint64_t> direct_batches_{0};   // batches gRPC threads read

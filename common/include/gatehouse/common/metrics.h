@@ -31,8 +31,10 @@ enum Counter : std::uint32_t {
   kGameMessagesSent,
   kGameStreamsReopened,
   kGameFramesLost,
-  kGameBatchesSent,      ///< gRPC messages written on batched links
-  kGameBatchesReceived,  ///< gRPC messages read from batched links
+  kGameBatchesSent,        ///< gRPC messages written on batched links
+  kGameBatchesReceived,    ///< gRPC messages read from batched links
+  kGameEventsResent,       ///< events a new bridge sent again on a batched link
+  kGameDuplicatesDropped,  ///< game messages a worker had delivered already
   kCounterCount
 };
 

@@ -86,17 +86,24 @@ struct StreamOpen {
   std::int64_t user_id;
 };
 
+// The stream records carry the session's user id, which picks its game
+// service: a bridge that re-reads records its dead predecessor had handled
+// routes them without the session's state (it may have closed since).
 struct StreamMessage {
   std::uint64_t conn;
+  std::int64_t user_id;
+  std::uint64_t seq;  ///< the client packet's seq: the game's de-duplication key
   // followed by | proto i16 | body |
 };
 
 struct StreamClose {
   std::uint64_t conn;
+  std::int64_t user_id;
 };
 
 struct GameMessage {
   std::uint64_t conn;
+  std::uint64_t seq;  ///< batched links: the game's (proto/batch.proto Event.seq); 0: none
   // followed by | proto i16 | body |
 };
 

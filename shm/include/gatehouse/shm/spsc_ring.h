@@ -40,6 +40,12 @@
 //     before committing has its successor re-read from the committed head
 //     (at-least-once; callers that need exactly-once de-duplicate, e.g. on
 //     the client's sequence number).
+//   - A consumer that hands records on to someone who acknowledges them later
+//     may keep them in the ring until then: it commits only up to the first
+//     unacknowledged record (commit(position)) and notes, in `taken`, how far
+//     it has handled records. Its successor re-reads [head, tail) and can
+//     tell, by taken_before_attach(), which of those its predecessor had
+//     handled already.
 //
 // Wakeups. An idle consumer parks: it raises `consumer_parked`, re-checks the
 // ring, then sleeps on its Doorbell (an eventfd, so an Asio loop can wait on
@@ -96,6 +102,7 @@ struct RingDescriptor {
   alignas(kFalseSharingRange) std::atomic<std::uint64_t> head;  ///< committed
   std::atomic<std::int32_t> consumer_pid;
   std::atomic<std::int64_t> consumer_heartbeat_ns;  ///< CLOCK_MONOTONIC
+  std::atomic<std::uint64_t> taken;                 ///< handled up to here (>= head when used)
 
   // Consumer's parking flag: written only when parking, read by the producer
   // on every publish, so it has its own block.
@@ -197,6 +204,8 @@ class RingProducer {
 struct Record {
   std::uint32_t type;
   std::span<const std::byte> payload;
+  std::uint64_t position;  ///< where the record starts in the ring's byte stream
+  std::uint64_t end;       ///< where the next one starts
 };
 
 /// The one reader of a ring. Construct it in the consumer process; it resumes
@@ -221,6 +230,17 @@ class RingConsumer {
 
   /// Makes the consumer's progress durable (one release store).
   void commit() noexcept { ring_.descriptor().head.store(head_, std::memory_order_release); }
+  /// Releases the records before `position` (a record's start, or position())
+  /// and keeps the rest for a successor to re-read.
+  void commit(std::uint64_t position) noexcept {
+    ring_.descriptor().head.store(position, std::memory_order_release);
+  }
+  /// Notes that records before `position` were handled (see the header).
+  void note_taken(std::uint64_t position) noexcept {
+    ring_.descriptor().taken.store(position, std::memory_order_relaxed);
+  }
+  /// How far the previous consumer had handled records when this one attached.
+  std::uint64_t taken_before_attach() const noexcept { return taken_before_; }
 
   /// True when nothing published is left to read (refreshes the tail).
   bool empty() noexcept {
@@ -247,8 +267,9 @@ class RingConsumer {
 
   SpscRing ring_;
   std::uint64_t mask_;
-  std::uint64_t head_;         // next read position (private until commit)
-  std::uint64_t cached_tail_;  // producer's tail as last seen
+  std::uint64_t head_;          // next read position (private until commit)
+  std::uint64_t cached_tail_;   // producer's tail as last seen
+  std::uint64_t taken_before_;  // descriptor.taken at attach
 };
 
 template <class Handler>
@@ -271,7 +292,7 @@ std::size_t RingConsumer::poll(Handler&& handler, std::size_t limit) {
       head_ += bytes;
       continue;
     }
-    const Record record{h.type, {data + index + sizeof h, h.length}};
+    const Record record{h.type, {data + index + sizeof h, h.length}, head_, head_ + bytes};
     if constexpr (std::is_same_v<std::invoke_result_t<Handler&, const Record&>, bool>) {
       if (!handler(record)) break;
     } else {

@@ -9,19 +9,32 @@
 // gateway's batched link is a "stream" to the handler too (StreamHandle,
 // push, kick), so one handler serves both. On a link, finish() with any status
 // but UNAVAILABLE is a Kick (the contract has no per-session status), and
-// UNAVAILABLE forgets the session here only: the gateway re-attaches it. A stream whose `userid`
-// metadata is missing or not a decimal int32 is finished with
-// INVALID_ARGUMENT before the handler hears of it. Message frames go to the
-// handler; a Ping is answered with a Ping carrying the same bytes; other
-// types are ignored. When the gateway half-closes (its client left), the
+// UNAVAILABLE (what shutdown() does) ends the session here only: no KICK, and
+// a later OPEN of it is a new session. Batched sessions outlive their link:
+// they are kept per `gateway-id` (call metadata), and when a link breaks its
+// sessions are detached, not ended; whatever the gateway had not acknowledged
+// and whatever is pushed meanwhile is kept, and is sent again, in order and
+// with the same Event.seq, when a new link of that gateway-id re-attaches the
+// session (OPEN; no second on_open). A session detached for longer than
+// GameServerOptions::reattach_grace ends (on_end); a kicked one stays until
+// the gateway acknowledged its KICK, so that a new link gets the KICK again.
+// A link without `gateway-id` ends its sessions with it.
+//
+// A stream whose `userid` metadata is missing or not a decimal int32 is
+// finished with INVALID_ARGUMENT before the handler hears of it. Message
+// frames go to the handler; a Ping is answered with a Ping carrying the same
+// bytes; other types are ignored. When the gateway half-closes (its client left), the
 // stream ends OK once what is queued to it is written, as a Go game's
 // handler returns on io.EOF.
 //
 // Threading: gRPC runs the reactors on its own callback threads (no thread per
 // stream). Handler callbacks of one stream are serial (on_open, then
-// on_message..., then on_end); different streams call in concurrently. Every
-// public GameServer and StreamHandle operation is thread-safe, never blocks on
-// the network, and may be called from handler callbacks, except shutdown().
+// on_message..., then on_end); different streams call in concurrently. The
+// on_end of a batched session that expired runs on the server's janitor
+// thread, and that of a batched session a handler callback ended (kick,
+// finish) once that callback returned. Every public GameServer and
+// StreamHandle operation is thread-safe, never blocks on the network, and may
+// be called from handler callbacks, except shutdown().
 //
 // Writes: each stream has one write in flight and a queue behind it. A stream
 // whose queue exceeds GameServerOptions::max_queued_frames is not silently
@@ -98,7 +111,8 @@ class GameHandler {
   /// valid only during the call.
   virtual void on_message(StreamHandle stream, std::span<const std::byte> message) = 0;
   /// The stream is over and already gone from the registry. Called exactly
-  /// once per on_open. `client_half_closed`: the gateway half-closed (client
+  /// once per on_open (a batched session re-attached to a new link is the
+  /// same stream: no second on_open). `client_half_closed`: the gateway half-closed (client
   /// left) before the server decided to end the stream, and the call was not
   /// cancelled; false for kicks, finish(), cancellations and shutdown.
   virtual void on_end(StreamHandle stream, bool client_half_closed) = 0;
@@ -108,8 +122,13 @@ struct GameServerOptions {
   /// host:port; port 0 picks a free one (read it back with port()).
   std::string address = "127.0.0.1:0";
   FrameNumbering numbering = FrameNumbering::kGonet2;
-  /// Frames queued behind the one being written, per stream.
+  /// Frames queued behind the one being written, per stream; on a batched
+  /// link, events per link, and per detached session.
   std::size_t max_queued_frames = 65536;
+  /// How long a batched session whose link broke waits for a new link of its
+  /// gateway-id before it ends; also how long a closed session's id is kept
+  /// (a late OPEN of it is ignored).
+  std::chrono::milliseconds reattach_grace{60000};
 };
 
 class GameServer {
