@@ -643,6 +643,8 @@ class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
   Batch sending_;                    ///< owned by the write in flight
   std::uint64_t sending_first_ = 0;  ///< link index of sending_'s first event
   std::deque<Written> written_;      ///< written, not all acknowledged, in order
+  static constexpr std::size_t kSpareBatches = 4;
+  std::vector<Batch> spares_;  ///< acknowledged batches, cleared, for reuse
   std::uint64_t next_index_ = 0;     ///< link index of the next event to write
   std::uint64_t acked_ = 0;          ///< our events the gateway acknowledged
   std::uint64_t read_ = 0;           ///< gateway events read (and dispatched)
@@ -851,7 +853,15 @@ void BatchLink::write_locked() {
 
 void BatchLink::retain_sent_locked() {
   const std::uint64_t end = sending_first_ + static_cast<std::uint64_t>(sending_.events_size());
-  if (!detached_ && end > acked_) written_.push_back({std::move(sending_), sending_first_});
+  if (!detached_ && end > acked_) {
+    written_.push_back({std::move(sending_), sending_first_});
+    // A freed batch keeps its cleared events for reuse: the next batch
+    // fills them instead of allocating an event and a string per event.
+    if (!spares_.empty()) {
+      sending_.Swap(&spares_.back());
+      spares_.pop_back();
+    }
+  }
   sending_.Clear();
 }
 
@@ -872,6 +882,10 @@ void BatchLink::take_ack_locked(std::uint64_t ack, std::vector<std::uint64_t>& k
   while (!written_.empty() && written_.front().first + static_cast<std::uint64_t>(
                                                            written_.front().batch.events_size()) <=
                                   acked_) {
+    if (spares_.size() < kSpareBatches) {
+      written_.front().batch.Clear();
+      spares_.push_back(std::move(written_.front().batch));
+    }
     written_.pop_front();
   }
 }
