@@ -252,6 +252,14 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
   std::uint64_t acknowledged() const { return acked_.load(std::memory_order_acquire); }
   /// The link ended: what it had not acknowledged is not coming back.
   bool down() const { return down_.load(std::memory_order_acquire); }
+  /// Cancels the call (main thread); true the first time.
+  bool abandon() {
+    if (abandoned_) return false;
+    abandoned_ = true;
+    context_.TryCancel();
+    return true;
+  }
+  std::uint32_t backend() const noexcept { return backend_; }
 
   /// The gRPC thread handled `events` game events, of which the backlogged
   /// ones are waiting for ring room: they are acknowledged once written.
@@ -327,6 +335,7 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
   bool ack_due_ = false;               // guarded by mutex_
   std::atomic<std::uint64_t> acked_{0};
   std::atomic<bool> down_{false};
+  bool abandoned_ = false;  // main thread
   std::mutex ack_mutex_;
   std::uint64_t read_ = 0;        // guarded by ack_mutex_: game events handled
   std::uint64_t backlogged_ = 0;  // guarded by ack_mutex_: of those, waiting for ring room
@@ -349,11 +358,14 @@ struct Bridge::Backend {
   /// A game service that comes back is used again within ~2 s (gRPC's
   /// default reconnect backoff grows to 2 minutes); sessions that log in
   /// while it is down are kicked at once (backend_unavailable) rather than
-  /// kept waiting.
+  /// kept waiting. gRPC C-core uses the "min reconnect backoff" as the
+  /// deadline of each connection attempt, HTTP/2 handshake included: at
+  /// 100 ms a game service busy for a moment failed every stream opened
+  /// meanwhile (seen under ASan on a loaded CI machine), so it gets 5 s.
   static grpc::ChannelArguments channel_arguments() {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     return args;
   }
@@ -394,6 +406,7 @@ struct Bridge::WorkerLink {
     std::shared_ptr<BatchLink> link;
     std::uint64_t last_index;  // on the link
     std::uint64_t pass;
+    std::int64_t since_ns;
   };
   std::deque<Pending> pending;
   // Records before this had been handled by a dead predecessor: gonet2 ones
@@ -449,7 +462,7 @@ bool Bridge::send_batched(Backend& backend, const Origin* origin, int kind, std:
     if (!pending.empty() && pending.back().link == backend.link && pending.back().pass == pass_) {
       pending.back().last_index = *index;
     } else {
-      pending.push_back({origin->position, backend.link, *index, pass_});
+      pending.push_back({origin->position, backend.link, *index, pass_, pass_ns_});
     }
   }
   return true;
@@ -566,6 +579,10 @@ std::int64_t Bridge::backend_wait_ns() const noexcept {
   return std::int64_t{settings_.backend_wait_ms} * 1'000'000;
 }
 
+std::int64_t Bridge::ack_timeout_ns() const noexcept {
+  return std::min<std::int64_t>(backend_wait_ns(), 10'000'000'000);
+}
+
 template <class Batch>
 void Bridge::post_batch(BatchLink& from, Batch& batch) {
   std::uint64_t received = 0;
@@ -673,6 +690,15 @@ void Bridge::release_acknowledged(WorkerLink& worker) {
   while (!pending.empty() && (pending.front().link->down() ||
                               pending.front().link->acknowledged() > pending.front().last_index)) {
     pending.pop_front();
+  }
+  // A game that holds events unacknowledged stalls this worker's ring: after
+  // a while its link is given up as broken (its events counted as dropped).
+  if (!pending.empty() && pass_ns_ - pending.front().since_ns > ack_timeout_ns() &&
+      pending.front().link->abandon()) {
+    spdlog::error(
+        "game service link {}: no acknowledgement for {} ms; cancelling the link (a batched "
+        "game service must acknowledge what it reads, proto/batch.proto)",
+        pending.front().link->backend(), ack_timeout_ns() / 1'000'000);
   }
   const std::uint64_t head =
       pending.empty() ? worker.from_worker.position() : pending.front().position;
@@ -896,6 +922,7 @@ int Bridge::run() {
   for (;;) {
     std::size_t work = 0;
     ++pass_;
+    pass_ns_ = monotonic_ns();
     for (auto& link : workers_) work += read_worker(*link);
     flush_links();
     work += deliver_events();

@@ -125,7 +125,7 @@ TEST(BenchIntegration, ClearWindow4RunIsCleanAndEveryMessageReachedTheGame) {
   GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
   const BenchRun run = run_bench({"--connections", "20", "--window", "4", "--duration", "2",
                                   "--rss-tree", std::to_string(gateway.pid()), endpoint(gateway)});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("connections"), 20);
   EXPECT_EQ(run.value("connections_up"), 20);
@@ -155,7 +155,7 @@ TEST(BenchIntegration, BatchedContractWindow16RunIsClean) {
   GatewayProcess gateway(std::move(options));
   const BenchRun run = run_bench(
       {"--connections", "50", "--window", "16", "--encrypt", "--duration", "2", endpoint(gateway)});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("connections_up"), 50);
   const double messages = run.value("messages");
@@ -169,7 +169,7 @@ TEST(BenchIntegration, EncryptedPingPongRunIsClean) {
   GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
   const BenchRun run = run_bench({"--connections", "20", "--encrypt", "--duration", "2",
                                   "--body-bytes", "200", endpoint(gateway)});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("encrypted"), 1);
   EXPECT_EQ(run.value("window"), 1);
@@ -185,7 +185,7 @@ TEST(BenchIntegration, MessageCountEndsTheRunByItself) {
   GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
   const BenchRun run = run_bench(
       {"--connections", "5", "--window", "8", "--messages", "100", "--encrypt", endpoint(gateway)});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("messages"), 500);
   EXPECT_EQ(game_frames(game), 500u);
 }
@@ -241,7 +241,7 @@ TEST(BenchIntegration, IdleConnectionsHeartbeatPastTheReadDeadline) {
   const BenchRun run =
       run_bench({"--idle", "10", "--duration", "2", "--heartbeat", "0.3", "--timeout", "1",
                  "--rss-tree", std::to_string(gateway.pid()), endpoint(gateway)});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("idle"), 1);
   EXPECT_EQ(run.value("idle_connections"), 10);

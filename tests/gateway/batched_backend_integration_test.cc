@@ -4,12 +4,15 @@
 // "stream" to the fake's handler, so the same waits and records apply.
 #include <signal.h>
 
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "batch.grpc.pb.h"
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
@@ -177,6 +180,79 @@ TEST_F(BatchedBackendTest, SessionsGiveUpOnAGameServiceAwayLongerThanBackendWait
   }
   EXPECT_TRUE(echo_works(*fresh, "again"));
   EXPECT_FALSE(fresh->closed());
+}
+
+/// A batched game service that reads every Batch and never answers, not
+/// even with an ack: a broken implementation of the contract.
+class MuteBatchGame final : public batch::BatchGameService::CallbackService {
+ public:
+  MuteBatchGame() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~MuteBatchGame() override { server_->Shutdown(std::chrono::system_clock::now()); }
+  int port() const { return port_; }
+  int calls() const { return calls_.load(); }
+  int events() const { return events_.load(); }
+
+  grpc::ServerBidiReactor<batch::Batch, batch::Batch>* Batches(
+      grpc::CallbackServerContext*) override {
+    ++calls_;
+    return new Reader(*this);
+  }
+
+ private:
+  class Reader final : public grpc::ServerBidiReactor<batch::Batch, batch::Batch> {
+   public:
+    explicit Reader(MuteBatchGame& game) : game_(game) { StartRead(&in_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) return Finish(grpc::Status::OK);
+      game_.events_ += in_.events_size();
+      StartRead(&in_);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    MuteBatchGame& game_;
+    batch::Batch in_;
+  };
+
+  int port_ = 0;
+  std::atomic<int> calls_{0};
+  std::atomic<int> events_{0};
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// The gateway keeps a batched link's events in its rings until the game
+// acknowledges them; a game that never does would stall the worker's ring.
+// Its link is cancelled instead, loudly (a log line, the events counted as
+// dropped), and a new one is tried; the client stays connected.
+TEST(BatchedBackendContract, GameThatNeverAcknowledgesLosesItsLink) {
+  MuteBatchGame game;
+  GatewayOptions options{game.port(), 1, {"--backend-wait", "1"}, {}};
+  options.batched = true;
+  GatewayProcess gateway(std::move(options));
+  auto c = logged_in_client(gateway.port(), "unheard", "", false);
+  ASSERT_TRUE(c->send(1001, client::to_bytes("anyone?")));
+  EXPECT_TRUE(gateway.wait_log("no acknowledgement for 1000 ms; cancelling the link", 10s))
+      << gateway.log();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (game.calls() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(game.calls(), 2) << "a new link is tried";
+  EXPECT_GE(game.events(), 2) << "the OPEN and the MESSAGE reached the game";
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    text = http_get(gateway.metrics_port(), "/metrics");
+    if (metric_sample(text, R"(gatehouse_frames_dropped_total{direction="to_game"})") >= 2) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(metric_sample(text, R"(gatehouse_frames_dropped_total{direction="to_game"})"), 2)
+      << "the unacknowledged OPEN and MESSAGE are counted" << text;
+  EXPECT_FALSE(c->closed());
 }
 
 }  // namespace

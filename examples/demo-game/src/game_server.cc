@@ -644,11 +644,11 @@ class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
   std::uint64_t sending_first_ = 0;  ///< link index of sending_'s first event
   std::deque<Written> written_;      ///< written, not all acknowledged, in order
   static constexpr std::size_t kSpareBatches = 4;
-  std::vector<Batch> spares_;  ///< acknowledged batches, cleared, for reuse
-  std::uint64_t next_index_ = 0;     ///< link index of the next event to write
-  std::uint64_t acked_ = 0;          ///< our events the gateway acknowledged
-  std::uint64_t read_ = 0;           ///< gateway events read (and dispatched)
-  std::uint64_t ack_sent_ = 0;       ///< the last ack written
+  std::vector<Batch> spares_;     ///< acknowledged batches, cleared, for reuse
+  std::uint64_t next_index_ = 0;  ///< link index of the next event to write
+  std::uint64_t acked_ = 0;       ///< our events the gateway acknowledged
+  std::uint64_t read_ = 0;        ///< gateway events read (and dispatched)
+  std::uint64_t ack_sent_ = 0;    ///< the last ack written
   bool writing_ = false;
   bool corked_ = false;  ///< a read batch is being dispatched
   bool ending_ = false;  ///< nothing more is taken
@@ -798,7 +798,10 @@ void BatchLink::start() {
 bool BatchLink::send(BatchEvent& e) {
   std::lock_guard lock(mu_);
   if (ending_) return false;
-  if (static_cast<std::size_t>(out_.events_size()) >= core_.max_queued_frames()) {
+  // Queued, or written and not acknowledged: a gateway that stops reading or
+  // acknowledging must not grow this without bound.
+  if (static_cast<std::size_t>(out_.events_size()) + (next_index_ - acked_) >=
+      core_.max_queued_frames()) {
     ending_ = true;  // what is queued goes back to its sessions at end_link
     if (!done_) context_->TryCancel();
     return false;

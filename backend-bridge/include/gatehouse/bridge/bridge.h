@@ -108,6 +108,8 @@ class Bridge {
   void relink_due_backends();
   void give_up_sessions(std::uint32_t backend);
   std::int64_t backend_wait_ns() const noexcept;
+  /// How long a batched game service may leave events unacknowledged.
+  std::int64_t ack_timeout_ns() const noexcept;
   void take_over();
   void retry_due_streams();
   std::size_t deliver_events();
@@ -124,7 +126,8 @@ class Bridge {
   shm::Doorbell doorbell_;
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Backend>> backends_;
-  std::uint64_t pass_ = 0;  // duty-cycle passes, for coalescing pending records
+  std::uint64_t pass_ = 0;    // duty-cycle passes, for coalescing pending records
+  std::int64_t pass_ns_ = 0;  // when this pass began
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;  // main thread only
   struct BatchedSession {
     std::uint32_t backend;

@@ -123,7 +123,9 @@ struct GameServerOptions {
   std::string address = "127.0.0.1:0";
   FrameNumbering numbering = FrameNumbering::kGonet2;
   /// Frames queued behind the one being written, per stream; on a batched
-  /// link, events per link, and per detached session.
+  /// link, events queued or written but not yet acknowledged by the gateway
+  /// (beyond it the link is cancelled, its sessions detached), and events
+  /// per detached session.
   std::size_t max_queued_frames = 65536;
   /// How long a batched session whose link broke waits for a new link of its
   /// gateway-id before it ends; also how long a closed session's id is kept
