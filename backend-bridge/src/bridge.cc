@@ -591,7 +591,7 @@ void Bridge::post_batch(BatchLink& from, Batch& batch) {
   for (auto& e : *batch.mutable_events()) {
     Event event;
     if (e.kind() == batch::Event::MESSAGE) {
-      event = {Event::kMessage, e.session(), 0, false, std::move(*e.mutable_message())};
+      event = {Event::kMessage, e.session(), 0, false, {}};
       event.seq = e.seq();
       ++received;
     } else if (e.kind() == batch::Event::KICK) {
@@ -607,12 +607,16 @@ void Bridge::post_batch(BatchLink& from, Batch& batch) {
     }
     WorkerLink& link = *workers_[w];
     std::lock_guard lock(link.produce_mutex);
-    if (link.backlog.empty() && write_event(link, event) != shm::WriteStatus::kFull) {
+    // Copied from the parsed message straight into the ring: the message
+    // keeps its string for the next parse (no allocation per event).
+    if (link.backlog.empty() && write_event(link, event, std::as_bytes(std::span(e.message()))) !=
+                                    shm::WriteStatus::kFull) {
       touched[w] = true;
       continue;
     }
     // Held in this process now: not acknowledged to the game until written.
     from.backlogged();
+    event.bytes = std::move(*e.mutable_message());
     event.link = from.shared_from_this();
     link.backlog.push_back(std::move(event));
     backlogged = true;
@@ -628,14 +632,13 @@ void Bridge::post_batch(BatchLink& from, Batch& batch) {
   if (backlogged && parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
 }
 
-/// One event as a record in its worker's ring (produce_mutex held).
-shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e) {
+shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e,
+                                     std::span<const std::byte> bytes) {
   shm::WriteStatus status = shm::WriteStatus::kOk;
   switch (e.kind) {
     case Event::kMessage:
-      status =
-          ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn, e.seq},
-                            {reinterpret_cast<const std::byte*>(e.bytes.data()), e.bytes.size()});
+      status = ipc::write_record(link.to_worker, ipc::kGameMessage, ipc::GameMessage{e.conn, e.seq},
+                                 bytes);
       break;
     case Event::kKick:
       status = ipc::write_record(link.to_worker, ipc::kGameKick, ipc::GameKick{e.conn});
@@ -652,7 +655,7 @@ shm::WriteStatus Bridge::write_event(WorkerLink& link, const Event& e) {
     ipc::write_record(
         link.to_worker, ipc::kStreamEnded,
         ipc::StreamEnded{e.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
-    spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, e.bytes.size());
+    spdlog::warn("conn {:#x}: game message of {} bytes is too large", e.conn, bytes.size());
   }
   return status;
 }
@@ -797,8 +800,8 @@ std::size_t Bridge::deliver_events() {
       if (stop_requested_ != 0) continue;
       if (e.grpc_code != 0) metrics_.add(metrics::kGameStreamsFailed);
       spdlog::warn(
-          "game service {}: batched link ended (code {}, {} events lost); {} sessions "
-          "wait for it, retry in {} ms",
+          "game service {}: batched link ended (code {}; {} events it had not acknowledged "
+          "are dropped); {} sessions wait for it, retry in {} ms",
           b.address, e.grpc_code, e.lost,
           std::count_if(batched_.begin(), batched_.end(),
                         [&](const auto& kv) { return kv.second.backend == e.conn; }),
@@ -855,7 +858,8 @@ std::size_t Bridge::deliver_events() {
     std::lock_guard lock(link->produce_mutex);
     while (!link->backlog.empty()) {
       Event& e = link->backlog.front();
-      if (write_event(*link, e) == shm::WriteStatus::kFull) break;
+      if (write_event(*link, e, std::as_bytes(std::span(e.bytes))) == shm::WriteStatus::kFull)
+        break;
       if (e.link)
         written_.push_back(std::move(e.link));
       else

@@ -113,7 +113,9 @@ class Bridge {
   void take_over();
   void retry_due_streams();
   std::size_t deliver_events();
-  shm::WriteStatus write_event(WorkerLink& link, const Event& e);
+  /// One event as a record in its worker's ring (produce_mutex held);
+  /// `bytes`: a kMessage's | proto | body |, wherever it is.
+  shm::WriteStatus write_event(WorkerLink& link, const Event& e, std::span<const std::byte> bytes);
   void flush_links();
   void close_all_streams();
   std::size_t links_up() const;
