@@ -260,6 +260,11 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
     return true;
   }
   std::uint32_t backend() const noexcept { return backend_; }
+  /// Events sent that the game has not acknowledged yet (main thread).
+  std::uint64_t unacknowledged() {
+    std::lock_guard lock(mutex_);
+    return sent_ - std::min(sent_, acked_.load(std::memory_order_acquire));
+  }
 
   /// The gRPC thread handled `events` game events, of which the backlogged
   /// ones are waiting for ring room: they are acknowledged once written.
@@ -936,6 +941,11 @@ int Bridge::run() {
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
     metrics_.set(metrics::kGameStreamsOpen,
                  static_cast<std::int64_t>(streams_.size() + links_up()));
+    std::uint64_t unacknowledged = 0;
+    for (const auto& b : backends_) {
+      if (b->link) unacknowledged += b->link->unacknowledged();
+    }
+    metrics_.set(metrics::kGameEventsUnacknowledged, static_cast<std::int64_t>(unacknowledged));
     if (stop_requested_ != 0 && !stopping) {
       stopping = true;
       stop_deadline = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;

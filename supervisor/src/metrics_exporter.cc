@@ -187,7 +187,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
           std::tuple{metrics::kSessionsLoggedIn, "gatehouse_sessions_logged_in",
                      "Sessions past login."},
           std::tuple{metrics::kGameStreamsOpen, "gatehouse_game_streams_open",
-                     "gRPC streams to game services open."}}) {
+                     "gRPC streams to game services open."},
+          std::tuple{metrics::kGameEventsUnacknowledged, "gatehouse_game_events_unacknowledged",
+                     "Events sent on batched game links that the game has not acknowledged yet "
+                     "(their records stay in the worker rings until it does)."}}) {
       auto f = family(name, help, MetricType::Gauge);
       f.metric.push_back(value_metric(MetricType::Gauge, gauge_sum(g)));
       out.push_back(std::move(f));

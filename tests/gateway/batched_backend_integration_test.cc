@@ -85,6 +85,14 @@ TEST_F(BatchedBackendTest, ManySessionsShareOneLinkInOrderAndApart) {
   EXPECT_LT(batches, sent) << "pipelined messages must share batches";
   EXPECT_EQ(metric_sample(text, "gatehouse_game_messages_received_total"), 240) << text;
   EXPECT_GT(metric_sample(text, "gatehouse_game_batches_received_total"), 0) << text;
+  // The game acknowledged everything (the bridge's gauge catches up on its
+  // next pass).
+  for (int i = 0; i < 100; ++i) {
+    text = http_get(gateway_->metrics_port(), "/metrics");
+    if (metric_sample(text, "gatehouse_game_events_unacknowledged") == 0) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(metric_sample(text, "gatehouse_game_events_unacknowledged"), 0) << text;
 }
 
 TEST_F(BatchedBackendTest, ClientLeavingEndsItsSessionAtTheGame) {
@@ -236,6 +244,14 @@ TEST(BatchedBackendContract, GameThatNeverAcknowledgesLosesItsLink) {
   GatewayProcess gateway(std::move(options));
   auto c = logged_in_client(gateway.port(), "unheard", "", false);
   ASSERT_TRUE(c->send(1001, client::to_bytes("anyone?")));
+  // Operators see the game falling behind before the link goes.
+  double held = 0;
+  for (int i = 0; i < 50 && held < 2; ++i) {
+    held = metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                         "gatehouse_game_events_unacknowledged");
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GE(held, 2) << "the OPEN and the MESSAGE wait for an acknowledgement";
   EXPECT_TRUE(gateway.wait_log("no acknowledgement for 1000 ms; cancelling the link", 10s))
       << gateway.log();
   const auto deadline = std::chrono::steady_clock::now() + 10s;

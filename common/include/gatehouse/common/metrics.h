@@ -38,7 +38,13 @@ enum Counter : std::uint32_t {
   kCounterCount
 };
 
-enum Gauge : std::uint32_t { kConnectionsOpen, kSessionsLoggedIn, kGameStreamsOpen, kGaugeCount };
+enum Gauge : std::uint32_t {
+  kConnectionsOpen,
+  kSessionsLoggedIn,
+  kGameStreamsOpen,
+  kGameEventsUnacknowledged,  ///< sent on batched links, not yet acknowledged by the game
+  kGaugeCount
+};
 
 /// What a worker times per client frame (label `proto`).
 enum Timed : std::uint32_t { kHeartbeat, kLogin, kGetSeed, kForward, kTimedCount };
