@@ -137,7 +137,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       out.push_back(std::move(f));
     }
     auto dropped = family("gatehouse_frames_dropped_total",
-                          "Frames for a session that had already closed.", MetricType::Counter);
+                          "Frames dropped: for a session that had "
+                          "already closed or whose game service was away, or not acknowledged by "
+                          "a batched game service when its link broke.",
+                          MetricType::Counter);
     dropped.metric.push_back(value_metric(
         MetricType::Counter,
         sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kDroppedToClient]; }),
