@@ -260,7 +260,7 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
     return true;
   }
   std::uint32_t backend() const noexcept { return backend_; }
-  /// Events sent that the game has not acknowledged yet (main thread).
+  /// Events sent that the game has not acknowledged yet.
   std::uint64_t unacknowledged() {
     std::lock_guard lock(mutex_);
     return sent_ - std::min(sent_, acked_.load(std::memory_order_acquire));
@@ -315,11 +315,7 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
   }
 
   void on_done(const grpc::Status& status, bool) override {
-    std::uint64_t lost;
-    {
-      std::lock_guard lock(mutex_);
-      lost = sent_ - std::min(sent_, acked_.load(std::memory_order_acquire));
-    }
+    const std::uint64_t lost = unacknowledged();
     down_.store(true, std::memory_order_release);
     bridge_.post({Event::kLinkDown,
                   backend_,
@@ -450,9 +446,12 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
 
 Bridge::~Bridge() = default;
 
+std::uint32_t Bridge::backend_index(std::int64_t user_id) const {
+  return static_cast<std::uint32_t>(static_cast<std::size_t>(user_id) % backends_.size());
+}
+
 Bridge::Backend* Bridge::backend_of(std::int64_t user_id) const {
-  if (backends_.empty()) return nullptr;
-  return backends_[static_cast<std::size_t>(user_id) % backends_.size()].get();
+  return backends_.empty() ? nullptr : backends_[backend_index(user_id)].get();
 }
 
 bool Bridge::send_batched(Backend& backend, const Origin* origin, int kind, std::uint64_t conn,
@@ -475,7 +474,7 @@ bool Bridge::send_batched(Backend& backend, const Origin* origin, int kind, std:
 
 bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id, const Origin* origin) {
   if (backends_.empty() || streams_.contains(conn) || batched_.contains(conn)) return false;
-  const auto backend = static_cast<std::size_t>(user_id) % backends_.size();
+  const std::uint32_t backend = backend_index(user_id);
   if (Backend& b = *backends_[backend]; b.batched) {
     if (!b.link && b.down_since_ns != 0) {
       // The game service is away: as with a stream that cannot open, the
@@ -484,7 +483,7 @@ bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id, const Origin*
       post({Event::kEnded, conn, grpc::StatusCode::UNAVAILABLE, false, {}});
       return true;
     }
-    batched_.emplace(conn, BatchedSession{static_cast<std::uint32_t>(backend), user_id});
+    batched_.emplace(conn, BatchedSession{backend, user_id});
     // A link that is down sends the OPEN when it is back (start_link).
     send_batched(b, origin, batch::Event::OPEN, conn, {}, user_id);
     return true;
@@ -880,11 +879,13 @@ std::size_t Bridge::deliver_events() {
 }
 
 void Bridge::flush_links() {
-  const std::int64_t now = monotonic_ns();
+  std::uint64_t unacknowledged = 0;
   for (auto& b : backends_) {
     if (!b->link) continue;
-    metrics_.add(metrics::kGameBatchesSent, b->link->flush(now));
+    metrics_.add(metrics::kGameBatchesSent, b->link->flush(pass_ns_));
+    unacknowledged += b->link->unacknowledged();
   }
+  metrics_.set(metrics::kGameEventsUnacknowledged, static_cast<std::int64_t>(unacknowledged));
   metrics_.add(metrics::kGameBatchesReceived,
                direct_batches_.exchange(0, std::memory_order_relaxed));
 }
@@ -941,11 +942,6 @@ int Bridge::run() {
     status.heartbeat_ns.store(now, std::memory_order_relaxed);
     metrics_.set(metrics::kGameStreamsOpen,
                  static_cast<std::int64_t>(streams_.size() + links_up()));
-    std::uint64_t unacknowledged = 0;
-    for (const auto& b : backends_) {
-      if (b->link) unacknowledged += b->link->unacknowledged();
-    }
-    metrics_.set(metrics::kGameEventsUnacknowledged, static_cast<std::int64_t>(unacknowledged));
     if (stop_requested_ != 0 && !stopping) {
       stopping = true;
       stop_deadline = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;

@@ -96,6 +96,8 @@ class Bridge {
   std::size_t read_worker(WorkerLink& worker);
   void release_acknowledged(WorkerLink& worker);
   bool on_worker_record(WorkerLink& worker, const shm::Record& record);
+  /// The session's game service: its index, and the backend (null: none).
+  std::uint32_t backend_index(std::int64_t user_id) const;  // backends_ not empty
   Backend* backend_of(std::int64_t user_id) const;
   /// Queues one event on `backend`'s link; false when it is down.
   bool send_batched(Backend& backend, const Origin* origin, int kind, std::uint64_t conn,
