@@ -42,11 +42,12 @@ constexpr std::int16_t kPingAck = 1002;
 // connections. 50k per-connection timers would cost more than the sweep.
 constexpr auto kTick = std::chrono::milliseconds(10);
 constexpr std::uint64_t kSweepEvery = 10;
-// Every read lands here first; only a partial frame is copied into the
-// connection, so an idle connection holds no receive buffer at all.
-constexpr std::size_t kScratchBytes = 64 * 1024;
-// A connection yields its loop after this many full scratch buffers.
-constexpr int kReadsPerWakeup = 4;
+// Each connection keeps one receive queued (Asio then waits on the socket's
+// edge-triggered registration, with no epoll_ctl per read) into a buffer of
+// its own: small while reads are small (an idle connection), wide once one
+// fills it.
+constexpr std::size_t kNarrowRead = 128;
+constexpr std::size_t kWideRead = 4096;
 constexpr std::size_t kMaxErrorSamples = 8;
 
 enum class ErrorKind : std::uint8_t { kConnect, kLogin, kClosed, kBadReply, kTimeout };
@@ -116,7 +117,7 @@ class Connection {
  private:
   bool logged_in() const noexcept { return state_ >= State::kReady && state_ != State::kClosed; }
   void on_connected(const error_code& ec);
-  void on_readable(const error_code& ec);
+  void on_received(const error_code& ec, std::size_t n);
   void arm_read();
   void arm_write();
   /// Parses and handles every complete frame in `data`; the bytes used, or
@@ -165,6 +166,7 @@ class Connection {
 
   std::vector<std::byte> tx_;  ///< framed (and encrypted) bytes not yet written
   std::size_t tx_written_ = 0;
+  std::vector<std::byte> rx_;          ///< the queued receive's buffer
   std::vector<std::byte> rx_partial_;  ///< the start of a frame not yet complete
   std::size_t frame_start_ = 0;        ///< begin_frame() .. end_frame()
 
@@ -191,7 +193,6 @@ class Worker {
 
   Load& load() noexcept { return load_; }
   asio::io_context& io() noexcept { return io_; }
-  std::span<std::byte> scratch() noexcept { return scratch_; }
 
   void record_latency(nanoseconds latency) {
     const auto us = std::max<std::int64_t>(0, (latency.count() + 500) / 1000);
@@ -230,7 +231,6 @@ class Worker {
   std::uint64_t ticks_ = 0;
   bool went_ = false;
   bool stopped_ = false;
-  std::vector<std::byte> scratch_ = std::vector<std::byte>(kScratchBytes);
   LatencyHistogram latency_us_;
   std::atomic<std::uint64_t> messages_{0};
   std::array<std::atomic<std::uint64_t>, kErrorKinds> errors_{};
@@ -400,7 +400,9 @@ void Connection::send_login() {
 void Connection::arm_read() {
   if (read_armed_) return;
   read_armed_ = true;
-  socket_.async_wait(tcp::socket::wait_read, [this](const error_code& ec) { on_readable(ec); });
+  if (rx_.empty()) rx_.resize(kNarrowRead);
+  socket_.async_receive(asio::buffer(rx_),
+                        [this](const error_code& ec, std::size_t n) { on_received(ec, n); });
 }
 
 void Connection::arm_write() {
@@ -417,31 +419,20 @@ void Connection::arm_write() {
   });
 }
 
-void Connection::on_readable(const error_code& ec) {
+void Connection::on_received(const error_code& ec, std::size_t n) {
   read_armed_ = false;
   if (state_ == State::kClosed) return;
   if (ec) {
-    fail(disconnect_kind(), "wait for readable: " + ec.message());
+    fail(disconnect_kind(),
+         ec == asio::error::eof ? std::string("closed by the gateway") : "read: " + ec.message());
     return;
   }
   const auto now = Clock::now();
-  const std::span<std::byte> scratch = worker_.scratch();
-  for (int round = 0; round < kReadsPerWakeup; ++round) {
-    error_code read_ec;
-    const std::size_t n = socket_.read_some(asio::buffer(scratch.data(), scratch.size()), read_ec);
-    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) break;
-    if (read_ec) {
-      fail(disconnect_kind(), read_ec == asio::error::eof ? std::string("closed by the gateway")
-                                                          : "read: " + read_ec.message());
-      return;
-    }
-    if (!consume(scratch.data(), n, now)) return;
-    if (n < scratch.size()) break;  // a short read emptied the receive queue
-  }
+  if (!consume(rx_.data(), n, now)) return;
+  if (n == rx_.size() && rx_.size() < kWideRead) rx_.resize(kWideRead);
   pump(now);
-  // Yielding with bytes still queued is safe: Asio arms a wait with
-  // EPOLL_CTL_MOD, which reports a descriptor that is still readable even
-  // under its edge-triggered epoll.
+  // What is still queued is read at once: a full buffer leaves Asio trying
+  // the next receive before it waits.
   if (state_ != State::kClosed) arm_read();
 }
 
