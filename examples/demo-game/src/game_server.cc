@@ -95,8 +95,30 @@ class Endpoint {
   virtual void perform(Step step) = 0;
 };
 
+/// A call served on the completion-queue API. Each operation it starts
+/// carries one of its tags; the server's threads hand the completion back.
+class AsyncCall {
+ public:
+  enum class Op : std::uint8_t {
+    kAccept,  ///< the requested call arrived (or, !ok, never will: shutdown)
+    kRead,
+    kWrite,
+    kFinish,
+    kDone,  ///< AsyncNotifyWhenDone: the call is over, finished or cancelled
+  };
+  struct Tag {
+    AsyncCall* call;
+    Op op;
+  };
+  /// On a thread polling the queue; may free the call.
+  virtual void on_completion(Op op, bool ok) = 0;
+
+ protected:
+  ~AsyncCall() = default;
+};
+
 /// The decimal int32 in the `userid` metadata; nullopt when missing or malformed.
-std::optional<std::int32_t> user_id_of(const grpc::CallbackServerContext& context) {
+std::optional<std::int32_t> user_id_of(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find("userid");
   if (it == metadata.end() || it->second.empty()) return std::nullopt;
@@ -120,25 +142,24 @@ std::uint64_t draw_epoch() {
 class Core;
 struct GatewayState;
 
-/// The batched contract's service (proto/batch.proto): one BatchLink per call.
-class BatchService final : public gatehouse::batch::BatchGameService::CallbackService {
- public:
-  explicit BatchService(Core& core) : core_(core) {}
-  grpc::ServerBidiReactor<gatehouse::batch::Batch, gatehouse::batch::Batch>* Batches(
-      grpc::CallbackServerContext* context) override;
+using StreamService = proto::GameService::AsyncService;
+using BatchService = gatehouse::batch::BatchGameService::AsyncService;
 
- private:
-  Core& core_;
-};
-
-class Core final : public proto::GameService::CallbackService {
+class Core final {
  public:
   Core(GameServer& owner, GameHandler& handler, GameServerOptions options);
-  ~Core() override;
+  ~Core();
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
-  grpc::ServerBidiReactor<Frame, Frame>* Stream(grpc::CallbackServerContext* context) override;
+  // For the calls.
+  StreamService& stream_service() noexcept { return stream_service_; }
+  BatchService& batch_service() noexcept { return batch_service_; }
+  grpc::ServerCompletionQueue& queue() noexcept { return *queue_; }
+  /// A call arrived / is over: shutdown() shuts the queue down once none is
+  /// left, so that no call starts an operation on a queue that is shut down.
+  void call_began();
+  void call_ended();
 
   // For the reactors.
   GameServer& owner() const noexcept { return owner_; }
@@ -166,7 +187,7 @@ class Core final : public proto::GameService::CallbackService {
   bool add_locked(Endpoint& endpoint);
   /// The GatewayState of the call's `gateway-id` metadata (made on first
   /// use), or a private one when it has none.
-  std::shared_ptr<GatewayState> gateway_of(const grpc::CallbackServerContext& context);
+  std::shared_ptr<GatewayState> gateway_of(const grpc::ServerContextBase& context);
   /// Event.seq of a session's n-th event to the gateway.
   std::uint64_t seq(std::uint64_t n) const noexcept { return epoch_ << 32 | (n & 0xffffffffu); }
 
@@ -210,29 +231,67 @@ class Core final : public proto::GameService::CallbackService {
   std::thread janitor_;
 
   std::mutex shutdown_mu_;  ///< serializes shutdown() callers
-  BatchService batch_service_{*this};
+  std::mutex calls_mu_;
+  std::condition_variable calls_over_;
+  std::size_t calls_ = 0;  ///< guarded by calls_mu_: arrived and not over
+  StreamService stream_service_;
+  BatchService batch_service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> queue_;
+  std::vector<std::thread> pollers_;  ///< run queue_ until it is shut down and drained
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;  ///< last: stops before the rest goes
 };
 
-class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public Endpoint {
+class StreamReactor final : public AsyncCall, public Endpoint {
  public:
-  StreamReactor(Core& core, grpc::CallbackServerContext* context) : core_(core), context_(context) {
-    const std::optional<std::int32_t> user_id = user_id_of(*context);
-    if (!user_id) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "metadata 'userid' must be a decimal int32"));
-      return;
+  explicit StreamReactor(Core& core) : core_(core) {}
+
+  /// Asks for the next call of the service; the reactor deletes itself
+  /// once its call is over (or when none comes: shutdown).
+  static void request(Core& core) {
+    auto* reactor = new StreamReactor(core);
+    // Before the request: gRPC takes the done tag only with it.
+    reactor->context_.AsyncNotifyWhenDone(&reactor->done_tag_);
+    core.stream_service().RequestStream(&reactor->context_, &reactor->stream_, &core.queue(),
+                                        &core.queue(), &reactor->accept_tag_);
+  }
+
+  void on_completion(Op op, bool ok) override {
+    switch (op) {
+      case Op::kAccept:
+        if (!ok) {
+          delete this;
+          return;
+        }
+        request(core_);
+        core_.call_began();
+        start();
+        return;
+      case Op::kRead:
+        on_read(ok);
+        break;
+      case Op::kWrite:
+        on_write(ok);
+        break;
+      case Op::kFinish:
+        break;
+      case Op::kDone:
+        if (context_.IsCancelled()) on_cancel();
+        break;
     }
-    user_id_ = *user_id;
-    id_ = core_.next_id();
-    if (!core_.add(*this)) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "game server shutting down"));
-      return;
+    bool over = false;
+    {
+      std::lock_guard lock(mu_);
+      if (op == Op::kDone) {
+        call_over_ = true;
+      } else {
+        --outstanding_;
+      }
+      // Finish was decided (or the done tag could not have come), so no
+      // operation can be decided any more.
+      over = call_over_ && outstanding_ == 0;
     }
-    registered_ = true;
-    core_.handler().on_open(handle());
-    start_read();
+    if (over) on_done();
   }
 
   StreamId id() const noexcept { return id_; }
@@ -276,7 +335,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
 
   /// After a Decision with `cancel`; only while the reactor is surely alive
   /// (under Core::mu_, or from its own reactions).
-  void cancel() override { context_->TryCancel(); }
+  void cancel() override { context_.TryCancel(); }
 
   /// Starts what a Decision called for. The caller's last touch of `this`.
   void perform(Step step) override {
@@ -284,29 +343,60 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
       case Step::kNone:
         return;
       case Step::kWrite:
-        StartWrite(&write_frame_);
+        stream_.Write(write_frame_, &write_tag_);
         return;
       case Step::kFinish:
-        Finish(std::move(finish_status_));
+        stream_.Finish(finish_status_, &finish_tag_);
         return;
     }
   }
 
-  void OnReadDone(bool ok) override {
+ private:
+  /// The call arrived: a session for its `userid`, then reads.
+  void start() {
+    const std::optional<std::int32_t> user_id = user_id_of(context_);
+    if (!user_id) {
+      finish_now(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "metadata 'userid' must be a decimal int32"));
+      return;
+    }
+    user_id_ = *user_id;
+    id_ = core_.next_id();
+    if (!core_.add(*this)) {
+      finish_now(grpc::Status(grpc::StatusCode::UNAVAILABLE, "game server shutting down"));
+      return;
+    }
+    registered_ = true;
+    core_.handler().on_open(handle());
+    start_read();
+  }
+
+  /// Finishes a call that never became a session.
+  void finish_now(grpc::Status status) {
+    Step step;
+    {
+      std::lock_guard lock(mu_);
+      ending_ = true;
+      finish_status_ = std::move(status);
+      step = next_step_locked();
+    }
+    perform(step);
+  }
+
+  void on_read(bool ok) {
     if (ok) {
       dispatch();
       start_read();
       return;
     }
-    // The read side is over: the client half-closed, or the call failed (for
-    // which gRPC has already marked the context cancelled). Either way the
-    // game ends the stream, after what is queued, like a Go handler
-    // returning on io.EOF.
+    // The read side is over: the client half-closed, or the call failed
+    // (which the done tag tells). Either way the game ends the stream, after
+    // what is queued, like a Go handler returning on io.EOF.
     Step step;
     {
       std::lock_guard lock(mu_);
       if (!ending_) {
-        client_half_closed_ = !context_->IsCancelled();
+        read_ended_ = true;  // before the game ended the stream
         ending_ = true;
         finish_status_ = grpc::Status::OK;
       }
@@ -315,7 +405,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
     perform(step);
   }
 
-  void OnWriteDone(bool ok) override {
+  void on_write(bool ok) {
     Step step;
     {
       std::lock_guard lock(mu_);
@@ -332,7 +422,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
     perform(step);
   }
 
-  void OnCancel() override {
+  void on_cancel() {
     Step step;
     {
       std::lock_guard lock(mu_);
@@ -346,22 +436,29 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
     perform(step);
   }
 
-  void OnDone() override {
+  /// The call is over and no operation is in flight or decided.
+  void on_done() {
     if (registered_) {
       core_.remove(*this);
-      core_.handler().on_end(handle(), client_half_closed_);
+      // Read to its end and not cancelled: the client half-closed. (Only
+      // after the done tag may an async call ask IsCancelled.)
+      const bool client_half_closed = read_ended_ && !context_.IsCancelled();
+      core_.handler().on_end(handle(), client_half_closed);
     }
+    Core& core = core_;
     delete this;
+    core.call_ended();
   }
 
- private:
   /// Starts the next read unless the stream is ending. Under mu_ so that no
-  /// read starts after Finish (Finish is decided under mu_ too); the read's
-  /// reaction runs on a gRPC thread, never inline, so holding mu_ is safe.
-  /// The reactor is alive here: it is in its constructor or in OnReadDone.
+  /// read starts after Finish (Finish is decided under mu_ too); its
+  /// completion comes on a polling thread, never inline, so holding mu_ is
+  /// safe. The reactor is alive here: in start() or in on_read().
   void start_read() {
     std::lock_guard lock(mu_);
-    if (!ending_) StartRead(&read_frame_);
+    if (ending_) return;
+    ++outstanding_;
+    stream_.Read(&read_frame_, &read_tag_);
   }
 
   /// Hands one frame from the gateway to the game.
@@ -381,24 +478,34 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
     // Anything else (Kick or Register sent to a game) means nothing here.
   }
 
-  /// What to start next; the one true caller of StartWrite/Finish decides here.
+  /// What to start next; the one true caller of Write/Finish decides here.
+  /// A decided operation counts as outstanding from here, so that the call
+  /// cannot be over (and the reactor freed) before perform() started it.
   Step next_step_locked() {
     if (writing_ || finish_called_) return Step::kNone;
     if (!queue_.empty()) {
       write_frame_ = std::move(queue_.front());
       queue_.pop_front();
       writing_ = true;
+      ++outstanding_;
       return Step::kWrite;
     }
     if (ending_) {
       finish_called_ = true;
+      ++outstanding_;
       return Step::kFinish;
     }
     return Step::kNone;
   }
 
   Core& core_;
-  grpc::CallbackServerContext* const context_;  ///< owned by gRPC, valid until OnDone returns
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<Frame, Frame> stream_{&context_};
+  Tag accept_tag_{this, Op::kAccept};
+  Tag read_tag_{this, Op::kRead};
+  Tag write_tag_{this, Op::kWrite};
+  Tag finish_tag_{this, Op::kFinish};
+  Tag done_tag_{this, Op::kDone};
   // Set in the constructor, before anyone else can see the reactor.
   StreamId id_{};
   std::int32_t user_id_ = 0;
@@ -413,7 +520,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
   bool ending_ = false;              ///< guarded by mu_: no more frames are taken
   bool finish_called_ = false;       ///< guarded by mu_
   grpc::Status finish_status_;       ///< guarded by mu_ until finish_called_
-  bool client_half_closed_ = false;  ///< guarded by mu_; read in OnDone
+  bool read_ended_ = false;          ///< guarded by mu_: the read side ended the stream
+  int outstanding_ = 0;              ///< guarded by mu_: operations decided, not completed
+  bool call_over_ = false;           ///< guarded by mu_: the done tag came
 };
 
 // ------------------------------------------------------------------ batched contract
@@ -430,7 +539,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
 //     counts the link's events in write order), and acknowledges in every
 //     Batch it writes the gateway's events it has read (an ack-only Batch
 //     when a read Batch with events produced nothing to carry it).
-//   - When a link ends (read or write fails, cancel, OnDone) or a new link of
+//   - When a link ends (read or write fails, cancel, on_done) or a new link of
 //     its gateway-id replaces it (which also cancels it), it is detached:
 //     whatever the gateway had not acknowledged (written, in flight, queued)
 //     goes back to the front of its session's `pending`, in order and with
@@ -462,12 +571,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<Frame, Frame>, public
 //     with no other lock held; when that is a handler call, of this session
 //     or another, after it returned: call_handler).
 //   - Links and sessions are shared_ptrs. A link keeps itself (self_) until
-//     OnDone, where it is detached at the latest; detaching resets
+//     on_done, where it is detached at the latest; detaching resets
 //     GatewayState::link and the sessions' `link`, so no reference cycle
 //     outlives it. Core keeps the shared GatewayStates (the janitor drops idle
 //     ones); a private one lives with its link. An Endpoint decision that ends
 //     a session keeps it alive (retiring_) until perform().
-//   - context_->TryCancel() only under the link's mu_, before OnDone (done_).
+//   - context_.TryCancel() only under the link's mu_, before on_done (done_).
 //   - Events read on a link that is not (any more) its gateway-id's current
 //     link are ignored: a detached link writes nothing, so they are not
 //     acknowledged, and the gateway sends them again on the new link.
@@ -582,15 +691,14 @@ class BatchSession final : public Endpoint, public std::enable_shared_from_this<
   std::shared_ptr<BatchSession> retiring_;  ///< set with a kFinish decision, taken by perform()
 };
 
-class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
-                        public std::enable_shared_from_this<BatchLink> {
+class BatchLink final : public AsyncCall, public std::enable_shared_from_this<BatchLink> {
  public:
-  BatchLink(Core& core, grpc::CallbackServerContext* context, std::shared_ptr<GatewayState> gateway)
-      : core_(core), context_(context), gateway_(std::move(gateway)) {}
+  explicit BatchLink(Core& core) : core_(core) {}
 
-  /// Becomes its gateway-id's link (the old one is detached and cancelled
-  /// first), then reads.
-  void start();
+  /// Asks for the next call of the service; the link keeps itself until the
+  /// call is over (or none comes: shutdown).
+  static void request(Core& core);
+  void on_completion(Op op, bool ok) override;
 
   // Under the GatewayState's mu:
   /// Queues `e` (moved from only when taken); false once the link is ending.
@@ -605,12 +713,19 @@ class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
   /// order; nullopt when it was detached already.
   std::optional<std::vector<BatchEvent>> detach_locked(bool cancel);
 
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override { end_link(); }
-  void OnDone() override;
 
  private:
+  /// The call arrived: becomes its gateway-id's link (the old one is
+  /// detached and cancelled first), then reads.
+  void start();
+  void on_read(bool ok);
+  void on_write(bool ok);
+  /// The call is over and no operation of ours is in flight.
+  void on_done();
+  // Each starts an operation, counted in outstanding_; under mu_.
+  void read_locked();
+  void finish_locked();
+
   /// A written Batch kept until the gateway acknowledges all its events.
   struct Written {
     Batch batch;
@@ -633,12 +748,18 @@ class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
   void end_link();
 
   Core& core_;
-  grpc::CallbackServerContext* const context_;  ///< owned by gRPC, valid until OnDone returns
-  const std::shared_ptr<GatewayState> gateway_;
-  Batch in_;  ///< owned by the read in flight
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<Batch, Batch> stream_{&context_};
+  Tag accept_tag_{this, Op::kAccept};
+  Tag read_tag_{this, Op::kRead};
+  Tag write_tag_{this, Op::kWrite};
+  Tag finish_tag_{this, Op::kFinish};
+  Tag done_tag_{this, Op::kDone};
+  std::shared_ptr<GatewayState> gateway_;  ///< set once, when the call arrives
+  Batch in_;                               ///< owned by the read in flight
   std::mutex mu_;
   // Guarded by mu_:
-  std::shared_ptr<BatchLink> self_;  ///< until OnDone
+  std::shared_ptr<BatchLink> self_;  ///< until on_done
   Batch out_;                        ///< events waiting for the next write
   Batch sending_;                    ///< owned by the write in flight
   std::uint64_t sending_first_ = 0;  ///< link index of sending_'s first event
@@ -654,7 +775,9 @@ class BatchLink final : public grpc::ServerBidiReactor<Batch, Batch>,
   bool ending_ = false;  ///< nothing more is taken
   bool detached_ = false;
   bool finished_ = false;
-  bool done_ = false;  ///< OnDone ran: context_ is gone
+  int outstanding_ = 0;     ///< operations started and not completed
+  bool call_over_ = false;  ///< the done tag came: finished or cancelled
+  bool done_ = false;       ///< on_done ran: the call is gone
 };
 
 /// Detaches `link` with `gateway`'s mu held: its unacknowledged events go back
@@ -779,20 +902,74 @@ void BatchSession::retire(bool client_half_closed) {
                [&] { core_.handler().on_end(handle(), client_half_closed); });
 }
 
-void BatchLink::start() {
-  const std::shared_ptr<BatchLink> self = shared_from_this();
+void BatchLink::request(Core& core) {
+  const auto link = std::make_shared<BatchLink>(core);
+  link->self_ = link;
+  // Before the request: gRPC takes the done tag only with it.
+  link->context_.AsyncNotifyWhenDone(&link->done_tag_);
+  core.batch_service().RequestBatches(&link->context_, &link->stream_, &core.queue(),
+                                      &core.queue(), &link->accept_tag_);
+}
+
+void BatchLink::on_completion(Op op, bool ok) {
+  switch (op) {
+    case Op::kAccept:
+      if (!ok) {  // shutting down: no call, no other tag
+        std::lock_guard lock(mu_);
+        self_.reset();
+        return;
+      }
+      request(core_);
+      core_.call_began();
+      start();
+      return;
+    case Op::kRead:
+      on_read(ok);
+      break;
+    case Op::kWrite:
+      on_write(ok);
+      break;
+    case Op::kFinish:
+      break;
+    case Op::kDone:
+      if (context_.IsCancelled()) end_link();
+      break;
+  }
+  bool over = false;
   {
     std::lock_guard lock(mu_);
-    self_ = self;
+    if (op == Op::kDone) {
+      call_over_ = true;
+    } else {
+      --outstanding_;
+    }
+    over = call_over_ && outstanding_ == 0 && !done_;
   }
+  if (over) on_done();
+}
+
+void BatchLink::read_locked() {
+  ++outstanding_;
+  stream_.Read(&in_, &read_tag_);
+}
+
+void BatchLink::finish_locked() {
+  finished_ = true;
+  ++outstanding_;
+  stream_.Finish(grpc::Status::OK, &finish_tag_);
+}
+
+void BatchLink::start() {
+  gateway_ = core_.gateway_of(context_);
   {
     std::lock_guard lock(gateway_->mu);
     // One link per gateway-id: the old one (a bridge that restarted before
     // its call failed here) hands its sessions over before we read.
     if (gateway_->link) detach_link_locked(*gateway_, gateway_->link, true);
-    gateway_->link = self;
+    gateway_->link = shared_from_this();
   }
-  StartRead(&in_);
+  std::lock_guard lock(mu_);
+  read_locked();
 }
 
 bool BatchLink::send(BatchEvent& e) {
@@ -803,7 +980,7 @@ bool BatchLink::send(BatchEvent& e) {
   if (static_cast<std::size_t>(out_.events_size()) + (next_index_ - acked_) >=
       core_.max_queued_frames()) {
     ending_ = true;  // what is queued goes back to its sessions at end_link
-    if (!done_) context_->TryCancel();
+    if (!done_) context_.TryCancel();
     return false;
   }
   *out_.add_events() = std::move(e);
@@ -840,7 +1017,7 @@ std::optional<std::vector<BatchEvent>> BatchLink::detach_locked(bool cancel) {
   take(out_, next_index_, false);
   written_.clear();
   out_.Clear();
-  if (cancel && !done_) context_->TryCancel();
+  if (cancel && !done_) context_.TryCancel();
   return back;
 }
 
@@ -851,7 +1028,8 @@ void BatchLink::write_locked() {
   sending_.set_ack(read_);
   ack_sent_ = read_;
   writing_ = true;
-  StartWrite(&sending_);
+  ++outstanding_;
+  stream_.Write(sending_, &write_tag_);
 }
 
 void BatchLink::retain_sent_locked() {
@@ -893,7 +1071,7 @@ void BatchLink::take_ack_locked(std::uint64_t ack, std::vector<std::uint64_t>& k
   }
 }
 
-void BatchLink::OnReadDone(bool ok) {
+void BatchLink::on_read(bool ok) {
   if (!ok) {
     end_link();
     return;
@@ -926,10 +1104,10 @@ void BatchLink::OnReadDone(bool ok) {
   if (!writing_ && !ending_ && (out_.events_size() != 0 || (events != 0 && read_ > ack_sent_))) {
     write_locked();
   }
-  if (!ending_) StartRead(&in_);
+  if (!ending_) read_locked();
 }
 
-void BatchLink::OnWriteDone(bool ok) {
+void BatchLink::on_write(bool ok) {
   {
     std::lock_guard lock(mu_);
     writing_ = false;
@@ -939,22 +1117,23 @@ void BatchLink::OnWriteDone(bool ok) {
       // The ack that was due while this write was in flight goes now.
       if (out_.events_size() != 0 || read_ > ack_sent_) write_locked();
     } else if (!finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
+      finish_locked();
     }
   }
   if (!ok) end_link();
 }
 
-void BatchLink::OnDone() {
-  end_link();
+void BatchLink::on_done() {
+  end_link();  // detached at the latest now; finished already
   std::shared_ptr<BatchLink> self;
   {
     std::lock_guard lock(mu_);
     done_ = true;
     self = std::move(self_);
   }
-  // `self` may be the last reference: it goes after the lock.
+  Core& core = core_;
+  self.reset();  // may be the last reference: after the lock
+  core.call_ended();
 }
 
 void BatchLink::dispatch(const BatchEvent& e) {
@@ -1083,18 +1262,9 @@ void BatchLink::end_link() {
   }
   {
     std::lock_guard lock(mu_);
-    if (!writing_ && !finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
+    if (!writing_ && !finished_ && !done_) finish_locked();
   }
   for (const auto& session : ended) session->retire(false);
-}
-
-grpc::ServerBidiReactor<Batch, Batch>* BatchService::Batches(grpc::CallbackServerContext* context) {
-  auto link = std::make_shared<BatchLink>(core_, context, core_.gateway_of(*context));
-  link->start();
-  return link.get();
 }
 
 Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
@@ -1104,8 +1274,9 @@ Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
       types_(frame_type_values(options_.numbering)) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterService(this);
+  builder.RegisterService(&stream_service_);
   builder.RegisterService(&batch_service_);
+  queue_ = builder.AddCompletionQueue();
   // Two game servers on one port would split the gateway's streams between
   // them; a second bind must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -1116,6 +1287,18 @@ Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     throw std::runtime_error("game server: cannot listen on " + options_.address);
+  }
+  StreamReactor::request(*this);
+  BatchLink::request(*this);
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.threads); ++i) {
+    pollers_.emplace_back([this] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (queue_->Next(&tag, &ok)) {
+        const auto* t = static_cast<AsyncCall::Tag*>(tag);
+        t->call->on_completion(t->op, ok);
+      }
+    });
   }
   janitor_ = std::thread([this] { janitor(); });
 }
@@ -1129,8 +1312,14 @@ Core::~Core() {
   }
 }
 
-grpc::ServerBidiReactor<Frame, Frame>* Core::Stream(grpc::CallbackServerContext* context) {
-  return new StreamReactor(*this, context);
+void Core::call_began() {
+  std::lock_guard lock(calls_mu_);
+  ++calls_;
+}
+
+void Core::call_ended() {
+  std::lock_guard lock(calls_mu_);
+  if (--calls_ == 0) calls_over_.notify_all();
 }
 
 bool Core::add(Endpoint& endpoint) {
@@ -1163,7 +1352,7 @@ void Core::remove_locked(Endpoint& endpoint) {
   }
 }
 
-std::shared_ptr<GatewayState> Core::gateway_of(const grpc::CallbackServerContext& context) {
+std::shared_ptr<GatewayState> Core::gateway_of(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find("gateway-id");
   if (it == metadata.end() || it->second.empty()) {
@@ -1328,6 +1517,15 @@ void Core::shutdown(std::chrono::milliseconds grace) {
   // still open at the deadline.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
+  {
+    // The calls cancelled at the deadline finish on the polling threads.
+    std::unique_lock lock(calls_mu_);
+    calls_over_.wait(lock, [this] { return calls_ == 0; });
+  }
+  // What is left on the queue are the requests for next calls, which fail.
+  queue_->Shutdown();
+  for (std::thread& poller : pollers_) poller.join();
+  pollers_.clear();
   stop_janitor();  // its on_end calls, if any, are over too
 }
 

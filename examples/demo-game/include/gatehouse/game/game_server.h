@@ -131,6 +131,9 @@ struct GameServerOptions {
   /// gateway-id before it ends; also how long a closed session's id is kept
   /// (a late OPEN of it is ignored).
   std::chrono::milliseconds reattach_grace{60000};
+  /// Threads serving the calls (gRPC's completion-queue API); the handler's
+  /// calls run on them.
+  std::size_t threads = 1;
 };
 
 class GameServer {
