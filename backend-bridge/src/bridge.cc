@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "batch.grpc.pb.h"
@@ -18,71 +19,78 @@ namespace {
 
 constexpr std::size_t kRingBatch = 256;
 
-// ------------------------------------------------------------------ one stream
+// ------------------------------------------------------------------ calls on the queue
 
-/// What a gonet2 stream and a batched link share: a client bidi call whose
-/// writes are started from the bridge's main thread, one in flight at a time,
-/// and which is held open (AddHold) until the bridge half-closes it or it
-/// breaks, so OnDone cannot run under a write the main thread is starting.
+/// A client bidi call to a game service on gRPC's completion-queue API: the
+/// bridge's gRPC thread polls the queue and runs every completion inline (a
+/// game's message goes on towards the worker from there), where the callback
+/// API would hand each one over from the polling thread to another. Writes
+/// are started from the main thread, one in flight at a time. The call keeps
+/// itself (self_) until it is over (its status taken) and no operation of it
+/// is in flight.
 template <class Message>
-class HeldStream : public grpc::ClientBidiReactor<Message, Message> {
+class QueuedCall : public Bridge::CallOnQueue {
  public:
+  explicit QueuedCall(Bridge& bridge) : CallOnQueue(bridge) {}
+
   /// Half-closes after the queued writes (main thread).
   void close() {
     std::lock_guard lock(mutex_);
     closing_ = true;
-    if (!writing_) finish_writes();
+    if (!writing_) writes_done_locked();
   }
 
-  void OnWriteDone(bool ok) final {
-    std::lock_guard lock(mutex_);
-    writing_ = false;
-    wrote_locked(ok);
-    if (!ok) {  // the call broke; OnDone follows once the hold is gone
-      release_hold();
-      return;
+  void on_completion(Op op, bool ok) final {
+    switch (op) {
+      case Op::kStart:
+        on_started(ok);
+        break;
+      case Op::kRead:
+        on_read_done(ok);
+        break;
+      case Op::kWrite:
+        on_write_done(ok);
+        break;
+      case Op::kWritesDone:
+      case Op::kFinish:
+        break;
     }
-    if (!write_next_locked() && closing_) finish_writes();
-  }
-
-  void OnReadDone(bool ok) final {
-    if (!ok) {  // the game ended the call (or it failed)
-      std::lock_guard lock(mutex_);
-      if (!writing_)
-        release_hold();
-      else
-        closing_ = true;  // OnWriteDone releases it
-      return;
-    }
-    on_read(in_);
-    in_.Clear();
-    this->StartRead(&in_);
-  }
-
-  void OnDone(const grpc::Status& status) final {
-    bool by_us;
+    std::shared_ptr<QueuedCall> self;
+    bool by_us = false;
     {
       std::lock_guard lock(mutex_);
-      by_us = closed_by_us_;
+      --outstanding_;
+      if (op == Op::kFinish) finished_ = true;
+      if (!finished_ || outstanding_ != 0) return;
+      self = std::move(self_);
+      by_us = writes_done_;
     }
-    on_done(status, by_us);
-    auto self = std::move(self_);  // may destroy this at the end of scope
+    on_done(status_, by_us);
+    ended();
+    // `self` may be the last reference: it goes at the end of this scope.
   }
 
  protected:
-  /// Starts the call the derived class has just bound to context_ and this;
-  /// `self` keeps the reactor alive until OnDone.
-  void begin(std::shared_ptr<HeldStream> self) {
+  /// Starts the call prepared on context_ (`stream`); `self` keeps this
+  /// alive until the call is over.
+  void begin(std::shared_ptr<QueuedCall> self,
+             std::unique_ptr<grpc::ClientAsyncReaderWriter<Message, Message>> stream) {
+    began();
+    std::lock_guard lock(mutex_);
     self_ = std::move(self);
-    this->AddHold();
-    this->StartRead(&in_);
-    this->StartCall();
+    stream_ = std::move(stream);
+    ++outstanding_;
+    stream_->StartCall(&start_tag_);
   }
   /// False once the call is ending: nothing more may be queued.
-  bool open_locked() const { return !closing_ && held_; }
-  void write_locked(Message* message) {  // mutex_ held, no write in flight
+  bool open_locked() const { return !closing_ && !over_; }
+  /// Whether a write may start now: the call started and is not over, and
+  /// none is in flight.
+  bool can_write_locked() const { return started_ && !over_ && !writing_; }
+  void write_locked(Message* message) {  // mutex_ held, can_write_locked()
     writing_ = true;
-    this->StartWrite(message);
+    ++outstanding_;
+    stream_->Write(*message, &write_tag_);
   }
 
   /// A write completed (ok) or failed with the call: accounting, and on
@@ -90,47 +98,96 @@ class HeldStream : public grpc::ClientBidiReactor<Message, Message> {
   virtual void wrote_locked(bool ok) = 0;
   /// Starts the next write if anything is queued; whether it did. mutex_ held.
   virtual bool write_next_locked() = 0;
-  /// One message from the game (a gRPC thread).
+  /// One message from the game (the gRPC thread).
   virtual void on_read(Message& in) = 0;
+  /// The call is over; `closed_by_us`: we had half-closed it.
   virtual void on_done(const grpc::Status& status, bool closed_by_us) = 0;
 
-  grpc::ClientContext context_;
+  ~QueuedCall() = default;
+
   std::mutex mutex_;
   bool writing_ = false;  // guarded by mutex_
 
  private:
-  void finish_writes() {  // mutex_ held, no write in flight
-    if (!held_) return;
-    closed_by_us_ = true;
-    this->StartWritesDone();
-    release_hold();
-  }
-  void release_hold() {  // mutex_ held
-    if (!held_) return;
-    held_ = false;
-    this->RemoveHold();
+  void on_started(bool ok) {
+    std::lock_guard lock(mutex_);
+    if (!ok) {  // the call never started: only its status is left to take
+      finish_locked();
+      return;
+    }
+    started_ = true;
+    ++outstanding_;
+    stream_->Read(&in_, &read_tag_);
+    if (!write_next_locked() && closing_) writes_done_locked();  // queued before the start
   }
 
-  Message in_;
-  std::shared_ptr<HeldStream> self_;
-  bool closing_ = false;       // guarded by mutex_
-  bool held_ = true;           // guarded by mutex_
-  bool closed_by_us_ = false;  // guarded by mutex_
+  void on_read_done(bool ok) {
+    if (!ok) {  // the game ended the call (or it broke): take its status
+      std::lock_guard lock(mutex_);
+      finish_locked();
+      return;
+    }
+    on_read(in_);
+    in_.Clear();
+    std::lock_guard lock(mutex_);
+    ++outstanding_;
+    stream_->Read(&in_, &read_tag_);
+  }
+
+  void on_write_done(bool ok) {
+    std::lock_guard lock(mutex_);
+    writing_ = false;
+    wrote_locked(ok);
+    if (!ok) return;  // the call broke; the read fails too and takes the status
+    if (!write_next_locked() && closing_) writes_done_locked();
+  }
+
+  /// The read side is over: nothing more is written, and the call's status
+  /// comes with Finish. Once.
+  void finish_locked() {
+    if (over_) return;
+    over_ = true;
+    ++outstanding_;
+    stream_->Finish(&status_, &finish_tag_);
+  }
+
+  void writes_done_locked() {                        // no write in flight
+    if (writes_done_ || over_ || !started_) return;  // on_started() does it
+    writes_done_ = true;
+    ++outstanding_;
+    stream_->WritesDone(&writes_done_tag_);
+  }
+
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<Message, Message>> stream_;
+  Tag start_tag_{this, Op::kStart};
+  Tag read_tag_{this, Op::kRead};
+  Tag write_tag_{this, Op::kWrite};
+  Tag writes_done_tag_{this, Op::kWritesDone};
+  Tag finish_tag_{this, Op::kFinish};
+  Message in_;                        // owned by the read in flight
+  grpc::Status status_;               // Finish's, once finished_
+  std::shared_ptr<QueuedCall> self_;  // guarded by mutex_: until the call is over
+  int outstanding_ = 0;               // guarded by mutex_: operations in flight
+  bool started_ = false;              // guarded by mutex_: StartCall completed
+  bool closing_ = false;              // guarded by mutex_: close() was called
+  bool writes_done_ = false;          // guarded by mutex_
+  bool over_ = false;                 // guarded by mutex_: the read side ended; Finish started
+  bool finished_ = false;             // guarded by mutex_: Finish completed
 };
 
 }  // namespace
 
-class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
+class Bridge::GameStream final : public QueuedCall<proto::Game::Frame> {
  public:
   GameStream(Bridge& bridge, std::uint64_t conn, std::int64_t user_id, FrameTypeValues numbering,
              std::atomic<std::int64_t>& in_flight)
-      : bridge_(bridge), conn_(conn), numbering_(numbering), in_flight_(in_flight) {
+      : QueuedCall(bridge), conn_(conn), numbering_(numbering), in_flight_(in_flight) {
     context_.AddMetadata("userid", std::to_string(user_id));
   }
 
-  void start(proto::GameService::Stub& stub, std::shared_ptr<GameStream> self) {
-    stub.async()->Stream(&context_, this);
-    begin(std::move(self));
+  void start(proto::GameService::Stub& stub, grpc::CompletionQueue& queue,
+             std::shared_ptr<GameStream> self) {
+    begin(std::move(self), stub.PrepareAsyncStream(&context_, &queue));
   }
 
   /// Queues one Message frame (main thread); false when the stream is
@@ -143,7 +200,7 @@ class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
     frame.set_message(bytes.data(), bytes.size());
     queue_.push_back(std::move(frame));
     in_flight_.fetch_add(1, std::memory_order_relaxed);
-    if (!writing_) write_next_locked();
+    write_next_locked();
     return true;
   }
 
@@ -156,7 +213,7 @@ class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
   }
 
   bool write_next_locked() override {
-    if (queue_.empty()) return false;
+    if (queue_.empty() || !can_write_locked()) return false;
     current_ = std::move(queue_.front());
     queue_.pop_front();
     write_locked(&current_);
@@ -175,6 +232,12 @@ class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
   }
 
   void on_done(const grpc::Status& status, bool closed_by_us) override {
+    {
+      // The game ended the call with these still queued: they go with it.
+      std::lock_guard lock(mutex_);
+      in_flight_.fetch_sub(static_cast<std::int64_t>(queue_.size()), std::memory_order_relaxed);
+      queue_.clear();
+    }
     if (!status.ok() && !closed_by_us) {
       spdlog::warn("conn {:#x}: game stream failed: {} ({})", conn_, status.error_message(),
                    static_cast<int>(status.error_code()));
@@ -183,7 +246,6 @@ class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
         {Event::kEnded, conn_, static_cast<std::int32_t>(status.error_code()), closed_by_us, {}});
   }
 
-  Bridge& bridge_;
   const std::uint64_t conn_;
   const FrameTypeValues numbering_;
   std::atomic<std::int64_t>& in_flight_;
@@ -200,21 +262,22 @@ class Bridge::GameStream final : public HeldStream<proto::Game::Frame> {
 /// follows the load (one event per write when idle, hundreds under load).
 ///
 /// Acknowledgements, both ways: the game's Batch.ack says how many of our
-/// events it has read (acknowledged(), a gRPC thread; the main thread then
+/// events it has read (acknowledged(), the link thread; the main thread then
 /// releases their records from the worker rings), and ours says how many of
 /// its events are in the worker rings (took() / backlog_written(); sent on
 /// the next write, or alone once it lags).
-class Bridge::BatchLink final : public HeldStream<batch::Batch>,
+///
+class Bridge::BatchLink final : public QueuedCall<batch::Batch>,
                                 public std::enable_shared_from_this<Bridge::BatchLink> {
  public:
   BatchLink(Bridge& bridge, std::uint32_t backend, const std::string& gateway_id)
-      : bridge_(bridge), backend_(backend) {
+      : QueuedCall(bridge), backend_(backend) {
     context_.AddMetadata("gateway-id", gateway_id);
   }
 
-  void start(batch::BatchGameService::Stub& stub) {
-    stub.async()->Batches(&context_, this);
-    begin(shared_from_this());
+  void start(batch::BatchGameService::Stub& stub, grpc::CompletionQueue& queue,
+             std::shared_ptr<BatchLink> self) {
+    begin(std::move(self), stub.PrepareAsyncBatches(&context_, &queue));
   }
 
   /// Queues one event (main thread) for the next flush(); its index on the
@@ -240,7 +303,7 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
   /// call.
   std::uint64_t flush(std::int64_t now_ns) {
     std::lock_guard lock(mutex_);
-    if (!writing_ && open_locked()) {
+    if (can_write_locked() && open_locked()) {
       const std::uint64_t lag = ack_ready_.load(std::memory_order_acquire) - ack_sent_;
       ack_due_ = lag >= kAckEvents || (lag != 0 && now_ns - last_write_ns_ >= kAckDelayNs);
       write_next_locked();
@@ -256,7 +319,7 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
   bool abandon() {
     if (abandoned_) return false;
     abandoned_ = true;
-    context_.TryCancel();
+    cancel();
     return true;
   }
   std::uint32_t backend() const noexcept { return backend_; }
@@ -295,7 +358,7 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
   }
 
   bool write_next_locked() override {
-    if (out_.events_size() == 0 && !ack_due_) return false;
+    if (!can_write_locked() || (out_.events_size() == 0 && !ack_due_)) return false;
     ack_due_ = false;
     ack_sent_ = ack_ready_.load(std::memory_order_acquire);
     out_.set_ack(ack_sent_);
@@ -325,7 +388,6 @@ class Bridge::BatchLink final : public HeldStream<batch::Batch>,
                   lost});
   }
 
-  Bridge& bridge_;
   const std::uint32_t backend_;
   batch::Batch sending_;               // owned by the write in flight
   batch::Batch out_;                   // guarded by mutex_
@@ -430,6 +492,14 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
     workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w])));
   }
+  grpc_thread_ = std::thread([this] {
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue_.Next(&tag, &ok)) {
+      const auto* t = static_cast<CallOnQueue::Tag*>(tag);
+      t->call->on_completion(t->op, ok);
+    }
+  });
   char host[256] = "?";
   ::gethostname(host, sizeof host - 1);
   const std::string gateway_id = std::string(host) + "/" + segment_.segment().name() + "@" +
@@ -444,7 +514,30 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   segment_.control().bridge.pid.store(::getpid());
 }
 
-Bridge::~Bridge() = default;
+Bridge::~Bridge() {
+  // Calls still up (the drain timed out) are cancelled; the gRPC thread
+  // ends them, then drains the queue.
+  for (auto& [conn, stream] : streams_) stream->cancel();
+  for (auto& b : backends_) {
+    if (b->link) b->link->cancel();
+  }
+  {
+    std::unique_lock lock(calls_mutex_);
+    calls_over_.wait(lock, [this] { return calls_live_ == 0; });
+  }
+  queue_.Shutdown();
+  if (grpc_thread_.joinable()) grpc_thread_.join();
+}
+
+void Bridge::call_began() {
+  std::lock_guard lock(calls_mutex_);
+  ++calls_live_;
+}
+
+void Bridge::call_ended() {
+  std::lock_guard lock(calls_mutex_);
+  if (--calls_live_ == 0) calls_over_.notify_all();
+}
 
 std::uint32_t Bridge::backend_index(std::int64_t user_id) const {
   return static_cast<std::uint32_t>(static_cast<std::size_t>(user_id) % backends_.size());
@@ -491,7 +584,7 @@ bool Bridge::open_stream(std::uint64_t conn, std::int64_t user_id, const Origin*
   auto stream = std::make_shared<GameStream>(*this, conn, user_id,
                                              frame_type_values(settings_.numbering), in_flight_);
   streams_[conn] = stream;
-  stream->start(backends_[backend]->stub, stream);
+  stream->start(backends_[backend]->stub, queue_, stream);
   metrics_.add(metrics::kGameStreamsOpened);
   return true;
 }
@@ -525,7 +618,7 @@ void Bridge::start_link(std::uint32_t backend) {
   Backend& b = *backends_[backend];
   b.link = std::make_shared<BatchLink>(*this, backend, b.gateway_id);
   b.link_started_ns = monotonic_ns();
-  b.link->start(b.batch_stub);
+  b.link->start(b.batch_stub, queue_, b.link);
   metrics_.add(metrics::kGameStreamsOpened);
   // Sessions attached while the link was down (or before a bridge restart)
   // are announced again; the game treats a known session's OPEN as re-attach.

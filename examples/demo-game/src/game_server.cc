@@ -514,15 +514,15 @@ class StreamReactor final : public AsyncCall, public Endpoint {
   Frame read_frame_;  ///< owned by the read in flight
 
   std::mutex mu_;
-  std::deque<Frame> queue_;          ///< guarded by mu_
-  Frame write_frame_;                ///< owned by the write in flight (writing_)
-  bool writing_ = false;             ///< guarded by mu_
-  bool ending_ = false;              ///< guarded by mu_: no more frames are taken
-  bool finish_called_ = false;       ///< guarded by mu_
-  grpc::Status finish_status_;       ///< guarded by mu_ until finish_called_
-  bool read_ended_ = false;          ///< guarded by mu_: the read side ended the stream
-  int outstanding_ = 0;              ///< guarded by mu_: operations decided, not completed
-  bool call_over_ = false;           ///< guarded by mu_: the done tag came
+  std::deque<Frame> queue_;     ///< guarded by mu_
+  Frame write_frame_;           ///< owned by the write in flight (writing_)
+  bool writing_ = false;        ///< guarded by mu_
+  bool ending_ = false;         ///< guarded by mu_: no more frames are taken
+  bool finish_called_ = false;  ///< guarded by mu_
+  grpc::Status finish_status_;  ///< guarded by mu_ until finish_called_
+  bool read_ended_ = false;     ///< guarded by mu_: the read side ended the stream
+  int outstanding_ = 0;         ///< guarded by mu_: operations decided, not completed
+  bool call_over_ = false;      ///< guarded by mu_: the done tag came
 };
 
 // ------------------------------------------------------------------ batched contract
@@ -712,7 +712,6 @@ class BatchLink final : public AsyncCall, public std::enable_shared_from_this<Ba
   /// the call too): the events the gateway has not acknowledged, in write
   /// order; nullopt when it was detached already.
   std::optional<std::vector<BatchEvent>> detach_locked(bool cancel);
-
 
  private:
   /// The call arrived: becomes its gateway-id's link (the old one is
@@ -907,8 +906,8 @@ void BatchLink::request(Core& core) {
   link->self_ = link;
   // Before the request: gRPC takes the done tag only with it.
   link->context_.AsyncNotifyWhenDone(&link->done_tag_);
-  core.batch_service().RequestBatches(&link->context_, &link->stream_, &core.queue(),
-                                      &core.queue(), &link->accept_tag_);
+  core.batch_service().RequestBatches(&link->context_, &link->stream_, &core.queue(), &core.queue(),
+                                      &link->accept_tag_);
 }
 
 void BatchLink::on_completion(Op op, bool ok) {

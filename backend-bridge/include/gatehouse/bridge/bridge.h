@@ -30,7 +30,11 @@
 // side likewise, and the workers drop what they delivered already.
 #pragma once
 
+#include <grpcpp/client_context.h>
+#include <grpcpp/completion_queue.h>
+
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <deque>
@@ -38,6 +42,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -77,6 +82,28 @@ class Bridge {
   };
   /// Called from gRPC threads.
   void post(Event event);
+  /// A call to a game service on the bridge's completion queue (bridge.cc):
+  /// what its tags stand for, handed back by the gRPC thread.
+  class CallOnQueue {
+   public:
+    enum class Op : std::uint8_t { kStart, kRead, kWrite, kWritesDone, kFinish };
+    struct Tag {
+      CallOnQueue* call;
+      Op op;
+    };
+    virtual void on_completion(Op op, bool ok) = 0;
+    /// Cancels the call (main thread).
+    void cancel() { context_.TryCancel(); }
+
+   protected:
+    explicit CallOnQueue(Bridge& bridge) : bridge_(bridge) {}
+    ~CallOnQueue() = default;
+    /// Counted from its start to its end: the bridge waits for them all.
+    void began() { bridge_.call_began(); }
+    void ended() { bridge_.call_ended(); }
+    Bridge& bridge_;
+    grpc::ClientContext context_;
+  };
 
  private:
   class GameStream;
@@ -158,6 +185,15 @@ class Bridge {
   std::atomic<std::uint64_t> direct_batches_{0};   // batches gRPC threads read
   std::atomic<std::uint64_t> direct_dropped_{0};   // events for ids no session ever had
   volatile std::sig_atomic_t stop_requested_ = 0;
+
+  // The game calls' completion queue and the thread that polls it.
+  void call_began();
+  void call_ended();
+  grpc::CompletionQueue queue_;
+  std::thread grpc_thread_;
+  std::mutex calls_mutex_;
+  std::condition_variable calls_over_;
+  std::size_t calls_live_ = 0;  // guarded by calls_mutex_: started, not over
 };
 
 }  // namespace gatehouse::bridge
