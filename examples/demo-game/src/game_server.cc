@@ -1,24 +1,28 @@
-// GameServer on the gRPC callback API: one StreamReactor per gonet2 call, one
-// BatchLink per batched call (each session on it a BatchSession, kept per
-// gateway-id in a GatewayState so that it can outlive the link), a registry
-// of live sessions of both kinds (Endpoint), and a small state machine per
-// reactor. The rules below are for StreamReactor; the batched contract states
-// its own further down.
+// GameServer on gRPC's completion-queue API: one StreamReactor per gonet2
+// call, one BatchLink per batched call (each session on it a BatchSession,
+// kept per gateway-id in a GatewayState so that it can outlive the link), a
+// registry of live sessions of both kinds (Endpoint), and a small state
+// machine per call. The server's own threads (GameServerOptions::threads)
+// poll the queue and run each completion, and the handler's calls, inline:
+// with the callback API, gRPC polled on threads of its own and handed every
+// completion to another, a wakeup each way per message. The rules below are
+// for StreamReactor; the batched contract states its own further down.
 //
 // Ownership and lifetime (the part that must hold under concurrent
 // push/kick while a client disconnects):
-//   - gRPC owns the call; a StreamReactor is created in Stream() and deletes
-//     itself in OnDone(), after it has left the registry.
+//   - A StreamReactor is made when its call is requested and deletes itself
+//     in on_done(), after it has left the registry, once the call is over
+//     (the done tag came) and no operation of it is outstanding.
 //   - Outside threads reach a reactor only through the registry, under
-//     Core::mu_. OnDone() must take that mutex to leave the registry, so a
+//     Core::mu_. on_done() must take that mutex to leave the registry, so a
 //     reactor found under it is alive until the mutex is released.
 //   - Decisions (queue a frame, start the next write, finish) are made under
-//     the reactor's own mu_; the gRPC operation they call for (StartWrite,
-//     Finish) is started afterwards with no lock held. That is safe without
-//     the registry lock because a decided-but-unstarted write or finish keeps
-//     OnDone from running (gRPC calls OnDone only once Finish was called and
-//     every operation completed), and it is the caller's last touch of the
-//     reactor: once started, the operation may complete and OnDone may free it.
+//     the reactor's own mu_; the gRPC operation they call for (Write, Finish)
+//     is started afterwards with no lock held. That is safe without the
+//     registry lock because a decided operation counts as outstanding from
+//     the decision on, which keeps on_done() from running, and starting it is
+//     the caller's last touch of the reactor: once started, the operation may
+//     complete and on_done() may free it.
 //   - One write in flight (write_frame_, owned by it while writing_), a
 //     queue behind it, and Finish only once the queue is drained and no write
 //     is in flight.
@@ -28,8 +32,8 @@
 // then a GatewayState's mu, then a BatchLink's mu_; a StreamReactor's mu_
 // comes right after Core::mu_. Handler callbacks run with at most their
 // session's dispatch_mu held, so they may call any GameServer operation.
-// gRPC never runs a reaction inline from StartWrite/Finish/TryCancel, so
-// those may be called under a lock.
+// A completion never runs inline from Read/Write/Finish/TryCancel (only a
+// polling thread runs it), so those may be called under a lock.
 #include "gatehouse/game/game_server.h"
 
 #include <grpcpp/grpcpp.h>
@@ -1512,7 +1516,7 @@ void Core::shutdown(std::chrono::milliseconds grace) {
   apply_many(std::nullopt, [](Endpoint& endpoint) {
     return endpoint.end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "game server shutting down"));
   });
-  // Waits for every call to be done (OnDone included), cancelling those
+  // Waits for every call to be done (on_done included), cancelling those
   // still open at the deadline.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();

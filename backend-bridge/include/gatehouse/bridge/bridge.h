@@ -80,7 +80,7 @@ class Bridge {
     /// not acknowledge it to the game until it is in a ring.
     std::shared_ptr<BatchLink> link = nullptr;
   };
-  /// Called from gRPC threads.
+  /// Called from the gRPC thread.
   void post(Event event);
   /// A call to a game service on the bridge's completion queue (bridge.cc):
   /// what its tags stand for, handed back by the gRPC thread.
@@ -110,7 +110,7 @@ class Bridge {
   struct WorkerLink;
   struct Backend;  // a channel, its stubs, and its batched link if it speaks that contract
 
-  /// Called from gRPC threads: one Batch from a batched game service.
+  /// Called from the gRPC thread: one Batch from a batched game service.
   template <class Batch>
   void post_batch(BatchLink& from, Batch& batch);
 
@@ -181,8 +181,8 @@ class Bridge {
   std::vector<Event> taken_;                         // main thread's copy
   std::vector<std::shared_ptr<BatchLink>> written_;  // main thread: backlogged events written
   std::atomic<bool> parked_{false};
-  std::atomic<std::uint64_t> direct_received_{0};  // batched messages gRPC threads delivered
-  std::atomic<std::uint64_t> direct_batches_{0};   // batches gRPC threads read
+  std::atomic<std::uint64_t> direct_received_{0};  // batched messages the gRPC thread delivered
+  std::atomic<std::uint64_t> direct_batches_{0};   // batches the gRPC thread read
   std::atomic<std::uint64_t> direct_dropped_{0};   // events for ids no session ever had
   volatile std::sig_atomic_t stop_requested_ = 0;
 

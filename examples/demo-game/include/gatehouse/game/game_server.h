@@ -1,5 +1,6 @@
 // GameServer: a reusable implementation of the gonet2 GameService contract
-// (shared/protocol.md section 2, proto/game.proto), on the gRPC callback API.
+// (shared/protocol.md section 2, proto/game.proto), on gRPC's completion-queue
+// API.
 //
 //   gateway ==Stream(metadata userid=N)==> GameServer --events--> GameHandler
 //           <==Frame{Message|Kick|Ping}==            <--push/kick/finish-- any thread
@@ -27,9 +28,11 @@
 // stream ends OK once what is queued to it is written, as a Go game's
 // handler returns on io.EOF.
 //
-// Threading: gRPC runs the reactors on its own callback threads (no thread per
-// stream). Handler callbacks of one stream are serial (on_open, then
-// on_message..., then on_end); different streams call in concurrently. The
+// Threading: the server's own threads (GameServerOptions::threads, no thread
+// per stream) poll gRPC's completion queue and run every call's completions
+// and the handler's calls. Handler callbacks of one stream are serial
+// (on_open, then on_message..., then on_end); different streams call in
+// concurrently when there is more than one thread. The
 // on_end of a batched session that expired runs on the server's janitor
 // thread, and that of a batched session a handler callback ended (kick,
 // finish) once that callback returned. Every public GameServer and
