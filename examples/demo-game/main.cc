@@ -53,7 +53,9 @@ Parsed parse_options(int argc, char** argv) {
       "listen", po::value(&parsed.server.address)->default_value("127.0.0.1:50051"),
       "address to serve GameService on (host:port; port 0 picks one)")(
       "numbering", po::value(&numbering)->default_value("gonet2"),
-      "Game.FrameType numbering: gonet2 (Kick=1, Ping=2) or later (Kick=2, Ping=3)");
+      "Game.FrameType numbering: gonet2 (Kick=1, Ping=2) or later (Kick=2, Ping=3)")(
+      "threads", po::value(&parsed.server.threads)->default_value(parsed.server.threads),
+      "threads serving the calls (the handler runs on them)");
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, description), vm);
@@ -66,6 +68,7 @@ Parsed parse_options(int argc, char** argv) {
     const auto value = gatehouse::game::parse_frame_numbering(numbering);
     if (!value) throw po::error("--numbering must be gonet2 or later, not '" + numbering + "'");
     parsed.server.numbering = *value;
+    if (parsed.server.threads == 0) throw po::error("--threads must be at least 1");
   } catch (const po::error& e) {
     std::cerr << "gatehouse-demo-game: " << e.what() << "\n" << description << '\n';
     parsed.exit_status = 2;
