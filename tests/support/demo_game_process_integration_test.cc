@@ -96,10 +96,13 @@ TEST(DemoGameProcess, LaterNumberingKicksWithTwoAndSigintExits) {
 }
 
 TEST(DemoGameProcess, BadFlagsExitWithUsageError) {
-  ChildProcess child({DEMO_GAME_PATH, "--numbering", "third"});
-  const auto status = child.wait(5s);
-  ASSERT_TRUE(status);
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << describe_status(*status);
+  for (const char* flag : {"--numbering", "--threads"}) {
+    ChildProcess child({DEMO_GAME_PATH, flag, std::string(flag) == "--threads" ? "0" : "third"});
+    const auto status = child.wait(5s);
+    ASSERT_TRUE(status) << flag;
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2)
+        << flag << ": " << describe_status(*status);
+  }
 }
 
 }  // namespace

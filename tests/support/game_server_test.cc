@@ -298,12 +298,13 @@ std::vector<std::thread> stress_actors(GameServer& server, const std::atomic<boo
 }
 
 // Reactor lifetime: operations from other threads race with clients that
-// cancel, half-close or get kicked. Run under ASan (GATEHOUSE_SANITIZE) to
+// cancel, half-close or get kicked, on two serving threads. Run under ASan (GATEHOUSE_SANITIZE) to
 // make a use-after-free loud.
 TEST(GameServer, ConcurrentPushAndKickWhileClientsDisconnect) {
   ScriptedHandler handler;
   handler.message_hook = echo;
-  GameServer server(handler, {});
+  // Two serving threads: a call's completions may run at the same time.
+  GameServer server(handler, {.threads = 2});
   std::atomic<bool> stop{false};
   std::vector<std::thread> actors = stress_actors(
       server, stop, 4, 10,
@@ -818,7 +819,7 @@ TEST(GameServerBatched, ConcurrentPushAndKickWhileLinksBreakAndReattach) {
   constexpr std::uint64_t kSessions = 20;
   ScriptedHandler handler;
   handler.message_hook = echo;
-  GameServer server(handler, {.max_queued_frames = 256, .reattach_grace = 200ms});
+  GameServer server(handler, {.max_queued_frames = 256, .reattach_grace = 200ms, .threads = 2});
   std::atomic<bool> stop{false};
   std::vector<std::thread> actors = stress_actors(
       server, stop, 3, 20,

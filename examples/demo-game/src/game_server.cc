@@ -267,10 +267,17 @@ class StreamReactor final : public AsyncCall, public Endpoint {
           delete this;
           return;
         }
+        {
+          // Outstanding until start() returned: with more than one serving
+          // thread, the done tag of a call cancelled at once may come in
+          // meanwhile, and must not free the reactor under start().
+          std::lock_guard lock(mu_);
+          ++outstanding_;
+        }
         request(core_);
         core_.call_began();
         start();
-        return;
+        break;
       case Op::kRead:
         on_read(ok);
         break;
@@ -779,6 +786,7 @@ class BatchLink final : public AsyncCall, public std::enable_shared_from_this<Ba
   bool detached_ = false;
   bool finished_ = false;
   int outstanding_ = 0;     ///< operations started and not completed
+  bool started_ = false;    ///< start() took the link and started the read
   bool call_over_ = false;  ///< the done tag came: finished or cancelled
   bool done_ = false;       ///< on_done ran: the call is gone
 };
@@ -922,10 +930,15 @@ void BatchLink::on_completion(Op op, bool ok) {
         self_.reset();
         return;
       }
+      {
+        // Outstanding until start() returned (as for a stream).
+        std::lock_guard lock(mu_);
+        ++outstanding_;
+      }
       request(core_);
       core_.call_began();
       start();
-      return;
+      break;
     case Op::kRead:
       on_read(ok);
       break;
@@ -934,9 +947,17 @@ void BatchLink::on_completion(Op op, bool ok) {
       break;
     case Op::kFinish:
       break;
-    case Op::kDone:
-      if (context_.IsCancelled()) end_link();
+    case Op::kDone: {
+      // Cancelled before start() took the link: the read it starts fails
+      // and ends the link.
+      bool started = false;
+      {
+        std::lock_guard lock(mu_);
+        started = started_;
+      }
+      if (started && context_.IsCancelled()) end_link();
       break;
+    }
   }
   bool over = false;
   {
@@ -973,6 +994,7 @@ void BatchLink::start() {
   }
   std::lock_guard lock(mu_);
   read_locked();
+  started_ = true;
 }
 
 bool BatchLink::send(BatchEvent& e) {
