@@ -11,18 +11,18 @@
 // Ownership and lifetime (the part that must hold under concurrent
 // push/kick while a client disconnects):
 //   - A StreamReactor is made when its call is requested and deletes itself
-//     in on_done(), after it has left the registry, once the call is over
+//     in over(), after it has left the registry, once the call is over
 //     (the done tag came) and no operation of it is outstanding.
 //   - Outside threads reach a reactor only through the registry, under
-//     Core::mu_. on_done() must take that mutex to leave the registry, so a
+//     Core::mu_. over() must take that mutex to leave the registry, so a
 //     reactor found under it is alive until the mutex is released.
 //   - Decisions (queue a frame, start the next write, finish) are made under
 //     the reactor's own mu_; the gRPC operation they call for (Write, Finish)
 //     is started afterwards with no lock held. That is safe without the
 //     registry lock because a decided operation counts as outstanding from
-//     the decision on, which keeps on_done() from running, and starting it is
+//     the decision on, which keeps over() from running, and starting it is
 //     the caller's last touch of the reactor: once started, the operation may
-//     complete and on_done() may free it.
+//     complete and over() may free it.
 //   - One write in flight (write_frame_, owned by it while writing_), a
 //     queue behind it, and Finish only once the queue is drained and no write
 //     is in flight.
@@ -114,11 +114,45 @@ class AsyncCall {
     AsyncCall* call;
     Op op;
   };
-  /// On a thread polling the queue; may free the call.
-  virtual void on_completion(Op op, bool ok) = 0;
+  /// On a thread polling the queue; may free the call. The call is over
+  /// once its done tag came and no operation is outstanding; the accept
+  /// counts as one until accepted() returned (with more than one serving
+  /// thread, the done tag of a call cancelled at once may come meanwhile).
+  void on_completion(Op op, bool ok) {
+    if (op == Op::kAccept) {
+      if (!ok) {  // shutting down: no call, no other tag
+        never_came();
+        return;
+      }
+      begin_op();
+      accepted();
+    } else {
+      completed(op, ok);
+    }
+    const std::uint32_t left = op == Op::kDone
+                                   ? pending_.fetch_or(kOver, std::memory_order_acq_rel) | kOver
+                                   : pending_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+    if (left == kOver) over();
+  }
 
  protected:
   ~AsyncCall() = default;
+  /// Counts an operation from its decision (before it is started) to its
+  /// completion: the call cannot be over in between.
+  void begin_op() noexcept { pending_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// The requested call will not come (shutdown).
+  virtual void never_came() = 0;
+  /// The call arrived: ask for the next one, then start this one.
+  virtual void accepted() = 0;
+  /// Read, Write, Finish or the done tag completed.
+  virtual void completed(Op op, bool ok) = 0;
+  /// The call is over and nothing of it is outstanding; once.
+  virtual void over() = 0;
+
+ private:
+  static constexpr std::uint32_t kOver = 1u << 31;  ///< the done tag came
+  std::atomic<std::uint32_t> pending_{0};           ///< outstanding operations, | kOver
 };
 
 /// The decimal int32 in the `userid` metadata; nullopt when missing or malformed.
@@ -260,49 +294,28 @@ class StreamReactor final : public AsyncCall, public Endpoint {
                                         &core.queue(), &reactor->accept_tag_);
   }
 
-  void on_completion(Op op, bool ok) override {
+  void never_came() override { delete this; }
+
+  void accepted() override {
+    request(core_);
+    core_.call_began();
+    start();
+  }
+
+  void completed(Op op, bool ok) override {
     switch (op) {
-      case Op::kAccept:
-        if (!ok) {
-          delete this;
-          return;
-        }
-        {
-          // Outstanding until start() returned: with more than one serving
-          // thread, the done tag of a call cancelled at once may come in
-          // meanwhile, and must not free the reactor under start().
-          std::lock_guard lock(mu_);
-          ++outstanding_;
-        }
-        request(core_);
-        core_.call_began();
-        start();
-        break;
       case Op::kRead:
         on_read(ok);
-        break;
+        return;
       case Op::kWrite:
         on_write(ok);
-        break;
-      case Op::kFinish:
-        break;
+        return;
       case Op::kDone:
         if (context_.IsCancelled()) on_cancel();
-        break;
+        return;
+      default:
+        return;
     }
-    bool over = false;
-    {
-      std::lock_guard lock(mu_);
-      if (op == Op::kDone) {
-        call_over_ = true;
-      } else {
-        --outstanding_;
-      }
-      // Finish was decided (or the done tag could not have come), so no
-      // operation can be decided any more.
-      over = call_over_ && outstanding_ == 0;
-    }
-    if (over) on_done();
   }
 
   StreamId id() const noexcept { return id_; }
@@ -447,8 +460,9 @@ class StreamReactor final : public AsyncCall, public Endpoint {
     perform(step);
   }
 
-  /// The call is over and no operation is in flight or decided.
-  void on_done() {
+  /// The call is over and no operation is in flight or decided: Finish was
+  /// decided (or the done tag could not have come), so none can be any more.
+  void over() override {
     if (registered_) {
       core_.remove(*this);
       // Read to its end and not cancelled: the client half-closed. (Only
@@ -468,7 +482,7 @@ class StreamReactor final : public AsyncCall, public Endpoint {
   void start_read() {
     std::lock_guard lock(mu_);
     if (ending_) return;
-    ++outstanding_;
+    begin_op();
     stream_.Read(&read_frame_, &read_tag_);
   }
 
@@ -498,12 +512,12 @@ class StreamReactor final : public AsyncCall, public Endpoint {
       write_frame_ = std::move(queue_.front());
       queue_.pop_front();
       writing_ = true;
-      ++outstanding_;
+      begin_op();
       return Step::kWrite;
     }
     if (ending_) {
       finish_called_ = true;
-      ++outstanding_;
+      begin_op();
       return Step::kFinish;
     }
     return Step::kNone;
@@ -532,8 +546,6 @@ class StreamReactor final : public AsyncCall, public Endpoint {
   bool finish_called_ = false;  ///< guarded by mu_
   grpc::Status finish_status_;  ///< guarded by mu_ until finish_called_
   bool read_ended_ = false;     ///< guarded by mu_: the read side ended the stream
-  int outstanding_ = 0;         ///< guarded by mu_: operations decided, not completed
-  bool call_over_ = false;      ///< guarded by mu_: the done tag came
 };
 
 // ------------------------------------------------------------------ batched contract
@@ -550,7 +562,7 @@ class StreamReactor final : public AsyncCall, public Endpoint {
 //     counts the link's events in write order), and acknowledges in every
 //     Batch it writes the gateway's events it has read (an ack-only Batch
 //     when a read Batch with events produced nothing to carry it).
-//   - When a link ends (read or write fails, cancel, on_done) or a new link of
+//   - When a link ends (read or write fails, cancel, over()) or a new link of
 //     its gateway-id replaces it (which also cancels it), it is detached:
 //     whatever the gateway had not acknowledged (written, in flight, queued)
 //     goes back to the front of its session's `pending`, in order and with
@@ -582,12 +594,12 @@ class StreamReactor final : public AsyncCall, public Endpoint {
 //     with no other lock held; when that is a handler call, of this session
 //     or another, after it returned: call_handler).
 //   - Links and sessions are shared_ptrs. A link keeps itself (self_) until
-//     on_done, where it is detached at the latest; detaching resets
+//     over(), where it is detached at the latest; detaching resets
 //     GatewayState::link and the sessions' `link`, so no reference cycle
 //     outlives it. Core keeps the shared GatewayStates (the janitor drops idle
 //     ones); a private one lives with its link. An Endpoint decision that ends
 //     a session keeps it alive (retiring_) until perform().
-//   - context_.TryCancel() only under the link's mu_, before on_done (done_).
+//   - context_.TryCancel() only under the link's mu_, before over() (done_).
 //   - Events read on a link that is not (any more) its gateway-id's current
 //     link are ignored: a detached link writes nothing, so they are not
 //     acknowledged, and the gateway sends them again on the new link.
@@ -709,7 +721,6 @@ class BatchLink final : public AsyncCall, public std::enable_shared_from_this<Ba
   /// Asks for the next call of the service; the link keeps itself until the
   /// call is over (or none comes: shutdown).
   static void request(Core& core);
-  void on_completion(Op op, bool ok) override;
 
   // Under the GatewayState's mu:
   /// Queues `e` (moved from only when taken); false once the link is ending.
@@ -731,8 +742,12 @@ class BatchLink final : public AsyncCall, public std::enable_shared_from_this<Ba
   void on_read(bool ok);
   void on_write(bool ok);
   /// The call is over and no operation of ours is in flight.
-  void on_done();
-  // Each starts an operation, counted in outstanding_; under mu_.
+  void never_came() override;
+  void accepted() override;
+  void completed(Op op, bool ok) override;
+  /// The call is over and no operation of ours is in flight.
+  void over() override;
+  // Each starts an operation (begin_op()); under mu_.
   void read_locked();
   void finish_locked();
 
@@ -769,7 +784,7 @@ class BatchLink final : public AsyncCall, public std::enable_shared_from_this<Ba
   Batch in_;                               ///< owned by the read in flight
   std::mutex mu_;
   // Guarded by mu_:
-  std::shared_ptr<BatchLink> self_;  ///< until on_done
+  std::shared_ptr<BatchLink> self_;  ///< until over()
   Batch out_;                        ///< events waiting for the next write
   Batch sending_;                    ///< owned by the write in flight
   std::uint64_t sending_first_ = 0;  ///< link index of sending_'s first event
@@ -785,10 +800,8 @@ class BatchLink final : public AsyncCall, public std::enable_shared_from_this<Ba
   bool ending_ = false;  ///< nothing more is taken
   bool detached_ = false;
   bool finished_ = false;
-  int outstanding_ = 0;     ///< operations started and not completed
-  bool started_ = false;    ///< start() took the link and started the read
-  bool call_over_ = false;  ///< the done tag came: finished or cancelled
-  bool done_ = false;       ///< on_done ran: the call is gone
+  bool started_ = false;  ///< start() took the link and started the read
+  bool done_ = false;     ///< over() ran: the call is gone
 };
 
 /// Detaches `link` with `gateway`'s mu held: its unacknowledged events go back
@@ -922,31 +935,25 @@ void BatchLink::request(Core& core) {
                                       &link->accept_tag_);
 }
 
-void BatchLink::on_completion(Op op, bool ok) {
+void BatchLink::never_came() {
+  std::lock_guard lock(mu_);
+  self_.reset();
+}
+
+void BatchLink::accepted() {
+  request(core_);
+  core_.call_began();
+  start();
+}
+
+void BatchLink::completed(Op op, bool ok) {
   switch (op) {
-    case Op::kAccept:
-      if (!ok) {  // shutting down: no call, no other tag
-        std::lock_guard lock(mu_);
-        self_.reset();
-        return;
-      }
-      {
-        // Outstanding until start() returned (as for a stream).
-        std::lock_guard lock(mu_);
-        ++outstanding_;
-      }
-      request(core_);
-      core_.call_began();
-      start();
-      break;
     case Op::kRead:
       on_read(ok);
-      break;
+      return;
     case Op::kWrite:
       on_write(ok);
-      break;
-    case Op::kFinish:
-      break;
+      return;
     case Op::kDone: {
       // Cancelled before start() took the link: the read it starts fails
       // and ends the link.
@@ -956,30 +963,21 @@ void BatchLink::on_completion(Op op, bool ok) {
         started = started_;
       }
       if (started && context_.IsCancelled()) end_link();
-      break;
+      return;
     }
+    default:
+      return;
   }
-  bool over = false;
-  {
-    std::lock_guard lock(mu_);
-    if (op == Op::kDone) {
-      call_over_ = true;
-    } else {
-      --outstanding_;
-    }
-    over = call_over_ && outstanding_ == 0 && !done_;
-  }
-  if (over) on_done();
 }
 
 void BatchLink::read_locked() {
-  ++outstanding_;
+  begin_op();
   stream_.Read(&in_, &read_tag_);
 }
 
 void BatchLink::finish_locked() {
   finished_ = true;
-  ++outstanding_;
+  begin_op();
   stream_.Finish(grpc::Status::OK, &finish_tag_);
 }
 
@@ -1053,7 +1051,7 @@ void BatchLink::write_locked() {
   sending_.set_ack(read_);
   ack_sent_ = read_;
   writing_ = true;
-  ++outstanding_;
+  begin_op();
   stream_.Write(sending_, &write_tag_);
 }
 
@@ -1148,7 +1146,7 @@ void BatchLink::on_write(bool ok) {
   if (!ok) end_link();
 }
 
-void BatchLink::on_done() {
+void BatchLink::over() {
   end_link();  // detached at the latest now; finished already
   std::shared_ptr<BatchLink> self;
   {
@@ -1538,7 +1536,7 @@ void Core::shutdown(std::chrono::milliseconds grace) {
   apply_many(std::nullopt, [](Endpoint& endpoint) {
     return endpoint.end(grpc::Status(grpc::StatusCode::UNAVAILABLE, "game server shutting down"));
   });
-  // Waits for every call to be done (on_done included), cancelling those
+  // Waits for every call to be done (over() included), cancelling those
   // still open at the deadline.
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
