@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "gatehouse/common/client_protocol.h"
+#include "gatehouse/common/edge_socket.h"
 #include "gatehouse/common/log.h"
 #include "gatehouse/shm/idle_strategy.h"
 
@@ -37,7 +38,7 @@ struct Frontend::Connection {
   Connection(asio::io_context& io, shm::ConnectionId conn_id, std::uint32_t w)
       : socket(io), id(conn_id), worker(w) {}
 
-  tcp::socket socket;
+  net::EdgeSocket socket;
   shm::ConnectionId id;
   std::uint32_t worker;
   std::uint32_t frames_in = 0;
@@ -224,18 +225,20 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
 /// A receive into the connection's small read-ahead buffer. Unlike a
 /// readiness wait (async_wait), which makes Asio re-arm the socket with an
 /// epoll_ctl every time, a receive is queued on the edge-triggered
-/// registration as it is: one syscall fewer per read.
+/// registration as it is, and after a short read it does not try a recv()
+/// that can only fail (net::EdgeSocket): one syscall per read.
 void Frontend::start_read(Connection& c) {
   if (c.reading || c.socket_closed || c.blocked) return;
   c.reading = true;
   const auto buffer = c.wide ? asio::buffer(*c.wide) : asio::buffer(c.read_ahead);
-  c.socket.async_receive(buffer, [this, id = c.id](boost::system::error_code ec, std::size_t n) {
-    Connection* conn = find(id);
-    if (conn == nullptr) return;
-    conn->reading = false;
-    if (ec == asio::error::operation_aborted) return;
-    on_readable(*conn, ec, n);
-  });
+  c.socket.async_receive_edge(buffer,
+                              [this, id = c.id](boost::system::error_code ec, std::size_t n) {
+                                Connection* conn = find(id);
+                                if (conn == nullptr) return;
+                                conn->reading = false;
+                                if (ec == asio::error::operation_aborted) return;
+                                on_readable(*conn, ec, n);
+                              });
 }
 
 void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::size_t n) {

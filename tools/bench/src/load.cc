@@ -22,6 +22,7 @@
 
 #include "gatehouse/common/byte_io.h"
 #include "gatehouse/common/client_protocol.h"
+#include "gatehouse/common/edge_socket.h"
 #include "gatehouse/common/legacy_crypto.h"
 
 namespace gatehouse::bench {
@@ -151,7 +152,7 @@ class Connection {
   Worker& worker_;
   const LoadOptions& options_;
   const std::uint32_t index_;
-  tcp::socket socket_;
+  net::EdgeSocket socket_;
   State state_ = State::kNotStarted;
   Clock::time_point state_since_;  ///< handshake deadlines count from here
   bool settled_ = false;           ///< counted in Load::settled
@@ -401,8 +402,8 @@ void Connection::arm_read() {
   if (read_armed_) return;
   read_armed_ = true;
   if (rx_.empty()) rx_.resize(kNarrowRead);
-  socket_.async_receive(asio::buffer(rx_),
-                        [this](const error_code& ec, std::size_t n) { on_received(ec, n); });
+  socket_.async_receive_edge(asio::buffer(rx_),
+                             [this](const error_code& ec, std::size_t n) { on_received(ec, n); });
 }
 
 void Connection::arm_write() {
