@@ -10,6 +10,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "gatehouse/common/client_protocol.h"
 #include "gatehouse/common/edge_socket.h"
@@ -635,7 +636,7 @@ void Frontend::park(std::chrono::nanoseconds timeout) {
   }
   if (raised == workers_.size()) {
     arm_doorbell();
-    io_.run_one_for(timeout);
+    parked_handlers_ = io_.run_one_for(timeout);
   }
   for (std::size_t i = 0; i < raised; ++i) workers_[i]->from_worker.unpark();
 }
@@ -680,7 +681,7 @@ int Frontend::run() {
   shm::BackoffIdler idler = make_idler(settings_);
   ProcessStatus& status = segment_.control().frontend;
   for (;;) {
-    std::size_t work = io_.poll();
+    std::size_t work = parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : io_.poll();
     flush_control();
     retry_blocked();
     work += drain_worker_rings();

@@ -8,7 +8,10 @@
 // io_context::poll(), then the worker->frontend rings, then one publish per
 // frontend->worker ring; when a pass finds nothing to do it spins, yields,
 // then parks in io_context::run_one_for() with the doorbell armed, so either
-// a socket or a worker wakes it.
+// a socket or a worker wakes it. The pass after a park that ran a handler
+// skips the poll: the park has just asked epoll, and asking again at once
+// costs a syscall that finds nothing (the handlers epoll returned with it
+// run in the pass after).
 //
 // Connection lifecycle (see common/records.h for the protocol):
 //
@@ -94,7 +97,7 @@ class Frontend {
   void flush_control();
   void publish_all();
   void arm_doorbell();
-  void park(std::chrono::nanoseconds timeout);
+  void park(std::chrono::nanoseconds timeout);  // sets parked_handlers_
   void begin_drain();
 
   GatewaySegment& segment_;
@@ -106,6 +109,7 @@ class Frontend {
   shm::Doorbell doorbell_;
   boost::asio::posix::stream_descriptor doorbell_wait_;
   bool doorbell_armed_ = false;
+  std::size_t parked_handlers_ = 0;  // handlers the last park ran: the next pass's poll
   boost::asio::steady_timer sweep_timer_;
   std::int64_t accept_warned_ms_ = 0;  // last "out of fds" warning
   std::uint32_t next_worker_ = 0;      // whose turn it is to take a connection
