@@ -106,7 +106,9 @@ class EdgeSocket : public boost::asio::ip::tcp::socket {
   }
 
   /// async_receive(buffer, handler) for a non-empty buffer, with the
-  /// short-read rule above. handler(error_code, std::size_t).
+  /// short-read rule above. handler(error_code, std::size_t). Cancelled by
+  /// cancel() or close() (operation_aborted); a handler's own cancellation
+  /// slot is not used.
   template <class Handler>
   void async_receive_edge(boost::asio::mutable_buffer buffer, Handler&& handler) {
 #if GATEHOUSE_EDGE_RECEIVE
