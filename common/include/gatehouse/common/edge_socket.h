@@ -15,7 +15,10 @@
 // the speculative read, so nothing waits for a later event.
 //
 // Only Asio's epoll reactor has the speculative-read flag; elsewhere (io_uring
-// as default, other platforms) async_receive_edge is async_receive.
+// as default, other platforms) async_receive_edge is async_receive. The
+// operation below is built from Asio's detail layer as Boost 1.81 (Debian 12)
+// has it; a Boost upgrade that changes that layer fails to compile here, and
+// tests/common/edge_socket_test.cc says whether the behaviour still holds.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
