@@ -143,6 +143,9 @@ TEST(BenchIntegration, ClearWindow4RunIsCleanAndEveryMessageReachedTheGame) {
   EXPECT_LE(run.value("p99_us"), run.value("max_us"));
   EXPECT_GT(run.value("gateway_rss_kib"), 0);  // the supervisor and its children
   EXPECT_GE(run.value("gateway_processes"), 4);
+  // Every echo crossed the frontend, a worker and the bridge: CPU was spent.
+  EXPECT_GT(run.value("gateway_cpu_us_per_msg"), 0);
+  EXPECT_GT(run.value("bench_cpu_us_per_msg"), 0);
 }
 
 // The batched contract under pipelined load: every message reached the game
@@ -178,6 +181,7 @@ TEST(BenchIntegration, EncryptedPingPongRunIsClean) {
   EXPECT_GT(messages, 0);
   EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
   EXPECT_FALSE(run.number("gateway_rss_kib").has_value());  // not asked for
+  EXPECT_FALSE(run.number("gateway_cpu_us_per_msg").has_value());
 }
 
 TEST(BenchIntegration, MessageCountEndsTheRunByItself) {

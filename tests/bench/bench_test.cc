@@ -156,6 +156,23 @@ TEST(ProcessMemory, NeverCountsItselfNorTheGone) {
   EXPECT_FALSE(sample.pss_kib.has_value());
 }
 
+TEST(ProcessCpu, CountsWhatAChildBurnsAndNothingForTheGone) {
+  // A shell spinning on builtins: CPU time, no children of its own.
+  testing::ChildProcess child({"/bin/sh", "-c", "while :; do :; done"});
+  const std::vector<pid_t> pids{child.pid()};
+  const std::uint64_t before = cpu_time_us(pids);
+  std::uint64_t after = before;
+  // 50 ms of CPU (5 clock ticks) within 5 s, however loaded the machine.
+  for (int i = 0; i < 100 && after < before + 50'000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const std::uint64_t now = cpu_time_us(pids);
+    ASSERT_GE(now, after) << "CPU time went backwards";
+    after = now;
+  }
+  EXPECT_GE(after - before, 50'000u) << "before " << before << " after " << after;
+  EXPECT_EQ(cpu_time_us(std::vector<pid_t>{4'194'304 + 1}), 0u);
+}
+
 // ---------------------------------------------------------------- JSON
 
 TEST(SummaryJson, HasTheContractFieldsInOrder) {
@@ -182,6 +199,12 @@ TEST(SummaryJson, HasTheContractFieldsInOrder) {
       << json;
   EXPECT_THAT(json, HasSubstr("\"timeout\":1}"));
   EXPECT_THAT(json, Not(HasSubstr("idle")));
+  EXPECT_THAT(json, HasSubstr("\"gateway_cpu_us_per_msg\":null"));  // not measured
+  EXPECT_THAT(json, HasSubstr("\"bench_cpu_us_per_msg\":0.00"));
+  r.gateway_cpu_us = 2500;
+  r.bench_cpu_us = 1000;
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"gateway_cpu_us_per_msg\":2.50"));
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"bench_cpu_us_per_msg\":1.00"));
   EXPECT_EQ(json.back(), '}');
   EXPECT_EQ(json.find('\n'), std::string::npos);
 }

@@ -125,11 +125,12 @@ po::options_description describe_options() {
     ("udid-prefix", po::value<std::string>()->default_value("bench-"),
      "open_udid (and client_certificate) = prefix + connection index")
     ("rss-pids", po::value<std::vector<std::string>>()->composing(),
-     "gateway memory: sum these pids (comma-separated or repeated)")
+     "the gateway's processes, for its memory and CPU time: these pids (comma-separated or "
+     "repeated)")
     ("rss-tree", po::value<std::vector<std::string>>()->composing(),
-     "gateway memory: sum this pid and all its descendants (pass the supervisor's pid)")
+     "the gateway's processes: this pid and all its descendants (pass the supervisor's pid)")
     ("rss-pattern", po::value<std::string>(),
-     "gateway memory: sum every process whose /proc/<pid>/comm starts with this (e.g. "
+     "the gateway's processes: every process whose /proc/<pid>/comm starts with this (e.g. "
      "gatehouse); beware other gateways on the same machine")
     ("quiet,q", po::bool_switch(), "no progress lines on stderr");
   // clang-format on
@@ -236,11 +237,12 @@ int main(int argc, char** argv) {
   }
   if (!parsed) return 0;  // --help
 
-  gb::MemoryProbe probe;
+  gb::GatewayProbe probe;
   if (!parsed->rss.empty()) {
-    probe = [selection = parsed->rss]() -> std::optional<gb::MemorySample> {
+    probe.memory = [selection = parsed->rss]() -> std::optional<gb::MemorySample> {
       return gb::sample_memory(gb::resolve(selection));
     };
+    probe.cpu_us = [selection = parsed->rss] { return gb::cpu_time_us(gb::resolve(selection)); };
   }
   try {
     const gb::LoadResult result = gb::run_load(parsed->load, probe, std::cerr);

@@ -3,7 +3,9 @@
 # and the gateway (both contracts in turn), runs every scenario RUNS times with
 # build/tools/gatehouse-bench, and prints one line per scenario with the
 # median (and range) of msgs/s, p50 and p99, plus the raw JSON lines in
-# $OUT_DIR. Also measures the same-run baseline: gRPC echo alone against the
+# $OUT_DIR, and the CPU time per message of the gateway's processes and of
+# the bench (steadier than the rate on a shared machine). Also measures the
+# same-run baseline: gRPC echo alone against the
 # demo game (build/tests/support/game_server_bench), the ceiling of the gonet2
 # contract on this machine.
 #
@@ -104,6 +106,7 @@ for contract in $contracts; do
       echo "$s: bytes per connection: RSS summed over the gateway's processes $(median_of rss_per_connection_bytes "$file"), PSS $(median_of pss_per_connection_bytes "$file"); errors $(median_of errors "$file")"
     else
       echo "$s: msgs/s $(median_of msgs_per_s "$file") p50_us $(median_of p50_us "$file") p99_us $(median_of p99_us "$file") errors $(median_of errors "$file")"
+      echo "  CPU us per message: gateway $(median_of gateway_cpu_us_per_msg "$file"), bench $(median_of bench_cpu_us_per_msg "$file")"
     fi
   done
   stop_gateway

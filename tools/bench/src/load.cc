@@ -244,7 +244,7 @@ class Worker {
 /// moves the phases along.
 class Load {
  public:
-  Load(const LoadOptions& options, const MemoryProbe& probe, std::ostream& progress_out);
+  Load(const LoadOptions& options, const GatewayProbe& probe, std::ostream& progress_out);
 
   LoadResult run();
 
@@ -282,7 +282,7 @@ class Load {
   std::uint64_t total_errors() const;
 
   const LoadOptions& options_;
-  const MemoryProbe& probe_;
+  const GatewayProbe& probe_;
   std::ostream& progress_out_;
   tcp::endpoint target_;
   std::vector<asio::ip::address> sources_;
@@ -306,6 +306,13 @@ class Load {
   Clock::time_point end_at_;
   std::optional<MemorySample> memory_held_;
   std::uint32_t held_up_ = 0;
+  struct CpuSample {
+    std::uint64_t gateway_us = 0;
+    std::uint64_t bench_us = 0;
+  };
+  CpuSample cpu_now() const;
+  CpuSample cpu_at_go_;
+  CpuSample cpu_at_end_;
   Clock::time_point next_progress_;
   std::uint64_t last_progress_messages_ = 0;
 };
@@ -784,7 +791,7 @@ void Worker::on_tick() {
 
 // ---------------------------------------------------------------- Load
 
-Load::Load(const LoadOptions& options, const MemoryProbe& probe, std::ostream& progress_out)
+Load::Load(const LoadOptions& options, const GatewayProbe& probe, std::ostream& progress_out)
     : options_(options),
       probe_(probe),
       progress_out_(progress_out),
@@ -830,7 +837,8 @@ void Load::control(Clock::time_point now) {
   switch (phase_.load(std::memory_order_relaxed)) {
     case Phase::kRamp:
       if (settled_.load(std::memory_order_relaxed) == total) {
-        go_at_ = now;
+        cpu_at_go_ = cpu_now();  // reads /proc: before the clock starts
+        go_at_ = Clock::now();
         phase_.store(Phase::kGo, std::memory_order_release);
       }
       break;
@@ -851,7 +859,8 @@ void Load::control(Clock::time_point now) {
         end_at_ = std::max(stop_at_, last_done);
         // Sampled before kFinish is published: every connection still open.
         held_up_ = up_.load(std::memory_order_relaxed);
-        if (probe_) memory_held_ = probe_();
+        cpu_at_end_ = cpu_now();
+        if (probe_.memory) memory_held_ = probe_.memory();
         phase_.store(Phase::kFinish, std::memory_order_release);
       }
       break;
@@ -888,9 +897,21 @@ void Load::print_progress(Clock::time_point now) {
   progress_out_ << line << std::flush;
 }
 
+Load::CpuSample Load::cpu_now() const {
+  CpuSample sample;
+  if (probe_.cpu_us) sample.gateway_us = probe_.cpu_us();
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  const auto us = [](const timeval& t) {
+    return static_cast<std::uint64_t>(t.tv_sec) * 1'000'000 + static_cast<std::uint64_t>(t.tv_usec);
+  };
+  sample.bench_us = us(self.ru_utime) + us(self.ru_stime);
+  return sample;
+}
+
 LoadResult Load::run() {
   LoadResult result;
-  if (probe_) result.memory_baseline = probe_();
+  if (probe_.memory) result.memory_baseline = probe_.memory();
   start_ = Clock::now();
   next_progress_ = start_ + std::chrono::seconds(1);
 
@@ -918,6 +939,12 @@ LoadResult Load::run() {
   }
   result.memory_held = memory_held_;
   result.connections_held = held_up_;
+  result.bench_cpu_us = cpu_at_end_.bench_us - cpu_at_go_.bench_us;
+  // A gateway process that exited meanwhile took its CPU time out of the
+  // sum: no figure rather than a wrong one.
+  if (probe_.cpu_us && cpu_at_end_.gateway_us >= cpu_at_go_.gateway_us) {
+    result.gateway_cpu_us = cpu_at_end_.gateway_us - cpu_at_go_.gateway_us;
+  }
   return result;
 }
 
@@ -949,7 +976,7 @@ void append_null(std::string& out, const char* key) {
 
 }  // namespace
 
-LoadResult run_load(const LoadOptions& options, const MemoryProbe& probe,
+LoadResult run_load(const LoadOptions& options, const GatewayProbe& probe,
                     std::ostream& progress_out) {
   if (options.connections == 0) throw std::runtime_error("no connections to open");
   if (options.window == 0) throw std::runtime_error("the window must be at least 1");
@@ -1024,6 +1051,21 @@ std::string to_json(const LoadOptions& options, const LoadResult& r) {
   append_uint(out, "connections_up", r.connections_up);
   append_number(out, "ramp_s", r.ramp_s, 3);
   append_uint(out, "threads", options.threads);
+  // CPU per echoed message: steadier than the rate on a shared machine,
+  // and it says which side of the run spent what.
+  const auto per_message = [&r](std::uint64_t cpu_us) {
+    return static_cast<double>(cpu_us) / static_cast<double>(r.messages);
+  };
+  if (r.messages > 0 && r.gateway_cpu_us) {
+    append_number(out, "gateway_cpu_us_per_msg", per_message(*r.gateway_cpu_us), 2);
+  } else {
+    append_null(out, "gateway_cpu_us_per_msg");
+  }
+  if (r.messages > 0) {
+    append_number(out, "bench_cpu_us_per_msg", per_message(r.bench_cpu_us), 2);
+  } else {
+    append_null(out, "bench_cpu_us_per_msg");
+  }
   out += ",\"errors_by_kind\":{\"connect\":" + std::to_string(r.errors.connect) +
          ",\"login\":" + std::to_string(r.errors.login) +
          ",\"closed\":" + std::to_string(r.errors.closed) +

@@ -28,19 +28,35 @@ std::vector<pid_t> all_pids() {
   return out;
 }
 
-/// The ppid from /proc/<pid>/stat. comm (field 2) may hold spaces and
-/// parentheses, so the fields after it are found from the last ')'.
-std::optional<pid_t> parent_of(pid_t pid) {
+/// The fields of /proc/<pid>/stat after comm (field 2), which may hold
+/// spaces and parentheses: they start after the last ')'. The first is the
+/// state (field 3).
+std::optional<std::istringstream> stat_fields(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
   if (!std::getline(in, text)) return std::nullopt;
   const auto close = text.rfind(')');
   if (close == std::string::npos) return std::nullopt;
-  std::istringstream rest(text.substr(close + 1));
+  return std::istringstream(text.substr(close + 1));
+}
+
+std::optional<pid_t> parent_of(pid_t pid) {
+  auto rest = stat_fields(pid);
   std::string state;
   pid_t ppid = 0;
-  if (!(rest >> state >> ppid)) return std::nullopt;
+  if (!rest || !(*rest >> state >> ppid)) return std::nullopt;
   return ppid;
+}
+
+/// utime + stime (fields 14 and 15) in clock ticks.
+std::optional<std::uint64_t> cpu_ticks_of(pid_t pid) {
+  auto rest = stat_fields(pid);
+  if (!rest) return std::nullopt;
+  std::string skip;
+  for (int field = 3; field <= 13; ++field) *rest >> skip;
+  std::uint64_t utime = 0, stime = 0;
+  if (!(*rest >> utime >> stime)) return std::nullopt;
+  return utime + stime;
 }
 
 /// The value in kB of the line starting with `key` (e.g. "VmRSS:").
@@ -121,6 +137,14 @@ MemorySample sample_memory(std::span<const pid_t> pids) {
   }
   if (pss_complete && sample.processes > 0) sample.pss_kib = pss;
   return sample;
+}
+
+std::uint64_t cpu_time_us(std::span<const pid_t> pids) {
+  static const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+  std::uint64_t ticks = 0;
+  for (const pid_t pid : pids) ticks += cpu_ticks_of(pid).value_or(0);
+  return ticks * 1'000'000 /
+         static_cast<std::uint64_t>(ticks_per_second > 0 ? ticks_per_second : 100);
 }
 
 }  // namespace gatehouse::bench

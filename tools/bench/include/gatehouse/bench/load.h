@@ -70,16 +70,26 @@ struct LoadResult {
   std::optional<MemorySample> memory_baseline;  ///< before connecting
   std::optional<MemorySample> memory_held;      ///< with every connection still open
   std::uint32_t connections_held = 0;           ///< logged in when memory_held was sampled
+  /// CPU time spent over the measured interval (go -> every connection done).
+  std::optional<std::uint64_t> gateway_cpu_us;  ///< by the gateway's processes
+  std::uint64_t bench_cpu_us = 0;               ///< by this process
 };
 
-/// Memory probe: called before connecting and again once traffic is over
-/// while every connection is still open; nullopt = not measured.
-using MemoryProbe = std::function<std::optional<MemorySample>()>;
+/// What the bench can read of the gateway's processes; an empty function =
+/// not measured.
+struct GatewayProbe {
+  /// Called before connecting and again once traffic is over while every
+  /// connection is still open.
+  std::function<std::optional<MemorySample>()> memory;
+  /// CPU time the gateway's processes have used so far, in microseconds;
+  /// called when traffic starts and when it is over.
+  std::function<std::uint64_t()> cpu_us;
+};
 
 /// Runs the whole load; throws std::runtime_error when it cannot start (the
 /// address does not resolve, not enough file descriptors). Connection-level
 /// failures are counted in the result, never thrown.
-LoadResult run_load(const LoadOptions& options, const MemoryProbe& probe,
+LoadResult run_load(const LoadOptions& options, const GatewayProbe& probe,
                     std::ostream& progress_out);
 
 /// The one-line JSON summary gatehouse-bench prints.

@@ -1,7 +1,8 @@
-// The memory of the gateway under load, read from /proc: the gateway is
-// several processes (supervisor, frontend, workers, bridge), so its footprint
-// is a sum over a set of pids chosen at sampling time (a worker restarted
-// mid-run has a new pid).
+// The memory and CPU time of the gateway under load, read from /proc: the
+// gateway is several processes (supervisor, frontend, workers, bridge), so
+// its footprint is a sum over a set of pids chosen at sampling time (a worker
+// restarted mid-run has a new pid, and the CPU time of one that exited
+// mid-run drops out of the sum).
 //
 // RSS counts the shared-memory segment once per process that touched it; PSS
 // (from smaps_rollup) charges each shared page to its sharers in proportion,
@@ -45,5 +46,8 @@ std::vector<pid_t> processes_by_comm_prefix(std::string_view prefix, pid_t exclu
 std::vector<pid_t> resolve(const ProcessSelection& selection);
 /// VmRSS and Pss of `pids`; processes that vanished meanwhile are skipped.
 MemorySample sample_memory(std::span<const pid_t> pids);
+/// User + system CPU time of `pids` (all their threads) so far, in
+/// microseconds; processes that vanished meanwhile are skipped.
+std::uint64_t cpu_time_us(std::span<const pid_t> pids);
 
 }  // namespace gatehouse::bench
