@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <boost/program_options.hpp>
 #include <cstring>
@@ -101,7 +102,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
   po::options_description processes("Processes");
   processes.add_options()
       ("workers", po::value<std::uint32_t>()->default_value(0),
-       "agent-worker processes, 0 = one per CPU")
+       "agent-worker processes, 0 = one per two CPUs, at least one (the frontend, the "
+       "bridge and the game services need the rest; docs/benchmarks.md item 14)")
       ("idle-spin-us", po::value<std::int32_t>()->default_value(-1),
        "microseconds an idle frontend/worker/bridge spins before it sleeps; spinning "
        "saves a wakeup only where every gateway process has a core of its own "
@@ -157,7 +159,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
     Settings& s = c.settings;
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     s.workers = in_range<std::uint32_t>(vm, "workers", 0, kMaxWorkers);
-    if (s.workers == 0) s.workers = std::min(cpus, kMaxWorkers);
+    if (s.workers == 0) s.workers = std::clamp(cpus / 2, 1u, kMaxWorkers);
     const auto spin = in_range<std::int32_t>(vm, "idle-spin-us", -1, 10'000);
     s.idle_spin_us =
         spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus >= s.workers + 4 ? 50 : 0);

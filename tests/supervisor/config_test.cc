@@ -2,8 +2,10 @@
 // start with the setting's name.
 #include "gatehouse/supervisor/config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -29,7 +31,8 @@ TEST(Config, DefaultsAreTheGonet2Ones) {
   EXPECT_EQ(s.txqueuelen, 128u);
   EXPECT_EQ(s.sockbuf, 32767u);
   EXPECT_EQ(s.max_frame, 65535u);
-  EXPECT_GE(s.workers, 1u);
+  // One worker per two CPUs, at least one.
+  EXPECT_EQ(s.workers, std::clamp(std::thread::hardware_concurrency() / 2, 1u, kMaxWorkers));
   EXPECT_EQ(r.config->listen, std::vector<std::string>{"0.0.0.0:8888"});
   EXPECT_EQ(std::string(s.backends[0]), "127.0.0.1:50051");
   EXPECT_EQ(s.login_mode, LoginMode::kAcceptAny);
