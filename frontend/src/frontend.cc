@@ -646,6 +646,11 @@ void Frontend::begin_drain() {
   draining_ = true;
   spdlog::info("draining: stopped accepting, {} connections open", connection_count_);
   for (auto& a : acceptors_) {
+    // Out of the port, not just out of our epoll: the supervisor holds the
+    // listener too, and a listener nobody accepts from would leave new
+    // clients waiting in its backlog. Refused, they reconnect elsewhere (with
+    // --reuse-port the kernel hands them to the port's other instances).
+    ::shutdown(a->native_handle(), SHUT_RD);
     boost::system::error_code ec;
     a->close(ec);
   }

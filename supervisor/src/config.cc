@@ -70,6 +70,10 @@ ParseResult parse_config(int argc, const char* const* argv) {
   clients.add_options()
       ("listen", po::value<std::vector<std::string>>()->composing(),
        "client listener host:port, repeatable (default 0.0.0.0:8888)")
+      ("reuse-port", po::value<bool>()->default_value(false)->implicit_value(true),
+       "share the listen ports with other gateway instances (SO_REUSEPORT; each its own "
+       "--instance and --metrics-listen): the kernel spreads new connections over them, and "
+       "one can drain while the others take the new ones")
       ("max-connections", po::value<std::uint32_t>()->default_value(65536),
        "most concurrent client connections (sizes the session table)")
       ("max-frame", po::value<std::uint32_t>()->default_value(65535),
@@ -147,6 +151,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
     }
     c.listen = vm.count("listen") != 0 ? vm["listen"].as<std::vector<std::string>>()
                                        : std::vector<std::string>{"0.0.0.0:8888"};
+    c.reuse_port = vm["reuse-port"].as<bool>();
     c.bin_dir = vm["bin-dir"].as<std::string>();
     if (c.bin_dir.empty()) c.bin_dir = own_dir();
     c.ready_file = vm["ready-file"].as<std::string>();

@@ -47,7 +47,7 @@ std::string describe_exit(int status) {
 
 /// Binds a listening socket for "host:port" or "[v6]:port"; throws with the
 /// address in the message.
-int listen_on(const std::string& address, std::string& bound) {
+int listen_on(const std::string& address, bool reuse_port, std::string& bound) {
   Endpoint endpoint;
   try {
     endpoint = parse_endpoint(address, /*allow_port_zero=*/true);
@@ -71,6 +71,11 @@ int listen_on(const std::string& address, std::string& bound) {
   if (fd < 0) throw std::runtime_error("--listen " + address + ": " + std::strerror(errno));
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw std::runtime_error("--listen " + address + ": SO_REUSEPORT: " + std::strerror(err));
+  }
   if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
     const int err = errno;
     ::close(fd);
@@ -100,16 +105,41 @@ int listen_on(const std::string& address, std::string& bound) {
 Supervisor::Supervisor(Config config) : config_(std::move(config)) {}
 
 Supervisor::~Supervisor() {
-  for (const int fd : listen_fds_) ::close(fd);
+  close_listeners();
   if (signal_fd_ >= 0) ::close(signal_fd_);
 }
 
 void Supervisor::open_listeners() {
   for (const std::string& address : config_.listen) {
     std::string bound;
-    listen_fds_.push_back(listen_on(address, bound));
+    listen_fds_.push_back(listen_on(address, config_.reuse_port, bound));
     listen_names_.push_back(bound);
   }
+  if (!config_.reuse_port) return;
+  // Without tcp_migrate_req the kernel resets the connections waiting in a
+  // listener's accept queue when that listener closes, instead of handing
+  // them to another listener of the port: a draining instance would cost
+  // clients that connected in its last moments a reconnect.
+  std::ifstream migrate("/proc/sys/net/ipv4/tcp_migrate_req");
+  int value = 0;
+  if (!(migrate >> value) || value != 1) {
+    spdlog::warn(
+        "--reuse-port: net.ipv4.tcp_migrate_req is not 1, so connections still in this "
+        "instance's accept queue when it drains are reset rather than passed to another "
+        "instance on the port (sysctl -w net.ipv4.tcp_migrate_req=1)");
+  }
+}
+
+/// Takes the listeners out of the port at once (shutdown reaches every copy
+/// of a socket, the frontend's too) and closes ours: a draining or stopped
+/// gateway refuses new connections, and with --reuse-port the kernel sends
+/// them to the other instances on the port.
+void Supervisor::close_listeners() {
+  for (const int fd : listen_fds_) {
+    ::shutdown(fd, SHUT_RD);
+    ::close(fd);
+  }
+  listen_fds_.clear();
 }
 
 Supervisor::Child* Supervisor::child_by_pid(pid_t pid) {
@@ -245,6 +275,7 @@ void Supervisor::advance_drain() {
   const Child& frontend = children_.back();
   if (!stopping_rest_ && frontend.pid == 0) {
     stopping_rest_ = true;
+    close_listeners();  // the frontend has shut them already, unless it was down
     for (Child& c : children_) {
       if (c.pid != 0) ::kill(c.pid, SIGTERM);
     }

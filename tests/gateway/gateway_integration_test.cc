@@ -2,10 +2,12 @@
 // (build/bin), real TCP clients, and a real gRPC game service written for the
 // tests (FakeGameService). Byte-exact checks use RawSession, a client built
 // from protocol.md with the tests' own DH and RC4.
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -34,6 +36,19 @@ Wire login_body(std::string_view udid, std::string_view token) {
   using R = RawSession;
   return R::cat({R::u32(1), R::str(udid), R::str(token), R::u32(7), R::str("en"), R::str("app"),
                  R::str("linux"), R::str("box"), R::str("dev-1"), R::u32(2), R::str("10.0.0.1")});
+}
+
+/// A plain connect() to 127.0.0.1:`port`: 0, or the errno it failed with.
+int connect_errno(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  const int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
 }
 
 game::Bytes game_bytes(std::initializer_list<std::uint8_t> v) {
@@ -395,6 +410,10 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
   std::vector<pid_t> children{gateway_->frontend_pid(), gateway_->bridge_pid(),
                               gateway_->worker_pid(0), gateway_->worker_pid(1)};
   ::kill(gateway_->pid(), SIGTERM);
+  // Draining, it refuses new clients at once (they reconnect elsewhere)
+  // instead of leaving them in a backlog nobody accepts from.
+  ASSERT_TRUE(gateway_->wait_log("draining: stopped accepting"));
+  EXPECT_EQ(connect_errno(gateway_->port()), ECONNREFUSED);
 
   // Every client reads everything that was queued, then sees the close.
   std::vector<std::string> errors(kClients);

@@ -37,7 +37,7 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
       "--instance",
       instance_,
       "--listen",
-      "127.0.0.1:0",
+      options.listen,
       "--ready-file",
       ready,
       "--backend",

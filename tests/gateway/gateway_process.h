@@ -27,6 +27,8 @@ struct GatewayOptions {
   std::vector<std::string> tokens;
   /// The backend speaks the batched contract (--backend batch:HOST:PORT).
   bool batched = false;
+  /// --listen; port 0 picks one (read back from the ready file).
+  std::string listen = "127.0.0.1:0";
 };
 
 class GatewayProcess {

@@ -34,6 +34,7 @@ TEST(Config, DefaultsAreTheGonet2Ones) {
   // One worker per two CPUs, at least one.
   EXPECT_EQ(s.workers, std::clamp(std::thread::hardware_concurrency() / 2, 1u, kMaxWorkers));
   EXPECT_EQ(r.config->listen, std::vector<std::string>{"0.0.0.0:8888"});
+  EXPECT_FALSE(r.config->reuse_port);
   EXPECT_EQ(std::string(s.backends[0]), "127.0.0.1:50051");
   EXPECT_EQ(s.login_mode, LoginMode::kAcceptAny);
 }
@@ -49,6 +50,20 @@ TEST(Config, FlagsOverrideTheFile) {
   EXPECT_EQ(r.config->settings.backend_count, 2u);
   EXPECT_EQ(r.config->settings.numbering, FrameNumbering::kLaterGeneration);
   std::filesystem::remove(path);
+}
+
+TEST(Config, ReusePortIsASwitchInFlagsAndFile) {
+  EXPECT_TRUE(parse({"--reuse-port"}).config->reuse_port);
+  EXPECT_FALSE(parse({"--reuse-port=false"}).config->reuse_port);
+  const auto path = std::filesystem::temp_directory_path() / "gatehouse-config-reuse.conf";
+  std::ofstream(path) << "reuse-port = true\n";
+  const auto r = parse({"--config", path.string()});
+  std::filesystem::remove(path);
+  ASSERT_TRUE(r.config.has_value()) << r.message;
+  EXPECT_TRUE(r.config->reuse_port);
+  const auto bad = parse({"--reuse-port=maybe"});
+  EXPECT_FALSE(bad.config.has_value());
+  EXPECT_THAT(bad.message, HasSubstr("reuse-port"));
 }
 
 TEST(Config, BadValuesNameTheSetting) {

@@ -17,6 +17,7 @@ namespace gatehouse::supervisor {
 struct Config {
   std::string instance;             ///< names the shm segment: gatehouse-<instance>
   std::vector<std::string> listen;  ///< host:port, [v6]:port
+  bool reuse_port = false;          ///< SO_REUSEPORT: instances share the listen port
   std::string bin_dir;              ///< where gatehouse-frontend & co. live
   std::string ready_file;           ///< if set: written once listening (for scripts/tests)
   std::string metrics_listen;       ///< Prometheus endpoint, host:port

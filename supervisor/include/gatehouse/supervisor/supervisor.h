@@ -59,6 +59,7 @@ class Supervisor {
   };
 
   void open_listeners();
+  void close_listeners();
   void start_children();
   bool wait_for_children_attached();
   void spawn(Child& child);
