@@ -760,7 +760,15 @@ void Worker::on_tick() {
     const double due = seconds_between(load_.start(), now) * rate + 1;
     const auto target =
         static_cast<std::size_t>(std::min(due, static_cast<double>(connections_.size())));
-    while (launched_ < target) connections_[launched_++]->start(now);
+    // What is due, for at most a tick's time: on a saturated machine one
+    // connect costs milliseconds (on loopback it runs the whole handshake),
+    // and a loop catching up thousands at once went seconds without a
+    // sweep, so the connections already up sent no heartbeat and the
+    // gateway's read deadline closed them.
+    const auto budget_end = Clock::now() + kTick;
+    while (launched_ < target && Clock::now() < budget_end) {
+      connections_[launched_++]->start(now);
+    }
   }
 
   // Phases are polled, not posted: a loop that misses kGo between two ticks
