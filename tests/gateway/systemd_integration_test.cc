@@ -39,16 +39,20 @@ TEST(SystemdUnits, VerifyCleanly) {
       std::filesystem::temp_directory_path() / ("gatehouse-units-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   // The unit names the installed path; point it at this build's binary.
-  std::ifstream in(std::string(GATEHOUSE_SOURCE_DIR) + "/systemd/gatehouse.service");
+  std::ifstream in(std::string(GATEHOUSE_SOURCE_DIR) + "/systemd/gatehouse@.service");
   std::string unit((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_NE(unit.find("--instance %i"), std::string::npos) << "one segment per unit instance";
   unit = std::regex_replace(unit, std::regex("/usr/local/bin/gatehouse"),
                             GATEHOUSE_BIN_DIR "/gatehouse");
-  std::ofstream(dir / "gatehouse.service") << unit;
-  int status = 0;
-  const std::string out =
-      run(std::string(SYSTEMD_ANALYZE) + " verify " + (dir / "gatehouse.service").string(), status);
-  EXPECT_EQ(status, 0) << out;
-  EXPECT_EQ(out, "") << "systemd-analyze warnings";
+  std::ofstream(dir / "gatehouse@.service") << unit;
+  // The template, and an instance of it as systemctl would start it.
+  for (const char* name : {"gatehouse@.service", "gatehouse@main.service"}) {
+    int status = 0;
+    const std::string out =
+        run(std::string(SYSTEMD_ANALYZE) + " verify " + (dir / name).string(), status);
+    EXPECT_EQ(status, 0) << name << ": " << out;
+    EXPECT_EQ(out, "") << name << ": systemd-analyze warnings";
+  }
   std::filesystem::remove_all(dir);
 }
 
