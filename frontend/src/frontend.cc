@@ -644,7 +644,6 @@ void Frontend::park(std::chrono::nanoseconds timeout) {
 void Frontend::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  spdlog::info("draining: stopped accepting, {} connections open", connection_count_);
   for (auto& a : acceptors_) {
     // Out of the port, not just out of our epoll: the supervisor holds the
     // listener too, and a listener nobody accepts from would leave new
@@ -654,6 +653,7 @@ void Frontend::begin_drain() {
     boost::system::error_code ec;
     a->close(ec);
   }
+  spdlog::info("draining: stopped accepting, {} connections open", connection_count_);
 }
 
 /// A frontend that starts over a live table took over from one that died:

@@ -3,14 +3,10 @@
 // a new instance starts beside the old one, then the old one gets SIGTERM)
 // while the other takes every new connection. Real gateways, real TCP
 // clients, a real gRPC game service.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -106,8 +102,7 @@ TEST(SharedPort, WithoutReusePortASecondInstanceCannotTakeThePort) {
     GatewayProcess b(gateway_options(game.port(), {}, "127.0.0.1:" + std::to_string(a.port())));
     ADD_FAILURE() << "a second gateway bound the port without --reuse-port";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("Address already in use"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("Address already in use"), std::string::npos) << e.what();
   }
 }
 
