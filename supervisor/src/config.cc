@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gatehouse/common/endpoint.h"
 #include "gatehouse/common/log.h"
 
 namespace gatehouse::supervisor {
@@ -42,6 +43,60 @@ void copy_string(char* out, std::size_t size, const std::string& value, const ch
   std::memcpy(out, value.data(), value.size());
 }
 
+/// Throws naming the setting when `address` is not HOST:PORT / [V6]:PORT.
+void check_endpoint(const std::string& address, const char* name) {
+  try {
+    parse_endpoint(address, /*allow_port_zero=*/true);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("--" + std::string(name) + ": " + e.what());
+  }
+}
+
+/// A setting's value as a config-file line would have it.
+std::string text_of(const boost::any& value) {
+  if (const auto* v = boost::any_cast<std::string>(&value)) return *v;
+  if (const auto* v = boost::any_cast<bool>(&value)) return *v ? "true" : "false";
+  if (const auto* v = boost::any_cast<double>(&value)) {
+    std::ostringstream out;
+    out << *v;
+    return out.str();
+  }
+  if (const auto* v = boost::any_cast<std::uint32_t>(&value)) return std::to_string(*v);
+  if (const auto* v = boost::any_cast<std::int32_t>(&value)) return std::to_string(*v);
+  if (const auto* v = boost::any_cast<std::uint64_t>(&value)) return std::to_string(*v);
+  return "?";
+}
+
+/// What `gatehouse --check` prints: the configuration the file and the flags
+/// make, as a config file would say it (defaults marked), then the checks
+/// that need more than the values.
+ParseResult check(const po::variables_map& vm, const Config& c) {
+  std::ostringstream out;
+  out << "# gatehouse --check: the effective configuration\n";
+  for (const auto& l : c.listen) out << "listen = " << l << "\n";
+  for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {
+    out << "backend = " << c.settings.backends[i] << "\n";
+  }
+  for (const auto& [name, value] : vm) {
+    if (name == "listen" || name == "backend" || name == "check" || name == "config") continue;
+    out << name << " = " << text_of(value.value()) << (value.defaulted() ? "  # default" : "")
+        << "\n";
+  }
+  out << "# resolved: workers " << c.settings.workers << ", idle-spin-us "
+      << c.settings.idle_spin_us << ", bin-dir " << c.bin_dir << "\n";
+  ParseResult result;
+  for (const char* binary : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
+    const std::string path = c.bin_dir + "/" + binary;
+    if (::access(path.c_str(), X_OK) != 0) {
+      out << "# gatehouse: " << path << " is missing or not executable (--bin-dir)\n";
+      result.exit_code = 1;
+    }
+  }
+  if (result.exit_code == 0) out << "# gatehouse: configuration ok\n";
+  result.message = out.str();
+  return result;
+}
+
 std::string own_dir() {
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -55,6 +110,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
   po::options_description general("General");
   general.add_options()
       ("help,h", "print this help and exit")
+      ("check", "check the configuration and that the child binaries are there, print the "
+       "effective settings, and exit (0: ok)")
       ("config,c", po::value<std::string>(), "config file (INI: key = value, keys as below)")
       ("instance", po::value<std::string>()->default_value("main"),
        "instance name; the shared-memory segment is /dev/shm/gatehouse-<instance>")
@@ -151,11 +208,13 @@ ParseResult parse_config(int argc, const char* const* argv) {
     }
     c.listen = vm.count("listen") != 0 ? vm["listen"].as<std::vector<std::string>>()
                                        : std::vector<std::string>{"0.0.0.0:8888"};
+    for (const auto& l : c.listen) check_endpoint(l, "listen");
     c.reuse_port = vm["reuse-port"].as<bool>();
     c.bin_dir = vm["bin-dir"].as<std::string>();
     if (c.bin_dir.empty()) c.bin_dir = own_dir();
     c.ready_file = vm["ready-file"].as<std::string>();
     c.metrics_listen = vm["metrics-listen"].as<std::string>();
+    check_endpoint(c.metrics_listen, "metrics-listen");
     c.hang_timeout_ms =
         static_cast<std::uint32_t>(in_range<double>(vm, "hang-timeout", 0.5, 3600) * 1000);
     c.restart_backoff_max_ms =
@@ -229,6 +288,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
     } else {
       throw ConfigError("--login must be 'any' or 'tokens:<file>', not '" + login + "'");
     }
+    if (vm.count("check") != 0) return check(vm, c);
     result.config = std::move(c);
   } catch (const std::exception& e) {
     result.message = std::string("gatehouse: ") + e.what() + "\n(see gatehouse --help)\n";

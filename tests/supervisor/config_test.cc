@@ -66,12 +66,63 @@ TEST(Config, ReusePortIsASwitchInFlagsAndFile) {
   EXPECT_THAT(bad.message, HasSubstr("reuse-port"));
 }
 
+/// A directory holding stand-ins for the child binaries (`present` of them).
+std::filesystem::path fake_bin_dir(const char* name, bool present) {
+  const auto dir = std::filesystem::temp_directory_path() / name;
+  std::filesystem::create_directories(dir);
+  for (const char* binary : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
+    const auto path = dir / binary;
+    if (!present) {
+      std::filesystem::remove(path);
+      continue;
+    }
+    std::ofstream(path) << "#!/bin/sh\n";
+    std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  }
+  return dir;
+}
+
+TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
+  const auto bin = fake_bin_dir("gatehouse-check-ok", true);
+  const auto r = parse({"--check", "--bin-dir", bin.string(), "--rpm-limit", "60", "--backend",
+                        "batch:10.0.0.1:1", "--listen", "127.0.0.1:9000"});
+  EXPECT_FALSE(r.config.has_value()) << "--check starts nothing";
+  EXPECT_EQ(r.exit_code, 0) << r.message;
+  EXPECT_THAT(r.message, HasSubstr("rpm-limit = 60\n"));
+  EXPECT_THAT(r.message, HasSubstr("txqueuelen = 128  # default\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000\n"));
+  EXPECT_THAT(r.message, HasSubstr("backend = batch:10.0.0.1:1\n"));
+  EXPECT_THAT(r.message, HasSubstr("configuration ok"));
+  // What it prints reads back as the same configuration.
+  const auto path = std::filesystem::temp_directory_path() / "gatehouse-check-again.conf";
+  std::ofstream(path) << r.message;
+  const auto again = parse({"--config", path.string()});
+  std::filesystem::remove(path);
+  ASSERT_TRUE(again.config.has_value()) << again.message;
+  EXPECT_EQ(again.config->settings.rpm_limit, 60u);
+  EXPECT_EQ(again.config->listen, std::vector<std::string>{"127.0.0.1:9000"});
+  EXPECT_EQ(std::string(again.config->settings.backends[0]), "batch:10.0.0.1:1");
+  EXPECT_EQ(again.config->bin_dir, bin.string());
+  std::filesystem::remove_all(bin);
+}
+
+TEST(Config, CheckFailsWhenAChildBinaryIsMissing) {
+  const auto bin = fake_bin_dir("gatehouse-check-missing", false);
+  const auto r = parse({"--check", "--bin-dir", bin.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.message, HasSubstr((bin / "gatehouse-worker").string() + " is missing"));
+  EXPECT_THAT(r.message, ::testing::Not(HasSubstr("configuration ok")));
+  std::filesystem::remove_all(bin);
+}
+
 TEST(Config, BadValuesNameTheSetting) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--max-frame", "70000"}, "--max-frame"},
       {{"--rpm-limit", "lots"}, "--rpm-limit"},
       {{"--ring-bytes", "1000000"}, "--ring-bytes"},
       {{"--backend-numbering", "v3"}, "--backend-numbering"},
+      {{"--listen", "nowhere"}, "--listen"},
+      {{"--metrics-listen", "localhost"}, "--metrics-listen"},
       {{"--login", "ldap"}, "--login"},
       {{"--log-level", "loud"}, "--log-level"},
       {{"--instance", "a/b"}, "--instance"},
