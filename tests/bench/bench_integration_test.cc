@@ -22,6 +22,7 @@
 #include "child_process.h"
 #include "fake_game_service.h"
 #include "gateway_process.h"
+#include "http_get.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -267,6 +268,31 @@ TEST(BenchIntegration, ConnectionsTheGatewayClosesAreCounted) {
   EXPECT_EQ(run.value("errors"), 5) << run.json;
   EXPECT_THAT(run.output, HasSubstr("closed by the gateway"));
   EXPECT_LT(run.seconds, 3);  // every connection gone: the run ends early
+}
+
+// tools/bench/connections.sh (the most-connections scenario of
+// docs/benchmarks.md), small: two gateway instances sharing a port, two bench
+// processes, every connection held, and the sums of their summaries.
+TEST(BenchScript, ConnectionsAreHeldAcrossInstancesSharingAPort) {
+  const auto out = std::filesystem::temp_directory_path() /
+                   ("gatehouse-connections-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(out);
+  const auto log = out / "script.log";
+  ChildProcess script({"/usr/bin/env", "INSTANCES=2", "HOLD_SECONDS=1", "CONNECT_RATE=2000",
+                       "GATEHOUSE_BENCH_PORT=" + std::to_string(free_port()),
+                       "GATEHOUSE_BENCH_GAME_PORT=" + std::to_string(free_port()),
+                       "BUILD_DIR=" GATEHOUSE_BUILD_DIR, "OUT_DIR=" + out.string(), "bash",
+                       GATEHOUSE_SOURCE_DIR "/tools/bench/connections.sh", "300"},
+                      log.string());
+  const auto status = script.wait(90s);
+  std::ifstream in(log);
+  std::ostringstream text;
+  text << in.rdbuf();
+  ASSERT_TRUE(status.has_value()) << "did not finish:\n" << text.str();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << text.str();
+  EXPECT_THAT(text.str(), HasSubstr("2 gateway instance(s)"));
+  EXPECT_THAT(text.str(), HasSubstr("total: 300 connections held, 0 errors"));
+  std::filesystem::remove_all(out);
 }
 
 }  // namespace

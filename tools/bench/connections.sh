@@ -11,6 +11,8 @@
 #
 #   tools/bench/connections.sh [TOTAL]     (default 50000; needs a built tree)
 #   HOLD_SECONDS=10 CONNECT_RATE=3000 ...
+#   INSTANCES=N ...      instances (and bench processes) regardless of the fd limit
+#   BUILD_DIR=build ...  the build tree to take the binaries from
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,6 +22,7 @@ rate=${CONNECT_RATE:-3000}
 port=${GATEHOUSE_BENCH_PORT:-18890}
 game_port=${GATEHOUSE_BENCH_GAME_PORT:-15052}
 out=${OUT_DIR:-$(mktemp -d /tmp/gatehouse-connections.XXXXXX)}
+build=${BUILD_DIR:-build}
 
 # Every process keeps ~1000 fds of headroom (rings, gRPC, logs).
 fds=$(ulimit -Hn)
@@ -28,7 +31,8 @@ procs=$(((total + per_process - 1) / per_process))
 # The kernel's split is a hash, not exact: room for 10 % more per instance.
 max_connections=$((total / procs + total / procs / 10))
 [ "$max_connections" -le "$per_process" ] || procs=$((procs + 1))
-max_connections=$((total / procs + total / procs / 10))
+procs=${INSTANCES:-$procs}
+max_connections=$((total / procs + total / procs / 10 + 100))
 
 cleanup() {
   for pid in ${gateways:-} ${game:-}; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -39,12 +43,12 @@ trap cleanup EXIT
 echo "machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); fd limit $fds per process"
 echo "$total connections: $procs gateway instance(s) on port $port (--reuse-port), $procs bench process(es); raw results in $out"
 
-setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
+setsid "$build/examples/gatehouse-demo-game" --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
 game=$!
 gateways=
 metrics_ports=()
 for i in $(seq "$procs"); do
-  build/bin/gatehouse --instance "connections-$$-$i" --listen "0.0.0.0:$port" --reuse-port \
+  "$build/bin/gatehouse" --instance "connections-$$-$i" --listen "0.0.0.0:$port" --reuse-port \
     --backend "batch:127.0.0.1:$game_port" --rpm-limit 0 --max-connections "$max_connections" \
     --metrics-listen 127.0.0.1:0 --ready-file "$out/ready-$i" --log-level warn \
     >"$out/gateway-$i.log" 2>&1 &
@@ -57,15 +61,17 @@ read -ra gateway_pids <<<"$gateways"
 benches=()
 for i in $(seq "$procs"); do
   n=$((total / procs + (i <= total % procs ? 1 : 0)))
-  build/tools/gatehouse-bench -q --idle "$n" -d "$hold" --connect-rate "$rate" \
+  "$build/tools/gatehouse-bench" -q --idle "$n" -d "$hold" --connect-rate "$rate" \
     --source-addresses "127.0.1.$i" --udid-prefix "b$i-" --rss-tree "${gateway_pids[$((i - 1))]}" \
     "127.0.0.1:$port" >"$out/bench-$i.json" 2>"$out/bench-$i.log" &
   benches+=($!)
 done
 
-# While they are held: each instance's share, from its /metrics.
+# While they are held: each instance's share, from its /metrics (bash's
+# /dev/tcp, so that nothing beyond the build is needed).
 open_of() {
-  curl -s "http://127.0.0.1:$1/metrics" | awk '/^gatehouse_connections_open / {print $2}'
+  (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null |
+    awk '/^gatehouse_connections_open / {print $2}'
 }
 peak=0
 for _ in $(seq $((hold * 10 + 600))); do
