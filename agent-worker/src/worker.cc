@@ -459,7 +459,7 @@ int Worker::run() {
     begin_batch();
     std::size_t work = from_frontend_.poll(on_frontend, kRingBatch);
     work += from_bridge_.poll(on_bridge, kRingBatch);
-    if (!draining_ && segment_.draining()) {
+    if (!draining_ && segment_.closing_sessions()) {
       draining_ = true;
       spdlog::info("draining: closing every session (reason shutdown)");
     }

@@ -171,6 +171,9 @@ ParseResult parse_config(int argc, const char* const* argv) {
        "(-1 = auto: 50 when there are at least workers + 4 CPUs, else 0)")
       ("ring-bytes", po::value<std::uint64_t>()->default_value(1 << 20),
        "bytes per shared-memory ring (power of two, >= 1 MiB)")
+      ("drain-wait", po::value<double>()->default_value(0.0),
+       "seconds SIGTERM lets sessions end on their own (no new connections; with "
+       "reuse-port they go to the other instances) before it closes them; 0 = at once")
       ("drain-timeout", po::value<double>()->default_value(10.0),
        "seconds SIGTERM waits for sessions to close before cutting them")
       ("hang-timeout", po::value<double>()->default_value(3.0),
@@ -215,6 +218,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
     c.ready_file = vm["ready-file"].as<std::string>();
     c.metrics_listen = vm["metrics-listen"].as<std::string>();
     check_endpoint(c.metrics_listen, "metrics-listen");
+    c.drain_wait_ms =
+        static_cast<std::uint32_t>(in_range<double>(vm, "drain-wait", 0, 86400) * 1000);
     c.hang_timeout_ms =
         static_cast<std::uint32_t>(in_range<double>(vm, "hang-timeout", 0.5, 3600) * 1000);
     c.restart_backoff_max_ms =

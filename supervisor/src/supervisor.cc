@@ -262,16 +262,33 @@ void Supervisor::restart_due_children() {
 void Supervisor::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  drain_deadline_ns_ = monotonic_ns() + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
-  spdlog::info("draining (up to {} ms)", config_.settings.drain_timeout_ms);
+  const std::int64_t now = monotonic_ns();
+  drain_close_ns_ = now + std::int64_t{config_.drain_wait_ms} * 1'000'000;
+  drain_deadline_ns_ =
+      drain_close_ns_ + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
+  if (config_.drain_wait_ms != 0) {
+    spdlog::info("draining: no new connections; sessions go on for {} ms, then close (up to {} ms)",
+                 config_.drain_wait_ms, config_.settings.drain_timeout_ms);
+  } else {
+    spdlog::info("draining (up to {} ms)", config_.settings.drain_timeout_ms);
+  }
   notify("STOPPING=1\nSTATUS=draining");
-  segment_->control().draining.store(1, std::memory_order_release);
+  segment_->control().draining.store(
+      config_.drain_wait_ms != 0 ? kDrainNoNewConnections : kDrainClosing,
+      std::memory_order_release);
+  if (config_.drain_wait_ms == 0) drain_close_ns_ = 0;
   frontend_doorbell_.ring();
   for (const auto& d : worker_doorbells_) d.ring();
   for (Child& c : children_) c.restart_at_ns = 0;
 }
 
 void Supervisor::advance_drain() {
+  if (drain_close_ns_ != 0 && monotonic_ns() >= drain_close_ns_) {
+    drain_close_ns_ = 0;
+    spdlog::info("drain-wait over: closing the sessions left");
+    segment_->control().draining.store(kDrainClosing, std::memory_order_release);
+    for (const auto& d : worker_doorbells_) d.ring();
+  }
   const Child& frontend = children_.back();
   if (!stopping_rest_ && frontend.pid == 0) {
     stopping_rest_ = true;

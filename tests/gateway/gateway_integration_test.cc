@@ -447,6 +447,41 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
   EXPECT_EQ(gateway_->log_count("drain timeout"), 0u) << gateway_->log();
 }
 
+TEST_F(GatewayTest, DrainWaitLetsSessionsGoOnThenClosesThem) {
+  start({"--drain-wait", "1.5", "--drain-timeout", "10"}, 1, /*accept_any=*/true);
+  auto c = logged_in("drain-wait", /*encrypt=*/true);
+  ASSERT_TRUE(echo_works(*c, "before"));
+  const auto signalled = std::chrono::steady_clock::now();
+  ::kill(gateway_->pid(), SIGTERM);
+  ASSERT_TRUE(gateway_->wait_log("draining: stopped accepting"));
+  EXPECT_EQ(connect_errno(gateway_->port()), ECONNREFUSED);
+  EXPECT_TRUE(echo_works(*c, "during the wait")) << "the session goes on while drain-wait runs";
+  EXPECT_TRUE(c->wait_closed(10s));
+  EXPECT_GE(std::chrono::steady_clock::now() - signalled, 1400ms)
+      << "closed before drain-wait was over";
+  const auto status = gateway_->terminate(15s);
+  ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
+  EXPECT_TRUE(gateway_->wait_log("drain-wait over"));
+  EXPECT_EQ(gateway_->log_count("reason=shutdown"), 1u) << gateway_->log();
+}
+
+TEST_F(GatewayTest, DrainWaitEndsWhenTheLastClientHasLeft) {
+  start({"--drain-wait", "60", "--drain-timeout", "10"}, 1, /*accept_any=*/true);
+  {
+    auto c = logged_in("leaver", /*encrypt=*/false);
+    ASSERT_TRUE(echo_works(*c, "hello"));
+    ::kill(gateway_->pid(), SIGTERM);
+    ASSERT_TRUE(gateway_->wait_log("draining: stopped accepting"));
+    EXPECT_TRUE(echo_works(*c, "still here"));
+  }                                              // the player leaves
+  const auto status = gateway_->terminate(10s);  // far less than the 60 s wait
+  ASSERT_TRUE(status.has_value()) << "waited out drain-wait with no session left";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
+  EXPECT_EQ(gateway_->log_count("reason=client_closed"), 1u) << gateway_->log();
+  EXPECT_EQ(gateway_->log_count("reason=shutdown"), 0u);
+}
+
 // ------------------------------------------------------------------ crashes
 
 TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {

@@ -35,6 +35,8 @@ TEST(Config, DefaultsAreTheGonet2Ones) {
   EXPECT_EQ(s.workers, std::clamp(std::thread::hardware_concurrency() / 2, 1u, kMaxWorkers));
   EXPECT_EQ(r.config->listen, std::vector<std::string>{"0.0.0.0:8888"});
   EXPECT_FALSE(r.config->reuse_port);
+  EXPECT_EQ(r.config->drain_wait_ms, 0u) << "SIGTERM closes the sessions at once, as gonet2 did";
+  EXPECT_EQ(parse({"--drain-wait", "30"}).config->drain_wait_ms, 30000u);
   EXPECT_EQ(std::string(s.backends[0]), "127.0.0.1:50051");
   EXPECT_EQ(s.login_mode, LoginMode::kAcceptAny);
 }
@@ -122,6 +124,7 @@ TEST(Config, BadValuesNameTheSetting) {
       {{"--ring-bytes", "1000000"}, "--ring-bytes"},
       {{"--backend-numbering", "v3"}, "--backend-numbering"},
       {{"--listen", "nowhere"}, "--listen"},
+      {{"--drain-wait", "-1"}, "--drain-wait"},
       {{"--metrics-listen", "localhost"}, "--metrics-listen"},
       {{"--login", "ldap"}, "--login"},
       {{"--log-level", "loud"}, "--log-level"},

@@ -69,8 +69,14 @@ struct ProcessStatus {
   std::atomic<std::int64_t> heartbeat_ns;  ///< CLOCK_MONOTONIC
 };
 
+/// ControlBlock::draining: 0 serving; the drain's two phases.
+inline constexpr std::uint32_t kDrainNoNewConnections = 1;  ///< sessions go on (drain-wait)
+inline constexpr std::uint32_t kDrainClosing = 2;           ///< every session is closed
+
 struct ControlBlock {
-  std::atomic<std::uint32_t> draining;  ///< set by the supervisor on SIGTERM
+  /// Set by the supervisor on SIGTERM: kDrainNoNewConnections, then
+  /// kDrainClosing (at once, or after drain-wait).
+  std::atomic<std::uint32_t> draining;
   std::uint32_t reserved;
   Settings settings;
   ProcessStatus frontend;
@@ -108,7 +114,12 @@ class GatewaySegment {
     return segment_.region("journal/" + std::to_string(worker));
   }
   shm::Segment& segment() noexcept { return segment_; }
+  /// A drain has begun: no new connections.
   bool draining() const noexcept { return control_->draining.load(std::memory_order_acquire) != 0; }
+  /// The drain closes every session now (reason shutdown).
+  bool closing_sessions() const noexcept {
+    return control_->draining.load(std::memory_order_acquire) >= kDrainClosing;
+  }
 
  private:
   shm::Segment segment_;

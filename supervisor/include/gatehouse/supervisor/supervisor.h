@@ -10,10 +10,12 @@
 // once, then with exponential backoff if it keeps crashing (100 ms doubling
 // to 5 s; reset after 10 s of uptime).
 //
-// SIGTERM / SIGINT drain, bounded by drain_timeout:
+// SIGTERM / SIGINT drain, bounded by drain_wait + drain_timeout:
 //   1. set control.draining and ring every doorbell: the frontend stops
-//      accepting, the workers close every session (reason shutdown), which
-//      flushes each client's queued output and half-closes its game stream;
+//      accepting; at once, or after drain_wait during which sessions go on
+//      and may end by themselves, the workers close every session (reason
+//      shutdown), which flushes each client's queued output and half-closes
+//      its game stream;
 //   2. when the frontend has closed its last connection it exits; then the
 //      workers and the bridge get SIGTERM; the bridge waits for every game
 //      stream to end;
@@ -92,6 +94,7 @@ class Supervisor {
   bool draining_ = false;
   bool stopping_rest_ = false;  // drain phase 2 started
   std::int64_t drain_deadline_ns_ = 0;
+  std::int64_t drain_close_ns_ = 0;       // when the sessions left are closed (0: done)
   std::optional<std::size_t> reloading_;  // index in children_ of the worker being replaced
   std::int64_t reload_deadline_ns_ = 0;
   std::int64_t reload_started_ns_ = 0;
