@@ -228,7 +228,11 @@ void Supervisor::reap_children() {
       spawn(*c);
       continue;
     }
-    if (draining_) {
+    // A drain still serving sessions (drain-wait, or closing them) replaces a
+    // worker or bridge that dies as at any other time; the frontend is not
+    // replaced (its listeners have left the port), and once it is gone the
+    // rest is being stopped.
+    if (draining_ && (stopping_rest_ || c->name == "frontend")) {
       spdlog::info("{} (pid {}) {}", c->name, pid, describe_exit(status));
       continue;
     }
@@ -279,7 +283,7 @@ void Supervisor::begin_drain() {
   if (config_.drain_wait_ms == 0) drain_close_ns_ = 0;
   frontend_doorbell_.ring();
   for (const auto& d : worker_doorbells_) d.ring();
-  for (Child& c : children_) c.restart_at_ns = 0;
+  children_.back().restart_at_ns = 0;  // the frontend
 }
 
 void Supervisor::advance_drain() {
@@ -536,6 +540,10 @@ int Supervisor::run() {
       bool any = false;
       for (const Child& c : children_) any = any || c.pid != 0;
       if (!any) break;
+      if (!stopping_rest_) {
+        kill_hung_children();
+        restart_due_children();
+      }
     } else {
       kill_hung_children();
       restart_due_children();

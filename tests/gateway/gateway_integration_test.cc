@@ -466,6 +466,25 @@ TEST_F(GatewayTest, DrainWaitLetsSessionsGoOnThenClosesThem) {
   EXPECT_EQ(gateway_->log_count("reason=shutdown"), 1u) << gateway_->log();
 }
 
+TEST_F(GatewayTest, AWorkerKilledDuringDrainWaitIsReplacedAndItsSessionsGoOn) {
+  start({"--drain-wait", "4", "--drain-timeout", "10"}, 1, /*accept_any=*/true);
+  auto c = logged_in("survivor", /*encrypt=*/true);
+  ASSERT_TRUE(echo_works(*c, "before"));
+  ::kill(gateway_->pid(), SIGTERM);
+  ASSERT_TRUE(gateway_->wait_log("draining: stopped accepting"));
+  const pid_t victim = gateway_->worker_pid(0);
+  ASSERT_GT(victim, 0);
+  ::kill(victim, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("worker-0 (pid " + std::to_string(victim) + ") was killed"));
+  EXPECT_TRUE(echo_works(*c, "after the kill")) << gateway_->log();
+  EXPECT_NE(gateway_->worker_pid(0), victim);
+  EXPECT_TRUE(c->wait_closed(15s));  // at the end of the wait, with the rest
+  const auto status = gateway_->terminate(15s);
+  ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
+  EXPECT_EQ(gateway_->log_count("reason=shutdown"), 1u) << gateway_->log();
+}
+
 TEST_F(GatewayTest, DrainWaitEndsWhenTheLastClientHasLeft) {
   start({"--drain-wait", "60", "--drain-timeout", "10"}, 1, /*accept_any=*/true);
   {

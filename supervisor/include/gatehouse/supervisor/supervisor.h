@@ -16,6 +16,8 @@
 //      and may end by themselves, the workers close every session (reason
 //      shutdown), which flushes each client's queued output and half-closes
 //      its game stream;
+//      until then a worker or the bridge that dies (or hangs) is replaced as
+//      at any other time, since it still carries sessions;
 //   2. when the frontend has closed its last connection it exits; then the
 //      workers and the bridge get SIGTERM; the bridge waits for every game
 //      stream to end;
