@@ -221,7 +221,7 @@ void Supervisor::reap_children() {
     Child* c = child_by_pid(pid);
     if (c == nullptr) continue;
     c->pid = 0;
-    if (c->reloading && !draining_) {
+    if (c->reloading && !stopping_rest_) {
       c->reloading = false;
       metrics::Writer(segment_->metrics().supervisor).restarted(metrics::kWorker, metrics::kReload);
       spdlog::info("{} (pid {}) stopped for the reload; starting its replacement", c->name, pid);
@@ -266,10 +266,9 @@ void Supervisor::restart_due_children() {
 void Supervisor::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  const std::int64_t now = monotonic_ns();
-  drain_close_ns_ = now + std::int64_t{config_.drain_wait_ms} * 1'000'000;
-  drain_deadline_ns_ =
-      drain_close_ns_ + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
+  const std::int64_t close_ns = monotonic_ns() + std::int64_t{config_.drain_wait_ms} * 1'000'000;
+  drain_close_ns_ = config_.drain_wait_ms != 0 ? close_ns : 0;
+  drain_deadline_ns_ = close_ns + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
   if (config_.drain_wait_ms != 0) {
     spdlog::info("draining: no new connections; sessions go on for {} ms, then close (up to {} ms)",
                  config_.drain_wait_ms, config_.settings.drain_timeout_ms);
@@ -280,7 +279,6 @@ void Supervisor::begin_drain() {
   segment_->control().draining.store(
       config_.drain_wait_ms != 0 ? kDrainNoNewConnections : kDrainClosing,
       std::memory_order_release);
-  if (config_.drain_wait_ms == 0) drain_close_ns_ = 0;
   frontend_doorbell_.ring();
   for (const auto& d : worker_doorbells_) d.ring();
   children_.back().restart_at_ns = 0;  // the frontend
