@@ -29,7 +29,8 @@ cat <<TXT
   In another terminal, try:
 
     build/tools/gatehouse-client --udid alice --echo hello 127.0.0.1:$port
-    build/tools/gatehouse-client --encrypt --udid bob --say "hi all" --listen 30 127.0.0.1:$port
+    build/tools/gatehouse-client --modern --udid bob --say "hi all" --listen 30 127.0.0.1:$port
+    build/tools/gatehouse-client --encrypt --udid dave --echo "legacy DH + RC4" 127.0.0.1:$port
     build/tools/gatehouse-client --udid carol --kick-me 127.0.0.1:$port
 
   Ctrl-C here drains and exits.

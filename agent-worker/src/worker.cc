@@ -238,10 +238,21 @@ metrics::Timed Worker::kick(shm::ConnectionId id, Session& s, CloseReason reason
 metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
                                       std::span<const std::byte> payload) {
   std::span<const std::byte> clear = payload;
-  if (s.encrypted != 0) {
-    scratch_.resize(payload.size());
-    s.decrypt.apply(payload.data(), scratch_.data(), payload.size());
-    clear = scratch_;
+  switch (s.crypto) {
+    case Session::kClear:
+      break;
+    case Session::kLegacy:
+      scratch_.resize(payload.size());
+      s.cipher.legacy.decrypt.apply(payload.data(), scratch_.data(), payload.size());
+      clear = scratch_;
+      break;
+    case Session::kModern:
+      scratch_.resize(payload.size() - std::min(payload.size(), modern::kTagBytes));
+      if (!s.cipher.modern.open.open(payload.data(), payload.size(), scratch_.data())) {
+        return kick(id, s, CloseReason::kDecryptFailed);
+      }
+      clear = scratch_;
+      break;
   }
   ++s.frames_in;
   const auto packet = protocol::parse_client_payload(clear);
@@ -262,6 +273,12 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
   }
 
   const std::int16_t proto = packet->proto;
+  if (s.crypto == Session::kClear && !allows(s, kCryptoClear) && proto != protocol::kGetSeedReq &&
+      proto != protocol::kKeyExchangeReq) {
+    spdlog::debug("conn {:#x}: proto {} in clear where the listener requires encryption",
+                  id.value(), proto);
+    return kick(id, s, CloseReason::kCryptoRefused);
+  }
   if (proto > protocol::kMaxGatewayProto) {
     if (s.state != Session::kLoggedIn) return kick(id, s, CloseReason::kNotLoggedIn);
     const ipc::StreamMessage header{id.value(), s.user_id, packet->seq};
@@ -282,6 +299,9 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
     case protocol::kGetSeedReq:
       handle_seed(id, s, packet->body);
       return metrics::kGetSeed;
+    case protocol::kKeyExchangeReq:
+      handle_key_exchange(id, s, packet->body);
+      return metrics::kKeyExchange;
     default:
       spdlog::debug("conn {:#x}: unknown gateway proto {}", id.value(), proto);
       return kick(id, s, CloseReason::kUnknownProto);
@@ -307,10 +327,18 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   spdlog::info("login conn={:#x} remote={} user={}", id.value(), remote_of(s), s.user_id);
 }
 
+bool Worker::allows(const Session& s, CryptoModes mode) const {
+  const std::uint8_t modes = s.listener < settings_.listener_count
+                                 ? settings_.listener_crypto[s.listener]
+                                 : std::uint8_t{kCryptoAny};
+  return (modes & mode) != 0;
+}
+
 void Worker::handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body) {
+  if (!allows(s, kCryptoLegacy)) return finish(id, s, CloseReason::kCryptoRefused);
   const auto seeds = protocol::parse_seed(body);
   // A second exchange would re-key mid-stream; gonet2 clients never do it.
-  if (!seeds || s.encrypted != 0) return finish(id, s, CloseReason::kBadBody);
+  if (!seeds || s.crypto != Session::kClear) return finish(id, s, CloseReason::kBadBody);
   const std::uint64_t x1 = legacy::dh_random_secret();
   const std::uint64_t x2 = legacy::dh_random_secret();
   const protocol::SeedPair reply{static_cast<std::int32_t>(legacy::dh_public(x1)),
@@ -318,9 +346,27 @@ void Worker::handle_seed(shm::ConnectionId id, Session& s, std::span<const std::
   reply_.clear();
   protocol::encode_seed_packet(protocol::kGetSeedAck, reply, reply_);
   send_to_client(id, s, reply_);  // in clear: encryption starts after it
-  s.decrypt.init(legacy::dh_power(seeds->send_seed, x1));
-  s.encrypt.init(legacy::dh_power(seeds->receive_seed, x2));
-  s.encrypted = 1;
+  s.cipher.legacy.decrypt.init(legacy::dh_power(seeds->send_seed, x1));
+  s.cipher.legacy.encrypt.init(legacy::dh_power(seeds->receive_seed, x2));
+  s.crypto = Session::kLegacy;
+}
+
+void Worker::handle_key_exchange(shm::ConnectionId id, Session& s,
+                                 std::span<const std::byte> body) {
+  if (!allows(s, kCryptoModern)) return finish(id, s, CloseReason::kCryptoRefused);
+  const auto client_key = protocol::parse_public_key(body);
+  if (!client_key || s.crypto != Session::kClear) return finish(id, s, CloseReason::kBadBody);
+  const auto handshake = modern::gateway_handshake(*client_key);
+  if (!handshake) {
+    spdlog::debug("conn {:#x}: key_exchange_req with an unusable public key", id.value());
+    return finish(id, s, CloseReason::kBadBody);
+  }
+  reply_.clear();
+  protocol::encode_key_packet(protocol::kKeyExchangeAck, handshake->gateway_public, reply_);
+  send_to_client(id, s, reply_);  // in clear: encryption starts after it
+  s.cipher.modern.open.init(handshake->keys.to_gateway);
+  s.cipher.modern.seal.init(handshake->keys.to_client);
+  s.crypto = Session::kModern;
 }
 
 void Worker::send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value) {
@@ -331,9 +377,10 @@ void Worker::send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, s
 
 void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload) {
   const ipc::SendHeader header{id.value()};
+  const std::size_t wire_bytes = payload.size() + overhead(s);
   shm::WriteStatus status;
-  const auto out = to_frontend_.claim(
-      ipc::kSend, sizeof header + protocol::kSizeBytes + payload.size(), &status);
+  const auto out =
+      to_frontend_.claim(ipc::kSend, sizeof header + protocol::kSizeBytes + wire_bytes, &status);
   if (status != shm::WriteStatus::kOk) {
     // outputs_have_room() is checked before every input record, so this is a
     // broken invariant, not load.
@@ -342,11 +389,17 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
   }
   std::memcpy(out.data(), &header, sizeof header);
   std::byte* frame = out.data() + sizeof header;
-  store_u16(frame, static_cast<std::uint16_t>(payload.size()));
-  if (s.encrypted != 0) {
-    s.encrypt.apply(payload.data(), frame + protocol::kSizeBytes, payload.size());
-  } else {
-    std::memcpy(frame + protocol::kSizeBytes, payload.data(), payload.size());
+  store_u16(frame, static_cast<std::uint16_t>(wire_bytes));
+  switch (s.crypto) {
+    case Session::kClear:
+      std::memcpy(frame + protocol::kSizeBytes, payload.data(), payload.size());
+      break;
+    case Session::kLegacy:
+      s.cipher.legacy.encrypt.apply(payload.data(), frame + protocol::kSizeBytes, payload.size());
+      break;
+    case Session::kModern:
+      s.cipher.modern.seal.seal(payload.data(), payload.size(), frame + protocol::kSizeBytes);
+      break;
   }
   to_frontend_.commit(out.size());
   ++s.frames_out;
@@ -389,7 +442,8 @@ bool Worker::on_bridge_record(const shm::Record& record) {
                       r->tail.size());
         break;
       }
-      if (r->tail.size() > protocol::kMaxPayload || r->tail.size() < protocol::kServerHeaderBytes) {
+      if (r->tail.size() > protocol::kMaxPayload - overhead(*s) ||
+          r->tail.size() < protocol::kServerHeaderBytes) {
         spdlog::warn("conn {:#x}: game sent a {}-byte message that cannot be framed", id.value(),
                      r->tail.size());
         finish(id, *s, CloseReason::kFrameTooLarge);

@@ -75,6 +75,17 @@ std::optional<SeedPair> parse_seed(std::span<const std::byte> body) noexcept {
   return s;
 }
 
+std::optional<std::span<const std::byte, 32>> parse_public_key(
+    std::span<const std::byte> body) noexcept {
+  if (body.size() < 32) return std::nullopt;
+  return body.first<32>();
+}
+
+void encode_key_packet(std::int16_t proto, std::span<const std::byte, 32> key,
+                       std::vector<std::byte>& out) {
+  ByteWriter(out).i16(proto).bytes(key);
+}
+
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out) {
   ByteWriter(out).i16(proto).i32(value);
 }

@@ -73,7 +73,10 @@ std::string text_of(const boost::any& value) {
 ParseResult check(const po::variables_map& vm, const Config& c) {
   std::ostringstream out;
   out << "# gatehouse --check: the effective configuration\n";
-  for (const auto& l : c.listen) out << "listen = " << l << "\n";
+  for (std::size_t i = 0; i < c.listen.size(); ++i) {
+    out << "listen = " << c.listen[i]
+        << ",crypto=" << crypto_modes_text(c.settings.listener_crypto[i]) << "\n";
+  }
   for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {
     out << "backend = " << c.settings.backends[i] << "\n";
   }
@@ -126,7 +129,9 @@ ParseResult parse_config(int argc, const char* const* argv) {
   po::options_description clients("Clients");
   clients.add_options()
       ("listen", po::value<std::vector<std::string>>()->composing(),
-       "client listener host:port, repeatable (default 0.0.0.0:8888)")
+       "client listener host:port[,crypto=MODES], repeatable (default 0.0.0.0:8888). MODES: what "
+       "its clients may speak, 'any' (the default: gonet2 clients work unchanged) or modern, "
+       "legacy and clear joined by '+'; e.g. crypto=modern for a listener of new clients only")
       ("reuse-port", po::value<bool>()->default_value(false)->implicit_value(true),
        "share the listen ports with other gateway instances (SO_REUSEPORT; each its own "
        "--instance and --metrics-listen): the kernel spreads new connections over them, and "
@@ -209,9 +214,30 @@ ParseResult parse_config(int argc, const char* const* argv) {
     if (c.instance.empty() || c.instance.find('/') != std::string::npos) {
       throw ConfigError("--instance must be a non-empty name without '/'");
     }
-    c.listen = vm.count("listen") != 0 ? vm["listen"].as<std::vector<std::string>>()
-                                       : std::vector<std::string>{"0.0.0.0:8888"};
-    for (const auto& l : c.listen) check_endpoint(l, "listen");
+    const auto listeners = vm.count("listen") != 0 ? vm["listen"].as<std::vector<std::string>>()
+                                                   : std::vector<std::string>{"0.0.0.0:8888"};
+    if (listeners.size() > kMaxListeners) {
+      throw ConfigError("--listen: at most " + std::to_string(kMaxListeners) + " listeners");
+    }
+    for (const auto& l : listeners) {
+      // host:port[,crypto=MODES]
+      const std::size_t comma = l.find(',');
+      std::uint8_t modes = kCryptoAny;
+      if (comma != std::string::npos) {
+        const std::string option = l.substr(comma + 1);
+        const auto parsed =
+            option.starts_with("crypto=") ? parse_crypto_modes(option.substr(7)) : std::nullopt;
+        if (!parsed) {
+          throw ConfigError("--listen " + l +
+                            ": the only option is crypto=MODES, MODES being 'any' or modern, "
+                            "legacy and clear joined by '+' (e.g. crypto=modern+legacy)");
+        }
+        modes = *parsed;
+      }
+      c.listen.push_back(l.substr(0, comma));
+      check_endpoint(c.listen.back(), "listen");
+      c.settings.listener_crypto[c.settings.listener_count++] = modes;
+    }
     c.reuse_port = vm["reuse-port"].as<bool>();
     c.bin_dir = vm["bin-dir"].as<std::string>();
     if (c.bin_dir.empty()) c.bin_dir = own_dir();

@@ -61,7 +61,7 @@ constexpr std::array<CounterInfo, 16> kPlainCounters = {{
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
-    "heart_beat_req", "user_login_req", "get_seed_req", "forward"};
+    "heart_beat_req", "user_login_req", "get_seed_req", "key_exchange_req", "forward"};
 constexpr std::array<const char*, metrics::kComponentCount> kComponentNames = {"frontend", "worker",
                                                                                "bridge"};
 constexpr std::array<const char*, metrics::kCauseCount> kCauseNames = {"crash", "hang", "reload"};

@@ -84,6 +84,19 @@ void serve_demo(FakeConnection& conn) {
         conn.encrypt_with(testing::reference_dh(receive_seed, 222222));
         break;
       }
+      case 32: {
+        // The modern exchange, with the test's own construction.
+        std::array<std::uint8_t, 32> secret{}, gateway_public{}, client_public{};
+        secret.fill(0x42);
+        crypto_scalarmult_base(gateway_public.data(), secret.data());
+        std::memcpy(client_public.data(), f.body.data(), 32);
+        conn.write_packet(33, std::as_bytes(std::span(gateway_public)));
+        const auto keys =
+            testing::reference_modern_keys(secret, client_public, client_public, gateway_public);
+        conn.open_with(keys.to_gateway);
+        conn.seal_with(keys.to_client);
+        break;
+      }
       case 10: {
         const std::uint16_t udid_len = testing::get_u16(f.body, 4);
         const std::string udid(reinterpret_cast<const char*>(f.body.data() + 6), udid_len);
@@ -165,6 +178,27 @@ TEST(ClientCli, EncryptedSessionRunsTheActionsInOrder) {
   EXPECT_EQ(run.lines[15], "connection closed by gateway");
 }
 
+TEST(ClientCli, ModernSessionSealsEveryPayloadBothWays) {
+  std::string server_error;
+  const CliRun run = run_against_demo(
+      {"--modern", "--udid", "alice", "--echo", "hello", "--heartbeat", "--kick-me"},
+      &server_error);
+  EXPECT_EQ(server_error, "");
+  EXPECT_EQ(run.exit_code, 0);
+  ASSERT_EQ(run.lines.size(), 10u) << ::testing::PrintToString(run.lines);
+  EXPECT_EQ(run.lines[0], "-> 32 key_exchange_req (X25519)");
+  EXPECT_EQ(run.lines[1], "<- 33 key_exchange_ack: ChaCha20-Poly1305 on");
+  EXPECT_EQ(run.lines[3], "<- 11 login ok uid=42");
+  EXPECT_EQ(run.lines[5], "<- 1002 proto_ping_ack \"hello\"");
+  EXPECT_EQ(run.lines[7], "<- 1 heart_beat_ack id=1");
+  EXPECT_EQ(run.lines[9], "connection closed by gateway");
+}
+
+TEST(ClientCli, OneKeyExchangeOnly) {
+  const CliRun run = run_client({"--modern", "--encrypt", "127.0.0.1:1"});
+  EXPECT_EQ(run.exit_code, 1);
+}
+
 TEST(ClientCli, KickMePrintsTheClose) {
   const CliRun run = run_against_demo({"--kick-me"});
   EXPECT_EQ(run.exit_code, 0);
@@ -218,8 +252,9 @@ TEST(ClientCli, HelpListsEveryOption) {
   EXPECT_EQ(run.exit_code, 0);
   std::string all;
   for (const auto& l : run.lines) all += l + "\n";
-  for (const char* option : {"--encrypt", "--udid", "--token", "--heartbeat", "--echo", "--say",
-                             "--kick-me", "--listen", "--timeout", "--no-login", "HOST:PORT"}) {
+  for (const char* option :
+       {"--encrypt", "--modern", "--udid", "--token", "--heartbeat", "--echo", "--say", "--kick-me",
+        "--listen", "--timeout", "--no-login", "HOST:PORT"}) {
     EXPECT_THAT(all, HasSubstr(option));
   }
 }

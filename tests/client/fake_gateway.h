@@ -1,6 +1,7 @@
 // A tiny fake gateway for the client tests: a plain listening socket on
 // 127.0.0.1:0 and the accepted connection, with byte-level reads and writes
-// and an optional legacy RC4 layer built on the test's own ReferenceRc4.
+// and an optional legacy RC4 layer built on the test's own ReferenceRc4, or
+// the modern one on ReferenceAead.
 // Nothing here uses the client library or gw::common, so the tests check
 // the client against an independent reading of shared/protocol.md.
 //
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -95,7 +97,9 @@ class FakeConnection {
   FakeConnection(FakeConnection&& o) noexcept
       : fd_(std::exchange(o.fd_, -1)),
         decrypt_(std::move(o.decrypt_)),
-        encrypt_(std::move(o.encrypt_)) {}
+        encrypt_(std::move(o.encrypt_)),
+        open_(std::move(o.open_)),
+        seal_(std::move(o.seal_)) {}
   FakeConnection& operator=(FakeConnection&&) = delete;
   ~FakeConnection() { close(); }
 
@@ -142,6 +146,11 @@ class FakeConnection {
     f.wire_payload = read_exact(f.size, timeout);
     Bytes payload = f.wire_payload;
     if (decrypt_) decrypt_->apply(payload);
+    if (open_) {
+      const auto opened = open_->open(as_u8(payload));
+      if (!opened) throw std::runtime_error("fake gateway: a payload failed to open");
+      payload = as_bytes(*opened);
+    }
     if (payload.size() < 6) throw std::runtime_error("fake gateway: payload under 6 bytes");
     f.seq = get_u32(payload, 0);
     f.proto = static_cast<std::int16_t>(get_u16(payload, 4));
@@ -173,6 +182,13 @@ class FakeConnection {
     out[3] = static_cast<std::byte>(static_cast<std::uint16_t>(proto) & 0xffu);
     std::copy(body.begin(), body.end(), out.begin() + 4);
     if (encrypt_) encrypt_->apply(std::span(out).subspan(2));
+    if (seal_) {
+      const Bytes sealed = as_bytes(seal_->seal(as_u8(Bytes(out.begin() + 2, out.end()))));
+      out.resize(2);
+      out[0] = static_cast<std::byte>(sealed.size() >> 8);
+      out[1] = static_cast<std::byte>(sealed.size() & 0xffu);
+      out.insert(out.end(), sealed.begin(), sealed.end());
+    }
     return out;
   }
   void write_packet(std::int16_t proto, std::span<const std::byte> body = {}) {
@@ -186,6 +202,9 @@ class FakeConnection {
 
   void decrypt_with(std::uint32_t key) { decrypt_.emplace(reference_key_string(key)); }
   void encrypt_with(std::uint32_t key) { encrypt_.emplace(reference_key_string(key)); }
+  /// The modern mode (docs/protocol-modern.md) from here on.
+  void open_with(const std::array<std::uint8_t, 32>& key) { open_.emplace(key); }
+  void seal_with(const std::array<std::uint8_t, 32>& key) { seal_.emplace(key); }
 
   /// Closes with an RST instead of a FIN.
   void reset() {
@@ -214,6 +233,19 @@ class FakeConnection {
   int fd_;
   std::optional<ReferenceRc4> decrypt_;
   std::optional<ReferenceRc4> encrypt_;
+  std::optional<ReferenceAead> open_;
+  std::optional<ReferenceAead> seal_;
+
+  static std::vector<std::uint8_t> as_u8(const Bytes& b) {
+    std::vector<std::uint8_t> out(b.size());
+    std::memcpy(out.data(), b.data(), b.size());
+    return out;
+  }
+  static Bytes as_bytes(const std::vector<std::uint8_t>& b) {
+    Bytes out(b.size());
+    std::memcpy(out.data(), b.data(), b.size());
+    return out;
+  }
 };
 
 class FakeListener {

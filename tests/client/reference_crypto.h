@@ -2,14 +2,25 @@
 // modular exponentiation), written from the algorithm descriptions and
 // independent of OpenSSL, so the tests check gatehouse::legacy and the
 // client against something that does not share their code.
+//
+// For the modern mode the primitives (X25519, BLAKE2b, ChaCha20-Poly1305)
+// are libsodium's raw ones, but the construction around them (which hash
+// input, which half is which key, the nonce layout, the tag placement) is
+// written here from docs/protocol-modern.md, not taken from gatehouse::modern.
 #pragma once
+
+#include <sodium.h>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace gatehouse::client::testing {
 
@@ -75,5 +86,75 @@ inline std::uint32_t reference_dh(std::int64_t base, std::uint64_t exponent) {
   return static_cast<std::uint32_t>(
       reference_power(static_cast<std::uint64_t>(reduced), exponent, kReferencePrime));
 }
+
+/// The modern session keys as docs/protocol-modern.md derives them:
+/// K = BLAKE2b-512(X25519(own_secret, peer) || C || S); to_client = K[0..32),
+/// to_gateway = K[32..64).
+struct ReferenceModernKeys {
+  std::array<std::uint8_t, 32> to_client{};
+  std::array<std::uint8_t, 32> to_gateway{};
+};
+inline ReferenceModernKeys reference_modern_keys(
+    const std::array<std::uint8_t, 32>& own_secret, const std::array<std::uint8_t, 32>& peer_public,
+    const std::array<std::uint8_t, 32>& client_public,
+    const std::array<std::uint8_t, 32>& gateway_public) {
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  std::uint8_t q[32];
+  if (crypto_scalarmult(q, own_secret.data(), peer_public.data()) != 0) {
+    throw std::runtime_error("reference X25519: low-order point");
+  }
+  std::uint8_t input[96];
+  std::memcpy(input, q, 32);
+  std::memcpy(input + 32, client_public.data(), 32);
+  std::memcpy(input + 64, gateway_public.data(), 32);
+  std::uint8_t k[64];
+  crypto_generichash(k, sizeof k, input, sizeof input, nullptr, 0);
+  ReferenceModernKeys keys;
+  std::memcpy(keys.to_client.data(), k, 32);
+  std::memcpy(keys.to_gateway.data(), k + 32, 32);
+  return keys;
+}
+
+/// One direction of a modern session: payload n sealed with nonce
+/// | 0 0 0 0 | n u64 big-endian |, ciphertext then 16-byte tag, no AAD.
+class ReferenceAead {
+ public:
+  explicit ReferenceAead(const std::array<std::uint8_t, 32>& key) : key_(key) {}
+
+  std::vector<std::uint8_t> seal(const std::vector<std::uint8_t>& plain) {
+    std::vector<std::uint8_t> out(plain.size() + 16);
+    unsigned long long out_len = 0;
+    const auto n = nonce();
+    crypto_aead_chacha20poly1305_ietf_encrypt(out.data(), &out_len, plain.data(), plain.size(),
+                                              nullptr, 0, nullptr, n.data(), key_.data());
+    ++counter_;
+    return out;
+  }
+  /// nullopt when the tag does not match.
+  std::optional<std::vector<std::uint8_t>> open(const std::vector<std::uint8_t>& sealed) {
+    if (sealed.size() < 16) return std::nullopt;
+    std::vector<std::uint8_t> out(sealed.size() - 16);
+    unsigned long long out_len = 0;
+    const auto n = nonce();
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(out.data(), &out_len, nullptr, sealed.data(),
+                                                  sealed.size(), nullptr, 0, n.data(),
+                                                  key_.data()) != 0) {
+      return std::nullopt;
+    }
+    ++counter_;
+    return out;
+  }
+  std::uint64_t counter() const noexcept { return counter_; }
+
+ private:
+  std::array<std::uint8_t, 12> nonce() const {
+    std::array<std::uint8_t, 12> n{};
+    for (int i = 0; i < 8; ++i) n[11 - i] = static_cast<std::uint8_t>(counter_ >> (8 * i));
+    return n;
+  }
+
+  std::array<std::uint8_t, 32> key_;
+  std::uint64_t counter_ = 0;
+};
 
 }  // namespace gatehouse::client::testing

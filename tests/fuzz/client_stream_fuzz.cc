@@ -1,8 +1,10 @@
 // Fuzz target: bytes as a client would send them on a TCP connection. Runs
 // the frontend's framing (scan_frame) over the stream and, for every frame,
 // the worker's parsers: the payload header and the body of each gateway
-// proto. Nothing may crash, read out of bounds or loop; a parsed login must
-// re-encode to the bytes it came from.
+// proto, and the modern mode's opening of a sealed payload and key
+// derivation from a client's public key. Nothing may crash, read out of
+// bounds or loop; a parsed login must re-encode to the bytes it came from,
+// and no fuzzed payload may open under a key it was not sealed with.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -10,8 +12,27 @@
 #include <vector>
 
 #include "gatehouse/common/client_protocol.h"
+#include "gatehouse/common/modern_crypto.h"
 
 using namespace gatehouse::protocol;
+namespace modern = gatehouse::modern;
+
+namespace {
+
+/// Fixed, so runs are reproducible (the fuzzer needs no real key pair).
+const modern::KeyPair& gateway_pair() {
+  static const modern::KeyPair pair = [] {
+    modern::KeyPair p;
+    for (std::size_t i = 0; i < p.secret_key.size(); ++i) {
+      p.secret_key[i] = static_cast<std::byte>(i + 1);
+      p.public_key[i] = static_cast<std::byte>(0xA0 + i);
+    }
+    return p;
+  }();
+  return pair;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::byte> stream(reinterpret_cast<const std::byte*>(data), size);
@@ -23,6 +44,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (scan.payload_bytes > max_payload) __builtin_trap();
     const auto payload = stream.subspan(kSizeBytes, scan.payload_bytes);
     stream = stream.subspan(kSizeBytes + scan.payload_bytes);
+    modern::AeadStream aead;
+    aead.init(modern::Key{});
+    std::vector<std::byte> opened(payload.size());
+    if (aead.open(payload.data(), payload.size(), opened.data())) __builtin_trap();
     const auto packet = parse_client_payload(payload);
     if (!packet) {
       if (payload.size() >= kClientHeaderBytes) __builtin_trap();
@@ -34,6 +59,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case kGetSeedReq:
         (void)parse_seed(packet->body);
+        break;
+      case kKeyExchangeReq:
+        if (const auto key = parse_public_key(packet->body)) {
+          (void)modern::gateway_session_keys(gateway_pair(), *key);
+        }
         break;
       case kUserLoginReq:
         if (const auto login = parse_login(packet->body)) {

@@ -9,9 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -20,6 +22,7 @@
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
+#include "http_get.h"
 #include "raw_session.h"
 #include "test_clients.h"
 
@@ -79,21 +82,43 @@ class GatewayTest : public ::testing::Test {
 
 // ------------------------------------------------------------------ protocol table
 
-class GatewayProtocolTest : public GatewayTest, public ::testing::WithParamInterface<bool> {};
+enum class Crypto { kClear, kLegacy, kModern };
 
-// Every row of the protocol table, byte for byte, in clear and encrypted mode.
-TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
-  const bool encrypted = GetParam();
-  start();
-  RawSession s(gateway_->port());
-  std::uint32_t seq = 1;
-  if (encrypted) {
+/// An X25519 secret for RawSession::modern_key_exchange().
+std::array<std::uint8_t, 32> modern_secret(std::uint8_t salt) {
+  std::array<std::uint8_t, 32> secret{};
+  for (std::size_t i = 0; i < secret.size(); ++i) {
+    secret[i] = static_cast<std::uint8_t>(i * 13 + salt);
+  }
+  return secret;
+}
+
+/// Runs the session's key exchange, if any, checking the ack's shape.
+void exchange(RawSession& s, std::uint32_t& seq, Crypto crypto) {
+  if (crypto == Crypto::kLegacy) {
     const Wire ack = s.key_exchange(seq++, 0x1234567, 0x7654321);
     ASSERT_EQ(ack.size(), 10u);
     EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x1F})) << "get_seed_ack is proto 31, in clear";
     EXPECT_LT(RawSession::get_u32(ack, 2), 0x7FFFFFC3u);
     EXPECT_LT(RawSession::get_u32(ack, 6), 0x7FFFFFC3u);
+  } else if (crypto == Crypto::kModern) {
+    const Wire ack = s.modern_key_exchange(seq, modern_secret(static_cast<std::uint8_t>(seq)));
+    ++seq;
+    ASSERT_EQ(ack.size(), 34u);
+    EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x21}))
+        << "key_exchange_ack is proto 33, in clear";
   }
+}
+
+class GatewayProtocolTest : public GatewayTest, public ::testing::WithParamInterface<Crypto> {};
+
+// Every row of the protocol table, byte for byte, in clear, legacy and modern
+// mode.
+TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
+  start();
+  RawSession s(gateway_->port());
+  std::uint32_t seq = 1;
+  exchange(s, seq, GetParam());
   // 0 heart_beat_req -> 1 heart_beat_ack, same id.
   s.send(seq++, 0, RawSession::u32(0x12345678));
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x01, 0x12, 0x34, 0x56, 0x78}));
@@ -124,11 +149,10 @@ TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
 // per-connection read-ahead), a frame a byte at a time, and the largest
 // frame the default --max-frame allows.
 TEST_P(GatewayProtocolTest, FramesSurviveAnyWayTheBytesArrive) {
-  const bool encrypted = GetParam();
   start({"--rpm-limit", "0"});  // 300 frames in a second is the point here
   RawSession s(gateway_->port());
   std::uint32_t seq = 1;
-  if (encrypted) s.key_exchange(seq++, 0x1111, 0x2222);
+  exchange(s, seq, GetParam());
   s.send(seq++, 10, login_body("burst", "tok-alice"));
   ASSERT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
   const auto body_of = [](int i) {
@@ -150,7 +174,8 @@ TEST_P(GatewayProtocolTest, FramesSurviveAnyWayTheBytesArrive) {
     std::this_thread::sleep_for(2ms);
   }
   EXPECT_EQ(s.read_payload(), (Wire{0x03, 0xEA, 's', 'l', 'o', 'w'}));
-  Wire big(65535 - 6);  // payload = seq + proto + body = 65535 bytes
+  // payload = seq + proto + body (+ tag) = 65535 bytes
+  Wire big(65535 - 6 - (GetParam() == Crypto::kModern ? 16 : 0));
   for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>(i * 7);
   s.send(seq++, 1001, big);
   EXPECT_EQ(s.read_payload(), RawSession::cat({{0x03, 0xEA}, big}));
@@ -163,17 +188,133 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
   start();
   RawSession s(gateway_->port());
   std::uint32_t seq = 1;
-  if (GetParam()) s.key_exchange(seq++, 99, 1234);
+  exchange(s, seq, GetParam());
   s.send(seq++, 10, login_body("mallory", "wrong-token"));
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
   EXPECT_TRUE(s.wait_closed());
   EXPECT_TRUE(gateway_->wait_log("reason=login_failed"));
 }
 
-INSTANTIATE_TEST_SUITE_P(ClearAndLegacyEncrypted, GatewayProtocolTest, ::testing::Bool(),
+INSTANTIATE_TEST_SUITE_P(EachCrypto, GatewayProtocolTest,
+                         ::testing::Values(Crypto::kClear, Crypto::kLegacy, Crypto::kModern),
                          [](const auto& param_info) {
-                           return param_info.param ? "Encrypted" : "Clear";
+                           switch (param_info.param) {
+                             case Crypto::kLegacy:
+                               return "Legacy";
+                             case Crypto::kModern:
+                               return "Modern";
+                             default:
+                               return "Clear";
+                           }
                          });
+
+// ------------------------------------------------------------------ modern mode
+
+// The AEAD makes every frame count once: a frame written again (a replay at
+// the TCP level), a flipped bit and a frame injected with no key are each
+// kicked with decrypt_failed, and the others' sessions go on.
+TEST_F(GatewayTest, ModernFramesThatFailToOpenKickWithDecryptFailed) {
+  start();
+  auto bystander = logged_in("tok-bob", /*encrypt=*/true);
+  const auto offender = [&](const std::function<void(RawSession&, std::uint32_t&)>& attack) {
+    RawSession s(gateway_->port());
+    std::uint32_t seq = 1;
+    exchange(s, seq, Crypto::kModern);
+    attack(s, seq);
+    EXPECT_TRUE(s.wait_closed()) << "the offender is closed";
+    ASSERT_TRUE(echo_works(*bystander, "still here"));
+  };
+  offender([](RawSession& s, std::uint32_t& seq) {
+    const Wire beat = s.frame(seq++, 0, RawSession::u32(5));
+    s.write(beat);
+    EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x01, 0x00, 0x00, 0x00, 0x05}));
+    s.write(beat);  // the same bytes again
+  });
+  offender([](RawSession& s, std::uint32_t& seq) {
+    Wire beat = s.frame(seq++, 0, RawSession::u32(6));
+    beat[4] ^= 0x01;
+    s.write(beat);
+  });
+  offender([](RawSession& s, std::uint32_t& seq) {
+    // A clear heartbeat where a sealed payload is due.
+    s.write(
+        RawSession::cat({{0x00, 0x0A}, RawSession::u32(seq++), {0x00, 0x00}, RawSession::u32(7)}));
+  });
+  EXPECT_TRUE(gateway_->wait_log_count("reason=decrypt_failed", 3)) << gateway_->log();
+  EXPECT_EQ(gateway_->log_count("reason="), 3u) << gateway_->log();
+}
+
+// A game message that cannot be framed with the 16-byte tag (65519 bytes is
+// the largest) kicks only that session with frame_too_large; the largest
+// that fits arrives whole.
+TEST_F(GatewayTest, ModernSessionsTakeGameMessagesUpToTheLargestSealedPayload) {
+  start();
+  RawSession s(gateway_->port());
+  std::uint32_t seq = 1;
+  exchange(s, seq, Crypto::kModern);
+  s.send(seq++, 10, login_body("big", "tok-alice"));
+  ASSERT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
+  ASSERT_TRUE(game_.wait_for_streams(1, 5s));
+  game::Bytes largest(65519, std::byte{0x5A});
+  largest[0] = std::byte{0x04};
+  ASSERT_TRUE(game_.push(1001, largest));
+  const auto got = s.read_payload();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->size(), 65519u);
+  ASSERT_TRUE(game_.push(1001, game::Bytes(65520, std::byte{0x04})));
+  EXPECT_TRUE(s.wait_closed());
+  EXPECT_TRUE(gateway_->wait_log("reason=frame_too_large")) << gateway_->log();
+}
+
+// --listen HOST:PORT,crypto=MODES: what a listener's clients may speak.
+TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
+  gateway_.emplace(GatewayOptions{.backend_port = game_.port(),
+                                  .workers = 1,
+                                  .extra_args = {},
+                                  .tokens = kTokens,
+                                  .batched = false,
+                                  .listen = "127.0.0.1:0,crypto=modern"});
+  {
+    RawSession s(gateway_->port());
+    s.send(1, 0, RawSession::u32(1));  // a clear heartbeat
+    EXPECT_TRUE(s.wait_closed());
+  }
+  {
+    RawSession s(gateway_->port());
+    std::uint32_t seq = 1;
+    EXPECT_THROW(exchange(s, seq, Crypto::kLegacy), std::runtime_error) << "no get_seed_ack";
+    EXPECT_TRUE(s.wait_closed());
+  }
+  EXPECT_TRUE(gateway_->wait_log_count("reason=crypto_refused", 2)) << gateway_->log();
+  Client modern;
+  modern.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(modern.modern_key_exchange());
+  ASSERT_TRUE(modern.login("alice", "tok-alice").ok());
+  EXPECT_TRUE(echo_works(modern, "modern only"));
+  EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
+                          "gatehouse_kicks_total{reason=\"crypto_refused\"}"),
+            2);
+}
+
+TEST_F(GatewayTest, ListenerForAMigrationTakesBothExchangesButNothingInClear) {
+  gateway_.emplace(GatewayOptions{.backend_port = game_.port(),
+                                  .workers = 1,
+                                  .extra_args = {},
+                                  .tokens = kTokens,
+                                  .batched = false,
+                                  .listen = "127.0.0.1:0,crypto=modern+legacy"});
+  auto legacy = logged_in("tok-alice", /*encrypt=*/true);
+  EXPECT_TRUE(echo_works(*legacy, "legacy"));
+  Client modern;
+  modern.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(modern.modern_key_exchange());
+  ASSERT_TRUE(modern.login("bob", "tok-bob").ok());
+  EXPECT_TRUE(echo_works(modern, "modern"));
+  Client clear;
+  clear.connect("127.0.0.1", gateway_->port());
+  EXPECT_EQ(clear.login("carol", "tok-carol").status, client::LoginResult::Status::kClosed);
+  EXPECT_TRUE(gateway_->wait_log("reason=crypto_refused")) << gateway_->log();
+}
 
 TEST_F(GatewayTest, AcceptAnyLoginGivesEachDeviceItsOwnStableId) {
   start({}, 1, /*accept_any=*/true);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace gatehouse::testing {
@@ -40,6 +41,7 @@ void RawSession::write(const Wire& bytes) {
 Wire RawSession::frame(std::uint32_t seq, std::int16_t proto, const Wire& body) {
   Wire payload = cat({u32(seq), u16(static_cast<std::uint16_t>(proto)), body});
   if (send_rc4_) send_rc4_->apply(std::as_writable_bytes(std::span(payload)));
+  if (send_aead_) payload = send_aead_->seal(payload);
   return cat({u16(static_cast<std::uint16_t>(payload.size())), payload});
 }
 
@@ -63,13 +65,24 @@ bool RawSession::read_exact(std::uint8_t* out, std::size_t n,
   return true;
 }
 
-std::optional<Wire> RawSession::read_payload(std::chrono::milliseconds timeout) {
+std::optional<Wire> RawSession::read_raw_payload(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::uint8_t size[2];
   if (!read_exact(size, 2, deadline)) return std::nullopt;
   Wire payload(static_cast<std::size_t>(size[0]) << 8 | size[1]);
   if (!read_exact(payload.data(), payload.size(), deadline)) return std::nullopt;
-  if (receive_rc4_) receive_rc4_->apply(std::as_writable_bytes(std::span(payload)));
+  return payload;
+}
+
+std::optional<Wire> RawSession::read_payload(std::chrono::milliseconds timeout) {
+  auto payload = read_raw_payload(timeout);
+  if (!payload) return std::nullopt;
+  if (receive_rc4_) receive_rc4_->apply(std::as_writable_bytes(std::span(*payload)));
+  if (receive_aead_) {
+    auto opened = receive_aead_->open(*payload);
+    if (!opened) throw std::runtime_error("RawSession: a gateway payload failed to open");
+    return opened;
+  }
   return payload;
 }
 
@@ -101,6 +114,23 @@ Wire RawSession::key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t 
       reference_key_string(static_cast<std::uint32_t>(reference_power(e1, a, kReferencePrime))));
   receive_rc4_.emplace(
       reference_key_string(static_cast<std::uint32_t>(reference_power(e2, b, kReferencePrime))));
+  return *ack;
+}
+
+Wire RawSession::modern_key_exchange(std::uint32_t seq,
+                                     const std::array<std::uint8_t, 32>& secret) {
+  using namespace client::testing;
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  std::array<std::uint8_t, 32> client_public{};
+  crypto_scalarmult_base(client_public.data(), secret.data());
+  send(seq, 32, Wire(client_public.begin(), client_public.end()));
+  const auto ack = read_payload();
+  if (!ack || ack->size() != 34) throw std::runtime_error("RawSession: no key_exchange_ack");
+  std::array<std::uint8_t, 32> gateway_public{};
+  std::copy(ack->begin() + 2, ack->end(), gateway_public.begin());
+  const auto keys = reference_modern_keys(secret, gateway_public, client_public, gateway_public);
+  send_aead_.emplace(keys.to_gateway);
+  receive_aead_.emplace(keys.to_client);
   return *ack;
 }
 

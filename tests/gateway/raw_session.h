@@ -1,9 +1,11 @@
-// RawSession: a client written from protocol.md alone, byte by byte, with
-// the tests' own reference DH and RC4 (tests/client/reference_crypto.h).
+// RawSession: a client written from protocol.md (and docs/protocol-modern.md)
+// alone, byte by byte, with the tests' own reference DH and RC4 and modern
+// construction (tests/client/reference_crypto.h).
 // The byte-exact protocol tests use it instead of the client library so that
 // neither the gateway's nor the client's code checks itself.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -25,7 +27,8 @@ class RawSession {
 
   /// Writes bytes as they are.
   void write(const Wire& bytes);
-  /// `| size | seq | proto | body |`, payload encrypted once keys are set.
+  /// `| size | seq | proto | body |`, payload encrypted (RC4) or sealed
+  /// (modern) once keys are set.
   void send(std::uint32_t seq, std::int16_t proto, const Wire& body);
   /// The bytes send() would write (the RC4 stream moves on), for a test that
   /// writes them its own way: many frames at once, or a byte at a time.
@@ -40,6 +43,11 @@ class RawSession {
   /// Runs get_seed with secrets a, b (seq given) and switches RC4 on. Returns
   /// the get_seed_ack payload as received (in clear).
   Wire key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t b);
+  /// Runs the modern exchange with X25519 secret `secret` (seq given) and
+  /// switches sealing on. Returns the key_exchange_ack payload (in clear).
+  Wire modern_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret);
+  /// The raw payload of the next frame, as on the wire (nothing opened).
+  std::optional<Wire> read_raw_payload(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   static Wire u16(std::uint16_t v) { return {std::uint8_t(v >> 8), std::uint8_t(v)}; }
   static Wire u32(std::uint32_t v) {
@@ -58,6 +66,8 @@ class RawSession {
   int fd_ = -1;
   std::optional<client::testing::ReferenceRc4> send_rc4_;
   std::optional<client::testing::ReferenceRc4> receive_rc4_;
+  std::optional<client::testing::ReferenceAead> send_aead_;
+  std::optional<client::testing::ReferenceAead> receive_aead_;
 };
 
 }  // namespace gatehouse::testing

@@ -1,7 +1,8 @@
-// Chaos: encrypted and clear clients doing pipelined echo through the game
-// service while agent-workers are SIGKILLed at random moments, again and
-// again. Every client must keep its connection and receive exactly the byte
-// stream it expects: each echo once, in order, its RC4 stream in step.
+// Chaos: encrypted (legacy and modern) and clear clients doing pipelined echo
+// through the game service while agent-workers are SIGKILLed at random
+// moments, again and again. Every client must keep its connection and receive
+// exactly the byte stream it expects: each echo once, in order, its RC4
+// stream or AEAD counters in step.
 //
 // GATEHOUSE_CHAOS_SECONDS (default 8) and GATEHOUSE_CHAOS_CLIENTS (default
 // 16) make it longer or wider.
@@ -48,7 +49,8 @@ void run_client(std::uint16_t port, int index, const std::atomic<bool>& stop, Cl
                 bool lossy = false) {
   client::Client c;
   c.connect("127.0.0.1", port);
-  if (index % 2 == 0 && !c.key_exchange(10s)) {
+  // A third each: legacy RC4, modern ChaCha20-Poly1305, clear.
+  if ((index % 3 == 0 && !c.key_exchange(10s)) || (index % 3 == 1 && !c.modern_key_exchange(10s))) {
     out.error = "key exchange failed";
     return;
   }

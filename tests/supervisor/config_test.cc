@@ -87,12 +87,14 @@ std::filesystem::path fake_bin_dir(const char* name, bool present) {
 TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
   const auto bin = fake_bin_dir("gatehouse-check-ok", true);
   const auto r = parse({"--check", "--bin-dir", bin.string(), "--rpm-limit", "60", "--backend",
-                        "batch:10.0.0.1:1", "--listen", "127.0.0.1:9000"});
+                        "batch:10.0.0.1:1", "--listen", "127.0.0.1:9000", "--listen",
+                        "127.0.0.1:9001,crypto=legacy+modern"});
   EXPECT_FALSE(r.config.has_value()) << "--check starts nothing";
   EXPECT_EQ(r.exit_code, 0) << r.message;
   EXPECT_THAT(r.message, HasSubstr("rpm-limit = 60\n"));
   EXPECT_THAT(r.message, HasSubstr("txqueuelen = 128  # default\n"));
-  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9001,crypto=legacy+modern\n"));
   EXPECT_THAT(r.message, HasSubstr("backend = batch:10.0.0.1:1\n"));
   EXPECT_THAT(r.message, HasSubstr("configuration ok"));
   // What it prints reads back as the same configuration.
@@ -102,10 +104,36 @@ TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
   std::filesystem::remove(path);
   ASSERT_TRUE(again.config.has_value()) << again.message;
   EXPECT_EQ(again.config->settings.rpm_limit, 60u);
-  EXPECT_EQ(again.config->listen, std::vector<std::string>{"127.0.0.1:9000"});
+  EXPECT_EQ(again.config->listen, (std::vector<std::string>{"127.0.0.1:9000", "127.0.0.1:9001"}));
+  EXPECT_EQ(again.config->settings.listener_crypto[1], kCryptoLegacy | kCryptoModern);
   EXPECT_EQ(std::string(again.config->settings.backends[0]), "batch:10.0.0.1:1");
   EXPECT_EQ(again.config->bin_dir, bin.string());
   std::filesystem::remove_all(bin);
+}
+
+// --listen HOST:PORT,crypto=MODES (docs/protocol-modern.md): per listener,
+// 'any' by default so that gonet2 clients work unchanged.
+TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
+  const auto r = parse({"--listen", "127.0.0.1:9000", "--listen", "[::1]:9001,crypto=modern",
+                        "--listen", "127.0.0.1:9002,crypto=modern+legacy"});
+  ASSERT_TRUE(r.config.has_value()) << r.message;
+  EXPECT_EQ(r.config->listen,
+            (std::vector<std::string>{"127.0.0.1:9000", "[::1]:9001", "127.0.0.1:9002"}));
+  const Settings& s = r.config->settings;
+  ASSERT_EQ(s.listener_count, 3u);
+  EXPECT_EQ(s.listener_crypto[0], kCryptoAny);
+  EXPECT_EQ(s.listener_crypto[1], kCryptoModern);
+  EXPECT_EQ(s.listener_crypto[2], kCryptoModern | kCryptoLegacy);
+  EXPECT_EQ(parse({}).config->settings.listener_crypto[0], kCryptoAny);
+  for (const char* bad : {"127.0.0.1:9000,crypto=", "127.0.0.1:9000,crypto=rot13",
+                          "127.0.0.1:9000,crypto=modern+", "127.0.0.1:9000,tls=on"}) {
+    const auto e = parse({"--listen", bad});
+    EXPECT_FALSE(e.config.has_value()) << bad;
+    EXPECT_NE(e.exit_code, 0) << bad;
+    EXPECT_THAT(e.message, HasSubstr("--listen")) << bad;
+  }
+  EXPECT_EQ(crypto_modes_text(kCryptoModern | kCryptoClear), "clear+modern");
+  EXPECT_EQ(parse_crypto_modes("clear+modern"), kCryptoModern | kCryptoClear);
 }
 
 TEST(Config, CheckFailsWhenAChildBinaryIsMissing) {

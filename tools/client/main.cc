@@ -1,9 +1,9 @@
 // gatehouse-client: talk to a gateway from a shell.
 //
-//   gatehouse-client --encrypt --echo hello --say "hi all" --listen 10 127.0.0.1:8888
+//   gatehouse-client --modern --echo hello --say "hi all" --listen 10 127.0.0.1:8888
 //
-// Connects, optionally runs the legacy key exchange, logs in, performs the
-// actions in command-line order and prints one line per packet:
+// Connects, optionally runs a key exchange (--modern or the legacy --encrypt), logs in, performs
+// the actions in command-line order and prints one line per packet:
 //   -> 1001 proto_ping_req "hello"      (sent)
 //   <- 1002 proto_ping_ack "hello"      (received)
 // Exit status: 0 on success, 1 on any failure (with a message on stderr).
@@ -47,7 +47,8 @@ struct Action {
 struct Options {
   std::string host;
   std::uint16_t port = 0;
-  bool encrypt = false;
+  bool encrypt = false;  ///< legacy
+  bool modern = false;
   bool login = true;
   std::string udid = "demo-player";
   std::string token;
@@ -75,13 +76,15 @@ void parse_endpoint(const std::string& endpoint, Options& o) {
 std::optional<Options> parse_options(int argc, char** argv) {
   po::options_description visible(
       "Usage: gatehouse-client [options] HOST:PORT\n"
-      "Connects to a gateway, optionally runs the legacy key exchange, logs in and performs\n"
+      "Connects to a gateway, optionally runs a key exchange, logs in and performs\n"
       "the actions in the order given, printing each packet received as one line.\n\n"
       "Options");
   // clang-format off
   visible.add_options()
       ("help,h", "show this help")
-      ("encrypt", "run the legacy key exchange (get_seed_req/ack, DH + RC4) first")
+      ("modern", "run the modern key exchange first (key_exchange_req/ack, X25519 + "
+       "ChaCha20-Poly1305; docs/protocol-modern.md)")
+      ("encrypt", "run the legacy key exchange first (get_seed_req/ack, DH + RC4)")
       ("udid", po::value<std::string>()->value_name("ID"),
        "open_udid to log in with (default demo-player)")
       ("token", po::value<std::string>()->value_name("T"),
@@ -139,6 +142,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
   if (vm.count("endpoint") == 0) throw Failure("missing HOST:PORT (see --help)");
   parse_endpoint(vm["endpoint"].as<std::string>(), o);
   o.encrypt = vm.count("encrypt") != 0;
+  o.modern = vm.count("modern") != 0;
+  if (o.encrypt && o.modern) throw Failure("--encrypt and --modern: one key exchange only");
   o.login = vm.count("no-login") == 0;
   if (vm.count("udid") != 0) o.udid = vm["udid"].as<std::string>();
   if (vm.count("token") != 0) o.token = vm["token"].as<std::string>();
@@ -163,6 +168,7 @@ class Session {
   int run() {
     client_.connect(options_.host, options_.port, options_.timeout);
     if (options_.encrypt) exchange_keys();
+    if (options_.modern) exchange_modern_keys();
     if (options_.login) log_in();
     for (const Action& action : options_.actions) {
       if (!perform(action)) return 0;  // kicked on request: done
@@ -219,6 +225,15 @@ class Session {
     }
     print_line("<- 31 get_seed_ack: RC4 on, send_key=" + std::to_string(keys->send_key) +
                " receive_key=" + std::to_string(keys->receive_key));
+  }
+
+  void exchange_modern_keys() {
+    print_line("-> 32 key_exchange_req (X25519)");
+    if (!client_.modern_key_exchange(options_.timeout)) {
+      if (client_.closed()) connection_lost();
+      throw Failure("no key_exchange_ack within " + waited());
+    }
+    print_line("<- 33 key_exchange_ack: ChaCha20-Poly1305 on");
   }
 
   void log_in() {

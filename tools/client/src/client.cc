@@ -76,6 +76,10 @@ std::string_view proto_name(std::int16_t proto) {
       return "get_seed_req";
     case protocol::kGetSeedAck:
       return "get_seed_ack";
+    case protocol::kKeyExchangeReq:
+      return "key_exchange_req";
+    case protocol::kKeyExchangeAck:
+      return "key_exchange_ack";
     case demo::kPingReq:
       return "proto_ping_req";
     case demo::kPingAck:
@@ -149,6 +153,10 @@ Client& Client::operator=(Client&& other) noexcept {
   keys_ = other.keys_;
   send_cipher_ = other.send_cipher_;
   receive_cipher_ = other.receive_cipher_;
+  pending_modern_ = other.pending_modern_;
+  modern_keys_ = other.modern_keys_;
+  seal_ = other.seal_;
+  open_ = other.open_;
   rx_ = std::move(other.rx_);
   rx_start_ = other.rx_start_;
   inbox_ = std::move(other.inbox_);
@@ -219,6 +227,10 @@ void Client::close() noexcept {
   keys_.reset();
   send_cipher_.reset();
   receive_cipher_.reset();
+  pending_modern_.reset();
+  modern_keys_.reset();
+  seal_.reset();
+  open_.reset();
   rx_.clear();
   rx_start_ = 0;
   inbox_.clear();
@@ -274,15 +286,21 @@ bool Client::send_raw(std::span<const std::byte> bytes) {
 
 bool Client::send_frame(std::span<const std::byte> payload) {
   require_connected();
-  if (payload.size() > protocol::kMaxPayload) {
+  const std::size_t wire_bytes = payload.size() + (seal_ ? modern::kTagBytes : 0);
+  if (wire_bytes > protocol::kMaxPayload) {
     throw std::length_error("gatehouse client: payload of " + std::to_string(payload.size()) +
-                            " bytes exceeds " + std::to_string(protocol::kMaxPayload));
+                            " bytes exceeds " + std::to_string(protocol::kMaxPayload) +
+                            (seal_ ? " with the 16-byte tag" : ""));
   }
-  std::vector<std::byte> frame(protocol::kSizeBytes + payload.size());
-  store_u16(frame.data(), static_cast<std::uint16_t>(payload.size()));
+  std::vector<std::byte> frame(protocol::kSizeBytes + wire_bytes);
+  store_u16(frame.data(), static_cast<std::uint16_t>(wire_bytes));
   std::byte* const out = frame.data() + protocol::kSizeBytes;
-  std::copy(payload.begin(), payload.end(), out);
-  if (send_cipher_) send_cipher_->apply(out, out, payload.size());
+  if (seal_) {
+    seal_->seal(payload.data(), payload.size(), out);
+  } else {
+    std::copy(payload.begin(), payload.end(), out);
+    if (send_cipher_) send_cipher_->apply(out, out, payload.size());
+  }
   ++frames_sent_;
   return write_all(frame);
 }
@@ -327,6 +345,14 @@ bool Client::decode_one() {
     rx_start_ = 0;
   }
   if (receive_cipher_) receive_cipher_->apply(payload.data(), payload.data(), payload.size());
+  if (open_) {
+    std::vector<std::byte> sealed = std::move(payload);
+    payload.resize(sealed.size() - std::min(sealed.size(), modern::kTagBytes));
+    if (!open_->open(sealed.data(), sealed.size(), payload.data())) {
+      throw ClientError("a " + std::to_string(sealed.size()) +
+                        "-byte payload from the gateway failed authentication");
+    }
+  }
 
   const auto parsed = protocol::parse_server_payload(payload);
   if (!parsed) {
@@ -335,8 +361,15 @@ bool Client::decode_one() {
   }
   Packet packet{parsed->proto, {parsed->body.begin(), parsed->body.end()}};
 
-  // get_seed_ack comes in clear; everything after it in both directions is
-  // encrypted, so the ciphers must be in place before the next frame decodes.
+  on_exchange_ack(packet);
+  inbox_.push_back(std::move(packet));
+  return true;
+}
+
+// A key exchange's ack comes in clear; everything after it in both
+// directions is encrypted, so the ciphers must be in place before the next
+// frame decodes.
+void Client::on_exchange_ack(const Packet& packet) {
   if (pending_exchange_ && packet.proto == protocol::kGetSeedAck) {
     const auto seeds = protocol::parse_seed(packet.body);
     if (!seeds) throw ClientError("malformed get_seed_ack: " + raw_description(packet.body));
@@ -349,9 +382,18 @@ bool Client::decode_one() {
     receive_cipher_->init(keys.receive_key);
     keys_ = keys;
     pending_exchange_.reset();
+  } else if (pending_modern_ && packet.proto == protocol::kKeyExchangeAck) {
+    const auto gateway_key = protocol::parse_public_key(packet.body);
+    if (!gateway_key) {
+      throw ClientError("malformed key_exchange_ack: " + raw_description(packet.body));
+    }
+    const auto keys = modern::client_session_keys(*pending_modern_, *gateway_key);
+    if (!keys) throw ClientError("key_exchange_ack with an unusable public key");
+    seal_.emplace().init(keys->to_gateway);
+    open_.emplace().init(keys->to_client);
+    modern_keys_ = keys;
+    pending_modern_.reset();
   }
-  inbox_.push_back(std::move(packet));
-  return true;
 }
 
 Client::FillResult Client::fill(Clock::time_point deadline) {
@@ -436,9 +478,7 @@ std::optional<SessionKeys> Client::key_exchange(Duration timeout) {
 std::optional<SessionKeys> Client::key_exchange(std::uint64_t send_secret,
                                                 std::uint64_t receive_secret, Duration timeout) {
   require_connected();
-  if (keys_ || pending_exchange_) {
-    throw std::logic_error("gatehouse client: key exchange already done or in progress");
-  }
+  require_no_exchange();
   std::vector<std::byte> body;
   ByteWriter(body)
       .i32(static_cast<std::int32_t>(legacy::dh_public(send_secret)))
@@ -449,6 +489,26 @@ std::optional<SessionKeys> Client::key_exchange(std::uint64_t send_secret,
   if (!send(protocol::kGetSeedReq, body)) return std::nullopt;
   if (!receive_proto(protocol::kGetSeedAck, timeout)) return std::nullopt;
   return keys_;
+}
+
+std::optional<modern::SessionKeys> Client::modern_key_exchange(Duration timeout) {
+  return modern_key_exchange(modern::generate_key_pair(), timeout);
+}
+
+std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::KeyPair& pair,
+                                                               Duration timeout) {
+  require_connected();
+  require_no_exchange();
+  pending_modern_ = pair;  // armed before sending, as for key_exchange()
+  if (!send(protocol::kKeyExchangeReq, pair.public_key)) return std::nullopt;
+  if (!receive_proto(protocol::kKeyExchangeAck, timeout)) return std::nullopt;
+  return modern_keys_;
+}
+
+void Client::require_no_exchange() const {
+  if (keys_ || pending_exchange_ || modern_keys_ || pending_modern_) {
+    throw std::logic_error("gatehouse client: key exchange already done or in progress");
+  }
 }
 
 std::optional<std::int32_t> Client::heartbeat(std::int32_t id, Duration timeout) {

@@ -7,14 +7,17 @@
 #include <cstdint>
 
 #include "gatehouse/common/legacy_crypto.h"
+#include "gatehouse/common/modern_crypto.h"
 
 namespace gatehouse::worker {
 
 struct Session {
   enum State : std::uint32_t { kUnused = 0, kOpen = 1, kLoggedIn = 2, kClosed = 3 };
+  /// Set when the key exchange's ack has gone out (in clear).
+  enum Crypto : std::uint32_t { kClear = 0, kLegacy = 1, kModern = 2 };
 
   State state;
-  std::uint32_t encrypted;  ///< 1 once get_seed_ack has gone out
+  Crypto crypto;
   std::uint32_t rx_seq;     ///< client frames accepted; the next must carry rx_seq + 1
   std::uint32_t rpm_count;  ///< frames in the current one-minute window
   std::int64_t rpm_window_start_ms;
@@ -28,8 +31,16 @@ struct Session {
   std::uint64_t frames_out;
   std::uint64_t journal_batch;  ///< last worker batch that saved an undo image of it
   std::uint64_t game_seq_in;    ///< last game message delivered (batched links' Event.seq)
-  legacy::Rc4State decrypt;     ///< client -> gateway stream (key1)
-  legacy::Rc4State encrypt;     ///< gateway -> client stream (key2)
+  union {
+    struct {
+      legacy::Rc4State decrypt;  ///< client -> gateway stream (key1)
+      legacy::Rc4State encrypt;  ///< gateway -> client stream (key2)
+    } legacy;
+    struct {
+      modern::AeadStream open;  ///< client -> gateway payloads
+      modern::AeadStream seal;  ///< gateway -> client payloads
+    } modern;
+  } cipher;  ///< as `crypto` says
 };
 
 }  // namespace gatehouse::worker

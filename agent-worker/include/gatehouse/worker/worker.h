@@ -10,9 +10,11 @@
 // when they do not, it leaves the input where it is (backpressure). Outputs
 // are published once per pass.
 //
-// For each client frame: decrypt (once the key exchange is done), check the
-// seq, count it against the per-minute limit, then heartbeat (0 -> 1), login
-// (10 -> 11 / 12), key exchange (30 -> 31), or forward (> 1000) to the game.
+// For each client frame: decrypt (once a key exchange is done: legacy RC4 or
+// modern ChaCha20-Poly1305), check the seq, count it against the per-minute
+// limit, enforce what the listener allows (crypto_refused), then heartbeat
+// (0 -> 1), login (10 -> 11 / 12), legacy key exchange (30 -> 31), modern
+// key exchange (32 -> 33), or forward (> 1000) to the game.
 // Any bad input kicks the session with a reason; nothing else is affected.
 #pragma once
 
@@ -54,6 +56,13 @@ class Worker {
                                 std::span<const std::byte> payload);
   void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  /// The session's listener lets its clients speak `mode`.
+  bool allows(const Session& s, CryptoModes mode) const;
+  /// Bytes encryption adds to a gateway -> client payload of the session.
+  static std::size_t overhead(const Session& s) noexcept {
+    return s.crypto == Session::kModern ? modern::kTagBytes : 0;
+  }
   /// Frames, encrypts if the session is encrypted, and queues to the client.
   void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);

@@ -35,6 +35,8 @@ enum Proto : std::int16_t {
   kClientErrorAck = 13,
   kGetSeedReq = 30,
   kGetSeedAck = 31,
+  kKeyExchangeReq = 32,  ///< ours: the modern key exchange (docs/protocol-modern.md)
+  kKeyExchangeAck = 33,
 };
 inline constexpr std::int16_t kMaxGatewayProto = 1000;
 
@@ -96,6 +98,14 @@ struct SeedPair {
   std::int32_t receive_seed;  ///< client_receive_seed / server_receive_seed
 };
 std::optional<SeedPair> parse_seed(std::span<const std::byte> body) noexcept;
+
+/// key_exchange_req (32) and key_exchange_ack (33): an X25519 public key,
+/// 32 bytes. A view into the body; nullopt when shorter.
+std::optional<std::span<const std::byte, 32>> parse_public_key(
+    std::span<const std::byte> body) noexcept;
+/// Appends `| proto i16 | key 32 bytes |`.
+void encode_key_packet(std::int16_t proto, std::span<const std::byte, 32> key,
+                       std::vector<std::byte>& out);
 
 /// Appends `| proto i16 | int32 |` (heartbeat ack, login acks).
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out);

@@ -25,6 +25,8 @@ enum class CloseReason : std::uint8_t {
   kLoginFailed,         ///< login refused (reply 12 sent)
   kConnectionLimit,     ///< over the connection limit at accept
   kIoError,             ///< a socket error other than a clean close
+  kCryptoRefused,       ///< clear traffic or a key exchange its listener does not allow
+  kDecryptFailed,       ///< a modern payload that fails authentication
   kCount
 };
 

@@ -19,7 +19,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gatehouse/common/frame_numbering.h"
@@ -35,8 +37,24 @@ inline constexpr std::uint32_t kMaxWorkers = 64;
 inline constexpr std::uint32_t kMaxBackends = 8;
 inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
+inline constexpr std::uint32_t kMaxListeners = 16;
 
 enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
+
+/// Bits of Settings::listener_crypto: what the clients of a listener may
+/// speak (shared/protocol.md section 3, docs/protocol-modern.md). A client
+/// that uses something else is kicked with crypto_refused.
+enum CryptoModes : std::uint8_t {
+  kCryptoClear = 1,   ///< no key exchange at all (gonet2 allowed it)
+  kCryptoLegacy = 2,  ///< get_seed_req: 31-bit DH + RC4
+  kCryptoModern = 4,  ///< key_exchange_req: X25519 + ChaCha20-Poly1305
+  kCryptoAny = kCryptoClear | kCryptoLegacy | kCryptoModern,
+};
+/// "modern", "modern+legacy", "any", ...: nullopt for an unknown name or an
+/// empty set.
+std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
+/// The inverse: "clear+legacy+modern" order, "any" for all three.
+std::string crypto_modes_text(std::uint8_t modes);
 
 /// Everything configurable that a child process needs. Fixed-size PODs only.
 struct Settings {
@@ -60,7 +78,8 @@ struct Settings {
   /// How long sessions wait for a game service that went away (re-opened
   /// streams, a broken batched link) before they are kicked.
   std::uint32_t backend_wait_ms;
-  std::uint32_t reserved;
+  std::uint32_t listener_count;
+  std::uint8_t listener_crypto[kMaxListeners];  ///< CryptoModes of each --listen, in order
 };
 
 /// Liveness of one child process, written by the process itself.

@@ -47,7 +47,7 @@ enum Gauge : std::uint32_t {
 };
 
 /// What a worker times per client frame (label `proto`).
-enum Timed : std::uint32_t { kHeartbeat, kLogin, kGetSeed, kForward, kTimedCount };
+enum Timed : std::uint32_t { kHeartbeat, kLogin, kGetSeed, kKeyExchange, kForward, kTimedCount };
 
 enum Component : std::uint32_t { kFrontend, kWorker, kBridge, kComponentCount };
 enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };

@@ -42,7 +42,7 @@ inline constexpr std::uint64_t kSegmentMagic = 0x4741'5445'484f'5553ull;  // "GA
 /// Bump on any change to a structure that lives in shared memory (segment
 /// header, ring descriptor or record framing, session slots, anything in a
 /// region). Processes refuse segments of another version.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;
 
 inline constexpr std::size_t kMaxRegions = 128;
 inline constexpr std::size_t kRegionNameBytes = 48;

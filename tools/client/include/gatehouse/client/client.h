@@ -6,7 +6,10 @@
 //   gateway -> client:  | size u16 | payload |   payload = | proto i16 | body |
 //
 // After key_exchange() both payload directions run through RC4 (one
-// continuous stream per direction, never over the size header).
+// continuous stream per direction, never over the size header); after
+// modern_key_exchange() every payload is sealed with ChaCha20-Poly1305
+// (docs/protocol-modern.md). A gateway payload that fails to open throws
+// ClientError.
 //
 // Error policy: this is a test and tooling client, not the data path.
 //  - Timeouts and a connection the gateway closed are ordinary outcomes:
@@ -34,6 +37,7 @@
 
 #include "gatehouse/common/client_protocol.h"
 #include "gatehouse/common/legacy_crypto.h"
+#include "gatehouse/common/modern_crypto.h"
 
 namespace gatehouse::client {
 
@@ -158,9 +162,20 @@ class Client {
   /// As key_exchange() with the given secrets a (send) and b (receive).
   std::optional<SessionKeys> key_exchange(std::uint64_t send_secret, std::uint64_t receive_secret,
                                           Duration timeout = kDefaultTimeout);
-  bool encrypted() const noexcept { return keys_.has_value(); }
-  /// The shared keys once the key exchange is done.
+  /// The modern exchange (docs/protocol-modern.md): key_exchange_req with a
+  /// fresh X25519 key pair; once key_exchange_ack is in, every later payload
+  /// is sealed (sent) and opened (received). nullopt on timeout or close.
+  /// Throws std::logic_error if an exchange was already done or is pending.
+  std::optional<modern::SessionKeys> modern_key_exchange(Duration timeout = kDefaultTimeout);
+  /// As modern_key_exchange() with the given key pair.
+  std::optional<modern::SessionKeys> modern_key_exchange(const modern::KeyPair& pair,
+                                                         Duration timeout = kDefaultTimeout);
+  /// Either key exchange is done.
+  bool encrypted() const noexcept { return keys_.has_value() || modern_keys_.has_value(); }
+  /// The legacy shared keys once get_seed_ack is in.
   std::optional<SessionKeys> keys() const noexcept { return keys_; }
+  /// The modern session keys once key_exchange_ack is in.
+  std::optional<modern::SessionKeys> modern_keys() const noexcept { return modern_keys_; }
 
   /// heart_beat_req(id); returns the id of the heart_beat_ack (nullopt on
   /// timeout or close).
@@ -195,10 +210,19 @@ class Client {
   std::uint32_t frames_sent_ = 0;
   Duration send_timeout_{10000};
 
+  /// Checks that no exchange is done or pending.
+  void require_no_exchange() const;
+  /// Switches the ciphers on for an ack that answers the pending exchange.
+  void on_exchange_ack(const Packet& packet);
+
   std::optional<PendingExchange> pending_exchange_;
   std::optional<SessionKeys> keys_;
   std::optional<legacy::Rc4State> send_cipher_;
   std::optional<legacy::Rc4State> receive_cipher_;
+  std::optional<modern::KeyPair> pending_modern_;
+  std::optional<modern::SessionKeys> modern_keys_;
+  std::optional<modern::AeadStream> seal_;
+  std::optional<modern::AeadStream> open_;
 
   std::vector<std::byte> rx_;  ///< raw bytes from the socket, from rx_start_
   std::size_t rx_start_ = 0;
