@@ -291,6 +291,7 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
   ASSERT_TRUE(modern.modern_key_exchange());
   ASSERT_TRUE(modern.login("alice", "tok-alice").ok());
   EXPECT_TRUE(echo_works(modern, "modern only"));
+  EXPECT_TRUE(gateway_->wait_log("user=1001 crypto=modern")) << gateway_->log();
   EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
                           "gatehouse_kicks_total{reason=\"crypto_refused\"}"),
             2);
