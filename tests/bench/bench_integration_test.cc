@@ -109,16 +109,30 @@ GatewayOptions gateway_for(const FakeGameService& game, std::vector<std::string>
 TEST(BenchCli, HelpListsEveryFlagAndBadUsageExits2) {
   const BenchRun help = run_bench({"--help"});
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag :
-       {"--connections", "--encrypt", "--window", "--body-bytes", "--messages", "--duration",
-        "--connect-rate", "--timeout", "--heartbeat", "--idle", "--threads", "--source-addresses",
-        "--udid-prefix", "--rss-pids", "--rss-tree", "--rss-pattern", "--quiet", "HOST:PORT"}) {
+  for (const char* flag : {"--connections", "--crypto", "--encrypt", "--window", "--body-bytes",
+                           "--messages", "--duration", "--connect-rate", "--timeout", "--heartbeat",
+                           "--idle", "--threads", "--source-addresses", "--udid-prefix",
+                           "--rss-pids", "--rss-tree", "--rss-pattern", "--quiet", "HOST:PORT"}) {
     EXPECT_THAT(help.output, HasSubstr(flag));
   }
   EXPECT_EQ(run_bench({"--window", "0", "127.0.0.1:1"}).exit_code, 2);
   EXPECT_EQ(run_bench({"--body-bytes", "7", "127.0.0.1:1"}).exit_code, 2);
   EXPECT_EQ(run_bench({"--no-such-flag"}).exit_code, 2);
   EXPECT_EQ(run_bench({"--connections", "3"}).exit_code, 2);  // no HOST:PORT
+}
+
+TEST(BenchCli, EncryptIsCryptoLegacyAndConflictsWithAnyOtherCrypto) {
+  const BenchRun modern = run_bench({"--encrypt", "--crypto", "modern", "127.0.0.1:1"});
+  EXPECT_EQ(modern.exit_code, 2) << modern.output;
+  EXPECT_THAT(modern.output, HasSubstr("conflicts with --crypto modern"));
+  EXPECT_TRUE(modern.json.empty()) << "refused before running";
+  EXPECT_EQ(run_bench({"--crypto", "modern", "--encrypt", "127.0.0.1:1"}).exit_code, 2);
+  EXPECT_EQ(run_bench({"--encrypt", "--crypto", "clear", "127.0.0.1:1"}).exit_code, 2);
+  EXPECT_EQ(run_bench({"--crypto", "rc4", "127.0.0.1:1"}).exit_code, 2);
+  // The 16-byte tag takes its room out of the body.
+  const BenchRun big = run_bench({"--crypto", "modern", "--body-bytes", "65514", "127.0.0.1:1"});
+  EXPECT_EQ(big.exit_code, 2);
+  EXPECT_THAT(big.output, HasSubstr("8..65513 with --crypto modern"));
 }
 
 TEST(BenchIntegration, ClearWindow4RunIsCleanAndEveryMessageReachedTheGame) {
@@ -183,6 +197,41 @@ TEST(BenchIntegration, EncryptedPingPongRunIsClean) {
   EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
   EXPECT_FALSE(run.number("gateway_rss_kib").has_value());  // not asked for
   EXPECT_FALSE(run.number("gateway_cpu_us_per_msg").has_value());
+}
+
+// On a listener that takes nothing but the modern exchange (anything else is
+// kicked with crypto_refused): every connection exchanged keys, and every
+// payload both ways was sealed and opened.
+TEST(BenchIntegration, ModernRunIsCleanOnAModernOnlyListener) {
+  FakeGameService game({.echo = true});
+  GatewayOptions options = gateway_for(game, kNoRpmLimit);
+  options.listen = "127.0.0.1:0,crypto=modern";
+  GatewayProcess gateway(std::move(options));
+  const BenchRun run = run_bench({"--connections", "20", "--window", "4", "--messages", "50",
+                                  "--crypto", "modern", "--body-bytes", "200", endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("connections_up"), 20);
+  EXPECT_EQ(run.value("encrypted"), 1);
+  EXPECT_THAT(run.json, HasSubstr("\"crypto\":\"modern\""));
+  EXPECT_EQ(run.value("body_bytes"), 200);
+  EXPECT_EQ(run.value("messages"), 1000);
+  EXPECT_EQ(game_frames(game), 1000u);
+  EXPECT_EQ(game.streams().size(), 20u);
+}
+
+// Heartbeats after the login are sealed too (and their acks opened).
+TEST(BenchIntegration, ModernIdleConnectionsHeartbeatSealed) {
+  FakeGameService game({.echo = true});
+  GatewayOptions options = gateway_for(game, {"--read-timeout", "1"});
+  options.listen = "127.0.0.1:0,crypto=modern";
+  GatewayProcess gateway(std::move(options));
+  const BenchRun run = run_bench({"--idle", "5", "--duration", "2", "--heartbeat", "0.3",
+                                  "--timeout", "1", "--crypto", "modern", endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("idle_connections"), 5);
+  EXPECT_THAT(run.json, HasSubstr("\"crypto\":\"modern\""));
 }
 
 TEST(BenchIntegration, MessageCountEndsTheRunByItself) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -178,7 +179,7 @@ TEST(ProcessCpu, CountsWhatAChildBurnsAndNothingForTheGone) {
 TEST(SummaryJson, HasTheContractFieldsInOrder) {
   LoadOptions o;
   o.connections = 20;
-  o.encrypt = true;
+  o.crypto = Crypto::kLegacy;
   o.window = 4;
   LoadResult r;
   r.seconds = 2;
@@ -198,6 +199,7 @@ TEST(SummaryJson, HasTheContractFieldsInOrder) {
       0u)
       << json;
   EXPECT_THAT(json, HasSubstr("\"timeout\":1}"));
+  EXPECT_THAT(json, HasSubstr("\"crypto\":\"legacy\""));
   EXPECT_THAT(json, Not(HasSubstr("idle")));
   EXPECT_THAT(json, HasSubstr("\"gateway_cpu_us_per_msg\":null"));  // not measured
   EXPECT_THAT(json, HasSubstr("\"bench_cpu_us_per_msg\":0.00"));
@@ -207,6 +209,29 @@ TEST(SummaryJson, HasTheContractFieldsInOrder) {
   EXPECT_THAT(to_json(o, r), HasSubstr("\"bench_cpu_us_per_msg\":1.00"));
   EXPECT_EQ(json.back(), '}');
   EXPECT_EQ(json.find('\n'), std::string::npos);
+}
+
+TEST(SummaryJson, EncryptedIsTrueForBothKeyExchangesAndCryptoNamesWhich) {
+  LoadOptions o;
+  LoadResult r;
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"encrypted\":false,"));
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"crypto\":\"clear\""));
+  o.crypto = Crypto::kModern;
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"encrypted\":true,"));
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"crypto\":\"modern\""));
+}
+
+TEST(Crypto, NamesRoundTripAndModernLeavesRoomForTheTag) {
+  for (const Crypto c : {Crypto::kClear, Crypto::kLegacy, Crypto::kModern}) {
+    EXPECT_EQ(parse_crypto(crypto_name(c)), c);
+  }
+  EXPECT_EQ(parse_crypto("Modern"), std::nullopt);
+  EXPECT_EQ(parse_crypto(""), std::nullopt);
+  EXPECT_EQ(parse_crypto("encrypt"), std::nullopt);
+  EXPECT_EQ(max_body_bytes(Crypto::kClear), 65529u);
+  EXPECT_EQ(max_body_bytes(Crypto::kLegacy), 65529u);
+  // | seq u32 | proto i16 | body | + the 16-byte tag fills the 65535 of the size header.
+  EXPECT_EQ(max_body_bytes(Crypto::kModern), 65535u - 6 - 16);
 }
 
 TEST(SummaryJson, NoSamplesAreNullAndIdleReportsPerConnectionMemory) {

@@ -138,6 +138,19 @@ TEST(AeadStream, SealsAsTheReferenceDoesPayloadAfterPayload) {
   EXPECT_EQ(s.stream.counter, 5u);
 }
 
+TEST(AeadStream, SealsAndOpensInPlace) {
+  Streams sender, receiver;
+  ReferenceAead reference(sender.key);
+  const auto plain = payload(50, 9);
+  std::vector<std::byte> buffer = plain;
+  buffer.resize(plain.size() + kTagBytes);
+  sender.stream.seal(buffer.data(), plain.size(), buffer.data());
+  EXPECT_EQ(u8(buffer), reference.seal(u8(plain)));
+  ASSERT_TRUE(receiver.stream.open(buffer.data(), buffer.size(), buffer.data()));
+  buffer.resize(plain.size());
+  EXPECT_EQ(buffer, plain);
+}
+
 TEST(AeadStream, OpensWhatTheReferenceSealsInOrder) {
   Streams s;
   ReferenceAead reference(s.key);

@@ -1,11 +1,14 @@
 // gatehouse-bench: a load generator for the gateway.
 //
-//   gatehouse-bench --connections 1000 --window 16 --encrypt --duration 5
+//   gatehouse-bench --connections 1000 --window 16 --crypto modern --duration 5
 //                   --rss-tree <supervisor pid> 127.0.0.1:8888
 //
-// Opens the connections, logs them in, runs verified echo traffic through the
-// demo game service (or holds them idle with --idle) and prints one JSON
-// summary line on stdout; progress and error details go to stderr.
+// Opens the connections, runs the key exchange asked for (--crypto clear: none,
+// legacy: get_seed_req + DH + RC4, the same as --encrypt; modern: X25519 +
+// ChaCha20-Poly1305, docs/protocol-modern.md), logs them in, runs verified
+// echo traffic through the demo game service (or holds them idle with --idle)
+// and prints one JSON summary line on stdout; progress and error details go
+// to stderr.
 // Exit status: 0 = no errors, 1 = errors were counted, 2 = bad usage or the
 // run could not start.
 #include <boost/program_options.hpp>
@@ -83,9 +86,10 @@ po::options_description describe_options() {
   po::options_description d(
       "Usage: gatehouse-bench [options] HOST:PORT\n\n"
       "Load generator for the gatehouse gateway. Each connection connects, optionally runs\n"
-      "the legacy DH + RC4 key exchange, logs in (proto 10, open_udid <udid-prefix><i>,\n"
-      "expects 11), then sends 1001 proto_ping_req through the demo game service and\n"
-      "verifies every 1002 reply (content and order); the round trip of each is recorded.\n"
+      "a key exchange (--crypto legacy: DH + RC4; modern: X25519 + ChaCha20-Poly1305),\n"
+      "logs in (proto 10, open_udid <udid-prefix><i>, expects 11), then sends 1001\n"
+      "proto_ping_req through the demo game service and verifies every 1002 reply\n"
+      "(content and order); the round trip of each is recorded.\n"
       "Start the gateway with --rpm-limit 0 (the default 200 frames a minute kicks any\n"
       "real load) and --max-connections above --connections.\n\n"
       "Output: one JSON line on stdout; progress and errors on stderr.\n"
@@ -97,11 +101,15 @@ po::options_description describe_options() {
     ("help,h", "print this help and exit")
     ("connections,c", po::value<std::uint32_t>()->default_value(100),
      "concurrent connections")
-    ("encrypt", po::bool_switch(), "legacy key exchange (get_seed_req, DH) and RC4 both ways")
+    ("crypto", po::value<std::string>()->default_value("clear"),
+     "clear: no key exchange; legacy: get_seed_req, DH and RC4 both ways; modern: "
+     "key_exchange_req, X25519 and ChaCha20-Poly1305 both ways (docs/protocol-modern.md)")
+    ("encrypt", po::bool_switch(), "the same as --crypto legacy")
     ("window,w", po::value<std::uint32_t>()->default_value(1),
      "echo messages in flight per connection (1 = ping-pong); due messages go out in one write")
     ("body-bytes", po::value<std::uint32_t>()->default_value(64),
-     "echo body size, 8..65529 (first 8 bytes: connection index, message number)")
+     "echo body size, 8..65529, modern 8..65513 (first 8 bytes: connection index, message "
+     "number)")
     ("messages,m", po::value<std::uint64_t>(),
      "echo messages per connection; the run ends when all are answered (or at --duration, if "
      "given)")
@@ -166,7 +174,16 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
   require(vm.count("endpoint") != 0, "missing HOST:PORT (see --help)");
   parse_endpoint(vm["endpoint"].as<std::string>(), o);
   o.connections = vm["connections"].as<std::uint32_t>();
-  o.encrypt = vm["encrypt"].as<bool>();
+  const std::string& crypto = vm["crypto"].as<std::string>();
+  const auto parsed_crypto = gb::parse_crypto(crypto);
+  require(parsed_crypto.has_value(),
+          "--crypto must be clear, legacy or modern, not '" + crypto + "'");
+  o.crypto = *parsed_crypto;
+  if (vm["encrypt"].as<bool>()) {
+    require(vm["crypto"].defaulted() || o.crypto == gb::Crypto::kLegacy,
+            "--encrypt is --crypto legacy: it conflicts with --crypto " + crypto);
+    o.crypto = gb::Crypto::kLegacy;
+  }
   o.window = vm["window"].as<std::uint32_t>();
   o.body_bytes = vm["body-bytes"].as<std::uint32_t>();
   o.duration_s = vm["duration"].as<double>();
@@ -193,9 +210,10 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
 
   require(o.connections >= 1, "need at least one connection");
   require(o.window >= 1 && o.window <= 1'000'000, "--window must be 1..1000000");
-  require(o.body_bytes >= gb::kMinBodyBytes && o.body_bytes <= gb::kMaxBodyBytes,
+  const std::uint32_t max_body = gb::max_body_bytes(o.crypto);
+  require(o.body_bytes >= gb::kMinBodyBytes && o.body_bytes <= max_body,
           "--body-bytes must be " + std::to_string(gb::kMinBodyBytes) + ".." +
-              std::to_string(gb::kMaxBodyBytes));
+              std::to_string(max_body) + " with --crypto " + gb::crypto_name(o.crypto));
   require(o.duration_s >= 0 && o.duration_s <= 1e6, "--duration must be 0..1000000 seconds");
   require(o.duration_s > 0 || o.messages > 0, "--duration must be > 0");
   require(o.connect_rate > 0, "--connect-rate must be > 0");

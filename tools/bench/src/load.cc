@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <span>
@@ -24,6 +25,7 @@
 #include "gatehouse/common/client_protocol.h"
 #include "gatehouse/common/edge_socket.h"
 #include "gatehouse/common/legacy_crypto.h"
+#include "gatehouse/common/modern_crypto.h"
 
 namespace gatehouse::bench {
 namespace {
@@ -87,6 +89,66 @@ void fill_body(std::byte* body, std::size_t n, std::uint32_t index, std::uint32_
   for (std::size_t k = 8; k < n; ++k) body[k] = pattern_byte(index, number, k);
 }
 
+// ---------------------------------------------------------------- ciphers
+
+// load.h spells the tag's size out (it includes no common header).
+static_assert(kMaxBodyBytes - kMaxModernBodyBytes == modern::kTagBytes);
+
+/// An encrypted session's two directions once its key exchange is answered:
+/// what turns a payload into its wire form and back. Allocated only then,
+/// and only as large as its kind needs (the bench holds 50k connections).
+class SessionCipher {
+ public:
+  virtual ~SessionCipher() = default;
+  /// What sealing adds to a payload.
+  virtual std::size_t overhead() const noexcept = 0;
+  /// Encrypts the `n`-byte payload at `payload` in place; the overhead()
+  /// bytes after it are the room for what sealing adds.
+  virtual void seal(std::byte* payload, std::size_t n) = 0;
+  /// Decrypts the `n` bytes received at `payload` in place: the plaintext's
+  /// size, or nullopt when the payload fails to authenticate.
+  virtual std::optional<std::size_t> open(std::byte* payload, std::size_t n) = 0;
+};
+
+/// Legacy: RC4 each way, one stream running on across frames (1 KiB each).
+class LegacyCipher final : public SessionCipher {
+ public:
+  LegacyCipher(std::uint32_t send_key, std::uint32_t receive_key) noexcept {
+    send_.init(send_key);
+    receive_.init(receive_key);
+  }
+  std::size_t overhead() const noexcept override { return 0; }
+  void seal(std::byte* payload, std::size_t n) override { send_.apply(payload, payload, n); }
+  std::optional<std::size_t> open(std::byte* payload, std::size_t n) override {
+    receive_.apply(payload, payload, n);
+    return n;
+  }
+
+ private:
+  legacy::Rc4State send_;
+  legacy::Rc4State receive_;
+};
+
+/// Modern: ChaCha20-Poly1305 each way, payloads numbered per direction (40
+/// bytes each).
+class ModernCipher final : public SessionCipher {
+ public:
+  explicit ModernCipher(const modern::SessionKeys& keys) noexcept {
+    send_.init(keys.to_gateway);
+    receive_.init(keys.to_client);
+  }
+  std::size_t overhead() const noexcept override { return modern::kTagBytes; }
+  void seal(std::byte* payload, std::size_t n) override { send_.seal(payload, n, payload); }
+  std::optional<std::size_t> open(std::byte* payload, std::size_t n) override {
+    if (!receive_.open(payload, n, payload)) return std::nullopt;
+    return n - modern::kTagBytes;
+  }
+
+ private:
+  modern::AeadStream send_;
+  modern::AeadStream receive_;
+};
+
 class Load;
 class Worker;
 
@@ -97,12 +159,13 @@ class Connection {
   enum class State : std::uint8_t {
     kNotStarted,
     kConnecting,
-    kSeeding,    ///< get_seed_req sent, waiting for get_seed_ack
-    kLoggingIn,  ///< user_login_req sent, waiting for 11
-    kReady,      ///< logged in, waiting for the go
-    kRunning,    ///< echo traffic
-    kDraining,   ///< stopped sending, waiting for the replies in flight
-    kDone,       ///< finished (or idle): held open, heartbeating, until the end
+    kSeeding,     ///< get_seed_req sent, waiting for get_seed_ack
+    kExchanging,  ///< key_exchange_req sent, waiting for key_exchange_ack
+    kLoggingIn,   ///< user_login_req sent, waiting for 11
+    kReady,       ///< logged in, waiting for the go
+    kRunning,     ///< echo traffic
+    kDraining,    ///< stopped sending, waiting for the replies in flight
+    kDone,        ///< finished (or idle): held open, heartbeating, until the end
     kClosed,
   };
 
@@ -127,6 +190,8 @@ class Connection {
   bool consume(std::byte* data, std::size_t n, Clock::time_point now);
   bool handle(std::span<const std::byte> payload, Clock::time_point now);
   bool on_echo_reply(std::span<const std::byte> body, Clock::time_point now);
+  /// The key exchange is answered: `cipher` protects everything from here on.
+  bool on_key_exchange(std::unique_ptr<SessionCipher> cipher, Clock::time_point now);
   void on_logged_in(Clock::time_point now);
   /// Queues frames that are due (echo messages within the window) and writes.
   void pump(Clock::time_point now);
@@ -144,11 +209,6 @@ class Connection {
     return logged_in() ? ErrorKind::kClosed : ErrorKind::kLogin;
   }
 
-  struct Ciphers {
-    legacy::Rc4State send;
-    legacy::Rc4State receive;
-  };
-
   Worker& worker_;
   const LoadOptions& options_;
   const std::uint32_t index_;
@@ -160,10 +220,11 @@ class Connection {
   bool read_armed_ = false;
   bool write_armed_ = false;
 
-  std::uint32_t frames_sent_ = 0;  ///< the seq of the last frame sent
-  std::uint64_t send_secret_ = 0;
-  std::uint64_t receive_secret_ = 0;
-  std::unique_ptr<Ciphers> ciphers_;  ///< after get_seed_ack (1 KiB each way)
+  std::uint32_t frames_sent_ = 0;              ///< the seq of the last frame sent
+  std::uint64_t send_secret_ = 0;              ///< legacy, for get_seed_ack
+  std::uint64_t receive_secret_ = 0;           ///< legacy, for get_seed_ack
+  std::unique_ptr<modern::KeyPair> key_pair_;  ///< modern, until key_exchange_ack
+  std::unique_ptr<SessionCipher> cipher_;      ///< once the key exchange is answered
 
   std::vector<std::byte> tx_;  ///< framed (and encrypted) bytes not yet written
   std::size_t tx_written_ = 0;
@@ -368,17 +429,29 @@ void Connection::on_connected(const error_code& ec) {
   const auto now = Clock::now();
   state_since_ = now;
   arm_read();
-  if (options_.encrypt) {
-    send_secret_ = legacy::dh_random_secret();
-    receive_secret_ = legacy::dh_random_secret();
-    std::byte* body = begin_frame(protocol::kGetSeedReq, 8);
-    store_u32(body, legacy::dh_public(send_secret_));
-    store_u32(body + 4, legacy::dh_public(receive_secret_));
-    end_frame();
-    state_ = State::kSeeding;
-  } else {
-    send_login();
-    state_ = State::kLoggingIn;
+  switch (options_.crypto) {
+    case Crypto::kClear:
+      send_login();
+      state_ = State::kLoggingIn;
+      break;
+    case Crypto::kLegacy: {
+      send_secret_ = legacy::dh_random_secret();
+      receive_secret_ = legacy::dh_random_secret();
+      std::byte* body = begin_frame(protocol::kGetSeedReq, 8);
+      store_u32(body, legacy::dh_public(send_secret_));
+      store_u32(body + 4, legacy::dh_public(receive_secret_));
+      end_frame();
+      state_ = State::kSeeding;
+      break;
+    }
+    case Crypto::kModern: {
+      key_pair_ = std::make_unique<modern::KeyPair>(modern::generate_key_pair());
+      std::byte* body = begin_frame(protocol::kKeyExchangeReq, modern::kPublicKeyBytes);
+      std::memcpy(body, key_pair_->public_key.data(), modern::kPublicKeyBytes);
+      end_frame();
+      state_ = State::kExchanging;
+      break;
+    }
   }
   last_send_ = now;
   flush();
@@ -466,13 +539,24 @@ std::optional<std::size_t> Connection::parse(std::byte* data, std::size_t n,
                                            protocol::kMaxPayload);
     if (scan.kind != protocol::FrameScan::kFrame) return used;  // kTooLarge: impossible (u16)
     std::byte* payload = data + used + protocol::kSizeBytes;
-    // Decrypt only once the frame is complete: a partial frame is kept
-    // encrypted, so the RC4 stream advances exactly once over every byte.
-    // The cipher is checked per frame because get_seed_ack (clear) switches
-    // it on for the frames behind it.
-    if (ciphers_) ciphers_->receive.apply(payload, payload, scan.payload_bytes);
+    std::size_t payload_bytes = scan.payload_bytes;
     used += protocol::kSizeBytes + scan.payload_bytes;
-    if (!handle({payload, scan.payload_bytes}, now)) return std::nullopt;
+    // Decrypt only once the frame is complete: a partial frame is kept
+    // encrypted, so the RC4 stream advances exactly once over every byte and
+    // a sealed payload is opened whole. The cipher is checked per frame
+    // because the key exchange's answer (clear) switches it on for the
+    // frames behind it.
+    if (cipher_) {
+      const auto opened = cipher_->open(payload, payload_bytes);
+      if (!opened) {
+        fail(logged_in() ? ErrorKind::kBadReply : ErrorKind::kLogin,
+             "a frame of " + std::to_string(payload_bytes) +
+                 " bytes failed to open (decrypt_failed: tampered, reordered or wrong key)");
+        return std::nullopt;
+      }
+      payload_bytes = *opened;
+    }
+    if (!handle({payload, payload_bytes}, now)) return std::nullopt;
   }
 }
 
@@ -490,14 +574,21 @@ bool Connection::handle(std::span<const std::byte> payload, Clock::time_point no
       }
       const auto seeds = protocol::parse_seed(packet->body);
       if (!seeds) return fail(ErrorKind::kLogin, "malformed get_seed_ack");
-      ciphers_ = std::make_unique<Ciphers>();
-      ciphers_->send.init(legacy::dh_power(seeds->send_seed, send_secret_));
-      ciphers_->receive.init(legacy::dh_power(seeds->receive_seed, receive_secret_));
-      send_login();
-      state_ = State::kLoggingIn;
-      state_since_ = now;
-      last_send_ = now;
-      return true;
+      return on_key_exchange(
+          std::make_unique<LegacyCipher>(legacy::dh_power(seeds->send_seed, send_secret_),
+                                         legacy::dh_power(seeds->receive_seed, receive_secret_)),
+          now);
+    }
+    case State::kExchanging: {
+      if (packet->proto != protocol::kKeyExchangeAck) {
+        return fail(ErrorKind::kLogin, "expected key_exchange_ack (33), got proto " + proto());
+      }
+      const auto gateway_key = protocol::parse_public_key(packet->body);
+      if (!gateway_key) return fail(ErrorKind::kLogin, "malformed key_exchange_ack");
+      const auto keys = modern::client_session_keys(*key_pair_, *gateway_key);
+      key_pair_.reset();
+      if (!keys) return fail(ErrorKind::kLogin, "key_exchange_ack with an unusable public key");
+      return on_key_exchange(std::make_unique<ModernCipher>(*keys), now);
     }
     case State::kLoggingIn:
       if (packet->proto == protocol::kUserLoginSucceedAck) {
@@ -565,6 +656,15 @@ bool Connection::on_echo_reply(std::span<const std::byte> body, Clock::time_poin
   return true;
 }
 
+bool Connection::on_key_exchange(std::unique_ptr<SessionCipher> cipher, Clock::time_point now) {
+  cipher_ = std::move(cipher);
+  send_login();
+  state_ = State::kLoggingIn;
+  state_since_ = now;
+  last_send_ = now;
+  return true;
+}
+
 void Connection::on_logged_in(Clock::time_point now) {
   state_ = State::kReady;
   state_since_ = now;
@@ -615,20 +715,22 @@ void Connection::pump(Clock::time_point now) {
 
 std::byte* Connection::begin_frame(std::int16_t proto, std::size_t body_bytes) {
   frame_start_ = tx_.size();
-  const std::size_t payload = protocol::kClientHeaderBytes + body_bytes;
-  tx_.resize(frame_start_ + protocol::kSizeBytes + payload);
+  // The size header counts the payload as sent: with what sealing adds.
+  const std::size_t wire_payload =
+      protocol::kClientHeaderBytes + body_bytes + (cipher_ ? cipher_->overhead() : 0);
+  tx_.resize(frame_start_ + protocol::kSizeBytes + wire_payload);
   std::byte* p = tx_.data() + frame_start_;
-  store_u16(p, static_cast<std::uint16_t>(payload));
+  store_u16(p, static_cast<std::uint16_t>(wire_payload));
   store_u32(p + 2, ++frames_sent_);  // seq: frames sent so far, this one included
   store_i16(p + 6, proto);
   return p + protocol::kSizeBytes + protocol::kClientHeaderBytes;
 }
 
 void Connection::end_frame() {
-  if (!ciphers_) return;
-  // The payload only, never the size header; the stream runs on across frames.
+  if (!cipher_) return;
+  // The payload only, never the size header; the ciphers run on across frames.
   std::byte* payload = tx_.data() + frame_start_ + protocol::kSizeBytes;
-  ciphers_->send.apply(payload, payload, tx_.size() - frame_start_ - protocol::kSizeBytes);
+  cipher_->seal(payload, tx_.size() - frame_start_ - protocol::kSizeBytes - cipher_->overhead());
 }
 
 void Connection::send_heartbeat(Clock::time_point now) {
@@ -666,10 +768,13 @@ void Connection::sweep(Clock::time_point now) {
       if (now - state_since_ > timeout) fail(ErrorKind::kConnect, "connect timed out");
       return;
     case State::kSeeding:
+    case State::kExchanging:
     case State::kLoggingIn:
       if (now - state_since_ > timeout) {
-        fail(ErrorKind::kLogin,
-             state_ == State::kSeeding ? "no get_seed_ack in time" : "no login reply in time");
+        const char* awaited = state_ == State::kSeeding      ? "get_seed_ack"
+                              : state_ == State::kExchanging ? "key_exchange_ack"
+                                                             : "login reply";
+        fail(ErrorKind::kLogin, std::string("no ") + awaited + " in time");
       }
       return;
     case State::kRunning:
@@ -982,15 +1087,44 @@ void append_null(std::string& out, const char* key) {
   out += "\":null";
 }
 
+void append_string(std::string& out, const char* key, const char* value) {
+  out += ",\"";
+  out += key;
+  out += "\":\"";
+  out += value;
+  out += "\"";
+}
+
 }  // namespace
+
+const char* crypto_name(Crypto crypto) noexcept {
+  switch (crypto) {
+    case Crypto::kClear:
+      return "clear";
+    case Crypto::kLegacy:
+      return "legacy";
+    case Crypto::kModern:
+      return "modern";
+  }
+  return "?";
+}
+
+std::optional<Crypto> parse_crypto(std::string_view name) noexcept {
+  for (const Crypto c : {Crypto::kClear, Crypto::kLegacy, Crypto::kModern}) {
+    if (name == crypto_name(c)) return c;
+  }
+  return std::nullopt;
+}
 
 LoadResult run_load(const LoadOptions& options, const GatewayProbe& probe,
                     std::ostream& progress_out) {
   if (options.connections == 0) throw std::runtime_error("no connections to open");
   if (options.window == 0) throw std::runtime_error("the window must be at least 1");
-  if (options.body_bytes < kMinBodyBytes || options.body_bytes > kMaxBodyBytes) {
+  const std::uint32_t max_body = max_body_bytes(options.crypto);
+  if (options.body_bytes < kMinBodyBytes || options.body_bytes > max_body) {
     throw std::runtime_error("body bytes must be " + std::to_string(kMinBodyBytes) + ".." +
-                             std::to_string(kMaxBodyBytes));
+                             std::to_string(max_body) + " with " + crypto_name(options.crypto) +
+                             " sessions");
   }
   if (options.duration_s <= 0 && (options.idle || options.messages == 0)) {
     throw std::runtime_error("without a duration the run needs a message count (not idle)");
@@ -1021,7 +1155,7 @@ std::uint64_t raise_fd_limit() {
 std::string to_json(const LoadOptions& options, const LoadResult& r) {
   std::string out = "{\"connections\":" + std::to_string(options.connections);
   out += ",\"encrypted\":";
-  out += options.encrypt ? "true" : "false";
+  out += options.crypto != Crypto::kClear ? "true" : "false";
   append_uint(out, "window", options.window);
   append_uint(out, "body_bytes", options.body_bytes);
   append_number(out, "seconds", r.seconds, 3);
@@ -1059,6 +1193,7 @@ std::string to_json(const LoadOptions& options, const LoadResult& r) {
   append_uint(out, "connections_up", r.connections_up);
   append_number(out, "ramp_s", r.ramp_s, 3);
   append_uint(out, "threads", options.threads);
+  append_string(out, "crypto", crypto_name(options.crypto));  // which encryption, if any
   // CPU per echoed message: steadier than the rate on a shared machine,
   // and it says which side of the run spent what.
   const auto per_message = [&r](std::uint64_t cpu_us) {

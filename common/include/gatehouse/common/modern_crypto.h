@@ -68,11 +68,12 @@ struct AeadStream {
   std::uint64_t counter;  ///< payloads sealed / opened so far
 
   void init(const Key& k) noexcept;
-  /// Writes `n` + kTagBytes bytes to `out` (ciphertext, then tag); in and out
-  /// must not overlap.
+  /// Writes `n` + kTagBytes bytes to `out` (ciphertext, then tag); in == out
+  /// (in place) is allowed, partial overlap is not.
   void seal(const std::byte* in, std::size_t n, std::byte* out) noexcept;
   /// Authenticates and decrypts `n` bytes (ciphertext, then tag) into `n` -
-  /// kTagBytes bytes at `out`. False, with nothing advanced, when `n` is
+  /// kTagBytes bytes at `out` (in == out allowed). False, with nothing
+  /// advanced, when `n` is
   /// shorter than a tag or the tag does not match (tampered, reordered,
   /// replayed or sealed with another key).
   bool open(const std::byte* in, std::size_t n, std::byte* out) noexcept;

@@ -2,12 +2,13 @@
 // gateway on one (or a few) Boost.Asio event loops, non-blocking sockets, no
 // thread per connection.
 //
-// Each connection: TCP connect, optional legacy key exchange (protocol.md
-// section 3), login (proto 10, open_udid "<udid_prefix><index>", expects 11),
-// then echo traffic through the demo game service: 1001 with a body whose
-// first 8 bytes are | connection index u32 | message number u32 | and the rest
-// a pattern derived from both, answered by 1002 with the same body. Every
-// reply is checked byte for byte and for order, and its round trip recorded.
+// Each connection: TCP connect, an optional key exchange (legacy: protocol.md
+// section 3; modern: docs/protocol-modern.md), login (proto 10, open_udid
+// "<udid_prefix><index>", expects 11), then echo traffic through the demo
+// game service: 1001 with a body whose first 8 bytes are | connection index
+// u32 | message number u32 | and the rest a pattern derived from both,
+// answered by 1002 with the same body. Every reply is checked byte for byte
+// and for order, and its round trip recorded.
 //
 // Phases (all connections together, so the measured interval sees the full
 // load): ramp (connect + log in at connect_rate per second) -> go (traffic,
@@ -20,6 +21,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gatehouse/bench/latency_histogram.h"
@@ -27,11 +29,22 @@
 
 namespace gatehouse::bench {
 
+/// How a connection protects its traffic.
+enum class Crypto : std::uint8_t {
+  kClear,   ///< no key exchange
+  kLegacy,  ///< get_seed_req, 31-bit DH, RC4 both ways (protocol.md section 3)
+  kModern,  ///< key_exchange_req, X25519, ChaCha20-Poly1305 both ways (protocol-modern.md)
+};
+/// "clear", "legacy" or "modern".
+const char* crypto_name(Crypto crypto) noexcept;
+/// The inverse of crypto_name(); nullopt for any other name.
+std::optional<Crypto> parse_crypto(std::string_view name) noexcept;
+
 struct LoadOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
-  bool encrypt = false;
+  Crypto crypto = Crypto::kClear;
   std::uint32_t window = 1;       ///< echo messages in flight per connection
   std::uint32_t body_bytes = 64;  ///< >= kMinBodyBytes
   std::uint64_t messages = 0;     ///< per connection; 0 = until the duration ends
@@ -49,12 +62,17 @@ struct LoadOptions {
 inline constexpr std::uint32_t kMinBodyBytes = 8;  ///< | index u32 | message number u32 |
 /// 65535 payload bytes minus the | seq u32 | proto i16 | header.
 inline constexpr std::uint32_t kMaxBodyBytes = 65535 - 6;
+/// A modern session's payloads carry a 16-byte tag within the same 65535.
+inline constexpr std::uint32_t kMaxModernBodyBytes = kMaxBodyBytes - 16;
+constexpr std::uint32_t max_body_bytes(Crypto crypto) noexcept {
+  return crypto == Crypto::kModern ? kMaxModernBodyBytes : kMaxBodyBytes;
+}
 
 struct ErrorCounts {
   std::uint64_t connect = 0;    ///< TCP connect failed or timed out
   std::uint64_t login = 0;      ///< key exchange or login refused, closed, malformed or late
   std::uint64_t closed = 0;     ///< the gateway closed (EOF/reset) a logged-in connection
-  std::uint64_t bad_reply = 0;  ///< wrong content, out of order, unexpected or malformed
+  std::uint64_t bad_reply = 0;  ///< wrong content, out of order, unexpected, malformed, tampered
   std::uint64_t timeout = 0;    ///< an echo or heartbeat reply later than timeout_s
   std::uint64_t total() const noexcept { return connect + login + closed + bad_reply + timeout; }
 };
