@@ -325,8 +325,11 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
   static constexpr const char* kCryptoNames[] = {"clear", "legacy", "modern"};
-  spdlog::info("login conn={:#x} remote={} user={} crypto={}", id.value(), remote_of(s), s.user_id,
-               kCryptoNames[s.crypto]);
+  spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
+               s.user_id, kCryptoNames[s.crypto],
+               s.crypto == Session::kModern
+                   ? "/" + std::string(modern::name_of(s.cipher.modern.seal.aead))
+                   : std::string());
 }
 
 bool Worker::allows(const Session& s, CryptoModes mode) const {
@@ -356,18 +359,20 @@ void Worker::handle_seed(shm::ConnectionId id, Session& s, std::span<const std::
 void Worker::handle_key_exchange(shm::ConnectionId id, Session& s,
                                  std::span<const std::byte> body) {
   if (!allows(s, kCryptoModern)) return finish(id, s, CloseReason::kCryptoRefused);
-  const auto client_key = protocol::parse_public_key(body);
-  if (!client_key || s.crypto != Session::kClear) return finish(id, s, CloseReason::kBadBody);
-  const auto handshake = modern::gateway_handshake(*client_key);
+  const auto request = protocol::parse_key_exchange_req(body);
+  if (!request || s.crypto != Session::kClear) return finish(id, s, CloseReason::kBadBody);
+  const auto handshake = modern::gateway_handshake(request->key, request->aead);
   if (!handshake) {
     spdlog::debug("conn {:#x}: key_exchange_req with an unusable public key", id.value());
     return finish(id, s, CloseReason::kBadBody);
   }
   reply_.clear();
-  protocol::encode_key_packet(protocol::kKeyExchangeAck, handshake->gateway_public, reply_);
+  ByteWriter(reply_).i16(protocol::kKeyExchangeAck);
+  protocol::encode_key_exchange(handshake->gateway_public,
+                                static_cast<std::uint8_t>(handshake->aead), reply_);
   send_to_client(id, s, reply_);  // in clear: encryption starts after it
-  s.cipher.modern.open.init(handshake->keys.to_gateway);
-  s.cipher.modern.seal.init(handshake->keys.to_client);
+  s.cipher.modern.open.init(handshake->keys.to_gateway, handshake->aead);
+  s.cipher.modern.seal.init(handshake->keys.to_client, handshake->aead);
   s.crypto = Session::kModern;
 }
 

@@ -75,15 +75,21 @@ std::optional<SeedPair> parse_seed(std::span<const std::byte> body) noexcept {
   return s;
 }
 
-std::optional<std::span<const std::byte, 32>> parse_public_key(
-    std::span<const std::byte> body) noexcept {
+std::optional<KeyExchange> parse_key_exchange_req(std::span<const std::byte> body) noexcept {
   if (body.size() < 32) return std::nullopt;
-  return body.first<32>();
+  return KeyExchange{body.first<32>(),
+                     body.size() > 32 ? std::to_integer<std::uint8_t>(body[32]) : std::uint8_t{0}};
 }
 
-void encode_key_packet(std::int16_t proto, std::span<const std::byte, 32> key,
-                       std::vector<std::byte>& out) {
-  ByteWriter(out).i16(proto).bytes(key);
+std::optional<KeyExchange> parse_key_exchange_ack(std::span<const std::byte> body) noexcept {
+  if (body.size() < 33) return std::nullopt;
+  return KeyExchange{body.first<32>(), std::to_integer<std::uint8_t>(body[32])};
+}
+
+void encode_key_exchange(std::span<const std::byte, 32> key, std::uint8_t aead,
+                         std::vector<std::byte>& out) {
+  ByteWriter(out).bytes(key);
+  out.push_back(std::byte{aead});
 }
 
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out) {

@@ -90,11 +90,16 @@ void serve_demo(FakeConnection& conn) {
         secret.fill(0x42);
         crypto_scalarmult_base(gateway_public.data(), secret.data());
         std::memcpy(client_public.data(), f.body.data(), 32);
-        conn.write_packet(33, std::as_bytes(std::span(gateway_public)));
+        const std::uint8_t aead =
+            f.body.size() > 32 ? std::to_integer<std::uint8_t>(f.body[32]) : std::uint8_t{0};
+        Bytes ack(gateway_public.size() + 1);
+        std::memcpy(ack.data(), gateway_public.data(), gateway_public.size());
+        ack.back() = std::byte{aead};  // grants what was asked for
+        conn.write_packet(33, ack);
         const auto keys =
             testing::reference_modern_keys(secret, client_public, client_public, gateway_public);
-        conn.open_with(keys.to_gateway);
-        conn.seal_with(keys.to_client);
+        conn.open_with(keys.to_gateway, aead);
+        conn.seal_with(keys.to_client, aead);
         break;
       }
       case 10: {
@@ -186,8 +191,8 @@ TEST(ClientCli, ModernSessionSealsEveryPayloadBothWays) {
   EXPECT_EQ(server_error, "");
   EXPECT_EQ(run.exit_code, 0);
   ASSERT_EQ(run.lines.size(), 10u) << ::testing::PrintToString(run.lines);
-  EXPECT_EQ(run.lines[0], "-> 32 key_exchange_req (X25519)");
-  EXPECT_EQ(run.lines[1], "<- 33 key_exchange_ack: ChaCha20-Poly1305 on");
+  EXPECT_EQ(run.lines[0], "-> 32 key_exchange_req (X25519, asking for chacha20-poly1305)");
+  EXPECT_EQ(run.lines[1], "<- 33 key_exchange_ack: chacha20-poly1305 on");
   EXPECT_EQ(run.lines[3], "<- 11 login ok uid=42");
   EXPECT_EQ(run.lines[5], "<- 1002 proto_ping_ack \"hello\"");
   EXPECT_EQ(run.lines[7], "<- 1 heart_beat_ack id=1");

@@ -203,8 +203,12 @@ class FakeConnection {
   void decrypt_with(std::uint32_t key) { decrypt_.emplace(reference_key_string(key)); }
   void encrypt_with(std::uint32_t key) { encrypt_.emplace(reference_key_string(key)); }
   /// The modern mode (docs/protocol-modern.md) from here on.
-  void open_with(const std::array<std::uint8_t, 32>& key) { open_.emplace(key); }
-  void seal_with(const std::array<std::uint8_t, 32>& key) { seal_.emplace(key); }
+  void open_with(const std::array<std::uint8_t, 32>& key, std::uint8_t aead) {
+    open_.emplace(key, aead);
+  }
+  void seal_with(const std::array<std::uint8_t, 32>& key, std::uint8_t aead) {
+    seal_.emplace(key, aead);
+  }
 
   /// Closes with an RST instead of a FIN.
   void reset() {

@@ -76,21 +76,35 @@ TEST(ModernKeys, BothSidesDeriveTheDocumentedKeys) {
 
 TEST(ModernKeys, GatewayHandshakeMatchesTheClientsDerivation) {
   const KeyPair client = generate_key_pair();
-  const auto handshake = gateway_handshake(client.public_key);
+  const auto handshake = gateway_handshake(client.public_key, 0);
   ASSERT_TRUE(handshake);
   const auto at_client = client_session_keys(client, handshake->gateway_public);
   ASSERT_TRUE(at_client);
   EXPECT_EQ(u8(at_client->to_client), u8(handshake->keys.to_client));
   EXPECT_EQ(u8(at_client->to_gateway), u8(handshake->keys.to_gateway));
   // A fresh key pair each time.
-  EXPECT_NE(u8(gateway_handshake(client.public_key)->gateway_public),
+  EXPECT_NE(u8(gateway_handshake(client.public_key, 0)->gateway_public),
             u8(handshake->gateway_public));
 }
 
 TEST(ModernKeys, LowOrderPublicKeyIsRefused) {
   const PublicKey zero{};
-  EXPECT_FALSE(gateway_handshake(zero));
+  EXPECT_FALSE(gateway_handshake(zero, 0));
   EXPECT_FALSE(client_session_keys(generate_key_pair(), zero));
+}
+
+// The gateway grants AES-256-GCM when asked and its CPU has AES-NI, and
+// ChaCha20-Poly1305 otherwise: when not asked, when it cannot, and for an
+// AEAD byte it does not know.
+TEST(ModernKeys, GatewayChoosesTheAeadTheClientAskedForWhenItCan) {
+  const KeyPair client = generate_key_pair();
+  EXPECT_EQ(gateway_handshake(client.public_key, 0)->aead, Aead::kChaCha20Poly1305);
+  EXPECT_EQ(gateway_handshake(client.public_key, 1)->aead,
+            available(Aead::kAes256Gcm) ? Aead::kAes256Gcm : Aead::kChaCha20Poly1305);
+  EXPECT_EQ(gateway_handshake(client.public_key, 7)->aead, Aead::kChaCha20Poly1305);
+  EXPECT_EQ(aead_from_wire(7), std::nullopt);
+  EXPECT_EQ(aead_from_name("aes-256-gcm"), Aead::kAes256Gcm);
+  EXPECT_EQ(name_of(Aead::kChaCha20Poly1305), "chacha20-poly1305");
 }
 
 TEST(ModernNonce, IsFourZeroBytesThenTheCounterBigEndian) {
@@ -104,10 +118,10 @@ TEST(ModernNonce, IsFourZeroBytesThenTheCounterBigEndian) {
 struct Streams {
   Bytes32 key{};
   AeadStream stream{};
-  Streams() {
+  explicit Streams(Aead aead) {
     Key k;
     for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<std::byte>(i * 7 + 1);
-    stream.init(k);
+    stream.init(k, aead);
     std::memcpy(key.data(), k.data(), 32);
   }
 };
@@ -128,9 +142,11 @@ std::vector<std::byte> payload(std::size_t n, int salt) {
   return p;
 }
 
-TEST(AeadStream, SealsAsTheReferenceDoesPayloadAfterPayload) {
-  Streams s;
-  ReferenceAead reference(s.key);
+class AeadStreamTest : public ::testing::TestWithParam<Aead> {};
+
+TEST_P(AeadStreamTest, SealsAsTheReferenceDoesPayloadAfterPayload) {
+  Streams s(GetParam());
+  ReferenceAead reference(s.key, static_cast<std::uint8_t>(GetParam()));
   for (const std::size_t n : {6u, 0u, 70u, 1000u, 65519u}) {
     const auto plain = payload(n, static_cast<int>(n));
     EXPECT_EQ(u8(seal(s.stream, plain)), reference.seal(u8(plain))) << "payload of " << n;
@@ -138,9 +154,9 @@ TEST(AeadStream, SealsAsTheReferenceDoesPayloadAfterPayload) {
   EXPECT_EQ(s.stream.counter, 5u);
 }
 
-TEST(AeadStream, SealsAndOpensInPlace) {
-  Streams sender, receiver;
-  ReferenceAead reference(sender.key);
+TEST_P(AeadStreamTest, SealsAndOpensInPlace) {
+  Streams sender(GetParam()), receiver(GetParam());
+  ReferenceAead reference(sender.key, static_cast<std::uint8_t>(GetParam()));
   const auto plain = payload(50, 9);
   std::vector<std::byte> buffer = plain;
   buffer.resize(plain.size() + kTagBytes);
@@ -151,9 +167,9 @@ TEST(AeadStream, SealsAndOpensInPlace) {
   EXPECT_EQ(buffer, plain);
 }
 
-TEST(AeadStream, OpensWhatTheReferenceSealsInOrder) {
-  Streams s;
-  ReferenceAead reference(s.key);
+TEST_P(AeadStreamTest, OpensWhatTheReferenceSealsInOrder) {
+  Streams s(GetParam());
+  ReferenceAead reference(s.key, static_cast<std::uint8_t>(GetParam()));
   for (int i = 0; i < 3; ++i) {
     const auto plain = payload(40, i);
     const auto sealed = reference.seal(u8(plain));
@@ -165,8 +181,8 @@ TEST(AeadStream, OpensWhatTheReferenceSealsInOrder) {
   }
 }
 
-TEST(AeadStream, RefusesTamperedReplayedReorderedAndShortPayloadsWithoutAdvancing) {
-  Streams sender, receiver;
+TEST_P(AeadStreamTest, RefusesTamperedReplayedReorderedAndShortPayloadsWithoutAdvancing) {
+  Streams sender(GetParam()), receiver(GetParam());
   const auto first = seal(sender.stream, payload(30, 1));
   const auto second = seal(sender.stream, payload(30, 2));
 
@@ -185,6 +201,20 @@ TEST(AeadStream, RefusesTamperedReplayedReorderedAndShortPayloadsWithoutAdvancin
   EXPECT_TRUE(open(receiver.stream, second));
   EXPECT_EQ(receiver.stream.counter, 2u);
 }
+
+/// Every AEAD this machine can run (AES-256-GCM needs AES-NI; without it the
+/// gateway never chooses it, as the test above checks).
+std::vector<Aead> runnable_aeads() {
+  std::vector<Aead> out{Aead::kChaCha20Poly1305};
+  if (available(Aead::kAes256Gcm)) out.push_back(Aead::kAes256Gcm);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(EachAead, AeadStreamTest, ::testing::ValuesIn(runnable_aeads()),
+                         [](const auto& param_info) {
+                           return param_info.param == Aead::kAes256Gcm ? "Aes256Gcm"
+                                                                       : "ChaCha20Poly1305";
+                         });
 
 }  // namespace
 }  // namespace gatehouse::modern

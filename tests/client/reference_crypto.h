@@ -116,17 +116,20 @@ inline ReferenceModernKeys reference_modern_keys(
 }
 
 /// One direction of a modern session: payload n sealed with nonce
-/// | 0 0 0 0 | n u64 big-endian |, ciphertext then 16-byte tag, no AAD.
+/// | 0 0 0 0 | n u64 big-endian |, ciphertext then 16-byte tag, no AAD;
+/// ChaCha20-Poly1305 (AEAD byte 0) or AES-256-GCM (1).
 class ReferenceAead {
  public:
-  explicit ReferenceAead(const std::array<std::uint8_t, 32>& key) : key_(key) {}
+  explicit ReferenceAead(const std::array<std::uint8_t, 32>& key, std::uint8_t aead = 0)
+      : key_(key), aes_(aead == 1) {}
 
   std::vector<std::uint8_t> seal(const std::vector<std::uint8_t>& plain) {
     std::vector<std::uint8_t> out(plain.size() + 16);
     unsigned long long out_len = 0;
     const auto n = nonce();
-    crypto_aead_chacha20poly1305_ietf_encrypt(out.data(), &out_len, plain.data(), plain.size(),
-                                              nullptr, 0, nullptr, n.data(), key_.data());
+    (aes_ ? crypto_aead_aes256gcm_encrypt : crypto_aead_chacha20poly1305_ietf_encrypt)(
+        out.data(), &out_len, plain.data(), plain.size(), nullptr, 0, nullptr, n.data(),
+        key_.data());
     ++counter_;
     return out;
   }
@@ -136,9 +139,9 @@ class ReferenceAead {
     std::vector<std::uint8_t> out(sealed.size() - 16);
     unsigned long long out_len = 0;
     const auto n = nonce();
-    if (crypto_aead_chacha20poly1305_ietf_decrypt(out.data(), &out_len, nullptr, sealed.data(),
-                                                  sealed.size(), nullptr, 0, n.data(),
-                                                  key_.data()) != 0) {
+    if ((aes_ ? crypto_aead_aes256gcm_decrypt : crypto_aead_chacha20poly1305_ietf_decrypt)(
+            out.data(), &out_len, nullptr, sealed.data(), sealed.size(), nullptr, 0, n.data(),
+            key_.data()) != 0) {
       return std::nullopt;
     }
     ++counter_;
@@ -154,6 +157,7 @@ class ReferenceAead {
   }
 
   std::array<std::uint8_t, 32> key_;
+  bool aes_;
   std::uint64_t counter_ = 0;
 };
 

@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto payload = stream.subspan(kSizeBytes, scan.payload_bytes);
     stream = stream.subspan(kSizeBytes + scan.payload_bytes);
     modern::AeadStream aead;
-    aead.init(modern::Key{});
+    aead.init(modern::Key{}, modern::Aead::kChaCha20Poly1305);
     std::vector<std::byte> opened(payload.size());
     if (aead.open(payload.data(), payload.size(), opened.data())) __builtin_trap();
     const auto packet = parse_client_payload(payload);
@@ -61,8 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         (void)parse_seed(packet->body);
         break;
       case kKeyExchangeReq:
-        if (const auto key = parse_public_key(packet->body)) {
-          (void)modern::gateway_session_keys(gateway_pair(), *key);
+        if (const auto request = parse_key_exchange_req(packet->body)) {
+          (void)modern::gateway_session_keys(gateway_pair(), request->key);
         }
         break;
       case kUserLoginReq:

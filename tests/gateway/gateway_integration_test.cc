@@ -21,6 +21,7 @@
 
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
+#include "gatehouse/common/modern_crypto.h"
 #include "gateway_process.h"
 #include "http_get.h"
 #include "raw_session.h"
@@ -82,7 +83,9 @@ class GatewayTest : public ::testing::Test {
 
 // ------------------------------------------------------------------ protocol table
 
-enum class Crypto { kClear, kLegacy, kModern };
+/// kModern asks for no AEAD (the request has no AEAD byte: ChaCha20-Poly1305);
+/// kModernAes asks for AES-256-GCM.
+enum class Crypto { kClear, kLegacy, kModern, kModernAes };
 
 /// An X25519 secret for RawSession::modern_key_exchange().
 std::array<std::uint8_t, 32> modern_secret(std::uint8_t salt) {
@@ -101,12 +104,16 @@ void exchange(RawSession& s, std::uint32_t& seq, Crypto crypto) {
     EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x1F})) << "get_seed_ack is proto 31, in clear";
     EXPECT_LT(RawSession::get_u32(ack, 2), 0x7FFFFFC3u);
     EXPECT_LT(RawSession::get_u32(ack, 6), 0x7FFFFFC3u);
-  } else if (crypto == Crypto::kModern) {
-    const Wire ack = s.modern_key_exchange(seq, modern_secret(static_cast<std::uint8_t>(seq)));
+  } else if (crypto == Crypto::kModern || crypto == Crypto::kModernAes) {
+    const bool aes = crypto == Crypto::kModernAes;
+    const Wire ack = s.modern_key_exchange(seq, modern_secret(static_cast<std::uint8_t>(seq)),
+                                           aes ? std::optional<std::uint8_t>(1) : std::nullopt);
     ++seq;
-    ASSERT_EQ(ack.size(), 34u);
+    ASSERT_EQ(ack.size(), 35u);
     EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x21}))
         << "key_exchange_ack is proto 33, in clear";
+    const bool aes_here = modern::available(modern::Aead::kAes256Gcm);
+    EXPECT_EQ(ack[34], aes && aes_here ? 1 : 0) << "the AEAD granted";
   }
 }
 
@@ -175,7 +182,8 @@ TEST_P(GatewayProtocolTest, FramesSurviveAnyWayTheBytesArrive) {
   }
   EXPECT_EQ(s.read_payload(), (Wire{0x03, 0xEA, 's', 'l', 'o', 'w'}));
   // payload = seq + proto + body (+ tag) = 65535 bytes
-  Wire big(65535 - 6 - (GetParam() == Crypto::kModern ? 16 : 0));
+  const bool sealed = GetParam() == Crypto::kModern || GetParam() == Crypto::kModernAes;
+  Wire big(65535 - 6 - (sealed ? 16 : 0));
   for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>(i * 7);
   s.send(seq++, 1001, big);
   EXPECT_EQ(s.read_payload(), RawSession::cat({{0x03, 0xEA}, big}));
@@ -196,13 +204,16 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EachCrypto, GatewayProtocolTest,
-                         ::testing::Values(Crypto::kClear, Crypto::kLegacy, Crypto::kModern),
+                         ::testing::Values(Crypto::kClear, Crypto::kLegacy, Crypto::kModern,
+                                           Crypto::kModernAes),
                          [](const auto& param_info) {
                            switch (param_info.param) {
                              case Crypto::kLegacy:
                                return "Legacy";
                              case Crypto::kModern:
                                return "Modern";
+                             case Crypto::kModernAes:
+                               return "ModernAes";
                              default:
                                return "Clear";
                            }
@@ -291,7 +302,7 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
   ASSERT_TRUE(modern.modern_key_exchange());
   ASSERT_TRUE(modern.login("alice", "tok-alice").ok());
   EXPECT_TRUE(echo_works(modern, "modern only"));
-  EXPECT_TRUE(gateway_->wait_log("user=1001 crypto=modern")) << gateway_->log();
+  EXPECT_TRUE(gateway_->wait_log("user=1001 crypto=modern/chacha20-poly1305")) << gateway_->log();
   EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
                           "gatehouse_kicks_total{reason=\"crypto_refused\"}"),
             2);

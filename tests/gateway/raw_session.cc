@@ -117,20 +117,22 @@ Wire RawSession::key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t 
   return *ack;
 }
 
-Wire RawSession::modern_key_exchange(std::uint32_t seq,
-                                     const std::array<std::uint8_t, 32>& secret) {
+Wire RawSession::modern_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
+                                     std::optional<std::uint8_t> aead) {
   using namespace client::testing;
   if (sodium_init() < 0) throw std::runtime_error("sodium_init");
   std::array<std::uint8_t, 32> client_public{};
   crypto_scalarmult_base(client_public.data(), secret.data());
-  send(seq, 32, Wire(client_public.begin(), client_public.end()));
+  Wire body(client_public.begin(), client_public.end());
+  if (aead) body.push_back(*aead);
+  send(seq, 32, body);
   const auto ack = read_payload();
-  if (!ack || ack->size() != 34) throw std::runtime_error("RawSession: no key_exchange_ack");
+  if (!ack || ack->size() != 35) throw std::runtime_error("RawSession: no key_exchange_ack");
   std::array<std::uint8_t, 32> gateway_public{};
-  std::copy(ack->begin() + 2, ack->end(), gateway_public.begin());
+  std::copy(ack->begin() + 2, ack->begin() + 34, gateway_public.begin());
   const auto keys = reference_modern_keys(secret, gateway_public, client_public, gateway_public);
-  send_aead_.emplace(keys.to_gateway);
-  receive_aead_.emplace(keys.to_client);
+  send_aead_.emplace(keys.to_gateway, (*ack)[34]);
+  receive_aead_.emplace(keys.to_client, (*ack)[34]);
   return *ack;
 }
 

@@ -25,6 +25,7 @@
 #include "gatehouse/bench/load.h"
 #include "gatehouse/bench/process_memory.h"
 #include "gatehouse/common/endpoint.h"
+#include "gatehouse/common/modern_crypto.h"
 
 namespace po = boost::program_options;
 namespace gb = gatehouse::bench;
@@ -105,6 +106,9 @@ po::options_description describe_options() {
      "clear: no key exchange; legacy: get_seed_req, DH and RC4 both ways; modern: "
      "key_exchange_req, X25519 and ChaCha20-Poly1305 both ways (docs/protocol-modern.md)")
     ("encrypt", po::bool_switch(), "the same as --crypto legacy")
+    ("aead", po::value<std::string>()->default_value("chacha20-poly1305"),
+     "with --crypto modern: the AEAD to ask for, chacha20-poly1305 or aes-256-gcm (the "
+     "gateway falls back to chacha20-poly1305 without AES-NI)")
     ("window,w", po::value<std::uint32_t>()->default_value(1),
      "echo messages in flight per connection (1 = ping-pong); due messages go out in one write")
     ("body-bytes", po::value<std::uint32_t>()->default_value(64),
@@ -184,6 +188,13 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
             "--encrypt is --crypto legacy: it conflicts with --crypto " + crypto);
     o.crypto = gb::Crypto::kLegacy;
   }
+  const std::string& aead_name = vm["aead"].as<std::string>();
+  const auto aead = gatehouse::modern::aead_from_name(aead_name);
+  require(aead.has_value(), "--aead must be chacha20-poly1305 or aes-256-gcm");
+  require(vm["aead"].defaulted() || o.crypto == gb::Crypto::kModern,
+          "--aead is for --crypto modern");
+  require(gatehouse::modern::available(*aead), "--aead " + aead_name + ": not available here");
+  o.aead = static_cast<std::uint8_t>(*aead);
   o.window = vm["window"].as<std::uint32_t>();
   o.body_bytes = vm["body-bytes"].as<std::uint32_t>();
   o.duration_s = vm["duration"].as<double>();

@@ -11,7 +11,8 @@
 #
 #   tools/bench/scenarios.sh [RUNS]        (default 3; needs a built tree)
 #   SECONDS_PER_RUN=4 CONTRACTS="gonet2 batch" SCENARIOS="pp1-enc w16-1000-enc" ...
-#     (-enc: legacy DH + RC4; -modern: X25519 + ChaCha20-Poly1305; -clear: none)
+#     (-enc: legacy DH + RC4; -modern: X25519 + ChaCha20-Poly1305, -modern-aes
+#     with AES-256-GCM; -clear: none)
 #   GATEWAY_CPUS=0 GAME_CPUS=1 BENCH_CPUS=1 ...   pin each side (taskset lists)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}
 secs=${SECONDS_PER_RUN:-4}
 contracts=${CONTRACTS:-"gonet2 batch"}
-scenarios=${SCENARIOS:-"pp1-enc pp1-modern pp1-clear pp100-enc w16-1000-enc w16-1000-modern w16-1000-clear idle-10000"}
+scenarios=${SCENARIOS:-"pp1-enc pp1-modern pp1-clear pp100-enc w16-1000-enc w16-1000-modern w16-1000-modern-aes w16-1000-clear idle-10000"}
 out=${OUT_DIR:-$(mktemp -d /tmp/gatehouse-bench.XXXXXX)}
 port=${GATEHOUSE_BENCH_PORT:-18888}
 game_port=${GATEHOUSE_BENCH_GAME_PORT:-15051}
@@ -37,6 +38,7 @@ args_of() {
     pp100-enc) echo "-c 100 --encrypt" ;;
     w16-1000-enc) echo "-c 1000 -w 16 --encrypt" ;;
     w16-1000-modern) echo "-c 1000 -w 16 --crypto modern" ;;
+    w16-1000-modern-aes) echo "-c 1000 -w 16 --crypto modern --aead aes-256-gcm" ;;
     w16-1000-clear) echo "-c 1000 -w 16" ;;
     idle-10000) echo "--idle 10000" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;

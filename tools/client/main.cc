@@ -49,6 +49,7 @@ struct Options {
   std::uint16_t port = 0;
   bool encrypt = false;  ///< legacy
   bool modern = false;
+  gatehouse::modern::Aead aead = gatehouse::modern::Aead::kChaCha20Poly1305;
   bool login = true;
   std::string udid = "demo-player";
   std::string token;
@@ -82,8 +83,10 @@ std::optional<Options> parse_options(int argc, char** argv) {
   // clang-format off
   visible.add_options()
       ("help,h", "show this help")
-      ("modern", "run the modern key exchange first (key_exchange_req/ack, X25519 + "
-       "ChaCha20-Poly1305; docs/protocol-modern.md)")
+      ("modern", "run the modern key exchange first (key_exchange_req/ack, X25519 + an AEAD; "
+       "docs/protocol-modern.md)")
+      ("aead", po::value<std::string>()->value_name("NAME"),
+       "with --modern: the AEAD to ask for, chacha20-poly1305 (default) or aes-256-gcm")
       ("encrypt", "run the legacy key exchange first (get_seed_req/ack, DH + RC4)")
       ("udid", po::value<std::string>()->value_name("ID"),
        "open_udid to log in with (default demo-player)")
@@ -144,6 +147,16 @@ std::optional<Options> parse_options(int argc, char** argv) {
   o.encrypt = vm.count("encrypt") != 0;
   o.modern = vm.count("modern") != 0;
   if (o.encrypt && o.modern) throw Failure("--encrypt and --modern: one key exchange only");
+  if (vm.count("aead") != 0) {
+    const auto aead = gatehouse::modern::aead_from_name(vm["aead"].as<std::string>());
+    if (!aead || !o.modern) {
+      throw Failure("--aead takes chacha20-poly1305 or aes-256-gcm, with --modern");
+    }
+    if (!gatehouse::modern::available(*aead)) {
+      throw Failure("--aead " + vm["aead"].as<std::string>() + ": not available on this CPU");
+    }
+    o.aead = *aead;
+  }
   o.login = vm.count("no-login") == 0;
   if (vm.count("udid") != 0) o.udid = vm["udid"].as<std::string>();
   if (vm.count("token") != 0) o.token = vm["token"].as<std::string>();
@@ -228,12 +241,14 @@ class Session {
   }
 
   void exchange_modern_keys() {
-    print_line("-> 32 key_exchange_req (X25519)");
-    if (!client_.modern_key_exchange(options_.timeout)) {
+    print_line("-> 32 key_exchange_req (X25519, asking for " +
+               std::string(gatehouse::modern::name_of(options_.aead)) + ")");
+    if (!client_.modern_key_exchange(options_.timeout, options_.aead)) {
       if (client_.closed()) connection_lost();
       throw Failure("no key_exchange_ack within " + waited());
     }
-    print_line("<- 33 key_exchange_ack: ChaCha20-Poly1305 on");
+    print_line("<- 33 key_exchange_ack: " +
+               std::string(gatehouse::modern::name_of(*client_.aead())) + " on");
   }
 
   void log_in() {

@@ -133,9 +133,9 @@ class LegacyCipher final : public SessionCipher {
 /// bytes each).
 class ModernCipher final : public SessionCipher {
  public:
-  explicit ModernCipher(const modern::SessionKeys& keys) noexcept {
-    send_.init(keys.to_gateway);
-    receive_.init(keys.to_client);
+  ModernCipher(const modern::SessionKeys& keys, modern::Aead aead) noexcept {
+    send_.init(keys.to_gateway, aead);
+    receive_.init(keys.to_client, aead);
   }
   std::size_t overhead() const noexcept override { return modern::kTagBytes; }
   void seal(std::byte* payload, std::size_t n) override { send_.seal(payload, n, payload); }
@@ -446,8 +446,9 @@ void Connection::on_connected(const error_code& ec) {
     }
     case Crypto::kModern: {
       key_pair_ = std::make_unique<modern::KeyPair>(modern::generate_key_pair());
-      std::byte* body = begin_frame(protocol::kKeyExchangeReq, modern::kPublicKeyBytes);
+      std::byte* body = begin_frame(protocol::kKeyExchangeReq, modern::kPublicKeyBytes + 1);
       std::memcpy(body, key_pair_->public_key.data(), modern::kPublicKeyBytes);
+      body[modern::kPublicKeyBytes] = std::byte{options_.aead};
       end_frame();
       state_ = State::kExchanging;
       break;
@@ -583,12 +584,16 @@ bool Connection::handle(std::span<const std::byte> payload, Clock::time_point no
       if (packet->proto != protocol::kKeyExchangeAck) {
         return fail(ErrorKind::kLogin, "expected key_exchange_ack (33), got proto " + proto());
       }
-      const auto gateway_key = protocol::parse_public_key(packet->body);
-      if (!gateway_key) return fail(ErrorKind::kLogin, "malformed key_exchange_ack");
-      const auto keys = modern::client_session_keys(*key_pair_, *gateway_key);
+      const auto ack = protocol::parse_key_exchange_ack(packet->body);
+      if (!ack) return fail(ErrorKind::kLogin, "malformed key_exchange_ack");
+      const auto aead = modern::aead_from_wire(ack->aead);
+      if (!aead || (ack->aead != options_.aead && *aead != modern::Aead::kChaCha20Poly1305)) {
+        return fail(ErrorKind::kLogin, "key_exchange_ack names an AEAD not asked for");
+      }
+      const auto keys = modern::client_session_keys(*key_pair_, ack->key);
       key_pair_.reset();
       if (!keys) return fail(ErrorKind::kLogin, "key_exchange_ack with an unusable public key");
-      return on_key_exchange(std::make_unique<ModernCipher>(*keys), now);
+      return on_key_exchange(std::make_unique<ModernCipher>(*keys, *aead), now);
     }
     case State::kLoggingIn:
       if (packet->proto == protocol::kUserLoginSucceedAck) {
@@ -1194,6 +1199,13 @@ std::string to_json(const LoadOptions& options, const LoadResult& r) {
   append_number(out, "ramp_s", r.ramp_s, 3);
   append_uint(out, "threads", options.threads);
   append_string(out, "crypto", crypto_name(options.crypto));  // which encryption, if any
+  if (options.crypto == Crypto::kModern) {  // the AEAD asked for (the gateway may fall back)
+    append_string(
+        out, "aead",
+        modern::name_of(
+            modern::aead_from_wire(options.aead).value_or(modern::Aead::kChaCha20Poly1305))
+            .data());
+  }
   // CPU per echoed message: steadier than the rate on a shared machine,
   // and it says which side of the run spent what.
   const auto per_message = [&r](std::uint64_t cpu_us) {

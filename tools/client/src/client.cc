@@ -383,14 +383,18 @@ void Client::on_exchange_ack(const Packet& packet) {
     keys_ = keys;
     pending_exchange_.reset();
   } else if (pending_modern_ && packet.proto == protocol::kKeyExchangeAck) {
-    const auto gateway_key = protocol::parse_public_key(packet.body);
-    if (!gateway_key) {
-      throw ClientError("malformed key_exchange_ack: " + raw_description(packet.body));
+    const auto ack = protocol::parse_key_exchange_ack(packet.body);
+    if (!ack) throw ClientError("malformed key_exchange_ack: " + raw_description(packet.body));
+    const auto aead = modern::aead_from_wire(ack->aead);
+    // The gateway grants the AEAD asked for or falls back to the default.
+    if (!aead || (*aead != pending_modern_->wanted && *aead != modern::Aead::kChaCha20Poly1305)) {
+      throw ClientError("key_exchange_ack names AEAD " + std::to_string(ack->aead) +
+                        ", which was not asked for");
     }
-    const auto keys = modern::client_session_keys(*pending_modern_, *gateway_key);
+    const auto keys = modern::client_session_keys(pending_modern_->pair, ack->key);
     if (!keys) throw ClientError("key_exchange_ack with an unusable public key");
-    seal_.emplace().init(keys->to_gateway);
-    open_.emplace().init(keys->to_client);
+    seal_.emplace().init(keys->to_gateway, *aead);
+    open_.emplace().init(keys->to_client, *aead);
     modern_keys_ = keys;
     pending_modern_.reset();
   }
@@ -491,16 +495,24 @@ std::optional<SessionKeys> Client::key_exchange(std::uint64_t send_secret,
   return keys_;
 }
 
-std::optional<modern::SessionKeys> Client::modern_key_exchange(Duration timeout) {
-  return modern_key_exchange(modern::generate_key_pair(), timeout);
+std::optional<modern::SessionKeys> Client::modern_key_exchange(Duration timeout,
+                                                               modern::Aead wanted) {
+  return modern_key_exchange(modern::generate_key_pair(), wanted, timeout);
 }
 
 std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::KeyPair& pair,
+                                                               modern::Aead wanted,
                                                                Duration timeout) {
   require_connected();
   require_no_exchange();
-  pending_modern_ = pair;  // armed before sending, as for key_exchange()
-  if (!send(protocol::kKeyExchangeReq, pair.public_key)) return std::nullopt;
+  if (!modern::available(wanted)) {
+    throw std::logic_error("gatehouse client: " + std::string(modern::name_of(wanted)) +
+                           " is not available on this CPU");
+  }
+  std::vector<std::byte> body;
+  protocol::encode_key_exchange(pair.public_key, static_cast<std::uint8_t>(wanted), body);
+  pending_modern_ = PendingModern{pair, wanted};  // armed before sending, as for key_exchange()
+  if (!send(protocol::kKeyExchangeReq, body)) return std::nullopt;
   if (!receive_proto(protocol::kKeyExchangeAck, timeout)) return std::nullopt;
   return modern_keys_;
 }

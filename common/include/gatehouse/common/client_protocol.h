@@ -99,13 +99,20 @@ struct SeedPair {
 };
 std::optional<SeedPair> parse_seed(std::span<const std::byte> body) noexcept;
 
-/// key_exchange_req (32) and key_exchange_ack (33): an X25519 public key,
-/// 32 bytes. A view into the body; nullopt when shorter.
-std::optional<std::span<const std::byte, 32>> parse_public_key(
-    std::span<const std::byte> body) noexcept;
-/// Appends `| proto i16 | key 32 bytes |`.
-void encode_key_packet(std::int16_t proto, std::span<const std::byte, 32> key,
-                       std::vector<std::byte>& out);
+/// key_exchange_req (32) and key_exchange_ack (33): an X25519 public key and
+/// an AEAD byte (docs/protocol-modern.md). The key is a view into the body.
+struct KeyExchange {
+  std::span<const std::byte, 32> key;
+  std::uint8_t aead;  ///< modern::Aead on the wire
+};
+/// `| key 32 bytes | aead u8 (optional: 0 when absent) |`; nullopt when
+/// shorter than the key.
+std::optional<KeyExchange> parse_key_exchange_req(std::span<const std::byte> body) noexcept;
+/// `| key 32 bytes | aead u8 |`; nullopt when shorter.
+std::optional<KeyExchange> parse_key_exchange_ack(std::span<const std::byte> body) noexcept;
+/// Appends `| key 32 bytes | aead u8 |` (the body of either).
+void encode_key_exchange(std::span<const std::byte, 32> key, std::uint8_t aead,
+                         std::vector<std::byte>& out);
 
 /// Appends `| proto i16 | int32 |` (heartbeat ack, login acks).
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out);

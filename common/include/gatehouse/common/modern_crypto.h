@@ -1,12 +1,13 @@
 // The modern key exchange and stream encryption (docs/protocol-modern.md):
 // X25519 between a fresh gateway key pair and the client's, session keys
 // from libsodium's crypto_kx (BLAKE2b-512 of the shared point and both
-// public keys), and ChaCha20-Poly1305 (IETF, RFC 8439) per payload with a
-// per-direction counter as nonce. The primitives are libsodium's; nothing
-// here implements a cipher.
+// public keys), and an AEAD per payload with a per-direction counter as
+// nonce: ChaCha20-Poly1305 (IETF, RFC 8439), which every peer speaks, or
+// AES-256-GCM where the client asks for it and this CPU has AES-NI. The
+// primitives are libsodium's; nothing here implements a cipher.
 //
-// An AeadStream is plain data (a key and a counter) so that it can live in
-// the shared-memory session table and move between worker processes.
+// An AeadStream is plain data (a key, an algorithm and a counter) so that it
+// can live in the shared-memory session table and move between workers.
 #pragma once
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string_view>
 
 namespace gatehouse::modern {
 
@@ -24,6 +26,19 @@ inline constexpr std::size_t kNonceBytes = 12;
 
 using PublicKey = std::array<std::byte, kPublicKeyBytes>;
 using Key = std::array<std::byte, kKeyBytes>;
+
+/// The AEAD of a session, as its byte on the wire.
+enum class Aead : std::uint8_t {
+  kChaCha20Poly1305 = 0,  ///< the default; every gateway and client has it
+  kAes256Gcm = 1,         ///< where the gateway's CPU has AES-NI (3x cheaper there)
+};
+/// This process can use `aead` (AES-256-GCM needs AES-NI and PCLMUL).
+bool available(Aead aead);
+/// "chacha20-poly1305", "aes-256-gcm".
+std::string_view name_of(Aead aead) noexcept;
+std::optional<Aead> aead_from_name(std::string_view name) noexcept;
+/// The wire byte of an ack; nullopt for a value this build does not know.
+std::optional<Aead> aead_from_wire(std::uint8_t value) noexcept;
 
 struct KeyPair {
   PublicKey public_key;
@@ -51,31 +66,33 @@ std::optional<SessionKeys> client_session_keys(const KeyPair& client,
 struct GatewayHandshake {
   PublicKey gateway_public;
   SessionKeys keys;
+  Aead aead;  ///< the client's wish if available() here, else ChaCha20-Poly1305
 };
 /// The gateway's whole side of the exchange: a fresh key pair (its secret
-/// wiped before returning), then gateway_session_keys().
+/// wiped before returning), then gateway_session_keys(). `wanted` is the
+/// request's AEAD byte (0 when it had none; unknown values count as 0).
 std::optional<GatewayHandshake> gateway_handshake(
-    std::span<const std::byte, kPublicKeyBytes> client);
+    std::span<const std::byte, kPublicKeyBytes> client, std::uint8_t wanted);
 
 /// The nonce of the `counter`-th payload of a direction: 4 zero bytes, then
 /// the counter as a big-endian u64.
 std::array<std::byte, kNonceBytes> nonce_of(std::uint64_t counter) noexcept;
 
-/// One direction of a session: ChaCha20-Poly1305 with a fixed key, the n-th
-/// payload (from 0) sealed with nonce_of(n), no associated data.
+/// One direction of a session: its AEAD with a fixed key, the n-th payload
+/// (from 0) sealed with nonce_of(n), no associated data.
 struct AeadStream {
   std::uint8_t key[kKeyBytes];
   std::uint64_t counter;  ///< payloads sealed / opened so far
+  Aead aead;
 
-  void init(const Key& k) noexcept;
+  void init(const Key& k, Aead algorithm) noexcept;
   /// Writes `n` + kTagBytes bytes to `out` (ciphertext, then tag); in == out
   /// (in place) is allowed, partial overlap is not.
   void seal(const std::byte* in, std::size_t n, std::byte* out) noexcept;
   /// Authenticates and decrypts `n` bytes (ciphertext, then tag) into `n` -
   /// kTagBytes bytes at `out` (in == out allowed). False, with nothing
-  /// advanced, when `n` is
-  /// shorter than a tag or the tag does not match (tampered, reordered,
-  /// replayed or sealed with another key).
+  /// advanced, when `n` is shorter than a tag or the tag does not match
+  /// (tampered, reordered, replayed or sealed with another key).
   bool open(const std::byte* in, std::size_t n, std::byte* out) noexcept;
 };
 

@@ -163,13 +163,20 @@ class Client {
   std::optional<SessionKeys> key_exchange(std::uint64_t send_secret, std::uint64_t receive_secret,
                                           Duration timeout = kDefaultTimeout);
   /// The modern exchange (docs/protocol-modern.md): key_exchange_req with a
-  /// fresh X25519 key pair; once key_exchange_ack is in, every later payload
-  /// is sealed (sent) and opened (received). nullopt on timeout or close.
-  /// Throws std::logic_error if an exchange was already done or is pending.
-  std::optional<modern::SessionKeys> modern_key_exchange(Duration timeout = kDefaultTimeout);
+  /// fresh X25519 key pair, asking for the AEAD `wanted`; once
+  /// key_exchange_ack is in, every later payload is sealed (sent) and opened
+  /// (received) with the AEAD the gateway chose (aead()). nullopt on timeout
+  /// or close. Throws std::logic_error if an exchange was already done or is
+  /// pending, or if `wanted` is not available() on this machine.
+  std::optional<modern::SessionKeys> modern_key_exchange(
+      Duration timeout = kDefaultTimeout, modern::Aead wanted = modern::Aead::kChaCha20Poly1305);
   /// As modern_key_exchange() with the given key pair.
   std::optional<modern::SessionKeys> modern_key_exchange(const modern::KeyPair& pair,
-                                                         Duration timeout = kDefaultTimeout);
+                                                         modern::Aead wanted, Duration timeout);
+  /// The AEAD of a modern session once key_exchange_ack is in.
+  std::optional<modern::Aead> aead() const noexcept {
+    return open_ ? std::optional<modern::Aead>(open_->aead) : std::nullopt;
+  }
   /// Either key exchange is done.
   bool encrypted() const noexcept { return keys_.has_value() || modern_keys_.has_value(); }
   /// The legacy shared keys once get_seed_ack is in.
@@ -219,7 +226,11 @@ class Client {
   std::optional<SessionKeys> keys_;
   std::optional<legacy::Rc4State> send_cipher_;
   std::optional<legacy::Rc4State> receive_cipher_;
-  std::optional<modern::KeyPair> pending_modern_;
+  struct PendingModern {
+    modern::KeyPair pair;
+    modern::Aead wanted;
+  };
+  std::optional<PendingModern> pending_modern_;
   std::optional<modern::SessionKeys> modern_keys_;
   std::optional<modern::AeadStream> seal_;
   std::optional<modern::AeadStream> open_;
