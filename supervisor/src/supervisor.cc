@@ -506,7 +506,10 @@ int Supervisor::run() {
 
   start_children();
   if (!wait_for_children_attached()) return 1;
-  for (const std::string& l : listen_names_) spdlog::info("listening on {}", l);
+  for (std::size_t i = 0; i < listen_names_.size(); ++i) {
+    spdlog::info("listening on {} (crypto={})", listen_names_[i],
+                 crypto_modes_text(config_.settings.listener_crypto[i]));
+  }
   spdlog::info("metrics on http://{}:{}/metrics",
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());

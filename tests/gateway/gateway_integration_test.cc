@@ -285,6 +285,7 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
                                   .tokens = kTokens,
                                   .batched = false,
                                   .listen = "127.0.0.1:0,crypto=modern"});
+  EXPECT_TRUE(gateway_->wait_log("(crypto=modern)")) << "the start log names the listener's crypto";
   {
     RawSession s(gateway_->port());
     s.send(1, 0, RawSession::u32(1));  // a clear heartbeat
