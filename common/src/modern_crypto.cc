@@ -107,7 +107,7 @@ std::optional<GatewayHandshake> gateway_handshake(
 
 std::array<std::byte, kNonceBytes> nonce_of(std::uint64_t counter) noexcept {
   std::array<std::byte, kNonceBytes> nonce{};
-  for (int i = 0; i < 8; ++i) {
+  for (std::size_t i = 0; i < 8; ++i) {
     nonce[kNonceBytes - 1 - i] = static_cast<std::byte>(counter >> (8 * i));
   }
   return nonce;

@@ -241,13 +241,13 @@ class FakeConnection {
   std::optional<ReferenceAead> seal_;
 
   static std::vector<std::uint8_t> as_u8(const Bytes& b) {
-    std::vector<std::uint8_t> out(b.size());
-    std::memcpy(out.data(), b.data(), b.size());
+    std::vector<std::uint8_t> out;
+    for (const std::byte x : b) out.push_back(std::to_integer<std::uint8_t>(x));
     return out;
   }
   static Bytes as_bytes(const std::vector<std::uint8_t>& b) {
-    Bytes out(b.size());
-    std::memcpy(out.data(), b.data(), b.size());
+    Bytes out;
+    for (const std::uint8_t x : b) out.push_back(std::byte{x});
     return out;
   }
 };

@@ -37,8 +37,8 @@ Bytes32 u8(const std::array<std::byte, 32>& b) {
   return out;
 }
 std::vector<std::uint8_t> u8(const std::vector<std::byte>& b) {
-  std::vector<std::uint8_t> out(b.size());
-  std::memcpy(out.data(), b.data(), b.size());
+  std::vector<std::uint8_t> out;
+  for (const std::byte x : b) out.push_back(std::to_integer<std::uint8_t>(x));
   return out;
 }
 
