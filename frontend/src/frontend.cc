@@ -66,7 +66,9 @@ struct Frontend::Connection {
   // Current ring batch: index of the first/last of this connection's sends.
   std::size_t batch_first = SIZE_MAX;
   std::size_t batch_last = SIZE_MAX;
-  bool dead = false;  // destroyed; freed by reap() at a safe point
+  bool dead = false;             // destroyed; freed by reap() at a safe point
+  bool address_counted = false;  // in per_address_ (not an adopted orphan)
+  AddressLimit::Key address{};
 };
 
 struct Frontend::WorkerLink {
@@ -110,6 +112,7 @@ Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Do
       doorbell_(std::move(doorbell)),
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
       sweep_timer_(io_),
+      per_address_(settings_.max_connections_per_ip),
       by_slot_(table_.slots()),
       scratch_(kScratchBytes) {
   if (worker_doorbells.size() != settings_.workers) {
@@ -177,6 +180,18 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   if (ec) return;  // already gone
   // Workers take new connections in turn; a worker whose range of the
   // session table is full passes its turn to the next.
+  const AddressLimit::Key address = AddressLimit::key_of(remote.address());
+  if (!per_address_.try_add(address)) {
+    metrics_.add(metrics::kConnectionsRefusedPerAddress);
+    if (const std::int64_t now = now_ms(); now - address_warned_ms_ >= 1000) {
+      address_warned_ms_ = now;  // a flood must not flood the log too
+      spdlog::warn(
+          "connection from {} refused: {} connections from that address already "
+          "(--max-connections-per-ip)",
+          remote.address().to_string(), per_address_.limit());
+    }
+    return;  // the socket closes here
+  }
   std::optional<shm::ConnectionId> id;
   for (std::uint32_t tries = 0;
        !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
@@ -184,6 +199,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
     next_worker_ = (next_worker_ + 1) % settings_.workers;
   }
   if (!id) {
+    per_address_.remove(address);
     metrics_.add(metrics::kConnectionsRefused);
     spdlog::warn("connection from {} refused: connection limit {} reached",
                  remote.address().to_string(), settings_.max_connections);
@@ -200,6 +216,8 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   const std::uint32_t worker = worker_of_slot(id->slot(), settings_);
   auto conn = std::make_unique<Connection>(io_, *id, worker);
   conn->socket = std::move(socket);
+  conn->address = address;
+  conn->address_counted = true;
   Connection& c = *conn;
   by_slot_[id->slot()] = std::move(conn);
   ++connection_count_;
@@ -556,6 +574,9 @@ void Frontend::destroy(Connection& c) {
 
 void Frontend::reap() {
   for (const shm::ConnectionId id : graveyard_) {
+    if (const Connection& c = *by_slot_[id.slot()]; c.address_counted) {
+      per_address_.remove(c.address);
+    }
     table_.release(id);
     by_slot_[id.slot()].reset();
     --connection_count_;

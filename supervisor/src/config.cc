@@ -138,6 +138,10 @@ ParseResult parse_config(int argc, const char* const* argv) {
        "one can drain while the others take the new ones")
       ("max-connections", po::value<std::uint32_t>()->default_value(65536),
        "most concurrent client connections (sizes the session table)")
+      ("max-connections-per-ip", po::value<std::uint32_t>()->default_value(0),
+       "most concurrent connections from one client address (an IPv4 address, an IPv6 /64); "
+       "more are refused at accept. 0: no limit. Players behind one NAT share an address: "
+       "leave room for them")
       ("max-frame", po::value<std::uint32_t>()->default_value(65535),
        "largest client payload in bytes; larger frames kick (frame_too_large)")
       ("read-timeout", po::value<double>()->default_value(15.0),
@@ -259,6 +263,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
     s.idle_spin_us =
         spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus >= s.workers + 4 ? 50 : 0);
     s.max_connections = in_range<std::uint32_t>(vm, "max-connections", 1, 1u << 24);
+    s.max_connections_per_ip = in_range<std::uint32_t>(vm, "max-connections-per-ip", 0, 1u << 24);
     if (s.max_connections < s.workers) {
       // Each worker owns a range of the session table.
       throw ConfigError("--max-connections must be at least --workers (" +

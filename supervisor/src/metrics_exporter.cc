@@ -22,12 +22,10 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 16> kPlainCounters = {{
+constexpr std::array<CounterInfo, 15> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
-    {metrics::kConnectionsRefused, "gatehouse_connections_refused_total",
-     "Connections refused at accept: the connection limit, or out of file descriptors."},
     {metrics::kClientFramesReceived, "gatehouse_client_frames_received_total",
      "Frames received from clients."},
     {metrics::kClientBytesReceived, "gatehouse_client_bytes_received_total",
@@ -150,6 +148,21 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kDroppedToGame]; }),
         {{"direction", "to_game"}}));
     out.push_back(std::move(dropped));
+
+    auto refused = family("gatehouse_connections_refused_total",
+                          "Connections refused at accept, by reason: connection_limit "
+                          "(--max-connections, or out of file descriptors), address_limit "
+                          "(--max-connections-per-ip).",
+                          MetricType::Counter);
+    for (const auto& [counter, reason] :
+         {std::pair{metrics::kConnectionsRefused, "connection_limit"},
+          std::pair{metrics::kConnectionsRefusedPerAddress, "address_limit"}}) {
+      refused.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"reason", reason}}));
+    }
+    out.push_back(std::move(refused));
 
     auto logins =
         family("gatehouse_logins_total", "Login attempts by result.", MetricType::Counter);

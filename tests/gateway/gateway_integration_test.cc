@@ -2,6 +2,7 @@
 // (build/bin), real TCP clients, and a real gRPC game service written for the
 // tests (FakeGameService). Byte-exact checks use RawSession, a client built
 // from protocol.md with the tests' own DH and RC4.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -723,6 +724,66 @@ TEST_F(GatewayTest, ConnectionsOverTheLimitAreRefusedOthersServed) {
   std::this_thread::sleep_for(100ms);
   auto again = logged_in("tok-dave", false);
   EXPECT_TRUE(echo_works(*again, "in"));
+}
+
+/// A heartbeat round trip on a fresh connection from `source` (a loopback
+/// address) to 127.0.0.1:`port`: whether the gateway served it.
+bool heartbeat_from(const char* source, std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &local.sin_addr);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(port);
+  remote.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool served = false;
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) == 0 &&
+      ::connect(fd, reinterpret_cast<const sockaddr*>(&remote), sizeof remote) == 0) {
+    const std::uint8_t beat[] = {0, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 9};
+    timeval timeout{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::uint8_t ack[8] = {};
+    std::size_t got = 0;
+    if (::send(fd, beat, sizeof beat, MSG_NOSIGNAL) == sizeof beat) {
+      for (ssize_t n = 1; got < sizeof ack && n > 0; got += static_cast<std::size_t>(n > 0 ? n : 0))
+        n = ::recv(fd, ack + got, sizeof ack - got, 0);
+    }
+    const std::uint8_t expected[] = {0, 6, 0, 1, 0, 0, 0, 9};
+    served = got == sizeof ack && std::memcmp(ack, expected, sizeof ack) == 0;
+  }
+  ::close(fd);
+  return served;
+}
+
+// --max-connections-per-ip: a client address over its share is refused at
+// accept; other addresses, and the first address once one of its
+// connections has gone, are served.
+TEST_F(GatewayTest, ConnectionsOverThePerAddressLimitAreRefusedOthersServed) {
+  start({"--max-connections-per-ip", "2"});
+  auto first = logged_in("tok-alice", false);
+  auto second = logged_in("tok-bob", /*encrypt=*/true);
+  Client third;
+  third.connect("127.0.0.1", gateway_->port());
+  EXPECT_TRUE(third.wait_closed(5s)) << "a third connection from 127.0.0.1 is refused";
+  EXPECT_TRUE(
+      gateway_->wait_log("connection from 127.0.0.1 refused: 2 connections from that "
+                         "address already"))
+      << gateway_->log();
+  EXPECT_TRUE(heartbeat_from("127.0.0.2", gateway_->port())) << "another address is served";
+  EXPECT_TRUE(echo_works(*first, "still here"));
+  EXPECT_TRUE(echo_works(*second, "still here"));
+  EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
+                          "gatehouse_connections_refused_total{reason=\"address_limit\"}"),
+            1);
+  first.reset();  // one leaves: the address has room again
+  ASSERT_TRUE(gateway_->wait_log("reason=client_closed"));
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {  // the slot is released on the worker's ack
+    served = heartbeat_from("127.0.0.1", gateway_->port());
+    if (!served) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(served);
 }
 
 TEST_F(GatewayTest, SupervisorKilledTakesEveryChildWithIt) {

@@ -60,11 +60,12 @@ std::string crypto_modes_text(std::uint8_t modes);
 struct Settings {
   std::uint32_t workers;
   std::uint32_t max_connections;
-  std::uint32_t max_frame;        ///< largest client payload accepted
-  std::uint32_t read_timeout_ms;  ///< dead-link deadline
-  std::uint32_t rpm_limit;        ///< client frames per minute per session
-  std::uint32_t txqueuelen;       ///< frames queued to one client before slow_consumer
-  std::uint32_t sockbuf;          ///< SO_RCVBUF/SO_SNDBUF, 0 = kernel default
+  std::uint32_t max_connections_per_ip;  ///< per IPv4 address / IPv6 /64; 0 = no limit
+  std::uint32_t max_frame;               ///< largest client payload accepted
+  std::uint32_t read_timeout_ms;         ///< dead-link deadline
+  std::uint32_t rpm_limit;               ///< client frames per minute per session
+  std::uint32_t txqueuelen;              ///< frames queued to one client before slow_consumer
+  std::uint32_t sockbuf;                 ///< SO_RCVBUF/SO_SNDBUF, 0 = kernel default
   std::uint32_t drain_timeout_ms;
   std::uint32_t linger_ms;  ///< how long a closing socket waits for the client's FIN
   std::uint32_t log_level;  ///< spdlog level

@@ -16,7 +16,8 @@ namespace gatehouse::metrics {
 
 enum Counter : std::uint32_t {
   kConnectionsAccepted,
-  kConnectionsRefused,
+  kConnectionsRefused,            ///< --max-connections, or out of file descriptors
+  kConnectionsRefusedPerAddress,  ///< --max-connections-per-ip
   kClientFramesReceived,
   kClientBytesReceived,
   kClientFramesSent,

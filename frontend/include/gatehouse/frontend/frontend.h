@@ -1,8 +1,8 @@
 // Frontend: owns the client sockets. Accepts, reads `| size u16 | payload |`
 // frames, enforces the frame size limit, the read deadline and the
-// connection limit, hands frames to the worker that owns the connection over
-// its ring, and writes the workers' output back, many frames per syscall. It
-// knows nothing of sessions beyond "connection id -> socket".
+// connection limits (total and per client address), hands frames to the worker that owns the
+// connection over its ring, and writes the workers' output back, many frames per syscall. It knows
+// nothing of sessions beyond "connection id -> socket".
 //
 // One thread runs a duty cycle: Asio handlers (sockets, timers) via
 // io_context::poll(), then the worker->frontend rings, then one publish per
@@ -35,6 +35,7 @@
 #include "gatehouse/common/gateway_segment.h"
 #include "gatehouse/common/metrics.h"
 #include "gatehouse/common/records.h"
+#include "gatehouse/frontend/address_limit.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
 
@@ -111,8 +112,10 @@ class Frontend {
   bool doorbell_armed_ = false;
   std::size_t parked_handlers_ = 0;  // handlers the last park ran: the next pass's poll
   boost::asio::steady_timer sweep_timer_;
-  std::int64_t accept_warned_ms_ = 0;  // last "out of fds" warning
-  std::uint32_t next_worker_ = 0;      // whose turn it is to take a connection
+  std::int64_t accept_warned_ms_ = 0;   // last "out of fds" warning
+  std::int64_t address_warned_ms_ = 0;  // last "refused: per-address limit" warning
+  AddressLimit per_address_;
+  std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
   std::size_t connection_count_ = 0;
