@@ -1,5 +1,7 @@
 // gatehouse: the supervisor, the one process an operator starts.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "gatehouse/common/log.h"
 #include "gatehouse/supervisor/config.h"
@@ -13,6 +15,8 @@ int main(int argc, char** argv) {
   }
   gatehouse::init_logging(
       "supervisor", static_cast<spdlog::level::level_enum>(parsed.config->settings.log_level));
-  gatehouse::supervisor::Supervisor supervisor(std::move(*parsed.config));
+  // Kept to read the configuration again on SIGHUP.
+  std::vector<std::string> args(argv, argv + argc);
+  gatehouse::supervisor::Supervisor supervisor(std::move(*parsed.config), std::move(args));
   return supervisor.run();
 }

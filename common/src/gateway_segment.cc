@@ -37,7 +37,7 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings, std::size
   std::vector<shm::RegionSpec> regions;
   regions.push_back({"control", sizeof(ControlBlock), [settings](std::span<std::byte> r) {
                        auto* c = new (r.data()) ControlBlock{};
-                       c->settings = settings;
+                       c->settings[0] = settings;
                      }});
   regions.push_back({"metrics", sizeof(MetricsBlock),
                      [](std::span<std::byte> r) { new (r.data()) MetricsBlock{}; }});
@@ -70,6 +70,30 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
     throw std::runtime_error("metrics region is smaller than this build's MetricsBlock");
   }
   metrics_ = std::launder(reinterpret_cast<MetricsBlock*>(metrics.data()));
+}
+
+// A sequence lock over two copies. The generation is even when no publish
+// is running, and 2 x the publishes so far; the current copy is
+// settings[generation / 2 % 2]. A publish makes the generation odd, writes
+// the other copy, then makes it even again, so the copy a reader takes is
+// rewritten only by the publish after next: the read is whole if the
+// generation has not gone past that publish's start when it is done.
+Settings GatewaySegment::settings() const noexcept {
+  for (;;) {
+    const std::uint64_t seen =
+        control_->settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
+    Settings copy = control_->settings[seen / 2 % 2];
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (control_->settings_generation.load(std::memory_order_relaxed) <= seen + 2) return copy;
+  }
+}
+
+void GatewaySegment::publish_settings(const Settings& settings) noexcept {
+  const std::uint64_t generation = control_->settings_generation.load(std::memory_order_relaxed);
+  control_->settings_generation.store(generation + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  control_->settings[(generation / 2 + 1) % 2] = settings;
+  control_->settings_generation.store(generation + 2, std::memory_order_release);
 }
 
 shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker) const {

@@ -16,15 +16,13 @@ AddressLimit::Key AddressLimit::key_of(const boost::asio::ip::address& address) 
 }
 
 bool AddressLimit::try_add(const Key& key) {
-  if (limit_ == 0) return true;
   std::uint32_t& n = counts_[key];
-  if (n >= limit_) return false;  // (n > 0 here: a new entry starts at 0 < limit_)
+  if (limit_ != 0 && n >= limit_) return false;  // (n > 0 here: a new entry is 0 < limit_)
   ++n;
   return true;
 }
 
 void AddressLimit::remove(const Key& key) {
-  if (limit_ == 0) return;
   const auto it = counts_.find(key);
   if (it == counts_.end()) return;
   if (--it->second == 0) counts_.erase(it);

@@ -107,6 +107,7 @@ Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Do
                    std::vector<shm::Doorbell> worker_doorbells)
     : segment_(segment),
       settings_(segment.settings()),
+      settings_generation_(segment.settings_generation()),
       metrics_(segment.metrics().frontend),
       table_(shm::SlotTable::attach_untyped(segment.sessions())),
       doorbell_(std::move(doorbell)),
@@ -700,6 +701,18 @@ void Frontend::adopt_orphans() {
   }
 }
 
+void Frontend::apply_settings() {
+  settings_generation_ = segment_.settings_generation();
+  settings_ = segment_.settings();
+  per_address_.set_limit(settings_.max_connections_per_ip);
+  spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
+  spdlog::info(
+      "settings reloaded: read-timeout {} ms, max-frame {}, txqueuelen {}, "
+      "max-connections-per-ip {}",
+      settings_.read_timeout_ms, settings_.max_frame, settings_.txqueuelen,
+      settings_.max_connections_per_ip);
+}
+
 int Frontend::run() {
   adopt_orphans();
   for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
@@ -717,6 +730,7 @@ int Frontend::run() {
     status.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
     if (drain_requested_ != 0 || segment_.draining()) begin_drain();
     if (draining_ && connection_count_ == 0) break;
+    if (segment_.settings_generation() != settings_generation_) apply_settings();
     idler.idle(work, [this](std::chrono::nanoseconds timeout) { park(timeout); });
   }
   spdlog::info("drained: all connections closed");

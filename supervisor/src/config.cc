@@ -333,4 +333,83 @@ ParseResult parse_config(int argc, const char* const* argv) {
   return result;
 }
 
+namespace {
+
+std::string text(std::uint32_t v) {
+  return std::to_string(v);
+}
+std::string text(LoginMode m) {
+  return m == LoginMode::kStaticTokens ? "tokens" : "any";
+}
+
+std::string crypto_text(const Settings& s) {
+  std::string out;
+  for (std::uint32_t i = 0; i < s.listener_count; ++i) {
+    out += (i == 0 ? "" : ",") + crypto_modes_text(s.listener_crypto[i]);
+  }
+  return out;
+}
+
+std::string backends_text(const Settings& s) {
+  std::string out;
+  for (std::uint32_t i = 0; i < s.backend_count; ++i) {
+    out += (i == 0 ? "" : ",") + std::string(s.backends[i]);
+  }
+  return out + " " + std::to_string(static_cast<int>(s.numbering)) + " " +
+         std::to_string(s.backend_wait_ms);
+}
+
+}  // namespace
+
+ReloadPlan plan_reload(const Config& running, const Config& fresh) {
+  ReloadPlan plan{running, {}, {}};
+  const auto live = [&plan](const char* name, auto& to, const auto& from) {
+    if (text(to) == text(from)) return;
+    plan.applied.push_back(std::string(name) + " " + text(to) + " -> " + text(from));
+    to = from;
+  };
+  const auto fixed = [&plan](const char* name, const auto& now, const auto& asked) {
+    if (now != asked) plan.need_restart.emplace_back(name);
+  };
+  Settings& s = plan.config.settings;
+  const Settings& f = fresh.settings;
+  // Read by each process where it is used, so they can change at once.
+  live("rpm-limit", s.rpm_limit, f.rpm_limit);
+  live("read-timeout-ms", s.read_timeout_ms, f.read_timeout_ms);
+  live("txqueuelen", s.txqueuelen, f.txqueuelen);
+  live("max-frame", s.max_frame, f.max_frame);
+  live("sockbuf", s.sockbuf, f.sockbuf);
+  live("linger-ms", s.linger_ms, f.linger_ms);
+  live("log-level", s.log_level, f.log_level);
+  live("max-connections-per-ip", s.max_connections_per_ip, f.max_connections_per_ip);
+  live("drain-timeout-ms", s.drain_timeout_ms, f.drain_timeout_ms);
+  live("login", s.login_mode, f.login_mode);
+  if (std::string(s.login_file) != f.login_file) {
+    plan.applied.push_back("login file " + std::string(s.login_file) + " -> " + f.login_file);
+    std::memcpy(s.login_file, f.login_file, sizeof s.login_file);
+  }
+  live("drain-wait-ms", plan.config.drain_wait_ms, fresh.drain_wait_ms);
+  live("hang-timeout-ms", plan.config.hang_timeout_ms, fresh.hang_timeout_ms);
+  live("restart-backoff-max-ms", plan.config.restart_backoff_max_ms, fresh.restart_backoff_max_ms);
+  // The listeners' crypto= changes with them; their addresses do not.
+  fixed("listen", running.listen, fresh.listen);
+  if (running.listen == fresh.listen && crypto_text(s) != crypto_text(f)) {
+    plan.applied.push_back("listen crypto " + crypto_text(s) + " -> " + crypto_text(f));
+    std::memcpy(s.listener_crypto, f.listener_crypto, sizeof s.listener_crypto);
+  }
+  // Sizes of the segment, the processes' start arguments, the bridge's
+  // channels: a restart.
+  fixed("instance", running.instance, fresh.instance);
+  fixed("reuse-port", running.reuse_port, fresh.reuse_port);
+  fixed("bin-dir", running.bin_dir, fresh.bin_dir);
+  fixed("ready-file", running.ready_file, fresh.ready_file);
+  fixed("metrics-listen", running.metrics_listen, fresh.metrics_listen);
+  fixed("workers", s.workers, f.workers);
+  fixed("max-connections", s.max_connections, f.max_connections);
+  fixed("ring-bytes", s.ring_bytes, f.ring_bytes);
+  fixed("idle-spin-us", s.idle_spin_us, f.idle_spin_us);
+  fixed("backend, backend-numbering, backend-wait", backends_text(s), backends_text(f));
+  return plan;
+}
+
 }  // namespace gatehouse::supervisor

@@ -102,7 +102,8 @@ int listen_on(const std::string& address, bool reuse_port, std::string& bound) {
 
 }  // namespace
 
-Supervisor::Supervisor(Config config) : config_(std::move(config)) {}
+Supervisor::Supervisor(Config config, std::vector<std::string> args)
+    : config_(std::move(config)), args_(std::move(args)) {}
 
 Supervisor::~Supervisor() {
   close_listeners();
@@ -376,11 +377,42 @@ void Supervisor::begin_reload() {
     spdlog::error("reload refused, the running workers stay: {}", answer);
     return;
   }
+  if (!reload_config()) return;
   spdlog::info("reload: replacing {} workers one at a time ({})", config_.settings.workers, answer);
   notify("RELOADING=1\nSTATUS=reloading workers");
   reloading_ = 0;
   reload_started_ns_ = monotonic_ns();
   advance_reload();
+}
+
+bool Supervisor::reload_config() {
+  std::vector<const char*> argv;
+  for (const std::string& a : args_) argv.push_back(a.c_str());
+  const ParseResult parsed = parse_config(static_cast<int>(argv.size()), argv.data());
+  if (!parsed.config) {
+    std::string why = parsed.message;
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    spdlog::error(
+        "reload refused, the configuration does not parse (settings and workers stay "
+        "as they run): {}",
+        why);
+    return false;
+  }
+  const ReloadPlan plan = plan_reload(config_, *parsed.config);
+  for (const std::string& name : plan.need_restart) {
+    spdlog::warn("reload: {} changed but needs a restart; it stays as it runs", name);
+  }
+  if (plan.applied.empty()) {
+    spdlog::info("reload: no setting changed");
+    return true;
+  }
+  std::string applied;
+  for (const std::string& a : plan.applied) applied += (applied.empty() ? "" : ", ") + a;
+  spdlog::info("reload: settings applied: {}", applied);
+  config_ = plan.config;
+  segment_->publish_settings(config_.settings);
+  spdlog::set_level(static_cast<spdlog::level::level_enum>(config_.settings.log_level));
+  return true;
 }
 
 void Supervisor::advance_reload() {

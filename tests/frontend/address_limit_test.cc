@@ -9,7 +9,9 @@ namespace {
 
 using boost::asio::ip::make_address;
 
-AddressLimit::Key key(const char* text) { return AddressLimit::key_of(make_address(text)); }
+AddressLimit::Key key(const char* text) {
+  return AddressLimit::key_of(make_address(text));
+}
 
 TEST(AddressLimit, IPv4CountsPerAddressAndIPv6PerSlash64) {
   EXPECT_EQ(key("10.0.0.1"), key("::ffff:10.0.0.1")) << "v4 and v4-mapped v6 are one client";
@@ -35,11 +37,17 @@ TEST(AddressLimit, RefusesOverTheLimitUntilOneLeaves) {
   EXPECT_EQ(limit.addresses(), 0u) << "addresses with no connection are forgotten";
 }
 
-TEST(AddressLimit, ZeroMeansNoLimitAndCountsNothing) {
+TEST(AddressLimit, ZeroMeansNoLimitButCountsForALimitSetLater) {
   AddressLimit limit(0);
   const auto a = key("192.0.2.7");
   for (int i = 0; i < 1000; ++i) EXPECT_TRUE(limit.try_add(a));
-  EXPECT_EQ(limit.addresses(), 0u);
+  EXPECT_EQ(limit.count(a), 1000u);
+  limit.set_limit(999);  // a reload
+  EXPECT_FALSE(limit.try_add(a));
+  limit.remove(a);
+  limit.remove(a);
+  EXPECT_TRUE(limit.try_add(a)) << "998 open: room for one";
+  EXPECT_FALSE(limit.try_add(a));
 }
 
 }  // namespace

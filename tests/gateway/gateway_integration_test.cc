@@ -845,6 +845,45 @@ TEST_F(GatewayTest, ReloadWithAnIncompatibleWorkerIsRefused) {
   std::filesystem::remove_all(bin);
 }
 
+// A reload reads the configuration file again: what can change live applies
+// (the frontend's limits at once, the workers' as they are replaced), what
+// cannot is named and kept; a file that does not parse changes nothing.
+TEST_F(GatewayTest, ReloadAppliesTheConfigurationFileAgain) {
+  const auto conf = std::filesystem::temp_directory_path() /
+                    ("gatehouse-reload-" + std::to_string(::getpid()) + ".conf");
+  std::ofstream(conf) << "rpm-limit = 200\n";
+  start({"--config", conf.string()}, 1, /*accept_any=*/true);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(logged_in("reload-" + std::to_string(i), i == 1));
+  for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
+
+  std::ofstream(conf) << "rpm-limit = 8\nmax-connections-per-ip = 3\nring-bytes = 2097152\n";
+  ::kill(gateway_->pid(), SIGHUP);
+  ASSERT_TRUE(gateway_->wait_log("reload complete", 10s)) << gateway_->log();
+  EXPECT_TRUE(gateway_->wait_log(
+      "reload: settings applied: rpm-limit 200 -> 8, max-connections-per-ip 0 -> 3"))
+      << gateway_->log();
+  EXPECT_TRUE(gateway_->wait_log("ring-bytes changed but needs a restart")) << gateway_->log();
+  // The frontend: three connections from 127.0.0.1 are open, a fourth is not.
+  Client fourth;
+  fourth.connect("127.0.0.1", gateway_->port());
+  EXPECT_TRUE(fourth.wait_closed(5s)) << "max-connections-per-ip 3 applies to open connections";
+  // The replaced worker: each session has sent 2 frames (login, echo) this
+  // minute; 7 more reach 9 > 8.
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(echo_works(*clients[0], "under the limit"));
+  EXPECT_TRUE(clients[0]->send(1001, client::to_bytes("one too many")));
+  EXPECT_TRUE(clients[0]->wait_closed(5s));
+  EXPECT_TRUE(gateway_->wait_log("reason=rpm_exceeded")) << gateway_->log();
+
+  std::ofstream(conf) << "rpm-limit = lots\n";
+  ::kill(gateway_->pid(), SIGHUP);
+  EXPECT_TRUE(gateway_->wait_log("reload refused, the configuration does not parse"))
+      << gateway_->log();
+  EXPECT_TRUE(echo_works(*clients[1], "still served"));
+  EXPECT_EQ(gateway_->log_count("reload complete"), 1u);
+  std::filesystem::remove(conf);
+}
+
 TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {
   start({}, 2, /*accept_any=*/true);
   std::vector<std::unique_ptr<Client>> clients;

@@ -136,6 +136,34 @@ TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
   EXPECT_EQ(parse_crypto_modes("clear+modern"), kCryptoModern | kCryptoClear);
 }
 
+// A reload takes what can change live from the file read again and keeps
+// (and names) what needs a restart.
+TEST(Config, ReloadAppliesLiveSettingsAndNamesTheRest) {
+  const auto running = parse(
+      {"--rpm-limit", "200", "--workers", "2", "--listen", "127.0.0.1:9000", "--login", "any"});
+  const auto fresh =
+      parse({"--rpm-limit", "50", "--workers", "4", "--listen", "127.0.0.1:9000,crypto=modern",
+             "--drain-wait", "30", "--max-connections-per-ip", "8", "--login", "any"});
+  ASSERT_TRUE(running.config && fresh.config) << running.message << fresh.message;
+  const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
+  EXPECT_EQ(plan.config.settings.rpm_limit, 50u);
+  EXPECT_EQ(plan.config.settings.max_connections_per_ip, 8u);
+  EXPECT_EQ(plan.config.settings.listener_crypto[0], kCryptoModern);
+  EXPECT_EQ(plan.config.drain_wait_ms, 30000u);
+  EXPECT_EQ(plan.config.settings.workers, 2u) << "the running number of workers stays";
+  EXPECT_THAT(plan.applied, ::testing::Contains("rpm-limit 200 -> 50"));
+  EXPECT_THAT(plan.applied, ::testing::Contains("listen crypto any -> modern"));
+  EXPECT_THAT(plan.applied, ::testing::Contains("drain-wait-ms 0 -> 30000"));
+  EXPECT_EQ(plan.need_restart, std::vector<std::string>{"workers"});
+
+  const auto moved = parse(
+      {"--rpm-limit", "200", "--workers", "2", "--listen", "127.0.0.1:9001", "--login", "any"});
+  const ReloadPlan second = plan_reload(*running.config, *moved.config);
+  EXPECT_TRUE(second.applied.empty());
+  EXPECT_EQ(second.need_restart, std::vector<std::string>{"listen"});
+  EXPECT_EQ(second.config.listen, running.config->listen);
+}
+
 TEST(Config, CheckFailsWhenAChildBinaryIsMissing) {
   const auto bin = fake_bin_dir("gatehouse-check-missing", false);
   const auto r = parse({"--check", "--bin-dir", bin.string()});

@@ -98,7 +98,11 @@ struct ControlBlock {
   /// kDrainClosing (at once, or after drain-wait).
   std::atomic<std::uint32_t> draining;
   std::uint32_t reserved;
-  Settings settings;
+  /// Two copies of the settings under a sequence lock (the reader and the
+  /// one writer, the supervisor's reload, are GatewaySegment::settings()
+  /// and publish_settings()).
+  std::atomic<std::uint64_t> settings_generation;
+  Settings settings[2];
   ProcessStatus frontend;
   ProcessStatus bridge;
   ProcessStatus workers[kMaxWorkers];
@@ -127,7 +131,15 @@ class GatewaySegment {
 
   ControlBlock& control() const noexcept { return *control_; }
   MetricsBlock& metrics() const noexcept { return *metrics_; }
-  const Settings& settings() const noexcept { return control_->settings; }
+  /// The current settings (a copy: a reload may change them).
+  Settings settings() const noexcept;
+  /// Bumped by every publish_settings(): a process that applies settings
+  /// live polls it.
+  std::uint64_t settings_generation() const noexcept {
+    return control_->settings_generation.load(std::memory_order_acquire);
+  }
+  /// Supervisor only (one writer): makes `settings` the current settings.
+  void publish_settings(const Settings& settings) noexcept;
   shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
   std::span<std::byte> sessions() const { return segment_.region("sessions"); }
   std::span<std::byte> journal(std::uint32_t worker) const {

@@ -21,8 +21,10 @@ class AddressLimit {
   /// IPv4-mapped for IPv4, the /64 prefix (rest zero) for IPv6.
   using Key = std::array<std::uint8_t, 16>;
 
-  /// `limit` connections per address; 0: no limit (nothing is counted).
+  /// `limit` connections per address; 0: no limit. Connections are counted
+  /// either way, so that a limit set later (a reload) sees the ones open.
   explicit AddressLimit(std::uint32_t limit) : limit_(limit) {}
+  void set_limit(std::uint32_t limit) noexcept { limit_ = limit; }
 
   static Key key_of(const boost::asio::ip::address& address);
 

@@ -100,9 +100,12 @@ class Frontend {
   void arm_doorbell();
   void park(std::chrono::nanoseconds timeout);  // sets parked_handlers_
   void begin_drain();
+  /// Takes the settings a reload published (the limits apply from now on).
+  void apply_settings();
 
   GatewaySegment& segment_;
-  const Settings settings_;
+  Settings settings_;  // as of settings_generation_ (a reload may change them)
+  std::uint64_t settings_generation_ = 0;
   metrics::Writer metrics_;
   shm::SlotTable table_;
   boost::asio::io_context io_;

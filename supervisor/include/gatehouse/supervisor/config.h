@@ -37,4 +37,16 @@ struct ParseResult {
 
 ParseResult parse_config(int argc, const char* const* argv);
 
+/// What a reload (SIGHUP) does with the configuration read again: the
+/// settings that can change while the gateway runs are taken from `fresh`
+/// (the workers take them as they are replaced, the frontend and the
+/// supervisor at once); the others keep their running values until a
+/// restart.
+struct ReloadPlan {
+  Config config;                          ///< what to run with from now on
+  std::vector<std::string> applied;       ///< "rpm-limit 200 -> 100", ...
+  std::vector<std::string> need_restart;  ///< changed, kept: "workers", ...
+};
+ReloadPlan plan_reload(const Config& running, const Config& fresh);
+
 }  // namespace gatehouse::supervisor

@@ -41,7 +41,9 @@ namespace gatehouse::supervisor {
 
 class Supervisor {
  public:
-  explicit Supervisor(Config config);
+  /// `args`: the command line `config` was parsed from (argv[0] first),
+  /// parsed again on SIGHUP.
+  Supervisor(Config config, std::vector<std::string> args);
   ~Supervisor();
 
   /// Starts everything and runs until drained; returns the exit code.
@@ -73,10 +75,14 @@ class Supervisor {
   void restart_due_children();
   void begin_drain();
   void advance_drain();
-  // Rolling reload (SIGHUP): each worker in turn is stopped (SIGTERM: it
-  // finishes its batch) and replaced from the binary on disk, after that
-  // binary has said it can attach to this segment's layout.
+  // Reload (SIGHUP): the configuration is read again and what can change
+  // live is published (plan_reload()); then each worker in turn is stopped
+  // (SIGTERM: it finishes its batch) and replaced from the binary on disk,
+  // after that binary has said it can attach to this segment's layout.
   void begin_reload();
+  /// Reads the configuration again and publishes its live settings; false
+  /// (logged) when it does not parse.
+  bool reload_config();
   void advance_reload();
   void report_health();
   void notify(const std::string& state) const;
@@ -84,6 +90,7 @@ class Supervisor {
   Child* child_by_pid(pid_t pid);
 
   Config config_;
+  const std::vector<std::string> args_;
   std::optional<GatewaySegment> segment_;
   std::optional<MetricsExporter> metrics_;
   std::vector<int> listen_fds_;
