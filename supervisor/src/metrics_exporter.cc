@@ -105,8 +105,8 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   std::vector<MetricFamily> Collect() const override {
     const MetricsBlock& block = segment_.metrics();
     std::vector<const metrics::Shard*> shards{&block.supervisor, &block.frontend, &block.bridge};
-    for (std::uint32_t w = 0; w < segment_.settings().workers; ++w)
-      shards.push_back(&block.workers[w]);
+    const std::uint32_t workers = segment_.settings().workers;
+    for (std::uint32_t w = 0; w < workers; ++w) shards.push_back(&block.workers[w]);
     const auto sum = [&](auto cell) {
       double total = 0;
       for (const metrics::Shard* s : shards)
