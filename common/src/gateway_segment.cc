@@ -5,6 +5,7 @@
 
 #include <time.h>
 
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -77,12 +78,33 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
 // settings[generation / 2 % 2]. A publish makes the generation odd, writes
 // the other copy, then makes it even again, so the copy a reader takes is
 // rewritten only by the publish after next: the read is whole if the
-// generation has not gone past that publish's start when it is done.
+// generation has not gone past that publish's start when it is done. The
+// copies are read and written a word at a time with relaxed atomics, so a
+// read that overlaps a write is a discarded read, not a data race.
+namespace {
+
+constexpr std::size_t kSettingsWords = sizeof(Settings) / sizeof(std::uint64_t);
+static_assert(sizeof(Settings) % sizeof(std::uint64_t) == 0 &&
+              alignof(Settings) >= alignof(std::uint64_t));
+
+void copy_words(const Settings& from, Settings& to) noexcept {
+  auto* src = reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&from));
+  auto* dst = reinterpret_cast<std::uint64_t*>(&to);
+  for (std::size_t i = 0; i < kSettingsWords; ++i) {
+    std::atomic_ref<std::uint64_t>(dst[i]).store(
+        std::atomic_ref<std::uint64_t>(src[i]).load(std::memory_order_relaxed),
+        std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
 Settings GatewaySegment::settings() const noexcept {
   for (;;) {
     const std::uint64_t seen =
         control_->settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
-    Settings copy = control_->settings[seen / 2 % 2];
+    Settings copy;
+    copy_words(control_->settings[seen / 2 % 2], copy);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (control_->settings_generation.load(std::memory_order_relaxed) <= seen + 2) return copy;
   }
@@ -92,7 +114,7 @@ void GatewaySegment::publish_settings(const Settings& settings) noexcept {
   const std::uint64_t generation = control_->settings_generation.load(std::memory_order_relaxed);
   control_->settings_generation.store(generation + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  control_->settings[(generation / 2 + 1) % 2] = settings;
+  copy_words(settings, control_->settings[(generation / 2 + 1) % 2]);
   control_->settings_generation.store(generation + 2, std::memory_order_release);
 }
 
