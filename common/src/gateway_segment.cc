@@ -78,23 +78,20 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
 // settings[generation / 2 % 2]. A publish makes the generation odd, writes
 // the other copy, then makes it even again, so the copy a reader takes is
 // rewritten only by the publish after next: the read is whole if the
-// generation has not gone past that publish's start when it is done. The
-// copies are read and written a word at a time with relaxed atomics, so a
-// read that overlaps a write is a discarded read, not a data race.
+// generation has not gone past that publish's start when it is done.
+// The copies are read and written a word at a time with atomics (no fences:
+// GCC's TSan has none): the reader's acquire loads keep its second look at
+// the generation after them, the writer's release stores keep its odd
+// generation before them. A read that overlaps a publish is discarded, never
+// a data race.
 namespace {
 
 constexpr std::size_t kSettingsWords = sizeof(Settings) / sizeof(std::uint64_t);
 static_assert(sizeof(Settings) % sizeof(std::uint64_t) == 0 &&
               alignof(Settings) >= alignof(std::uint64_t));
 
-void copy_words(const Settings& from, Settings& to) noexcept {
-  auto* src = reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&from));
-  auto* dst = reinterpret_cast<std::uint64_t*>(&to);
-  for (std::size_t i = 0; i < kSettingsWords; ++i) {
-    std::atomic_ref<std::uint64_t>(dst[i]).store(
-        std::atomic_ref<std::uint64_t>(src[i]).load(std::memory_order_relaxed),
-        std::memory_order_relaxed);
-  }
+std::uint64_t* words_of(const Settings& s) noexcept {
+  return reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&s));
 }
 
 }  // namespace
@@ -104,8 +101,12 @@ Settings GatewaySegment::settings() const noexcept {
     const std::uint64_t seen =
         control_->settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
     Settings copy;
-    copy_words(control_->settings[seen / 2 % 2], copy);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    const std::uint64_t* from = words_of(control_->settings[seen / 2 % 2]);
+    std::uint64_t* to = words_of(copy);
+    for (std::size_t i = 0; i < kSettingsWords; ++i) {
+      to[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(from[i]))
+                  .load(std::memory_order_acquire);
+    }
     if (control_->settings_generation.load(std::memory_order_relaxed) <= seen + 2) return copy;
   }
 }
@@ -113,8 +114,11 @@ Settings GatewaySegment::settings() const noexcept {
 void GatewaySegment::publish_settings(const Settings& settings) noexcept {
   const std::uint64_t generation = control_->settings_generation.load(std::memory_order_relaxed);
   control_->settings_generation.store(generation + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  copy_words(settings, control_->settings[(generation / 2 + 1) % 2]);
+  const std::uint64_t* from = words_of(settings);
+  std::uint64_t* to = words_of(control_->settings[(generation / 2 + 1) % 2]);
+  for (std::size_t i = 0; i < kSettingsWords; ++i) {
+    std::atomic_ref<std::uint64_t>(to[i]).store(from[i], std::memory_order_release);
+  }
   control_->settings_generation.store(generation + 2, std::memory_order_release);
 }
 
