@@ -21,6 +21,7 @@
 
 #include "child_process.h"
 #include "fake_game_service.h"
+#include "gatehouse/common/modern_crypto.h"
 #include "gateway_process.h"
 #include "http_get.h"
 
@@ -218,6 +219,27 @@ TEST(BenchIntegration, ModernRunIsCleanOnAModernOnlyListener) {
   EXPECT_EQ(run.value("messages"), 1000);
   EXPECT_EQ(game_frames(game), 1000u);
   EXPECT_EQ(game.streams().size(), 20u);
+}
+
+// --aead aes-256-gcm: granted by a gateway with AES-NI, and the run is as
+// clean as with the default AEAD; without AES-NI the bench refuses to ask.
+TEST(BenchIntegration, ModernAesRunIsCleanWhereTheCpuHasAes) {
+  FakeGameService game({.echo = true});
+  GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
+  const BenchRun run =
+      run_bench({"--connections", "10", "--window", "4", "--messages", "50", "--crypto", "modern",
+                 "--aead", "aes-256-gcm", endpoint(gateway)});
+  if (!modern::available(modern::Aead::kAes256Gcm)) {
+    EXPECT_EQ(run.exit_code, 2) << run.output;
+    EXPECT_THAT(run.output, HasSubstr("not available"));
+    return;
+  }
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("messages"), 500);
+  EXPECT_THAT(run.json, HasSubstr("\"aead\":\"aes-256-gcm\""));
+  EXPECT_EQ(game_frames(game), 500u);
+  EXPECT_EQ(gateway.log_count("crypto=modern/aes-256-gcm"), 10u) << gateway.log();
 }
 
 // Heartbeats after the login are sealed too (and their acks opened).
