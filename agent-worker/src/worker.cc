@@ -324,9 +324,8 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   metrics_.add(metrics::kSessionsLoggedIn, 1);
   send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
-  static constexpr const char* kCryptoNames[] = {"clear", "legacy", "modern"};
   spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
-               s.user_id, kCryptoNames[s.crypto],
+               s.user_id, crypto_modes_text(mode_of(s.crypto)),
                s.crypto == Session::kModern
                    ? "/" + std::string(modern::name_of(s.cipher.modern.seal.aead))
                    : std::string());

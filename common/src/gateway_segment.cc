@@ -1,14 +1,13 @@
 #include "gatehouse/common/gateway_segment.h"
 
-#include <algorithm>
-#include <utility>
-
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <utility>
 
 #include "gatehouse/shm/session_table.h"
 

@@ -17,7 +17,7 @@ AddressLimit::Key AddressLimit::key_of(const boost::asio::ip::address& address) 
 
 bool AddressLimit::try_add(const Key& key) {
   std::uint32_t& n = counts_[key];
-  if (limit_ != 0 && n >= limit_) return false;  // (n > 0 here: a new entry is 0 < limit_)
+  if (limit_ != 0 && n >= limit_) return false;
   ++n;
   return true;
 }

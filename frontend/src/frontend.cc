@@ -179,8 +179,6 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   boost::system::error_code ec;
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
-  // Workers take new connections in turn; a worker whose range of the
-  // session table is full passes its turn to the next.
   const AddressLimit::Key address = AddressLimit::key_of(remote.address());
   if (!per_address_.try_add(address)) {
     metrics_.add(metrics::kConnectionsRefusedPerAddress);
@@ -193,6 +191,8 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
     }
     return;  // the socket closes here
   }
+  // Workers take new connections in turn; a worker whose range of the
+  // session table is full passes its turn to the next.
   std::optional<shm::ConnectionId> id;
   for (std::uint32_t tries = 0;
        !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {

@@ -67,9 +67,11 @@ class GatewayTest : public ::testing::Test {
   /// A gateway in front of game_; login by the token table unless
   /// `accept_any`.
   void start(std::vector<std::string> extra = {}, std::uint32_t workers = 1,
-             bool accept_any = false) {
-    gateway_.emplace(GatewayOptions{game_.port(), workers, std::move(extra),
-                                    accept_any ? std::vector<std::string>{} : kTokens});
+             bool accept_any = false, std::string listen = "127.0.0.1:0") {
+    GatewayOptions options{game_.port(), workers, std::move(extra),
+                           accept_any ? std::vector<std::string>{} : kTokens};
+    options.listen = std::move(listen);
+    gateway_.emplace(std::move(options));
   }
 
   /// A logged-in client (encrypted or not); `token` is also its open_udid,
@@ -280,12 +282,7 @@ TEST_F(GatewayTest, ModernSessionsTakeGameMessagesUpToTheLargestSealedPayload) {
 
 // --listen HOST:PORT,crypto=MODES: what a listener's clients may speak.
 TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
-  gateway_.emplace(GatewayOptions{.backend_port = game_.port(),
-                                  .workers = 1,
-                                  .extra_args = {},
-                                  .tokens = kTokens,
-                                  .batched = false,
-                                  .listen = "127.0.0.1:0,crypto=modern"});
+  start({}, 1, /*accept_any=*/false, "127.0.0.1:0,crypto=modern");
   EXPECT_TRUE(gateway_->wait_log("(crypto=modern)")) << "the start log names the listener's crypto";
   {
     RawSession s(gateway_->port());
@@ -311,12 +308,7 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
 }
 
 TEST_F(GatewayTest, ListenerForAMigrationTakesBothExchangesButNothingInClear) {
-  gateway_.emplace(GatewayOptions{.backend_port = game_.port(),
-                                  .workers = 1,
-                                  .extra_args = {},
-                                  .tokens = kTokens,
-                                  .batched = false,
-                                  .listen = "127.0.0.1:0,crypto=modern+legacy"});
+  start({}, 1, /*accept_any=*/false, "127.0.0.1:0,crypto=modern+legacy");
   auto legacy = logged_in("tok-alice", /*encrypt=*/true);
   EXPECT_TRUE(echo_works(*legacy, "legacy"));
   Client modern;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "gatehouse/common/gateway_segment.h"
 #include "gatehouse/common/legacy_crypto.h"
 #include "gatehouse/common/modern_crypto.h"
 
@@ -42,5 +43,13 @@ struct Session {
     } modern;
   } cipher;  ///< as `crypto` says
 };
+
+/// The listener setting's bit (CryptoModes) that allows a session's crypto.
+constexpr std::uint8_t mode_of(Session::Crypto crypto) noexcept {
+  return static_cast<std::uint8_t>(1u << crypto);
+}
+static_assert(mode_of(Session::kClear) == kCryptoClear &&
+              mode_of(Session::kLegacy) == kCryptoLegacy &&
+              mode_of(Session::kModern) == kCryptoModern);
 
 }  // namespace gatehouse::worker

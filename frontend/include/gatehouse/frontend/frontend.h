@@ -1,8 +1,9 @@
 // Frontend: owns the client sockets. Accepts, reads `| size u16 | payload |`
 // frames, enforces the frame size limit, the read deadline and the
-// connection limits (total and per client address), hands frames to the worker that owns the
-// connection over its ring, and writes the workers' output back, many frames per syscall. It knows
-// nothing of sessions beyond "connection id -> socket".
+// connection limits (total and per client address), hands frames to the
+// worker that owns the connection over its ring, and writes the workers'
+// output back, many frames per syscall. It knows nothing of sessions beyond
+// "connection id -> socket".
 //
 // One thread runs a duty cycle: Asio handlers (sockets, timers) via
 // io_context::poll(), then the worker->frontend rings, then one publish per

@@ -45,7 +45,7 @@ struct LoadOptions {
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
   Crypto crypto = Crypto::kClear;
-  std::uint8_t aead = 0;  ///< modern: the AEAD asked for (modern::Aead on the wire)
+  std::uint8_t aead = 0;          ///< modern: the AEAD asked for (modern::Aead on the wire)
   std::uint32_t window = 1;       ///< echo messages in flight per connection
   std::uint32_t body_bytes = 64;  ///< >= kMinBodyBytes
   std::uint64_t messages = 0;     ///< per connection; 0 = until the duration ends
