@@ -3,8 +3,9 @@
 #include <cstdio>
 #include <string>
 
-#include "gatehouse/common/child_process_args.h"
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/child_process_args.h"
+#include "gatehouse/base/log.h"
+#include "gatehouse/contract/layout.h"
 #include "gatehouse/worker/worker.h"
 
 namespace {
@@ -16,13 +17,11 @@ gatehouse::worker::Worker* g_worker = nullptr;
 /// worker built for another shm layout is refused while the old ones run.
 int check_layout(const std::string& segment_name) {
   try {
-    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(segment_name));
-    (void)gatehouse::shm::SessionTable<gatehouse::worker::Session>::attach(segment.sessions());
-    if (segment.journal(0).size() < sizeof(gatehouse::worker::Journal)) {
-      throw std::runtime_error("its journal region is smaller than this build's journal");
-    }
+    const auto segment = gatehouse::GatewaySegment::attach(segment_name);
+    (void)segment.sessions();  // checks the slot size against this build's Session
+    (void)segment.journal(0);  // and the journal region against its Journal
     std::printf("compatible with %s (layout version %u)\n", segment_name.c_str(),
-                gatehouse::shm::kLayoutVersion);
+                gatehouse::kLayoutVersion);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "incompatible: %s\n", e.what());
@@ -37,7 +36,7 @@ int main(int argc, char** argv) {
     if (args.peer_doorbells.size() != 2) {
       throw std::invalid_argument("--peer-doorbells needs the frontend's and the bridge's");
     }
-    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(args.segment));
+    auto segment = gatehouse::GatewaySegment::attach(args.segment);
     const auto& settings = segment.settings();
     if (args.index >= settings.workers) throw std::invalid_argument("--index out of range");
     gatehouse::init_logging("worker-" + std::to_string(args.index),

@@ -2,9 +2,9 @@
 #include <csignal>
 #include <cstdio>
 
+#include "gatehouse/base/child_process_args.h"
+#include "gatehouse/base/log.h"
 #include "gatehouse/bridge/bridge.h"
-#include "gatehouse/common/child_process_args.h"
-#include "gatehouse/common/log.h"
 
 namespace {
 gatehouse::bridge::Bridge* g_bridge = nullptr;
@@ -13,7 +13,7 @@ gatehouse::bridge::Bridge* g_bridge = nullptr;
 int main(int argc, char** argv) {
   try {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
-    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(args.segment));
+    auto segment = gatehouse::GatewaySegment::attach(args.segment);
     gatehouse::init_logging("bridge",
                             static_cast<spdlog::level::level_enum>(segment.settings().log_level));
     std::vector<gatehouse::shm::Doorbell> workers;

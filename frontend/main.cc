@@ -2,8 +2,8 @@
 #include <csignal>
 #include <cstdio>
 
-#include "gatehouse/common/child_process_args.h"
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/child_process_args.h"
+#include "gatehouse/base/log.h"
 #include "gatehouse/frontend/frontend.h"
 
 namespace {
@@ -13,7 +13,7 @@ gatehouse::frontend::Frontend* g_frontend = nullptr;
 int main(int argc, char** argv) {
   try {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
-    gatehouse::GatewaySegment segment(gatehouse::shm::Segment::attach(args.segment));
+    auto segment = gatehouse::GatewaySegment::attach(args.segment);
     gatehouse::init_logging("frontend",
                             static_cast<spdlog::level::level_enum>(segment.settings().log_level));
     std::vector<gatehouse::shm::Doorbell> workers;

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/log.h"
 #include "gatehouse/supervisor/config.h"
 #include "gatehouse/supervisor/supervisor.h"
 

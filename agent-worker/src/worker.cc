@@ -8,9 +8,10 @@
 #include <cstring>
 #include <random>
 
-#include "gatehouse/common/byte_io.h"
-#include "gatehouse/common/client_protocol.h"
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/clock.h"
+#include "gatehouse/base/log.h"
+#include "gatehouse/codec/byte_io.h"
+#include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/shm/idle_strategy.h"
 
 namespace gatehouse::worker {
@@ -53,7 +54,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       settings_(segment.settings()),
       index_(index),
       metrics_(segment.metrics().workers[index]),
-      sessions_(shm::SessionTable<Session>::attach(segment.sessions())),
+      sessions_(segment.sessions()),
       journal_(recover(segment, index, sessions_)),
       doorbell_(std::move(doorbell)),
       frontend_doorbell_(std::move(frontend_doorbell)),
@@ -73,9 +74,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
 
 Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
                          shm::SessionTable<Session>& sessions) {
-  const auto region = segment.journal(index);
-  if (region.size() < sizeof(Journal)) throw std::runtime_error("journal region too small");
-  auto& j = *std::launder(reinterpret_cast<Journal*>(region.data()));
+  Journal& j = segment.journal(index);
   const std::uint32_t images = j.count.load(std::memory_order_acquire);
   if (j.state.load(std::memory_order_acquire) == Journal::kCommitting) {
     // The batch was durable: finish storing its ring positions.
@@ -505,7 +504,8 @@ bool Worker::drain_some(CloseReason reason, std::size_t budget) {
 }
 
 int Worker::run() {
-  shm::BackoffIdler idler = make_idler(settings_);
+  shm::BackoffIdler idler =
+      shm::BackoffIdler::duty_cycle(std::chrono::microseconds(settings_.idle_spin_us));
   ProcessStatus& status = segment_.control().workers[index_];
   const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
   const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };

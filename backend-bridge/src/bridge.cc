@@ -9,10 +9,11 @@
 
 #include "batch.grpc.pb.h"
 #include "game.grpc.pb.h"
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/clock.h"
+#include "gatehouse/base/log.h"
+#include "gatehouse/contract/session.h"
 #include "gatehouse/shm/idle_strategy.h"
 #include "gatehouse/shm/session_table.h"
-#include "gatehouse/worker/session.h"
 
 namespace gatehouse::bridge {
 namespace {
@@ -597,12 +598,12 @@ void Bridge::take_over() {
     metrics_.add(metrics::kGameFramesLost, static_cast<std::uint64_t>(lost));
     spdlog::warn("{} frames were in a dead bridge's hands and are lost", lost);
   }
-  auto sessions = shm::SessionTable<worker::Session>::attach(segment_.sessions());
+  auto sessions = segment_.sessions();
   std::size_t reopened = 0;
   for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
     const shm::ConnectionId id = sessions.live_id(slot);
-    const worker::Session* s = id ? sessions.find(id) : nullptr;
-    if (s == nullptr || s->state != worker::Session::kLoggedIn) continue;
+    const Session* s = id ? sessions.find(id) : nullptr;
+    if (s == nullptr || s->state != Session::kLoggedIn) continue;
     if (open_stream(id.value(), s->user_id)) {
       if (!batched_.contains(id.value())) reopening_[id.value()] = s->user_id;
       ++reopened;
@@ -1018,7 +1019,8 @@ void Bridge::park(std::chrono::nanoseconds timeout) {
 
 int Bridge::run() {
   take_over();
-  shm::BackoffIdler idler = make_idler(settings_);
+  shm::BackoffIdler idler =
+      shm::BackoffIdler::duty_cycle(std::chrono::microseconds(settings_.idle_spin_us));
   ProcessStatus& status = segment_.control().bridge;
   bool stopping = false;
   std::int64_t stop_deadline = 0;

@@ -12,9 +12,10 @@
 #include <cstring>
 #include <utility>
 
-#include "gatehouse/common/client_protocol.h"
-#include "gatehouse/common/edge_socket.h"
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/clock.h"
+#include "gatehouse/base/log.h"
+#include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/net/edge_socket.h"
 #include "gatehouse/shm/idle_strategy.h"
 
 namespace gatehouse::frontend {
@@ -109,7 +110,7 @@ Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Do
       settings_(segment.settings()),
       settings_generation_(segment.settings_generation()),
       metrics_(segment.metrics().frontend),
-      table_(shm::SlotTable::attach_untyped(segment.sessions())),
+      table_(segment.session_slots()),
       doorbell_(std::move(doorbell)),
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
       sweep_timer_(io_),
@@ -717,7 +718,8 @@ int Frontend::run() {
   adopt_orphans();
   for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
   sweep_deadlines();
-  shm::BackoffIdler idler = make_idler(settings_);
+  shm::BackoffIdler idler =
+      shm::BackoffIdler::duty_cycle(std::chrono::microseconds(settings_.idle_spin_us));
   ProcessStatus& status = segment_.control().frontend;
   for (;;) {
     std::size_t work = parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : io_.poll();

@@ -109,7 +109,8 @@ bool Segment::remove(const std::string& name) noexcept {
   return bip::shared_memory_object::remove(name.c_str());
 }
 
-Segment Segment::create(const std::string& name, const std::vector<RegionSpec>& regions) {
+Segment Segment::create(const std::string& name, std::uint32_t layout_version,
+                        const std::vector<RegionSpec>& regions) {
   if (regions.size() > kMaxRegions) {
     throw SegmentError(describe(name) + ": " + std::to_string(regions.size()) +
                        " regions, at most " + std::to_string(kMaxRegions));
@@ -174,7 +175,7 @@ Segment Segment::create(const std::string& name, const std::vector<RegionSpec>& 
   // 4. Header identity first (so a crash from here on is recognisable as a
   //    half-initialised Gatehouse segment), then regions, then ready.
   auto* h = new (impl->mapping.get_address()) SegmentHeader{};
-  h->layout_version = kLayoutVersion;
+  h->layout_version = layout_version;
   h->creator_pid = ::getpid();
   h->creator_start_ticks = process_start_ticks(::getpid());
   h->created_unix_ns =
@@ -196,7 +197,7 @@ Segment Segment::create(const std::string& name, const std::vector<RegionSpec>& 
   return Segment(std::move(impl));
 }
 
-Segment Segment::attach(const std::string& name) {
+Segment Segment::attach(const std::string& name, std::uint32_t layout_version) {
   auto impl = std::make_unique<Impl>();
   impl->name = name;
   try {
@@ -216,9 +217,9 @@ Segment Segment::attach(const std::string& name) {
   if (p.magic != kSegmentMagic) {
     throw SegmentError(describe(name) + " is not a Gatehouse segment (bad magic)");
   }
-  if (p.layout_version != kLayoutVersion) {
+  if (p.layout_version != layout_version) {
     throw SegmentError(describe(name) + " has layout version " + std::to_string(p.layout_version) +
-                       "; this binary speaks version " + std::to_string(kLayoutVersion) +
+                       "; this binary speaks version " + std::to_string(layout_version) +
                        " and refuses to attach");
   }
   if (p.state != static_cast<std::uint32_t>(SegmentState::kReady)) {

@@ -11,8 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include "gatehouse/common/endpoint.h"
-#include "gatehouse/common/log.h"
+#include "gatehouse/base/log.h"
+#include "gatehouse/net/endpoint.h"
 
 namespace gatehouse::supervisor {
 namespace po = boost::program_options;

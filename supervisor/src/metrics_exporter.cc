@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "gatehouse/contract/layout.h"
+
 namespace gatehouse::supervisor {
 namespace {
 
@@ -117,9 +119,9 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
 
     auto build = family("gatehouse_build_info", "Build and shared-memory layout of this gateway.",
                         MetricType::Gauge);
-    build.metric.push_back(value_metric(
-        MetricType::Gauge, 1,
-        {{"layout_version", std::to_string(shm::kLayoutVersion)}, {"version", kVersion}}));
+    build.metric.push_back(
+        value_metric(MetricType::Gauge, 1,
+                     {{"layout_version", std::to_string(kLayoutVersion)}, {"version", kVersion}}));
     out.push_back(std::move(build));
     auto draining =
         family("gatehouse_draining", "1 while a SIGTERM drain runs.", MetricType::Gauge);

@@ -21,10 +21,9 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "gatehouse/common/endpoint.h"
-#include "gatehouse/common/log.h"
-#include "gatehouse/worker/journal.h"
-#include "gatehouse/worker/session.h"
+#include "gatehouse/base/clock.h"
+#include "gatehouse/base/log.h"
+#include "gatehouse/net/endpoint.h"
 
 namespace gatehouse::supervisor {
 namespace {
@@ -523,9 +522,7 @@ int Supervisor::run() {
   raise_fd_limit(s.max_connections);
   try {
     open_listeners();
-    segment_.emplace(
-        shm::Segment::create("gatehouse-" + config_.instance,
-                             gateway_regions(s, sizeof(worker::Session), sizeof(worker::Journal))));
+    segment_.emplace(GatewaySegment::create("gatehouse-" + config_.instance, s));
     metrics_.emplace(*segment_, config_.metrics_listen);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

@@ -21,7 +21,7 @@
 
 #include "child_process.h"
 #include "fake_game_service.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/crypto/modern_crypto.h"
 #include "gateway_process.h"
 #include "http_get.h"
 

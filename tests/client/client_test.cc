@@ -11,8 +11,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "crypto/reference_crypto.h"
 #include "fake_gateway.h"
-#include "reference_crypto.h"
 
 namespace gatehouse::client {
 namespace {

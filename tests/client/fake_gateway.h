@@ -35,7 +35,7 @@
 #include <utility>
 #include <vector>
 
-#include "reference_crypto.h"
+#include "crypto/reference_crypto.h"
 
 namespace gatehouse::client::testing {
 

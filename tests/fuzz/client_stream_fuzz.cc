@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
-#include "gatehouse/common/client_protocol.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/crypto/modern_crypto.h"
 
 using namespace gatehouse::protocol;
 namespace modern = gatehouse::modern;

@@ -22,7 +22,7 @@
 
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/crypto/modern_crypto.h"
 #include "gateway_process.h"
 #include "http_get.h"
 #include "raw_session.h"

@@ -81,7 +81,7 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
     if (line.rfind("listen=", 0) == 0) port_ = port_of();
     if (line.rfind("metrics=", 0) == 0) metrics_port_ = port_of();
   }
-  segment_.emplace(shm::Segment::attach("gatehouse-" + instance_));
+  segment_.emplace(GatewaySegment::attach("gatehouse-" + instance_));
 }
 
 GatewayProcess::~GatewayProcess() {

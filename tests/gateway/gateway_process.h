@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "child_process.h"
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::testing {
 

@@ -18,6 +18,7 @@
 
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
+#include "gatehouse/contract/layout.h"
 #include "gateway_process.h"
 #include "http_get.h"
 
@@ -104,7 +105,7 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   EXPECT_EQ(m["gatehouse_sessions_logged_in"], 0);
   EXPECT_GT(m["gatehouse_ring_capacity_bytes{ring=\"fe-w/1\"}"], 0);
   EXPECT_EQ(m["gatehouse_draining"], 0);
-  EXPECT_EQ(m["gatehouse_build_info{layout_version=\"" + std::to_string(shm::kLayoutVersion) +
+  EXPECT_EQ(m["gatehouse_build_info{layout_version=\"" + std::to_string(kLayoutVersion) +
               "\",version=\"0.1.0\"}"],
             1);
 

@@ -12,7 +12,7 @@
 #include <span>
 #include <vector>
 
-#include "client/reference_crypto.h"
+#include "crypto/reference_crypto.h"
 
 namespace gatehouse::testing {
 

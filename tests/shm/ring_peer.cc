@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   const std::string role = argv[1];
   const auto args = parse(argc, argv);
   try {
-    Segment segment = Segment::attach(args.at("--segment"));
+    Segment segment = Segment::attach(args.at("--segment"), testing::kRingTestLayout);
     SpscRing ring = SpscRing::attach(segment.region(args.at("--region")));
     if (role == "produce") return produce(args, ring);
     if (role == "consume") return consume(args, ring);

@@ -17,6 +17,9 @@
 
 namespace gatehouse::shm::testing {
 
+/// The layout version of the segments the ring tests make.
+inline constexpr std::uint32_t kRingTestLayout = 1;
+
 /// How long records are: `max_length` (>= 8) always, or varying up to it.
 struct RecordShape {
   std::size_t max_length;

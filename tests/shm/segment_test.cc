@@ -47,6 +47,10 @@ void poke_header(const std::string& name, auto&& edit) {
   ::close(fd);
 }
 
+/// The layout version these tests' segments claim (shm versions nothing of
+/// its own: its user does).
+constexpr std::uint32_t kTestLayout = 7;
+
 std::vector<RegionSpec> two_regions() {
   return {{"alpha", 100, [](std::span<std::byte> r) { std::memset(r.data(), 0xab, r.size()); }},
           {"beta", 10000, {}}};
@@ -54,9 +58,9 @@ std::vector<RegionSpec> two_regions() {
 
 TEST(Segment, CreatedRegionsAreSeenByAnAttacher) {
   const std::string name = unique_name();
-  Segment owner = Segment::create(name, two_regions());
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
   EXPECT_TRUE(owner.owner());
-  Segment other = Segment::attach(name);
+  Segment other = Segment::attach(name, kTestLayout);
   EXPECT_FALSE(other.owner());
   const auto alpha = other.region("alpha");
   ASSERT_EQ(alpha.size(), 100u);
@@ -69,7 +73,7 @@ TEST(Segment, CreatedRegionsAreSeenByAnAttacher) {
   EXPECT_FALSE(other.has_region("gamma"));
 
   const SegmentHeader& h = other.header();
-  EXPECT_EQ(h.layout_version, kLayoutVersion);
+  EXPECT_EQ(h.layout_version, kTestLayout);
   EXPECT_EQ(h.creator_pid, ::getpid());
   EXPECT_EQ(h.creator_start_ticks, process_start_ticks(::getpid()));
   EXPECT_EQ(h.state.load(), static_cast<std::uint32_t>(SegmentState::kReady));
@@ -78,7 +82,7 @@ TEST(Segment, CreatedRegionsAreSeenByAnAttacher) {
 TEST(Segment, IsMode0600WhateverTheUmask) {
   const std::string name = unique_name();
   const mode_t old = ::umask(0);
-  Segment owner = Segment::create(name, two_regions());
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
   ::umask(old);
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + name).c_str(), &st), 0);
@@ -87,7 +91,7 @@ TEST(Segment, IsMode0600WhateverTheUmask) {
 
 TEST(Segment, ReservesEveryPageUpFront) {
   const std::string name = unique_name();
-  Segment owner = Segment::create(name, {{"big", 8 << 20, {}}});
+  Segment owner = Segment::create(name, kTestLayout, {{"big", 8 << 20, {}}});
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + name).c_str(), &st), 0);
   EXPECT_GE(std::uint64_t(st.st_blocks) * 512, owner.header().total_bytes)
@@ -96,39 +100,40 @@ TEST(Segment, ReservesEveryPageUpFront) {
 
 TEST(Segment, OwnerRemovesItUnlessDisowned) {
   const std::string name = unique_name();
-  { Segment owner = Segment::create(name, two_regions()); }
-  EXPECT_THAT(error_of([&] { Segment::attach(name); }), HasSubstr("does not exist"));
+  { Segment owner = Segment::create(name, kTestLayout, two_regions()); }
+  EXPECT_THAT(error_of([&] { Segment::attach(name, kTestLayout); }), HasSubstr("does not exist"));
   {
-    Segment owner = Segment::create(name, two_regions());
+    Segment owner = Segment::create(name, kTestLayout, two_regions());
     owner.disown();
   }
-  EXPECT_NO_THROW(Segment::attach(name));
+  EXPECT_NO_THROW(Segment::attach(name, kTestLayout));
   EXPECT_TRUE(Segment::remove(name));
 }
 
 TEST(Segment, AttachToAnotherLayoutVersionIsRefused) {
   const std::string name = unique_name();
-  Segment owner = Segment::create(name, two_regions());
-  poke_header(name, [](SegmentHeader& h) { h.layout_version = kLayoutVersion + 1; });
-  EXPECT_THAT(error_of([&] { Segment::attach(name); }),
-              HasSubstr("layout version " + std::to_string(kLayoutVersion + 1)));
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
+  poke_header(name, [](SegmentHeader& h) { h.layout_version = kTestLayout + 1; });
+  EXPECT_THAT(error_of([&] { Segment::attach(name, kTestLayout); }),
+              HasSubstr("layout version " + std::to_string(kTestLayout + 1)));
 }
 
 TEST(Segment, AttachToAForeignObjectIsRefused) {
   const std::string name = unique_name();
-  Segment owner = Segment::create(name, two_regions());
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
   poke_header(name, [](SegmentHeader& h) { h.magic.store(0x1234); });
-  EXPECT_THAT(error_of([&] { Segment::attach(name); }), HasSubstr("not a Gatehouse segment"));
+  EXPECT_THAT(error_of([&] { Segment::attach(name, kTestLayout); }),
+              HasSubstr("not a Gatehouse segment"));
   // ... and the owner will not delete something that is not ours.
-  EXPECT_THAT(error_of([&] { Segment::create(name, two_regions()); }),
+  EXPECT_THAT(error_of([&] { Segment::create(name, kTestLayout, two_regions()); }),
               HasSubstr("not a Gatehouse segment"));
 }
 
 TEST(Segment, AttachToAHalfInitialisedSegmentFailsAtOnce) {
   const std::string name = unique_name();
-  Segment owner = Segment::create(name, two_regions());
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
   poke_header(name, [](SegmentHeader& h) { h.state.store(0); });
-  EXPECT_THAT(error_of([&] { Segment::attach(name); }),
+  EXPECT_THAT(error_of([&] { Segment::attach(name, kTestLayout); }),
               HasSubstr("half-initialised: creator pid " + std::to_string(::getpid()) +
                         " is still formatting it"));
 
@@ -137,17 +142,19 @@ TEST(Segment, AttachToAHalfInitialisedSegmentFailsAtOnce) {
   const int fd = ::shm_open(("/" + empty).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   ASSERT_GE(fd, 0);
   ::close(fd);
-  EXPECT_THAT(error_of([&] { Segment::attach(empty); }), HasSubstr("half-initialised"));
+  EXPECT_THAT(error_of([&] { Segment::attach(empty, kTestLayout); }),
+              HasSubstr("half-initialised"));
   // Stale, so an owner may take the name over.
-  EXPECT_NO_THROW(Segment::create(empty, two_regions()));
+  EXPECT_NO_THROW(Segment::create(empty, kTestLayout, two_regions()));
 }
 
 TEST(Segment, SecondOwnerIsRefusedWhileTheFirstLives) {
   const std::string name = unique_name();
-  Segment owner = Segment::create(name, two_regions());
-  EXPECT_THAT(error_of([&] { Segment::create(name, two_regions()); }),
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
+  EXPECT_THAT(error_of([&] { Segment::create(name, kTestLayout, two_regions()); }),
               HasSubstr("in use by live gateway pid " + std::to_string(::getpid())));
-  EXPECT_NO_THROW(Segment::attach(name)) << "the refused create must not have removed it";
+  EXPECT_NO_THROW(Segment::attach(name, kTestLayout))
+      << "the refused create must not have removed it";
 }
 
 TEST(Segment, StaleSegmentOfACrashedOwnerIsReplaced) {
@@ -155,24 +162,24 @@ TEST(Segment, StaleSegmentOfACrashedOwnerIsReplaced) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    Segment owner = Segment::create(name, two_regions());
+    Segment owner = Segment::create(name, kTestLayout, two_regions());
     ::kill(::getpid(), SIGKILL);  // crash: no destructor runs
   }
   int status;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFSIGNALED(status));
   {
-    Segment left = Segment::attach(name);  // the crashed run's segment is still there
+    Segment left = Segment::attach(name, kTestLayout);  // the crashed run's segment is still there
     EXPECT_EQ(left.header().creator_pid, child);
     EXPECT_FALSE(process_alive(child, left.header().creator_start_ticks));
   }
-  Segment fresh = Segment::create(name, two_regions());
+  Segment fresh = Segment::create(name, kTestLayout, two_regions());
   EXPECT_EQ(fresh.header().creator_pid, ::getpid());
 }
 
 TEST(Segment, BadRegionNamesAreRejected) {
   EXPECT_THAT(error_of([] {
-                Segment::create(unique_name(), {{std::string(60, 'x'), 10, {}}});
+                Segment::create(unique_name(), kTestLayout, {{std::string(60, 'x'), 10, {}}});
               }),
               HasSubstr("bad region name"));
 }

@@ -37,8 +37,9 @@ class RingProcessTest : public ::testing::Test {
  protected:
   void make_segment(std::size_t capacity) {
     segment_.emplace(Segment::create(
-        name_, {{"ring", SpscRing::region_bytes(capacity),
-                 [capacity](std::span<std::byte> r) { SpscRing::initialise(r, capacity); }}}));
+        name_, testing::kRingTestLayout,
+        {{"ring", SpscRing::region_bytes(capacity),
+          [capacity](std::span<std::byte> r) { SpscRing::initialise(r, capacity); }}}));
     ring_.emplace(SpscRing::attach(segment_->region("ring")));
   }
 

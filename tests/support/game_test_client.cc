@@ -1,6 +1,6 @@
 #include "game_test_client.h"
 
-#include "gatehouse/common/byte_io.h"
+#include "gatehouse/codec/byte_io.h"
 
 namespace gatehouse::testing {
 

@@ -24,8 +24,8 @@
 
 #include "gatehouse/bench/load.h"
 #include "gatehouse/bench/process_memory.h"
-#include "gatehouse/common/endpoint.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/crypto/modern_crypto.h"
+#include "gatehouse/net/endpoint.h"
 
 namespace po = boost::program_options;
 namespace gb = gatehouse::bench;

@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "gatehouse/client/client.h"
-#include "gatehouse/common/byte_io.h"
-#include "gatehouse/common/endpoint.h"
+#include "gatehouse/codec/byte_io.h"
+#include "gatehouse/net/endpoint.h"
 
 namespace po = boost::program_options;
 namespace gc = gatehouse::client;

@@ -15,8 +15,8 @@
 #include <array>
 #include <cstddef>
 
-#include "gatehouse/common/legacy_crypto.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/crypto/legacy_crypto.h"
+#include "gatehouse/crypto/modern_crypto.h"
 
 namespace gatehouse {
 namespace {

@@ -71,6 +71,8 @@ using std::chrono::nanoseconds;
 // records should leave room for hundreds in flight so a throughput run
 // measures the ring, not a producer that keeps stalling on a full buffer.
 constexpr std::size_t kRingCapacity = std::size_t{4} << 20;
+/// The layout version of the benchmark's own segment (shm versions nothing itself).
+constexpr std::uint32_t kBenchLayout = 1;
 static_assert(shm::SpscRing::max_payload_for(kRingCapacity) >= std::size_t{8} * 4096);
 
 constexpr std::array<std::size_t, 3> kThroughputBytes = {32, 256, 4096};
@@ -354,7 +356,7 @@ shm::Segment create_segment(std::size_t ring_count) {
   }
   const std::string name = segment_name();
   std::snprintf(g_segment_path, sizeof g_segment_path, "/%s", name.c_str());
-  return shm::Segment::create(name, specs);
+  return shm::Segment::create(name, kBenchLayout, specs);
 }
 
 Control& control_of(const shm::Segment& segment) {
@@ -462,7 +464,7 @@ struct ThroughputResult {
 };
 
 int throughput_producer(const std::string& name, std::size_t bytes) {
-  const shm::Segment segment = shm::Segment::attach(name);
+  const shm::Segment segment = shm::Segment::attach(name, kBenchLayout);
   const Control& control = control_of(segment);
   shm::RingProducer producer(ring_of(segment, 0));
   std::vector<std::byte> payload(bytes, std::byte{0x5a});
@@ -581,7 +583,7 @@ struct LatencyResult {
 /// `doorbell` is set it parks on it whenever ring 0 is empty; otherwise it
 /// busy-spins.
 int responder(const std::string& name, const shm::Doorbell* doorbell) {
-  const shm::Segment segment = shm::Segment::attach(name);
+  const shm::Segment segment = shm::Segment::attach(name, kBenchLayout);
   Control& control = control_of(segment);
   shm::RingConsumer from_parent(ring_of(segment, 0));
   shm::RingProducer to_parent(ring_of(segment, 1));  // the parent spins: no doorbell

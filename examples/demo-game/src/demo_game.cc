@@ -1,7 +1,7 @@
 #include "gatehouse/game/demo_game.h"
 
-#include "gatehouse/common/byte_io.h"
-#include "gatehouse/common/client_protocol.h"
+#include "gatehouse/codec/byte_io.h"
+#include "gatehouse/codec/client_protocol.h"
 
 namespace gatehouse::game::demo {
 

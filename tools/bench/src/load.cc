@@ -21,11 +21,11 @@
 #include <thread>
 #include <utility>
 
-#include "gatehouse/common/byte_io.h"
-#include "gatehouse/common/client_protocol.h"
-#include "gatehouse/common/edge_socket.h"
-#include "gatehouse/common/legacy_crypto.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/codec/byte_io.h"
+#include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/crypto/legacy_crypto.h"
+#include "gatehouse/crypto/modern_crypto.h"
+#include "gatehouse/net/edge_socket.h"
 
 namespace gatehouse::bench {
 namespace {

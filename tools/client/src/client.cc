@@ -17,7 +17,7 @@
 #include <memory>
 #include <utility>
 
-#include "gatehouse/common/byte_io.h"
+#include "gatehouse/codec/byte_io.h"
 
 namespace gatehouse::client {
 namespace {

@@ -12,8 +12,8 @@
 #include <string>
 #include <unordered_map>
 
-#include "gatehouse/common/client_protocol.h"
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::worker {
 

@@ -23,15 +23,15 @@
 #include <memory>
 #include <vector>
 
-#include "gatehouse/common/close_reason.h"
-#include "gatehouse/common/gateway_segment.h"
-#include "gatehouse/common/metrics.h"
-#include "gatehouse/common/records.h"
+#include "gatehouse/contract/close_reason.h"
+#include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/contract/journal.h"
+#include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/records.h"
+#include "gatehouse/contract/session.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
-#include "gatehouse/worker/journal.h"
 #include "gatehouse/worker/login.h"
-#include "gatehouse/worker/session.h"
 
 namespace gatehouse::worker {
 

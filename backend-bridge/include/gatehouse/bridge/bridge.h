@@ -46,9 +46,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gatehouse/common/gateway_segment.h"
-#include "gatehouse/common/metrics.h"
-#include "gatehouse/common/records.h"
+#include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/records.h"
 #include "gatehouse/shm/doorbell.h"
 
 namespace gatehouse::bridge {

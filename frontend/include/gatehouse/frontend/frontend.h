@@ -32,10 +32,10 @@
 #include <memory>
 #include <vector>
 
-#include "gatehouse/common/close_reason.h"
-#include "gatehouse/common/gateway_segment.h"
-#include "gatehouse/common/metrics.h"
-#include "gatehouse/common/records.h"
+#include "gatehouse/contract/close_reason.h"
+#include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/records.h"
 #include "gatehouse/frontend/address_limit.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"

@@ -38,6 +38,15 @@ class BackoffIdler {
 
   BackoffIdler() = default;
   explicit BackoffIdler(Config config) : config_(config) {}
+  /// The duty-cycle idler of a process that polls rings: spin for `spin`,
+  /// then, if it spun at all, two yields (a cheap chance for a peer on this
+  /// core to produce before paying for a park and a wakeup), then park for
+  /// at most 100 ms at a time.
+  static BackoffIdler duty_cycle(std::chrono::microseconds spin) noexcept {
+    return BackoffIdler({.spin = spin,
+                         .yields = spin.count() != 0 ? 2u : 0u,
+                         .park_timeout = std::chrono::milliseconds(100)});
+  }
 
   /// `park(timeout)` is called once the spin and yield budgets are spent; it
   /// should raise the parked flags, re-check, and sleep on the Doorbell.

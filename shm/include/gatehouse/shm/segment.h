@@ -39,11 +39,6 @@
 namespace gatehouse::shm {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x4741'5445'484f'5553ull;  // "GATEHOUS"
-/// Bump on any change to a structure that lives in shared memory (segment
-/// header, ring descriptor or record framing, session slots, anything in a
-/// region). Processes refuse segments of another version.
-inline constexpr std::uint32_t kLayoutVersion = 4;
-
 inline constexpr std::size_t kMaxRegions = 128;
 inline constexpr std::size_t kRegionNameBytes = 48;
 inline constexpr std::size_t kRegionAlignment = 4096;
@@ -91,9 +86,14 @@ class Segment {
   /// Creates the segment as its owner. A stale segment of the same name (its
   /// creator dead) is removed first; a live one is refused. The owner removes
   /// the segment from /dev/shm when destroyed unless disown() was called.
-  static Segment create(const std::string& name, const std::vector<RegionSpec>& regions);
-  /// Maps an existing, ready segment of this layout version.
-  static Segment attach(const std::string& name);
+  /// `layout_version` is the user's version of everything it puts in the
+  /// regions (and of this header's version-specific part): shm cannot see
+  /// what it carries, so its user versions it (the gateway: contract/layout.h).
+  static Segment create(const std::string& name, std::uint32_t layout_version,
+                        const std::vector<RegionSpec>& regions);
+  /// Maps an existing, ready segment of `layout_version`; any other version
+  /// is refused with a message naming both.
+  static Segment attach(const std::string& name, std::uint32_t layout_version);
   /// Removes the name from /dev/shm (mappings stay valid). True if it existed.
   static bool remove(const std::string& name) noexcept;
 

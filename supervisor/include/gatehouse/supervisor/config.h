@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::supervisor {
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace prometheus {
 class Exposer;

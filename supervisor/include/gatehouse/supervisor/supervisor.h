@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/supervisor/config.h"
 #include "gatehouse/supervisor/metrics_exporter.h"

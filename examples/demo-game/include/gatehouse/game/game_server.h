@@ -45,7 +45,7 @@
 // never complete, so a status could not get through), and on_end runs.
 #pragma once
 
-#include "gatehouse/common/frame_numbering.h"
+#include "gatehouse/codec/frame_numbering.h"
 
 #include <chrono>
 #include <cstddef>

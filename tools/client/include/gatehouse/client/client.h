@@ -35,9 +35,9 @@
 #include <system_error>
 #include <vector>
 
-#include "gatehouse/common/client_protocol.h"
-#include "gatehouse/common/legacy_crypto.h"
-#include "gatehouse/common/modern_crypto.h"
+#include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/crypto/legacy_crypto.h"
+#include "gatehouse/crypto/modern_crypto.h"
 
 namespace gatehouse::client {
 

@@ -1,0 +1,118 @@
+// The control block: the one region every gateway process reads its
+// configuration from, and where each writes its liveness and the supervisor
+// its drain state. Plain data (docs/shm.md); the typed accessor is
+// GatewaySegment (gateway_segment.h), the layout's version and pins are in
+// layout.h.
+//
+// The supervisor parses the configuration and writes it into the control
+// block at creation (and again on reload, under the sequence lock of
+// GatewaySegment::publish_settings); the other processes take their settings
+// from there, so they all run with one configuration and need only the
+// segment name and their doorbell fds on the command line.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gatehouse/codec/frame_numbering.h"
+#include "gatehouse/contract/metrics.h"
+#include "gatehouse/shm/session_table.h"
+
+namespace gatehouse {
+
+inline constexpr std::uint32_t kMaxWorkers = 64;
+inline constexpr std::uint32_t kMaxBackends = 8;
+inline constexpr std::size_t kAddressBytes = 128;
+inline constexpr std::size_t kPathBytes = 256;
+inline constexpr std::uint32_t kMaxListeners = 16;
+
+enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
+
+/// Bits of Settings::listener_crypto: what the clients of a listener may
+/// speak (shared/protocol.md section 3, docs/protocol-modern.md). A client
+/// that uses something else is kicked with crypto_refused.
+enum CryptoModes : std::uint8_t {
+  kCryptoClear = 1,   ///< no key exchange at all (gonet2 allowed it)
+  kCryptoLegacy = 2,  ///< get_seed_req: 31-bit DH + RC4
+  kCryptoModern = 4,  ///< key_exchange_req: X25519 + ChaCha20-Poly1305
+  kCryptoAny = kCryptoClear | kCryptoLegacy | kCryptoModern,
+};
+/// "modern", "modern+legacy", "any", ...: nullopt for an unknown name or an
+/// empty set.
+std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
+/// The inverse: "clear+legacy+modern" order, "any" for all three.
+std::string crypto_modes_text(std::uint8_t modes);
+
+/// Everything configurable that a child process needs. Fixed-size PODs only.
+struct Settings {
+  std::uint32_t workers;
+  std::uint32_t max_connections;
+  std::uint32_t max_connections_per_ip;  ///< per IPv4 address / IPv6 /64; 0 = no limit
+  std::uint32_t max_frame;               ///< largest client payload accepted
+  std::uint32_t read_timeout_ms;         ///< dead-link deadline
+  std::uint32_t rpm_limit;               ///< client frames per minute per session
+  std::uint32_t txqueuelen;              ///< frames queued to one client before slow_consumer
+  std::uint32_t sockbuf;                 ///< SO_RCVBUF/SO_SNDBUF, 0 = kernel default
+  std::uint32_t drain_timeout_ms;
+  std::uint32_t linger_ms;  ///< how long a closing socket waits for the client's FIN
+  std::uint32_t log_level;  ///< spdlog level
+  std::uint64_t ring_bytes;
+  std::uint32_t backend_count;
+  FrameNumbering numbering;
+  char backends[kMaxBackends][kAddressBytes];
+  LoginMode login_mode;
+  std::uint32_t idle_spin_us;  ///< BackoffIdler spin before parking
+  char login_file[kPathBytes];
+  /// How long sessions wait for a game service that went away (re-opened
+  /// streams, a broken batched link) before they are kicked.
+  std::uint32_t backend_wait_ms;
+  std::uint32_t listener_count;
+  std::uint8_t listener_crypto[kMaxListeners];  ///< CryptoModes of each --listen, in order
+};
+
+/// Liveness of one child process, written by the process itself.
+struct ProcessStatus {
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::int64_t> heartbeat_ns;  ///< CLOCK_MONOTONIC
+};
+
+/// ControlBlock::draining: 0 serving; the drain's two phases.
+inline constexpr std::uint32_t kDrainNoNewConnections = 1;  ///< sessions go on (drain-wait)
+inline constexpr std::uint32_t kDrainClosing = 2;           ///< every session is closed
+
+struct ControlBlock {
+  /// Set by the supervisor on SIGTERM: kDrainNoNewConnections, then
+  /// kDrainClosing (at once, or after drain-wait).
+  std::atomic<std::uint32_t> draining;
+  std::uint32_t reserved;
+  /// Two copies of the settings under a sequence lock (the reader and the
+  /// one writer, the supervisor's reload, are GatewaySegment::settings()
+  /// and publish_settings()).
+  std::atomic<std::uint64_t> settings_generation;
+  Settings settings[2];
+  ProcessStatus frontend;
+  ProcessStatus bridge;
+  ProcessStatus workers[kMaxWorkers];
+};
+
+/// One metrics shard per role (docs/metrics.md).
+struct MetricsBlock {
+  metrics::Shard supervisor;
+  metrics::Shard frontend;
+  metrics::Shard bridge;
+  metrics::Shard workers[kMaxWorkers];
+};
+
+/// The worker that owns session slot `slot`. The session table is split into
+/// one contiguous range of slots per worker (the frontend allocates with
+/// SlotTable::set_partitions(workers)), so a worker's sessions share memory
+/// pages only with each other.
+inline std::uint32_t worker_of_slot(std::uint32_t slot, const Settings& s) noexcept {
+  return slot / shm::SlotTable::partition_slots(s.max_connections, s.workers);
+}
+
+}  // namespace gatehouse

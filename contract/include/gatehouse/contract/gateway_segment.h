@@ -1,0 +1,82 @@
+// The gateway's shared-memory segment: which regions exist and the one typed
+// accessor every process uses to reach them. Nothing outside contract/ names
+// a region or lays out a struct in the segment (tools/check-architecture.sh).
+//
+//   region "control"        ControlBlock: settings, drain flag, process status (control.h)
+//   region "metrics"        MetricsBlock: one metrics shard per process role (metrics.h)
+//   region "sessions"       the session table of Session values (session.h)
+//   region "ring/fe-w/<i>"  frontend  -> worker i   (records.h)
+//   region "ring/w-fe/<i>"  worker i  -> frontend
+//   region "ring/w-br/<i>"  worker i  -> bridge
+//   region "ring/br-w/<i>"  bridge    -> worker i
+//   region "journal/<i>"    worker i's crash journal (journal.h)
+//
+// The segment carries layout.h's kLayoutVersion: a process of another layout
+// refuses to attach, with a message that says so.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gatehouse/contract/control.h"
+#include "gatehouse/contract/journal.h"
+#include "gatehouse/contract/session.h"
+#include "gatehouse/shm/segment.h"
+#include "gatehouse/shm/session_table.h"
+#include "gatehouse/shm/spsc_ring.h"
+
+namespace gatehouse {
+
+enum class RingKind { kFrontendToWorker, kWorkerToFrontend, kWorkerToBridge, kBridgeToWorker };
+std::string ring_region_name(RingKind kind, std::uint32_t worker);
+
+/// The regions of a gateway segment with these settings, for its creator.
+std::vector<shm::RegionSpec> gateway_regions(const Settings& settings);
+
+/// Typed access to a gateway segment.
+class GatewaySegment {
+ public:
+  /// Creates /dev/shm/`name` laid out for `settings` (the supervisor).
+  static GatewaySegment create(const std::string& name, const Settings& settings);
+  /// Attaches a ready segment of this build's layout; throws shm::SegmentError
+  /// naming the cause (absent, another layout version, half-initialised).
+  static GatewaySegment attach(const std::string& name);
+
+  explicit GatewaySegment(shm::Segment segment);
+
+  ControlBlock& control() const noexcept { return *control_; }
+  MetricsBlock& metrics() const noexcept { return *metrics_; }
+  /// The current settings (a copy: a reload may change them).
+  Settings settings() const noexcept;
+  /// Bumped by every publish_settings(): a process that applies settings
+  /// live polls it.
+  std::uint64_t settings_generation() const noexcept {
+    return control_->settings_generation.load(std::memory_order_acquire);
+  }
+  /// Supervisor only (one writer): makes `settings` the current settings.
+  void publish_settings(const Settings& settings) noexcept;
+  shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
+  /// The session table, its values checked to be this build's Session.
+  shm::SessionTable<Session> sessions() const;
+  /// The same table for a process that only allocates and releases ids and
+  /// never reads a Session (the frontend).
+  shm::SlotTable session_slots() const;
+  /// Worker `worker`'s crash journal.
+  Journal& journal(std::uint32_t worker) const;
+  shm::Segment& segment() noexcept { return segment_; }
+  /// A drain has begun: no new connections.
+  bool draining() const noexcept { return control_->draining.load(std::memory_order_acquire) != 0; }
+  /// The drain closes every session now (reason shutdown).
+  bool closing_sessions() const noexcept {
+    return control_->draining.load(std::memory_order_acquire) >= kDrainClosing;
+  }
+
+ private:
+  shm::Segment segment_;
+  ControlBlock* control_;
+  MetricsBlock* metrics_;
+};
+
+}  // namespace gatehouse

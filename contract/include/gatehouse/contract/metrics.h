@@ -1,0 +1,117 @@
+// Metrics in shared memory (docs/metrics.md). Each process writes only its
+// own Shard, so there are no shared cache lines between processes and no
+// locks; the supervisor sums the shards when Prometheus scrapes. Shards
+// belong to a role (frontend, bridge, worker i, supervisor), not to a
+// process: a restarted worker adds to its predecessor's counts, so counters
+// never go backwards. Changing anything here changes the shm layout.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "gatehouse/contract/close_reason.h"
+
+namespace gatehouse::metrics {
+
+enum Counter : std::uint32_t {
+  kConnectionsAccepted,
+  kConnectionsRefused,            ///< --max-connections, or out of file descriptors
+  kConnectionsRefusedPerAddress,  ///< --max-connections-per-ip
+  kClientFramesReceived,
+  kClientBytesReceived,
+  kClientFramesSent,
+  kClientBytesSent,
+  kLoginsOk,
+  kLoginsRefused,
+  kDroppedToClient,
+  kDroppedToGame,
+  kGameStreamsOpened,
+  kGameStreamsFailed,
+  kGameMessagesReceived,
+  kGameMessagesSent,
+  kGameStreamsReopened,
+  kGameFramesLost,
+  kGameBatchesSent,        ///< gRPC messages written on batched links
+  kGameBatchesReceived,    ///< gRPC messages read from batched links
+  kGameEventsResent,       ///< events a new bridge sent again on a batched link
+  kGameDuplicatesDropped,  ///< game messages a worker had delivered already
+  kCounterCount
+};
+
+enum Gauge : std::uint32_t {
+  kConnectionsOpen,
+  kSessionsLoggedIn,
+  kGameStreamsOpen,
+  kGameEventsUnacknowledged,  ///< sent on batched links, not yet acknowledged by the game
+  kGaugeCount
+};
+
+/// What a worker times per client frame (label `proto`).
+enum Timed : std::uint32_t { kHeartbeat, kLogin, kGetSeed, kKeyExchange, kForward, kTimedCount };
+
+enum Component : std::uint32_t { kFrontend, kWorker, kBridge, kComponentCount };
+enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };
+
+/// Upper bounds of the request-duration buckets, in nanoseconds (+Inf last).
+inline constexpr std::array<std::uint64_t, 12> kBucketBoundsNs = {
+    10'000,    25'000,    50'000,    100'000,    250'000,    500'000,
+    1'000'000, 2'500'000, 5'000'000, 10'000'000, 25'000'000, 100'000'000};
+
+struct HistogramCells {
+  std::atomic<std::uint64_t> buckets[kBucketBoundsNs.size() + 1];  ///< not cumulative
+  std::atomic<std::uint64_t> count;
+  std::atomic<std::uint64_t> sum_ns;
+};
+
+struct alignas(128) Shard {
+  std::atomic<std::uint64_t> counters[kCounterCount];
+  std::atomic<std::uint64_t> closed[static_cast<std::size_t>(CloseReason::kCount)];
+  std::atomic<std::uint64_t> restarts[kComponentCount][kCauseCount];
+  std::atomic<std::int64_t> gauges[kGaugeCount];
+  HistogramCells timed[kTimedCount];
+  /// Bridge only: frames it holds outside the rings (taken from a worker
+  /// ring, not yet acknowledged by gRPC; or received from a game, not yet in
+  /// a worker ring). Several threads: fetch_add/fetch_sub. What a dead
+  /// bridge leaves here is what was lost with it.
+  std::atomic<std::int64_t> in_flight;
+};
+
+/// A process's handle on its shard. One writer per shard, so an add is a
+/// plain load + store (no locked instruction on the hot path).
+class Writer {
+ public:
+  Writer() = default;
+  explicit Writer(Shard& shard) noexcept : shard_(&shard) {}
+
+  void add(Counter c, std::uint64_t n = 1) noexcept { bump(shard_->counters[c], n); }
+  void closed(CloseReason reason) noexcept {
+    bump(shard_->closed[static_cast<std::size_t>(reason)], 1);
+  }
+  void restarted(Component component, RestartCause cause) noexcept {
+    bump(shard_->restarts[component][cause], 1);
+  }
+  void set(Gauge g, std::int64_t v) noexcept {
+    shard_->gauges[g].store(v, std::memory_order_relaxed);
+  }
+  void add(Gauge g, std::int64_t d) noexcept {
+    shard_->gauges[g].store(shard_->gauges[g].load(std::memory_order_relaxed) + d,
+                            std::memory_order_relaxed);
+  }
+  void observe(Timed t, std::uint64_t ns) noexcept {
+    HistogramCells& h = shard_->timed[t];
+    std::size_t b = 0;
+    while (b < kBucketBoundsNs.size() && ns > kBucketBoundsNs[b]) ++b;
+    bump(h.buckets[b], 1);
+    bump(h.count, 1);
+    bump(h.sum_ns, ns);
+  }
+
+ private:
+  static void bump(std::atomic<std::uint64_t>& cell, std::uint64_t n) noexcept {
+    cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  Shard* shard_ = nullptr;
+};
+
+}  // namespace gatehouse::metrics

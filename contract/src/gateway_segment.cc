@@ -1,0 +1,151 @@
+#include "gatehouse/contract/gateway_segment.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <utility>
+
+#include "gatehouse/contract/layout.h"
+#include "gatehouse/shm/session_table.h"
+
+namespace gatehouse {
+
+std::string ring_region_name(RingKind kind, std::uint32_t worker) {
+  const char* prefix = "";
+  switch (kind) {
+    case RingKind::kFrontendToWorker:
+      prefix = "ring/fe-w/";
+      break;
+    case RingKind::kWorkerToFrontend:
+      prefix = "ring/w-fe/";
+      break;
+    case RingKind::kWorkerToBridge:
+      prefix = "ring/w-br/";
+      break;
+    case RingKind::kBridgeToWorker:
+      prefix = "ring/br-w/";
+      break;
+  }
+  return prefix + std::to_string(worker);
+}
+
+std::vector<shm::RegionSpec> gateway_regions(const Settings& settings) {
+  constexpr std::size_t session_bytes = sizeof(Session);
+  std::vector<shm::RegionSpec> regions;
+  regions.push_back({"control", sizeof(ControlBlock), [settings](std::span<std::byte> r) {
+                       auto* c = new (r.data()) ControlBlock{};
+                       c->settings[0] = settings;
+                     }});
+  regions.push_back({"metrics", sizeof(MetricsBlock),
+                     [](std::span<std::byte> r) { new (r.data()) MetricsBlock{}; }});
+  regions.push_back({"sessions",
+                     shm::SlotTable::region_bytes(settings.max_connections, session_bytes),
+                     [slots = settings.max_connections, session_bytes](std::span<std::byte> r) {
+                       shm::SlotTable::initialise(r, slots, session_bytes);
+                     }});
+  const std::size_t capacity = settings.ring_bytes;
+  for (std::uint32_t w = 0; w < settings.workers; ++w) {
+    regions.push_back({"journal/" + std::to_string(w), sizeof(Journal), {}});  // zero: idle
+    for (RingKind kind : {RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend,
+                          RingKind::kWorkerToBridge, RingKind::kBridgeToWorker}) {
+      regions.push_back(
+          {ring_region_name(kind, w), shm::SpscRing::region_bytes(capacity),
+           [capacity](std::span<std::byte> r) { shm::SpscRing::initialise(r, capacity); }});
+    }
+  }
+  return regions;
+}
+
+GatewaySegment GatewaySegment::create(const std::string& name, const Settings& settings) {
+  return GatewaySegment(shm::Segment::create(name, kLayoutVersion, gateway_regions(settings)));
+}
+
+GatewaySegment GatewaySegment::attach(const std::string& name) {
+  return GatewaySegment(shm::Segment::attach(name, kLayoutVersion));
+}
+
+GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segment)) {
+  const auto region = segment_.region("control");
+  if (region.size() < sizeof(ControlBlock)) {
+    throw std::runtime_error("control region is smaller than this build's ControlBlock");
+  }
+  control_ = std::launder(reinterpret_cast<ControlBlock*>(region.data()));
+  const auto metrics = segment_.region("metrics");
+  if (metrics.size() < sizeof(MetricsBlock)) {
+    throw std::runtime_error("metrics region is smaller than this build's MetricsBlock");
+  }
+  metrics_ = std::launder(reinterpret_cast<MetricsBlock*>(metrics.data()));
+}
+
+// A sequence lock over two copies. The generation is even when no publish
+// is running, and 2 x the publishes so far; the current copy is
+// settings[generation / 2 % 2]. A publish makes the generation odd, writes
+// the other copy, then makes it even again, so the copy a reader takes is
+// rewritten only by the publish after next: the read is whole if the
+// generation has not gone past that publish's start when it is done.
+// The copies are read and written a word at a time with atomics (no fences:
+// GCC's TSan has none): the reader's acquire loads keep its second look at
+// the generation after them, the writer's release stores keep its odd
+// generation before them. A read that overlaps a publish is discarded, never
+// a data race.
+namespace {
+
+constexpr std::size_t kSettingsWords = sizeof(Settings) / sizeof(std::uint64_t);
+static_assert(sizeof(Settings) % sizeof(std::uint64_t) == 0 &&
+              alignof(Settings) >= alignof(std::uint64_t));
+
+std::uint64_t* words_of(const Settings& s) noexcept {
+  return reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&s));
+}
+
+}  // namespace
+
+Settings GatewaySegment::settings() const noexcept {
+  for (;;) {
+    const std::uint64_t seen =
+        control_->settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
+    Settings copy;
+    const std::uint64_t* from = words_of(control_->settings[seen / 2 % 2]);
+    std::uint64_t* to = words_of(copy);
+    for (std::size_t i = 0; i < kSettingsWords; ++i) {
+      to[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(from[i]))
+                  .load(std::memory_order_acquire);
+    }
+    if (control_->settings_generation.load(std::memory_order_relaxed) <= seen + 2) return copy;
+  }
+}
+
+void GatewaySegment::publish_settings(const Settings& settings) noexcept {
+  const std::uint64_t generation = control_->settings_generation.load(std::memory_order_relaxed);
+  control_->settings_generation.store(generation + 1, std::memory_order_relaxed);
+  const std::uint64_t* from = words_of(settings);
+  std::uint64_t* to = words_of(control_->settings[(generation / 2 + 1) % 2]);
+  for (std::size_t i = 0; i < kSettingsWords; ++i) {
+    std::atomic_ref<std::uint64_t>(to[i]).store(from[i], std::memory_order_release);
+  }
+  control_->settings_generation.store(generation + 2, std::memory_order_release);
+}
+
+shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker) const {
+  return shm::SpscRing::attach(segment_.region(ring_region_name(kind, worker)));
+}
+
+shm::SessionTable<Session> GatewaySegment::sessions() const {
+  return shm::SessionTable<Session>::attach(segment_.region("sessions"));
+}
+
+shm::SlotTable GatewaySegment::session_slots() const {
+  return shm::SlotTable::attach_untyped(segment_.region("sessions"));
+}
+
+Journal& GatewaySegment::journal(std::uint32_t worker) const {
+  const auto region = segment_.region("journal/" + std::to_string(worker));
+  if (region.size() < sizeof(Journal)) {
+    throw std::runtime_error("journal region is smaller than this build's Journal");
+  }
+  return *std::launder(reinterpret_cast<Journal*>(region.data()));
+}
+
+}  // namespace gatehouse

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The architecture's nevers (docs/architecture.md, "Rooms and arrows"), checked
+# on the source tree. Runs as the ctest test "architecture" in every build.
+#
+#   1. Each folder includes only the libraries its arrows allow: no process
+#      folder includes another process folder; shm/ and the codec include
+#      nothing of ours.
+#   2. Only contract/ (and shm/ itself) reaches into the segment's regions:
+#      everyone else goes through GatewaySegment, so nothing but contract/
+#      lays out a struct in shared memory.
+#   3. No process library links another process library (CMake also refuses
+#      it at configure time: cmake/GatehouseArchitecture.cmake).
+#
+#   tools/check-architecture.sh [ROOT]
+set -uo pipefail
+root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$root" || exit 2
+failures=0
+fail() {
+  echo "architecture: $*" >&2
+  failures=$((failures + 1))
+}
+
+# folder -> the include prefixes (gatehouse/<prefix>/...) it may use.
+declare -A allowed=(
+  [shm]="shm"
+  [common/codec]="codec"
+  [common/crypto]="crypto"
+  [common/net]="net"
+  [common/base]="base"
+  [contract]="contract shm codec crypto"
+  [frontend]="frontend contract shm net base codec"
+  [agent-worker]="worker contract shm codec crypto base"
+  [backend-bridge]="bridge contract shm base"
+  [supervisor]="supervisor contract shm net base"
+  [tools/client]="client codec crypto net"
+  [tools/bench]="bench client codec crypto net"
+  [tools/crypto-bench]="crypto"
+  [tools/ring-bench]="shm"
+  [examples/demo-game]="game codec"
+)
+
+# 1. Includes.
+for folder in "${!allowed[@]}"; do
+  [ -d "$folder" ] || { fail "$folder: missing (update tools/check-architecture.sh)"; continue; }
+  while IFS=: read -r file line text; do
+    prefix=$(sed -E 's@.*#include "gatehouse/([A-Za-z0-9_-]+)/.*@\1@' <<<"$text")
+    case " ${allowed[$folder]} " in
+      *" $prefix "*) ;;
+      *) fail "$file:$line includes gatehouse/$prefix/ (allowed in $folder: ${allowed[$folder]})" ;;
+    esac
+  done < <(grep -rnE --include='*.h' --include='*.cc' '^#include "gatehouse/' "$folder")
+done
+
+# Every source folder of ours is in the table, so a new one gets its rule.
+while read -r dir; do
+  folder=${dir%/include}
+  [ -n "${allowed[$folder]+x}" ] || fail "$folder: no rule in tools/check-architecture.sh"
+done < <(find . -path ./build -prune -o -path ./tests -prune -o -type d -name include -print |
+         sed 's@^\./@@' | sort)
+
+# 2. Region access: the segment's regions are reached only through contract/.
+region_access='\.region\(|SpscRing::attach\(|SlotTable::attach|SessionTable<[^>]*>::attach|(^|[^A-Za-z])Segment::(create|attach)\('
+while IFS= read -r hit; do
+  fail "$hit: reaches into the segment directly (use GatewaySegment, contract/)"
+done < <(grep -rnE --include='*.h' --include='*.cc' "$region_access" \
+           frontend agent-worker backend-bridge supervisor common tools/client tools/bench \
+           examples 2>/dev/null)
+
+# 3. Links: a process library names no other process library.
+declare -A own=([frontend]=frontend [agent-worker]=worker [backend-bridge]=bridge
+                [supervisor]=supervisor)
+for folder in "${!own[@]}"; do
+  while IFS= read -r hit; do
+    fail "$folder/CMakeLists.txt links another process: $hit"
+  done < <(grep -nE 'gw::(frontend|worker|bridge|supervisor)\b' "$folder/CMakeLists.txt" |
+           grep -vE "gw::${own[$folder]}\b" || true)
+done
+
+if [ "$failures" -ne 0 ]; then
+  echo "architecture: $failures violation(s)" >&2
+  exit 1
+fi
+echo "architecture: every never holds (${#allowed[@]} folders checked)"
