@@ -6,6 +6,8 @@
 #   build/tsan/   TSan:           the tests labelled "tsan" (concurrent code)
 #   build/fuzz/   clang libFuzzer + ASan: each fuzz target for
 #                 GATEHOUSE_FUZZ_SECONDS (default 20) from its seed corpus
+#   lint          tools/lint.sh: clang-format and clang-tidy over the tree
+#                 (checked-in .clang-format/.clang-tidy, any finding fails)
 # Ends with one line "tests: N passed, N failed" over all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,20 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 run_suite release build all || status=1
+
+# Lint: each check counts as one test.
+lint_passed=0
+lint_failed=0
+for check in format "tidy build"; do
+  echo "=== lint: ${check%% *}"
+  # shellcheck disable=SC2086  # "tidy build" is the check and its argument
+  if tools/lint.sh $check; then
+    lint_passed=$((lint_passed + 1))
+  else
+    lint_failed=$((lint_failed + 1))
+  fi
+done
+stage_time
 # -O1 -g1: sanitizer builds compile a third faster and still symbolize.
 run_suite asan build/asan all -DGATEHOUSE_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug \
   "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" || status=1
@@ -79,8 +95,8 @@ else
   fuzz_failed=$((fuzz_failed + 1))
 fi
 
-passed=$fuzz_passed
-failed=$fuzz_failed
+passed=$((fuzz_passed + lint_passed))
+failed=$((fuzz_failed + lint_failed))
 for f in "$logs"/*.ctest; do
   line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$f" | tail -1 || true)
   [ -n "$line" ] || { status=1; echo "no ctest summary in $(basename "$f")"; continue; }

@@ -70,6 +70,10 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
     spdlog::warn("fault injection on: SIGKILL in {} per mille of batches", fault_per_mille_);
   }
   segment_.control().workers[index].pid.store(::getpid());
+  // This worker's range of the session table (worker_of_slot).
+  const std::uint32_t per = shm::SlotTable::partition_slots(sessions_.slots(), settings_.workers);
+  drain_cursor_ = std::min(sessions_.slots(), index_ * per);
+  drain_end_ = std::min(sessions_.slots(), drain_cursor_ + per);
 }
 
 Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
@@ -503,38 +507,37 @@ bool Worker::drain_some(CloseReason reason, std::size_t budget) {
   return drain_cursor_ >= drain_end_;
 }
 
+std::size_t Worker::do_work() {
+  const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
+  const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
+  // One batch: inputs read, sessions changed (journaled), outputs written,
+  // then all of it made durable at once by commit_batch().
+  begin_batch();
+  std::size_t work = from_frontend_.poll(on_frontend, kRingBatch);
+  work += from_bridge_.poll(on_bridge, kRingBatch);
+  if (!draining_ && segment_.closing_sessions()) {
+    draining_ = true;
+    spdlog::info("draining: closing every session (reason shutdown)");
+  }
+  if (draining_ && !drained_) {
+    drained_ = drain_some(CloseReason::kShutdown, kRingBatch);
+    ++work;
+  }
+  batch_had_work_ = work != 0;
+  commit_batch();
+
+  const std::int64_t now = monotonic_ns();
+  segment_.control().workers[index_].heartbeat_ns.store(now, std::memory_order_relaxed);
+  from_frontend_.heartbeat(now);
+  from_bridge_.heartbeat(now);
+  return work;
+}
+
 int Worker::run() {
   shm::BackoffIdler idler =
       shm::BackoffIdler::duty_cycle(std::chrono::microseconds(settings_.idle_spin_us));
-  ProcessStatus& status = segment_.control().workers[index_];
-  const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
-  const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
-  // This worker's range of the session table (worker_of_slot).
-  const std::uint32_t per = shm::SlotTable::partition_slots(sessions_.slots(), settings_.workers);
-  drain_cursor_ = std::min(sessions_.slots(), index_ * per);
-  drain_end_ = std::min(sessions_.slots(), drain_cursor_ + per);
   while (stop_requested_ == 0) {
-    // One batch: inputs read, sessions changed (journaled), outputs written,
-    // then all of it made durable at once by commit_batch().
-    begin_batch();
-    std::size_t work = from_frontend_.poll(on_frontend, kRingBatch);
-    work += from_bridge_.poll(on_bridge, kRingBatch);
-    if (!draining_ && segment_.closing_sessions()) {
-      draining_ = true;
-      spdlog::info("draining: closing every session (reason shutdown)");
-    }
-    if (draining_ && !drained_) {
-      drained_ = drain_some(CloseReason::kShutdown, kRingBatch);
-      ++work;
-    }
-    batch_had_work_ = work != 0;
-    commit_batch();
-
-    const std::int64_t now = monotonic_ns();
-    status.heartbeat_ns.store(now, std::memory_order_relaxed);
-    from_frontend_.heartbeat(now);
-    from_bridge_.heartbeat(now);
-    idler.idle(work, [this](std::chrono::nanoseconds timeout) {
+    idler.idle(do_work(), [this](std::chrono::nanoseconds timeout) {
       if (!from_frontend_.prepare_park()) return;
       if (from_bridge_.prepare_park()) {
         doorbell_.wait(timeout);

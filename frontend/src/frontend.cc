@@ -714,25 +714,35 @@ void Frontend::apply_settings() {
       settings_.max_connections_per_ip);
 }
 
-int Frontend::run() {
+void Frontend::start() {
   adopt_orphans();
   for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
   sweep_deadlines();
+}
+
+std::size_t Frontend::do_work() {
+  std::size_t work = parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : io_.poll();
+  flush_control();
+  retry_blocked();
+  work += drain_worker_rings();
+  publish_all();
+  reap();
+  metrics_.set(metrics::kConnectionsOpen, static_cast<std::int64_t>(connection_count_));
+  segment_.control().frontend.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+  if (drain_requested_ != 0 || segment_.draining()) begin_drain();
+  if (segment_.settings_generation() != settings_generation_) apply_settings();
+  return work;
+}
+
+bool Frontend::drained() const noexcept { return draining_ && connection_count_ == 0; }
+
+int Frontend::run() {
+  start();
   shm::BackoffIdler idler =
       shm::BackoffIdler::duty_cycle(std::chrono::microseconds(settings_.idle_spin_us));
-  ProcessStatus& status = segment_.control().frontend;
   for (;;) {
-    std::size_t work = parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : io_.poll();
-    flush_control();
-    retry_blocked();
-    work += drain_worker_rings();
-    publish_all();
-    reap();
-    metrics_.set(metrics::kConnectionsOpen, static_cast<std::int64_t>(connection_count_));
-    status.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
-    if (drain_requested_ != 0 || segment_.draining()) begin_drain();
-    if (draining_ && connection_count_ == 0) break;
-    if (segment_.settings_generation() != settings_generation_) apply_settings();
+    const std::size_t work = do_work();
+    if (drained()) break;
     idler.idle(work, [this](std::chrono::nanoseconds timeout) { park(timeout); });
   }
   spdlog::info("drained: all connections closed");

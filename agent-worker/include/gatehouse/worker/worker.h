@@ -41,8 +41,14 @@ class Worker {
          shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
          std::unique_ptr<LoginProvider> login);
 
-  /// Runs until request_stop(); returns the process exit code.
+  /// Runs do_work() until request_stop(), idling (spin, yield, park on the
+  /// doorbell) while there is nothing to do; returns the process exit code.
   int run();
+  /// One pass of the duty cycle: a batch of input from both rings handled
+  /// and made durable (docs/crash-consistency.md), the drain advanced, the
+  /// heartbeat written. Returns the work done (0: nothing to do). What run()
+  /// repeats; a test drives the worker one pass at a time with it.
+  std::size_t do_work();
   /// Async-signal-safe.
   void request_stop() noexcept { stop_requested_ = 1; }
 

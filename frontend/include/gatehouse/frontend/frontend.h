@@ -50,8 +50,20 @@ class Frontend {
            std::vector<shm::Doorbell> worker_doorbells);
   ~Frontend();
 
-  /// Runs until drained (or stop()); returns the process exit code.
+  /// start(), then do_work() until drained(), idling (spin, yield, park on
+  /// the doorbell and the sockets) while there is nothing to do; returns the
+  /// process exit code.
   int run();
+  /// Takes over the connections a previous frontend left (none at a first
+  /// start) and starts accepting. Once, before the first do_work().
+  void start();
+  /// One pass of the duty cycle: socket events handled, records to the
+  /// workers published, the workers' output written to the sockets, closes
+  /// reaped, the drain and a new settings generation applied. Returns the
+  /// work done (0: nothing to do). A test drives the frontend with it.
+  std::size_t do_work();
+  /// A drain has closed every connection: run() returns.
+  bool drained() const noexcept;
   /// Async-signal-safe: begin draining (stop accepting, wait for connections
   /// to close).
   void request_drain() noexcept;
