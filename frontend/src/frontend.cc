@@ -734,7 +734,9 @@ std::size_t Frontend::do_work() {
   return work;
 }
 
-bool Frontend::drained() const noexcept { return draining_ && connection_count_ == 0; }
+bool Frontend::drained() const noexcept {
+  return draining_ && connection_count_ == 0;
+}
 
 int Frontend::run() {
   start();

@@ -29,7 +29,7 @@ Settings test_settings() {
   s.rpm_limit = 200;
   s.txqueuelen = 128;
   s.ring_bytes = 1 << 20;  // room for the largest record a frame can make
-  s.log_level = 6;  // off
+  s.log_level = 6;         // off
   s.login_mode = LoginMode::kAcceptAny;
   s.backend_count = 1;
   s.listener_count = 1;
@@ -75,8 +75,8 @@ class WorkerStep : public ::testing::Test {
                     std::int16_t proto, std::vector<std::byte> body = {}) {
     std::vector<std::byte> payload(protocol::kClientHeaderBytes);
     const std::uint8_t header[] = {
-        static_cast<std::uint8_t>(seq >> 24),   static_cast<std::uint8_t>(seq >> 16),
-        static_cast<std::uint8_t>(seq >> 8),    static_cast<std::uint8_t>(seq),
+        static_cast<std::uint8_t>(seq >> 24),  static_cast<std::uint8_t>(seq >> 16),
+        static_cast<std::uint8_t>(seq >> 8),   static_cast<std::uint8_t>(seq),
         static_cast<std::uint8_t>(proto >> 8), static_cast<std::uint8_t>(proto)};
     std::memcpy(payload.data(), header, sizeof header);
     payload.insert(payload.end(), body.begin(), body.end());
@@ -112,8 +112,8 @@ TEST_F(WorkerStep, NothingToDoIsNoWork) {
 
 TEST_F(WorkerStep, AHeartbeatIsAnsweredInOnePass) {
   const shm::ConnectionId id = open_connection();
-  client_frame(id, 1, 1, protocol::kHeartBeatReq, {std::byte{0}, std::byte{0}, std::byte{0x30},
-                                                   std::byte{0x39}});  // 12345
+  client_frame(id, 1, 1, protocol::kHeartBeatReq,
+               {std::byte{0}, std::byte{0}, std::byte{0x30}, std::byte{0x39}});  // 12345
   EXPECT_GT(worker_.do_work(), 0u);
 
   const std::vector<Written> out = to_frontend();
@@ -124,8 +124,8 @@ TEST_F(WorkerStep, AHeartbeatIsAnsweredInOnePass) {
   EXPECT_EQ(send->header.conn, id.value());
   // | size u16 = 6 | proto i16 = 1 | value i32 = 12345 |, as gonet2 answers.
   const std::vector<std::byte> wire(send->tail.begin(), send->tail.end());
-  const std::vector<std::byte> expected = {std::byte{0},    std::byte{6}, std::byte{0},
-                                           std::byte{1},    std::byte{0}, std::byte{0},
+  const std::vector<std::byte> expected = {std::byte{0},    std::byte{6},   std::byte{0},
+                                           std::byte{1},    std::byte{0},   std::byte{0},
                                            std::byte{0x30}, std::byte{0x39}};
   EXPECT_EQ(wire, expected);
   EXPECT_EQ(segment_.sessions().find(id)->rx_seq, 1u);
