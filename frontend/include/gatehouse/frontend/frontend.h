@@ -14,7 +14,7 @@
 // costs a syscall that finds nothing (the handlers epoll returned with it
 // run in the pass after).
 //
-// Connection lifecycle (see common/records.h for the protocol):
+// Connection lifecycle (see contract/records.h for the protocol):
 //
 //   accept -> kOpen --(client EOF / error / timeout / too large / slow)--> close
 //      socket, tell the worker (kConnClosed) --(worker's kClose)--> released
