@@ -2,10 +2,16 @@
 // start with the setting's name.
 #include "gatehouse/supervisor/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
+
+#include "gatehouse/supervisor/settings_table.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -207,6 +213,136 @@ TEST(Config, HelpListsEverySettingWithItsDefault) {
     EXPECT_THAT(r.message, HasSubstr(name));
   }
   EXPECT_THAT(r.message, HasSubstr("(=200)"));
+}
+
+// ------------------------------------------------- the settings table
+
+/// examples/gatehouse.conf is what the table generates, byte for byte, so it
+/// cannot drift from the settings the gateway has.
+TEST(ConfigTable, ExampleConfigIsGeneratedFromTheTable) {
+  const auto r = parse({"--print-example-config"});
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.message, example_config());
+  std::ifstream in(std::string(GATEHOUSE_SOURCE_DIR) + "/examples/gatehouse.conf");
+  ASSERT_TRUE(in) << "examples/gatehouse.conf is missing";
+  std::ostringstream checked_in;
+  checked_in << in.rdbuf();
+  EXPECT_EQ(checked_in.str(), example_config())
+      << "examples/gatehouse.conf is out of date: "
+         "build/bin/gatehouse --print-example-config > examples/gatehouse.conf";
+}
+
+TEST(ConfigTable, ExampleConfigReadsBackAsTheDefaults) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gatehouse-example-" + std::to_string(::getpid()) + ".conf");
+  std::ofstream(path) << example_config();
+  const auto from_file = parse({"--config", path.string()});
+  std::filesystem::remove(path);
+  const auto defaults = parse({});
+  ASSERT_TRUE(from_file.config && defaults.config) << from_file.message << defaults.message;
+  const ReloadPlan plan = plan_reload(*defaults.config, *from_file.config);
+  EXPECT_THAT(plan.applied, ::testing::IsEmpty());
+  EXPECT_THAT(plan.need_restart, ::testing::IsEmpty());
+  for (const Setting& s : settings_table()) {
+    if (s.value != nullptr) {
+      EXPECT_EQ(s.value(*from_file.config), s.value(*defaults.config)) << s.name;
+    }
+  }
+}
+
+TEST(ConfigTable, EverySettingIsInHelpTheExampleAndCheck) {
+  const std::string help = parse({"--help"}).message;
+  const std::string example = example_config();
+  const auto bin = fake_bin_dir("gatehouse-check-table", true);
+  const std::string check = parse({"--check", "--bin-dir", bin.string()}).message;
+  std::filesystem::remove_all(bin);
+  for (const Setting& s : settings_table()) {
+    const std::string name = s.name;
+    EXPECT_THAT(help, HasSubstr("--" + name + " ")) << name;
+    EXPECT_THAT(help, HasSubstr("[reload: ")) << name;
+    const std::string def = s.default_text;
+    const std::string line = (def.empty() ? "\n# " : "\n") + name + " =" +
+                             (def.empty() ? "" : " " + def) + "  # reload: " + reload_text(s) +
+                             "\n";
+    EXPECT_NE(example.find(line), std::string::npos) << line;
+    EXPECT_NE(check.find("\n" + name + " = "), std::string::npos) << name;
+  }
+  EXPECT_THAT(example, HasSubstr("\nmetrics-listen = 127.0.0.1:9477  # reload: restart\n"));
+  EXPECT_THAT(example, HasSubstr("\nrpm-limit = 200  # reload: live\n"));
+}
+
+// Each setting, changed alone, is applied by a reload when its row says live
+// and named (its running value kept) when it says restart.
+TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
+  const auto tokens =
+      std::filesystem::temp_directory_path() / ("gatehouse-tokens-" + std::to_string(::getpid()));
+  std::ofstream(tokens) << "t 1\n";
+  const unsigned default_workers =
+      std::clamp(std::thread::hardware_concurrency() / 2, 1u, kMaxWorkers);
+  // A value other than the default, for every row: a new setting needs one.
+  const std::map<std::string, std::string> other = {
+      {"instance", "other"},
+      {"log-level", "debug"},
+      {"bin-dir", "/nonexistent"},
+      {"ready-file", "/tmp/ready"},
+      {"metrics-listen", "127.0.0.1:1"},
+      {"listen", "127.0.0.1:1"},
+      {"reuse-port", "true"},
+      {"max-connections", "1000"},
+      {"max-frame", "100"},
+      {"read-timeout", "3"},
+      {"rpm-limit", "5"},
+      {"max-connections-per-ip", "3"},
+      {"txqueuelen", "5"},
+      {"sockbuf", "0"},
+      {"linger", "1"},
+      {"login", "tokens:" + tokens.string()},
+      {"backend", "10.0.0.1:1"},
+      {"backend-numbering", "later"},
+      {"backend-wait", "5"},
+      {"workers", std::to_string(default_workers + 1)},
+      {"idle-spin-us", "7"},
+      {"ring-bytes", "2097152"},
+      {"drain-wait", "1"},
+      {"drain-timeout", "1"},
+      {"hang-timeout", "1"},
+      {"restart-backoff-max", "1"},
+  };
+  const auto running = parse({});
+  ASSERT_TRUE(running.config) << running.message;
+  for (const Setting& s : settings_table()) {
+    const auto it = other.find(s.name);
+    ASSERT_NE(it, other.end()) << s.name << ": give the test a value other than the default";
+    const auto fresh = parse({"--" + it->first, it->second});
+    ASSERT_TRUE(fresh.config) << fresh.message;
+    const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
+    if (s.on_reload == OnReload::kLive) {
+      EXPECT_THAT(plan.need_restart, ::testing::IsEmpty()) << s.name;
+      ASSERT_FALSE(plan.applied.empty()) << s.name;
+      EXPECT_THAT(plan.applied[0], ::testing::StartsWith(plan_name(s) + " ")) << s.name;
+      if (s.value != nullptr) {
+        EXPECT_EQ(s.value(plan.config), s.value(*fresh.config)) << s.name;
+      }
+    } else {
+      EXPECT_THAT(plan.applied, ::testing::IsEmpty()) << s.name;
+      EXPECT_EQ(plan.need_restart, std::vector<std::string>{s.name});
+      if (s.value != nullptr) {
+        EXPECT_EQ(s.value(plan.config), s.value(*running.config)) << s.name;
+      }
+    }
+  }
+  EXPECT_EQ(other.size(), settings_table().size());
+  std::filesystem::remove(tokens);
+}
+
+TEST(ConfigTable, SecondsAreReportedInMilliseconds) {
+  const auto running = parse({});
+  const auto fresh = parse({"--read-timeout", "3.5", "--linger", "0.25"});
+  ASSERT_TRUE(running.config && fresh.config);
+  const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
+  EXPECT_THAT(plan.applied,
+              ::testing::ElementsAre("read-timeout-ms 15000 -> 3500", "linger-ms 2000 -> 250"));
 }
 
 }  // namespace

@@ -1,0 +1,533 @@
+#include "gatehouse/supervisor/settings_table.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <boost/program_options/variables_map.hpp>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "gatehouse/net/endpoint.h"
+#include "gatehouse/base/log.h"
+
+namespace gatehouse::supervisor {
+namespace po = boost::program_options;
+
+namespace {
+
+/// A configuration error: parse_config() prints it and exits 2.
+using ConfigError = std::runtime_error;
+
+// Where a row's value lives: a Config member or a Settings member.
+template <class T>
+T& field(Config& c, T Config::*member) {
+  return c.*member;
+}
+template <class T>
+const T& field(const Config& c, T Config::*member) {
+  return c.*member;
+}
+template <class T>
+T& field(Config& c, T Settings::*member) {
+  return c.settings.*member;
+}
+template <class T>
+const T& field(const Config& c, T Settings::*member) {
+  return c.settings.*member;
+}
+
+std::string text(std::uint32_t v) {
+  return std::to_string(v);
+}
+std::string text(std::uint64_t v) {
+  return std::to_string(v);
+}
+std::string text(bool v) {
+  return v ? "true" : "false";
+}
+std::string text(const std::string& v) {
+  return v;
+}
+
+template <auto M>
+std::string value_of(const Config& c) {
+  return text(field(c, M));
+}
+template <auto M>
+void take(Config& to, const Config& from) {
+  field(to, M) = field(from, M);
+}
+
+template <class T>
+T in_range(const Setting& s, const po::variable_value& v) {
+  const T x = v.as<T>();
+  const T lo = static_cast<T>(s.lo);
+  const T hi = static_cast<T>(s.hi);
+  if (x < lo || x > hi) {
+    throw ConfigError("--" + std::string(s.name) + " = " + std::to_string(x) +
+                      " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return x;
+}
+
+template <auto M>
+void read_uint(const Setting& s, const po::variable_value& v, Config& c) {
+  field(c, M) = in_range<std::uint32_t>(s, v);
+}
+template <auto M>
+void read_seconds(const Setting& s, const po::variable_value& v, Config& c) {
+  field(c, M) = static_cast<std::uint32_t>(in_range<double>(s, v) * 1000);
+}
+template <auto M>
+void read_plain(const Setting&, const po::variable_value& v, Config& c) {
+  field(c, M) = v.as<std::remove_reference_t<decltype(field(c, M))>>();
+}
+
+// Rows of the common shapes.
+template <auto M>
+constexpr Setting number(const char* name, Section section, const char* default_text,
+                         OnReload on_reload, double lo, double hi, const char* help) {
+  return {.name = name,
+          .section = section,
+          .kind = Kind::kUint32,
+          .default_text = default_text,
+          .on_reload = on_reload,
+          .help = help,
+          .lo = lo,
+          .hi = hi,
+          .read = read_uint<M>,
+          .value = value_of<M>,
+          .take = take<M>};
+}
+template <auto M>
+constexpr Setting seconds(const char* name, Section section, const char* default_text,
+                          OnReload on_reload, double lo, double hi, const char* help) {
+  return {.name = name,
+          .section = section,
+          .kind = Kind::kSeconds,
+          .default_text = default_text,
+          .on_reload = on_reload,
+          .help = help,
+          .lo = lo,
+          .hi = hi,
+          .read = read_seconds<M>,
+          .value = value_of<M>,
+          .take = take<M>};
+}
+template <auto M>
+constexpr Setting plain(const char* name, Section section, Kind kind, const char* default_text,
+                        OnReload on_reload, const char* help) {
+  return {.name = name,
+          .section = section,
+          .kind = kind,
+          .default_text = default_text,
+          .on_reload = on_reload,
+          .help = help,
+          .read = read_plain<M>,
+          .value = value_of<M>,
+          .take = take<M>};
+}
+
+void copy_string(char* out, std::size_t size, const std::string& value, const char* name) {
+  if (value.size() >= size) {
+    throw ConfigError("--" + std::string(name) + " is longer than " + std::to_string(size - 1) +
+                      " characters");
+  }
+  std::memset(out, 0, size);
+  std::memcpy(out, value.data(), value.size());
+}
+
+/// Throws naming the setting when `address` is not HOST:PORT / [V6]:PORT.
+void check_endpoint(const std::string& address, const char* name) {
+  try {
+    parse_endpoint(address, /*allow_port_zero=*/true);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("--" + std::string(name) + ": " + e.what());
+  }
+}
+
+std::string own_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : exe.parent_path().string();
+}
+
+unsigned cpus() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// ------------------------------------------------------------ the odd rows
+
+void read_instance(const Setting&, const po::variable_value& v, Config& c) {
+  c.instance = v.as<std::string>();
+  if (c.instance.empty() || c.instance.find('/') != std::string::npos) {
+    throw ConfigError("--instance must be a non-empty name without '/'");
+  }
+}
+
+void read_log_level(const Setting&, const po::variable_value& v, Config& c) {
+  const std::string level = v.as<std::string>();
+  const auto parsed = spdlog::level::from_str(level);
+  if (parsed == spdlog::level::off && level != "off") {
+    throw ConfigError("--log-level '" + level + "' is not one of trace, debug, info, warn, error");
+  }
+  c.settings.log_level = static_cast<std::uint32_t>(parsed);
+}
+
+void read_bin_dir(const Setting&, const po::variable_value& v, Config& c) {
+  c.bin_dir = v.as<std::string>();
+  if (c.bin_dir.empty()) c.bin_dir = own_dir();
+}
+
+void read_metrics_listen(const Setting& s, const po::variable_value& v, Config& c) {
+  c.metrics_listen = v.as<std::string>();
+  check_endpoint(c.metrics_listen, s.name);
+}
+
+/// host:port[,crypto=MODES], repeated.
+void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
+  const auto& listeners = v.as<std::vector<std::string>>();
+  if (listeners.size() > kMaxListeners) {
+    throw ConfigError("--listen: at most " + std::to_string(kMaxListeners) + " listeners");
+  }
+  c.listen.clear();
+  c.settings.listener_count = 0;
+  for (const auto& l : listeners) {
+    const std::size_t comma = l.find(',');
+    std::uint8_t modes = kCryptoAny;
+    if (comma != std::string::npos) {
+      const std::string option = l.substr(comma + 1);
+      const auto parsed =
+          option.starts_with("crypto=") ? parse_crypto_modes(option.substr(7)) : std::nullopt;
+      if (!parsed) {
+        throw ConfigError("--listen " + l +
+                          ": the only option is crypto=MODES, MODES being 'any' or modern, "
+                          "legacy and clear joined by '+' (e.g. crypto=modern+legacy)");
+      }
+      modes = *parsed;
+    }
+    c.listen.push_back(l.substr(0, comma));
+    check_endpoint(c.listen.back(), s.name);
+    c.settings.listener_crypto[c.settings.listener_count++] = modes;
+  }
+}
+
+std::string crypto_text(const Settings& s) {
+  std::string out;
+  for (std::uint32_t i = 0; i < s.listener_count; ++i) {
+    out += (i == 0 ? "" : ",") + crypto_modes_text(s.listener_crypto[i]);
+  }
+  return out;
+}
+
+/// The addresses need a restart; each listener's crypto= changes live.
+void plan_listen(const Config& running, const Config& fresh, ReloadPlan& plan) {
+  if (running.listen != fresh.listen) {
+    plan.need_restart.emplace_back("listen");
+    return;
+  }
+  Settings& s = plan.config.settings;
+  if (crypto_text(s) == crypto_text(fresh.settings)) return;
+  plan.applied.push_back("listen crypto " + crypto_text(s) + " -> " + crypto_text(fresh.settings));
+  std::memcpy(s.listener_crypto, fresh.settings.listener_crypto, sizeof s.listener_crypto);
+}
+
+void read_login(const Setting&, const po::variable_value& v, Config& c) {
+  Settings& s = c.settings;
+  const std::string login = v.as<std::string>();
+  std::memset(s.login_file, 0, sizeof s.login_file);
+  if (login == "any") {
+    s.login_mode = LoginMode::kAcceptAny;
+  } else if (login.rfind("tokens:", 0) == 0 && login.size() > 7) {
+    s.login_mode = LoginMode::kStaticTokens;
+    const std::string path = std::filesystem::absolute(login.substr(7)).string();
+    if (::access(path.c_str(), R_OK) != 0) {
+      throw ConfigError("--login token file " + path + " is not readable");
+    }
+    copy_string(s.login_file, kPathBytes, path, "login");
+  } else {
+    throw ConfigError("--login must be 'any' or 'tokens:<file>', not '" + login + "'");
+  }
+}
+
+std::string login_mode_text(LoginMode m) {
+  return m == LoginMode::kStaticTokens ? "tokens" : "any";
+}
+
+/// Live, in two parts: the provider, and its token file.
+void plan_login(const Config&, const Config& fresh, ReloadPlan& plan) {
+  Settings& s = plan.config.settings;
+  const Settings& f = fresh.settings;
+  if (s.login_mode != f.login_mode) {
+    plan.applied.push_back("login " + login_mode_text(s.login_mode) + " -> " +
+                           login_mode_text(f.login_mode));
+    s.login_mode = f.login_mode;
+  }
+  if (std::string(s.login_file) != f.login_file) {
+    plan.applied.push_back("login file " + std::string(s.login_file) + " -> " + f.login_file);
+    std::memcpy(s.login_file, f.login_file, sizeof s.login_file);
+  }
+}
+
+void read_backend(const Setting& s, const po::variable_value& v, Config& c) {
+  const auto& list = v.as<std::vector<std::string>>();
+  if (list.size() > kMaxBackends) {
+    throw ConfigError("at most " + std::to_string(kMaxBackends) + " --backend addresses");
+  }
+  c.settings.backend_count = static_cast<std::uint32_t>(list.size());
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    copy_string(c.settings.backends[i], kAddressBytes, list[i], s.name);
+  }
+}
+
+std::string backend_value(const Config& c) {
+  std::string out;
+  for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {
+    out += (i == 0 ? "" : ",") + std::string(c.settings.backends[i]);
+  }
+  return out;
+}
+
+void read_numbering(const Setting&, const po::variable_value& v, Config& c) {
+  const std::string numbering = v.as<std::string>();
+  const auto parsed = parse_frame_numbering(numbering);
+  if (!parsed) {
+    throw ConfigError("--backend-numbering must be 'gonet2' or 'later', not '" + numbering + "'");
+  }
+  c.settings.numbering = *parsed;
+}
+
+std::string numbering_value(const Config& c) {
+  return std::to_string(static_cast<int>(c.settings.numbering));
+}
+
+/// 0: one per two CPUs, at least one.
+void read_workers(const Setting& s, const po::variable_value& v, Config& c) {
+  c.settings.workers = in_range<std::uint32_t>(s, v);
+  if (c.settings.workers == 0) c.settings.workers = std::clamp(cpus() / 2, 1u, kMaxWorkers);
+}
+
+/// -1: auto, which needs the number of workers (the row before).
+void read_idle_spin(const Setting& s, const po::variable_value& v, Config& c) {
+  const auto spin = in_range<std::int32_t>(s, v);
+  c.settings.idle_spin_us =
+      spin >= 0 ? static_cast<std::uint32_t>(spin) : (cpus() >= c.settings.workers + 4 ? 50 : 0);
+}
+
+void read_ring_bytes(const Setting&, const po::variable_value& v, Config& c) {
+  const auto bytes = v.as<std::uint64_t>();
+  if (!std::has_single_bit(bytes) || bytes < (1u << 20) || bytes > (1ull << 30)) {
+    throw ConfigError("--ring-bytes must be a power of two between 1 MiB and 1 GiB");
+  }
+  c.settings.ring_bytes = bytes;
+}
+
+constexpr Setting custom(const char* name, Section section, Kind kind, const char* default_text,
+                         OnReload on_reload, const char* help,
+                         void (*read)(const Setting&, const po::variable_value&, Config&),
+                         std::string (*value)(const Config&), double lo = 0, double hi = 0) {
+  return {.name = name,
+          .section = section,
+          .kind = kind,
+          .default_text = default_text,
+          .on_reload = on_reload,
+          .help = help,
+          .lo = lo,
+          .hi = hi,
+          .read = read,
+          .value = value};
+}
+
+constexpr auto kGeneral = Section::kGeneral;
+constexpr auto kClients = Section::kClients;
+constexpr auto kGame = Section::kGameServices;
+constexpr auto kProcesses = Section::kProcesses;
+constexpr auto kLive = OnReload::kLive;
+constexpr auto kRestart = OnReload::kRestart;
+constexpr double kMaxU32 = 4294967295.0;
+
+// The table. Rows are read in this order, so a row may use what the rows
+// above it have set (idle-spin-us the number of workers); the reload log
+// names changes in this order too.
+// clang-format off
+const Setting kSettings[] = {
+  // ---------------------------------------------------------------- General
+  {.name = "instance", .section = kGeneral, .kind = Kind::kString, .default_text = "main",
+   .on_reload = kRestart,
+   .help = "instance name; the shared-memory segment is /dev/shm/gatehouse-<instance>",
+   .read = read_instance, .value = value_of<&Config::instance>},
+  {.name = "log-level", .section = kGeneral, .kind = Kind::kString, .default_text = "info",
+   .on_reload = kLive, .help = "trace, debug, info, warn, error",
+   .read = read_log_level, .value = value_of<&Settings::log_level>,
+   .take = take<&Settings::log_level>},
+  custom("bin-dir", kGeneral, Kind::kString, "", kRestart,
+         "directory of gatehouse-frontend/-worker/-bridge (default: next to this binary)",
+         read_bin_dir, value_of<&Config::bin_dir>),
+  plain<&Config::ready_file>("ready-file", kGeneral, Kind::kString, "", kRestart,
+         "write 'listen=<addr>' and 'metrics=<addr>' lines here once serving"),
+  custom("metrics-listen", kGeneral, Kind::kString, "127.0.0.1:9477", kRestart,
+         "Prometheus /metrics endpoint host:port (loopback by default)",
+         read_metrics_listen, value_of<&Config::metrics_listen>),
+  // ---------------------------------------------------------------- Clients
+  {.name = "listen", .section = kClients, .kind = Kind::kStrings, .default_text = "0.0.0.0:8888",
+   .on_reload = kRestart,
+   .help = "client listener host:port[,crypto=MODES], repeatable. MODES: what its clients may "
+           "speak, 'any' (the default: gonet2 clients work unchanged) or modern, legacy and "
+           "clear joined by '+'; e.g. crypto=modern for a listener of new clients only "
+           "(docs/protocol-modern.md)",
+   .read = read_listen, .plan = plan_listen,
+   .reload_note = "restart; crypto= live"},
+  plain<&Config::reuse_port>("reuse-port", kClients, Kind::kBool, "false", kRestart,
+         "share the listen ports with other gateway instances (SO_REUSEPORT; each its own "
+         "--instance and --metrics-listen): the kernel spreads new connections over them, and "
+         "one can drain while the others take the new ones. Set net.ipv4.tcp_migrate_req = 1 "
+         "so that the connections still in a draining instance's accept queue move over too"),
+  number<&Settings::max_connections>("max-connections", kClients, "65536", kRestart, 1, 1u << 24,
+         "most concurrent client connections (sizes the session table)"),
+  number<&Settings::max_frame>("max-frame", kClients, "65535", kLive, 6, 65535,
+         "largest client payload in bytes; larger frames kick (frame_too_large)"),
+  seconds<&Settings::read_timeout_ms>("read-timeout", kClients, "15", kLive, 0.1, 86400,
+         "seconds without a frame before a connection is closed (read_timeout)"),
+  number<&Settings::rpm_limit>("rpm-limit", kClients, "200", kLive, 0, kMaxU32,
+         "client frames allowed per minute per session, 0 = no limit (rpm_exceeded)"),
+  number<&Settings::max_connections_per_ip>("max-connections-per-ip", kClients, "0", kLive, 0,
+         1u << 24,
+         "most concurrent connections from one client address (an IPv4 address, an IPv6 /64); "
+         "more are refused at accept. 0: no limit. Players behind one NAT share an address: "
+         "leave room for them"),
+  number<&Settings::txqueuelen>("txqueuelen", kClients, "128", kLive, 1, 1u << 20,
+         "frames queued to a client that is not reading before it is kicked (slow_consumer)"),
+  number<&Settings::sockbuf>("sockbuf", kClients, "32767", kLive, 0, 64u << 20,
+         "SO_RCVBUF/SO_SNDBUF per connection in bytes, 0 = kernel default"),
+  seconds<&Settings::linger_ms>("linger", kClients, "2", kLive, 0, 60,
+         "seconds a kicked connection waits for the client's FIN after the last byte"),
+  {.name = "login", .section = kClients, .kind = Kind::kString, .default_text = "any",
+   .on_reload = kLive,
+   .help = "login provider: 'any' (user id derived from open_udid) or 'tokens:<file>' "
+           "(lines '<token> <user id>', token = client_certificate; each new worker reads the "
+           "file again)",
+   .read = read_login, .plan = plan_login},
+  // ---------------------------------------------------------- Game services
+  custom("backend", kGame, Kind::kStrings, "127.0.0.1:50051", kRestart,
+         "game service gRPC address host:port, repeatable; sessions are spread by user id. "
+         "host:port speaks the gonet2 contract (a stream per session); batch:host:port the "
+         "batched one (proto/batch.proto, one stream for all)",
+         read_backend, backend_value),
+  custom("backend-numbering", kGame, Kind::kString, "gonet2", kRestart,
+         "Game.FrameType numbering of the game services: 'gonet2' (Kick=1, Ping=2) or 'later' "
+         "(Register=1, Kick=2, Ping=3)",
+         read_numbering, numbering_value),
+  seconds<&Settings::backend_wait_ms>("backend-wait", kGame, "60", kRestart, 0, 86400,
+         "seconds logged-in sessions wait for a game service that went away (after a bridge "
+         "restart, or a batched link that broke) before they are kicked (backend_unavailable); "
+         "sessions that log in while it is away are kicked at once"),
+  // -------------------------------------------------------------- Processes
+  custom("workers", kProcesses, Kind::kUint32, "0", kRestart,
+         "agent-worker processes, 0 = one per two CPUs, at least one (the frontend, the "
+         "bridge and the game services need the rest; docs/benchmarks.md item 14)",
+         read_workers, value_of<&Settings::workers>, 0, kMaxWorkers),
+  custom("idle-spin-us", kProcesses, Kind::kInt32, "-1", kRestart,
+         "microseconds an idle frontend/worker/bridge spins before it sleeps; spinning "
+         "saves a wakeup only where every gateway process has a core of its own "
+         "(-1 = auto: 50 when there are at least workers + 4 CPUs, else 0)",
+         read_idle_spin, value_of<&Settings::idle_spin_us>, -1, 10'000),
+  custom("ring-bytes", kProcesses, Kind::kUint64, "1048576", kRestart,
+         "bytes per shared-memory ring (power of two, >= 1 MiB)",
+         read_ring_bytes, value_of<&Settings::ring_bytes>),
+  seconds<&Config::drain_wait_ms>("drain-wait", kProcesses, "0", kLive, 0, 86400,
+         "seconds SIGTERM lets sessions end on their own (no new connections; with "
+         "reuse-port they go to the other instances) before it closes them with shutdown; "
+         "0 = at once, as gonet2 did. The drain is over early when every player has left"),
+  seconds<&Settings::drain_timeout_ms>("drain-timeout", kProcesses, "10", kLive, 0.1, 3600,
+         "seconds SIGTERM waits for sessions to close before cutting them"),
+  seconds<&Config::hang_timeout_ms>("hang-timeout", kProcesses, "3", kLive, 0.5, 3600,
+         "seconds without a heartbeat after which a child is considered hung, killed and "
+         "restarted"),
+  seconds<&Config::restart_backoff_max_ms>("restart-backoff-max", kProcesses, "5", kLive, 0.01,
+         600,
+         "seconds: most a crash-looping child waits before its next restart (the first "
+         "restart is immediate, then 0.1 s doubling up to this)"),
+};
+// clang-format on
+
+/// `text` as comment lines of at most `width` columns.
+void comment(std::ostream& out, const std::string& text, std::size_t width = 78) {
+  std::istringstream words(text);
+  std::string word;
+  std::string line = "#";
+  while (words >> word) {
+    if (line.size() > 1 && line.size() + 1 + word.size() > width) {
+      out << line << "\n";
+      line = "#";
+    }
+    line += " " + word;
+  }
+  if (line.size() > 1) out << line << "\n";
+}
+
+}  // namespace
+
+std::span<const Setting> settings_table() {
+  return kSettings;
+}
+
+const char* section_title(Section section) {
+  switch (section) {
+    case Section::kGeneral:
+      return "General";
+    case Section::kClients:
+      return "Clients";
+    case Section::kGameServices:
+      return "Game services";
+    case Section::kProcesses:
+      return "Processes";
+  }
+  return "?";
+}
+
+std::string reload_text(const Setting& s) {
+  return s.reload_note != nullptr         ? s.reload_note
+         : s.on_reload == OnReload::kLive ? "live"
+                                          : "restart";
+}
+
+std::string help_text(const Setting& s) {
+  return std::string(s.help) + " [reload: " + reload_text(s) + "]";
+}
+
+std::string plan_name(const Setting& s) {
+  return s.kind == Kind::kSeconds ? std::string(s.name) + "-ms" : std::string(s.name);
+}
+
+std::string example_config() {
+  std::ostringstream out;
+  out << "# Gatehouse configuration: every setting with its default. The same names\n"
+         "# work as command-line flags (--name value), which win over this file.\n"
+         "#   gatehouse --config /etc/gatehouse/main.conf   (systemd: gatehouse@main)\n"
+         "# SIGHUP (systemctl reload) reads it again: 'reload: live' settings change\n"
+         "# then, the others ('reload: restart') keep their running values until a\n"
+         "# restart.\n"
+         "#\n"
+         "# Written by `gatehouse --print-example-config` from the settings table\n"
+         "# (supervisor/src/settings_table.cc): change the table, then run that.\n";
+  std::optional<Section> section;
+  for (const Setting& s : kSettings) {
+    if (s.section != section) {
+      section = s.section;
+      out << "\n# ======== " << section_title(s.section) << "\n";
+    }
+    out << "\n";
+    comment(out, s.help);
+    // A string that is not set by default is shown commented out.
+    const bool unset = *s.default_text == '\0';
+    out << (unset ? "# " : "") << s.name << " =" << (unset ? "" : " ") << s.default_text
+        << "  # reload: " << reload_text(s) << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace gatehouse::supervisor
