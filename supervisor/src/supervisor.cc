@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -16,7 +15,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -31,6 +29,7 @@ namespace {
 constexpr std::uint32_t kFirstBackoffMs = 100;
 constexpr std::uint32_t kMaxBackoffMs = 5000;
 constexpr std::int64_t kStableNs = 10'000'000'000;  // uptime that resets the backoff
+constexpr auto kLayoutCheckTimeout = std::chrono::seconds(10);
 
 std::string join_fds(const std::vector<int>& fds) {
   std::string out;
@@ -101,8 +100,9 @@ int listen_on(const std::string& address, bool reuse_port, std::string& bound) {
 
 }  // namespace
 
-Supervisor::Supervisor(Config config, std::vector<std::string> args)
-    : config_(std::move(config)), args_(std::move(args)) {}
+Supervisor::Supervisor(Config config, std::vector<std::string> args,
+                       std::unique_ptr<Processes> processes)
+    : config_(std::move(config)), args_(std::move(args)), processes_(std::move(processes)) {}
 
 Supervisor::~Supervisor() {
   close_listeners();
@@ -149,6 +149,26 @@ Supervisor::Child* Supervisor::child_by_pid(pid_t pid) {
   return nullptr;
 }
 
+const Supervisor::Child* Supervisor::find(ChildId id) const {
+  for (const Child& c : children_) {
+    if (c.id == id) return &c;
+  }
+  return nullptr;
+}
+
+pid_t Supervisor::pid_of(ChildId id) const {
+  const Child* c = find(id);
+  return c != nullptr ? c->pid : 0;
+}
+
+bool Supervisor::any_running() const {
+  return std::any_of(children_.begin(), children_.end(), [](const Child& c) { return c.pid != 0; });
+}
+
+bool Supervisor::finished() const {
+  return drain_.draining() && !any_running();
+}
+
 void Supervisor::start_children() {
   const Settings& s = config_.settings;
   const std::string segment = "gatehouse-" + config_.instance;
@@ -156,7 +176,7 @@ void Supervisor::start_children() {
   std::vector<int> worker_fds;
   for (const auto& d : worker_doorbells_) worker_fds.push_back(d.fd());
 
-  Child bridge{"bridge",
+  Child bridge{{Role::kBridge},
                {bin + "gatehouse-bridge", "--segment", segment, "--doorbell",
                 std::to_string(bridge_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds)},
                worker_fds};
@@ -166,12 +186,12 @@ void Supervisor::start_children() {
     const int own = worker_doorbells_[w].fd();
     const std::vector<int> peers{frontend_doorbell_.fd(), bridge_doorbell_.fd()};
     children_.push_back(
-        Child{"worker-" + std::to_string(w),
+        Child{{Role::kWorker, w},
               {bin + "gatehouse-worker", "--segment", segment, "--index", std::to_string(w),
                "--doorbell", std::to_string(own), "--peer-doorbells", join_fds(peers)},
               {own, peers[0], peers[1]}});
   }
-  Child frontend{"frontend",
+  Child frontend{{Role::kFrontend},
                  {bin + "gatehouse-frontend", "--segment", segment, "--doorbell",
                   std::to_string(frontend_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds),
                   "--listen-fds", join_fds(listen_fds_)},
@@ -184,47 +204,31 @@ void Supervisor::start_children() {
 }
 
 void Supervisor::spawn(Child& child) {
-  std::vector<char*> argv;
-  for (std::string& a : child.argv) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
+  const pid_t pid = processes_->spawn(child.argv, child.keep_fds);
   if (pid < 0) {
-    spdlog::error("{}: fork failed: {}", child.name, std::strerror(errno));
-    child.restart_at_ns = monotonic_ns() + std::int64_t{kMaxBackoffMs} * 1'000'000;
+    spdlog::error("{}: fork failed: {}", child.id.name(), std::strerror(errno));
+    child.restart_at_ns = processes_->now_ns() + std::int64_t{kMaxBackoffMs} * 1'000'000;
     return;
   }
-  if (pid == 0) {
-    // Child: die with the supervisor, take the default signal handling back,
-    // keep exactly the fds it was given, and become the component.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (const int fd : child.keep_fds) ::fcntl(fd, F_SETFD, 0);
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "gatehouse: cannot run %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-  }
   child.pid = pid;
-  child.started_ns = monotonic_ns();
+  child.started_ns = processes_->now_ns();
   child.restart_at_ns = 0;
-  spdlog::info("{} started (pid {})", child.name, pid);
+  spdlog::info("{} started (pid {})", child.id.name(), pid);
 }
 
-void Supervisor::reap_children() {
-  for (;;) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
+int Supervisor::reap_children() {
+  int reaped = 0;
+  while (const auto exited = processes_->reap()) {
+    const auto [pid, status] = *exited;
     Child* c = child_by_pid(pid);
     if (c == nullptr) continue;
+    ++reaped;
     c->pid = 0;
-    if (c->reloading && !stopping_rest_) {
-      c->reloading = false;
+    const std::string name = c->id.name();
+    if (c->id.role == Role::kWorker && !drain_.stopping() && reload_ &&
+        reload_->exited(c->id.index)) {
       metrics::Writer(segment_->metrics().supervisor).restarted(metrics::kWorker, metrics::kReload);
-      spdlog::info("{} (pid {}) stopped for the reload; starting its replacement", c->name, pid);
+      spdlog::info("{} (pid {}) stopped for the reload; starting its replacement", name, pid);
       spawn(*c);
       continue;
     }
@@ -232,11 +236,11 @@ void Supervisor::reap_children() {
     // worker or bridge that dies as at any other time; the frontend is not
     // replaced (its listeners have left the port), and once it is gone the
     // rest is being stopped.
-    if (draining_ && (stopping_rest_ || c->name == "frontend")) {
-      spdlog::info("{} (pid {}) {}", c->name, pid, describe_exit(status));
+    if (!drain_.replaces(c->id.role)) {
+      spdlog::info("{} (pid {}) {}", name, pid, describe_exit(status));
       continue;
     }
-    const std::int64_t now = monotonic_ns();
+    const std::int64_t now = processes_->now_ns();
     if (now - c->started_ns >= kStableNs) c->backoff_ms = 0;
     // The first crash in a while restarts at once (its sessions are waiting);
     // a crash loop backs off: 100 ms, 200 ms, ... restart-backoff-max.
@@ -246,110 +250,122 @@ void Supervisor::reap_children() {
     c->restart_at_ns = now + std::int64_t{delay_ms} * 1'000'000 + 1;
     ++c->restarts;
     metrics::Writer(segment_->metrics().supervisor)
-        .restarted(c->name == "frontend" ? metrics::kFrontend
-                   : c->name == "bridge" ? metrics::kBridge
-                                         : metrics::kWorker,
-                   c->hung ? metrics::kHang : metrics::kCrash);
+        .restarted(c->id.component(), c->hung ? metrics::kHang : metrics::kCrash);
     c->hung = false;
-    spdlog::error("{} (pid {}) {}; restarting in {} ms", c->name, pid, describe_exit(status),
+    spdlog::error("{} (pid {}) {}; restarting in {} ms", name, pid, describe_exit(status),
                   delay_ms);
   }
+  return reaped;
 }
 
-void Supervisor::restart_due_children() {
-  const std::int64_t now = monotonic_ns();
+int Supervisor::restart_due_children() {
+  const std::int64_t now = processes_->now_ns();
+  int started = 0;
   for (Child& c : children_) {
-    if (c.pid == 0 && c.restart_at_ns != 0 && now >= c.restart_at_ns) spawn(c);
+    if (c.pid == 0 && c.restart_at_ns != 0 && now >= c.restart_at_ns) {
+      spawn(c);
+      ++started;
+    }
   }
+  return started;
 }
 
 void Supervisor::begin_drain() {
-  if (draining_) return;
-  draining_ = true;
-  const std::int64_t close_ns = monotonic_ns() + std::int64_t{config_.drain_wait_ms} * 1'000'000;
-  drain_close_ns_ = config_.drain_wait_ms != 0 ? close_ns : 0;
-  drain_deadline_ns_ = close_ns + std::int64_t{config_.settings.drain_timeout_ms} * 1'000'000;
-  if (config_.drain_wait_ms != 0) {
+  const std::uint32_t wait_ms = config_.drain_wait_ms;
+  const std::uint32_t timeout_ms = config_.settings.drain_timeout_ms;
+  if (!drain_.start(processes_->now_ns(), wait_ms, timeout_ms)) return;
+  if (wait_ms != 0) {
     spdlog::info("draining: no new connections; sessions go on for {} ms, then close (up to {} ms)",
-                 config_.drain_wait_ms, config_.settings.drain_timeout_ms);
+                 wait_ms, timeout_ms);
   } else {
-    spdlog::info("draining (up to {} ms)", config_.settings.drain_timeout_ms);
+    spdlog::info("draining (up to {} ms)", timeout_ms);
   }
   notify("STOPPING=1\nSTATUS=draining");
-  segment_->control().draining.store(
-      config_.drain_wait_ms != 0 ? kDrainNoNewConnections : kDrainClosing,
-      std::memory_order_release);
+  segment_->control().draining.store(drain_.control_value(), std::memory_order_release);
   frontend_doorbell_.ring();
   for (const auto& d : worker_doorbells_) d.ring();
-  children_.back().restart_at_ns = 0;  // the frontend
+  frontend().restart_at_ns = 0;  // a crashed frontend is not replaced any more
 }
 
-void Supervisor::advance_drain() {
-  if (drain_close_ns_ != 0 && monotonic_ns() >= drain_close_ns_) {
-    drain_close_ns_ = 0;
+int Supervisor::advance_drain() {
+  const Drain::Step step = drain_.advance(processes_->now_ns(), frontend().pid != 0);
+  int work = 0;
+  if (step.close_sessions) {
+    ++work;
     spdlog::info("drain-wait over: closing the sessions left");
     segment_->control().draining.store(kDrainClosing, std::memory_order_release);
     for (const auto& d : worker_doorbells_) d.ring();
   }
-  const Child& frontend = children_.back();
-  if (!stopping_rest_ && frontend.pid == 0) {
-    stopping_rest_ = true;
+  if (step.stop_rest) {
+    ++work;
     close_listeners();  // the frontend has shut them already, unless it was down
     for (Child& c : children_) {
-      if (c.pid != 0) ::kill(c.pid, SIGTERM);
+      if (c.pid != 0) processes_->kill(c.pid, SIGTERM);
     }
   }
-  if (monotonic_ns() > drain_deadline_ns_) {
+  if (step.kill_rest) {
+    ++work;
     for (Child& c : children_) {
       if (c.pid == 0) continue;
-      spdlog::warn("drain timeout: killing {} (pid {})", c.name, c.pid);
-      ::kill(c.pid, SIGKILL);
+      spdlog::warn("drain timeout: killing {} (pid {})", c.id.name(), c.pid);
+      processes_->kill(c.pid, SIGKILL);
     }
-    drain_deadline_ns_ = INT64_MAX;  // kill once; reaping finishes the job
   }
+  return work;
 }
 
-/// Ready means every child has attached to the segment (it writes its pid
-/// into the control block once it has), not merely been forked.
-ProcessStatus& Supervisor::status_of(const Child& c) const {
+/// Each child writes its pid into its slot of the control block once it has
+/// attached, and beats there.
+ProcessStatus& Supervisor::status_of(ChildId id) const {
   ControlBlock& control = segment_->control();
-  if (c.name == "frontend") return control.frontend;
-  if (c.name == "bridge") return control.bridge;
-  return control.workers[std::stoul(c.name.substr(c.name.find('-') + 1))];
+  switch (id.role) {
+    case Role::kFrontend:
+      return control.frontend;
+    case Role::kBridge:
+      return control.bridge;
+    case Role::kWorker:
+      break;
+  }
+  return control.workers[id.index];
 }
 
 /// A child whose duty cycle has not beaten for hang_timeout is stuck (a
 /// deadlock, an endless loop, SIGSTOP): kill it; the reaper restarts it.
-void Supervisor::kill_hung_children() {
-  const std::int64_t now = monotonic_ns();
+int Supervisor::kill_hung_children() {
+  const std::int64_t now = processes_->now_ns();
   const std::int64_t limit = std::int64_t{config_.hang_timeout_ms} * 1'000'000;
+  int killed = 0;
   for (Child& c : children_) {
     if (c.pid == 0 || c.hung) continue;
-    const ProcessStatus& status = status_of(c);
+    const ProcessStatus& status = status_of(c.id);
     if (status.pid.load() != c.pid) continue;  // not attached yet
     const std::int64_t beat = status.heartbeat_ns.load();
     if (beat <= c.started_ns || now - beat < limit) continue;  // still starting, or alive
-    spdlog::error("{} (pid {}) is hung: no heartbeat for {} ms; killing it", c.name, c.pid,
+    spdlog::error("{} (pid {}) is hung: no heartbeat for {} ms; killing it", c.id.name(), c.pid,
                   (now - beat) / 1'000'000);
     c.hung = true;
-    ::kill(c.pid, SIGKILL);
+    processes_->kill(c.pid, SIGKILL);
+    ++killed;
   }
+  return killed;
 }
 
+/// Ready means every child has attached to the segment (it writes its pid
+/// into the control block once it has), not merely been forked.
 bool Supervisor::wait_for_children_attached() {
-  const auto attached = [&](const Child& c) { return status_of(c).pid.load() == c.pid; };
-  const std::int64_t deadline = monotonic_ns() + 30'000'000'000;
+  const auto attached = [&](const Child& c) { return status_of(c.id).pid.load() == c.pid; };
+  const std::int64_t deadline = processes_->now_ns() + 30'000'000'000;
   for (;;) {
     bool all = true;
     for (const Child& c : children_) {
       if (c.pid == 0) {
-        spdlog::critical("{} failed to start; see its message above", c.name);
+        spdlog::critical("{} failed to start; see its message above", c.id.name());
         return false;
       }
       all = all && attached(c);
     }
     if (all) return true;
-    if (monotonic_ns() > deadline) {
+    if (processes_->now_ns() > deadline) {
       spdlog::critical("children did not attach to the segment within 30 s");
       return false;
     }
@@ -358,52 +374,58 @@ bool Supervisor::wait_for_children_attached() {
   }
 }
 
+void Supervisor::handle_signal(int signo) {
+  switch (signo) {
+    case SIGTERM:
+    case SIGINT:
+      begin_drain();
+      break;
+    case SIGHUP:
+      begin_reload();
+      break;
+    default:
+      break;  // SIGCHLD: do_work() reaps
+  }
+}
+
 void Supervisor::begin_reload() {
-  if (draining_ || reloading_) {
-    spdlog::warn("SIGHUP ignored: {}", draining_ ? "draining" : "a reload is running");
+  if (drain_.draining() || reload_) {
+    spdlog::warn("SIGHUP ignored: {}", drain_.draining() ? "draining" : "a reload is running");
     return;
   }
-  const std::string segment = "gatehouse-" + config_.instance;
-  const std::string check =
-      config_.bin_dir + "/gatehouse-worker --check-layout " + segment + " 2>&1";
-  std::FILE* p = ::popen(check.c_str(), "r");
-  std::string answer;
-  char line[512];
-  while (p != nullptr && std::fgets(line, sizeof line, p) != nullptr) answer += line;
-  const int status = p != nullptr ? ::pclose(p) : -1;
+  // Can the binary on disk take over this segment's workers? Asked with
+  // fork + exec, no shell: the path is the argument as it is.
+  const RunResult layout = processes_->run(
+      {config_.bin_dir + "/gatehouse-worker", "--check-layout", "gatehouse-" + config_.instance},
+      kLayoutCheckTimeout);
+  ParseResult reread;
+  if (layout.exit_code == 0) {
+    std::vector<const char*> argv;
+    for (const std::string& a : args_) argv.push_back(a.c_str());
+    reread = parse_config(static_cast<int>(argv.size()), argv.data());
+  }
+  const ReloadDecision decision = decide_reload(layout, config_, reread);
+  if (!decision.plan) {
+    spdlog::error("{}", decision.refused);
+    return;
+  }
+  apply(*decision.plan);
+  std::string answer = layout.output;
   if (!answer.empty() && answer.back() == '\n') answer.pop_back();
-  if (status != 0) {
-    spdlog::error("reload refused, the running workers stay: {}", answer);
-    return;
-  }
-  if (!reload_config()) return;
   spdlog::info("reload: replacing {} workers one at a time ({})", config_.settings.workers, answer);
   notify("RELOADING=1\nSTATUS=reloading workers");
-  reloading_ = 0;
-  reload_started_ns_ = monotonic_ns();
+  reload_.emplace(processes_->now_ns());
   advance_reload();
 }
 
-bool Supervisor::reload_config() {
-  std::vector<const char*> argv;
-  for (const std::string& a : args_) argv.push_back(a.c_str());
-  const ParseResult parsed = parse_config(static_cast<int>(argv.size()), argv.data());
-  if (!parsed.config) {
-    std::string why = parsed.message;
-    while (!why.empty() && why.back() == '\n') why.pop_back();
-    spdlog::error(
-        "reload refused, the configuration does not parse (settings and workers stay "
-        "as they run): {}",
-        why);
-    return false;
-  }
-  const ReloadPlan plan = plan_reload(config_, *parsed.config);
+/// Publishes what can change live; names what cannot.
+void Supervisor::apply(const ReloadPlan& plan) {
   for (const std::string& name : plan.need_restart) {
     spdlog::warn("reload: {} changed but needs a restart; it stays as it runs", name);
   }
   if (plan.applied.empty()) {
     spdlog::info("reload: no setting changed");
-    return true;
+    return;
   }
   std::string applied;
   for (const std::string& a : plan.applied) applied += (applied.empty() ? "" : ", ") + a;
@@ -411,65 +433,63 @@ bool Supervisor::reload_config() {
   config_ = plan.config;
   segment_->publish_settings(config_.settings);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(config_.settings.log_level));
-  return true;
 }
 
-void Supervisor::advance_reload() {
-  // Skip to the first worker that is not yet replaced.
-  while (*reloading_ < children_.size() && children_[*reloading_].name.rfind("worker-", 0) != 0) {
-    ++*reloading_;
+int Supervisor::advance_reload() {
+  std::vector<Reload::Worker> workers;
+  std::vector<Child*> by_index;
+  for (Child& c : children_) {
+    if (c.id.role != Role::kWorker) continue;
+    workers.push_back({c.pid, c.started_ns, c.pid != 0 && status_of(c.id).pid.load() == c.pid});
+    by_index.push_back(&c);
   }
-  if (*reloading_ >= children_.size()) {
-    reloading_.reset();
-    spdlog::info("reload complete");
-    notify("READY=1\nSTATUS=serving");
-    return;
-  }
-  Child& c = children_[*reloading_];
-  if (c.reloading) {  // stopping the old one
-    if (monotonic_ns() > reload_deadline_ns_ && c.pid != 0) {
-      spdlog::warn("{} (pid {}) did not stop in time for the reload; killing it", c.name, c.pid);
-      ::kill(c.pid, SIGKILL);  // safe: its journal rolls the last batch back or forward
-      reload_deadline_ns_ = INT64_MAX;
+  const Reload::Step step = reload_->advance(processes_->now_ns(), workers);
+  switch (step.action) {
+    case Reload::Action::kWait:
+      return 0;
+    case Reload::Action::kStop:
+      processes_->kill(by_index[step.worker]->pid, SIGTERM);
+      return 1;
+    case Reload::Action::kKill: {
+      const Child& c = *by_index[step.worker];
+      spdlog::warn("{} (pid {}) did not stop in time for the reload; killing it", c.id.name(),
+                   c.pid);
+      processes_->kill(c.pid, SIGKILL);  // safe: its journal rolls the last batch back or forward
+      return 1;
     }
-    return;
+    case Reload::Action::kDone:
+      reload_.reset();
+      spdlog::info("reload complete");
+      notify("READY=1\nSTATUS=serving");
+      return 1;
   }
-  if (c.pid != 0 && c.started_ns != 0 && status_of(c).pid.load() == c.pid &&
-      c.started_ns > reload_started_ns_) {
-    ++*reloading_;  // the replacement is up: next worker
-    advance_reload();
-    return;
-  }
-  if (c.pid != 0 && c.started_ns <= reload_started_ns_) {  // the old one: stop it
-    c.reloading = true;
-    reload_deadline_ns_ = monotonic_ns() + 5'000'000'000;
-    ::kill(c.pid, SIGTERM);
-  }
+  return 0;
 }
 
 /// Every half watchdog period (or second): WATCHDOG=1 while every child is
 /// running, and a STATUS= line.
 void Supervisor::report_health() {
-  const std::int64_t now = monotonic_ns();
+  const std::int64_t now = processes_->now_ns();
   if (now < next_health_ns_) return;
   const std::int64_t period =
       watchdog_usec_ != 0 ? static_cast<std::int64_t>(watchdog_usec_) * 1000 / 2 : 1'000'000'000;
   next_health_ns_ = now + std::min<std::int64_t>(period, 1'000'000'000);
-  bool healthy = true;
-  for (const Child& c : children_) healthy = healthy && c.pid != 0;
+  const bool healthy =
+      std::all_of(children_.begin(), children_.end(), [](const Child& c) { return c.pid != 0; });
   const MetricsBlock& m = segment_->metrics();
   std::int64_t sessions = 0;
   for (std::uint32_t w = 0; w < config_.settings.workers; ++w) {
     sessions += m.workers[w].gauges[metrics::kSessionsLoggedIn].load(std::memory_order_relaxed);
   }
-  const std::string status = std::string(draining_    ? "draining"
-                                         : reloading_ ? "reloading"
-                                                      : "serving") +
+  const bool draining = drain_.draining();
+  const std::string status = std::string(draining  ? "draining"
+                                         : reload_ ? "reloading"
+                                                   : "serving") +
                              ": " +
                              std::to_string(m.frontend.gauges[metrics::kConnectionsOpen].load()) +
                              " connections, " + std::to_string(sessions) + " sessions, " +
                              std::to_string(config_.settings.workers) + " workers";
-  notify((watchdog_usec_ != 0 && (healthy || draining_) ? "WATCHDOG=1\n" : "") +
+  notify((watchdog_usec_ != 0 && (healthy || draining) ? "WATCHDOG=1\n" : "") +
          ("STATUS=" + status));
 }
 
@@ -509,15 +529,7 @@ void Supervisor::raise_fd_limit(std::uint32_t max_connections) {
   }
 }
 
-int Supervisor::run() {
-  // Signals become readable events on one fd; handlers never run.
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, sig);
-  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
-  signal_fd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  ::signal(SIGPIPE, SIG_IGN);
-
+bool Supervisor::start() {
   const Settings& s = config_.settings;
   raise_fd_limit(s.max_connections);
   try {
@@ -526,7 +538,7 @@ int Supervisor::run() {
     metrics_.emplace(*segment_, config_.metrics_listen);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
-    return 1;
+    return false;
   }
   frontend_doorbell_ = shm::Doorbell::create();
   bridge_doorbell_ = shm::Doorbell::create();
@@ -534,7 +546,7 @@ int Supervisor::run() {
     worker_doorbells_.push_back(shm::Doorbell::create());
 
   start_children();
-  if (!wait_for_children_attached()) return 1;
+  if (!wait_for_children_attached()) return false;
   for (std::size_t i = 0; i < listen_names_.size(); ++i) {
     spdlog::info("listening on {} (crypto={})", listen_names_[i],
                  crypto_modes_text(config_.settings.listener_crypto[i]));
@@ -546,40 +558,49 @@ int Supervisor::run() {
   write_ready_file();
   if (::sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
   notify("READY=1\nSTATUS=serving");
+  return true;
+}
 
-  for (;;) {
-    pollfd p{signal_fd_, POLLIN, 0};
-    ::poll(&p, 1, 50);
+int Supervisor::do_work() {
+  int work = 0;
+  if (signal_fd_ >= 0) {
     signalfd_siginfo info;
     while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
-      switch (info.ssi_signo) {
-        case SIGTERM:
-        case SIGINT:
-          begin_drain();
-          break;
-        case SIGHUP:
-          begin_reload();
-          break;
-        case SIGCHLD:
-          break;  // reaped below
-      }
+      handle_signal(static_cast<int>(info.ssi_signo));
+      ++work;
     }
-    reap_children();
-    if (draining_) {
-      advance_drain();
-      bool any = false;
-      for (const Child& c : children_) any = any || c.pid != 0;
-      if (!any) break;
-      if (!stopping_rest_) {
-        kill_hung_children();
-        restart_due_children();
-      }
-    } else {
-      kill_hung_children();
-      restart_due_children();
-      if (reloading_) advance_reload();
+  }
+  work += reap_children();
+  if (drain_.draining()) {
+    work += advance_drain();
+    if (finished()) return work;
+    if (drain_.supervising()) {
+      work += kill_hung_children();
+      work += restart_due_children();
     }
-    report_health();
+  } else {
+    work += kill_hung_children();
+    work += restart_due_children();
+    if (reload_) work += advance_reload();
+  }
+  report_health();
+  return work;
+}
+
+int Supervisor::run() {
+  // Signals become readable events on one fd; handlers never run.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, sig);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal_fd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (!start()) return 1;
+  while (!finished()) {
+    pollfd p{signal_fd_, POLLIN, 0};
+    ::poll(&p, 1, 50);
+    do_work();
   }
   if (!config_.ready_file.empty()) std::remove(config_.ready_file.c_str());
   spdlog::info("drained; exiting");

@@ -6,9 +6,11 @@
 // Children die with the supervisor (PR_SET_PDEATHSIG), so none is orphaned.
 //
 // Run: one loop over a signalfd (nginx's master cycle: handlers only set
-// state, the loop acts). A child that exits unexpectedly is restarted at
-// once, then with exponential backoff if it keeps crashing (100 ms doubling
-// to 5 s; reset after 10 s of uptime).
+// state, the loop acts); each pass is do_work(), which a test drives one
+// call at a time against fake processes and clock (Processes). A child that
+// exits unexpectedly is restarted at once, then with exponential backoff if
+// it keeps crashing (100 ms doubling to restart-backoff-max; reset after
+// 10 s of uptime). Children are known by role and index (ChildId).
 //
 // SIGTERM / SIGINT drain, bounded by drain_wait + drain_timeout:
 //   1. set control.draining and ring every doorbell: the frontend stops
@@ -22,6 +24,7 @@
 //      workers and the bridge get SIGTERM; the bridge waits for every game
 //      stream to end;
 //   3. exit 0. Past the deadline whatever is left is SIGKILLed.
+// The phases and deadlines are class Drain; SIGHUP's reload is class Reload.
 #pragma once
 
 #include <sys/types.h>
@@ -34,8 +37,12 @@
 
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/shm/doorbell.h"
+#include "gatehouse/supervisor/child.h"
 #include "gatehouse/supervisor/config.h"
+#include "gatehouse/supervisor/drain.h"
 #include "gatehouse/supervisor/metrics_exporter.h"
+#include "gatehouse/supervisor/processes.h"
+#include "gatehouse/supervisor/reload.h"
 
 namespace gatehouse::supervisor {
 
@@ -43,16 +50,38 @@ class Supervisor {
  public:
   /// `args`: the command line `config` was parsed from (argv[0] first),
   /// parsed again on SIGHUP.
-  Supervisor(Config config, std::vector<std::string> args);
+  Supervisor(Config config, std::vector<std::string> args,
+             std::unique_ptr<Processes> processes = system_processes());
   ~Supervisor();
 
-  /// Starts everything and runs until drained; returns the exit code.
+  /// Takes the signals, start()s, loops on do_work() until drained; returns
+  /// the exit code.
   int run();
+
+  /// Binds the listeners, creates the segment and the metrics endpoint,
+  /// starts every child and waits until each has attached to the segment.
+  /// False (logged) when that fails.
+  bool start();
+  /// One pass of the loop: the signals read from the signalfd (if run()
+  /// made one), reaping, the drain or the reload, hang detection, restarts,
+  /// health. Returns how many things it did (0: idle).
+  int do_work();
+  /// SIGTERM / SIGINT drain, SIGHUP reloads (what do_work() does with what
+  /// it reads from the signalfd).
+  void handle_signal(int signo);
+  /// The drain is over: every child has exited.
+  bool finished() const;
+
+  const Drain& drain() const { return drain_; }
+  bool reloading() const { return reload_.has_value(); }
+  /// The running process of a child (0: none).
+  pid_t pid_of(ChildId id) const;
+  GatewaySegment& segment() { return *segment_; }
 
  private:
   static void raise_fd_limit(std::uint32_t max_connections);
   struct Child {
-    std::string name;  ///< "frontend", "worker-0", "bridge"
+    ChildId id;
     std::vector<std::string> argv;
     std::vector<int> keep_fds;  ///< fds the child inherits
     pid_t pid = 0;
@@ -60,8 +89,7 @@ class Supervisor {
     std::int64_t restart_at_ns = 0;  ///< when a crashed child is due again (0: not due)
     std::uint32_t backoff_ms = 0;
     std::uint64_t restarts = 0;
-    bool hung = false;       ///< killed for silence: its restart counts as a hang
-    bool reloading = false;  ///< stopped by a reload: replace at once
+    bool hung = false;  ///< killed for silence: its restart counts as a hang
   };
 
   void open_listeners();
@@ -69,28 +97,28 @@ class Supervisor {
   void start_children();
   bool wait_for_children_attached();
   void spawn(Child& child);
-  void reap_children();
-  void kill_hung_children();
-  ProcessStatus& status_of(const Child& child) const;
-  void restart_due_children();
+  int reap_children();
+  int kill_hung_children();
+  ProcessStatus& status_of(ChildId id) const;
+  int restart_due_children();
   void begin_drain();
-  void advance_drain();
-  // Reload (SIGHUP): the configuration is read again and what can change
-  // live is published (plan_reload()); then each worker in turn is stopped
-  // (SIGTERM: it finishes its batch) and replaced from the binary on disk,
-  // after that binary has said it can attach to this segment's layout.
+  int advance_drain();
+  /// Reload (SIGHUP): decide (layout check, configuration read again), apply
+  /// what can change live, then roll the workers (class Reload).
   void begin_reload();
-  /// Reads the configuration again and publishes its live settings; false
-  /// (logged) when it does not parse.
-  bool reload_config();
-  void advance_reload();
+  void apply(const ReloadPlan& plan);
+  int advance_reload();
   void report_health();
   void notify(const std::string& state) const;
   void write_ready_file() const;
   Child* child_by_pid(pid_t pid);
+  const Child* find(ChildId id) const;
+  Child& frontend() { return children_.back(); }
+  bool any_running() const;
 
   Config config_;
   const std::vector<std::string> args_;
+  std::unique_ptr<Processes> processes_;
   std::optional<GatewaySegment> segment_;
   std::optional<MetricsExporter> metrics_;
   std::vector<int> listen_fds_;
@@ -100,13 +128,8 @@ class Supervisor {
   std::vector<shm::Doorbell> worker_doorbells_;
   std::vector<Child> children_;  // bridge, workers..., frontend
   int signal_fd_ = -1;
-  bool draining_ = false;
-  bool stopping_rest_ = false;  // drain phase 2 started
-  std::int64_t drain_deadline_ns_ = 0;
-  std::int64_t drain_close_ns_ = 0;       // when the sessions left are closed (0: done)
-  std::optional<std::size_t> reloading_;  // index in children_ of the worker being replaced
-  std::int64_t reload_deadline_ns_ = 0;
-  std::int64_t reload_started_ns_ = 0;
+  Drain drain_;
+  std::optional<Reload> reload_;
   std::uint64_t watchdog_usec_ = 0;
   std::int64_t next_health_ns_ = 0;
 };

@@ -1,0 +1,315 @@
+// The supervisor's loop, one do_work() at a time, against fake processes
+// and a fake clock: the "children" attach to the real segment (a unique one
+// per test) and beat when the test says so.
+#include "gatehouse/supervisor/supervisor.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace gatehouse::supervisor {
+namespace {
+
+constexpr std::int64_t kMs = 1'000'000;
+
+/// What the fake processes did and will do; shared with the test.
+struct World {
+  std::int64_t now = 1'000 * kMs;
+  pid_t next_pid = 1000;
+  std::string segment_name;
+  std::optional<GatewaySegment> segment;  ///< the children's view of it
+  std::map<pid_t, ChildId> running;
+  std::vector<std::pair<pid_t, int>> signals;  ///< every kill(), in order
+  std::deque<std::pair<pid_t, int>> exited;    ///< to be reaped
+  bool obey_signals = true;                    ///< SIGTERM / SIGKILL end the process
+  std::vector<std::vector<std::string>> runs;  ///< commands run()
+  RunResult run_result{0, "compatible with the segment\n"};
+
+  ProcessStatus& status(ChildId id) {
+    ControlBlock& c = segment->control();
+    return id.role == Role::kFrontend ? c.frontend
+           : id.role == Role::kBridge ? c.bridge
+                                      : c.workers[id.index];
+  }
+  /// Every running child beats now.
+  void beat(std::optional<ChildId> except = std::nullopt) {
+    for (const auto& [pid, id] : running) {
+      if (!(except && *except == id)) status(id).heartbeat_ns.store(now);
+    }
+  }
+  void exit(pid_t pid, int status) {
+    running.erase(pid);
+    exited.emplace_back(pid, status);
+  }
+  int signals_to(pid_t pid, int signo) const {
+    return static_cast<int>(std::count(signals.begin(), signals.end(), std::pair{pid, signo}));
+  }
+};
+
+class FakeProcesses final : public Processes {
+ public:
+  explicit FakeProcesses(std::shared_ptr<World> world) : world_(std::move(world)) {}
+
+  pid_t spawn(const std::vector<std::string>& argv, const std::vector<int>&) override {
+    World& w = *world_;
+    if (!w.segment) w.segment.emplace(shm::Segment::attach(w.segment_name));
+    ChildId id{Role::kWorker};
+    if (argv[0].ends_with("gatehouse-frontend")) id = {Role::kFrontend};
+    if (argv[0].ends_with("gatehouse-bridge")) id = {Role::kBridge};
+    const auto index = std::find(argv.begin(), argv.end(), "--index");
+    if (index != argv.end()) id.index = static_cast<std::uint32_t>(std::stoul(*(index + 1)));
+    const pid_t pid = w.next_pid++;
+    w.running[pid] = id;
+    // It attaches at once and beats.
+    w.status(id).pid.store(pid);
+    w.status(id).heartbeat_ns.store(w.now + 1);
+    return pid;
+  }
+  void kill(pid_t pid, int signo) override {
+    world_->signals.emplace_back(pid, signo);
+    if (world_->obey_signals && world_->running.count(pid) != 0) world_->exit(pid, signo);
+  }
+  std::optional<std::pair<pid_t, int>> reap() override {
+    if (world_->exited.empty()) return std::nullopt;
+    const auto e = world_->exited.front();
+    world_->exited.pop_front();
+    return e;
+  }
+  RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds) override {
+    world_->runs.push_back(argv);
+    return world_->run_result;
+  }
+  std::int64_t now_ns() override { return world_->now; }
+
+ private:
+  std::shared_ptr<World> world_;
+};
+
+ParseResult parse(std::vector<std::string> args) {
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return parse_config(static_cast<int>(argv.size()), argv.data());
+}
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  /// A supervisor of two workers with `extra` flags, started.
+  void start(std::vector<std::string> extra = {}) {
+    static int count = 0;
+    const std::string instance =
+        "suptest-" + std::to_string(::getpid()) + "-" + std::to_string(count++);
+    args_ = {"gatehouse", "--instance",  instance,           "--workers",   "2",
+             "--listen",  "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--max-connections",
+             "64",        "--bin-dir",   "/nonexistent"};
+    args_.insert(args_.end(), extra.begin(), extra.end());
+    auto parsed = parse(args_);
+    ASSERT_TRUE(parsed.config) << parsed.message;
+    world_->segment_name = "gatehouse-" + instance;
+    supervisor_ = std::make_unique<Supervisor>(std::move(*parsed.config), args_,
+                                               std::make_unique<FakeProcesses>(world_));
+    ASSERT_TRUE(supervisor_->start());
+  }
+  void TearDown() override {
+    world_->segment.reset();
+    supervisor_.reset();
+  }
+  pid_t pid(ChildId id) const { return supervisor_->pid_of(id); }
+  /// Time passes; every child (but `except`) beats; one pass of the loop.
+  int step(std::int64_t ms, std::optional<ChildId> except = std::nullopt) {
+    world_->now += ms * kMs;
+    world_->beat(except);
+    return supervisor_->do_work();
+  }
+  std::uint64_t restarts(metrics::Component component, metrics::RestartCause cause) {
+    return supervisor_->segment().metrics().supervisor.restarts[component][cause].load();
+  }
+
+  std::shared_ptr<World> world_ = std::make_shared<World>();
+  std::vector<std::string> args_;
+  std::unique_ptr<Supervisor> supervisor_;
+};
+
+const ChildId kFrontend{Role::kFrontend};
+const ChildId kBridge{Role::kBridge};
+const ChildId kWorker0{Role::kWorker, 0};
+const ChildId kWorker1{Role::kWorker, 1};
+
+TEST_F(SupervisorTest, StartsTheBridgeTheWorkersAndTheFrontend) {
+  start();
+  EXPECT_EQ(world_->running.size(), 4u);
+  for (const ChildId id : {kBridge, kWorker0, kWorker1, kFrontend}) {
+    EXPECT_NE(pid(id), 0) << id.name();
+  }
+  EXPECT_EQ(step(10), 0) << "nothing to do while every child runs and beats";
+  EXPECT_FALSE(supervisor_->finished());
+}
+
+TEST_F(SupervisorTest, ACrashedWorkerIsReplacedAtOnceThenWithBackoff) {
+  start({"--restart-backoff-max", "0.4"});
+  const pid_t first = pid(kWorker1), worker0 = pid(kWorker0);
+  world_->exit(first, SIGSEGV);
+  EXPECT_GT(step(1), 0) << "reaped";
+  EXPECT_GT(step(1), 0) << "restarted on the next pass";
+  const pid_t second = pid(kWorker1);
+  EXPECT_NE(second, 0) << "the first crash in a while restarts at once";
+  EXPECT_NE(second, first);
+  EXPECT_EQ(restarts(metrics::kWorker, metrics::kCrash), 1u);
+  // It crashes again at once: 100 ms of backoff, then 200, then the ceiling
+  // (each counted from the pass that reaped it).
+  pid_t last = second;
+  for (const std::int64_t backoff_ms : {100, 200, 400, 400}) {
+    world_->exit(last, SIGSEGV);
+    step(1);
+    step(backoff_ms);
+    EXPECT_EQ(pid(kWorker1), 0) << backoff_ms;
+    step(1);
+    last = pid(kWorker1);
+    EXPECT_NE(last, 0) << "restarted after " << backoff_ms << " ms";
+  }
+  EXPECT_EQ(restarts(metrics::kWorker, metrics::kCrash), 5u);
+  EXPECT_EQ(pid(kWorker0), worker0) << "the others are untouched";
+}
+
+TEST_F(SupervisorTest, ASilentChildIsKilledAndItsRestartCountsAsAHang) {
+  start({"--hang-timeout", "1"});
+  const pid_t bridge = pid(kBridge);
+  step(999, kBridge);
+  EXPECT_EQ(world_->signals_to(bridge, SIGKILL), 0);
+  step(2, kBridge);
+  EXPECT_EQ(world_->signals_to(bridge, SIGKILL), 1) << "no heartbeat for hang-timeout";
+  step(1);
+  EXPECT_NE(pid(kBridge), bridge);
+  EXPECT_EQ(restarts(metrics::kBridge, metrics::kHang), 1u);
+  EXPECT_EQ(restarts(metrics::kBridge, metrics::kCrash), 0u);
+}
+
+TEST_F(SupervisorTest, SigtermDrainsThenStopsTheRestOnceTheFrontendHasGone) {
+  start({"--drain-wait", "1", "--drain-timeout", "5"});
+  supervisor_->handle_signal(SIGTERM);
+  EXPECT_EQ(supervisor_->segment().control().draining.load(), kDrainNoNewConnections);
+  // A worker that dies during drain-wait is replaced: it carries sessions.
+  const pid_t worker = pid(kWorker0);
+  world_->exit(worker, SIGKILL);
+  step(1);
+  step(1);
+  EXPECT_NE(pid(kWorker0), 0);
+  EXPECT_NE(pid(kWorker0), worker);
+  step(1'000);
+  EXPECT_EQ(supervisor_->segment().control().draining.load(), kDrainClosing);
+  // The frontend has closed its last connection and exits.
+  world_->exit(pid(kFrontend), 0);
+  step(1);
+  EXPECT_TRUE(supervisor_->drain().stopping());
+  EXPECT_EQ(pid(kFrontend), 0) << "not replaced while draining";
+  EXPECT_FALSE(supervisor_->finished());
+  step(1);
+  EXPECT_TRUE(supervisor_->finished()) << "the others obeyed SIGTERM at once";
+  EXPECT_EQ(world_->signals.size(), 3u) << "SIGTERM to the bridge and both workers";
+  for (const auto& [p, signo] : world_->signals) EXPECT_EQ(signo, SIGTERM);
+}
+
+TEST_F(SupervisorTest, PastTheDrainDeadlineWhatIsLeftIsKilled) {
+  start({"--drain-timeout", "2"});
+  world_->obey_signals = false;
+  supervisor_->handle_signal(SIGTERM);
+  step(1);
+  EXPECT_TRUE(world_->signals.empty()) << "the frontend is still closing connections";
+  step(2'000);
+  EXPECT_EQ(world_->signals.size(), 4u) << "SIGKILL to every child";
+  for (const auto& [p, signo] : world_->signals) EXPECT_EQ(signo, SIGKILL);
+  for (const auto& [p, id] : std::map(world_->running)) world_->exit(p, SIGKILL);
+  step(1);
+  EXPECT_TRUE(supervisor_->finished());
+}
+
+TEST_F(SupervisorTest, SighupChecksTheLayoutThenRollsTheWorkersOneByOne) {
+  start();
+  const pid_t w0 = pid(kWorker0), w1 = pid(kWorker1), frontend = pid(kFrontend);
+  world_->obey_signals = false;
+  supervisor_->handle_signal(SIGHUP);
+  ASSERT_EQ(world_->runs.size(), 1u);
+  EXPECT_EQ(world_->runs[0], (std::vector<std::string>{"/nonexistent/gatehouse-worker",
+                                                       "--check-layout", world_->segment_name}))
+      << "an argv, no shell";
+  EXPECT_TRUE(supervisor_->reloading());
+  EXPECT_EQ(world_->signals, (std::vector<std::pair<pid_t, int>>{{w0, SIGTERM}}));
+  step(1);
+  EXPECT_EQ(world_->signals.size(), 1u) << "worker 1 waits for worker 0";
+  world_->exit(w0, 0);
+  step(1);
+  EXPECT_NE(pid(kWorker0), 0) << "replaced at once";
+  EXPECT_EQ(restarts(metrics::kWorker, metrics::kReload), 1u);
+  step(1);
+  EXPECT_EQ(world_->signals.back(), (std::pair{w1, SIGTERM}));
+  world_->exit(w1, 0);
+  step(1);
+  step(1);
+  EXPECT_FALSE(supervisor_->reloading());
+  EXPECT_EQ(restarts(metrics::kWorker, metrics::kReload), 2u);
+  EXPECT_EQ(restarts(metrics::kWorker, metrics::kCrash), 0u);
+  EXPECT_EQ(pid(kFrontend), frontend) << "only the workers are replaced";
+}
+
+TEST_F(SupervisorTest, AReloadThatDoesNotStopInTimeKillsTheWorker) {
+  start();
+  world_->obey_signals = false;
+  supervisor_->handle_signal(SIGHUP);
+  const pid_t w0 = pid(kWorker0);
+  step(5'000);
+  EXPECT_EQ(world_->signals_to(w0, SIGKILL), 0);
+  step(1);
+  EXPECT_EQ(world_->signals_to(w0, SIGKILL), 1);
+}
+
+TEST_F(SupervisorTest, AnIncompatibleWorkerBinaryRefusesTheReload) {
+  start();
+  world_->run_result = {1, "incompatible: layout version 999\n"};
+  supervisor_->handle_signal(SIGHUP);
+  EXPECT_FALSE(supervisor_->reloading());
+  EXPECT_TRUE(world_->signals.empty());
+}
+
+TEST_F(SupervisorTest, SighupWhileDrainingIsIgnored) {
+  start({"--drain-wait", "10"});
+  supervisor_->handle_signal(SIGTERM);
+  supervisor_->handle_signal(SIGHUP);
+  EXPECT_TRUE(world_->runs.empty());
+  EXPECT_FALSE(supervisor_->reloading());
+}
+
+// The real processes: the layout check (and any command) runs by fork +
+// exec of an argv, with no shell between.
+TEST(SupervisorProcesses, RunCapturesOutputAndExitCodeWithoutAShell) {
+  auto processes = system_processes();
+  const RunResult ok =
+      processes->run({"/bin/echo", "a;b", "$HOME", "`x`"}, std::chrono::seconds(5));
+  EXPECT_EQ(ok.exit_code, 0);
+  EXPECT_EQ(ok.output, "a;b $HOME `x`\n") << "arguments reach the program as they are";
+  const RunResult err =
+      processes->run({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, std::chrono::seconds(5));
+  EXPECT_EQ(err.exit_code, 3);
+  EXPECT_EQ(err.output, "out\nerr\n");
+}
+
+TEST(SupervisorProcesses, RunSaysWhenTheProgramIsMissingOrTooSlow) {
+  auto processes = system_processes();
+  const RunResult missing = processes->run({"/nonexistent/gatehouse-worker", "--check-layout", "x"},
+                                           std::chrono::seconds(5));
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.output, ::testing::HasSubstr("/nonexistent/gatehouse-worker"));
+  const std::int64_t before = processes->now_ns();
+  const RunResult slow = processes->run({"/bin/sleep", "10"}, std::chrono::milliseconds(100));
+  EXPECT_EQ(slow.exit_code, -1);
+  EXPECT_THAT(slow.output, ::testing::HasSubstr("did not answer within 100 ms"));
+  EXPECT_LT(processes->now_ns() - before, 5'000 * kMs);
+}
+
+}  // namespace
+}  // namespace gatehouse::supervisor
