@@ -432,6 +432,7 @@ void Supervisor::apply(const ReloadPlan& plan) {
   spdlog::info("reload: settings applied: {}", applied);
   config_ = plan.config;
   segment_->publish_settings(config_.settings);
+  frontend_doorbell_.ring();  // a parked frontend takes them now, not at its next wakeup
   spdlog::set_level(static_cast<spdlog::level::level_enum>(config_.settings.log_level));
 }
 

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 
@@ -31,6 +33,7 @@ struct World {
   bool obey_signals = true;                    ///< SIGTERM / SIGKILL end the process
   std::vector<std::vector<std::string>> runs;  ///< commands run()
   RunResult run_result{0, "compatible with the segment\n"};
+  int frontend_doorbell = -1;  ///< the eventfd the frontend would wait on
 
   ProcessStatus& status(ChildId id) {
     ControlBlock& c = segment->control();
@@ -65,6 +68,9 @@ class FakeProcesses final : public Processes {
     if (argv[0].ends_with("gatehouse-bridge")) id = {Role::kBridge};
     const auto index = std::find(argv.begin(), argv.end(), "--index");
     if (index != argv.end()) id.index = static_cast<std::uint32_t>(std::stoul(*(index + 1)));
+    if (id.role == Role::kFrontend) {
+      w.frontend_doorbell = std::stoi(*(std::find(argv.begin(), argv.end(), "--doorbell") + 1));
+    }
     const pid_t pid = w.next_pid++;
     w.running[pid] = id;
     // It attaches at once and beats.
@@ -255,6 +261,29 @@ TEST_F(SupervisorTest, SighupChecksTheLayoutThenRollsTheWorkersOneByOne) {
   EXPECT_EQ(restarts(metrics::kWorker, metrics::kReload), 2u);
   EXPECT_EQ(restarts(metrics::kWorker, metrics::kCrash), 0u);
   EXPECT_EQ(pid(kFrontend), frontend) << "only the workers are replaced";
+}
+
+// The settings a reload can change live are published in the control block
+// and the frontend is woken to take them at once (not at its next wakeup,
+// which an idle frontend may not have for a while).
+TEST_F(SupervisorTest, SighupPublishesTheLiveSettingsAndWakesTheFrontend) {
+  const auto conf = std::filesystem::temp_directory_path() /
+                    ("gatehouse-suptest-" + std::to_string(::getpid()) + ".conf");
+  std::ofstream(conf) << "rpm-limit = 200\n";
+  start({"--config", conf.string()});
+  std::uint64_t rung = 0;
+  while (::read(world_->frontend_doorbell, &rung, sizeof rung) == sizeof rung) {
+  }
+  const std::uint64_t generation = supervisor_->segment().settings_generation();
+  std::ofstream(conf) << "rpm-limit = 8\nring-bytes = 2097152\n";
+  supervisor_->handle_signal(SIGHUP);
+  std::filesystem::remove(conf);
+  EXPECT_GT(supervisor_->segment().settings_generation(), generation);
+  EXPECT_EQ(supervisor_->segment().settings().rpm_limit, 8u);
+  EXPECT_EQ(supervisor_->segment().settings().ring_bytes, 1u << 20) << "needs a restart";
+  EXPECT_EQ(::read(world_->frontend_doorbell, &rung, sizeof rung),
+            static_cast<ssize_t>(sizeof rung))
+      << "the frontend's doorbell was rung";
 }
 
 TEST_F(SupervisorTest, AReloadThatDoesNotStopInTimeKillsTheWorker) {
