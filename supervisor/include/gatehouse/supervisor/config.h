@@ -2,7 +2,8 @@
 // the same names as the flags) plus command-line flags, flags winning.
 // Parsed and checked once, by the supervisor; a bad value fails the start
 // with a message naming the setting. The children get the result through
-// the segment's control block (gateway_segment.h).
+// the segment's control block (gateway_segment.h). Each setting is a row of
+// the settings table (settings_table.h), which drives all of this.
 #pragma once
 
 #include <cstdint>
