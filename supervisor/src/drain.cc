@@ -1,6 +1,6 @@
 #include "gatehouse/supervisor/drain.h"
 
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::supervisor {
 

@@ -11,7 +11,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/base/clock.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::supervisor {
 namespace {

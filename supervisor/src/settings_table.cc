@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "gatehouse/net/endpoint.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/net/endpoint.h"
 
 namespace gatehouse::supervisor {
 namespace po = boost::program_options;

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "gatehouse/common/gateway_segment.h"
+#include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::supervisor {
 namespace {

@@ -62,7 +62,7 @@ class FakeProcesses final : public Processes {
 
   pid_t spawn(const std::vector<std::string>& argv, const std::vector<int>&) override {
     World& w = *world_;
-    if (!w.segment) w.segment.emplace(shm::Segment::attach(w.segment_name));
+    if (!w.segment) w.segment.emplace(GatewaySegment::attach(w.segment_name));
     ChildId id{Role::kWorker};
     if (argv[0].ends_with("gatehouse-frontend")) id = {Role::kFrontend};
     if (argv[0].ends_with("gatehouse-bridge")) id = {Role::kBridge};

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "gatehouse/common/metrics.h"
+#include "gatehouse/contract/metrics.h"
 
 namespace gatehouse::supervisor {
 
