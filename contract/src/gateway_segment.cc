@@ -32,7 +32,6 @@ std::string ring_region_name(RingKind kind, std::uint32_t worker) {
 }
 
 std::vector<shm::RegionSpec> gateway_regions(const Settings& settings) {
-  constexpr std::size_t session_bytes = sizeof(Session);
   std::vector<shm::RegionSpec> regions;
   regions.push_back({"control", sizeof(ControlBlock), [settings](std::span<std::byte> r) {
                        auto* c = new (r.data()) ControlBlock{};
@@ -41,9 +40,9 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings) {
   regions.push_back({"metrics", sizeof(MetricsBlock),
                      [](std::span<std::byte> r) { new (r.data()) MetricsBlock{}; }});
   regions.push_back({"sessions",
-                     shm::SlotTable::region_bytes(settings.max_connections, session_bytes),
-                     [slots = settings.max_connections, session_bytes](std::span<std::byte> r) {
-                       shm::SlotTable::initialise(r, slots, session_bytes);
+                     shm::SlotTable::region_bytes(settings.max_connections, sizeof(Session)),
+                     [slots = settings.max_connections](std::span<std::byte> r) {
+                       shm::SlotTable::initialise(r, slots, sizeof(Session));
                      }});
   const std::size_t capacity = settings.ring_bytes;
   for (std::uint32_t w = 0; w < settings.workers; ++w) {

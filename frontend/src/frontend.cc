@@ -25,7 +25,7 @@ using asio::ip::tcp;
 
 namespace {
 
-constexpr std::size_t kScratchBytes = 64 * 1024;
+constexpr std::size_t kScratchBytes = std::size_t{64} * 1024;
 constexpr std::size_t kRingBatch = 256;  // records per ring poll
 constexpr std::size_t kMaxIov = 64;
 constexpr std::size_t kWideReadBytes = 4096;  // a busy connection's receive buffer
@@ -104,8 +104,8 @@ void Frontend::DeadlineList::remove(Connection& c) {
   c.prev = c.next = nullptr;
 }
 
-Frontend::Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Doorbell doorbell,
-                   std::vector<shm::Doorbell> worker_doorbells)
+Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
+                   shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells)
     : segment_(segment),
       settings_(segment.settings()),
       settings_generation_(segment.settings_generation()),

@@ -138,7 +138,7 @@ void copy_string(char* out, std::size_t size, const std::string& value, const ch
                       " characters");
   }
   std::memset(out, 0, size);
-  std::memcpy(out, value.data(), value.size());
+  std::memcpy(out, value.c_str(), value.size() + 1);  // with its terminator
 }
 
 /// Throws naming the setting when `address` is not HOST:PORT / [V6]:PORT.
@@ -170,7 +170,7 @@ void read_instance(const Setting&, const po::variable_value& v, Config& c) {
 }
 
 void read_log_level(const Setting&, const po::variable_value& v, Config& c) {
-  const std::string level = v.as<std::string>();
+  const std::string& level = v.as<std::string>();
   const auto parsed = spdlog::level::from_str(level);
   if (parsed == spdlog::level::off && level != "off") {
     throw ConfigError("--log-level '" + level + "' is not one of trace, debug, info, warn, error");
@@ -238,7 +238,7 @@ void plan_listen(const Config& running, const Config& fresh, ReloadPlan& plan) {
 
 void read_login(const Setting&, const po::variable_value& v, Config& c) {
   Settings& s = c.settings;
-  const std::string login = v.as<std::string>();
+  const std::string& login = v.as<std::string>();
   std::memset(s.login_file, 0, sizeof s.login_file);
   if (login == "any") {
     s.login_mode = LoginMode::kAcceptAny;
@@ -293,7 +293,7 @@ std::string backend_value(const Config& c) {
 }
 
 void read_numbering(const Setting&, const po::variable_value& v, Config& c) {
-  const std::string numbering = v.as<std::string>();
+  const std::string& numbering = v.as<std::string>();
   const auto parsed = parse_frame_numbering(numbering);
   if (!parsed) {
     throw ConfigError("--backend-numbering must be 'gonet2' or 'later', not '" + numbering + "'");

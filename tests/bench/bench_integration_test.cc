@@ -349,12 +349,13 @@ TEST(BenchScript, ConnectionsAreHeldAcrossInstancesSharingAPort) {
                    ("gatehouse-connections-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(out);
   const auto log = out / "script.log";
-  ChildProcess script({"/usr/bin/env", "INSTANCES=2", "HOLD_SECONDS=1", "CONNECT_RATE=2000",
-                       "GATEHOUSE_BENCH_PORT=" + std::to_string(free_port()),
-                       "GATEHOUSE_BENCH_GAME_PORT=" + std::to_string(free_port()),
-                       "BUILD_DIR=" GATEHOUSE_BUILD_DIR, "OUT_DIR=" + out.string(), "bash",
-                       GATEHOUSE_SOURCE_DIR "/tools/bench/connections.sh", "300"},
-                      log.string());
+  ChildProcess script(
+      {"/usr/bin/env", "INSTANCES=2", "HOLD_SECONDS=1", "CONNECT_RATE=2000",
+       "GATEHOUSE_BENCH_PORT=" + std::to_string(free_port()),
+       "GATEHOUSE_BENCH_GAME_PORT=" + std::to_string(free_port()),
+       std::string("BUILD_DIR=") + GATEHOUSE_BUILD_DIR, "OUT_DIR=" + out.string(), "bash",
+       std::string(GATEHOUSE_SOURCE_DIR) + "/tools/bench/connections.sh", "300"},
+      log.string());
   const auto status = script.wait(90s);
   std::ifstream in(log);
   std::ostringstream text;

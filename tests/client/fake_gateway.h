@@ -96,10 +96,10 @@ class FakeConnection {
   explicit FakeConnection(int fd) : fd_(fd) {}
   FakeConnection(FakeConnection&& o) noexcept
       : fd_(std::exchange(o.fd_, -1)),
-        decrypt_(std::move(o.decrypt_)),
-        encrypt_(std::move(o.encrypt_)),
-        open_(std::move(o.open_)),
-        seal_(std::move(o.seal_)) {}
+        decrypt_(o.decrypt_),
+        encrypt_(o.encrypt_),
+        open_(o.open_),
+        seal_(o.seal_) {}
   FakeConnection& operator=(FakeConnection&&) = delete;
   ~FakeConnection() { close(); }
 

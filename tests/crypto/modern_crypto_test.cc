@@ -138,7 +138,8 @@ std::optional<std::vector<std::byte>> open(AeadStream& s, const std::vector<std:
 }
 std::vector<std::byte> payload(std::size_t n, int salt) {
   std::vector<std::byte> p(n);
-  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::byte>(i * 31 + salt);
+  for (std::size_t i = 0; i < n; ++i)
+    p[i] = static_cast<std::byte>(i * 31 + static_cast<std::size_t>(salt));
   return p;
 }
 

@@ -152,7 +152,7 @@ class ReferenceAead {
  private:
   std::array<std::uint8_t, 12> nonce() const {
     std::array<std::uint8_t, 12> n{};
-    for (int i = 0; i < 8; ++i) n[11 - i] = static_cast<std::uint8_t>(counter_ >> (8 * i));
+    for (std::size_t i = 0; i < 8; ++i) n[11 - i] = static_cast<std::uint8_t>(counter_ >> (8 * i));
     return n;
   }
 

@@ -34,6 +34,8 @@ const modern::KeyPair& gateway_pair() {
 
 }  // namespace
 
+// libFuzzer's entry point: its name is libFuzzer's.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::byte> stream(reinterpret_cast<const std::byte*>(data), size);
   // The first byte picks the frame size limit, as --max-frame would.

@@ -8,6 +8,8 @@
 #include <iterator>
 #include <vector>
 
+// libFuzzer's entry point: its name is libFuzzer's.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
 
 int main(int argc, char** argv) {

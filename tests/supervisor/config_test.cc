@@ -76,7 +76,7 @@ TEST(Config, ReusePortIsASwitchInFlagsAndFile) {
 
 /// A directory holding stand-ins for the child binaries (`present` of them).
 std::filesystem::path fake_bin_dir(const char* name, bool present) {
-  const auto dir = std::filesystem::temp_directory_path() / name;
+  auto dir = std::filesystem::temp_directory_path() / name;
   std::filesystem::create_directories(dir);
   for (const char* binary : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
     const auto path = dir / binary;

@@ -23,7 +23,7 @@ namespace {
 
 constexpr std::size_t kPayload = 72;
 
-void Rc4Payload(benchmark::State& state) {
+void rc4_payload(benchmark::State& state) {
   legacy::Rc4State rc4;
   rc4.init(123456);
   std::array<std::byte, kPayload> buffer{};
@@ -32,9 +32,9 @@ void Rc4Payload(benchmark::State& state) {
     benchmark::DoNotOptimize(buffer);
   }
 }
-BENCHMARK(Rc4Payload);
+BENCHMARK(rc4_payload);
 
-void SealPayload(benchmark::State& state, modern::Aead aead) {
+void seal_payload(benchmark::State& state, modern::Aead aead) {
   if (!modern::available(aead)) return state.SkipWithError("not available on this CPU");
   modern::AeadStream stream;
   stream.init(modern::Key{std::byte{7}}, aead);
@@ -44,10 +44,10 @@ void SealPayload(benchmark::State& state, modern::Aead aead) {
     benchmark::DoNotOptimize(buffer);
   }
 }
-BENCHMARK_CAPTURE(SealPayload, chacha20_poly1305, modern::Aead::kChaCha20Poly1305);
-BENCHMARK_CAPTURE(SealPayload, aes_256_gcm, modern::Aead::kAes256Gcm);
+BENCHMARK_CAPTURE(seal_payload, chacha20_poly1305, modern::Aead::kChaCha20Poly1305);
+BENCHMARK_CAPTURE(seal_payload, aes_256_gcm, modern::Aead::kAes256Gcm);
 
-void OpenPayload(benchmark::State& state, modern::Aead aead) {
+void open_payload(benchmark::State& state, modern::Aead aead) {
   if (!modern::available(aead)) return state.SkipWithError("not available on this CPU");
   modern::AeadStream sender;
   modern::AeadStream receiver;
@@ -64,10 +64,10 @@ void OpenPayload(benchmark::State& state, modern::Aead aead) {
     benchmark::DoNotOptimize(plain);
   }
 }
-BENCHMARK_CAPTURE(OpenPayload, chacha20_poly1305, modern::Aead::kChaCha20Poly1305);
-BENCHMARK_CAPTURE(OpenPayload, aes_256_gcm, modern::Aead::kAes256Gcm);
+BENCHMARK_CAPTURE(open_payload, chacha20_poly1305, modern::Aead::kChaCha20Poly1305);
+BENCHMARK_CAPTURE(open_payload, aes_256_gcm, modern::Aead::kAes256Gcm);
 
-void LegacyExchange(benchmark::State& state) {
+void legacy_exchange(benchmark::State& state) {
   const std::uint32_t client_send = legacy::dh_public(legacy::dh_random_secret());
   const std::uint32_t client_receive = legacy::dh_public(legacy::dh_random_secret());
   legacy::Rc4State decrypt;
@@ -83,13 +83,13 @@ void LegacyExchange(benchmark::State& state) {
     benchmark::DoNotOptimize(encrypt);
   }
 }
-BENCHMARK(LegacyExchange);
+BENCHMARK(legacy_exchange);
 
-void ModernExchange(benchmark::State& state) {
+void modern_exchange(benchmark::State& state) {
   const modern::KeyPair client = modern::generate_key_pair();
   for (auto _ : state) benchmark::DoNotOptimize(modern::gateway_handshake(client.public_key, 0));
 }
-BENCHMARK(ModernExchange);
+BENCHMARK(modern_exchange);
 
 }  // namespace
 }  // namespace gatehouse

@@ -653,11 +653,10 @@ bool Connection::on_echo_reply(std::span<const std::byte> body, Clock::time_poin
   }
   worker_.record_latency(now - sent_at_[acked_ % options_.window]);
   ++acked_;
-  if (state_ == State::kRunning && options_.messages != 0 && acked_ == options_.messages) {
-    mark_done(now);
-  } else if (state_ == State::kDraining && acked_ == sent_) {
-    mark_done(now);
-  }
+  const bool all_asked_for =
+      state_ == State::kRunning && options_.messages != 0 && acked_ == options_.messages;
+  const bool all_in_flight_back = state_ == State::kDraining && acked_ == sent_;
+  if (all_asked_for || all_in_flight_back) mark_done(now);
   return true;
 }
 
@@ -1135,7 +1134,8 @@ LoadResult run_load(const LoadOptions& options, const GatewayProbe& probe,
     throw std::runtime_error("without a duration the run needs a message count (not idle)");
   }
   // Each connection is one fd; the loops, timers and stdio need a few more.
-  const std::uint64_t needed = std::uint64_t{options.connections} + 16 + 4 * options.threads;
+  const std::uint64_t needed =
+      std::uint64_t{options.connections} + 16 + std::uint64_t{4} * options.threads;
   const std::uint64_t limit = raise_fd_limit();
   if (limit < needed) {
     throw std::runtime_error(std::to_string(options.connections) + " connections need " +

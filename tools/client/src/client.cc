@@ -24,7 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
 std::error_code errno_code(int e) {
   return {e, std::system_category()};
@@ -346,7 +346,8 @@ bool Client::decode_one() {
   }
   if (receive_cipher_) receive_cipher_->apply(payload.data(), payload.data(), payload.size());
   if (open_) {
-    std::vector<std::byte> sealed = std::move(payload);
+    std::vector<std::byte> sealed;
+    sealed.swap(payload);
     payload.resize(sealed.size() - std::min(sealed.size(), modern::kTagBytes));
     if (!open_->open(sealed.data(), sealed.size(), payload.data())) {
       throw ClientError("a " + std::to_string(sealed.size()) +

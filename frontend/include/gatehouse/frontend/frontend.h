@@ -46,7 +46,7 @@ class Frontend {
  public:
   /// `listen_fds`: listening sockets opened by the supervisor.
   /// `doorbell`: this process's; `worker_doorbells[i]`: worker i's.
-  Frontend(GatewaySegment& segment, std::vector<int> listen_fds, shm::Doorbell doorbell,
+  Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds, shm::Doorbell doorbell,
            std::vector<shm::Doorbell> worker_doorbells);
   ~Frontend();
 
