@@ -17,8 +17,14 @@ sources() {
     while read -r f; do [ -f "$f" ] && echo "$f"; done
 }
 
+# A missing tool is a failure, never a silent pass.
+need() {
+  command -v "$1" >/dev/null || { echo "lint: $1 is not installed (tools/setup.sh installs it)" >&2; exit 1; }
+}
+
 case ${1:-} in
   format)
+    need clang-format-14
     mapfile -t files < <(sources '*.h' '*.cc')
     if ! clang-format-14 --dry-run --Werror "${files[@]}"; then
       echo "lint: format: failed (tools/lint.sh fix-format rewrites them)" >&2
@@ -27,10 +33,12 @@ case ${1:-} in
     echo "lint: format: passed (${#files[@]} files)"
     ;;
   fix-format)
+    need clang-format-14
     mapfile -t files < <(sources '*.h' '*.cc')
     clang-format-14 -i "${files[@]}"
     ;;
   tidy)
+    need clang-tidy-14
     build=${2:?usage: tools/lint.sh tidy BUILD_DIR}
     [ -f "$build/compile_commands.json" ] || { echo "lint: no $build/compile_commands.json" >&2; exit 1; }
     # The sources the build compiles (a fuzz target is built by the fuzz

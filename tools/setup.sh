@@ -10,6 +10,7 @@ packages=(
   prometheus-cpp-dev libsystemd-dev libssl-dev libsodium-dev libspdlog-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev
+  clang-format-14 clang-tidy-14   # tools/lint.sh, part of the test command
   prometheus   # promtool and a Prometheus server for the metrics tests
   systemd      # systemd-analyze for the unit tests
 )
