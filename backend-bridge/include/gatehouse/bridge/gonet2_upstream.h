@@ -1,0 +1,99 @@
+// The gonet2 contract (proto/game.proto): one gRPC bidi Stream per
+// logged-in session, metadata `userid`; existing game services work
+// unchanged.
+//
+// Per session: open() starts the stream; each send() becomes one
+// Frame{Message}; close() half-closes it (WritesDone) so the game sees end of
+// stream. From the game (the gRPC thread, straight to UpstreamEvents):
+// Message -> message(), Kick -> kick(); the end of the stream (clean or
+// failed, including a game service that is down) -> ended() from the main
+// thread's flush(), after the stream's last message: the worker kicks the
+// session (kicked_by_game / backend_unavailable).
+//
+// Streams re-opened after a bridge restart (open() without an Origin) are
+// retried with backoff (100 ms doubling to 5 s) while the game service is
+// unavailable, for up to --backend-wait, instead of kicking their sessions;
+// client frames for them meanwhile are dropped and counted.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "game.grpc.pb.h"
+#include "gatehouse/bridge/call_on_queue.h"
+#include "gatehouse/bridge/upstream.h"
+#include "gatehouse/codec/frame_numbering.h"
+#include "gatehouse/contract/metrics.h"
+
+namespace gatehouse::bridge {
+
+class Gonet2Upstream final : public Upstream {
+ public:
+  struct Options {
+    std::string address;  ///< HOST:PORT
+    FrameNumbering numbering = FrameNumbering::kGonet2;
+    std::int64_t backend_wait_ns = 60'000'000'000;
+  };
+  /// `in_flight`: frames in this process's hands (shared memory; a dead
+  /// bridge's successor counts what it left there as lost). Everything given
+  /// here outlives this.
+  Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents& events, Wakeup& wakeup,
+                 metrics::Writer& metrics, std::atomic<std::int64_t>& in_flight);
+  /// Cancels its calls and waits for them to end.
+  ~Gonet2Upstream() override;
+
+  bool open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) override;
+  void send(std::uint64_t conn, std::uint64_t seq, std::span<const std::byte> message,
+            const Origin& origin) override;
+  void close(std::uint64_t conn, const Origin& origin) override;
+  std::size_t flush(std::int64_t now_ns) override;
+  void close_all() override;
+  void cancel_all() override;
+  std::size_t calls_open() const override { return streams_.size(); }
+  std::uint64_t unacknowledged() const override { return 0; }
+
+ private:
+  class GameStream;
+  class InFlight;
+  /// What a stream reports when it is over (the gRPC thread).
+  struct Ended {
+    std::uint64_t conn;
+    std::int32_t grpc_code;
+    bool closed_by_us;  ///< we half-closed it first: the session is gone already
+    bool worked;        ///< it carried a message from the game
+  };
+  void on_ended(const Ended& ended);  // any thread
+  std::size_t take_ended(std::int64_t now_ns);
+  void start_stream(std::uint64_t conn, std::int64_t user_id);
+  void retry_due_streams(std::int64_t now_ns);
+
+  const Options options_;
+  CallQueue& calls_;
+  UpstreamEvents& events_;
+  Wakeup& wakeup_;
+  metrics::Writer& metrics_;
+  std::atomic<std::int64_t>& in_flight_;
+  std::shared_ptr<InFlight> in_flight_source_;  // counts replies waiting for ring room
+  std::shared_ptr<grpc::Channel> channel_;
+  proto::GameService::Stub stub_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;
+  // Streams re-opened after a bridge restart, until one carries a message.
+  std::unordered_map<std::uint64_t, std::int64_t> reopening_;  // conn -> user
+  struct Retry {
+    std::int64_t user_id;
+    std::int64_t due_ns;
+    std::int64_t give_up_ns;
+    std::uint32_t backoff_ms;
+  };
+  std::unordered_map<std::uint64_t, Retry> retries_;
+  std::mutex ended_mutex_;
+  std::vector<Ended> ended_;  // guarded by ended_mutex_
+  std::vector<Ended> taken_;  // main thread's copy
+};
+
+}  // namespace gatehouse::bridge

@@ -1,0 +1,165 @@
+// The seam between the bridge and a game service: one Upstream per --backend
+// entry, an implementation per game-service contract (chosen once, when the
+// bridge starts), and the events they report back.
+//
+//   worker rings --records--> Bridge --open/send/close--> Upstream ==gRPC==> game
+//   worker rings <--records-- UpstreamEvents <--message/kick/ended-- Upstream <==
+//
+//   Gonet2Upstream (gonet2_upstream.h): one Stream per session, proto/game.proto
+//   BatchUpstream  (batch_upstream.h):  one link for every session, proto/batch.proto
+//
+// Threads: the bridge's main thread calls an Upstream (every member); the
+// gRPC thread (call_on_queue.h) reads the game's messages and reports them
+// to UpstreamEvents at once, so that a reply reaches its worker without a
+// hand-off to the main thread, whatever the contract. What needs the main
+// thread (a call that ended: kick, retry or re-link) the upstream keeps for
+// its next flush() and says so through Wakeup.
+#pragma once
+
+#include <atomic>
+#include <bitset>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/shm/doorbell.h"
+
+namespace gatehouse::bridge {
+
+/// Whoever answers for game events that wait in the bridge (a worker ring
+/// was full) instead of being in a ring: a gonet2 stream counts them in the
+/// in-flight metric (a dead bridge's successor reports them lost), a batched
+/// link does not acknowledge them to the game until they are written.
+class ReplySource {
+ public:
+  /// One event started waiting (any thread; the ring's producer mutex held).
+  virtual void held() = 0;
+  /// One event that waited is in its ring, published (main thread).
+  virtual void released() = 0;
+  /// A reference that keeps this alive while its events wait.
+  virtual std::shared_ptr<ReplySource> keep() = 0;
+
+ protected:
+  ~ReplySource() = default;
+};
+
+/// Where upstreams deliver what their game services send back, in order per
+/// session: into the session's worker ring (WorkerRings, worker_link.h, the
+/// one path for both contracts), or behind what waits for room there. Any
+/// thread; `unpublished` is the caller's own: publish() makes what it wrote
+/// visible, one store per ring, so a gRPC message's events share it.
+class UpstreamEvents {
+ public:
+  /// The worker rings a caller wrote into and has not published yet.
+  using Unpublished = std::bitset<kMaxWorkers>;
+
+  /// A message for the session's client (`bytes`: | proto | body |; moved
+  /// from when it has to wait). `seq`: a batched game's Event.seq, or 0.
+  virtual void message(Unpublished& unpublished, std::uint64_t conn, std::uint64_t seq,
+                       std::string& bytes, ReplySource& from) = 0;
+  /// The game ends the session (kicked_by_game).
+  virtual void kick(Unpublished& unpublished, std::uint64_t conn, ReplySource& from) = 0;
+  /// The session's game stream is over, or its game service unavailable
+  /// (`grpc_code`): the worker kicks the session.
+  virtual void ended(Unpublished& unpublished, std::uint64_t conn, std::int32_t grpc_code) = 0;
+  virtual void publish(const Unpublished& unpublished) = 0;
+
+ protected:
+  ~UpstreamEvents() = default;
+};
+
+/// Wakes the bridge's main thread out of park() when an upstream has news for
+/// its next flush() (any thread). A Dekker pair with begin_park(): either the
+/// notifier sees the main thread parked and rings, or the main thread sees
+/// the news and does not sleep.
+class Wakeup {
+ public:
+  explicit Wakeup(const shm::Doorbell& doorbell) : doorbell_(doorbell) {}
+  void notify() noexcept {
+    news_.store(true, std::memory_order_seq_cst);
+    if (parked_.load(std::memory_order_seq_cst)) doorbell_.ring();
+  }
+  /// Main thread, before it sleeps: false when there was news since the last
+  /// call (then it must not sleep). end_park() after, either way.
+  bool begin_park() noexcept {
+    parked_.store(true, std::memory_order_seq_cst);
+    return !news_.exchange(false, std::memory_order_seq_cst);
+  }
+  void end_park() noexcept { parked_.store(false, std::memory_order_relaxed); }
+
+ private:
+  const shm::Doorbell& doorbell_;
+  std::atomic<bool> news_{false};
+  std::atomic<bool> parked_{false};
+};
+
+/// A batched link, as a worker ring sees it: the records behind its events
+/// stay in the ring until it has acknowledged them.
+class Acknowledger {
+ public:
+  /// Event `index` (on the link) is acknowledged, or never will be (the link
+  /// ended: whatever it had not acknowledged is counted as dropped).
+  virtual bool releases(std::uint64_t index) const = 0;
+  /// The game held events too long: cancels the link; true the first time.
+  virtual bool abandon() = 0;
+  virtual std::uint32_t backend() const noexcept = 0;
+
+ protected:
+  ~Acknowledger() = default;
+};
+
+/// Keeps worker-ring records until an Acknowledger releases them
+/// (WorkerLink, main thread).
+class RecordKeeper {
+ public:
+  /// Keeps the records from `position` on until `link` releases `index`.
+  virtual void keep(std::uint64_t position, const std::shared_ptr<Acknowledger>& link,
+                    std::uint64_t index) = 0;
+
+ protected:
+  ~RecordKeeper() = default;
+};
+
+/// The worker-ring record behind a call to an Upstream.
+struct Origin {
+  RecordKeeper* keeper = nullptr;
+  std::uint64_t position = 0;  ///< where the record starts in its ring
+  /// A dead predecessor had handled it: a batched link sends its event again
+  /// (the game drops what it had), a gonet2 stream does not (its stream got
+  /// it or died with the bridge).
+  bool replay = false;
+};
+
+/// One game service behind its contract. Main thread only.
+class Upstream {
+ public:
+  virtual ~Upstream() = default;
+
+  /// The session starts talking to this game service: kStreamOpen (`origin`
+  /// its record), or a take-over after a bridge restart (`origin` null: the
+  /// session was logged in already). False when nothing was opened (it has
+  /// its stream already, or a replayed record needs none).
+  virtual bool open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) = 0;
+  /// One client message (kStreamMessage; `seq` the client's packet seq).
+  virtual void send(std::uint64_t conn, std::uint64_t seq, std::span<const std::byte> message,
+                    const Origin& origin) = 0;
+  /// The client left or was kicked (kStreamClose): half-close its stream.
+  virtual void close(std::uint64_t conn, const Origin& origin) = 0;
+  /// Once per duty-cycle pass: handles calls that ended (reported to
+  /// UpstreamEvents), starts the writes queued since the last pass, retries
+  /// and re-links what is due. Returns how much it did.
+  virtual std::size_t flush(std::int64_t now_ns) = 0;
+
+  /// The drain: half-closes every call; nothing is re-opened after this.
+  virtual void close_all() = 0;
+  /// Cancels every call (the drain timed out); their ends still come.
+  virtual void cancel_all() = 0;
+  /// gRPC calls up (streams, links); the drain is over when none is.
+  virtual std::size_t calls_open() const = 0;
+  /// Events sent and not acknowledged by the game (0 for gonet2: no acks).
+  virtual std::uint64_t unacknowledged() const = 0;
+};
+
+}  // namespace gatehouse::bridge

@@ -1,0 +1,149 @@
+// The bridge's side of the worker rings: reading client records from each
+// worker (WorkerLink) and the one path game events take into them
+// (WorkerRings), for both contracts.
+//
+//   worker i --ring w-br/i--> WorkerLink::read --handler(record, Origin)--> Bridge
+//            (head committed up to the first record whose batched event the
+//             game has not acknowledged: RecordKeeper)
+//   worker i <--ring br-w/i-- WorkerRings <--message/kick/ended-- upstreams
+//            (under the ring's producer mutex, from the gRPC thread or the
+//             main thread; a full ring: the backlog, in order, retried by the
+//             main thread each pass)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gatehouse/bridge/upstream.h"
+#include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/contract/metrics.h"
+#include "gatehouse/shm/doorbell.h"
+#include "gatehouse/shm/spsc_ring.h"
+
+namespace gatehouse::bridge {
+
+/// A game event on its way to a session's worker.
+struct Reply {
+  enum Kind : std::uint8_t { kMessage, kKick, kEnded } kind;
+  std::uint64_t conn;
+  std::uint64_t seq = 0;       ///< kMessage: a batched game's Event.seq
+  std::int32_t grpc_code = 0;  ///< kEnded
+};
+
+/// Both rings between the bridge and one worker.
+class WorkerLink final : public RecordKeeper {
+ public:
+  static constexpr std::size_t kRingBatch = 256;
+
+  /// `ack_timeout_ns`: how long a batched game may leave events
+  /// unacknowledged before its link is given up.
+  WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
+             std::int64_t ack_timeout_ns);
+
+  /// Hands up to kRingBatch records to `handler(record, origin)` (main
+  /// thread, once per duty-cycle pass), then commits the ring's head as far
+  /// as no record is kept. Returns the records read.
+  template <class Handler>
+  std::size_t read(Handler&& handler, std::uint64_t pass, std::int64_t now_ns) {
+    pass_ = pass;
+    now_ns_ = now_ns;
+    const std::size_t n = from_worker_.poll(
+        [&](const shm::Record& record) {
+          const bool replay = record.end <= replay_until_;
+          if (!replay) from_worker_.note_taken(record.end);  // before anything leaves
+          handler(record, Origin{this, record.position, replay});
+          return true;
+        },
+        kRingBatch);
+    release_acknowledged();
+    return n;
+  }
+
+  void keep(std::uint64_t position, const std::shared_ptr<Acknowledger>& link,
+            std::uint64_t index) override;
+  /// Records are kept for a game's acknowledgement.
+  bool holding() const noexcept { return !pending_.empty(); }
+  /// See shm::RingConsumer.
+  bool prepare_park() noexcept { return from_worker_.prepare_park(); }
+  void unpark() noexcept { from_worker_.unpark(); }
+
+ private:
+  friend class WorkerRings;
+
+  void release_acknowledged();
+
+  shm::Doorbell doorbell_;
+  const std::int64_t ack_timeout_ns_;
+  shm::RingConsumer from_worker_;
+  // Records whose batched events the game has not acknowledged, in ring
+  // order; the ring's head stays at the first. Events of one link from one
+  // pass share an entry (released when its last is acknowledged).
+  struct Pending {
+    std::uint64_t position;  // the first record's start
+    std::shared_ptr<Acknowledger> link;
+    std::uint64_t last_index;  // on the link
+    std::uint64_t pass;
+    std::int64_t since_ns;
+  };
+  std::deque<Pending> pending_;
+  // Records before this had been handled by a dead predecessor: gonet2 ones
+  // went to their streams, batched ones are sent again (the game de-duplicates).
+  const std::uint64_t replay_until_;
+  std::uint64_t released_;  // the head as last committed
+  std::uint64_t pass_ = 0;
+  std::int64_t now_ns_ = 0;
+
+  // To the worker: written from the gRPC thread and the main thread.
+  std::mutex produce_mutex_;
+  shm::RingProducer to_worker_;  // guarded by produce_mutex_
+  struct Waiting {
+    Reply reply;
+    std::string bytes;
+    std::shared_ptr<ReplySource> source;  // null: nobody to tell (kEnded)
+  };
+  std::deque<Waiting> backlog_;  // guarded by produce_mutex_: waiting for room, in order
+};
+
+/// The one path game events take into the worker rings, for every upstream.
+class WorkerRings final : public UpstreamEvents {
+ public:
+  /// `workers` outlives this.
+  WorkerRings(std::vector<std::unique_ptr<WorkerLink>>& workers, const Settings& settings,
+              Wakeup& wakeup);
+
+  void message(Unpublished& unpublished, std::uint64_t conn, std::uint64_t seq, std::string& bytes,
+               ReplySource& from) override;
+  void kick(Unpublished& unpublished, std::uint64_t conn, ReplySource& from) override;
+  void ended(Unpublished& unpublished, std::uint64_t conn, std::int32_t grpc_code) override;
+  void publish(const Unpublished& unpublished) override;
+
+  /// Main thread, once per pass: writes what waits for room, in order, and
+  /// publishes every ring. Returns the events written.
+  std::size_t flush_backlogs();
+  /// Counts since the last call, for the main thread's metrics.
+  std::uint64_t take_messages_received() noexcept {
+    return received_.exchange(0, std::memory_order_relaxed);
+  }
+  std::uint64_t take_dropped() noexcept { return dropped_.exchange(0, std::memory_order_relaxed); }
+
+ private:
+  void deliver(Unpublished& unpublished, const Reply& reply, std::span<const std::byte> bytes,
+               std::string* movable, ReplySource* from);
+  /// One event as a record in its worker's ring (produce mutex held).
+  static shm::WriteStatus write(WorkerLink& link, const Reply& reply,
+                                std::span<const std::byte> bytes);
+
+  std::vector<std::unique_ptr<WorkerLink>>& workers_;
+  const Settings settings_;
+  Wakeup& wakeup_;
+  std::atomic<std::uint64_t> received_{0};             // game messages, any contract
+  std::atomic<std::uint64_t> dropped_{0};              // events for ids no session ever had
+  std::vector<std::shared_ptr<ReplySource>> written_;  // main thread: flush_backlogs()'s
+};
+
+}  // namespace gatehouse::bridge

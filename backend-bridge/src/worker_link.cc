@@ -1,0 +1,156 @@
+#include "gatehouse/bridge/worker_link.h"
+
+#include <grpcpp/support/status_code_enum.h>
+
+#include <utility>
+
+#include "gatehouse/base/log.h"
+#include "gatehouse/contract/records.h"
+
+namespace gatehouse::bridge {
+
+WorkerLink::WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
+                       std::int64_t ack_timeout_ns)
+    : doorbell_(std::move(doorbell)),
+      ack_timeout_ns_(ack_timeout_ns),
+      from_worker_(segment.ring(RingKind::kWorkerToBridge, worker)),
+      replay_until_(from_worker_.taken_before_attach()),
+      released_(from_worker_.position()),
+      to_worker_(segment.ring(RingKind::kBridgeToWorker, worker), &doorbell_) {}
+
+void WorkerLink::keep(std::uint64_t position, const std::shared_ptr<Acknowledger>& link,
+                      std::uint64_t index) {
+  if (!pending_.empty() && pending_.back().link == link && pending_.back().pass == pass_) {
+    pending_.back().last_index = index;
+  } else {
+    pending_.push_back({position, link, index, pass_, now_ns_});
+  }
+}
+
+/// Commits the worker ring's head up to the first record whose batched
+/// events the game has not acknowledged; a link that broke releases its own
+/// (it counted them lost).
+void WorkerLink::release_acknowledged() {
+  while (!pending_.empty() && pending_.front().link->releases(pending_.front().last_index)) {
+    pending_.pop_front();
+  }
+  // A game that holds events unacknowledged stalls this worker's ring: after
+  // a while its link is given up as broken (its events counted as dropped).
+  if (!pending_.empty() && now_ns_ - pending_.front().since_ns > ack_timeout_ns_ &&
+      pending_.front().link->abandon()) {
+    spdlog::error(
+        "game service link {}: no acknowledgement for {} ms; cancelling the link (a batched "
+        "game service must acknowledge what it reads, proto/batch.proto)",
+        pending_.front().link->backend(), ack_timeout_ns_ / 1'000'000);
+  }
+  const std::uint64_t head = pending_.empty() ? from_worker_.position() : pending_.front().position;
+  if (head != released_) {
+    from_worker_.commit(head);
+    released_ = head;
+  }
+}
+
+// ------------------------------------------------------------------ WorkerRings
+
+WorkerRings::WorkerRings(std::vector<std::unique_ptr<WorkerLink>>& workers,
+                         const Settings& settings, Wakeup& wakeup)
+    : workers_(workers), settings_(settings), wakeup_(wakeup) {}
+
+void WorkerRings::message(Unpublished& unpublished, std::uint64_t conn, std::uint64_t seq,
+                          std::string& bytes, ReplySource& from) {
+  received_.fetch_add(1, std::memory_order_relaxed);
+  // Copied from the parsed message straight into the ring: the message
+  // keeps its string for the next parse (no allocation per event).
+  deliver(unpublished, Reply{Reply::kMessage, conn, seq, 0}, std::as_bytes(std::span(bytes)),
+          &bytes, &from);
+}
+
+void WorkerRings::kick(Unpublished& unpublished, std::uint64_t conn, ReplySource& from) {
+  deliver(unpublished, Reply{Reply::kKick, conn, 0, 0}, {}, nullptr, &from);
+}
+
+void WorkerRings::ended(Unpublished& unpublished, std::uint64_t conn, std::int32_t grpc_code) {
+  deliver(unpublished, Reply{Reply::kEnded, conn, 0, grpc_code}, {}, nullptr, nullptr);
+}
+
+void WorkerRings::deliver(Unpublished& unpublished, const Reply& reply,
+                          std::span<const std::byte> bytes, std::string* movable,
+                          ReplySource* from) {
+  const std::uint32_t w = worker_of_slot(shm::ConnectionId(reply.conn).slot(), settings_);
+  if (w >= workers_.size()) {  // not a session id this gateway ever gave out
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("game event for unknown session {:#x} dropped", reply.conn);
+    return;
+  }
+  WorkerLink& link = *workers_[w];
+  {
+    std::lock_guard lock(link.produce_mutex_);
+    // Behind whatever waits already, so that a session's events keep their
+    // order (and a stream's end comes after its last message).
+    if (link.backlog_.empty() && write(link, reply, bytes) != shm::WriteStatus::kFull) {
+      unpublished.set(w);
+      return;
+    }
+    // Held in this process now: counted, or not acknowledged, until written.
+    if (from != nullptr) from->held();
+    link.backlog_.push_back({reply, movable != nullptr ? std::move(*movable) : std::string(),
+                             from != nullptr ? from->keep() : nullptr});
+  }
+  wakeup_.notify();  // the main thread retries the backlog
+}
+
+void WorkerRings::publish(const Unpublished& unpublished) {
+  for (std::uint32_t w = 0; w < workers_.size(); ++w) {
+    if (!unpublished.test(w)) continue;
+    std::lock_guard lock(workers_[w]->produce_mutex_);
+    workers_[w]->to_worker_.publish();
+  }
+}
+
+std::size_t WorkerRings::flush_backlogs() {
+  std::size_t work = 0;
+  for (auto& link : workers_) {
+    std::lock_guard lock(link->produce_mutex_);
+    while (!link->backlog_.empty()) {
+      WorkerLink::Waiting& e = link->backlog_.front();
+      if (write(*link, e.reply, std::as_bytes(std::span(e.bytes))) == shm::WriteStatus::kFull) {
+        break;
+      }
+      if (e.source) written_.push_back(std::move(e.source));
+      link->backlog_.pop_front();
+      ++work;
+    }
+    link->to_worker_.publish();
+    for (const auto& source : written_) source->released();  // published: ack or uncount them
+    written_.clear();
+  }
+  return work;
+}
+
+shm::WriteStatus WorkerRings::write(WorkerLink& link, const Reply& reply,
+                                    std::span<const std::byte> bytes) {
+  shm::WriteStatus status = shm::WriteStatus::kOk;
+  switch (reply.kind) {
+    case Reply::kMessage:
+      status = ipc::write_record(link.to_worker_, ipc::kGameMessage,
+                                 ipc::GameMessage{reply.conn, reply.seq}, bytes);
+      break;
+    case Reply::kKick:
+      status = ipc::write_record(link.to_worker_, ipc::kGameKick, ipc::GameKick{reply.conn});
+      break;
+    case Reply::kEnded:
+      status = ipc::write_record(link.to_worker_, ipc::kStreamEnded,
+                                 ipc::StreamEnded{reply.conn, reply.grpc_code, 0});
+      break;
+  }
+  if (status == shm::WriteStatus::kTooLarge) {
+    // Larger than any client frame; the worker would have to kick for it.
+    ipc::write_record(
+        link.to_worker_, ipc::kStreamEnded,
+        ipc::StreamEnded{reply.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
+    spdlog::warn("conn {:#x}: game message of {} bytes is too large", reply.conn, bytes.size());
+  }
+  return status;
+}
+
+}  // namespace gatehouse::bridge

@@ -1,0 +1,170 @@
+// The Bridge's duty cycle driven one pass at a time (do_work()), with the
+// test as the worker (its two rings in a real segment) and a real gRPC game
+// service in the process, for each contract: records from the worker reach
+// the game, and the game's replies reach the worker ring by the same path,
+// in order, even when the ring is full; the drain half-closes and finishes.
+#include "gatehouse/bridge/bridge.h"
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "fake_game_service.h"
+#include "game_test_client.h"
+#include "gatehouse/contract/records.h"
+#include "gatehouse/game/demo_game.h"
+#include "test_segment.h"
+
+namespace gatehouse::bridge {
+namespace {
+
+using namespace std::chrono_literals;
+using gatehouse::testing::FakeGameService;
+using gatehouse::testing::FakeGameServiceOptions;
+using gatehouse::testing::packet;
+using gatehouse::testing::to_bytes;
+
+constexpr std::int64_t kUser = 7;
+const std::uint64_t kConn = shm::ConnectionId(1, 2).value();
+
+struct Got {
+  std::uint32_t type;
+  std::uint64_t conn;
+  std::string bytes;
+};
+
+/// Parameter: the --backend prefix of the contract ("" gonet2, "batch:").
+class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
+ protected:
+  BridgeDutyCycle()
+      : game_(FakeGameServiceOptions{.echo = true}),
+        settings_(testing::test_settings(1, {GetParam() + game_.address()})),
+        segment_(testing::make_segment(settings_)),
+        to_bridge_(segment_.ring(RingKind::kWorkerToBridge, 0)),
+        from_bridge_(segment_.ring(RingKind::kBridgeToWorker, 0)) {
+    std::vector<shm::Doorbell> workers;
+    workers.push_back(shm::Doorbell::create());
+    bridge_ = std::make_unique<Bridge>(segment_, shm::Doorbell::create(), std::move(workers));
+    bridge_->take_over();
+  }
+
+  bool batched() const { return !GetParam().empty(); }
+
+  template <class Header>
+  void write(ipc::RecordType type, const Header& header, std::span<const std::byte> tail = {}) {
+    ASSERT_EQ(ipc::write_record(to_bridge_, type, header, tail), shm::WriteStatus::kOk);
+    to_bridge_.publish();
+  }
+
+  /// do_work() (and the worker's read) until `done()` (true) or 10 s passed.
+  template <class Predicate>
+  bool run_until(Predicate done) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      bridge_->do_work();
+      read();
+      std::this_thread::sleep_for(200us);
+    }
+    return true;
+  }
+  bool run_until_read(std::size_t n) {
+    return run_until([&] { return got_.size() >= n; });
+  }
+
+  void read() {
+    from_bridge_.read(
+        [&](const shm::Record& r) {
+          Got g{r.type, 0, {}};
+          std::memcpy(&g.conn, r.payload.data(), sizeof g.conn);  // every header starts so
+          if (r.type == ipc::kGameMessage) {
+            const auto tail = ipc::parse_record<ipc::GameMessage>(r.payload)->tail;
+            g.bytes.assign(reinterpret_cast<const char*>(tail.data()), tail.size());
+          }
+          got_.push_back(std::move(g));
+        },
+        1 << 20);
+  }
+
+  std::uint64_t counter(metrics::Counter c) const {
+    return segment_.metrics().bridge.counters[c].load();
+  }
+
+  FakeGameService game_;
+  const Settings settings_;
+  GatewaySegment segment_;
+  shm::RingProducer to_bridge_;
+  shm::RingConsumer from_bridge_;
+  std::unique_ptr<Bridge> bridge_;
+  std::vector<Got> got_;
+};
+
+TEST_P(BridgeDutyCycle, WorkerRecordsReachTheGameAndItsRepliesTheWorkerRing) {
+  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser});
+  const game::Bytes ping = packet(game::demo::kPingReq, to_bytes("one pass"));
+  write(ipc::kStreamMessage, ipc::StreamMessage{kConn, kUser, 1}, ping);
+  ASSERT_TRUE(run_until_read(1));
+  ASSERT_EQ(got_[0].type, ipc::kGameMessage);
+  EXPECT_EQ(got_[0].conn, kConn);
+  const game::Bytes ack = packet(game::demo::kPingAck, to_bytes("one pass"));
+  EXPECT_EQ(got_[0].bytes, std::string(reinterpret_cast<const char*>(ack.data()), ack.size()));
+  EXPECT_EQ(game_.frames(kUser), std::vector<game::Bytes>{ping});
+  EXPECT_EQ(counter(metrics::kGameMessagesSent), 1u);
+  EXPECT_EQ(counter(metrics::kGameMessagesReceived), 1u);
+
+  // Closing: the game sees the session end; the worker hears nothing more.
+  write(ipc::kStreamClose, ipc::StreamClose{kConn, kUser});
+  ASSERT_TRUE(run_until([&] { return game_.live_stream_count() == 0; }));
+  EXPECT_TRUE(game_.streams()[0].client_half_closed);
+  bridge_->request_stop();
+  EXPECT_TRUE(run_until([&] { return bridge_->finished(); })) << "every call ended";
+  read();
+  EXPECT_EQ(got_.size(), 1u);
+}
+
+TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
+  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser});
+  ASSERT_TRUE(run_until([&] { return game_.live_stream_count() == 1; }));
+  // More than the 64 KiB ring holds, while the worker does not read.
+  constexpr int kReplies = 300;
+  const std::string pad(500, 'r');
+  for (int i = 0; i < kReplies; ++i)
+    ASSERT_TRUE(game_.push(kUser, to_bytes(std::to_string(i) + pad)));
+  ASSERT_TRUE(game_.kick(kUser));
+  // Every reply taken from the game before the worker reads one: the ring is
+  // full, the rest waits in the bridge (counted in flight for gonet2).
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (counter(metrics::kGameMessagesReceived) < kReplies &&
+         std::chrono::steady_clock::now() < deadline) {
+    bridge_->do_work();
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(counter(metrics::kGameMessagesReceived), static_cast<std::uint64_t>(kReplies));
+  if (!batched()) {
+    EXPECT_GT(segment_.metrics().bridge.in_flight.load(), 0);
+  }
+  ASSERT_TRUE(run_until_read(kReplies + (batched() ? 1 : 2)));
+  for (int i = 0; i < kReplies; ++i) {
+    ASSERT_EQ(got_[i].type, ipc::kGameMessage);
+    ASSERT_EQ(got_[i].bytes, std::to_string(i) + pad);
+  }
+  EXPECT_EQ(got_[kReplies].type, ipc::kGameKick);
+  // gonet2: the stream ends after its kick; batched: the link stays.
+  if (!batched()) {
+    EXPECT_EQ(got_[kReplies + 1].type, ipc::kStreamEnded);
+  }
+  EXPECT_EQ(segment_.metrics().bridge.in_flight.load(), 0) << "nothing held any more";
+}
+
+std::string contract_name(const ::testing::TestParamInfo<std::string>& param) {
+  return param.param.empty() ? "Gonet2" : "Batched";
+}
+
+INSTANTIATE_TEST_SUITE_P(EachContract, BridgeDutyCycle, ::testing::Values("", "batch:"),
+                         contract_name);
+
+}  // namespace
+}  // namespace gatehouse::bridge
