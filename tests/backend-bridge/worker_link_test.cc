@@ -156,6 +156,7 @@ TEST_F(WorkerRingsTest, EventsForSessionsNoWorkerOwnsAreDroppedAndCounted) {
 TEST_F(WorkerRingsTest, DeliveriesFromAnotherThreadKeepEachSessionsOrderThroughTheBacklog) {
   constexpr int kPerSession = 3000;
   const std::vector<std::uint64_t> sessions = {conn_of(0, 1), conn_of(0, 2), conn_of(1, 3)};
+  std::atomic<bool> produced{false};
   std::thread grpc([&] {
     const std::string pad(300, 'p');
     for (int i = 0; i < kPerSession; ++i) {
@@ -166,7 +167,11 @@ TEST_F(WorkerRingsTest, DeliveriesFromAnotherThreadKeepEachSessionsOrderThroughT
       }
       rings_.publish(unpublished);
     }
+    produced.store(true);
   });
+  // The reader starts once the rings are full, whatever the scheduler does,
+  // so the backlog is always exercised.
+  while (source_->held_count() == 0 && !produced.load()) std::this_thread::yield();
   std::map<std::uint64_t, int> next;
   std::size_t total = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
