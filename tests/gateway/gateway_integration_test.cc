@@ -857,6 +857,13 @@ TEST_F(GatewayTest, ReloadAppliesTheConfigurationFileAgain) {
       << gateway_->log();
   EXPECT_TRUE(gateway_->wait_log("ring-bytes changed but needs a restart")) << gateway_->log();
   // The frontend: three connections from 127.0.0.1 are open, a fourth is not.
+  // It takes the new settings on its next pass (up to its park timeout after
+  // the supervisor published them, later on a loaded machine), not by the
+  // time the supervisor logs "reload complete": a connection it accepted
+  // before would be let in.
+  ASSERT_TRUE(gateway_->wait_log("[frontend] settings reloaded")) << gateway_->log();
+  EXPECT_NE(gateway_->log().find("max-connections-per-ip 3\n"), std::string::npos)
+      << gateway_->log();
   Client fourth;
   fourth.connect("127.0.0.1", gateway_->port());
   EXPECT_TRUE(fourth.wait_closed(5s)) << "max-connections-per-ip 3 applies to open connections";
