@@ -45,6 +45,10 @@ echo "$total connections: $procs gateway instance(s) on port $port (--reuse-port
 
 setsid "$build/examples/gatehouse-demo-game" --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
 game=$!
+# The game serves before any gateway starts: a bridge that finds nobody on
+# the port kicks the sessions logging in meanwhile (backend_unavailable).
+for _ in $(seq 600); do grep -q "listening on" "$out/game.log" && break; sleep 0.1; done
+grep -q "listening on" "$out/game.log" || { echo "the demo game did not start:" >&2; cat "$out/game.log" >&2; exit 1; }
 gateways=
 metrics_ports=()
 for i in $(seq "$procs"); do
@@ -53,7 +57,7 @@ for i in $(seq "$procs"); do
     --metrics-listen 127.0.0.1:0 --ready-file "$out/ready-$i" --log-level warn \
     >"$out/gateway-$i.log" 2>&1 &
   gateways="$gateways $!"
-  for _ in $(seq 100); do [ -s "$out/ready-$i" ] && break; sleep 0.1; done
+  for _ in $(seq 600); do [ -s "$out/ready-$i" ] && break; sleep 0.1; done
   metrics_ports+=("$(grep '^metrics=' "$out/ready-$i" | sed 's/.*://')")
 done
 read -ra gateway_pids <<<"$gateways"
