@@ -291,8 +291,8 @@ TEST(BenchIntegration, AForgedReplyIsCaught) {
   // A 1002 as the game would send it, but for message 1000000 of connection 0.
   bool pushed = false;
   // Pushed once echo traffic flows, so a message is in flight to mismatch.
-  if (game.wait_for_streams(1, 10s) &&
-      game.wait_for_frames(game.streams().front().user_id, 10, 10s)) {
+  if (game.wait_for_streams(1, kPatience) &&
+      game.wait_for_frames(game.streams().front().user_id, 10, kPatience)) {
     const std::int32_t user = game.streams().front().user_id;
     std::vector<std::byte> forged{std::byte{0x03}, std::byte{0xea},  // proto 1002
                                   std::byte{0},    std::byte{0},    std::byte{0},

@@ -13,11 +13,13 @@
 
 #include "crypto/reference_crypto.h"
 #include "fake_gateway.h"
+#include "patience.h"
 
 namespace gatehouse::client {
 namespace {
 
 using namespace std::chrono_literals;
+using gatehouse::testing::kPatience;
 using testing::Bytes;
 using testing::bytes;
 using testing::ClientFrame;
@@ -38,7 +40,7 @@ struct Connected {
 
  private:
   static FakeConnection connect_and_accept(FakeListener& listener, Client& client) {
-    client.connect("127.0.0.1", listener.port(), 2s);
+    client.connect("127.0.0.1", listener.port(), kPatience);
     return listener.accept();
   }
 };
@@ -60,7 +62,7 @@ TEST(ClientConnect, SetsNoDelayAndReportsLocalPort) {
 TEST(ClientConnect, ResolvesLocalhost) {
   FakeListener listener;
   Client client;
-  client.connect("localhost", listener.port(), 2s);  // may try ::1 first
+  client.connect("localhost", listener.port(), kPatience);  // may try ::1 first
   FakeConnection server = listener.accept();
   EXPECT_TRUE(client.connected());
 }
@@ -73,7 +75,7 @@ TEST(ClientConnect, RefusedConnectionThrowsClientError) {
   }
   Client client;
   try {
-    client.connect("127.0.0.1", port, 2s);
+    client.connect("127.0.0.1", port, kPatience);
     FAIL() << "connected to a closed port";
   } catch (const ClientError& e) {
     EXPECT_THAT(e.what(), HasSubstr("127.0.0.1:" + std::to_string(port)));
@@ -165,14 +167,14 @@ TEST(ClientReceive, ParsesFramesSplitAndCoalesced) {
     both.insert(both.end(), third.begin(), third.end());
     c.server.write_raw(both);  // two frames in one write
   });
-  const auto p1 = c.client.receive(2s);
+  const auto p1 = c.client.receive(kPatience);
   ASSERT_TRUE(p1);
   EXPECT_EQ(p1->proto, 1002);
   EXPECT_EQ(p1->body, text_bytes("hello"));
-  const auto p2 = c.client.receive(2s);
+  const auto p2 = c.client.receive(kPatience);
   ASSERT_TRUE(p2);
   EXPECT_EQ(p2->proto, 1004);
-  const auto p3 = c.client.receive(2s);
+  const auto p3 = c.client.receive(kPatience);
   ASSERT_TRUE(p3);
   EXPECT_EQ(p3->proto, 1);
   EXPECT_EQ(p3->body, bytes({0, 0, 0, 9}));
@@ -182,7 +184,7 @@ TEST(ClientReceive, ParsesFramesSplitAndCoalesced) {
 TEST(ClientReceive, EmptyBodyAndNegativeProto) {
   Connected c;
   c.server.write_raw(bytes({0, 2, 0xff, 0xff}));
-  const auto p = c.client.receive(2s);
+  const auto p = c.client.receive(kPatience);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->proto, -1);
   EXPECT_TRUE(p->body.empty());
@@ -199,7 +201,7 @@ TEST(ClientReceive, TimesOutWithNulloptAndNotClosed) {
   EXPECT_FALSE(c.client.receive(100ms));
   EXPECT_FALSE(c.client.closed());
   c.server.write_raw(bytes({'x', 'y', 'z'}));
-  const auto p = c.client.receive(2s);
+  const auto p = c.client.receive(kPatience);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->body, text_bytes("xyz"));
 }
@@ -208,7 +210,7 @@ TEST(ClientReceive, ClosedConnectionIsReportedAfterTheLastPacket) {
   Connected c;
   c.server.write_packet(1002, text_bytes("last"));
   c.server.close();
-  const auto p = c.client.receive(2s);
+  const auto p = c.client.receive(kPatience);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->body, text_bytes("last"));
   const auto start = std::chrono::steady_clock::now();
@@ -232,7 +234,7 @@ TEST(ClientReceive, ReceiveProtoLeavesOtherPacketsQueuedInOrder) {
   c.server.write_packet(1004, bytes({0, 0, 0, 1, 0, 0}));
   c.server.write_packet(1006, {});
   c.server.write_packet(1002, text_bytes("x"));
-  const auto ack = c.client.receive_proto(1002, 2s);
+  const auto ack = c.client.receive_proto(1002, kPatience);
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->body, text_bytes("x"));
   ASSERT_EQ(c.client.pending().size(), 2u);
@@ -265,7 +267,7 @@ TEST(ClientReceive, WaitClosedTimesOutWhileTheServerKeepsTheConnection) {
 TEST(ClientReceive, MalformedFrameFromTheGatewayThrows) {
   Connected c;
   c.server.write_raw(bytes({0, 1, 0x42}));  // payload shorter than a proto
-  EXPECT_THROW(c.client.receive(2s), ClientError);
+  EXPECT_THROW(c.client.receive(kPatience), ClientError);
 }
 
 TEST(ClientReceive, SendAfterResetReturnsFalseEventually) {
@@ -282,7 +284,7 @@ TEST(ClientReceive, ShutdownSendGivesTheServerEofAndKeepsReceiving) {
   c.client.shutdown_send();
   EXPECT_TRUE(c.server.eof());
   c.server.write_packet(1002, text_bytes("still"));
-  const auto p = c.client.receive(2s);
+  const auto p = c.client.receive(kPatience);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->body, text_bytes("still"));
 }
@@ -311,7 +313,7 @@ TEST(ClientKeyExchange, SeedsAreGToTheSecretsAndKeysMatchTheServers) {
       [&] { server_keys = testing::serve_key_exchange(c.server, kServerX1, kServerX2); });
   const std::uint64_t a = 1'000'003;
   const std::uint64_t b = 0x7fff'ffff'ffff'fff0ULL;
-  const auto keys = c.client.key_exchange(a, b, 2s);
+  const auto keys = c.client.key_exchange(a, b, kPatience);
   ASSERT_EQ(server.join(), "");
   ASSERT_TRUE(keys);
   EXPECT_TRUE(c.client.encrypted());
@@ -339,7 +341,7 @@ TEST(ClientKeyExchange, BothDirectionsAreOneContinuousRc4StreamOverPayloadsOnly)
   testing::ServerKeys keys;
   ServerThread exchange(
       [&] { keys = testing::serve_key_exchange(c.server, kServerX1, kServerX2); });
-  ASSERT_TRUE(c.client.key_exchange(2s));  // random secrets
+  ASSERT_TRUE(c.client.key_exchange(kPatience));  // random secrets
   ASSERT_EQ(exchange.join(), "");
 
   // client -> gateway: the reference RC4 keyed "DH"+key1 decrypts every
@@ -367,9 +369,9 @@ TEST(ClientKeyExchange, BothDirectionsAreOneContinuousRc4StreamOverPayloadsOnly)
   c.server.write_packet(1002, text_bytes("pong"));
   c.server.write_packet(1004, bytes({0, 0, 0, 42, 0, 2, 'h', 'i'}));
   c.server.write_int32_packet(1, 5);
-  const auto p1 = c.client.receive(2s);
-  const auto p2 = c.client.receive(2s);
-  const auto p3 = c.client.receive(2s);
+  const auto p1 = c.client.receive(kPatience);
+  const auto p2 = c.client.receive(kPatience);
+  const auto p3 = c.client.receive(kPatience);
   ASSERT_TRUE(p1 && p2 && p3);
   EXPECT_EQ(*p1, (Packet{1002, text_bytes("pong")}));
   EXPECT_EQ(demo::parse_chat_message(p2->body), (demo::ChatMessage{42, "hi"}));
@@ -381,7 +383,7 @@ TEST(ClientKeyExchange, BothDirectionsAreOneContinuousRc4StreamOverPayloadsOnly)
     if (f.proto != 0 || f.seq != 6) throw std::runtime_error("bad heartbeat frame");
     c.server.write_packet(1, f.body);
   });
-  EXPECT_EQ(c.client.heartbeat(-7, 2s), -7);
+  EXPECT_EQ(c.client.heartbeat(-7, kPatience), -7);
   EXPECT_EQ(heartbeat.join(), "");
 }
 
@@ -401,9 +403,9 @@ TEST(ClientKeyExchange, AFrameRightBehindTheAckInTheSameWriteIsDecrypted) {
     wire.insert(wire.end(), push.begin(), push.end());
     c.server.write_raw(wire);
   });
-  ASSERT_TRUE(c.client.key_exchange(2s));
+  ASSERT_TRUE(c.client.key_exchange(kPatience));
   ASSERT_EQ(server.join(), "");
-  const auto push = c.client.receive(2s);
+  const auto push = c.client.receive(kPatience);
   ASSERT_TRUE(push);
   EXPECT_EQ(demo::parse_chat_message(push->body), (demo::ChatMessage{3, "z"}));
 }
@@ -419,7 +421,7 @@ TEST(ClientKeyExchange, NegativeServerSeedsReduceModP) {
   });
   const std::uint64_t a = 12345;
   const std::uint64_t b = 67891;
-  const auto keys = c.client.key_exchange(a, b, 2s);
+  const auto keys = c.client.key_exchange(a, b, kPatience);
   ASSERT_EQ(server.join(), "");
   ASSERT_TRUE(keys);
   EXPECT_EQ(keys->send_key, testing::reference_dh(-2, a));
@@ -454,7 +456,7 @@ TEST(ClientHeartbeat, SendsIdAndReturnsTheAckedId) {
     c.server.write_packet(1004, bytes({0, 0, 0, 1, 0, 0}));  // a push first
     c.server.write_packet(1, f.body);
   });
-  EXPECT_EQ(c.client.heartbeat(0x12345678, 2s), 0x12345678);
+  EXPECT_EQ(c.client.heartbeat(0x12345678, kPatience), 0x12345678);
   EXPECT_EQ(server.join(), "");
   EXPECT_EQ(c.client.pending().size(), 1u);  // the push is kept
 }
@@ -490,7 +492,7 @@ TEST(ClientLogin, BodyLayoutIsByteExactAndUidIsReturned) {
     body = f.body;
     c.server.write_int32_packet(11, 42);
   });
-  const LoginResult r = c.client.login("player-7", "secret-token", 2s);
+  const LoginResult r = c.client.login("player-7", "secret-token", kPatience);
   ASSERT_EQ(server.join(), "");
   EXPECT_EQ(body, expected_login_body("player-7", "secret-token"));
   EXPECT_TRUE(r.ok());
@@ -517,7 +519,7 @@ TEST(ClientLogin, HandBuiltLayoutOfEveryField) {
     body = c.server.read_frame().body;
     c.server.write_int32_packet(11, 1);
   });
-  EXPECT_TRUE(c.client.login(req, 2s).ok());
+  EXPECT_TRUE(c.client.login(req, kPatience).ok());
   ASSERT_EQ(server.join(), "");
   Bytes expected = bytes({1, 2, 3, 4});  // login_way int32
   const auto append = [&](std::initializer_list<unsigned> field) {
@@ -544,13 +546,13 @@ TEST(ClientLogin, RefusalCarriesTheCode) {
     c.server.write_int32_packet(12, 7);
     c.server.close();
   });
-  const LoginResult r = c.client.login("nobody", "", 2s);
+  const LoginResult r = c.client.login("nobody", "", kPatience);
   ASSERT_EQ(server.join(), "");
   EXPECT_EQ(r.status, LoginResult::Status::kRefused);
   EXPECT_EQ(r.value, 7);
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.uid(), 0);
-  EXPECT_TRUE(c.client.wait_closed(2s));
+  EXPECT_TRUE(c.client.wait_closed(kPatience));
 }
 
 TEST(ClientLogin, CloseWithoutReplyAndTimeout) {
@@ -560,7 +562,7 @@ TEST(ClientLogin, CloseWithoutReplyAndTimeout) {
       c.server.read_frame();
       c.server.close();
     });
-    EXPECT_EQ(c.client.login("x", "y", 2s).status, LoginResult::Status::kClosed);
+    EXPECT_EQ(c.client.login("x", "y", kPatience).status, LoginResult::Status::kClosed);
     EXPECT_EQ(server.join(), "");
   }
   {
@@ -579,8 +581,8 @@ TEST(ClientLogin, WorksEncrypted) {
     body = f.body;
     c.server.write_int32_packet(11, 1234);
   });
-  ASSERT_TRUE(c.client.key_exchange(2s));
-  const LoginResult r = c.client.login("enc", "tok", 2s);
+  ASSERT_TRUE(c.client.key_exchange(kPatience));
+  const LoginResult r = c.client.login("enc", "tok", kPatience);
   ASSERT_EQ(server.join(), "");
   EXPECT_EQ(body, expected_login_body("enc", "tok"));
   EXPECT_EQ(r.uid(), 1234);

@@ -135,11 +135,11 @@ TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
   // 10 user_login_req -> 11 user_login_succeed_ack, uid int32.
   s.send(seq++, 10, login_body("alice-phone", "tok-alice"));
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
-  ASSERT_TRUE(game_.wait_for_streams(1, 5s));
+  ASSERT_TRUE(game_.wait_for_streams(1, kPatience));
   // > 1000 is forwarded as | proto | body | (no seq) and the game's Message
   // comes back as one payload.
   s.send(seq++, 1001, {'p', 'i', 'n', 'g', '!'});
-  ASSERT_TRUE(game_.wait_for_frames(1001, 1, 5s));
+  ASSERT_TRUE(game_.wait_for_frames(1001, 1, kPatience));
   EXPECT_EQ(game_.frames(1001).at(0), game_bytes({0x03, 0xE9, 'p', 'i', 'n', 'g', '!'}));
   EXPECT_EQ(s.read_payload(), (Wire{0x03, 0xEA, 'p', 'i', 'n', 'g', '!'}));
   // A push from the game, any proto and body.
@@ -202,7 +202,7 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
   exchange(s, seq, GetParam());
   s.send(seq++, 10, login_body("mallory", "wrong-token"));
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
-  EXPECT_TRUE(s.wait_closed());
+  EXPECT_TRUE(s.wait_closed(kPatience));
   EXPECT_TRUE(gateway_->wait_log("reason=login_failed"));
 }
 
@@ -235,7 +235,7 @@ TEST_F(GatewayTest, ModernFramesThatFailToOpenKickWithDecryptFailed) {
     std::uint32_t seq = 1;
     exchange(s, seq, Crypto::kModern);
     attack(s, seq);
-    EXPECT_TRUE(s.wait_closed()) << "the offender is closed";
+    EXPECT_TRUE(s.wait_closed(kPatience)) << "the offender is closed";
     ASSERT_TRUE(echo_works(*bystander, "still here"));
   };
   offender([](RawSession& s, std::uint32_t& seq) {
@@ -268,7 +268,7 @@ TEST_F(GatewayTest, ModernSessionsTakeGameMessagesUpToTheLargestSealedPayload) {
   exchange(s, seq, Crypto::kModern);
   s.send(seq++, 10, login_body("big", "tok-alice"));
   ASSERT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
-  ASSERT_TRUE(game_.wait_for_streams(1, 5s));
+  ASSERT_TRUE(game_.wait_for_streams(1, kPatience));
   game::Bytes largest(65519, std::byte{0x5A});
   largest[0] = std::byte{0x04};
   ASSERT_TRUE(game_.push(1001, largest));
@@ -276,7 +276,7 @@ TEST_F(GatewayTest, ModernSessionsTakeGameMessagesUpToTheLargestSealedPayload) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->size(), 65519u);
   ASSERT_TRUE(game_.push(1001, game::Bytes(65520, std::byte{0x04})));
-  EXPECT_TRUE(s.wait_closed());
+  EXPECT_TRUE(s.wait_closed(kPatience));
   EXPECT_TRUE(gateway_->wait_log("reason=frame_too_large")) << gateway_->log();
 }
 
@@ -287,19 +287,19 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
   {
     RawSession s(gateway_->port());
     s.send(1, 0, RawSession::u32(1));  // a clear heartbeat
-    EXPECT_TRUE(s.wait_closed());
+    EXPECT_TRUE(s.wait_closed(kPatience));
   }
   {
     RawSession s(gateway_->port());
     std::uint32_t seq = 1;
     EXPECT_THROW(exchange(s, seq, Crypto::kLegacy), std::runtime_error) << "no get_seed_ack";
-    EXPECT_TRUE(s.wait_closed());
+    EXPECT_TRUE(s.wait_closed(kPatience));
   }
   EXPECT_TRUE(gateway_->wait_log_count("reason=crypto_refused", 2)) << gateway_->log();
   Client modern;
   modern.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(modern.modern_key_exchange());
-  ASSERT_TRUE(modern.login("alice", "tok-alice").ok());
+  ASSERT_TRUE(modern.modern_key_exchange(kPatience));
+  ASSERT_TRUE(modern.login("alice", "tok-alice", kPatience).ok());
   EXPECT_TRUE(echo_works(modern, "modern only"));
   EXPECT_TRUE(gateway_->wait_log("user=1001 crypto=modern/chacha20-poly1305")) << gateway_->log();
   EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
@@ -313,12 +313,13 @@ TEST_F(GatewayTest, ListenerForAMigrationTakesBothExchangesButNothingInClear) {
   EXPECT_TRUE(echo_works(*legacy, "legacy"));
   Client modern;
   modern.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(modern.modern_key_exchange());
-  ASSERT_TRUE(modern.login("bob", "tok-bob").ok());
+  ASSERT_TRUE(modern.modern_key_exchange(kPatience));
+  ASSERT_TRUE(modern.login("bob", "tok-bob", kPatience).ok());
   EXPECT_TRUE(echo_works(modern, "modern"));
   Client clear;
   clear.connect("127.0.0.1", gateway_->port());
-  EXPECT_EQ(clear.login("carol", "tok-carol").status, client::LoginResult::Status::kClosed);
+  EXPECT_EQ(clear.login("carol", "tok-carol", kPatience).status,
+            client::LoginResult::Status::kClosed);
   EXPECT_TRUE(gateway_->wait_log("reason=crypto_refused")) << gateway_->log();
 }
 
@@ -326,9 +327,9 @@ TEST_F(GatewayTest, AcceptAnyLoginGivesEachDeviceItsOwnStableId) {
   start({}, 1, /*accept_any=*/true);
   Client a, b, a_again;
   for (Client* c : {&a, &b, &a_again}) c->connect("127.0.0.1", gateway_->port());
-  const auto uid_a = a.login("device-a", "").uid();
-  const auto uid_b = b.login("device-b", "").uid();
-  const auto uid_a2 = a_again.login("device-a", "").uid();
+  const auto uid_a = a.login("device-a", "", kPatience).uid();
+  const auto uid_b = b.login("device-b", "", kPatience).uid();
+  const auto uid_a2 = a_again.login("device-a", "", kPatience).uid();
   EXPECT_GT(uid_a, 1);
   EXPECT_NE(uid_a, uid_b);
   EXPECT_EQ(uid_a, uid_a2);
@@ -350,7 +351,7 @@ class KickTest : public GatewayTest {
       ASSERT_TRUE(offender->login("udid", "tok-alice").ok());
     }
     provoke(*offender);
-    EXPECT_TRUE(offender->wait_closed(10s)) << "the offender must see the close";
+    EXPECT_TRUE(offender->wait_closed(kPatience)) << "the offender must see the close";
     EXPECT_TRUE(gateway_->wait_log("reason=" + reason)) << gateway_->log();
     EXPECT_TRUE(echo_works(*bystander, "after")) << "the bystander must be unaffected";
     EXPECT_FALSE(bystander->closed());
@@ -407,7 +408,7 @@ TEST_F(KickTest, RpmExceeded) {
 TEST_F(KickTest, KickedByGame) {
   start();
   expect_kick("kicked_by_game", [this](Client&) {
-    ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+    ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
     ASSERT_TRUE(game_.kick(1001));
   });
 }
@@ -415,7 +416,7 @@ TEST_F(KickTest, KickedByGame) {
 TEST_F(KickTest, BackendStreamFails) {
   start();
   expect_kick("backend_unavailable", [this](Client&) {
-    ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+    ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
     ASSERT_TRUE(game_.fail_stream(1001));
   });
 }
@@ -425,13 +426,13 @@ TEST_F(KickTest, ReadTimeout) {
   auto bystander = logged_in("tok-bob", true);
   Client silent;
   silent.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(silent.login("udid", "tok-alice").ok());
+  ASSERT_TRUE(silent.login("udid", "tok-alice", kPatience).ok());
   // The bystander keeps talking; the silent one says nothing.
   for (int i = 0; i < 15 && !silent.closed(); ++i) {
     ASSERT_TRUE(echo_works(*bystander, "alive"));
     silent.wait_closed(100ms);
   }
-  EXPECT_TRUE(silent.wait_closed(2s));
+  EXPECT_TRUE(silent.wait_closed(kPatience));
   EXPECT_TRUE(gateway_->wait_log("reason=read_timeout"));
   EXPECT_TRUE(echo_works(*bystander, "after"));
   EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
@@ -444,8 +445,8 @@ TEST_F(KickTest, SlowConsumer) {
   sleeper.connect("127.0.0.1", gateway_->port());
   const int small = 4096;
   ::setsockopt(sleeper.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  ASSERT_TRUE(sleeper.login("udid", "tok-alice").ok());
-  ASSERT_TRUE(game_.wait_for_streams(2, 5s));
+  ASSERT_TRUE(sleeper.login("udid", "tok-alice", kPatience).ok());
+  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
   const std::vector<std::byte> blob(1000, std::byte{0x5a});
   std::vector<std::byte> message{std::byte{0x04}, std::byte{0x01}};
   message.insert(message.end(), blob.begin(), blob.end());
@@ -461,7 +462,7 @@ TEST_F(KickTest, SlowConsumer) {
 TEST_F(KickTest, LoginFailed) {
   start();
   expect_kick(
-      "login_failed", [](Client& c) { EXPECT_FALSE(c.login("udid", "nope").ok()); },
+      "login_failed", [](Client& c) { EXPECT_FALSE(c.login("udid", "nope", kPatience).ok()); },
       /*offender_logs_in=*/false);
 }
 
@@ -475,12 +476,12 @@ TEST_F(GatewayTest, GamePushesReachManySessions) {
     auto c = std::make_unique<Client>();
     c->connect("127.0.0.1", gateway_->port());
     if (i % 2 == 0) {
-      ASSERT_TRUE(c->key_exchange().has_value());
+      ASSERT_TRUE(c->key_exchange(kPatience).has_value());
     }
     ASSERT_TRUE(c->login("player-" + std::to_string(i), "").ok());
     clients.push_back(std::move(c));
   }
-  ASSERT_TRUE(game_.wait_for_streams(kClients, 10s));
+  ASSERT_TRUE(game_.wait_for_streams(kClients, kPatience));
   for (const FakeStream& s : game_.streams()) {
     const std::string text = "for " + std::to_string(s.user_id);
     std::vector<std::byte> message{std::byte{0x07}, std::byte{0xD0}};
@@ -489,7 +490,7 @@ TEST_F(GatewayTest, GamePushesReachManySessions) {
     ASSERT_TRUE(game_.push(s.user_id, message));
   }
   for (auto& c : clients) {
-    const auto p = c->receive_proto(2000, 5s);
+    const auto p = c->receive_proto(2000, kPatience);
     ASSERT_TRUE(p.has_value());
     const std::string got(reinterpret_cast<const char*>(p->body.data()), p->body.size());
     EXPECT_EQ(got.rfind("for ", 0), 0u);
@@ -505,12 +506,12 @@ TEST(GatewayNumbering, LaterGenerationKickIsUnderstood) {
   GatewayProcess gateway({game.port(), 1, {"--backend-numbering", "later"}, kTokens});
   Client c;
   c.connect("127.0.0.1", gateway.port());
-  ASSERT_TRUE(c.login("udid", "tok-alice").ok());
+  ASSERT_TRUE(c.login("udid", "tok-alice", kPatience).ok());
   ASSERT_TRUE(c.send(1001, client::to_bytes("hi")));
-  const auto echo = c.receive_proto(1002, 5s);
+  const auto echo = c.receive_proto(1002, kPatience);
   ASSERT_TRUE(echo.has_value());
   ASSERT_TRUE(game.kick(1001));
-  EXPECT_TRUE(c.wait_closed(5s));
+  EXPECT_TRUE(c.wait_closed(kPatience));
   EXPECT_TRUE(gateway.wait_log("reason=kicked_by_game"));
 }
 
@@ -529,14 +530,14 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
     auto c = std::make_unique<Client>();
     c->connect("127.0.0.1", gateway_->port());
     if (i % 2 == 1) {
-      ASSERT_TRUE(c->key_exchange().has_value());
+      ASSERT_TRUE(c->key_exchange(kPatience).has_value());
     }
     const auto login = c->login("drain-" + std::to_string(i), "");
     ASSERT_TRUE(login.ok());
     uids.push_back(login.uid());
     clients.push_back(std::move(c));
   }
-  ASSERT_TRUE(game_.wait_for_streams(kClients, 10s));
+  ASSERT_TRUE(game_.wait_for_streams(kClients, kPatience));
   for (int m = 0; m < kMessages; ++m) {
     for (const std::int32_t uid : uids) {
       std::vector<std::byte> message(1000, std::byte{static_cast<std::uint8_t>(m)});
@@ -568,13 +569,13 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
   for (int i = 0; i < kClients; ++i) {
     readers.emplace_back([&, i] {
       for (int m = 0; m < kMessages; ++m) {
-        const auto p = clients[i]->receive(15s);
+        const auto p = clients[i]->receive(kPatience);
         if (!p || p->proto != 0x0800 || p->body.back() != std::byte{static_cast<std::uint8_t>(m)}) {
           errors[i] = "lost or wrong message " + std::to_string(m);
           return;
         }
       }
-      if (!clients[i]->wait_closed(15s)) errors[i] = "not closed";
+      if (!clients[i]->wait_closed(kPatience)) errors[i] = "not closed";
     });
   }
   for (auto& t : readers) t.join();
@@ -584,7 +585,7 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
   ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
   for (const std::int32_t uid : uids) {
-    const auto end = game_.wait_for_stream_end(uid, 5s);
+    const auto end = game_.wait_for_stream_end(uid, kPatience);
     ASSERT_TRUE(end.has_value()) << "stream of " << uid << " did not end";
     EXPECT_TRUE(end->client_half_closed) << "the gateway must half-close, not cancel";
   }
@@ -603,10 +604,10 @@ TEST_F(GatewayTest, DrainWaitLetsSessionsGoOnThenClosesThem) {
   ASSERT_TRUE(gateway_->wait_log("draining: stopped accepting"));
   EXPECT_EQ(connect_errno(gateway_->port()), ECONNREFUSED);
   EXPECT_TRUE(echo_works(*c, "during the wait")) << "the session goes on while drain-wait runs";
-  EXPECT_TRUE(c->wait_closed(10s));
+  EXPECT_TRUE(c->wait_closed(kPatience));
   EXPECT_GE(std::chrono::steady_clock::now() - signalled, 1400ms)
       << "closed before drain-wait was over";
-  const auto status = gateway_->terminate(15s);
+  const auto status = gateway_->terminate(kPatience);
   ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
   EXPECT_TRUE(gateway_->wait_log("drain-wait over"));
@@ -625,8 +626,8 @@ TEST_F(GatewayTest, AWorkerKilledDuringDrainWaitIsReplacedAndItsSessionsGoOn) {
   ASSERT_TRUE(gateway_->wait_log("worker-0 (pid " + std::to_string(victim) + ") was killed"));
   EXPECT_TRUE(echo_works(*c, "after the kill")) << gateway_->log();
   EXPECT_NE(gateway_->worker_pid(0), victim);
-  EXPECT_TRUE(c->wait_closed(15s));  // at the end of the wait, with the rest
-  const auto status = gateway_->terminate(15s);
+  EXPECT_TRUE(c->wait_closed(kPatience));  // at the end of the wait, with the rest
+  const auto status = gateway_->terminate(kPatience);
   ASSERT_TRUE(status.has_value()) << "the gateway did not exit";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
   EXPECT_EQ(gateway_->log_count("reason=shutdown"), 1u) << gateway_->log();
@@ -640,8 +641,8 @@ TEST_F(GatewayTest, DrainWaitEndsWhenTheLastClientHasLeft) {
     ::kill(gateway_->pid(), SIGTERM);
     ASSERT_TRUE(gateway_->wait_log("draining: stopped accepting"));
     EXPECT_TRUE(echo_works(*c, "still here"));
-  }                                              // the player leaves
-  const auto status = gateway_->terminate(10s);  // far less than the 60 s wait
+  }                                                    // the player leaves
+  const auto status = gateway_->terminate(kPatience);  // less than the 60 s wait
   ASSERT_TRUE(status.has_value()) << "waited out drain-wait with no session left";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
   EXPECT_EQ(gateway_->log_count("reason=client_closed"), 1u) << gateway_->log();
@@ -667,13 +668,13 @@ TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {
   for (int i = 0; i < 6; ++i) {
     Client c;
     c.connect("127.0.0.1", gateway_->port());
-    ASSERT_TRUE(c.key_exchange().has_value());
+    ASSERT_TRUE(c.key_exchange(kPatience).has_value());
     ASSERT_TRUE(c.login("after-" + std::to_string(i), "").ok());
     EXPECT_TRUE(echo_works(c, "after crash"));
   }
   // The old session either still works or is closed; it never hangs.
   before->send(1001, client::to_bytes("still there?"));
-  const auto reply = before->receive_proto(1002, 5s);
+  const auto reply = before->receive_proto(1002, kPatience);
   EXPECT_TRUE(reply.has_value() || before->closed());
   EXPECT_TRUE(process_gone(victim));
 }
@@ -682,14 +683,14 @@ TEST_F(GatewayTest, KilledFrontendIsRestartedAndItsSessionsAreClosed) {
   start({}, 2, /*accept_any=*/true);
   std::vector<std::unique_ptr<Client>> before;
   for (int i = 0; i < 4; ++i) before.push_back(logged_in("old-" + std::to_string(i), i % 2 == 0));
-  ASSERT_TRUE(game_.wait_for_streams(4, 5s));
+  ASSERT_TRUE(game_.wait_for_streams(4, kPatience));
   const pid_t victim = gateway_->frontend_pid();
   ::kill(victim, SIGKILL);
-  for (auto& c : before) EXPECT_TRUE(c->wait_closed(5s)) << "the kernel closes its sockets";
+  for (auto& c : before) EXPECT_TRUE(c->wait_closed(kPatience)) << "the kernel closes its sockets";
   // The new frontend closes the dead one's sessions: logged, streams ended.
   EXPECT_TRUE(gateway_->wait_log("4 connections of a previous frontend were lost"));
   for (const FakeStream& s : game_.streams()) {
-    const auto end = game_.wait_for_stream_end(s.user_id, 5s);
+    const auto end = game_.wait_for_stream_end(s.user_id, kPatience);
     EXPECT_TRUE(end.has_value() && end->client_half_closed) << "stream of " << s.user_id;
   }
   EXPECT_EQ(gateway_->log_count("reason=io_error"), 4u);
@@ -708,7 +709,7 @@ TEST_F(GatewayTest, ConnectionsOverTheLimitAreRefusedOthersServed) {
     held.push_back(logged_in(token, false));
   Client extra;
   extra.connect("127.0.0.1", gateway_->port());
-  EXPECT_TRUE(extra.wait_closed(5s)) << "the fourth connection must be closed at once";
+  EXPECT_TRUE(extra.wait_closed(kPatience)) << "the fourth connection must be closed at once";
   EXPECT_TRUE(gateway_->wait_log("connection limit 3 reached"));
   for (auto& c : held) EXPECT_TRUE(echo_works(*c, "still here"));
   held.pop_back();  // one leaves: a new one gets in
@@ -757,7 +758,7 @@ TEST_F(GatewayTest, ConnectionsOverThePerAddressLimitAreRefusedOthersServed) {
   auto second = logged_in("tok-bob", /*encrypt=*/true);
   Client third;
   third.connect("127.0.0.1", gateway_->port());
-  EXPECT_TRUE(third.wait_closed(5s)) << "a third connection from 127.0.0.1 is refused";
+  EXPECT_TRUE(third.wait_closed(kPatience)) << "a third connection from 127.0.0.1 is refused";
   EXPECT_TRUE(
       gateway_->wait_log("connection from 127.0.0.1 refused: 2 connections from that "
                          "address already"))
@@ -851,7 +852,7 @@ TEST_F(GatewayTest, ReloadAppliesTheConfigurationFileAgain) {
 
   std::ofstream(conf) << "rpm-limit = 8\nmax-connections-per-ip = 3\nring-bytes = 2097152\n";
   ::kill(gateway_->pid(), SIGHUP);
-  ASSERT_TRUE(gateway_->wait_log("reload complete", 10s)) << gateway_->log();
+  ASSERT_TRUE(gateway_->wait_log("reload complete", kPatience)) << gateway_->log();
   EXPECT_TRUE(gateway_->wait_log(
       "reload: settings applied: rpm-limit 200 -> 8, max-connections-per-ip 0 -> 3"))
       << gateway_->log();
@@ -866,12 +867,13 @@ TEST_F(GatewayTest, ReloadAppliesTheConfigurationFileAgain) {
       << gateway_->log();
   Client fourth;
   fourth.connect("127.0.0.1", gateway_->port());
-  EXPECT_TRUE(fourth.wait_closed(5s)) << "max-connections-per-ip 3 applies to open connections";
+  EXPECT_TRUE(fourth.wait_closed(kPatience))
+      << "max-connections-per-ip 3 applies to open connections";
   // The replaced worker: each session has sent 2 frames (login, echo) this
   // minute; 7 more reach 9 > 8.
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(echo_works(*clients[0], "under the limit"));
   EXPECT_TRUE(clients[0]->send(1001, client::to_bytes("one too many")));
-  EXPECT_TRUE(clients[0]->wait_closed(5s));
+  EXPECT_TRUE(clients[0]->wait_closed(kPatience));
   EXPECT_TRUE(gateway_->wait_log("reason=rpm_exceeded")) << gateway_->log();
 
   std::ofstream(conf) << "rpm-limit = lots\n";
@@ -889,12 +891,12 @@ TEST_F(GatewayTest, KilledBridgeIsReplacedAndReopensEveryGameStream) {
   for (int i = 0; i < 6; ++i)
     clients.push_back(logged_in("bridge-" + std::to_string(i), i % 2 == 0));
   for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
-  ASSERT_TRUE(game_.wait_for_streams(6, 5s));
+  ASSERT_TRUE(game_.wait_for_streams(6, kPatience));
   const pid_t victim = gateway_->bridge_pid();
   ::kill(victim, SIGKILL);
   ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 6 logged-in sessions"))
       << gateway_->log();
-  ASSERT_TRUE(game_.wait_for_streams(12, 10s)) << "each session gets a new stream";
+  ASSERT_TRUE(game_.wait_for_streams(12, kPatience)) << "each session gets a new stream";
   for (auto& c : clients) {
     EXPECT_TRUE(echo_works(*c, "after")) << "the session must carry on";
     EXPECT_FALSE(c->closed());
@@ -933,18 +935,18 @@ TEST_F(GatewayTest, GameServiceDownKicksWithBackendUnavailable) {
   game_.stop();
   Client c;
   c.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(c.login("udid", "tok-alice").ok());
-  EXPECT_TRUE(c.wait_closed(10s));
+  ASSERT_TRUE(c.login("udid", "tok-alice", kPatience).ok());
+  EXPECT_TRUE(c.wait_closed(kPatience));
   EXPECT_TRUE(gateway_->wait_log("reason=backend_unavailable"));
   game_.start();
   // Once the game service is back, players get in again within seconds (a
   // real client retries its login, as this one does).
   bool served = false;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
   while (!served && std::chrono::steady_clock::now() < deadline) {
     Client later;
     later.connect("127.0.0.1", gateway_->port());
-    served = later.login("udid", "tok-bob").ok() && echo_works(later, "back");
+    served = later.login("udid", "tok-bob", kPatience).ok() && echo_works(later, "back");
     if (!served) std::this_thread::sleep_for(100ms);
   }
   EXPECT_TRUE(served) << gateway_->log();

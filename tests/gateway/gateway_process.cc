@@ -63,13 +63,14 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   supervisor_.emplace(argv, log_path_);
 
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto deadline = std::chrono::steady_clock::now() + 2 * kPatience;
   while (!std::filesystem::exists(ready)) {
     if (supervisor_->wait(Duration(0))) {
       throw std::runtime_error("gateway exited at start:\n" + log());
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      throw std::runtime_error("gateway not ready in 20 s:\n" + log());
+      throw std::runtime_error("gateway not ready in " + std::to_string((2 * kPatience).count()) +
+                               " s:\n" + log());
     }
     std::this_thread::sleep_for(Duration(10));
   }

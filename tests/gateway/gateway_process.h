@@ -14,6 +14,7 @@
 
 #include "child_process.h"
 #include "gatehouse/contract/gateway_segment.h"
+#include "patience.h"
 
 namespace gatehouse::testing {
 
@@ -44,15 +45,14 @@ class GatewayProcess {
   /// Everything the gateway's processes have logged so far.
   std::string log() const;
   /// Waits until the log contains `needle`; true if it did within `timeout`.
-  bool wait_log(const std::string& needle, Duration timeout = Duration(5000)) const;
+  bool wait_log(const std::string& needle, Duration timeout = kPatience) const;
   /// How many times `needle` occurs in the log.
   std::size_t log_count(const std::string& needle) const;
   /// Waits until `needle` occurs at least `n` times.
-  bool wait_log_count(const std::string& needle, std::size_t n,
-                      Duration timeout = Duration(5000)) const;
+  bool wait_log_count(const std::string& needle, std::size_t n, Duration timeout = kPatience) const;
 
   /// SIGTERM and wait: the exit status, or nullopt if it did not exit in time.
-  std::optional<int> terminate(Duration timeout = Duration(15000));
+  std::optional<int> terminate(Duration timeout = kPatience);
 
   /// Child pids from the control block (0 when not running).
   pid_t worker_pid(std::uint32_t index) const;

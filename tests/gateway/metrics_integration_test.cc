@@ -68,23 +68,23 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   {
     Client a;
     a.connect("127.0.0.1", gateway_->port());
-    ASSERT_TRUE(a.key_exchange().has_value());
-    ASSERT_TRUE(a.login("metrics-a", "").ok());
+    ASSERT_TRUE(a.key_exchange(kPatience).has_value());
+    ASSERT_TRUE(a.login("metrics-a", "", kPatience).ok());
     for (int i = 0; i < 5; ++i) {
       ASSERT_TRUE(a.heartbeat(i).has_value());
       ASSERT_TRUE(a.send(1001, client::to_bytes("echo")));
-      ASSERT_TRUE(a.receive_proto(1002, 5s).has_value());
+      ASSERT_TRUE(a.receive_proto(1002, kPatience).has_value());
     }
   }
   Client flooder;  // rpm limit 20
   flooder.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(flooder.login("metrics-b", "").ok());
+  ASSERT_TRUE(flooder.login("metrics-b", "", kPatience).ok());
   for (int i = 0; i < 30 && !flooder.closed(); ++i) flooder.send(0, client::to_bytes("beat"));
-  EXPECT_TRUE(flooder.wait_closed(5s));
+  EXPECT_TRUE(flooder.wait_closed(kPatience));
   Client replayer;
   replayer.connect("127.0.0.1", gateway_->port());
   replayer.send_with_seq(9, 0, client::to_bytes("beat"));
-  EXPECT_TRUE(replayer.wait_closed(5s));
+  EXPECT_TRUE(replayer.wait_closed(kPatience));
   ASSERT_TRUE(gateway_->wait_log("reason=client_closed"));
   ASSERT_TRUE(gateway_->wait_log("reason=bad_seq"));
 
@@ -112,8 +112,8 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   // Live gauges.
   Client held;
   held.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(held.login("metrics-c", "").ok());
-  ASSERT_TRUE(game_.wait_for_streams(3, 5s));
+  ASSERT_TRUE(held.login("metrics-c", "", kPatience).ok());
+  ASSERT_TRUE(game_.wait_for_streams(3, kPatience));
   // Gauges settle as the earlier sessions' streams finish.
   EXPECT_TRUE(eventually("gatehouse_connections_open", 1));
   EXPECT_TRUE(eventually("gatehouse_sessions_logged_in", 1));
@@ -153,7 +153,7 @@ TEST_F(MetricsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
 TEST_F(MetricsTest, ExpositionPassesPromtool) {
   Client c;
   c.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(c.login("promtool", "").ok());
+  ASSERT_TRUE(c.login("promtool", "", kPatience).ok());
   ASSERT_TRUE(c.heartbeat(1).has_value());
   const std::string text = scrape(gateway_->metrics_port());
   ASSERT_FALSE(text.empty());

@@ -70,7 +70,7 @@ TEST(PrometheusServer, ScrapesTheGatewayAndAnswersPromQL) {
   const std::string rules = http_get(port, "/api/v1/rules");
   EXPECT_NE(rules.find("GatehouseDown"), std::string::npos) << rules.substr(0, 500);
   prometheus.kill(SIGTERM);
-  prometheus.wait(10s);
+  prometheus.wait(kPatience);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "crypto/reference_crypto.h"
+#include "patience.h"
 
 namespace gatehouse::testing {
 
@@ -35,10 +36,10 @@ class RawSession {
   Wire frame(std::uint32_t seq, std::int16_t proto, const Wire& body);
   /// The next frame's payload, decrypted once keys are set; nullopt on
   /// timeout or close.
-  std::optional<Wire> read_payload(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  std::optional<Wire> read_payload(std::chrono::milliseconds timeout = kPatience);
   /// True if the gateway closes the connection within `timeout` (frames
   /// received meanwhile are discarded).
-  bool wait_closed(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  bool wait_closed(std::chrono::milliseconds timeout = kPatience);
 
   /// Runs get_seed with secrets a, b (seq given) and switches RC4 on. Returns
   /// the get_seed_ack payload as received (in clear).
@@ -50,7 +51,7 @@ class RawSession {
   Wire modern_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
                            std::optional<std::uint8_t> aead = std::nullopt);
   /// The raw payload of the next frame, as on the wire (nothing opened).
-  std::optional<Wire> read_raw_payload(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  std::optional<Wire> read_raw_payload(std::chrono::milliseconds timeout = kPatience);
 
   static Wire u16(std::uint16_t v) { return {std::uint8_t(v >> 8), std::uint8_t(v)}; }
   static Wire u32(std::uint32_t v) {

@@ -108,18 +108,18 @@ TEST(SystemdNotify, ReadyWatchdogReloadingStoppingInOrder) {
   ::unsetenv("NOTIFY_SOCKET");
   ::unsetenv("WATCHDOG_USEC");
 
-  ASSERT_TRUE(notify.wait_for("READY=1", 5s));
+  ASSERT_TRUE(notify.wait_for("READY=1", kPatience));
   EXPECT_NE(notify.seen.back().find("STATUS=serving"), std::string::npos) << notify.seen.back();
-  ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 2s)) << "no watchdog ping within 2 s";
-  ASSERT_TRUE(notify.wait_for("STATUS=serving: 0 connections, 0 sessions, 2 workers", 3s));
+  ASSERT_TRUE(notify.wait_for("WATCHDOG=1", kPatience)) << "no watchdog ping";
+  ASSERT_TRUE(notify.wait_for("STATUS=serving: 0 connections, 0 sessions, 2 workers", kPatience));
 
   ::kill(gateway.pid(), SIGHUP);
-  ASSERT_TRUE(notify.wait_for("RELOADING=1", 5s));
-  ASSERT_TRUE(notify.wait_for("READY=1", 20s)) << gateway.log();
+  ASSERT_TRUE(notify.wait_for("RELOADING=1", kPatience));
+  ASSERT_TRUE(notify.wait_for("READY=1", kPatience)) << gateway.log();
 
   ::kill(gateway.pid(), SIGTERM);
-  ASSERT_TRUE(notify.wait_for("STOPPING=1", 5s));
-  const auto status = gateway.terminate(20s);
+  ASSERT_TRUE(notify.wait_for("STOPPING=1", kPatience));
+  const auto status = gateway.terminate(kPatience);
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
 }

@@ -50,11 +50,12 @@ void run_client(std::uint16_t port, int index, const std::atomic<bool>& stop, Cl
   client::Client c;
   c.connect("127.0.0.1", port);
   // A third each: legacy RC4, modern ChaCha20-Poly1305, clear.
-  if ((index % 3 == 0 && !c.key_exchange(10s)) || (index % 3 == 1 && !c.modern_key_exchange(10s))) {
+  if ((index % 3 == 0 && !c.key_exchange(kPatience)) ||
+      (index % 3 == 1 && !c.modern_key_exchange(kPatience))) {
     out.error = "key exchange failed";
     return;
   }
-  if (!c.login("chaos-" + std::to_string(index), "", 10s).ok()) {
+  if (!c.login("chaos-" + std::to_string(index), "", kPatience).ok()) {
     out.error = "login failed";
     return;
   }
@@ -72,14 +73,15 @@ void run_client(std::uint16_t port, int index, const std::atomic<bool>& stop, Cl
       }
       ++sent;
     }
-    const auto reply = c.receive(lossy ? 2s : 15s);
+    const auto reply = c.receive(lossy ? 2s : std::chrono::milliseconds(kPatience));
     if (!reply) {
       if (lossy && !c.closed()) {  // the rest of the window is gone
         out.lost += sent - next;
         next = sent;
         continue;
       }
-      out.error = c.closed() ? "disconnected" : "no reply in 15 s";
+      out.error =
+          c.closed() ? "disconnected" : "no reply in " + std::to_string(kPatience.count()) + " s";
       out.error += " after " + std::to_string(out.echoed) + " echoes";
       return;
     }
@@ -108,7 +110,7 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
     threads.emplace_back(run_client, gateway.port(), i, std::cref(stop),
                          std::ref(results[static_cast<std::size_t>(i)]), lost != nullptr);
   }
-  ASSERT_TRUE(game.wait_for_streams(static_cast<std::size_t>(clients), 20s));
+  ASSERT_TRUE(game.wait_for_streams(static_cast<std::size_t>(clients), kPatience));
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   while (std::chrono::steady_clock::now() < end) chaos();
   stop.store(true);
@@ -205,7 +207,8 @@ TEST(WorkerChaos, RollingReloadsUnderLoadGoUnnoticed) {
         const pid_t w0 = gateway.worker_pid(0), w1 = gateway.worker_pid(1);
         const std::size_t done = gateway.log_count("reload complete");
         ::kill(gateway.pid(), SIGHUP);
-        ASSERT_TRUE(gateway.wait_log_count("reload complete", done + 1, 20s)) << gateway.log();
+        ASSERT_TRUE(gateway.wait_log_count("reload complete", done + 1, kPatience))
+            << gateway.log();
         EXPECT_NE(gateway.worker_pid(0), w0);
         EXPECT_NE(gateway.worker_pid(1), w1);
         ++reloads;
@@ -229,7 +232,7 @@ int kill_bridges(GatewayProcess& gateway, FakeGameService& game, int clients, st
         const pid_t bridge = gateway.bridge_pid();
         if (::kill(bridge, SIGKILL) == 0) ++kills;
         ASSERT_TRUE(
-            gateway.wait_log_count("reopened the game streams of", std::size_t(kills), 10s));
+            gateway.wait_log_count("reopened the game streams of", std::size_t(kills), kPatience));
       },
       total, lost);
   EXPECT_GE(kills, 2);

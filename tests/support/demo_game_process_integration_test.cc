@@ -15,6 +15,7 @@
 #include "child_process.h"
 #include "game_test_client.h"
 #include "gatehouse/game/demo_game.h"
+#include "patience.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -40,12 +41,12 @@ int free_port() {
 
 /// Waits until the child's server accepts connections.
 bool wait_until_serving(const std::shared_ptr<grpc::Channel>& channel) {
-  return channel->WaitForConnected(std::chrono::system_clock::now() + 5s);
+  return channel->WaitForConnected(std::chrono::system_clock::now() + kPatience);
 }
 
 void expect_clean_exit(ChildProcess& child, int signal) {
   child.kill(signal);
-  const auto status = child.wait(5s);
+  const auto status = child.wait(kPatience);
   ASSERT_TRUE(status) << "did not exit after signal " << signal;
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status);
 }
@@ -98,7 +99,7 @@ TEST(DemoGameProcess, LaterNumberingKicksWithTwoAndSigintExits) {
 TEST(DemoGameProcess, BadFlagsExitWithUsageError) {
   for (const char* flag : {"--numbering", "--threads"}) {
     ChildProcess child({DEMO_GAME_PATH, flag, std::string(flag) == "--threads" ? "0" : "third"});
-    const auto status = child.wait(5s);
+    const auto status = child.wait(kPatience);
     ASSERT_TRUE(status) << flag;
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2)
         << flag << ": " << describe_status(*status);

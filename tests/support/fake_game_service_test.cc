@@ -13,6 +13,7 @@
 
 #include "game_test_client.h"
 #include "gatehouse/game/demo_game.h"
+#include "patience.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace demo = game::demo;
 
-constexpr auto kWait = 5s;
+constexpr auto kWait = kPatience;
 
 TEST(FakeGameService, UseridMetadataIsRequiredAndRecorded) {
   FakeGameService fake;

@@ -26,6 +26,7 @@
 
 #include "batch.grpc.pb.h"
 #include "game_test_client.h"
+#include "patience.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -35,7 +36,7 @@ using game::FrameNumbering;
 using game::GameServer;
 using game::StreamHandle;
 
-constexpr auto kWait = 5s;
+constexpr auto kWait = kPatience;
 
 /// Counts events and runs optional hooks (set before the server starts).
 class ScriptedHandler final : public game::GameHandler {
