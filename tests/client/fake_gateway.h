@@ -2,7 +2,7 @@
 // 127.0.0.1:0 and the accepted connection, with byte-level reads and writes
 // and an optional legacy RC4 layer built on the test's own ReferenceRc4, or
 // the modern one on ReferenceAead.
-// Nothing here uses the client library or gw::common, so the tests check
+// Nothing here uses the client library or gw::crypto, so the tests check
 // the client against an independent reading of shared/protocol.md.
 //
 // Helpers throw std::runtime_error on timeouts and short reads; server code

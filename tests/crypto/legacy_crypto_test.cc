@@ -1,4 +1,4 @@
-// gatehouse::legacy (gw::common) against independent values: the test's own
+// gatehouse::legacy (gw::crypto) against independent values: the test's own
 // RC4 (checked first against RFC 6229) and square-and-multiply in 128-bit
 // arithmetic, plus a few constants computed outside this tree.
 #include "gatehouse/crypto/legacy_crypto.h"

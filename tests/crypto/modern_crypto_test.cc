@@ -1,4 +1,4 @@
-// gatehouse::modern (gw::common) against the construction of
+// gatehouse::modern (gw::crypto) against the construction of
 // docs/protocol-modern.md written again in the test (reference_crypto.h):
 // the reference X25519 is first checked against RFC 7748's vectors, then the
 // library's session keys, nonces and sealed payloads must equal the

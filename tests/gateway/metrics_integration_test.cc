@@ -50,9 +50,11 @@ class MetricsTest : public ::testing::Test {
     gateway_.emplace(GatewayOptions{game_.port(), 2, {"--rpm-limit", "20"}, {}});
   }
   std::map<std::string, double> now() { return samples(scrape(gateway_->metrics_port())); }
-  /// True once `name` reads `value` (within 5 s).
+  /// True once `name` reads `value` (within kPatience): each process
+  /// publishes its counters on its own duty cycle.
   bool eventually(const std::string& name, double value) {
-    for (int i = 0; i < 500; ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (std::chrono::steady_clock::now() < deadline) {
       if (now()[name] == value) return true;
       std::this_thread::sleep_for(10ms);
     }
@@ -87,6 +89,12 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   EXPECT_TRUE(replayer.wait_closed(kPatience));
   ASSERT_TRUE(gateway_->wait_log("reason=client_closed"));
   ASSERT_TRUE(gateway_->wait_log("reason=bad_seq"));
+  // The last counts of each process (frontend, worker, bridge) are in before
+  // the snapshot is read.
+  EXPECT_TRUE(eventually("gatehouse_connections_closed_total{reason=\"client_closed\"}", 1));
+  EXPECT_TRUE(eventually("gatehouse_kicks_total{reason=\"bad_seq\"}", 1));
+  EXPECT_TRUE(eventually("gatehouse_game_streams_opened_total", 2));
+  EXPECT_TRUE(eventually("gatehouse_game_messages_received_total", 5));
 
   auto m = now();
   EXPECT_EQ(m["gatehouse_connections_accepted_total"], 3);
