@@ -187,7 +187,9 @@ ReloadPlan plan_reload(const Config& running, const Config& fresh) {
     const std::string asked = s.value(fresh);
     if (now == asked) continue;
     if (s.on_reload == OnReload::kLive) {
-      plan.applied.push_back(plan_name(s) + " " + now + " -> " + asked);
+      std::string change = plan_name(s);
+      change.append(" ").append(now).append(" -> ").append(asked);
+      plan.applied.push_back(std::move(change));
       s.take(plan.config, fresh);
     } else {
       plan.need_restart.emplace_back(s.name);

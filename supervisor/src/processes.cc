@@ -19,6 +19,7 @@ namespace {
 
 std::vector<char*> c_argv(std::vector<std::string>& argv) {
   std::vector<char*> out;
+  out.reserve(argv.size() + 1);
   for (std::string& a : argv) out.push_back(a.data());
   out.push_back(nullptr);
   return out;

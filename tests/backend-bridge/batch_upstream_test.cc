@@ -82,7 +82,7 @@ TEST_F(BatchUpstreamTest, APassesEventsShareOneBatchAndRepliesComeBackPerSession
   make_upstream();
   for (std::uint64_t i = 0; i < 3; ++i) {
     const Origin o = origin(i * 64);
-    ASSERT_TRUE(upstream_->open(kConn + i, 100 + i, &o));
+    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), &o));
     upstream_->send(kConn + i, 1, span_of(packet(game::demo::kPingReq, to_bytes("hi"))), o);
   }
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameBatchesSent) >= 1; }));
@@ -117,7 +117,8 @@ TEST_F(BatchUpstreamTest, RecordsAreKeptUntilTheGameAcknowledgesTheirEvents) {
 
 TEST_F(BatchUpstreamTest, GameKickReachesOnlyItsSession) {
   make_upstream();
-  for (std::uint64_t i = 0; i < 2; ++i) ASSERT_TRUE(upstream_->open(kConn + i, 10 + i, nullptr));
+  for (std::int64_t i = 0; i < 2; ++i)
+    ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, nullptr));
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() == 2; }));
   ASSERT_TRUE(game_.push(11, to_bytes("to 11")));
   ASSERT_TRUE(game_.kick(11));

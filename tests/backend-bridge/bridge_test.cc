@@ -147,7 +147,7 @@ TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
     EXPECT_GT(segment_.metrics().bridge.in_flight.load(), 0);
   }
   ASSERT_TRUE(run_until_read(kReplies + (batched() ? 1 : 2)));
-  for (int i = 0; i < kReplies; ++i) {
+  for (std::size_t i = 0; i < static_cast<std::size_t>(kReplies); ++i) {
     ASSERT_EQ(got_[i].type, ipc::kGameMessage);
     ASSERT_EQ(got_[i].bytes, std::to_string(i) + pad);
   }

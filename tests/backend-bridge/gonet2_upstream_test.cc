@@ -209,7 +209,8 @@ TEST_F(Gonet2UpstreamTest, ATakenOverSessionGivesUpAfterBackendWait) {
 
 TEST_F(Gonet2UpstreamTest, CloseAllHalfClosesEveryStream) {
   make_upstream();
-  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(upstream_->open(kConn + i, 10 + i, &origin_));
+  for (std::int64_t i = 0; i < 3; ++i)
+    ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, &origin_));
   ASSERT_TRUE(game_.wait_for_streams(3, kWait));
   upstream_->close_all();
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));

@@ -49,13 +49,13 @@ TEST_F(BatchedBackendTest, ManySessionsShareOneLinkInOrderAndApart) {
   ASSERT_TRUE(game_.wait_for_streams(kClients, kPatience));
   // Pipelined: every client sends 20 before reading; replies come back to
   // the right client, complete and in order.
-  for (int i = 0; i < kClients; ++i) {
+  for (std::size_t i = 0; i < std::size_t{kClients}; ++i) {
     for (int k = 0; k < 20; ++k) {
       ASSERT_TRUE(
           clients[i]->send(1001, client::to_bytes(std::to_string(i) + "/" + std::to_string(k))));
     }
   }
-  for (int i = 0; i < kClients; ++i) {
+  for (std::size_t i = 0; i < std::size_t{kClients}; ++i) {
     for (int k = 0; k < 20; ++k) {
       const auto reply = clients[i]->receive_proto(1002, kPatience);
       ASSERT_TRUE(reply.has_value()) << "client " << i << " message " << k;

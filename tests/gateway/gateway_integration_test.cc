@@ -564,9 +564,9 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
   EXPECT_EQ(connect_errno(gateway_->port()), ECONNREFUSED);
 
   // Every client reads everything that was queued, then sees the close.
-  std::vector<std::string> errors(kClients);
+  std::vector<std::string> errors(std::size_t{kClients});
   std::vector<std::thread> readers;
-  for (int i = 0; i < kClients; ++i) {
+  for (std::size_t i = 0; i < std::size_t{kClients}; ++i) {
     readers.emplace_back([&, i] {
       for (int m = 0; m < kMessages; ++m) {
         const auto p = clients[i]->receive(kPatience);
@@ -579,7 +579,8 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
     });
   }
   for (auto& t : readers) t.join();
-  for (int i = 0; i < kClients; ++i) EXPECT_EQ(errors[i], "") << "client " << i;
+  for (std::size_t i = 0; i < std::size_t{kClients}; ++i)
+    EXPECT_EQ(errors[i], "") << "client " << i;
 
   const auto status = gateway_->terminate(30s);
   ASSERT_TRUE(status.has_value()) << "the gateway did not exit";

@@ -33,7 +33,7 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
   const std::string ready = dir_ + "/ready";
 
   std::vector<std::string> argv{
-      GATEHOUSE_BIN_DIR "/gatehouse",
+      std::string(GATEHOUSE_BIN_DIR) + "/gatehouse",
       "--instance",
       instance_,
       "--listen",

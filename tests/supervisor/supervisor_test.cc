@@ -98,7 +98,7 @@ class FakeProcesses final : public Processes {
   std::shared_ptr<World> world_;
 };
 
-ParseResult parse(std::vector<std::string> args) {
+ParseResult parse(const std::vector<std::string>& args) {
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
   return parse_config(static_cast<int>(argv.size()), argv.data());

@@ -225,12 +225,13 @@ TEST(FakeGameService, TwoHundredConcurrentStreamsEachGetTheirEcho) {
     clients.push_back(std::make_unique<GameTestClient>(channel, uid));
   }
   for (int uid = 1; uid <= kStreams; ++uid) {
-    ASSERT_TRUE(clients[uid - 1]->send(packet(demo::kPingReq, to_bytes(std::to_string(uid)))));
+    ASSERT_TRUE(clients[static_cast<std::size_t>(uid - 1)]->send(
+        packet(demo::kPingReq, to_bytes(std::to_string(uid)))));
   }
   ASSERT_TRUE(fake.wait_for_streams(kStreams, kWait));
   EXPECT_EQ(fake.live_stream_count(), static_cast<std::size_t>(kStreams));
   for (int uid = 1; uid <= kStreams; ++uid) {
-    const auto reply = clients[uid - 1]->read();
+    const auto reply = clients[static_cast<std::size_t>(uid - 1)]->read();
     ASSERT_TRUE(reply) << "user " << uid;
     EXPECT_EQ(message_of(*reply), packet(demo::kPingAck, to_bytes(std::to_string(uid))));
   }

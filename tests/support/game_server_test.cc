@@ -219,7 +219,7 @@ TEST(GameServer, SlowConsumerIsCancelledNotTrimmed) {
   GameServer server(handler, {.max_queued_frames = 8});
   GameTestClient client(make_game_channel(server.port()), 3);  // never reads
   ASSERT_TRUE(handler.wait_opened(1));
-  const game::Bytes big(64 * 1024, std::byte{0x5a});
+  const game::Bytes big(std::size_t{64} * 1024, std::byte{0x5a});
   const StreamHandle stream = server.streams().at(0);
   int accepted = 0;
   while (stream.push(big) && accepted < 100000) ++accepted;
@@ -273,7 +273,7 @@ using StressOp = std::function<void(GameServer&, const StreamHandle&, const game
 /// the ops.
 std::vector<std::thread> stress_actors(GameServer& server, const std::atomic<bool>& stop,
                                        unsigned threads, unsigned spread,
-                                       std::vector<StressOp> ops) {
+                                       const std::vector<StressOp>& ops) {
   std::vector<std::thread> actors;
   for (unsigned t = 0; t < threads; ++t) {
     actors.emplace_back([&server, &stop, t, spread, ops] {

@@ -7,7 +7,8 @@
 
 namespace gatehouse::game::detail {
 
-void detach_link_locked(GatewayState& gateway, const std::shared_ptr<BatchLink> link, bool cancel) {
+// NOLINTNEXTLINE(performance-unnecessary-value-param): a copy on purpose (see the header)
+void detach_link_locked(GatewayState& gateway, std::shared_ptr<BatchLink> link, bool cancel) {
   std::optional<std::vector<BatchEvent>> back = link->detach_locked(cancel);
   if (!back) return;
   if (gateway.link == link) gateway.link.reset();

@@ -187,8 +187,9 @@ class BatchSession final : public Endpoint, public std::enable_shared_from_this<
 
 /// Detaches `link` with `gateway`'s mu held: its unacknowledged events go back
 /// to their sessions' `pending` (dropped when the session is gone), and its
-/// sessions are detached.
-void detach_link_locked(GatewayState& gateway, const std::shared_ptr<BatchLink> link, bool cancel);
+/// sessions are detached. `link` is taken by value: callers pass
+/// `gateway.link`, which this resets, and the link must outlive the call.
+void detach_link_locked(GatewayState& gateway, std::shared_ptr<BatchLink> link, bool cancel);
 
 /// The janitor's part (Core::expire), with Core::mu_ and `gateway`'s mu
 /// held: the sessions detached for longer than the grace leave, tombstoned;
