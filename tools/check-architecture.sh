@@ -10,6 +10,8 @@
 #      lays out a struct in shared memory.
 #   3. No process library links another process library (CMake also refuses
 #      it at configure time: cmake/GatehouseArchitecture.cmake).
+#   4. Tests mirror the tree: each source folder has its tests/ folder (the
+#      two micro-benchmark tools are benchmarks themselves).
 #
 #   tools/check-architecture.sh [ROOT]
 set -uo pipefail
@@ -75,6 +77,13 @@ for folder in "${!own[@]}"; do
     fail "$folder/CMakeLists.txt links another process: $hit"
   done < <(grep -nE 'gw::(frontend|worker|bridge|supervisor)\b' "$folder/CMakeLists.txt" |
            grep -vE "gw::${own[$folder]}\b" || true)
+done
+
+# 4. A test folder per source folder, named after the folder's last part.
+untested="tools/crypto-bench tools/ring-bench"
+for folder in "${!allowed[@]}"; do
+  case " $untested " in *" $folder "*) continue ;; esac
+  [ -d "tests/${folder##*/}" ] || fail "$folder: no tests/${folder##*/}/ (tests mirror the tree)"
 done
 
 if [ "$failures" -ne 0 ]; then

@@ -6,7 +6,7 @@
 # $OUT_DIR, and the CPU time per message of the gateway's processes and of
 # the bench (steadier than the rate on a shared machine). Also measures the
 # same-run baseline: gRPC echo alone against the
-# demo game (build/tests/support/game_server_bench), the ceiling of the gonet2
+# demo game (build/tests/demo-game/game_server_bench), the ceiling of the gonet2
 # contract on this machine.
 #
 #   tools/bench/scenarios.sh [RUNS]        (default 3; needs a built tree)
@@ -71,7 +71,7 @@ for spec in "1 1 4000" "100 16 400" "1000 16 100"; do
   set -- $spec
   for r in $(seq "$runs"); do
     # shellcheck disable=SC2086
-    $(pin "${BENCH_CPUS:-}") build/tests/support/game_server_bench --target "127.0.0.1:$game_port" --streams "$1" \
+    $(pin "${BENCH_CPUS:-}") build/tests/demo-game/game_server_bench --target "127.0.0.1:$game_port" --streams "$1" \
       --window "$2" --messages "$3" >>"$out/grpc-$1x$2.json"
   done
   echo "grpc streams=$1 window=$2: echoes/s $(median_of echoes_per_second "$out/grpc-$1x$2.json")"
