@@ -140,6 +140,11 @@ Gonet2Upstream::~Gonet2Upstream() {
 bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) {
   if (origin != nullptr && origin->replay) return false;  // opened by the dead bridge
   if (streams_.contains(conn)) return false;
+  if (stopping_) {
+    // The bridge is draining: a stream opened now would never be closed.
+    end_session(conn);
+    return false;
+  }
   start_stream(conn, user_id);
   if (origin == nullptr) reopening_[conn] = user_id;  // a take-over: retried while down
   return true;
@@ -167,10 +172,14 @@ void Gonet2Upstream::send(std::uint64_t conn, std::uint64_t, std::span<const std
     // again, so the session is kicked rather than talking to nobody.
     metrics_.add(metrics::kDroppedToGame);
     metrics_.add(metrics::kGameStreamsFailed);
-    UpstreamEvents::Unpublished unpublished;
-    events_.ended(unpublished, conn, grpc::StatusCode::UNAVAILABLE);
-    events_.publish(unpublished);
+    end_session(conn);
   }
+}
+
+void Gonet2Upstream::end_session(std::uint64_t conn) {
+  UpstreamEvents::Unpublished unpublished;
+  events_.ended(unpublished, conn, grpc::StatusCode::UNAVAILABLE);
+  events_.publish(unpublished);
 }
 
 void Gonet2Upstream::close(std::uint64_t conn, const Origin& origin) {
@@ -203,7 +212,7 @@ std::size_t Gonet2Upstream::take_ended(std::int64_t now_ns) {
   UpstreamEvents::Unpublished unpublished;
   for (const Ended& e : taken_) {
     if (e.worked && reopening_.erase(e.conn) != 0) retries_.erase(e.conn);  // it worked
-    if (!e.closed_by_us && e.grpc_code == grpc::StatusCode::UNAVAILABLE &&
+    if (!stopping_ && !e.closed_by_us && e.grpc_code == grpc::StatusCode::UNAVAILABLE &&
         reopening_.contains(e.conn)) {
       // A re-opened stream and the game service is down: try again later
       // rather than kick a session that did nothing wrong.
@@ -223,10 +232,12 @@ std::size_t Gonet2Upstream::take_ended(std::int64_t now_ns) {
     }
     if (e.grpc_code != 0 && !e.closed_by_us) metrics_.add(metrics::kGameStreamsFailed);
     streams_.erase(e.conn);
-    retries_.erase(e.conn);
+    // A retry's attempt that the drain closed: its session is still there.
+    const bool retrying = retries_.erase(e.conn) != 0;
     reopening_.erase(e.conn);
-    if (e.closed_by_us) continue;  // the session is gone already
-    events_.ended(unpublished, e.conn, e.grpc_code);
+    if (e.closed_by_us && !retrying) continue;  // the session is gone already
+    events_.ended(unpublished, e.conn,
+                  e.closed_by_us ? std::int32_t{grpc::StatusCode::UNAVAILABLE} : e.grpc_code);
   }
   events_.publish(unpublished);
   const std::size_t n = taken_.size();
@@ -243,7 +254,22 @@ void Gonet2Upstream::retry_due_streams(std::int64_t now_ns) {
 }
 
 void Gonet2Upstream::close_all() {
+  stopping_ = true;
   for (auto& [conn, stream] : streams_) stream->close();
+  // Sessions retrying their game service are not re-opened during the drain:
+  // their workers hear it is unavailable, at once when they wait for their
+  // next attempt, when it ends when one is in flight (closed above).
+  for (auto it = retries_.begin(); it != retries_.end();) {
+    if (streams_.contains(it->first)) {
+      it->second.due_ns = 0;
+      ++it;
+      continue;
+    }
+    metrics_.add(metrics::kGameStreamsFailed);
+    end_session(it->first);
+    reopening_.erase(it->first);
+    it = retries_.erase(it);
+  }
 }
 
 void Gonet2Upstream::cancel_all() {

@@ -207,6 +207,28 @@ TEST_F(Gonet2UpstreamTest, ATakenOverSessionGivesUpAfterBackendWait) {
   EXPECT_EQ(events_.events()[0].grpc_code, grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST_F(Gonet2UpstreamTest, TheDrainStopsRetriesAndOpensNothing) {
+  game_.stop();
+  make_upstream();
+  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameStreamsOpened) >= 2; }));
+  upstream_->close_all();
+  ASSERT_TRUE(flush_until([&] {
+    return upstream_->calls_open() == 0 && !events_.events().empty();
+  })) << "the retrying session hears its game is unavailable";
+  EXPECT_EQ(events_.events()[0].kind, Recorded::kEnded);
+  EXPECT_EQ(events_.events()[0].grpc_code, grpc::StatusCode::UNAVAILABLE);
+
+  EXPECT_FALSE(upstream_->open(kConn + 1, 8, &origin_)) << "no stream opens during the drain";
+  ASSERT_TRUE(flush_until([&] { return events_.events().size() == 2; }));
+  EXPECT_EQ(events_.events()[1].conn, kConn + 1);
+  // Past the longest backoff nothing was re-opened and nothing stays open.
+  const std::uint64_t opened = counter(metrics::kGameStreamsOpened);
+  flush_until([] { return false; }, 1500ms);
+  EXPECT_EQ(counter(metrics::kGameStreamsOpened), opened);
+  EXPECT_EQ(upstream_->calls_open(), 0u);
+}
+
 TEST_F(Gonet2UpstreamTest, CloseAllHalfClosesEveryStream) {
   make_upstream();
   for (std::int64_t i = 0; i < 3; ++i)

@@ -71,6 +71,8 @@ class Gonet2Upstream final : public Upstream {
   std::size_t take_ended(std::int64_t now_ns);
   void start_stream(std::uint64_t conn, std::int64_t user_id);
   void retry_due_streams(std::int64_t now_ns);
+  /// Tells the session's worker its game service is unavailable (main thread).
+  void end_session(std::uint64_t conn);
 
   const Options options_;
   CallQueue& calls_;
@@ -91,6 +93,7 @@ class Gonet2Upstream final : public Upstream {
     std::uint32_t backoff_ms;
   };
   std::unordered_map<std::uint64_t, Retry> retries_;
+  bool stopping_ = false;  // close_all() was called: no stream is opened again
   std::mutex ended_mutex_;
   std::vector<Ended> ended_;  // guarded by ended_mutex_
   std::vector<Ended> taken_;  // main thread's copy
