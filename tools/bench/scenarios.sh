@@ -22,6 +22,7 @@ secs=${SECONDS_PER_RUN:-4}
 contracts=${CONTRACTS:-"gonet2 batch"}
 scenarios=${SCENARIOS:-"pp1-enc pp1-modern pp1-clear pp100-enc w16-1000-enc w16-1000-modern w16-1000-modern-aes w16-1000-clear idle-10000"}
 out=${OUT_DIR:-$(mktemp -d /tmp/gatehouse-bench.XXXXXX)}
+mkdir -p "$out"
 port=${GATEHOUSE_BENCH_PORT:-18888}
 game_port=${GATEHOUSE_BENCH_GAME_PORT:-15051}
 # Optional CPU placement: "taskset -c LIST" prefixes.
