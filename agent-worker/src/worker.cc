@@ -18,7 +18,6 @@ namespace gatehouse::worker {
 namespace {
 
 constexpr std::size_t kRingBatch = 256;
-constexpr std::int64_t kMinuteMs = 60'000;
 
 /// A batched game's message seq (epoch << 32 | n) the session has had: the
 /// same epoch and not above the last one delivered. A new epoch (the game
@@ -52,6 +51,8 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
                std::unique_ptr<LoginProvider> login)
     : segment_(segment),
       settings_(segment.settings()),
+      frames_limit_(RateLimit::per_minute(settings_.rpm_limit, settings_.rpm_burst)),
+      bytes_limit_(RateLimit::per_minute(settings_.bpm_limit, settings_.bpm_burst)),
       index_(index),
       metrics_(segment.metrics().workers[index]),
       sessions_(segment.sessions()),
@@ -215,7 +216,8 @@ void Worker::open_session(const ipc::ConnOpened& opened) {
   s->journal_batch = journal_batch;
   s->state = Session::kOpen;
   s->opened_unix_ms = opened.accepted_unix_ms;
-  s->rpm_window_start_ms = opened.accepted_unix_ms;
+  s->frames_tat_ns = opened.accepted_unix_ms * 1'000'000;
+  s->bytes_tat_ns = s->frames_tat_ns;
   std::memcpy(s->address, opened.address, sizeof s->address);
   s->port = opened.port;
   s->listener = opened.listener;
@@ -266,13 +268,14 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
   }
   s.rx_seq = packet->seq;
 
-  const std::int64_t now = batch_unix_ms_;  // a minute's window needs no finer clock
-  if (now - s.rpm_window_start_ms >= kMinuteMs) {
-    s.rpm_window_start_ms = now;
-    s.rpm_count = 0;
-  }
-  if (settings_.rpm_limit != 0 && ++s.rpm_count > settings_.rpm_limit) {
+  // Token buckets, not a wall-clock minute: no burst of rpm-limit frames at
+  // the start of every minute. The batch's clock is fine enough for them.
+  const std::int64_t now_ns = batch_unix_ms_ * 1'000'000;
+  if (!frames_limit_.admit(s.frames_tat_ns, now_ns)) {
     return kick(id, s, CloseReason::kRpmExceeded);
+  }
+  if (!bytes_limit_.admit(s.bytes_tat_ns, now_ns, payload.size())) {
+    return kick(id, s, CloseReason::kBpmExceeded);
   }
 
   const std::int16_t proto = packet->proto;

@@ -393,7 +393,16 @@ const Setting kSettings[] = {
   seconds<&Settings::read_timeout_ms>("read-timeout", kClients, "15", kLive, 0.1, 86400,
          "seconds without a frame before a connection is closed (read_timeout)"),
   number<&Settings::rpm_limit>("rpm-limit", kClients, "200", kLive, 0, kMaxU32,
-         "client frames allowed per minute per session, 0 = no limit (rpm_exceeded)"),
+         "client frames allowed per minute per session, a token bucket refilled at this "
+         "rate, 0 = no limit (rpm_exceeded)"),
+  number<&Settings::rpm_burst>("rpm-burst", kClients, "0", kLive, 0, kMaxU32,
+         "client frames a session may send at once before the per-minute rate applies, "
+         "0 = rpm-limit (a full minute's worth; no new burst until it has refilled)"),
+  number<&Settings::bpm_limit>("bpm-limit", kClients, "0", kLive, 0, kMaxU32,
+         "client payload bytes allowed per minute per session, a token bucket, 0 = no limit "
+         "(bpm_exceeded). Off by default: gonet2 had none; docs/security.md suggests values"),
+  number<&Settings::bpm_burst>("bpm-burst", kClients, "0", kLive, 0, kMaxU32,
+         "client payload bytes a session may send at once, 0 = bpm-limit"),
   number<&Settings::max_connections_per_ip>("max-connections-per-ip", kClients, "0", kLive, 0,
          1u << 24,
          "most concurrent connections from one client address (an IPv4 address, an IPv6 /64); "

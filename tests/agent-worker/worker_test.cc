@@ -27,6 +27,9 @@ Settings test_settings() {
   s.max_frame = 65535;
   s.read_timeout_ms = 15000;
   s.rpm_limit = 200;
+  s.rpm_burst = 5;
+  s.bpm_limit = 600'000;  // 10 kB/s
+  s.bpm_burst = 1000;
   s.txqueuelen = 128;
   s.ring_bytes = 1 << 20;  // room for the largest record a frame can make
   s.log_level = 6;         // off
@@ -144,6 +147,38 @@ TEST_F(WorkerStep, AReplayedSeqIsKickedWithBadSeq) {
   ASSERT_TRUE(close.has_value());
   EXPECT_EQ(close->conn, id.value());
   EXPECT_EQ(static_cast<CloseReason>(close->reason), CloseReason::kBadSeq);
+}
+
+/// The close the worker asked the frontend for, if any.
+std::optional<ipc::CloseCommand> close_of(const std::vector<Written>& written) {
+  std::optional<ipc::CloseCommand> close;
+  for (const Written& w : written) {
+    if (w.type == ipc::kClose) close = ipc::parse_record<ipc::CloseCommand>(w.payload)->header;
+  }
+  return close;
+}
+
+TEST_F(WorkerStep, FramesBeyondTheBurstAreKickedWithRpmExceeded) {
+  const shm::ConnectionId id = open_connection();
+  for (std::uint32_t seq = 1; seq <= 6; ++seq) {
+    client_frame(id, seq, seq, protocol::kHeartBeatReq, std::vector<std::byte>(4));
+  }
+  worker_.do_work();
+  const auto written = to_frontend();
+  const auto close = close_of(written);
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(static_cast<CloseReason>(close->reason), CloseReason::kRpmExceeded);
+  EXPECT_EQ(written.size(), 5u + 1u) << "five heartbeats answered (rpm-burst), then the kick";
+}
+
+TEST_F(WorkerStep, BytesBeyondTheByteBurstAreKickedWithBpmExceeded) {
+  const shm::ConnectionId id = open_connection();
+  client_frame(id, 1, 1, protocol::kHeartBeatReq, std::vector<std::byte>(600));
+  client_frame(id, 2, 2, protocol::kHeartBeatReq, std::vector<std::byte>(600));
+  worker_.do_work();
+  const auto close = close_of(to_frontend());
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(static_cast<CloseReason>(close->reason), CloseReason::kBpmExceeded);
 }
 
 }  // namespace

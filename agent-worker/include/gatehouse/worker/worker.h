@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "gatehouse/base/rate_limit.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/journal.h"
@@ -97,6 +98,8 @@ class Worker {
 
   GatewaySegment& segment_;
   const Settings settings_;
+  const RateLimit frames_limit_;  // rpm-limit / rpm-burst
+  const RateLimit bytes_limit_;   // bpm-limit / bpm-burst
   const std::uint32_t index_;
   metrics::Writer metrics_;
   shm::SessionTable<Session> sessions_;

@@ -27,6 +27,7 @@ enum class CloseReason : std::uint8_t {
   kIoError,             ///< a socket error other than a clean close
   kCryptoRefused,       ///< clear traffic or a key exchange its listener does not allow
   kDecryptFailed,       ///< a modern payload that fails authentication
+  kBpmExceeded,         ///< more payload bytes than the per-minute limit allows
   kCount
 };
 

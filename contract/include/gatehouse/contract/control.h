@@ -72,6 +72,9 @@ struct Settings {
   std::uint32_t backend_wait_ms;
   std::uint32_t listener_count;
   std::uint8_t listener_crypto[kMaxListeners];  ///< CryptoModes of each --listen, in order
+  std::uint32_t rpm_burst;  ///< frames a session may send at once (0: rpm_limit)
+  std::uint32_t bpm_limit;  ///< client payload bytes per minute per session, 0 = no limit
+  std::uint32_t bpm_burst;  ///< bytes a session may send at once (0: bpm_limit)
 };
 
 /// Liveness of one child process, written by the process itself.

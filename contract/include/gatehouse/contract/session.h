@@ -21,9 +21,12 @@ struct Session {
 
   State state;
   Crypto crypto;
-  std::uint32_t rx_seq;     ///< client frames accepted; the next must carry rx_seq + 1
-  std::uint32_t rpm_count;  ///< frames in the current one-minute window
-  std::int64_t rpm_window_start_ms;
+  std::uint32_t rx_seq;  ///< client frames accepted; the next must carry rx_seq + 1
+  std::uint32_t reserved0;
+  /// The client's rate buckets (base/rate_limit.h; wall-clock ns): frames
+  /// (rpm-limit, rpm-burst) and payload bytes (bpm-limit, bpm-burst).
+  std::int64_t frames_tat_ns;
+  std::int64_t bytes_tat_ns;
   std::int64_t opened_unix_ms;
   std::int64_t user_id;
   std::uint8_t address[16];  ///< remote IPv6 (IPv4-mapped for IPv4)

@@ -1,0 +1,62 @@
+// A token bucket kept as one number: the generic cell rate algorithm (GCRA).
+// The state is the "theoretical arrival time" of the next unit, so a bucket
+// fits in a plain struct in shared memory (a Session's frames and bytes per
+// minute) and costs a compare and an add per admission.
+//
+//   RateLimit limit = RateLimit::per_minute(200, 200);   // 200/min, 200 at once
+//   if (!limit.admit(tat_ns, now_ns)) kick(...);
+//
+// A bucket that is full (tat_ns <= now) admits `burst` units at once; then
+// one unit every 60 s / per_minute. Units are frames, bytes or anything.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace gatehouse {
+
+class RateLimit {
+ public:
+  /// `per_minute` units a minute, at most `burst` at once (0: per_minute).
+  /// per_minute 0: no limit, every admission succeeds.
+  static constexpr RateLimit per_minute(std::uint64_t per_minute, std::uint64_t burst) noexcept {
+    return RateLimit{per_minute, burst == 0 ? per_minute : burst};
+  }
+
+  constexpr bool unlimited() const noexcept { return per_minute_ == 0; }
+
+  /// Admits `units` at `now_ns` (any monotonic or wall clock in ns, the
+  /// same for every call on `tat_ns`) and advances `tat_ns`; false, leaving
+  /// it unchanged, when the bucket does not hold them.
+  constexpr bool admit(std::int64_t& tat_ns, std::int64_t now_ns,
+                       std::uint64_t units = 1) const noexcept {
+    if (unlimited()) return true;
+    const std::int64_t start = std::max(tat_ns, now_ns);
+    const std::int64_t next = start + cost_ns(units);
+    if (next - now_ns > cost_ns(burst_)) return false;
+    tat_ns = next;
+    return true;
+  }
+
+ private:
+  static constexpr std::int64_t kMinuteNs = 60'000'000'000;
+
+  __extension__ typedef unsigned __int128
+      Wide;  // NOLINT(modernize-use-using): __extension__ needs typedef
+  static constexpr std::int64_t kMostNs = INT64_MAX / 4;  // far beyond any clock we add it to
+
+  constexpr RateLimit(std::uint64_t per_minute, std::uint64_t burst)
+      : per_minute_(per_minute), burst_(burst) {}
+
+  /// What `units` cost, exact: units * a minute / per_minute (128-bit: a
+  /// minute in ns times a few MiB overflows 64 bits).
+  constexpr std::int64_t cost_ns(std::uint64_t units) const noexcept {
+    const Wide ns = Wide{units} * Wide{kMinuteNs} / per_minute_;
+    return ns > Wide{kMostNs} ? kMostNs : static_cast<std::int64_t>(ns);
+  }
+
+  std::uint64_t per_minute_;
+  std::uint64_t burst_;
+};
+
+}  // namespace gatehouse
