@@ -1,6 +1,7 @@
 #include "gatehouse/worker/worker.h"
 
 #include <arpa/inet.h>
+#include <string.h>  // explicit_bzero
 
 #include <chrono>
 #include <csignal>
@@ -434,6 +435,9 @@ void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
                  lived_ms);
   }
   s.state = Session::kClosed;
+  // Nothing is sent to it any more: its keys go now, not when the slot is
+  // reused (the segment outlives the process and can be read by root).
+  explicit_bzero(&s.cipher, sizeof s.cipher);
   ipc::write_record(to_frontend_, ipc::kClose,
                     ipc::CloseCommand{id.value(), static_cast<std::uint32_t>(reason), 0});
 }

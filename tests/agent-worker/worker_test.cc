@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -156,6 +157,30 @@ std::optional<ipc::CloseCommand> close_of(const std::vector<Written>& written) {
     if (w.type == ipc::kClose) close = ipc::parse_record<ipc::CloseCommand>(w.payload)->header;
   }
   return close;
+}
+
+TEST_F(WorkerStep, AnEndedSessionsKeysAreWiped) {
+  const shm::ConnectionId id = open_connection();
+  // get_seed_req: two DH public values; the worker keys both RC4 streams.
+  client_frame(id, 1, 1, protocol::kGetSeedReq,
+               {std::byte{0}, std::byte{0}, std::byte{0x12}, std::byte{0x34}, std::byte{0},
+                std::byte{0}, std::byte{0x56}, std::byte{0x78}});
+  worker_.do_work();
+  const Session* s = segment_.sessions().find(id);
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->crypto, Session::kLegacy);
+  const auto* key_bytes = reinterpret_cast<const unsigned char*>(&s->cipher);
+  const auto is_zero = [&] {
+    return std::all_of(key_bytes, key_bytes + sizeof s->cipher,
+                       [](unsigned char b) { return b == 0; });
+  };
+  ASSERT_FALSE(is_zero()) << "keyed";
+
+  client_frame(id, 2, 2, protocol::kHeartBeatReq, std::vector<std::byte>(4));  // not RC4: garbage
+  worker_.do_work();
+  ASSERT_TRUE(close_of(to_frontend()).has_value());
+  EXPECT_EQ(s->state, Session::kClosed);
+  EXPECT_TRUE(is_zero()) << "the RC4 states outlived the session";
 }
 
 TEST_F(WorkerStep, FramesBeyondTheBurstAreKickedWithRpmExceeded) {
