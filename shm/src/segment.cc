@@ -58,6 +58,20 @@ bool read_prefix(const bip::shared_memory_object& shm, Prefix& out) {
   return true;
 }
 
+/// A segment another user owns is never used or removed: on a shared host it
+/// could be a squatter's, laid out to be read by us.
+void refuse_foreign(const std::string& name, const bip::shared_memory_object& shm) {
+  struct stat st {};
+  if (::fstat(shm.get_mapping_handle().handle, &st) != 0) {
+    throw SegmentError(describe(name) + ": cannot stat: " + std::strerror(errno));
+  }
+  if (st.st_uid != ::geteuid()) {
+    throw SegmentError(describe(name) + " belongs to uid " + std::to_string(st.st_uid) +
+                       ", not to this user (uid " + std::to_string(::geteuid()) +
+                       "); refusing it (another instance name, or remove it as its owner)");
+  }
+}
+
 }  // namespace
 
 std::uint64_t process_start_ticks(pid_t pid) noexcept {
@@ -120,6 +134,7 @@ Segment Segment::create(const std::string& name, std::uint32_t layout_version,
   //    dead one's.
   try {
     bip::shared_memory_object existing(bip::open_only, name.c_str(), bip::read_only);
+    refuse_foreign(name, existing);
     Prefix p;
     if (read_prefix(existing, p) && p.magic != 0 && p.magic != kSegmentMagic) {
       throw SegmentError(describe(name) +
@@ -208,6 +223,7 @@ Segment Segment::attach(const std::string& name, std::uint32_t layout_version) {
     }
     throw SegmentError(describe(name) + ": cannot open: " + e.what());
   }
+  refuse_foreign(name, impl->shm);
   Prefix p;
   if (!read_prefix(impl->shm, p) || p.magic == 0) {
     throw SegmentError(describe(name) +

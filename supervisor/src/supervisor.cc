@@ -1,6 +1,7 @@
 #include "gatehouse/supervisor/supervisor.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -501,14 +502,24 @@ void Supervisor::notify(const std::string& state) const {
 void Supervisor::write_ready_file() const {
   if (config_.ready_file.empty()) return;
   const std::string tmp = config_.ready_file + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << "pid=" << ::getpid() << "\n";
-    for (const std::string& l : listen_names_) out << "listen=" << l << "\n";
-    const auto colon = config_.metrics_listen.rfind(':');
-    out << "metrics=" << config_.metrics_listen.substr(0, colon) << ":" << metrics_->port() << "\n";
+  std::string text = "pid=" + std::to_string(::getpid()) + "\n";
+  for (const std::string& l : listen_names_) text += "listen=" + l + "\n";
+  const auto colon = config_.metrics_listen.rfind(':');
+  text += "metrics=" + config_.metrics_listen.substr(0, colon) + ":" +
+          std::to_string(metrics_->port()) + "\n";
+  // A fresh file, never through a link planted at the temporary name; the
+  // rename replaces a link at the final name instead of following it.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    spdlog::error("ready file {}: {}", tmp, std::strerror(errno));
+    return;
   }
-  std::rename(tmp.c_str(), config_.ready_file.c_str());  // readers never see half a file
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!written || std::rename(tmp.c_str(), config_.ready_file.c_str()) != 0) {
+    spdlog::error("ready file {}: {}", config_.ready_file, std::strerror(errno));
+  }
 }
 
 /// The frontend holds one fd per connection: take the hard open-file limit

@@ -118,6 +118,23 @@ TEST(Segment, AttachToAnotherLayoutVersionIsRefused) {
               HasSubstr("layout version " + std::to_string(kTestLayout + 1)));
 }
 
+TEST(Segment, AnotherUsersSegmentIsNeitherUsedNorReplaced) {
+  // Another local user squats the name first (root plays them: chown).
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to make a segment another user's";
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
+  owner.disown();
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fchown(fd, 65534, 65534), 0);
+  ::close(fd);
+  EXPECT_THAT(error_of([&] { Segment::attach(name, kTestLayout); }),
+              HasSubstr("belongs to uid 65534"));
+  EXPECT_THAT(error_of([&] { Segment::create(name, kTestLayout, two_regions()); }),
+              HasSubstr("belongs to uid 65534"));
+  ::shm_unlink(("/" + name).c_str());
+}
+
 TEST(Segment, AttachToAForeignObjectIsRefused) {
   const std::string name = unique_name();
   Segment owner = Segment::create(name, kTestLayout, two_regions());
