@@ -10,6 +10,7 @@
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/base/log_text.h"
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/shm/idle_strategy.h"
@@ -317,7 +318,8 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
   if (!uid) {
     metrics_.add(metrics::kLoginsRefused);
-    spdlog::info("conn {:#x}: login refused for open_udid '{}'", id.value(), login->open_udid);
+    spdlog::info("conn {:#x}: login refused for open_udid '{}'", id.value(),
+                 log_text(login->open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }

@@ -206,6 +206,36 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
   EXPECT_TRUE(gateway_->wait_log("reason=login_failed"));
 }
 
+// Issue 20: a refused login's open_udid landed in the log raw, so one client
+// could forge log lines, send terminal escapes and write 60 KB per attempt.
+// It is now one line, escaped, capped at 128 bytes with a count of the rest.
+TEST_F(GatewayTest, RefusedLoginLogsTheOpenUdidEscapedAndCapped) {
+  start();
+  const std::string forged = "2026-01-01T00:00:00.000 info  [worker-0] login conn=0x1 FORGED";
+  const std::string padding(60 * 1024, 'A');
+  const std::string udid = "mallory'\n" + forged + "\x1b[2J\r\n" + padding;
+  RawSession s(gateway_->port());
+  s.send(1, 10, login_body(udid, "wrong-token"));
+  EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
+  EXPECT_TRUE(s.wait_closed(kPatience));
+  ASSERT_TRUE(gateway_->wait_log("reason=login_failed"));
+
+  const std::string log = gateway_->log();
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << "a terminal escape reached the log";
+  EXPECT_EQ(gateway_->log_count("FORGED"), 1u);
+  EXPECT_EQ(gateway_->log_count("login refused"), 1u);
+  const auto at = log.find("login refused");
+  const auto begin = log.rfind('\n', at) + 1;
+  const std::string line = log.substr(begin, log.find('\n', at) - begin);
+  EXPECT_NE(line.find("open_udid 'mallory\\'\\n2026-01-01T00:00:00.000 info  [worker-0] login"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("FORGED\\x1b[2J\\r\\nAAA"), std::string::npos) << line;
+  EXPECT_NE(line.find(" bytes)'"), std::string::npos) << line;
+  EXPECT_LT(line.size(), 400u) << "the 60 KB open_udid was not capped";
+  EXPECT_LT(log.size(), 20'000u);
+}
+
 INSTANTIATE_TEST_SUITE_P(EachCrypto, GatewayProtocolTest,
                          ::testing::Values(Crypto::kClear, Crypto::kLegacy, Crypto::kModern,
                                            Crypto::kModernAes),
