@@ -10,6 +10,7 @@
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/base/log_text.h"
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
@@ -318,8 +319,8 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
   if (!uid) {
     metrics_.add(metrics::kLoginsRefused);
-    spdlog::info("conn {:#x}: login refused for open_udid '{}'", id.value(),
-                 log_text(login->open_udid));
+    login_refused_log_.log("conn {:#x}: login refused for open_udid '{}'", id.value(),
+                           log_text(login->open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }
@@ -455,8 +456,8 @@ bool Worker::on_bridge_record(const shm::Record& record) {
       }
       if (r->tail.size() > protocol::kMaxPayload - overhead(*s) ||
           r->tail.size() < protocol::kServerHeaderBytes) {
-        spdlog::warn("conn {:#x}: game sent a {}-byte message that cannot be framed", id.value(),
-                     r->tail.size());
+        unframeable_log_.log("conn {:#x}: game sent a {}-byte message that cannot be framed",
+                             id.value(), r->tail.size());
         finish(id, *s, CloseReason::kFrameTooLarge);
         break;
       }
@@ -532,6 +533,7 @@ std::size_t Worker::do_work() {
   segment_.control().workers[index_].heartbeat_ns.store(now, std::memory_order_relaxed);
   from_frontend_.heartbeat(now);
   from_bridge_.heartbeat(now);
+  flush_log_limits(now);
   return work;
 }
 

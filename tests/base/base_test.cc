@@ -1,13 +1,19 @@
 // gw::base: what every gateway process parses from the supervisor and the
 // clock they compare across processes, the escaping of client text in logs.
+#include <chrono>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include "gatehouse/base/child_process_args.h"
 #include "gatehouse/base/clock.h"
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/base/log_text.h"
 
 namespace gatehouse {
@@ -104,6 +110,77 @@ TEST(LogText, LongTextIsCappedWithTheCountLeftOut) {
     for (int i = 0; i < 10; ++i) s += "\\x1b";
     return s + "...(+990 bytes)";
   }());
+}
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+
+TEST(LogLimit, OneLinePerIntervalThenTheCountOfTheOthers) {
+  LogLimit limit(spdlog::level::warn, "site");
+  std::uint64_t suppressed = 99;
+  EXPECT_TRUE(limit.admit(5 * kSecond, suppressed));
+  EXPECT_EQ(suppressed, 0u);
+  for (int i = 0; i < 2800; ++i) EXPECT_FALSE(limit.admit(5 * kSecond + i * 100'000, suppressed));
+  EXPECT_FALSE(limit.admit(6 * kSecond - 1, suppressed));
+  EXPECT_TRUE(limit.admit(6 * kSecond, suppressed));
+  EXPECT_EQ(suppressed, 2801u);
+  EXPECT_TRUE(limit.admit(8 * kSecond, suppressed));
+  EXPECT_EQ(suppressed, 0u);
+}
+
+TEST(LogLimit, ACountLeftAtTheEndOfAFloodIsOverdueAfterTheInterval) {
+  LogLimit limit(spdlog::level::warn, "site", kSecond / 2);
+  std::uint64_t suppressed = 0;
+  EXPECT_TRUE(limit.admit(0, suppressed));
+  EXPECT_FALSE(limit.admit(1, suppressed));
+  EXPECT_FALSE(limit.admit(2, suppressed));
+  EXPECT_EQ(limit.take_overdue(kSecond / 2 - 1), 0u);
+  EXPECT_EQ(limit.take_overdue(kSecond / 2), 2u);
+  EXPECT_EQ(limit.take_overdue(2 * kSecond), 0u);  // taken once
+  // The flush counts as a line: the next one waits its interval.
+  EXPECT_FALSE(limit.admit(kSecond / 2 + 1, suppressed));
+}
+
+/// Captures what spdlog writes while it lives.
+class CapturedLog {
+ public:
+  CapturedLog()
+      : previous_(spdlog::default_logger()),
+        logger_(std::make_shared<spdlog::logger>(
+            "captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_))) {
+    logger_->set_pattern("%l %v");
+    spdlog::set_default_logger(logger_);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
+TEST(LogLimit, AFloodWritesOneLineAndTheFlushWritesTheRest) {
+  CapturedLog log;
+  LogLimit limit(spdlog::level::warn, "connection refused: limit reached", 10 * kSecond);
+  for (int i = 0; i < 500; ++i) limit.log("connection from {} refused: limit {} reached", "10.0.0.1", 3);
+  EXPECT_EQ(log.text(), "warning connection from 10.0.0.1 refused: limit 3 reached\n");
+  flush_log_limits(monotonic_ns());  // not overdue yet
+  EXPECT_EQ(log.text(), "warning connection from 10.0.0.1 refused: limit 3 reached\n");
+  flush_log_limits(monotonic_ns() + 11 * kSecond);
+  EXPECT_EQ(log.text(),
+            "warning connection from 10.0.0.1 refused: limit 3 reached\n"
+            "warning connection refused: limit reached (499 similar suppressed)\n");
+}
+
+TEST(LogLimit, TheNextLineCarriesTheCount) {
+  CapturedLog log;
+  LogLimit limit(spdlog::level::info, "refused login", kSecond);
+  limit.log("refused {}", 1);
+  limit.log("refused {}", 2);
+  limit.log("refused {}", 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the interval
+  limit.log("refused {}", 4);
+  EXPECT_EQ(log.text(), "info refused 1\ninfo refused 4 (2 similar suppressed)\n");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -748,6 +749,76 @@ TEST_F(GatewayTest, ConnectionsOverTheLimitAreRefusedOthersServed) {
   std::this_thread::sleep_for(100ms);
   auto again = logged_in("tok-dave", false);
   EXPECT_TRUE(echo_works(*again, "in"));
+}
+
+/// How many refusals the log accounts for: each line of `line_text`, plus
+/// the "(N similar suppressed)" it or a flush line (`site`) reports.
+std::size_t refusals_logged(const std::string& log, const std::string& line_text,
+                            const std::string& site, std::size_t& lines) {
+  std::size_t total = 0;
+  lines = 0;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    const bool own = line.find(line_text) != std::string::npos;
+    if (!own && line.find(site + " (") == std::string::npos) continue;
+    if (own) ++lines, ++total;
+    if (const auto open = line.rfind(" ("); open != std::string::npos &&
+                                            line.find("similar suppressed)", open) != std::string::npos)
+      total += std::stoul(line.substr(open + 2));
+  }
+  return total;
+}
+
+// Issue 20: a flood over the connection limit wrote one warning per refused
+// connection (2,800 lines). Now at most one line a second, and the count of
+// the others follows, so the log still accounts for every refusal.
+TEST_F(GatewayTest, AFloodOverTheConnectionLimitWritesABoundedNumberOfLines) {
+  start({"--max-connections", "3"});
+  std::vector<std::unique_ptr<Client>> held;
+  for (const char* token : {"tok-alice", "tok-bob", "tok-carol"})
+    held.push_back(logged_in(token, false));
+  constexpr std::size_t kBatch = 100;
+  constexpr std::size_t kFlood = 10 * kBatch;
+  const auto start_time = std::chrono::steady_clock::now();
+  for (std::size_t batch = 0; batch < kFlood / kBatch; ++batch) {
+    std::vector<int> fds;
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(gateway_->port());
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+      fds.push_back(fd);
+    }
+    for (const int fd : fds) {  // each is refused (closed) by the gateway
+      timeval timeout{static_cast<time_t>(kPatience.count()), 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      char byte = 0;
+      EXPECT_LE(::recv(fd, &byte, 1, 0), 0);
+      ::close(fd);
+    }
+  }
+  const double flood_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+
+  const std::string line_text = "refused: connection limit 3 reached";
+  const std::string site = "connection refused: connection limit reached";
+  std::size_t lines = 0;
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (refusals_logged(gateway_->log(), line_text, site, lines) < kFlood &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(refusals_logged(gateway_->log(), line_text, site, lines), kFlood)
+      << "every refusal is a line or in a count";
+  // One line a second at most, plus the flush of the last count.
+  EXPECT_LE(lines, static_cast<std::size_t>(flood_seconds) + 2) << flood_seconds << " s of flood";
+  EXPECT_GE(gateway_->log_count("similar suppressed)"), 1u);
+  EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
+                          "gatehouse_connections_refused_total{reason=\"connection_limit\"}"),
+            static_cast<double>(kFlood));
+  for (auto& c : held) EXPECT_TRUE(echo_works(*c, "still here"));
 }
 
 /// A heartbeat round trip on a fresh connection from `source` (a loopback

@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/journal.h"
@@ -111,6 +112,9 @@ class Worker {
   shm::RingProducer to_bridge_;
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
+  // Lines a client can cause at will: at most one a second each.
+  LogLimit login_refused_log_{spdlog::level::info, "login refused"};
+  LogLimit unframeable_log_{spdlog::level::warn, "game message that cannot be framed"};
   volatile std::sig_atomic_t stop_requested_ = 0;
   bool drained_ = false;   // every session closed for the drain
   bool draining_ = false;  // the drain has begun
