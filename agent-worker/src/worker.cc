@@ -221,7 +221,7 @@ void Worker::open_session(const ipc::ConnOpened& opened) {
   std::memcpy(s->address, opened.address, sizeof s->address);
   s->port = opened.port;
   s->listener = opened.listener;
-  spdlog::info("open conn={:#x} remote={}", id.value(), remote_of(*s));
+  if (logs_connection(id)) spdlog::info("open conn={:#x} remote={}", id.value(), remote_of(*s));
   if (draining_) finish(id, *s, CloseReason::kShutdown);
 }
 
@@ -330,6 +330,7 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   metrics_.add(metrics::kSessionsLoggedIn, 1);
   send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
+  if (!logs_connection(id)) return;
   spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
                s.user_id, crypto_modes_text(mode_of(s.crypto)),
                s.crypto == Session::kModern
@@ -417,6 +418,15 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
   ++s.frames_out;
 }
 
+bool Worker::logs_connection(shm::ConnectionId id) const {
+  const std::uint32_t n = settings_.log_connections;
+  if (n == kLogConnectionsAll) return true;
+  if (n == kLogConnectionsNone) return false;
+  // By the connection id, mixed (slots and generations count up), so a
+  // sampled session has all of its lines.
+  return ((id.value() * 0x9E37'79B9'7F4A'7C15ull) >> 32) % n == 0;
+}
+
 void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   if (s.state == Session::kLoggedIn) {
     ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value(), s.user_id});
@@ -424,7 +434,9 @@ void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   }
   metrics_.closed(reason);
   const std::int64_t lived_ms = unix_ms() - s.opened_unix_ms;
-  if (reason == CloseReason::kClientClosed || reason == CloseReason::kShutdown) {
+  if (!logs_connection(id)) {
+    // left out by log-connections; metrics_.closed() above counted it
+  } else if (reason == CloseReason::kClientClosed || reason == CloseReason::kShutdown) {
     spdlog::info("close conn={:#x} remote={} user={} reason={} frames_in={} frames_out={} ms={}",
                  id.value(), remote_of(s), s.user_id, to_string(reason), s.frames_in, s.frames_out,
                  lived_ms);

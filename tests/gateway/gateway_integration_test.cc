@@ -821,6 +821,39 @@ TEST_F(GatewayTest, AFloodOverTheConnectionLimitWritesABoundedNumberOfLines) {
   for (auto& c : held) EXPECT_TRUE(echo_works(*c, "still here"));
 }
 
+// log-connections: 'none' leaves out every session's open, login and close
+// lines; 'sample:4' keeps about one session in four, each with all three;
+// the metrics count every session either way.
+TEST_F(GatewayTest, LogConnectionsLeavesOutOrSamplesTheSessionLines) {
+  constexpr int kSessions = 40;
+  for (const std::string mode : {"none", "sample:4"}) {
+    start({"--log-connections", mode}, 1, /*accept_any=*/true);
+    for (int i = 0; i < kSessions; ++i) {
+      auto c = logged_in("player-" + std::to_string(i), false);
+      ASSERT_TRUE(echo_works(*c, "hi")) << mode;
+    }
+    const std::string closed = "gatehouse_connections_closed_total{reason=\"client_closed\"}";
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (metric_sample(http_get(gateway_->metrics_port(), "/metrics"), closed) < kSessions &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"), closed), kSessions)
+        << mode;
+    const std::size_t opens = gateway_->log_count("] open conn=");
+    const std::size_t logins = gateway_->log_count("] login conn=");
+    const std::size_t closes = gateway_->log_count("] close conn=");
+    if (mode == "none") {
+      EXPECT_EQ(opens + logins + closes, 0u) << gateway_->log();
+    } else {
+      EXPECT_EQ(opens, logins) << "a sampled session has all of its lines";
+      EXPECT_EQ(opens, closes) << "a sampled session has all of its lines";
+      EXPECT_GE(opens, 2u) << "about a quarter of " << kSessions;
+      EXPECT_LE(opens, 25u) << "about a quarter of " << kSessions;
+    }
+  }
+}
+
 /// A heartbeat round trip on a fresh connection from `source` (a loopback
 /// address) to 127.0.0.1:`port`: whether the gateway served it.
 bool heartbeat_from(const char* source, std::uint16_t port) {

@@ -73,6 +73,8 @@ class Worker {
   /// Frames, encrypts if the session is encrypted, and queues to the client.
   void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);
+  /// Whether log-connections has this session's open/login/close lines written.
+  bool logs_connection(shm::ConnectionId id) const;
   /// Ends the session: closes its game stream, logs, and tells the frontend.
   void finish(shm::ConnectionId id, Session& s, CloseReason reason);
   /// finish() for bad input inside dispatch_frame().

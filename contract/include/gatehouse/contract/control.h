@@ -72,7 +72,14 @@ struct Settings {
   std::uint32_t backend_wait_ms;
   std::uint32_t listener_count;
   std::uint8_t listener_crypto[kMaxListeners];  ///< CryptoModes of each --listen, in order
+  /// Which sessions get their open/login/close/kick lines (log-connections):
+  /// kLogConnectionsAll (0, so zeroed settings log them all),
+  /// kLogConnectionsNone, or N >= 2: one session in N.
+  std::uint32_t log_connections;
 };
+
+inline constexpr std::uint32_t kLogConnectionsAll = 0;
+inline constexpr std::uint32_t kLogConnectionsNone = 0xFFFF'FFFF;
 
 /// Liveness of one child process, written by the process itself.
 struct ProcessStatus {
