@@ -11,6 +11,8 @@
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/base/log_limit.h"
+#include "gatehouse/base/log_text.h"
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/shm/idle_strategy.h"
@@ -222,7 +224,7 @@ void Worker::open_session(const ipc::ConnOpened& opened) {
   std::memcpy(s->address, opened.address, sizeof s->address);
   s->port = opened.port;
   s->listener = opened.listener;
-  spdlog::info("open conn={:#x} remote={}", id.value(), remote_of(*s));
+  if (logs_connection(id)) spdlog::info("open conn={:#x} remote={}", id.value(), remote_of(*s));
   if (draining_) finish(id, *s, CloseReason::kShutdown);
 }
 
@@ -321,7 +323,8 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
   if (!uid) {
     metrics_.add(metrics::kLoginsRefused);
-    spdlog::info("conn {:#x}: login refused for open_udid '{}'", id.value(), login->open_udid);
+    login_refused_log_.log("conn {:#x}: login refused for open_udid '{}'", id.value(),
+                           log_text(login->open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }
@@ -331,6 +334,7 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   metrics_.add(metrics::kSessionsLoggedIn, 1);
   send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
+  if (!logs_connection(id)) return;
   spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
                s.user_id, crypto_modes_text(mode_of(s.crypto)),
                s.crypto == Session::kModern
@@ -418,6 +422,15 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
   ++s.frames_out;
 }
 
+bool Worker::logs_connection(shm::ConnectionId id) const {
+  const std::uint32_t n = settings_.log_connections;
+  if (n == kLogConnectionsAll) return true;
+  if (n == kLogConnectionsNone) return false;
+  // By the connection id, mixed (slots and generations count up), so a
+  // sampled session has all of its lines.
+  return ((id.value() * 0x9E37'79B9'7F4A'7C15ull) >> 32) % n == 0;
+}
+
 void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   if (s.state == Session::kLoggedIn) {
     ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value(), s.user_id});
@@ -425,7 +438,9 @@ void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   }
   metrics_.closed(reason);
   const std::int64_t lived_ms = unix_ms() - s.opened_unix_ms;
-  if (reason == CloseReason::kClientClosed || reason == CloseReason::kShutdown) {
+  if (!logs_connection(id)) {
+    // left out by log-connections; metrics_.closed() above counted it
+  } else if (reason == CloseReason::kClientClosed || reason == CloseReason::kShutdown) {
     spdlog::info("close conn={:#x} remote={} user={} reason={} frames_in={} frames_out={} ms={}",
                  id.value(), remote_of(s), s.user_id, to_string(reason), s.frames_in, s.frames_out,
                  lived_ms);
@@ -460,8 +475,8 @@ bool Worker::on_bridge_record(const shm::Record& record) {
       }
       if (r->tail.size() > protocol::kMaxPayload - overhead(*s) ||
           r->tail.size() < protocol::kServerHeaderBytes) {
-        spdlog::warn("conn {:#x}: game sent a {}-byte message that cannot be framed", id.value(),
-                     r->tail.size());
+        unframeable_log_.log("conn {:#x}: game sent a {}-byte message that cannot be framed",
+                             id.value(), r->tail.size());
         finish(id, *s, CloseReason::kFrameTooLarge);
         break;
       }
@@ -537,6 +552,7 @@ std::size_t Worker::do_work() {
   segment_.control().workers[index_].heartbeat_ns.store(now, std::memory_order_relaxed);
   from_frontend_.heartbeat(now);
   from_bridge_.heartbeat(now);
+  flush_log_limits(now);
   return work;
 }
 

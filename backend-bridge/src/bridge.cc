@@ -11,6 +11,7 @@
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/bridge/batch_upstream.h"
 #include "gatehouse/bridge/gonet2_upstream.h"
 #include "gatehouse/contract/records.h"
@@ -163,6 +164,7 @@ std::size_t Bridge::do_work() {
 
   const std::int64_t now = monotonic_ns();
   segment_.control().bridge.heartbeat_ns.store(now, std::memory_order_relaxed);
+  flush_log_limits(now);
   const std::size_t open = calls_open();
   metrics_.set(metrics::kGameStreamsOpen, static_cast<std::int64_t>(open));
   if (stop_requested_ != 0 && !stopping_) {

@@ -5,9 +5,16 @@
 #include <utility>
 
 #include "gatehouse/base/log.h"
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/contract/records.h"
 
 namespace gatehouse::bridge {
+namespace {
+
+// One client's huge chat broadcast comes back once per receiver.
+LogLimit too_large_log{spdlog::level::warn, "game message too large"};
+
+}  // namespace
 
 WorkerLink::WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
                        std::int64_t ack_timeout_ns)
@@ -148,7 +155,8 @@ shm::WriteStatus WorkerRings::write(WorkerLink& link, const Reply& reply,
     ipc::write_record(
         link.to_worker_, ipc::kStreamEnded,
         ipc::StreamEnded{reply.conn, static_cast<std::int32_t>(grpc::RESOURCE_EXHAUSTED), 0});
-    spdlog::warn("conn {:#x}: game message of {} bytes is too large", reply.conn, bytes.size());
+    too_large_log.log("conn {:#x}: game message of {} bytes is too large", reply.conn,
+                      bytes.size());
   }
   return status;
 }

@@ -157,20 +157,17 @@ void Frontend::start_accept(std::size_t listener) {
           // backlog and the listener stays readable, so retrying at once would
           // spin. Wait, and say so at most once a second.
           metrics_.add(metrics::kConnectionsRefused);
-          if (const std::int64_t now = now_ms(); now - accept_warned_ms_ >= 1000) {
-            accept_warned_ms_ = now;
-            spdlog::warn(
-                "accept failed: {} with {} connections open (raise LimitNOFILE / "
-                "ulimit -n, or lower --max-connections); pausing accepts for 100 ms",
-                ec.message(), connection_count_);
-          }
+          out_of_fds_log_.log(
+              "accept failed: {} with {} connections open (raise LimitNOFILE / "
+              "ulimit -n, or lower --max-connections); pausing accepts for 100 ms",
+              ec.message(), connection_count_);
           auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
           timer->async_wait([this, listener, timer](boost::system::error_code wait_ec) {
             if (!wait_ec && acceptors_[listener]->is_open()) start_accept(listener);
           });
           return;
         } else {
-          spdlog::warn("accept failed: {}", ec.message());
+          accept_failed_log_.log("accept failed: {}", ec.message());
         }
         start_accept(listener);
       });
@@ -183,13 +180,10 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   const AddressLimit::Key address = AddressLimit::key_of(remote.address());
   if (!per_address_.try_add(address)) {
     metrics_.add(metrics::kConnectionsRefusedPerAddress);
-    if (const std::int64_t now = now_ms(); now - address_warned_ms_ >= 1000) {
-      address_warned_ms_ = now;  // a flood must not flood the log too
-      spdlog::warn(
-          "connection from {} refused: {} connections from that address already "
-          "(--max-connections-per-ip)",
-          remote.address().to_string(), per_address_.limit());
-    }
+    per_address_log_.log(
+        "connection from {} refused: {} connections from that address already "
+        "(--max-connections-per-ip)",
+        remote.address().to_string(), per_address_.limit());
     return;  // the socket closes here
   }
   // Workers take new connections in turn; a worker whose range of the
@@ -203,8 +197,8 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   if (!id) {
     per_address_.remove(address);
     metrics_.add(metrics::kConnectionsRefused);
-    spdlog::warn("connection from {} refused: connection limit {} reached",
-                 remote.address().to_string(), settings_.max_connections);
+    connection_limit_log_.log("connection from {} refused: connection limit {} reached",
+                              remote.address().to_string(), settings_.max_connections);
     return;  // the socket closes here
   }
   socket.non_blocking(true, ec);
@@ -592,6 +586,7 @@ void Frontend::touch(Connection& c) {
 }
 
 void Frontend::sweep_deadlines() {
+  flush_log_limits(monotonic_ns());  // counts of suppressed warnings, once a flood is over
   const std::int64_t now = now_ms();
   while (reading_.head != nullptr && reading_.head->deadline_ms <= now) {
     close_from_frontend(*reading_.head, CloseReason::kReadTimeout);

@@ -5,7 +5,9 @@
 #include <prometheus/metric_family.h>
 
 #include <array>
+#include <chrono>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "gatehouse/contract/layout.h"
@@ -18,6 +20,16 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 
 constexpr const char* kVersion = "0.1.0";
+
+// CivetWeb gives each connection a thread from accept to close and, by
+// default, waits 30 s for a request: two idle connections to its default two
+// threads starved every scrape. Eight threads serve several scrapers at
+// once, and an idle or slow peer (reading the request or taking the reply)
+// gives its thread back after the timeout. A scrape is one small request
+// answered from shared memory, on CivetWeb's threads, never the supervisor's
+// loop; the timeout also bounds how long stopping the exporter can wait.
+constexpr std::size_t kServingThreads = 8;
+constexpr std::chrono::milliseconds kRequestTimeout{2000};
 
 struct CounterInfo {
   metrics::Counter id;
@@ -279,7 +291,9 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
 MetricsExporter::MetricsExporter(GatewaySegment& segment, const std::string& address)
     : collector_(std::make_shared<Collector>(segment)) {
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address);
+    exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", address, "num_threads", std::to_string(kServingThreads),
+        "request_timeout_ms", std::to_string(kRequestTimeout.count()), "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
     throw std::runtime_error("--metrics-listen " + address + ": " + e.what());
   }

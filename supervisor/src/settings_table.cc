@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <bit>
 #include <boost/program_options/variables_map.hpp>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "gatehouse/base/log.h"
@@ -176,6 +178,39 @@ void read_log_level(const Setting&, const po::variable_value& v, Config& c) {
     throw ConfigError("--log-level '" + level + "' is not one of trace, debug, info, warn, error");
   }
   c.settings.log_level = static_cast<std::uint32_t>(parsed);
+}
+
+/// all | none | sample:N (one session in N, 2 <= N <= 1,000,000).
+void read_log_connections(const Setting&, const po::variable_value& v, Config& c) {
+  const std::string& text = v.as<std::string>();
+  constexpr std::string_view kSample = "sample:";
+  std::uint32_t& out = c.settings.log_connections;
+  if (text == "all") {
+    out = kLogConnectionsAll;
+  } else if (text == "none") {
+    out = kLogConnectionsNone;
+  } else {
+    std::uint32_t n = 0;
+    const char* end = text.data() + text.size();
+    const char* digits = text.data() + kSample.size();
+    if (!text.starts_with(kSample) || digits == end || std::from_chars(digits, end, n).ptr != end ||
+        n < 2 || n > 1'000'000) {
+      throw ConfigError("--log-connections '" + text +
+                        "' is not one of all, none, sample:N (N from 2 to 1000000)");
+    }
+    out = n;
+  }
+}
+
+std::string log_connections_value(const Config& c) {
+  switch (const std::uint32_t n = c.settings.log_connections; n) {
+    case kLogConnectionsAll:
+      return "all";
+    case kLogConnectionsNone:
+      return "none";
+    default:
+      return "sample:" + std::to_string(n);
+  }
 }
 
 void read_bin_dir(const Setting&, const po::variable_value& v, Config& c) {
@@ -372,6 +407,13 @@ const Setting kSettings[] = {
   custom("metrics-listen", kGeneral, Kind::kString, "127.0.0.1:9477", kRestart,
          "Prometheus /metrics endpoint host:port (loopback by default)",
          read_metrics_listen, value_of<&Config::metrics_listen>),
+  {.name = "log-connections", .section = kGeneral, .kind = Kind::kString, .default_text = "all",
+   .on_reload = kLive,
+   .help = "which sessions log their open, login and close (or kick) lines: 'all', 'none', or "
+           "'sample:N', one session in N (all of its lines); the metrics count every session "
+           "either way. For floods of short connections",
+   .read = read_log_connections, .value = log_connections_value,
+   .take = take<&Settings::log_connections>},
   // ---------------------------------------------------------------- Clients
   {.name = "listen", .section = kClients, .kind = Kind::kStrings, .default_text = "0.0.0.0:8888",
    .on_reload = kRestart,

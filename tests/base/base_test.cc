@@ -1,13 +1,20 @@
 // gw::base: what every gateway process parses from the supervisor and the
-// clock they compare across processes.
+// clock they compare across processes, the escaping of client text in logs.
+#include <chrono>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include "gatehouse/base/child_process_args.h"
 #include "gatehouse/base/clock.h"
+#include "gatehouse/base/log_limit.h"
+#include "gatehouse/base/log_text.h"
 #include "gatehouse/base/rate_limit.h"
 
 namespace gatehouse {
@@ -54,6 +61,128 @@ TEST(Clock, MonotonicNanosecondsNeverGoBack) {
     last = now;
   }
   EXPECT_GT(last, 0);
+}
+
+TEST(LogText, PrintableTextAndUtf8StayAsTheyAre) {
+  EXPECT_EQ(log_text("device-42 ABC_xyz"), "device-42 ABC_xyz");
+  EXPECT_EQ(log_text("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\xae"),
+            "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\xae");
+  EXPECT_EQ(log_text(""), "");
+}
+
+TEST(LogText, ControlBytesQuotesAndBackslashesAreEscaped) {
+  EXPECT_EQ(log_text("a\nb\rc\td"), "a\\nb\\rc\\td");
+  EXPECT_EQ(log_text("x\x1b[31mred\x7f"), "x\\x1b[31mred\\x7f");
+  EXPECT_EQ(log_text(std::string_view("\0z", 2)), "\\x00z");
+  EXPECT_EQ(log_text(R"(it's "q" \ )"), R"(it\'s \"q\" \\ )");
+  // A forged line cannot start a line of its own.
+  const std::string forged = log_text("x'\n2026-01-01T00:00:00.000 info  [worker-0] login user=1");
+  EXPECT_EQ(forged.find('\n'), std::string::npos);
+  EXPECT_EQ(forged.find('\''), forged.find("\\'") + 1);
+}
+
+TEST(LogText, InvalidUtf8AndInvisibleControlsBecomeHexBytes) {
+  EXPECT_EQ(log_text("\xff\xfe"), "\\xff\\xfe");
+  EXPECT_EQ(log_text("\xc3"), "\\xc3");                             // truncated sequence
+  EXPECT_EQ(log_text("\xc0\xaf"), "\\xc0\\xaf");                    // overlong '/'
+  EXPECT_EQ(log_text("\xed\xa0\x80"), "\\xed\\xa0\\x80");           // a surrogate
+  EXPECT_EQ(log_text("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // over U+10FFFF
+  EXPECT_EQ(log_text("\xc2\x9b"), "\\xc2\\x9b");                    // C1 CSI
+  EXPECT_EQ(log_text("a\xe2\x80\xae"), "a\\xe2\\x80\\xae");         // right-to-left override
+  EXPECT_EQ(log_text("\xe2\x80\xa8"), "\\xe2\\x80\\xa8");           // line separator
+  EXPECT_EQ(log_text("\xc3x"), "\\xc3x");  // resynchronises after a bad byte
+}
+
+TEST(LogText, LongTextIsCappedWithTheCountLeftOut) {
+  EXPECT_EQ(log_text(std::string(10, 'a'), 10), std::string(10, 'a'));
+  EXPECT_EQ(log_text(std::string(11, 'a'), 10), std::string(10, 'a') + "...(+1 bytes)");
+  const std::string big(60 * 1024, 'A');
+  const std::string out = log_text(big);
+  EXPECT_EQ(out, std::string(kLogTextMax, 'A') + "...(+" +
+                     std::to_string(big.size() - kLogTextMax) + " bytes)");
+  // An escape is never cut: "\n" would take 2 bytes where 1 is left.
+  EXPECT_EQ(log_text("abc\n", 4), "abc...(+1 bytes)");
+  // Neither is a character: 3 bytes of "日" do not fit in 2.
+  EXPECT_EQ(log_text("a\xe6\x97\xa5", 3), "a...(+3 bytes)");
+  // Escaped control bytes count toward the cap as they are written.
+  const std::string escapes = log_text(std::string(1000, '\x1b'), 40);
+  EXPECT_EQ(escapes, [] {
+    std::string s;
+    for (int i = 0; i < 10; ++i) s += "\\x1b";
+    return s + "...(+990 bytes)";
+  }());
+}
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+
+TEST(LogLimit, OneLinePerIntervalThenTheCountOfTheOthers) {
+  LogLimit limit(spdlog::level::warn, "site");
+  std::uint64_t suppressed = 99;
+  EXPECT_TRUE(limit.admit(5 * kSecond, suppressed));
+  EXPECT_EQ(suppressed, 0u);
+  for (int i = 0; i < 2800; ++i) EXPECT_FALSE(limit.admit(5 * kSecond + i * 100'000, suppressed));
+  EXPECT_FALSE(limit.admit(6 * kSecond - 1, suppressed));
+  EXPECT_TRUE(limit.admit(6 * kSecond, suppressed));
+  EXPECT_EQ(suppressed, 2801u);
+  EXPECT_TRUE(limit.admit(8 * kSecond, suppressed));
+  EXPECT_EQ(suppressed, 0u);
+}
+
+TEST(LogLimit, ACountLeftAtTheEndOfAFloodIsOverdueAfterTheInterval) {
+  LogLimit limit(spdlog::level::warn, "site", kSecond / 2);
+  std::uint64_t suppressed = 0;
+  EXPECT_TRUE(limit.admit(0, suppressed));
+  EXPECT_FALSE(limit.admit(1, suppressed));
+  EXPECT_FALSE(limit.admit(2, suppressed));
+  EXPECT_EQ(limit.take_overdue(kSecond / 2 - 1), 0u);
+  EXPECT_EQ(limit.take_overdue(kSecond / 2), 2u);
+  EXPECT_EQ(limit.take_overdue(2 * kSecond), 0u);  // taken once
+  // The flush counts as a line: the next one waits its interval.
+  EXPECT_FALSE(limit.admit(kSecond / 2 + 1, suppressed));
+}
+
+/// Captures what spdlog writes while it lives.
+class CapturedLog {
+ public:
+  CapturedLog()
+      : previous_(spdlog::default_logger()),
+        logger_(std::make_shared<spdlog::logger>(
+            "captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_))) {
+    logger_->set_pattern("%l %v");
+    spdlog::set_default_logger(logger_);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
+TEST(LogLimit, AFloodWritesOneLineAndTheFlushWritesTheRest) {
+  CapturedLog log;
+  LogLimit limit(spdlog::level::warn, "connection refused: limit reached", 10 * kSecond);
+  for (int i = 0; i < 500; ++i)
+    limit.log("connection from {} refused: limit {} reached", "10.0.0.1", 3);
+  EXPECT_EQ(log.text(), "warning connection from 10.0.0.1 refused: limit 3 reached\n");
+  flush_log_limits(monotonic_ns());  // not overdue yet
+  EXPECT_EQ(log.text(), "warning connection from 10.0.0.1 refused: limit 3 reached\n");
+  flush_log_limits(monotonic_ns() + 11 * kSecond);
+  EXPECT_EQ(log.text(),
+            "warning connection from 10.0.0.1 refused: limit 3 reached\n"
+            "warning connection refused: limit reached (499 similar suppressed)\n");
+}
+
+TEST(LogLimit, TheNextLineCarriesTheCount) {
+  CapturedLog log;
+  LogLimit limit(spdlog::level::info, "refused login", kSecond);
+  limit.log("refused {}", 1);
+  limit.log("refused {}", 2);
+  limit.log("refused {}", 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the interval
+  limit.log("refused {}", 4);
+  EXPECT_EQ(log.text(), "info refused 1\ninfo refused 4 (2 similar suppressed)\n");
 }
 
 }  // namespace

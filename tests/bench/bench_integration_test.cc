@@ -245,11 +245,13 @@ TEST(BenchIntegration, ModernAesRunIsCleanWhereTheCpuHasAes) {
 // Heartbeats after the login are sealed too (and their acks opened).
 TEST(BenchIntegration, ModernIdleConnectionsHeartbeatSealed) {
   FakeGameService game({.echo = true});
-  GatewayOptions options = gateway_for(game, {"--read-timeout", "1"});
+  // A 2 s deadline against 0.3 s heartbeats: a loaded machine may delay a
+  // beat by more than a second, never by 1.7 s.
+  GatewayOptions options = gateway_for(game, {"--read-timeout", "2"});
   options.listen = "127.0.0.1:0,crypto=modern";
   GatewayProcess gateway(std::move(options));
-  const BenchRun run = run_bench({"--idle", "5", "--duration", "2", "--heartbeat", "0.3",
-                                  "--timeout", "1", "--crypto", "modern", endpoint(gateway)});
+  const BenchRun run = run_bench({"--idle", "5", "--duration", "4", "--heartbeat", "0.3",
+                                  "--timeout", "3", "--crypto", "modern", endpoint(gateway)});
   ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("idle_connections"), 5);
@@ -312,10 +314,11 @@ TEST(BenchIntegration, AForgedReplyIsCaught) {
 
 TEST(BenchIntegration, IdleConnectionsHeartbeatPastTheReadDeadline) {
   FakeGameService game({.echo = true});
-  GatewayProcess gateway(gateway_for(game, {"--read-timeout", "1"}));
-  // Held twice the gateway's read deadline: only the heartbeats keep them.
+  GatewayProcess gateway(gateway_for(game, {"--read-timeout", "2"}));
+  // Held twice the gateway's read deadline: only the heartbeats keep them
+  // (0.3 s apart, so a loaded machine may delay one by 1.7 s).
   const BenchRun run =
-      run_bench({"--idle", "10", "--duration", "2", "--heartbeat", "0.3", "--timeout", "1",
+      run_bench({"--idle", "10", "--duration", "4", "--heartbeat", "0.3", "--timeout", "3",
                  "--rss-tree", std::to_string(gateway.pid()), endpoint(gateway)});
   ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;

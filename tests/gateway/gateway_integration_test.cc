@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -204,6 +205,36 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
   EXPECT_TRUE(s.wait_closed(kPatience));
   EXPECT_TRUE(gateway_->wait_log("reason=login_failed"));
+}
+
+// Issue 20: a refused login's open_udid landed in the log raw, so one client
+// could forge log lines, send terminal escapes and write 60 KB per attempt.
+// It is now one line, escaped, capped at 128 bytes with a count of the rest.
+TEST_F(GatewayTest, RefusedLoginLogsTheOpenUdidEscapedAndCapped) {
+  start();
+  const std::string forged = "2026-01-01T00:00:00.000 info  [worker-0] login conn=0x1 FORGED";
+  const std::string padding(60 * 1024, 'A');
+  const std::string udid = "mallory'\n" + forged + "\x1b[2J\r\n" + padding;
+  RawSession s(gateway_->port());
+  s.send(1, 10, login_body(udid, "wrong-token"));
+  EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
+  EXPECT_TRUE(s.wait_closed(kPatience));
+  ASSERT_TRUE(gateway_->wait_log("reason=login_failed"));
+
+  const std::string log = gateway_->log();
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << "a terminal escape reached the log";
+  EXPECT_EQ(gateway_->log_count("FORGED"), 1u);
+  EXPECT_EQ(gateway_->log_count("login refused"), 1u);
+  const auto at = log.find("login refused");
+  const auto begin = log.rfind('\n', at) + 1;
+  const std::string line = log.substr(begin, log.find('\n', at) - begin);
+  EXPECT_NE(line.find("open_udid 'mallory\\'\\n2026-01-01T00:00:00.000 info  [worker-0] login"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("FORGED\\x1b[2J\\r\\nAAA"), std::string::npos) << line;
+  EXPECT_NE(line.find(" bytes)'"), std::string::npos) << line;
+  EXPECT_LT(line.size(), 400u) << "the 60 KB open_udid was not capped";
+  EXPECT_LT(log.size(), 20'000u);
 }
 
 INSTANTIATE_TEST_SUITE_P(EachCrypto, GatewayProtocolTest,
@@ -718,6 +749,109 @@ TEST_F(GatewayTest, ConnectionsOverTheLimitAreRefusedOthersServed) {
   std::this_thread::sleep_for(100ms);
   auto again = logged_in("tok-dave", false);
   EXPECT_TRUE(echo_works(*again, "in"));
+}
+
+/// How many refusals the log accounts for: each line of `line_text`, plus
+/// the "(N similar suppressed)" it or a flush line (`site`) reports.
+std::size_t refusals_logged(const std::string& log, const std::string& line_text,
+                            const std::string& site, std::size_t& lines) {
+  std::size_t total = 0;
+  lines = 0;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    const bool own = line.find(line_text) != std::string::npos;
+    if (!own && line.find(site + " (") == std::string::npos) continue;
+    if (own) ++lines, ++total;
+    if (const auto open = line.rfind(" (");
+        open != std::string::npos && line.find("similar suppressed)", open) != std::string::npos)
+      total += std::stoul(line.substr(open + 2));
+  }
+  return total;
+}
+
+// Issue 20: a flood over the connection limit wrote one warning per refused
+// connection (2,800 lines). Now at most one line a second, and the count of
+// the others follows, so the log still accounts for every refusal.
+TEST_F(GatewayTest, AFloodOverTheConnectionLimitWritesABoundedNumberOfLines) {
+  start({"--max-connections", "3"});
+  std::vector<std::unique_ptr<Client>> held;
+  for (const char* token : {"tok-alice", "tok-bob", "tok-carol"})
+    held.push_back(logged_in(token, false));
+  constexpr std::size_t kBatch = 100;
+  constexpr std::size_t kFlood = 10 * kBatch;
+  const auto start_time = std::chrono::steady_clock::now();
+  for (std::size_t batch = 0; batch < kFlood / kBatch; ++batch) {
+    std::vector<int> fds;
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(gateway_->port());
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+      fds.push_back(fd);
+    }
+    for (const int fd : fds) {  // each is refused (closed) by the gateway
+      timeval timeout{static_cast<time_t>(kPatience.count()), 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      char byte = 0;
+      EXPECT_LE(::recv(fd, &byte, 1, 0), 0);
+      ::close(fd);
+    }
+  }
+  const double flood_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+
+  const std::string line_text = "refused: connection limit 3 reached";
+  const std::string site = "connection refused: connection limit reached";
+  std::size_t lines = 0;
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (refusals_logged(gateway_->log(), line_text, site, lines) < kFlood &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(refusals_logged(gateway_->log(), line_text, site, lines), kFlood)
+      << "every refusal is a line or in a count";
+  // One line a second at most, plus the flush of the last count.
+  EXPECT_LE(lines, static_cast<std::size_t>(flood_seconds) + 2) << flood_seconds << " s of flood";
+  EXPECT_GE(gateway_->log_count("similar suppressed)"), 1u);
+  EXPECT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
+                          "gatehouse_connections_refused_total{reason=\"connection_limit\"}"),
+            static_cast<double>(kFlood));
+  for (auto& c : held) EXPECT_TRUE(echo_works(*c, "still here"));
+}
+
+// log-connections: 'none' leaves out every session's open, login and close
+// lines; 'sample:4' keeps about one session in four, each with all three;
+// the metrics count every session either way.
+TEST_F(GatewayTest, LogConnectionsLeavesOutOrSamplesTheSessionLines) {
+  constexpr int kSessions = 40;
+  for (const std::string mode : {"none", "sample:4"}) {
+    start({"--log-connections", mode}, 1, /*accept_any=*/true);
+    for (int i = 0; i < kSessions; ++i) {
+      auto c = logged_in("player-" + std::to_string(i), false);
+      ASSERT_TRUE(echo_works(*c, "hi")) << mode;
+    }
+    const std::string closed = "gatehouse_connections_closed_total{reason=\"client_closed\"}";
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (metric_sample(http_get(gateway_->metrics_port(), "/metrics"), closed) < kSessions &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_EQ(metric_sample(http_get(gateway_->metrics_port(), "/metrics"), closed), kSessions)
+        << mode;
+    const std::size_t opens = gateway_->log_count("] open conn=");
+    const std::size_t logins = gateway_->log_count("] login conn=");
+    const std::size_t closes = gateway_->log_count("] close conn=");
+    if (mode == "none") {
+      EXPECT_EQ(opens + logins + closes, 0u) << gateway_->log();
+    } else {
+      EXPECT_EQ(opens, logins) << "a sampled session has all of its lines";
+      EXPECT_EQ(opens, closes) << "a sampled session has all of its lines";
+      EXPECT_GE(opens, 2u) << "about a quarter of " << kSessions;
+      EXPECT_LE(opens, 25u) << "about a quarter of " << kSessions;
+    }
+  }
 }
 
 /// A heartbeat round trip on a fresh connection from `source` (a loopback

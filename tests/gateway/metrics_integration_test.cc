@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -178,6 +179,45 @@ TEST_F(MetricsTest, ExpositionPassesPromtool) {
   std::remove(path.c_str());
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(output, "") << "promtool warnings";
+}
+
+/// A TCP connection to 127.0.0.1:`port` that never sends a byte.
+int idle_connection(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
+    return fd;
+  if (fd >= 0) ::close(fd);
+  return -1;
+}
+
+// Issue 20: two idle connections held CivetWeb's two threads for its 30 s
+// request timeout (a scrape took 29.7 s; with four, every scrape timed out).
+// Four idle peers now leave threads free; sixteen (twice the threads) make a
+// scrape wait at most for the short request timeout of the first ones.
+TEST_F(MetricsTest, IdleConnectionsDoNotStarveAScrape) {
+  constexpr auto kBound = 10s;  // the old behaviour took 30 s or more per scrape
+  for (const int idle_count : {4, 16}) {
+    std::vector<int> idle;
+    for (int i = 0; i < idle_count; ++i) {
+      idle.push_back(idle_connection(gateway_->metrics_port()));
+      ASSERT_GE(idle.back(), 0);
+    }
+    std::this_thread::sleep_for(100ms);  // let the server hand them to its threads first
+    for (int scrape_no = 0; scrape_no < 2; ++scrape_no) {
+      const auto start = std::chrono::steady_clock::now();
+      const std::string text = scrape(gateway_->metrics_port());
+      const auto took = std::chrono::steady_clock::now() - start;
+      EXPECT_NE(text.find("gatehouse_build_info"), std::string::npos)
+          << idle_count << " idle connections, scrape " << scrape_no;
+      EXPECT_LT(took, kBound) << idle_count << " idle connections, scrape " << scrape_no << " took "
+                              << std::chrono::duration<double>(took).count() << " s";
+    }
+    for (const int fd : idle) ::close(fd);
+  }
 }
 
 }  // namespace

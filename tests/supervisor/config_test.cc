@@ -47,6 +47,20 @@ TEST(Config, DefaultsAreTheGonet2Ones) {
   EXPECT_EQ(s.login_mode, LoginMode::kAcceptAny);
 }
 
+TEST(Config, LogConnectionsIsAllNoneOrASample) {
+  const auto value = [](const std::string& text) {
+    const auto r = parse({"--log-connections", text});
+    EXPECT_TRUE(r.config.has_value()) << r.message;
+    return r.config ? r.config->settings.log_connections : 12345u;
+  };
+  EXPECT_EQ(parse({}).config->settings.log_connections, kLogConnectionsAll);
+  EXPECT_EQ(value("all"), kLogConnectionsAll);
+  EXPECT_EQ(value("none"), kLogConnectionsNone);
+  EXPECT_EQ(value("sample:100"), 100u);
+  EXPECT_EQ(value("sample:1000000"), 1'000'000u);
+  EXPECT_FALSE(parse({"--log-connections", "sample:1000001"}).config.has_value());
+}
+
 TEST(Config, FlagsOverrideTheFile) {
   const auto path = std::filesystem::temp_directory_path() / "gatehouse-config-test.conf";
   std::ofstream(path) << "rpm-limit = 50\nread-timeout = 3.5\nbackend = 10.0.0.1:1\n"
@@ -194,6 +208,10 @@ TEST(Config, BadValuesNameTheSetting) {
       {{"--workers", "1000"}, "--workers"},
       {{"--config", "/nonexistent.conf"}, "/nonexistent.conf"},
       {{"--no-such-flag"}, "no-such-flag"},
+      {{"--log-connections", "some"}, "--log-connections"},
+      {{"--log-connections", "sample:1"}, "--log-connections"},
+      {{"--log-connections", "sample:x"}, "--log-connections"},
+      {{"--log-connections", "sample:"}, "--log-connections"},
   };
   for (const auto& [args, name] : cases) {
     const auto r = parse(args);
@@ -311,6 +329,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"drain-timeout", "1"},
       {"hang-timeout", "1"},
       {"restart-backoff-max", "1"},
+      {"log-connections", "sample:10"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/base/rate_limit.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
@@ -73,6 +74,8 @@ class Worker {
   /// Frames, encrypts if the session is encrypted, and queues to the client.
   void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);
+  /// Whether log-connections has this session's open/login/close lines written.
+  bool logs_connection(shm::ConnectionId id) const;
   /// Ends the session: closes its game stream, logs, and tells the frontend.
   void finish(shm::ConnectionId id, Session& s, CloseReason reason);
   /// finish() for bad input inside dispatch_frame().
@@ -114,6 +117,9 @@ class Worker {
   shm::RingProducer to_bridge_;
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
+  // Lines a client can cause at will: at most one a second each.
+  LogLimit login_refused_log_{spdlog::level::info, "login refused"};
+  LogLimit unframeable_log_{spdlog::level::warn, "game message that cannot be framed"};
   volatile std::sig_atomic_t stop_requested_ = 0;
   bool drained_ = false;   // every session closed for the drain
   bool draining_ = false;  // the drain has begun

@@ -75,7 +75,14 @@ struct Settings {
   std::uint32_t rpm_burst;  ///< frames a session may send at once (0: rpm_limit)
   std::uint32_t bpm_limit;  ///< client payload bytes per minute per session, 0 = no limit
   std::uint32_t bpm_burst;  ///< bytes a session may send at once (0: bpm_limit)
+  /// Which sessions get their open/login/close/kick lines (log-connections):
+  /// kLogConnectionsAll (0, so zeroed settings log them all),
+  /// kLogConnectionsNone, or N >= 2: one session in N.
+  std::uint32_t log_connections;
 };
+
+inline constexpr std::uint32_t kLogConnectionsAll = 0;
+inline constexpr std::uint32_t kLogConnectionsNone = 0xFFFF'FFFF;
 
 /// Liveness of one child process, written by the process itself.
 struct ProcessStatus {

@@ -38,7 +38,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 5;
+inline constexpr std::uint32_t kLayoutVersion = 6;
 
 namespace layout {
 

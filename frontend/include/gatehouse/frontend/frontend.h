@@ -32,6 +32,7 @@
 #include <memory>
 #include <vector>
 
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/metrics.h"
@@ -128,8 +129,13 @@ class Frontend {
   bool doorbell_armed_ = false;
   std::size_t parked_handlers_ = 0;  // handlers the last park ran: the next pass's poll
   boost::asio::steady_timer sweep_timer_;
-  std::int64_t accept_warned_ms_ = 0;   // last "out of fds" warning
-  std::int64_t address_warned_ms_ = 0;  // last "refused: per-address limit" warning
+  // Warnings a client can cause at will: at most one line a second each.
+  LogLimit out_of_fds_log_{spdlog::level::warn, "accept failed: out of descriptors or memory"};
+  LogLimit accept_failed_log_{spdlog::level::warn, "accept failed"};
+  LogLimit per_address_log_{spdlog::level::warn,
+                            "connection refused: --max-connections-per-ip reached"};
+  LogLimit connection_limit_log_{spdlog::level::warn,
+                                 "connection refused: connection limit reached"};
   AddressLimit per_address_;
   std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
