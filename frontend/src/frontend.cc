@@ -285,18 +285,9 @@ void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::siz
     bytes = {scratch_.data(), n + (ec ? 0 : more)};
   }
   if (!bytes.empty() && !c.lingering) {  // a lingering connection's input is discarded
-    touch(c);
     metrics_.add(metrics::kClientBytesReceived, bytes.size());
-    bool go_on;
-    if (!c.in.empty()) {
-      c.in.insert(c.in.end(), bytes.begin(), bytes.end());
-      std::vector<std::byte> pending;
-      pending.swap(c.in);
-      go_on = forward_frames(c, pending);
-    } else {
-      go_on = forward_frames(c, bytes);
-    }
-    if (!go_on) return;  // closed, or blocked on a full ring (retry_blocked reads on)
+    // closed, or blocked on a full ring (retry_blocked reads on)
+    if (!take_input(c, bytes)) return;
   }
   if (ec) {  // after the bytes that came with it: a FIN follows the last frame
     const bool clean = ec == asio::error::eof || ec == asio::error::connection_reset;
@@ -310,11 +301,47 @@ void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::siz
   start_read(c);
 }
 
+/// Completes the partial frame carried in c.in with the bytes it lacks
+/// (copying only those: a frame trickled in a byte at a time costs its own
+/// size, not its size squared), forwards it, then forwards the frames in the
+/// rest of `bytes`. False as forward_frames().
+bool Frontend::take_input(Connection& c, std::span<const std::byte> bytes) {
+  while (!c.in.empty() && !bytes.empty()) {
+    const std::size_t have = c.in.size();
+    const std::size_t whole =
+        protocol::kSizeBytes +
+        (have < protocol::kSizeBytes ? 0 : protocol::scan_frame(c.in, SIZE_MAX).payload_bytes);
+    const std::size_t take = std::min(whole - have, bytes.size());
+    c.in.insert(c.in.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(take));
+    bytes = bytes.subspan(take);
+    if (c.in.size() < protocol::kSizeBytes) continue;  // `bytes` is used up
+    const protocol::FrameScan scan = protocol::scan_frame(c.in, settings_.max_frame);
+    if (scan.kind == protocol::FrameScan::kNeedMore) {
+      c.in.reserve(protocol::kSizeBytes + scan.payload_bytes);  // no regrowth while it trickles
+      continue;
+    }
+    std::vector<std::byte> frame;  // whole (or too large: forward_frames closes)
+    frame.swap(c.in);
+    if (!forward_frames(c, frame)) {
+      // Blocked: c.in holds the frame again; what followed it waits behind it.
+      if (c.blocked) c.in.insert(c.in.end(), bytes.begin(), bytes.end());
+      return false;
+    }
+  }
+  return forward_frames(c, bytes);
+}
+
 /// Sends every whole frame in `bytes` to the worker and keeps the rest in
 /// c.in. False when the connection must not be read now (closed, or blocked
 /// on a full ring).
 bool Frontend::forward_frames(Connection& c, std::span<const std::byte> bytes) {
   WorkerLink& link = *workers_[c.worker];
+  bool forwarded = false;
+  // The read deadline restarts with each whole frame, as gonet2's did (it
+  // set the deadline, then read a frame): trickled bytes do not refresh it.
+  const auto restart_deadline = [&] {
+    if (forwarded) touch(c);
+  };
   while (!bytes.empty()) {
     const protocol::FrameScan scan = protocol::scan_frame(bytes, settings_.max_frame);
     if (scan.kind == protocol::FrameScan::kTooLarge) {
@@ -332,13 +359,16 @@ bool Frontend::forward_frames(Connection& c, std::span<const std::byte> bytes) {
       c.in.assign(bytes.begin(), bytes.end());
       c.blocked = true;
       blocked_.push_back(c.id);
+      restart_deadline();
       return false;
     }
     ++c.frames_in;
     metrics_.add(metrics::kClientFramesReceived);
+    forwarded = true;
     bytes = bytes.subspan(protocol::kSizeBytes + scan.payload_bytes);
   }
   c.in.assign(bytes.begin(), bytes.end());
+  restart_deadline();
   return true;
 }
 

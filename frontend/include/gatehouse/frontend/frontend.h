@@ -86,6 +86,7 @@ class Frontend {
   // client -> worker
   void start_read(Connection& c);
   void on_readable(Connection& c, boost::system::error_code ec, std::size_t n);
+  bool take_input(Connection& c, std::span<const std::byte> bytes);
   bool forward_frames(Connection& c, std::span<const std::byte> bytes);
   void retry_blocked();
   // worker -> client
