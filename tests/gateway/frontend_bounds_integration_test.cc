@@ -4,10 +4,12 @@
 // well-behaved player on the same worker goes on being served.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,13 +72,38 @@ std::vector<std::uint8_t> u16(std::uint16_t v) {
   return {static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v)};
 }
 
+/// A clear heart_beat_req frame: `| size | seq | proto 0 | id |`.
+std::vector<std::uint8_t> heartbeat(std::uint32_t seq) {
+  return {0, 10, static_cast<std::uint8_t>(seq >> 24), static_cast<std::uint8_t>(seq >> 16),
+          static_cast<std::uint8_t>(seq >> 8), static_cast<std::uint8_t>(seq), 0, 0, 0, 0, 0, 7};
+}
+
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+/// A game message for a client: `| proto i16 | body |` with a body of `n` bytes.
+std::vector<std::byte> game_message(std::size_t n) {
+  std::vector<std::byte> message{std::byte{0x04}, std::byte{0x01}};
+  message.resize(2 + n, std::byte{0x5a});
+  return message;
+}
+
+/// Makes the client's receive buffer small, so that what the gateway sends
+/// it backs up in the gateway soon.
+void shrink_receive_buffer(int fd) {
+  const int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+}
+
 class FrontendBoundsTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> extra) {
-    gateway_.emplace(GatewayOptions{game_.port(), 1, std::move(extra), {}});
+    gateway_.emplace(GatewayOptions{game_.port(), 1, std::move(extra),
+                                    {"tok-player 1001", "tok-sleeper 1002"}});
   }
   std::unique_ptr<client::Client> player(std::string_view name) {
-    return logged_in_client(gateway_->port(), name, name, /*encrypt=*/true);
+    return logged_in_client(gateway_->port(), name, "tok-player", /*encrypt=*/true);
   }
 
   FakeGameService game_{{.echo = true}};
@@ -122,6 +149,165 @@ TEST_F(FrontendBoundsTest, TrickledFramesAreClosedByTheReadDeadline) {
   EXPECT_TRUE(echo_works(*bystander, "after"));
   EXPECT_EQ(gateway_->log_count("reason="), static_cast<std::size_t>(kConns))
       << "the bystander was not kicked";
+}
+
+// ------------------------------------------------------------------ output bounds
+
+// A client that reads nothing while the game sends it 10 KB messages: well
+// under txqueuelen in frames, it is kicked slow_consumer once its queue
+// passes txqueue-bytes, and the frontend holds no more than that for it.
+TEST_F(FrontendBoundsTest, OutputQueueIsBoundedInBytes) {
+  start({"--txqueue-bytes", "65536", "--sockbuf", "4096", "--write-timeout", "3600"});
+  auto bystander = player("bystander");
+  client::Client sleeper;
+  sleeper.connect("127.0.0.1", gateway_->port());
+  shrink_receive_buffer(sleeper.native_handle());
+  ASSERT_TRUE(sleeper.login("sleeper", "tok-sleeper", kPatience).ok());
+  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
+  const auto message = game_message(10'000);
+  int pushed = 0;
+  for (; pushed < 100 && !gateway_->wait_log("reason=slow_consumer", 0ms); ++pushed) {
+    game_.push(1002, message);
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(gateway_->wait_log("reason=slow_consumer")) << gateway_->log();
+  // 64 KiB queued, plus what the two socket buffers took (a few KiB each,
+  // the kernel doubles them): the kick comes long before txqueuelen (128).
+  EXPECT_LT(pushed, 30) << "kicked after " << pushed << " messages of 10 KB";
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
+}
+
+// A client that stops reading while a little output waits for it, and the
+// game sends nothing more: no queue limit is reached, and it is the write
+// deadline that kicks it, write-timeout after it last took a byte.
+TEST_F(FrontendBoundsTest, ClientThatTakesNoByteIsKickedByTheWriteDeadline) {
+  start({"--write-timeout", "1", "--sockbuf", "4096"});
+  auto bystander = player("bystander");
+  client::Client sleeper;
+  sleeper.connect("127.0.0.1", gateway_->port());
+  shrink_receive_buffer(sleeper.native_handle());
+  ASSERT_TRUE(sleeper.login("sleeper", "tok-sleeper", kPatience).ok());
+  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
+  const auto message = game_message(10'000);
+  for (int i = 0; i < 10; ++i) game_.push(1002, message);  // 100 KB: more than the buffers take
+  const auto pushed = Clock::now();
+  ASSERT_TRUE(gateway_->wait_log("reason=slow_consumer")) << gateway_->log();
+  const auto took = Clock::now() - pushed;
+  // 1 s deadline + 100 ms sweep; the rest is slack for a busy machine.
+  EXPECT_LT(took, 5s) << seconds(took) << " s";
+  EXPECT_TRUE(sleeper.wait_closed(kPatience));
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
+}
+
+// A kicked client (over the rpm limit, with output still queued because it
+// reads nothing) that keeps sending: the frontend stops reading it at once
+// and closes it within the linger, so the client can push little more than
+// the socket buffers hold. (Before: it was read, and its frames forwarded to
+// the worker, for as long as its queue did not drain.)
+TEST_F(FrontendBoundsTest, KickedClientIsNotReadAndClosedWithinTheLinger) {
+  start({"--rpm-limit", "20", "--linger", "1", "--sockbuf", "4096"});
+  auto bystander = player("bystander");
+  client::Client kicked;
+  kicked.connect("127.0.0.1", gateway_->port());
+  shrink_receive_buffer(kicked.native_handle());
+  ASSERT_TRUE(kicked.login("kicked", "tok-sleeper", kPatience).ok());
+  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
+  // Echoed 8 KB pings back up (it reads nothing); the 21st frame is over the
+  // rpm limit.
+  const std::vector<std::byte> body(8000, std::byte{0x33});
+  for (int i = 0; i < 25; ++i) {
+    if (!kicked.send(1001, body)) break;
+  }
+  ASSERT_TRUE(gateway_->wait_log("reason=rpm_exceeded")) << gateway_->log();
+  const auto kick = Clock::now();
+  // Now junk as fast as the socket takes it, until the gateway resets it
+  // (through a send buffer of a known size: loopback would autotune it).
+  const int send_buffer = 65536;
+  ::setsockopt(kicked.native_handle(), SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+  const std::vector<std::byte> junk(65536, std::byte{0x77});
+  std::size_t sent = 0;
+  bool reset = false;
+  while (!reset && Clock::now() - kick < kPatience) {
+    const ssize_t n =
+        ::send(kicked.native_handle(), junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      reset = true;
+    } else {
+      pollfd p{kicked.native_handle(), POLLOUT, 0};
+      ::poll(&p, 1, 50);
+    }
+  }
+  const auto took = Clock::now() - kick;
+  std::printf("kicked: closed %.2f s after the kick, %zu bytes taken after it\n", seconds(took),
+              sent);
+  EXPECT_TRUE(reset) << "the gateway must close the kicked connection";
+  // 1 s linger + 100 ms sweep; the rest is slack for a busy machine.
+  EXPECT_LT(took, 5s) << seconds(took) << " s";
+  // The socket buffers on both sides (64 KiB and 4 KiB, doubled by the
+  // kernel) and the 64 KiB the frontend may discard.
+  EXPECT_LT(sent, std::size_t{1} << 20) << sent << " bytes taken after the kick";
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
+}
+
+// ------------------------------------------------------------------ before login
+
+// Connections that never log in but keep their read deadline alive with
+// heartbeats are closed login_timeout, login-timeout after accept; a player
+// that logged in is not.
+TEST_F(FrontendBoundsTest, ConnectionsThatNeverLogInAreClosedByTheLoginDeadline) {
+  constexpr int kConns = 50;
+  start({"--login-timeout", "1", "--prelogin-frames", "1000"});
+  auto bystander = player("bystander");
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < kConns; ++i) {
+    conns.push_back(std::make_unique<RawConn>(gateway_->port()));
+    ASSERT_TRUE(conns.back()->connected());
+  }
+  const auto t0 = Clock::now();
+  int open = kConns;
+  for (std::uint32_t seq = 1; open > 0 && Clock::now() - t0 < kPatience; ++seq) {
+    open = 0;
+    for (auto& c : conns) {
+      if (c->closed()) continue;
+      ++open;
+      c->send(heartbeat(seq));
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto took = Clock::now() - t0;
+  EXPECT_EQ(open, 0);
+  EXPECT_LT(took, 6s) << seconds(took) << " s";
+  EXPECT_TRUE(gateway_->wait_log_count("reason=login_timeout", kConns)) << gateway_->log();
+  EXPECT_TRUE(echo_works(*bystander, "after")) << "logged in over a second ago, still served";
+  EXPECT_EQ(gateway_->log_count("reason="), static_cast<std::size_t>(kConns));
+}
+
+// Before login a connection may send a few frames and bytes: a ninth
+// heartbeat, or a frame whose declared size is over the byte budget (as
+// soon as its header is in), is kicked prelogin_exceeded. The defaults take
+// a key exchange and a login (the bystander's, and every protocol test's).
+TEST_F(FrontendBoundsTest, PreLoginBudgetKicksFloodsBeforeLogin) {
+  start({});
+  auto bystander = player("bystander");
+  RawConn chatty(gateway_->port());
+  for (std::uint32_t seq = 1; seq <= 9; ++seq) chatty.send(heartbeat(seq));
+  RawConn big(gateway_->port());
+  big.send(u16(20'000));  // the header alone: 16 KiB budget, and not a byte more is sent
+  const auto t0 = Clock::now();
+  while (!(chatty.closed() && big.closed()) && Clock::now() - t0 < kPatience) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(chatty.closed());
+  EXPECT_TRUE(big.closed());
+  EXPECT_LT(Clock::now() - t0, 5s) << "at once, not at a deadline";
+  EXPECT_TRUE(gateway_->wait_log_count("reason=prelogin_exceeded", 2)) << gateway_->log();
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 2u) << gateway_->log();
 }
 
 }  // namespace

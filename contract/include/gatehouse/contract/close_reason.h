@@ -27,6 +27,8 @@ enum class CloseReason : std::uint8_t {
   kIoError,             ///< a socket error other than a clean close
   kCryptoRefused,       ///< clear traffic or a key exchange its listener does not allow
   kDecryptFailed,       ///< a modern payload that fails authentication
+  kLoginTimeout,        ///< no login within the login deadline after accept
+  kPreloginExceeded,    ///< more frames or bytes before login than the budget
   kCount
 };
 
