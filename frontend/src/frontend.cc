@@ -102,6 +102,7 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
       sweep_timer_(io_),
       per_address_(settings_.max_connections_per_ip),
+      connect_rate_(settings_.connect_rate, settings_.connect_rate_per_ip),
       by_slot_(table_.slots()),
       scratch_(kScratchBytes),
       reading_(&Connection::read_link),
@@ -172,6 +173,11 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
   const AddressLimit::Key address = AddressLimit::key_of(remote.address());
+  if (const auto verdict = connect_rate_.admit(address, now_ms());
+      verdict != ConnectRate::Verdict::kAccept) {
+    refuse_for_rate(socket, remote, verdict == ConnectRate::Verdict::kOverTotal);
+    return;
+  }
   if (!per_address_.try_add(address)) {
     metrics_.add(metrics::kConnectionsRefusedPerAddress);
     if (const std::int64_t now = now_ms(); now - address_warned_ms_ >= 1000) {
@@ -232,6 +238,26 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   reading_.push_back(c, now + settings_.read_timeout_ms);
   logging_in_.push_back(c, now + settings_.login_timeout_ms);
   start_read(c);
+}
+
+/// Refused over --connect-rate(-per-ip): counted, and said at most once a
+/// second with the number of refusals the silence hid. Closed with a reset,
+/// so that a flood leaves no TIME_WAIT behind.
+void Frontend::refuse_for_rate(tcp::socket& socket, const tcp::endpoint& remote, bool total) {
+  metrics_.add(total ? metrics::kConnectionsRefusedRate
+                     : metrics::kConnectionsRefusedRatePerAddress);
+  boost::system::error_code ec;
+  socket.set_option(asio::socket_base::linger(true, 0), ec);
+  ++rate_refusals_unsaid_;
+  const std::int64_t now = now_ms();
+  if (now - rate_warned_ms_ < 1000) return;
+  rate_warned_ms_ = now;
+  spdlog::warn("connection from {} refused: over {} ({} a second); {} refused for the rate "
+               "since the last such warning",
+               remote.address().to_string(), total ? "connect-rate" : "connect-rate-per-ip",
+               total ? settings_.connect_rate : settings_.connect_rate_per_ip,
+               rate_refusals_unsaid_ - 1);
+  rate_refusals_unsaid_ = 0;
 }
 
 // ------------------------------------------------------------------ client -> worker
@@ -684,6 +710,7 @@ void Frontend::kick_slow_consumer(Connection& c) {
 
 void Frontend::sweep_deadlines() {
   const std::int64_t now = now_ms();
+  connect_rate_.prune(now);
   while (Connection* c = reading_.pop_expired(now)) {
     close_from_frontend(*c, CloseReason::kReadTimeout);
   }
@@ -803,6 +830,7 @@ void Frontend::apply_settings() {
   settings_generation_ = segment_.settings_generation();
   settings_ = segment_.settings();
   per_address_.set_limit(settings_.max_connections_per_ip);
+  connect_rate_.set_rates(settings_.connect_rate, settings_.connect_rate_per_ip);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
   spdlog::info(
       "settings reloaded: read-timeout {} ms, max-frame {}, txqueuelen {}, "

@@ -425,6 +425,14 @@ const Setting kSettings[] = {
   number<&Settings::prelogin_bytes>("prelogin-bytes", kClients, "16384", kLive, 256, 1u << 24,
          "bytes a connection may send before it logs in; a frame that would go over is "
          "kicked as soon as its size is in (prelogin_exceeded)"),
+  number<&Settings::connect_rate>("connect-rate", kClients, "2000", kLive, 0, 1u << 24,
+         "new connections accepted a second in total (a token bucket holding one second's "
+         "worth); more are refused at accept. Each costs a worker a key exchange. 0: no limit"),
+  number<&Settings::connect_rate_per_ip>("connect-rate-per-ip", kClients, "100", kLive, 0,
+         1u << 24,
+         "new connections accepted a second from one client address (an IPv4 address, an "
+         "IPv6 /64; a token bucket holding one second's worth); more are refused at accept. "
+         "Players behind one NAT share an address. 0: no limit"),
   // ---------------------------------------------------------- Game services
   custom("backend", kGame, Kind::kStrings, "127.0.0.1:50051", kRestart,
          "game service gRPC address host:port, repeatable; sessions are spread by user id. "

@@ -19,6 +19,7 @@
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
+#include "http_get.h"
 #include "test_clients.h"
 
 namespace gatehouse::testing {
@@ -31,7 +32,16 @@ using Clock = std::chrono::steady_clock;
 /// misbehave below the level of the client library.
 class RawConn {
  public:
-  explicit RawConn(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  /// `from`: the local address to connect from (127.x.y.z are all loopback:
+  /// distinct client addresses for the per-address limits).
+  explicit RawConn(std::uint16_t port, const char* from = nullptr)
+      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) return;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -116,7 +126,7 @@ class FrontendBoundsTest : public ::testing::Test {
 // (here: after accept), however steadily it trickles.
 TEST_F(FrontendBoundsTest, TrickledFramesAreClosedByTheReadDeadline) {
   constexpr int kConns = 300;
-  start({"--read-timeout", "1", "--rpm-limit", "0"});
+  start({"--read-timeout", "1", "--rpm-limit", "0", "--connect-rate-per-ip", "0"});
   auto bystander = player("bystander");
   std::vector<std::unique_ptr<RawConn>> conns;
   for (int i = 0; i < kConns; ++i) {
@@ -308,6 +318,79 @@ TEST_F(FrontendBoundsTest, PreLoginBudgetKicksFloodsBeforeLogin) {
   EXPECT_TRUE(gateway_->wait_log_count("reason=prelogin_exceeded", 2)) << gateway_->log();
   EXPECT_TRUE(echo_works(*bystander, "after"));
   EXPECT_EQ(gateway_->log_count("reason="), 2u) << gateway_->log();
+}
+
+// ------------------------------------------------------------------ new connections
+
+class ConnectRateTest : public FrontendBoundsTest {
+ protected:
+  double refused(const std::string& reason) {
+    return metric_sample(http_get(gateway_->metrics_port(), "/metrics"),
+                         "gatehouse_connections_refused_total{reason=\"" + reason + "\"}");
+  }
+  /// Opens a connection from each of `from` as fast as it can; returns them
+  /// once the gateway has refused all but `*accepted` of them (by the metric
+  /// `reason`), or after kPatience.
+  std::vector<std::unique_ptr<RawConn>> flood(const std::vector<std::string>& from,
+                                              const std::string& reason, int* accepted) {
+    std::vector<std::unique_ptr<RawConn>> conns;
+    for (const auto& address : from) {
+      conns.push_back(std::make_unique<RawConn>(gateway_->port(), address.c_str()));
+    }
+    const auto t0 = Clock::now();
+    int closed = 0;
+    while (Clock::now() - t0 < kPatience) {
+      closed = 0;
+      for (auto& c : conns) closed += c->closed() ? 1 : 0;
+      if (closed > 0 && refused(reason) == closed) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    *accepted = static_cast<int>(from.size()) - closed;
+    return conns;
+  }
+};
+
+// 40 connections at once from one address over --connect-rate-per-ip 5: the
+// bucket's burst (5, and whatever refilled meanwhile) is accepted, the rest
+// refused at accept with a reset, counted, and logged once; another address
+// is not affected, and a second later the address may connect again.
+TEST_F(ConnectRateTest, NewConnectionsPerAddressAreABucket) {
+  start({"--connect-rate-per-ip", "5", "--connect-rate", "0"});
+  auto bystander = player("bystander");  // from 127.0.0.1 too: the first token
+  int accepted = 0;
+  auto conns = flood(std::vector<std::string>(40, "127.0.0.1"), "address_rate_limit", &accepted);
+  EXPECT_GE(accepted, 3);
+  EXPECT_LE(accepted, 7) << "a burst of 5 (the bystander took one) and a refill of 1 or 2";
+  EXPECT_EQ(refused("address_rate_limit"), 40 - accepted);
+  EXPECT_EQ(refused("rate_limit"), 0);
+  EXPECT_EQ(gateway_->log_count("over connect-rate-per-ip"), 1u) << "one warning a second";
+  RawConn elsewhere(gateway_->port(), "127.0.0.2");
+  ASSERT_TRUE(elsewhere.connected());
+  EXPECT_TRUE(gateway_->wait_log_count("open conn=", static_cast<std::size_t>(accepted) + 2))
+      << "another address is accepted\n"
+      << gateway_->log();
+  // One second later the bucket has refilled.
+  std::this_thread::sleep_for(1100ms);
+  auto later = player("later");
+  EXPECT_TRUE(echo_works(*later, "refilled"));
+  EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
+}
+
+// The total bucket: 40 connections from 40 addresses over --connect-rate 5.
+TEST_F(ConnectRateTest, NewConnectionsInTotalAreABucket) {
+  start({"--connect-rate", "5", "--connect-rate-per-ip", "0"});
+  auto bystander = player("bystander");
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 40; ++i) addresses.push_back("127.0.1." + std::to_string(i + 1));
+  int accepted = 0;
+  auto conns = flood(addresses, "rate_limit", &accepted);
+  EXPECT_GE(accepted, 3);
+  EXPECT_LE(accepted, 7) << "a burst of 5 (the bystander took one) and a refill of 1 or 2";
+  EXPECT_EQ(refused("rate_limit"), 40 - accepted);
+  EXPECT_EQ(refused("address_rate_limit"), 0);
+  EXPECT_EQ(gateway_->log_count("over connect-rate "), 1u) << "one warning a second";
+  EXPECT_TRUE(echo_works(*bystander, "after"));
 }
 
 }  // namespace

@@ -78,6 +78,8 @@ struct Settings {
   std::uint32_t login_timeout_ms;  ///< accept to login, else login_timeout
   std::uint32_t prelogin_frames;   ///< frames a connection may send before login
   std::uint32_t prelogin_bytes;    ///< bytes a connection may send before login
+  std::uint32_t connect_rate;         ///< new connections a second in total; 0 = no limit
+  std::uint32_t connect_rate_per_ip;  ///< new connections a second per address; 0 = no limit
 };
 
 /// Liveness of one child process, written by the process itself.

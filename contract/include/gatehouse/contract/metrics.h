@@ -36,6 +36,8 @@ enum Counter : std::uint32_t {
   kGameBatchesReceived,    ///< gRPC messages read from batched links
   kGameEventsResent,       ///< events a new bridge sent again on a batched link
   kGameDuplicatesDropped,  ///< game messages a worker had delivered already
+  kConnectionsRefusedRate,            ///< --connect-rate
+  kConnectionsRefusedRatePerAddress,  ///< --connect-rate-per-ip
   kCounterCount
 };
 

@@ -44,6 +44,7 @@
 #include "gatehouse/contract/metrics.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/frontend/address_limit.h"
+#include "gatehouse/frontend/connect_rate.h"
 #include "gatehouse/frontend/deadline_list.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
@@ -84,6 +85,8 @@ class Frontend {
   void adopt_orphans();
   void start_accept(std::size_t listener);
   void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
+  void refuse_for_rate(boost::asio::ip::tcp::socket& socket,
+                       const boost::asio::ip::tcp::endpoint& remote, bool total);
   // client -> worker
   void start_read(Connection& c);
   void on_readable(Connection& c, boost::system::error_code ec, std::size_t n);
@@ -138,6 +141,9 @@ class Frontend {
   std::int64_t address_warned_ms_ = 0;  // last "refused: per-address limit" warning
   std::int64_t prelogin_warned_ms_ = 0;  // last "over the pre-login budget" warning
   AddressLimit per_address_;
+  ConnectRate connect_rate_;
+  std::int64_t rate_warned_ms_ = 0;          // last "refused: over connect-rate" warning
+  std::uint64_t rate_refusals_unsaid_ = 0;  // refusals since (the warning names the count)
   std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
