@@ -61,13 +61,13 @@ struct Frontend::Connection {
   std::unique_ptr<std::array<std::byte, kWideReadBytes>> wide;
   std::vector<std::byte> out;  // output the socket did not take yet
   std::size_t out_offset = 0;
-  std::uint32_t out_records = 0;  // worker records waiting in `out`
+  std::uint32_t out_records = 0;       // worker records waiting in `out`
   DeadlineLink<Connection> read_link;  // reading_ or lingering_
   DeadlineLink<Connection> write_link;
   DeadlineLink<Connection> login_link;
-  bool logged_in = false;           // the worker's kLoggedIn arrived
-  std::size_t prelogin_bytes = 0;    // frame bytes received before login
-  std::uint32_t discarded = 0;       // bytes read after the kick, thrown away
+  bool logged_in = false;          // the worker's kLoggedIn arrived
+  std::size_t prelogin_bytes = 0;  // frame bytes received before login
+  std::uint32_t discarded = 0;     // bytes read after the kick, thrown away
   // Current ring batch: index of the first/last of this connection's sends.
   std::size_t batch_first = SIZE_MAX;
   std::size_t batch_last = SIZE_MAX;
@@ -252,11 +252,11 @@ void Frontend::refuse_for_rate(tcp::socket& socket, const tcp::endpoint& remote,
   const std::int64_t now = now_ms();
   if (now - rate_warned_ms_ < 1000) return;
   rate_warned_ms_ = now;
-  spdlog::warn("connection from {} refused: over {} ({} a second); {} refused for the rate "
-               "since the last such warning",
-               remote.address().to_string(), total ? "connect-rate" : "connect-rate-per-ip",
-               total ? settings_.connect_rate : settings_.connect_rate_per_ip,
-               rate_refusals_unsaid_ - 1);
+  spdlog::warn(
+      "connection from {} refused: over {} ({} a second); {} refused for the rate "
+      "since the last such warning",
+      remote.address().to_string(), total ? "connect-rate" : "connect-rate-per-ip",
+      total ? settings_.connect_rate : settings_.connect_rate_per_ip, rate_refusals_unsaid_ - 1);
   rate_refusals_unsaid_ = 0;
 }
 

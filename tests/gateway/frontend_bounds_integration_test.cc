@@ -84,8 +84,18 @@ std::vector<std::uint8_t> u16(std::uint16_t v) {
 
 /// A clear heart_beat_req frame: `| size | seq | proto 0 | id |`.
 std::vector<std::uint8_t> heartbeat(std::uint32_t seq) {
-  return {0, 10, static_cast<std::uint8_t>(seq >> 24), static_cast<std::uint8_t>(seq >> 16),
-          static_cast<std::uint8_t>(seq >> 8), static_cast<std::uint8_t>(seq), 0, 0, 0, 0, 0, 7};
+  return {0,
+          10,
+          static_cast<std::uint8_t>(seq >> 24),
+          static_cast<std::uint8_t>(seq >> 16),
+          static_cast<std::uint8_t>(seq >> 8),
+          static_cast<std::uint8_t>(seq),
+          0,
+          0,
+          0,
+          0,
+          0,
+          7};
 }
 
 double seconds(Clock::duration d) {
@@ -109,8 +119,8 @@ void shrink_receive_buffer(int fd) {
 class FrontendBoundsTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> extra) {
-    gateway_.emplace(GatewayOptions{game_.port(), 1, std::move(extra),
-                                    {"tok-player 1001", "tok-sleeper 1002"}});
+    gateway_.emplace(
+        GatewayOptions{game_.port(), 1, std::move(extra), {"tok-player 1001", "tok-sleeper 1002"}});
   }
   std::unique_ptr<client::Client> player(std::string_view name) {
     return logged_in_client(gateway_->port(), name, "tok-player", /*encrypt=*/true);

@@ -308,6 +308,13 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"drain-timeout", "1"},
       {"hang-timeout", "1"},
       {"restart-backoff-max", "1"},
+      {"txqueue-bytes", "65536"},
+      {"write-timeout", "2"},
+      {"login-timeout", "2"},
+      {"prelogin-frames", "4"},
+      {"prelogin-bytes", "4096"},
+      {"connect-rate", "10"},
+      {"connect-rate-per-ip", "5"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

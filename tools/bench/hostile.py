@@ -5,11 +5,14 @@ do (connections still open, bytes it took, when it was closed).
 
   tools/bench/hostile.py trickle  --port 8888 --conns 300 --seconds 20
   tools/bench/hostile.py prelogin --port 8888 --conns 2000 --seconds 20
+  tools/bench/hostile.py connect  --port 8888 --seconds 5
   tools/bench/hostile.py hoard    --port 8888 --seconds 30   (these two need a game:
   tools/bench/hostile.py kicked   --port 8888 --seconds 30    examples/demo-game)
 
 trickle:  each connection declares a 100-byte frame and sends it 1 byte/s.
 prelogin: each connection sends a heartbeat every 5 s and never logs in.
+connect:  opens connections from one address as fast as it can, each sending a
+          modern key_exchange_req; counts those answered and those refused.
 hoard:    logs in, has 120 pings of 60 KB echoed, never reads, and keeps the
           read deadline alive; reports when the gateway closed it.
 kicked:   logs in, sends 60 KB pings as fast as the socket takes them and never
@@ -170,10 +173,33 @@ def kicked(args):
     print(f"sent {sent / 1e6:.1f} MB in {seq - 2} frames; still open after {args.seconds} s")
 
 
+def connect_flood(args):
+    """Each connection asks for a modern key exchange (a fixed public key:
+    no crypto on this side), reads the ack, and closes."""
+    request = frame(1, 32, bytes(range(1, 33)))
+    answered = refused = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < args.seconds:
+        try:
+            s = socket.create_connection(("127.0.0.1", args.port))
+            s.settimeout(2)
+            s.sendall(request)
+            if len(s.recv(64)) > 0:
+                answered += 1
+            else:
+                refused += 1
+        except OSError:
+            refused += 1
+        finally:
+            s.close()
+    print(f"{args.seconds} s: {answered} key exchanges answered ({answered / args.seconds:.0f}/s), "
+          f"{refused} connections refused")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["trickle", "prelogin", "hoard", "kicked"])
+    p.add_argument("mode", choices=["trickle", "prelogin", "connect", "hoard", "kicked"])
     p.add_argument("--port", type=int, default=8888)
     p.add_argument("--conns", type=int, default=300)
     p.add_argument("--seconds", type=float, default=20)
@@ -182,6 +208,8 @@ def main():
         run_open_count(args, struct.pack(">H", 100), lambda _: b"x", 1.0)
     elif args.mode == "prelogin":
         run_open_count(args, frame(1, 0, struct.pack(">i", 1)), lambda k: frame(k + 1, 0, struct.pack(">i", 1)), 5.0)
+    elif args.mode == "connect":
+        connect_flood(args)
     elif args.mode == "hoard":
         hoard(args)
     else:

@@ -45,7 +45,6 @@ class AddressLimit {
   };
 
  private:
-
   std::uint32_t limit_;
   std::unordered_map<Key, std::uint32_t, Hash> counts_;
 };

@@ -137,14 +137,14 @@ class Frontend {
   bool doorbell_armed_ = false;
   std::size_t parked_handlers_ = 0;  // handlers the last park ran: the next pass's poll
   boost::asio::steady_timer sweep_timer_;
-  std::int64_t accept_warned_ms_ = 0;   // last "out of fds" warning
-  std::int64_t address_warned_ms_ = 0;  // last "refused: per-address limit" warning
+  std::int64_t accept_warned_ms_ = 0;    // last "out of fds" warning
+  std::int64_t address_warned_ms_ = 0;   // last "refused: per-address limit" warning
   std::int64_t prelogin_warned_ms_ = 0;  // last "over the pre-login budget" warning
   AddressLimit per_address_;
   ConnectRate connect_rate_;
-  std::int64_t rate_warned_ms_ = 0;          // last "refused: over connect-rate" warning
+  std::int64_t rate_warned_ms_ = 0;         // last "refused: over connect-rate" warning
   std::uint64_t rate_refusals_unsaid_ = 0;  // refusals since (the warning names the count)
-  std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
+  std::uint32_t next_worker_ = 0;           // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
   std::size_t connection_count_ = 0;
