@@ -136,7 +136,7 @@ class FrontendBoundsTest : public ::testing::Test {
 // (here: after accept), however steadily it trickles.
 TEST_F(FrontendBoundsTest, TrickledFramesAreClosedByTheReadDeadline) {
   constexpr int kConns = 300;
-  start({"--read-timeout", "1", "--rpm-limit", "0", "--connect-rate-per-ip", "0"});
+  start({"--read-timeout", "2", "--rpm-limit", "0", "--connect-rate-per-ip", "0"});
   auto bystander = player("bystander");
   std::vector<std::unique_ptr<RawConn>> conns;
   for (int i = 0; i < kConns; ++i) {
@@ -147,7 +147,8 @@ TEST_F(FrontendBoundsTest, TrickledFramesAreClosedByTheReadDeadline) {
   const auto t0 = Clock::now();
   int open = kConns;
   auto next_byte = t0;
-  for (int pass = 0; open > 0 && Clock::now() - t0 < kPatience; ++pass) {
+  auto next_echo = t0;
+  while (open > 0 && Clock::now() - t0 < kPatience) {
     open = 0;
     const bool trickle = Clock::now() >= next_byte;
     if (trickle) next_byte += 200ms;
@@ -156,17 +157,18 @@ TEST_F(FrontendBoundsTest, TrickledFramesAreClosedByTheReadDeadline) {
       ++open;
       if (trickle) c->send({0x5a});
     }
-    if (pass % 10 == 0) {
-      ASSERT_TRUE(echo_works(*bystander, "alive")) << "whole frames keep the deadline moving";
+    if (Clock::now() >= next_echo) {  // whole frames keep its deadline moving
+      next_echo = Clock::now() + 300ms;
+      ASSERT_TRUE(echo_works(*bystander, "alive"));
     }
     std::this_thread::sleep_for(20ms);
   }
   const auto took = Clock::now() - t0;
-  EXPECT_EQ(open, 0) << "every trickling connection must be closed";
-  // 1 s deadline + 100 ms sweep; the rest is slack for a busy machine.
-  EXPECT_LT(took, 6s) << "closed " << std::chrono::duration<double>(took).count() << " s in";
-  EXPECT_TRUE(gateway_->wait_log_count("reason=read_timeout", kConns)) << gateway_->log();
   EXPECT_TRUE(echo_works(*bystander, "after"));
+  EXPECT_EQ(open, 0) << "every trickling connection must be closed";
+  // 2 s deadline + 100 ms sweep; the rest is slack for a busy machine.
+  EXPECT_LT(took, 8s) << "closed " << seconds(took) << " s in";
+  EXPECT_TRUE(gateway_->wait_log_count("reason=read_timeout", kConns)) << gateway_->log();
   EXPECT_EQ(gateway_->log_count("reason="), static_cast<std::size_t>(kConns))
       << "the bystander was not kicked";
 }
