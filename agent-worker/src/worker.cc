@@ -332,6 +332,9 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   s.state = Session::kLoggedIn;
   metrics_.add(metrics::kLoginsOk);
   metrics_.add(metrics::kSessionsLoggedIn, 1);
+  // Before the ack: the frontend lifts the login deadline and the pre-login
+  // budget before the client can know it logged in.
+  ipc::write_record(to_frontend_, ipc::kLoggedIn, ipc::LoggedIn{id.value()});
   send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
   if (!logs_connection(id)) return;

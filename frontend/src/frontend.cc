@@ -29,6 +29,9 @@ constexpr std::size_t kScratchBytes = std::size_t{64} * 1024;
 constexpr std::size_t kRingBatch = 256;  // records per ring poll
 constexpr std::size_t kMaxIov = 64;
 constexpr std::size_t kWideReadBytes = 4096;  // a busy connection's receive buffer
+// Input a kicked connection may still send (heartbeats in flight) before it
+// is cut off rather than waited for.
+constexpr std::size_t kMaxDiscard = std::size_t{64} * 1024;
 
 std::int64_t now_ms() {
   return monotonic_ns() / 1'000'000;
@@ -58,12 +61,13 @@ struct Frontend::Connection {
   std::unique_ptr<std::array<std::byte, kWideReadBytes>> wide;
   std::vector<std::byte> out;  // output the socket did not take yet
   std::size_t out_offset = 0;
-  std::uint32_t out_records = 0;  // worker records waiting in `out`
-  // Deadline list links.
-  DeadlineList* list = nullptr;
-  Connection* prev = nullptr;
-  Connection* next = nullptr;
-  std::int64_t deadline_ms = 0;
+  std::uint32_t out_records = 0;       // worker records waiting in `out`
+  DeadlineLink<Connection> read_link;  // reading_ or lingering_
+  DeadlineLink<Connection> write_link;
+  DeadlineLink<Connection> login_link;
+  bool logged_in = false;          // the worker's kLoggedIn arrived
+  std::size_t prelogin_bytes = 0;  // frame bytes received before login
+  std::uint32_t discarded = 0;     // bytes read after the kick, thrown away
   // Current ring batch: index of the first/last of this connection's sends.
   std::size_t batch_first = SIZE_MAX;
   std::size_t batch_last = SIZE_MAX;
@@ -87,23 +91,6 @@ struct Frontend::WorkerLink {
   std::deque<std::uint32_t> control_types;
 };
 
-void Frontend::DeadlineList::push_back(Connection& c, std::int64_t deadline_ms) {
-  c.list = this;
-  c.deadline_ms = deadline_ms;
-  c.prev = tail;
-  c.next = nullptr;
-  (tail != nullptr ? tail->next : head) = &c;
-  tail = &c;
-}
-
-void Frontend::DeadlineList::remove(Connection& c) {
-  if (c.list != this) return;
-  (c.prev != nullptr ? c.prev->next : head) = c.next;
-  (c.next != nullptr ? c.next->prev : tail) = c.prev;
-  c.list = nullptr;
-  c.prev = c.next = nullptr;
-}
-
 Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
                    shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells)
     : segment_(segment),
@@ -115,8 +102,13 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
       sweep_timer_(io_),
       per_address_(settings_.max_connections_per_ip),
+      connect_rate_(settings_.connect_rate, settings_.connect_rate_per_ip),
       by_slot_(table_.slots()),
-      scratch_(kScratchBytes) {
+      scratch_(kScratchBytes),
+      reading_(&Connection::read_link),
+      lingering_(&Connection::read_link),
+      writing_(&Connection::write_link),
+      logging_in_(&Connection::login_link) {
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("frontend: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells, got " +
@@ -178,6 +170,11 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
   const AddressLimit::Key address = AddressLimit::key_of(remote.address());
+  if (const auto verdict = connect_rate_.admit(address, now_ms());
+      verdict != ConnectRate::Verdict::kAccept) {
+    refuse_for_rate(socket, remote, verdict == ConnectRate::Verdict::kOverTotal);
+    return;
+  }
   if (!per_address_.try_add(address)) {
     metrics_.add(metrics::kConnectionsRefusedPerAddress);
     per_address_log_.log(
@@ -231,8 +228,24 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count();
   send_control(worker, ipc::kConnOpened, &opened, sizeof opened);
-  reading_.push_back(c, now_ms() + settings_.read_timeout_ms);
+  const std::int64_t now = now_ms();
+  reading_.push_back(c, now + settings_.read_timeout_ms);
+  logging_in_.push_back(c, now + settings_.login_timeout_ms);
   start_read(c);
+}
+
+/// Refused over --connect-rate(-per-ip): counted, and said at most once a
+/// second (with how many were not said). Closed with a reset,
+/// so that a flood leaves no TIME_WAIT behind.
+void Frontend::refuse_for_rate(tcp::socket& socket, const tcp::endpoint& remote, bool total) {
+  metrics_.add(total ? metrics::kConnectionsRefusedRate
+                     : metrics::kConnectionsRefusedRatePerAddress);
+  boost::system::error_code ec;
+  socket.set_option(asio::socket_base::linger(true, 0), ec);
+  connect_rate_log_.log("connection from {} refused: over {} ({} a second)",
+                        remote.address().to_string(),
+                        total ? "connect-rate" : "connect-rate-per-ip",
+                        total ? settings_.connect_rate : settings_.connect_rate_per_ip);
 }
 
 // ------------------------------------------------------------------ client -> worker
@@ -243,7 +256,9 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
 /// registration as it is, and after a short read it does not try a recv()
 /// that can only fail (net::EdgeSocket): one syscall per read.
 void Frontend::start_read(Connection& c) {
-  if (c.reading || c.socket_closed || c.blocked) return;
+  // A kicked connection is read again only to see its FIN, once its output
+  // is flushed (lingering).
+  if (c.reading || c.socket_closed || c.blocked || (c.worker_closed && !c.lingering)) return;
   c.reading = true;
   const auto buffer = c.wide ? asio::buffer(*c.wide) : asio::buffer(c.read_ahead);
   c.socket.async_receive_edge(buffer,
@@ -278,30 +293,58 @@ void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::siz
     if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
     bytes = {scratch_.data(), n + (ec ? 0 : more)};
   }
-  if (!bytes.empty() && !c.lingering) {  // a lingering connection's input is discarded
-    touch(c);
-    metrics_.add(metrics::kClientBytesReceived, bytes.size());
-    bool go_on;
-    if (!c.in.empty()) {
-      c.in.insert(c.in.end(), bytes.begin(), bytes.end());
-      std::vector<std::byte> pending;
-      pending.swap(c.in);
-      go_on = forward_frames(c, pending);
+  metrics_.add(metrics::kClientBytesReceived, bytes.size());
+  if (c.worker_closed) {
+    // Kicked: its input goes nowhere. The FIN (or a reset) ends the linger;
+    // a client that keeps sending instead is cut off, not read for the
+    // whole linger.
+    c.discarded += static_cast<std::uint32_t>(std::min<std::size_t>(bytes.size(), kMaxDiscard));
+    if (ec || c.discarded >= kMaxDiscard) {
+      destroy(c);
     } else {
-      go_on = forward_frames(c, bytes);
+      start_read(c);
     }
-    if (!go_on) return;  // closed, or blocked on a full ring (retry_blocked reads on)
+    return;
   }
+  // closed, or blocked on a full ring (retry_blocked reads on)
+  if (!bytes.empty() && !take_input(c, bytes)) return;
   if (ec) {  // after the bytes that came with it: a FIN follows the last frame
     const bool clean = ec == asio::error::eof || ec == asio::error::connection_reset;
-    if (c.lingering) {
-      destroy(c);  // the client's FIN (or reset) ends the linger
-      return;
-    }
     close_from_frontend(c, clean ? CloseReason::kClientClosed : CloseReason::kIoError);
     return;
   }
   start_read(c);
+}
+
+/// Completes the partial frame carried in c.in with the bytes it lacks
+/// (copying only those: a frame trickled in a byte at a time costs its own
+/// size, not its size squared), forwards it, then forwards the frames in the
+/// rest of `bytes`. False as forward_frames().
+bool Frontend::take_input(Connection& c, std::span<const std::byte> bytes) {
+  while (!c.in.empty() && !bytes.empty()) {
+    const std::size_t have = c.in.size();
+    const std::size_t whole =
+        protocol::kSizeBytes +
+        (have < protocol::kSizeBytes ? 0 : protocol::scan_frame(c.in, SIZE_MAX).payload_bytes);
+    const std::size_t take = std::min(whole - have, bytes.size());
+    c.in.insert(c.in.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(take));
+    bytes = bytes.subspan(take);
+    if (c.in.size() < protocol::kSizeBytes) continue;  // `bytes` is used up
+    const protocol::FrameScan scan = protocol::scan_frame(c.in, settings_.max_frame);
+    if (scan.kind == protocol::FrameScan::kNeedMore) {
+      c.in.reserve(protocol::kSizeBytes + scan.payload_bytes);  // no regrowth while it trickles
+      continue;
+    }
+    std::vector<std::byte> frame;  // whole (or too large: forward_frames closes)
+    frame.swap(c.in);
+    if (!forward_frames(c, frame)) {
+      // Blocked: c.in holds the frame again; what followed it waits behind it.
+      if (c.blocked) c.in.insert(c.in.end(), bytes.begin(), bytes.end());
+      return false;
+    }
+  }
+  if (bytes.empty()) return true;  // (forward_frames would drop a partial frame in c.in)
+  return forward_frames(c, bytes);
 }
 
 /// Sends every whole frame in `bytes` to the worker and keeps the rest in
@@ -309,12 +352,22 @@ void Frontend::on_readable(Connection& c, boost::system::error_code ec, std::siz
 /// on a full ring).
 bool Frontend::forward_frames(Connection& c, std::span<const std::byte> bytes) {
   WorkerLink& link = *workers_[c.worker];
+  bool forwarded = false;
+  // The read deadline restarts with each whole frame, as gonet2's did (it
+  // set the deadline, then read a frame): trickled bytes do not refresh it.
+  const auto restart_deadline = [&] {
+    if (forwarded) touch(c);
+  };
   while (!bytes.empty()) {
     const protocol::FrameScan scan = protocol::scan_frame(bytes, settings_.max_frame);
     if (scan.kind == protocol::FrameScan::kTooLarge) {
       spdlog::debug("conn {:#x}: frame of {} bytes over the {} limit", c.id.value(),
                     scan.payload_bytes, settings_.max_frame);
       close_from_frontend(c, CloseReason::kFrameTooLarge);
+      return false;
+    }
+    if (!c.logged_in && bytes.size() >= protocol::kSizeBytes &&
+        !within_prelogin_budget(c, protocol::kSizeBytes + scan.payload_bytes)) {
       return false;
     }
     if (scan.kind == protocol::FrameScan::kNeedMore) break;
@@ -326,14 +379,34 @@ bool Frontend::forward_frames(Connection& c, std::span<const std::byte> bytes) {
       c.in.assign(bytes.begin(), bytes.end());
       c.blocked = true;
       blocked_.push_back(c.id);
+      restart_deadline();
       return false;
     }
     ++c.frames_in;
+    if (!c.logged_in) c.prelogin_bytes += protocol::kSizeBytes + scan.payload_bytes;
     metrics_.add(metrics::kClientFramesReceived);
+    forwarded = true;
     bytes = bytes.subspan(protocol::kSizeBytes + scan.payload_bytes);
   }
   c.in.assign(bytes.begin(), bytes.end());
+  restart_deadline();
   return true;
+}
+
+/// Whether a connection that has not logged in may send a frame of
+/// `frame_bytes` (checked as soon as its header is in): else it is closed
+/// prelogin_exceeded. Before login a client has only its key exchange and
+/// its login to send (shared/protocol.md, docs/protocol-modern.md).
+bool Frontend::within_prelogin_budget(Connection& c, std::size_t frame_bytes) {
+  if (c.frames_in < settings_.prelogin_frames &&
+      c.prelogin_bytes + frame_bytes <= settings_.prelogin_bytes) {
+    return true;
+  }
+  prelogin_log_.log(
+      "conn {:#x}: over the pre-login budget ({} frames, {} bytes) without logging in",
+      c.id.value(), settings_.prelogin_frames, settings_.prelogin_bytes);
+  close_from_frontend(c, CloseReason::kPreloginExceeded);
+  return false;
 }
 
 void Frontend::retry_blocked() {
@@ -343,7 +416,7 @@ void Frontend::retry_blocked() {
     Connection* c = find(id);
     if (c == nullptr || !c->blocked) continue;
     c->blocked = false;
-    if (c->socket_closed) continue;
+    if (c->socket_closed || c->worker_closed) continue;
     std::vector<std::byte> pending;
     pending.swap(c->in);
     if (forward_frames(*c, pending)) start_read(*c);
@@ -363,6 +436,8 @@ std::size_t Frontend::drain_worker_rings() {
           } else if (r.type == ipc::kClose) {
             flush_batch();  // everything sent before the close goes first
             on_close(r.payload);
+          } else if (r.type == ipc::kLoggedIn) {
+            on_logged_in(r.payload);
           } else {
             spdlog::error("unexpected record type {} from a worker", r.type);
           }
@@ -413,9 +488,25 @@ void Frontend::on_close(std::span<const std::byte> record) {
   c->worker_closed = true;
   if (c->socket_closed) {
     destroy(*c);  // we closed first; this was the worker's acknowledgement
-  } else if (c->out.empty()) {
-    start_linger(*c);
-  }  // else: write_queued() lingers once the queue is flushed
+    return;
+  }
+  // Kicked: not read any more (what it sends now would be thrown away), its
+  // output flushed and its FIN awaited within one linger.
+  std::vector<std::byte>().swap(c->in);
+  c->blocked = false;
+  reading_.remove(*c);
+  logging_in_.remove(*c);
+  lingering_.push_back(*c, now_ms() + settings_.linger_ms);
+  if (c->out.empty()) start_linger(*c);  // else write_queued() lingers once flushed
+}
+
+void Frontend::on_logged_in(std::span<const std::byte> record) {
+  const auto logged_in = ipc::parse_record<ipc::LoggedIn>(record);
+  if (!logged_in) return;
+  Connection* c = find(shm::ConnectionId(logged_in->header.conn));
+  if (c == nullptr) return;
+  c->logged_in = true;
+  logging_in_.remove(*c);
 }
 
 /// Writes the batch's sends with one sendmsg per connection: the records of
@@ -467,12 +558,15 @@ void Frontend::flush_batch() {
 }
 
 void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
-  if (++c.out_records > settings_.txqueuelen) {
-    spdlog::debug("conn {:#x}: {} records queued, over txqueuelen {}", c.id.value(), c.out_records,
-                  settings_.txqueuelen);
-    close_from_frontend(c, CloseReason::kSlowConsumer);
+  const std::size_t queued = c.out.size() - c.out_offset;
+  if (++c.out_records > settings_.txqueuelen || queued + bytes.size() > settings_.txqueue_bytes) {
+    spdlog::debug("conn {:#x}: {} records, {} bytes queued, over txqueuelen {} / txqueue-bytes {}",
+                  c.id.value(), c.out_records, queued + bytes.size(), settings_.txqueuelen,
+                  settings_.txqueue_bytes);
+    kick_slow_consumer(c);
     return;
   }
+  if (queued == 0) writing_.restart(c, now_ms() + settings_.write_timeout_ms);
   c.out.insert(c.out.end(), bytes.begin(), bytes.end());
   wait_writable(c);
 }
@@ -509,6 +603,7 @@ void Frontend::write_queued(Connection& c) {
   c.out_offset += rc < 0 ? 0 : static_cast<std::size_t>(rc);
   metrics_.add(metrics::kClientBytesSent, rc < 0 ? 0 : static_cast<std::size_t>(rc));
   if (c.out_offset < c.out.size()) {
+    if (rc > 0) writing_.restart(c, now_ms() + settings_.write_timeout_ms);  // it reads
     // Drop what went out once it is most of the buffer (amortised O(1)).
     if (c.out_offset > c.out.size() / 2) {
       c.out.erase(c.out.begin(), c.out.begin() + static_cast<std::ptrdiff_t>(c.out_offset));
@@ -520,6 +615,7 @@ void Frontend::write_queued(Connection& c) {
   std::vector<std::byte>().swap(c.out);  // idle connections keep no buffer
   c.out_offset = 0;
   c.out_records = 0;  // caught up: txqueuelen counts from here
+  writing_.remove(c);
   if (c.worker_closed) start_linger(c);
 }
 
@@ -530,8 +626,7 @@ void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
   c.socket_closed = true;
   boost::system::error_code ec;
   c.socket.close(ec);
-  reading_.remove(c);
-  lingering_.remove(c);
+  unlist(c);
   std::vector<std::byte>().swap(c.in);
   std::vector<std::byte>().swap(c.out);
   c.out_offset = 0;
@@ -550,8 +645,7 @@ void Frontend::start_linger(Connection& c) {
   boost::system::error_code ec;
   c.socket.shutdown(tcp::socket::shutdown_send, ec);
   std::vector<std::byte>().swap(c.in);
-  reading_.remove(c);
-  lingering_.push_back(c, now_ms() + settings_.linger_ms);
+  writing_.remove(c);
   start_read(c);
 }
 
@@ -561,8 +655,7 @@ void Frontend::destroy(Connection& c) {
   if (c.dead) return;
   c.dead = true;
   c.socket_closed = true;
-  reading_.remove(c);
-  lingering_.remove(c);
+  unlist(c);
   boost::system::error_code ec;
   c.socket.close(ec);
   graveyard_.push_back(c.id);
@@ -581,20 +674,43 @@ void Frontend::reap() {
 }
 
 void Frontend::touch(Connection& c) {
+  if (reading_.contains(c)) reading_.restart(c, now_ms() + settings_.read_timeout_ms);
+}
+
+void Frontend::unlist(Connection& c) {
   reading_.remove(c);
-  reading_.push_back(c, now_ms() + settings_.read_timeout_ms);
+  lingering_.remove(c);
+  writing_.remove(c);
+  logging_in_.remove(c);
+}
+
+/// The client does not take its output: kicked, its queue dropped (counted).
+/// A connection the worker has kicked already is simply closed.
+void Frontend::kick_slow_consumer(Connection& c) {
+  if (c.worker_closed) {
+    destroy(c);
+  } else {
+    close_from_frontend(c, CloseReason::kSlowConsumer);
+  }
 }
 
 void Frontend::sweep_deadlines() {
   flush_log_limits(monotonic_ns());  // counts of suppressed warnings, once a flood is over
   const std::int64_t now = now_ms();
-  while (reading_.head != nullptr && reading_.head->deadline_ms <= now) {
-    close_from_frontend(*reading_.head, CloseReason::kReadTimeout);
+  connect_rate_.prune(now);
+  while (Connection* c = reading_.pop_expired(now)) {
+    close_from_frontend(*c, CloseReason::kReadTimeout);
   }
-  while (lingering_.head != nullptr && lingering_.head->deadline_ms <= now) {
-    spdlog::debug("conn {:#x}: no FIN from the client within the linger time",
-                  lingering_.head->id.value());
-    destroy(*lingering_.head);
+  while (Connection* c = logging_in_.pop_expired(now)) {
+    close_from_frontend(*c, CloseReason::kLoginTimeout);
+  }
+  while (Connection* c = writing_.pop_expired(now)) {
+    spdlog::debug("conn {:#x}: took no output for the write timeout", c->id.value());
+    kick_slow_consumer(*c);
+  }
+  while (Connection* c = lingering_.pop_expired(now)) {
+    spdlog::debug("conn {:#x}: not flushed, or no FIN, within the linger time", c->id.value());
+    destroy(*c);
   }
   sweep_timer_.expires_after(std::chrono::milliseconds(100));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
@@ -701,6 +817,7 @@ void Frontend::apply_settings() {
   settings_generation_ = segment_.settings_generation();
   settings_ = segment_.settings();
   per_address_.set_limit(settings_.max_connections_per_ip);
+  connect_rate_.set_rates(settings_.connect_rate, settings_.connect_rate_per_ip);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
   spdlog::info(
       "settings reloaded: read-timeout {} ms, max-frame {}, txqueuelen {}, "

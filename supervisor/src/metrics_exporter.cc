@@ -166,11 +166,14 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     auto refused = family("gatehouse_connections_refused_total",
                           "Connections refused at accept, by reason: connection_limit "
                           "(--max-connections, or out of file descriptors), address_limit "
-                          "(--max-connections-per-ip).",
+                          "(--max-connections-per-ip), rate_limit (--connect-rate), "
+                          "address_rate_limit (--connect-rate-per-ip).",
                           MetricType::Counter);
     for (const auto& [counter, reason] :
          {std::pair{metrics::kConnectionsRefused, "connection_limit"},
-          std::pair{metrics::kConnectionsRefusedPerAddress, "address_limit"}}) {
+          std::pair{metrics::kConnectionsRefusedPerAddress, "address_limit"},
+          std::pair{metrics::kConnectionsRefusedRate, "rate_limit"},
+          std::pair{metrics::kConnectionsRefusedRatePerAddress, "address_rate_limit"}}) {
       refused.metric.push_back(value_metric(
           MetricType::Counter,
           sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),

@@ -433,7 +433,8 @@ const Setting kSettings[] = {
   number<&Settings::max_frame>("max-frame", kClients, "65535", kLive, 6, 65535,
          "largest client payload in bytes; larger frames kick (frame_too_large)"),
   seconds<&Settings::read_timeout_ms>("read-timeout", kClients, "15", kLive, 0.1, 86400,
-         "seconds without a frame before a connection is closed (read_timeout)"),
+         "seconds a connection has for each whole frame (trickled bytes do not count, as in "
+         "gonet2) before it is closed (read_timeout)"),
   number<&Settings::rpm_limit>("rpm-limit", kClients, "200", kLive, 0, kMaxU32,
          "client frames allowed per minute per session, a token bucket refilled at this "
          "rate, 0 = no limit (rpm_exceeded)"),
@@ -462,6 +463,27 @@ const Setting kSettings[] = {
            "(lines '<token> <user id>', token = client_certificate; each new worker reads the "
            "file again)",
    .read = read_login, .plan = plan_login},
+  number<&Settings::txqueue_bytes>("txqueue-bytes", kClients, "1048576", kLive, 4096, 1u << 30,
+         "bytes queued to a client that is not reading before it is kicked (slow_consumer)"),
+  seconds<&Settings::write_timeout_ms>("write-timeout", kClients, "10", kLive, 0.1, 86400,
+         "seconds a client with output waiting may take no byte of it before it is kicked "
+         "(slow_consumer)"),
+  seconds<&Settings::login_timeout_ms>("login-timeout", kClients, "10", kLive, 0.1, 86400,
+         "seconds from accept to login before the connection is closed (login_timeout)"),
+  number<&Settings::prelogin_frames>("prelogin-frames", kClients, "8", kLive, 2, 1u << 20,
+         "frames a connection may send before it logs in (a key exchange and a login take "
+         "two); more are kicked (prelogin_exceeded)"),
+  number<&Settings::prelogin_bytes>("prelogin-bytes", kClients, "16384", kLive, 256, 1u << 24,
+         "bytes a connection may send before it logs in; a frame that would go over is "
+         "kicked as soon as its size is in (prelogin_exceeded)"),
+  number<&Settings::connect_rate>("connect-rate", kClients, "2000", kLive, 0, 1u << 24,
+         "new connections accepted a second in total (a token bucket holding one second's "
+         "worth); more are refused at accept. Each costs a worker a key exchange. 0: no limit"),
+  number<&Settings::connect_rate_per_ip>("connect-rate-per-ip", kClients, "100", kLive, 0,
+         1u << 24,
+         "new connections accepted a second from one client address (an IPv4 address, an "
+         "IPv6 /64; a token bucket holding one second's worth); more are refused at accept. "
+         "Players behind one NAT share an address. 0: no limit"),
   // ---------------------------------------------------------- Game services
   custom("backend", kGame, Kind::kStrings, "127.0.0.1:50051", kRestart,
          "game service gRPC address host:port, repeatable; sessions are spread by user id. "

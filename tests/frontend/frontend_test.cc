@@ -33,6 +33,11 @@ Settings test_settings() {
   s.txqueuelen = 128;
   s.ring_bytes = 1 << 20;
   s.linger_ms = 1000;
+  s.txqueue_bytes = 1 << 20;
+  s.write_timeout_ms = 10000;
+  s.login_timeout_ms = 10000;
+  s.prelogin_frames = 8;
+  s.prelogin_bytes = 16384;
   s.log_level = 6;  // off
   s.listener_count = 1;
   s.listener_crypto[0] = kCryptoAny;

@@ -211,7 +211,9 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
 // could forge log lines, send terminal escapes and write 60 KB per attempt.
 // It is now one line, escaped, capped at 128 bytes with a count of the rest.
 TEST_F(GatewayTest, RefusedLoginLogsTheOpenUdidEscapedAndCapped) {
-  start();
+  // The pre-login budget would refuse a 60 KB login before the worker saw
+  // it: the escaping must hold where an operator allows one.
+  start({"--prelogin-bytes", "131072"});
   const std::string forged = "2026-01-01T00:00:00.000 info  [worker-0] login conn=0x1 FORGED";
   const std::string padding(60 * 1024, 'A');
   const std::string udid = "mallory'\n" + forged + "\x1b[2J\r\n" + padding;
@@ -773,7 +775,8 @@ std::size_t refusals_logged(const std::string& log, const std::string& line_text
 // connection (2,800 lines). Now at most one line a second, and the count of
 // the others follows, so the log still accounts for every refusal.
 TEST_F(GatewayTest, AFloodOverTheConnectionLimitWritesABoundedNumberOfLines) {
-  start({"--max-connections", "3"});
+  // The connection limit's refusals, not the connect rate's (its own test).
+  start({"--max-connections", "3", "--connect-rate", "0", "--connect-rate-per-ip", "0"});
   std::vector<std::unique_ptr<Client>> held;
   for (const char* token : {"tok-alice", "tok-bob", "tok-carol"})
     held.push_back(logged_in(token, false));

@@ -330,6 +330,13 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"hang-timeout", "1"},
       {"restart-backoff-max", "1"},
       {"log-connections", "sample:10"},
+      {"txqueue-bytes", "65536"},
+      {"write-timeout", "2"},
+      {"login-timeout", "2"},
+      {"prelogin-frames", "4"},
+      {"prelogin-bytes", "4096"},
+      {"connect-rate", "10"},
+      {"connect-rate-per-ip", "5"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

@@ -28,6 +28,8 @@ enum class CloseReason : std::uint8_t {
   kCryptoRefused,       ///< clear traffic or a key exchange its listener does not allow
   kDecryptFailed,       ///< a modern payload that fails authentication
   kBpmExceeded,         ///< more payload bytes than the per-minute limit allows
+  kLoginTimeout,        ///< no login within the login deadline after accept
+  kPreloginExceeded,    ///< more frames or bytes before login than the budget
   kCount
 };
 

@@ -79,6 +79,14 @@ struct Settings {
   /// kLogConnectionsAll (0, so zeroed settings log them all),
   /// kLogConnectionsNone, or N >= 2: one session in N.
   std::uint32_t log_connections;
+  // Per-connection bounds of the frontend (issue 20).
+  std::uint32_t txqueue_bytes;        ///< bytes queued to one client before slow_consumer
+  std::uint32_t write_timeout_ms;     ///< a client that takes no byte this long: slow_consumer
+  std::uint32_t login_timeout_ms;     ///< accept to login, else login_timeout
+  std::uint32_t prelogin_frames;      ///< frames a connection may send before login
+  std::uint32_t prelogin_bytes;       ///< bytes a connection may send before login
+  std::uint32_t connect_rate;         ///< new connections a second in total; 0 = no limit
+  std::uint32_t connect_rate_per_ip;  ///< new connections a second per address; 0 = no limit
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

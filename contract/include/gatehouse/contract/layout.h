@@ -38,7 +38,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 6;
+inline constexpr std::uint32_t kLayoutVersion = 7;
 
 namespace layout {
 
@@ -112,6 +112,8 @@ inline constexpr std::uint64_t kFingerprint = fold({
     ipc::kGameMessage,
     ipc::kGameKick,
     ipc::kStreamEnded,
+    ipc::kLoggedIn,
+    shape<ipc::LoggedIn>(),
     shape<ipc::ConnOpened>(),
     shape<ipc::ClientFrame>(),
     shape<ipc::ConnClosed>(),
@@ -135,7 +137,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 6679647893147032091ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 2870004015115746723ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -153,10 +155,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2168 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2228280 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 1392 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 3856 && alignof(ControlBlock) == 8);
-static_assert(sizeof(metrics::Shard) == 1024 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 68608 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(Settings) == 1424 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 3920 && alignof(ControlBlock) == 8);
+static_assert(sizeof(metrics::Shard) == 1152 && alignof(metrics::Shard) == 128);
+static_assert(sizeof(MetricsBlock) == 77184 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 

@@ -32,10 +32,12 @@ enum Counter : std::uint32_t {
   kGameMessagesSent,
   kGameStreamsReopened,
   kGameFramesLost,
-  kGameBatchesSent,        ///< gRPC messages written on batched links
-  kGameBatchesReceived,    ///< gRPC messages read from batched links
-  kGameEventsResent,       ///< events a new bridge sent again on a batched link
-  kGameDuplicatesDropped,  ///< game messages a worker had delivered already
+  kGameBatchesSent,                   ///< gRPC messages written on batched links
+  kGameBatchesReceived,               ///< gRPC messages read from batched links
+  kGameEventsResent,                  ///< events a new bridge sent again on a batched link
+  kGameDuplicatesDropped,             ///< game messages a worker had delivered already
+  kConnectionsRefusedRate,            ///< --connect-rate
+  kConnectionsRefusedRatePerAddress,  ///< --connect-rate-per-ip
   kCounterCount
 };
 

@@ -10,6 +10,8 @@
 //     kClientFrame  ClientFrame      (one or more | size u16 | payload |,
 //                   + payload         already encrypted)
 //     kConnClosed   ConnClosed     kClose  CloseCommand
+//                                  kLoggedIn LoggedIn (the login deadline
+//                                    and pre-login budget end)
 //
 //   worker[i] -> bridge           bridge -> worker[i]
 //     kStreamOpen    StreamOpen     kGameMessage GameMessage + | proto | body |
@@ -41,6 +43,7 @@ enum RecordType : std::uint32_t {
   kConnClosed = 3,
   kSend = 10,
   kClose = 11,
+  kLoggedIn = 12,
   kStreamOpen = 20,
   kStreamMessage = 21,
   kStreamClose = 22,
@@ -80,6 +83,13 @@ struct CloseCommand {
   std::uint64_t conn;
   std::uint32_t reason;  ///< CloseReason; kClientClosed when acknowledging
   std::uint32_t reserved;
+};
+
+/// The connection's session logged in: the frontend lifts its login
+/// deadline and pre-login budget. Written before the login ack, so the
+/// frontend knows before the client can.
+struct LoggedIn {
+  std::uint64_t conn;
 };
 
 struct StreamOpen {

@@ -40,11 +40,11 @@ class AddressLimit {
   /// Addresses with at least one connection.
   std::size_t addresses() const noexcept { return counts_.size(); }
 
- private:
   struct Hash {
     std::size_t operator()(const Key& key) const noexcept;
   };
 
+ private:
   std::uint32_t limit_;
   std::unordered_map<Key, std::uint32_t, Hash> counts_;
 };

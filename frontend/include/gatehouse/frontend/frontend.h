@@ -18,8 +18,15 @@
 //
 //   accept -> kOpen --(client EOF / error / timeout / too large / slow)--> close
 //      socket, tell the worker (kConnClosed) --(worker's kClose)--> released
-//   kOpen --(worker's kClose)--> flush queued output --> shutdown(SHUT_WR) and
-//      linger until the client's FIN or linger_ms --> close socket, released
+//   kOpen --(worker's kClose)--> not read any more; flush queued output -->
+//      shutdown(SHUT_WR) and linger until the client's FIN --> close socket,
+//      released. The flush and the FIN get linger_ms between them.
+//
+// Per-connection bounds (docs/security.md): a whole frame within read-timeout
+// (read_timeout); login within login-timeout of accept (login_timeout), and
+// until then at most prelogin-frames / prelogin-bytes (prelogin_exceeded);
+// output queued at most txqueuelen frames and txqueue-bytes, and some of it
+// taken within write-timeout (slow_consumer).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -38,6 +45,8 @@
 #include "gatehouse/contract/metrics.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/frontend/address_limit.h"
+#include "gatehouse/frontend/connect_rate.h"
+#include "gatehouse/frontend/deadline_list.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
 
@@ -72,27 +81,25 @@ class Frontend {
  private:
   struct Connection;
   struct WorkerLink;
-  /// Intrusive list of connections with one timeout, oldest first.
-  struct DeadlineList {
-    Connection* head = nullptr;
-    Connection* tail = nullptr;
-    void push_back(Connection& c, std::int64_t deadline_ms);
-    void remove(Connection& c);
-  };
 
   // accept
   void adopt_orphans();
   void start_accept(std::size_t listener);
   void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
+  void refuse_for_rate(boost::asio::ip::tcp::socket& socket,
+                       const boost::asio::ip::tcp::endpoint& remote, bool total);
   // client -> worker
   void start_read(Connection& c);
   void on_readable(Connection& c, boost::system::error_code ec, std::size_t n);
+  bool take_input(Connection& c, std::span<const std::byte> bytes);
   bool forward_frames(Connection& c, std::span<const std::byte> bytes);
+  bool within_prelogin_budget(Connection& c, std::size_t frame_bytes);
   void retry_blocked();
   // worker -> client
   std::size_t drain_worker_rings();
   void on_send(std::span<const std::byte> record);
   void on_close(std::span<const std::byte> record);
+  void on_logged_in(std::span<const std::byte> record);
   void flush_batch();
   void write_queued(Connection& c);
   void wait_writable(Connection& c);
@@ -100,11 +107,13 @@ class Frontend {
   void queue_output(Connection& c, std::span<const std::byte> bytes);
   // closing
   void close_from_frontend(Connection& c, CloseReason reason);
+  void kick_slow_consumer(Connection& c);
   void start_linger(Connection& c);
   void destroy(Connection& c);
   void reap();
   void sweep_deadlines();
   void touch(Connection& c);
+  void unlist(Connection& c);  // out of every deadline list
   // plumbing
   Connection* find(shm::ConnectionId id) const;
   void send_control(std::uint32_t worker, ipc::RecordType type, const void* header,
@@ -136,7 +145,10 @@ class Frontend {
                             "connection refused: --max-connections-per-ip reached"};
   LogLimit connection_limit_log_{spdlog::level::warn,
                                  "connection refused: connection limit reached"};
+  LogLimit connect_rate_log_{spdlog::level::warn, "connection refused: over connect-rate"};
+  LogLimit prelogin_log_{spdlog::level::warn, "connection closed: over the pre-login budget"};
   AddressLimit per_address_;
+  ConnectRate connect_rate_;
   std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
@@ -147,8 +159,12 @@ class Frontend {
   std::vector<std::pair<Connection*, std::span<const std::byte>>> batch_;
   std::vector<std::size_t> batch_next_;       // next record of the same connection
   std::vector<shm::ConnectionId> graveyard_;  // destroyed, freed by reap()
-  DeadlineList reading_;                      // open connections, least recently read first
-  DeadlineList lingering_;                    // closing connections waiting for the client's FIN
+  // Deadlines (deadline_list.h). Read and linger share a link: a connection
+  // is read until its kick, then lingers.
+  DeadlineList<Connection> reading_;     // open: a whole frame within read-timeout
+  DeadlineList<Connection> lingering_;   // kicked: flushed and FIN within linger
+  DeadlineList<Connection> writing_;     // output waiting: a byte taken within write-timeout
+  DeadlineList<Connection> logging_in_;  // not logged in: login within login-timeout
   volatile std::sig_atomic_t drain_requested_ = 0;
   bool draining_ = false;
 };
