@@ -2,11 +2,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <mutex>
 #include <utility>
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/codec/game_link_limits.h"
 #include "gatehouse/contract/gateway_segment.h"
 
 namespace gatehouse::bridge {
@@ -123,9 +125,19 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
     if (!can_write_locked() || (out_.events_size() == 0 && !ack_due_)) return false;
     ack_due_ = false;
     ack_sent_ = ack_ready_.load(std::memory_order_acquire);
-    out_.set_ack(ack_sent_);
     sending_.Swap(&out_);
     out_.Clear();
+    sending_.set_ack(ack_sent_);
+    // Cut by bytes: what does not fit one gRPC message goes in the next
+    // write. Our events carry a client's payload (at most 64 KiB), so each
+    // write carries at least one.
+    const auto fit =
+        static_cast<int>(std::max<std::size_t>(1, game_link::events_that_fit(sending_.events())));
+    if (fit < sending_.events_size()) {
+      auto& rest = *sending_.mutable_events();
+      for (int i = fit; i < rest.size(); ++i) out_.mutable_events()->Add(std::move(rest[i]));
+      rest.DeleteSubrange(fit, rest.size() - fit);
+    }
     last_write_ns_ = monotonic_ns();
     write_locked(&sending_);
     return true;
@@ -291,6 +303,14 @@ void BatchUpstream::link_ended(std::int64_t now_ns) {
   if (lost != 0) metrics_.add(metrics::kDroppedToGame, lost);
   if (stopping_) return;
   if (code != 0) metrics_.add(metrics::kGameStreamsFailed);
+  if (code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // Most likely a Batch over the size limit: the game sends it again on
+    // the next link, which fails the same way until the game cuts it.
+    spdlog::error(
+        "game service {}: batched link failed on a message over {} bytes; the game must cut its "
+        "batches by bytes (proto/batch.proto)",
+        options_.address, game_link::kMaxMessageBytes);
+  }
   spdlog::warn(
       "game service {}: batched link ended (code {}; {} events it had not acknowledged are "
       "dropped); {} sessions wait for it, retry in {} ms",

@@ -98,6 +98,30 @@ TEST_F(BatchUpstreamTest, APassesEventsShareOneBatchAndRepliesComeBackPerSession
   EXPECT_EQ(counter(metrics::kGameMessagesSent), 3u);
 }
 
+// Issue 20, row 7, the gateway -> game direction: a pass's events go in one
+// write unless they exceed a gRPC message; 80 client payloads of 60 KB (4.8
+// MB) are cut into writes that fit, on the one link, and all arrive.
+TEST_F(BatchUpstreamTest, APassLargerThanOneGrpcMessageIsCutByBytesAndAllArrives) {
+  make_upstream();
+  constexpr std::uint64_t kSessions = 80;
+  const game::Bytes big(60'000, std::byte{'m'});
+  for (std::uint64_t i = 0; i < kSessions; ++i) {
+    const Origin o = origin(i * 64);
+    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), &o));
+    upstream_->send(kConn + i, 1, big, o);
+  }
+  ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameBatchesSent) >= 2; }));
+  ASSERT_TRUE(game_.wait_for_streams(kSessions, kWait));
+  for (std::uint64_t i = 0; i < kSessions; ++i) {
+    ASSERT_TRUE(game_.wait_for_frames(static_cast<std::int32_t>(100 + i), 1, kWait)) << i;
+  }
+  ASSERT_TRUE(flush_until([&] { return upstream_->unacknowledged() == 0; }));
+  EXPECT_EQ(counter(metrics::kGameMessagesSent), kSessions);
+  EXPECT_EQ(counter(metrics::kGameStreamsOpened), 1u) << "the link never broke";
+  EXPECT_EQ(counter(metrics::kGameStreamsFailed), 0u);
+  EXPECT_EQ(counter(metrics::kDroppedToGame), 0u);
+}
+
 TEST_F(BatchUpstreamTest, RecordsAreKeptUntilTheGameAcknowledgesTheirEvents) {
   make_upstream();
   const Origin first = origin(0);
