@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "gatehouse/client/client.h"
+#include "gatehouse/codec/byte_io.h"
 #include "gatehouse/game/demo_game.h"
 #include "gatehouse/game/game_server.h"
 #include "gateway_process.h"
@@ -96,6 +98,82 @@ TEST(GameLinks, BroadcastLargerThanOneGrpcMessageReachesEveryPlayerOnOneLink) {
             0);
   EXPECT_EQ(gateway.log_count("batched link ended"), 0u) << gateway.log();
   EXPECT_EQ(gateway.log_count("reason="), 0u) << gateway.log();
+}
+
+/// A client that did the modern key exchange (docs/protocol-modern.md) and
+/// logged in.
+std::unique_ptr<Client> modern_client(std::uint16_t port, const std::string& udid) {
+  auto c = std::make_unique<Client>();
+  c->connect("127.0.0.1", port, kPatience);
+  EXPECT_TRUE(c->modern_key_exchange(kPatience).has_value());
+  EXPECT_TRUE(c->login(udid, "", kPatience).ok());
+  return c;
+}
+
+/// chat_hear's text, or "" when `hear` is not one.
+std::string hear_text(const std::optional<client::Packet>& hear) {
+  if (!hear || hear->proto != game::demo::kChatHear) return {};
+  ByteReader reader(hear->body);
+  reader.i32();  // the sender's uid
+  std::string text(reader.string());
+  return reader.ok() ? text : std::string();
+}
+
+/// chat_say's body (after the proto, which send() writes) for `text`.
+std::vector<std::byte> say_body(const std::string& text) {
+  const auto say = game::demo::encode_chat_say(text);
+  return {say.begin() + 2, say.end()};
+}
+
+// Row 6: a clear client's chat of a 65,527-byte payload, which the demo game
+// broadcasts 4 bytes larger. On main every modern-crypto receiver was kicked
+// (frame_too_large: the sealed frame no longer fits). Now the worker refuses
+// the message at its sender (counted; nobody is kicked), and a game message
+// that still does not fit one receiver's crypto is dropped for that receiver
+// alone (counted), while those it fits get it.
+TEST(GameLinks, OversizeChatKicksNobodyAndIsRefusedAtItsSender) {
+  DemoGame game;
+  GatewayProcess gateway(GatewayOptions{game.port(), 2, {}, {}});
+  constexpr int kModern = 5;
+  std::vector<std::unique_ptr<Client>> modern;
+  for (int i = 0; i < kModern; ++i) {
+    modern.push_back(modern_client(gateway.port(), "m" + std::to_string(i)));
+  }
+  auto sender = logged_in_client(gateway.port(), "sender", "", false);
+  auto clear = logged_in_client(gateway.port(), "clear", "", false);
+  // | seq | proto | len | text |: a 65,527-byte payload, | proto | body | of
+  // 65,523: over the 65,519 a modern receiver can take.
+  ASSERT_TRUE(sender->send(game::demo::kChatSay, say_body(std::string(65'519, 'a'))));
+  EXPECT_GE(metric_at_least(gateway, "gatehouse_client_messages_too_large_total", 1), 1);
+  // The largest a client may send (65,519): the game's broadcast is 4 bytes
+  // larger, which fits clear receivers but not modern ones.
+  ASSERT_TRUE(sender->send(game::demo::kChatSay, say_body(std::string(65'515, 'b'))));
+  // (Compared as sizes: a failure must not print 64 KB strings.)
+  EXPECT_EQ(hear_text(clear->receive_proto(game::demo::kChatHear, kPatience)).size(), 65'515u)
+      << "the refused one never reached the game";
+  EXPECT_GE(metric_at_least(gateway, "gatehouse_game_messages_too_large_total", kModern), kModern);
+  // Everybody is still served: a small chat reaches every receiver, in order
+  // after what each could take.
+  ASSERT_TRUE(sender->send(game::demo::kChatSay, say_body("still here")));
+  for (auto* c : {sender.get(), clear.get()}) {
+    for (const std::string& text : {std::string(65'515, 'b'), std::string("still here")}) {
+      if (c == clear.get() && text != "still here") continue;  // taken above
+      EXPECT_EQ(hear_text(c->receive_proto(game::demo::kChatHear, kPatience)).size(), text.size());
+    }
+  }
+  int served = 0;
+  for (auto& c : modern) {
+    if (hear_text(c->receive_proto(game::demo::kChatHear, kPatience)) == "still here") ++served;
+  }
+  EXPECT_EQ(served, kModern) << gateway.log();
+  EXPECT_EQ(metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                          "gatehouse_client_messages_too_large_total"),
+            1);
+  EXPECT_EQ(gateway.log_count("reason="), 0u) << "nobody kicked\n" << gateway.log();
+  EXPECT_EQ(gateway.log_count("not forwarded"), 1u) << gateway.log();
+  // Five drops, at most one line a second per worker (two).
+  EXPECT_GE(gateway.log_count("dropped for it"), 1u) << gateway.log();
+  EXPECT_LE(gateway.log_count("dropped for it"), 2u) << "rate limited\n" << gateway.log();
 }
 
 }  // namespace

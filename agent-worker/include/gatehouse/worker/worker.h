@@ -21,8 +21,10 @@
 #include <csignal>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/journal.h"
@@ -69,6 +71,28 @@ class Worker {
   static std::size_t overhead(const Session& s) noexcept {
     return s.crypto == Session::kModern ? modern::kTagBytes : 0;
   }
+  /// The largest `| proto | body |` forwarded to the game: what the session
+  /// with the largest crypto overhead (modern, a 16-byte tag:
+  /// docs/protocol-modern.md) can take in one frame, so that a game that
+  /// broadcasts a client's message can deliver it to every receiver.
+  static constexpr std::size_t kMaxForwardBytes = protocol::kMaxPayload - modern::kTagBytes;
+  /// At most one warning a second per kind, for warnings a client or a game
+  /// can trigger at will; the lines held back are counted in the next one.
+  struct LogBudget {
+    std::int64_t next_ms = 0;
+    std::uint64_t held = 0;
+    /// Whether to log now (`now_ms`: wall clock); `suppressed` gets how many
+    /// lines were held back since the last one logged.
+    bool allow(std::int64_t now_ms, std::uint64_t& suppressed) noexcept {
+      if (now_ms < next_ms) {
+        ++held;
+        return false;
+      }
+      next_ms = now_ms + 1000;
+      suppressed = std::exchange(held, 0);
+      return true;
+    }
+  };
   /// Frames, encrypts if the session is encrypted, and queues to the client.
   void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);
@@ -119,6 +143,8 @@ class Worker {
   std::uint32_t fault_per_mille_ = 0;
   bool batch_had_work_ = false;
   std::int64_t batch_unix_ms_ = 0;  // wall clock at the start of the batch
+  LogBudget client_too_large_log_;  // client messages over kMaxForwardBytes
+  LogBudget game_too_large_log_;    // game messages over a receiver's frame
 };
 
 }  // namespace gatehouse::worker

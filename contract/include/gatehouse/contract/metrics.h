@@ -36,6 +36,9 @@ enum Counter : std::uint32_t {
   kGameBatchesReceived,    ///< gRPC messages read from batched links
   kGameEventsResent,       ///< events a new bridge sent again on a batched link
   kGameDuplicatesDropped,  ///< game messages a worker had delivered already
+  // Issue 20 (game links): messages too large for some receiver's frame.
+  kClientMessagesTooLarge,  ///< client messages not forwarded: over what every receiver can take
+  kGameMessagesTooLarge,    ///< game messages dropped for a receiver whose frame cannot carry them
   kCounterCount
 };
 
