@@ -10,6 +10,7 @@
 #include "gatehouse/base/log.h"
 #include "gatehouse/codec/game_link_limits.h"
 #include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/shm/session_table.h"
 
 namespace gatehouse::bridge {
 
@@ -196,15 +197,50 @@ BatchUpstream::~BatchUpstream() {
 
 void BatchUpstream::deliver(BatchLink& from, batch::Batch& in) {
   UpstreamEvents::Unpublished unpublished;
-  for (auto& e : *in.mutable_events()) {
-    if (e.kind() == batch::Event::MESSAGE) {
-      events_.message(unpublished, e.session(), e.seq(), *e.mutable_message(), from);
-    } else if (e.kind() == batch::Event::KICK) {
-      events_.kick(unpublished, e.session(), from);
-    }  // OPEN/CLOSE from a game mean nothing
+  {
+    std::lock_guard lock(served_mu_);
+    for (auto& e : *in.mutable_events()) {
+      if (e.kind() != batch::Event::MESSAGE && e.kind() != batch::Event::KICK) {
+        continue;  // OPEN/CLOSE from a game mean nothing
+      }
+      const auto it = served_.find(shm::ConnectionId(e.session()).slot());
+      if (it == served_.end() || it->second.conn != e.session()) {
+        // Not a session of this link: another backend's (or none at all).
+        // This game may not message or kick it.
+        foreign_.fetch_add(1, std::memory_order_relaxed);
+        std::uint64_t suppressed = 0;
+        if (foreign_log_.allow(monotonic_ns() / 1'000'000, suppressed)) {
+          spdlog::warn(
+              "game service {}: {} for session {:#x}, which it does not serve; dropped ({} more "
+              "such lines suppressed)",
+              options_.address, e.kind() == batch::Event::KICK ? "kick" : "message", e.session(),
+              suppressed);
+        }
+        continue;
+      }
+      if (!it->second.open) {  // closed here since: late, as for a stream
+        late_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (e.kind() == batch::Event::MESSAGE) {
+        events_.message(unpublished, e.session(), e.seq(), *e.mutable_message(), from);
+      } else {
+        events_.kick(unpublished, e.session(), from);
+      }
+    }
   }
   events_.publish(unpublished);
   from.took(static_cast<std::uint64_t>(in.events_size()));  // in shared memory now
+}
+
+void BatchUpstream::serve(std::uint64_t conn, bool open) {
+  std::lock_guard lock(served_mu_);
+  const std::uint32_t slot = shm::ConnectionId(conn).slot();
+  if (open) {
+    served_[slot] = Served{conn, true};
+  } else if (const auto it = served_.find(slot); it != served_.end() && it->second.conn == conn) {
+    it->second.open = false;
+  }
 }
 
 bool BatchUpstream::send_event(const Origin* origin, batch::Event::Kind kind, std::uint64_t conn,
@@ -236,6 +272,7 @@ bool BatchUpstream::open(std::uint64_t conn, std::int64_t user_id, const Origin*
     return true;
   }
   sessions_.emplace(conn, user_id);
+  serve(conn, true);
   // A link that is down sends the OPEN when it is back (start_link).
   send_event(origin, batch::Event::OPEN, conn, {}, user_id);
   return true;
@@ -256,9 +293,9 @@ void BatchUpstream::send(std::uint64_t conn, std::uint64_t seq, std::span<const 
 }
 
 void BatchUpstream::close(std::uint64_t conn, const Origin& origin) {
-  if (sessions_.erase(conn) != 0 || origin.replay) {
-    send_event(&origin, batch::Event::CLOSE, conn, {});
-  }
+  const bool erased = sessions_.erase(conn) != 0;
+  if (erased) serve(conn, false);
+  if (erased || origin.replay) send_event(&origin, batch::Event::CLOSE, conn, {});
 }
 
 std::size_t BatchUpstream::flush(std::int64_t now_ns) {
@@ -266,6 +303,8 @@ std::size_t BatchUpstream::flush(std::int64_t now_ns) {
   if (link_) metrics_.add(metrics::kGameBatchesSent, link_->flush(now_ns));
   metrics_.add(metrics::kGameBatchesReceived,
                batches_received_.exchange(0, std::memory_order_relaxed));
+  metrics_.add(metrics::kGameEventsForeign, foreign_.exchange(0, std::memory_order_relaxed));
+  metrics_.add(metrics::kDroppedToClient, late_.exchange(0, std::memory_order_relaxed));
   if (link_ && link_->down()) {
     link_ended(now_ns);
     ++work;
@@ -340,7 +379,10 @@ void BatchUpstream::relink_if_due(std::int64_t now_ns) {
 void BatchUpstream::give_up_sessions() {
   if (sessions_.empty()) return;
   const std::size_t kicked = sessions_.size();
-  for (const auto& [conn, user_id] : sessions_) unavailable(conn);
+  for (const auto& [conn, user_id] : sessions_) {
+    unavailable(conn);
+    serve(conn, false);
+  }
   sessions_.clear();
   spdlog::warn("game service {}: away for more than {} s; kicking the {} sessions waiting for it",
                options_.address, static_cast<double>(options_.backend_wait_ns) / 1e9, kicked);

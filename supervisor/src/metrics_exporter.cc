@@ -24,7 +24,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 17> kPlainCounters = {{
+constexpr std::array<CounterInfo, 18> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
@@ -65,6 +65,9 @@ constexpr std::array<CounterInfo, 17> kPlainCounters = {{
     {metrics::kGameMessagesTooLarge, "gatehouse_game_messages_too_large_total",
      "Game messages dropped for one receiver (not kicked) because they do not fit its frame, "
      "crypto overhead included."},
+    {metrics::kGameEventsForeign, "gatehouse_game_events_foreign_total",
+     "Messages and kicks a batched game service sent for a session its link does not serve "
+     "(another backend's): dropped."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {

@@ -21,9 +21,9 @@
 #include <csignal>
 #include <cstdint>
 #include <memory>
-#include <utility>
 #include <vector>
 
+#include "gatehouse/base/log_budget.h"
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
@@ -76,23 +76,6 @@ class Worker {
   /// docs/protocol-modern.md) can take in one frame, so that a game that
   /// broadcasts a client's message can deliver it to every receiver.
   static constexpr std::size_t kMaxForwardBytes = protocol::kMaxPayload - modern::kTagBytes;
-  /// At most one warning a second per kind, for warnings a client or a game
-  /// can trigger at will; the lines held back are counted in the next one.
-  struct LogBudget {
-    std::int64_t next_ms = 0;
-    std::uint64_t held = 0;
-    /// Whether to log now (`now_ms`: wall clock); `suppressed` gets how many
-    /// lines were held back since the last one logged.
-    bool allow(std::int64_t now_ms, std::uint64_t& suppressed) noexcept {
-      if (now_ms < next_ms) {
-        ++held;
-        return false;
-      }
-      next_ms = now_ms + 1000;
-      suppressed = std::exchange(held, 0);
-      return true;
-    }
-  };
   /// Frames, encrypts if the session is encrypted, and queues to the client.
   void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);

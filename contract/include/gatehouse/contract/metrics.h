@@ -39,6 +39,7 @@ enum Counter : std::uint32_t {
   // Issue 20 (game links): messages too large for some receiver's frame.
   kClientMessagesTooLarge,  ///< client messages not forwarded: over what every receiver can take
   kGameMessagesTooLarge,    ///< game messages dropped for a receiver whose frame cannot carry them
+  kGameEventsForeign,       ///< batched game events for a session their link does not serve
   kCounterCount
 };
 
