@@ -290,9 +290,20 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
   }
   if (proto > protocol::kMaxGatewayProto) {
     if (s.state != Session::kLoggedIn) return kick(id, s, CloseReason::kNotLoggedIn);
+    const auto message = clear.subspan(4);  // | proto | body |, without seq
+    if (message.size() > kMaxForwardBytes) {
+      // Its echo or broadcast could not reach a modern-crypto receiver: the
+      // message is refused here, at its sender (not kicked: a gonet2 client
+      // sending up to 65531 bytes broke no rule of its own protocol).
+      metrics_.add(metrics::kClientMessagesTooLarge);
+      client_too_large_log_.log(
+          "conn {:#x} user {}: a {}-byte message (proto {}) is over the {} bytes every receiver "
+          "can take; not forwarded",
+          id.value(), s.user_id, message.size(), proto, kMaxForwardBytes);
+      return metrics::kForward;
+    }
     const ipc::StreamMessage header{id.value(), s.user_id, packet->seq};
-    ipc::write_record(to_bridge_, ipc::kStreamMessage, header,
-                      clear.subspan(4));  // | proto | body |, without seq
+    ipc::write_record(to_bridge_, ipc::kStreamMessage, header, message);
     return metrics::kForward;
   }
   switch (proto) {
@@ -476,8 +487,7 @@ bool Worker::on_bridge_record(const shm::Record& record) {
                       r->tail.size());
         break;
       }
-      if (r->tail.size() > protocol::kMaxPayload - overhead(*s) ||
-          r->tail.size() < protocol::kServerHeaderBytes) {
+      if (r->tail.size() < protocol::kServerHeaderBytes) {
         unframeable_log_.log("conn {:#x}: game sent a {}-byte message that cannot be framed",
                              id.value(), r->tail.size());
         finish(id, *s, CloseReason::kFrameTooLarge);
@@ -490,6 +500,16 @@ bool Worker::on_bridge_record(const shm::Record& record) {
         break;
       }
       if (r->header.seq != 0) s->game_seq_in = r->header.seq;
+      if (r->tail.size() > protocol::kMaxPayload - overhead(*s)) {
+        // Too large for this receiver's frame (its crypto included): dropped
+        // for it alone; the receiver did nothing wrong, so it is not kicked.
+        metrics_.add(metrics::kGameMessagesTooLarge);
+        game_too_large_log_.log(
+            "conn {:#x} user {}: game message of {} bytes does not fit its frame ({} bytes at "
+            "most); dropped for it",
+            id.value(), s->user_id, r->tail.size(), protocol::kMaxPayload - overhead(*s));
+        break;
+      }
       send_to_client(id, *s, r->tail);
       break;
     }

@@ -2,12 +2,15 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <mutex>
 #include <utility>
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/codec/game_link_limits.h"
 #include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/shm/session_table.h"
 
 namespace gatehouse::bridge {
 
@@ -123,9 +126,19 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
     if (!can_write_locked() || (out_.events_size() == 0 && !ack_due_)) return false;
     ack_due_ = false;
     ack_sent_ = ack_ready_.load(std::memory_order_acquire);
-    out_.set_ack(ack_sent_);
     sending_.Swap(&out_);
     out_.Clear();
+    sending_.set_ack(ack_sent_);
+    // Cut by bytes: what does not fit one gRPC message goes in the next
+    // write. Our events carry a client's payload (at most 64 KiB), so each
+    // write carries at least one.
+    const auto fit =
+        static_cast<int>(std::max<std::size_t>(1, game_link::events_that_fit(sending_.events())));
+    if (fit < sending_.events_size()) {
+      auto& rest = *sending_.mutable_events();
+      for (int i = fit; i < rest.size(); ++i) out_.mutable_events()->Add(std::move(rest[i]));
+      rest.DeleteSubrange(fit, rest.size() - fit);
+    }
     last_write_ns_ = monotonic_ns();
     write_locked(&sending_);
     return true;
@@ -184,15 +197,45 @@ BatchUpstream::~BatchUpstream() {
 
 void BatchUpstream::deliver(BatchLink& from, batch::Batch& in) {
   UpstreamEvents::Unpublished unpublished;
-  for (auto& e : *in.mutable_events()) {
-    if (e.kind() == batch::Event::MESSAGE) {
-      events_.message(unpublished, e.session(), e.seq(), *e.mutable_message(), from);
-    } else if (e.kind() == batch::Event::KICK) {
-      events_.kick(unpublished, e.session(), from);
-    }  // OPEN/CLOSE from a game mean nothing
+  {
+    std::lock_guard lock(served_mu_);
+    for (auto& e : *in.mutable_events()) {
+      if (e.kind() != batch::Event::MESSAGE && e.kind() != batch::Event::KICK) {
+        continue;  // OPEN/CLOSE from a game mean nothing
+      }
+      const auto it = served_.find(shm::ConnectionId(e.session()).slot());
+      if (it == served_.end() || it->second.conn != e.session()) {
+        // Not a session of this link: another backend's (or none at all).
+        // This game may not message or kick it.
+        foreign_.fetch_add(1, std::memory_order_relaxed);
+        foreign_log_.log("game service {}: {} for session {:#x}, which it does not serve; dropped",
+                         options_.address, e.kind() == batch::Event::KICK ? "kick" : "message",
+                         e.session());
+        continue;
+      }
+      if (!it->second.open) {  // closed here since: late, as for a stream
+        late_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (e.kind() == batch::Event::MESSAGE) {
+        events_.message(unpublished, e.session(), e.seq(), *e.mutable_message(), from);
+      } else {
+        events_.kick(unpublished, e.session(), from);
+      }
+    }
   }
   events_.publish(unpublished);
   from.took(static_cast<std::uint64_t>(in.events_size()));  // in shared memory now
+}
+
+void BatchUpstream::serve(std::uint64_t conn, bool open) {
+  std::lock_guard lock(served_mu_);
+  const std::uint32_t slot = shm::ConnectionId(conn).slot();
+  if (open) {
+    served_[slot] = Served{conn, true};
+  } else if (const auto it = served_.find(slot); it != served_.end() && it->second.conn == conn) {
+    it->second.open = false;
+  }
 }
 
 bool BatchUpstream::send_event(const Origin* origin, batch::Event::Kind kind, std::uint64_t conn,
@@ -224,6 +267,7 @@ bool BatchUpstream::open(std::uint64_t conn, std::int64_t user_id, const Origin*
     return true;
   }
   sessions_.emplace(conn, user_id);
+  serve(conn, true);
   // A link that is down sends the OPEN when it is back (start_link).
   send_event(origin, batch::Event::OPEN, conn, {}, user_id);
   return true;
@@ -244,9 +288,9 @@ void BatchUpstream::send(std::uint64_t conn, std::uint64_t seq, std::span<const 
 }
 
 void BatchUpstream::close(std::uint64_t conn, const Origin& origin) {
-  if (sessions_.erase(conn) != 0 || origin.replay) {
-    send_event(&origin, batch::Event::CLOSE, conn, {});
-  }
+  const bool erased = sessions_.erase(conn) != 0;
+  if (erased) serve(conn, false);
+  if (erased || origin.replay) send_event(&origin, batch::Event::CLOSE, conn, {});
 }
 
 std::size_t BatchUpstream::flush(std::int64_t now_ns) {
@@ -254,6 +298,8 @@ std::size_t BatchUpstream::flush(std::int64_t now_ns) {
   if (link_) metrics_.add(metrics::kGameBatchesSent, link_->flush(now_ns));
   metrics_.add(metrics::kGameBatchesReceived,
                batches_received_.exchange(0, std::memory_order_relaxed));
+  metrics_.add(metrics::kGameEventsForeign, foreign_.exchange(0, std::memory_order_relaxed));
+  metrics_.add(metrics::kDroppedToClient, late_.exchange(0, std::memory_order_relaxed));
   if (link_ && link_->down()) {
     link_ended(now_ns);
     ++work;
@@ -291,6 +337,14 @@ void BatchUpstream::link_ended(std::int64_t now_ns) {
   if (lost != 0) metrics_.add(metrics::kDroppedToGame, lost);
   if (stopping_) return;
   if (code != 0) metrics_.add(metrics::kGameStreamsFailed);
+  if (code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // Most likely a Batch over the size limit: the game sends it again on
+    // the next link, which fails the same way until the game cuts it.
+    spdlog::error(
+        "game service {}: batched link failed on a message over {} bytes; the game must cut its "
+        "batches by bytes (proto/batch.proto)",
+        options_.address, game_link::kMaxMessageBytes);
+  }
   spdlog::warn(
       "game service {}: batched link ended (code {}; {} events it had not acknowledged are "
       "dropped); {} sessions wait for it, retry in {} ms",
@@ -320,7 +374,10 @@ void BatchUpstream::relink_if_due(std::int64_t now_ns) {
 void BatchUpstream::give_up_sessions() {
   if (sessions_.empty()) return;
   const std::size_t kicked = sessions_.size();
-  for (const auto& [conn, user_id] : sessions_) unavailable(conn);
+  for (const auto& [conn, user_id] : sessions_) {
+    unavailable(conn);
+    serve(conn, false);
+  }
   sessions_.clear();
   spdlog::warn("game service {}: away for more than {} s; kicking the {} sessions waiting for it",
                options_.address, static_cast<double>(options_.backend_wait_ns) / 1e9, kicked);

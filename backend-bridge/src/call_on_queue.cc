@@ -4,6 +4,8 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include "gatehouse/codec/game_link_limits.h"
+
 namespace gatehouse::bridge {
 
 /// A game service that comes back is used again within ~2 s (gRPC's default
@@ -18,6 +20,10 @@ std::shared_ptr<grpc::Channel> game_channel(const std::string& address) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Explicit, and the same as gw::game_server's: a game keeps its messages
+  // (batches, frames) within them (game_link_limits.h).
+  args.SetMaxReceiveMessageSize(static_cast<int>(game_link::kMaxMessageBytes));
+  args.SetMaxSendMessageSize(static_cast<int>(game_link::kMaxMessageBytes));
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 

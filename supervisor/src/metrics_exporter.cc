@@ -36,7 +36,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 15> kPlainCounters = {{
+constexpr std::array<CounterInfo, 18> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
@@ -70,6 +70,16 @@ constexpr std::array<CounterInfo, 15> kPlainCounters = {{
     {metrics::kGameDuplicatesDropped, "gatehouse_game_duplicates_dropped_total",
      "Messages a batched game service sent again after a bridge restart that the client had "
      "already been given (dropped by sequence number)."},
+    {metrics::kClientMessagesTooLarge, "gatehouse_client_messages_too_large_total",
+     "Client messages for the game not forwarded (nor the session kicked) because their | proto | "
+     "body | is over what every receiver's frame can carry (65519 bytes: a modern-crypto session's "
+     "largest payload)."},
+    {metrics::kGameMessagesTooLarge, "gatehouse_game_messages_too_large_total",
+     "Game messages dropped for one receiver (not kicked) because they do not fit its frame, "
+     "crypto overhead included."},
+    {metrics::kGameEventsForeign, "gatehouse_game_events_foreign_total",
+     "Messages and kicks a batched game service sent for a session its link does not serve "
+     "(another backend's): dropped."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {

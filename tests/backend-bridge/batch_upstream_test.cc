@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "fake_game_service.h"
@@ -96,6 +97,30 @@ TEST_F(BatchUpstreamTest, APassesEventsShareOneBatchAndRepliesComeBackPerSession
     EXPECT_NE(e.seq, 0u) << "the game numbers its events";
   }
   EXPECT_EQ(counter(metrics::kGameMessagesSent), 3u);
+}
+
+// Issue 20, row 7, the gateway -> game direction: a pass's events go in one
+// write unless they exceed a gRPC message; 80 client payloads of 60 KB (4.8
+// MB) are cut into writes that fit, on the one link, and all arrive.
+TEST_F(BatchUpstreamTest, APassLargerThanOneGrpcMessageIsCutByBytesAndAllArrives) {
+  make_upstream();
+  constexpr std::uint64_t kSessions = 80;
+  const game::Bytes big(60'000, std::byte{'m'});
+  for (std::uint64_t i = 0; i < kSessions; ++i) {
+    const Origin o = origin(i * 64);
+    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), &o));
+    upstream_->send(kConn + i, 1, big, o);
+  }
+  ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameBatchesSent) >= 2; }));
+  ASSERT_TRUE(game_.wait_for_streams(kSessions, kWait));
+  for (std::uint64_t i = 0; i < kSessions; ++i) {
+    ASSERT_TRUE(game_.wait_for_frames(static_cast<std::int32_t>(100 + i), 1, kWait)) << i;
+  }
+  ASSERT_TRUE(flush_until([&] { return upstream_->unacknowledged() == 0; }));
+  EXPECT_EQ(counter(metrics::kGameMessagesSent), kSessions);
+  EXPECT_EQ(counter(metrics::kGameStreamsOpened), 1u) << "the link never broke";
+  EXPECT_EQ(counter(metrics::kGameStreamsFailed), 0u);
+  EXPECT_EQ(counter(metrics::kDroppedToGame), 0u);
 }
 
 TEST_F(BatchUpstreamTest, RecordsAreKeptUntilTheGameAcknowledgesTheirEvents) {
@@ -188,6 +213,89 @@ TEST_F(BatchUpstreamTest, CloseEndsTheSessionAtTheGameAndCloseAllTheLink) {
   upstream_->close_all();
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
   EXPECT_TRUE(events_.events().empty());
+}
+
+}  // namespace
+}  // namespace gatehouse::bridge
+
+namespace gatehouse::bridge {
+namespace {
+
+/// A batched game service that answers the first OPEN it reads with a kick
+/// and a message for a session it was never given (the next slot: another
+/// backend's, say), then a message for its own.
+class MeddlingGame final : public batch::BatchGameService::CallbackService {
+ public:
+  MeddlingGame() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~MeddlingGame() override { server_->Shutdown(std::chrono::system_clock::now()); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  grpc::ServerBidiReactor<batch::Batch, batch::Batch>* Batches(
+      grpc::CallbackServerContext*) override {
+    return new Reactor();
+  }
+
+ private:
+  class Reactor final : public grpc::ServerBidiReactor<batch::Batch, batch::Batch> {
+   public:
+    Reactor() { StartRead(&in_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) return Finish(grpc::Status::OK);
+      read_ += static_cast<std::uint64_t>(in_.events_size());
+      for (const batch::Event& e : in_.events()) {
+        if (e.kind() != batch::Event::OPEN || answered_) continue;
+        answered_ = true;
+        const std::uint64_t other = e.session() + 1;
+        add(batch::Event::KICK, other, "");
+        add(batch::Event::MESSAGE, other, "not yours");
+        add(batch::Event::MESSAGE, e.session(), "mine");
+        out_.set_ack(read_);
+        StartWrite(&out_);
+      }
+      StartRead(&in_);
+    }
+    void OnWriteDone(bool) override {}
+    void OnDone() override { delete this; }
+
+   private:
+    void add(batch::Event::Kind kind, std::uint64_t session, const std::string& text) {
+      batch::Event* e = out_.add_events();
+      e->set_kind(kind);
+      e->set_session(session);
+      e->set_message(text);
+    }
+    batch::Batch in_;
+    batch::Batch out_;
+    std::uint64_t read_ = 0;
+    bool answered_ = false;
+  };
+
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// Issue 20: sessions go to a backend by user id; a batched game service may
+// message or kick only the sessions of its own link, never another's. Its
+// events for others are dropped and counted; its own session is served.
+TEST_F(BatchUpstreamTest, AGameCannotMessageOrKickASessionItDoesNotServe) {
+  MeddlingGame meddler;
+  upstream_ = std::make_unique<BatchUpstream>(
+      BatchUpstream::Options{meddler.address(), 0, "test-gateway/0", 60'000'000'000}, calls_,
+      events_, wakeup_, metrics_);
+  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameEventsForeign) >= 2; }));
+  ASSERT_TRUE(events_.wait_for(1, kWait));
+  const auto events = events_.events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Recorded::kMessage);
+  EXPECT_EQ(events[0].conn, kConn);
+  EXPECT_EQ(events[0].bytes, "mine");
+  EXPECT_EQ(counter(metrics::kGameEventsForeign), 2u);
 }
 
 }  // namespace

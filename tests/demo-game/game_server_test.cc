@@ -26,6 +26,7 @@
 
 #include "batch.grpc.pb.h"
 #include "game_test_client.h"
+#include "gatehouse/codec/game_link_limits.h"
 #include "patience.h"
 
 namespace gatehouse::testing {
@@ -864,6 +865,79 @@ TEST(GameServerBatched, ConcurrentPushAndKickWhileLinksBreakAndReattach) {
   ASSERT_TRUE(handler.wait_all_ended());
   EXPECT_EQ(server.stream_count(), 0u);
   link.reset();
+}
+
+}  // namespace
+}  // namespace gatehouse::testing
+
+namespace gatehouse::testing {
+namespace {
+
+// Issue 20, row 7: what a handler answers to one gateway batch leaves in one
+// write, unless it is larger than a gRPC message. 10 sessions x 1 MiB are cut
+// into writes of at most kMaxMessageBytes (this end's channel has gRPC's
+// default 4 MiB receive limit: a larger one would fail the call).
+TEST(GameServerBatched, BatchesAreCutByBytesSoEachFitsOneGrpcMessage) {
+  constexpr std::uint64_t kSessions = 10;
+  const std::string big(std::size_t{1} << 20, 'b');
+  ScriptedHandler handler;
+  handler.message_hook = [&](StreamHandle stream, std::span<const std::byte>) {
+    EXPECT_EQ(stream.server().broadcast(to_bytes(big)), kSessions);
+  };
+  GameServer server(handler, {});
+  BatchTestLink link(make_game_channel(server.port()), "gw");
+  std::vector<BatchEvent> opens;
+  for (std::uint64_t s = 1; s <= kSessions; ++s) opens.push_back(open_event(s, 100 + s));
+  ASSERT_TRUE(link.send(std::move(opens)));
+  ASSERT_TRUE(handler.wait_opened(kSessions));
+  ASSERT_TRUE(link.send({message_event(1, "go", 1)}));
+  std::size_t events = 0;
+  std::size_t writes = 0;
+  while (events < kSessions) {
+    const auto batch = link.next();
+    ASSERT_TRUE(batch) << "after " << events << " events";
+    EXPECT_LE(batch->ByteSizeLong(), game_link::kMaxMessageBytes);
+    for (const BatchEvent& e : batch->events()) EXPECT_EQ(e.message().size(), big.size());
+    events += static_cast<std::size_t>(batch->events_size());
+    if (batch->events_size() != 0) ++writes;
+  }
+  EXPECT_EQ(events, kSessions);
+  EXPECT_GE(writes, 3u) << "10 MiB cannot go in fewer than three 4 MiB messages";
+  EXPECT_EQ(server.oversize_refused(), 0u);
+}
+
+// A message larger than one Event or Frame can carry would fail the call it
+// goes on (every session of a batched link): it is refused and counted, and
+// the largest that fits goes through, on both contracts.
+TEST(GameServer, MessageThatCanNeverFitIsRefusedAndCountedAndTheLargestFits) {
+  const std::string largest(game_link::kMaxEventMessageBytes, 'l');
+  const std::string too_big(game_link::kMaxEventMessageBytes + 1, 't');
+  ScriptedHandler handler;
+  handler.message_hook = [&](StreamHandle stream, std::span<const std::byte>) {
+    EXPECT_FALSE(stream.push(to_bytes(too_big)));
+    EXPECT_EQ(stream.server().broadcast(to_bytes(too_big)), 0u);
+    EXPECT_EQ(stream.server().push_to_user(stream.user_id(), to_bytes(too_big)), 0u);
+    EXPECT_TRUE(stream.push(to_bytes(largest)));
+    EXPECT_TRUE(stream.push(to_bytes("after")));
+  };
+  GameServer server(handler, {});
+  GameTestClient client(make_game_channel(server.port()), 3);
+  ASSERT_TRUE(client.send(to_bytes("go")));
+  auto frame = client.read();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->message().size(), largest.size());
+  frame = client.read();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(message_of(*frame), to_bytes("after"));
+  EXPECT_EQ(server.oversize_refused(), 3u);
+
+  BatchTestLink link(make_game_channel(server.port()), "gw");
+  ASSERT_TRUE(link.send({open_event(7, 42), message_event(7, "go", 1)}));
+  const auto events = link.events(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].message().size(), largest.size());
+  EXPECT_EQ(text_of(events[1]), "after");
+  EXPECT_EQ(server.oversize_refused(), 6u);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "gatehouse/codec/game_link_limits.h"
+
 namespace gatehouse::game::detail {
 
 void BatchLink::request(Core& core) {
@@ -128,6 +130,16 @@ std::optional<std::vector<BatchEvent>> BatchLink::detach_locked(bool cancel) {
 
 void BatchLink::write_locked() {
   sending_.Swap(&out_);  // out_ gets the cleared previous batch
+  // Cut by bytes: what does not fit one gRPC message goes in the next write
+  // (on_write). A pushed message fits an Event alone (Core::fits), so each
+  // write carries at least one event.
+  const auto fit =
+      static_cast<int>(std::max<std::size_t>(1, game_link::events_that_fit(sending_.events())));
+  if (fit < sending_.events_size()) {
+    auto& rest = *sending_.mutable_events();
+    for (int i = fit; i < rest.size(); ++i) out_.mutable_events()->Add(std::move(rest[i]));
+    rest.DeleteSubrange(fit, rest.size() - fit);
+  }
   sending_first_ = next_index_;
   next_index_ += static_cast<std::uint64_t>(sending_.events_size());
   sending_.set_ack(read_);

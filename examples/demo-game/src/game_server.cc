@@ -63,16 +63,19 @@ FrameNumbering GameServer::numbering() const noexcept {
 
 bool GameServer::push(StreamId stream, std::span<const std::byte> message) {
   Core& core = impl_->core;
+  if (!core.fits(message)) return false;
   return core.apply_one(stream, [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
 
 std::size_t GameServer::push_to_user(std::int32_t user_id, std::span<const std::byte> message) {
   Core& core = impl_->core;
+  if (!core.fits(message)) return 0;
   return core.apply_many(user_id, [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
 
 std::size_t GameServer::broadcast(std::span<const std::byte> message) {
   Core& core = impl_->core;
+  if (!core.fits(message)) return 0;
   return core.apply_many(std::nullopt, [&](Endpoint& endpoint) { return endpoint.push(message); });
 }
 
@@ -91,6 +94,10 @@ bool GameServer::finish(StreamId stream, grpc::Status status) {
 
 std::size_t GameServer::finish_user(std::int32_t user_id, const grpc::Status& status) {
   return impl_->core.apply_many(user_id, [&](Endpoint& endpoint) { return endpoint.end(status); });
+}
+
+std::uint64_t GameServer::oversize_refused() const noexcept {
+  return impl_->core.oversize_refused();
 }
 
 std::vector<StreamHandle> GameServer::streams() const {

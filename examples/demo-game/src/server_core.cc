@@ -35,6 +35,10 @@ Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
   // idle streams too) instead of answering them with GOAWAY too_many_pings.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Explicit, and the same as the gateway's (game_link_limits.h): our
+  // batches are cut to fit them.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(game_link::kMaxMessageBytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(game_link::kMaxMessageBytes));
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     throw std::runtime_error("game server: cannot listen on " + options_.address);

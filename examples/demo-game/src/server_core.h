@@ -6,6 +6,7 @@
 // and shutdown.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -25,6 +26,7 @@
 #include "async_call.h"
 #include "batch.grpc.pb.h"
 #include "game.grpc.pb.h"
+#include "gatehouse/codec/game_link_limits.h"
 #include "gatehouse/game/game_server.h"
 
 namespace gatehouse::game::detail {
@@ -69,6 +71,15 @@ class Core final {
   GameHandler& handler() const noexcept { return handler_; }
   const FrameTypeValues& types() const noexcept { return types_; }
   std::size_t max_queued_frames() const noexcept { return options_.max_queued_frames; }
+  /// Whether a pushed message fits one Event or Frame; counts it when not.
+  bool fits(std::span<const std::byte> message) noexcept {
+    if (message.size() <= game_link::kMaxEventMessageBytes) return true;
+    oversize_refused_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  std::uint64_t oversize_refused() const noexcept {
+    return oversize_refused_.load(std::memory_order_relaxed);
+  }
   /// Unique in the process, not just in this server: a handler that outlives
   /// a server (a test's fake restarted on its port) never sees an id twice.
   static StreamId next_id() noexcept {
@@ -120,6 +131,7 @@ class Core final {
   const GameServerOptions options_;
   const FrameTypeValues types_;
   const std::uint64_t epoch_ = draw_epoch();
+  std::atomic<std::uint64_t> oversize_refused_{0};
 
   mutable std::mutex mu_;  ///< guards the registry; see the lifetime note at the top
   std::unordered_map<std::uint64_t, Endpoint*> streams_;

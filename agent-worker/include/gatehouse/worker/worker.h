@@ -25,6 +25,7 @@
 
 #include "gatehouse/base/log_limit.h"
 #include "gatehouse/base/rate_limit.h"
+#include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/journal.h"
@@ -71,6 +72,11 @@ class Worker {
   static std::size_t overhead(const Session& s) noexcept {
     return s.crypto == Session::kModern ? modern::kTagBytes : 0;
   }
+  /// The largest `| proto | body |` forwarded to the game: what the session
+  /// with the largest crypto overhead (modern, a 16-byte tag:
+  /// docs/protocol-modern.md) can take in one frame, so that a game that
+  /// broadcasts a client's message can deliver it to every receiver.
+  static constexpr std::size_t kMaxForwardBytes = protocol::kMaxPayload - modern::kTagBytes;
   /// Frames, encrypts if the session is encrypted, and queues to the client.
   void send_to_client(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   void send_packet(shm::ConnectionId id, Session& s, std::int16_t proto, std::int32_t value);
@@ -120,6 +126,8 @@ class Worker {
   // Lines a client can cause at will: at most one a second each.
   LogLimit login_refused_log_{spdlog::level::info, "login refused"};
   LogLimit unframeable_log_{spdlog::level::warn, "game message that cannot be framed"};
+  LogLimit client_too_large_log_{spdlog::level::warn, "client message over what receivers take"};
+  LogLimit game_too_large_log_{spdlog::level::warn, "game message over a receiver's frame"};
   volatile std::sig_atomic_t stop_requested_ = 0;
   bool drained_ = false;   // every session closed for the drain
   bool draining_ = false;  // the drain has begun

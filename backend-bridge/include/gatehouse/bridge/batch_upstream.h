@@ -22,11 +22,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "batch.grpc.pb.h"
+#include "gatehouse/base/log_limit.h"
 #include "gatehouse/bridge/call_on_queue.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/contract/metrics.h"
@@ -95,6 +97,23 @@ class BatchUpstream final : public Upstream {
   bool stopping_ = false;
   std::unordered_map<std::uint64_t, std::int64_t> sessions_;  // conn -> user
   std::atomic<std::uint64_t> batches_received_{0};            // by the gRPC thread
+
+  /// The sessions this link serves, for the gRPC thread: a game may message
+  /// or kick only those (sessions go to a backend by user id), never another
+  /// backend's. By slot, the last session opened here in it, and whether it
+  /// is still open (a closed one's late events are not foreign); bounded by
+  /// the session table's slots.
+  struct Served {
+    std::uint64_t conn;
+    bool open;
+  };
+  /// Marks `conn` open or closed here (main thread).
+  void serve(std::uint64_t conn, bool open);
+  std::mutex served_mu_;
+  std::unordered_map<std::uint32_t, Served> served_;  // guarded by served_mu_
+  LogLimit foreign_log_{spdlog::level::warn, "batched event for another backend's session"};
+  std::atomic<std::uint64_t> foreign_{0};  // by the gRPC thread
+  std::atomic<std::uint64_t> late_{0};     // by the gRPC thread
 };
 
 }  // namespace gatehouse::bridge

@@ -38,6 +38,10 @@ enum Counter : std::uint32_t {
   kGameDuplicatesDropped,             ///< game messages a worker had delivered already
   kConnectionsRefusedRate,            ///< --connect-rate
   kConnectionsRefusedRatePerAddress,  ///< --connect-rate-per-ip
+  // Issue 20 (game links): messages too large for some receiver's frame.
+  kClientMessagesTooLarge,  ///< client messages not forwarded: over what every receiver can take
+  kGameMessagesTooLarge,    ///< game messages dropped for a receiver whose frame cannot carry them
+  kGameEventsForeign,       ///< batched game events for a session their link does not serve
   kCounterCount
 };
 

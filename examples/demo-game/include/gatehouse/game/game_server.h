@@ -39,6 +39,13 @@
 // StreamHandle operation is thread-safe, never blocks on the network, and may
 // be called from handler callbacks, except shutdown().
 //
+// Sizes: every message of the server is at most game_link::kMaxMessageBytes
+// both ways (gRPC's default, set explicitly). A pushed message larger than
+// game_link::kMaxEventMessageBytes could never reach the gateway (it would
+// fail the call, and on a batched link every session's with it): push() and
+// the others refuse it (false / 0) and count it (oversize_refused()).
+// Batches are cut by bytes as well as by count, so each fits.
+//
 // Writes: each stream has one write in flight and a queue behind it. A stream
 // whose queue exceeds GameServerOptions::max_queued_frames is not silently
 // trimmed: the call is cancelled (a slow consumer; its write in flight may
@@ -172,6 +179,9 @@ class GameServer {
 
   std::vector<StreamHandle> streams() const;
   std::size_t stream_count() const;
+  /// Messages push(), push_to_user() or broadcast() refused because they
+  /// were larger than game_link::kMaxEventMessageBytes (one per call).
+  std::uint64_t oversize_refused() const noexcept;
 
   /// Finishes every stream with UNAVAILABLE, refuses new ones, and stops the
   /// server; calls still open after `grace` are cancelled. Returns when every
