@@ -192,9 +192,9 @@ void read_log_connections(const Setting&, const po::variable_value& v, Config& c
   } else {
     std::uint32_t n = 0;
     const char* end = text.data() + text.size();
-    const char* digits = text.data() + kSample.size();
-    if (!text.starts_with(kSample) || digits == end || std::from_chars(digits, end, n).ptr != end ||
-        n < 2 || n > 1'000'000) {
+    const bool sample = text.starts_with(kSample) && text.size() > kSample.size() &&
+                        std::from_chars(text.data() + kSample.size(), end, n).ptr == end;
+    if (!sample || n < 2 || n > 1'000'000) {
       throw ConfigError("--log-connections '" + text +
                         "' is not one of all, none, sample:N (N from 2 to 1000000)");
     }

@@ -96,7 +96,7 @@ TEST(LogText, InvalidUtf8AndInvisibleControlsBecomeHexBytes) {
 TEST(LogText, LongTextIsCappedWithTheCountLeftOut) {
   EXPECT_EQ(log_text(std::string(10, 'a'), 10), std::string(10, 'a'));
   EXPECT_EQ(log_text(std::string(11, 'a'), 10), std::string(10, 'a') + "...(+1 bytes)");
-  const std::string big(60 * 1024, 'A');
+  const std::string big(std::size_t{60} * 1024, 'A');
   const std::string out = log_text(big);
   EXPECT_EQ(out, std::string(kLogTextMax, 'A') + "...(+" +
                      std::to_string(big.size() - kLogTextMax) + " bytes)");
@@ -120,7 +120,8 @@ TEST(LogLimit, OneLinePerIntervalThenTheCountOfTheOthers) {
   std::uint64_t suppressed = 99;
   EXPECT_TRUE(limit.admit(5 * kSecond, suppressed));
   EXPECT_EQ(suppressed, 0u);
-  for (int i = 0; i < 2800; ++i) EXPECT_FALSE(limit.admit(5 * kSecond + i * 100'000, suppressed));
+  for (std::int64_t i = 0; i < 2800; ++i)
+    EXPECT_FALSE(limit.admit(5 * kSecond + i * 100'000, suppressed));
   EXPECT_FALSE(limit.admit(6 * kSecond - 1, suppressed));
   EXPECT_TRUE(limit.admit(6 * kSecond, suppressed));
   EXPECT_EQ(suppressed, 2801u);

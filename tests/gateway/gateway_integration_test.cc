@@ -216,7 +216,7 @@ TEST_F(GatewayTest, RefusedLoginLogsTheOpenUdidEscapedAndCapped) {
   // it: the escaping must hold where an operator allows one.
   start({"--prelogin-bytes", "131072"});
   const std::string forged = "2026-01-01T00:00:00.000 info  [worker-0] login conn=0x1 FORGED";
-  const std::string padding(60 * 1024, 'A');
+  const std::string padding(std::size_t{60} * 1024, 'A');
   const std::string udid = "mallory'\n" + forged + "\x1b[2J\r\n" + padding;
   RawSession s(gateway_->port());
   s.send(1, 10, login_body(udid, "wrong-token"));

@@ -58,9 +58,12 @@ std::string log_text(std::string_view text, std::size_t max_bytes) {
   std::size_t at = 0;
   while (at < text.size()) {
     piece.clear();
-    std::size_t consumed = 1;
     const auto b = static_cast<std::uint8_t>(text[at]);
     char32_t cp = 0;
+    // A character of 2-4 bytes, taken whole; 0 for ASCII and for a byte that
+    // is not UTF-8 (escaped alone, then the next byte resynchronises).
+    const std::size_t n = b < 0x80 ? 0 : utf8_sequence(text.substr(at), cp);
+    const std::size_t consumed = std::max<std::size_t>(n, 1);
     if (b == '\\' || b == '"' || b == '\'') {
       piece = {'\\', static_cast<char>(b)};
     } else if (b == '\n') {
@@ -69,20 +72,11 @@ std::string log_text(std::string_view text, std::size_t max_bytes) {
       piece = "\\r";
     } else if (b == '\t') {
       piece = "\\t";
-    } else if (b < 0x20 || b == 0x7F) {
-      append_hex(piece, b);
-    } else if (b < 0x80) {
-      piece = static_cast<char>(b);
-    } else if (const std::size_t n = utf8_sequence(text.substr(at), cp); n == 0) {
-      append_hex(piece, b);  // not UTF-8: this byte alone, then resynchronise
+    } else if (b < 0x20 || b == 0x7F || (b >= 0x80 && (n == 0 || invisible_control(cp)))) {
+      for (std::size_t i = 0; i < consumed; ++i)
+        append_hex(piece, static_cast<std::uint8_t>(text[at + i]));
     } else {
-      consumed = n;
-      if (invisible_control(cp)) {
-        for (std::size_t i = 0; i < n; ++i)
-          append_hex(piece, static_cast<std::uint8_t>(text[at + i]));
-      } else {
-        piece = text.substr(at, n);
-      }
+      piece = text.substr(at, consumed);
     }
     if (out.size() + piece.size() > max_bytes) break;
     out += piece;
