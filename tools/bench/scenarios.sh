@@ -81,7 +81,7 @@ done
 start_gateway() {
   # shellcheck disable=SC2086
   $gateway_pin build/bin/gatehouse --instance "bench-$$" --listen "127.0.0.1:$port" --backend "$backend" \
-    --rpm-limit 0 --max-connections 20000 --metrics-listen 127.0.0.1:0 --log-level warn \
+    --rpm-limit 0 --connect-rate 0 --connect-rate-per-ip 0 --max-connections 20000 --metrics-listen 127.0.0.1:0 --log-level warn \
     >>"$out/gateway-$contract.log" 2>&1 &
   gw=$!
   for _ in $(seq 100); do ss -ltn | grep -q ":$port " && break; sleep 0.1; done
