@@ -887,7 +887,8 @@ TEST(GameServerBatched, BatchesAreCutByBytesSoEachFitsOneGrpcMessage) {
   GameServer server(handler, {});
   BatchTestLink link(make_game_channel(server.port()), "gw");
   std::vector<BatchEvent> opens;
-  for (std::uint64_t s = 1; s <= kSessions; ++s) opens.push_back(open_event(s, 100 + s));
+  for (std::uint64_t s = 1; s <= kSessions; ++s)
+    opens.push_back(open_event(s, static_cast<std::int64_t>(100 + s)));
   ASSERT_TRUE(link.send(std::move(opens)));
   ASSERT_TRUE(handler.wait_opened(kSessions));
   ASSERT_TRUE(link.send({message_event(1, "go", 1)}));
