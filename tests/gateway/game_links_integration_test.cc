@@ -39,6 +39,18 @@ class DemoGame {
   game::GameServer server_;
 };
 
+/// Waits until the game knows `sessions` sessions: a chat goes to the ones it
+/// knows, and a login is acknowledged before the bridge has announced it.
+::testing::AssertionResult game_knows(DemoGame& game, std::size_t sessions) {
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (game.server().stream_count() < sessions && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  if (game.server().stream_count() >= sessions) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "the game knows " << game.server().stream_count() << " of " << sessions << " sessions";
+}
+
 /// A metric from the gateway's endpoint once it reached `at_least` (the
 /// bridge adds its counts on its next pass), or its last value.
 double metric_at_least(const GatewayProcess& gateway, const std::string& name, double at_least) {
@@ -68,6 +80,7 @@ TEST(GameLinks, BroadcastLargerThanOneGrpcMessageReachesEveryPlayerOnOneLink) {
   for (int i = 0; i < kPlayers; ++i) {
     players.push_back(logged_in_client(gateway.port(), "p" + std::to_string(i), "", false));
   }
+  ASSERT_TRUE(game_knows(game, kPlayers));
   const std::string text(60'000, 'x');
   const auto say = game::demo::encode_chat_say(text);
   const auto body = std::span(say).subspan(2);  // after the proto, which send() writes
@@ -141,6 +154,7 @@ TEST(GameLinks, OversizeChatKicksNobodyAndIsRefusedAtItsSender) {
   }
   auto sender = logged_in_client(gateway.port(), "sender", "", false);
   auto clear = logged_in_client(gateway.port(), "clear", "", false);
+  ASSERT_TRUE(game_knows(game, kModern + 2));
   // | seq | proto | len | text |: a 65,527-byte payload, | proto | body | of
   // 65,523: over the 65,519 a modern receiver can take.
   ASSERT_TRUE(sender->send(game::demo::kChatSay, say_body(std::string(65'519, 'a'))));
