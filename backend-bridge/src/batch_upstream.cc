@@ -132,13 +132,7 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
     // Cut by bytes: what does not fit one gRPC message goes in the next
     // write. Our events carry a client's payload (at most 64 KiB), so each
     // write carries at least one.
-    const auto fit =
-        static_cast<int>(std::max<std::size_t>(1, game_link::events_that_fit(sending_.events())));
-    if (fit < sending_.events_size()) {
-      auto& rest = *sending_.mutable_events();
-      for (int i = fit; i < rest.size(); ++i) out_.mutable_events()->Add(std::move(rest[i]));
-      rest.DeleteSubrange(fit, rest.size() - fit);
-    }
+    game_link::cut_to_fit(sending_, out_);
     last_write_ns_ = monotonic_ns();
     write_locked(&sending_);
     return true;

@@ -26,19 +26,14 @@ using gatehouse::testing::FakeGameService;
 using gatehouse::testing::FakeGameServiceOptions;
 using gatehouse::testing::packet;
 using gatehouse::testing::to_bytes;
+using testing::kWait;
 using testing::Recorded;
 using testing::RecordingEvents;
 using testing::RecordingKeeper;
+using testing::span_of;
+using testing::text;
 
-constexpr auto kWait = 5s;
 constexpr std::uint64_t kConn = 0x1'0000'0003;
-
-std::string text(const game::Bytes& bytes) {
-  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
-std::span<const std::byte> span_of(const game::Bytes& bytes) {
-  return bytes;
-}
 
 class BatchUpstreamTest : public ::testing::Test {
  protected:

@@ -12,10 +12,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "gatehouse/bridge/upstream.h"
+#include "gatehouse/game/game_server.h"
 
 namespace gatehouse::bridge::testing {
 
@@ -100,5 +102,16 @@ class RecordingKeeper final : public RecordKeeper {
   }
   std::vector<Kept> kept;  // main thread only
 };
+
+/// How long the upstream tests wait for what a game service answers.
+inline constexpr std::chrono::seconds kWait{5};
+
+/// A game message's bytes as text, and as the span an upstream sends.
+inline std::string text(const game::Bytes& bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+inline std::span<const std::byte> span_of(const game::Bytes& bytes) {
+  return bytes;
+}
 
 }  // namespace gatehouse::bridge::testing

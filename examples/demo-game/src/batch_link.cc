@@ -133,13 +133,7 @@ void BatchLink::write_locked() {
   // Cut by bytes: what does not fit one gRPC message goes in the next write
   // (on_write). A pushed message fits an Event alone (Core::fits), so each
   // write carries at least one event.
-  const auto fit =
-      static_cast<int>(std::max<std::size_t>(1, game_link::events_that_fit(sending_.events())));
-  if (fit < sending_.events_size()) {
-    auto& rest = *sending_.mutable_events();
-    for (int i = fit; i < rest.size(); ++i) out_.mutable_events()->Add(std::move(rest[i]));
-    rest.DeleteSubrange(fit, rest.size() - fit);
-  }
+  game_link::cut_to_fit(sending_, out_);
   sending_first_ = next_index_;
   next_index_ += static_cast<std::uint64_t>(sending_.events_size());
   sending_.set_ack(read_);

@@ -11,7 +11,9 @@
 // sender instead of being sent.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <utility>
 
 namespace gatehouse::game_link {
 
@@ -51,6 +53,17 @@ std::size_t events_that_fit(const Events& events, std::size_t budget = kBatchEve
     ++n;
   }
   return n;
+}
+
+/// Cuts `sending` (a Batch) to the events that fit one gRPC message, at least
+/// one, and moves the rest to the end of `overflow`, the next write's batch.
+template <class Batch>
+void cut_to_fit(Batch& sending, Batch& overflow) {
+  const auto fit = static_cast<int>(std::max<std::size_t>(1, events_that_fit(sending.events())));
+  if (fit >= sending.events_size()) return;
+  auto& events = *sending.mutable_events();
+  for (int i = fit; i < events.size(); ++i) overflow.mutable_events()->Add(std::move(events[i]));
+  events.DeleteSubrange(fit, events.size() - fit);
 }
 
 }  // namespace gatehouse::game_link
