@@ -15,9 +15,9 @@ AddressLimit::Key AddressLimit::key_of(const boost::asio::ip::address& address) 
   return key;
 }
 
-bool AddressLimit::try_add(const Key& key) {
+bool AddressLimit::try_add(const Key& key, bool enforce) {
   std::uint32_t& n = counts_[key];
-  if (limit_ != 0 && n >= limit_) return false;
+  if (enforce && limit_ != 0 && n >= limit_) return false;
   ++n;
   return true;
 }

@@ -8,16 +8,25 @@ void ConnectRate::set_rates(std::uint32_t total, std::uint32_t per_address) {
   if (per_address == 0) per_address_.clear();
 }
 
-ConnectRate::Verdict ConnectRate::admit(const AddressLimit::Key& key, std::int64_t now_ms) {
-  // The total's token is spent only if the address has one too.
+ConnectRate::Verdict ConnectRate::admit(const AddressLimit::Key& key, bool limit_address,
+                                        std::int64_t now_ms) {
   const std::int64_t now_ns = now_ms * 1'000'000;
-  std::int64_t total_after = total_tat_ns_;
-  if (!total_limit_.admit(total_after, now_ns)) return Verdict::kOverTotal;
-  if (!per_address_limit_.unlimited() && !per_address_limit_.admit(per_address_[key], now_ns)) {
-    return Verdict::kOverAddress;
+  // The address's token first: a refused connection spends none of the total.
+  std::int64_t* address_tat = nullptr;
+  std::int64_t address_after = 0;
+  if (limit_address && !per_address_limit_.unlimited()) {
+    address_tat = &per_address_[key];
+    address_after = *address_tat;
+    if (!per_address_limit_.admit(address_after, now_ns)) return Verdict::kOverAddress;
   }
-  total_tat_ns_ = total_after;
+  if (!total_limit_.admit(total_tat_ns_, now_ns)) return Verdict::kOverTotal;
+  if (address_tat != nullptr) *address_tat = address_after;
   return Verdict::kAccept;
+}
+
+std::int64_t ConnectRate::total_wait_ms(std::int64_t now_ms) const {
+  const std::int64_t ns = total_limit_.wait_ns(total_tat_ns_, now_ms * 1'000'000);
+  return (ns + 999'999) / 1'000'000;
 }
 
 void ConnectRate::prune(std::int64_t now_ms) {

@@ -138,6 +138,22 @@ void Frontend::request_drain() noexcept {
 // ------------------------------------------------------------------ accept
 
 void Frontend::start_accept(std::size_t listener) {
+  // Over --connect-rate: accept again once the bucket has a token; until
+  // then new connections wait in the kernel's listen queue.
+  if (const std::int64_t wait_ms = connect_rate_.total_wait_ms(now_ms()); wait_ms > 0) {
+    metrics_.add(metrics::kAcceptsPaced);
+    accept_paced_log_.log("accepting paused for {} ms: over connect-rate ({} a second)", wait_ms,
+                          settings_.connect_rate);
+    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(wait_ms));
+    timer->async_wait([this, listener, timer](boost::system::error_code wait_ec) {
+      if (!wait_ec && acceptors_[listener]->is_open()) start_accept_now(listener);
+    });
+    return;
+  }
+  start_accept_now(listener);
+}
+
+void Frontend::start_accept_now(std::size_t listener) {
   acceptors_[listener]->async_accept(
       [this, listener](boost::system::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptors_[listener]->is_open()) return;
@@ -170,12 +186,17 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
   const AddressLimit::Key address = AddressLimit::key_of(remote.address());
-  if (const auto verdict = connect_rate_.admit(address, now_ms());
+  const auto v6 = remote.address().is_v6()
+                      ? remote.address().to_v6()
+                      : asio::ip::make_address_v6(asio::ip::v4_mapped, remote.address().to_v4());
+  const auto v6_bytes = v6.to_bytes();
+  const bool limit_address = !exempt_from_address_limits(v6_bytes.data());
+  if (const auto verdict = connect_rate_.admit(address, limit_address, now_ms());
       verdict != ConnectRate::Verdict::kAccept) {
     refuse_for_rate(socket, remote, verdict == ConnectRate::Verdict::kOverTotal);
     return;
   }
-  if (!per_address_.try_add(address)) {
+  if (!per_address_.try_add(address, limit_address)) {
     metrics_.add(metrics::kConnectionsRefusedPerAddress);
     per_address_log_.log(
         "connection from {} refused: {} connections from that address already "
@@ -217,11 +238,7 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
 
   ipc::ConnOpened opened{};
   opened.conn = id->value();
-  const auto v6 = remote.address().is_v6()
-                      ? remote.address().to_v6()
-                      : asio::ip::make_address_v6(asio::ip::v4_mapped, remote.address().to_v4());
-  const auto bytes = v6.to_bytes();
-  std::memcpy(opened.address, bytes.data(), sizeof opened.address);
+  std::memcpy(opened.address, v6_bytes.data(), sizeof opened.address);
   opened.port = remote.port();
   opened.listener = static_cast<std::uint16_t>(listener);
   opened.accepted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -234,9 +251,16 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   start_read(c);
 }
 
-/// Refused over --connect-rate(-per-ip): counted, and said at most once a
-/// second (with how many were not said). Closed with a reset,
-/// so that a flood leaves no TIME_WAIT behind.
+bool Frontend::exempt_from_address_limits(const std::uint8_t* v6) const noexcept {
+  const std::uint32_t n = std::min(settings_.address_limits_exempt_count, kMaxExemptNetworks);
+  return std::any_of(settings_.address_limits_exempt, settings_.address_limits_exempt + n,
+                     [v6](const AddressRange& range) { return range.contains(v6); });
+}
+
+/// Refused over --connect-rate-per-ip (or --connect-rate, when listeners
+/// raced for its last token): counted, and said at most once a second (with
+/// how many were not said). Closed with a reset, so that a flood leaves no
+/// TIME_WAIT behind.
 void Frontend::refuse_for_rate(tcp::socket& socket, const tcp::endpoint& remote, bool total) {
   metrics_.add(total ? metrics::kConnectionsRefusedRate
                      : metrics::kConnectionsRefusedRatePerAddress);

@@ -36,7 +36,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 18> kPlainCounters = {{
+constexpr std::array<CounterInfo, 19> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
@@ -80,6 +80,9 @@ constexpr std::array<CounterInfo, 18> kPlainCounters = {{
     {metrics::kGameEventsForeign, "gatehouse_game_events_foreign_total",
      "Messages and kicks a batched game service sent for a session its link does not serve "
      "(another backend's): dropped."},
+    {metrics::kAcceptsPaced, "gatehouse_accepts_paced_total",
+     "Times the frontend stopped accepting until the --connect-rate bucket refilled (new "
+     "connections waited in the listen queue; none was refused)."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {

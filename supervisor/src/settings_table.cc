@@ -13,11 +13,17 @@
 #include <string_view>
 #include <thread>
 
+#include <boost/asio/error.hpp>
+#include <boost/asio/ip/address_v6.hpp>
+#include <boost/asio/ip/network_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
+
 #include "gatehouse/base/log.h"
 #include "gatehouse/net/endpoint.h"
 
 namespace gatehouse::supervisor {
 namespace po = boost::program_options;
+namespace asio = boost::asio;
 
 namespace {
 
@@ -361,6 +367,73 @@ void read_ring_bytes(const Setting&, const po::variable_value& v, Config& c) {
   c.settings.ring_bytes = bytes;
 }
 
+/// CIDR ranges joined by ',', or "none": IPv4 ones kept IPv4-mapped.
+void read_exempt(const Setting& s, const po::variable_value& v, Config& c) {
+  Settings& out = c.settings;
+  out.address_limits_exempt_count = 0;
+  std::memset(out.address_limits_exempt, 0, sizeof out.address_limits_exempt);
+  const std::string& list = v.as<std::string>();
+  if (list == "none") return;
+  std::istringstream items(list);
+  for (std::string item; std::getline(items, item, ',');) {
+    std::erase_if(item, [](char ch) { return ch == ' '; });
+    if (out.address_limits_exempt_count == kMaxExemptNetworks) {
+      throw ConfigError("--" + std::string(s.name) + ": at most " +
+                        std::to_string(kMaxExemptNetworks) + " ranges");
+    }
+    boost::system::error_code ec;
+    AddressRange& range = out.address_limits_exempt[out.address_limits_exempt_count++];
+    if (item.find(':') == std::string::npos) {
+      const auto net = asio::ip::make_network_v4(item, ec);
+      if (!ec && net.address() != net.network()) ec = asio::error::invalid_argument;
+      if (!ec) {
+        const auto mapped = asio::ip::make_address_v6(asio::ip::v4_mapped, net.network());
+        std::memcpy(range.address, mapped.to_bytes().data(), 16);
+        range.prefix = 96 + net.prefix_length();
+      }
+    } else {
+      const auto net = asio::ip::make_network_v6(item, ec);
+      if (!ec && net.address() != net.network()) ec = asio::error::invalid_argument;
+      if (!ec) {
+        std::memcpy(range.address, net.network().to_bytes().data(), 16);
+        range.prefix = net.prefix_length();
+      }
+    }
+    if (ec) {
+      throw ConfigError("--" + std::string(s.name) + ": '" + item +
+                        "' is not an address range such as 127.0.0.1/32 or ::1/128 (bits past "
+                        "the prefix must be zero)");
+    }
+  }
+  if (out.address_limits_exempt_count == 0) {
+    throw ConfigError("--" + std::string(s.name) + ": give address ranges, or 'none'");
+  }
+}
+
+std::string exempt_value(const Config& c) {
+  const Settings& s = c.settings;
+  if (s.address_limits_exempt_count == 0) return "none";
+  std::string out;
+  for (std::uint32_t i = 0; i < s.address_limits_exempt_count; ++i) {
+    const AddressRange& r = s.address_limits_exempt[i];
+    asio::ip::address_v6::bytes_type bytes;
+    std::memcpy(bytes.data(), r.address, bytes.size());
+    const asio::ip::address_v6 a(bytes);
+    out += i == 0 ? "" : ",";
+    out += a.is_v4_mapped() && r.prefix >= 96
+               ? asio::ip::make_address_v4(asio::ip::v4_mapped, a).to_string() + "/" +
+                     std::to_string(r.prefix - 96)
+               : a.to_string() + "/" + std::to_string(r.prefix);
+  }
+  return out;
+}
+
+void take_exempt(Config& to, const Config& from) {
+  to.settings.address_limits_exempt_count = from.settings.address_limits_exempt_count;
+  std::memcpy(to.settings.address_limits_exempt, from.settings.address_limits_exempt,
+              sizeof to.settings.address_limits_exempt);
+}
+
 constexpr Setting custom(const char* name, Section section, Kind kind, const char* default_text,
                          OnReload on_reload, const char* help,
                          void (*read)(const Setting&, const po::variable_value&, Config&),
@@ -478,12 +551,20 @@ const Setting kSettings[] = {
          "kicked as soon as its size is in (prelogin_exceeded)"),
   number<&Settings::connect_rate>("connect-rate", kClients, "2000", kLive, 0, 1u << 24,
          "new connections accepted a second in total (a token bucket holding one second's "
-         "worth); more are refused at accept. Each costs a worker a key exchange. 0: no limit"),
+         "worth); beyond it the frontend stops accepting until the bucket refills, and new "
+         "connections wait in the kernel's listen queue. Each costs a worker a key exchange. "
+         "0: no limit"),
   number<&Settings::connect_rate_per_ip>("connect-rate-per-ip", kClients, "100", kLive, 0,
          1u << 24,
          "new connections accepted a second from one client address (an IPv4 address, an "
          "IPv6 /64; a token bucket holding one second's worth); more are refused at accept. "
          "Players behind one NAT share an address. 0: no limit"),
+  {.name = "address-limits-exempt", .section = kClients, .kind = Kind::kString,
+   .default_text = "127.0.0.1/32,::1/128", .on_reload = kLive,
+   .help = "address ranges that max-connections-per-ip and connect-rate-per-ip do not apply "
+           "to, joined by ',', or 'none': by default the loopback addresses, where a local TLS "
+           "terminator or proxy, or a load generator, brings many players from one address",
+   .read = read_exempt, .value = exempt_value, .take = take_exempt},
   // ---------------------------------------------------------- Game services
   custom("backend", kGame, Kind::kStrings, "127.0.0.1:50051", kRestart,
          "game service gRPC address host:port, repeatable; sessions are spread by user id. "

@@ -231,6 +231,22 @@ TEST(RateLimit, SustainedTrafficAtTheRateIsNeverRefusedAndAboveItIs) {
   EXPECT_GT(admitted, 9'000 + 150);
 }
 
+// wait_ns() says when admit() would succeed: then, and not a nanosecond earlier.
+TEST(RateLimit, WaitSaysWhenTheNextUnitIsAdmitted) {
+  const RateLimit limit = RateLimit::per_minute(60, 2);  // one a second, two at once
+  std::int64_t tat = 0;
+  const std::int64_t t0 = 10 * kSecondNs;
+  EXPECT_EQ(limit.wait_ns(tat, t0), 0);
+  ASSERT_TRUE(limit.admit(tat, t0));
+  ASSERT_TRUE(limit.admit(tat, t0));
+  const std::int64_t wait = limit.wait_ns(tat, t0);
+  EXPECT_EQ(wait, kSecondNs);
+  std::int64_t probe = tat;
+  EXPECT_FALSE(limit.admit(probe, t0 + wait - 1));
+  EXPECT_TRUE(limit.admit(probe, t0 + wait));
+  EXPECT_EQ(RateLimit::per_minute(0, 0).wait_ns(tat, t0), 0) << "0: no limit";
+}
+
 TEST(RateLimit, BytesCountByWeightAndHugeLimitsDoNotOverflow) {
   const RateLimit bytes = RateLimit::per_minute(6'000, 1'000);  // 100 B/s, 1000 at once
   std::int64_t tat = 0;

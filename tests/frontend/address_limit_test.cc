@@ -1,6 +1,7 @@
 // AddressLimit: what counts as one address, and the count going up to the
-// limit and back down.
+// limit and back down; ConnectRate: the buckets of new connections.
 #include "gatehouse/frontend/address_limit.h"
+#include "gatehouse/frontend/connect_rate.h"
 
 #include <gtest/gtest.h>
 
@@ -48,6 +49,39 @@ TEST(AddressLimit, ZeroMeansNoLimitButCountsForALimitSetLater) {
   limit.remove(a);
   EXPECT_TRUE(limit.try_add(a)) << "998 open: room for one";
   EXPECT_FALSE(limit.try_add(a));
+}
+
+// An exempt address is counted (a range changed by a reload meets the true
+// counts) but never refused.
+TEST(AddressLimit, AnExemptAddressIsCountedNotRefused) {
+  AddressLimit limit(1);
+  const auto a = key("127.0.0.1");
+  EXPECT_TRUE(limit.try_add(a, /*enforce=*/false));
+  EXPECT_TRUE(limit.try_add(a, /*enforce=*/false));
+  EXPECT_EQ(limit.count(a), 2u);
+  EXPECT_FALSE(limit.try_add(a)) << "no longer exempt: over its limit";
+}
+
+// ConnectRate: an address over its bucket is refused and spends none of the
+// total; an exempt one is held only to the total; once the total is spent,
+// total_wait_ms() says when it has a token again.
+TEST(ConnectRate, AddressesPayForThemselvesAndTheTotalSaysWhenToAcceptAgain) {
+  ConnectRate rate(/*total=*/4, /*per_address=*/2);
+  const auto a = key("192.0.2.7");
+  const auto local = key("127.0.0.1");
+  const std::int64_t t0 = 1'000'000;
+  EXPECT_EQ(rate.admit(a, true, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(rate.admit(a, true, t0), ConnectRate::Verdict::kAccept);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(rate.admit(a, true, t0), ConnectRate::Verdict::kOverAddress);
+  }
+  EXPECT_EQ(rate.total_wait_ms(t0), 0) << "the refusals spent none of the total";
+  EXPECT_EQ(rate.admit(local, false, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(rate.admit(local, false, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(rate.total_wait_ms(t0), 250) << "4 a second: the next in a quarter of a second";
+  EXPECT_EQ(rate.admit(local, false, t0), ConnectRate::Verdict::kOverTotal);
+  EXPECT_EQ(rate.total_wait_ms(t0 + 250), 0);
+  EXPECT_EQ(rate.admit(local, false, t0 + 250), ConnectRate::Verdict::kAccept);
 }
 
 }  // namespace

@@ -899,7 +899,7 @@ bool heartbeat_from(const char* source, std::uint16_t port) {
 // accept; other addresses, and the first address once one of its
 // connections has gone, are served.
 TEST_F(GatewayTest, ConnectionsOverThePerAddressLimitAreRefusedOthersServed) {
-  start({"--max-connections-per-ip", "2"});
+  start({"--max-connections-per-ip", "2", "--address-limits-exempt", "none"});
   auto first = logged_in("tok-alice", false);
   auto second = logged_in("tok-bob", /*encrypt=*/true);
   Client third;
@@ -990,13 +990,15 @@ TEST_F(GatewayTest, ReloadWithAnIncompatibleWorkerIsRefused) {
 TEST_F(GatewayTest, ReloadAppliesTheConfigurationFileAgain) {
   const auto conf = std::filesystem::temp_directory_path() /
                     ("gatehouse-reload-" + std::to_string(::getpid()) + ".conf");
-  std::ofstream(conf) << "rpm-limit = 200\n";
+  // Loopback is exempt from max-connections-per-ip by default; not here.
+  std::ofstream(conf) << "rpm-limit = 200\naddress-limits-exempt = none\n";
   start({"--config", conf.string()}, 1, /*accept_any=*/true);
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 3; ++i) clients.push_back(logged_in("reload-" + std::to_string(i), i == 1));
   for (auto& c : clients) ASSERT_TRUE(echo_works(*c, "before"));
 
-  std::ofstream(conf) << "rpm-limit = 8\nmax-connections-per-ip = 3\nring-bytes = 2097152\n";
+  std::ofstream(conf) << "rpm-limit = 8\nmax-connections-per-ip = 3\nring-bytes = 2097152\n"
+                         "address-limits-exempt = none\n";
   ::kill(gateway_->pid(), SIGHUP);
   ASSERT_TRUE(gateway_->wait_log("reload complete", kPatience)) << gateway_->log();
   EXPECT_TRUE(gateway_->wait_log(

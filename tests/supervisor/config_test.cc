@@ -14,7 +14,9 @@
 #include "gatehouse/supervisor/settings_table.h"
 
 #include <gmock/gmock.h>
+
 #include <gtest/gtest.h>
+#include <boost/asio/ip/address_v6.hpp>
 
 namespace gatehouse::supervisor {
 namespace {
@@ -337,6 +339,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"prelogin-bytes", "4096"},
       {"connect-rate", "10"},
       {"connect-rate-per-ip", "5"},
+      {"address-limits-exempt", "10.0.0.0/8, 2001:db8::/32"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;
@@ -363,6 +366,43 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
   }
   EXPECT_EQ(other.size(), settings_table().size());
   std::filesystem::remove(tokens);
+}
+
+// Address ranges: IPv4 ones kept IPv4-mapped, as the frontend sees clients;
+// "none" empties the list; a range with host bits set, or not a range, is
+// refused naming the setting.
+TEST(ConfigTable, AddressLimitsExemptTakesRanges) {
+  const auto parsed = parse({"--address-limits-exempt", "10.1.0.0/16,::1/128, 192.0.2.7/32"});
+  ASSERT_TRUE(parsed.config) << parsed.message;
+  const Settings& s = parsed.config->settings;
+  ASSERT_EQ(s.address_limits_exempt_count, 3u);
+  const auto v6 = [](const char* text) {
+    return boost::asio::ip::make_address_v6(text).to_bytes();
+  };
+  EXPECT_EQ(s.address_limits_exempt[0].prefix, 96u + 16u);
+  EXPECT_TRUE(s.address_limits_exempt[0].contains(v6("::ffff:10.1.200.3").data()));
+  EXPECT_FALSE(s.address_limits_exempt[0].contains(v6("::ffff:10.2.0.1").data()));
+  EXPECT_TRUE(s.address_limits_exempt[1].contains(v6("::1").data()));
+  EXPECT_FALSE(s.address_limits_exempt[1].contains(v6("::2").data()));
+  EXPECT_TRUE(s.address_limits_exempt[2].contains(v6("::ffff:192.0.2.7").data()));
+  EXPECT_FALSE(s.address_limits_exempt[2].contains(v6("::ffff:192.0.2.6").data()));
+  const Setting& row = *std::find_if(
+      settings_table().begin(), settings_table().end(),
+      [](const Setting& r) { return std::string(r.name) == "address-limits-exempt"; });
+  EXPECT_EQ(row.value(*parsed.config), "10.1.0.0/16,::1/128,192.0.2.7/32");
+
+  const auto defaults = parse({});
+  ASSERT_TRUE(defaults.config);
+  EXPECT_EQ(row.value(*defaults.config), "127.0.0.1/32,::1/128");
+  const auto none = parse({"--address-limits-exempt", "none"});
+  ASSERT_TRUE(none.config);
+  EXPECT_EQ(none.config->settings.address_limits_exempt_count, 0u);
+
+  for (const char* bad : {"10.1.0.1/16", "10.0.0.0", "example.com/8", "::1/129", ""}) {
+    const auto refused = parse({"--address-limits-exempt", bad});
+    EXPECT_FALSE(refused.config) << bad;
+    EXPECT_THAT(refused.message, ::testing::HasSubstr("address-limits-exempt")) << bad;
+  }
 }
 
 TEST(ConfigTable, SecondsAreReportedInMilliseconds) {

@@ -5,7 +5,7 @@ do (connections still open, bytes it took, when it was closed).
 
   tools/bench/hostile.py trickle  --port 8888 --conns 300 --seconds 20
   tools/bench/hostile.py prelogin --port 8888 --conns 2000 --seconds 20
-  tools/bench/hostile.py connect  --port 8888 --seconds 5
+  tools/bench/hostile.py connect  --port 8888 --seconds 5 [--players 20] [--from 127.0.0.2]
   tools/bench/hostile.py hoard    --port 8888 --seconds 30   (these two need a game:
   tools/bench/hostile.py kicked   --port 8888 --seconds 30    examples/demo-game)
 
@@ -173,15 +173,57 @@ def kicked(args):
     print(f"sent {sent / 1e6:.1f} MB in {seq - 2} frames; still open after {args.seconds} s")
 
 
-def connect_flood(args):
-    """Each connection asks for a modern key exchange (a fixed public key:
-    no crypto on this side), reads the ack, and closes."""
+def players(port, count, seconds, out):
+    """`count` logged-in players (clear), each pinging the demo game every
+    0.3 s (inside the default 200-a-minute bucket) for `seconds`; puts their
+    round trips in ms on `out`. Runs in a process of its own, so that the
+    flood's loop does not delay its clock."""
+    conns = []
+    for i in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(frame(1, 10, login_body(f"player-{i}")))
+        conns.append(s)
+    time.sleep(0.5)
+    for s in conns:
+        s.settimeout(0.2)
+        try:
+            while s.recv(65536):
+                pass
+        except (socket.timeout, BlockingIOError):
+            pass
+        s.settimeout(5)
+    rtts = []
+    seq = 2
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        tick = time.monotonic()
+        for s in conns:
+            sent = time.monotonic()
+            s.sendall(frame(seq, 1001, b"rtt"))
+            got = b""
+            while len(got) < 2 or len(got) < 2 + struct.unpack(">H", got[:2])[0]:
+                got += s.recv(65536)
+            rtts.append((time.monotonic() - sent) * 1000)
+        seq += 1
+        time.sleep(max(0.0, 0.3 - (time.monotonic() - tick)))
+    out.put(rtts)
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def key_exchanges(args, counts):
+    """One flooding process of connect_flood(): puts (answered, refused)."""
     request = frame(1, 32, bytes(range(1, 33)))
     answered = refused = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < args.seconds:
+        s = None
         try:
-            s = socket.create_connection(("127.0.0.1", args.port))
+            s = socket.create_connection(("127.0.0.1", args.port),
+                                         source_address=(args.source, 0))
             s.settimeout(2)
             s.sendall(request)
             if len(s.recv(64)) > 0:
@@ -191,9 +233,44 @@ def connect_flood(args):
         except OSError:
             refused += 1
         finally:
-            s.close()
+            if s is not None:
+                s.close()
+    counts.put((answered, refused))
+
+
+def connect_flood(args):
+    """Each connection asks for a modern key exchange (a fixed public key:
+    no crypto on this side), reads the ack, and closes; from --from, which
+    by default is not one of the loopback addresses exempt from the
+    per-address limits (127.0.0.1, ::1). --players measure what real
+    players see meanwhile."""
+    import multiprocessing
+    rtt_queue = multiprocessing.Queue()
+    watcher = None
+    if args.players:
+        watcher = multiprocessing.Process(target=players,
+                                          args=(args.port, args.players, args.seconds, rtt_queue))
+        watcher.start()
+        time.sleep(1.0)  # logged in before the flood
+    counts = multiprocessing.Queue()
+    floods = [multiprocessing.Process(target=key_exchanges, args=(args, counts))
+              for _ in range(args.procs)]
+    for f in floods:
+        f.start()
+    answered = refused = 0
+    for _ in floods:
+        a, r = counts.get()
+        answered += a
+        refused += r
+    for f in floods:
+        f.join()
     print(f"{args.seconds} s: {answered} key exchanges answered ({answered / args.seconds:.0f}/s), "
           f"{refused} connections refused")
+    if watcher:
+        rtts = rtt_queue.get()
+        watcher.join()
+        print(f"players: {len(rtts)} pings, round trip p50 {percentile(rtts, 0.5):.2f} ms, "
+              f"p99 {percentile(rtts, 0.99):.2f} ms, max {max(rtts):.2f} ms")
 
 
 def main():
@@ -203,6 +280,12 @@ def main():
     p.add_argument("--port", type=int, default=8888)
     p.add_argument("--conns", type=int, default=300)
     p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--from", dest="source", default="127.0.0.2",
+                   help="connect: the flood's source address")
+    p.add_argument("--procs", type=int, default=1,
+                   help="connect: flooding processes")
+    p.add_argument("--players", type=int, default=0,
+                   help="connect: logged-in players timing pings meanwhile (needs the demo game)")
     args = p.parse_args()
     if args.mode == "trickle":
         run_open_count(args, struct.pack(">H", 100), lambda _: b"x", 1.0)

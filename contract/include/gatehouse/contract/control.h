@@ -29,6 +29,26 @@ inline constexpr std::uint32_t kMaxBackends = 8;
 inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
 inline constexpr std::uint32_t kMaxListeners = 16;
+inline constexpr std::uint32_t kMaxExemptNetworks = 16;
+
+/// An address range, "127.0.0.0/8" or "::1/128": an IPv4 one as its IPv4-mapped
+/// IPv6 range (prefix + 96), as the frontend sees every client address.
+struct AddressRange {
+  std::uint8_t address[16];  ///< bits past `prefix` are zero
+  std::uint32_t prefix;      ///< 0..128
+
+  /// Whether `v6` (16 bytes, IPv4-mapped for IPv4) is in the range.
+  bool contains(const std::uint8_t* v6) const noexcept {
+    const std::uint32_t bits = prefix > 128 ? 128 : prefix;
+    const std::uint32_t whole = bits / 8;
+    for (std::uint32_t i = 0; i < whole; ++i) {
+      if (v6[i] != address[i]) return false;
+    }
+    if (bits % 8 == 0) return true;
+    const auto mask = static_cast<std::uint8_t>(0xFF00 >> (bits % 8));
+    return (v6[whole] & mask) == address[whole];
+  }
+};
 
 enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
 
@@ -87,6 +107,10 @@ struct Settings {
   std::uint32_t prelogin_bytes;       ///< bytes a connection may send before login
   std::uint32_t connect_rate;         ///< new connections a second in total; 0 = no limit
   std::uint32_t connect_rate_per_ip;  ///< new connections a second per address; 0 = no limit
+  /// Addresses the per-address limits (max-connections-per-ip,
+  /// connect-rate-per-ip) do not apply to: a local proxy, a load generator.
+  std::uint32_t address_limits_exempt_count;
+  AddressRange address_limits_exempt[kMaxExemptNetworks];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

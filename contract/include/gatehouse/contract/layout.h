@@ -38,7 +38,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 8;
+inline constexpr std::uint32_t kLayoutVersion = 9;
 
 namespace layout {
 
@@ -75,6 +75,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
     shape<shm::SlotHeader>(),
     // control block
     shape<Settings>(),
+    shape<AddressRange>(),
     shape<ProcessStatus>(),
     shape<ControlBlock>(),
     kMaxWorkers,
@@ -82,6 +83,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
     kAddressBytes,
     kPathBytes,
     kMaxListeners,
+    kMaxExemptNetworks,
     kDrainNoNewConnections,
     kDrainClosing,
     kCryptoClear,
@@ -137,7 +139,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 15960241807429902030ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 4948081784586694441ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -155,8 +157,8 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2168 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2228280 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 1424 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 3920 && alignof(ControlBlock) == 8);
+static_assert(sizeof(Settings) == 1744 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 4560 && alignof(ControlBlock) == 8);
 static_assert(sizeof(metrics::Shard) == 1152 && alignof(metrics::Shard) == 128);
 static_assert(sizeof(MetricsBlock) == 77184 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);

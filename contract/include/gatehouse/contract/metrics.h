@@ -42,6 +42,7 @@ enum Counter : std::uint32_t {
   kClientMessagesTooLarge,  ///< client messages not forwarded: over what every receiver can take
   kGameMessagesTooLarge,    ///< game messages dropped for a receiver whose frame cannot carry them
   kGameEventsForeign,       ///< batched game events for a session their link does not serve
+  kAcceptsPaced,  ///< times the frontend waited for a --connect-rate token before accepting
   kCounterCount
 };
 

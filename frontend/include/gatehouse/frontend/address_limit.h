@@ -29,8 +29,9 @@ class AddressLimit {
   static Key key_of(const boost::asio::ip::address& address);
 
   /// Counts one more connection from `key`, unless the address has `limit`
-  /// already: then false, and nothing changes.
-  bool try_add(const Key& key);
+  /// already and `enforce` (false for an exempt address): then false, and
+  /// nothing changes.
+  bool try_add(const Key& key, bool enforce = true);
   /// Uncounts one connection try_add() counted.
   void remove(const Key& key);
 

@@ -3,9 +3,15 @@
 // --connect-rate and --connect-rate-per-ip. Each bucket holds one second's
 // worth: a burst of `rate` connections, then `rate` a second.
 //
+// The two are enforced differently. Over the total, the frontend stops
+// accepting until the bucket has a token again (total_wait_ms()): new
+// connections wait in the kernel's listen queue, as they would behind a
+// busy gateway, and none is refused. Over an address's bucket the connection
+// is accepted and reset at once: only that address pays, and its refused
+// connections spend none of the total.
+//
 // Every connection costs a worker a key exchange (one per connection: a
-// worker refuses a second), so these buckets bound key exchanges too. A
-// refusal is an accept and a close, nothing more.
+// worker refuses a second), so these buckets bound key exchanges too.
 #pragma once
 
 #include <cstdint>
@@ -24,10 +30,12 @@ class ConnectRate {
   ConnectRate(std::uint32_t total, std::uint32_t per_address) { set_rates(total, per_address); }
   void set_rates(std::uint32_t total, std::uint32_t per_address);
 
-  /// Whether a new connection from `key` may be accepted now (and if so,
-  /// counts it). The total is checked first, so a flood over it creates no
-  /// per-address state.
-  Verdict admit(const AddressLimit::Key& key, std::int64_t now_ms);
+  /// Whether a new connection from `key` may be served (and if so, counts
+  /// it). `limit_address`: false for an address exempt from per-address
+  /// limits. kOverTotal only when several listeners accepted on one token.
+  Verdict admit(const AddressLimit::Key& key, bool limit_address, std::int64_t now_ms);
+  /// Milliseconds until the total bucket has a token (0: it has one now).
+  std::int64_t total_wait_ms(std::int64_t now_ms) const;
   /// Forgets the addresses whose buckets are full again (at most once a
   /// second, from the frontend's sweep): the map holds only the addresses
   /// that connected within the last second.

@@ -84,7 +84,9 @@ class Frontend {
 
   // accept
   void adopt_orphans();
-  void start_accept(std::size_t listener);
+  void start_accept(std::size_t listener);  // once --connect-rate has a token
+  void start_accept_now(std::size_t listener);
+  bool exempt_from_address_limits(const std::uint8_t* v6) const noexcept;
   void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
   void refuse_for_rate(boost::asio::ip::tcp::socket& socket,
                        const boost::asio::ip::tcp::endpoint& remote, bool total);
@@ -145,7 +147,8 @@ class Frontend {
                             "connection refused: --max-connections-per-ip reached"};
   LogLimit connection_limit_log_{spdlog::level::warn,
                                  "connection refused: connection limit reached"};
-  LogLimit connect_rate_log_{spdlog::level::warn, "connection refused: over connect-rate"};
+  LogLimit connect_rate_log_{spdlog::level::warn, "connection refused: over a connection rate"};
+  LogLimit accept_paced_log_{spdlog::level::warn, "accepting paused: new connections wait"};
   LogLimit prelogin_log_{spdlog::level::warn, "connection closed: over the pre-login budget"};
   AddressLimit per_address_;
   ConnectRate connect_rate_;

@@ -37,6 +37,13 @@ class RateLimit {
     tat_ns = next;
     return true;
   }
+  /// How long from `now_ns` until admit() of `units` would succeed (0: now).
+  constexpr std::int64_t wait_ns(std::int64_t tat_ns, std::int64_t now_ns,
+                                 std::uint64_t units = 1) const noexcept {
+    if (unlimited()) return 0;
+    const std::int64_t over = std::max(tat_ns, now_ns) + cost_ns(units) - now_ns - cost_ns(burst_);
+    return std::max<std::int64_t>(over, 0);
+  }
 
  private:
   static constexpr std::int64_t kMinuteNs = 60'000'000'000;
