@@ -331,7 +331,7 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
 void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body) {
   const auto login = protocol::parse_login(body);
   if (!login) return finish(id, s, CloseReason::kBadBody);
-  const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
+  const auto uid = s.state != Session::kOpen ? std::nullopt : login_->authenticate(*login);
   if (!uid) {
     metrics_.add(metrics::kLoginsRefused);
     login_refused_log_.log("conn {:#x}: login refused for open_udid '{}'", id.value(),
@@ -340,14 +340,43 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
     return finish(id, s, CloseReason::kLoginFailed);
   }
   s.user_id = *uid;
+  // Later logins get larger numbers; two workers never the same one.
+  last_login_seq_ = std::max<std::uint64_t>(
+      last_login_seq_ + kMaxWorkers,
+      static_cast<std::uint64_t>(batch_unix_ms_) * 1000 * kMaxWorkers + index_);
+  s.login_seq = last_login_seq_;
+  // Whether this user is logged in already is the bridge's to say: it sees
+  // every worker's logins (duplicate-login).
+  std::uint32_t flags = 0;
+  switch (settings_.duplicate_login) {
+    case DuplicateLogin::kRefuse:
+      flags = ipc::kAwaitVerdict;
+      break;
+    case DuplicateLogin::kReplace:
+      flags = ipc::kReplaceOlder;
+      break;
+    case DuplicateLogin::kAllow:
+      break;
+  }
+  ipc::write_record(to_bridge_, ipc::kStreamOpen,
+                    ipc::StreamOpen{id.value(), s.user_id, s.login_seq, flags, 0});
+  if (flags == ipc::kAwaitVerdict) {
+    s.state = Session::kLoginPending;  // logged in, or refused, by the bridge's verdict
+    return;
+  }
+  complete_login(id, s);
+}
+
+/// The session is logged in: the frontend lifts its login deadline, the
+/// client gets its ack.
+void Worker::complete_login(shm::ConnectionId id, Session& s) {
   s.state = Session::kLoggedIn;
   metrics_.add(metrics::kLoginsOk);
   metrics_.add(metrics::kSessionsLoggedIn, 1);
   // Before the ack: the frontend lifts the login deadline and the pre-login
   // budget before the client can know it logged in.
   ipc::write_record(to_frontend_, ipc::kLoggedIn, ipc::LoggedIn{id.value()});
-  send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
-  ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
+  send_packet(id, s, protocol::kUserLoginSucceedAck, static_cast<std::int32_t>(s.user_id));
   if (!logs_connection(id)) return;
   spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
                s.user_id, crypto_modes_text(mode_of(s.crypto)),
@@ -446,10 +475,11 @@ bool Worker::logs_connection(shm::ConnectionId id) const {
 }
 
 void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
-  if (s.state == Session::kLoggedIn) {
+  if (s.state == Session::kLoggedIn || s.state == Session::kLoginPending) {
+    // (A pending login's verdict may be on its way: the bridge forgets it.)
     ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value(), s.user_id});
-    metrics_.add(metrics::kSessionsLoggedIn, -1);
   }
+  if (s.state == Session::kLoggedIn) metrics_.add(metrics::kSessionsLoggedIn, -1);
   metrics_.closed(reason);
   const std::int64_t lived_ms = unix_ms() - s.opened_unix_ms;
   if (!logs_connection(id)) {
@@ -519,6 +549,27 @@ bool Worker::on_bridge_record(const shm::Record& record) {
         if (Session* s = live_session(id)) finish(id, *s, CloseReason::kKickedByGame);
       }
       break;
+    case ipc::kLoginVerdict:
+      if (const auto r = ipc::parse_record<ipc::LoginVerdict>(record.payload)) {
+        const shm::ConnectionId id(r->header.conn);
+        Session* s = live_session(id);
+        if (s == nullptr || s->state != Session::kLoginPending) break;  // it left meanwhile
+        if (r->header.accepted != 0) {
+          complete_login(id, *s);
+          break;
+        }
+        metrics_.add(metrics::kLoginsRefused);
+        s->state = Session::kOpen;  // it never had a stream
+        send_packet(id, *s, protocol::kUserLoginFaildAck, 0);
+        finish(id, *s, CloseReason::kDuplicateLogin);
+      }
+      break;
+    case ipc::kReplaced:
+      if (const auto r = ipc::parse_record<ipc::Replaced>(record.payload)) {
+        const shm::ConnectionId id(r->header.conn);
+        if (Session* s = live_session(id)) finish(id, *s, CloseReason::kReplaced);
+      }
+      break;
     case ipc::kStreamEnded:
       if (const auto r = ipc::parse_record<ipc::StreamEnded>(record.payload)) {
         const shm::ConnectionId id(r->header.conn);
@@ -542,7 +593,8 @@ bool Worker::drain_some(CloseReason reason, std::size_t budget) {
     const shm::ConnectionId id = sessions_.live_id(drain_cursor_);
     if (!id) continue;
     const Session* peek = sessions_.find(id);
-    if (peek == nullptr || (peek->state != Session::kOpen && peek->state != Session::kLoggedIn)) {
+    if (peek == nullptr || (peek->state != Session::kOpen && peek->state != Session::kLoggedIn &&
+                            peek->state != Session::kLoginPending)) {
       continue;
     }
     if (!outputs_have_room()) return false;  // next pass, after this batch is published

@@ -251,7 +251,8 @@ void BatchUpstream::unavailable(std::uint64_t conn) {
   events_.publish(unpublished);
 }
 
-bool BatchUpstream::open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) {
+bool BatchUpstream::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+                         const Origin* origin) {
   if (sessions_.contains(conn)) return false;
   if (!link_ && down_since_ns_ != 0) {
     // The game service is away: as with a stream that cannot open, the
@@ -260,10 +261,10 @@ bool BatchUpstream::open(std::uint64_t conn, std::int64_t user_id, const Origin*
     unavailable(conn);
     return true;
   }
-  sessions_.emplace(conn, user_id);
+  sessions_.emplace(conn, Attached{user_id, login_seq});
   serve(conn, true);
   // A link that is down sends the OPEN when it is back (start_link).
-  send_event(origin, batch::Event::OPEN, conn, {}, user_id);
+  send_event(origin, batch::Event::OPEN, conn, {}, user_id, login_seq);
   return true;
 }
 
@@ -314,8 +315,8 @@ void BatchUpstream::start_link() {
   metrics_.add(metrics::kGameStreamsOpened);
   // Sessions attached while the link was down (or before a bridge restart)
   // are announced again; the game treats a known session's OPEN as re-attach.
-  for (const auto& [conn, user_id] : sessions_) {
-    send_event(nullptr, batch::Event::OPEN, conn, {}, user_id);
+  for (const auto& [conn, attached] : sessions_) {
+    send_event(nullptr, batch::Event::OPEN, conn, {}, attached.user_id, attached.login_seq);
   }
   if (!sessions_.empty()) {
     spdlog::info("game service {}: batched link up, {} sessions re-attached", options_.address,
@@ -368,7 +369,7 @@ void BatchUpstream::relink_if_due(std::int64_t now_ns) {
 void BatchUpstream::give_up_sessions() {
   if (sessions_.empty()) return;
   const std::size_t kicked = sessions_.size();
-  for (const auto& [conn, user_id] : sessions_) {
+  for (const auto& [conn, attached] : sessions_) {
     unavailable(conn);
     serve(conn, false);
   }

@@ -35,7 +35,8 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
       in_flight_(segment.metrics().bridge.in_flight),
       doorbell_(std::move(doorbell)),
       wakeup_(doorbell_),
-      rings_(workers_, settings_, wakeup_) {
+      rings_(workers_, settings_, wakeup_),
+      users_([this](std::int64_t user_id) { return upstream_of(user_id); }, rings_, metrics_) {
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("bridge: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells");
@@ -61,8 +62,8 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
           calls_, rings_, wakeup_, metrics_));
     } else {
       upstreams_.push_back(std::make_unique<Gonet2Upstream>(
-          Gonet2Upstream::Options{address, settings_.numbering, backend_wait_ns}, calls_, rings_,
-          wakeup_, metrics_, in_flight_));
+          Gonet2Upstream::Options{address, settings_.numbering, backend_wait_ns, gateway_id},
+          calls_, rings_, wakeup_, metrics_, in_flight_));
     }
   }
   segment_.control().bridge.pid.store(::getpid());
@@ -94,14 +95,44 @@ void Bridge::take_over() {
     metrics_.add(metrics::kGameFramesLost, static_cast<std::uint64_t>(lost));
     spdlog::warn("{} frames were in a dead bridge's hands and are lost", lost);
   }
+  // Logged-in sessions, oldest login first: with duplicate-login = replace a
+  // user's latest login is the one that keeps its stream. A login waiting for
+  // a verdict the dead bridge never gave gets it now.
   auto sessions = segment_.sessions();
-  std::size_t reopened = 0;
+  struct LoggedIn {
+    std::uint64_t conn;
+    std::int64_t user_id;
+    std::uint64_t login_seq;
+    bool pending;
+  };
+  std::vector<LoggedIn> logged_in;
   for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
     const shm::ConnectionId id = sessions.live_id(slot);
     const Session* s = id ? sessions.find(id) : nullptr;
-    if (s == nullptr || s->state != Session::kLoggedIn) continue;
-    Upstream* upstream = upstream_of(s->user_id);
-    if (upstream != nullptr && upstream->open(id.value(), s->user_id, nullptr)) ++reopened;
+    if (s == nullptr || (s->state != Session::kLoggedIn && s->state != Session::kLoginPending)) {
+      continue;
+    }
+    logged_in.push_back(
+        {id.value(), s->user_id, s->login_seq, s->state == Session::kLoginPending});
+  }
+  std::sort(logged_in.begin(), logged_in.end(),
+            [](const LoggedIn& a, const LoggedIn& b) { return a.login_seq < b.login_seq; });
+  std::uint32_t replace = 0;
+  switch (settings_.duplicate_login) {
+    case DuplicateLogin::kReplace:
+      replace = ipc::kReplaceOlder;
+      break;
+    case DuplicateLogin::kRefuse:
+      replace = ipc::kAwaitVerdict;
+      break;
+    case DuplicateLogin::kAllow:
+      break;
+  }
+  std::size_t reopened = 0;
+  for (const LoggedIn& s : logged_in) {
+    users_.open(s.conn, s.user_id, s.login_seq, s.pending ? ipc::kAwaitVerdict : replace,
+                nullptr);
+    reopened += s.pending ? 0 : 1;
   }
   if (reopened != 0) {
     metrics_.add(metrics::kGameStreamsReopened, reopened);
@@ -113,15 +144,14 @@ void Bridge::on_worker_record(const shm::Record& record, const Origin& origin) {
   switch (record.type) {
     case ipc::kStreamOpen:
       if (const auto r = ipc::parse_record<ipc::StreamOpen>(record.payload)) {
-        if (Upstream* upstream = upstream_of(r->header.user_id)) {
-          upstream->open(r->header.conn, r->header.user_id, &origin);
-        }
+        users_.open(r->header.conn, r->header.user_id, r->header.login_seq, r->header.flags,
+                    &origin);
       }
       break;
     case ipc::kStreamMessage:
       if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
-        if (Upstream* upstream = upstream_of(r->header.user_id)) {
-          upstream->send(r->header.conn, r->header.seq, r->tail, origin);
+        if (upstream_of(r->header.user_id) != nullptr) {
+          users_.send(r->header.conn, r->header.user_id, r->header.seq, r->tail, origin);
         } else if (!origin.replay) {  // no game service at all: nobody to talk to
           metrics_.add(metrics::kDroppedToGame);
           metrics_.add(metrics::kGameStreamsFailed);
@@ -133,9 +163,7 @@ void Bridge::on_worker_record(const shm::Record& record, const Origin& origin) {
       break;
     case ipc::kStreamClose:
       if (const auto r = ipc::parse_record<ipc::StreamClose>(record.payload)) {
-        if (Upstream* upstream = upstream_of(r->header.user_id)) {
-          upstream->close(r->header.conn, origin);
-        }
+        users_.close(r->header.conn, r->header.user_id, origin);
       }
       break;
     default:
@@ -157,6 +185,7 @@ std::size_t Bridge::do_work() {
     work += upstream->flush(pass_ns);
     unacknowledged += upstream->unacknowledged();
   }
+  work += users_.flush(pass_ns);  // after the ends of calls: newcomers may open
   metrics_.set(metrics::kGameEventsUnacknowledged, static_cast<std::int64_t>(unacknowledged));
   work += rings_.flush_backlogs();
   metrics_.add(metrics::kGameMessagesReceived, rings_.take_messages_received());

@@ -29,12 +29,14 @@ class Gonet2Upstream::InFlight final : public ReplySource,
 /// straight to UpstreamEvents, and its end to the upstream's next flush().
 class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
  public:
-  GameStream(Gonet2Upstream& upstream, std::uint64_t conn, std::int64_t user_id)
+  GameStream(Gonet2Upstream& upstream, std::uint64_t conn, const User& user)
       : QueuedCall(upstream.calls_),
         upstream_(upstream),
         conn_(conn),
         numbering_(frame_type_values(upstream.options_.numbering)) {
-    context_.AddMetadata("userid", std::to_string(user_id));
+    context_.AddMetadata("userid", std::to_string(user.user_id));
+    context_.AddMetadata("gateway-id", upstream.options_.gateway_id);
+    context_.AddMetadata("login-seq", std::to_string(user.login_seq));
   }
 
   void start(std::shared_ptr<GameStream> self) {
@@ -137,7 +139,8 @@ Gonet2Upstream::~Gonet2Upstream() {
   calls_.wait_for_calls();
 }
 
-bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) {
+bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+                          const Origin* origin) {
   if (origin != nullptr && origin->replay) return false;  // opened by the dead bridge
   if (streams_.contains(conn)) return false;
   if (stopping_) {
@@ -145,13 +148,14 @@ bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, const Origin
     end_session(conn);
     return false;
   }
-  start_stream(conn, user_id);
-  if (origin == nullptr) reopening_[conn] = user_id;  // a take-over: retried while down
+  const User user{user_id, login_seq};
+  start_stream(conn, user);
+  if (origin == nullptr) reopening_[conn] = user;  // a take-over: retried while down
   return true;
 }
 
-void Gonet2Upstream::start_stream(std::uint64_t conn, std::int64_t user_id) {
-  auto stream = std::make_shared<GameStream>(*this, conn, user_id);
+void Gonet2Upstream::start_stream(std::uint64_t conn, const User& user) {
+  auto stream = std::make_shared<GameStream>(*this, conn, user);
   streams_[conn] = stream;
   stream->start(stream);
   metrics_.add(metrics::kGameStreamsOpened);
@@ -249,7 +253,7 @@ void Gonet2Upstream::retry_due_streams(std::int64_t now_ns) {
   for (auto& [conn, retry] : retries_) {
     if (retry.due_ns == 0 || now_ns < retry.due_ns) continue;
     retry.due_ns = 0;  // until this attempt ends
-    start_stream(conn, retry.user_id);
+    start_stream(conn, retry.user);
   }
 }
 
@@ -270,6 +274,11 @@ void Gonet2Upstream::close_all() {
     reopening_.erase(it->first);
     it = retries_.erase(it);
   }
+}
+
+void Gonet2Upstream::cancel(std::uint64_t conn) {
+  const auto it = streams_.find(conn);
+  if (it != streams_.end()) it->second->cancel();
 }
 
 void Gonet2Upstream::cancel_all() {

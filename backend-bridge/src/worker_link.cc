@@ -80,6 +80,14 @@ void WorkerRings::ended(Unpublished& unpublished, std::uint64_t conn, std::int32
   deliver(unpublished, Reply{Reply::kEnded, conn, 0, grpc_code}, {}, nullptr, nullptr);
 }
 
+void WorkerRings::verdict(Unpublished& unpublished, std::uint64_t conn, bool accepted) {
+  deliver(unpublished, Reply{Reply::kVerdict, conn, 0, accepted ? 1 : 0}, {}, nullptr, nullptr);
+}
+
+void WorkerRings::replaced(Unpublished& unpublished, std::uint64_t conn) {
+  deliver(unpublished, Reply{Reply::kReplaced, conn, 0, 0}, {}, nullptr, nullptr);
+}
+
 void WorkerRings::deliver(Unpublished& unpublished, const Reply& reply,
                           std::span<const std::byte> bytes, std::string* movable,
                           ReplySource* from) {
@@ -148,6 +156,14 @@ shm::WriteStatus WorkerRings::write(WorkerLink& link, const Reply& reply,
     case Reply::kEnded:
       status = ipc::write_record(link.to_worker_, ipc::kStreamEnded,
                                  ipc::StreamEnded{reply.conn, reply.grpc_code, 0});
+      break;
+    case Reply::kVerdict:
+      status = ipc::write_record(
+          link.to_worker_, ipc::kLoginVerdict,
+          ipc::LoginVerdict{reply.conn, static_cast<std::uint32_t>(reply.grpc_code), 0});
+      break;
+    case Reply::kReplaced:
+      status = ipc::write_record(link.to_worker_, ipc::kReplaced, ipc::Replaced{reply.conn});
       break;
   }
   if (status == shm::WriteStatus::kTooLarge) {

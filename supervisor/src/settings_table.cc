@@ -295,6 +295,32 @@ void read_login(const Setting&, const po::variable_value& v, Config& c) {
   }
 }
 
+void read_duplicate_login(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& text = v.as<std::string>();
+  if (text == "replace") {
+    c.settings.duplicate_login = DuplicateLogin::kReplace;
+  } else if (text == "refuse") {
+    c.settings.duplicate_login = DuplicateLogin::kRefuse;
+  } else if (text == "allow") {
+    c.settings.duplicate_login = DuplicateLogin::kAllow;
+  } else {
+    throw ConfigError("--" + std::string(s.name) + " must be replace, refuse or allow, not '" +
+                      text + "'");
+  }
+}
+
+std::string duplicate_login_value(const Config& c) {
+  switch (c.settings.duplicate_login) {
+    case DuplicateLogin::kRefuse:
+      return "refuse";
+    case DuplicateLogin::kAllow:
+      return "allow";
+    case DuplicateLogin::kReplace:
+      break;
+  }
+  return "replace";
+}
+
 std::string login_mode_text(LoginMode m) {
   return m == LoginMode::kStaticTokens ? "tokens" : "any";
 }
@@ -536,6 +562,15 @@ const Setting kSettings[] = {
            "(lines '<token> <user id>', token = client_certificate; each new worker reads the "
            "file again)",
    .read = read_login, .plan = plan_login},
+  {.name = "duplicate-login", .section = kClients, .kind = Kind::kString,
+   .default_text = "replace", .on_reload = kLive,
+   .help = "a second login of a logged-in user, on any worker: 'replace' (the older session is "
+           "closed, reason replaced, after its queued output; its game stream ends before the "
+           "new one opens), 'refuse' (the newcomer's login fails, duplicate_login) or 'allow' "
+           "(both live, each with a game stream, as gonet2 did). Applies to logins after a "
+           "change",
+   .read = read_duplicate_login, .value = duplicate_login_value,
+   .take = take<&Settings::duplicate_login>},
   number<&Settings::txqueue_bytes>("txqueue-bytes", kClients, "1048576", kLive, 4096, 1u << 30,
          "bytes queued to a client that is not reading before it is kicked (slow_consumer)"),
   seconds<&Settings::write_timeout_ms>("write-timeout", kClients, "10", kLive, 0.1, 86400,

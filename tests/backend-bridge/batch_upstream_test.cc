@@ -78,7 +78,7 @@ TEST_F(BatchUpstreamTest, APassesEventsShareOneBatchAndRepliesComeBackPerSession
   make_upstream();
   for (std::uint64_t i = 0; i < 3; ++i) {
     const Origin o = origin(i * 64);
-    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), &o));
+    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), 0, &o));
     upstream_->send(kConn + i, 1, span_of(packet(game::demo::kPingReq, to_bytes("hi"))), o);
   }
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameBatchesSent) >= 1; }));
@@ -103,7 +103,7 @@ TEST_F(BatchUpstreamTest, APassLargerThanOneGrpcMessageIsCutByBytesAndAllArrives
   const game::Bytes big(60'000, std::byte{'m'});
   for (std::uint64_t i = 0; i < kSessions; ++i) {
     const Origin o = origin(i * 64);
-    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), &o));
+    ASSERT_TRUE(upstream_->open(kConn + i, static_cast<std::int64_t>(100 + i), 0, &o));
     upstream_->send(kConn + i, 1, big, o);
   }
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameBatchesSent) >= 2; }));
@@ -122,7 +122,7 @@ TEST_F(BatchUpstreamTest, RecordsAreKeptUntilTheGameAcknowledgesTheirEvents) {
   make_upstream();
   const Origin first = origin(0);
   const Origin second = origin(64);
-  ASSERT_TRUE(upstream_->open(kConn, 7, &first));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, &first));
   upstream_->send(kConn, 1, span_of(to_bytes("m")), second);
   ASSERT_EQ(keeper_.kept.size(), 2u);
   EXPECT_EQ(keeper_.kept[0].position, 0u);
@@ -138,7 +138,7 @@ TEST_F(BatchUpstreamTest, RecordsAreKeptUntilTheGameAcknowledgesTheirEvents) {
 TEST_F(BatchUpstreamTest, GameKickReachesOnlyItsSession) {
   make_upstream();
   for (std::int64_t i = 0; i < 2; ++i)
-    ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, nullptr));
+    ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() == 2; }));
   ASSERT_TRUE(game_.push(11, to_bytes("to 11")));
   ASSERT_TRUE(game_.kick(11));
@@ -152,7 +152,7 @@ TEST_F(BatchUpstreamTest, GameKickReachesOnlyItsSession) {
 
 TEST_F(BatchUpstreamTest, RepliesWaitingForRingRoomAreAcknowledgedOnlyOnceWritten) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until(
       [&] { return game_.live_stream_count() == 1 && counter(metrics::kGameBatchesSent) == 1; }));
   events_.hold_replies(true);
@@ -171,7 +171,7 @@ TEST_F(BatchUpstreamTest, RepliesWaitingForRingRoomAreAcknowledgedOnlyOnceWritte
 
 TEST_F(BatchUpstreamTest, ALinkThatBreaksComesBackAndReattachesItsSessions) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() == 1; }));
   game_.stop();
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
@@ -187,8 +187,8 @@ TEST_F(BatchUpstreamTest, ALinkThatBreaksComesBackAndReattachesItsSessions) {
 
 TEST_F(BatchUpstreamTest, SessionsGiveUpOnAGameServiceAwayLongerThanBackendWait) {
   make_upstream(/*backend_wait_ns=*/300'000'000);
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
-  ASSERT_TRUE(upstream_->open(kConn + 1, 8, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn + 1, 8, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() == 2; }));
   game_.stop();
   ASSERT_TRUE(flush_until([&] { return events_.events().size() == 2; }, 10s));
@@ -200,7 +200,7 @@ TEST_F(BatchUpstreamTest, SessionsGiveUpOnAGameServiceAwayLongerThanBackendWait)
 
 TEST_F(BatchUpstreamTest, CloseEndsTheSessionAtTheGameAndCloseAllTheLink) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() == 1; }));
   upstream_->close(kConn, Origin{});
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() == 0; }));
@@ -282,7 +282,7 @@ TEST_F(BatchUpstreamTest, AGameCannotMessageOrKickASessionItDoesNotServe) {
   upstream_ = std::make_unique<BatchUpstream>(
       BatchUpstream::Options{meddler.address(), 0, "test-gateway/0", 60'000'000'000}, calls_,
       events_, wakeup_, metrics_);
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameEventsForeign) >= 2; }));
   ASSERT_TRUE(events_.wait_for(1, kWait));
   const auto events = events_.events();

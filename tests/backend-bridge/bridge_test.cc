@@ -80,6 +80,9 @@ class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
         [&](const shm::Record& r) {
           Got g{r.type, 0, {}};
           std::memcpy(&g.conn, r.payload.data(), sizeof g.conn);  // every header starts so
+          if (r.type == ipc::kLoginVerdict) {
+            accepted_.push_back(ipc::parse_record<ipc::LoginVerdict>(r.payload)->header.accepted);
+          }
           if (r.type == ipc::kGameMessage) {
             const auto tail = ipc::parse_record<ipc::GameMessage>(r.payload)->tail;
             g.bytes.assign(reinterpret_cast<const char*>(tail.data()), tail.size());
@@ -100,10 +103,11 @@ class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
   shm::RingConsumer from_bridge_;
   std::unique_ptr<Bridge> bridge_;
   std::vector<Got> got_;
+  std::vector<std::uint32_t> accepted_;  // kLoginVerdict's, in order
 };
 
 TEST_P(BridgeDutyCycle, WorkerRecordsReachTheGameAndItsRepliesTheWorkerRing) {
-  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser});
+  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser, 0, 0, 0});
   const game::Bytes ping = packet(game::demo::kPingReq, to_bytes("one pass"));
   write(ipc::kStreamMessage, ipc::StreamMessage{kConn, kUser, 1}, ping);
   ASSERT_TRUE(run_until_read(1));
@@ -126,7 +130,7 @@ TEST_P(BridgeDutyCycle, WorkerRecordsReachTheGameAndItsRepliesTheWorkerRing) {
 }
 
 TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
-  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser});
+  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser, 0, 0, 0});
   ASSERT_TRUE(run_until([&] { return game_.live_stream_count() == 1; }));
   // More than the 64 KiB ring holds, while the worker does not read.
   constexpr int kReplies = 300;
@@ -161,6 +165,60 @@ TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
 
 std::string contract_name(const ::testing::TestParamInfo<std::string>& param) {
   return param.param.empty() ? "Gonet2" : "Batched";
+}
+
+// duplicate-login = replace: a second login of the user makes the bridge
+// tell the first session's worker it is replaced; the newcomer's game stream
+// opens only once the old one has ended (the game never sees two streams of
+// the user), and what the newcomer sent meanwhile reaches the game after, in
+// order.
+TEST_P(BridgeDutyCycle, ASecondLoginReplacesTheFirstAndItsStreamOpensAfterTheOldEnds) {
+  const std::uint64_t second = shm::ConnectionId(3, 1).value();
+  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser, 100, ipc::kReplaceOlder, 0});
+  ASSERT_TRUE(run_until([&] { return game_.live_stream_count() == 1; }));
+  write(ipc::kStreamOpen, ipc::StreamOpen{second, kUser, 200, ipc::kReplaceOlder, 0});
+  const game::Bytes early = packet(game::demo::kPingReq, to_bytes("before my stream"));
+  write(ipc::kStreamMessage, ipc::StreamMessage{second, kUser, 1}, early);
+  ASSERT_TRUE(run_until_read(1));
+  EXPECT_EQ(got_[0].type, ipc::kReplaced);
+  EXPECT_EQ(got_[0].conn, kConn) << "the older session is the one told";
+  for (int i = 0; i < 50; ++i) {  // the old session has not closed: no second stream
+    bridge_->do_work();
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(game_.streams().size(), 1u);
+  // The worker closes the replaced session: its stream ends, then the new one opens.
+  write(ipc::kStreamClose, ipc::StreamClose{kConn, kUser});
+  ASSERT_TRUE(run_until([&] { return game_.streams().size() == 2 && game_.frames(kUser).size() == 1; }));
+  const auto streams = game_.streams();
+  ASSERT_TRUE(streams[0].ended);
+  EXPECT_LE(streams[0].ended_at, streams[1].opened_at) << "one stream of the user at a time";
+  EXPECT_EQ(game_.frames(kUser), std::vector<game::Bytes>{early});
+  EXPECT_TRUE(run_until_read(2)) << "the echo reaches the newcomer";
+  EXPECT_EQ(got_.back().conn, second);
+}
+
+// duplicate-login = refuse: the worker waits for a verdict; a user with a
+// live session is refused, and may log in again once it has gone.
+TEST_P(BridgeDutyCycle, ALoginOfAUserLoggedInAlreadyIsRefusedUntilTheFirstHasGone) {
+  const std::uint64_t second = shm::ConnectionId(3, 1).value();
+  const std::uint64_t third = shm::ConnectionId(4, 1).value();
+  write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser, 100, ipc::kAwaitVerdict, 0});
+  ASSERT_TRUE(run_until_read(1));
+  EXPECT_EQ(got_[0].type, ipc::kLoginVerdict);
+  write(ipc::kStreamOpen, ipc::StreamOpen{second, kUser, 200, ipc::kAwaitVerdict, 0});
+  ASSERT_TRUE(run_until_read(2));
+  EXPECT_EQ(got_[1].type, ipc::kLoginVerdict);
+  EXPECT_EQ(got_[1].conn, second);
+  ASSERT_TRUE(run_until([&] { return game_.streams().size() == 1; }));
+  write(ipc::kStreamClose, ipc::StreamClose{second, kUser});  // the refused one leaves: no effect
+  write(ipc::kStreamClose, ipc::StreamClose{kConn, kUser});
+  write(ipc::kStreamOpen, ipc::StreamOpen{third, kUser, 300, ipc::kAwaitVerdict, 0});
+  ASSERT_TRUE(run_until_read(3));
+  EXPECT_EQ(accepted_, (std::vector<std::uint32_t>{1, 0, 1}));
+  ASSERT_TRUE(run_until([&] { return game_.streams().size() == 2; }));
+  const auto streams = game_.streams();
+  EXPECT_LE(streams[0].ended_at, streams[1].opened_at);
 }
 
 INSTANTIATE_TEST_SUITE_P(EachContract, BridgeDutyCycle, ::testing::Values("", "batch:"),

@@ -40,7 +40,7 @@ class Gonet2UpstreamTest : public ::testing::Test {
 
   void make_upstream(std::int64_t backend_wait_ns = 60'000'000'000) {
     upstream_ = std::make_unique<Gonet2Upstream>(
-        Gonet2Upstream::Options{game_.address(), FrameNumbering::kGonet2, backend_wait_ns}, calls_,
+        Gonet2Upstream::Options{game_.address(), FrameNumbering::kGonet2, backend_wait_ns, "test-gw"}, calls_,
         events_, wakeup_, metrics_, shard_.in_flight);
   }
 
@@ -71,8 +71,8 @@ class Gonet2UpstreamTest : public ::testing::Test {
 
 TEST_F(Gonet2UpstreamTest, OpensAStreamPerSessionWithItsUseridAndCarriesFramesBothWays) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 42, &origin_));
-  EXPECT_FALSE(upstream_->open(kConn, 42, &origin_)) << "one stream per session";
+  ASSERT_TRUE(upstream_->open(kConn, 42, 0, &origin_));
+  EXPECT_FALSE(upstream_->open(kConn, 42, 0, &origin_)) << "one stream per session";
   ASSERT_TRUE(game_.wait_for_streams(1, kWait));
   EXPECT_EQ(game_.streams()[0].user_id, 42);
   EXPECT_EQ(upstream_->calls_open(), 1u);
@@ -98,7 +98,7 @@ TEST_F(Gonet2UpstreamTest, OpensAStreamPerSessionWithItsUseridAndCarriesFramesBo
 
 TEST_F(Gonet2UpstreamTest, KickAndEndComeAfterTheStreamsLastMessage) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, &origin_));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
   ASSERT_TRUE(game_.wait_for_streams(1, kWait));
   ASSERT_TRUE(game_.push(7, to_bytes("one")));
   ASSERT_TRUE(game_.push(7, to_bytes("two")));
@@ -116,7 +116,7 @@ TEST_F(Gonet2UpstreamTest, KickAndEndComeAfterTheStreamsLastMessage) {
 
 TEST_F(Gonet2UpstreamTest, AFailedStreamEndsItsSessionAndFurtherFramesSayItAgain) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, &origin_));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
   ASSERT_TRUE(game_.wait_for_streams(1, kWait));
   ASSERT_TRUE(game_.fail_stream(7));
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
@@ -134,7 +134,7 @@ TEST_F(Gonet2UpstreamTest, AFailedStreamEndsItsSessionAndFurtherFramesSayItAgain
 
 TEST_F(Gonet2UpstreamTest, CloseHalfClosesAndReportsNoEnd) {
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, &origin_));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
   upstream_->send(kConn, 1, span_of(to_bytes("bye")), origin_);
   upstream_->close(kConn, origin_);
   const auto end = game_.wait_for_stream_end(7, kWait);
@@ -149,7 +149,7 @@ TEST_F(Gonet2UpstreamTest, CloseHalfClosesAndReportsNoEnd) {
 TEST_F(Gonet2UpstreamTest, ReplayedRecordsAreNotSentAgain) {
   make_upstream();
   const Origin replay{nullptr, 0, true};
-  EXPECT_FALSE(upstream_->open(kConn, 7, &replay));
+  EXPECT_FALSE(upstream_->open(kConn, 7, 0, &replay));
   upstream_->send(kConn, 1, span_of(to_bytes("x")), replay);
   EXPECT_EQ(upstream_->calls_open(), 0u);
   EXPECT_TRUE(events_.events().empty());
@@ -159,7 +159,7 @@ TEST_F(Gonet2UpstreamTest, ReplayedRecordsAreNotSentAgain) {
 TEST_F(Gonet2UpstreamTest, RepliesWaitingForRingRoomCountAsInFlight) {
   make_upstream();
   events_.hold_replies(true);
-  ASSERT_TRUE(upstream_->open(kConn, 7, &origin_));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
   ASSERT_TRUE(game_.wait_for_streams(1, kWait));
   ASSERT_TRUE(game_.push(7, to_bytes("a")));
   ASSERT_TRUE(game_.push(7, to_bytes("b")));
@@ -173,7 +173,7 @@ TEST_F(Gonet2UpstreamTest, RepliesWaitingForRingRoomCountAsInFlight) {
 TEST_F(Gonet2UpstreamTest, ANewSessionWhileTheGameIsDownEnds) {
   game_.stop();
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, &origin_));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
   ASSERT_TRUE(flush_until([&] { return !events_.events().empty(); }));
   EXPECT_EQ(events_.events()[0].kind, Recorded::kEnded);
   EXPECT_EQ(events_.events()[0].grpc_code, grpc::StatusCode::UNAVAILABLE);
@@ -182,7 +182,7 @@ TEST_F(Gonet2UpstreamTest, ANewSessionWhileTheGameIsDownEnds) {
 TEST_F(Gonet2UpstreamTest, ATakenOverSessionWaitsForItsGameServiceToComeBack) {
   game_.stop();
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr)) << "take-over: no record behind it";
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr)) << "take-over: no record behind it";
   // The first attempt fails and is retried with backoff, not ended.
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameStreamsOpened) >= 3; }));
   upstream_->send(kConn, 1, span_of(to_bytes("meanwhile")), origin_);
@@ -196,7 +196,7 @@ TEST_F(Gonet2UpstreamTest, ATakenOverSessionWaitsForItsGameServiceToComeBack) {
 TEST_F(Gonet2UpstreamTest, ATakenOverSessionGivesUpAfterBackendWait) {
   game_.stop();
   make_upstream(/*backend_wait_ns=*/300'000'000);
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return !events_.events().empty(); }, 10s));
   EXPECT_EQ(events_.events()[0].kind, Recorded::kEnded);
   EXPECT_EQ(events_.events()[0].grpc_code, grpc::StatusCode::UNAVAILABLE);
@@ -205,7 +205,7 @@ TEST_F(Gonet2UpstreamTest, ATakenOverSessionGivesUpAfterBackendWait) {
 TEST_F(Gonet2UpstreamTest, TheDrainStopsRetriesAndOpensNothing) {
   game_.stop();
   make_upstream();
-  ASSERT_TRUE(upstream_->open(kConn, 7, nullptr));
+  ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameStreamsOpened) >= 2; }));
   upstream_->close_all();
   ASSERT_TRUE(flush_until([&] {
@@ -214,7 +214,7 @@ TEST_F(Gonet2UpstreamTest, TheDrainStopsRetriesAndOpensNothing) {
   EXPECT_EQ(events_.events()[0].kind, Recorded::kEnded);
   EXPECT_EQ(events_.events()[0].grpc_code, grpc::StatusCode::UNAVAILABLE);
 
-  EXPECT_FALSE(upstream_->open(kConn + 1, 8, &origin_)) << "no stream opens during the drain";
+  EXPECT_FALSE(upstream_->open(kConn + 1, 8, 0, &origin_)) << "no stream opens during the drain";
   ASSERT_TRUE(flush_until([&] { return events_.events().size() == 2; }));
   EXPECT_EQ(events_.events()[1].conn, kConn + 1);
   // Past the longest backoff nothing was re-opened and nothing stays open.
@@ -227,7 +227,7 @@ TEST_F(Gonet2UpstreamTest, TheDrainStopsRetriesAndOpensNothing) {
 TEST_F(Gonet2UpstreamTest, CloseAllHalfClosesEveryStream) {
   make_upstream();
   for (std::int64_t i = 0; i < 3; ++i)
-    ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, &origin_));
+    ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, 0, &origin_));
   ASSERT_TRUE(game_.wait_for_streams(3, kWait));
   upstream_->close_all();
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));

@@ -339,6 +339,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"prelogin-bytes", "4096"},
       {"connect-rate", "10"},
       {"connect-rate-per-ip", "5"},
+      {"duplicate-login", "refuse"},
       {"address-limits-exempt", "10.0.0.0/8, 2001:db8::/32"},
   };
   const auto running = parse({});

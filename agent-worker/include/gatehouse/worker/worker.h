@@ -64,6 +64,7 @@ class Worker {
   metrics::Timed dispatch_frame(shm::ConnectionId id, Session& s,
                                 std::span<const std::byte> payload);
   void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  void complete_login(shm::ConnectionId id, Session& s);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   /// The session's listener lets its clients speak `mode`.
@@ -136,6 +137,7 @@ class Worker {
   std::uint32_t fault_per_mille_ = 0;
   bool batch_had_work_ = false;
   std::int64_t batch_unix_ms_ = 0;  // wall clock at the start of the batch
+  std::uint64_t last_login_seq_ = 0;
 };
 
 }  // namespace gatehouse::worker

@@ -50,11 +50,16 @@ class BatchUpstream final : public Upstream {
   /// Cancels its link and waits for the calls to end.
   ~BatchUpstream() override;
 
-  bool open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) override;
+  bool open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+            const Origin* origin) override;
   void send(std::uint64_t conn, std::uint64_t seq, std::span<const std::byte> message,
             const Origin& origin) override;
   void close(std::uint64_t conn, const Origin& origin) override;
   std::size_t flush(std::int64_t now_ns) override;
+  /// A CLOSE goes on the link in order, before any later OPEN: the game has
+  /// the session's end before anything that follows it.
+  bool has_call(std::uint64_t conn) const override { return sessions_.contains(conn); }
+  void cancel(std::uint64_t) override {}
   void close_all() override;
   void cancel_all() override;
   std::size_t calls_open() const override { return link_ ? 1 : 0; }
@@ -95,7 +100,11 @@ class BatchUpstream final : public Upstream {
   std::int64_t down_since_ns_ = 0;  // since the link broke, until a new one holds
   std::int64_t link_started_ns_ = 0;
   bool stopping_ = false;
-  std::unordered_map<std::uint64_t, std::int64_t> sessions_;  // conn -> user
+  struct Attached {
+    std::int64_t user_id;
+    std::uint64_t login_seq;
+  };
+  std::unordered_map<std::uint64_t, Attached> sessions_;  // by conn
   std::atomic<std::uint64_t> batches_received_{0};            // by the gRPC thread
 
   /// The sessions this link serves, for the gRPC thread: a game may message

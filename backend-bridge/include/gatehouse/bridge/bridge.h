@@ -31,6 +31,7 @@
 
 #include "gatehouse/bridge/call_on_queue.h"
 #include "gatehouse/bridge/upstream.h"
+#include "gatehouse/bridge/user_sessions.h"
 #include "gatehouse/bridge/worker_link.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/metrics.h"
@@ -81,6 +82,7 @@ class Bridge {
   WorkerRings rings_;
   CallQueue calls_;                                   // after rings_: its thread writes there
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // one per --backend, in order
+  UserSessions users_;  // every session's open/send/close goes through it
   std::uint64_t pass_ = 0;  // duty-cycle passes, for coalescing kept records
   bool stopping_ = false;
   std::int64_t stop_deadline_ns_ = 0;

@@ -1,6 +1,7 @@
 // The gonet2 contract (proto/game.proto): one gRPC bidi Stream per
-// logged-in session, metadata `userid`; existing game services work
-// unchanged.
+// logged-in session, metadata `userid` (what gonet2 sent: existing game
+// services work unchanged), `gateway-id` and `login-seq` (for a game service
+// behind several gateways that sees one user on two: docs/game-services.md).
 //
 // Per session: open() starts the stream; each send() becomes one
 // Frame{Message}; close() half-closes it (WritesDone) so the game sees end of
@@ -38,6 +39,7 @@ class Gonet2Upstream final : public Upstream {
     std::string address;  ///< HOST:PORT
     FrameNumbering numbering = FrameNumbering::kGonet2;
     std::int64_t backend_wait_ns = 60'000'000'000;
+    std::string gateway_id;  ///< metadata gateway-id
   };
   /// `in_flight`: frames in this process's hands (shared memory; a dead
   /// bridge's successor counts what it left there as lost). Everything given
@@ -47,11 +49,14 @@ class Gonet2Upstream final : public Upstream {
   /// Cancels its calls and waits for them to end.
   ~Gonet2Upstream() override;
 
-  bool open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) override;
+  bool open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+            const Origin* origin) override;
   void send(std::uint64_t conn, std::uint64_t seq, std::span<const std::byte> message,
             const Origin& origin) override;
   void close(std::uint64_t conn, const Origin& origin) override;
   std::size_t flush(std::int64_t now_ns) override;
+  bool has_call(std::uint64_t conn) const override { return streams_.contains(conn); }
+  void cancel(std::uint64_t conn) override;
   void close_all() override;
   void cancel_all() override;
   std::size_t calls_open() const override { return streams_.size(); }
@@ -69,7 +74,12 @@ class Gonet2Upstream final : public Upstream {
   };
   void on_ended(const Ended& ended);  // any thread
   std::size_t take_ended(std::int64_t now_ns);
-  void start_stream(std::uint64_t conn, std::int64_t user_id);
+  /// Who a session is, for its stream's metadata.
+  struct User {
+    std::int64_t user_id;
+    std::uint64_t login_seq;
+  };
+  void start_stream(std::uint64_t conn, const User& user);
   void retry_due_streams(std::int64_t now_ns);
   /// Tells the session's worker its game service is unavailable (main thread).
   void end_session(std::uint64_t conn);
@@ -85,9 +95,9 @@ class Gonet2Upstream final : public Upstream {
   proto::GameService::Stub stub_;
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;
   // Streams re-opened after a bridge restart, until one carries a message.
-  std::unordered_map<std::uint64_t, std::int64_t> reopening_;  // conn -> user
+  std::unordered_map<std::uint64_t, User> reopening_;
   struct Retry {
-    std::int64_t user_id;
+    User user;
     std::int64_t due_ns;
     std::int64_t give_up_ns;
     std::uint32_t backoff_ms;

@@ -141,7 +141,10 @@ class Upstream {
   /// its record), or a take-over after a bridge restart (`origin` null: the
   /// session was logged in already). False when nothing was opened (it has
   /// its stream already, or a replayed record needs none).
-  virtual bool open(std::uint64_t conn, std::int64_t user_id, const Origin* origin) = 0;
+  /// `login_seq`: Session::login_seq, for the game service (a later login
+  /// of the same user has a larger one).
+  virtual bool open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+                    const Origin* origin) = 0;
   /// One client message (kStreamMessage; `seq` the client's packet seq).
   virtual void send(std::uint64_t conn, std::uint64_t seq, std::span<const std::byte> message,
                     const Origin& origin) = 0;
@@ -151,6 +154,12 @@ class Upstream {
   /// UpstreamEvents), starts the writes queued since the last pass, retries
   /// and re-links what is due. Returns how much it did.
   virtual std::size_t flush(std::int64_t now_ns) = 0;
+
+  /// Whether the session has a game stream up, or one still ending (after
+  /// close(), until the game has seen its end).
+  virtual bool has_call(std::uint64_t conn) const = 0;
+  /// Cancels the session's stream (it did not end in time after close()).
+  virtual void cancel(std::uint64_t conn) = 0;
 
   /// The drain: half-closes every call; nothing is re-opened after this.
   virtual void close_all() = 0;

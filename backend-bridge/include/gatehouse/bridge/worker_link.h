@@ -29,10 +29,10 @@ namespace gatehouse::bridge {
 
 /// A game event on its way to a session's worker.
 struct Reply {
-  enum Kind : std::uint8_t { kMessage, kKick, kEnded } kind;
+  enum Kind : std::uint8_t { kMessage, kKick, kEnded, kVerdict, kReplaced } kind;
   std::uint64_t conn;
   std::uint64_t seq = 0;       ///< kMessage: a batched game's Event.seq
-  std::int32_t grpc_code = 0;  ///< kEnded
+  std::int32_t grpc_code = 0;  ///< kEnded; kVerdict: 1 accepted, 0 refused
 };
 
 /// Both rings between the bridge and one worker.
@@ -121,6 +121,10 @@ class WorkerRings final : public UpstreamEvents {
   void kick(Unpublished& unpublished, std::uint64_t conn, ReplySource& from) override;
   void ended(Unpublished& unpublished, std::uint64_t conn, std::int32_t grpc_code) override;
   void publish(const Unpublished& unpublished) override;
+  /// The bridge's own news for a session's worker (main thread): the verdict
+  /// on a login that waits for one, a session replaced by a newer login.
+  void verdict(Unpublished& unpublished, std::uint64_t conn, bool accepted);
+  void replaced(Unpublished& unpublished, std::uint64_t conn);
 
   /// Main thread, once per pass: writes what waits for room, in order, and
   /// publishes every ring. Returns the events written.

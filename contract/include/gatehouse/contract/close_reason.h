@@ -30,6 +30,8 @@ enum class CloseReason : std::uint8_t {
   kBpmExceeded,         ///< more payload bytes than the per-minute limit allows
   kLoginTimeout,        ///< no login within the login deadline after accept
   kPreloginExceeded,    ///< more frames or bytes before login than the budget
+  kReplaced,            ///< the same user logged in again (duplicate-login = replace)
+  kDuplicateLogin,      ///< the user is logged in already (duplicate-login = refuse)
   kCount
 };
 

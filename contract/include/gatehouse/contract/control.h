@@ -52,6 +52,13 @@ struct AddressRange {
 
 enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
 
+/// What a second login of a logged-in user does (Settings::duplicate_login).
+enum class DuplicateLogin : std::uint32_t {
+  kReplace = 0,  ///< the older session is closed (replaced) once its output is out
+  kRefuse = 1,   ///< the newcomer's login fails (duplicate_login)
+  kAllow = 2,    ///< both live, each with its game stream (gonet2's behaviour)
+};
+
 /// Bits of Settings::listener_crypto: what the clients of a listener may
 /// speak (shared/protocol.md section 3, docs/protocol-modern.md). A client
 /// that uses something else is kicked with crypto_refused.
@@ -111,6 +118,8 @@ struct Settings {
   /// connect-rate-per-ip) do not apply to: a local proxy, a load generator.
   std::uint32_t address_limits_exempt_count;
   AddressRange address_limits_exempt[kMaxExemptNetworks];
+  DuplicateLogin duplicate_login;
+  std::uint32_t reserved_duplicate;
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

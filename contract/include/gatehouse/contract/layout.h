@@ -38,7 +38,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 9;
+inline constexpr std::uint32_t kLayoutVersion = 10;
 
 namespace layout {
 
@@ -127,6 +127,11 @@ inline constexpr std::uint64_t kFingerprint = fold({
     shape<ipc::GameMessage>(),
     shape<ipc::GameKick>(),
     shape<ipc::StreamEnded>(),
+    shape<ipc::LoginVerdict>(),
+    shape<ipc::Replaced>(),
+    ipc::kReplaced,
+    static_cast<std::uint64_t>(DuplicateLogin::kAllow),
+    Session::kLoginPending,
     // sessions and journals, with the crypto states inside them
     shape<Session>(),
     shape<legacy::Rc4State>(),
@@ -139,7 +144,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 4948081784586694441ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 16419420453970108897ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -155,10 +160,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 
 // The structs whose size a reader is most likely to change, pinned one by one
 // so that the error names them (the fingerprint covers these and the rest).
-static_assert(sizeof(Session) == 2168 && alignof(Session) == 8);
-static_assert(sizeof(Journal) == 2228280 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 1744 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 4560 && alignof(ControlBlock) == 8);
+static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
+static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
+static_assert(sizeof(Settings) == 1752 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 4576 && alignof(ControlBlock) == 8);
 static_assert(sizeof(metrics::Shard) == 1152 && alignof(metrics::Shard) == 128);
 static_assert(sizeof(MetricsBlock) == 77184 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);

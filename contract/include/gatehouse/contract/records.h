@@ -17,7 +17,10 @@
 //     kStreamOpen    StreamOpen     kGameMessage GameMessage + | proto | body |
 //     kStreamMessage StreamMessage  kGameKick    GameKick
 //                    + | proto | body |         kStreamEnded StreamEnded
-//     kStreamClose   StreamClose
+//     kStreamClose   StreamClose    kLoginVerdict LoginVerdict (a StreamOpen
+//                                     that asked for one: duplicate-login)
+//                                   kReplaced    Replaced (the user logged
+//                                     in again elsewhere)
 //
 // Connection lifecycle (who may release the session slot, and when):
 //   - the frontend allocates the slot at accept and sends kConnOpened;
@@ -50,6 +53,8 @@ enum RecordType : std::uint32_t {
   kGameMessage = 30,
   kGameKick = 31,
   kStreamEnded = 32,
+  kLoginVerdict = 33,
+  kReplaced = 34,
 };
 
 struct ConnOpened {
@@ -92,9 +97,16 @@ struct LoggedIn {
   std::uint64_t conn;
 };
 
+/// StreamOpen::flags
+inline constexpr std::uint32_t kAwaitVerdict = 1;  ///< refuse: the worker waits for kLoginVerdict
+inline constexpr std::uint32_t kReplaceOlder = 2;  ///< replace: an older session of the user goes
+
 struct StreamOpen {
   std::uint64_t conn;
   std::int64_t user_id;
+  std::uint64_t login_seq;  ///< Session::login_seq
+  std::uint32_t flags;
+  std::uint32_t reserved;
 };
 
 // The stream records carry the session's user id, which picks its game
@@ -126,6 +138,18 @@ struct StreamEnded {
   std::uint64_t conn;
   std::int32_t grpc_code;  ///< 0: the game ended the stream cleanly
   std::uint32_t reserved;
+};
+
+/// The bridge's answer to a StreamOpen with kAwaitVerdict.
+struct LoginVerdict {
+  std::uint64_t conn;
+  std::uint32_t accepted;  ///< 0: the user is logged in already
+  std::uint32_t reserved;
+};
+
+/// The session's user logged in again: the worker closes it (replaced).
+struct Replaced {
+  std::uint64_t conn;
 };
 
 /// Writes `header` followed by `tail` as one record (unpublished).

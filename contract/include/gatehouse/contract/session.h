@@ -15,7 +15,15 @@
 namespace gatehouse {
 
 struct Session {
-  enum State : std::uint32_t { kUnused = 0, kOpen = 1, kLoggedIn = 2, kClosed = 3 };
+  /// kLoginPending: authenticated, waiting for the bridge's verdict on a
+  /// user logged in already (duplicate-login = refuse); not logged in yet.
+  enum State : std::uint32_t {
+    kUnused = 0,
+    kOpen = 1,
+    kLoggedIn = 2,
+    kClosed = 3,
+    kLoginPending = 4
+  };
   /// Set when the key exchange's ack has gone out (in clear).
   enum Crypto : std::uint32_t { kClear = 0, kLegacy = 1, kModern = 2 };
 
@@ -37,6 +45,10 @@ struct Session {
   std::uint64_t frames_out;
   std::uint64_t journal_batch;  ///< last worker batch that saved an undo image of it
   std::uint64_t game_seq_in;    ///< last game message delivered (batched links' Event.seq)
+  /// The login's place among this gateway's logins (unix microseconds at
+  /// login, times 64, plus the worker's index: unique, and later logins
+  /// larger); game services get it with the stream (login-seq).
+  std::uint64_t login_seq;
   union {
     struct {
       legacy::Rc4State decrypt;  ///< client -> gateway stream (key1)
