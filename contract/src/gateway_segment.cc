@@ -104,9 +104,19 @@ std::uint64_t* words_of(const Settings& s) noexcept {
   return reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&s));
 }
 
+/// Reads that overlap a publish before a reader gives up: the supervisor
+/// publishes on a reload, so this many in a row means a writer that never
+/// stops (corrupt, or hostile), not bad luck.
+constexpr std::uint32_t kMaxTornReads = 1u << 20;
+
 /// One whole copy of the current settings (unchecked).
-Settings read_settings(const ControlBlock& control) noexcept {
-  for (;;) {
+Settings read_settings(const ControlBlock& control) {
+  for (std::uint32_t tries = 0;; ++tries) {
+    if (tries == kMaxTornReads) {
+      shm::violation(
+          "control: settings_generation = " + std::to_string(control.settings_generation.load()) +
+          " (changed during " + std::to_string(kMaxTornReads) + " reads in a row)");
+    }
     const std::uint64_t seen =
         control.settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
     Settings copy;
@@ -116,7 +126,9 @@ Settings read_settings(const ControlBlock& control) noexcept {
       to[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(from[i]))
                   .load(std::memory_order_acquire);
     }
-    if (control.settings_generation.load(std::memory_order_relaxed) <= seen + 2) return copy;
+    // A difference, not seen + 2: a generation near 2^64 (a corrupt one)
+    // would make the sum wrap and this loop never end.
+    if (control.settings_generation.load(std::memory_order_relaxed) - seen <= 2) return copy;
   }
 }
 
@@ -149,7 +161,7 @@ void GatewaySegment::publish_settings(const Settings& settings) noexcept {
 void GatewaySegment::check_worker(std::uint32_t worker) const {
   if (worker >= workers_) {
     throw shm::SegmentError("worker " + std::to_string(worker) + " of a segment of " +
-                             std::to_string(workers_) + " workers");
+                            std::to_string(workers_) + " workers");
   }
 }
 

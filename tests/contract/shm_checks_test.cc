@@ -66,18 +66,19 @@ std::string refusal(const ipc::RecordReader<Kind>& reader, const shm::Record& re
 TEST(RecordReader, TakesEveryRecordAWriterOfItsRingWrites) {
   const Settings s = two_workers();
   const ipc::RecordReader<RingKind::kFrontendToWorker> fe_w(1, s);
-  EXPECT_EQ(refusal(fe_w, Bytes(ipc::kConnOpened, ipc::ConnOpened{conn(8), {}, 1, 0, 0, 1000})
-                              .record()),
-            "");
+  EXPECT_EQ(
+      refusal(fe_w, Bytes(ipc::kConnOpened, ipc::ConnOpened{conn(8), {}, 1, 0, 0, 1000}).record()),
+      "");
   EXPECT_EQ(refusal(fe_w, Bytes(ipc::kClientFrame, ipc::ClientFrame{conn(15), 1, 0},
                                 std::vector<std::byte>(9))
                               .record()),
             "");
   EXPECT_EQ(refusal(fe_w, Bytes(ipc::kConnClosed, ipc::ConnClosed{conn(9), 19, 0}).record()), "");
   const ipc::RecordReader<RingKind::kWorkerToFrontend> w_fe(0, s);
-  EXPECT_EQ(refusal(w_fe, Bytes(ipc::kSend, ipc::SendHeader{conn(0)}, std::vector<std::byte>(4))
-                              .record()),
-            "");
+  EXPECT_EQ(
+      refusal(w_fe,
+              Bytes(ipc::kSend, ipc::SendHeader{conn(0)}, std::vector<std::byte>(4)).record()),
+      "");
   EXPECT_EQ(refusal(w_fe, Bytes(ipc::kClose, ipc::CloseCommand{conn(7), 0, 0}).record()), "");
   EXPECT_EQ(refusal(w_fe, Bytes(ipc::kLoggedIn, ipc::LoggedIn{conn(3)}).record()), "");
   const ipc::RecordReader<RingKind::kWorkerToBridge> w_br(0, s);
@@ -101,12 +102,12 @@ TEST(RecordReader, RefusesWhatNoWriterWritesNamingRingFieldAndValue) {
               HasSubstr("conn's slot = 2 (a slot of another worker)"));
   EXPECT_THAT(refusal(fe_w, Bytes(ipc::kConnClosed, ipc::ConnClosed{conn(16), 0, 0}).record()),
               HasSubstr("conn's slot = 16 (beyond the session table)"));
-  EXPECT_THAT(refusal(fe_w, Bytes(ipc::kConnOpened, ipc::ConnOpened{conn(8), {}, 1, 1, 0, 1000})
-                                .record()),
-              HasSubstr("listener = 1"));
-  EXPECT_THAT(refusal(fe_w, Bytes(ipc::kConnOpened, ipc::ConnOpened{conn(8), {}, 1, 0, 0, -1})
-                                .record()),
-              HasSubstr("accepted_unix_ms"));
+  EXPECT_THAT(
+      refusal(fe_w, Bytes(ipc::kConnOpened, ipc::ConnOpened{conn(8), {}, 1, 1, 0, 1000}).record()),
+      HasSubstr("listener = 1"));
+  EXPECT_THAT(
+      refusal(fe_w, Bytes(ipc::kConnOpened, ipc::ConnOpened{conn(8), {}, 1, 0, 0, -1}).record()),
+      HasSubstr("accepted_unix_ms"));
   EXPECT_THAT(refusal(fe_w, Bytes(ipc::kConnClosed, ipc::ConnClosed{conn(9), 0, 0},
                                   std::vector<std::byte>(1))
                                 .record()),
@@ -186,8 +187,7 @@ TEST(ShmChecks, ASessionsFieldsMustBeOnesAWorkerWrites) {
               HasSubstr("crypto = 3"));
   EXPECT_THAT(refused([](Session& s) { s.listener = 1; }), HasSubstr("listener = 1"));
   EXPECT_THAT(refused([](Session& s) { s.opened_unix_ms = -1; }), HasSubstr("opened_unix_ms"));
-  EXPECT_THAT(refused([](Session& s) { s.frames_tat_ns = INT64_MAX; }),
-              HasSubstr("frames_tat_ns"));
+  EXPECT_THAT(refused([](Session& s) { s.frames_tat_ns = INT64_MAX; }), HasSubstr("frames_tat_ns"));
   EXPECT_THAT(refused([](Session& s) { s.bytes_tat_ns = kMaxUnixNs + 1; }),
               HasSubstr("bytes_tat_ns"));
   EXPECT_THAT(refused([](Session& s) {
@@ -224,12 +224,19 @@ TEST(ShmChecks, TheSegmentsAccessorsCheckWhatTheyHandOut) {
 
   Journal& journal = segment.journal(1);
   journal.count.store(kJournalEntries + 1);
-  EXPECT_EQ(refusal_of([&] { (void)reader.journal(1); }),
-            "journal/1: count = 1025 (at most 1024)");
+  EXPECT_EQ(refusal_of([&] { (void)reader.journal(1); }), "journal/1: count = 1025 (at most 1024)");
   journal.count.store(0);
   journal.state.store(7);
   EXPECT_THAT(refusal_of([&] { (void)reader.journal(1); }), HasSubstr("journal/1: state = 7"));
   journal.state.store(Journal::kIdle);
+
+  // A generation about to wrap: the reader's "was it rewritten meanwhile?"
+  // test must not wrap with it (it used to loop for ever; found by the
+  // shm_segment fuzz target).
+  segment.publish_settings(two_workers());  // both copies whole
+  segment.control().settings_generation.store(~std::uint64_t{0});
+  EXPECT_EQ(refusal_of([&] { EXPECT_EQ(reader.settings().workers, 2u); }), "");
+  segment.control().settings_generation.store(2);
 
   // A reload never changes the segment's shape: a copy that does is corrupt.
   Settings grown = two_workers();
