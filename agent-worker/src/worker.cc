@@ -208,8 +208,7 @@ void Worker::on(const ipc::Parsed<ipc::ConnClosed>& r) {
     // Closed already (our kick crossed it) or never opened (a frontend
     // died before publishing the open): every kConnClosed gets its
     // kClose, the frontend ignores one for a slot it already released.
-    ipc::write_record(to_frontend_, ipc::kClose,
-                      ipc::CloseCommand{id.value(), r.header.reason, 0});
+    ipc::write_record(to_frontend_, ipc::kClose, ipc::CloseCommand{id.value(), r.header.reason, 0});
   }
 }
 
@@ -498,8 +497,7 @@ void Worker::on(const ipc::Parsed<ipc::GameMessage>& r) {
   }
   if (is_replayed(r.header.seq, s->game_seq_in)) {
     metrics_.add(metrics::kGameDuplicatesDropped);
-    spdlog::debug("conn {:#x}: game message {:#x} was delivered already", id.value(),
-                  r.header.seq);
+    spdlog::debug("conn {:#x}: game message {:#x} was delivered already", id.value(), r.header.seq);
     return;
   }
   if (r.header.seq != 0) s->game_seq_in = r.header.seq;

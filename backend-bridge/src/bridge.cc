@@ -42,9 +42,9 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   }
   const std::int64_t backend_wait_ns = std::int64_t{settings_.backend_wait_ms} * 1'000'000;
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
-    workers_.push_back(
-        std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]),
-                                     BatchUpstream::ack_timeout_ns(backend_wait_ns), settings_));
+    workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]),
+                                                    BatchUpstream::ack_timeout_ns(backend_wait_ns),
+                                                    settings_));
   }
   char host[256] = "?";
   ::gethostname(host, sizeof host - 1);

@@ -30,8 +30,8 @@ RecordChecks::RecordChecks(RingKind kind, std::uint32_t worker, const Settings& 
 void RecordChecks::refuse(const shm::Record& record, const char* field, std::uint64_t value,
                           const char* rule) const {
   shm::violation(ring_ + ": record at position " + std::to_string(record.position) + " type " +
-                 std::to_string(record.type) + ": " + field + " = " + std::to_string(value) +
-                 " (" + rule + ")");
+                 std::to_string(record.type) + ": " + field + " = " + std::to_string(value) + " (" +
+                 rule + ")");
 }
 
 void RecordChecks::unexpected(const shm::Record& record) const {
