@@ -79,8 +79,10 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
   segment_.control().workers[index].pid.store(::getpid());
   // This worker's range of the session table (worker_of_slot).
   const std::uint32_t per = shm::SlotTable::partition_slots(sessions_.slots(), settings_.workers);
-  drain_cursor_ = std::min(sessions_.slots(), index_ * per);
+  first_slot_ = std::min(sessions_.slots(), index_ * per);
+  drain_cursor_ = first_slot_;
   drain_end_ = std::min(sessions_.slots(), drain_cursor_ + per);
+  cipher_checked_.assign(drain_end_ - first_slot_, 0);
 }
 
 Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
@@ -115,7 +117,14 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
 Session* Worker::touch(shm::ConnectionId id) {
   Session* s = sessions_.find(id);
   if (s == nullptr) return s;
-  check_session(*s, id.value(), settings_);  // the one way to a session's fields
+  // The one way to a session's fields: checked each time; its cipher once
+  // per tenant (this worker writes it from then on).
+  check_session(*s, id.value(), settings_);
+  std::uint32_t& checked = cipher_checked_[id.slot() - first_slot_];
+  if (checked != id.generation()) {
+    check_session_cipher(*s, id.value());
+    checked = id.generation();
+  }
   if (s->journal_batch == journal_.batch) return s;
   const std::uint32_t k = journal_.count.load(std::memory_order_relaxed);
   if (k >= kJournalEntries) {

@@ -90,6 +90,10 @@ void check_session(const Session& s, std::uint64_t conn, const Settings& setting
   if (s.bytes_tat_ns > kMaxUnixNs) {
     refuse(at(), "bytes_tat_ns", static_cast<std::uint64_t>(s.bytes_tat_ns), "at most 2^62");
   }
+}
+
+void check_session_cipher(const Session& s, std::uint64_t conn) {
+  const auto at = [conn] { return "sessions: conn " + conn_text(conn); };
   if (s.crypto == Session::kModern) {
     for (const modern::AeadStream* stream : {&s.cipher.modern.open, &s.cipher.modern.seal}) {
       if (stream->aead != modern::Aead::kChaCha20Poly1305 &&
@@ -98,7 +102,9 @@ void check_session(const Session& s, std::uint64_t conn, const Settings& setting
       }
     }
   } else if (s.crypto == Session::kLegacy) {
-    // OpenSSL's RC4 indexes its table with x, y and the table's own words.
+    // OpenSSL's RC4 indexes its table with x, y and the table's own words
+    // (its x86-64 assembly adds them as bytes but indexes with the whole
+    // register).
     for (const legacy::Rc4State* rc4 : {&s.cipher.legacy.decrypt, &s.cipher.legacy.encrypt}) {
       std::uint32_t high = rc4->x | rc4->y;
       for (const std::uint32_t word : rc4->data) high |= word;

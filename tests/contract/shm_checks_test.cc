@@ -178,7 +178,10 @@ TEST(ShmChecks, ASessionsFieldsMustBeOnesAWorkerWrites) {
     Session s{};
     s.state = Session::kLoggedIn;
     corrupt(s);
-    return refusal_of([&] { check_session(s, conn(3), settings); });
+    return refusal_of([&] {
+      check_session(s, conn(3), settings);
+      check_session_cipher(s, conn(3));
+    });
   };
   EXPECT_EQ(refused([](Session&) {}), "");
   EXPECT_EQ(refused([](Session& s) { s.state = static_cast<Session::State>(4); }),

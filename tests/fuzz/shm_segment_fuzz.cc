@@ -92,7 +92,10 @@ void attach_and_read() {
     }
   }
   const shm::ConnectionId id = sessions.live_id(0);
-  if (const Session* s = sessions.find(id)) check_session(*s, id.value(), settings);
+  if (const Session* s = sessions.find(id)) {
+    check_session(*s, id.value(), settings);
+    check_session_cipher(*s, id.value());
+  }
 }
 
 }  // namespace

@@ -139,8 +139,12 @@ class Worker {
   LogLimit client_too_large_log_{spdlog::level::warn, "client message over what receivers take"};
   LogLimit game_too_large_log_{spdlog::level::warn, "game message over a receiver's frame"};
   volatile std::sig_atomic_t stop_requested_ = 0;
-  bool drained_ = false;   // every session closed for the drain
-  bool draining_ = false;  // the drain has begun
+  bool drained_ = false;          // every session closed for the drain
+  bool draining_ = false;         // the drain has begun
+  std::uint32_t first_slot_ = 0;  // of this worker's range of the session table
+  // Per slot of the range: the generation whose cipher states this worker
+  // has checked (0: none; a generation is never 0).
+  std::vector<std::uint32_t> cipher_checked_;
   std::uint32_t drain_cursor_ = 0;
   std::uint32_t drain_end_ = 0;
   std::uint32_t fault_per_mille_ = 0;

@@ -35,9 +35,16 @@ void check_settings(const Settings& settings, const char* where);
 void check_journal(const Journal& journal, std::uint32_t worker);
 
 /// A session slot's fields as a worker uses them: known state and crypto, a
-/// listener of the settings, times that cannot overflow, cipher states whose
-/// indexes stay inside their tables.
+/// listener of the settings, times that cannot overflow. A few compares: for
+/// every time a worker takes the session.
 void check_session(const Session& session, std::uint64_t conn, const Settings& settings);
+
+/// Its cipher states as the crypto libraries use them: a known AEAD, RC4
+/// tables of bytes (OpenSSL's x86-64 RC4 indexes its table with the table's
+/// own words, unmasked). Reads 2 KiB for a legacy session (~70 ns), so a
+/// worker checks it once per tenant, when it first takes it: from then on it
+/// is the state's only writer.
+void check_session_cipher(const Session& session, std::uint64_t conn);
 
 /// The worker that owns connection `conn`'s slot, or nullopt when the slot
 /// is outside the session table (worker_of_slot's range split).
