@@ -52,6 +52,15 @@ void check_settings(const Settings& s, const char* where) {
   if (s.listener_count > kMaxListeners) {
     refuse(at, "listener_count", s.listener_count, "at most " + std::to_string(kMaxListeners));
   }
+  if (s.address_limits_exempt_count > kMaxExemptNetworks) {
+    refuse(at, "address_limits_exempt_count", s.address_limits_exempt_count,
+           "at most " + std::to_string(kMaxExemptNetworks));
+  }
+  for (std::uint32_t i = 0; i < s.address_limits_exempt_count; ++i) {
+    if (s.address_limits_exempt[i].prefix > 128) {
+      refuse(at, "address_limits_exempt[i].prefix, i", i, "at most 128");
+    }
+  }
   if (s.log_level > kMaxLogLevel) refuse(at, "log_level", s.log_level, "0 (trace) to 6 (off)");
   if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens) {
     refuse(at, "login_mode", static_cast<std::uint32_t>(s.login_mode), "0 or 1");
