@@ -15,6 +15,7 @@
 #include "gatehouse/base/log_text.h"
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/contract/shm_checks.h"
 #include "gatehouse/shm/idle_strategy.h"
 
 namespace gatehouse::worker {
@@ -64,6 +65,8 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       frontend_doorbell_(std::move(frontend_doorbell)),
       bridge_doorbell_(std::move(bridge_doorbell)),
       login_(std::move(login)),
+      frontend_records_(index, settings_),
+      bridge_records_(index, settings_),
       from_frontend_(segment.ring(RingKind::kFrontendToWorker, index)),
       from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
       to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
@@ -76,8 +79,10 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
   segment_.control().workers[index].pid.store(::getpid());
   // This worker's range of the session table (worker_of_slot).
   const std::uint32_t per = shm::SlotTable::partition_slots(sessions_.slots(), settings_.workers);
-  drain_cursor_ = std::min(sessions_.slots(), index_ * per);
+  first_slot_ = std::min(sessions_.slots(), index_ * per);
+  drain_cursor_ = first_slot_;
   drain_end_ = std::min(sessions_.slots(), drain_cursor_ + per);
+  cipher_checked_.assign(drain_end_ - first_slot_, 0);
 }
 
 Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
@@ -85,7 +90,8 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
   Journal& j = segment.journal(index);
   const std::uint32_t images = j.count.load(std::memory_order_acquire);
   if (j.state.load(std::memory_order_acquire) == Journal::kCommitting) {
-    // The batch was durable: finish storing its ring positions.
+    // The batch was durable: finish storing its ring positions (checked
+    // against the rings' other cursors when this worker attaches to them).
     segment.ring(RingKind::kWorkerToFrontend, index).descriptor().tail.store(j.frontend_out_tail);
     segment.ring(RingKind::kWorkerToBridge, index).descriptor().tail.store(j.bridge_out_tail);
     segment.ring(RingKind::kFrontendToWorker, index).descriptor().head.store(j.frontend_in_head);
@@ -94,6 +100,8 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
   } else if (images != 0) {
     // It was not: undo its session changes; its outputs were never published
     // and its inputs never committed, so it will run again.
+    // journal() checked the count; it is read again here, so bounded again.
+    // The images go back as they are; each is checked when next touched.
     for (std::uint32_t k = 0; k < images && k < kJournalEntries; ++k) {
       if (Session* s = sessions.find(shm::ConnectionId(j.entries[k].conn)))
         *s = j.entries[k].before;
@@ -108,7 +116,16 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
 
 Session* Worker::touch(shm::ConnectionId id) {
   Session* s = sessions_.find(id);
-  if (s == nullptr || s->journal_batch == journal_.batch) return s;
+  if (s == nullptr) return s;
+  // The one way to a session's fields: checked each time; its cipher once
+  // per tenant (this worker writes it from then on).
+  check_session(*s, id.value(), settings_);
+  std::uint32_t& checked = cipher_checked_[id.slot() - first_slot_];
+  if (checked != id.generation()) {
+    check_session_cipher(*s, id.value());
+    checked = id.generation();
+  }
+  if (s->journal_batch == journal_.batch) return s;
   const std::uint32_t k = journal_.count.load(std::memory_order_relaxed);
   if (k >= kJournalEntries) {
     spdlog::critical("journal full: a batch touched more than {} sessions", kJournalEntries);
@@ -175,39 +192,33 @@ bool Worker::outputs_have_room() {
 
 bool Worker::on_frontend_record(const shm::Record& record) {
   if (!outputs_have_room()) return false;
-  switch (record.type) {
-    case ipc::kConnOpened:
-      if (const auto r = ipc::parse_record<ipc::ConnOpened>(record.payload))
-        open_session(r->header);
-      break;
-    case ipc::kClientFrame:
-      if (const auto r = ipc::parse_record<ipc::ClientFrame>(record.payload)) {
-        const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) {
-          handle_frame(id, *s, r->tail);
-        } else {
-          metrics_.add(metrics::kDroppedToGame);  // in flight when we kicked the session
-        }
-      }
-      break;
-    case ipc::kConnClosed:
-      if (const auto r = ipc::parse_record<ipc::ConnClosed>(record.payload)) {
-        const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) {
-          finish(id, *s, static_cast<CloseReason>(r->header.reason));
-        } else if (sessions_.find(id) != nullptr) {
-          // Closed already (our kick crossed it) or never opened (a frontend
-          // died before publishing the open): every kConnClosed gets its
-          // kClose, the frontend ignores one for a slot it already released.
-          ipc::write_record(to_frontend_, ipc::kClose,
-                            ipc::CloseCommand{id.value(), r->header.reason, 0});
-        }
-      }
-      break;
-    default:
-      spdlog::error("unexpected record type {} from the frontend", record.type);
-  }
+  frontend_records_.visit(record, [this](const auto& r) { on(r); });
   return true;
+}
+
+void Worker::on(const ipc::Parsed<ipc::ConnOpened>& r) {
+  open_session(r.header);
+}
+
+void Worker::on(const ipc::Parsed<ipc::ClientFrame>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  if (Session* s = live_session(id)) {
+    handle_frame(id, *s, r.tail);
+  } else {
+    metrics_.add(metrics::kDroppedToGame);  // in flight when we kicked the session
+  }
+}
+
+void Worker::on(const ipc::Parsed<ipc::ConnClosed>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  if (Session* s = live_session(id)) {
+    finish(id, *s, static_cast<CloseReason>(r.header.reason));  // a CloseReason: checked
+  } else if (sessions_.find(id) != nullptr) {
+    // Closed already (our kick crossed it) or never opened (a frontend
+    // died before publishing the open): every kConnClosed gets its
+    // kClose, the frontend ignores one for a slot it already released.
+    ipc::write_record(to_frontend_, ipc::kClose, ipc::CloseCommand{id.value(), r.header.reason, 0});
+  }
 }
 
 void Worker::open_session(const ipc::ConnOpened& opened) {
@@ -505,85 +516,74 @@ void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
 
 bool Worker::on_bridge_record(const shm::Record& record) {
   if (!outputs_have_room()) return false;
-  switch (record.type) {
-    case ipc::kGameMessage: {
-      const auto r = ipc::parse_record<ipc::GameMessage>(record.payload);
-      if (!r) break;
-      const shm::ConnectionId id(r->header.conn);
-      Session* s = live_session(id);
-      if (s == nullptr) {
-        metrics_.add(metrics::kDroppedToClient);
-        spdlog::debug("conn {:#x}: game message of {} bytes after the session closed", id.value(),
-                      r->tail.size());
-        break;
-      }
-      if (r->tail.size() < protocol::kServerHeaderBytes) {
-        unframeable_log_.log("conn {:#x}: game sent a {}-byte message that cannot be framed",
-                             id.value(), r->tail.size());
-        finish(id, *s, CloseReason::kFrameTooLarge);
-        break;
-      }
-      if (is_replayed(r->header.seq, s->game_seq_in)) {
-        metrics_.add(metrics::kGameDuplicatesDropped);
-        spdlog::debug("conn {:#x}: game message {:#x} was delivered already", id.value(),
-                      r->header.seq);
-        break;
-      }
-      if (r->header.seq != 0) s->game_seq_in = r->header.seq;
-      if (r->tail.size() > protocol::kMaxPayload - overhead(*s)) {
-        // Too large for this receiver's frame (its crypto included): dropped
-        // for it alone; the receiver did nothing wrong, so it is not kicked.
-        metrics_.add(metrics::kGameMessagesTooLarge);
-        game_too_large_log_.log(
-            "conn {:#x} user {}: game message of {} bytes does not fit its frame ({} bytes at "
-            "most); dropped for it",
-            id.value(), s->user_id, r->tail.size(), protocol::kMaxPayload - overhead(*s));
-        break;
-      }
-      send_to_client(id, *s, r->tail);
-      break;
-    }
-    case ipc::kGameKick:
-      if (const auto r = ipc::parse_record<ipc::GameKick>(record.payload)) {
-        const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) finish(id, *s, CloseReason::kKickedByGame);
-      }
-      break;
-    case ipc::kLoginVerdict:
-      if (const auto r = ipc::parse_record<ipc::LoginVerdict>(record.payload)) {
-        const shm::ConnectionId id(r->header.conn);
-        Session* s = live_session(id);
-        if (s == nullptr || s->state != Session::kLoginPending) break;  // it left meanwhile
-        if (r->header.accepted != 0) {
-          complete_login(id, *s);
-          break;
-        }
-        metrics_.add(metrics::kLoginsRefused);
-        s->state = Session::kOpen;  // it never had a stream
-        send_packet(id, *s, protocol::kUserLoginFaildAck, 0);
-        finish(id, *s, CloseReason::kDuplicateLogin);
-      }
-      break;
-    case ipc::kReplaced:
-      if (const auto r = ipc::parse_record<ipc::Replaced>(record.payload)) {
-        const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) finish(id, *s, CloseReason::kReplaced);
-      }
-      break;
-    case ipc::kStreamEnded:
-      if (const auto r = ipc::parse_record<ipc::StreamEnded>(record.payload)) {
-        const shm::ConnectionId id(r->header.conn);
-        if (Session* s = live_session(id)) {
-          finish(id, *s,
-                 r->header.grpc_code == 0 ? CloseReason::kKickedByGame
-                                          : CloseReason::kBackendUnavailable);
-        }
-      }
-      break;
-    default:
-      spdlog::error("unexpected record type {} from the bridge", record.type);
-  }
+  bridge_records_.visit(record, [this](const auto& r) { on(r); });
   return true;
+}
+
+void Worker::on(const ipc::Parsed<ipc::GameMessage>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  Session* s = live_session(id);
+  if (s == nullptr) {
+    metrics_.add(metrics::kDroppedToClient);
+    spdlog::debug("conn {:#x}: game message of {} bytes after the session closed", id.value(),
+                  r.tail.size());
+    return;
+  }
+  if (r.tail.size() < protocol::kServerHeaderBytes) {
+    unframeable_log_.log("conn {:#x}: game sent a {}-byte message that cannot be framed",
+                         id.value(), r.tail.size());
+    return finish(id, *s, CloseReason::kFrameTooLarge);
+  }
+  if (is_replayed(r.header.seq, s->game_seq_in)) {
+    metrics_.add(metrics::kGameDuplicatesDropped);
+    spdlog::debug("conn {:#x}: game message {:#x} was delivered already", id.value(), r.header.seq);
+    return;
+  }
+  if (r.header.seq != 0) s->game_seq_in = r.header.seq;
+  if (r.tail.size() > protocol::kMaxPayload - overhead(*s)) {
+    // Too large for this receiver's frame (its crypto included): dropped
+    // for it alone; the receiver did nothing wrong, so it is not kicked.
+    metrics_.add(metrics::kGameMessagesTooLarge);
+    game_too_large_log_.log(
+        "conn {:#x} user {}: game message of {} bytes does not fit its frame ({} bytes at "
+        "most); dropped for it",
+        id.value(), s->user_id, r.tail.size(), protocol::kMaxPayload - overhead(*s));
+    return;
+  }
+  send_to_client(id, *s, r.tail);
+}
+
+void Worker::on(const ipc::Parsed<ipc::GameKick>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  if (Session* s = live_session(id)) finish(id, *s, CloseReason::kKickedByGame);
+}
+
+/// The bridge's verdict on a login that waited for one (duplicate-login =
+/// refuse).
+void Worker::on(const ipc::Parsed<ipc::LoginVerdict>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  Session* s = live_session(id);
+  if (s == nullptr || s->state != Session::kLoginPending) return;  // it left meanwhile
+  if (r.header.accepted != 0) return complete_login(id, *s);
+  metrics_.add(metrics::kLoginsRefused);
+  s->state = Session::kOpen;  // it never had a stream
+  send_packet(id, *s, protocol::kUserLoginFaildAck, 0);
+  finish(id, *s, CloseReason::kDuplicateLogin);
+}
+
+/// The user logged in again (duplicate-login = replace): this session goes,
+/// after what is queued for it.
+void Worker::on(const ipc::Parsed<ipc::Replaced>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  if (Session* s = live_session(id)) finish(id, *s, CloseReason::kReplaced);
+}
+
+void Worker::on(const ipc::Parsed<ipc::StreamEnded>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  if (Session* s = live_session(id)) {
+    finish(id, *s,
+           r.header.grpc_code == 0 ? CloseReason::kKickedByGame : CloseReason::kBackendUnavailable);
+  }
 }
 
 // ------------------------------------------------------------------ loop

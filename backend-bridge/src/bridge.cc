@@ -43,9 +43,9 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   }
   const std::int64_t backend_wait_ns = std::int64_t{settings_.backend_wait_ms} * 1'000'000;
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
-    workers_.push_back(
-        std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]),
-                                     BatchUpstream::ack_timeout_ns(backend_wait_ns)));
+    workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]),
+                                                    BatchUpstream::ack_timeout_ns(backend_wait_ns),
+                                                    settings_));
   }
   char host[256] = "?";
   ::gethostname(host, sizeof host - 1);
@@ -112,8 +112,7 @@ void Bridge::take_over() {
     if (s == nullptr || (s->state != Session::kLoggedIn && s->state != Session::kLoginPending)) {
       continue;
     }
-    logged_in.push_back(
-        {id.value(), s->user_id, s->login_seq, s->state == Session::kLoginPending});
+    logged_in.push_back({id.value(), s->user_id, s->login_seq, s->state == Session::kLoginPending});
   }
   std::sort(logged_in.begin(), logged_in.end(),
             [](const LoggedIn& a, const LoggedIn& b) { return a.login_seq < b.login_seq; });
@@ -130,8 +129,7 @@ void Bridge::take_over() {
   }
   std::size_t reopened = 0;
   for (const LoggedIn& s : logged_in) {
-    users_.open(s.conn, s.user_id, s.login_seq, s.pending ? ipc::kAwaitVerdict : replace,
-                nullptr);
+    users_.open(s.conn, s.user_id, s.login_seq, s.pending ? ipc::kAwaitVerdict : replace, nullptr);
     reopened += s.pending ? 0 : 1;
   }
   if (reopened != 0) {
@@ -140,35 +138,24 @@ void Bridge::take_over() {
   }
 }
 
-void Bridge::on_worker_record(const shm::Record& record, const Origin& origin) {
-  switch (record.type) {
-    case ipc::kStreamOpen:
-      if (const auto r = ipc::parse_record<ipc::StreamOpen>(record.payload)) {
-        users_.open(r->header.conn, r->header.user_id, r->header.login_seq, r->header.flags,
-                    &origin);
-      }
-      break;
-    case ipc::kStreamMessage:
-      if (const auto r = ipc::parse_record<ipc::StreamMessage>(record.payload)) {
-        if (upstream_of(r->header.user_id) != nullptr) {
-          users_.send(r->header.conn, r->header.user_id, r->header.seq, r->tail, origin);
-        } else if (!origin.replay) {  // no game service at all: nobody to talk to
-          metrics_.add(metrics::kDroppedToGame);
-          metrics_.add(metrics::kGameStreamsFailed);
-          UpstreamEvents::Unpublished unpublished;
-          rings_.ended(unpublished, r->header.conn, grpc::StatusCode::UNAVAILABLE);
-          rings_.publish(unpublished);
-        }
-      }
-      break;
-    case ipc::kStreamClose:
-      if (const auto r = ipc::parse_record<ipc::StreamClose>(record.payload)) {
-        users_.close(r->header.conn, r->header.user_id, origin);
-      }
-      break;
-    default:
-      spdlog::error("unexpected record type {} from a worker", record.type);
+void Bridge::on(const ipc::Parsed<ipc::StreamOpen>& r, const Origin& origin) {
+  users_.open(r.header.conn, r.header.user_id, r.header.login_seq, r.header.flags, &origin);
+}
+
+void Bridge::on(const ipc::Parsed<ipc::StreamMessage>& r, const Origin& origin) {
+  if (upstream_of(r.header.user_id) != nullptr) {
+    users_.send(r.header.conn, r.header.user_id, r.header.seq, r.tail, origin);
+  } else if (!origin.replay) {  // no game service at all: nobody to talk to
+    metrics_.add(metrics::kDroppedToGame);
+    metrics_.add(metrics::kGameStreamsFailed);
+    UpstreamEvents::Unpublished unpublished;
+    rings_.ended(unpublished, r.header.conn, grpc::StatusCode::UNAVAILABLE);
+    rings_.publish(unpublished);
   }
+}
+
+void Bridge::on(const ipc::Parsed<ipc::StreamClose>& r, const Origin& origin) {
+  users_.close(r.header.conn, r.header.user_id, origin);
 }
 
 std::size_t Bridge::do_work() {
@@ -176,8 +163,7 @@ std::size_t Bridge::do_work() {
   ++pass_;
   const std::int64_t pass_ns = monotonic_ns();
   for (auto& worker : workers_) {
-    work += worker->read([this](const shm::Record& record,
-                                const Origin& origin) { on_worker_record(record, origin); },
+    work += worker->read([this](const auto& record, const Origin& origin) { on(record, origin); },
                          pass_, pass_ns);
   }
   std::uint64_t unacknowledged = 0;

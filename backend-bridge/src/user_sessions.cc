@@ -21,7 +21,8 @@ void UserSessions::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
                         std::uint32_t flags, const Origin* origin) {
   const bool await = (flags & ipc::kAwaitVerdict) != 0;
   if (!await && (flags & ipc::kReplaceOlder) == 0) {  // allow
-    if (Upstream* upstream = upstream_of_(user_id)) upstream->open(conn, user_id, login_seq, origin);
+    if (Upstream* upstream = upstream_of_(user_id))
+      upstream->open(conn, user_id, login_seq, origin);
     return;
   }
   UpstreamEvents::Unpublished unpublished;

@@ -2,11 +2,13 @@
 
 #include <grpcpp/support/status_code_enum.h>
 
+#include <optional>
 #include <utility>
 
 #include "gatehouse/base/log.h"
 #include "gatehouse/base/log_limit.h"
 #include "gatehouse/contract/records.h"
+#include "gatehouse/contract/shm_checks.h"
 
 namespace gatehouse::bridge {
 namespace {
@@ -17,9 +19,10 @@ LogLimit too_large_log{spdlog::level::warn, "game message too large"};
 }  // namespace
 
 WorkerLink::WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
-                       std::int64_t ack_timeout_ns)
+                       std::int64_t ack_timeout_ns, const Settings& settings)
     : doorbell_(std::move(doorbell)),
       ack_timeout_ns_(ack_timeout_ns),
+      records_(worker, settings),
       from_worker_(segment.ring(RingKind::kWorkerToBridge, worker)),
       replay_until_(from_worker_.taken_before_attach()),
       released_(from_worker_.position()),
@@ -91,7 +94,10 @@ void WorkerRings::replaced(Unpublished& unpublished, std::uint64_t conn) {
 void WorkerRings::deliver(Unpublished& unpublished, const Reply& reply,
                           std::span<const std::byte> bytes, std::string* movable,
                           ReplySource* from) {
-  const std::uint32_t w = worker_of_slot(shm::ConnectionId(reply.conn).slot(), settings_);
+  // A game's id names a slot of the table (and so a worker) or is dropped:
+  // the worker would take a record for another slot as a violation.
+  const std::optional<std::uint32_t> worker = worker_of(reply.conn, settings_);
+  const std::uint32_t w = worker.value_or(static_cast<std::uint32_t>(workers_.size()));
   if (w >= workers_.size()) {  // not a session id this gateway ever gave out
     dropped_.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("game event for unknown session {:#x} dropped", reply.conn);

@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "gatehouse/contract/layout.h"
+#include "gatehouse/contract/shm_checks.h"
 #include "gatehouse/shm/session_table.h"
+#include "gatehouse/shm/violation.h"
 
 namespace gatehouse {
 
@@ -76,6 +78,9 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
     throw std::runtime_error("metrics region is smaller than this build's MetricsBlock");
   }
   metrics_ = std::launder(reinterpret_cast<MetricsBlock*>(metrics.data()));
+  const Settings first = settings();
+  workers_ = first.workers;
+  slots_ = first.max_connections;
 }
 
 // A sequence lock over two copies. The generation is even when no publish
@@ -99,21 +104,47 @@ std::uint64_t* words_of(const Settings& s) noexcept {
   return reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&s));
 }
 
-}  // namespace
+/// Reads that overlap a publish before a reader gives up: the supervisor
+/// publishes on a reload, so this many in a row means a writer that never
+/// stops (corrupt, or hostile), not bad luck.
+constexpr std::uint32_t kMaxTornReads = 1u << 20;
 
-Settings GatewaySegment::settings() const noexcept {
-  for (;;) {
+/// One whole copy of the current settings (unchecked).
+Settings read_settings(const ControlBlock& control) {
+  for (std::uint32_t tries = 0;; ++tries) {
+    if (tries == kMaxTornReads) {
+      shm::violation(
+          "control: settings_generation = " + std::to_string(control.settings_generation.load()) +
+          " (changed during " + std::to_string(kMaxTornReads) + " reads in a row)");
+    }
     const std::uint64_t seen =
-        control_->settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
+        control.settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
     Settings copy;
-    const std::uint64_t* from = words_of(control_->settings[seen / 2 % 2]);
+    const std::uint64_t* from = words_of(control.settings[seen / 2 % 2]);
     std::uint64_t* to = words_of(copy);
     for (std::size_t i = 0; i < kSettingsWords; ++i) {
       to[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(from[i]))
                   .load(std::memory_order_acquire);
     }
-    if (control_->settings_generation.load(std::memory_order_relaxed) <= seen + 2) return copy;
+    // A difference, not seen + 2: a generation near 2^64 (a corrupt one)
+    // would make the sum wrap and this loop never end.
+    if (control.settings_generation.load(std::memory_order_relaxed) - seen <= 2) return copy;
   }
+}
+
+}  // namespace
+
+Settings GatewaySegment::settings() const {
+  const Settings s = read_settings(*control_);
+  check_settings(s, "settings");
+  // workers_ is 0 only while the constructor reads the first copy.
+  if (workers_ != 0 && (s.workers != workers_ || s.max_connections != slots_)) {
+    shm::violation("control: settings: workers " + std::to_string(s.workers) +
+                   " and max_connections " + std::to_string(s.max_connections) +
+                   " differ from the segment's " + std::to_string(workers_) + " and " +
+                   std::to_string(slots_) + " (a reload never changes them)");
+  }
+  return s;
 }
 
 void GatewaySegment::publish_settings(const Settings& settings) noexcept {
@@ -127,24 +158,47 @@ void GatewaySegment::publish_settings(const Settings& settings) noexcept {
   control_->settings_generation.store(generation + 2, std::memory_order_release);
 }
 
+void GatewaySegment::check_worker(std::uint32_t worker) const {
+  if (worker >= workers_) {
+    throw shm::SegmentError("worker " + std::to_string(worker) + " of a segment of " +
+                            std::to_string(workers_) + " workers");
+  }
+}
+
 shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker) const {
-  return shm::SpscRing::attach(segment_.region(ring_region_name(kind, worker)));
+  check_worker(worker);
+  const std::string name = ring_region_name(kind, worker);
+  return shm::SpscRing::attach(segment_.region(name), name);
+}
+
+/// The table's slot count is the settings' max_connections, which the
+/// processes split between workers (worker_of_slot).
+template <class Table>
+Table GatewaySegment::checked_slots(Table table) const {
+  if (table.slots() != slots_) {
+    throw std::runtime_error("session table has " + std::to_string(table.slots()) +
+                             " slots; the settings say max_connections " + std::to_string(slots_));
+  }
+  return table;
 }
 
 shm::SessionTable<Session> GatewaySegment::sessions() const {
-  return shm::SessionTable<Session>::attach(segment_.region("sessions"));
+  return checked_slots(shm::SessionTable<Session>::attach(segment_.region("sessions")));
 }
 
 shm::SlotTable GatewaySegment::session_slots() const {
-  return shm::SlotTable::attach_untyped(segment_.region("sessions"));
+  return checked_slots(shm::SlotTable::attach_untyped(segment_.region("sessions")));
 }
 
 Journal& GatewaySegment::journal(std::uint32_t worker) const {
+  check_worker(worker);
   const auto region = segment_.region("journal/" + std::to_string(worker));
   if (region.size() < sizeof(Journal)) {
     throw std::runtime_error("journal region is smaller than this build's Journal");
   }
-  return *std::launder(reinterpret_cast<Journal*>(region.data()));
+  Journal& journal = *std::launder(reinterpret_cast<Journal*>(region.data()));
+  check_journal(journal, worker);
+  return journal;
 }
 
 }  // namespace gatehouse

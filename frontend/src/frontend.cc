@@ -77,14 +77,16 @@ struct Frontend::Connection {
 };
 
 struct Frontend::WorkerLink {
-  WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell)
+  WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell, const Settings& settings)
       : doorbell(std::move(bell)),
         to_worker(segment.ring(RingKind::kFrontendToWorker, w), &doorbell),
-        from_worker(segment.ring(RingKind::kWorkerToFrontend, w)) {}
+        from_worker(segment.ring(RingKind::kWorkerToFrontend, w)),
+        records(w, settings) {}
 
   shm::Doorbell doorbell;  // the worker's: rung when it is parked
   shm::RingProducer to_worker;
   shm::RingConsumer from_worker;
+  const ipc::RecordReader<RingKind::kWorkerToFrontend> records;
   // Control records (open/closed) that found the ring full: sent first, in
   // order, before any more frames go to this worker.
   std::deque<std::vector<std::byte>> control_backlog;
@@ -115,7 +117,8 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
                                 std::to_string(worker_doorbells.size()));
   }
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
-    workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w])));
+    workers_.push_back(
+        std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]), settings_));
   }
   table_.set_partitions(settings_.workers);  // one range of slots per worker
   for (const int fd : listen_fds) {
@@ -454,18 +457,7 @@ std::size_t Frontend::drain_worker_rings() {
   std::size_t total = 0;
   for (auto& link : workers_) {
     const std::size_t n = link->from_worker.poll(
-        [this](const shm::Record& r) {
-          if (r.type == ipc::kSend) {
-            on_send(r.payload);
-          } else if (r.type == ipc::kClose) {
-            flush_batch();  // everything sent before the close goes first
-            on_close(r.payload);
-          } else if (r.type == ipc::kLoggedIn) {
-            on_logged_in(r.payload);
-          } else {
-            spdlog::error("unexpected record type {} from a worker", r.type);
-          }
-        },
+        [&](const shm::Record& r) { link->records.visit(r, [this](const auto& p) { on(p); }); },
         kRingBatch);
     if (n != 0) {
       flush_batch();  // the batch's spans point into the ring: write before commit
@@ -476,25 +468,23 @@ std::size_t Frontend::drain_worker_rings() {
   return total;
 }
 
-void Frontend::on_send(std::span<const std::byte> record) {
-  const auto send = ipc::parse_record<ipc::SendHeader>(record);
-  if (!send) return;
-  Connection* c = find(shm::ConnectionId(send->header.conn));
+void Frontend::on(const ipc::Parsed<ipc::SendHeader>& send) {
+  Connection* c = find(shm::ConnectionId(send.header.conn));
   if (c == nullptr || c->socket_closed || c->lingering) {
     // The connection closed while the worker was answering it; the worker
     // learns of the close from our kConnClosed and logs the session's end.
     metrics_.add(metrics::kDroppedToClient);
-    spdlog::debug("conn {:#x}: {} bytes for a closed connection discarded", send->header.conn,
-                  send->tail.size());
+    spdlog::debug("conn {:#x}: {} bytes for a closed connection discarded", send.header.conn,
+                  send.tail.size());
     return;
   }
   metrics_.add(metrics::kClientFramesSent);
   if (!c->out.empty() || c->writing) {
-    queue_output(*c, send->tail);
+    queue_output(*c, send.tail);
     return;
   }
   const std::size_t index = batch_.size();
-  batch_.emplace_back(c, send->tail);
+  batch_.emplace_back(c, send.tail);
   batch_next_.push_back(SIZE_MAX);
   if (c->batch_first == SIZE_MAX) {
     c->batch_first = index;
@@ -504,10 +494,9 @@ void Frontend::on_send(std::span<const std::byte> record) {
   c->batch_last = index;
 }
 
-void Frontend::on_close(std::span<const std::byte> record) {
-  const auto close = ipc::parse_record<ipc::CloseCommand>(record);
-  if (!close) return;
-  Connection* c = find(shm::ConnectionId(close->header.conn));
+void Frontend::on(const ipc::Parsed<ipc::CloseCommand>& close) {
+  flush_batch();  // everything sent before the close goes first
+  Connection* c = find(shm::ConnectionId(close.header.conn));
   if (c == nullptr) return;
   c->worker_closed = true;
   if (c->socket_closed) {
@@ -524,10 +513,8 @@ void Frontend::on_close(std::span<const std::byte> record) {
   if (c->out.empty()) start_linger(*c);  // else write_queued() lingers once flushed
 }
 
-void Frontend::on_logged_in(std::span<const std::byte> record) {
-  const auto logged_in = ipc::parse_record<ipc::LoggedIn>(record);
-  if (!logged_in) return;
-  Connection* c = find(shm::ConnectionId(logged_in->header.conn));
+void Frontend::on(const ipc::Parsed<ipc::LoggedIn>& logged_in) {
+  Connection* c = find(shm::ConnectionId(logged_in.header.conn));
   if (c == nullptr) return;
   c->logged_in = true;
   logging_in_.remove(*c);

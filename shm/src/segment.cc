@@ -258,14 +258,22 @@ Segment Segment::attach(const std::string& name, std::uint32_t layout_version) {
 
 std::span<std::byte> Segment::region(std::string_view region_name) const {
   const SegmentHeader& h = header();
-  for (std::uint32_t i = 0; i < h.region_count && i < kMaxRegions; ++i) {
+  // The directory is in shared memory: the bounds are this process's mapping,
+  // not the header's total_bytes, and every entry is read once.
+  const std::uint64_t mapped = impl_->mapping.get_size();
+  const std::uint32_t count = h.region_count;
+  for (std::uint32_t i = 0; i < count && i < kMaxRegions; ++i) {
     const RegionEntry& e = h.regions[i];
     if (region_name == std::string_view(e.name, ::strnlen(e.name, kRegionNameBytes))) {
-      if (e.offset + e.bytes > h.total_bytes) {
+      const std::uint64_t offset = e.offset;
+      const std::uint64_t bytes = e.bytes;
+      if (offset % kRegionAlignment != 0 || offset > mapped || bytes > mapped - offset) {
         throw SegmentError(describe(impl_->name) + ": region '" + std::string(region_name) +
-                           "' lies outside the segment");
+                           "' (offset " + std::to_string(offset) + ", " + std::to_string(bytes) +
+                           " bytes) is not a page-aligned range inside the " +
+                           std::to_string(mapped) + " mapped bytes");
       }
-      return {static_cast<std::byte*>(impl_->mapping.get_address()) + e.offset, e.bytes};
+      return {static_cast<std::byte*>(impl_->mapping.get_address()) + offset, bytes};
     }
   }
   throw SegmentError(describe(impl_->name) + " has no region '" + std::string(region_name) + "'");

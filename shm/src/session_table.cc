@@ -66,6 +66,7 @@ SlotTable SlotTable::attach(std::span<std::byte> region, std::size_t value_bytes
   TableDescriptor d;
   std::memcpy(&d, region.data(), sizeof d);
   if (d.magic != kTableMagic) throw std::runtime_error("region does not hold a session table");
+  if (d.slots == 0) throw std::runtime_error("session table has no slot");
   if (d.value_bytes != value_bytes || d.slot_bytes != slot_bytes(value_bytes)) {
     throw std::runtime_error("session table holds " + std::to_string(d.value_bytes) +
                              "-byte sessions; this binary's are " + std::to_string(value_bytes));
@@ -80,6 +81,11 @@ SlotTable SlotTable::attach_untyped(std::span<std::byte> region) {
   if (region.size() < kDescriptorBytes) throw std::runtime_error("session table region too small");
   TableDescriptor d;
   std::memcpy(&d, region.data(), sizeof d);
+  // Bounded before slot_bytes() rounds it up (which a huge value would wrap).
+  if (d.value_bytes > region.size()) {
+    throw std::runtime_error("session table claims " + std::to_string(d.value_bytes) +
+                             "-byte values in a region of " + std::to_string(region.size()));
+  }
   return attach(region, d.value_bytes);
 }
 
@@ -164,7 +170,9 @@ ConnectionId SlotTable::live_id(std::uint32_t slot) const noexcept {
 
 std::uint32_t SlotTable::live_count() const noexcept {
   std::uint32_t n = 0;
-  for (std::uint32_t i = 0; i < slots_; ++i) n += header(i).live.load(std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < slots_; ++i) {
+    n += header(i).live.load(std::memory_order_relaxed) != 0 ? 1 : 0;  // a flag, whatever is there
+  }
   return n;
 }
 

@@ -2,16 +2,25 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
-#include <cstdio>
-#include <cstdlib>
 #include <new>
 #include <stdexcept>
 #include <string>
 
+#include "gatehouse/shm/violation.h"
+
 namespace gatehouse::shm {
 
-SpscRing SpscRing::initialise(std::span<std::byte> region, std::size_t capacity) {
+SpscRing::SpscRing(RingDescriptor* d, std::byte* data, std::string_view name)
+    : descriptor_(d), data_(data), capacity_(d->capacity), max_payload_(d->max_payload) {
+  const std::size_t n = std::min(name.size(), sizeof name_ - 1);
+  std::memcpy(name_, name.data(), n);
+  name_[n] = '\0';
+}
+
+SpscRing SpscRing::initialise(std::span<std::byte> region, std::size_t capacity,
+                              std::string_view name) {
   if (capacity < kMinCapacity || !std::has_single_bit(capacity)) {
     throw std::invalid_argument("ring capacity must be a power of two >= " +
                                 std::to_string(kMinCapacity) + ", got " + std::to_string(capacity));
@@ -27,39 +36,68 @@ SpscRing SpscRing::initialise(std::span<std::byte> region, std::size_t capacity)
   d->capacity = capacity;
   d->max_payload = max_payload_for(capacity);
   d->magic = kRingMagic;  // published to other processes by the segment's ready flag
-  return SpscRing(d, region.data() + kDescriptorBytes);
+  return SpscRing(d, region.data() + kDescriptorBytes, name);
 }
 
-SpscRing SpscRing::attach(std::span<std::byte> region) {
-  if (region.size() < kDescriptorBytes) throw std::runtime_error("ring region too small");
+SpscRing SpscRing::attach(std::span<std::byte> region, std::string_view name) {
+  const std::string what(name);
+  if (region.size() < kDescriptorBytes) throw std::runtime_error(what + ": ring region too small");
   auto* d = std::launder(reinterpret_cast<RingDescriptor*>(region.data()));
-  if (d->magic != kRingMagic) throw std::runtime_error("region does not hold a ring");
-  if (!std::has_single_bit(d->capacity) || region.size() < region_bytes(d->capacity) ||
-      d->max_payload != max_payload_for(d->capacity)) {
-    throw std::runtime_error("ring descriptor is inconsistent with its region");
+  if (d->magic != kRingMagic) throw std::runtime_error(what + ": region does not hold a ring");
+  // Read once: what is checked is what the view keeps (the constructor copies
+  // the same descriptor words, which only a foreign writer would change).
+  const std::uint64_t capacity = d->capacity;
+  const std::uint64_t max_payload = d->max_payload;
+  if (capacity < kMinCapacity || !std::has_single_bit(capacity) ||
+      capacity > region.size() - kDescriptorBytes || max_payload != max_payload_for(capacity)) {
+    throw std::runtime_error(what + ": ring descriptor (capacity " + std::to_string(capacity) +
+                             ", max_payload " + std::to_string(max_payload) +
+                             ") is inconsistent with its region of " +
+                             std::to_string(region.size()) + " bytes");
   }
-  return SpscRing(d, region.data() + kDescriptorBytes);
+  SpscRing ring(d, region.data() + kDescriptorBytes, name);
+  if (ring.capacity_ != capacity || ring.max_payload_ != max_payload) {
+    throw std::runtime_error(what + ": ring descriptor changed while attaching");
+  }
+  return ring;
+}
+
+void SpscRing::check_cursors(std::uint64_t head, std::uint64_t tail) const {
+  if (head % kRecordAlignment != 0 || tail % kRecordAlignment != 0 || tail - head > capacity_) {
+    violation(std::string(name_) + ": cursors head " + std::to_string(head) + " and tail " +
+              std::to_string(tail) + " are not 8-byte aligned positions at most capacity " +
+              std::to_string(capacity_) + " apart (tail >= head)");
+  }
 }
 
 // ---------------------------------------------------------------- producer
 
-RingProducer::RingProducer(SpscRing ring, const Doorbell* consumer_doorbell) noexcept
+RingProducer::RingProducer(SpscRing ring, const Doorbell* consumer_doorbell)
     : ring_(ring),
       doorbell_(consumer_doorbell),
       mask_(ring.capacity() - 1),
       tail_(ring.descriptor().tail.load(std::memory_order_acquire)),
       published_(tail_),
       cached_head_(ring.descriptor().head.load(std::memory_order_acquire)) {
+  ring_.check_cursors(cached_head_, tail_);
   ring.descriptor().producer_pid.store(::getpid(), std::memory_order_relaxed);
+}
+
+// The consumer's head is never past what we published nor more than a
+// capacity behind our tail; a head that is would make us overwrite records
+// it has not read.
+void RingProducer::load_head() noexcept {
+  cached_head_ = ring_.descriptor().head.load(std::memory_order_acquire);
+  ring_.check_cursors(cached_head_, published_);
 }
 
 std::byte* RingProducer::reserve(std::size_t length, WriteStatus* status) noexcept {
   RingDescriptor& d = ring_.descriptor();
-  if (length > d.max_payload) {
+  if (length > ring_.max_payload()) {
     if (status != nullptr) *status = WriteStatus::kTooLarge;
     return nullptr;
   }
-  const std::uint64_t capacity = d.capacity;
+  const std::uint64_t capacity = ring_.capacity();
   const std::uint64_t bytes = align_record(sizeof(RecordHeader) + length);
   const std::uint64_t index = tail_ & mask_;
   const std::uint64_t to_end = capacity - index;
@@ -67,7 +105,7 @@ std::byte* RingProducer::reserve(std::size_t length, WriteStatus* status) noexce
   const std::uint64_t needed = padding + bytes;
 
   if (tail_ + needed - cached_head_ > capacity) {
-    cached_head_ = d.head.load(std::memory_order_acquire);
+    load_head();
     if (tail_ + needed - cached_head_ > capacity) {
       d.full_events.fetch_add(1, std::memory_order_relaxed);
       if (status != nullptr) *status = WriteStatus::kFull;
@@ -122,7 +160,7 @@ bool RingProducer::can_write(std::size_t length) noexcept {
   const std::uint64_t to_end = ring_.capacity() - (tail_ & mask_);
   const std::uint64_t needed = (bytes > to_end ? to_end : 0) + bytes;
   if (tail_ + needed - cached_head_ <= ring_.capacity()) return true;
-  cached_head_ = ring_.descriptor().head.load(std::memory_order_acquire);
+  load_head();
   return tail_ + needed - cached_head_ <= ring_.capacity();
 }
 
@@ -146,19 +184,31 @@ void RingProducer::publish() noexcept {
 
 // ---------------------------------------------------------------- consumer
 
-RingConsumer::RingConsumer(SpscRing ring) noexcept
+RingConsumer::RingConsumer(SpscRing ring)
     : ring_(ring),
       mask_(ring.capacity() - 1),
       head_(ring.descriptor().head.load(std::memory_order_acquire)),
       cached_tail_(head_),
       taken_before_(ring.descriptor().taken.load(std::memory_order_relaxed)) {
+  load_tail();
+  // `taken` is at most the tail: records handled were published (below the
+  // head it is merely unused: only a consumer that keeps records sets it).
+  if (taken_before_ > cached_tail_) {
+    violation(std::string(ring_.name()) + ": taken " + std::to_string(taken_before_) +
+              " is past the tail " + std::to_string(cached_tail_));
+  }
   ring.descriptor().consumer_pid.store(::getpid(), std::memory_order_relaxed);
 }
 
-bool RingConsumer::prepare_park() noexcept {
+void RingConsumer::load_tail(std::memory_order order) {
+  cached_tail_ = ring_.descriptor().tail.load(order);
+  ring_.check_cursors(head_, cached_tail_);
+}
+
+bool RingConsumer::prepare_park() {
   RingDescriptor& d = ring_.descriptor();
   d.consumer_parked.store(1, std::memory_order_seq_cst);
-  cached_tail_ = d.tail.load(std::memory_order_seq_cst);
+  load_tail(std::memory_order_seq_cst);
   if (head_ != cached_tail_) {
     d.consumer_parked.store(0, std::memory_order_relaxed);
     return false;
@@ -167,14 +217,11 @@ bool RingConsumer::prepare_park() noexcept {
 }
 
 void RingConsumer::corrupt(std::uint64_t position, const RecordHeader& h) const {
-  std::fprintf(stderr,
-               "gatehouse: corrupt ring record at position %llu (length %u, type %u, "
-               "head %llu, tail %llu, capacity %llu): aborting\n",
-               static_cast<unsigned long long>(position), h.length, h.type,
-               static_cast<unsigned long long>(position),
-               static_cast<unsigned long long>(cached_tail_),
-               static_cast<unsigned long long>(ring_.capacity()));
-  std::abort();
+  violation(std::string(ring_.name()) + ": corrupt ring record at position " +
+            std::to_string(position) + " (length " + std::to_string(h.length) + ", type " +
+            std::to_string(h.type) + ", tail " + std::to_string(cached_tail_) + ", capacity " +
+            std::to_string(ring_.capacity()) + ", max payload " +
+            std::to_string(ring_.max_payload()) + ")");
 }
 
 }  // namespace gatehouse::shm

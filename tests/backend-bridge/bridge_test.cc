@@ -189,7 +189,8 @@ TEST_P(BridgeDutyCycle, ASecondLoginReplacesTheFirstAndItsStreamOpensAfterTheOld
   EXPECT_EQ(game_.streams().size(), 1u);
   // The worker closes the replaced session: its stream ends, then the new one opens.
   write(ipc::kStreamClose, ipc::StreamClose{kConn, kUser});
-  ASSERT_TRUE(run_until([&] { return game_.streams().size() == 2 && game_.frames(kUser).size() == 1; }));
+  ASSERT_TRUE(
+      run_until([&] { return game_.streams().size() == 2 && game_.frames(kUser).size() == 1; }));
   const auto streams = game_.streams();
   ASSERT_TRUE(streams[0].ended);
   EXPECT_LE(streams[0].ended_at, streams[1].opened_at) << "one stream of the user at a time";

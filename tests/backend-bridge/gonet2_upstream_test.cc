@@ -40,8 +40,9 @@ class Gonet2UpstreamTest : public ::testing::Test {
 
   void make_upstream(std::int64_t backend_wait_ns = 60'000'000'000) {
     upstream_ = std::make_unique<Gonet2Upstream>(
-        Gonet2Upstream::Options{game_.address(), FrameNumbering::kGonet2, backend_wait_ns, "test-gw"}, calls_,
-        events_, wakeup_, metrics_, shard_.in_flight);
+        Gonet2Upstream::Options{game_.address(), FrameNumbering::kGonet2, backend_wait_ns,
+                                "test-gw"},
+        calls_, events_, wakeup_, metrics_, shard_.in_flight);
   }
 
   /// Runs the upstream's flush() as the duty cycle would until `done()`.

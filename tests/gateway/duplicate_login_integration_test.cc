@@ -37,15 +37,16 @@ class DuplicateLoginTest : public ::testing::Test {
     std::sort(streams.begin(), streams.end(),
               [](const FakeStream& a, const FakeStream& b) { return a.opened_at < b.opened_at; });
     for (std::size_t i = 1; i < streams.size(); ++i) {
-      EXPECT_TRUE(streams[i - 1].ended) << "stream " << i - 1 << " still up when " << i << " opened";
+      EXPECT_TRUE(streams[i - 1].ended)
+          << "stream " << i - 1 << " still up when " << i << " opened";
       EXPECT_LE(streams[i - 1].ended_at, streams[i].opened_at) << "streams " << i - 1 << ", " << i;
     }
   }
   std::size_t live_streams_of_user() {
     const auto streams = game_.streams();
-    return static_cast<std::size_t>(std::count_if(streams.begin(), streams.end(), [](const auto& s) {
-      return s.user_id == kUser && !s.ended;
-    }));
+    return static_cast<std::size_t>(
+        std::count_if(streams.begin(), streams.end(),
+                      [](const auto& s) { return s.user_id == kUser && !s.ended; }));
   }
 
   FakeGameService game_{{.echo = true}};

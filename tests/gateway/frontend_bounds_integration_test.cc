@@ -119,11 +119,16 @@ void shrink_receive_buffer(int fd) {
 class FrontendBoundsTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> extra) {
-    gateway_.emplace(
-        GatewayOptions{game_.port(), 1, std::move(extra), {"tok-player 1001", "tok-sleeper 1002"}});
+    gateway_.emplace(GatewayOptions{game_.port(),
+                                    1,
+                                    std::move(extra),
+                                    {"tok-player 1001", "tok-sleeper 1002", "tok-later 1003"}});
   }
-  std::unique_ptr<client::Client> player(std::string_view name) {
-    return logged_in_client(gateway_->port(), name, "tok-player", /*encrypt=*/true);
+  /// Logged in as user 1001, or as whom `token` names (one session per
+  /// user: a second login of 1001 would replace the first).
+  std::unique_ptr<client::Client> player(std::string_view name,
+                                         std::string_view token = "tok-player") {
+    return logged_in_client(gateway_->port(), name, token, /*encrypt=*/true);
   }
 
   FakeGameService game_{{.echo = true}};
@@ -386,7 +391,7 @@ TEST_F(ConnectRateTest, NewConnectionsPerAddressAreABucket) {
       << gateway_->log();
   // One second later the bucket has refilled.
   std::this_thread::sleep_for(1100ms);
-  auto later = player("later");
+  auto later = player("later", "tok-later");
   EXPECT_TRUE(echo_works(*later, "refilled"));
   EXPECT_TRUE(echo_works(*bystander, "after"));
   EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();

@@ -23,7 +23,9 @@
 
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
+#include "gatehouse/contract/records.h"
 #include "gatehouse/crypto/modern_crypto.h"
+#include "gatehouse/shm/spsc_ring.h"
 #include "gateway_process.h"
 #include "http_get.h"
 #include "raw_session.h"
@@ -692,6 +694,43 @@ TEST_F(GatewayTest, DrainWaitEndsWhenTheLastClientHasLeft) {
 }
 
 // ------------------------------------------------------------------ crashes
+
+// A record no frontend writes (a close reason beyond CloseReason), put into
+// worker 0's input ring as a buggy or hostile process could: the worker
+// refuses it with one line and exits; the frontend and the bridge are not
+// touched; once the record is gone the replacement serves the session on.
+TEST_F(GatewayTest, ACorruptRecordKillsOnlyItsReaderWhichTheSupervisorReplaces) {
+  start({}, 1, /*accept_any=*/true);
+  auto c = logged_in("bystander", /*encrypt=*/true);
+  ASSERT_TRUE(echo_works(*c, "before"));
+  const pid_t victim = gateway_->worker_pid(0);
+  const pid_t frontend = gateway_->frontend_pid();
+  const pid_t bridge = gateway_->bridge_pid();
+  ASSERT_GT(victim, 0);
+
+  // The frontend publishes nothing while the client is silent, so the test
+  // may append to its ring and take the record back afterwards.
+  const shm::SpscRing ring = gateway_->segment().ring(RingKind::kFrontendToWorker, 0);
+  shm::RingDescriptor& d = ring.descriptor();
+  const std::uint64_t tail = d.tail.load();
+  const ipc::ConnClosed bad{shm::ConnectionId(1, 0).value(), 250, 0};
+  const shm::RecordHeader header{sizeof bad, ipc::kConnClosed};
+  const std::uint64_t index = tail & (ring.capacity() - 1);
+  ASSERT_LE(index + sizeof header + sizeof bad, ring.capacity());
+  std::memcpy(ring.data() + index, &header, sizeof header);
+  std::memcpy(ring.data() + index + sizeof header, &bad, sizeof bad);
+  d.tail.store(tail + sizeof header + sizeof bad);
+
+  EXPECT_TRUE(gateway_->wait_log("shared-memory violation: ring/fe-w/0: record at position " +
+                                 std::to_string(tail) + " type 3: reason = 250"))
+      << gateway_->log();
+  EXPECT_TRUE(gateway_->wait_log("worker-0 (pid " + std::to_string(victim) + ")"));
+  d.tail.store(tail);  // taken back: a replacement that finds it still dies the same way
+  EXPECT_TRUE(echo_works(*c, "after")) << gateway_->log();
+  EXPECT_NE(gateway_->worker_pid(0), victim);
+  EXPECT_EQ(gateway_->frontend_pid(), frontend);
+  EXPECT_EQ(gateway_->bridge_pid(), bridge);
+}
 
 TEST_F(GatewayTest, KilledWorkerIsRestartedAndNewSessionsWork) {
   start({}, 2, /*accept_any=*/true);

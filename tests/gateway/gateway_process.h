@@ -54,6 +54,9 @@ class GatewayProcess {
   /// SIGTERM and wait: the exit status, or nullopt if it did not exit in time.
   std::optional<int> terminate(Duration timeout = kPatience);
 
+  /// The gateway's segment, attached by the test (to read, or to corrupt).
+  GatewaySegment& segment() { return *segment_; }
+
   /// Child pids from the control block (0 when not running).
   pid_t worker_pid(std::uint32_t index) const;
   pid_t frontend_pid() const;

@@ -79,6 +79,24 @@ TEST(Segment, CreatedRegionsAreSeenByAnAttacher) {
   EXPECT_EQ(h.state.load(), static_cast<std::uint32_t>(SegmentState::kReady));
 }
 
+TEST(Segment, ARegionEntryOutsideTheMappingIsRefusedWithoutOverflow) {
+  const std::string name = unique_name();
+  Segment owner = Segment::create(name, kTestLayout, two_regions());
+  Segment other = Segment::attach(name, kTestLayout);
+  // offset + bytes wraps to a small number: what a sum would let through.
+  poke_header(name, [](SegmentHeader& h) { h.regions[1].bytes = ~std::uint64_t{0} - 4095; });
+  EXPECT_THAT(error_of([&] { (void)other.region("beta"); }),
+              HasSubstr("is not a page-aligned range inside the"));
+  poke_header(name, [](SegmentHeader& h) {
+    h.regions[1].bytes = 10000;
+    h.regions[1].offset += 8;  // inside, but a ring's atomics would be misaligned
+  });
+  EXPECT_THAT(error_of([&] { (void)other.region("beta"); }), HasSubstr("region 'beta' (offset"));
+  poke_header(name, [](SegmentHeader& h) { h.total_bytes = ~std::uint64_t{0}; });
+  poke_header(name, [](SegmentHeader& h) { h.regions[1].offset = std::uint64_t{1} << 40; });
+  EXPECT_FALSE(other.has_region("beta")) << "the mapping bounds it, not the header's total";
+}
+
 TEST(Segment, IsMode0600WhateverTheUmask) {
   const std::string name = unique_name();
   const mode_t old = ::umask(0);

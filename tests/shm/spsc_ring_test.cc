@@ -8,11 +8,13 @@
 #include <deque>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "aligned_buffer.h"
+#include "throwing_violations.h"
 
 namespace gatehouse::shm {
 namespace {
@@ -285,6 +287,93 @@ TEST_F(RingTest, AttachSeesTheSameRingAndRejectsGarbage) {
   EXPECT_EQ(again.capacity(), kCapacity);
   std::vector<std::byte> garbage(8192, std::byte{0x5a});
   EXPECT_THROW(SpscRing::attach(garbage), std::runtime_error);
+}
+
+TEST_F(RingTest, AttachRefusesConstantsThatDoNotFitTheRegion) {
+  RingDescriptor& d = ring_.descriptor();
+  d.capacity = 512;  // a power of two below the minimum: max_payload would wrap
+  d.max_payload = SpscRing::max_payload_for(512);
+  EXPECT_THROW(SpscRing::attach(memory_.span()), std::runtime_error);
+  d.capacity = std::uint64_t{1} << 40;  // past the region
+  d.max_payload = SpscRing::max_payload_for(d.capacity);
+  EXPECT_THROW(SpscRing::attach(memory_.span(), "ring/x"), std::runtime_error);
+  d.capacity = kCapacity;
+  d.max_payload = 1000;
+  EXPECT_THROW(SpscRing::attach(memory_.span()), std::runtime_error);
+}
+
+TEST_F(RingTest, ConstantsAreKeptFromAttachWhateverTheDescriptorSaysLater) {
+  const SpscRing attached = SpscRing::attach(memory_.span());
+  ring_.descriptor().capacity = std::uint64_t{1} << 40;
+  ring_.descriptor().max_payload = std::uint64_t{1} << 36;
+  EXPECT_EQ(attached.capacity(), kCapacity);
+  EXPECT_EQ(attached.max_payload(), SpscRing::max_payload_for(kCapacity));
+  RingProducer producer(attached);
+  EXPECT_EQ(producer.try_write(1, bytes(kCapacity, 1)), WriteStatus::kTooLarge);
+}
+
+/// The violation a consumer of `ring` reports (reading everything), or "".
+std::string consumer_refusal(SpscRing ring) {
+  const testing::ThrowingViolations throwing;
+  try {
+    RingConsumer consumer(ring);
+    consumer.read([](const Record&) {}, 1000);
+    return "";
+  } catch (const testing::ShmViolation& e) {
+    return e.what();
+  }
+}
+
+TEST_F(RingTest, AConsumerRefusesCursorsAndRecordsNoProducerWrites) {
+  const SpscRing ring = SpscRing::attach(memory_.span(), "ring/test");
+  RingDescriptor& d = ring.descriptor();
+  RingProducer producer(ring);
+  ASSERT_EQ(producer.try_write(1, bytes(100, 1)), WriteStatus::kOk);
+  producer.publish();
+  EXPECT_EQ(consumer_refusal(ring), "");  // read and committed: head == tail == 112
+  ASSERT_EQ(d.head.load(), 112u);
+
+  d.tail.store(112 + kCapacity + 8);  // more than a ring's worth published
+  EXPECT_EQ(consumer_refusal(ring),
+            "ring/test: cursors head 112 and tail 4216 are not 8-byte aligned positions at most "
+            "capacity 4096 apart (tail >= head)");
+  d.tail.store(116);  // not on a record boundary
+  EXPECT_NE(consumer_refusal(ring), "");
+  d.tail.store(104);  // behind the head
+  EXPECT_NE(consumer_refusal(ring), "");
+  d.tail.store(112);
+  d.taken.store(200);  // handled past what was published
+  EXPECT_EQ(consumer_refusal(ring), "ring/test: taken 200 is past the tail 112");
+  d.taken.store(0);
+
+  // A record longer than the largest payload, whole inside the published part.
+  const RecordHeader huge{static_cast<std::uint32_t>(ring.max_payload() + 8), 5};
+  std::memcpy(ring.data() + 112, &huge, sizeof huge);
+  d.tail.store(112 + align_record(sizeof huge + huge.length));
+  EXPECT_NE(consumer_refusal(ring).find("ring/test: corrupt ring record at position 112"),
+            std::string::npos);
+  // A padding record that does not end the buffer.
+  const RecordHeader pad{8, kPaddingType};
+  std::memcpy(ring.data() + 112, &pad, sizeof pad);
+  d.tail.store(112 + 16);
+  EXPECT_NE(consumer_refusal(ring), "");
+}
+
+TEST_F(RingTest, AProducerDiesOnAHeadNoConsumerWrites) {
+  RingDescriptor& d = ring_.descriptor();
+  d.head.store(8);  // past the published tail (0)
+  EXPECT_DEATH(RingProducer producer(ring_), "shared-memory violation: ring: cursors head 8");
+  d.head.store(0);
+  RingProducer producer(ring_);
+  d.head.store(4);
+  // Only re-read when the ring looks full.
+  const auto big = bytes(ring_.max_payload(), 2);
+  EXPECT_DEATH(
+      {
+        while (producer.try_write(1, big) == WriteStatus::kOk) {
+        }
+      },
+      "shared-memory violation: ring: cursors head 4");
 }
 
 TEST(RingInitialise, RejectsBadCapacities) {

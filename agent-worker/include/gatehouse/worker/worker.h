@@ -30,6 +30,7 @@
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/journal.h"
 #include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/record_reader.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/contract/session.h"
 #include "gatehouse/shm/doorbell.h"
@@ -59,6 +60,15 @@ class Worker {
   bool outputs_have_room();
   bool on_frontend_record(const shm::Record& record);
   bool on_bridge_record(const shm::Record& record);
+  // One per record type, decoded and checked by the ring's RecordReader.
+  void on(const ipc::Parsed<ipc::ConnOpened>& r);
+  void on(const ipc::Parsed<ipc::ClientFrame>& r);
+  void on(const ipc::Parsed<ipc::ConnClosed>& r);
+  void on(const ipc::Parsed<ipc::GameMessage>& r);
+  void on(const ipc::Parsed<ipc::GameKick>& r);
+  void on(const ipc::Parsed<ipc::StreamEnded>& r);
+  void on(const ipc::Parsed<ipc::LoginVerdict>& r);
+  void on(const ipc::Parsed<ipc::Replaced>& r);
   void open_session(const ipc::ConnOpened& opened);
   void handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   metrics::Timed dispatch_frame(shm::ConnectionId id, Session& s,
@@ -118,6 +128,8 @@ class Worker {
   shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;
   std::unique_ptr<LoginProvider> login_;
+  const ipc::RecordReader<RingKind::kFrontendToWorker> frontend_records_;
+  const ipc::RecordReader<RingKind::kBridgeToWorker> bridge_records_;
   shm::RingConsumer from_frontend_;
   shm::RingConsumer from_bridge_;
   shm::RingProducer to_frontend_;
@@ -130,8 +142,12 @@ class Worker {
   LogLimit client_too_large_log_{spdlog::level::warn, "client message over what receivers take"};
   LogLimit game_too_large_log_{spdlog::level::warn, "game message over a receiver's frame"};
   volatile std::sig_atomic_t stop_requested_ = 0;
-  bool drained_ = false;   // every session closed for the drain
-  bool draining_ = false;  // the drain has begun
+  bool drained_ = false;          // every session closed for the drain
+  bool draining_ = false;         // the drain has begun
+  std::uint32_t first_slot_ = 0;  // of this worker's range of the session table
+  // Per slot of the range: the generation whose cipher states this worker
+  // has checked (0: none; a generation is never 0).
+  std::vector<std::uint32_t> cipher_checked_;
   std::uint32_t drain_cursor_ = 0;
   std::uint32_t drain_end_ = 0;
   std::uint32_t fault_per_mille_ = 0;

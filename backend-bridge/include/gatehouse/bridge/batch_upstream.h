@@ -105,7 +105,7 @@ class BatchUpstream final : public Upstream {
     std::uint64_t login_seq;
   };
   std::unordered_map<std::uint64_t, Attached> sessions_;  // by conn
-  std::atomic<std::uint64_t> batches_received_{0};            // by the gRPC thread
+  std::atomic<std::uint64_t> batches_received_{0};        // by the gRPC thread
 
   /// The sessions this link serves, for the gRPC thread: a game may message
   /// or kick only those (sessions go to a backend by user id), never another

@@ -35,6 +35,7 @@
 #include "gatehouse/bridge/worker_link.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/records.h"
 #include "gatehouse/shm/doorbell.h"
 
 namespace gatehouse::bridge {
@@ -66,7 +67,11 @@ class Bridge {
   bool finished() const noexcept { return finished_; }
 
  private:
-  void on_worker_record(const shm::Record& record, const Origin& origin);
+  // One per record type from a worker, decoded and checked by its ring's
+  // RecordReader (WorkerLink::read).
+  void on(const ipc::Parsed<ipc::StreamOpen>& r, const Origin& origin);
+  void on(const ipc::Parsed<ipc::StreamMessage>& r, const Origin& origin);
+  void on(const ipc::Parsed<ipc::StreamClose>& r, const Origin& origin);
   /// The session's game service (null: there is none).
   Upstream* upstream_of(std::int64_t user_id) const;
   std::size_t calls_open() const;
@@ -82,7 +87,7 @@ class Bridge {
   WorkerRings rings_;
   CallQueue calls_;                                   // after rings_: its thread writes there
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // one per --backend, in order
-  UserSessions users_;  // every session's open/send/close goes through it
+  UserSessions users_;      // every session's open/send/close goes through it
   std::uint64_t pass_ = 0;  // duty-cycle passes, for coalescing kept records
   bool stopping_ = false;
   std::int64_t stop_deadline_ns_ = 0;

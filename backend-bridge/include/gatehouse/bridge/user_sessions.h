@@ -46,8 +46,8 @@ class UserSessions {
 
   /// A login (kStreamOpen; `flags` its ipc::kAwaitVerdict / kReplaceOlder),
   /// or a take-over's re-open of a logged-in session (`origin` null).
-  void open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
-            std::uint32_t flags, const Origin* origin);
+  void open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq, std::uint32_t flags,
+            const Origin* origin);
   void send(std::uint64_t conn, std::int64_t user_id, std::uint64_t seq,
             std::span<const std::byte> message, const Origin& origin);
   void close(std::uint64_t conn, std::int64_t user_id, const Origin& origin);

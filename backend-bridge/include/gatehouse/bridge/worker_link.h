@@ -22,6 +22,7 @@
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/record_reader.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/spsc_ring.h"
 
@@ -43,20 +44,23 @@ class WorkerLink final : public RecordKeeper {
   /// `ack_timeout_ns`: how long a batched game may leave events
   /// unacknowledged before its link is given up.
   WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
-             std::int64_t ack_timeout_ns);
+             std::int64_t ack_timeout_ns, const Settings& settings);
 
-  /// Hands up to kRingBatch records to `handler(record, origin)` (main
-  /// thread, once per duty-cycle pass), then commits the ring's head as far
-  /// as no record is kept. Returns the records read.
+  /// Hands up to kRingBatch records to `handler(parsed, origin)`, each
+  /// decoded and checked as its type's ipc::Parsed<Header> (RecordReader;
+  /// main thread, once per duty-cycle pass), then commits the ring's head as
+  /// far as no record is kept. Returns the records read.
   template <class Handler>
   std::size_t read(Handler&& handler, std::uint64_t pass, std::int64_t now_ns) {
     pass_ = pass;
     now_ns_ = now_ns;
     const std::size_t n = from_worker_.poll(
         [&](const shm::Record& record) {
-          const bool replay = record.end <= replay_until_;
-          if (!replay) from_worker_.note_taken(record.end);  // before anything leaves
-          handler(record, Origin{this, record.position, replay});
+          records_.visit(record, [&](const auto& parsed) {
+            const bool replay = record.end <= replay_until_;
+            if (!replay) from_worker_.note_taken(record.end);  // before anything leaves
+            handler(parsed, Origin{this, record.position, replay});
+          });
           return true;
         },
         kRingBatch);
@@ -79,6 +83,7 @@ class WorkerLink final : public RecordKeeper {
 
   shm::Doorbell doorbell_;
   const std::int64_t ack_timeout_ns_;
+  const ipc::RecordReader<RingKind::kWorkerToBridge> records_;
   shm::RingConsumer from_worker_;
   // Records whose batched events the game has not acknowledged, in ring
   // order; the ring's head stays at the first. Events of one link from one

@@ -48,8 +48,11 @@ class GatewaySegment {
 
   ControlBlock& control() const noexcept { return *control_; }
   MetricsBlock& metrics() const noexcept { return *metrics_; }
-  /// The current settings (a copy: a reload may change them).
-  Settings settings() const noexcept;
+  /// The current settings (a copy: a reload may change them), checked
+  /// (check_settings, shm_checks.h) and of the shape the segment was attached
+  /// with (workers, max_connections: a reload never changes them): a copy
+  /// that is not is a violation (shm/violation.h).
+  Settings settings() const;
   /// Bumped by every publish_settings(): a process that applies settings
   /// live polls it.
   std::uint64_t settings_generation() const noexcept {
@@ -57,13 +60,17 @@ class GatewaySegment {
   }
   /// Supervisor only (one writer): makes `settings` the current settings.
   void publish_settings(const Settings& settings) noexcept;
+  /// Throws for a worker beyond the settings' count or a region that is not
+  /// a ring (as at attach: the caller has not started yet).
   shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
-  /// The session table, its values checked to be this build's Session.
+  /// The session table, its values checked to be this build's Session and
+  /// its slots max_connections (throws otherwise).
   shm::SessionTable<Session> sessions() const;
   /// The same table for a process that only allocates and releases ids and
   /// never reads a Session (the frontend).
   shm::SlotTable session_slots() const;
-  /// Worker `worker`'s crash journal.
+  /// Worker `worker`'s crash journal, checked (check_journal) for its
+  /// successor.
   Journal& journal(std::uint32_t worker) const;
   shm::Segment& segment() noexcept { return segment_; }
   /// A drain has begun: no new connections.
@@ -74,9 +81,16 @@ class GatewaySegment {
   }
 
  private:
+  void check_worker(std::uint32_t worker) const;
+  template <class Table>
+  Table checked_slots(Table table) const;
+
   shm::Segment segment_;
   ControlBlock* control_;
   MetricsBlock* metrics_;
+  // The shape of the segment, from its settings at attach.
+  std::uint32_t workers_ = 0;
+  std::uint32_t slots_ = 0;
 };
 
 }  // namespace gatehouse

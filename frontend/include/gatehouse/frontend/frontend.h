@@ -43,6 +43,7 @@
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/record_reader.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/frontend/address_limit.h"
 #include "gatehouse/frontend/connect_rate.h"
@@ -99,9 +100,11 @@ class Frontend {
   void retry_blocked();
   // worker -> client
   std::size_t drain_worker_rings();
-  void on_send(std::span<const std::byte> record);
-  void on_close(std::span<const std::byte> record);
-  void on_logged_in(std::span<const std::byte> record);
+  // One per record type from a worker, decoded and checked by its ring's
+  // RecordReader.
+  void on(const ipc::Parsed<ipc::SendHeader>& send);
+  void on(const ipc::Parsed<ipc::CloseCommand>& close);
+  void on(const ipc::Parsed<ipc::LoggedIn>& logged_in);
   void flush_batch();
   void write_queued(Connection& c);
   void wait_writable(Connection& c);

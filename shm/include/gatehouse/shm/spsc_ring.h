@@ -60,6 +60,8 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "gatehouse/shm/doorbell.h"
@@ -114,7 +116,9 @@ static_assert(std::atomic<std::int64_t>::is_always_lock_free);
 inline constexpr std::size_t kDescriptorBytes =
     (sizeof(RingDescriptor) + kFalseSharingRange - 1) & ~(kFalseSharingRange - 1);
 
-/// A view of one ring region: two pointers, cheap to copy.
+/// A view of one ring region, cheap to copy. The constants (capacity, largest
+/// payload) are checked once at attach and kept here: a writer that changes
+/// them in the descriptor later cannot widen what this process reads.
 class SpscRing {
  public:
   static constexpr std::size_t kMinCapacity = 1024;
@@ -133,15 +137,17 @@ class SpscRing {
   /// Formats `region` as an empty ring. `capacity` must be a power of two of
   /// at least kMinCapacity and region.size() >= region_bytes(capacity).
   /// Throws std::invalid_argument otherwise.
-  static SpscRing initialise(std::span<std::byte> region, std::size_t capacity);
+  static SpscRing initialise(std::span<std::byte> region, std::size_t capacity,
+                             std::string_view name = "ring");
   /// Validates a region formatted by initialise(); throws std::runtime_error
-  /// when it is not a ring.
-  static SpscRing attach(std::span<std::byte> region);
+  /// when it is not a ring. `name` (the region's) is what violations name.
+  static SpscRing attach(std::span<std::byte> region, std::string_view name = "ring");
 
   RingDescriptor& descriptor() const noexcept { return *descriptor_; }
   std::byte* data() const noexcept { return data_; }
-  std::size_t capacity() const noexcept { return descriptor_->capacity; }
-  std::size_t max_payload() const noexcept { return descriptor_->max_payload; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t max_payload() const noexcept { return max_payload_; }
+  const char* name() const noexcept { return name_; }
 
   /// Published bytes not yet committed by the consumer (a snapshot).
   std::uint64_t occupancy() const noexcept {
@@ -149,10 +155,18 @@ class SpscRing {
            descriptor_->head.load(std::memory_order_acquire);
   }
 
+  /// Checks that `tail` and `head` (cursors read from the descriptor) are
+  /// 8-byte aligned and at most a capacity apart, tail not behind head;
+  /// anything else is a violation (violation.h) naming the ring.
+  void check_cursors(std::uint64_t head, std::uint64_t tail) const;
+
  private:
-  SpscRing(RingDescriptor* d, std::byte* data) : descriptor_(d), data_(data) {}
+  SpscRing(RingDescriptor* d, std::byte* data, std::string_view name);
   RingDescriptor* descriptor_;
   std::byte* data_;
+  std::size_t capacity_;
+  std::size_t max_payload_;
+  char name_[48];  // the region's name, for violations
 };
 
 enum class WriteStatus : std::uint8_t { kOk, kFull, kTooLarge };
@@ -163,7 +177,8 @@ class RingProducer {
  public:
   /// `consumer_doorbell` is rung on publish() when the consumer is parked;
   /// null when the consumer never parks (busy-spinning benchmarks).
-  explicit RingProducer(SpscRing ring, const Doorbell* consumer_doorbell = nullptr) noexcept;
+  /// Checks the published tail and the committed head (check_cursors).
+  explicit RingProducer(SpscRing ring, const Doorbell* consumer_doorbell = nullptr);
 
   /// Copies one record into the ring (unpublished). Never blocks.
   WriteStatus try_write(std::uint32_t type, std::span<const std::byte> payload) noexcept;
@@ -189,6 +204,8 @@ class RingProducer {
 
  private:
   std::byte* reserve(std::size_t length, WriteStatus* status) noexcept;
+  /// Refreshes cached_head_ from the descriptor, checked (check_cursors).
+  void load_head() noexcept;
 
   SpscRing ring_;
   const Doorbell* doorbell_;
@@ -212,7 +229,8 @@ struct Record {
 /// at the committed head.
 class RingConsumer {
  public:
-  explicit RingConsumer(SpscRing ring) noexcept;
+  /// Checks the committed head and the published tail (check_cursors).
+  explicit RingConsumer(SpscRing ring);
 
   /// Hands up to `limit` records to `handler(const Record&)` without
   /// committing. A handler returning bool may return false to leave that
@@ -243,8 +261,8 @@ class RingConsumer {
   std::uint64_t taken_before_attach() const noexcept { return taken_before_; }
 
   /// True when nothing published is left to read (refreshes the tail).
-  bool empty() noexcept {
-    cached_tail_ = ring_.descriptor().tail.load(std::memory_order_acquire);
+  bool empty() {
+    load_tail();
     return head_ == cached_tail_;
   }
 
@@ -255,7 +273,7 @@ class RingConsumer {
 
   /// Raises the parked flag; returns false (flag lowered again) when records
   /// arrived meanwhile, true when the caller may now sleep on its Doorbell.
-  bool prepare_park() noexcept;
+  bool prepare_park();
   /// Lowers the parked flag after waking.
   void unpark() noexcept { ring_.descriptor().consumer_parked.store(0, std::memory_order_relaxed); }
 
@@ -263,6 +281,8 @@ class RingConsumer {
   SpscRing ring() const noexcept { return ring_; }
 
  private:
+  /// Refreshes cached_tail_ from the descriptor, checked (check_cursors).
+  void load_tail(std::memory_order order = std::memory_order_acquire);
   [[noreturn]] void corrupt(std::uint64_t position, const RecordHeader& h) const;
 
   SpscRing ring_;
@@ -275,7 +295,7 @@ class RingConsumer {
 template <class Handler>
 std::size_t RingConsumer::poll(Handler&& handler, std::size_t limit) {
   if (head_ == cached_tail_) {
-    cached_tail_ = ring_.descriptor().tail.load(std::memory_order_acquire);
+    load_tail();
     if (head_ == cached_tail_) return 0;
   }
   std::byte* const data = ring_.data();
@@ -285,9 +305,14 @@ std::size_t RingConsumer::poll(Handler&& handler, std::size_t limit) {
     RecordHeader h;
     std::memcpy(&h, data + index, sizeof h);
     const std::uint64_t bytes = align_record(sizeof h + std::uint64_t{h.length});
-    // Published records are whole by construction; anything else is memory
-    // corruption or a foreign writer, and there is no safe way to go on.
-    if (bytes > cached_tail_ - head_ || index + bytes > ring_.capacity()) corrupt(head_, h);
+    // Published records are whole by construction, no larger than the
+    // largest payload, and a padding record ends the buffer; anything else is
+    // memory corruption or a foreign writer, and there is no safe way to go on.
+    if (bytes > cached_tail_ - head_ || index + bytes > ring_.capacity() ||
+        (h.type == kPaddingType ? index + bytes != ring_.capacity()
+                                : h.length > ring_.max_payload())) {
+      corrupt(head_, h);
+    }
     if (h.type == kPaddingType) {
       head_ += bytes;
       continue;
@@ -300,9 +325,7 @@ std::size_t RingConsumer::poll(Handler&& handler, std::size_t limit) {
     }
     head_ += bytes;
     ++count;
-    if (head_ == cached_tail_) {
-      cached_tail_ = ring_.descriptor().tail.load(std::memory_order_acquire);
-    }
+    if (head_ == cached_tail_) load_tail();
   }
   return count;
 }

@@ -1,0 +1,131 @@
+#include "gatehouse/contract/shm_checks.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "gatehouse/shm/session_table.h"
+#include "gatehouse/shm/violation.h"
+
+namespace gatehouse {
+namespace {
+
+/// spdlog's levels: trace (0) to off (6); the processes cast log_level to it.
+constexpr std::uint32_t kMaxLogLevel = 6;
+
+[[noreturn]] void refuse(const std::string& where, const char* field, std::uint64_t value,
+                         const std::string& rule) {
+  shm::violation(where + ": " + field + " = " + std::to_string(value) + " (" + rule + ")");
+}
+
+bool terminated(const char* text, std::size_t size) noexcept {
+  return std::memchr(text, '\0', size) != nullptr;
+}
+
+std::string conn_text(std::uint64_t conn) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%#llx", static_cast<unsigned long long>(conn));
+  return text;
+}
+
+}  // namespace
+
+void check_settings(const Settings& s, const char* where) {
+  const std::string at = std::string("control: ") + where;
+  if (s.workers == 0 || s.workers > kMaxWorkers) {
+    refuse(at, "workers", s.workers, "1 to " + std::to_string(kMaxWorkers));
+  }
+  if (s.max_connections < s.workers) {
+    refuse(at, "max_connections", s.max_connections, "at least one slot per worker");
+  }
+  if (s.backend_count > kMaxBackends) {
+    refuse(at, "backend_count", s.backend_count, "at most " + std::to_string(kMaxBackends));
+  }
+  for (std::uint32_t b = 0; b < s.backend_count; ++b) {
+    if (!terminated(s.backends[b], kAddressBytes)) {
+      refuse(at, "backends[i] unterminated, i", b, "NUL within " + std::to_string(kAddressBytes));
+    }
+  }
+  if (!terminated(s.login_file, kPathBytes)) {
+    refuse(at, "login_file unterminated, bytes", kPathBytes, "NUL within them");
+  }
+  if (s.listener_count > kMaxListeners) {
+    refuse(at, "listener_count", s.listener_count, "at most " + std::to_string(kMaxListeners));
+  }
+  if (s.address_limits_exempt_count > kMaxExemptNetworks) {
+    refuse(at, "address_limits_exempt_count", s.address_limits_exempt_count,
+           "at most " + std::to_string(kMaxExemptNetworks));
+  }
+  for (std::uint32_t i = 0; i < s.address_limits_exempt_count; ++i) {
+    if (s.address_limits_exempt[i].prefix > 128) {
+      refuse(at, "address_limits_exempt[i].prefix, i", i, "at most 128");
+    }
+  }
+  if (s.log_level > kMaxLogLevel) refuse(at, "log_level", s.log_level, "0 (trace) to 6 (off)");
+  if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens) {
+    refuse(at, "login_mode", static_cast<std::uint32_t>(s.login_mode), "0 or 1");
+  }
+  if (s.numbering != FrameNumbering::kGonet2 && s.numbering != FrameNumbering::kLaterGeneration) {
+    refuse(at, "numbering", static_cast<std::uint32_t>(s.numbering), "0 or 1");
+  }
+}
+
+void check_journal(const Journal& j, std::uint32_t worker) {
+  const std::string at = "journal/" + std::to_string(worker);
+  const std::uint32_t state = j.state.load(std::memory_order_acquire);
+  if (state != Journal::kIdle && state != Journal::kCommitting) {
+    refuse(at, "state", state, "0 idle or 1 committing");
+  }
+  const std::uint32_t count = j.count.load(std::memory_order_acquire);
+  if (count > kJournalEntries) {
+    refuse(at, "count", count, "at most " + std::to_string(kJournalEntries));
+  }
+}
+
+void check_session(const Session& s, std::uint64_t conn, const Settings& settings) {
+  const auto at = [conn] { return "sessions: conn " + conn_text(conn); };
+  if (s.state > Session::kLoginPending) refuse(at(), "state", s.state, "0 to 4");
+  if (s.crypto > Session::kModern) refuse(at(), "crypto", s.crypto, "0 clear, 1 legacy, 2 modern");
+  if (settings.listener_count != 0 && s.listener >= settings.listener_count && s.state != 0) {
+    refuse(at(), "listener", s.listener, "below listener_count");
+  }
+  if (s.opened_unix_ms < 0 || s.opened_unix_ms > kMaxUnixMs) {
+    refuse(at(), "opened_unix_ms", static_cast<std::uint64_t>(s.opened_unix_ms), "0 to 2^62 ns");
+  }
+  // The rate buckets add up to a few minutes to these (base/rate_limit.h).
+  if (s.frames_tat_ns > kMaxUnixNs) {
+    refuse(at(), "frames_tat_ns", static_cast<std::uint64_t>(s.frames_tat_ns), "at most 2^62");
+  }
+  if (s.bytes_tat_ns > kMaxUnixNs) {
+    refuse(at(), "bytes_tat_ns", static_cast<std::uint64_t>(s.bytes_tat_ns), "at most 2^62");
+  }
+}
+
+void check_session_cipher(const Session& s, std::uint64_t conn) {
+  const auto at = [conn] { return "sessions: conn " + conn_text(conn); };
+  if (s.crypto == Session::kModern) {
+    for (const modern::AeadStream* stream : {&s.cipher.modern.open, &s.cipher.modern.seal}) {
+      if (stream->aead != modern::Aead::kChaCha20Poly1305 &&
+          stream->aead != modern::Aead::kAes256Gcm) {
+        refuse(at(), "cipher.modern aead", static_cast<std::uint8_t>(stream->aead), "0 or 1");
+      }
+    }
+  } else if (s.crypto == Session::kLegacy) {
+    // OpenSSL's RC4 indexes its table with x, y and the table's own words
+    // (its x86-64 assembly adds them as bytes but indexes with the whole
+    // register).
+    for (const legacy::Rc4State* rc4 : {&s.cipher.legacy.decrypt, &s.cipher.legacy.encrypt}) {
+      std::uint32_t high = rc4->x | rc4->y;
+      for (const std::uint32_t word : rc4->data) high |= word;
+      if (high > 0xff) refuse(at(), "cipher.legacy index or table word", high, "bytes only");
+    }
+  }
+}
+
+std::optional<std::uint32_t> worker_of(std::uint64_t conn, const Settings& settings) noexcept {
+  const std::uint32_t slot = shm::ConnectionId(conn).slot();
+  if (slot >= settings.max_connections) return std::nullopt;
+  return worker_of_slot(slot, settings);
+}
+
+}  // namespace gatehouse
