@@ -119,8 +119,11 @@ TEST(RecordReader, RefusesWhatNoWriterWritesNamingRingFieldAndValue) {
               HasSubstr("type = 10 (not a record of this ring)"));
 
   const ipc::RecordReader<RingKind::kWorkerToFrontend> w_fe(0, s);
-  EXPECT_THAT(refusal(w_fe, Bytes(ipc::kClose, ipc::CloseCommand{conn(1), 20, 0}).record()),
-              HasSubstr("ring/w-fe/0: record at position 64 type 11: reason = 20"));
+  constexpr auto kBadReason = static_cast<std::uint32_t>(CloseReason::kCount);
+  EXPECT_THAT(
+      refusal(w_fe, Bytes(ipc::kClose, ipc::CloseCommand{conn(1), kBadReason, 0}).record()),
+      HasSubstr("ring/w-fe/0: record at position 64 type 11: reason = " +
+                std::to_string(kBadReason)));
   const ipc::RecordReader<RingKind::kWorkerToBridge> w_br(0, s);
   EXPECT_THAT(refusal(w_br, Bytes(ipc::kStreamMessage, ipc::StreamMessage{conn(1), 5, 2},
                                   std::vector<std::byte>(1))
@@ -184,8 +187,8 @@ TEST(ShmChecks, ASessionsFieldsMustBeOnesAWorkerWrites) {
     });
   };
   EXPECT_EQ(refused([](Session&) {}), "");
-  EXPECT_EQ(refused([](Session& s) { s.state = static_cast<Session::State>(4); }),
-            "sessions: conn 0x700000003: state = 4 (0 to 3)");
+  EXPECT_EQ(refused([](Session& s) { s.state = static_cast<Session::State>(5); }),
+            "sessions: conn 0x700000003: state = 5 (0 to 4)");
   EXPECT_THAT(refused([](Session& s) { s.crypto = static_cast<Session::Crypto>(3); }),
               HasSubstr("crypto = 3"));
   EXPECT_THAT(refused([](Session& s) { s.listener = 1; }), HasSubstr("listener = 1"));
