@@ -30,6 +30,7 @@ enum class CloseReason : std::uint8_t {
   kBpmExceeded,         ///< more payload bytes than the per-minute limit allows
   kLoginTimeout,        ///< no login within the login deadline after accept
   kPreloginExceeded,    ///< more frames or bytes before login than the budget
+  kUnknownGatewayKey,   ///< key_exchange2_req naming a key id the gateway does not hold
   kCount
 };
 

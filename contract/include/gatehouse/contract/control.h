@@ -29,6 +29,8 @@ inline constexpr std::uint32_t kMaxBackends = 8;
 inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
 inline constexpr std::uint32_t kMaxListeners = 16;
+/// gateway-key files a gateway holds at once (one, two while keys rotate).
+inline constexpr std::uint32_t kMaxGatewayKeys = 4;
 
 enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
 
@@ -38,13 +40,16 @@ enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
 enum CryptoModes : std::uint8_t {
   kCryptoClear = 1,   ///< no key exchange at all (gonet2 allowed it)
   kCryptoLegacy = 2,  ///< get_seed_req: 31-bit DH + RC4
-  kCryptoModern = 4,  ///< key_exchange_req: X25519 + ChaCha20-Poly1305
+  kCryptoModern = 4,   ///< key_exchange2_req: version 2, the gateway proves its key
+  kCryptoModern1 = 8,  ///< key_exchange_req: version 1, unauthenticated (counted)
+  /// Everything but version 1, which a listener must name to allow.
   kCryptoAny = kCryptoClear | kCryptoLegacy | kCryptoModern,
 };
-/// "modern", "modern+legacy", "any", ...: nullopt for an unknown name or an
-/// empty set.
+/// "modern", "modern+legacy", "any", "any+modern1", ...: nullopt for an
+/// unknown name or an empty set.
 std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
-/// The inverse: "clear+legacy+modern" order, "any" for all three.
+/// The inverse: "clear+legacy+modern+modern1" order, "any" for the first
+/// three.
 std::string crypto_modes_text(std::uint8_t modes);
 
 /// Everything configurable that a child process needs. Fixed-size PODs only.
@@ -87,6 +92,10 @@ struct Settings {
   std::uint32_t prelogin_bytes;       ///< bytes a connection may send before login
   std::uint32_t connect_rate;         ///< new connections a second in total; 0 = no limit
   std::uint32_t connect_rate_per_ip;  ///< new connections a second per address; 0 = no limit
+  // The modern exchange's version 2 (docs/protocol-modern.md): the gateway's
+  // private key files, read by each worker at its start.
+  std::uint32_t gateway_key_count;
+  char gateway_keys[kMaxGatewayKeys][kPathBytes];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

@@ -38,7 +38,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 8;
+inline constexpr std::uint32_t kLayoutVersion = 9;
 
 namespace layout {
 
@@ -87,6 +87,8 @@ inline constexpr std::uint64_t kFingerprint = fold({
     kCryptoClear,
     kCryptoLegacy,
     kCryptoModern,
+    kCryptoModern1,
+    kMaxGatewayKeys,
     static_cast<std::uint64_t>(LoginMode::kStaticTokens),
     static_cast<std::uint64_t>(FrameNumbering::kLaterGeneration),
     // metrics
@@ -137,7 +139,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 15960241807429902030ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 7634621757320532067ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -155,10 +157,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2168 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2228280 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 1424 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 3920 && alignof(ControlBlock) == 8);
-static_assert(sizeof(metrics::Shard) == 1152 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 77184 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(Settings) == 2448 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 5968 && alignof(ControlBlock) == 8);
+static_assert(sizeof(metrics::Shard) == 1280 && alignof(metrics::Shard) == 128);
+static_assert(sizeof(MetricsBlock) == 85760 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 

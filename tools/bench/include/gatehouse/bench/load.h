@@ -22,6 +22,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <array>
 #include <vector>
 
 #include "gatehouse/bench/latency_histogram.h"
@@ -33,7 +34,8 @@ namespace gatehouse::bench {
 enum class Crypto : std::uint8_t {
   kClear,   ///< no key exchange
   kLegacy,  ///< get_seed_req, 31-bit DH, RC4 both ways (protocol.md section 3)
-  kModern,  ///< key_exchange_req, X25519, ChaCha20-Poly1305 both ways (protocol-modern.md)
+  kModern,  ///< key_exchange2_req (version 2, a pinned gateway key), X25519, an AEAD both
+            ///< ways (protocol-modern.md)
 };
 /// "clear", "legacy" or "modern".
 const char* crypto_name(Crypto crypto) noexcept;
@@ -46,6 +48,7 @@ struct LoadOptions {
   std::uint32_t connections = 100;
   Crypto crypto = Crypto::kClear;
   std::uint8_t aead = 0;          ///< modern: the AEAD asked for (modern::Aead on the wire)
+  std::array<std::byte, 32> gateway_key{};  ///< modern: the pinned gateway public key
   std::uint32_t window = 1;       ///< echo messages in flight per connection
   std::uint32_t body_bytes = 64;  ///< >= kMinBodyBytes
   std::uint64_t messages = 0;     ///< per connection; 0 = until the duration ends
