@@ -38,6 +38,7 @@ declare -A allowed=(
   [tools/client]="client codec crypto net"
   [tools/bench]="bench client codec crypto net"
   [tools/crypto-bench]="crypto"
+  [tools/kx-vectors]="crypto codec"
   [tools/ring-bench]="shm"
   [examples/demo-game]="game codec"
 )

@@ -133,19 +133,15 @@ struct ReferenceV2 {
   Bytes32 to_gateway{};
   Bytes32 confirm{};
 };
-/// `own_secret` is the client's ephemeral secret: ee = X25519(e_c, E_s),
-/// es = X25519(e_c, S).
-inline ReferenceV2 reference_v2(const Bytes32& client_secret, const Bytes32& gateway_static,
-                                const Bytes32& gateway_ephemeral, std::uint8_t aead_asked,
-                                std::uint8_t aead) {
+/// From the two X25519 results (either side computes them its own way).
+inline ReferenceV2 reference_v2_gateway(const Bytes32& ee, const Bytes32& es,
+                                        const Bytes32& gateway_static, const Bytes32& client_public,
+                                        const Bytes32& gateway_ephemeral, std::uint8_t aead_asked,
+                                        std::uint8_t aead) {
   if (sodium_init() < 0) throw std::runtime_error("sodium_init");
-  Bytes32 client_public{};
-  crypto_scalarmult_base(client_public.data(), client_secret.data());
   std::uint8_t ikm[64];
-  if (crypto_scalarmult(ikm, client_secret.data(), gateway_ephemeral.data()) != 0 ||
-      crypto_scalarmult(ikm + 32, client_secret.data(), gateway_static.data()) != 0) {
-    throw std::runtime_error("reference X25519: low-order point");
-  }
+  std::memcpy(ikm, ee.data(), 32);
+  std::memcpy(ikm + 32, es.data(), 32);
   const std::string_view label = "gatehouse modern v2";
   std::vector<std::uint8_t> transcript(label.begin(), label.end());
   const auto id = reference_key_id(gateway_static);
@@ -168,6 +164,20 @@ inline ReferenceV2 reference_v2(const Bytes32& client_secret, const Bytes32& gat
   expand(out.to_gateway, "to-gateway");
   expand(out.confirm, "confirm");
   return out;
+}
+/// The client's side: ee = X25519(e_c, E_s), es = X25519(e_c, S).
+inline ReferenceV2 reference_v2(const Bytes32& client_secret, const Bytes32& gateway_static,
+                                const Bytes32& gateway_ephemeral, std::uint8_t aead_asked,
+                                std::uint8_t aead) {
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  Bytes32 client_public{}, ee{}, es{};
+  crypto_scalarmult_base(client_public.data(), client_secret.data());
+  if (crypto_scalarmult(ee.data(), client_secret.data(), gateway_ephemeral.data()) != 0 ||
+      crypto_scalarmult(es.data(), client_secret.data(), gateway_static.data()) != 0) {
+    throw std::runtime_error("reference X25519: low-order point");
+  }
+  return reference_v2_gateway(ee, es, gateway_static, client_public, gateway_ephemeral,
+                              aead_asked, aead);
 }
 
 /// One direction of a modern session: payload n sealed with nonce

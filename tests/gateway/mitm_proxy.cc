@@ -153,8 +153,8 @@ void MitmProxy::handle(int client_fd) {
     if (ack && ack->size() >= 2 + 2 + modern::kPublicKeyBytes) {
       const modern::KeyPair own = modern::generate_key_pair();
       std::memcpy(ack->data() + 4, own.public_key.data(), modern::kPublicKeyBytes);
+      ++forged_acks_;  // before the client can see it
       write_all(client_fd, *ack);
-      ++forged_acks_;
       relay(client_fd, up);
     }
     ::close(up);
@@ -179,8 +179,8 @@ void MitmProxy::handle(int client_fd) {
   Bytes frame;
   ByteWriter(frame).u16(static_cast<std::uint16_t>(payload.size()));
   frame.insert(frame.end(), payload.begin(), payload.end());
+  ++forged_acks_;  // before the client can see it
   write_all(client_fd, frame);
-  ++forged_acks_;
   drain_until_closed(client_fd);
 }
 

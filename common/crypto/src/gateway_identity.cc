@@ -31,7 +31,7 @@ bool x25519(Key& out, const Key& secret, std::span<const std::byte, kPublicKeyBy
 }
 
 /// BLAKE2b-256(key = prk, label).
-Key expand(const std::array<std::byte, 64>& prk, std::string_view label) {
+Key expand_one(const Hash& prk, std::string_view label) {
   Key out;
   crypto_generichash(u8(out.data()), out.size(), u8(label.data()), label.size(), u8(prk.data()),
                      prk.size());
@@ -57,9 +57,17 @@ PublicKey public_key_of(const Key& secret) {
   return out;
 }
 
-Derived derive(const Transcript& t, const Key& ee, const Key& es) {
+std::optional<Key> shared_secret(const Key& secret,
+                                 std::span<const std::byte, kPublicKeyBytes> peer) {
   ensure_sodium();
-  std::array<std::byte, 64> th;
+  Key out;
+  if (!x25519(out, secret, peer)) return std::nullopt;
+  return out;
+}
+
+Hash transcript_hash(const Transcript& t) {
+  ensure_sodium();
+  Hash th;
   crypto_generichash_state state;
   crypto_generichash_init(&state, nullptr, 0, th.size());
   const auto add = [&state](const void* p, std::size_t n) {
@@ -73,17 +81,31 @@ Derived derive(const Transcript& t, const Key& ee, const Key& es) {
   add(t.gateway_ephemeral.data(), kPublicKeyBytes);
   add(&t.aead, 1);
   crypto_generichash_final(&state, u8(th.data()), th.size());
+  return th;
+}
 
+Hash extract(const Key& ee, const Key& es, const Hash& th) {
+  ensure_sodium();
   std::array<std::byte, 2 * kKeyBytes> ikm;  // ee || es
   std::memcpy(ikm.data(), ee.data(), kKeyBytes);
   std::memcpy(ikm.data() + kKeyBytes, es.data(), kKeyBytes);
-  std::array<std::byte, 64> prk;
+  Hash prk;
   crypto_generichash(u8(prk.data()), prk.size(), u8(th.data()), th.size(), u8(ikm.data()),
                      ikm.size());
-  Derived d{{expand(prk, "to-client"), expand(prk, "to-gateway")}, {}};
-  const Key confirm = expand(prk, "confirm");
-  std::memcpy(d.confirm.data(), confirm.data(), kConfirmBytes);
   sodium_memzero(ikm.data(), ikm.size());
+  return prk;
+}
+
+Derived expand(const Hash& prk) {
+  Derived d{{expand_one(prk, "to-client"), expand_one(prk, "to-gateway")}, {}};
+  const Key confirm = expand_one(prk, "confirm");
+  std::memcpy(d.confirm.data(), confirm.data(), kConfirmBytes);
+  return d;
+}
+
+Derived derive(const Transcript& t, const Key& ee, const Key& es) {
+  Hash prk = extract(ee, es, transcript_hash(t));
+  const Derived d = expand(prk);
   sodium_memzero(prk.data(), prk.size());
   return d;
 }

@@ -42,6 +42,9 @@ using Confirm = std::array<std::byte, kConfirmBytes>;
 KeyId key_id_of(std::span<const std::byte, kPublicKeyBytes> public_key);
 /// The X25519 public key of `secret` (crypto_scalarmult_base).
 PublicKey public_key_of(const Key& secret);
+/// X25519(secret, peer); nullopt for an all-zero result (a low-order point).
+std::optional<Key> shared_secret(const Key& secret,
+                                 std::span<const std::byte, kPublicKeyBytes> peer);
 
 /// What both sides hash: every byte of the exchange they must agree on.
 struct Transcript {
@@ -59,6 +62,14 @@ struct Derived {
   Confirm confirm;
 };
 Derived derive(const Transcript& transcript, const Key& ee, const Key& es);
+// derive()'s steps, for the test vectors of the page (tools/kx-vectors).
+using Hash = std::array<std::byte, 64>;
+/// th = BLAKE2b-512(kTranscriptLabel || S || key_id || E_c || aead_asked || E_s || aead).
+Hash transcript_hash(const Transcript& transcript);
+/// prk = BLAKE2b-512(key = ee || es, th).
+Hash extract(const Key& ee, const Key& es, const Hash& th);
+/// The keys and the tag: BLAKE2b-256(key = prk, "to-client" / "to-gateway" / "confirm").
+Derived expand(const Hash& prk);
 
 /// What the gateway answers a key_exchange2_req with, and the session's keys.
 struct GatewayReply {
