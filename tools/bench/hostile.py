@@ -5,20 +5,22 @@ do (connections still open, bytes it took, when it was closed).
 
   tools/bench/hostile.py trickle  --port 8888 --conns 300 --seconds 20
   tools/bench/hostile.py prelogin --port 8888 --conns 2000 --seconds 20
-  tools/bench/hostile.py connect  --port 8888 --seconds 5
+  tools/bench/hostile.py connect  --port 8888 --seconds 5 --gateway-key run/gateway.key.pub
   tools/bench/hostile.py hoard    --port 8888 --seconds 30   (these two need a game:
   tools/bench/hostile.py kicked   --port 8888 --seconds 30    examples/demo-game)
 
 trickle:  each connection declares a 100-byte frame and sends it 1 byte/s.
 prelogin: each connection sends a heartbeat every 5 s and never logs in.
 connect:  opens connections from one address as fast as it can, each sending a
-          modern key_exchange_req; counts those answered and those refused.
+          modern key_exchange2_req (version 2, naming the gateway's key: the gateway
+          does both of its X25519); counts those answered and those refused.
 hoard:    logs in, has 120 pings of 60 KB echoed, never reads, and keeps the
           read deadline alive; reports when the gateway closed it.
 kicked:   logs in, sends 60 KB pings as fast as the socket takes them and never
           reads (the rpm limit kicks it); reports what it sent and when closed.
 """
 import argparse
+import hashlib
 import select
 import socket
 import struct
@@ -174,9 +176,13 @@ def kicked(args):
 
 
 def connect_flood(args):
-    """Each connection asks for a modern key exchange (a fixed public key:
-    no crypto on this side), reads the ack, and closes."""
-    request = frame(1, 32, bytes(range(1, 33)))
+    """Each connection asks for a modern key exchange, version 2, naming the
+    gateway's key (a fixed public key: no crypto on this side), reads the ack,
+    and closes."""
+    with open(args.gateway_key) as f:
+        pinned = bytes.fromhex(next(l for l in f if l.strip() and not l.startswith("#")).strip())
+    key_id = hashlib.blake2b(pinned).digest()[:8]  # docs/protocol-modern.md
+    request = frame(1, 34, bytes(range(1, 33)) + key_id + b"\0")
     answered = refused = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < args.seconds:
@@ -203,7 +209,10 @@ def main():
     p.add_argument("--port", type=int, default=8888)
     p.add_argument("--conns", type=int, default=300)
     p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--gateway-key", help="connect: the gateway's public key file (FILE.pub)")
     args = p.parse_args()
+    if args.mode == "connect" and not args.gateway_key:
+        p.error("connect needs --gateway-key FILE.pub")
     if args.mode == "trickle":
         run_open_count(args, struct.pack(">H", 100), lambda _: b"x", 1.0)
     elif args.mode == "prelogin":

@@ -106,7 +106,7 @@ std::string block() {
 
   std::ostringstream out;
   const auto line = [&out](const char* name, std::span<const std::byte> bytes) {
-    out << "    " << name << std::string(26 - std::strlen(name), ' ')
+    out << "    " << name << std::string(28 - std::strlen(name), ' ')
         << modern::to_hex(bytes) << "\n";
   };
   out << kBegin << "\n\n";
@@ -117,7 +117,7 @@ std::string block() {
   line("E_c", client_ephemeral.public_key);
   line("e_s (gateway secret)", gateway_ephemeral.secret_key);
   line("E_s", gateway_ephemeral.public_key);
-  out << "    aead asked, granted       00, 00\n";
+  out << "    aead asked, granted         00, 00\n";
   line("key_exchange2_req frame", framed(request_payload));
   line("ee", *ee);
   line("es", *es);
