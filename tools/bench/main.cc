@@ -201,18 +201,6 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
           "--aead is for --crypto modern");
   require(gatehouse::modern::available(*aead), "--aead " + aead_name + ": not available here");
   o.aead = static_cast<std::uint8_t>(*aead);
-  require((vm.count("gateway-key") != 0) == (o.crypto == gb::Crypto::kModern),
-          o.crypto == gb::Crypto::kModern
-              ? "--crypto modern needs --gateway-key FILE: the gateway's public key to pin"
-              : "--gateway-key is for --crypto modern");
-  if (o.crypto == gb::Crypto::kModern) {
-    try {
-      o.gateway_key =
-          gatehouse::modern::read_public_key_file(vm["gateway-key"].as<std::string>()).front();
-    } catch (const std::runtime_error& e) {
-      require(false, std::string("--gateway-key: ") + e.what());
-    }
-  }
   o.window = vm["window"].as<std::uint32_t>();
   o.body_bytes = vm["body-bytes"].as<std::uint32_t>();
   o.duration_s = vm["duration"].as<double>();
@@ -249,6 +237,18 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
   require(o.timeout_s > 0 && o.timeout_s <= 1e6, "--timeout must be > 0");
   require(o.heartbeat_s > 0 && o.heartbeat_s <= 1e6, "--heartbeat must be > 0");
   require(o.threads >= 1 && o.threads <= 1024, "--threads must be 1..1024");
+  require((vm.count("gateway-key") != 0) == (o.crypto == gb::Crypto::kModern),
+          o.crypto == gb::Crypto::kModern
+              ? "--crypto modern needs --gateway-key FILE: the gateway's public key to pin"
+              : "--gateway-key is for --crypto modern");
+  if (o.crypto == gb::Crypto::kModern) {
+    try {
+      o.gateway_key =
+          gatehouse::modern::read_public_key_file(vm["gateway-key"].as<std::string>()).front();
+    } catch (const std::runtime_error& e) {
+      require(false, std::string("--gateway-key: ") + e.what());
+    }
+  }
 
   if (vm.count("rss-pids") != 0) {
     p.rss.pids = parse_pids(vm["rss-pids"].as<std::vector<std::string>>(), "rss-pids");
