@@ -417,9 +417,10 @@ void Worker::handle_key_exchange2(shm::ConnectionId id, Session& s,
   // Never a fallback to an unauthenticated exchange: no key, no session.
   const modern::KeyPair* key = gateway_keys_.find(request->key_id);
   if (key == nullptr) {
-    key_refused_log_.log("conn {:#x}: key_exchange2_req names gateway key id {}, which this "
-                         "gateway does not hold ({} loaded); kicked (unknown_gateway_key)",
-                         id.value(), modern::to_hex(request->key_id), gateway_keys_.size());
+    key_refused_log_.log(
+        "conn {:#x}: key_exchange2_req names gateway key id {}, which this "
+        "gateway does not hold ({} loaded); kicked (unknown_gateway_key)",
+        id.value(), modern::to_hex(request->key_id), gateway_keys_.size());
     return finish(id, s, CloseReason::kUnknownGatewayKey);
   }
   const auto reply = modern::gateway_reply(*key, request->key, request->aead);

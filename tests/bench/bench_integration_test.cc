@@ -213,9 +213,10 @@ TEST(BenchIntegration, ModernRunIsCleanOnAModernOnlyListener) {
   GatewayOptions options = gateway_for(game, kNoRpmLimit);
   options.listen = "127.0.0.1:0,crypto=modern";
   GatewayProcess gateway(std::move(options));
-  const BenchRun run = run_bench({"--connections", "20", "--window", "4", "--messages", "50",
-                                  "--crypto", "modern", "--gateway-key", gateway.gateway_public_key_file(),
-                                  "--body-bytes", "200", endpoint(gateway)});
+  const BenchRun run =
+      run_bench({"--connections", "20", "--window", "4", "--messages", "50", "--crypto", "modern",
+                 "--gateway-key", gateway.gateway_public_key_file(), "--body-bytes", "200",
+                 endpoint(gateway)});
   ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("connections_up"), 20);

@@ -72,10 +72,11 @@ std::array<std::uint8_t, 32> fake_static_public() {
 }
 
 /// A pin file of `keys` (hex, one a line) in the temp directory.
-std::string pin_file(const std::string& name, const std::vector<std::array<std::uint8_t, 32>>& keys) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("gatehouse-cli-" + std::to_string(::getpid()) + "-" + name))
-                               .string();
+std::string pin_file(const std::string& name,
+                     const std::vector<std::array<std::uint8_t, 32>>& keys) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("gatehouse-cli-" + std::to_string(::getpid()) + "-" + name))
+                         .string();
   std::ofstream out(path);
   out << "# pinned gateway keys\n";
   for (const auto& key : keys) {
@@ -129,8 +130,8 @@ void serve_demo(FakeConnection& conn) {
             crypto_scalarmult(es.data(), kFakeStaticSecret.data(), client_public.data()) != 0) {
           throw std::runtime_error("low-order client key");
         }
-        const auto keys = testing::reference_v2_gateway(ee, es, fake_static_public(),
-                                                        client_public, ephemeral_public, aead, aead);
+        const auto keys = testing::reference_v2_gateway(ee, es, fake_static_public(), client_public,
+                                                        ephemeral_public, aead, aead);
         Bytes ack(ephemeral_public.size() + 1 + keys.confirm.size());
         std::memcpy(ack.data(), ephemeral_public.data(), 32);
         ack[32] = std::byte{aead};  // grants what was asked for
@@ -312,8 +313,8 @@ TEST(ClientCli, HelpListsEveryOption) {
   std::string all;
   for (const auto& l : run.lines) all += l + "\n";
   for (const char* option :
-       {"--encrypt", "--modern", "--gateway-key", "--udid", "--token", "--heartbeat", "--echo", "--say", "--kick-me",
-        "--listen", "--timeout", "--no-login", "HOST:PORT"}) {
+       {"--encrypt", "--modern", "--gateway-key", "--udid", "--token", "--heartbeat", "--echo",
+        "--say", "--kick-me", "--listen", "--timeout", "--no-login", "HOST:PORT"}) {
     EXPECT_THAT(all, HasSubstr(option));
   }
 }

@@ -92,10 +92,10 @@ TEST(GatewayIdentity, AnAckNotFromThePinnedKeysHolderIsAKeyMismatch) {
   const KeyPair client = generate_key_pair();
   const auto forged = gateway_reply(impostor, client.public_key, 0);
   ASSERT_TRUE(forged);
-  EXPECT_EQ(client_finish(client, pinned.public_key, 0, forged->gateway_ephemeral, 0,
-                          forged->confirm)
-                .check,
-            AckCheck::kGatewayKeyMismatch);
+  EXPECT_EQ(
+      client_finish(client, pinned.public_key, 0, forged->gateway_ephemeral, 0, forged->confirm)
+          .check,
+      AckCheck::kGatewayKeyMismatch);
 
   const auto real = gateway_reply(pinned, client.public_key, 0);
   ASSERT_TRUE(real);
@@ -154,6 +154,12 @@ TEST_F(KeyFiles, WrittenPairsReadBackAndTheKeyringFindsThemById) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(read_public_key_file(path("a.key.pub")), std::vector<PublicKey>{a.public_key});
   EXPECT_THROW(write_key_files(path("a.key"), b), std::runtime_error) << "never overwrites";
+  try {
+    (void)read_public_key_file(path("a.key"));
+    ADD_FAILURE() << "a private key file was taken as a pin";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("is the gateway's private key file"));
+  }
 
   const std::vector<std::string> paths{path("a.key"), path("b.key")};
   const GatewayKeyring ring = GatewayKeyring::load(paths);

@@ -176,8 +176,8 @@ inline ReferenceV2 reference_v2(const Bytes32& client_secret, const Bytes32& gat
       crypto_scalarmult(es.data(), client_secret.data(), gateway_static.data()) != 0) {
     throw std::runtime_error("reference X25519: low-order point");
   }
-  return reference_v2_gateway(ee, es, gateway_static, client_public, gateway_ephemeral,
-                              aead_asked, aead);
+  return reference_v2_gateway(ee, es, gateway_static, client_public, gateway_ephemeral, aead_asked,
+                              aead);
 }
 
 /// One direction of a modern session: payload n sealed with nonce

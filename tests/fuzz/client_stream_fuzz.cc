@@ -72,11 +72,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case kKeyExchange2Req:
         if (const auto request = parse_key_exchange2_req(packet->body)) {
           // Any id runs the derivation (the worker would kick an unknown one).
-          if (const auto reply = modern::gateway_reply(gateway_pair(), request->key, request->aead)) {
+          if (const auto reply =
+                  modern::gateway_reply(gateway_pair(), request->key, request->aead)) {
             std::vector<std::byte> ack;
-            encode_key_exchange2_ack({reply->gateway_ephemeral,
-                                      static_cast<std::uint8_t>(reply->aead), reply->confirm},
-                                     ack);
+            encode_key_exchange2_ack(
+                {reply->gateway_ephemeral, static_cast<std::uint8_t>(reply->aead), reply->confirm},
+                ack);
             if (!parse_key_exchange2_ack(ack)) __builtin_trap();
           }
         }

@@ -57,8 +57,8 @@ Wire login_body(std::string_view udid) {
 bool v2_login_and_echo(std::uint16_t port, const modern::PublicKey& key, const std::string& udid) {
   Client c;
   c.connect("127.0.0.1", port, kPatience);
-  return c.modern_key_exchange(key, kPatience).has_value() &&
-         c.login(udid, "", kPatience).ok() && echo_works(c, "hello from " + udid);
+  return c.modern_key_exchange(key, kPatience).has_value() && c.login(udid, "", kPatience).ok() &&
+         echo_works(c, "hello from " + udid);
 }
 
 double metric(const GatewayProcess& gateway, const std::string& name) {
@@ -160,8 +160,7 @@ TEST_F(GatewayIdentityTest, AManInTheMiddleDoingItsOwnExchangesIsDetectedAtTheAc
 // the real ack (to learn the session keys) breaks the tag too.
 TEST_F(GatewayIdentityTest, AnAckWithASubstitutedEphemeralKeyIsDetected) {
   start();
-  MitmProxy mitm(gateway_->port(), gateway_->gateway_key(),
-                 MitmProxy::Mode::kSubstituteEphemeral);
+  MitmProxy mitm(gateway_->port(), gateway_->gateway_key(), MitmProxy::Mode::kSubstituteEphemeral);
   Client c;
   c.connect("127.0.0.1", mitm.port(), kPatience);
   EXPECT_THROW((void)c.modern_key_exchange(gateway_->gateway_key(), kPatience), ClientError);

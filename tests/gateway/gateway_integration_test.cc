@@ -335,7 +335,8 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
   {
     RawSession s(gateway_->port());
     std::uint32_t seq = 1;
-    EXPECT_THROW(exchange(s, seq, Crypto::kLegacy, *gateway_), std::runtime_error) << "no get_seed_ack";
+    EXPECT_THROW(exchange(s, seq, Crypto::kLegacy, *gateway_), std::runtime_error)
+        << "no get_seed_ack";
     EXPECT_TRUE(s.wait_closed(kPatience));
   }
   EXPECT_TRUE(gateway_->wait_log_count("reason=crypto_refused", 2)) << gateway_->log();

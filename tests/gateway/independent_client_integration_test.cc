@@ -27,12 +27,12 @@ TEST(IndependentClient, CompletesVersion2AndDetectsASubstitutedGatewayKey) {
   MitmProxy mitm(gateway.port(), gateway.gateway_key(), MitmProxy::Mode::kOwnExchanges);
 
   const std::string out = gateway.dir() + "/independent.out";
-  ChildProcess python({PYTHON3_PATH, GATEHOUSE_SOURCE_DIR "/tests/gateway/independent_client.py",
-                       "--doc", GATEHOUSE_SOURCE_DIR "/docs/protocol-modern.md", "--port",
-                       std::to_string(gateway.port()), "--mitm-port",
-                       std::to_string(mitm.port()), "--gateway-key",
-                       gateway.gateway_public_key_file()},
-                      out);
+  const std::string source = GATEHOUSE_SOURCE_DIR;
+  ChildProcess python(
+      {PYTHON3_PATH, source + "/tests/gateway/independent_client.py", "--doc",
+       source + "/docs/protocol-modern.md", "--port", std::to_string(gateway.port()), "--mitm-port",
+       std::to_string(mitm.port()), "--gateway-key", gateway.gateway_public_key_file()},
+      out);
   const auto status = python.wait(2 * kPatience);
   std::ifstream in(out);
   const std::string output((std::istreambuf_iterator<char>(in)), {});

@@ -117,8 +117,7 @@ Wire RawSession::key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t 
   return *ack;
 }
 
-Wire RawSession::modern1_key_exchange(std::uint32_t seq,
-                                      const std::array<std::uint8_t, 32>& secret,
+Wire RawSession::modern1_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
                                       std::optional<std::uint8_t> aead) {
   using namespace client::testing;
   if (sodium_init() < 0) throw std::runtime_error("sodium_init");

@@ -46,8 +46,7 @@ struct ClientResult {
 /// never duplicated or reordered; a window that stays silent for 2 s counts
 /// as lost.
 void run_client(std::uint16_t port, const modern::PublicKey& gateway_key, int index,
-                const std::atomic<bool>& stop, ClientResult& out,
-                bool lossy = false) {
+                const std::atomic<bool>& stop, ClientResult& out, bool lossy = false) {
   client::Client c;
   c.connect("127.0.0.1", port);
   // A third each: legacy RC4, modern ChaCha20-Poly1305, clear.
@@ -109,8 +108,8 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
     threads.emplace_back(run_client, gateway.port(), std::cref(gateway.gateway_key()), i,
-                         std::cref(stop),
-                         std::ref(results[static_cast<std::size_t>(i)]), lost != nullptr);
+                         std::cref(stop), std::ref(results[static_cast<std::size_t>(i)]),
+                         lost != nullptr);
   }
   ASSERT_TRUE(game.wait_for_streams(static_cast<std::size_t>(clients), kPatience));
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

@@ -146,9 +146,9 @@ TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
 // --listen HOST:PORT,crypto=MODES (docs/protocol-modern.md): per listener,
 // 'any' by default so that gonet2 clients work unchanged.
 TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
-  const auto r = parse({"--listen", "127.0.0.1:9000", "--listen", "[::1]:9001,crypto=modern",
-                        "--listen", "127.0.0.1:9002,crypto=modern+legacy", "--gateway-key",
-                        new_key("listeners.key")});
+  const auto r =
+      parse({"--listen", "127.0.0.1:9000", "--listen", "[::1]:9001,crypto=modern", "--listen",
+             "127.0.0.1:9002,crypto=modern+legacy", "--gateway-key", new_key("listeners.key")});
   ASSERT_TRUE(r.config.has_value()) << r.message;
   EXPECT_EQ(r.config->listen,
             (std::vector<std::string>{"127.0.0.1:9000", "[::1]:9001", "127.0.0.1:9002"}));
@@ -179,8 +179,8 @@ TEST(Config, ModernOneIsNamedOnlyWhereAllowedAndAnyIsTheOtherThree) {
 TEST(Config, GatewayKeysAreCheckedAtStart) {
   const std::string a = new_key("a.key");
   const std::string b = new_key("b.key");
-  const auto ok = parse({"--listen", "127.0.0.1:1,crypto=modern", "--gateway-key", a,
-                         "--gateway-key", b});
+  const auto ok =
+      parse({"--listen", "127.0.0.1:1,crypto=modern", "--gateway-key", a, "--gateway-key", b});
   ASSERT_TRUE(ok.config) << ok.message;
   EXPECT_EQ(ok.config->settings.gateway_key_count, 2u);
   EXPECT_EQ(std::string(ok.config->settings.gateway_keys[1]), b);
@@ -200,7 +200,8 @@ TEST(Config, GatewayKeysAreCheckedAtStart) {
   EXPECT_EQ(parse({"--gateway-key", b, "--gateway-key", b}).exit_code, 2) << "the same key twice";
   EXPECT_EQ(parse({"--gateway-key", "/nonexistent.key"}).exit_code, 2);
   std::vector<std::string> five;
-  for (int i = 0; i < 5; ++i) five.insert(five.end(), {"--gateway-key", new_key(std::to_string(i))});
+  for (int i = 0; i < 5; ++i)
+    five.insert(five.end(), {"--gateway-key", new_key(std::to_string(i))});
   EXPECT_THAT(parse(five).message, HasSubstr("at most 4"));
 }
 

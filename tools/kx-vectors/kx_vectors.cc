@@ -66,13 +66,13 @@ std::string block() {
 
   const auto ee = modern::shared_secret(gateway_ephemeral.secret_key, client_ephemeral.public_key);
   const auto es = modern::shared_secret(gateway_static.secret_key, client_ephemeral.public_key);
-  const modern::Transcript t{gateway_static.public_key, id,   client_ephemeral.public_key,
-                             aead,                      gateway_ephemeral.public_key, aead};
+  const modern::Transcript t{gateway_static.public_key,    id,  client_ephemeral.public_key, aead,
+                             gateway_ephemeral.public_key, aead};
   const modern::Hash th = modern::transcript_hash(t);
   const modern::Hash prk = modern::extract(*ee, *es, th);
   const modern::Derived d = modern::expand(prk);
-  const auto reply = modern::gateway_reply(gateway_static, gateway_ephemeral,
-                                           client_ephemeral.public_key, aead);
+  const auto reply =
+      modern::gateway_reply(gateway_static, gateway_ephemeral, client_ephemeral.public_key, aead);
   const auto check = modern::client_finish(client_ephemeral, gateway_static.public_key, aead,
                                            reply->gateway_ephemeral,
                                            static_cast<std::uint8_t>(reply->aead), reply->confirm);
@@ -88,9 +88,9 @@ std::string block() {
       ack_payload);
   Bytes transcript(modern::kTranscriptLabel.size());
   std::memcpy(transcript.data(), modern::kTranscriptLabel.data(), transcript.size());
-  for (const auto& part : {std::span<const std::byte>(t.gateway_static),
-                           std::span<const std::byte>(t.key_id),
-                           std::span<const std::byte>(t.client_ephemeral)}) {
+  for (const auto& part :
+       {std::span<const std::byte>(t.gateway_static), std::span<const std::byte>(t.key_id),
+        std::span<const std::byte>(t.client_ephemeral)}) {
     transcript.insert(transcript.end(), part.begin(), part.end());
   }
   transcript.push_back(std::byte{t.aead_asked});
@@ -106,8 +106,8 @@ std::string block() {
 
   std::ostringstream out;
   const auto line = [&out](const char* name, std::span<const std::byte> bytes) {
-    out << "    " << name << std::string(28 - std::strlen(name), ' ')
-        << modern::to_hex(bytes) << "\n";
+    out << "    " << name << std::string(28 - std::strlen(name), ' ') << modern::to_hex(bytes)
+        << "\n";
   };
   out << kBegin << "\n\n";
   line("s (gateway static secret)", gateway_static.secret_key);
@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
     std::ifstream in(argv[2]);
     const std::string text((std::istreambuf_iterator<char>(in)), {});
     if (text.find(expected) == std::string::npos) {
-      std::cerr << argv[2] << " does not hold the vectors gw::crypto computes; regenerate its "
+      std::cerr << argv[2]
+                << " does not hold the vectors gw::crypto computes; regenerate its "
                    "block with gatehouse-kx-vectors:\n"
                 << expected;
       return 1;

@@ -119,8 +119,12 @@ std::optional<GatewayReply> gateway_reply(const KeyPair& static_key, const KeyPa
   Key es;
   std::optional<GatewayReply> reply;
   if (x25519(ee, ephemeral.secret_key, client) && x25519(es, static_key.secret_key, client)) {
-    Transcript t{static_key.public_key, key_id_of(static_key.public_key), {},
-                 aead_asked,           ephemeral.public_key,               0};
+    Transcript t{static_key.public_key,
+                 key_id_of(static_key.public_key),
+                 {},
+                 aead_asked,
+                 ephemeral.public_key,
+                 0};
     std::memcpy(t.client_ephemeral.data(), client.data(), kPublicKeyBytes);
     t.aead = static_cast<std::uint8_t>(aead);
     const Derived d = derive(t, ee, es);

@@ -18,6 +18,10 @@ namespace {
 
 using KeyFileError = std::runtime_error;
 
+/// The first line of a private key file, so that a client given one by
+/// mistake refuses it instead of pinning a secret as if it were public.
+constexpr std::string_view kPrivateHeader = "# gatehouse gateway private key";
+
 std::string mode_text(mode_t mode) {
   char text[8];
   std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
@@ -42,7 +46,8 @@ std::vector<std::array<std::byte, 32>> read_keys(const std::string& path, std::i
   std::vector<std::array<std::byte, 32>> keys;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
-    line.erase(std::remove_if(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; }),
+    line.erase(std::remove_if(line.begin(), line.end(),
+                              [](char c) { return c == ' ' || c == '\t' || c == '\r'; }),
                line.end());
     if (line.empty() || line[0] == '#') continue;
     const auto key = parse_hex_key(line);
@@ -92,13 +97,15 @@ KeyPair read_private_key_file(const std::string& path) {
     }
   }
   ::close(fd);
-  if (!stated || !S_ISREG(st.st_mode)) throw KeyFileError("gateway key " + path + " is not a regular file");
+  if (!stated || !S_ISREG(st.st_mode))
+    throw KeyFileError("gateway key " + path + " is not a regular file");
   if (st.st_uid != ::geteuid()) {
     throw KeyFileError("gateway key " + path + " belongs to uid " + std::to_string(st.st_uid) +
                        ", not to the gateway's uid " + std::to_string(::geteuid()));
   }
   if ((st.st_mode & 077) != 0) {
-    throw KeyFileError("gateway key " + path + " is readable or writable by group or others (mode " +
+    throw KeyFileError("gateway key " + path +
+                       " is readable or writable by group or others (mode " +
                        mode_text(st.st_mode) + "): chmod 600 " + path);
   }
   std::istringstream in(text);
@@ -118,6 +125,12 @@ KeyPair read_private_key_file(const std::string& path) {
 std::vector<PublicKey> read_public_key_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw KeyFileError("cannot read gateway public key file " + path);
+  if (std::string first; std::getline(in, first) && first.starts_with(kPrivateHeader)) {
+    throw KeyFileError(path + " is the gateway's private key file; pin its public key (" + path +
+                       ".pub)");
+  }
+  in.clear();
+  in.seekg(0);
   const auto keys = read_keys(path, in);
   if (keys.empty()) throw KeyFileError("gateway public key file " + path + " holds no key");
   return {keys.begin(), keys.end()};
@@ -126,10 +139,11 @@ std::vector<PublicKey> read_public_key_file(const std::string& path) {
 void write_key_files(const std::string& path, const KeyPair& pair) {
   const std::string public_hex = to_hex(pair.public_key);
   const std::string id_hex = to_hex(key_id_of(pair.public_key));
-  std::string secret_text =
-      "# gatehouse gateway private key (X25519; docs/protocol-modern.md). Readable by the\n"
-      "# gateway's user only. Public key " + public_hex + ", key id " + id_hex + ".\n" +
-      to_hex(pair.secret_key) + "\n";
+  std::string secret_text = std::string(kPrivateHeader) +
+                            " (X25519; docs/protocol-modern.md). Readable by the\n"
+                            "# gateway's user only. Public key " +
+                            public_hex + ", key id " + id_hex + ".\n" + to_hex(pair.secret_key) +
+                            "\n";
   write_file(path, 0600, secret_text);
   sodium_memzero(secret_text.data(), secret_text.size());
   write_file(path + ".pub", 0644,

@@ -61,7 +61,7 @@ std::optional<Aead> aead_from_wire(std::uint8_t value) noexcept {
 Aead granted_aead(std::uint8_t asked) {
   static const bool aes = available(Aead::kAes256Gcm);
   return asked == static_cast<std::uint8_t>(Aead::kAes256Gcm) && aes ? Aead::kAes256Gcm
-                                                                      : Aead::kChaCha20Poly1305;
+                                                                     : Aead::kChaCha20Poly1305;
 }
 
 KeyPair generate_key_pair() {

@@ -23,8 +23,8 @@
 
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
-#include "gatehouse/crypto/legacy_crypto.h"
 #include "gatehouse/crypto/gateway_identity.h"
+#include "gatehouse/crypto/legacy_crypto.h"
 #include "gatehouse/crypto/modern_crypto.h"
 #include "gatehouse/net/edge_socket.h"
 
@@ -449,8 +449,7 @@ void Connection::on_connected(const error_code& ec) {
       key_pair_ = std::make_unique<modern::KeyPair>(modern::generate_key_pair());
       std::vector<std::byte> request;
       protocol::encode_key_exchange2_req(
-          {key_pair_->public_key, modern::key_id_of(options_.gateway_key), options_.aead},
-          request);
+          {key_pair_->public_key, modern::key_id_of(options_.gateway_key), options_.aead}, request);
       std::byte* body = begin_frame(protocol::kKeyExchange2Req, request.size());
       std::memcpy(body, request.data(), request.size());
       end_frame();

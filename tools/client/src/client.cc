@@ -391,12 +391,13 @@ void Client::on_exchange_ack(const Packet& packet) {
   } else if (pending_modern_ && packet.proto == protocol::kKeyExchange2Ack) {
     const auto ack = protocol::parse_key_exchange2_ack(packet.body);
     if (!ack) throw ClientError("malformed key_exchange2_ack: " + raw_description(packet.body));
-    const auto result = modern::client_finish(
-        pending_modern_->pair, pending_modern_->gateway_key,
-        static_cast<std::uint8_t>(pending_modern_->wanted), ack->key, ack->aead, ack->confirm);
+    const auto result = modern::client_finish(pending_modern_->pair, pending_modern_->gateway_key,
+                                              static_cast<std::uint8_t>(pending_modern_->wanted),
+                                              ack->key, ack->aead, ack->confirm);
     if (!result.keys) {
-      throw ClientError("key_exchange2_ack refused: " + std::string(modern::describe(result.check)) +
-                        "; pinned key " + modern::to_hex(pending_modern_->gateway_key));
+      throw ClientError(
+          "key_exchange2_ack refused: " + std::string(modern::describe(result.check)) +
+          "; pinned key " + modern::to_hex(pending_modern_->gateway_key));
     }
     seal_.emplace().init(result.keys->to_gateway, result.aead);
     open_.emplace().init(result.keys->to_client, result.aead);
@@ -500,14 +501,16 @@ std::optional<SessionKeys> Client::key_exchange(std::uint64_t send_secret,
   return keys_;
 }
 
-std::optional<modern::SessionKeys> Client::modern_key_exchange(
-    const modern::PublicKey& gateway_key, Duration timeout, modern::Aead wanted) {
+std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::PublicKey& gateway_key,
+                                                               Duration timeout,
+                                                               modern::Aead wanted) {
   return modern_key_exchange(gateway_key, modern::generate_key_pair(), wanted, timeout);
 }
 
-std::optional<modern::SessionKeys> Client::modern_key_exchange(
-    const modern::PublicKey& gateway_key, const modern::KeyPair& pair, modern::Aead wanted,
-    Duration timeout) {
+std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::PublicKey& gateway_key,
+                                                               const modern::KeyPair& pair,
+                                                               modern::Aead wanted,
+                                                               Duration timeout) {
   require_connected();
   require_no_exchange();
   if (!modern::available(wanted)) {

@@ -71,7 +71,9 @@ class Worker {
   void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange2(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   /// Starts sealing and opening the session's payloads (after the ack).
-  static void start_modern(Session& s, const modern::SessionKeys& keys, modern::Aead aead);  /// The session's listener lets its clients speak `mode`.
+  static void start_modern(
+      Session& s, const modern::SessionKeys& keys,
+      modern::Aead aead);  /// The session's listener lets its clients speak `mode`.
   bool allows(const Session& s, CryptoModes mode) const;
   /// Bytes encryption adds to a gateway -> client payload of the session.
   static std::size_t overhead(const Session& s) noexcept {

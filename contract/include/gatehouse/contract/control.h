@@ -38,8 +38,8 @@ enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
 /// speak (shared/protocol.md section 3, docs/protocol-modern.md). A client
 /// that uses something else is kicked with crypto_refused.
 enum CryptoModes : std::uint8_t {
-  kCryptoClear = 1,   ///< no key exchange at all (gonet2 allowed it)
-  kCryptoLegacy = 2,  ///< get_seed_req: 31-bit DH + RC4
+  kCryptoClear = 1,    ///< no key exchange at all (gonet2 allowed it)
+  kCryptoLegacy = 2,   ///< get_seed_req: 31-bit DH + RC4
   kCryptoModern = 4,   ///< key_exchange2_req: version 2, the gateway proves its key
   kCryptoModern1 = 8,  ///< key_exchange_req: version 1, unauthenticated (counted)
   /// Everything but version 1, which a listener must name to allow.

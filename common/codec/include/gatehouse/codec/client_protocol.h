@@ -124,7 +124,8 @@ struct KeyExchange2Request {
   std::uint8_t aead;
 };
 /// nullopt when shorter than 41 bytes.
-std::optional<KeyExchange2Request> parse_key_exchange2_req(std::span<const std::byte> body) noexcept;
+std::optional<KeyExchange2Request> parse_key_exchange2_req(
+    std::span<const std::byte> body) noexcept;
 void encode_key_exchange2_req(const KeyExchange2Request& request, std::vector<std::byte>& out);
 
 /// key_exchange2_ack (35): `| E_s 32 bytes | aead u8 | confirm 32 bytes |`.

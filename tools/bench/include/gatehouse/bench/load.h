@@ -16,13 +16,13 @@
 // memory sample with every connection still open -> close.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
-#include <array>
 #include <vector>
 
 #include "gatehouse/bench/latency_histogram.h"
@@ -47,17 +47,17 @@ struct LoadOptions {
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
   Crypto crypto = Crypto::kClear;
-  std::uint8_t aead = 0;          ///< modern: the AEAD asked for (modern::Aead on the wire)
+  std::uint8_t aead = 0;  ///< modern: the AEAD asked for (modern::Aead on the wire)
   std::array<std::byte, 32> gateway_key{};  ///< modern: the pinned gateway public key
-  std::uint32_t window = 1;       ///< echo messages in flight per connection
-  std::uint32_t body_bytes = 64;  ///< >= kMinBodyBytes
-  std::uint64_t messages = 0;     ///< per connection; 0 = until the duration ends
-  double duration_s = 10;         ///< traffic (or idle hold) time; 0 = none (needs messages)
-  double connect_rate = 2000;     ///< new connections per second during the ramp
-  double timeout_s = 5;           ///< connect, login and each reply
-  double heartbeat_s = 5;         ///< a heartbeat after this long without sending
-  bool idle = false;              ///< log in and hold, no echo traffic
-  std::uint32_t threads = 1;      ///< event loops; connection i runs on loop i % threads
+  std::uint32_t window = 1;                 ///< echo messages in flight per connection
+  std::uint32_t body_bytes = 64;            ///< >= kMinBodyBytes
+  std::uint64_t messages = 0;               ///< per connection; 0 = until the duration ends
+  double duration_s = 10;      ///< traffic (or idle hold) time; 0 = none (needs messages)
+  double connect_rate = 2000;  ///< new connections per second during the ramp
+  double timeout_s = 5;        ///< connect, login and each reply
+  double heartbeat_s = 5;      ///< a heartbeat after this long without sending
+  bool idle = false;           ///< log in and hold, no echo traffic
+  std::uint32_t threads = 1;   ///< event loops; connection i runs on loop i % threads
   std::vector<std::string> source_addresses;  ///< bind round-robin (more than ~28k ports)
   std::string udid_prefix = "bench-";
   bool progress = true;  ///< a line on `progress_out` every second
