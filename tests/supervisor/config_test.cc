@@ -22,10 +22,20 @@ namespace {
 
 using ::testing::HasSubstr;
 
+/// This process's directory of key files, removed at exit.
+const std::filesystem::path& key_dir() {
+  static const struct Dir {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("gatehouse-config-keys-" + std::to_string(::getpid()));
+    Dir() { std::filesystem::create_directories(path); }
+    ~Dir() { std::filesystem::remove_all(path); }
+  } dir;
+  return dir.path;
+}
+
 /// A fresh gateway key pair made by `gatehouse keygen`; returns its private file.
 std::string new_key(const std::string& name) {
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("gatehouse-config-" + std::to_string(::getpid()) + "-" + name);
+  const auto path = key_dir() / name;
   std::filesystem::remove(path);
   std::filesystem::remove(path.string() + ".pub");
   const KeygenResult made = keygen_command({"--out", path.string()});
