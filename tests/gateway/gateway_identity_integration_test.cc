@@ -26,7 +26,6 @@
 #include "http_get.h"
 #include "mitm_proxy.h"
 #include "raw_session.h"
-#include "test_clients.h"
 
 namespace gatehouse::testing {
 namespace {
@@ -53,12 +52,19 @@ Wire login_body(std::string_view udid) {
                  R::str("linux"), R::str("box"), R::str("dev-1"), R::u32(2), R::str("10.0.0.1")});
 }
 
-/// A v2 client pinned to `key`, logged in as `udid`; false if any step fails.
-bool v2_login_and_echo(std::uint16_t port, const modern::PublicKey& key, const std::string& udid) {
+/// A v2 client pinned to `key` logs in as `udid` and has one echo: "" when
+/// it did, else the step that failed.
+std::string v2_login_and_echo(std::uint16_t port, const modern::PublicKey& key,
+                              const std::string& udid) {
   Client c;
   c.connect("127.0.0.1", port, kPatience);
-  return c.modern_key_exchange(key, kPatience).has_value() && c.login(udid, "", kPatience).ok() &&
-         echo_works(c, "hello from " + udid);
+  if (!c.modern_key_exchange(key, kPatience)) return "no key_exchange2_ack";
+  const auto login = c.login(udid, "", kPatience);
+  if (!login.ok()) return "login: " + std::string(client::to_string(login.status));
+  if (!c.send(1001, client::to_bytes("hello from " + udid))) return "echo: send failed";
+  const auto reply = c.receive_proto(1002, kPatience);
+  if (!reply) return c.closed() ? "echo: closed" : "echo: no reply in time";
+  return reply->body == client::to_bytes("hello from " + udid) ? "" : "echo: another body";
 }
 
 double metric(const GatewayProcess& gateway, const std::string& name) {
@@ -97,7 +103,7 @@ class GatewayIdentityTest : public ::testing::Test {
 
 TEST_F(GatewayIdentityTest, Version2LogsInOnAModernListenerAndIsCounted) {
   start("127.0.0.1:0,crypto=modern");
-  ASSERT_TRUE(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(), "alice"))
+  ASSERT_EQ(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(), "alice"), "")
       << gateway_->log();
   EXPECT_EQ(metric(*gateway_, "gatehouse_key_exchanges_total{version=\"2\"}"), 1);
   EXPECT_EQ(metric(*gateway_, "gatehouse_key_exchanges_total{version=\"1\"}"), 0);
@@ -109,7 +115,7 @@ TEST_F(GatewayIdentityTest, Version2LogsInOnAModernListenerAndIsCounted) {
 TEST_F(GatewayIdentityTest, APassiveRelayInThePathChangesNothing) {
   start();
   MitmProxy relay(gateway_->port(), gateway_->gateway_key(), MitmProxy::Mode::kRelay);
-  EXPECT_TRUE(v2_login_and_echo(relay.port(), gateway_->gateway_key(), "bob")) << gateway_->log();
+  EXPECT_EQ(v2_login_and_echo(relay.port(), gateway_->gateway_key(), "bob"), "") << gateway_->log();
 }
 
 // An attacker who completes its own exchange with the gateway (it may: the
@@ -172,8 +178,8 @@ TEST_F(GatewayIdentityTest, AnAckWithASubstitutedEphemeralKeyIsDetected) {
 // unauthenticated; gatehouse-client tries its pinned keys in order.
 TEST_F(GatewayIdentityTest, RotatedKeysEitherPinnedKeyWorksAnUnknownOneIsKicked) {
   start("127.0.0.1:0,crypto=modern", /*keys=*/2);
-  EXPECT_TRUE(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(0), "old-key"));
-  EXPECT_TRUE(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(1), "new-key"));
+  EXPECT_EQ(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(0), "old-key"), "");
+  EXPECT_EQ(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(1), "new-key"), "");
 
   const modern::PublicKey stranger = modern::generate_key_pair().public_key;
   Client c;
@@ -208,7 +214,7 @@ TEST_F(GatewayIdentityTest, RotatedKeysEitherPinnedKeyWorksAnUnknownOneIsKicked)
 TEST_F(GatewayIdentityTest, AReloadRollsTheWorkersOntoNewKeyFiles) {
   start();
   const modern::PublicKey old_key = gateway_->gateway_key();
-  ASSERT_TRUE(v2_login_and_echo(gateway_->port(), old_key, "before"));
+  ASSERT_EQ(v2_login_and_echo(gateway_->port(), old_key, "before"), "");
   const std::string file = gateway_->gateway_key_file();
   std::filesystem::remove(file);
   std::filesystem::remove(file + ".pub");
@@ -216,7 +222,7 @@ TEST_F(GatewayIdentityTest, AReloadRollsTheWorkersOntoNewKeyFiles) {
   const std::size_t reloads = gateway_->log_count("reload complete");
   ::kill(gateway_->pid(), SIGHUP);
   ASSERT_TRUE(gateway_->wait_log_count("reload complete", reloads + 1)) << gateway_->log();
-  EXPECT_TRUE(v2_login_and_echo(gateway_->port(), new_key, "after")) << gateway_->log();
+  EXPECT_EQ(v2_login_and_echo(gateway_->port(), new_key, "after"), "") << gateway_->log();
   Client c;
   c.connect("127.0.0.1", gateway_->port(), kPatience);
   EXPECT_FALSE(c.modern_key_exchange(old_key, kPatience).has_value());
@@ -245,7 +251,7 @@ TEST_F(GatewayIdentityTest, Version1IsAcceptedAndCountedWhereTheListenerNamesMod
   const auto reply = s.read_payload();
   ASSERT_TRUE(reply) << gateway_->log();
   EXPECT_EQ((Wire{(*reply)[0], (*reply)[1]}), (Wire{0x00, 0x0B})) << "login ok";
-  EXPECT_TRUE(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(), "v2-too"));
+  EXPECT_EQ(v2_login_and_echo(gateway_->port(), gateway_->gateway_key(), "v2-too"), "");
   EXPECT_EQ(metric(*gateway_, "gatehouse_key_exchanges_total{version=\"1\"}"), 1);
   EXPECT_EQ(metric(*gateway_, "gatehouse_key_exchanges_total{version=\"2\"}"), 1);
 }

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -77,7 +78,9 @@ void relay(int a, int b) {
   std::byte buffer[65536];
   for (;;) {
     pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-    if (::poll(p, 2, static_cast<int>(kPatience.count())) <= 0) return;
+    const int ready = ::poll(p, 2, static_cast<int>(kPatience.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;
     for (int i = 0; i < 2; ++i) {
       if (p[i].revents == 0) continue;
       const ssize_t n = ::recv(p[i].fd, buffer, sizeof buffer, 0);
