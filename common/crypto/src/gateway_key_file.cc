@@ -82,7 +82,8 @@ std::string to_hex(std::span<const std::byte> bytes) {
 }
 
 KeyPair read_private_key_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  // A symlink is followed (secret mounts are links): the checks are the target's.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     throw KeyFileError("gateway key " + path + " is not readable: " + std::strerror(errno));
   }
