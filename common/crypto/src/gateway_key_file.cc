@@ -96,6 +96,7 @@ KeyPair read_private_key_file(const std::string& path) {
     while ((n = ::read(fd, buffer, sizeof buffer)) > 0 && text.size() < 65536) {
       text.append(buffer, static_cast<std::size_t>(n));
     }
+    sodium_memzero(buffer, sizeof buffer);
   }
   ::close(fd);
   if (!stated || !S_ISREG(st.st_mode))
