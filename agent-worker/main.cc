@@ -6,6 +6,7 @@
 #include "gatehouse/base/child_process_args.h"
 #include "gatehouse/base/log.h"
 #include "gatehouse/contract/layout.h"
+#include "gatehouse/worker/gateway_keys.h"
 #include "gatehouse/worker/worker.h"
 
 namespace {
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
     gatehouse::worker::Worker worker(segment, args.index, Doorbell::adopt(args.doorbell),
                                      Doorbell::adopt(args.peer_doorbells[0]),
                                      Doorbell::adopt(args.peer_doorbells[1]),
-                                     gatehouse::worker::make_login_provider(settings));
+                                     gatehouse::worker::make_login_provider(settings),
+                                     gatehouse::worker::load_gateway_keys(settings));
     g_worker = &worker;
     std::signal(SIGTERM, [](int) { g_worker->request_stop(); });
     std::signal(SIGINT, SIG_IGN);

@@ -5,9 +5,16 @@
 
 #include "gatehouse/base/log.h"
 #include "gatehouse/supervisor/config.h"
+#include "gatehouse/supervisor/keygen.h"
 #include "gatehouse/supervisor/supervisor.h"
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "keygen") {
+    const auto result =
+        gatehouse::supervisor::keygen_command(std::vector<std::string>(argv + 2, argv + argc));
+    std::fputs(result.output.c_str(), result.exit_code == 0 ? stdout : stderr);
+    return result.exit_code;
+  }
   auto parsed = gatehouse::supervisor::parse_config(argc, argv);
   if (!parsed.config) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);

@@ -34,10 +34,11 @@ declare -A allowed=(
   [frontend]="frontend contract shm net base codec"
   [agent-worker]="worker contract shm codec crypto base"
   [backend-bridge]="bridge contract shm codec base"
-  [supervisor]="supervisor contract shm net base"
+  [supervisor]="supervisor contract shm net base crypto"
   [tools/client]="client codec crypto net"
   [tools/bench]="bench client codec crypto net"
   [tools/crypto-bench]="crypto"
+  [tools/kx-vectors]="crypto codec"
   [tools/ring-bench]="shm"
   [examples/demo-game]="game codec"
 )

@@ -17,6 +17,12 @@ cmake --build build -j "$(nproc)" --target gatehouse gatehouse-demo-game gatehou
 port=${GATEHOUSE_PORT:-8888}
 game_port=${GATEHOUSE_GAME_PORT:-50051}
 
+# The gateway's key for the modern exchange (version 2: the gateway proves it
+# holds it, clients pin run/gateway.key.pub), made at the first run.
+run_dir=${GATEHOUSE_RUN_DIR:-run}
+mkdir -p "$run_dir"
+[ -f "$run_dir/gateway.key" ] || build/bin/gatehouse keygen --out "$run_dir/gateway.key" >/dev/null
+
 # The demo game runs in its own session so Ctrl-C reaches only the gateway;
 # it is stopped once the gateway has drained.
 setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" &
@@ -29,7 +35,8 @@ cat <<TXT
   In another terminal, try:
 
     build/tools/gatehouse-client --udid alice --echo hello 127.0.0.1:$port
-    build/tools/gatehouse-client --modern --udid bob --say "hi all" --listen 30 127.0.0.1:$port
+    build/tools/gatehouse-client --modern --gateway-key $run_dir/gateway.key.pub --udid bob \
+        --say "hi all" --listen 30 127.0.0.1:$port
     build/tools/gatehouse-client --encrypt --udid dave --echo "legacy DH + RC4" 127.0.0.1:$port
     build/tools/gatehouse-client --udid carol --kick-me 127.0.0.1:$port
 
@@ -38,4 +45,5 @@ cat <<TXT
 TXT
 backend="127.0.0.1:$game_port"
 [ "${GATEHOUSE_CONTRACT:-gonet2}" = batch ] && backend="batch:$backend"
-build/bin/gatehouse --listen "127.0.0.1:$port" --backend "$backend" "$@"
+build/bin/gatehouse --listen "127.0.0.1:$port" --backend "$backend" \
+  --gateway-key "$run_dir/gateway.key" "$@"

@@ -52,7 +52,7 @@ std::string remote_of(const Session& s) {
 
 Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
                shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
-               std::unique_ptr<LoginProvider> login)
+               std::unique_ptr<LoginProvider> login, modern::GatewayKeyring gateway_keys)
     : segment_(segment),
       settings_(segment.settings()),
       frames_limit_(RateLimit::per_minute(settings_.rpm_limit, settings_.rpm_burst)),
@@ -67,6 +67,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       login_(std::move(login)),
       frontend_records_(index, settings_),
       bridge_records_(index, settings_),
+      gateway_keys_(std::move(gateway_keys)),
       from_frontend_(segment.ring(RingKind::kFrontendToWorker, index)),
       from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
       to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
@@ -294,7 +295,7 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
 
   const std::int16_t proto = packet->proto;
   if (s.crypto == Session::kClear && !allows(s, kCryptoClear) && proto != protocol::kGetSeedReq &&
-      proto != protocol::kKeyExchangeReq) {
+      proto != protocol::kKeyExchangeReq && proto != protocol::kKeyExchange2Req) {
     spdlog::debug("conn {:#x}: proto {} in clear where the listener requires encryption",
                   id.value(), proto);
     return kick(id, s, CloseReason::kCryptoRefused);
@@ -333,6 +334,9 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
     case protocol::kKeyExchangeReq:
       handle_key_exchange(id, s, packet->body);
       return metrics::kKeyExchange;
+    case protocol::kKeyExchange2Req:
+      handle_key_exchange2(id, s, packet->body);
+      return metrics::kKeyExchange2;
     default:
       spdlog::debug("conn {:#x}: unknown gateway proto {}", id.value(), proto);
       return kick(id, s, CloseReason::kUnknownProto);
@@ -422,7 +426,13 @@ void Worker::handle_seed(shm::ConnectionId id, Session& s, std::span<const std::
 
 void Worker::handle_key_exchange(shm::ConnectionId id, Session& s,
                                  std::span<const std::byte> body) {
-  if (!allows(s, kCryptoModern)) return finish(id, s, CloseReason::kCryptoRefused);
+  if (!allows(s, kCryptoModern1)) {
+    key_refused_log_.log(
+        "conn {:#x}: key_exchange_req (the modern exchange's version 1, which does not "
+        "authenticate the gateway) on a listener without modern1; kicked (crypto_refused)",
+        id.value());
+    return finish(id, s, CloseReason::kCryptoRefused);
+  }
   const auto request = protocol::parse_key_exchange_req(body);
   if (!request || s.crypto != Session::kClear) return finish(id, s, CloseReason::kBadBody);
   const auto handshake = modern::gateway_handshake(request->key, request->aead);
@@ -435,8 +445,41 @@ void Worker::handle_key_exchange(shm::ConnectionId id, Session& s,
   protocol::encode_key_exchange(handshake->gateway_public,
                                 static_cast<std::uint8_t>(handshake->aead), reply_);
   send_to_client(id, s, reply_);  // in clear: encryption starts after it
-  s.cipher.modern.open.init(handshake->keys.to_gateway, handshake->aead);
-  s.cipher.modern.seal.init(handshake->keys.to_client, handshake->aead);
+  start_modern(s, handshake->keys, handshake->aead);
+  metrics_.add(metrics::kKeyExchangesV1);
+}
+
+void Worker::handle_key_exchange2(shm::ConnectionId id, Session& s,
+                                  std::span<const std::byte> body) {
+  if (!allows(s, kCryptoModern)) return finish(id, s, CloseReason::kCryptoRefused);
+  const auto request = protocol::parse_key_exchange2_req(body);
+  if (!request || s.crypto != Session::kClear) return finish(id, s, CloseReason::kBadBody);
+  // Never a fallback to an unauthenticated exchange: no key, no session.
+  const modern::KeyPair* key = gateway_keys_.find(request->key_id);
+  if (key == nullptr) {
+    key_refused_log_.log(
+        "conn {:#x}: key_exchange2_req names gateway key id {}, which this "
+        "gateway does not hold ({} loaded); kicked (unknown_gateway_key)",
+        id.value(), modern::to_hex(request->key_id), gateway_keys_.size());
+    return finish(id, s, CloseReason::kUnknownGatewayKey);
+  }
+  const auto reply = modern::gateway_reply(*key, request->key, request->aead);
+  if (!reply) {
+    spdlog::debug("conn {:#x}: key_exchange2_req with an unusable public key", id.value());
+    return finish(id, s, CloseReason::kBadBody);
+  }
+  reply_.clear();
+  ByteWriter(reply_).i16(protocol::kKeyExchange2Ack);
+  protocol::encode_key_exchange2_ack(
+      {reply->gateway_ephemeral, static_cast<std::uint8_t>(reply->aead), reply->confirm}, reply_);
+  send_to_client(id, s, reply_);  // in clear: encryption starts after it
+  start_modern(s, reply->keys, reply->aead);
+  metrics_.add(metrics::kKeyExchangesV2);
+}
+
+void Worker::start_modern(Session& s, const modern::SessionKeys& keys, modern::Aead aead) {
+  s.cipher.modern.open.init(keys.to_gateway, aead);
+  s.cipher.modern.seal.init(keys.to_client, aead);
   s.crypto = Session::kModern;
 }
 

@@ -8,11 +8,14 @@ namespace gatehouse {
 
 namespace {
 constexpr std::pair<std::string_view, std::uint8_t> kCryptoNames[] = {
-    {"clear", kCryptoClear}, {"legacy", kCryptoLegacy}, {"modern", kCryptoModern}};
+    {"clear", kCryptoClear},
+    {"legacy", kCryptoLegacy},
+    {"modern", kCryptoModern},
+    {"modern1", kCryptoModern1},
+    {"any", kCryptoAny}};  // last: crypto_modes_text() names the others first
 }  // namespace
 
 std::optional<std::uint8_t> parse_crypto_modes(std::string_view text) {
-  if (text == "any") return kCryptoAny;
   std::uint8_t modes = 0;
   while (!text.empty()) {
     const std::size_t plus = text.find('+');
@@ -29,10 +32,13 @@ std::optional<std::uint8_t> parse_crypto_modes(std::string_view text) {
 }
 
 std::string crypto_modes_text(std::uint8_t modes) {
-  if ((modes & kCryptoAny) == kCryptoAny) return "any";
   std::string text;
+  if ((modes & kCryptoAny) == kCryptoAny) {
+    text = "any";
+    modes &= static_cast<std::uint8_t>(~kCryptoAny);
+  }
   for (const auto& [name, bit] : kCryptoNames) {
-    if ((modes & bit) == 0) continue;
+    if ((modes & bit) == 0 || bit == kCryptoAny) continue;
     if (!text.empty()) text += '+';
     text += name;
   }

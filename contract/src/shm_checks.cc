@@ -52,6 +52,15 @@ void check_settings(const Settings& s, const char* where) {
   if (s.listener_count > kMaxListeners) {
     refuse(at, "listener_count", s.listener_count, "at most " + std::to_string(kMaxListeners));
   }
+  if (s.gateway_key_count > kMaxGatewayKeys) {
+    refuse(at, "gateway_key_count", s.gateway_key_count,
+           "at most " + std::to_string(kMaxGatewayKeys));
+  }
+  for (std::uint32_t k = 0; k < s.gateway_key_count; ++k) {
+    if (!terminated(s.gateway_keys[k], kPathBytes)) {
+      refuse(at, "gateway_keys[i] unterminated, i", k, "NUL within " + std::to_string(kPathBytes));
+    }
+  }
   if (s.address_limits_exempt_count > kMaxExemptNetworks) {
     refuse(at, "address_limits_exempt_count", s.address_limits_exempt_count,
            "at most " + std::to_string(kMaxExemptNetworks));

@@ -82,6 +82,11 @@ ParseResult check(const po::variables_map& vm, const Config& c) {
       for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {
         out << "backend = " << c.settings.backends[i] << "\n";
       }
+    } else if (name == "gateway-key") {
+      for (std::uint32_t i = 0; i < c.settings.gateway_key_count; ++i) {
+        out << "gateway-key = " << c.settings.gateway_keys[i] << "\n";
+      }
+      if (c.settings.gateway_key_count == 0) out << "gateway-key =   # default: none\n";
     } else {
       const po::variable_value& value = vm[name];
       out << name << " = " << text_of(value.value()) << (value.defaulted() ? "  # default" : "")

@@ -86,7 +86,8 @@ constexpr std::array<CounterInfo, 19> kPlainCounters = {{
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
-    "heart_beat_req", "user_login_req", "get_seed_req", "key_exchange_req", "forward"};
+    "heart_beat_req",   "user_login_req", "get_seed_req",
+    "key_exchange_req", "forward",        "key_exchange2_req"};
 constexpr std::array<const char*, metrics::kComponentCount> kComponentNames = {"frontend", "worker",
                                                                                "bridge"};
 constexpr std::array<const char*, metrics::kCauseCount> kCauseNames = {"crash", "hang", "reload"};
@@ -205,6 +206,19 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsRefused]; }),
         {{"result", "refused"}}));
     out.push_back(std::move(logins));
+
+    auto exchanges = family("gatehouse_key_exchanges_total",
+                            "Modern key exchanges by version: 2 (the gateway proves its key), "
+                            "1 (unauthenticated; only where a listener allows modern1).",
+                            MetricType::Counter);
+    for (const auto& [counter, version] :
+         {std::pair{metrics::kKeyExchangesV1, "1"}, std::pair{metrics::kKeyExchangesV2, "2"}}) {
+      exchanges.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"version", version}}));
+    }
+    out.push_back(std::move(exchanges));
 
     auto closed = family("gatehouse_connections_closed_total", "Sessions ended, by close reason.",
                          MetricType::Counter);

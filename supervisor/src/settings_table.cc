@@ -19,6 +19,7 @@
 #include <boost/asio/ip/network_v6.hpp>
 
 #include "gatehouse/base/log.h"
+#include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/net/endpoint.h"
 
 namespace gatehouse::supervisor {
@@ -247,7 +248,7 @@ void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
       if (!parsed) {
         throw ConfigError("--listen " + l +
                           ": the only option is crypto=MODES, MODES being 'any' or modern, "
-                          "legacy and clear joined by '+' (e.g. crypto=modern+legacy)");
+                          "modern1, legacy and clear joined by '+' (e.g. crypto=modern+legacy)");
       }
       modes = *parsed;
     }
@@ -338,6 +339,53 @@ void plan_login(const Config&, const Config& fresh, ReloadPlan& plan) {
     plan.applied.push_back("login file " + std::string(s.login_file) + " -> " + f.login_file);
     std::memcpy(s.login_file, f.login_file, sizeof s.login_file);
   }
+}
+
+/// FILE, repeatable: each a private key file, checked (owner, mode, one key)
+/// here so that a bad file fails the start or the reload, not a worker.
+void read_gateway_key(const Setting&, const po::variable_value& v, Config& c) {
+  Settings& s = c.settings;
+  std::vector<std::string> paths;
+  for (const std::string& path : v.as<std::vector<std::string>>()) {
+    if (!path.empty()) paths.push_back(std::filesystem::absolute(path).string());
+  }
+  if (paths.size() > kMaxGatewayKeys) {
+    throw ConfigError("--gateway-key: at most " + std::to_string(kMaxGatewayKeys) + " keys");
+  }
+  try {
+    (void)modern::GatewayKeyring::load(paths);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(std::string("--gateway-key: ") + e.what());
+  }
+  std::memset(s.gateway_keys, 0, sizeof s.gateway_keys);
+  s.gateway_key_count = static_cast<std::uint32_t>(paths.size());
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    copy_string(s.gateway_keys[i], kPathBytes, paths[i], "gateway-key");
+  }
+  // The listen row is read before this one.
+  for (std::uint32_t i = 0; i < s.listener_count && paths.empty(); ++i) {
+    const std::uint8_t modes = s.listener_crypto[i];
+    if ((modes & kCryptoModern) != 0 && (modes & (kCryptoClear | kCryptoLegacy)) == 0) {
+      throw ConfigError("--listen " + c.listen[i] + ",crypto=" + crypto_modes_text(modes) +
+                        " needs a --gateway-key: the modern exchange (version 2) proves the "
+                        "gateway's key (create one with: gatehouse keygen --out FILE)");
+    }
+  }
+}
+
+std::string gateway_key_value(const Config& c) {
+  std::string out;
+  for (std::uint32_t i = 0; i < c.settings.gateway_key_count; ++i) {
+    out += (i == 0 ? "" : ",") + std::string(c.settings.gateway_keys[i]);
+  }
+  return out;
+}
+
+/// Live: the files are read again by each new worker (a reload rolls them).
+void take_gateway_key(Config& to, const Config& from) {
+  to.settings.gateway_key_count = from.settings.gateway_key_count;
+  std::memcpy(to.settings.gateway_keys, from.settings.gateway_keys,
+              sizeof to.settings.gateway_keys);
 }
 
 void read_backend(const Setting& s, const po::variable_value& v, Config& c) {
@@ -517,9 +565,11 @@ const Setting kSettings[] = {
   {.name = "listen", .section = kClients, .kind = Kind::kStrings, .default_text = "0.0.0.0:8888",
    .on_reload = kRestart,
    .help = "client listener host:port[,crypto=MODES], repeatable. MODES: what its clients may "
-           "speak, 'any' (the default: gonet2 clients work unchanged) or modern, legacy and "
-           "clear joined by '+'; e.g. crypto=modern for a listener of new clients only "
-           "(docs/protocol-modern.md)",
+           "speak, 'any' (the default: gonet2 clients work unchanged, and modern ones) or "
+           "modern, modern1, legacy and clear joined by '+'; e.g. crypto=modern for a listener "
+           "of new clients only. modern is the key exchange's version 2 (the gateway proves its "
+           "key: gateway-key); modern1, its unauthenticated version 1, only where named "
+           "(e.g. crypto=any+modern1) and counted (docs/protocol-modern.md)",
    .read = read_listen, .plan = plan_listen,
    .reload_note = "restart; crypto= live"},
   plain<&Config::reuse_port>("reuse-port", kClients, Kind::kBool, "false", kRestart,
@@ -571,6 +621,14 @@ const Setting kSettings[] = {
            "change",
    .read = read_duplicate_login, .value = duplicate_login_value,
    .take = take<&Settings::duplicate_login>},
+  {.name = "gateway-key", .section = kClients, .kind = Kind::kStrings, .default_text = "",
+   .on_reload = kLive,
+   .help = "the gateway's private key file for the modern key exchange (version 2: the "
+           "gateway proves its identity; clients pin the public key, FILE.pub), repeatable "
+           "(at most 4) so that keys can rotate; owned by the gateway's user, mode 0600. Create "
+           "one with `gatehouse keygen --out FILE`. Without one, modern clients are kicked "
+           "(unknown_gateway_key). Each new worker reads the files (a reload rolls the workers)",
+   .read = read_gateway_key, .value = gateway_key_value, .take = take_gateway_key},
   number<&Settings::txqueue_bytes>("txqueue-bytes", kClients, "1048576", kLive, 4096, 1u << 30,
          "bytes queued to a client that is not reading before it is kicked (slow_consumer)"),
   seconds<&Settings::write_timeout_ms>("write-timeout", kClients, "10", kLive, 0.1, 86400,

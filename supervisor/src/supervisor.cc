@@ -560,8 +560,20 @@ bool Supervisor::start() {
   start_children();
   if (!wait_for_children_attached()) return false;
   for (std::size_t i = 0; i < listen_names_.size(); ++i) {
-    spdlog::info("listening on {} (crypto={})", listen_names_[i],
-                 crypto_modes_text(config_.settings.listener_crypto[i]));
+    const std::uint8_t modes = config_.settings.listener_crypto[i];
+    spdlog::info("listening on {} (crypto={})", listen_names_[i], crypto_modes_text(modes));
+    if ((modes & kCryptoModern) != 0 && s.gateway_key_count == 0) {
+      spdlog::warn(
+          "listener {}: no gateway-key, so its modern clients are kicked "
+          "(unknown_gateway_key); create one with `gatehouse keygen --out FILE`",
+          listen_names_[i]);
+    }
+    if ((modes & kCryptoModern1) != 0) {
+      spdlog::warn(
+          "listener {}: accepts the unauthenticated modern exchange version 1 "
+          "(modern1; counted in gatehouse_key_exchanges_total{{version=\"1\"}})",
+          listen_names_[i]);
+    }
   }
   spdlog::info("metrics on http://{}:{}/metrics",
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),

@@ -134,6 +134,11 @@ TEST(BenchCli, EncryptIsCryptoLegacyAndConflictsWithAnyOtherCrypto) {
   const BenchRun big = run_bench({"--crypto", "modern", "--body-bytes", "65514", "127.0.0.1:1"});
   EXPECT_EQ(big.exit_code, 2);
   EXPECT_THAT(big.output, HasSubstr("8..65513 with --crypto modern"));
+  // Version 2 pins the gateway's key: no modern run without one.
+  const BenchRun keyless = run_bench({"--crypto", "modern", "127.0.0.1:1"});
+  EXPECT_EQ(keyless.exit_code, 2);
+  EXPECT_THAT(keyless.output, HasSubstr("--crypto modern needs --gateway-key FILE"));
+  EXPECT_EQ(run_bench({"--gateway-key", "/nonexistent", "127.0.0.1:1"}).exit_code, 2);
 }
 
 TEST(BenchIntegration, ClearWindow4RunIsCleanAndEveryMessageReachedTheGame) {
@@ -208,8 +213,10 @@ TEST(BenchIntegration, ModernRunIsCleanOnAModernOnlyListener) {
   GatewayOptions options = gateway_for(game, kNoRpmLimit);
   options.listen = "127.0.0.1:0,crypto=modern";
   GatewayProcess gateway(std::move(options));
-  const BenchRun run = run_bench({"--connections", "20", "--window", "4", "--messages", "50",
-                                  "--crypto", "modern", "--body-bytes", "200", endpoint(gateway)});
+  const BenchRun run =
+      run_bench({"--connections", "20", "--window", "4", "--messages", "50", "--crypto", "modern",
+                 "--gateway-key", gateway.gateway_public_key_file(), "--body-bytes", "200",
+                 endpoint(gateway)});
   ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("connections_up"), 20);
@@ -228,7 +235,8 @@ TEST(BenchIntegration, ModernAesRunIsCleanWhereTheCpuHasAes) {
   GatewayProcess gateway(gateway_for(game, kNoRpmLimit));
   const BenchRun run =
       run_bench({"--connections", "10", "--window", "4", "--messages", "50", "--crypto", "modern",
-                 "--aead", "aes-256-gcm", endpoint(gateway)});
+                 "--gateway-key", gateway.gateway_public_key_file(), "--aead", "aes-256-gcm",
+                 endpoint(gateway)});
   if (!modern::available(modern::Aead::kAes256Gcm)) {
     EXPECT_EQ(run.exit_code, 2) << run.output;
     EXPECT_THAT(run.output, HasSubstr("not available"));
@@ -251,7 +259,8 @@ TEST(BenchIntegration, ModernIdleConnectionsHeartbeatSealed) {
   options.listen = "127.0.0.1:0,crypto=modern";
   GatewayProcess gateway(std::move(options));
   const BenchRun run = run_bench({"--idle", "5", "--duration", "4", "--heartbeat", "0.3",
-                                  "--timeout", "3", "--crypto", "modern", endpoint(gateway)});
+                                  "--timeout", "3", "--crypto", "modern", "--gateway-key",
+                                  gateway.gateway_public_key_file(), endpoint(gateway)});
   ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
   EXPECT_EQ(run.value("errors"), 0) << run.output;
   EXPECT_EQ(run.value("idle_connections"), 5);

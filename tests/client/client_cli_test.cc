@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -56,6 +58,38 @@ CliRun run_client(const std::vector<std::string>& args) {
   return run;
 }
 
+constexpr std::array<std::uint8_t, 32> kFakeStaticSecret = {
+    0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42,
+    0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42};
+constexpr std::array<std::uint8_t, 32> kFakeEphemeralSecret = {
+    0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24,
+    0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24, 0x24};
+
+std::array<std::uint8_t, 32> fake_static_public() {
+  std::array<std::uint8_t, 32> out{};
+  crypto_scalarmult_base(out.data(), kFakeStaticSecret.data());
+  return out;
+}
+
+/// A pin file of `keys` (hex, one a line) in the temp directory.
+std::string pin_file(const std::string& name,
+                     const std::vector<std::array<std::uint8_t, 32>>& keys) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("gatehouse-cli-" + std::to_string(::getpid()) + "-" + name))
+                         .string();
+  std::ofstream out(path);
+  out << "# pinned gateway keys\n";
+  for (const auto& key : keys) {
+    for (const std::uint8_t b : key) {
+      char hex[3];
+      std::snprintf(hex, sizeof hex, "%02x", b);
+      out << hex;
+    }
+    out << "\n";
+  }
+  return path;
+}
+
 /// A scripted demo gateway: checks seq, runs the key exchange, logs
 /// everyone in as uid 42 (udid "refuse-me" is refused, "push-and-close" gets
 /// a chat push and is closed), answers heartbeats and pings, turns chat say
@@ -84,20 +118,25 @@ void serve_demo(FakeConnection& conn) {
         conn.encrypt_with(testing::reference_dh(receive_seed, 222222));
         break;
       }
-      case 32: {
-        // The modern exchange, with the test's own construction.
-        std::array<std::uint8_t, 32> secret{}, gateway_public{}, client_public{};
-        secret.fill(0x42);
-        crypto_scalarmult_base(gateway_public.data(), secret.data());
+      case 34: {
+        // The modern exchange's version 2, with the test's own construction:
+        // the fake gateway's static key is kFakeStaticSecret, its ephemeral
+        // one kFakeEphemeralSecret; ee and es seen from the gateway's side.
+        std::array<std::uint8_t, 32> client_public{}, ephemeral_public{}, ee{}, es{};
+        crypto_scalarmult_base(ephemeral_public.data(), kFakeEphemeralSecret.data());
         std::memcpy(client_public.data(), f.body.data(), 32);
-        const std::uint8_t aead =
-            f.body.size() > 32 ? std::to_integer<std::uint8_t>(f.body[32]) : std::uint8_t{0};
-        Bytes ack(gateway_public.size() + 1);
-        std::memcpy(ack.data(), gateway_public.data(), gateway_public.size());
-        ack.back() = std::byte{aead};  // grants what was asked for
-        conn.write_packet(33, ack);
-        const auto keys =
-            testing::reference_modern_keys(secret, client_public, client_public, gateway_public);
+        const std::uint8_t aead = std::to_integer<std::uint8_t>(f.body[40]);
+        if (crypto_scalarmult(ee.data(), kFakeEphemeralSecret.data(), client_public.data()) != 0 ||
+            crypto_scalarmult(es.data(), kFakeStaticSecret.data(), client_public.data()) != 0) {
+          throw std::runtime_error("low-order client key");
+        }
+        const auto keys = testing::reference_v2_gateway(ee, es, fake_static_public(), client_public,
+                                                        ephemeral_public, aead, aead);
+        Bytes ack(ephemeral_public.size() + 1 + keys.confirm.size());
+        std::memcpy(ack.data(), ephemeral_public.data(), 32);
+        ack[32] = std::byte{aead};  // grants what was asked for
+        std::memcpy(ack.data() + 33, keys.confirm.data(), 32);
+        conn.write_packet(35, ack);
         conn.open_with(keys.to_gateway, aead);
         conn.seal_with(keys.to_client, aead);
         break;
@@ -185,23 +224,39 @@ TEST(ClientCli, EncryptedSessionRunsTheActionsInOrder) {
 
 TEST(ClientCli, ModernSessionSealsEveryPayloadBothWays) {
   std::string server_error;
-  const CliRun run = run_against_demo(
-      {"--modern", "--udid", "alice", "--echo", "hello", "--heartbeat", "--kick-me"},
-      &server_error);
+  const std::string pins = pin_file("pins", {fake_static_public()});
+  const CliRun run = run_against_demo({"--modern", "--gateway-key", pins, "--udid", "alice",
+                                       "--echo", "hello", "--heartbeat", "--kick-me"},
+                                      &server_error);
   EXPECT_EQ(server_error, "");
   EXPECT_EQ(run.exit_code, 0);
   ASSERT_EQ(run.lines.size(), 10u) << ::testing::PrintToString(run.lines);
-  EXPECT_EQ(run.lines[0], "-> 32 key_exchange_req (X25519, asking for chacha20-poly1305)");
-  EXPECT_EQ(run.lines[1], "<- 33 key_exchange_ack: chacha20-poly1305 on");
+  EXPECT_THAT(run.lines[0], HasSubstr("-> 34 key_exchange2_req (X25519, gateway key id "));
+  EXPECT_THAT(run.lines[0], HasSubstr(", asking for chacha20-poly1305)"));
+  EXPECT_EQ(run.lines[1], "<- 35 key_exchange2_ack: gateway key verified, chacha20-poly1305 on");
   EXPECT_EQ(run.lines[3], "<- 11 login ok uid=42");
   EXPECT_EQ(run.lines[5], "<- 1002 proto_ping_ack \"hello\"");
   EXPECT_EQ(run.lines[7], "<- 1 heart_beat_ack id=1");
   EXPECT_EQ(run.lines[9], "connection closed by gateway");
 }
 
-TEST(ClientCli, OneKeyExchangeOnly) {
-  const CliRun run = run_client({"--modern", "--encrypt", "127.0.0.1:1"});
+TEST(ClientCli, ModernFailsAtTheAckOfAGatewayWithoutThePinnedKey) {
+  std::array<std::uint8_t, 32> other{};
+  other.fill(0x77);
+  crypto_scalarmult_base(other.data(), other.data());
+  const std::string pins = pin_file("wrong", {other});
+  // The fake gateway answers with its own key's proof, the client pinned
+  // another key whose id it names: the tag cannot match.
+  const CliRun run = run_against_demo({"--modern", "--gateway-key", pins, "--no-login"});
   EXPECT_EQ(run.exit_code, 1);
+  ASSERT_EQ(run.lines.size(), 1u) << ::testing::PrintToString(run.lines);
+}
+
+TEST(ClientCli, OneKeyExchangeOnlyAndModernNeedsAPinnedKey) {
+  EXPECT_EQ(run_client({"--modern", "--encrypt", "127.0.0.1:1"}).exit_code, 1);
+  EXPECT_EQ(run_client({"--modern", "127.0.0.1:1"}).exit_code, 1);
+  EXPECT_EQ(run_client({"--gateway-key", "/nonexistent", "127.0.0.1:1"}).exit_code, 1);
+  EXPECT_EQ(run_client({"--modern", "--gateway-key", "/nonexistent", "127.0.0.1:1"}).exit_code, 1);
 }
 
 TEST(ClientCli, KickMePrintsTheClose) {
@@ -258,8 +313,8 @@ TEST(ClientCli, HelpListsEveryOption) {
   std::string all;
   for (const auto& l : run.lines) all += l + "\n";
   for (const char* option :
-       {"--encrypt", "--modern", "--udid", "--token", "--heartbeat", "--echo", "--say", "--kick-me",
-        "--listen", "--timeout", "--no-login", "HOST:PORT"}) {
+       {"--encrypt", "--modern", "--gateway-key", "--udid", "--token", "--heartbeat", "--echo",
+        "--say", "--kick-me", "--listen", "--timeout", "--no-login", "HOST:PORT"}) {
     EXPECT_THAT(all, HasSubstr(option));
   }
 }

@@ -120,10 +120,9 @@ TEST(RecordReader, RefusesWhatNoWriterWritesNamingRingFieldAndValue) {
 
   const ipc::RecordReader<RingKind::kWorkerToFrontend> w_fe(0, s);
   constexpr auto kBadReason = static_cast<std::uint32_t>(CloseReason::kCount);
-  EXPECT_THAT(
-      refusal(w_fe, Bytes(ipc::kClose, ipc::CloseCommand{conn(1), kBadReason, 0}).record()),
-      HasSubstr("ring/w-fe/0: record at position 64 type 11: reason = " +
-                std::to_string(kBadReason)));
+  EXPECT_THAT(refusal(w_fe, Bytes(ipc::kClose, ipc::CloseCommand{conn(1), kBadReason, 0}).record()),
+              HasSubstr("ring/w-fe/0: record at position 64 type 11: reason = " +
+                        std::to_string(kBadReason)));
   const ipc::RecordReader<RingKind::kWorkerToBridge> w_br(0, s);
   EXPECT_THAT(refusal(w_br, Bytes(ipc::kStreamMessage, ipc::StreamMessage{conn(1), 5, 2},
                                   std::vector<std::byte>(1))

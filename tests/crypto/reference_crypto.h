@@ -115,6 +115,71 @@ inline ReferenceModernKeys reference_modern_keys(
   return keys;
 }
 
+/// Version 2 (docs/protocol-modern.md, "Version 2"), from the page's
+/// formulas: key_id = BLAKE2b-512(S)[0..8);
+/// th = BLAKE2b-512("gatehouse modern v2" || S || key_id || E_c || aead_asked || E_s || aead);
+/// prk = BLAKE2b-512(key = ee || es, th); each key BLAKE2b-256(key = prk, label).
+using Bytes32 = std::array<std::uint8_t, 32>;
+inline std::array<std::uint8_t, 8> reference_key_id(const Bytes32& gateway_static) {
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  std::uint8_t hash[64];
+  crypto_generichash(hash, sizeof hash, gateway_static.data(), 32, nullptr, 0);
+  std::array<std::uint8_t, 8> id{};
+  std::memcpy(id.data(), hash, 8);
+  return id;
+}
+struct ReferenceV2 {
+  Bytes32 to_client{};
+  Bytes32 to_gateway{};
+  Bytes32 confirm{};
+};
+/// From the two X25519 results (either side computes them its own way).
+inline ReferenceV2 reference_v2_gateway(const Bytes32& ee, const Bytes32& es,
+                                        const Bytes32& gateway_static, const Bytes32& client_public,
+                                        const Bytes32& gateway_ephemeral, std::uint8_t aead_asked,
+                                        std::uint8_t aead) {
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  std::uint8_t ikm[64];
+  std::memcpy(ikm, ee.data(), 32);
+  std::memcpy(ikm + 32, es.data(), 32);
+  const std::string_view label = "gatehouse modern v2";
+  std::vector<std::uint8_t> transcript(label.begin(), label.end());
+  const auto id = reference_key_id(gateway_static);
+  transcript.insert(transcript.end(), gateway_static.begin(), gateway_static.end());
+  transcript.insert(transcript.end(), id.begin(), id.end());
+  transcript.insert(transcript.end(), client_public.begin(), client_public.end());
+  transcript.push_back(aead_asked);
+  transcript.insert(transcript.end(), gateway_ephemeral.begin(), gateway_ephemeral.end());
+  transcript.push_back(aead);
+  std::uint8_t th[64];
+  crypto_generichash(th, sizeof th, transcript.data(), transcript.size(), nullptr, 0);
+  std::uint8_t prk[64];
+  crypto_generichash(prk, sizeof prk, th, sizeof th, ikm, sizeof ikm);
+  ReferenceV2 out;
+  const auto expand = [&prk](Bytes32& key, std::string_view name) {
+    crypto_generichash(key.data(), key.size(), reinterpret_cast<const std::uint8_t*>(name.data()),
+                       name.size(), prk, sizeof prk);
+  };
+  expand(out.to_client, "to-client");
+  expand(out.to_gateway, "to-gateway");
+  expand(out.confirm, "confirm");
+  return out;
+}
+/// The client's side: ee = X25519(e_c, E_s), es = X25519(e_c, S).
+inline ReferenceV2 reference_v2(const Bytes32& client_secret, const Bytes32& gateway_static,
+                                const Bytes32& gateway_ephemeral, std::uint8_t aead_asked,
+                                std::uint8_t aead) {
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  Bytes32 client_public{}, ee{}, es{};
+  crypto_scalarmult_base(client_public.data(), client_secret.data());
+  if (crypto_scalarmult(ee.data(), client_secret.data(), gateway_ephemeral.data()) != 0 ||
+      crypto_scalarmult(es.data(), client_secret.data(), gateway_static.data()) != 0) {
+    throw std::runtime_error("reference X25519: low-order point");
+  }
+  return reference_v2_gateway(ee, es, gateway_static, client_public, gateway_ephemeral, aead_asked,
+                              aead);
+}
+
 /// One direction of a modern session: payload n sealed with nonce
 /// | 0 0 0 0 | n u64 big-endian |, ciphertext then 16-byte tag, no AAD;
 /// ChaCha20-Poly1305 (AEAD byte 0) or AES-256-GCM (1).

@@ -2,7 +2,8 @@
 // the frontend's framing (scan_frame) over the stream and, for every frame,
 // the worker's parsers: the payload header and the body of each gateway
 // proto, and the modern mode's opening of a sealed payload and key
-// derivation from a client's public key. Nothing may crash, read out of
+// derivation from a client's public key (version 1, and version 2 with the
+// gateway's static key when the request names its id). Nothing may crash, read out of
 // bounds or loop; a parsed login must re-encode to the bytes it came from,
 // and no fuzzed payload may open under a key it was not sealed with.
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/crypto/gateway_identity.h"
 #include "gatehouse/crypto/modern_crypto.h"
 
 using namespace gatehouse::protocol;
@@ -65,6 +67,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case kKeyExchangeReq:
         if (const auto request = parse_key_exchange_req(packet->body)) {
           (void)modern::gateway_session_keys(gateway_pair(), request->key);
+        }
+        break;
+      case kKeyExchange2Req:
+        if (const auto request = parse_key_exchange2_req(packet->body)) {
+          // Any id runs the derivation (the worker would kick an unknown one).
+          if (const auto reply =
+                  modern::gateway_reply(gateway_pair(), request->key, request->aead)) {
+            std::vector<std::byte> ack;
+            encode_key_exchange2_ack(
+                {reply->gateway_ephemeral, static_cast<std::uint8_t>(reply->aead), reply->confirm},
+                ack);
+            if (!parse_key_exchange2_ack(ack)) __builtin_trap();
+          }
         }
         break;
       case kUserLoginReq:

@@ -115,10 +115,10 @@ TEST(GameLinks, BroadcastLargerThanOneGrpcMessageReachesEveryPlayerOnOneLink) {
 
 /// A client that did the modern key exchange (docs/protocol-modern.md) and
 /// logged in.
-std::unique_ptr<Client> modern_client(std::uint16_t port, const std::string& udid) {
+std::unique_ptr<Client> modern_client(const GatewayProcess& gateway, const std::string& udid) {
   auto c = std::make_unique<Client>();
-  c->connect("127.0.0.1", port, kPatience);
-  EXPECT_TRUE(c->modern_key_exchange(kPatience).has_value());
+  c->connect("127.0.0.1", gateway.port(), kPatience);
+  EXPECT_TRUE(c->modern_key_exchange(gateway.gateway_key(), kPatience).has_value());
   EXPECT_TRUE(c->login(udid, "", kPatience).ok());
   return c;
 }
@@ -150,7 +150,7 @@ TEST(GameLinks, OversizeChatKicksNobodyAndIsRefusedAtItsSender) {
   constexpr int kModern = 5;
   std::vector<std::unique_ptr<Client>> modern;
   for (int i = 0; i < kModern; ++i) {
-    modern.push_back(modern_client(gateway.port(), "m" + std::to_string(i)));
+    modern.push_back(modern_client(gateway, "m" + std::to_string(i)));
   }
   auto sender = logged_in_client(gateway.port(), "sender", "", false);
   auto clear = logged_in_client(gateway.port(), "clear", "", false);

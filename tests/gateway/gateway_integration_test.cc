@@ -89,8 +89,8 @@ class GatewayTest : public ::testing::Test {
 
 // ------------------------------------------------------------------ protocol table
 
-/// kModern asks for no AEAD (the request has no AEAD byte: ChaCha20-Poly1305);
-/// kModernAes asks for AES-256-GCM.
+/// kModern (version 2, pinning the gateway's key) asks for ChaCha20-Poly1305,
+/// kModernAes for AES-256-GCM.
 enum class Crypto { kClear, kLegacy, kModern, kModernAes };
 
 /// An X25519 secret for RawSession::modern_key_exchange().
@@ -103,7 +103,7 @@ std::array<std::uint8_t, 32> modern_secret(std::uint8_t salt) {
 }
 
 /// Runs the session's key exchange, if any, checking the ack's shape.
-void exchange(RawSession& s, std::uint32_t& seq, Crypto crypto) {
+void exchange(RawSession& s, std::uint32_t& seq, Crypto crypto, const GatewayProcess& gateway) {
   if (crypto == Crypto::kLegacy) {
     const Wire ack = s.key_exchange(seq++, 0x1234567, 0x7654321);
     ASSERT_EQ(ack.size(), 10u);
@@ -112,12 +112,14 @@ void exchange(RawSession& s, std::uint32_t& seq, Crypto crypto) {
     EXPECT_LT(RawSession::get_u32(ack, 6), 0x7FFFFFC3u);
   } else if (crypto == Crypto::kModern || crypto == Crypto::kModernAes) {
     const bool aes = crypto == Crypto::kModernAes;
+    std::array<std::uint8_t, 32> pinned{};
+    std::memcpy(pinned.data(), gateway.gateway_key().data(), pinned.size());
     const Wire ack = s.modern_key_exchange(seq, modern_secret(static_cast<std::uint8_t>(seq)),
-                                           aes ? std::optional<std::uint8_t>(1) : std::nullopt);
+                                           pinned, aes ? 1 : 0);
     ++seq;
-    ASSERT_EQ(ack.size(), 35u);
-    EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x21}))
-        << "key_exchange_ack is proto 33, in clear";
+    ASSERT_EQ(ack.size(), 67u);
+    EXPECT_EQ((Wire{ack[0], ack[1]}), (Wire{0x00, 0x23}))
+        << "key_exchange2_ack is proto 35, in clear";
     const bool aes_here = modern::available(modern::Aead::kAes256Gcm);
     EXPECT_EQ(ack[34], aes && aes_here ? 1 : 0) << "the AEAD granted";
   }
@@ -131,7 +133,7 @@ TEST_P(GatewayProtocolTest, EveryRowOfTheProtocolTableByteExact) {
   start();
   RawSession s(gateway_->port());
   std::uint32_t seq = 1;
-  exchange(s, seq, GetParam());
+  exchange(s, seq, GetParam(), *gateway_);
   // 0 heart_beat_req -> 1 heart_beat_ack, same id.
   s.send(seq++, 0, RawSession::u32(0x12345678));
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x01, 0x12, 0x34, 0x56, 0x78}));
@@ -165,7 +167,7 @@ TEST_P(GatewayProtocolTest, FramesSurviveAnyWayTheBytesArrive) {
   start({"--rpm-limit", "0"});  // 300 frames in a second is the point here
   RawSession s(gateway_->port());
   std::uint32_t seq = 1;
-  exchange(s, seq, GetParam());
+  exchange(s, seq, GetParam(), *gateway_);
   s.send(seq++, 10, login_body("burst", "tok-alice"));
   ASSERT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
   const auto body_of = [](int i) {
@@ -203,7 +205,7 @@ TEST_P(GatewayProtocolTest, LoginRefusedRepliesTwelveAndCloses) {
   start();
   RawSession s(gateway_->port());
   std::uint32_t seq = 1;
-  exchange(s, seq, GetParam());
+  exchange(s, seq, GetParam(), *gateway_);
   s.send(seq++, 10, login_body("mallory", "wrong-token"));
   EXPECT_EQ(s.read_payload(), (Wire{0x00, 0x0C, 0x00, 0x00, 0x00, 0x00}));
   EXPECT_TRUE(s.wait_closed(kPatience));
@@ -269,7 +271,7 @@ TEST_F(GatewayTest, ModernFramesThatFailToOpenKickWithDecryptFailed) {
   const auto offender = [&](const std::function<void(RawSession&, std::uint32_t&)>& attack) {
     RawSession s(gateway_->port());
     std::uint32_t seq = 1;
-    exchange(s, seq, Crypto::kModern);
+    exchange(s, seq, Crypto::kModern, *gateway_);
     attack(s, seq);
     EXPECT_TRUE(s.wait_closed(kPatience)) << "the offender is closed";
     ASSERT_TRUE(echo_works(*bystander, "still here"));
@@ -301,7 +303,7 @@ TEST_F(GatewayTest, ModernSessionsTakeGameMessagesUpToTheLargestSealedPayload) {
   start();
   RawSession s(gateway_->port());
   std::uint32_t seq = 1;
-  exchange(s, seq, Crypto::kModern);
+  exchange(s, seq, Crypto::kModern, *gateway_);
   s.send(seq++, 10, login_body("big", "tok-alice"));
   ASSERT_EQ(s.read_payload(), (Wire{0x00, 0x0B, 0x00, 0x00, 0x03, 0xE9}));
   ASSERT_TRUE(game_.wait_for_streams(1, kPatience));
@@ -335,13 +337,14 @@ TEST_F(GatewayTest, ListenerThatRequiresModernRefusesClearAndLegacy) {
   {
     RawSession s(gateway_->port());
     std::uint32_t seq = 1;
-    EXPECT_THROW(exchange(s, seq, Crypto::kLegacy), std::runtime_error) << "no get_seed_ack";
+    EXPECT_THROW(exchange(s, seq, Crypto::kLegacy, *gateway_), std::runtime_error)
+        << "no get_seed_ack";
     EXPECT_TRUE(s.wait_closed(kPatience));
   }
   EXPECT_TRUE(gateway_->wait_log_count("reason=crypto_refused", 2)) << gateway_->log();
   Client modern;
   modern.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(modern.modern_key_exchange(kPatience));
+  ASSERT_TRUE(modern.modern_key_exchange(gateway_->gateway_key(), kPatience));
   ASSERT_TRUE(modern.login("alice", "tok-alice", kPatience).ok());
   EXPECT_TRUE(echo_works(modern, "modern only"));
   EXPECT_TRUE(gateway_->wait_log("user=1001 crypto=modern/chacha20-poly1305")) << gateway_->log();
@@ -356,7 +359,7 @@ TEST_F(GatewayTest, ListenerForAMigrationTakesBothExchangesButNothingInClear) {
   EXPECT_TRUE(echo_works(*legacy, "legacy"));
   Client modern;
   modern.connect("127.0.0.1", gateway_->port());
-  ASSERT_TRUE(modern.modern_key_exchange(kPatience));
+  ASSERT_TRUE(modern.modern_key_exchange(gateway_->gateway_key(), kPatience));
   ASSERT_TRUE(modern.login("bob", "tok-bob", kPatience).ok());
   EXPECT_TRUE(echo_works(modern, "modern"));
   Client clear;

@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "gatehouse/crypto/gateway_key_file.h"
+
 namespace gatehouse::testing {
 namespace {
 
@@ -23,6 +25,20 @@ std::string read_file(const std::string& path) {
 }
 
 }  // namespace
+
+modern::PublicKey make_gateway_key(const std::string& path) {
+  ChildProcess keygen({std::string(GATEHOUSE_BIN_DIR) + "/gatehouse", "keygen", "--out", path},
+                      path + ".keygen.log");
+  const auto status = keygen.wait(kPatience);
+  if (!status || *status != 0) {
+    throw std::runtime_error("gatehouse keygen failed: " + read_file(path + ".keygen.log"));
+  }
+  return modern::read_public_key_file(path + ".pub").front();
+}
+
+std::string GatewayProcess::gateway_key_file(std::size_t i) const {
+  return dir_ + "/gateway-" + std::to_string(i) + ".key";
+}
 
 GatewayProcess::GatewayProcess(GatewayOptions options) {
   static std::atomic<int> counter{0};
@@ -59,6 +75,10 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
     for (const auto& line : options.tokens) out << line << "\n";
     argv.push_back("--login");
     argv.push_back("tokens:" + tokens);
+  }
+  for (std::uint32_t i = 0; i < options.gateway_keys; ++i) {
+    gateway_keys_.push_back(make_gateway_key(gateway_key_file(i)));
+    argv.insert(argv.end(), {"--gateway-key", gateway_key_file(i)});
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   supervisor_.emplace(argv, log_path_);

@@ -14,6 +14,7 @@
 
 #include "child_process.h"
 #include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/crypto/modern_crypto.h"
 #include "patience.h"
 
 namespace gatehouse::testing {
@@ -30,6 +31,9 @@ struct GatewayOptions {
   bool batched = false;
   /// --listen; port 0 picks one (read back from the ready file).
   std::string listen = "127.0.0.1:0";
+  /// Gateway keys made for it (gatehouse keygen) and given as --gateway-key,
+  /// so that modern clients can pin gateway_key(i).
+  std::uint32_t gateway_keys = 1;
 };
 
 class GatewayProcess {
@@ -41,6 +45,14 @@ class GatewayProcess {
   std::uint16_t metrics_port() const { return metrics_port_; }
   pid_t pid() const { return supervisor_->pid(); }
   const std::string& instance() const { return instance_; }
+  /// The public half of its i-th gateway key, and the files of the pair.
+  const modern::PublicKey& gateway_key(std::size_t i = 0) const { return gateway_keys_.at(i); }
+  std::string gateway_key_file(std::size_t i = 0) const;
+  std::string gateway_public_key_file(std::size_t i = 0) const {
+    return gateway_key_file(i) + ".pub";
+  }
+  /// The temp directory of this gateway (removed with it).
+  const std::string& dir() const { return dir_; }
 
   /// Everything the gateway's processes have logged so far.
   std::string log() const;
@@ -70,7 +82,12 @@ class GatewayProcess {
   std::optional<GatewaySegment> segment_;
   std::uint16_t port_ = 0;
   std::uint16_t metrics_port_ = 0;
+  std::vector<modern::PublicKey> gateway_keys_;
 };
+
+/// Runs `gatehouse keygen --out path` (the command operators run) and
+/// returns the public key it wrote to path.pub.
+modern::PublicKey make_gateway_key(const std::string& path);
 
 /// True when process `pid` no longer exists (zombies count as gone).
 bool process_gone(pid_t pid);

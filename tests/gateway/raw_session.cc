@@ -117,8 +117,8 @@ Wire RawSession::key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t 
   return *ack;
 }
 
-Wire RawSession::modern_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
-                                     std::optional<std::uint8_t> aead) {
+Wire RawSession::modern1_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
+                                      std::optional<std::uint8_t> aead) {
   using namespace client::testing;
   if (sodium_init() < 0) throw std::runtime_error("sodium_init");
   std::array<std::uint8_t, 32> client_public{};
@@ -133,6 +133,32 @@ Wire RawSession::modern_key_exchange(std::uint32_t seq, const std::array<std::ui
   const auto keys = reference_modern_keys(secret, gateway_public, client_public, gateway_public);
   send_aead_.emplace(keys.to_gateway, (*ack)[34]);
   receive_aead_.emplace(keys.to_client, (*ack)[34]);
+  return *ack;
+}
+
+Wire RawSession::modern_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
+                                     const std::array<std::uint8_t, 32>& gateway_key,
+                                     std::uint8_t aead) {
+  using namespace client::testing;
+  if (sodium_init() < 0) throw std::runtime_error("sodium_init");
+  std::array<std::uint8_t, 32> client_public{};
+  crypto_scalarmult_base(client_public.data(), secret.data());
+  const auto id = reference_key_id(gateway_key);
+  Wire body(client_public.begin(), client_public.end());
+  body.insert(body.end(), id.begin(), id.end());
+  body.push_back(aead);
+  send(seq, 34, body);
+  const auto ack = read_payload();
+  if (!ack || ack->size() != 67) throw std::runtime_error("RawSession: no key_exchange2_ack");
+  std::array<std::uint8_t, 32> gateway_ephemeral{};
+  std::copy(ack->begin() + 2, ack->begin() + 34, gateway_ephemeral.begin());
+  const std::uint8_t granted = (*ack)[34];
+  const auto keys = reference_v2(secret, gateway_key, gateway_ephemeral, aead, granted);
+  if (!std::equal(keys.confirm.begin(), keys.confirm.end(), ack->begin() + 35)) {
+    throw std::runtime_error("RawSession: gateway key mismatch");
+  }
+  send_aead_.emplace(keys.to_gateway, granted);
+  receive_aead_.emplace(keys.to_client, granted);
   return *ack;
 }
 

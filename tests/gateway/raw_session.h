@@ -44,12 +44,18 @@ class RawSession {
   /// Runs get_seed with secrets a, b (seq given) and switches RC4 on. Returns
   /// the get_seed_ack payload as received (in clear).
   Wire key_exchange(std::uint32_t seq, std::uint64_t a, std::uint64_t b);
-  /// Runs the modern exchange with X25519 secret `secret` (seq given),
-  /// asking for AEAD `aead` (none: the request has no AEAD byte), and
-  /// switches sealing on with the AEAD the ack names. Returns the
-  /// key_exchange_ack payload (in clear).
+  /// Runs the modern exchange's version 1 with X25519 secret `secret` (seq
+  /// given), asking for AEAD `aead` (none: the request has no AEAD byte),
+  /// and switches sealing on with the AEAD the ack names. Returns the
+  /// key_exchange_ack payload (in clear); throws when there is none.
+  Wire modern1_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
+                            std::optional<std::uint8_t> aead = std::nullopt);
+  /// Version 2 against the pinned `gateway_key`: key_exchange2_req, then
+  /// the ack's tag checked (throws "gateway key mismatch" when it does not
+  /// match, std::runtime_error when there is no ack) and sealing switched
+  /// on. Returns the key_exchange2_ack payload (in clear).
   Wire modern_key_exchange(std::uint32_t seq, const std::array<std::uint8_t, 32>& secret,
-                           std::optional<std::uint8_t> aead = std::nullopt);
+                           const std::array<std::uint8_t, 32>& gateway_key, std::uint8_t aead = 0);
   /// The raw payload of the next frame, as on the wire (nothing opened).
   std::optional<Wire> read_raw_payload(std::chrono::milliseconds timeout = kPatience);
 

@@ -45,13 +45,13 @@ struct ClientResult {
 /// crash, where the docs say frames may be lost): echoes may be missing,
 /// never duplicated or reordered; a window that stays silent for 2 s counts
 /// as lost.
-void run_client(std::uint16_t port, int index, const std::atomic<bool>& stop, ClientResult& out,
-                bool lossy = false) {
+void run_client(std::uint16_t port, const modern::PublicKey& gateway_key, int index,
+                const std::atomic<bool>& stop, ClientResult& out, bool lossy = false) {
   client::Client c;
   c.connect("127.0.0.1", port);
   // A third each: legacy RC4, modern ChaCha20-Poly1305, clear.
   if ((index % 3 == 0 && !c.key_exchange(kPatience)) ||
-      (index % 3 == 1 && !c.modern_key_exchange(kPatience))) {
+      (index % 3 == 1 && !c.modern_key_exchange(gateway_key, kPatience))) {
     out.error = "key exchange failed";
     return;
   }
@@ -107,8 +107,9 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
   std::vector<ClientResult> results(static_cast<std::size_t>(clients));
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
-    threads.emplace_back(run_client, gateway.port(), i, std::cref(stop),
-                         std::ref(results[static_cast<std::size_t>(i)]), lost != nullptr);
+    threads.emplace_back(run_client, gateway.port(), std::cref(gateway.gateway_key()), i,
+                         std::cref(stop), std::ref(results[static_cast<std::size_t>(i)]),
+                         lost != nullptr);
   }
   ASSERT_TRUE(game.wait_for_streams(static_cast<std::size_t>(clients), kPatience));
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

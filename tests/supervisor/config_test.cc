@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gatehouse/supervisor/keygen.h"
 #include "gatehouse/supervisor/settings_table.h"
 
 #include <gmock/gmock.h>
@@ -22,6 +23,27 @@ namespace gatehouse::supervisor {
 namespace {
 
 using ::testing::HasSubstr;
+
+/// This process's directory of key files, removed at exit.
+const std::filesystem::path& key_dir() {
+  static const struct Dir {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("gatehouse-config-keys-" + std::to_string(::getpid()));
+    Dir() { std::filesystem::create_directories(path); }
+    ~Dir() { std::filesystem::remove_all(path); }
+  } dir;
+  return dir.path;
+}
+
+/// A fresh gateway key pair made by `gatehouse keygen`; returns its private file.
+std::string new_key(const std::string& name) {
+  const auto path = key_dir() / name;
+  std::filesystem::remove(path);
+  std::filesystem::remove(path.string() + ".pub");
+  const KeygenResult made = keygen_command({"--out", path.string()});
+  EXPECT_EQ(made.exit_code, 0) << made.output;
+  return path.string();
+}
 
 ParseResult parse(std::vector<std::string> args) {
   args.insert(args.begin(), "gatehouse");
@@ -136,8 +158,9 @@ TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
 // --listen HOST:PORT,crypto=MODES (docs/protocol-modern.md): per listener,
 // 'any' by default so that gonet2 clients work unchanged.
 TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
-  const auto r = parse({"--listen", "127.0.0.1:9000", "--listen", "[::1]:9001,crypto=modern",
-                        "--listen", "127.0.0.1:9002,crypto=modern+legacy"});
+  const auto r =
+      parse({"--listen", "127.0.0.1:9000", "--listen", "[::1]:9001,crypto=modern", "--listen",
+             "127.0.0.1:9002,crypto=modern+legacy", "--gateway-key", new_key("listeners.key")});
   ASSERT_TRUE(r.config.has_value()) << r.message;
   EXPECT_EQ(r.config->listen,
             (std::vector<std::string>{"127.0.0.1:9000", "[::1]:9001", "127.0.0.1:9002"}));
@@ -158,6 +181,54 @@ TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
   EXPECT_EQ(parse_crypto_modes("clear+modern"), kCryptoModern | kCryptoClear);
 }
 
+TEST(Config, ModernOneIsNamedOnlyWhereAllowedAndAnyIsTheOtherThree) {
+  EXPECT_EQ(parse_crypto_modes("any+modern1"), kCryptoAny | kCryptoModern1);
+  EXPECT_EQ(crypto_modes_text(kCryptoAny | kCryptoModern1), "any+modern1");
+  EXPECT_EQ(crypto_modes_text(kCryptoModern | kCryptoModern1), "modern+modern1");
+  EXPECT_EQ(kCryptoAny & kCryptoModern1, 0) << "any does not take the unauthenticated version";
+}
+
+TEST(Config, GatewayKeysAreCheckedAtStart) {
+  const std::string a = new_key("a.key");
+  const std::string b = new_key("b.key");
+  const auto ok =
+      parse({"--listen", "127.0.0.1:1,crypto=modern", "--gateway-key", a, "--gateway-key", b});
+  ASSERT_TRUE(ok.config) << ok.message;
+  EXPECT_EQ(ok.config->settings.gateway_key_count, 2u);
+  EXPECT_EQ(std::string(ok.config->settings.gateway_keys[1]), b);
+
+  const auto keyless = parse({"--listen", "127.0.0.1:1,crypto=modern"});
+  EXPECT_EQ(keyless.exit_code, 2);
+  EXPECT_THAT(keyless.message, HasSubstr("needs a --gateway-key"));
+  EXPECT_THAT(keyless.message, HasSubstr("gatehouse keygen --out FILE"));
+  EXPECT_TRUE(parse({}).config) << "the default listener (any) starts without a key, warned";
+
+  std::filesystem::permissions(a, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);
+  const auto readable = parse({"--gateway-key", a});
+  EXPECT_EQ(readable.exit_code, 2);
+  EXPECT_THAT(readable.message, HasSubstr("--gateway-key: gateway key " + a));
+  EXPECT_THAT(readable.message, HasSubstr("chmod 600"));
+  EXPECT_EQ(parse({"--gateway-key", b, "--gateway-key", b}).exit_code, 2) << "the same key twice";
+  EXPECT_EQ(parse({"--gateway-key", "/nonexistent.key"}).exit_code, 2);
+  std::vector<std::string> five;
+  for (int i = 0; i < 5; ++i)
+    five.insert(five.end(), {"--gateway-key", new_key(std::to_string(i))});
+  EXPECT_THAT(parse(five).message, HasSubstr("at most 4"));
+}
+
+TEST(Keygen, WritesAPrivateFileOthersCannotReadAndNeverOverwrites) {
+  const std::string path = new_key("keygen.key");
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_TRUE(std::filesystem::exists(path + ".pub"));
+  const KeygenResult again = keygen_command({"--out", path});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.output, HasSubstr("File exists"));
+  EXPECT_EQ(keygen_command({}).exit_code, 2);
+  EXPECT_THAT(keygen_command({"--bogus"}).output, HasSubstr("usage: gatehouse keygen --out FILE"));
+}
+
 // A reload takes what can change live from the file read again and keeps
 // (and names) what needs a restart.
 TEST(Config, ReloadAppliesLiveSettingsAndNamesTheRest) {
@@ -165,7 +236,8 @@ TEST(Config, ReloadAppliesLiveSettingsAndNamesTheRest) {
       {"--rpm-limit", "200", "--workers", "2", "--listen", "127.0.0.1:9000", "--login", "any"});
   const auto fresh =
       parse({"--rpm-limit", "50", "--workers", "4", "--listen", "127.0.0.1:9000,crypto=modern",
-             "--drain-wait", "30", "--max-connections-per-ip", "8", "--login", "any"});
+             "--drain-wait", "30", "--max-connections-per-ip", "8", "--login", "any",
+             "--gateway-key", new_key("reload-applies.key")});
   ASSERT_TRUE(running.config && fresh.config) << running.message << fresh.message;
   const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
   EXPECT_EQ(plan.config.settings.rpm_limit, 50u);
@@ -341,6 +413,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"connect-rate-per-ip", "5"},
       {"duplicate-login", "refuse"},
       {"address-limits-exempt", "10.0.0.0/8, 2001:db8::/32"},
+      {"gateway-key", new_key("reload.key")},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

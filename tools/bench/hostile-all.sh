@@ -53,8 +53,10 @@ start() {
   [ -n "$game_port" ] || { echo "demo game did not start: $out/$name.game.log" >&2; exit 1; }
   log=$out/$name.gateway.log
   rm -f "$out/$name.ready"
+  [ -f "$out/gateway.key" ] || "$bin/gatehouse" keygen --out "$out/gateway.key" >/dev/null
   "$bin/gatehouse" --instance "hostile-$$-$name" --listen 127.0.0.1:0 \
     --metrics-listen 127.0.0.1:0 --ready-file "$out/$name.ready" \
+    --gateway-key "$out/gateway.key" \
     --backend "${contract:+$contract:}127.0.0.1:$game_port" "$@" \
     2>"$log" &
   gw=$!
@@ -107,15 +109,16 @@ for row in $rows; do
     5) start connect
        worker=$(child_pid gatehouse-worker)
        before=$(cpu_ms "$worker")
-       run 5 connect connect --seconds 5
+       run 5 connect connect --seconds 5 --gateway-key "$out/gateway.key.pub"
        echo "row 5 connect: worker CPU $(($(cpu_ms "$worker") - before)) ms" ;;
     6) start bigchat
-       run 6 bigchat bigchat --metrics "$metrics" --bin-dir "$bin"
+       run 6 bigchat bigchat --metrics "$metrics" --bin-dir "$bin" --gateway-key "$out/gateway.key.pub"
        stop
        # The largest chat a client may send: its broadcast fits clear
        # receivers, not modern ones (dropped for each, never a kick).
        start bigchat-65519
-       run 6 bigchat-65519 bigchat --say-bytes 65519 --metrics "$metrics" --bin-dir "$bin" ;;
+       run 6 bigchat-65519 bigchat --say-bytes 65519 --metrics "$metrics" --bin-dir "$bin" \
+         --gateway-key "$out/gateway.key.pub" ;;
     7) contract="batch" start broadcast
        run 7 broadcast broadcast --seconds 20 --metrics "$metrics" --log "$log" ;;
     8) echo "good-token 42" >"$out/tokens"

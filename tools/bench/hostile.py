@@ -5,7 +5,8 @@ do (connections still open, bytes it took, when it was closed).
 
   tools/bench/hostile.py trickle  --port 8888 --conns 300 --seconds 20
   tools/bench/hostile.py prelogin --port 8888 --conns 2000 --seconds 20
-  tools/bench/hostile.py connect  --port 8888 --seconds 5 [--players 20] [--from 127.0.0.2]
+  tools/bench/hostile.py connect  --port 8888 --seconds 5 --gateway-key run/gateway.key.pub
+                                   [--players 20] [--from 127.0.0.2] [--procs 3]
   tools/bench/hostile.py hoard    --port 8888 --seconds 30   (these two need a game:
   tools/bench/hostile.py kicked   --port 8888 --seconds 30    examples/demo-game)
   tools/bench/hostile.py bigchat  --port 8888 [--receivers 5] [--metrics URL] [--bin-dir DIR]
@@ -20,7 +21,8 @@ starts game and gateway for every mode.)
 trickle:  each connection declares a 100-byte frame and sends it 1 byte/s.
 prelogin: each connection sends a heartbeat every 5 s and never logs in.
 connect:  opens connections from one address as fast as it can, each sending a
-          modern key_exchange_req; counts those answered and those refused.
+          modern key_exchange2_req (version 2, naming the gateway's key: the gateway
+          does both of its X25519); counts those answered and those refused.
 hoard:    logs in, has 120 pings of 60 KB echoed, never reads, and keeps the
           read deadline alive; reports when the gateway closed it.
 kicked:   logs in, sends 60 KB pings as fast as the socket takes them and never
@@ -38,6 +40,7 @@ metrics-idle: holds --conns idle TCP connections to the metrics port and
           times three scrapes.
 """
 import argparse
+import hashlib
 import os
 import re
 import select
@@ -241,8 +244,14 @@ def percentile(values, q):
 
 
 def key_exchanges(args, counts):
-    """One flooding process of connect_flood(): puts (answered, refused)."""
-    request = frame(1, 32, bytes(range(1, 33)))
+    """One flooding process of connect_flood(): puts (answered, refused).
+    Each connection asks for a modern key exchange, version 2, naming the
+    gateway's key (a fixed public key: no crypto on this side), reads the
+    ack, and closes."""
+    with open(args.gateway_key) as f:
+        pinned = bytes.fromhex(next(l for l in f if l.strip() and not l.startswith("#")).strip())
+    key_id = hashlib.blake2b(pinned).digest()[:8]  # docs/protocol-modern.md
+    request = frame(1, 34, bytes(range(1, 33)) + key_id + b"\0")
     answered = refused = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < args.seconds:
@@ -408,7 +417,8 @@ def bigchat(args):
     client = os.path.join(args.bin_dir, "gatehouse-client")
     # Each echoes a ping first: an echo comes back through the game, so the
     # game has the receiver's stream before anybody chats.
-    receivers = [subprocess.Popen([client, "--modern", "--udid", f"r{i}", "--echo", "ready",
+    receivers = [subprocess.Popen([client, "--modern", "--gateway-key", args.gateway_key,
+                                   "--udid", f"r{i}", "--echo", "ready",
                                    "--listen", str(RECEIVER_LISTEN_S), f"127.0.0.1:{args.port}"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                  for i in range(args.receivers)]
@@ -647,7 +657,10 @@ def main():
                    help="bigchat: where gatehouse-client is")
     p.add_argument("--metrics", help="the gateway's metrics URL (http://HOST:PORT/metrics)")
     p.add_argument("--log", help="the gateway's log file (its stderr)")
+    p.add_argument("--gateway-key", help="connect, bigchat: the gateway's public key file (FILE.pub)")
     args = p.parse_args()
+    if args.mode == "connect" and not args.gateway_key:
+        p.error("connect needs --gateway-key FILE.pub")
     if args.mode == "trickle":
         run_open_count(args, struct.pack(">H", 100), lambda _: b"x", 1.0)
     elif args.mode == "prelogin":

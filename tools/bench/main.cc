@@ -1,11 +1,12 @@
 // gatehouse-bench: a load generator for the gateway.
 //
-//   gatehouse-bench --connections 1000 --window 16 --crypto modern --duration 5
+//   gatehouse-bench --connections 1000 --window 16 --crypto modern --gateway-key KEY.pub
 //                   --rss-tree <supervisor pid> 127.0.0.1:8888
 //
 // Opens the connections, runs the key exchange asked for (--crypto clear: none,
-// legacy: get_seed_req + DH + RC4, the same as --encrypt; modern: X25519 +
-// ChaCha20-Poly1305, docs/protocol-modern.md), logs them in, runs verified
+// legacy: get_seed_req + DH + RC4, the same as --encrypt; modern:
+// key_exchange2_req, X25519 + an AEAD, the gateway proving the key pinned
+// with --gateway-key, docs/protocol-modern.md), logs them in, runs verified
 // echo traffic through the demo game service (or holds them idle with --idle)
 // and prints one JSON summary line on stdout; progress and error details go
 // to stderr.
@@ -24,6 +25,7 @@
 
 #include "gatehouse/bench/load.h"
 #include "gatehouse/bench/process_memory.h"
+#include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/crypto/modern_crypto.h"
 #include "gatehouse/net/endpoint.h"
 
@@ -104,7 +106,11 @@ po::options_description describe_options() {
      "concurrent connections")
     ("crypto", po::value<std::string>()->default_value("clear"),
      "clear: no key exchange; legacy: get_seed_req, DH and RC4 both ways; modern: "
-     "key_exchange_req, X25519 and ChaCha20-Poly1305 both ways (docs/protocol-modern.md)")
+     "key_exchange2_req (version 2, the gateway proving the key of --gateway-key), X25519 and "
+     "an AEAD both ways (docs/protocol-modern.md)")
+    ("gateway-key", po::value<std::string>()->value_name("FILE"),
+     "with --crypto modern (required): the gateway public key to pin (FILE.pub of "
+     "`gatehouse keygen`; the first key of the file)")
     ("encrypt", po::bool_switch(), "the same as --crypto legacy")
     ("aead", po::value<std::string>()->default_value("chacha20-poly1305"),
      "with --crypto modern: the AEAD to ask for, chacha20-poly1305 or aes-256-gcm (the "
@@ -231,6 +237,18 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
   require(o.timeout_s > 0 && o.timeout_s <= 1e6, "--timeout must be > 0");
   require(o.heartbeat_s > 0 && o.heartbeat_s <= 1e6, "--heartbeat must be > 0");
   require(o.threads >= 1 && o.threads <= 1024, "--threads must be 1..1024");
+  require((vm.count("gateway-key") != 0) == (o.crypto == gb::Crypto::kModern),
+          o.crypto == gb::Crypto::kModern
+              ? "--crypto modern needs --gateway-key FILE: the gateway's public key to pin"
+              : "--gateway-key is for --crypto modern");
+  if (o.crypto == gb::Crypto::kModern) {
+    try {
+      o.gateway_key =
+          gatehouse::modern::read_public_key_file(vm["gateway-key"].as<std::string>()).front();
+    } catch (const std::runtime_error& e) {
+      require(false, std::string("--gateway-key: ") + e.what());
+    }
+  }
 
   if (vm.count("rss-pids") != 0) {
     p.rss.pids = parse_pids(vm["rss-pids"].as<std::vector<std::string>>(), "rss-pids");

@@ -34,12 +34,13 @@ bench="$(pin "${BENCH_CPUS:-}") build/tools/gatehouse-bench"
 args_of() {
   case $1 in
     pp1-enc) echo "-c 1 --encrypt" ;;
-    pp1-modern) echo "-c 1 --crypto modern" ;;
+    pp1-modern) echo "-c 1 --crypto modern --gateway-key $out/gateway.key.pub" ;;
     pp1-clear) echo "-c 1" ;;
     pp100-enc) echo "-c 100 --encrypt" ;;
     w16-1000-enc) echo "-c 1000 -w 16 --encrypt" ;;
-    w16-1000-modern) echo "-c 1000 -w 16 --crypto modern" ;;
-    w16-1000-modern-aes) echo "-c 1000 -w 16 --crypto modern --aead aes-256-gcm" ;;
+    w16-1000-modern) echo "-c 1000 -w 16 --crypto modern --gateway-key $out/gateway.key.pub" ;;
+    w16-1000-modern-aes)
+      echo "-c 1000 -w 16 --crypto modern --gateway-key $out/gateway.key.pub --aead aes-256-gcm" ;;
     w16-1000-clear) echo "-c 1000 -w 16" ;;
     idle-10000) echo "--idle 10000" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
@@ -78,9 +79,12 @@ for spec in "1 1 4000" "100 16 400" "1000 16 100"; do
   echo "grpc streams=$1 window=$2: echoes/s $(median_of echoes_per_second "$out/grpc-$1x$2.json")"
 done
 
+# The modern scenarios pin this key (version 2 of the exchange).
+[ -f "$out/gateway.key" ] || build/bin/gatehouse keygen --out "$out/gateway.key" >/dev/null
 start_gateway() {
   # shellcheck disable=SC2086
   $gateway_pin build/bin/gatehouse --instance "bench-$$" --listen "127.0.0.1:$port" --backend "$backend" \
+    --gateway-key "$out/gateway.key" \
     --rpm-limit 0 --connect-rate 0 --connect-rate-per-ip 0 --max-connections 20000 --metrics-listen 127.0.0.1:0 --log-level warn \
     >>"$out/gateway-$contract.log" 2>&1 &
   gw=$!

@@ -1,6 +1,6 @@
 // gatehouse-client: talk to a gateway from a shell.
 //
-//   gatehouse-client --modern --echo hello --say "hi all" --listen 10 127.0.0.1:8888
+//   gatehouse-client --modern --gateway-key run/gateway.key.pub --echo hello 127.0.0.1:8888
 //
 // Connects, optionally runs a key exchange (--modern or the legacy --encrypt), logs in, performs
 // the actions in command-line order and prints one line per packet:
@@ -23,6 +23,7 @@
 
 #include "gatehouse/client/client.h"
 #include "gatehouse/codec/byte_io.h"
+#include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/net/endpoint.h"
 
 namespace po = boost::program_options;
@@ -49,6 +50,7 @@ struct Options {
   std::uint16_t port = 0;
   bool encrypt = false;  ///< legacy
   bool modern = false;
+  std::vector<gatehouse::modern::PublicKey> gateway_keys;  ///< pinned, in order of preference
   gatehouse::modern::Aead aead = gatehouse::modern::Aead::kChaCha20Poly1305;
   bool login = true;
   std::string udid = "demo-player";
@@ -83,8 +85,13 @@ std::optional<Options> parse_options(int argc, char** argv) {
   // clang-format off
   visible.add_options()
       ("help,h", "show this help")
-      ("modern", "run the modern key exchange first (key_exchange_req/ack, X25519 + an AEAD; "
-       "docs/protocol-modern.md)")
+      ("modern", "run the modern key exchange first (version 2, key_exchange2_req/ack: X25519 + "
+       "an AEAD, the gateway proving it holds a pinned key; docs/protocol-modern.md); needs "
+       "--gateway-key")
+      ("gateway-key", po::value<std::string>()->value_name("FILE"),
+       "with --modern: the gateway public key(s) to pin, one hex key a line (FILE.pub of "
+       "`gatehouse keygen --out FILE`); the first is named, then the next on a new connection "
+       "if the gateway does not hold it")
       ("aead", po::value<std::string>()->value_name("NAME"),
        "with --modern: the AEAD to ask for, chacha20-poly1305 (default) or aes-256-gcm")
       ("encrypt", "run the legacy key exchange first (get_seed_req/ack, DH + RC4)")
@@ -147,6 +154,17 @@ std::optional<Options> parse_options(int argc, char** argv) {
   o.encrypt = vm.count("encrypt") != 0;
   o.modern = vm.count("modern") != 0;
   if (o.encrypt && o.modern) throw Failure("--encrypt and --modern: one key exchange only");
+  if (o.modern != (vm.count("gateway-key") != 0)) {
+    throw Failure(o.modern ? "--modern needs --gateway-key FILE: the gateway's public key to pin"
+                           : "--gateway-key is for --modern");
+  }
+  if (o.modern) {
+    try {
+      o.gateway_keys = gatehouse::modern::read_public_key_file(vm["gateway-key"].as<std::string>());
+    } catch (const std::runtime_error& e) {
+      throw Failure(std::string("--gateway-key: ") + e.what());
+    }
+  }
   if (vm.count("aead") != 0) {
     const auto aead = gatehouse::modern::aead_from_name(vm["aead"].as<std::string>());
     if (!aead || !o.modern) {
@@ -240,15 +258,31 @@ class Session {
                " receive_key=" + std::to_string(keys->receive_key));
   }
 
+  /// Names the pinned keys in order: a gateway that does not hold one
+  /// closes the connection (unknown_gateway_key), and the next is tried on a
+  /// new connection. An ack that fails the proof throws (ClientError).
   void exchange_modern_keys() {
-    print_line("-> 32 key_exchange_req (X25519, asking for " +
-               std::string(gatehouse::modern::name_of(options_.aead)) + ")");
-    if (!client_.modern_key_exchange(options_.timeout, options_.aead)) {
-      if (client_.closed()) connection_lost();
-      throw Failure("no key_exchange_ack within " + waited());
+    namespace modern = gatehouse::modern;
+    const auto& keys = options_.gateway_keys;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (i > 0) {
+        client_.close();
+        client_.connect(options_.host, options_.port, options_.timeout);
+      }
+      print_line("-> 34 key_exchange2_req (X25519, gateway key id " +
+                 modern::to_hex(modern::key_id_of(keys[i])) + ", asking for " +
+                 std::string(modern::name_of(options_.aead)) + ")");
+      if (client_.modern_key_exchange(keys[i], options_.timeout, options_.aead)) {
+        print_line("<- 35 key_exchange2_ack: gateway key verified, " +
+                   std::string(modern::name_of(*client_.aead())) + " on");
+        return;
+      }
+      if (!client_.closed()) throw Failure("no key_exchange2_ack within " + waited());
+      print_closed();
     }
-    print_line("<- 33 key_exchange_ack: " +
-               std::string(gatehouse::modern::name_of(*client_.aead())) + " on");
+    throw Failure(
+        "the gateway closed the connection at the key exchange: it holds none of the pinned "
+        "keys (its log says unknown_gateway_key) or its listener refuses the modern exchange");
   }
 
   void log_in() {

@@ -92,6 +92,30 @@ void encode_key_exchange(std::span<const std::byte, 32> key, std::uint8_t aead,
   out.push_back(std::byte{aead});
 }
 
+std::optional<KeyExchange2Request> parse_key_exchange2_req(
+    std::span<const std::byte> body) noexcept {
+  if (body.size() < 41) return std::nullopt;
+  return KeyExchange2Request{body.first<32>(), body.subspan<32, 8>(),
+                             std::to_integer<std::uint8_t>(body[40])};
+}
+
+void encode_key_exchange2_req(const KeyExchange2Request& request, std::vector<std::byte>& out) {
+  ByteWriter(out).bytes(request.key).bytes(request.key_id);
+  out.push_back(std::byte{request.aead});
+}
+
+std::optional<KeyExchange2Ack> parse_key_exchange2_ack(std::span<const std::byte> body) noexcept {
+  if (body.size() < 65) return std::nullopt;
+  return KeyExchange2Ack{body.first<32>(), std::to_integer<std::uint8_t>(body[32]),
+                         body.subspan<33, 32>()};
+}
+
+void encode_key_exchange2_ack(const KeyExchange2Ack& ack, std::vector<std::byte>& out) {
+  ByteWriter(out).bytes(ack.key);
+  out.push_back(std::byte{ack.aead});
+  ByteWriter(out).bytes(ack.confirm);
+}
+
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out) {
   ByteWriter(out).i16(proto).i32(value);
 }

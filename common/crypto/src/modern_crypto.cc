@@ -58,6 +58,12 @@ std::optional<Aead> aead_from_wire(std::uint8_t value) noexcept {
   return static_cast<Aead>(value);
 }
 
+Aead granted_aead(std::uint8_t asked) {
+  static const bool aes = available(Aead::kAes256Gcm);
+  return asked == static_cast<std::uint8_t>(Aead::kAes256Gcm) && aes ? Aead::kAes256Gcm
+                                                                     : Aead::kChaCha20Poly1305;
+}
+
 KeyPair generate_key_pair() {
   ensure_sodium();
   KeyPair k;
@@ -92,10 +98,7 @@ std::optional<SessionKeys> client_session_keys(
 
 std::optional<GatewayHandshake> gateway_handshake(
     std::span<const std::byte, kPublicKeyBytes> client, std::uint8_t wanted) {
-  static const bool aes = available(Aead::kAes256Gcm);
-  const Aead aead = wanted == static_cast<std::uint8_t>(Aead::kAes256Gcm) && aes
-                        ? Aead::kAes256Gcm
-                        : Aead::kChaCha20Poly1305;
+  const Aead aead = granted_aead(wanted);
   KeyPair pair = generate_key_pair();
   std::optional<GatewayHandshake> result;
   if (const auto keys = gateway_session_keys(pair, client)) {

@@ -23,6 +23,7 @@
 
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/crypto/gateway_identity.h"
 #include "gatehouse/crypto/legacy_crypto.h"
 #include "gatehouse/crypto/modern_crypto.h"
 #include "gatehouse/net/edge_socket.h"
@@ -160,7 +161,7 @@ class Connection {
     kNotStarted,
     kConnecting,
     kSeeding,     ///< get_seed_req sent, waiting for get_seed_ack
-    kExchanging,  ///< key_exchange_req sent, waiting for key_exchange_ack
+    kExchanging,  ///< key_exchange2_req sent, waiting for key_exchange2_ack
     kLoggingIn,   ///< user_login_req sent, waiting for 11
     kReady,       ///< logged in, waiting for the go
     kRunning,     ///< echo traffic
@@ -223,7 +224,7 @@ class Connection {
   std::uint32_t frames_sent_ = 0;              ///< the seq of the last frame sent
   std::uint64_t send_secret_ = 0;              ///< legacy, for get_seed_ack
   std::uint64_t receive_secret_ = 0;           ///< legacy, for get_seed_ack
-  std::unique_ptr<modern::KeyPair> key_pair_;  ///< modern, until key_exchange_ack
+  std::unique_ptr<modern::KeyPair> key_pair_;  ///< modern, until key_exchange2_ack
   std::unique_ptr<SessionCipher> cipher_;      ///< once the key exchange is answered
 
   std::vector<std::byte> tx_;  ///< framed (and encrypted) bytes not yet written
@@ -446,9 +447,11 @@ void Connection::on_connected(const error_code& ec) {
     }
     case Crypto::kModern: {
       key_pair_ = std::make_unique<modern::KeyPair>(modern::generate_key_pair());
-      std::byte* body = begin_frame(protocol::kKeyExchangeReq, modern::kPublicKeyBytes + 1);
-      std::memcpy(body, key_pair_->public_key.data(), modern::kPublicKeyBytes);
-      body[modern::kPublicKeyBytes] = std::byte{options_.aead};
+      std::vector<std::byte> request;
+      protocol::encode_key_exchange2_req(
+          {key_pair_->public_key, modern::key_id_of(options_.gateway_key), options_.aead}, request);
+      std::byte* body = begin_frame(protocol::kKeyExchange2Req, request.size());
+      std::memcpy(body, request.data(), request.size());
       end_frame();
       state_ = State::kExchanging;
       break;
@@ -581,19 +584,19 @@ bool Connection::handle(std::span<const std::byte> payload, Clock::time_point no
           now);
     }
     case State::kExchanging: {
-      if (packet->proto != protocol::kKeyExchangeAck) {
-        return fail(ErrorKind::kLogin, "expected key_exchange_ack (33), got proto " + proto());
+      if (packet->proto != protocol::kKeyExchange2Ack) {
+        return fail(ErrorKind::kLogin, "expected key_exchange2_ack (35), got proto " + proto());
       }
-      const auto ack = protocol::parse_key_exchange_ack(packet->body);
-      if (!ack) return fail(ErrorKind::kLogin, "malformed key_exchange_ack");
-      const auto aead = modern::aead_from_wire(ack->aead);
-      if (!aead || (ack->aead != options_.aead && *aead != modern::Aead::kChaCha20Poly1305)) {
-        return fail(ErrorKind::kLogin, "key_exchange_ack names an AEAD not asked for");
-      }
-      const auto keys = modern::client_session_keys(*key_pair_, ack->key);
+      const auto ack = protocol::parse_key_exchange2_ack(packet->body);
+      if (!ack) return fail(ErrorKind::kLogin, "malformed key_exchange2_ack");
+      const auto result = modern::client_finish(*key_pair_, options_.gateway_key, options_.aead,
+                                                ack->key, ack->aead, ack->confirm);
       key_pair_.reset();
-      if (!keys) return fail(ErrorKind::kLogin, "key_exchange_ack with an unusable public key");
-      return on_key_exchange(std::make_unique<ModernCipher>(*keys, *aead), now);
+      if (!result.keys) {
+        return fail(ErrorKind::kLogin,
+                    "key_exchange2_ack refused: " + std::string(modern::describe(result.check)));
+      }
+      return on_key_exchange(std::make_unique<ModernCipher>(*result.keys, result.aead), now);
     }
     case State::kLoggingIn:
       if (packet->proto == protocol::kUserLoginSucceedAck) {

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "gatehouse/codec/byte_io.h"
+#include "gatehouse/crypto/gateway_key_file.h"
 
 namespace gatehouse::client {
 namespace {
@@ -80,6 +81,10 @@ std::string_view proto_name(std::int16_t proto) {
       return "key_exchange_req";
     case protocol::kKeyExchangeAck:
       return "key_exchange_ack";
+    case protocol::kKeyExchange2Req:
+      return "key_exchange2_req";
+    case protocol::kKeyExchange2Ack:
+      return "key_exchange2_ack";
     case demo::kPingReq:
       return "proto_ping_req";
     case demo::kPingAck:
@@ -383,20 +388,20 @@ void Client::on_exchange_ack(const Packet& packet) {
     receive_cipher_->init(keys.receive_key);
     keys_ = keys;
     pending_exchange_.reset();
-  } else if (pending_modern_ && packet.proto == protocol::kKeyExchangeAck) {
-    const auto ack = protocol::parse_key_exchange_ack(packet.body);
-    if (!ack) throw ClientError("malformed key_exchange_ack: " + raw_description(packet.body));
-    const auto aead = modern::aead_from_wire(ack->aead);
-    // The gateway grants the AEAD asked for or falls back to the default.
-    if (!aead || (*aead != pending_modern_->wanted && *aead != modern::Aead::kChaCha20Poly1305)) {
-      throw ClientError("key_exchange_ack names AEAD " + std::to_string(ack->aead) +
-                        ", which was not asked for");
+  } else if (pending_modern_ && packet.proto == protocol::kKeyExchange2Ack) {
+    const auto ack = protocol::parse_key_exchange2_ack(packet.body);
+    if (!ack) throw ClientError("malformed key_exchange2_ack: " + raw_description(packet.body));
+    const auto result = modern::client_finish(pending_modern_->pair, pending_modern_->gateway_key,
+                                              static_cast<std::uint8_t>(pending_modern_->wanted),
+                                              ack->key, ack->aead, ack->confirm);
+    if (!result.keys) {
+      throw ClientError(
+          "key_exchange2_ack refused: " + std::string(modern::describe(result.check)) +
+          "; pinned key " + modern::to_hex(pending_modern_->gateway_key));
     }
-    const auto keys = modern::client_session_keys(pending_modern_->pair, ack->key);
-    if (!keys) throw ClientError("key_exchange_ack with an unusable public key");
-    seal_.emplace().init(keys->to_gateway, *aead);
-    open_.emplace().init(keys->to_client, *aead);
-    modern_keys_ = keys;
+    seal_.emplace().init(result.keys->to_gateway, result.aead);
+    open_.emplace().init(result.keys->to_client, result.aead);
+    modern_keys_ = result.keys;
     pending_modern_.reset();
   }
 }
@@ -496,12 +501,14 @@ std::optional<SessionKeys> Client::key_exchange(std::uint64_t send_secret,
   return keys_;
 }
 
-std::optional<modern::SessionKeys> Client::modern_key_exchange(Duration timeout,
+std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::PublicKey& gateway_key,
+                                                               Duration timeout,
                                                                modern::Aead wanted) {
-  return modern_key_exchange(modern::generate_key_pair(), wanted, timeout);
+  return modern_key_exchange(gateway_key, modern::generate_key_pair(), wanted, timeout);
 }
 
-std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::KeyPair& pair,
+std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::PublicKey& gateway_key,
+                                                               const modern::KeyPair& pair,
                                                                modern::Aead wanted,
                                                                Duration timeout) {
   require_connected();
@@ -511,10 +518,13 @@ std::optional<modern::SessionKeys> Client::modern_key_exchange(const modern::Key
                            " is not available on this CPU");
   }
   std::vector<std::byte> body;
-  protocol::encode_key_exchange(pair.public_key, static_cast<std::uint8_t>(wanted), body);
-  pending_modern_ = PendingModern{pair, wanted};  // armed before sending, as for key_exchange()
-  if (!send(protocol::kKeyExchangeReq, body)) return std::nullopt;
-  if (!receive_proto(protocol::kKeyExchangeAck, timeout)) return std::nullopt;
+  const modern::KeyId id = modern::key_id_of(gateway_key);
+  protocol::encode_key_exchange2_req({pair.public_key, id, static_cast<std::uint8_t>(wanted)},
+                                     body);
+  // Armed before sending, as for key_exchange().
+  pending_modern_ = PendingModern{pair, wanted, gateway_key};
+  if (!send(protocol::kKeyExchange2Req, body)) return std::nullopt;
+  if (!receive_proto(protocol::kKeyExchange2Ack, timeout)) return std::nullopt;
   return modern_keys_;
 }
 

@@ -14,7 +14,9 @@
 // modern ChaCha20-Poly1305), check the seq, count it against the per-minute
 // limit, enforce what the listener allows (crypto_refused), then heartbeat
 // (0 -> 1), login (10 -> 11 / 12), legacy key exchange (30 -> 31), modern
-// key exchange (32 -> 33), or forward (> 1000) to the game.
+// key exchange version 1 (32 -> 33, only where a listener allows modern1) or
+// version 2 (34 -> 35, with the gateway's static keys), or forward (> 1000)
+// to the game.
 // Any bad input kicks the session with a reason; nothing else is affected.
 #pragma once
 
@@ -33,6 +35,7 @@
 #include "gatehouse/contract/record_reader.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/contract/session.h"
+#include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
 #include "gatehouse/worker/login.h"
@@ -43,7 +46,7 @@ class Worker {
  public:
   Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
          shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
-         std::unique_ptr<LoginProvider> login);
+         std::unique_ptr<LoginProvider> login, modern::GatewayKeyring gateway_keys = {});
 
   /// Runs do_work() until request_stop(), idling (spin, yield, park on the
   /// doorbell) while there is nothing to do; returns the process exit code.
@@ -77,7 +80,11 @@ class Worker {
   void complete_login(shm::ConnectionId id, Session& s);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
-  /// The session's listener lets its clients speak `mode`.
+  void handle_key_exchange2(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  /// Starts sealing and opening the session's payloads (after the ack).
+  static void start_modern(
+      Session& s, const modern::SessionKeys& keys,
+      modern::Aead aead);  /// The session's listener lets its clients speak `mode`.
   bool allows(const Session& s, CryptoModes mode) const;
   /// Bytes encryption adds to a gateway -> client payload of the session.
   static std::size_t overhead(const Session& s) noexcept {
@@ -130,6 +137,7 @@ class Worker {
   std::unique_ptr<LoginProvider> login_;
   const ipc::RecordReader<RingKind::kFrontendToWorker> frontend_records_;
   const ipc::RecordReader<RingKind::kBridgeToWorker> bridge_records_;
+  const modern::GatewayKeyring gateway_keys_;  // gateway-key files, read at start
   shm::RingConsumer from_frontend_;
   shm::RingConsumer from_bridge_;
   shm::RingProducer to_frontend_;
@@ -141,6 +149,7 @@ class Worker {
   LogLimit unframeable_log_{spdlog::level::warn, "game message that cannot be framed"};
   LogLimit client_too_large_log_{spdlog::level::warn, "client message over what receivers take"};
   LogLimit game_too_large_log_{spdlog::level::warn, "game message over a receiver's frame"};
+  LogLimit key_refused_log_{spdlog::level::info, "modern key exchange refused"};
   volatile std::sig_atomic_t stop_requested_ = 0;
   bool drained_ = false;          // every session closed for the drain
   bool draining_ = false;         // the drain has begun

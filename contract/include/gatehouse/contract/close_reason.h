@@ -32,6 +32,7 @@ enum class CloseReason : std::uint8_t {
   kPreloginExceeded,    ///< more frames or bytes before login than the budget
   kReplaced,            ///< the same user logged in again (duplicate-login = replace)
   kDuplicateLogin,      ///< the user is logged in already (duplicate-login = refuse)
+  kUnknownGatewayKey,   ///< key_exchange2_req naming a key id the gateway does not hold
   kCount
 };
 

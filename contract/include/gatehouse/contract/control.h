@@ -49,6 +49,8 @@ struct AddressRange {
     return (v6[whole] & mask) == address[whole];
   }
 };
+/// gateway-key files a gateway holds at once (one, two while keys rotate).
+inline constexpr std::uint32_t kMaxGatewayKeys = 4;
 
 enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
 
@@ -63,15 +65,18 @@ enum class DuplicateLogin : std::uint32_t {
 /// speak (shared/protocol.md section 3, docs/protocol-modern.md). A client
 /// that uses something else is kicked with crypto_refused.
 enum CryptoModes : std::uint8_t {
-  kCryptoClear = 1,   ///< no key exchange at all (gonet2 allowed it)
-  kCryptoLegacy = 2,  ///< get_seed_req: 31-bit DH + RC4
-  kCryptoModern = 4,  ///< key_exchange_req: X25519 + ChaCha20-Poly1305
+  kCryptoClear = 1,    ///< no key exchange at all (gonet2 allowed it)
+  kCryptoLegacy = 2,   ///< get_seed_req: 31-bit DH + RC4
+  kCryptoModern = 4,   ///< key_exchange2_req: version 2, the gateway proves its key
+  kCryptoModern1 = 8,  ///< key_exchange_req: version 1, unauthenticated (counted)
+  /// Everything but version 1, which a listener must name to allow.
   kCryptoAny = kCryptoClear | kCryptoLegacy | kCryptoModern,
 };
-/// "modern", "modern+legacy", "any", ...: nullopt for an unknown name or an
-/// empty set.
+/// "modern", "modern+legacy", "any", "any+modern1", ...: nullopt for an
+/// unknown name or an empty set.
 std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
-/// The inverse: "clear+legacy+modern" order, "any" for all three.
+/// The inverse: "clear+legacy+modern+modern1" order, "any" for the first
+/// three.
 std::string crypto_modes_text(std::uint8_t modes);
 
 /// Everything configurable that a child process needs. Fixed-size PODs only.
@@ -120,6 +125,10 @@ struct Settings {
   AddressRange address_limits_exempt[kMaxExemptNetworks];
   DuplicateLogin duplicate_login;
   std::uint32_t reserved_duplicate;
+  // The modern exchange's version 2 (docs/protocol-modern.md): the gateway's
+  // private key files, read by each worker at its start.
+  std::uint32_t gateway_key_count;
+  char gateway_keys[kMaxGatewayKeys][kPathBytes];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

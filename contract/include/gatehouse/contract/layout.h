@@ -38,7 +38,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 10;
+inline constexpr std::uint32_t kLayoutVersion = 11;
 
 namespace layout {
 
@@ -89,6 +89,8 @@ inline constexpr std::uint64_t kFingerprint = fold({
     kCryptoClear,
     kCryptoLegacy,
     kCryptoModern,
+    kCryptoModern1,
+    kMaxGatewayKeys,
     static_cast<std::uint64_t>(LoginMode::kStaticTokens),
     static_cast<std::uint64_t>(FrameNumbering::kLaterGeneration),
     // metrics
@@ -144,7 +146,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 16419420453970108897ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 13959827544615026150ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -162,10 +164,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 1752 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 4576 && alignof(ControlBlock) == 8);
-static_assert(sizeof(metrics::Shard) == 1152 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 77184 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(Settings) == 2784 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 6640 && alignof(ControlBlock) == 8);
+static_assert(sizeof(metrics::Shard) == 1280 && alignof(metrics::Shard) == 128);
+static_assert(sizeof(MetricsBlock) == 85760 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 

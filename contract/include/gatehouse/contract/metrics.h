@@ -43,6 +43,9 @@ enum Counter : std::uint32_t {
   kGameMessagesTooLarge,    ///< game messages dropped for a receiver whose frame cannot carry them
   kGameEventsForeign,       ///< batched game events for a session their link does not serve
   kAcceptsPaced,  ///< times the frontend waited for a --connect-rate token before accepting
+  // Issue 21: the modern exchange by version (1: unauthenticated, 2: gateway key).
+  kKeyExchangesV1,
+  kKeyExchangesV2,
   kCounterCount
 };
 
@@ -55,7 +58,15 @@ enum Gauge : std::uint32_t {
 };
 
 /// What a worker times per client frame (label `proto`).
-enum Timed : std::uint32_t { kHeartbeat, kLogin, kGetSeed, kKeyExchange, kForward, kTimedCount };
+enum Timed : std::uint32_t {
+  kHeartbeat,
+  kLogin,
+  kGetSeed,
+  kKeyExchange,
+  kForward,
+  kKeyExchange2,
+  kTimedCount
+};
 
 enum Component : std::uint32_t { kFrontend, kWorker, kBridge, kComponentCount };
 enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };

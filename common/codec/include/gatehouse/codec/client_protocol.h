@@ -37,6 +37,8 @@ enum Proto : std::int16_t {
   kGetSeedAck = 31,
   kKeyExchangeReq = 32,  ///< ours: the modern key exchange (docs/protocol-modern.md)
   kKeyExchangeAck = 33,
+  kKeyExchange2Req = 34,  ///< ours: version 2, the gateway proves its key (protocol-modern.md)
+  kKeyExchange2Ack = 35,
 };
 inline constexpr std::int16_t kMaxGatewayProto = 1000;
 
@@ -113,6 +115,28 @@ std::optional<KeyExchange> parse_key_exchange_ack(std::span<const std::byte> bod
 /// Appends `| key 32 bytes | aead u8 |` (the body of either).
 void encode_key_exchange(std::span<const std::byte, 32> key, std::uint8_t aead,
                          std::vector<std::byte>& out);
+
+/// key_exchange2_req (34): `| E_c 32 bytes | key id 8 bytes | aead u8 |`.
+/// Views into the body.
+struct KeyExchange2Request {
+  std::span<const std::byte, 32> key;  ///< the client's ephemeral X25519 key
+  std::span<const std::byte, 8> key_id;
+  std::uint8_t aead;
+};
+/// nullopt when shorter than 41 bytes.
+std::optional<KeyExchange2Request> parse_key_exchange2_req(
+    std::span<const std::byte> body) noexcept;
+void encode_key_exchange2_req(const KeyExchange2Request& request, std::vector<std::byte>& out);
+
+/// key_exchange2_ack (35): `| E_s 32 bytes | aead u8 | confirm 32 bytes |`.
+struct KeyExchange2Ack {
+  std::span<const std::byte, 32> key;  ///< the gateway's ephemeral X25519 key
+  std::uint8_t aead;
+  std::span<const std::byte, 32> confirm;
+};
+/// nullopt when shorter than 65 bytes.
+std::optional<KeyExchange2Ack> parse_key_exchange2_ack(std::span<const std::byte> body) noexcept;
+void encode_key_exchange2_ack(const KeyExchange2Ack& ack, std::vector<std::byte>& out);
 
 /// Appends `| proto i16 | int32 |` (heartbeat ack, login acks).
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out);

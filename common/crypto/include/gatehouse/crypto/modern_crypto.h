@@ -39,6 +39,9 @@ std::string_view name_of(Aead aead) noexcept;
 std::optional<Aead> aead_from_name(std::string_view name) noexcept;
 /// The wire byte of an ack; nullopt for a value this build does not know.
 std::optional<Aead> aead_from_wire(std::uint8_t value) noexcept;
+/// The AEAD a gateway grants a request's AEAD byte: the one asked for if
+/// available() here, else ChaCha20-Poly1305 (unknown bytes count as 0).
+Aead granted_aead(std::uint8_t asked);
 
 struct KeyPair {
   PublicKey public_key;

@@ -16,6 +16,7 @@
 // memory sample with every connection still open -> close.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -33,7 +34,8 @@ namespace gatehouse::bench {
 enum class Crypto : std::uint8_t {
   kClear,   ///< no key exchange
   kLegacy,  ///< get_seed_req, 31-bit DH, RC4 both ways (protocol.md section 3)
-  kModern,  ///< key_exchange_req, X25519, ChaCha20-Poly1305 both ways (protocol-modern.md)
+  kModern,  ///< key_exchange2_req (version 2, a pinned gateway key), X25519, an AEAD both
+            ///< ways (protocol-modern.md)
 };
 /// "clear", "legacy" or "modern".
 const char* crypto_name(Crypto crypto) noexcept;
@@ -45,16 +47,17 @@ struct LoadOptions {
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
   Crypto crypto = Crypto::kClear;
-  std::uint8_t aead = 0;          ///< modern: the AEAD asked for (modern::Aead on the wire)
-  std::uint32_t window = 1;       ///< echo messages in flight per connection
-  std::uint32_t body_bytes = 64;  ///< >= kMinBodyBytes
-  std::uint64_t messages = 0;     ///< per connection; 0 = until the duration ends
-  double duration_s = 10;         ///< traffic (or idle hold) time; 0 = none (needs messages)
-  double connect_rate = 2000;     ///< new connections per second during the ramp
-  double timeout_s = 5;           ///< connect, login and each reply
-  double heartbeat_s = 5;         ///< a heartbeat after this long without sending
-  bool idle = false;              ///< log in and hold, no echo traffic
-  std::uint32_t threads = 1;      ///< event loops; connection i runs on loop i % threads
+  std::uint8_t aead = 0;  ///< modern: the AEAD asked for (modern::Aead on the wire)
+  std::array<std::byte, 32> gateway_key{};  ///< modern: the pinned gateway public key
+  std::uint32_t window = 1;                 ///< echo messages in flight per connection
+  std::uint32_t body_bytes = 64;            ///< >= kMinBodyBytes
+  std::uint64_t messages = 0;               ///< per connection; 0 = until the duration ends
+  double duration_s = 10;      ///< traffic (or idle hold) time; 0 = none (needs messages)
+  double connect_rate = 2000;  ///< new connections per second during the ramp
+  double timeout_s = 5;        ///< connect, login and each reply
+  double heartbeat_s = 5;      ///< a heartbeat after this long without sending
+  bool idle = false;           ///< log in and hold, no echo traffic
+  std::uint32_t threads = 1;   ///< event loops; connection i runs on loop i % threads
   std::vector<std::string> source_addresses;  ///< bind round-robin (more than ~28k ports)
   std::string udid_prefix = "bench-";
   bool progress = true;  ///< a line on `progress_out` every second

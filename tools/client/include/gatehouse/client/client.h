@@ -7,9 +7,10 @@
 //
 // After key_exchange() both payload directions run through RC4 (one
 // continuous stream per direction, never over the size header); after
-// modern_key_exchange() every payload is sealed with ChaCha20-Poly1305
-// (docs/protocol-modern.md). A gateway payload that fails to open throws
-// ClientError.
+// modern_key_exchange() (version 2: the gateway proves it holds the pinned
+// key) every payload is sealed with ChaCha20-Poly1305 or AES-256-GCM
+// (docs/protocol-modern.md). A gateway payload that fails to open, and an
+// ack from a gateway that does not hold the pinned key, throw ClientError.
 //
 // Error policy: this is a test and tooling client, not the data path.
 //  - Timeouts and a connection the gateway closed are ordinary outcomes:
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/crypto/gateway_identity.h"
 #include "gatehouse/crypto/legacy_crypto.h"
 #include "gatehouse/crypto/modern_crypto.h"
 
@@ -162,16 +164,22 @@ class Client {
   /// As key_exchange() with the given secrets a (send) and b (receive).
   std::optional<SessionKeys> key_exchange(std::uint64_t send_secret, std::uint64_t receive_secret,
                                           Duration timeout = kDefaultTimeout);
-  /// The modern exchange (docs/protocol-modern.md): key_exchange_req with a
-  /// fresh X25519 key pair, asking for the AEAD `wanted`; once
-  /// key_exchange_ack is in, every later payload is sealed (sent) and opened
-  /// (received) with the AEAD the gateway chose (aead()). nullopt on timeout
-  /// or close. Throws std::logic_error if an exchange was already done or is
+  /// The modern exchange, version 2 (docs/protocol-modern.md):
+  /// key_exchange2_req with a fresh X25519 key pair, naming the pinned
+  /// `gateway_key` by its id and asking for the AEAD `wanted`. The
+  /// key_exchange2_ack must prove that the gateway holds that key's private
+  /// half; then every later payload is sealed (sent) and opened (received)
+  /// with the AEAD the gateway chose (aead()). nullopt on timeout or close
+  /// (a gateway that does not hold the key closes: unknown_gateway_key).
+  /// Throws ClientError("gateway key mismatch: ...") for an ack that fails
+  /// the proof, std::logic_error if an exchange was already done or is
   /// pending, or if `wanted` is not available() on this machine.
   std::optional<modern::SessionKeys> modern_key_exchange(
-      Duration timeout = kDefaultTimeout, modern::Aead wanted = modern::Aead::kChaCha20Poly1305);
-  /// As modern_key_exchange() with the given key pair.
-  std::optional<modern::SessionKeys> modern_key_exchange(const modern::KeyPair& pair,
+      const modern::PublicKey& gateway_key, Duration timeout = kDefaultTimeout,
+      modern::Aead wanted = modern::Aead::kChaCha20Poly1305);
+  /// As modern_key_exchange() with the given ephemeral key pair.
+  std::optional<modern::SessionKeys> modern_key_exchange(const modern::PublicKey& gateway_key,
+                                                         const modern::KeyPair& pair,
                                                          modern::Aead wanted, Duration timeout);
   /// The AEAD of a modern session once key_exchange_ack is in.
   std::optional<modern::Aead> aead() const noexcept {
@@ -229,6 +237,7 @@ class Client {
   struct PendingModern {
     modern::KeyPair pair;
     modern::Aead wanted;
+    modern::PublicKey gateway_key;  ///< pinned
   };
   std::optional<PendingModern> pending_modern_;
   std::optional<modern::SessionKeys> modern_keys_;
