@@ -36,7 +36,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 18> kPlainCounters = {{
+constexpr std::array<CounterInfo, 19> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
@@ -80,6 +80,9 @@ constexpr std::array<CounterInfo, 18> kPlainCounters = {{
     {metrics::kGameEventsForeign, "gatehouse_game_events_foreign_total",
      "Messages and kicks a batched game service sent for a session its link does not serve "
      "(another backend's): dropped."},
+    {metrics::kGameReadsPaused, "gatehouse_game_reads_paused_total",
+     "Times a game call stopped reading because a worker's backlog of game messages was over "
+     "game-backlog-bytes (back-pressure on the game service)."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
@@ -233,7 +236,15 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                      "gRPC streams to game services open."},
           std::tuple{metrics::kGameEventsUnacknowledged, "gatehouse_game_events_unacknowledged",
                      "Events sent on batched game links that the game has not acknowledged yet "
-                     "(their records stay in the worker rings until it does)."}}) {
+                     "(their records stay in the worker rings until it does)."},
+          std::tuple{metrics::kGameBacklogBytes, "gatehouse_game_backlog_bytes",
+                     "Bytes of game messages the bridge holds for workers whose ring is full "
+                     "(bounded per worker by game-backlog-bytes)."},
+          std::tuple{metrics::kGameBacklogEvents, "gatehouse_game_backlog_events",
+                     "Game events the bridge holds for workers whose ring is full."},
+          std::tuple{metrics::kGameReadsPausedNow, "gatehouse_game_reads_paused",
+                     "Game calls not reading now: a worker they feed has its backlog over "
+                     "game-backlog-bytes."}}) {
       auto f = family(name, help, MetricType::Gauge);
       f.metric.push_back(value_metric(MetricType::Gauge, gauge_sum(g)));
       out.push_back(std::move(f));

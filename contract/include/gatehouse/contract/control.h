@@ -87,6 +87,9 @@ struct Settings {
   std::uint32_t prelogin_bytes;       ///< bytes a connection may send before login
   std::uint32_t connect_rate;         ///< new connections a second in total; 0 = no limit
   std::uint32_t connect_rate_per_ip;  ///< new connections a second per address; 0 = no limit
+  /// Bytes of game events the bridge keeps for one worker whose ring is full
+  /// before it stops reading the game calls that feed it (issue 20).
+  std::uint32_t game_backlog_bytes;
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

@@ -42,6 +42,8 @@ enum Counter : std::uint32_t {
   kClientMessagesTooLarge,  ///< client messages not forwarded: over what every receiver can take
   kGameMessagesTooLarge,    ///< game messages dropped for a receiver whose frame cannot carry them
   kGameEventsForeign,       ///< batched game events for a session their link does not serve
+  // Issue 20 (game links): back-pressure from the worker rings to the game.
+  kGameReadsPaused,  ///< game calls that stopped reading: their worker ring's backlog was full
   kCounterCount
 };
 
@@ -50,6 +52,9 @@ enum Gauge : std::uint32_t {
   kSessionsLoggedIn,
   kGameStreamsOpen,
   kGameEventsUnacknowledged,  ///< sent on batched links, not yet acknowledged by the game
+  kGameBacklogBytes,          ///< game events waiting in the bridge for worker-ring room: bytes
+  kGameBacklogEvents,         ///< ... and events
+  kGameReadsPausedNow,        ///< game calls whose reads wait for a backlog to drain
   kGaugeCount
 };
 
