@@ -231,9 +231,9 @@ TEST_P(BridgeBackPressure, AGameThatOutrunsTheWorkerIsPausedAndLosesNothing) {
   // The worker reads again: every reply, in order, then the kick (and for
   // gonet2 the stream's end), and nothing waits any more.
   ASSERT_TRUE(run_until_read(kReplies + (batched() ? 1 : 2)));
-  for (int i = 0; i < kReplies; ++i) {
+  for (std::size_t i = 0; i < std::size_t{kReplies}; ++i) {
     ASSERT_EQ(got_[i].type, ipc::kGameMessage);
-    ASSERT_EQ(got_[i].bytes, reply(i));
+    ASSERT_EQ(got_[i].bytes, reply(static_cast<int>(i)));
   }
   EXPECT_EQ(got_[kReplies].type, ipc::kGameKick);
   if (!batched()) {
