@@ -109,6 +109,7 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
     return true;
   }
   std::uint32_t backend() const noexcept override { return upstream_.options_.backend; }
+  std::int64_t reading_since_ns() const override { return reads_resumed_ns(); }
 
  private:
   static constexpr std::uint64_t kAckEvents = 256;
@@ -144,6 +145,12 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
     }
     upstream_.deliver(*this, in);
     upstream_.batches_received_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // One link feeds every worker, and its events cannot be read selectively:
+  // one backed-up worker pauses it all.
+  bool backed_up_locked(const std::weak_ptr<PausedReads>& call) override {
+    return upstream_.events_.hold_reads(UpstreamEvents::kEveryWorker, call);
   }
 
   void on_done(const grpc::Status& status, bool) override {

@@ -176,6 +176,10 @@ std::size_t Bridge::do_work() {
   work += rings_.flush_backlogs();
   metrics_.add(metrics::kGameMessagesReceived, rings_.take_messages_received());
   metrics_.add(metrics::kDroppedToClient, rings_.take_dropped());
+  metrics_.set(metrics::kGameBacklogBytes, static_cast<std::int64_t>(rings_.backlog_bytes()));
+  metrics_.set(metrics::kGameBacklogEvents, static_cast<std::int64_t>(rings_.backlog_events()));
+  metrics_.set(metrics::kGameReadsPausedNow, static_cast<std::int64_t>(rings_.paused_calls()));
+  metrics_.add(metrics::kGameReadsPaused, rings_.take_pauses());
 
   const std::int64_t now = monotonic_ns();
   segment_.control().bridge.heartbeat_ns.store(now, std::memory_order_relaxed);

@@ -97,6 +97,10 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
     upstream_.in_flight_.fetch_sub(1, std::memory_order_relaxed);
   }
 
+  bool backed_up_locked(const std::weak_ptr<PausedReads>& call) override {
+    return upstream_.events_.hold_reads(conn_, call);  // only its session's worker
+  }
+
   void on_done(const grpc::Status& status, bool closed_by_us) override {
     {
       // The game ended the call with these still queued: they go with it.

@@ -2,6 +2,7 @@
 
 #include <grpcpp/support/status_code_enum.h>
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -15,6 +16,10 @@ namespace {
 
 // One client's huge chat broadcast comes back once per receiver.
 LogLimit too_large_log{spdlog::level::warn, "game message too large"};
+// A stopped or overloaded worker: once per second at most, whatever the
+// number of calls and workers.
+LogLimit paused_log{spdlog::level::warn, "game reads paused for a worker's backlog"};
+LogLimit resumed_log{spdlog::level::info, "game reads resumed"};
 
 }  // namespace
 
@@ -46,7 +51,11 @@ void WorkerLink::release_acknowledged() {
   }
   // A game that holds events unacknowledged stalls this worker's ring: after
   // a while its link is given up as broken (its events counted as dropped).
-  if (!pending_.empty() && now_ns_ - pending_.front().since_ns > ack_timeout_ns_ &&
+  // Not while the bridge itself holds the link's reads back (back-pressure):
+  // its acknowledgements wait unread then.
+  if (!pending_.empty() &&
+      now_ns_ - std::max(pending_.front().since_ns, pending_.front().link->reading_since_ns()) >
+          ack_timeout_ns_ &&
       pending_.front().link->abandon()) {
     spdlog::error(
         "game service link {}: no acknowledgement for {} ms; cancelling the link (a batched "
@@ -64,7 +73,10 @@ void WorkerLink::release_acknowledged() {
 
 WorkerRings::WorkerRings(std::vector<std::unique_ptr<WorkerLink>>& workers,
                          const Settings& settings, Wakeup& wakeup)
-    : workers_(workers), settings_(settings), wakeup_(wakeup) {}
+    : workers_(workers),
+      settings_(settings),
+      wakeup_(wakeup),
+      bound_(settings.game_backlog_bytes) {}
 
 void WorkerRings::message(Unpublished& unpublished, std::uint64_t conn, std::uint64_t seq,
                           std::string& bytes, ReplySource& from) {
@@ -113,9 +125,14 @@ void WorkerRings::deliver(Unpublished& unpublished, const Reply& reply,
       return;
     }
     // Held in this process now: counted, or not acknowledged, until written.
+    // Kept even over the bound: it was read already (hold_reads() stops the
+    // next read).
     if (from != nullptr) from->held();
     link.backlog_.push_back({reply, movable != nullptr ? std::move(*movable) : std::string(),
                              from != nullptr ? from->keep() : nullptr});
+    link.backlog_bytes_.store(link.backlog_bytes_.load(std::memory_order_relaxed) +
+                                  WorkerLink::cost(link.backlog_.back()),
+                              std::memory_order_relaxed);
   }
   wakeup_.notify();  // the main thread retries the backlog
 }
@@ -128,22 +145,92 @@ void WorkerRings::publish(const Unpublished& unpublished) {
   }
 }
 
+bool WorkerRings::hold_reads(std::uint64_t conn, const std::weak_ptr<PausedReads>& call) {
+  if (conn != kEveryWorker) {
+    const std::uint32_t w = worker_of_slot(shm::ConnectionId(conn).slot(), settings_);
+    return w < workers_.size() && hold_on(w, call);
+  }
+  for (std::uint32_t w = 0; w < workers_.size(); ++w) {
+    if (hold_on(w, call)) return true;
+  }
+  return false;
+}
+
+bool WorkerRings::hold_on(std::uint32_t w, const std::weak_ptr<PausedReads>& call) {
+  WorkerLink& link = *workers_[w];
+  // The common case, no lock: far from the bound.
+  if (link.backlog_bytes_.load(std::memory_order_relaxed) <= bound_) return false;
+  std::size_t bytes = 0;
+  bool first = false;
+  {
+    // Checked and registered under the lock flush_backlogs() resumes under,
+    // so a call cannot pause just after its backlog's calls were resumed.
+    std::lock_guard lock(link.produce_mutex_);
+    bytes = link.backlog_bytes_.load(std::memory_order_relaxed);
+    if (bytes <= bound_) return false;
+    first = link.paused_.empty();
+    link.paused_.push_back(call);
+  }
+  pauses_.fetch_add(1, std::memory_order_relaxed);
+  if (first) {
+    paused_log.log(
+        "worker {}: {} bytes of game messages wait for room in its ring (game-backlog-bytes {}); "
+        "the game calls that feed it stop reading until half of it is written",
+        w, bytes, bound_);
+  }
+  return true;
+}
+
 std::size_t WorkerRings::flush_backlogs() {
   std::size_t work = 0;
-  for (auto& link : workers_) {
-    std::lock_guard lock(link->produce_mutex_);
-    while (!link->backlog_.empty()) {
-      WorkerLink::Waiting& e = link->backlog_.front();
-      if (write(*link, e.reply, std::as_bytes(std::span(e.bytes))) == shm::WriteStatus::kFull) {
-        break;
+  backlog_bytes_total_ = 0;
+  backlog_events_total_ = 0;
+  paused_total_ = 0;
+  for (std::uint32_t w = 0; w < workers_.size(); ++w) {
+    WorkerLink& link = *workers_[w];
+    {
+      std::lock_guard lock(link.produce_mutex_);
+      std::size_t bytes = link.backlog_bytes_.load(std::memory_order_relaxed);
+      while (!link.backlog_.empty()) {
+        WorkerLink::Waiting& e = link.backlog_.front();
+        if (write(link, e.reply, std::as_bytes(std::span(e.bytes))) == shm::WriteStatus::kFull) {
+          break;
+        }
+        bytes -= WorkerLink::cost(e);
+        if (e.source) written_.push_back(std::move(e.source));
+        link.backlog_.pop_front();
+        ++work;
       }
-      if (e.source) written_.push_back(std::move(e.source));
-      link->backlog_.pop_front();
-      ++work;
+      link.backlog_bytes_.store(bytes, std::memory_order_relaxed);
+      link.to_worker_.publish();
+      for (const auto& source : written_) source->released();  // published: ack or uncount them
+      written_.clear();
+      // The low-water mark: half the bound, so that a resumed call has room
+      // for a while rather than pausing again at once.
+      if (bytes <= bound_ / 2) {
+        resuming_.swap(link.paused_);
+      } else {
+        std::erase_if(link.paused_, [](const auto& call) { return call.expired(); });
+      }
+      backlog_bytes_total_ += bytes;
+      backlog_events_total_ += link.backlog_.size();
+      paused_total_ += link.paused_.size();
     }
-    link->to_worker_.publish();
-    for (const auto& source : written_) source->released();  // published: ack or uncount them
-    written_.clear();
+    // Outside the ring's lock: a resumed call may pause again (hold_reads()).
+    if (!resuming_.empty()) {
+      std::size_t resumed = 0;
+      for (const auto& paused : resuming_) {
+        if (const auto call = paused.lock()) {
+          call->resume();
+          ++resumed;
+        }
+      }
+      resuming_.clear();
+      if (resumed != 0) {
+        resumed_log.log("worker {}: its game backlog drained; {} game calls read again", w,
+                        resumed);
+      }
+    }
   }
   return work;
 }

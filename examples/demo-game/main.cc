@@ -1,17 +1,21 @@
 // gatehouse-demo-game: the demo game service (see README.md and
 // gatehouse/game/demo_game.h). Parses flags, runs a GameServer with the
-// DemoGameHandler until SIGINT/SIGTERM, then shuts it down.
+// DemoGameHandler until SIGINT/SIGTERM, then shuts it down. With --flood it
+// is also a game that outruns the gateway (tools/bench/game_flood.sh).
 //
 // Exit status: 0 after a signal, 1 when the server cannot start, 2 on a usage
 // error.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <exception>
 #include <iostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/program_options.hpp>
 
@@ -42,8 +46,41 @@ void install_signal_handlers() {
 /// The options, or the exit status when main must return at once.
 struct Parsed {
   gatehouse::game::GameServerOptions server;
+  std::uint32_t flood = 0;  ///< messages a second to every session
+  std::uint32_t flood_bytes = 1000;
   int exit_status = -1;
 };
+
+/// The flood's message `n`: proto 1006, its number, padded to `bytes`.
+std::vector<std::byte> flood_message(std::uint64_t n, std::uint32_t bytes) {
+  std::vector<std::byte> m(std::max<std::size_t>(bytes, 2 + sizeof n));
+  m[0] = std::byte{0x03};  // 1006, big-endian
+  m[1] = std::byte{0xEE};
+  for (std::size_t i = 0; i < sizeof n; ++i) m[2 + i] = static_cast<std::byte>(n >> (8 * i));
+  return m;
+}
+
+/// Until a signal: every 10 ms, a hundredth of `per_second` messages to
+/// every session, whether or not the gateway keeps up (what it does not
+/// read waits in this process: max-queued-frames per session).
+void flood(gatehouse::game::GameServer& server, std::uint32_t per_second, std::uint32_t bytes) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto report = start + std::chrono::seconds(1);
+  std::uint64_t sent = 0;
+  while (g_stop == 0) {
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    for (const auto due = static_cast<std::uint64_t>(elapsed * per_second); sent < due; ++sent) {
+      server.broadcast(flood_message(sent, bytes));
+    }
+    if (Clock::now() >= report) {
+      std::cerr << "gatehouse-demo-game: flood: " << sent << " messages to each of "
+                << server.stream_count() << " sessions" << std::endl;
+      report += std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 Parsed parse_options(int argc, char** argv) {
   Parsed parsed;
@@ -55,7 +92,15 @@ Parsed parse_options(int argc, char** argv) {
       "numbering", po::value(&numbering)->default_value("gonet2"),
       "Game.FrameType numbering: gonet2 (Kick=1, Ping=2) or later (Kick=2, Ping=3)")(
       "threads", po::value(&parsed.server.threads)->default_value(parsed.server.threads),
-      "threads serving the calls (the handler runs on them)");
+      "threads serving the calls (the handler runs on them)")(
+      "max-queued-frames",
+      po::value(&parsed.server.max_queued_frames)->default_value(parsed.server.max_queued_frames),
+      "frames queued per session (and unacknowledged per batched link) before it is cancelled")(
+      "flood", po::value(&parsed.flood)->default_value(0),
+      "a game that outruns the gateway: messages a second (proto 1006) to every session, "
+      "0 = off; what the gateway does not take queues here")(
+      "flood-bytes", po::value(&parsed.flood_bytes)->default_value(parsed.flood_bytes),
+      "bytes of each flood message");
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, description), vm);
@@ -90,6 +135,7 @@ int main(int argc, char** argv) {
     std::cerr << "gatehouse-demo-game: listening on " << address.substr(0, address.rfind(':'))
               << ':' << server.port() << " (numbering "
               << gatehouse::game::to_string(server.numbering()) << ")" << std::endl;
+    if (parsed.flood != 0) flood(server, parsed.flood, parsed.flood_bytes);
     while (g_stop == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     std::cerr << "gatehouse-demo-game: shutting down" << std::endl;
     server.shutdown();

@@ -36,7 +36,7 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 19> kPlainCounters = {{
+constexpr std::array<CounterInfo, 20> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
      "TCP connections accepted."},
@@ -83,6 +83,9 @@ constexpr std::array<CounterInfo, 19> kPlainCounters = {{
     {metrics::kAcceptsPaced, "gatehouse_accepts_paced_total",
      "Times the frontend stopped accepting until the --connect-rate bucket refilled (new "
      "connections waited in the listen queue; none was refused)."},
+    {metrics::kGameReadsPaused, "gatehouse_game_reads_paused_total",
+     "Times a game call stopped reading because a worker's backlog of game messages was over "
+     "game-backlog-bytes (back-pressure on the game service)."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
@@ -250,7 +253,15 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                      "gRPC streams to game services open."},
           std::tuple{metrics::kGameEventsUnacknowledged, "gatehouse_game_events_unacknowledged",
                      "Events sent on batched game links that the game has not acknowledged yet "
-                     "(their records stay in the worker rings until it does)."}}) {
+                     "(their records stay in the worker rings until it does)."},
+          std::tuple{metrics::kGameBacklogBytes, "gatehouse_game_backlog_bytes",
+                     "Bytes of game messages the bridge holds for workers whose ring is full "
+                     "(bounded per worker by game-backlog-bytes)."},
+          std::tuple{metrics::kGameBacklogEvents, "gatehouse_game_backlog_events",
+                     "Game events the bridge holds for workers whose ring is full."},
+          std::tuple{metrics::kGameReadsPausedNow, "gatehouse_game_reads_paused",
+                     "Game calls not reading now: a worker they feed has its backlog over "
+                     "game-backlog-bytes."}}) {
       auto f = family(name, help, MetricType::Gauge);
       f.metric.push_back(value_metric(MetricType::Gauge, gauge_sum(g)));
       out.push_back(std::move(f));

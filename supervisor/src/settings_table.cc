@@ -672,6 +672,12 @@ const Setting kSettings[] = {
          "seconds logged-in sessions wait for a game service that went away (after a bridge "
          "restart, or a batched link that broke) before they are kicked (backend_unavailable); "
          "sessions that log in while it is away are kicked at once"),
+  number<&Settings::game_backlog_bytes>("game-backlog-bytes", kGame, "4194304", kRestart,
+         65536, 1u << 30,
+         "bytes of game messages the bridge keeps for a worker whose ring is full (a stopped "
+         "or overloaded worker); over it the bridge stops reading the game calls that feed "
+         "that worker (a batched link: the whole link) until half of it is written, and gRPC "
+         "flow control slows the game service. Nothing is dropped"),
   // -------------------------------------------------------------- Processes
   custom("workers", kProcesses, Kind::kUint32, "0", kRestart,
          "agent-worker processes, 0 = one per two CPUs, at least one (the frontend, the "

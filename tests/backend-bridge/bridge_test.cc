@@ -3,8 +3,11 @@
 // service in the process, for each contract: records from the worker reach
 // the game, and the game's replies reach the worker ring by the same path,
 // in order, even when the ring is full; the drain half-closes and finishes.
+// BridgeBackPressure: a game that outruns a worker that does not read is
+// paused (game-backlog-bytes), loses nothing, and does not hold up the drain.
 #include "gatehouse/bridge/bridge.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -14,8 +17,10 @@
 
 #include "fake_game_service.h"
 #include "game_test_client.h"
+#include "gatehouse/codec/game_link_limits.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/game/demo_game.h"
+#include "patience.h"
 #include "test_segment.h"
 
 namespace gatehouse::bridge {
@@ -39,9 +44,10 @@ struct Got {
 /// Parameter: the --backend prefix of the contract ("" gonet2, "batch:").
 class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
  protected:
-  BridgeDutyCycle()
+  explicit BridgeDutyCycle(std::uint32_t backlog_bytes = 4u << 20,
+                           std::uint32_t drain_timeout_ms = 5000)
       : game_(FakeGameServiceOptions{.echo = true}),
-        settings_(testing::test_settings(1, {GetParam() + game_.address()})),
+        settings_(settings(GetParam() + game_.address(), backlog_bytes, drain_timeout_ms)),
         segment_(testing::make_segment(settings_)),
         to_bridge_(segment_.ring(RingKind::kWorkerToBridge, 0)),
         from_bridge_(segment_.ring(RingKind::kBridgeToWorker, 0)) {
@@ -49,6 +55,14 @@ class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
     workers.push_back(shm::Doorbell::create());
     bridge_ = std::make_unique<Bridge>(segment_, shm::Doorbell::create(), std::move(workers));
     bridge_->take_over();
+  }
+
+  static Settings settings(const std::string& backend, std::uint32_t backlog_bytes,
+                           std::uint32_t drain_timeout_ms) {
+    Settings s = testing::test_settings(1, {backend});
+    s.game_backlog_bytes = backlog_bytes;
+    s.drain_timeout_ms = drain_timeout_ms;
+    return s;
   }
 
   bool batched() const { return !GetParam().empty(); }
@@ -95,6 +109,7 @@ class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
   std::uint64_t counter(metrics::Counter c) const {
     return segment_.metrics().bridge.counters[c].load();
   }
+  std::int64_t gauge(metrics::Gauge g) const { return segment_.metrics().bridge.gauges[g].load(); }
 
   FakeGameService game_;
   const Settings settings_;
@@ -163,6 +178,89 @@ TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
   EXPECT_EQ(segment_.metrics().bridge.in_flight.load(), 0) << "nothing held any more";
 }
 
+/// A 32 KiB bound on the game backlog (the ring holds 64 KiB).
+class BridgeBackPressure : public BridgeDutyCycle {
+ protected:
+  static constexpr std::uint32_t kBound = 32 << 10;
+  static constexpr int kFirst = 500;     // 0.5 MB: more than the ring and the bound
+  static constexpr int kReplies = 1500;  // then 1 MB more once the bridge paused
+
+  BridgeBackPressure() : BridgeDutyCycle(kBound, /*drain_timeout_ms=*/1000) {}
+
+  /// Opens the session's game call; the game pushes kFirst messages as fast
+  /// as it can while the worker does not read, and once the bridge paused
+  /// the rest and a kick.
+  void flood() {
+    write(ipc::kStreamOpen, ipc::StreamOpen{kConn, kUser, 0, 0, 0});
+    ASSERT_TRUE(run_until([&] { return game_.live_stream_count() == 1; }));
+    for (int i = 0; i < kFirst; ++i) ASSERT_TRUE(game_.push(kUser, to_bytes(reply(i))));
+    ASSERT_TRUE(stall_until([&] { return counter(metrics::kGameReadsPaused) >= 1; }));
+    for (int i = kFirst; i < kReplies; ++i) ASSERT_TRUE(game_.push(kUser, to_bytes(reply(i))));
+    ASSERT_TRUE(game_.kick(kUser));
+  }
+  static std::string reply(int i) { return std::to_string(i) + std::string(1000, 'r'); }
+
+  /// do_work() passes while the worker does not read, until `done()`.
+  template <class Predicate>
+  bool stall_until(Predicate done) {
+    const auto deadline = std::chrono::steady_clock::now() + gatehouse::testing::kPatience;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      bridge_->do_work();
+      std::this_thread::sleep_for(200us);
+    }
+    return true;
+  }
+};
+
+TEST_P(BridgeBackPressure, AGameThatOutrunsTheWorkerIsPausedAndLosesNothing) {
+  ASSERT_NO_FATAL_FAILURE(flood());
+  // While the worker does not read, the backlog stays within its bound plus
+  // the one gRPC message each paused call had read already (a gonet2 Frame
+  // is one reply; a Batch may carry many), and the game keeps the rest.
+  const std::int64_t slack =
+      batched() ? std::int64_t{game_link::kMaxMessageBytes} : std::int64_t{2048};
+  std::int64_t most = 0;
+  for (int pass = 0; pass < 200; ++pass) {
+    bridge_->do_work();
+    most = std::max(most, gauge(metrics::kGameBacklogBytes));
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_LE(most, std::int64_t{kBound} + slack);
+  EXPECT_GT(most, std::int64_t{kBound}) << "it went over the bound, then paused";
+  EXPECT_EQ(gauge(metrics::kGameReadsPausedNow), 1);
+  EXPECT_LE(counter(metrics::kGameMessagesReceived), static_cast<std::uint64_t>(kFirst))
+      << "the game holds back what it sent after the pause";
+
+  // The worker reads again: every reply, in order, then the kick (and for
+  // gonet2 the stream's end), and nothing waits any more.
+  ASSERT_TRUE(run_until_read(kReplies + (batched() ? 1 : 2)));
+  for (std::size_t i = 0; i < std::size_t{kReplies}; ++i) {
+    ASSERT_EQ(got_[i].type, ipc::kGameMessage);
+    ASSERT_EQ(got_[i].bytes, reply(static_cast<int>(i)));
+  }
+  EXPECT_EQ(got_[kReplies].type, ipc::kGameKick);
+  if (!batched()) {
+    EXPECT_EQ(got_[kReplies + 1].type, ipc::kStreamEnded);
+  }
+  EXPECT_TRUE(run_until([&] { return gauge(metrics::kGameBacklogBytes) == 0; }));
+  EXPECT_EQ(gauge(metrics::kGameBacklogEvents), 0);
+  EXPECT_EQ(gauge(metrics::kGameReadsPausedNow), 0);
+  EXPECT_EQ(segment_.metrics().bridge.in_flight.load(), 0) << "nothing held any more";
+}
+
+TEST_P(BridgeBackPressure, TheDrainEndsWithACallPausedForAWorkerThatNeverReads) {
+  ASSERT_NO_FATAL_FAILURE(flood());
+  // The half-close cannot end a paused call (the game's end waits behind
+  // what it still has to send): the drain times out and cancels it, and a
+  // paused call, with no read to fail, takes its status itself.
+  bridge_->request_stop();
+  EXPECT_TRUE(stall_until([&] { return bridge_->finished(); }));
+  const auto start = std::chrono::steady_clock::now();
+  bridge_.reset();  // cancels what is still up and waits for every call to end
+  EXPECT_LT(std::chrono::steady_clock::now() - start, gatehouse::testing::kPatience);
+}
+
 std::string contract_name(const ::testing::TestParamInfo<std::string>& param) {
   return param.param.empty() ? "Gonet2" : "Batched";
 }
@@ -223,6 +321,8 @@ TEST_P(BridgeDutyCycle, ALoginOfAUserLoggedInAlreadyIsRefusedUntilTheFirstHasGon
 }
 
 INSTANTIATE_TEST_SUITE_P(EachContract, BridgeDutyCycle, ::testing::Values("", "batch:"),
+                         contract_name);
+INSTANTIATE_TEST_SUITE_P(EachContract, BridgeBackPressure, ::testing::Values("", "batch:"),
                          contract_name);
 
 }  // namespace

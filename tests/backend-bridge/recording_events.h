@@ -44,6 +44,8 @@ class RecordingEvents final : public UpstreamEvents {
     changed_.notify_all();
   }
   void publish(const Unpublished&) override {}
+  /// Never backed up: back-pressure is bridge_test's and worker_link_test's.
+  bool hold_reads(std::uint64_t, const std::weak_ptr<PausedReads>&) override { return false; }
 
   void hold_replies(bool on) {
     std::lock_guard lock(mutex_);

@@ -20,6 +20,7 @@ inline Settings test_settings(std::uint32_t workers, std::vector<std::string> ba
   s.ring_bytes = 1 << 16;
   s.drain_timeout_ms = 5000;
   s.backend_wait_ms = 60000;
+  s.game_backlog_bytes = 4u << 20;
   s.numbering = FrameNumbering::kGonet2;
   s.backend_count = static_cast<std::uint32_t>(backends.size());
   for (std::size_t b = 0; b < backends.size(); ++b) {

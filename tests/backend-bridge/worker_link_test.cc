@@ -2,8 +2,11 @@
 // into the ring while it has room, behind the backlog (in order) when it is
 // full, the backlog written by the main thread as room frees, and whoever
 // answers for a waiting event told when it waits and when it is written.
-// The last test delivers from another thread, as the gRPC thread does, while
-// the main thread flushes and a worker reads (TSan runs it: label tsan).
+// Back-pressure: a backlog over game-backlog-bytes pauses the calls that
+// feed it (hold_reads), and flush_backlogs() resumes them at half of it.
+// The threaded tests deliver from another thread, as the gRPC thread does,
+// while the main thread flushes and a worker reads (TSan runs them: label
+// tsan).
 #include "gatehouse/bridge/worker_link.h"
 
 #include <atomic>
@@ -38,6 +41,16 @@ class CountingSource final : public ReplySource,
   std::atomic<std::uint64_t> released_{0};
 };
 
+/// A game call as the back-pressure sees it: resume() counted.
+class FakeCall final : public PausedReads {
+ public:
+  void resume() override { resumed_.fetch_add(1); }
+  int resumed() const { return resumed_.load(); }
+
+ private:
+  std::atomic<int> resumed_{0};
+};
+
 /// What a worker reads from its ring from the bridge.
 struct Got {
   std::uint32_t type;
@@ -50,8 +63,16 @@ class WorkerRingsTest : public ::testing::Test {
  protected:
   static constexpr std::uint32_t kWorkers = 2;
 
+  static constexpr std::uint32_t kBound = 16 << 10;
+
+  static Settings settings() {
+    Settings s = test_settings(kWorkers);
+    s.game_backlog_bytes = kBound;  // a quarter of the 64 KiB ring
+    return s;
+  }
+
   WorkerRingsTest()
-      : settings_(test_settings(kWorkers)),
+      : settings_(settings()),
         segment_(make_segment(settings_)),
         doorbell_(shm::Doorbell::create()),
         wakeup_(doorbell_),
@@ -146,6 +167,63 @@ TEST_F(WorkerRingsTest, AFullRingKeepsTheRestInOrderAndTheEndBehindIt) {
   EXPECT_TRUE(read(1).empty()) << "the other worker's ring was not touched";
 }
 
+TEST_F(WorkerRingsTest, ABacklogOverItsBoundPausesTheCallsThatFeedItUntilHalfIsWritten) {
+  auto stream0 = std::make_shared<FakeCall>();  // a gonet2 stream of a worker 0 session
+  auto stream1 = std::make_shared<FakeCall>();  // ... of a worker 1 session
+  auto link = std::make_shared<FakeCall>();     // a batched link: every worker
+  auto gone = std::make_shared<FakeCall>();     // a call that ends while paused
+  EXPECT_FALSE(rings_.hold_reads(conn_of(0), stream0)) << "nothing waits yet";
+
+  const std::string big(1000, 'x');
+  std::size_t sent = 0;
+  while (source_->held_count() == 0) message(conn_of(0), big + std::to_string(sent++));
+  rings_.flush_backlogs();
+  EXPECT_LE(rings_.backlog_bytes(), kBound);
+  EXPECT_FALSE(rings_.hold_reads(conn_of(0), stream0)) << "a backlog under its bound";
+  while (rings_.flush_backlogs(), rings_.backlog_bytes() <= kBound) {
+    message(conn_of(0), big + std::to_string(sent++));
+  }
+  const std::size_t waiting = rings_.backlog_events();
+  EXPECT_GT(waiting, 0u);
+
+  EXPECT_TRUE(rings_.hold_reads(conn_of(0), stream0));
+  EXPECT_FALSE(rings_.hold_reads(conn_of(1), stream1)) << "worker 1 is not backed up";
+  EXPECT_TRUE(rings_.hold_reads(UpstreamEvents::kEveryWorker, link));
+  EXPECT_TRUE(rings_.hold_reads(conn_of(0, 1), gone));
+  gone.reset();
+  EXPECT_EQ(rings_.take_pauses(), 3u);
+
+  // The worker does not read: nothing moves, nobody resumes.
+  rings_.flush_backlogs();
+  EXPECT_EQ(rings_.paused_calls(), 2u) << "the ended call is forgotten";
+  EXPECT_EQ(stream0->resumed() + link->resumed(), 0);
+
+  // The worker reads one ring's worth: the backlog moves into the ring,
+  // and once at most half the bound waits, the calls read again.
+  std::vector<Got> got;
+  for (int i = 0; i < 100 && stream0->resumed() == 0; ++i) {
+    for (auto& g : read(0)) got.push_back(std::move(g));
+    rings_.flush_backlogs();
+  }
+  ASSERT_EQ(stream0->resumed(), 1);
+  EXPECT_LE(rings_.backlog_bytes(), kBound / 2);
+  EXPECT_EQ(link->resumed(), 1);
+  EXPECT_EQ(stream1->resumed(), 0) << "it never paused";
+  EXPECT_EQ(rings_.paused_calls(), 0u);
+  rings_.flush_backlogs();
+  EXPECT_EQ(stream0->resumed(), 1) << "resumed once";
+
+  // Nothing was dropped: every message, in order.
+  for (int i = 0; i < 100 && got.size() < sent; ++i) {
+    for (auto& g : read(0)) got.push_back(std::move(g));
+    rings_.flush_backlogs();
+  }
+  ASSERT_EQ(got.size(), sent);
+  for (std::size_t i = 0; i < sent; ++i) ASSERT_EQ(got[i].bytes, big + std::to_string(i));
+  EXPECT_EQ(rings_.backlog_bytes(), 0u);
+  EXPECT_EQ(rings_.backlog_events(), 0u);
+}
+
 TEST_F(WorkerRingsTest, EventsForSessionsNoWorkerOwnsAreDroppedAndCounted) {
   message(shm::ConnectionId(1, 100).value(), "nobody");
   EXPECT_EQ(rings_.take_dropped(), 1u);
@@ -188,6 +266,58 @@ TEST_F(WorkerRingsTest, DeliveriesFromAnotherThreadKeepEachSessionsOrderThroughT
   EXPECT_EQ(total, sessions.size() * kPerSession);
   EXPECT_GT(source_->held_count(), 0u) << "the rings filled up: the backlog was used";
   EXPECT_EQ(source_->held_count(), source_->released_count());
+}
+
+// A producer that honours hold_reads() as a call does (it reads nothing
+// while paused, until resumed by the main thread's flush): the backlog never
+// grows past the bound by more than one message, and nothing is lost.
+TEST_F(WorkerRingsTest, APausedProducerKeepsTheBacklogWithinItsBound) {
+  constexpr int kMessages = 4000;
+  const std::uint64_t conn = conn_of(0, 1);
+  const std::string pad(500, 'p');
+  class Producer final : public PausedReads {
+   public:
+    void resume() override {
+      paused.store(false);
+      resumed.fetch_add(1);
+    }
+    std::atomic<bool> paused{false};
+    std::atomic<int> resumed{0};
+  };
+  auto call = std::make_shared<Producer>();
+  std::atomic<bool> done{false};
+  std::thread grpc([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      while (call->paused.load()) std::this_thread::yield();
+      std::string bytes = std::to_string(i) + pad;
+      UpstreamEvents::Unpublished unpublished;
+      rings_.message(unpublished, conn, 0, bytes, *source_);
+      rings_.publish(unpublished);
+      // As QueuedCall does before its next read.
+      call->paused.store(true);
+      if (!rings_.hold_reads(conn, call)) call->paused.store(false);
+    }
+    done.store(true);
+  });
+  int next = 0;
+  std::size_t most = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // The worker reads slowly (a ring's worth every few passes): the backlog
+  // fills up to its bound, again and again.
+  for (int pass = 0; next < kMessages && std::chrono::steady_clock::now() < deadline; ++pass) {
+    rings_.flush_backlogs();
+    most = std::max(most, rings_.backlog_bytes());
+    if (pass % 8 != 0) {
+      std::this_thread::yield();
+      continue;
+    }
+    for (const Got& g : read(0)) EXPECT_EQ(std::stoi(g.bytes), next++);
+  }
+  grpc.join();
+  EXPECT_TRUE(done.load());
+  EXPECT_EQ(next, kMessages) << "every message, in order";
+  EXPECT_GT(call->resumed.load(), 0) << "the backlog went over its bound and drained";
+  EXPECT_LE(most, kBound + 1024) << "the bound, plus the one message read before the pause";
 }
 
 }  // namespace

@@ -396,6 +396,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"backend", "10.0.0.1:1"},
       {"backend-numbering", "later"},
       {"backend-wait", "5"},
+      {"game-backlog-bytes", "1048576"},
       {"workers", std::to_string(default_workers + 1)},
       {"idle-spin-us", "7"},
       {"ring-bytes", "2097152"},

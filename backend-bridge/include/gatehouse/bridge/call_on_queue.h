@@ -10,6 +10,13 @@
 // inline (a game's message goes on towards the worker rings from there),
 // where the callback API would hand each one over from the polling thread to
 // another, a wakeup per message each way (docs/benchmarks.md, item 9).
+//
+// Back-pressure (issue 20): before each read a call asks whether the worker
+// rings it feeds are backed up (backed_up_locked()); if so it starts no read
+// and waits, with nothing in flight for it, until the main thread resume()s
+// it. gRPC's flow control then holds the game's writes in the game's
+// process. A paused call still ends: cancel(), or a write that fails, takes
+// its status at once (there is no read to fail and take it).
 #pragma once
 
 #include <grpcpp/channel.h>
@@ -17,13 +24,18 @@
 #include <grpcpp/completion_queue.h>
 #include <grpcpp/support/async_stream.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "gatehouse/base/clock.h"
+#include "gatehouse/bridge/upstream.h"
 
 namespace gatehouse::bridge {
 
@@ -71,7 +83,7 @@ class CallOnQueue {
   };
   virtual void on_completion(Op op, bool ok) = 0;
   /// Cancels the call (main thread).
-  void cancel() { context_.TryCancel(); }
+  virtual void cancel() { context_.TryCancel(); }
 
  protected:
   explicit CallOnQueue(CallQueue& calls) : calls_(calls) {}
@@ -87,9 +99,25 @@ class CallOnQueue {
 /// thread, one in flight at a time. The call keeps itself (self_) until it
 /// is over (its status taken) and no operation of it is in flight.
 template <class Message>
-class QueuedCall : public CallOnQueue {
+class QueuedCall : public CallOnQueue, public PausedReads {
  public:
   explicit QueuedCall(CallQueue& calls) : CallOnQueue(calls) {}
+
+  /// Cancels the call (main thread); a paused one takes its status now.
+  void cancel() override {
+    context_.TryCancel();
+    std::lock_guard lock(mutex_);
+    end_pause_locked();
+  }
+
+  /// The worker rings it feeds have room again (main thread).
+  void resume() final {
+    std::lock_guard lock(mutex_);
+    if (!paused_) return;
+    paused_ = false;
+    reads_resumed_ns_.store(monotonic_ns(), std::memory_order_relaxed);
+    read_next_locked();
+  }
 
   /// Half-closes after the queued writes (main thread).
   void close() {
@@ -158,6 +186,15 @@ class QueuedCall : public CallOnQueue {
   virtual bool write_next_locked() = 0;
   /// One message from the game (the gRPC thread).
   virtual void on_read(Message& in) = 0;
+  /// Whether the worker rings this call feeds are backed up: then it does
+  /// not read, and `call` is resumed once they are not
+  /// (UpstreamEvents::hold_reads). mutex_ held.
+  virtual bool backed_up_locked(const std::weak_ptr<PausedReads>& call) = 0;
+  /// Since when the call has been reading (0: since it started), INT64_MAX
+  /// while it is paused. Any thread.
+  std::int64_t reads_resumed_ns() const noexcept {
+    return reads_resumed_ns_.load(std::memory_order_relaxed);
+  }
   /// The call is over; `closed_by_us`: we had half-closed it.
   virtual void on_done(const grpc::Status& status, bool closed_by_us) = 0;
 
@@ -174,8 +211,7 @@ class QueuedCall : public CallOnQueue {
       return;
     }
     started_ = true;
-    ++outstanding_;
-    stream_->Read(&in_, &read_tag_);
+    read_next_locked();
     if (!write_next_locked() && closing_) writes_done_locked();  // queued before the start
   }
 
@@ -188,15 +224,36 @@ class QueuedCall : public CallOnQueue {
     on_read(in_);
     in_.Clear();
     std::lock_guard lock(mutex_);
+    read_next_locked();
+  }
+
+  /// Starts the next read, or pauses when the rings it feeds are backed up.
+  void read_next_locked() {
+    if (backed_up_locked(self_)) {
+      paused_ = true;
+      reads_resumed_ns_.store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
+      return;
+    }
     ++outstanding_;
     stream_->Read(&in_, &read_tag_);
+  }
+
+  /// A paused call that ends (cancelled, a write failed) has no read in
+  /// flight to fail and take its status: it takes it itself.
+  void end_pause_locked() {
+    if (!paused_) return;
+    paused_ = false;
+    finish_locked();
   }
 
   void on_write_done(bool ok) {
     std::lock_guard lock(mutex_);
     writing_ = false;
     wrote_locked(ok);
-    if (!ok) return;  // the call broke; the read fails too and takes the status
+    if (!ok) {  // the call broke; the read fails too and takes the status
+      end_pause_locked();
+      return;
+    }
     if (!write_next_locked() && closing_) writes_done_locked();
   }
 
@@ -231,6 +288,8 @@ class QueuedCall : public CallOnQueue {
   bool writes_done_ = false;          // guarded by mutex_
   bool over_ = false;                 // guarded by mutex_: the read side ended; Finish started
   bool finished_ = false;             // guarded by mutex_: Finish completed
+  bool paused_ = false;               // guarded by mutex_: no read, waiting for resume()
+  std::atomic<std::int64_t> reads_resumed_ns_{0};
 };
 
 }  // namespace gatehouse::bridge

@@ -45,6 +45,20 @@ class ReplySource {
   ~ReplySource() = default;
 };
 
+/// A game call whose reads feed the worker rings, as the back-pressure sees
+/// it (issue 20): while a worker's backlog is over game-backlog-bytes, the
+/// calls that feed it start no new read (gRPC flow control then holds the
+/// game's writes back in the game's process), and they are resumed by the
+/// main thread once that backlog is below half of it.
+class PausedReads {
+ public:
+  /// Main thread: the backlog drained; read again, or wait on another.
+  virtual void resume() = 0;
+
+ protected:
+  ~PausedReads() = default;
+};
+
 /// Where upstreams deliver what their game services send back, in order per
 /// session: into the session's worker ring (WorkerRings, worker_link.h, the
 /// one path for both contracts), or behind what waits for room there. Any
@@ -65,6 +79,15 @@ class UpstreamEvents {
   /// (`grpc_code`): the worker kicks the session.
   virtual void ended(Unpublished& unpublished, std::uint64_t conn, std::int32_t grpc_code) = 0;
   virtual void publish(const Unpublished& unpublished) = 0;
+
+  /// hold_reads() for a call that feeds every worker ring (a batched link).
+  static constexpr std::uint64_t kEveryWorker = ~std::uint64_t{0};
+  /// Back-pressure, before a call starts its next read (the gRPC thread, or
+  /// the main thread resuming it): true when the backlog of `conn`'s worker
+  /// (kEveryWorker: of any worker) is over game-backlog-bytes. Then the call
+  /// must not read; it is kept (weakly: its end is not delayed) and resumed
+  /// once that backlog has drained to half of the bound.
+  virtual bool hold_reads(std::uint64_t conn, const std::weak_ptr<PausedReads>& call) = 0;
 
  protected:
   ~UpstreamEvents() = default;
@@ -104,6 +127,10 @@ class Acknowledger {
   virtual bool releases(std::uint64_t index) const = 0;
   /// The game held events too long: cancels the link; true the first time.
   virtual bool abandon() = 0;
+  /// Since when the bridge has been reading the link (its acks reach us
+  /// only then): the ack timeout counts from there, not from while the
+  /// bridge itself held the link's reads back. INT64_MAX while it does.
+  virtual std::int64_t reading_since_ns() const = 0;
   virtual std::uint32_t backend() const noexcept = 0;
 
  protected:

@@ -9,8 +9,17 @@
 //            (under the ring's producer mutex, from the gRPC thread or the
 //             main thread; a full ring: the backlog, in order, retried by the
 //             main thread each pass)
+//
+// Back-pressure (issue 20): a worker's backlog is bounded by
+// game-backlog-bytes. Over it, the game calls that feed that worker start no
+// new read (hold_reads(); a batched link feeds every worker, so it stops for
+// any), and flush_backlogs() resumes them once the backlog is down to half
+// of the bound. What was read is kept, nothing is dropped: the backlog holds
+// at most the bound plus what each of those calls had read already (one gRPC
+// message each), and the rest waits in the game's process.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -111,7 +120,15 @@ class WorkerLink final : public RecordKeeper {
     std::string bytes;
     std::shared_ptr<ReplySource> source;  // null: nobody to tell (kEnded)
   };
+  /// What an event costs while it waits: its bytes and its place in the deque.
+  static std::size_t cost(const Waiting& w) noexcept { return sizeof(Waiting) + w.bytes.size(); }
   std::deque<Waiting> backlog_;  // guarded by produce_mutex_: waiting for room, in order
+  // The cost() of backlog_: written under produce_mutex_, read without it
+  // as a hint (hold_reads() locks before it pauses anything).
+  std::atomic<std::size_t> backlog_bytes_{0};
+  // Calls that stopped reading for this backlog, resumed once it is down to
+  // half the bound. Weak: a call that ends meanwhile is not kept.
+  std::vector<std::weak_ptr<PausedReads>> paused_;  // guarded by produce_mutex_
 };
 
 /// The one path game events take into the worker rings, for every upstream.
@@ -130,10 +147,19 @@ class WorkerRings final : public UpstreamEvents {
   /// on a login that waits for one, a session replaced by a newer login.
   void verdict(Unpublished& unpublished, std::uint64_t conn, bool accepted);
   void replaced(Unpublished& unpublished, std::uint64_t conn);
+  bool hold_reads(std::uint64_t conn, const std::weak_ptr<PausedReads>& call) override;
 
-  /// Main thread, once per pass: writes what waits for room, in order, and
-  /// publishes every ring. Returns the events written.
+  /// Main thread, once per pass: writes what waits for room, in order,
+  /// publishes every ring, and resumes the calls paused for a backlog that
+  /// is down to half the bound. Returns the events written.
   std::size_t flush_backlogs();
+  /// As the last flush_backlogs() left them (main thread): bytes (cost) and
+  /// events waiting, and calls paused, over every worker.
+  std::size_t backlog_bytes() const noexcept { return backlog_bytes_total_; }
+  std::size_t backlog_events() const noexcept { return backlog_events_total_; }
+  std::size_t paused_calls() const noexcept { return paused_total_; }
+  /// Pauses since the last call (any thread's), for the main thread's metrics.
+  std::uint64_t take_pauses() noexcept { return pauses_.exchange(0, std::memory_order_relaxed); }
   /// Counts since the last call, for the main thread's metrics.
   std::uint64_t take_messages_received() noexcept {
     return received_.exchange(0, std::memory_order_relaxed);
@@ -146,6 +172,8 @@ class WorkerRings final : public UpstreamEvents {
   /// One event as a record in its worker's ring (produce mutex held).
   static shm::WriteStatus write(WorkerLink& link, const Reply& reply,
                                 std::span<const std::byte> bytes);
+  /// Pauses `call` on `link` when its backlog is over the bound.
+  bool hold_on(std::uint32_t w, const std::weak_ptr<PausedReads>& call);
 
   std::vector<std::unique_ptr<WorkerLink>>& workers_;
   const Settings settings_;
@@ -153,6 +181,12 @@ class WorkerRings final : public UpstreamEvents {
   std::atomic<std::uint64_t> received_{0};             // game messages, any contract
   std::atomic<std::uint64_t> dropped_{0};              // events for ids no session ever had
   std::vector<std::shared_ptr<ReplySource>> written_;  // main thread: flush_backlogs()'s
+  const std::size_t bound_;                            // game-backlog-bytes
+  std::atomic<std::uint64_t> pauses_{0};
+  std::vector<std::weak_ptr<PausedReads>> resuming_;  // main thread: flush_backlogs()'s
+  std::size_t backlog_bytes_total_ = 0;               // main thread
+  std::size_t backlog_events_total_ = 0;              // main thread
+  std::size_t paused_total_ = 0;                      // main thread
 };
 
 }  // namespace gatehouse::bridge

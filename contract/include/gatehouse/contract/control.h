@@ -129,6 +129,9 @@ struct Settings {
   // private key files, read by each worker at its start.
   std::uint32_t gateway_key_count;
   char gateway_keys[kMaxGatewayKeys][kPathBytes];
+  /// Bytes of game events the bridge keeps for one worker whose ring is full
+  /// before it stops reading the game calls that feed it (issue 20).
+  std::uint32_t game_backlog_bytes;
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

@@ -46,6 +46,8 @@ enum Counter : std::uint32_t {
   // Issue 21: the modern exchange by version (1: unauthenticated, 2: gateway key).
   kKeyExchangesV1,
   kKeyExchangesV2,
+  // Issue 20 (game links): back-pressure from the worker rings to the game.
+  kGameReadsPaused,  ///< game calls that stopped reading: their worker ring's backlog was full
   kCounterCount
 };
 
@@ -54,6 +56,9 @@ enum Gauge : std::uint32_t {
   kSessionsLoggedIn,
   kGameStreamsOpen,
   kGameEventsUnacknowledged,  ///< sent on batched links, not yet acknowledged by the game
+  kGameBacklogBytes,          ///< game events waiting in the bridge for worker-ring room: bytes
+  kGameBacklogEvents,         ///< ... and events
+  kGameReadsPausedNow,        ///< game calls whose reads wait for a backlog to drain
   kGaugeCount
 };
 
