@@ -6,8 +6,10 @@
 #include "gatehouse/base/log.h"
 #include "gatehouse/supervisor/config.h"
 #include "gatehouse/supervisor/supervisor.h"
+#include "gatehouse/supervisor/token_commands.h"
 
 int main(int argc, char** argv) {
+  if (const auto code = gatehouse::supervisor::run_token_command(argc, argv)) return *code;
   auto parsed = gatehouse::supervisor::parse_config(argc, argv);
   if (!parsed.config) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);

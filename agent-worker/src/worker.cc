@@ -64,6 +64,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       frontend_doorbell_(std::move(frontend_doorbell)),
       bridge_doorbell_(std::move(bridge_doorbell)),
       login_(std::move(login)),
+      login_failures_(settings_),
       from_frontend_(segment.ring(RingKind::kFrontendToWorker, index)),
       from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
       to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
@@ -331,22 +332,23 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
 void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body) {
   const auto login = protocol::parse_login(body);
   if (!login) return finish(id, s, CloseReason::kBadBody);
-  const auto uid = s.state == Session::kLoggedIn ? std::nullopt : login_->authenticate(*login);
-  if (!uid) {
-    metrics_.add(metrics::kLoginsRefused);
-    login_refused_log_.log("conn {:#x}: login refused for open_udid '{}'", id.value(),
-                           log_text(login->open_udid));
+  const LoginVerdict verdict = check_login(s, *login);
+  if (verdict.uid == 0) {
+    metrics_.refused(verdict.refusal);
+    login_refused_log_.log("login refused conn={:#x} remote={} reason={} user={} open_udid='{}'",
+                           id.value(), remote_of(s), to_string(verdict.refusal),
+                           verdict.claimed_uid, log_text(login->open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }
-  s.user_id = *uid;
+  s.user_id = verdict.uid;
   s.state = Session::kLoggedIn;
   metrics_.add(metrics::kLoginsOk);
   metrics_.add(metrics::kSessionsLoggedIn, 1);
   // Before the ack: the frontend lifts the login deadline and the pre-login
   // budget before the client can know it logged in.
   ipc::write_record(to_frontend_, ipc::kLoggedIn, ipc::LoggedIn{id.value()});
-  send_packet(id, s, protocol::kUserLoginSucceedAck, *uid);
+  send_packet(id, s, protocol::kUserLoginSucceedAck, verdict.uid);
   ipc::write_record(to_bridge_, ipc::kStreamOpen, ipc::StreamOpen{id.value(), s.user_id});
   if (!logs_connection(id)) return;
   spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
@@ -354,6 +356,26 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
                s.crypto == Session::kModern
                    ? "/" + std::string(modern::name_of(s.cipher.modern.seal.aead))
                    : std::string());
+}
+
+LoginVerdict Worker::check_login(const Session& s, const protocol::LoginRequest& login) {
+  if (s.state == Session::kLoggedIn) return LoginVerdict::refused(LoginRefusal::kAlreadyLoggedIn);
+  const std::int64_t now_ns = monotonic_ns();
+  // A blocked address's login is not even checked: what it sends costs no
+  // signature check and teaches it nothing.
+  if (login_failures_.address_blocked(s.address, now_ns)) {
+    return LoginVerdict::refused(LoginRefusal::kAddressBackoff);
+  }
+  LoginVerdict verdict = login_->authenticate(login, batch_unix_ms_ / 1000);
+  if (verdict.uid == 0) {
+    login_failures_.failed(s.address, verdict.counts_against_user ? verdict.claimed_uid : 0,
+                           now_ns);
+  } else if (login_failures_.user_blocked(verdict.uid, now_ns)) {
+    // A good credential too: while the user's bucket is empty, a guess at
+    // its credential cannot tell a right guess from a wrong one.
+    verdict = LoginVerdict::refused(LoginRefusal::kUserBackoff, verdict.uid);
+  }
+  return verdict;
 }
 
 bool Worker::allows(const Session& s, CryptoModes mode) const {

@@ -35,6 +35,7 @@
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
 #include "gatehouse/worker/login.h"
+#include "gatehouse/worker/login_failures.h"
 
 namespace gatehouse::worker {
 
@@ -64,6 +65,9 @@ class Worker {
   metrics::Timed dispatch_frame(shm::ConnectionId id, Session& s,
                                 std::span<const std::byte> payload);
   void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  /// The login's verdict, with the failed-login limits applied (and the
+  /// failure counted).
+  LoginVerdict check_login(const Session& s, const protocol::LoginRequest& login);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   /// The session's listener lets its clients speak `mode`.
@@ -117,6 +121,7 @@ class Worker {
   shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;
   std::unique_ptr<LoginProvider> login_;
+  LoginFailures login_failures_;  // after settings_, which it keeps a reference to
   shm::RingConsumer from_frontend_;
   shm::RingConsumer from_bridge_;
   shm::RingProducer to_frontend_;

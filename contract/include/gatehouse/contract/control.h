@@ -50,7 +50,10 @@ struct AddressRange {
   }
 };
 
-enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
+enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1, kSignedTokens = 2 };
+/// Settings::login_file: a token table's path, or signed-token key files
+/// joined by ','.
+inline constexpr std::size_t kLoginFileBytes = 1024;
 
 /// Bits of Settings::listener_crypto: what the clients of a listener may
 /// speak (shared/protocol.md section 3, docs/protocol-modern.md). A client
@@ -86,7 +89,7 @@ struct Settings {
   char backends[kMaxBackends][kAddressBytes];
   LoginMode login_mode;
   std::uint32_t idle_spin_us;  ///< BackoffIdler spin before parking
-  char login_file[kPathBytes];
+  char login_file[kLoginFileBytes];
   /// How long sessions wait for a game service that went away (re-opened
   /// streams, a broken batched link) before they are kicked.
   std::uint32_t backend_wait_ms;
@@ -111,6 +114,14 @@ struct Settings {
   /// connect-rate-per-ip) do not apply to: a local proxy, a load generator.
   std::uint32_t address_limits_exempt_count;
   AddressRange address_limits_exempt[kMaxExemptNetworks];
+  // Logins (docs/login.md).
+  char login_audience[kAddressBytes];  ///< signed tokens must name it ("" = none)
+  /// Failed logins allowed per login_failure_window_ms, from one address
+  /// (IPv4, IPv6 /64; not address_limits_exempt) and against one user id;
+  /// each worker allows its share (limit / workers, at least 1). 0: no limit.
+  std::uint32_t login_failures_per_ip;
+  std::uint32_t login_failures_per_user;
+  std::uint32_t login_failure_window_ms;
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

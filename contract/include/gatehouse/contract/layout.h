@@ -28,6 +28,7 @@
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/control.h"
 #include "gatehouse/contract/journal.h"
+#include "gatehouse/contract/login_refusal.h"
 #include "gatehouse/contract/metrics.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/contract/session.h"
@@ -38,7 +39,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 9;
+inline constexpr std::uint32_t kLayoutVersion = 10;
 
 namespace layout {
 
@@ -89,7 +90,9 @@ inline constexpr std::uint64_t kFingerprint = fold({
     kCryptoClear,
     kCryptoLegacy,
     kCryptoModern,
-    static_cast<std::uint64_t>(LoginMode::kStaticTokens),
+    static_cast<std::uint64_t>(LoginMode::kSignedTokens),
+    kLoginFileBytes,
+    static_cast<std::uint64_t>(LoginRefusal::kCount),
     static_cast<std::uint64_t>(FrameNumbering::kLaterGeneration),
     // metrics
     shape<metrics::Shard>(),
@@ -139,7 +142,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 4948081784586694441ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 3130919876682398864ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -157,10 +160,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2168 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2228280 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 1744 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 4560 && alignof(ControlBlock) == 8);
-static_assert(sizeof(metrics::Shard) == 1152 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 77184 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(Settings) == 2656 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 6384 && alignof(ControlBlock) == 8);
+static_assert(sizeof(metrics::Shard) == 1280 && alignof(metrics::Shard) == 128);
+static_assert(sizeof(MetricsBlock) == 85760 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 
