@@ -129,7 +129,8 @@ class Worker {
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
   // Lines a client can cause at will: at most one a second each.
-  LogLimit login_refused_log_{spdlog::level::info, "login refused"};
+  // One per refusal reason: a flood of one kind hides no other kind.
+  std::vector<std::unique_ptr<LogLimit>> login_refused_logs_;
   LogLimit unframeable_log_{spdlog::level::warn, "game message that cannot be framed"};
   LogLimit client_too_large_log_{spdlog::level::warn, "client message over what receivers take"};
   LogLimit game_too_large_log_{spdlog::level::warn, "game message over a receiver's frame"};
