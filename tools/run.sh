@@ -17,6 +17,16 @@ cmake --build build -j "$(nproc)" --target gatehouse gatehouse-demo-game gatehou
 port=${GATEHOUSE_PORT:-8888}
 game_port=${GATEHOUSE_GAME_PORT:-50051}
 
+# A real login provider (docs/login.md): a token signing key pair made at the
+# first run, and a day's signed token for each demo player. A studio's login
+# service holds the secret key and mints the tokens; the gateway holds only
+# the public key.
+run_dir=${GATEHOUSE_RUN_DIR:-build/run}
+mkdir -p "$run_dir"
+[ -f "$run_dir/login-token.key" ] || build/bin/gatehouse token-keygen --out "$run_dir/login-token"
+token() { build/bin/gatehouse token --key "$run_dir/login-token.key" --uid "$1" --ttl 86400; }
+alice=$(token 1001) bob=$(token 1002) dave=$(token 1003) carol=$(token 1004)
+
 # The demo game runs in its own session so Ctrl-C reaches only the gateway;
 # it is stopped once the gateway has drained.
 setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" &
@@ -28,14 +38,18 @@ cat <<TXT
   Gatehouse is starting on 127.0.0.1:$port (demo game service on 127.0.0.1:$game_port).
   In another terminal, try:
 
-    build/tools/gatehouse-client --udid alice --echo hello 127.0.0.1:$port
-    build/tools/gatehouse-client --modern --udid bob --say "hi all" --listen 30 127.0.0.1:$port
-    build/tools/gatehouse-client --encrypt --udid dave --echo "legacy DH + RC4" 127.0.0.1:$port
-    build/tools/gatehouse-client --udid carol --kick-me 127.0.0.1:$port
+    build/tools/gatehouse-client --udid alice --token $alice --echo hello 127.0.0.1:$port
+    build/tools/gatehouse-client --modern --udid bob --token $bob --say "hi all" --listen 30 127.0.0.1:$port
+    build/tools/gatehouse-client --encrypt --udid dave --token $dave --echo "legacy DH + RC4" 127.0.0.1:$port
+    build/tools/gatehouse-client --udid carol --token $carol --kick-me 127.0.0.1:$port
+
+  (Signed login tokens for users 1001-1004, valid a day; more with
+   build/bin/gatehouse token --key $run_dir/login-token.key --uid N)
 
   Ctrl-C here drains and exits.
 
 TXT
 backend="127.0.0.1:$game_port"
 [ "${GATEHOUSE_CONTRACT:-gonet2}" = batch ] && backend="batch:$backend"
-build/bin/gatehouse --listen "127.0.0.1:$port" --backend "$backend" "$@"
+build/bin/gatehouse --listen "127.0.0.1:$port" --backend "$backend" \
+  --login "signed:$run_dir/login-token.pub" "$@"

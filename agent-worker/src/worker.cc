@@ -72,7 +72,7 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
   scratch_.reserve(protocol::kMaxPayload + 16);
   for (const std::string_view reason : kLoginRefusalNames) {
     login_refused_logs_.push_back(std::make_unique<LogLimit>(
-        spdlog::level::info, "login refused reason=" + std::string(reason)));
+        spdlog::level::info, "login refused refusal=" + std::string(reason)));
   }
   if (const char* fault = std::getenv("GATEHOUSE_FAULT_KILL_PER_MILLE")) {
     fault_per_mille_ = static_cast<std::uint32_t>(std::atoi(fault));
@@ -339,9 +339,9 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   const LoginVerdict verdict = check_login(s, *login);
   if (verdict.uid == 0) {
     metrics_.refused(verdict.refusal);
-    login_refused_logs_[static_cast<std::size_t>(verdict.refusal)]->log("login refused conn={:#x} remote={} reason={} user={} open_udid '{}'",
-                           id.value(), remote_of(s), to_string(verdict.refusal),
-                           verdict.claimed_uid, log_text(login->open_udid));
+    login_refused_logs_[static_cast<std::size_t>(verdict.refusal)]->log(
+        "login refused conn={:#x} remote={} refusal={} user={} open_udid '{}'", id.value(),
+        remote_of(s), to_string(verdict.refusal), verdict.claimed_uid, log_text(login->open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }

@@ -202,10 +202,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsOk]; }),
         {{"result", "ok"}}));
     for (std::size_t r = 0; r < kLoginRefusalNames.size(); ++r) {
-      logins.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([r](const metrics::Shard& s) -> auto& { return s.logins_refused[r]; }),
-          {{"result", "refused"}, {"reason", std::string(kLoginRefusalNames[r])}}));
+      logins.metric.push_back(
+          value_metric(MetricType::Counter,
+                       sum([r](const metrics::Shard& s) -> auto& { return s.logins_refused[r]; }),
+                       {{"result", "refused"}, {"reason", std::string(kLoginRefusalNames[r])}}));
     }
     out.push_back(std::move(logins));
 

@@ -552,9 +552,10 @@ bool Supervisor::start() {
           listener);
       return false;
     }
-    spdlog::warn("login = any on listener {}: anyone can log in as any user id "
-                 "(login-any-allow-public); never in production",
-                 listener);
+    spdlog::warn(
+        "login = any on listener {}: anyone can log in as any user id "
+        "(login-any-allow-public); never in production",
+        listener);
   }
   raise_fd_limit(s.max_connections);
   try {

@@ -36,8 +36,8 @@ int keygen(int argc, const char* const* argv) {
       "Writes a new Ed25519 login token key pair: STEM.key (secret: mints tokens; keep it\n"
       "with the login service, mode 0600) and STEM.pub (for login = signed:STEM.pub).\n"
       "Never replaces a file");
-  options.add_options()("help,h", "print this help")(
-      "out", po::value<std::string>()->required(), "path of the two files, without suffix");
+  options.add_options()("help,h", "print this help")("out", po::value<std::string>()->required(),
+                                                     "path of the two files, without suffix");
   const auto vm = parse(argc, argv, options);
   if (vm.count("help") != 0) {
     std::cout << options << "\n";
@@ -56,8 +56,8 @@ int mint(int argc, const char* const* argv) {
       "Usage: gatehouse token --key STEM.key --uid N [--ttl SECONDS] [--audience NAME]\n\n"
       "Prints a signed login token for user N (docs/login.md), to send as the login's\n"
       "client_certificate (gatehouse-client --token)");
-  options.add_options()("help,h", "print this help")(
-      "key", po::value<std::string>()->required(), "secret key file (gatehouse token-keygen)")(
+  options.add_options()("help,h", "print this help")("key", po::value<std::string>()->required(),
+                                                     "secret key file (gatehouse token-keygen)")(
       "uid", po::value<std::int64_t>()->required(), "user id, 1..2147483647")(
       "ttl", po::value<std::int64_t>()->default_value(3600), "seconds the token is valid")(
       "audience", po::value<std::string>()->default_value(""),
@@ -73,11 +73,11 @@ int mint(int argc, const char* const* argv) {
   const auto ttl = vm["ttl"].as<std::int64_t>();
   if (uid <= 0 || uid > 0x7FFF'FFFF) throw std::invalid_argument("--uid must be 1..2147483647");
   if (ttl <= 0) throw std::invalid_argument("--ttl must be positive");
-  const std::int64_t now =
-      vm.count("now") != 0 ? vm["now"].as<std::int64_t>()
-                           : std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
+  const std::int64_t now = vm.count("now") != 0
+                               ? vm["now"].as<std::int64_t>()
+                               : std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
   const token::SecretKey key = token::read_secret_key(vm["key"].as<std::string>());
   std::printf("%s\n", token::mint(key, static_cast<std::int32_t>(uid), now + ttl,
                                   vm["audience"].as<std::string>())
@@ -91,7 +91,7 @@ int hash(int argc, const char* const* argv) {
       "Prints a token table ('<token> <user id>' lines) with each token replaced by its\n"
       "hash, as login = tokens:FILE reads it (lines already hashed and comments kept)");
   options.add_options()("help,h", "print this help")("file", po::value<std::string>()->required(),
-                                                      "the plaintext table");
+                                                     "the plaintext table");
   po::positional_options_description positional;
   positional.add("file", 1);
   const auto vm = parse(argc, argv, options, positional);

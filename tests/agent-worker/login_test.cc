@@ -61,7 +61,9 @@ TEST(SignedTokenLogin, RefusalsCarryTheirReasonAndOnlyAuthenticClaimsCount) {
   const token::SecretKey key = token::SecretKey::generate();
   const token::SecretKey other = token::SecretKey::generate();
   SignedTokenLogin login(token::Verifier({key.public_key()}, "eu"));
-  const auto verdict = [&](const std::string& t) { return login.authenticate(request("", t), kNow); };
+  const auto verdict = [&](const std::string& t) {
+    return login.authenticate(request("", t), kNow);
+  };
   EXPECT_EQ(verdict(token::mint(key, 42, kNow + 10, "eu")).uid, 42);
   const auto expired = verdict(token::mint(key, 42, kNow, "eu"));
   EXPECT_EQ(expired.refusal, LoginRefusal::kExpired);
@@ -107,8 +109,8 @@ TEST(LoginFailures, IPv6AddressesShareTheirSlash64AndExemptOnesAreNotCounted) {
   std::uint8_t v6a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1};
   std::uint8_t v6b[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0xff, 0, 0, 0, 0, 0, 0, 2};
   s.address_limits_exempt_count = 1;
-  s.address_limits_exempt[0] = AddressRange{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2},
-                                            128};
+  s.address_limits_exempt[0] =
+      AddressRange{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2}, 128};
   LoginFailures failures(s);
   failures.failed(v6a, 0, 0);
   EXPECT_TRUE(failures.address_blocked(v6b, 0));

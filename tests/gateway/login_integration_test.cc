@@ -118,7 +118,7 @@ TEST_F(LoginTest, EachRefusalHasItsReasonInTheLogAndTheMetric) {
   for (const auto& [reason, bad] : cases) {
     const LoginResult r = login(bad);
     EXPECT_EQ(r.status, LoginResult::Status::kRefused) << reason;
-    EXPECT_TRUE(gateway_->wait_log("reason=" + reason)) << reason;
+    EXPECT_TRUE(gateway_->wait_log("refusal=" + reason)) << reason;
     EXPECT_TRUE(metric_reaches(refused(reason), 1)) << reason;
   }
   EXPECT_TRUE(login(token).ok()) << "loopback is exempt from the per-address limit";
@@ -159,12 +159,12 @@ TEST_F(LoginTest, FailedLoginsFromOneAddressAreBoundedAcrossWorkersAndRecover) {
                        << m[refused("address_backoff")];
   // 4 at once, then each worker gives one back every 3 s (2 a 6 s window):
   // a slow machine may have earned a few more by now.
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::steady_clock::now() - began)
-                           .count();
+  const auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - began)
+          .count();
   EXPECT_LE(m.at(refused("unknown_key")), 4 + 2 * (seconds / 3))
       << "more failures were checked than the bound";
-  EXPECT_TRUE(gateway_->wait_log("reason=address_backoff"));
+  EXPECT_TRUE(gateway_->wait_log("refusal=address_backoff"));
   EXPECT_TRUE(gateway_->wait_log("[worker-0] login refused") &&
               gateway_->wait_log("[worker-1] login refused"))
       << "the attempts were meant to reach both workers";
@@ -186,7 +186,7 @@ TEST_F(LoginTest, FailedLoginsOfOneUserAreBounded) {
   EXPECT_EQ(login(expired).status, LoginResult::Status::kRefused);
   EXPECT_EQ(login(expired).status, LoginResult::Status::kRefused);
   EXPECT_EQ(login(good(55)).status, LoginResult::Status::kRefused);
-  EXPECT_TRUE(gateway_->wait_log("reason=user_backoff user=55"));
+  EXPECT_TRUE(gateway_->wait_log("refusal=user_backoff user=55"));
   EXPECT_EQ(login(good(56)).uid(), 56) << "another user is not affected";
 }
 

@@ -293,12 +293,12 @@ TEST(ConfigTable, EverySettingIsInHelpTheExampleAndCheck) {
     EXPECT_THAT(help, HasSubstr("--" + name + " ")) << name;
     EXPECT_THAT(help, HasSubstr("[reload: ")) << name;
     const std::string def = s.default_text;
-    const std::string line =
-        s.example_text != nullptr
-            ? "\n" + name + " = " + s.example_text + "  # reload: " + reload_text(s) +
-                  " (default: " + def + ")\n"
-            : (def.empty() ? "\n# " : "\n") + name + " =" + (def.empty() ? "" : " " + def) +
-                  "  # reload: " + reload_text(s) + "\n";
+    const std::string line = s.example_text != nullptr
+                                 ? "\n" + name + " = " + s.example_text +
+                                       "  # reload: " + reload_text(s) + " (default: " + def + ")\n"
+                                 : (def.empty() ? "\n# " : "\n") + name + " =" +
+                                       (def.empty() ? "" : " " + def) +
+                                       "  # reload: " + reload_text(s) + "\n";
     EXPECT_NE(example.find(line), std::string::npos) << line;
     EXPECT_NE(check.find("\n" + name + " = "), std::string::npos) << name;
   }

@@ -62,9 +62,9 @@ TEST(Reload, LoginAnyOnAPublicListenerIsRefusedUnlessAllowed) {
       decide_reload({0, "compatible\n"}, *running.config, parse({"--listen", "0.0.0.0:8888"}));
   EXPECT_FALSE(refused.plan);
   EXPECT_THAT(refused.refused, HasSubstr("login = any on listener 0.0.0.0:8888"));
-  const ReloadDecision allowed =
-      decide_reload({0, "compatible\n"}, *running.config,
-                    parse({"--listen", "0.0.0.0:8888", "--login-any-allow-public", "--rpm-limit", "8"}));
+  const ReloadDecision allowed = decide_reload(
+      {0, "compatible\n"}, *running.config,
+      parse({"--listen", "0.0.0.0:8888", "--login-any-allow-public", "--rpm-limit", "8"}));
   EXPECT_TRUE(allowed.plan) << allowed.refused;
 }
 

@@ -69,8 +69,7 @@ TEST(SignedToken, AnyChangedByteIsABadSignatureOrMalformed) {
   const std::string token = mint(key, 7, kNow + 60, "aud");
   // Another user id in the payload, signature kept: a forgery.
   const std::string forged = mint(key, 8, kNow + 60, "aud");
-  const std::string spliced =
-      forged.substr(0, forged.find('.')) + token.substr(token.find('.'));
+  const std::string spliced = forged.substr(0, forged.find('.')) + token.substr(token.find('.'));
   EXPECT_EQ(verifier.verify(spliced, kNow).refusal, Refusal::kBadSignature);
   EXPECT_EQ(verifier.verify(spliced, kNow).uid, 8);
   for (std::size_t i = 0; i < token.size(); ++i) {
@@ -85,8 +84,7 @@ TEST(SignedToken, AnotherAudienceOrNoneIsRefused) {
   const SecretKey key = SecretKey::generate();
   const Verifier gateway({key.public_key()}, "eu-1");
   EXPECT_TRUE(gateway.verify(mint(key, 1, kNow + 60, "eu-1"), kNow).ok);
-  EXPECT_EQ(gateway.verify(mint(key, 1, kNow + 60, "us-1"), kNow).refusal,
-            Refusal::kWrongAudience);
+  EXPECT_EQ(gateway.verify(mint(key, 1, kNow + 60, "us-1"), kNow).refusal, Refusal::kWrongAudience);
   EXPECT_EQ(gateway.verify(mint(key, 1, kNow + 60, ""), kNow).refusal, Refusal::kWrongAudience);
   const Verifier no_audience({key.public_key()}, "");
   EXPECT_EQ(no_audience.verify(mint(key, 1, kNow + 60, "eu-1"), kNow).refusal,
@@ -127,8 +125,7 @@ TEST(SignedToken, MalformedTokensAreRefusedAsSuch) {
     EXPECT_EQ(verifier.verify(bad, kNow).refusal, Refusal::kMalformed) << bad;
   }
   EXPECT_THROW(mint(key, 0, kNow, ""), std::invalid_argument);
-  EXPECT_THROW(mint(key, 1, kNow, std::string(kMaxAudienceBytes + 1, 'a')),
-               std::invalid_argument);
+  EXPECT_THROW(mint(key, 1, kNow, std::string(kMaxAudienceBytes + 1, 'a')), std::invalid_argument);
 }
 
 /// docs/login.md's test vector, byte for byte (Ed25519 is deterministic).
@@ -138,9 +135,10 @@ TEST(SignedToken, TheDocumentedTestVector) {
             "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
   EXPECT_EQ(key.public_key().id(), 0x9d24e2eeu);
   const std::string token = mint(key, 42, 1'800'003'600, "demo");
-  EXPECT_EQ(token,
-            "AZ0k4u4AAAAqAAAAAGtJ4BAEZGVtbw."
-            "_mShl8Mt5Wv1XvEQLvBNAbdluhAtTCjSx-_U7Qgy5kjUuiJkYYj24RpLpq8IANmHBg3FeuJoJTIyXL9Kj-WlBg");
+  EXPECT_EQ(
+      token,
+      "AZ0k4u4AAAAqAAAAAGtJ4BAEZGVtbw."
+      "_mShl8Mt5Wv1XvEQLvBNAbdluhAtTCjSx-_U7Qgy5kjUuiJkYYj24RpLpq8IANmHBg3FeuJoJTIyXL9Kj-WlBg");
   const Verdict v = Verifier({key.public_key()}, "demo").verify(token, 1'800'000'000);
   EXPECT_TRUE(v.ok);
   EXPECT_EQ(v.uid, 42);
@@ -171,17 +169,19 @@ TEST(KeyFiles, KeygenFilesReadBackAndTooOpenOnesAreRefused) {
 TEST(TokenFile, HashedLinesMapToIdsAndPlaintextIsRefused) {
   const TempDir dir;
   {
-    std::ofstream(dir / "t") << "# players\n" << hash_token("tok-a") << " 42\n\n  "
-                             << hash_token("tok-b") << "   7  \n";
+    std::ofstream(dir / "t") << "# players\n"
+                             << hash_token("tok-a") << " 42\n\n  " << hash_token("tok-b")
+                             << "   7  \n";
   }
   const auto table = read_token_file(dir / "t");
   EXPECT_EQ(table.at(hash_token("tok-a")), 42);
   EXPECT_EQ(table.at(hash_token("tok-b")), 7);
   EXPECT_EQ(table.size(), 2u);
 
-  for (const std::string& bad : {std::string("tok-a 42\n"), hash_token("x") + " 0\n", hash_token("x") + "\n",
-                                hash_token("x") + " 5 extra\n", hash_token("x") + " 2147483648\n",
-                                "blake2b256:" + std::string(64, 'G') + " 1\n"}) {
+  for (const std::string& bad :
+       {std::string("tok-a 42\n"), hash_token("x") + " 0\n", hash_token("x") + "\n",
+        hash_token("x") + " 5 extra\n", hash_token("x") + " 2147483648\n",
+        "blake2b256:" + std::string(64, 'G') + " 1\n"}) {
     std::ofstream(dir / "bad") << "# ok\n" << bad;
     try {
       read_token_file(dir / "bad");
@@ -196,8 +196,8 @@ TEST(TokenFile, HashingATableKeepsCommentsAndHashedLines) {
   std::istringstream in("# players\ntok-a 42\n" + hash_token("tok-b") + " 7\n");
   std::ostringstream out;
   hash_token_file(in, out);
-  EXPECT_EQ(out.str(), "# players\n" + hash_token("tok-a") + " 42\n" + hash_token("tok-b") +
-                           " 7\n");
+  EXPECT_EQ(out.str(),
+            "# players\n" + hash_token("tok-a") + " 42\n" + hash_token("tok-b") + " 7\n");
   // The same as `printf %s tok-a | b2sum -l 256`.
   EXPECT_EQ(hash_token("tok-a").substr(0, 11), "blake2b256:");
   std::istringstream bad("tok-a\n");

@@ -14,8 +14,8 @@ namespace gatehouse::token {
 namespace {
 
 /// The one hex line of a key file, decoded into `out`.
-void read_hex(const std::string& path, mode_t forbidden, const char* too_open,
-              unsigned char* out, std::size_t size) {
+void read_hex(const std::string& path, mode_t forbidden, const char* too_open, unsigned char* out,
+              std::size_t size) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     throw std::runtime_error("token key file " + path + ": " + std::strerror(errno));
@@ -62,8 +62,7 @@ std::string id_text(const PublicKey& key) {
 
 PublicKey read_public_key(const std::string& path) {
   PublicKey key;
-  read_hex(path, S_IWGRP | S_IWOTH, "writable by other users", key.bytes.data(),
-           key.bytes.size());
+  read_hex(path, S_IWGRP | S_IWOTH, "writable by other users", key.bytes.data(), key.bytes.size());
   return key;
 }
 

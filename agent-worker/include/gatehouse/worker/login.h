@@ -25,7 +25,7 @@
 namespace gatehouse::worker {
 
 struct LoginVerdict {
-  std::int32_t uid = 0;  ///< > 0: logged in as this user
+  std::int32_t uid = 0;                             ///< > 0: logged in as this user
   LoginRefusal refusal = LoginRefusal::kMalformed;  ///< when uid == 0
   /// A refused login's claimed user id (0: none), for the log.
   std::int32_t claimed_uid = 0;

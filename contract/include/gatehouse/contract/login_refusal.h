@@ -24,9 +24,9 @@ enum class LoginRefusal : std::uint8_t {
 };
 
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(LoginRefusal::kCount)>
-    kLoginRefusalNames = {"malformed",     "unknown_key",       "bad_signature",   "expired",
-                          "wrong_audience", "unknown_token",    "no_device",
-                          "already_logged_in", "address_backoff", "user_backoff"};
+    kLoginRefusalNames = {"malformed",       "unknown_key",   "bad_signature", "expired",
+                          "wrong_audience",  "unknown_token", "no_device",     "already_logged_in",
+                          "address_backoff", "user_backoff"};
 
 constexpr std::string_view to_string(LoginRefusal refusal) noexcept {
   const auto i = static_cast<std::size_t>(refusal);

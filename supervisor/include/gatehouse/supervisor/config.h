@@ -24,7 +24,7 @@ struct Config {
   std::string metrics_listen;       ///< Prometheus endpoint, host:port
   std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
   std::uint32_t hang_timeout_ms = 3000;         ///< a child silent this long is killed
-  std::uint32_t drain_wait_ms = 0;  ///< a drain lets sessions end on their own this long
+  std::uint32_t drain_wait_ms = 0;      ///< a drain lets sessions end on their own this long
   bool login_any_allow_public = false;  ///< `login = any` may serve a non-loopback listener
   Settings settings{};
 };
