@@ -59,10 +59,13 @@ std::unordered_map<std::string, std::int32_t> read_token_file(const std::string&
     std::int32_t uid = 0;
     if (!parse_line(line, where, first, uid)) continue;
     if (!is_hash(first)) {
-      throw std::runtime_error(where +
-                               ": not a token hash (plaintext tokens are refused: convert the "
-                               "file with `gatehouse token-hash " +
-                               path + "`)");
+      std::string message = where;
+      message +=
+          ": not a token hash (plaintext tokens are refused: convert the file with "
+          "`gatehouse token-hash ";
+      message += path;
+      message += "`)";
+      throw std::runtime_error(message);
     }
     table[first] = uid;
   }
