@@ -293,12 +293,13 @@ TEST(ConfigTable, EverySettingIsInHelpTheExampleAndCheck) {
     EXPECT_THAT(help, HasSubstr("--" + name + " ")) << name;
     EXPECT_THAT(help, HasSubstr("[reload: ")) << name;
     const std::string def = s.default_text;
-    const std::string line = s.example_text != nullptr
-                                 ? "\n" + name + " = " + s.example_text +
-                                       "  # reload: " + reload_text(s) + " (default: " + def + ")\n"
-                                 : (def.empty() ? "\n# " : "\n") + name + " =" +
-                                       (def.empty() ? "" : " " + def) +
-                                       "  # reload: " + reload_text(s) + "\n";
+    std::string line = (def.empty() ? "\n# " : "\n") + name + " =" +
+                       (def.empty() ? "" : " " + def) + "  # reload: " + reload_text(s) + "\n";
+    if (s.example_text != nullptr) {  // the example's value, the default beside it
+      line = "\n" + name + " = ";
+      line.append(s.example_text).append("  # reload: ").append(reload_text(s));
+      line.append(" (default: ").append(def).append(")\n");
+    }
     EXPECT_NE(example.find(line), std::string::npos) << line;
     EXPECT_NE(check.find("\n" + name + " = "), std::string::npos) << name;
   }
