@@ -254,6 +254,32 @@ TEST(ConfigTable, ExampleConfigIsGeneratedFromTheTable) {
          "build/bin/gatehouse --print-example-config > examples/gatehouse.conf";
 }
 
+// `login = any` on a listener that is not loopback is what the supervisor
+// refuses (or, allowed, warns about): which listeners count as loopback.
+TEST(Config, AnyLoginNamesTheFirstListenerThatIsNotLoopback) {
+  for (const char* loopback : {"127.0.0.1:1", "127.0.0.2:1", "[::1]:1", "localhost:1"}) {
+    const auto r = parse({"--listen", loopback});
+    ASSERT_TRUE(r.config) << r.message;
+    EXPECT_EQ(any_login_public_listener(*r.config), "") << loopback;
+  }
+  for (const char* open : {"0.0.0.0:1", "[::]:1", "10.1.2.3:1", "example.com:1"}) {
+    const auto r = parse({"--listen", "127.0.0.1:2", "--listen", open});
+    ASSERT_TRUE(r.config) << r.message;
+    EXPECT_EQ(any_login_public_listener(*r.config), open) << open;
+  }
+  const auto key = std::filesystem::temp_directory_path() /
+                   ("gatehouse-any-" + std::to_string(::getpid()) + ".pub");
+  std::ofstream(key) << std::string(64, 'a') << "\n";
+  std::filesystem::permissions(key, std::filesystem::perms::owner_read |
+                                        std::filesystem::perms::owner_write |
+                                        std::filesystem::perms::group_read |
+                                        std::filesystem::perms::others_read);  // whatever the umask
+  const auto signed_login = parse({"--listen", "0.0.0.0:1", "--login", "signed:" + key.string()});
+  std::filesystem::remove(key);
+  ASSERT_TRUE(signed_login.config) << signed_login.message;
+  EXPECT_EQ(any_login_public_listener(*signed_login.config), "") << "not any: nothing to refuse";
+}
+
 TEST(ConfigTable, ExampleConfigReadsBackAsTheDefaults) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("gatehouse-example-" + std::to_string(::getpid()) + ".conf");
