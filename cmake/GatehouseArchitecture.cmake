@@ -18,7 +18,7 @@ function(gatehouse_check_links target)
 endfunction()
 
 set(_gatehouse_processes gw::frontend gw::worker gw::bridge gw::supervisor)
-set(_gatehouse_ours gw::shm gw::codec gw::crypto gw::net gw::base gw::contract gw::proto
+set(_gatehouse_ours gw::shm gw::codec gw::crypto gw::net gw::base gw::token gw::contract gw::proto
     ${_gatehouse_processes})
 foreach(pair IN ITEMS gw_frontend:gw::frontend gw_worker:gw::worker gw_bridge:gw::bridge
                       gw_supervisor:gw::supervisor)

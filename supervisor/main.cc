@@ -7,6 +7,7 @@
 #include "gatehouse/supervisor/config.h"
 #include "gatehouse/supervisor/keygen.h"
 #include "gatehouse/supervisor/supervisor.h"
+#include "gatehouse/supervisor/token_commands.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "keygen") {
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
     std::fputs(result.output.c_str(), result.exit_code == 0 ? stdout : stderr);
     return result.exit_code;
   }
+  if (const auto code = gatehouse::supervisor::run_token_command(argc, argv)) return *code;
   auto parsed = gatehouse::supervisor::parse_config(argc, argv);
   if (!parsed.config) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);

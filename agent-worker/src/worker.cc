@@ -68,11 +68,16 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       frontend_records_(index, settings_),
       bridge_records_(index, settings_),
       gateway_keys_(std::move(gateway_keys)),
+      login_failures_(settings_),
       from_frontend_(segment.ring(RingKind::kFrontendToWorker, index)),
       from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
       to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
       to_bridge_(segment.ring(RingKind::kWorkerToBridge, index), &bridge_doorbell_) {
   scratch_.reserve(protocol::kMaxPayload + 16);
+  for (const std::string_view reason : kLoginRefusalNames) {
+    login_refused_logs_.push_back(std::make_unique<LogLimit>(
+        spdlog::level::info, "login refused refusal=" + std::string(reason)));
+  }
   if (const char* fault = std::getenv("GATEHOUSE_FAULT_KILL_PER_MILLE")) {
     fault_per_mille_ = static_cast<std::uint32_t>(std::atoi(fault));
     spdlog::warn("fault injection on: SIGKILL in {} per mille of batches", fault_per_mille_);
@@ -346,15 +351,16 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
 void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body) {
   const auto login = protocol::parse_login(body);
   if (!login) return finish(id, s, CloseReason::kBadBody);
-  const auto uid = s.state != Session::kOpen ? std::nullopt : login_->authenticate(*login);
-  if (!uid) {
-    metrics_.add(metrics::kLoginsRefused);
-    login_refused_log_.log("conn {:#x}: login refused for open_udid '{}'", id.value(),
-                           log_text(login->open_udid));
+  const LoginVerdict verdict = check_login(s, *login);
+  if (verdict.uid == 0) {
+    metrics_.refused(verdict.refusal);
+    login_refused_logs_[static_cast<std::size_t>(verdict.refusal)]->log(
+        "login refused conn={:#x} remote={} refusal={} user={} open_udid '{}'", id.value(),
+        remote_of(s), to_string(verdict.refusal), verdict.claimed_uid, log_text(login->open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }
-  s.user_id = *uid;
+  s.user_id = verdict.uid;
   // Later logins get larger numbers; two workers never the same one.
   last_login_seq_ = std::max<std::uint64_t>(
       last_login_seq_ + kMaxWorkers,
@@ -398,6 +404,26 @@ void Worker::complete_login(shm::ConnectionId id, Session& s) {
                s.crypto == Session::kModern
                    ? "/" + std::string(modern::name_of(s.cipher.modern.seal.aead))
                    : std::string());
+}
+
+LoginVerdict Worker::check_login(const Session& s, const protocol::LoginRequest& login) {
+  if (s.state != Session::kOpen) return LoginVerdict::refused(LoginRefusal::kAlreadyLoggedIn);
+  const std::int64_t now_ns = monotonic_ns();
+  // A blocked address's login is not even checked: what it sends costs no
+  // signature check and teaches it nothing.
+  if (login_failures_.address_blocked(s.address, now_ns)) {
+    return LoginVerdict::refused(LoginRefusal::kAddressBackoff);
+  }
+  LoginVerdict verdict = login_->authenticate(login, batch_unix_ms_ / 1000);
+  if (verdict.uid == 0) {
+    login_failures_.failed(s.address, verdict.counts_against_user ? verdict.claimed_uid : 0,
+                           now_ns);
+  } else if (login_failures_.user_blocked(verdict.uid, now_ns)) {
+    // A good credential too: while the user's bucket is empty, a guess at
+    // its credential cannot tell a right guess from a wrong one.
+    verdict = LoginVerdict::refused(LoginRefusal::kUserBackoff, verdict.uid);
+  }
+  return verdict;
 }
 
 bool Worker::allows(const Session& s, CryptoModes mode) const {
@@ -608,7 +634,7 @@ void Worker::on(const ipc::Parsed<ipc::LoginVerdict>& r) {
   Session* s = live_session(id);
   if (s == nullptr || s->state != Session::kLoginPending) return;  // it left meanwhile
   if (r.header.accepted != 0) return complete_login(id, *s);
-  metrics_.add(metrics::kLoginsRefused);
+  metrics_.refused(LoginRefusal::kDuplicateLogin);
   s->state = Session::kOpen;  // it never had a stream
   send_packet(id, *s, protocol::kUserLoginFaildAck, 0);
   finish(id, *s, CloseReason::kDuplicateLogin);

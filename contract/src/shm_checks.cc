@@ -71,8 +71,16 @@ void check_settings(const Settings& s, const char* where) {
     }
   }
   if (s.log_level > kMaxLogLevel) refuse(at, "log_level", s.log_level, "0 (trace) to 6 (off)");
-  if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens) {
-    refuse(at, "login_mode", static_cast<std::uint32_t>(s.login_mode), "0 or 1");
+  if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens &&
+      s.login_mode != LoginMode::kSignedTokens) {
+    refuse(at, "login_mode", static_cast<std::uint32_t>(s.login_mode), "0 to 2");
+  }
+  if (!terminated(s.login_audience, kAddressBytes)) {
+    refuse(at, "login_audience unterminated, bytes", kAddressBytes, "NUL within them");
+  }
+  if (s.duplicate_login != DuplicateLogin::kReplace &&
+      s.duplicate_login != DuplicateLogin::kRefuse && s.duplicate_login != DuplicateLogin::kAllow) {
+    refuse(at, "duplicate_login", static_cast<std::uint32_t>(s.duplicate_login), "0 to 2");
   }
   if (s.numbering != FrameNumbering::kGonet2 && s.numbering != FrameNumbering::kLaterGeneration) {
     refuse(at, "numbering", static_cast<std::uint32_t>(s.numbering), "0 or 1");

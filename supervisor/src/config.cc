@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <sstream>
 
+#include "gatehouse/net/endpoint.h"
 #include "gatehouse/supervisor/settings_table.h"
 
 namespace gatehouse::supervisor {
@@ -179,6 +181,17 @@ ParseResult parse_config(int argc, const char* const* argv) {
     result.exit_code = 2;
   }
   return result;
+}
+
+std::string any_login_public_listener(const Config& config) {
+  if (config.settings.login_mode != LoginMode::kAcceptAny) return {};
+  for (const std::string& listener : config.listen) {
+    const Endpoint endpoint = parse_endpoint(listener, /*allow_port_zero=*/true);
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(endpoint.host, ec);
+    if (ec ? endpoint.host != "localhost" : !address.is_loopback()) return listener;
+  }
+  return {};
 }
 
 ReloadPlan plan_reload(const Config& running, const Config& fresh) {

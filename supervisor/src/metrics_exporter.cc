@@ -198,16 +198,19 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
     out.push_back(std::move(refused));
 
-    auto logins =
-        family("gatehouse_logins_total", "Login attempts by result.", MetricType::Counter);
+    auto logins = family("gatehouse_logins_total",
+                         "Login attempts by result; refused ones by reason (docs/login.md).",
+                         MetricType::Counter);
     logins.metric.push_back(value_metric(
         MetricType::Counter,
         sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsOk]; }),
         {{"result", "ok"}}));
-    logins.metric.push_back(value_metric(
-        MetricType::Counter,
-        sum([](const metrics::Shard& s) -> auto& { return s.counters[metrics::kLoginsRefused]; }),
-        {{"result", "refused"}}));
+    for (std::size_t r = 0; r < kLoginRefusalNames.size(); ++r) {
+      logins.metric.push_back(
+          value_metric(MetricType::Counter,
+                       sum([r](const metrics::Shard& s) -> auto& { return s.logins_refused[r]; }),
+                       {{"result", "refused"}, {"reason", std::string(kLoginRefusalNames[r])}}));
+    }
     out.push_back(std::move(logins));
 
     auto exchanges = family("gatehouse_key_exchanges_total",

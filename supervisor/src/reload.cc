@@ -27,6 +27,12 @@ ReloadDecision decide_reload(const RunResult& layout, const Config& running,
         without_trailing_newlines(reread.message);
     return decision;
   }
+  if (const std::string listener = any_login_public_listener(*reread.config);
+      !listener.empty() && !reread.config->login_any_allow_public) {
+    decision.refused = "reload refused: login = any on listener " + listener +
+                       ", which is not loopback (login-any-allow-public is false)";
+    return decision;
+  }
   decision.plan = plan_reload(running, *reread.config);
   return decision;
 }

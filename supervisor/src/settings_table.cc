@@ -21,6 +21,9 @@
 #include "gatehouse/base/log.h"
 #include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/token/key_files.h"
+#include "gatehouse/token/signed_token.h"
+#include "gatehouse/token/token_file.h"
 
 namespace gatehouse::supervisor {
 namespace po = boost::program_options;
@@ -278,21 +281,39 @@ void plan_listen(const Config& running, const Config& fresh, ReloadPlan& plan) {
   std::memcpy(s.listener_crypto, fresh.settings.listener_crypto, sizeof s.listener_crypto);
 }
 
+/// any | tokens:FILE | signed:FILE[,FILE...]. The files are read here, so
+/// that a missing, too open or malformed one fails the start (or the reload)
+/// naming itself rather than every worker that would read it.
 void read_login(const Setting&, const po::variable_value& v, Config& c) {
   Settings& s = c.settings;
   const std::string& login = v.as<std::string>();
   std::memset(s.login_file, 0, sizeof s.login_file);
-  if (login == "any") {
-    s.login_mode = LoginMode::kAcceptAny;
-  } else if (login.rfind("tokens:", 0) == 0 && login.size() > 7) {
-    s.login_mode = LoginMode::kStaticTokens;
-    const std::string path = std::filesystem::absolute(login.substr(7)).string();
-    if (::access(path.c_str(), R_OK) != 0) {
-      throw ConfigError("--login token file " + path + " is not readable");
+  const auto files = [&](std::size_t prefix) {
+    std::string joined;
+    std::string_view rest = std::string_view(login).substr(prefix);
+    while (!rest.empty()) {
+      const std::size_t comma = rest.find(',');
+      if (!joined.empty()) joined += ',';
+      joined += std::filesystem::absolute(std::string(rest.substr(0, comma))).string();
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     }
-    copy_string(s.login_file, kPathBytes, path, "login");
-  } else {
-    throw ConfigError("--login must be 'any' or 'tokens:<file>', not '" + login + "'");
+    copy_string(s.login_file, kLoginFileBytes, joined, "login");
+    return joined;
+  };
+  try {
+    if (login == "any") {
+      s.login_mode = LoginMode::kAcceptAny;
+    } else if (login.starts_with("tokens:") && login.size() > 7) {
+      s.login_mode = LoginMode::kStaticTokens;
+      token::read_token_file(files(7));
+    } else if (login.starts_with("signed:") && login.size() > 7) {
+      s.login_mode = LoginMode::kSignedTokens;
+      const token::Verifier keys(token::read_public_keys(files(7)), "");
+    } else {
+      throw ConfigError("must be 'any', 'tokens:<file>' or 'signed:<public key file>[,<file>...]'");
+    }
+  } catch (const std::exception& e) {
+    throw ConfigError("--login " + login + ": " + e.what());
   }
 }
 
@@ -323,10 +344,18 @@ std::string duplicate_login_value(const Config& c) {
 }
 
 std::string login_mode_text(LoginMode m) {
-  return m == LoginMode::kStaticTokens ? "tokens" : "any";
+  switch (m) {
+    case LoginMode::kStaticTokens:
+      return "tokens";
+    case LoginMode::kSignedTokens:
+      return "signed";
+    case LoginMode::kAcceptAny:
+      break;
+  }
+  return "any";
 }
 
-/// Live, in two parts: the provider, and its token file.
+/// Live, in two parts: the provider, and its files.
 void plan_login(const Config&, const Config& fresh, ReloadPlan& plan) {
   Settings& s = plan.config.settings;
   const Settings& f = fresh.settings;
@@ -386,6 +415,22 @@ void take_gateway_key(Config& to, const Config& from) {
   to.settings.gateway_key_count = from.settings.gateway_key_count;
   std::memcpy(to.settings.gateway_keys, from.settings.gateway_keys,
               sizeof to.settings.gateway_keys);
+}
+
+void read_login_audience(const Setting& row, const po::variable_value& v, Config& c) {
+  const std::string& audience = v.as<std::string>();
+  if (audience.size() > token::kMaxAudienceBytes) {
+    throw ConfigError("--login-audience is longer than " +
+                      std::to_string(token::kMaxAudienceBytes) + " bytes");
+  }
+  copy_string(c.settings.login_audience, kAddressBytes, audience, row.name);
+}
+std::string login_audience_value(const Config& c) {
+  return c.settings.login_audience;
+}
+void take_login_audience(Config& to, const Config& from) {
+  std::memcpy(to.settings.login_audience, from.settings.login_audience,
+              sizeof to.settings.login_audience);
 }
 
 void read_backend(const Setting& s, const po::variable_value& v, Config& c) {
@@ -608,10 +653,39 @@ const Setting kSettings[] = {
          "seconds a kicked connection waits for the client's FIN after the last byte"),
   {.name = "login", .section = kClients, .kind = Kind::kString, .default_text = "any",
    .on_reload = kLive,
-   .help = "login provider: 'any' (user id derived from open_udid) or 'tokens:<file>' "
-           "(lines '<token> <user id>', token = client_certificate; each new worker reads the "
-           "file again)",
-   .read = read_login, .plan = plan_login},
+   .help = "login provider (docs/login.md; what each proves: docs/security.md): "
+           "'signed:<public key file>[,<file>...]' (Ed25519-signed tokens from "
+           "`gatehouse token`, several keys while the signing key rotates), 'tokens:<file>' "
+           "(lines 'blake2b256:<hash of the token> <user id>', from `gatehouse token-hash`), or "
+           "'any' (development only: proves nothing, user ids derived from open_udid collide; "
+           "refused on a listener that is not loopback unless login-any-allow-public). The "
+           "token is the login's client_certificate; each new worker reads the files again",
+   .read = read_login, .plan = plan_login,
+   .example_text = "signed:/etc/gatehouse/login-token.pub"},
+  {.name = "login-audience", .section = kClients, .kind = Kind::kString, .default_text = "",
+   .on_reload = kLive,
+   .help = "the audience signed tokens must name (`gatehouse token --audience`); a token for "
+           "another audience, or with none when this is set, is refused (wrong_audience)",
+   .read = read_login_audience, .value = login_audience_value, .take = take_login_audience},
+  plain<&Config::login_any_allow_public>("login-any-allow-public", kClients, Kind::kBool,
+         "false", kLive,
+         "let 'login = any' serve a listener that is not loopback (a development machine "
+         "reached by others); the gateway warns at start. Never in production"),
+  number<&Settings::login_failures_per_ip>("login-failures-per-ip", kClients, "20", kLive, 0,
+         1u << 20,
+         "failed logins from one address (IPv4, IPv6 /64; not address-limits-exempt) per "
+         "login-failure-window, all at once or spread; beyond it the address's logins are "
+         "refused unchecked (address_backoff) until the window gives one back. Each worker "
+         "allows its share (limit / workers, at least 1). 0: no limit"),
+  number<&Settings::login_failures_per_user>("login-failures-per-user", kClients, "10", kLive,
+         0, 1u << 20,
+         "failed logins against one user id per login-failure-window (only failures whose "
+         "user id is authentic: a genuine signed token, expired or for another audience); "
+         "beyond it that user's logins are refused (user_backoff). Each worker allows its "
+         "share. 0: no limit"),
+  seconds<&Settings::login_failure_window_ms>("login-failure-window", kClients, "60", kLive,
+         0.1, 86400, "seconds over which login-failures-per-ip and -per-user failures are "
+         "allowed (a token bucket: the limit at once, then limit / window a second)"),
   {.name = "duplicate-login", .section = kClients, .kind = Kind::kString,
    .default_text = "replace", .on_reload = kLive,
    .help = "a second login of a logged-in user, on any worker: 'replace' (the older session is "
@@ -777,8 +851,13 @@ std::string example_config() {
     comment(out, s.help);
     // A string that is not set by default is shown commented out.
     const bool unset = *s.default_text == '\0';
-    out << (unset ? "# " : "") << s.name << " =" << (unset ? "" : " ") << s.default_text
-        << "  # reload: " << reload_text(s) << "\n";
+    if (s.example_text != nullptr) {
+      out << s.name << " = " << s.example_text << "  # reload: " << reload_text(s)
+          << " (default: " << s.default_text << ")\n";
+    } else {
+      out << (unset ? "# " : "") << s.name << " =" << (unset ? "" : " ") << s.default_text
+          << "  # reload: " << reload_text(s) << "\n";
+    }
   }
   return out.str();
 }

@@ -543,6 +543,20 @@ void Supervisor::raise_fd_limit(std::uint32_t max_connections) {
 
 bool Supervisor::start() {
   const Settings& s = config_.settings;
+  if (const std::string listener = any_login_public_listener(config_); !listener.empty()) {
+    if (!config_.login_any_allow_public) {
+      spdlog::critical(
+          "login = any proves nothing and is refused on listener {}, which is not loopback: "
+          "set login = signed:<public key file> (docs/login.md), or login-any-allow-public = "
+          "true on a development machine",
+          listener);
+      return false;
+    }
+    spdlog::warn(
+        "login = any on listener {}: anyone can log in as any user id "
+        "(login-any-allow-public); never in production",
+        listener);
+  }
   raise_fd_limit(s.max_connections);
   try {
     open_listeners();

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "child_process.h"
 #include "fake_game_service.h"
 #include "gatehouse/crypto/modern_crypto.h"
+#include "gatehouse/token/key_files.h"
 #include "gateway_process.h"
 #include "http_get.h"
 
@@ -226,6 +228,32 @@ TEST(BenchIntegration, ModernRunIsCleanOnAModernOnlyListener) {
   EXPECT_EQ(run.value("messages"), 1000);
   EXPECT_EQ(game_frames(game), 1000u);
   EXPECT_EQ(game.streams().size(), 20u);
+}
+
+// --token-key: each connection logs in with a token signed for user i + 1,
+// against a gateway that accepts only signed tokens.
+TEST(BenchIntegration, SignedTokenLoginsLogInAsUsersOneToN) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("gatehouse-bench-token-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  gatehouse::token::write_key_pair((dir / "login").string(),
+                                   gatehouse::token::SecretKey::generate());
+  FakeGameService game({.echo = true});
+  GatewayOptions options =
+      gateway_for(game, {"--rpm-limit", "0", "--login", "signed:" + (dir / "login.pub").string(),
+                         "--login-audience", "bench"});
+  GatewayProcess gateway(std::move(options));
+  const BenchRun run =
+      run_bench({"--connections", "10", "--window", "2", "--messages", "5", "--token-key",
+                 (dir / "login.key").string(), "--token-audience", "bench", endpoint(gateway)});
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("connections_up"), 10);
+  std::set<std::int32_t> users;
+  for (const auto& s : game.streams()) users.insert(s.user_id);
+  EXPECT_EQ(users, (std::set<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
 }
 
 // --aead aes-256-gcm: granted by a gateway with AES-NI, and the run is as

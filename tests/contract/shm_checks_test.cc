@@ -168,8 +168,8 @@ TEST(ShmChecks, SettingsMustFitTheirArraysAndEnums) {
   EXPECT_THAT(refused([](Settings& s) { s.listener_count = 17; }),
               HasSubstr("listener_count = 17"));
   EXPECT_THAT(refused([](Settings& s) { s.log_level = 7; }), HasSubstr("log_level = 7"));
-  EXPECT_THAT(refused([](Settings& s) { s.login_mode = static_cast<LoginMode>(2); }),
-              HasSubstr("login_mode = 2"));
+  EXPECT_THAT(refused([](Settings& s) { s.login_mode = static_cast<LoginMode>(3); }),
+              HasSubstr("login_mode = 3"));
   EXPECT_THAT(refused([](Settings& s) { s.numbering = static_cast<FrameNumbering>(5); }),
               HasSubstr("numbering = 5"));
 }

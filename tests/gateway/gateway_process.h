@@ -25,7 +25,8 @@ struct GatewayOptions {
   int backend_port = 0;                 ///< game service on 127.0.0.1
   std::uint32_t workers = 1;            ///< one worker: every session shares it
   std::vector<std::string> extra_args;  ///< e.g. {"--rpm-limit", "5"}
-  /// Lines "<token> <user id>"; empty: --login any.
+  /// Lines "<token> <user id>", written hashed for --login tokens:FILE;
+  /// empty: the default login (any, on the loopback listener).
   std::vector<std::string> tokens;
   /// The backend speaks the batched contract (--backend batch:HOST:PORT).
   bool batched = false;

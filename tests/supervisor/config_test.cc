@@ -13,6 +13,7 @@
 
 #include "gatehouse/supervisor/keygen.h"
 #include "gatehouse/supervisor/settings_table.h"
+#include "gatehouse/token/token_file.h"
 
 #include <gmock/gmock.h>
 
@@ -325,10 +326,46 @@ TEST(ConfigTable, ExampleConfigIsGeneratedFromTheTable) {
          "build/bin/gatehouse --print-example-config > examples/gatehouse.conf";
 }
 
+// `login = any` on a listener that is not loopback is what the supervisor
+// refuses (or, allowed, warns about): which listeners count as loopback.
+TEST(Config, AnyLoginNamesTheFirstListenerThatIsNotLoopback) {
+  for (const char* loopback : {"127.0.0.1:1", "127.0.0.2:1", "[::1]:1", "localhost:1"}) {
+    const auto r = parse({"--listen", loopback});
+    ASSERT_TRUE(r.config) << r.message;
+    EXPECT_EQ(any_login_public_listener(*r.config), "") << loopback;
+  }
+  for (const char* open : {"0.0.0.0:1", "[::]:1", "10.1.2.3:1", "example.com:1"}) {
+    const auto r = parse({"--listen", "127.0.0.1:2", "--listen", open});
+    ASSERT_TRUE(r.config) << r.message;
+    EXPECT_EQ(any_login_public_listener(*r.config), open) << open;
+  }
+  const auto key = std::filesystem::temp_directory_path() /
+                   ("gatehouse-any-" + std::to_string(::getpid()) + ".pub");
+  std::ofstream(key) << std::string(64, 'a') << "\n";
+  std::filesystem::permissions(key, std::filesystem::perms::owner_read |
+                                        std::filesystem::perms::owner_write |
+                                        std::filesystem::perms::group_read |
+                                        std::filesystem::perms::others_read);  // whatever the umask
+  const auto signed_login = parse({"--listen", "0.0.0.0:1", "--login", "signed:" + key.string()});
+  std::filesystem::remove(key);
+  ASSERT_TRUE(signed_login.config) << signed_login.message;
+  EXPECT_EQ(any_login_public_listener(*signed_login.config), "") << "not any: nothing to refuse";
+}
+
 TEST(ConfigTable, ExampleConfigReadsBackAsTheDefaults) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("gatehouse-example-" + std::to_string(::getpid()) + ".conf");
-  std::ofstream(path) << example_config();
+  // Rows whose example is not their default (login: signed:<key file>,
+  // which this machine has not) read back as their default.
+  std::string example = example_config();
+  for (const Setting& s : settings_table()) {
+    if (s.example_text == nullptr) continue;
+    const std::string shown = std::string("\n") + s.name + " = " + s.example_text;
+    const auto at = example.find(shown);
+    ASSERT_NE(at, std::string::npos) << s.name;
+    example.replace(at, shown.size(), std::string("\n") + s.name + " = " + s.default_text);
+  }
+  std::ofstream(path) << example;
   const auto from_file = parse({"--config", path.string()});
   std::filesystem::remove(path);
   const auto defaults = parse({});
@@ -354,9 +391,13 @@ TEST(ConfigTable, EverySettingIsInHelpTheExampleAndCheck) {
     EXPECT_THAT(help, HasSubstr("--" + name + " ")) << name;
     EXPECT_THAT(help, HasSubstr("[reload: ")) << name;
     const std::string def = s.default_text;
-    const std::string line = (def.empty() ? "\n# " : "\n") + name + " =" +
-                             (def.empty() ? "" : " " + def) + "  # reload: " + reload_text(s) +
-                             "\n";
+    std::string line = (def.empty() ? "\n# " : "\n") + name + " =" +
+                       (def.empty() ? "" : " " + def) + "  # reload: " + reload_text(s) + "\n";
+    if (s.example_text != nullptr) {  // the example's value, the default beside it
+      line = "\n" + name + " = ";
+      line.append(s.example_text).append("  # reload: ").append(reload_text(s));
+      line.append(" (default: ").append(def).append(")\n");
+    }
     EXPECT_NE(example.find(line), std::string::npos) << line;
     EXPECT_NE(check.find("\n" + name + " = "), std::string::npos) << name;
   }
@@ -369,7 +410,7 @@ TEST(ConfigTable, EverySettingIsInHelpTheExampleAndCheck) {
 TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
   const auto tokens =
       std::filesystem::temp_directory_path() / ("gatehouse-tokens-" + std::to_string(::getpid()));
-  std::ofstream(tokens) << "t 1\n";
+  std::ofstream(tokens) << token::hash_token("t") << " 1\n";
   const unsigned default_workers =
       std::clamp(std::thread::hardware_concurrency() / 2, 1u, kMaxWorkers);
   // A value other than the default, for every row: a new setting needs one.
@@ -415,6 +456,11 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"duplicate-login", "refuse"},
       {"address-limits-exempt", "10.0.0.0/8, 2001:db8::/32"},
       {"gateway-key", new_key("reload.key")},
+      {"login-audience", "eu"},
+      {"login-any-allow-public", "true"},
+      {"login-failures-per-ip", "3"},
+      {"login-failures-per-user", "2"},
+      {"login-failure-window", "5"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

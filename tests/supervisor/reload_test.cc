@@ -44,13 +44,28 @@ TEST(Reload, AConfigurationThatDoesNotParseRefusesIt) {
 }
 
 TEST(Reload, OtherwiseItPlansTheChange) {
-  const auto running = parse({});
+  const auto running = parse({"--listen", "127.0.0.1:8888"});
   ASSERT_TRUE(running.config);
-  const ReloadDecision d =
-      decide_reload({0, "compatible\n"}, *running.config, parse({"--rpm-limit", "8"}));
+  const ReloadDecision d = decide_reload({0, "compatible\n"}, *running.config,
+                                         parse({"--listen", "127.0.0.1:8888", "--rpm-limit", "8"}));
   ASSERT_TRUE(d.plan) << d.refused;
   EXPECT_EQ(d.plan->applied, std::vector<std::string>{"rpm-limit 200 -> 8"});
   EXPECT_EQ(d.plan->config.settings.rpm_limit, 8u);
+}
+
+// `login = any` proves nothing: a reload cannot bring it to a listener that
+// is not loopback unless login-any-allow-public says so.
+TEST(Reload, LoginAnyOnAPublicListenerIsRefusedUnlessAllowed) {
+  const auto running = parse({"--listen", "0.0.0.0:8888", "--login-any-allow-public"});
+  ASSERT_TRUE(running.config);
+  const ReloadDecision refused =
+      decide_reload({0, "compatible\n"}, *running.config, parse({"--listen", "0.0.0.0:8888"}));
+  EXPECT_FALSE(refused.plan);
+  EXPECT_THAT(refused.refused, HasSubstr("login = any on listener 0.0.0.0:8888"));
+  const ReloadDecision allowed = decide_reload(
+      {0, "compatible\n"}, *running.config,
+      parse({"--listen", "0.0.0.0:8888", "--login-any-allow-public", "--rpm-limit", "8"}));
+  EXPECT_TRUE(allowed.plan) << allowed.refused;
 }
 
 /// Three workers started before the reload, attached.

@@ -52,7 +52,7 @@ grep -q "listening on" "$out/game.log" || { echo "the demo game did not start:" 
 gateways=
 metrics_ports=()
 for i in $(seq "$procs"); do
-  "$build/bin/gatehouse" --instance "connections-$$-$i" --listen "0.0.0.0:$port" --reuse-port \
+  "$build/bin/gatehouse" --instance "connections-$$-$i" --listen "127.0.0.1:$port" --reuse-port \
     --backend "batch:127.0.0.1:$game_port" --rpm-limit 0 --connect-rate 0 --connect-rate-per-ip 0 --max-connections "$max_connections" \
     --metrics-listen 127.0.0.1:0 --ready-file "$out/ready-$i" --log-level warn \
     >"$out/gateway-$i.log" 2>&1 &

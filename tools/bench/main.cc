@@ -13,6 +13,7 @@
 // Exit status: 0 = no errors, 1 = errors were counted, 2 = bad usage or the
 // run could not start.
 #include <boost/program_options.hpp>
+#include <chrono>
 
 #include <cstdint>
 #include <exception>
@@ -28,6 +29,8 @@
 #include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/crypto/modern_crypto.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/token/key_files.h"
+#include "gatehouse/token/signed_token.h"
 
 namespace po = boost::program_options;
 namespace gb = gatehouse::bench;
@@ -141,7 +144,12 @@ po::options_description describe_options() {
      "local addresses to connect from, round-robin, comma-separated or repeated (e.g. "
      "127.0.0.2,127.0.0.3: each allows ~28k connections to one gateway port)")
     ("udid-prefix", po::value<std::string>()->default_value("bench-"),
-     "open_udid (and client_certificate) = prefix + connection index")
+     "open_udid (and client_certificate, without --token-key) = prefix + connection index")
+    ("token-key", po::value<std::string>(),
+     "log in with signed tokens (gateway: login = signed:KEY.pub): mint one per connection "
+     "with this secret key file (gatehouse token-keygen), connection i as user i + 1")
+    ("token-audience", po::value<std::string>()->default_value(""),
+     "the gateway's login-audience, for --token-key")
     ("rss-pids", po::value<std::vector<std::string>>()->composing(),
      "the gateway's processes, for its memory and CPU time: these pids (comma-separated or "
      "repeated)")
@@ -226,6 +234,20 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
   }
 
   require(o.connections >= 1, "need at least one connection");
+  if (vm.count("token-key") != 0) {
+    // Minted before the ramp (an Ed25519 signature is tens of microseconds:
+    // a second for 50k connections), valid for a day.
+    const auto key = gatehouse::token::read_secret_key(vm["token-key"].as<std::string>());
+    const auto expiry = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count() +
+                        86400;
+    o.tokens.reserve(o.connections);
+    for (std::uint32_t i = 0; i < o.connections; ++i) {
+      o.tokens.push_back(gatehouse::token::mint(key, static_cast<std::int32_t>(i + 1), expiry,
+                                                vm["token-audience"].as<std::string>()));
+    }
+  }
   require(o.window >= 1 && o.window <= 1'000'000, "--window must be 1..1000000");
   const std::uint32_t max_body = gb::max_body_bytes(o.crypto);
   require(o.body_bytes >= gb::kMinBodyBytes && o.body_bytes <= max_body,

@@ -98,7 +98,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       ("udid", po::value<std::string>()->value_name("ID"),
        "open_udid to log in with (default demo-player)")
       ("token", po::value<std::string>()->value_name("T"),
-       "client_certificate to log in with (default empty)")
+       "client_certificate to log in with: a token from `gatehouse token` (login = signed:) "
+       "or of the token table (login = tokens:); default empty (login = any)")
       ("no-login", "do not log in (to see what the gateway does with a session that has not)")
       ("heartbeat", "action: send heart_beat_req and wait for the ack")
       ("echo", po::value<std::vector<std::string>>()->value_name("TEXT"),

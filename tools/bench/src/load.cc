@@ -466,7 +466,8 @@ void Connection::send_login() {
   protocol::LoginRequest r;
   r.login_way = 0;
   r.open_udid = udid;
-  r.client_certificate = udid;  // the token, should the gateway use a token table
+  // The token, should the gateway use a token table or signed tokens.
+  r.client_certificate = index_ < options_.tokens.size() ? options_.tokens[index_] : udid;
   r.client_version = 1;
   r.user_lang = "en";
   r.app_id = "gatehouse-bench";

@@ -1,49 +1,84 @@
-// Login providers. The gonet2 gateway logged everyone in as user 1; here
-// login is an interface:
-//   - AcceptAnyLogin: everyone gets in, with a stable user id derived from
-//     open_udid (the same device always gets the same id);
-//   - StaticTokenLogin: a table of tokens (the login's client_certificate)
-//     to user ids, read from a file at start, for the demo and tests.
+// Login providers (docs/login.md; what each proves: docs/security.md). The
+// gonet2 gateway logged everyone in as user 1; here login is an interface:
+//   - AcceptAnyLogin: everyone gets in, with a user id derived from
+//     open_udid. Proves nothing, and the 31-bit id collides: development
+//     only (the supervisor refuses it on a non-loopback listener unless
+//     login-any-allow-public).
+//   - StaticTokenLogin: a table of token hashes (the login's
+//     client_certificate) to user ids, read from a file at start.
+//   - SignedTokenLogin: Ed25519-signed tokens naming the user id, an expiry
+//     and an audience, verified with the configured public keys, no network
+//     round trip.
+// Failed logins are limited by the worker (login_failures.h), not here.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/contract/login_refusal.h"
+#include "gatehouse/token/signed_token.h"
 
 namespace gatehouse::worker {
+
+struct LoginVerdict {
+  std::int32_t uid = 0;                             ///< > 0: logged in as this user
+  LoginRefusal refusal = LoginRefusal::kMalformed;  ///< when uid == 0
+  /// A refused login's claimed user id (0: none), for the log.
+  std::int32_t claimed_uid = 0;
+  /// The failure counts against claimed_uid's failed-login bucket: only when
+  /// the claim is authentic (a genuine signed token, expired or for another
+  /// audience), so that nobody can lock another player out by naming them
+  /// in forged tokens (docs/login.md, "Failed logins").
+  bool counts_against_user = false;
+
+  static LoginVerdict ok(std::int32_t uid) { return {uid, LoginRefusal::kMalformed, 0, false}; }
+  static LoginVerdict refused(LoginRefusal why, std::int32_t claimed_uid = 0,
+                              bool counts_against_user = false) {
+    return {0, why, claimed_uid, counts_against_user};
+  }
+};
 
 class LoginProvider {
  public:
   virtual ~LoginProvider() = default;
-  /// The user id, or nullopt when the login is refused.
-  virtual std::optional<std::int32_t> authenticate(const protocol::LoginRequest& login) = 0;
+  /// `now_unix_s`: the wall clock, for expiries.
+  virtual LoginVerdict authenticate(const protocol::LoginRequest& login,
+                                    std::int64_t now_unix_s) = 0;
 };
 
 class AcceptAnyLogin final : public LoginProvider {
  public:
-  std::optional<std::int32_t> authenticate(const protocol::LoginRequest& login) override;
+  LoginVerdict authenticate(const protocol::LoginRequest& login, std::int64_t) override;
 };
 
 class StaticTokenLogin final : public LoginProvider {
  public:
-  /// File format: one `<token> <user id>` per line; blank lines and lines
-  /// starting with '#' are ignored. Throws std::runtime_error naming the file
-  /// and line on a bad entry.
+  /// The hashed table (gatehouse/token/token_file.h); throws
+  /// std::runtime_error naming the file and line on a bad entry.
   static StaticTokenLogin from_file(const std::string& path);
-  explicit StaticTokenLogin(std::unordered_map<std::string, std::int32_t> tokens)
-      : tokens_(std::move(tokens)) {}
-  std::optional<std::int32_t> authenticate(const protocol::LoginRequest& login) override;
+  explicit StaticTokenLogin(std::unordered_map<std::string, std::int32_t> hashes)
+      : hashes_(std::move(hashes)) {}
+  LoginVerdict authenticate(const protocol::LoginRequest& login, std::int64_t) override;
 
  private:
-  std::unordered_map<std::string, std::int32_t> tokens_;
+  std::unordered_map<std::string, std::int32_t> hashes_;  ///< token hash -> user id
 };
 
-/// The provider the settings ask for.
+class SignedTokenLogin final : public LoginProvider {
+ public:
+  explicit SignedTokenLogin(token::Verifier verifier) : verifier_(std::move(verifier)) {}
+  LoginVerdict authenticate(const protocol::LoginRequest& login, std::int64_t now_unix_s) override;
+
+ private:
+  token::Verifier verifier_;
+};
+
+/// The provider the settings ask for; throws std::runtime_error when its
+/// files cannot be read.
 std::unique_ptr<LoginProvider> make_login_provider(const Settings& settings);
 
 }  // namespace gatehouse::worker

@@ -39,6 +39,7 @@
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
 #include "gatehouse/worker/login.h"
+#include "gatehouse/worker/login_failures.h"
 
 namespace gatehouse::worker {
 
@@ -78,6 +79,9 @@ class Worker {
                                 std::span<const std::byte> payload);
   void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void complete_login(shm::ConnectionId id, Session& s);
+  /// The login's verdict, with the failed-login limits applied (and the
+  /// failure counted).
+  LoginVerdict check_login(const Session& s, const protocol::LoginRequest& login);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange2(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
@@ -138,6 +142,7 @@ class Worker {
   const ipc::RecordReader<RingKind::kFrontendToWorker> frontend_records_;
   const ipc::RecordReader<RingKind::kBridgeToWorker> bridge_records_;
   const modern::GatewayKeyring gateway_keys_;  // gateway-key files, read at start
+  LoginFailures login_failures_;               // after settings_, which it keeps a reference to
   shm::RingConsumer from_frontend_;
   shm::RingConsumer from_bridge_;
   shm::RingProducer to_frontend_;
@@ -145,7 +150,8 @@ class Worker {
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
   // Lines a client can cause at will: at most one a second each.
-  LogLimit login_refused_log_{spdlog::level::info, "login refused"};
+  // One per refusal reason: a flood of one kind hides no other kind.
+  std::vector<std::unique_ptr<LogLimit>> login_refused_logs_;
   LogLimit unframeable_log_{spdlog::level::warn, "game message that cannot be framed"};
   LogLimit client_too_large_log_{spdlog::level::warn, "client message over what receivers take"};
   LogLimit game_too_large_log_{spdlog::level::warn, "game message over a receiver's frame"};

@@ -52,7 +52,10 @@ struct AddressRange {
 /// gateway-key files a gateway holds at once (one, two while keys rotate).
 inline constexpr std::uint32_t kMaxGatewayKeys = 4;
 
-enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1 };
+enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1, kSignedTokens = 2 };
+/// Settings::login_file: a token table's path, or signed-token key files
+/// joined by ','.
+inline constexpr std::size_t kLoginFileBytes = 1024;
 
 /// What a second login of a logged-in user does (Settings::duplicate_login).
 enum class DuplicateLogin : std::uint32_t {
@@ -98,7 +101,7 @@ struct Settings {
   char backends[kMaxBackends][kAddressBytes];
   LoginMode login_mode;
   std::uint32_t idle_spin_us;  ///< BackoffIdler spin before parking
-  char login_file[kPathBytes];
+  char login_file[kLoginFileBytes];
   /// How long sessions wait for a game service that went away (re-opened
   /// streams, a broken batched link) before they are kicked.
   std::uint32_t backend_wait_ms;
@@ -132,6 +135,14 @@ struct Settings {
   /// Bytes of game events the bridge keeps for one worker whose ring is full
   /// before it stops reading the game calls that feed it (issue 20).
   std::uint32_t game_backlog_bytes;
+  // Logins (docs/login.md).
+  char login_audience[kAddressBytes];  ///< signed tokens must name it ("" = none)
+  /// Failed logins allowed per login_failure_window_ms, from one address
+  /// (IPv4, IPv6 /64; not address_limits_exempt) and against one user id;
+  /// each worker allows its share (limit / workers, at least 1). 0: no limit.
+  std::uint32_t login_failures_per_ip;
+  std::uint32_t login_failures_per_user;
+  std::uint32_t login_failure_window_ms;
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

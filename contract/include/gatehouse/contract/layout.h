@@ -28,6 +28,7 @@
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/control.h"
 #include "gatehouse/contract/journal.h"
+#include "gatehouse/contract/login_refusal.h"
 #include "gatehouse/contract/metrics.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/contract/session.h"
@@ -38,7 +39,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 12;
+inline constexpr std::uint32_t kLayoutVersion = 13;
 
 namespace layout {
 
@@ -146,7 +147,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 14817238104282775750ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 1184720188785043636ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -164,10 +165,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 2784 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 6640 && alignof(ControlBlock) == 8);
-static_assert(sizeof(metrics::Shard) == 1280 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 85760 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(Settings) == 3696 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 8464 && alignof(ControlBlock) == 8);
+static_assert(sizeof(metrics::Shard) == 1408 && alignof(metrics::Shard) == 128);
+static_assert(sizeof(MetricsBlock) == 94336 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "gatehouse/contract/close_reason.h"
+#include "gatehouse/contract/login_refusal.h"
 
 namespace gatehouse::metrics {
 
@@ -22,8 +23,7 @@ enum Counter : std::uint32_t {
   kClientBytesReceived,
   kClientFramesSent,
   kClientBytesSent,
-  kLoginsOk,
-  kLoginsRefused,
+  kLoginsOk,  ///< refused logins are counted by reason: Shard::logins_refused
   kDroppedToClient,
   kDroppedToGame,
   kGameStreamsOpened,
@@ -90,6 +90,7 @@ struct HistogramCells {
 struct alignas(128) Shard {
   std::atomic<std::uint64_t> counters[kCounterCount];
   std::atomic<std::uint64_t> closed[static_cast<std::size_t>(CloseReason::kCount)];
+  std::atomic<std::uint64_t> logins_refused[static_cast<std::size_t>(LoginRefusal::kCount)];
   std::atomic<std::uint64_t> restarts[kComponentCount][kCauseCount];
   std::atomic<std::int64_t> gauges[kGaugeCount];
   HistogramCells timed[kTimedCount];
@@ -110,6 +111,9 @@ class Writer {
   void add(Counter c, std::uint64_t n = 1) noexcept { bump(shard_->counters[c], n); }
   void closed(CloseReason reason) noexcept {
     bump(shard_->closed[static_cast<std::size_t>(reason)], 1);
+  }
+  void refused(LoginRefusal reason) noexcept {
+    bump(shard_->logins_refused[static_cast<std::size_t>(reason)], 1);
   }
   void restarted(Component component, RestartCause cause) noexcept {
     bump(shard_->restarts[component][cause], 1);

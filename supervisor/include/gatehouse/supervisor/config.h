@@ -24,7 +24,8 @@ struct Config {
   std::string metrics_listen;       ///< Prometheus endpoint, host:port
   std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
   std::uint32_t hang_timeout_ms = 3000;         ///< a child silent this long is killed
-  std::uint32_t drain_wait_ms = 0;  ///< a drain lets sessions end on their own this long
+  std::uint32_t drain_wait_ms = 0;      ///< a drain lets sessions end on their own this long
+  bool login_any_allow_public = false;  ///< `login = any` may serve a non-loopback listener
   Settings settings{};
 };
 
@@ -49,5 +50,11 @@ struct ReloadPlan {
   std::vector<std::string> need_restart;  ///< changed, kept: "workers", ...
 };
 ReloadPlan plan_reload(const Config& running, const Config& fresh);
+
+/// The first listener that is not loopback when the login provider is
+/// `any`; "" otherwise. `any` proves nothing (docs/security.md): the
+/// supervisor refuses to start (and a reload to switch to it) with such a
+/// listener unless login_any_allow_public, and warns when it is allowed.
+std::string any_login_public_listener(const Config& config);
 
 }  // namespace gatehouse::supervisor

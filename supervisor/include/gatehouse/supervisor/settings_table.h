@@ -64,6 +64,9 @@ struct Setting {
   void (*plan)(const Config& running, const Config& fresh, ReloadPlan& plan) = nullptr;
   /// Said instead of the "live" or "restart" that `on_reload` implies.
   const char* reload_note = nullptr;
+  /// The example configuration's value where the default is not what a
+  /// production gateway should run with (login: `any` proves nothing).
+  const char* example_text = nullptr;
 };
 
 /// Every setting, in the order of --help.
@@ -82,7 +85,8 @@ std::string help_text(const Setting& setting);
 /// otherwise.
 std::string plan_name(const Setting& setting);
 
-/// examples/gatehouse.conf: every setting with its help and default.
+/// examples/gatehouse.conf: every setting with its help and default (or its
+/// example_text, the default named beside it).
 std::string example_config();
 
 }  // namespace gatehouse::supervisor

@@ -8,6 +8,8 @@
 //
 // A bucket that is full (tat_ns <= now) admits `burst` units at once; then
 // one unit every 60 s / per_minute. Units are frames, bytes or anything.
+// per_period() takes any period: "10 failed logins a minute" and "one a
+// second" alike (a period of 6 s and 1 unit is one unit every 6 s).
 #pragma once
 
 #include <algorithm>
@@ -20,10 +22,16 @@ class RateLimit {
   /// `per_minute` units a minute, at most `burst` at once (0: per_minute).
   /// per_minute 0: no limit, every admission succeeds.
   static constexpr RateLimit per_minute(std::uint64_t per_minute, std::uint64_t burst) noexcept {
-    return RateLimit{per_minute, burst == 0 ? per_minute : burst};
+    return per_period(per_minute, kMinuteNs, burst);
+  }
+  /// `units` every `period_ns`, at most `burst` at once (0: units). units 0:
+  /// no limit.
+  static constexpr RateLimit per_period(std::uint64_t units, std::int64_t period_ns,
+                                        std::uint64_t burst) noexcept {
+    return RateLimit{units, period_ns, burst == 0 ? units : burst};
   }
 
-  constexpr bool unlimited() const noexcept { return per_minute_ == 0; }
+  constexpr bool unlimited() const noexcept { return per_period_ == 0; }
 
   /// Admits `units` at `now_ns` (any monotonic or wall clock in ns, the
   /// same for every call on `tat_ns`) and advances `tat_ns`; false, leaving
@@ -52,17 +60,18 @@ class RateLimit {
       Wide;  // NOLINT(modernize-use-using): __extension__ needs typedef
   static constexpr std::int64_t kMostNs = INT64_MAX / 4;  // far beyond any clock we add it to
 
-  constexpr RateLimit(std::uint64_t per_minute, std::uint64_t burst)
-      : per_minute_(per_minute), burst_(burst) {}
+  constexpr RateLimit(std::uint64_t per_period, std::int64_t period_ns, std::uint64_t burst)
+      : per_period_(per_period), period_ns_(period_ns), burst_(burst) {}
 
-  /// What `units` cost, exact: units * a minute / per_minute (128-bit: a
+  /// What `units` cost, exact: units * period / per_period (128-bit: a
   /// minute in ns times a few MiB overflows 64 bits).
   constexpr std::int64_t cost_ns(std::uint64_t units) const noexcept {
-    const Wide ns = Wide{units} * Wide{kMinuteNs} / per_minute_;
+    const Wide ns = Wide{units} * static_cast<Wide>(period_ns_) / per_period_;
     return ns > Wide{kMostNs} ? kMostNs : static_cast<std::int64_t>(ns);
   }
 
-  std::uint64_t per_minute_;
+  std::uint64_t per_period_;
+  std::int64_t period_ns_;
   std::uint64_t burst_;
 };
 

@@ -60,6 +60,9 @@ struct LoadOptions {
   std::uint32_t threads = 1;   ///< event loops; connection i runs on loop i % threads
   std::vector<std::string> source_addresses;  ///< bind round-robin (more than ~28k ports)
   std::string udid_prefix = "bench-";
+  /// Connection i's login token (client_certificate), e.g. signed tokens
+  /// minted for user i + 1; empty: the connection's udid.
+  std::vector<std::string> tokens;
   bool progress = true;  ///< a line on `progress_out` every second
 };
 
