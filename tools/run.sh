@@ -41,7 +41,7 @@ cat <<TXT
   In another terminal, try:
 
     build/tools/gatehouse-client --udid alice --token $alice --echo hello 127.0.0.1:$port
-    build/tools/gatehouse-client --modern --gateway-key $run_dir/gateway.key.pub --udid bob \
+    build/tools/gatehouse-client --modern --gateway-key $run_dir/gateway.key.pub --udid bob \\
         --token $bob --say "hi all" --listen 30 127.0.0.1:$port
     build/tools/gatehouse-client --encrypt --udid dave --token $dave --echo "legacy DH + RC4" 127.0.0.1:$port
     build/tools/gatehouse-client --udid carol --token $carol --kick-me 127.0.0.1:$port
