@@ -16,15 +16,17 @@ RateLimit share(std::uint32_t limit, std::uint32_t window_ms, std::uint32_t work
 }  // namespace
 
 LoginFailures::LoginFailures(const Settings& settings)
-    : settings_(settings),
-      per_address_(share(settings.login_failures_per_ip, settings.login_failure_window_ms,
+    : per_address_(share(settings.login_failures_per_ip, settings.login_failure_window_ms,
                          settings.workers)),
       per_user_(share(settings.login_failures_per_user, settings.login_failure_window_ms,
-                      settings.workers)) {}
+                      settings.workers)),
+      exempt_(settings.address_limits_exempt,
+              settings.address_limits_exempt +
+                  std::min(settings.address_limits_exempt_count, kMaxExemptNetworks)) {}
 
 std::string LoginFailures::address_key(const std::uint8_t* address) const {
-  for (std::uint32_t i = 0; i < settings_.address_limits_exempt_count; ++i) {
-    if (settings_.address_limits_exempt[i].contains(address)) return {};
+  for (const AddressRange& range : exempt_) {
+    if (range.contains(address)) return {};
   }
   static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   std::string key(reinterpret_cast<const char*>(address), 16);

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gatehouse/base/log.h"
 #include "gatehouse/contract/records.h"
 #include "test_segment.h"
 
@@ -286,6 +287,9 @@ TEST_F(WorkerRingsTest, APausedProducerKeepsTheBacklogWithinItsBound) {
   };
   auto call = std::make_shared<Producer>();
   std::atomic<bool> done{false};
+  // spdlog's registry is a function-local static of the (uninstrumented)
+  // library: made here, before the thread, TSan sees it made before both use it.
+  spdlog::default_logger_raw();
   std::thread grpc([&] {
     for (int i = 0; i < kMessages; ++i) {
       while (call->paused.load()) std::this_thread::yield();

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "gatehouse/base/rate_limit.h"
 #include "gatehouse/contract/control.h"
@@ -49,9 +50,9 @@ class LoginFailures {
   bool blocked(const RateLimit& limit, const std::string& key, std::int64_t now_ns) const;
   void count(const RateLimit& limit, const std::string& key, std::int64_t now_ns);
 
-  const Settings& settings_;
   const RateLimit per_address_;
   const RateLimit per_user_;
+  const std::vector<AddressRange> exempt_;  // address-limits-exempt, copied
   std::unordered_map<std::string, std::int64_t> tat_ns_;  ///< key -> its bucket
 };
 

@@ -142,7 +142,7 @@ class Worker {
   const ipc::RecordReader<RingKind::kFrontendToWorker> frontend_records_;
   const ipc::RecordReader<RingKind::kBridgeToWorker> bridge_records_;
   const modern::GatewayKeyring gateway_keys_;  // gateway-key files, read at start
-  LoginFailures login_failures_;               // after settings_, which it keeps a reference to
+  LoginFailures login_failures_;               // after settings_, which it is made from
   shm::RingConsumer from_frontend_;
   shm::RingConsumer from_bridge_;
   shm::RingProducer to_frontend_;
