@@ -52,7 +52,7 @@ class LoginFailures {
 
   const RateLimit per_address_;
   const RateLimit per_user_;
-  const std::vector<AddressRange> exempt_;  // address-limits-exempt, copied
+  const std::vector<AddressRange> exempt_;                // address-limits-exempt, copied
   std::unordered_map<std::string, std::int64_t> tat_ns_;  ///< key -> its bucket
 };
 
