@@ -121,7 +121,8 @@ for row in $rows; do
          --gateway-key "$out/gateway.key.pub" ;;
     7) contract="batch" start broadcast
        run 7 broadcast broadcast --seconds 20 --metrics "$metrics" --log "$log" ;;
-    8) echo "good-token 42" >"$out/tokens"
+    8) echo "good-token 42" >"$out/tokens.plain"
+       "$bin/gatehouse" token-hash "$out/tokens.plain" >"$out/tokens"  # hashes, not tokens
        # The pre-login budget (16384 bytes) would refuse the 60 KB login
        # before the worker logs it: the escaping must hold where it is raised.
        start udid --login "tokens:$out/tokens" --prelogin-bytes 65536
