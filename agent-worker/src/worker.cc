@@ -368,17 +368,7 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   s.login_seq = last_login_seq_;
   // Whether this user is logged in already is the bridge's to say: it sees
   // every worker's logins (duplicate-login).
-  std::uint32_t flags = 0;
-  switch (settings_.duplicate_login) {
-    case DuplicateLogin::kRefuse:
-      flags = ipc::kAwaitVerdict;
-      break;
-    case DuplicateLogin::kReplace:
-      flags = ipc::kReplaceOlder;
-      break;
-    case DuplicateLogin::kAllow:
-      break;
-  }
+  const std::uint32_t flags = ipc::stream_open_flags(settings_.duplicate_login);
   ipc::write_record(to_bridge_, ipc::kStreamOpen,
                     ipc::StreamOpen{id.value(), s.user_id, s.login_seq, flags, 0});
   if (flags == ipc::kAwaitVerdict) {

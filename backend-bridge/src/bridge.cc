@@ -116,20 +116,10 @@ void Bridge::take_over() {
   }
   std::sort(logged_in.begin(), logged_in.end(),
             [](const LoggedIn& a, const LoggedIn& b) { return a.login_seq < b.login_seq; });
-  std::uint32_t replace = 0;
-  switch (settings_.duplicate_login) {
-    case DuplicateLogin::kReplace:
-      replace = ipc::kReplaceOlder;
-      break;
-    case DuplicateLogin::kRefuse:
-      replace = ipc::kAwaitVerdict;
-      break;
-    case DuplicateLogin::kAllow:
-      break;
-  }
+  const std::uint32_t flags = ipc::stream_open_flags(settings_.duplicate_login);
   std::size_t reopened = 0;
   for (const LoggedIn& s : logged_in) {
-    users_.open(s.conn, s.user_id, s.login_seq, s.pending ? ipc::kAwaitVerdict : replace, nullptr);
+    users_.open(s.conn, s.user_id, s.login_seq, s.pending ? ipc::kAwaitVerdict : flags, nullptr);
     reopened += s.pending ? 0 : 1;
   }
   if (reopened != 0) {

@@ -131,6 +131,18 @@ class FrontendBoundsTest : public ::testing::Test {
     return logged_in_client(gateway_->port(), name, token, /*encrypt=*/true);
   }
 
+  /// User 1002 ("tok-sleeper") with a small receive buffer, so that what
+  /// the gateway sends it backs up soon; logged in, its game stream open
+  /// (the bystander's is the other).
+  std::unique_ptr<client::Client> slow_reader(std::string_view udid) {
+    auto c = std::make_unique<client::Client>();
+    c->connect("127.0.0.1", gateway_->port());
+    shrink_receive_buffer(c->native_handle());
+    EXPECT_TRUE(c->login(udid, "tok-sleeper", kPatience).ok());
+    EXPECT_TRUE(game_.wait_for_streams(2, kPatience));
+    return c;
+  }
+
   FakeGameService game_{{.echo = true}};
   std::optional<GatewayProcess> gateway_;
 };
@@ -186,11 +198,8 @@ TEST_F(FrontendBoundsTest, TrickledFramesAreClosedByTheReadDeadline) {
 TEST_F(FrontendBoundsTest, OutputQueueIsBoundedInBytes) {
   start({"--txqueue-bytes", "65536", "--sockbuf", "4096", "--write-timeout", "3600"});
   auto bystander = player("bystander");
-  client::Client sleeper;
-  sleeper.connect("127.0.0.1", gateway_->port());
-  shrink_receive_buffer(sleeper.native_handle());
-  ASSERT_TRUE(sleeper.login("sleeper", "tok-sleeper", kPatience).ok());
-  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
+  auto sleeper = slow_reader("sleeper");
+  ASSERT_FALSE(HasFailure());
   const auto message = game_message(10'000);
   int pushed = 0;
   for (; pushed < 100 && !gateway_->wait_log("reason=slow_consumer", 0ms); ++pushed) {
@@ -211,11 +220,8 @@ TEST_F(FrontendBoundsTest, OutputQueueIsBoundedInBytes) {
 TEST_F(FrontendBoundsTest, ClientThatTakesNoByteIsKickedByTheWriteDeadline) {
   start({"--write-timeout", "1", "--sockbuf", "4096"});
   auto bystander = player("bystander");
-  client::Client sleeper;
-  sleeper.connect("127.0.0.1", gateway_->port());
-  shrink_receive_buffer(sleeper.native_handle());
-  ASSERT_TRUE(sleeper.login("sleeper", "tok-sleeper", kPatience).ok());
-  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
+  auto sleeper = slow_reader("sleeper");
+  ASSERT_FALSE(HasFailure());
   const auto message = game_message(10'000);
   for (int i = 0; i < 10; ++i) game_.push(1002, message);  // 100 KB: more than the buffers take
   const auto pushed = Clock::now();
@@ -223,7 +229,7 @@ TEST_F(FrontendBoundsTest, ClientThatTakesNoByteIsKickedByTheWriteDeadline) {
   const auto took = Clock::now() - pushed;
   // 1 s deadline + 100 ms sweep; the rest is slack for a busy machine.
   EXPECT_LT(took, 5s) << seconds(took) << " s";
-  EXPECT_TRUE(sleeper.wait_closed(kPatience));
+  EXPECT_TRUE(sleeper->wait_closed(kPatience));
   EXPECT_TRUE(echo_works(*bystander, "after"));
   EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
 }
@@ -236,35 +242,32 @@ TEST_F(FrontendBoundsTest, ClientThatTakesNoByteIsKickedByTheWriteDeadline) {
 TEST_F(FrontendBoundsTest, KickedClientIsNotReadAndClosedWithinTheLinger) {
   start({"--rpm-limit", "20", "--linger", "1", "--sockbuf", "4096"});
   auto bystander = player("bystander");
-  client::Client kicked;
-  kicked.connect("127.0.0.1", gateway_->port());
-  shrink_receive_buffer(kicked.native_handle());
-  ASSERT_TRUE(kicked.login("kicked", "tok-sleeper", kPatience).ok());
-  ASSERT_TRUE(game_.wait_for_streams(2, kPatience));
+  auto kicked = slow_reader("kicked");
+  ASSERT_FALSE(HasFailure());
   // Echoed 8 KB pings back up (it reads nothing); the 21st frame is over the
   // rpm limit.
   const std::vector<std::byte> body(8000, std::byte{0x33});
   for (int i = 0; i < 25; ++i) {
-    if (!kicked.send(1001, body)) break;
+    if (!kicked->send(1001, body)) break;
   }
   ASSERT_TRUE(gateway_->wait_log("reason=rpm_exceeded")) << gateway_->log();
   const auto kick = Clock::now();
   // Now junk as fast as the socket takes it, until the gateway resets it
   // (through a send buffer of a known size: loopback would autotune it).
   const int send_buffer = 65536;
-  ::setsockopt(kicked.native_handle(), SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+  ::setsockopt(kicked->native_handle(), SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
   const std::vector<std::byte> junk(65536, std::byte{0x77});
   std::size_t sent = 0;
   bool reset = false;
   while (!reset && Clock::now() - kick < kPatience) {
     const ssize_t n =
-        ::send(kicked.native_handle(), junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        ::send(kicked->native_handle(), junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       sent += static_cast<std::size_t>(n);
     } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       reset = true;
     } else {
-      pollfd p{kicked.native_handle(), POLLOUT, 0};
+      pollfd p{kicked->native_handle(), POLLOUT, 0};
       ::poll(&p, 1, 50);
     }
   }

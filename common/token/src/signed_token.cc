@@ -41,22 +41,6 @@ long decode(std::string_view text, unsigned char* out, std::size_t capacity) {
 
 }  // namespace
 
-std::string_view name_of(Refusal refusal) noexcept {
-  switch (refusal) {
-    case Refusal::kMalformed:
-      return "malformed";
-    case Refusal::kUnknownKey:
-      return "unknown_key";
-    case Refusal::kBadSignature:
-      return "bad_signature";
-    case Refusal::kExpired:
-      return "expired";
-    case Refusal::kWrongAudience:
-      return "wrong_audience";
-  }
-  return "?";
-}
-
 std::uint32_t PublicKey::id() const noexcept {
   unsigned char digest[32];
   crypto_generichash(digest, sizeof digest, bytes.data(), bytes.size(), nullptr, 0);

@@ -36,6 +36,7 @@
 #include <optional>
 #include <span>
 
+#include "gatehouse/contract/control.h"
 #include "gatehouse/shm/spsc_ring.h"
 
 namespace gatehouse::ipc {
@@ -100,6 +101,19 @@ struct LoggedIn {
 /// StreamOpen::flags
 inline constexpr std::uint32_t kAwaitVerdict = 1;  ///< refuse: the worker waits for kLoginVerdict
 inline constexpr std::uint32_t kReplaceOlder = 2;  ///< replace: an older session of the user goes
+
+/// The StreamOpen flags a login carries under `policy`.
+constexpr std::uint32_t stream_open_flags(DuplicateLogin policy) noexcept {
+  switch (policy) {
+    case DuplicateLogin::kRefuse:
+      return kAwaitVerdict;
+    case DuplicateLogin::kReplace:
+      return kReplaceOlder;
+    case DuplicateLogin::kAllow:
+      break;
+  }
+  return 0;
+}
 
 struct StreamOpen {
   std::uint64_t conn;

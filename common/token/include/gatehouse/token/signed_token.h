@@ -38,7 +38,6 @@ enum class Refusal {
   kExpired,        ///< past its expiry
   kWrongAudience,  ///< minted for another audience
 };
-std::string_view name_of(Refusal refusal) noexcept;
 
 struct PublicKey {
   std::array<unsigned char, kPublicKeyBytes> bytes{};
