@@ -55,16 +55,15 @@ void UserSessions::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
   if (!waiting_.contains(conn)) open_or_wait(conn, user_id, login_seq, origin);
 }
 
-bool UserSessions::open_or_wait(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+void UserSessions::open_or_wait(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
                                 const Origin* origin) {
   if (streams_up(users_[user_id], user_id, conn)) {
     Waiting& w = waiting_[conn];
     w.user_id = user_id;
     w.login_seq = login_seq;
-    return false;
+    return;
   }
   start(conn, user_id, login_seq, origin);
-  return true;
 }
 
 void UserSessions::start(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
@@ -96,7 +95,6 @@ void UserSessions::send(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
   }
   Waiting& w = it->second;
   if (w.messages.size() >= kMaxWaitingMessages) {
-    ++w.dropped;
     metrics_.add(metrics::kDroppedToGame);
     overflow_log.log(
         "conn {:#x} user {}: {} messages wait for the user's previous game stream to end; "

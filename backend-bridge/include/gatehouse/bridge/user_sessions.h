@@ -55,9 +55,6 @@ class UserSessions {
   /// ended (cancelling those that take too long). Returns the work done.
   std::size_t flush(std::int64_t now_ns);
 
-  /// Newcomers waiting for an old stream to end.
-  std::size_t waiting() const noexcept { return waiting_.size(); }
-
  private:
   struct Held {
     std::uint64_t seq;
@@ -68,7 +65,6 @@ class UserSessions {
     std::uint64_t login_seq;
     std::int64_t since_ns = 0;  // 0: not seen by flush() yet
     std::deque<Held> messages;
-    std::size_t dropped = 0;
   };
   struct User {
     std::uint64_t conn = 0;  // the session the user is entitled to (latest login)
@@ -77,8 +73,8 @@ class UserSessions {
   };
 
   /// Opens `conn`'s stream now if no other stream of its user is up; else
-  /// it waits. Returns whether it opened.
-  bool open_or_wait(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
+  /// it waits.
+  void open_or_wait(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
                     const Origin* origin);
   void start(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
              const Origin* origin);
