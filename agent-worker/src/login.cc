@@ -46,6 +46,11 @@ LoginVerdict SignedTokenLogin::authenticate(const protocol::LoginRequest& login,
   return LoginVerdict::refused(LoginRefusal::kMalformed);
 }
 
+LoginVerdict AuthServiceLogin::authenticate(const protocol::LoginRequest& login, std::int64_t) {
+  if (login.client_certificate.empty()) return LoginVerdict::refused(LoginRefusal::kMalformed);
+  return LoginVerdict::defer();
+}
+
 std::unique_ptr<LoginProvider> make_login_provider(const Settings& settings) {
   switch (settings.login_mode) {
     case LoginMode::kStaticTokens:
@@ -53,6 +58,8 @@ std::unique_ptr<LoginProvider> make_login_provider(const Settings& settings) {
     case LoginMode::kSignedTokens:
       return std::make_unique<SignedTokenLogin>(
           token::Verifier(token::read_public_keys(settings.login_file), settings.login_audience));
+    case LoginMode::kAuthService:
+      return std::make_unique<AuthServiceLogin>();
     case LoginMode::kAcceptAny:
       break;
   }

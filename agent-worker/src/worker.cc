@@ -1,6 +1,5 @@
 #include "gatehouse/worker/worker.h"
 
-#include <arpa/inet.h>
 #include <string.h>  // explicit_bzero
 
 #include <chrono>
@@ -16,6 +15,7 @@
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/contract/shm_checks.h"
+#include "gatehouse/net/endpoint.h"
 #include "gatehouse/shm/idle_strategy.h"
 
 namespace gatehouse::worker {
@@ -38,14 +38,7 @@ std::int64_t unix_ms() {
 
 /// "1.2.3.4:5678" or "[::1]:5678" for logs.
 std::string remote_of(const Session& s) {
-  char text[INET6_ADDRSTRLEN] = "?";
-  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(s.address, kMapped, sizeof kMapped) == 0) {
-    ::inet_ntop(AF_INET, s.address + 12, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(s.port);
-  }
-  ::inet_ntop(AF_INET6, s.address, text, sizeof text);
-  return "[" + std::string(text) + "]:" + std::to_string(s.port);
+  return address_port_text(s.address, s.port);
 }
 
 }  // namespace
@@ -352,11 +345,26 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   const auto login = protocol::parse_login(body);
   if (!login) return finish(id, s, CloseReason::kBadBody);
   const LoginVerdict verdict = check_login(s, *login);
+  if (verdict.deferred) {
+    // To the auth service, through the bridge; the verdict comes back as a
+    // kAuthVerdict (on(AuthVerdict)). The body is what the client sent,
+    // decrypted: the bridge builds the service's request from it.
+    ipc::AuthRequest request{id.value(), {}, s.port, 0, 0};
+    std::memcpy(request.address, s.address, sizeof request.address);
+    ipc::write_record(to_bridge_, ipc::kAuthRequest, request, body);
+    s.state = Session::kAuthPending;
+    return;
+  }
+  conclude_login(id, s, verdict, login->open_udid);
+}
+
+void Worker::conclude_login(shm::ConnectionId id, Session& s, const LoginVerdict& verdict,
+                            std::string_view open_udid) {
   if (verdict.uid == 0) {
     metrics_.refused(verdict.refusal);
     login_refused_logs_[static_cast<std::size_t>(verdict.refusal)]->log(
         "login refused conn={:#x} remote={} refusal={} user={} open_udid '{}'", id.value(),
-        remote_of(s), to_string(verdict.refusal), verdict.claimed_uid, log_text(login->open_udid));
+        remote_of(s), to_string(verdict.refusal), verdict.claimed_uid, log_text(open_udid));
     send_packet(id, s, protocol::kUserLoginFaildAck, 0);
     return finish(id, s, CloseReason::kLoginFailed);
   }
@@ -404,10 +412,17 @@ LoginVerdict Worker::check_login(const Session& s, const protocol::LoginRequest&
   if (login_failures_.address_blocked(s.address, now_ns)) {
     return LoginVerdict::refused(LoginRefusal::kAddressBackoff);
   }
-  LoginVerdict verdict = login_->authenticate(login, batch_unix_ms_ / 1000);
+  return limited(s, login_->authenticate(login, batch_unix_ms_ / 1000));
+}
+
+LoginVerdict Worker::limited(const Session& s, LoginVerdict verdict) {
+  if (verdict.deferred) return verdict;  // judged when the auth service's verdict comes
+  const std::int64_t now_ns = monotonic_ns();
   if (verdict.uid == 0) {
-    login_failures_.failed(s.address, verdict.counts_against_user ? verdict.claimed_uid : 0,
-                           now_ns);
+    if (is_failed_login(verdict.refusal)) {
+      login_failures_.failed(s.address, verdict.counts_against_user ? verdict.claimed_uid : 0,
+                             now_ns);
+    }
   } else if (login_failures_.user_blocked(verdict.uid, now_ns)) {
     // A good credential too: while the user's bucket is empty, a guess at
     // its credential cannot tell a right guess from a wrong one.
@@ -630,6 +645,23 @@ void Worker::on(const ipc::Parsed<ipc::LoginVerdict>& r) {
   finish(id, *s, CloseReason::kDuplicateLogin);
 }
 
+/// The auth service's verdict on a login (login = auth:), or the bridge's
+/// when it could not get one (auth_timeout, auth_busy, auth_unavailable).
+void Worker::on(const ipc::Parsed<ipc::AuthVerdict>& r) {
+  const shm::ConnectionId id(r.header.conn);
+  Session* s = live_session(id);
+  if (s == nullptr || s->state != Session::kAuthPending) return;  // it left meanwhile
+  s->state = Session::kOpen;
+  // The service is trusted: a user it names as the credential's owner is
+  // authentic, so the failure counts against it (a guessed password).
+  const LoginVerdict verdict =
+      r.header.user_id > 0
+          ? LoginVerdict::ok(r.header.user_id)
+          : LoginVerdict::refused(static_cast<LoginRefusal>(r.header.refusal),
+                                  r.header.claimed_user_id, r.header.claimed_user_id > 0);
+  conclude_login(id, *s, limited(*s, verdict), {});
+}
+
 /// The user logged in again (duplicate-login = replace): this session goes,
 /// after what is queued for it.
 void Worker::on(const ipc::Parsed<ipc::Replaced>& r) {
@@ -652,8 +684,7 @@ bool Worker::drain_some(CloseReason reason, std::size_t budget) {
     const shm::ConnectionId id = sessions_.live_id(drain_cursor_);
     if (!id) continue;
     const Session* peek = sessions_.find(id);
-    if (peek == nullptr || (peek->state != Session::kOpen && peek->state != Session::kLoggedIn &&
-                            peek->state != Session::kLoginPending)) {
+    if (peek == nullptr || peek->state == Session::kUnused || peek->state == Session::kClosed) {
       continue;
     }
     if (!outputs_have_room()) return false;  // next pass, after this batch is published

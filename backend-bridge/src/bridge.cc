@@ -25,6 +25,15 @@ namespace {
 /// A --backend entry: "HOST:PORT" (the gonet2 contract) or "batch:HOST:PORT"
 /// (the batched contract).
 constexpr std::string_view kBatchPrefix = "batch:";
+
+/// Which gateway this is, for game services and the auth service:
+/// host/segment@creation (a restarted gateway is another one).
+std::string gateway_id_of(GatewaySegment& segment) {
+  char host[256] = "?";
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + "/" + segment.segment().name() + "@" +
+         std::to_string(segment.segment().header().created_unix_ns);
+}
 }  // namespace
 
 Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
@@ -36,7 +45,10 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
       doorbell_(std::move(doorbell)),
       wakeup_(doorbell_),
       rings_(workers_, settings_, wakeup_),
-      users_([this](std::int64_t user_id) { return upstream_of(user_id); }, rings_, metrics_) {
+      users_([this](std::int64_t user_id) { return upstream_of(user_id); }, rings_, metrics_),
+      auth_(calls_, rings_, gateway_id_of(segment)),
+      settings_generation_(segment.settings_generation()) {
+  auth_.configure(segment.settings());
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("bridge: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells");
@@ -47,10 +59,7 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
                                                     BatchUpstream::ack_timeout_ns(backend_wait_ns),
                                                     settings_));
   }
-  char host[256] = "?";
-  ::gethostname(host, sizeof host - 1);
-  const std::string gateway_id = std::string(host) + "/" + segment_.segment().name() + "@" +
-                                 std::to_string(segment_.segment().header().created_unix_ns);
+  const std::string gateway_id = gateway_id_of(segment_);
   for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
     const std::string_view entry = settings_.backends[b];
     const bool batched = entry.starts_with(kBatchPrefix);
@@ -73,6 +82,7 @@ Bridge::~Bridge() {
   // Calls still up (the drain timed out) are cancelled; the gRPC thread
   // ends them, then the members go (the upstreams before the queue).
   for (auto& upstream : upstreams_) upstream->cancel_all();
+  auth_.cancel_all();
   calls_.wait_for_calls();
 }
 
@@ -106,9 +116,23 @@ void Bridge::take_over() {
     bool pending;
   };
   std::vector<LoggedIn> logged_in;
+  std::size_t auth_lost = 0;
+  UpstreamEvents::Unpublished unpublished;
   for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
     const shm::ConnectionId id = sessions.live_id(slot);
     const Session* s = id ? sessions.find(id) : nullptr;
+    if (s != nullptr && s->state == Session::kAuthPending) {
+      // Its auth call died with the predecessor (the request is not kept):
+      // the client is told its login failed and may try again. (One whose
+      // request the predecessor never read gets a second verdict later; the
+      // worker ignores it.)
+      rings_.auth_verdict(
+          unpublished,
+          ipc::AuthVerdict{id.value(), 0,
+                           static_cast<std::uint32_t>(LoginRefusal::kAuthUnavailable), 0, 0});
+      ++auth_lost;
+      continue;
+    }
     if (s == nullptr || (s->state != Session::kLoggedIn && s->state != Session::kLoginPending)) {
       continue;
     }
@@ -125,6 +149,13 @@ void Bridge::take_over() {
   if (reopened != 0) {
     metrics_.add(metrics::kGameStreamsReopened, reopened);
     spdlog::warn("reopened the game streams of {} logged-in sessions", reopened);
+  }
+  rings_.publish(unpublished);
+  if (auth_lost != 0) {
+    spdlog::warn(
+        "{} logins were with the auth service when the bridge died: refused "
+        "(auth_unavailable), the clients may log in again",
+        auth_lost);
   }
 }
 
@@ -148,10 +179,19 @@ void Bridge::on(const ipc::Parsed<ipc::StreamClose>& r, const Origin& origin) {
   users_.close(r.header.conn, r.header.user_id, origin);
 }
 
+void Bridge::on(const ipc::Parsed<ipc::AuthRequest>& r, const Origin& origin) {
+  // A dead predecessor's: take_over() refused its login already.
+  if (!origin.replay) auth_.check(r);
+}
+
 std::size_t Bridge::do_work() {
   std::size_t work = 0;
   ++pass_;
   const std::int64_t pass_ns = monotonic_ns();
+  if (const std::uint64_t g = segment_.settings_generation(); g != settings_generation_) {
+    settings_generation_ = g;
+    auth_.configure(segment_.settings());  // login and the auth settings are live
+  }
   for (auto& worker : workers_) {
     work += worker->read([this](const auto& record, const Origin& origin) { on(record, origin); },
                          pass_, pass_ns);
@@ -170,6 +210,7 @@ std::size_t Bridge::do_work() {
   metrics_.set(metrics::kGameBacklogEvents, static_cast<std::int64_t>(rings_.backlog_events()));
   metrics_.set(metrics::kGameReadsPausedNow, static_cast<std::int64_t>(rings_.paused_calls()));
   metrics_.add(metrics::kGameReadsPaused, rings_.take_pauses());
+  metrics_.set(metrics::kAuthCallsInFlight, static_cast<std::int64_t>(auth_.in_flight()));
 
   const std::int64_t now = monotonic_ns();
   segment_.control().bridge.heartbeat_ns.store(now, std::memory_order_relaxed);
@@ -181,6 +222,7 @@ std::size_t Bridge::do_work() {
     stop_deadline_ns_ = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;
     spdlog::info("stopping: half-closing {} game streams", open);
     for (auto& upstream : upstreams_) upstream->close_all();
+    auth_.cancel_all();  // the workers are closing their sessions
   }
   if (stopping_ && (open == 0 || now > stop_deadline_ns_)) finished_ = true;
   return work;

@@ -103,6 +103,14 @@ void WorkerRings::replaced(Unpublished& unpublished, std::uint64_t conn) {
   deliver(unpublished, Reply{Reply::kReplaced, conn, 0, 0}, {}, nullptr, nullptr);
 }
 
+void WorkerRings::auth_verdict(Unpublished& unpublished, const ipc::AuthVerdict& verdict) {
+  Reply reply{Reply::kAuthVerdict, verdict.conn};
+  reply.user_id = verdict.user_id;
+  reply.refusal = verdict.refusal;
+  reply.claimed_user_id = verdict.claimed_user_id;
+  deliver(unpublished, reply, {}, nullptr, nullptr);
+}
+
 void WorkerRings::deliver(Unpublished& unpublished, const Reply& reply,
                           std::span<const std::byte> bytes, std::string* movable,
                           ReplySource* from) {
@@ -257,6 +265,11 @@ shm::WriteStatus WorkerRings::write(WorkerLink& link, const Reply& reply,
       break;
     case Reply::kReplaced:
       status = ipc::write_record(link.to_worker_, ipc::kReplaced, ipc::Replaced{reply.conn});
+      break;
+    case Reply::kAuthVerdict:
+      status = ipc::write_record(
+          link.to_worker_, ipc::kAuthVerdict,
+          ipc::AuthVerdict{reply.conn, reply.user_id, reply.refusal, reply.claimed_user_id, 0});
       break;
   }
   if (status == shm::WriteStatus::kTooLarge) {

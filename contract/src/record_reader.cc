@@ -14,7 +14,8 @@ namespace {
 template <class Header>
 constexpr bool kHasTail =
     std::is_same_v<Header, ClientFrame> || std::is_same_v<Header, SendHeader> ||
-    std::is_same_v<Header, StreamMessage> || std::is_same_v<Header, GameMessage>;
+    std::is_same_v<Header, StreamMessage> || std::is_same_v<Header, GameMessage> ||
+    std::is_same_v<Header, AuthRequest>;
 
 constexpr std::uint32_t kReasons = static_cast<std::uint32_t>(CloseReason::kCount);
 
@@ -72,6 +73,20 @@ Parsed<Header> RecordChecks::decode(const shm::Record& record) const {
         p.header.flags == (kAwaitVerdict | kReplaceOlder)) {
       refuse(record, "flags", p.header.flags, "0, kAwaitVerdict or kReplaceOlder");
     }
+  } else if constexpr (std::is_same_v<Header, AuthVerdict>) {
+    const auto refusal = static_cast<LoginRefusal>(p.header.refusal);
+    if (p.header.user_id < 0) {
+      refuse(record, "user_id", static_cast<std::uint32_t>(p.header.user_id), "0 or more");
+    }
+    if (p.header.user_id == 0 && refusal != LoginRefusal::kAuthRefused &&
+        refusal != LoginRefusal::kAuthTimeout && refusal != LoginRefusal::kAuthBusy &&
+        refusal != LoginRefusal::kAuthUnavailable) {
+      refuse(record, "refusal", p.header.refusal, "an auth_* LoginRefusal");
+    }
+    if (p.header.claimed_user_id < 0) {
+      refuse(record, "claimed_user_id", static_cast<std::uint32_t>(p.header.claimed_user_id),
+             "0 or more");
+    }
   } else if constexpr (std::is_same_v<Header, StreamMessage>) {
     if (p.tail.size() < sizeof(std::int16_t)) {
       refuse(record, "message bytes", p.tail.size(), "at least the proto");
@@ -94,5 +109,7 @@ template Parsed<GameKick> RecordChecks::decode(const shm::Record&) const;
 template Parsed<StreamEnded> RecordChecks::decode(const shm::Record&) const;
 template Parsed<LoginVerdict> RecordChecks::decode(const shm::Record&) const;
 template Parsed<Replaced> RecordChecks::decode(const shm::Record&) const;
+template Parsed<AuthRequest> RecordChecks::decode(const shm::Record&) const;
+template Parsed<AuthVerdict> RecordChecks::decode(const shm::Record&) const;
 
 }  // namespace gatehouse::ipc

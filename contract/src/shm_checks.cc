@@ -72,8 +72,8 @@ void check_settings(const Settings& s, const char* where) {
   }
   if (s.log_level > kMaxLogLevel) refuse(at, "log_level", s.log_level, "0 (trace) to 6 (off)");
   if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens &&
-      s.login_mode != LoginMode::kSignedTokens) {
-    refuse(at, "login_mode", static_cast<std::uint32_t>(s.login_mode), "0 to 2");
+      s.login_mode != LoginMode::kSignedTokens && s.login_mode != LoginMode::kAuthService) {
+    refuse(at, "login_mode", static_cast<std::uint32_t>(s.login_mode), "0 to 3");
   }
   if (!terminated(s.login_audience, kAddressBytes)) {
     refuse(at, "login_audience unterminated, bytes", kAddressBytes, "NUL within them");
@@ -101,7 +101,7 @@ void check_journal(const Journal& j, std::uint32_t worker) {
 
 void check_session(const Session& s, std::uint64_t conn, const Settings& settings) {
   const auto at = [conn] { return "sessions: conn " + conn_text(conn); };
-  if (s.state > Session::kLoginPending) refuse(at(), "state", s.state, "0 to 4");
+  if (s.state > Session::kAuthPending) refuse(at(), "state", s.state, "0 to 5");
   if (s.crypto > Session::kModern) refuse(at(), "crypto", s.crypto, "0 clear, 1 legacy, 2 modern");
   if (settings.listener_count != 0 && s.listener >= settings.listener_count && s.state != 0) {
     refuse(at(), "listener", s.listener, "below listener_count");

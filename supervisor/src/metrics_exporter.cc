@@ -264,7 +264,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                      "Game events the bridge holds for workers whose ring is full."},
           std::tuple{metrics::kGameReadsPausedNow, "gatehouse_game_reads_paused",
                      "Game calls not reading now: a worker they feed has its backlog over "
-                     "game-backlog-bytes."}}) {
+                     "game-backlog-bytes."},
+          std::tuple{metrics::kAuthCallsInFlight, "gatehouse_auth_calls_in_flight",
+                     "Logins the auth service (login = auth:) has not answered yet (bounded by "
+                     "auth-max-inflight)."}}) {
       auto f = family(name, help, MetricType::Gauge);
       f.metric.push_back(value_metric(MetricType::Gauge, gauge_sum(g)));
       out.push_back(std::move(f));

@@ -281,9 +281,10 @@ void plan_listen(const Config& running, const Config& fresh, ReloadPlan& plan) {
   std::memcpy(s.listener_crypto, fresh.settings.listener_crypto, sizeof s.listener_crypto);
 }
 
-/// any | tokens:FILE | signed:FILE[,FILE...]. The files are read here, so
-/// that a missing, too open or malformed one fails the start (or the reload)
-/// naming itself rather than every worker that would read it.
+/// any | tokens:FILE | signed:FILE[,FILE...] | auth:HOST:PORT. The files are
+/// read here, so that a missing, too open or malformed one fails the start
+/// (or the reload) naming itself rather than every worker that would read it.
+/// The auth service's address goes in login_file too.
 void read_login(const Setting&, const po::variable_value& v, Config& c) {
   Settings& s = c.settings;
   const std::string& login = v.as<std::string>();
@@ -309,8 +310,15 @@ void read_login(const Setting&, const po::variable_value& v, Config& c) {
     } else if (login.starts_with("signed:") && login.size() > 7) {
       s.login_mode = LoginMode::kSignedTokens;
       const token::Verifier keys(token::read_public_keys(files(7)), "");
+    } else if (login.starts_with("auth:") && login.size() > 5) {
+      s.login_mode = LoginMode::kAuthService;
+      const std::string address = login.substr(5);
+      parse_endpoint(address);
+      copy_string(s.login_file, kLoginFileBytes, address, "login");
     } else {
-      throw ConfigError("must be 'any', 'tokens:<file>' or 'signed:<public key file>[,<file>...]'");
+      throw ConfigError(
+          "must be 'any', 'tokens:<file>', 'signed:<public key file>[,<file>...]' or "
+          "'auth:<host>:<port>'");
     }
   } catch (const std::exception& e) {
     throw ConfigError("--login " + login + ": " + e.what());
@@ -349,6 +357,8 @@ std::string login_mode_text(LoginMode m) {
       return "tokens";
     case LoginMode::kSignedTokens:
       return "signed";
+    case LoginMode::kAuthService:
+      return "auth";
     case LoginMode::kAcceptAny:
       break;
   }
@@ -657,6 +667,8 @@ const Setting kSettings[] = {
            "'signed:<public key file>[,<file>...]' (Ed25519-signed tokens from "
            "`gatehouse token`, several keys while the signing key rotates), 'tokens:<file>' "
            "(lines 'blake2b256:<hash of the token> <user id>', from `gatehouse token-hash`), or "
+           "'auth:<host>:<port>' (the studio's user centre answers each login over gRPC, "
+           "proto/auth.proto; auth-timeout, auth-max-inflight), or "
            "'any' (development only: proves nothing, user ids derived from open_udid collide; "
            "refused on a listener that is not loopback unless login-any-allow-public). The "
            "token is the login's client_certificate; each new worker reads the files again",
@@ -686,6 +698,13 @@ const Setting kSettings[] = {
   seconds<&Settings::login_failure_window_ms>("login-failure-window", kClients, "60", kLive,
          0.1, 86400, "seconds over which login-failures-per-ip and -per-user failures are "
          "allowed (a token bucket: the limit at once, then limit / window a second)"),
+  seconds<&Settings::auth_timeout_ms>("auth-timeout", kClients, "3", kLive, 0.01, 600,
+         "seconds the auth service (login = auth:) has to answer a login; then the login is "
+         "refused (auth_timeout) and the call cancelled"),
+  number<&Settings::auth_max_inflight>("auth-max-inflight", kClients, "1000", kLive, 1,
+         1u << 20,
+         "logins the auth service may have unanswered at once, over the whole gateway; more "
+         "are refused at once (auth_busy) rather than queued behind a slow user centre"),
   {.name = "duplicate-login", .section = kClients, .kind = Kind::kString,
    .default_text = "replace", .on_reload = kLive,
    .help = "a second login of a logged-in user, on any worker: 'replace' (the older session is "

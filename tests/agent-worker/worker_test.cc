@@ -49,16 +49,17 @@ struct Written {
 
 class WorkerStep : public ::testing::Test {
  protected:
-  WorkerStep()
+  explicit WorkerStep(const Settings& settings = test_settings())
       : segment_(GatewaySegment::create(
             "gatehouse-test-worker-" + std::to_string(::getpid()) + "-" +
                 ::testing::UnitTest::GetInstance()->current_test_info()->name(),
-            test_settings())),
+            settings)),
         to_worker_(segment_.ring(RingKind::kFrontendToWorker, 0)),
         from_worker_(segment_.ring(RingKind::kWorkerToFrontend, 0)),
         to_bridge_(segment_.ring(RingKind::kWorkerToBridge, 0)),
+        from_bridge_(segment_.ring(RingKind::kBridgeToWorker, 0)),
         worker_(segment_, 0, shm::Doorbell::create(), shm::Doorbell::create(),
-                shm::Doorbell::create(), make_login_provider(test_settings())) {}
+                shm::Doorbell::create(), make_login_provider(settings)) {}
 
   /// Opens a connection as the frontend does: a slot, then kConnOpened.
   shm::ConnectionId open_connection() {
@@ -102,10 +103,23 @@ class WorkerStep : public ::testing::Test {
     return out;
   }
 
+  /// Everything the worker has published to the bridge so far.
+  std::vector<Written> bridge_records() {
+    std::vector<Written> out;
+    to_bridge_.read(
+        [&](const shm::Record& r) {
+          out.push_back({r.type, {r.payload.begin(), r.payload.end()}});
+          return true;
+        },
+        1000);
+    return out;
+  }
+
   GatewaySegment segment_;
   shm::RingProducer to_worker_;
   shm::RingConsumer from_worker_;
   shm::RingConsumer to_bridge_;
+  shm::RingProducer from_bridge_;
   Worker worker_;
 };
 
@@ -204,6 +218,158 @@ TEST_F(WorkerStep, BytesBeyondTheByteBurstAreKickedWithBpmExceeded) {
   const auto close = close_of(to_frontend());
   ASSERT_TRUE(close.has_value());
   EXPECT_EQ(static_cast<CloseReason>(close->reason), CloseReason::kBpmExceeded);
+}
+
+// ------------------------------------------------------------------ login = auth:
+
+Settings auth_settings() {
+  Settings s = test_settings();
+  s.login_mode = LoginMode::kAuthService;
+  std::strcpy(s.login_file, "127.0.0.1:1");
+  s.login_failures_per_ip = 2;
+  s.login_failures_per_user = 1;
+  s.login_failure_window_ms = 60'000;
+  return s;
+}
+
+/// The worker with login = auth:, the test playing the bridge that asks the
+/// auth service: AuthRequests out, AuthVerdicts in.
+class WorkerAuth : public WorkerStep {
+ protected:
+  WorkerAuth() : WorkerStep(auth_settings()) {}
+
+  std::vector<std::byte> login_body(std::string_view credential) {
+    protocol::LoginRequest login;
+    login.open_udid = "device-1";
+    login.client_certificate = credential;
+    std::vector<std::byte> body;
+    protocol::encode_login(login, body);
+    return body;
+  }
+
+  /// A connection that sent its login: the worker asked the bridge.
+  shm::ConnectionId logging_in(std::string_view credential = "ann:secret") {
+    const shm::ConnectionId id = open_connection();
+    client_frame(id, 1, 1, protocol::kUserLoginReq, login_body(credential));
+    worker_.do_work();
+    return id;
+  }
+
+  void verdict(shm::ConnectionId id, std::int32_t user_id, LoginRefusal refusal,
+               std::int32_t claimed = 0) {
+    EXPECT_EQ(ipc::write_record(from_bridge_, ipc::kAuthVerdict,
+                                ipc::AuthVerdict{id.value(), user_id,
+                                                 static_cast<std::uint32_t>(refusal), claimed, 0}),
+              shm::WriteStatus::kOk);
+    from_bridge_.publish();
+    worker_.do_work();
+  }
+
+  std::uint64_t refused(LoginRefusal why) const {
+    return segment_.metrics().workers[0].logins_refused[static_cast<std::size_t>(why)].load();
+  }
+
+  /// The login ack's packet proto (11 ok, 12 failed) the frontend was handed.
+  static std::optional<std::int16_t> ack_proto(const std::vector<Written>& written) {
+    for (const Written& w : written) {
+      if (w.type != ipc::kSend) continue;
+      const auto send = ipc::parse_record<ipc::SendHeader>(w.payload);
+      // | size u16 | proto i16 | ...
+      return static_cast<std::int16_t>((std::to_integer<int>(send->tail[2]) << 8) |
+                                       std::to_integer<int>(send->tail[3]));
+    }
+    return std::nullopt;
+  }
+};
+
+TEST_F(WorkerAuth, ALoginWaitsForTheServicesVerdictThenOpensItsStream) {
+  const std::vector<std::byte> body = login_body("ann:secret");
+  const shm::ConnectionId id = logging_in("ann:secret");
+
+  const auto asked = bridge_records();
+  ASSERT_EQ(asked.size(), 1u);
+  ASSERT_EQ(asked[0].type, ipc::kAuthRequest);
+  const auto request = ipc::parse_record<ipc::AuthRequest>(asked[0].payload);
+  EXPECT_EQ(request->header.conn, id.value());
+  EXPECT_EQ(request->header.address[15], 1);
+  EXPECT_EQ(request->header.port, 40000);
+  EXPECT_TRUE(std::equal(request->tail.begin(), request->tail.end(), body.begin(), body.end()))
+      << "the login body goes to the service as the client sent it";
+  EXPECT_EQ(segment_.sessions().find(id)->state, Session::kAuthPending);
+  EXPECT_FALSE(ack_proto(to_frontend()).has_value()) << "no answer before the verdict";
+
+  verdict(id, 4242, LoginRefusal::kMalformed);
+  const auto opened = bridge_records();
+  ASSERT_EQ(opened.size(), 1u);
+  ASSERT_EQ(opened[0].type, ipc::kStreamOpen);
+  EXPECT_EQ(ipc::parse_record<ipc::StreamOpen>(opened[0].payload)->header.user_id, 4242);
+  EXPECT_EQ(ack_proto(to_frontend()), protocol::kUserLoginSucceedAck);
+  EXPECT_EQ(segment_.sessions().find(id)->state, Session::kLoggedIn);
+  EXPECT_EQ(segment_.sessions().find(id)->user_id, 4242);
+}
+
+TEST_F(WorkerAuth, ARefusalCountsAgainstTheUserTheServiceNamed) {
+  const shm::ConnectionId guess = logging_in("ann:wrong");
+  bridge_records();
+  verdict(guess, 0, LoginRefusal::kAuthRefused, 77);
+  const auto refused_out = to_frontend();
+  EXPECT_EQ(ack_proto(refused_out), protocol::kUserLoginFaildAck);
+  ASSERT_TRUE(close_of(refused_out).has_value());
+  EXPECT_EQ(static_cast<CloseReason>(close_of(refused_out)->reason), CloseReason::kLoginFailed);
+  EXPECT_EQ(refused(LoginRefusal::kAuthRefused), 1u);
+
+  // login-failures-per-user 1: user 77 is in backoff now, even with the
+  // right password (a guess cannot tell right from wrong).
+  const shm::ConnectionId owner = logging_in("ann:secret");
+  ASSERT_EQ(bridge_records().size(), 1u) << "the address is not blocked: the service is asked";
+  verdict(owner, 77, LoginRefusal::kMalformed);
+  EXPECT_EQ(ack_proto(to_frontend()), protocol::kUserLoginFaildAck);
+  EXPECT_EQ(refused(LoginRefusal::kUserBackoff), 1u);
+  EXPECT_TRUE(bridge_records().empty()) << "no stream for a refused login";
+}
+
+TEST_F(WorkerAuth, AnUnansweredLoginIsRefusedButNotCountedAsAFailure) {
+  // login-failures-per-ip 2: three refusals that are the service's fault
+  // leave the address unblocked.
+  for (const LoginRefusal why :
+       {LoginRefusal::kAuthTimeout, LoginRefusal::kAuthBusy, LoginRefusal::kAuthUnavailable}) {
+    const shm::ConnectionId id = logging_in();
+    ASSERT_EQ(bridge_records().size(), 1u);
+    verdict(id, 0, why);
+    EXPECT_EQ(ack_proto(to_frontend()), protocol::kUserLoginFaildAck);
+    EXPECT_EQ(refused(why), 1u);
+  }
+  const shm::ConnectionId next = logging_in();
+  ASSERT_EQ(bridge_records().size(), 1u) << "asked, not refused address_backoff";
+  EXPECT_EQ(refused(LoginRefusal::kAddressBackoff), 0u);
+  verdict(next, 5, LoginRefusal::kMalformed);
+  EXPECT_EQ(ack_proto(to_frontend()), protocol::kUserLoginSucceedAck);
+}
+
+TEST_F(WorkerAuth, AVerdictForASessionThatLeftIsIgnored) {
+  const shm::ConnectionId id = logging_in();
+  ASSERT_EQ(bridge_records().size(), 1u);
+  const ipc::ConnClosed closed{id.value(), static_cast<std::uint32_t>(CloseReason::kClientClosed),
+                               0};
+  ASSERT_EQ(ipc::write_record(to_worker_, ipc::kConnClosed, closed), shm::WriteStatus::kOk);
+  to_worker_.publish();
+  worker_.do_work();
+  to_frontend();
+  EXPECT_TRUE(bridge_records().empty()) << "no stream was open: nothing to close";
+
+  verdict(id, 9, LoginRefusal::kMalformed);
+  EXPECT_FALSE(ack_proto(to_frontend()).has_value());
+  EXPECT_TRUE(bridge_records().empty()) << "no stream for a session that is gone";
+}
+
+TEST_F(WorkerAuth, ALoginWithoutCredentialIsRefusedWithoutAsking) {
+  logging_in("");
+  EXPECT_TRUE(bridge_records().empty());
+  const auto out = to_frontend();
+  EXPECT_EQ(ack_proto(out), protocol::kUserLoginFaildAck);
+  EXPECT_EQ(refused(LoginRefusal::kMalformed), 1u);
+  ASSERT_TRUE(close_of(out).has_value());
+  EXPECT_EQ(static_cast<CloseReason>(close_of(out)->reason), CloseReason::kLoginFailed);
 }
 
 }  // namespace

@@ -91,6 +91,18 @@ TEST(RecordReader, TakesEveryRecordAWriterOfItsRingWrites) {
   EXPECT_EQ(refusal(br_w, Bytes(ipc::kStreamEnded, ipc::StreamEnded{conn(1), -77, 0}).record()),
             "");
   EXPECT_EQ(refusal(br_w, Bytes(ipc::kGameMessage, ipc::GameMessage{conn(1), 0}).record()), "");
+  // login = auth: a login body to the bridge, a verdict back.
+  EXPECT_EQ(refusal(w_br, Bytes(ipc::kAuthRequest, ipc::AuthRequest{conn(2), {}, 1, 0, 0},
+                                std::vector<std::byte>(30))
+                              .record()),
+            "");
+  EXPECT_EQ(refusal(br_w, Bytes(ipc::kAuthVerdict, ipc::AuthVerdict{conn(2), 7, 0, 0, 0}).record()),
+            "");
+  const auto auth_refused = static_cast<std::uint32_t>(LoginRefusal::kAuthRefused);
+  EXPECT_EQ(
+      refusal(br_w,
+              Bytes(ipc::kAuthVerdict, ipc::AuthVerdict{conn(2), 0, auth_refused, 9, 0}).record()),
+      "");
 }
 
 TEST(RecordReader, RefusesWhatNoWriterWritesNamingRingFieldAndValue) {
@@ -131,6 +143,20 @@ TEST(RecordReader, RefusesWhatNoWriterWritesNamingRingFieldAndValue) {
   const ipc::RecordReader<RingKind::kBridgeToWorker> br_w(0, s);
   EXPECT_THAT(refusal(br_w, Bytes(ipc::kGameKick, ipc::GameKick{conn(8)}).record()),
               HasSubstr("ring/br-w/0: record at position 64 type 31: conn's slot = 8"));
+  // A verdict refusing for a reason that is not the auth service's (the
+  // worker would count it as something it is not), or naming negative ids.
+  const auto backoff = static_cast<std::uint32_t>(LoginRefusal::kUserBackoff);
+  EXPECT_THAT(
+      refusal(br_w, Bytes(ipc::kAuthVerdict, ipc::AuthVerdict{conn(1), 0, backoff, 0, 0}).record()),
+      HasSubstr("refusal = " + std::to_string(backoff) + " (an auth_* LoginRefusal)"));
+  EXPECT_THAT(
+      refusal(br_w, Bytes(ipc::kAuthVerdict, ipc::AuthVerdict{conn(1), -3, 0, 0, 0}).record()),
+      HasSubstr("user_id"));
+  const auto timeout = static_cast<std::uint32_t>(LoginRefusal::kAuthTimeout);
+  EXPECT_THAT(
+      refusal(br_w,
+              Bytes(ipc::kAuthVerdict, ipc::AuthVerdict{conn(1), 0, timeout, -1, 0}).record()),
+      HasSubstr("claimed_user_id"));
 }
 
 /// The violation `check` raises, or "".
@@ -168,8 +194,8 @@ TEST(ShmChecks, SettingsMustFitTheirArraysAndEnums) {
   EXPECT_THAT(refused([](Settings& s) { s.listener_count = 17; }),
               HasSubstr("listener_count = 17"));
   EXPECT_THAT(refused([](Settings& s) { s.log_level = 7; }), HasSubstr("log_level = 7"));
-  EXPECT_THAT(refused([](Settings& s) { s.login_mode = static_cast<LoginMode>(3); }),
-              HasSubstr("login_mode = 3"));
+  EXPECT_THAT(refused([](Settings& s) { s.login_mode = static_cast<LoginMode>(4); }),
+              HasSubstr("login_mode = 4"));
   EXPECT_THAT(refused([](Settings& s) { s.numbering = static_cast<FrameNumbering>(5); }),
               HasSubstr("numbering = 5"));
 }
@@ -186,8 +212,8 @@ TEST(ShmChecks, ASessionsFieldsMustBeOnesAWorkerWrites) {
     });
   };
   EXPECT_EQ(refused([](Session&) {}), "");
-  EXPECT_EQ(refused([](Session& s) { s.state = static_cast<Session::State>(5); }),
-            "sessions: conn 0x700000003: state = 5 (0 to 4)");
+  EXPECT_EQ(refused([](Session& s) { s.state = static_cast<Session::State>(6); }),
+            "sessions: conn 0x700000003: state = 6 (0 to 5)");
   EXPECT_THAT(refused([](Session& s) { s.crypto = static_cast<Session::Crypto>(3); }),
               HasSubstr("crypto = 3"));
   EXPECT_THAT(refused([](Session& s) { s.listener = 1; }), HasSubstr("listener = 1"));

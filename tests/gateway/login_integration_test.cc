@@ -2,17 +2,24 @@
 // its user in and the game sees that user; each refusal has its reason in
 // the log and in gatehouse_logins_total; failed logins from one address are
 // refused past the bound across two workers, and let in again after the
-// window; a failed user id likewise; `any` refuses a non-loopback listener.
+// window; a failed user id likewise; `any` refuses a non-loopback listener;
+// `auth:` asks a user centre (the demo game's, a real process), and a slow,
+// saturated or absent one refuses without locking players out.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "child_process.h"
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
 #include "gatehouse/token/key_files.h"
@@ -203,6 +210,155 @@ TEST(AnyLogin, RefusedOnANonLoopbackListenerUnlessAllowedThenWarned) {
       GatewayOptions{game.port(), 1, {"--login-any-allow-public=true"}, {}, false, "0.0.0.0:0"});
   EXPECT_TRUE(allowed.wait_log("login = any on listener 0.0.0.0:0"));
   EXPECT_TRUE(logged_in_client(allowed.port(), "dev", "", false) != nullptr);
+}
+
+// ------------------------------------------------------------------ login = auth:
+
+/// A port that was free a moment ago (the user centre binds it next).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot reserve a port";
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+/// The demo game's user centre (gatehouse-demo-game, which serves Auth on
+/// its port: NAME:PASSWORD, a new NAME registers) as its own process.
+class UserCentre {
+ public:
+  explicit UserCentre(int port, std::vector<std::string> extra = {}) : port_(port) {
+    std::vector<std::string> argv = {DEMO_GAME_PATH, "--listen",
+                                     "127.0.0.1:" + std::to_string(port)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    child_.emplace(argv);
+    // Serving once it accepts TCP connections.
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<std::uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      ::close(fd);
+      if (up) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "the user centre did not start on port " << port;
+  }
+  ~UserCentre() {
+    child_->kill(SIGTERM);
+    if (!child_->wait(kPatience)) child_->kill(SIGKILL);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_;
+  std::optional<ChildProcess> child_;
+};
+
+class AuthLogin : public LoginTest {
+ protected:
+  void start_auth(const std::string& address, std::vector<std::string> extra = {}) {
+    extra.insert(extra.begin(), {"--login", "auth:" + address, "--duplicate-login", "allow"});
+    gateway_.emplace(GatewayOptions{game_.port(), 1, std::move(extra), {}});
+  }
+  double metric(const std::string& name) {
+    const auto m = scrape(gateway_->metrics_port());
+    const auto it = m.find(name);
+    return it == m.end() ? 0 : it->second;
+  }
+};
+
+TEST_F(AuthLogin, TheUserCentreSaysWhoThePlayerIsAndTheGameSeesThatUser) {
+  const UserCentre centre(free_port());
+  start_auth(centre.address());
+  const std::int32_t ann_id = login("ann:pw-1").uid();  // registers the account
+  ASSERT_GT(ann_id, 0);
+  const auto ann = logged_in_client(gateway_->port(), "device-a", "ann:pw-1", /*encrypt=*/true);
+  ASSERT_NE(ann, nullptr);
+  ASSERT_TRUE(echo_works(*ann, "hello"));
+  EXPECT_TRUE(game_.wait_for_frames(ann_id, 1, kPatience)) << "the game saw another user id";
+
+  const LoginResult bob = login("bob:pw-2");
+  ASSERT_TRUE(bob.ok());
+  EXPECT_NE(bob.uid(), ann_id) << "two accounts, two ids";
+  EXPECT_EQ(login("ann:pw-1").uid(), ann_id) << "the same account, the same id";
+
+  const LoginResult wrong = login("ann:guess");
+  EXPECT_EQ(wrong.status, LoginResult::Status::kRefused);
+  EXPECT_TRUE(metric_reaches(refused("auth_refused"), 1));
+  EXPECT_TRUE(gateway_->wait_log("refused (user " + std::to_string(ann_id) + ")"))
+      << "the bridge logs the account the service named";
+  EXPECT_TRUE(gateway_->wait_log("refusal=auth_refused user=" + std::to_string(ann_id)));
+}
+
+TEST_F(AuthLogin, GuessesAtOnePasswordAreBoundedPerUser) {
+  const UserCentre centre(free_port());
+  // Loopback is exempt from the per-address limits: only the per-user one
+  // stands between a guesser and the account.
+  start_auth(centre.address(), {"--login-failures-per-user", "2"});
+  const std::int32_t carol = login("carol:right").uid();
+  ASSERT_GT(carol, 0);
+  EXPECT_EQ(login("carol:wrong-1").status, LoginResult::Status::kRefused);
+  EXPECT_EQ(login("carol:wrong-2").status, LoginResult::Status::kRefused);
+  EXPECT_EQ(login("carol:right").status, LoginResult::Status::kRefused)
+      << "the right password too, while the account is in backoff";
+  EXPECT_TRUE(gateway_->wait_log("refusal=user_backoff user=" + std::to_string(carol)));
+  EXPECT_GT(login("dave:pw").uid(), 0) << "another account is not affected";
+}
+
+TEST_F(AuthLogin, ASlowUserCentreTimesOut) {
+  const UserCentre centre(free_port(), {"--auth-delay-ms", "3000"});
+  start_auth(centre.address(), {"--auth-timeout", "0.5"});
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(login("erin:pw").status, LoginResult::Status::kRefused);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2900))
+      << "refused at auth-timeout, not when the service answered";
+  EXPECT_TRUE(metric_reaches(refused("auth_timeout"), 1));
+  EXPECT_TRUE(gateway_->wait_log("no answer within the deadline"));
+}
+
+TEST_F(AuthLogin, LoginsBeyondTheBoundAreRefusedAtOnce) {
+  const UserCentre centre(free_port(), {"--auth-delay-ms", "3000"});
+  start_auth(centre.address(), {"--auth-timeout", "30", "--auth-max-inflight", "1"});
+  // While one login waits for the slow service, the next is refused at once.
+  auto waiting = std::async(std::launch::async, [&] { return login("frank:pw"); });
+  ASSERT_TRUE(metric_reaches("gatehouse_auth_calls_in_flight", 1));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(login("gina:pw").status, LoginResult::Status::kRefused);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500))
+      << "refused before the waiting call was answered";
+  EXPECT_TRUE(metric_reaches(refused("auth_busy"), 1));
+  EXPECT_GT(waiting.get().uid(), 0) << "the waiting login succeeds when the service answers";
+}
+
+TEST_F(AuthLogin, AUserCentreThatIsDownRefusesWithoutLockingPlayersOut) {
+  const int port = free_port();
+  // Per address, 2 failures: a down service's refusals must not count.
+  start_auth("127.0.0.1:" + std::to_string(port),
+             {"--login-failures-per-ip", "2", "--address-limits-exempt", "none"});
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(login("hank:pw").status, LoginResult::Status::kRefused) << i;
+  }
+  EXPECT_TRUE(metric_reaches(refused("auth_unavailable"), 4));
+  EXPECT_EQ(metric(refused("address_backoff")), 0);
+
+  const UserCentre centre(port);  // it comes back
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  std::int32_t uid = 0;
+  while (uid == 0 && std::chrono::steady_clock::now() < deadline) {
+    uid = login("hank:pw").uid();
+    if (uid == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_GT(uid, 0) << "logins work again once the user centre is back";
 }
 
 }  // namespace

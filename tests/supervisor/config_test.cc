@@ -278,6 +278,10 @@ TEST(Config, BadValuesNameTheSetting) {
       {{"--drain-wait", "-1"}, "--drain-wait"},
       {{"--metrics-listen", "localhost"}, "--metrics-listen"},
       {{"--login", "ldap"}, "--login"},
+      {{"--login", "auth:"}, "--login"},
+      {{"--login", "auth:users.example"}, "--login auth:users.example: expected HOST:PORT"},
+      {{"--auth-timeout", "0"}, "--auth-timeout"},
+      {{"--auth-max-inflight", "0"}, "--auth-max-inflight"},
       {{"--log-level", "loud"}, "--log-level"},
       {{"--instance", "a/b"}, "--instance"},
       {{"--workers", "1000"}, "--workers"},
@@ -350,6 +354,21 @@ TEST(Config, AnyLoginNamesTheFirstListenerThatIsNotLoopback) {
   std::filesystem::remove(key);
   ASSERT_TRUE(signed_login.config) << signed_login.message;
   EXPECT_EQ(any_login_public_listener(*signed_login.config), "") << "not any: nothing to refuse";
+}
+
+TEST(Config, AuthLoginNamesTheServiceAndItsBounds) {
+  const auto r = parse({"--listen", "0.0.0.0:1", "--login", "auth:users.internal:7000",
+                        "--auth-timeout", "1.5", "--auth-max-inflight", "64"});
+  ASSERT_TRUE(r.config) << r.message;
+  EXPECT_EQ(r.config->settings.login_mode, LoginMode::kAuthService);
+  EXPECT_STREQ(r.config->settings.login_file, "users.internal:7000");
+  EXPECT_EQ(r.config->settings.auth_timeout_ms, 1500u);
+  EXPECT_EQ(r.config->settings.auth_max_inflight, 64u);
+  EXPECT_EQ(any_login_public_listener(*r.config), "") << "a real provider on a public listener";
+  const auto defaults = parse({"--login", "auth:127.0.0.1:50051"});
+  ASSERT_TRUE(defaults.config) << defaults.message;
+  EXPECT_EQ(defaults.config->settings.auth_timeout_ms, 3000u);
+  EXPECT_EQ(defaults.config->settings.auth_max_inflight, 1000u);
 }
 
 TEST(ConfigTable, ExampleConfigReadsBackAsTheDefaults) {
@@ -461,6 +480,8 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"login-failures-per-ip", "3"},
       {"login-failures-per-user", "2"},
       {"login-failure-window", "5"},
+      {"auth-timeout", "0.5"},
+      {"auth-max-inflight", "7"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

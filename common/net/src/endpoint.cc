@@ -1,5 +1,8 @@
 #include "gatehouse/net/endpoint.h"
 
+#include <arpa/inet.h>
+
+#include <cstring>
 #include <stdexcept>
 
 namespace gatehouse {
@@ -27,6 +30,28 @@ Endpoint parse_endpoint(const std::string& text, bool allow_port_zero) {
   }
   e.port = static_cast<std::uint16_t>(value);
   return e;
+}
+
+namespace {
+bool v4_mapped(std::span<const std::uint8_t, 16> address) {
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(address.data(), kMapped, sizeof kMapped) == 0;
+}
+}  // namespace
+
+std::string address_text(std::span<const std::uint8_t, 16> address) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (v4_mapped(address)) {
+    ::inet_ntop(AF_INET, address.data() + 12, text, sizeof text);
+  } else {
+    ::inet_ntop(AF_INET6, address.data(), text, sizeof text);
+  }
+  return text;
+}
+
+std::string address_port_text(std::span<const std::uint8_t, 16> address, std::uint16_t port) {
+  const std::string host = address_text(address);
+  return (v4_mapped(address) ? host : "[" + host + "]") + ":" + std::to_string(port);
 }
 
 }  // namespace gatehouse

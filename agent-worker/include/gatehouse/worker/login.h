@@ -9,6 +9,9 @@
 //   - SignedTokenLogin: Ed25519-signed tokens naming the user id, an expiry
 //     and an audience, verified with the configured public keys, no network
 //     round trip.
+//   - AuthServiceLogin: the studio's user centre decides (proto/auth.proto);
+//     the worker only defers the login to it: the bridge makes the call and
+//     its kAuthVerdict carries the answer (Worker::on(AuthVerdict)).
 // Failed logins are limited by the worker (login_failures.h), not here.
 #pragma once
 
@@ -34,12 +37,17 @@ struct LoginVerdict {
   /// audience), so that nobody can lock another player out by naming them
   /// in forged tokens (docs/login.md, "Failed logins").
   bool counts_against_user = false;
+  /// Neither yet: the auth service decides (uid == 0 meanwhile).
+  bool deferred = false;
 
-  static LoginVerdict ok(std::int32_t uid) { return {uid, LoginRefusal::kMalformed, 0, false}; }
+  static LoginVerdict ok(std::int32_t uid) {
+    return {uid, LoginRefusal::kMalformed, 0, false, false};
+  }
   static LoginVerdict refused(LoginRefusal why, std::int32_t claimed_uid = 0,
                               bool counts_against_user = false) {
-    return {0, why, claimed_uid, counts_against_user};
+    return {0, why, claimed_uid, counts_against_user, false};
   }
+  static LoginVerdict defer() { return {0, LoginRefusal::kMalformed, 0, false, true}; }
 };
 
 class LoginProvider {
@@ -75,6 +83,12 @@ class SignedTokenLogin final : public LoginProvider {
 
  private:
   token::Verifier verifier_;
+};
+
+class AuthServiceLogin final : public LoginProvider {
+ public:
+  /// Defers every login with a credential; one without is malformed (no call).
+  LoginVerdict authenticate(const protocol::LoginRequest& login, std::int64_t) override;
 };
 
 /// The provider the settings ask for; throws std::runtime_error when its

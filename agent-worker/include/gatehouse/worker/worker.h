@@ -73,15 +73,23 @@ class Worker {
   void on(const ipc::Parsed<ipc::StreamEnded>& r);
   void on(const ipc::Parsed<ipc::LoginVerdict>& r);
   void on(const ipc::Parsed<ipc::Replaced>& r);
+  void on(const ipc::Parsed<ipc::AuthVerdict>& r);
   void open_session(const ipc::ConnOpened& opened);
   void handle_frame(shm::ConnectionId id, Session& s, std::span<const std::byte> payload);
   metrics::Timed dispatch_frame(shm::ConnectionId id, Session& s,
                                 std::span<const std::byte> payload);
   void handle_login(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
+  /// Acts on the login's verdict: refuses, or opens the game stream (and
+  /// logs in now, or once the bridge's LoginVerdict says so).
+  void conclude_login(shm::ConnectionId id, Session& s, const LoginVerdict& verdict,
+                      std::string_view open_udid);
   void complete_login(shm::ConnectionId id, Session& s);
   /// The login's verdict, with the failed-login limits applied (and the
-  /// failure counted).
+  /// failure counted); deferred when the auth service decides.
   LoginVerdict check_login(const Session& s, const protocol::LoginRequest& login);
+  /// `verdict` as the failed-login limits leave it: a failure counted, or a
+  /// good credential refused while its user is in backoff.
+  LoginVerdict limited(const Session& s, LoginVerdict verdict);
   void handle_seed(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange(shm::ConnectionId id, Session& s, std::span<const std::byte> body);
   void handle_key_exchange2(shm::ConnectionId id, Session& s, std::span<const std::byte> body);

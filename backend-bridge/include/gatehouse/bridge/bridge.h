@@ -16,9 +16,14 @@
 // call that ended) wakes it through the bridge's own doorbell if it is
 // parked.
 //
+// Logins checked by a user centre (login = auth:) go through AuthClient
+// (auth_client.h): a call per login on the same completion queue, its
+// verdict written to the worker's ring from the gRPC thread.
+//
 // Start: take_over() re-opens the game streams of every session logged in
 // according to the session table (a bridge that starts while sessions are
-// logged in replaced one that died), before any ring is read. Stop:
+// logged in replaced one that died), and refuses the logins whose auth calls
+// died with it, before any ring is read. Stop:
 // request_stop() half-closes every call; run() returns once every call has
 // ended or the drain timeout passed.
 #pragma once
@@ -29,6 +34,7 @@
 #include <memory>
 #include <vector>
 
+#include "gatehouse/bridge/auth_client.h"
 #include "gatehouse/bridge/call_on_queue.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/bridge/user_sessions.h"
@@ -72,6 +78,7 @@ class Bridge {
   void on(const ipc::Parsed<ipc::StreamOpen>& r, const Origin& origin);
   void on(const ipc::Parsed<ipc::StreamMessage>& r, const Origin& origin);
   void on(const ipc::Parsed<ipc::StreamClose>& r, const Origin& origin);
+  void on(const ipc::Parsed<ipc::AuthRequest>& r, const Origin& origin);
   /// The session's game service (null: there is none).
   Upstream* upstream_of(std::int64_t user_id) const;
   std::size_t calls_open() const;
@@ -87,8 +94,10 @@ class Bridge {
   WorkerRings rings_;
   CallQueue calls_;                                   // after rings_: its thread writes there
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // one per --backend, in order
-  UserSessions users_;      // every session's open/send/close goes through it
-  std::uint64_t pass_ = 0;  // duty-cycle passes, for coalescing kept records
+  UserSessions users_;                 // every session's open/send/close goes through it
+  AuthClient auth_;                    // after calls_: cancelled before the queue waits
+  std::uint64_t settings_generation_;  // the live settings auth_ was configured with
+  std::uint64_t pass_ = 0;             // duty-cycle passes, for coalescing kept records
   bool stopping_ = false;
   std::int64_t stop_deadline_ns_ = 0;
   bool finished_ = false;

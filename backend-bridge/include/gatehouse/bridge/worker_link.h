@@ -39,10 +39,14 @@ namespace gatehouse::bridge {
 
 /// A game event on its way to a session's worker.
 struct Reply {
-  enum Kind : std::uint8_t { kMessage, kKick, kEnded, kVerdict, kReplaced } kind;
+  enum Kind : std::uint8_t { kMessage, kKick, kEnded, kVerdict, kReplaced, kAuthVerdict } kind;
   std::uint64_t conn;
   std::uint64_t seq = 0;       ///< kMessage: a batched game's Event.seq
   std::int32_t grpc_code = 0;  ///< kEnded; kVerdict: 1 accepted, 0 refused
+  /// kAuthVerdict: as ipc::AuthVerdict.
+  std::int32_t user_id = 0;
+  std::uint32_t refusal = 0;
+  std::int32_t claimed_user_id = 0;
 };
 
 /// Both rings between the bridge and one worker.
@@ -147,6 +151,8 @@ class WorkerRings final : public UpstreamEvents {
   /// on a login that waits for one, a session replaced by a newer login.
   void verdict(Unpublished& unpublished, std::uint64_t conn, bool accepted);
   void replaced(Unpublished& unpublished, std::uint64_t conn);
+  /// The auth service's verdict on a login (any thread).
+  void auth_verdict(Unpublished& unpublished, const ipc::AuthVerdict& verdict);
   bool hold_reads(std::uint64_t conn, const std::weak_ptr<PausedReads>& call) override;
 
   /// Main thread, once per pass: writes what waits for room, in order,

@@ -52,7 +52,12 @@ struct AddressRange {
 /// gateway-key files a gateway holds at once (one, two while keys rotate).
 inline constexpr std::uint32_t kMaxGatewayKeys = 4;
 
-enum class LoginMode : std::uint32_t { kAcceptAny = 0, kStaticTokens = 1, kSignedTokens = 2 };
+enum class LoginMode : std::uint32_t {
+  kAcceptAny = 0,
+  kStaticTokens = 1,
+  kSignedTokens = 2,
+  kAuthService = 3,  ///< the bridge asks a user centre (proto/auth.proto) at login_file's HOST:PORT
+};
 /// Settings::login_file: a token table's path, or signed-token key files
 /// joined by ','.
 inline constexpr std::size_t kLoginFileBytes = 1024;
@@ -143,6 +148,9 @@ struct Settings {
   std::uint32_t login_failures_per_ip;
   std::uint32_t login_failures_per_user;
   std::uint32_t login_failure_window_ms;
+  // login = auth:HOST:PORT (the bridge's calls to the user centre).
+  std::uint32_t auth_timeout_ms;    ///< a call's deadline, else auth_timeout
+  std::uint32_t auth_max_inflight;  ///< calls at once over the gateway, else auth_busy
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

@@ -39,7 +39,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 13;
+inline constexpr std::uint32_t kLayoutVersion = 14;
 
 namespace layout {
 
@@ -93,6 +93,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
     kCryptoModern1,
     kMaxGatewayKeys,
     static_cast<std::uint64_t>(LoginMode::kStaticTokens),
+    static_cast<std::uint64_t>(LoginMode::kAuthService),
     static_cast<std::uint64_t>(FrameNumbering::kLaterGeneration),
     // metrics
     shape<metrics::Shard>(),
@@ -135,6 +136,12 @@ inline constexpr std::uint64_t kFingerprint = fold({
     ipc::kReplaced,
     static_cast<std::uint64_t>(DuplicateLogin::kAllow),
     Session::kLoginPending,
+    ipc::kAuthRequest,
+    ipc::kAuthVerdict,
+    shape<ipc::AuthRequest>(),
+    shape<ipc::AuthVerdict>(),
+    Session::kAuthPending,
+    static_cast<std::uint64_t>(LoginRefusal::kCount),
     // sessions and journals, with the crypto states inside them
     shape<Session>(),
     shape<legacy::Rc4State>(),
@@ -147,7 +154,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 1184720188785043636ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 4081787951771311981ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -165,8 +172,8 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 3696 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 8464 && alignof(ControlBlock) == 8);
+static_assert(sizeof(Settings) == 3704 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 8480 && alignof(ControlBlock) == 8);
 static_assert(sizeof(metrics::Shard) == 1408 && alignof(metrics::Shard) == 128);
 static_assert(sizeof(MetricsBlock) == 94336 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);

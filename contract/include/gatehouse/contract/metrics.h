@@ -59,6 +59,7 @@ enum Gauge : std::uint32_t {
   kGameBacklogBytes,          ///< game events waiting in the bridge for worker-ring room: bytes
   kGameBacklogEvents,         ///< ... and events
   kGameReadsPausedNow,        ///< game calls whose reads wait for a backlog to drain
+  kAuthCallsInFlight,         ///< login = auth: calls to the auth service not answered yet
   kGaugeCount
 };
 

@@ -90,6 +90,8 @@ class RecordReader {
           return handler(checks_.decode<StreamMessage>(record));
         case kStreamClose:
           return handler(checks_.decode<StreamClose>(record));
+        case kAuthRequest:
+          return handler(checks_.decode<AuthRequest>(record));
         default:
           break;
       }
@@ -105,6 +107,8 @@ class RecordReader {
           return handler(checks_.decode<LoginVerdict>(record));
         case kReplaced:
           return handler(checks_.decode<Replaced>(record));
+        case kAuthVerdict:
+          return handler(checks_.decode<AuthVerdict>(record));
         default:
           break;
       }

@@ -18,9 +18,11 @@
 //     kStreamMessage StreamMessage  kGameKick    GameKick
 //                    + | proto | body |         kStreamEnded StreamEnded
 //     kStreamClose   StreamClose    kLoginVerdict LoginVerdict (a StreamOpen
-//                                     that asked for one: duplicate-login)
-//                                   kReplaced    Replaced (the user logged
-//                                     in again elsewhere)
+//     kAuthRequest   AuthRequest      that asked for one: duplicate-login)
+//                    + login body   kReplaced    Replaced (the user logged
+//                    (login = auth:)  in again elsewhere)
+//                                   kAuthVerdict AuthVerdict (the auth
+//                                     service's answer to an AuthRequest)
 //
 // Connection lifecycle (who may release the session slot, and when):
 //   - the frontend allocates the slot at accept and sends kConnOpened;
@@ -51,11 +53,13 @@ enum RecordType : std::uint32_t {
   kStreamOpen = 20,
   kStreamMessage = 21,
   kStreamClose = 22,
+  kAuthRequest = 23,
   kGameMessage = 30,
   kGameKick = 31,
   kStreamEnded = 32,
   kLoginVerdict = 33,
   kReplaced = 34,
+  kAuthVerdict = 35,
 };
 
 struct ConnOpened {
@@ -164,6 +168,27 @@ struct LoginVerdict {
 /// The session's user logged in again: the worker closes it (replaced).
 struct Replaced {
   std::uint64_t conn;
+};
+
+/// A login for the auth service to check (login = auth:); the session waits
+/// in Session::kAuthPending for the kAuthVerdict.
+struct AuthRequest {
+  std::uint64_t conn;
+  std::uint8_t address[16];  ///< the client's, as in ConnOpened
+  std::uint16_t port;
+  std::uint16_t reserved0;
+  std::uint32_t reserved1;
+  // followed by the user_login_req body as the client sent it (decrypted)
+};
+
+/// The auth service's answer to an AuthRequest, or the bridge's when the
+/// call failed.
+struct AuthVerdict {
+  std::uint64_t conn;
+  std::int32_t user_id;          ///< > 0: the login succeeds as it; 0: refused
+  std::uint32_t refusal;         ///< refused: a LoginRefusal, one of the kAuth* ones
+  std::int32_t claimed_user_id;  ///< refused by the service: the account it named (0: none)
+  std::uint32_t reserved;
 };
 
 /// Writes `header` followed by `tail` as one record (unpublished).

@@ -17,12 +17,15 @@ namespace gatehouse {
 struct Session {
   /// kLoginPending: authenticated, waiting for the bridge's verdict on a
   /// user logged in already (duplicate-login = refuse); not logged in yet.
+  /// kAuthPending: its login is with the auth service (login = auth:), the
+  /// bridge's kAuthVerdict says who it is; it has no user id or stream yet.
   enum State : std::uint32_t {
     kUnused = 0,
     kOpen = 1,
     kLoggedIn = 2,
     kClosed = 3,
-    kLoginPending = 4
+    kLoginPending = 4,
+    kAuthPending = 5
   };
   /// Set when the key exchange's ack has gone out (in clear).
   enum Crypto : std::uint32_t { kClear = 0, kLegacy = 1, kModern = 2 };
