@@ -1,7 +1,7 @@
 # The architecture's link rules, refused at configure time (the include rules
 # and the segment rule are tools/check-architecture.sh, run as a test):
 #   - no process library or executable links another process's library;
-#   - shm and the codec link nothing of ours.
+#   - shm, the codec and kcp link nothing of ours.
 # See docs/architecture.md, "Rooms and arrows".
 function(gatehouse_check_links target)
   cmake_parse_arguments(A "" "" "FORBIDDEN" ${ARGN})
@@ -18,7 +18,8 @@ function(gatehouse_check_links target)
 endfunction()
 
 set(_gatehouse_processes gw::frontend gw::worker gw::bridge gw::supervisor)
-set(_gatehouse_ours gw::shm gw::codec gw::crypto gw::net gw::base gw::token gw::contract gw::proto
+set(_gatehouse_ours gw::shm gw::codec gw::crypto gw::net gw::base gw::token gw::kcp gw::contract
+    gw::proto
     ${_gatehouse_processes})
 foreach(pair IN ITEMS gw_frontend:gw::frontend gw_worker:gw::worker gw_bridge:gw::bridge
                       gw_supervisor:gw::supervisor)
@@ -31,3 +32,4 @@ foreach(pair IN ITEMS gw_frontend:gw::frontend gw_worker:gw::worker gw_bridge:gw
 endforeach()
 gatehouse_check_links(gw_shm FORBIDDEN ${_gatehouse_ours})
 gatehouse_check_links(gw_codec FORBIDDEN ${_gatehouse_ours})
+gatehouse_check_links(gw_kcp FORBIDDEN ${_gatehouse_ours})

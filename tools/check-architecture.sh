@@ -3,8 +3,8 @@
 # on the source tree. Runs as the ctest test "architecture" in every build.
 #
 #   1. Each folder includes only the libraries its arrows allow: no process
-#      folder includes another process folder; shm/ and the codec include
-#      nothing of ours.
+#      folder includes another process folder; shm/, the codec and kcp
+#      include nothing of ours.
 #   2. Only contract/ (and shm/ itself) reaches into the segment's regions:
 #      everyone else goes through GatewaySegment, so nothing but contract/
 #      lays out a struct in shared memory.
@@ -31,6 +31,7 @@ declare -A allowed=(
   [common/net]="net"
   [common/base]="base"
   [common/token]="token"
+  [common/kcp]="kcp"
   [contract]="contract shm codec crypto"
   [frontend]="frontend contract shm net base codec"
   [agent-worker]="worker contract shm net codec crypto base token"

@@ -14,6 +14,7 @@ packages=(
   prometheus   # promtool and a Prometheus server for the metrics tests
   systemd      # systemd-analyze for the unit tests
   python3 python3-cryptography   # the independent client of docs/protocol-modern.md (a test)
+  golang-go golang-github-xtaci-kcp-dev   # a real kcp-go peer for the KCP interop test (docs/kcp.md)
 )
 
 missing=()
