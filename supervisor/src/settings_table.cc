@@ -233,7 +233,29 @@ void read_metrics_listen(const Setting& s, const po::variable_value& v, Config& 
   check_endpoint(c.metrics_listen, s.name);
 }
 
-/// host:port[,crypto=MODES], repeated.
+/// One `,KEY=VALUE` option of a --listen entry: reads VALUE into listener
+/// `i`'s settings, or throws ConfigError saying what VALUE may be. Options
+/// a listener does not name keep their defaults (set before the options).
+struct ListenOption {
+  std::string_view key;
+  void (*read)(std::string_view value, std::uint32_t i, Config& c);
+};
+
+void read_crypto_option(std::string_view value, std::uint32_t i, Config& c) {
+  const auto modes = parse_crypto_modes(std::string(value));
+  if (!modes) {
+    throw ConfigError(
+        "crypto= takes 'any' or modern, modern1, legacy and clear joined by '+' "
+        "(e.g. crypto=modern+legacy)");
+  }
+  c.settings.listener_crypto[i] = *modes;
+}
+
+constexpr ListenOption kListenOptions[] = {
+    {"crypto", read_crypto_option},
+};
+
+/// host:port[,KEY=VALUE...], repeated (kListenOptions).
 void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
   const auto& listeners = v.as<std::vector<std::string>>();
   if (listeners.size() > kMaxListeners) {
@@ -242,22 +264,33 @@ void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
   c.listen.clear();
   c.settings.listener_count = 0;
   for (const auto& l : listeners) {
+    const std::uint32_t i = c.settings.listener_count++;
+    c.settings.listener_crypto[i] = kCryptoAny;
     const std::size_t comma = l.find(',');
-    std::uint8_t modes = kCryptoAny;
-    if (comma != std::string::npos) {
-      const std::string option = l.substr(comma + 1);
-      const auto parsed =
-          option.starts_with("crypto=") ? parse_crypto_modes(option.substr(7)) : std::nullopt;
-      if (!parsed) {
-        throw ConfigError("--listen " + l +
-                          ": the only option is crypto=MODES, MODES being 'any' or modern, "
-                          "modern1, legacy and clear joined by '+' (e.g. crypto=modern+legacy)");
-      }
-      modes = *parsed;
-    }
     c.listen.push_back(l.substr(0, comma));
     check_endpoint(c.listen.back(), s.name);
-    c.settings.listener_crypto[c.settings.listener_count++] = modes;
+    std::string_view rest =
+        comma == std::string::npos ? std::string_view() : std::string_view(l).substr(comma + 1);
+    while (!rest.empty()) {
+      const std::string_view option = rest.substr(0, rest.find(','));
+      rest = option.size() == rest.size() ? std::string_view() : rest.substr(option.size() + 1);
+      const std::size_t equals = option.find('=');
+      const std::string_view key = option.substr(0, equals);
+      const auto* known = std::find_if(std::begin(kListenOptions), std::end(kListenOptions),
+                                       [&](const ListenOption& o) { return o.key == key; });
+      if (equals == std::string_view::npos || known == std::end(kListenOptions)) {
+        std::string keys;
+        for (const ListenOption& o : kListenOptions)
+          keys += (keys.empty() ? "" : ", ") + std::string(o.key) + "=";
+        throw ConfigError("--listen " + l + ": unknown option '" + std::string(option) +
+                          "' (options: " + keys + ")");
+      }
+      try {
+        known->read(option.substr(equals + 1), i, c);
+      } catch (const ConfigError& e) {
+        throw ConfigError("--listen " + l + ": " + e.what());
+      }
+    }
   }
 }
 
