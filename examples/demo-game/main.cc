@@ -110,7 +110,7 @@ Parsed parse_options(int argc, char** argv) {
       "0 = off; what the gateway does not take queues here")(
       "flood-bytes", po::value(&parsed.flood_bytes)->default_value(parsed.flood_bytes),
       "bytes of each flood message")(
-      "auth", po::value(&parsed.auth)->default_value(true)->implicit_value(true),
+      "auth", po::value(&parsed.auth)->default_value(true, "true")->implicit_value(true, "true"),
       "also serve gatehouse.auth.Auth (the demo user centre: credential NAME:PASSWORD, the "
       "first login of a NAME registers it) for the gateway's login = auth:HOST:PORT; "
       "--auth=false: do not")(
@@ -140,6 +140,9 @@ Parsed parse_options(int argc, char** argv) {
       throw po::error("--auth-delay-ms must be 0..3600000");
     }
     parsed.auth_options.delay = std::chrono::milliseconds(auth_delay_ms);
+    if (parsed.auth_options.max_accounts > 1'000'000'000) {
+      throw po::error("--auth-max-accounts must be at most 1000000000");
+    }
     if (auth_refuse_all) parsed.auth_options.mode = gatehouse::game::demo::DemoAuth::Mode::kRefuseAll;
   } catch (const po::error& e) {
     std::cerr << "gatehouse-demo-game: " << e.what() << "\n" << description << '\n';

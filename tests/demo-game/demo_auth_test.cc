@@ -358,6 +358,36 @@ TEST(DemoAuthCheck, WorksWithoutAServer) {
   EXPECT_EQ(wrong.claimed_user_id, 1001);
 }
 
+TEST(DemoAuthCheck, RacingFirstChecksOfANameAgreeOnOneAccount) {
+  // Without gRPC in between, the threads meet in the registration window
+  // (hash outside the lock, insert under it) far more often.
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 50;
+  DemoAuth auth({}, nullptr);
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string name = "n" + std::to_string(round);
+    std::atomic<int> ready{0};
+    std::vector<DemoAuth::Verdict> verdicts(kThreads);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();
+        verdicts[i] = auth.check(name + ":pw");
+      });
+    }
+    for (auto& t : threads) t.join();
+    int registered = 0;
+    for (const auto& verdict : verdicts) {
+      ASSERT_TRUE(verdict.ok) << verdict.detail;
+      EXPECT_EQ(verdict.user_id, 1001 + round);
+      registered += verdict.registered ? 1 : 0;
+    }
+    EXPECT_EQ(registered, 1) << name;
+  }
+  EXPECT_EQ(auth.accounts(), static_cast<std::size_t>(kRounds));
+}
+
 TEST(DemoAuthCheck, RefusesAMaxAccountsThatWouldOverflowIds) {
   EXPECT_THROW(DemoAuth(DemoAuth::Options{.max_accounts = std::size_t{1} << 31}, nullptr),
                std::invalid_argument);

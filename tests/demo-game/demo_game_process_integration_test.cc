@@ -153,7 +153,8 @@ TEST(DemoGameProcess, BadFlagsExitWithUsageError) {
   const std::vector<std::vector<std::string>> bad = {{"--numbering", "third"},
                                                       {"--threads", "0"},
                                                       {"--auth-delay-ms", "-1"},
-                                                      {"--auth=maybe"}};
+                                                      {"--auth=maybe"},
+                                                      {"--auth-max-accounts", "3000000000"}};
   for (const auto& flags : bad) {
     std::vector<std::string> argv{DEMO_GAME_PATH};
     argv.insert(argv.end(), flags.begin(), flags.end());
