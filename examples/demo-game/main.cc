@@ -113,14 +113,13 @@ Parsed parse_options(int argc, char** argv) {
       "auth", po::value(&parsed.auth)->default_value(true, "true")->implicit_value(true, "true"),
       "also serve gatehouse.auth.Auth (the demo user centre: credential NAME:PASSWORD, the "
       "first login of a NAME registers it) for the gateway's login = auth:HOST:PORT; "
-      "--auth=false: do not")(
-      "no-auth", po::bool_switch(&no_auth), "same as --auth=false (Auth calls: UNIMPLEMENTED)")(
+      "--auth=false: do not")("no-auth", po::bool_switch(&no_auth),
+                              "same as --auth=false (Auth calls: UNIMPLEMENTED)")(
       "auth-delay-ms", po::value(&auth_delay_ms)->default_value(0),
       "send every Auth reply this many ms late (a slow user centre; no thread waits)")(
       "auth-refuse-all", po::bool_switch(&auth_refuse_all), "refuse every login")(
       "auth-max-accounts",
-      po::value(&parsed.auth_options.max_accounts)
-          ->default_value(parsed.auth_options.max_accounts),
+      po::value(&parsed.auth_options.max_accounts)->default_value(parsed.auth_options.max_accounts),
       "accounts at most; a new name beyond them is refused");
   try {
     po::variables_map vm;
@@ -143,7 +142,8 @@ Parsed parse_options(int argc, char** argv) {
     if (parsed.auth_options.max_accounts > 1'000'000'000) {
       throw po::error("--auth-max-accounts must be at most 1000000000");
     }
-    if (auth_refuse_all) parsed.auth_options.mode = gatehouse::game::demo::DemoAuth::Mode::kRefuseAll;
+    if (auth_refuse_all)
+      parsed.auth_options.mode = gatehouse::game::demo::DemoAuth::Mode::kRefuseAll;
   } catch (const po::error& e) {
     std::cerr << "gatehouse-demo-game: " << e.what() << "\n" << description << '\n';
     parsed.exit_status = 2;

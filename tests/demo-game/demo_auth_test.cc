@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -135,7 +136,7 @@ TEST_F(DemoAuthTest, WrongPasswordIsRefusedWithTheAccountsIdClaimed) {
 
 TEST_F(DemoAuthTest, DifferentNamesGetDifferentIdsInOrder) {
   expect_ok(login("alice:a"), 1001);
-  expect_ok(login("bob:a"), 1002);  // the same password as alice is no matter
+  expect_ok(login("bob:a"), 1002);    // the same password as alice is no matter
   expect_ok(login("Alice:a"), 1003);  // names are bytes: case counts
   expect_ok(login("bob:a"), 1002);
   EXPECT_EQ(auth_.accounts(), 3u);
@@ -153,7 +154,7 @@ TEST_F(DemoAuthTest, MalformedCredentialsAreRefusedWithNoClaim) {
   expect_ok(login(std::string(64, 'n') + ":pw"), 1001);
   expect_ok(login("carol:a:b"), 1002);
   expect_refused(login("carol:a"), 1002, "wrong password");
-  expect_ok(login(std::string("nul\0name", 8) + ":p\0w"), 1003);  // any bytes
+  expect_ok(login(std::string("nul\0name:p\0w", 12)), 1003);  // any bytes
 }
 
 TEST_F(DemoAuthTest, LogsEachLoginWithTheNameButNeverThePassword) {
@@ -174,12 +175,12 @@ TEST_F(DemoAuthTest, LogsEachLoginWithTheNameButNeverThePassword) {
 }
 
 TEST_F(DemoAuthTest, ConcurrentFirstLoginsOfOneNameMakeOneAccount) {
-  constexpr int kThreads = 16;
-  std::atomic<int> ready{0};
+  constexpr std::size_t kThreads = 16;
+  std::atomic<std::size_t> ready{0};
   std::vector<LoginReply> replies(kThreads);
   std::vector<grpc::Status> statuses(kThreads);
   std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
+  for (std::size_t i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
       ready.fetch_add(1);
       while (ready.load() < kThreads) std::this_thread::yield();
@@ -187,7 +188,7 @@ TEST_F(DemoAuthTest, ConcurrentFirstLoginsOfOneNameMakeOneAccount) {
     });
   }
   for (auto& t : threads) t.join();
-  for (int i = 0; i < kThreads; ++i) {
+  for (std::size_t i = 0; i < kThreads; ++i) {
     ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
     expect_ok(replies[i], 1001);
   }
@@ -195,11 +196,11 @@ TEST_F(DemoAuthTest, ConcurrentFirstLoginsOfOneNameMakeOneAccount) {
 }
 
 TEST_F(DemoAuthTest, ConcurrentFirstLoginsWithDifferentPasswordsLetOneWin) {
-  constexpr int kThreads = 16;
-  std::atomic<int> ready{0};
+  constexpr std::size_t kThreads = 16;
+  std::atomic<std::size_t> ready{0};
   std::vector<LoginReply> replies(kThreads);
   std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
+  for (std::size_t i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
       ready.fetch_add(1);
       while (ready.load() < kThreads) std::this_thread::yield();
@@ -207,29 +208,29 @@ TEST_F(DemoAuthTest, ConcurrentFirstLoginsWithDifferentPasswordsLetOneWin) {
     });
   }
   for (auto& t : threads) t.join();
-  int winner = -1;
-  for (int i = 0; i < kThreads; ++i) {
+  std::optional<std::size_t> winner;
+  for (std::size_t i = 0; i < kThreads; ++i) {
     if (replies[i].result() == LoginReply::OK) {
-      EXPECT_EQ(winner, -1) << "two passwords accepted: " << winner << " and " << i;
+      EXPECT_FALSE(winner) << "two passwords accepted: " << *winner << " and " << i;
       winner = i;
       EXPECT_EQ(replies[i].user_id(), 1001);
     } else {
       expect_refused(replies[i], 1001, "wrong password");
     }
   }
-  ASSERT_NE(winner, -1);
+  ASSERT_TRUE(winner);
   EXPECT_EQ(auth_.accounts(), 1u);
-  expect_ok(login("racer:pw" + std::to_string(winner)), 1001);
+  expect_ok(login("racer:pw" + std::to_string(*winner)), 1001);
 }
 
 TEST_F(DemoAuthTest, ManyNamesFromManyThreadsGetDistinctIds) {
-  constexpr int kThreads = 8;
-  constexpr int kEach = 20;
+  constexpr std::size_t kThreads = 8;
+  constexpr std::size_t kEach = 20;
   std::vector<std::vector<std::int32_t>> ids(kThreads);
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (std::size_t t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      for (int i = 0; i < kEach; ++i) {
+      for (std::size_t i = 0; i < kEach; ++i) {
         LoginReply reply;
         if (call("u" + std::to_string(t) + "-" + std::to_string(i) + ":pw", reply).ok() &&
             reply.result() == LoginReply::OK)
@@ -240,9 +241,9 @@ TEST_F(DemoAuthTest, ManyNamesFromManyThreadsGetDistinctIds) {
   for (auto& t : threads) t.join();
   std::set<std::int32_t> distinct;
   for (const auto& some : ids) distinct.insert(some.begin(), some.end());
-  EXPECT_EQ(distinct.size(), static_cast<std::size_t>(kThreads * kEach));
+  EXPECT_EQ(distinct.size(), kThreads * kEach);
   EXPECT_EQ(*distinct.begin(), 1001);
-  EXPECT_EQ(*distinct.rbegin(), 1000 + kThreads * kEach);
+  EXPECT_EQ(*distinct.rbegin(), static_cast<std::int32_t>(1000 + kThreads * kEach));
 }
 
 TEST_F(DemoAuthTest, DelayHoldsTheReplyWhileTheGameStillServes) {
@@ -361,15 +362,15 @@ TEST(DemoAuthCheck, WorksWithoutAServer) {
 TEST(DemoAuthCheck, RacingFirstChecksOfANameAgreeOnOneAccount) {
   // Without gRPC in between, the threads meet in the registration window
   // (hash outside the lock, insert under it) far more often.
-  constexpr int kThreads = 8;
+  constexpr std::size_t kThreads = 8;
   constexpr int kRounds = 50;
   DemoAuth auth({}, nullptr);
   for (int round = 0; round < kRounds; ++round) {
     const std::string name = "n" + std::to_string(round);
-    std::atomic<int> ready{0};
+    std::atomic<std::size_t> ready{0};
     std::vector<DemoAuth::Verdict> verdicts(kThreads);
     std::vector<std::thread> threads;
-    for (int i = 0; i < kThreads; ++i) {
+    for (std::size_t i = 0; i < kThreads; ++i) {
       threads.emplace_back([&, i] {
         ready.fetch_add(1);
         while (ready.load() < kThreads) std::this_thread::yield();

@@ -111,8 +111,8 @@ grpc::Status login(const std::shared_ptr<grpc::Channel>& channel, const std::str
 
 TEST(DemoGameProcess, ServesAuthByDefaultWithTheDelayAsked) {
   const int port = free_port();
-  ChildProcess child({DEMO_GAME_PATH, "--listen", "127.0.0.1:" + std::to_string(port),
-                      "--auth-delay-ms", "300"});
+  ChildProcess child(
+      {DEMO_GAME_PATH, "--listen", "127.0.0.1:" + std::to_string(port), "--auth-delay-ms", "300"});
   const auto channel = make_game_channel(port);
   ASSERT_TRUE(wait_until_serving(channel));
   const auto start = std::chrono::steady_clock::now();
@@ -151,10 +151,10 @@ TEST(DemoGameProcess, AuthFlagsTurnItOffOrRefuseEverything) {
 
 TEST(DemoGameProcess, BadFlagsExitWithUsageError) {
   const std::vector<std::vector<std::string>> bad = {{"--numbering", "third"},
-                                                      {"--threads", "0"},
-                                                      {"--auth-delay-ms", "-1"},
-                                                      {"--auth=maybe"},
-                                                      {"--auth-max-accounts", "3000000000"}};
+                                                     {"--threads", "0"},
+                                                     {"--auth-delay-ms", "-1"},
+                                                     {"--auth=maybe"},
+                                                     {"--auth-max-accounts", "3000000000"}};
   for (const auto& flags : bad) {
     std::vector<std::string> argv{DEMO_GAME_PATH};
     argv.insert(argv.end(), flags.begin(), flags.end());

@@ -124,8 +124,8 @@ struct DemoAuth::Impl {
         mode(options.mode),
         log(log_to) {}
 
-  grpc::ServerUnaryReactor* login(grpc::CallbackServerContext& context,
-                                  const LoginRequest& request, LoginReply& reply);
+  grpc::ServerUnaryReactor* login(grpc::CallbackServerContext& context, const LoginRequest& request,
+                                  LoginReply& reply);
   Verdict check(std::string_view credential);
   /// NAME's account, registered with `hash` unless it exists; whether it was.
   std::pair<Account, bool> find_or_add(std::string_view name, const PasswordHash* hash);
@@ -139,7 +139,7 @@ struct DemoAuth::Impl {
 
   mutable std::mutex mu;
   std::unordered_map<std::string, Account> accounts;  ///< guarded by mu, by NAME
-  std::int32_t next_id = kFirstUserId;                 ///< guarded by mu
+  std::int32_t next_id = kFirstUserId;                ///< guarded by mu
 
   std::ostream* const log;
   std::mutex log_mu;
@@ -148,7 +148,7 @@ struct DemoAuth::Impl {
 };
 
 std::pair<DemoAuth::Impl::Account, bool> DemoAuth::Impl::find_or_add(std::string_view name,
-                                                                      const PasswordHash* hash) {
+                                                                     const PasswordHash* hash) {
   std::lock_guard lock(mu);
   const auto it = accounts.find(std::string(name));
   if (it != accounts.end()) return {it->second, false};
@@ -223,7 +223,8 @@ grpc::ServerUnaryReactor* DemoAuth::Impl::login(grpc::CallbackServerContext& con
             (verdict.registered ? " (new account)" : "");
   } else {
     line += "refused (" + verdict.detail + ")";
-    if (verdict.claimed_user_id != 0) line += ", claimed user " + std::to_string(verdict.claimed_user_id);
+    if (verdict.claimed_user_id != 0)
+      line += ", claimed user " + std::to_string(verdict.claimed_user_id);
   }
   if (delay.count() > 0) line += ", reply in " + std::to_string(delay.count()) + " ms";
   log_line(line);

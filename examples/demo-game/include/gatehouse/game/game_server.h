@@ -156,7 +156,7 @@ struct GameServerOptions {
   /// would poll. Each must outlive the server and be registered in no other
   /// server while this one runs. shutdown() stops them with the rest (calls
   /// still open after its grace are cancelled).
-  std::vector<grpc::Service*> services;
+  std::vector<grpc::Service*> services{};
 };
 
 class GameServer {
