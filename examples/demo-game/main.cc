@@ -1,7 +1,9 @@
 // gatehouse-demo-game: the demo game service (see README.md and
 // gatehouse/game/demo_game.h). Parses flags, runs a GameServer with the
 // DemoGameHandler until SIGINT/SIGTERM, then shuts it down. With --flood it
-// is also a game that outruns the gateway (tools/bench/game_flood.sh).
+// is also a game that outruns the gateway (tools/bench/game_flood.sh). Unless
+// --no-auth, the same port also serves gatehouse.auth.Auth (DemoAuth,
+// gatehouse/game/demo_auth.h): the gateway's `login = auth:HOST:PORT`.
 //
 // Exit status: 0 after a signal, 1 when the server cannot start, 2 on a usage
 // error.
@@ -13,12 +15,14 @@
 #include <cstdint>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <boost/program_options.hpp>
 
+#include "gatehouse/game/demo_auth.h"
 #include "gatehouse/game/demo_game.h"
 #include "gatehouse/game/game_server.h"
 
@@ -48,6 +52,8 @@ struct Parsed {
   gatehouse::game::GameServerOptions server;
   std::uint32_t flood = 0;  ///< messages a second to every session
   std::uint32_t flood_bytes = 1000;
+  bool auth = true;  ///< serve DemoAuth on the same port
+  gatehouse::game::demo::DemoAuth::Options auth_options;
   int exit_status = -1;
 };
 
@@ -85,6 +91,9 @@ void flood(gatehouse::game::GameServer& server, std::uint32_t per_second, std::u
 Parsed parse_options(int argc, char** argv) {
   Parsed parsed;
   std::string numbering;
+  bool no_auth = false;
+  bool auth_refuse_all = false;
+  std::int64_t auth_delay_ms = 0;
   po::options_description description("gatehouse-demo-game: the demo gonet2 game service");
   description.add_options()("help", "show this help")(
       "listen", po::value(&parsed.server.address)->default_value("127.0.0.1:50051"),
@@ -100,7 +109,18 @@ Parsed parse_options(int argc, char** argv) {
       "a game that outruns the gateway: messages a second (proto 1006) to every session, "
       "0 = off; what the gateway does not take queues here")(
       "flood-bytes", po::value(&parsed.flood_bytes)->default_value(parsed.flood_bytes),
-      "bytes of each flood message");
+      "bytes of each flood message")(
+      "auth", po::value(&parsed.auth)->default_value(true, "true")->implicit_value(true, "true"),
+      "also serve gatehouse.auth.Auth (the demo user centre: credential NAME:PASSWORD, the "
+      "first login of a NAME registers it) for the gateway's login = auth:HOST:PORT; "
+      "--auth=false: do not")("no-auth", po::bool_switch(&no_auth),
+                              "same as --auth=false (Auth calls: UNIMPLEMENTED)")(
+      "auth-delay-ms", po::value(&auth_delay_ms)->default_value(0),
+      "send every Auth reply this many ms late (a slow user centre; no thread waits)")(
+      "auth-refuse-all", po::bool_switch(&auth_refuse_all), "refuse every login")(
+      "auth-max-accounts",
+      po::value(&parsed.auth_options.max_accounts)->default_value(parsed.auth_options.max_accounts),
+      "accounts at most; a new name beyond them is refused");
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, description), vm);
@@ -114,6 +134,16 @@ Parsed parse_options(int argc, char** argv) {
     if (!value) throw po::error("--numbering must be gonet2 or later, not '" + numbering + "'");
     parsed.server.numbering = *value;
     if (parsed.server.threads == 0) throw po::error("--threads must be at least 1");
+    if (no_auth) parsed.auth = false;
+    if (auth_delay_ms < 0 || auth_delay_ms > 3'600'000) {
+      throw po::error("--auth-delay-ms must be 0..3600000");
+    }
+    parsed.auth_options.delay = std::chrono::milliseconds(auth_delay_ms);
+    if (parsed.auth_options.max_accounts > 1'000'000'000) {
+      throw po::error("--auth-max-accounts must be at most 1000000000");
+    }
+    if (auth_refuse_all)
+      parsed.auth_options.mode = gatehouse::game::demo::DemoAuth::Mode::kRefuseAll;
   } catch (const po::error& e) {
     std::cerr << "gatehouse-demo-game: " << e.what() << "\n" << description << '\n';
     parsed.exit_status = 2;
@@ -130,11 +160,18 @@ int main(int argc, char** argv) {
 
   gatehouse::game::demo::DemoGameHandler handler(&std::cerr);
   try {
+    // Before the server, which serves it: it must outlive the server.
+    std::optional<gatehouse::game::demo::DemoAuth> auth;
+    if (parsed.auth) {
+      auth.emplace(parsed.auth_options, &std::cerr);
+      parsed.server.services.push_back(auth->service());
+    }
     const std::string address = parsed.server.address;
     gatehouse::game::GameServer server(handler, std::move(parsed.server));
     std::cerr << "gatehouse-demo-game: listening on " << address.substr(0, address.rfind(':'))
               << ':' << server.port() << " (numbering "
-              << gatehouse::game::to_string(server.numbering()) << ")" << std::endl;
+              << gatehouse::game::to_string(server.numbering()) << "; auth "
+              << (auth ? "on" : "off") << ")" << std::endl;
     if (parsed.flood != 0) flood(server, parsed.flood, parsed.flood_bytes);
     while (g_stop == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     std::cerr << "gatehouse-demo-game: shutting down" << std::endl;

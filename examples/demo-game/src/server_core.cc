@@ -27,6 +27,9 @@ Core::Core(GameServer& owner, GameHandler& handler, GameServerOptions options)
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(&stream_service_);
   builder.RegisterService(&batch_service_);
+  for (grpc::Service* service : options_.services) {
+    if (service != nullptr) builder.RegisterService(service);
+  }
   queue_ = builder.AddCompletionQueue();
   // Two game servers on one port would split the gateway's streams between
   // them; a second bind must fail instead.

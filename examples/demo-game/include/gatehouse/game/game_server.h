@@ -66,6 +66,10 @@
 
 #include <grpcpp/support/status.h>
 
+namespace grpc {
+class Service;
+}
+
 namespace gatehouse::game {
 
 using Bytes = std::vector<std::byte>;
@@ -144,6 +148,15 @@ struct GameServerOptions {
   /// Threads serving the calls (gRPC's completion-queue API); the handler's
   /// calls run on them.
   std::size_t threads = 1;
+  /// More gRPC services to serve on the same port, e.g. DemoAuth::service()
+  /// (demo_auth.h), so that one process is both the game and the user centre
+  /// the gateway's `login = auth:HOST:PORT` calls. Registered as they are:
+  /// they run on gRPC's own threads (sync or callback API), not on `threads`,
+  /// and must not be async (completion-queue) services, which no thread here
+  /// would poll. Each must outlive the server and be registered in no other
+  /// server while this one runs. shutdown() stops them with the rest (calls
+  /// still open after its grace are cancelled).
+  std::vector<grpc::Service*> services{};
 };
 
 class GameServer {
