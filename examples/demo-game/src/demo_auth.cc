@@ -188,7 +188,7 @@ DemoAuth::Verdict DemoAuth::Impl::check(std::string_view credential) {
 grpc::ServerUnaryReactor* DemoAuth::Impl::login(grpc::CallbackServerContext& context,
                                                 const LoginRequest& request, LoginReply& reply) {
   calls.fetch_add(1, std::memory_order_relaxed);
-  const std::string from = "from " + request.remote_address() + ":" +
+  const std::string from = "from " + printable(request.remote_address()) + ":" +
                            std::to_string(request.remote_port()) + " via '" +
                            printable(request.gateway_id()) + "'";
   const Mode now = mode.load(std::memory_order_relaxed);
@@ -237,8 +237,11 @@ grpc::ServerUnaryReactor* DemoAuth::Impl::login(grpc::CallbackServerContext& con
 
 void DemoAuth::Impl::log_line(const std::string& line) {
   if (log == nullptr) return;
+  // One write, so that it does not interleave with the game handler's
+  // lines on the same stream (they hold another mutex).
+  const std::string whole = "gatehouse-demo-game: " + line + '\n';
   std::lock_guard lock(log_mu);
-  *log << "gatehouse-demo-game: " << line << '\n' << std::flush;
+  *log << whole << std::flush;
 }
 
 DemoAuth::DemoAuth(Options options, std::ostream* log) {

@@ -23,8 +23,8 @@
 // login costs microseconds on a gRPC thread) is far weaker than a real
 // service's.
 //
-// Test knobs (also settable while serving): `delay` holds each reply that
-// long without holding a thread (a grpc::Alarm per held call; the account
+// Test knobs (also settable while serving): `delay` holds each reply (but
+// kUnavailable's) that long without holding a thread (a grpc::Alarm per held call; the account
 // is decided, and logged, when the call arrives); Mode::kRefuseAll refuses
 // every login; Mode::kUnavailable fails every call with UNAVAILABLE, a user
 // centre that is down while the game is up. A GameServer without the service
