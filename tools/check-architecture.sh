@@ -42,7 +42,7 @@ declare -A allowed=(
   [tools/crypto-bench]="crypto"
   [tools/kx-vectors]="crypto codec"
   [tools/ring-bench]="shm"
-  [examples/demo-game]="game codec"
+  [examples/demo-game]="game codec base"
 )
 
 # 1. Includes.

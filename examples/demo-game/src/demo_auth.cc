@@ -24,6 +24,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "auth.grpc.pb.h"
+#include "gatehouse/base/log_text.h"
 
 namespace gatehouse::game::demo {
 
@@ -37,25 +38,6 @@ using PasswordHash = std::array<char, crypto_pwhash_STRBYTES>;
 /// for long, and this is a demo (see the header).
 constexpr unsigned long long kOpsLimit = crypto_pwhash_OPSLIMIT_MIN;
 constexpr std::size_t kMemLimit = crypto_pwhash_MEMLIMIT_MIN;
-
-/// `bytes` for a log line: printable ASCII as it is, anything else (and the
-/// quote and backslash) as \xNN, so that a NAME cannot forge log lines.
-std::string printable(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size());
-  for (const char c : bytes) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f && c != '\\' && c != '\'') {
-      out += c;
-    } else {
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    }
-  }
-  return out;
-}
 
 DemoAuth::Verdict refused(std::string detail, std::int32_t claimed = 0) {
   DemoAuth::Verdict verdict;
@@ -188,9 +170,9 @@ DemoAuth::Verdict DemoAuth::Impl::check(std::string_view credential) {
 grpc::ServerUnaryReactor* DemoAuth::Impl::login(grpc::CallbackServerContext& context,
                                                 const LoginRequest& request, LoginReply& reply) {
   calls.fetch_add(1, std::memory_order_relaxed);
-  const std::string from = "from " + printable(request.remote_address()) + ":" +
+  const std::string from = "from " + log_text(request.remote_address()) + ":" +
                            std::to_string(request.remote_port()) + " via '" +
-                           printable(request.gateway_id()) + "'";
+                           log_text(request.gateway_id()) + "'";
   const Mode now = mode.load(std::memory_order_relaxed);
   if (now == Mode::kUnavailable) {
     log_line("login " + from + ": answered UNAVAILABLE (user centre down)");
@@ -204,7 +186,7 @@ grpc::ServerUnaryReactor* DemoAuth::Impl::login(grpc::CallbackServerContext& con
   // Only the NAME is ever logged, and only when there is one: a credential
   // without ':' may well be a password.
   const std::string who =
-      colon == std::string::npos ? "" : "'" + printable(credential.substr(0, colon)) + "' ";
+      colon == std::string::npos ? "" : "'" + log_text(credential.substr(0, colon)) + "' ";
   const Verdict verdict =
       now == Mode::kRefuseAll ? refused("refusing every login") : check(credential);
   if (verdict.ok) {
