@@ -2,9 +2,7 @@
 // honours --numbering, serves the demo user centre (Auth) on the same port
 // unless --no-auth, and exits 0 on SIGTERM/SIGINT with streams still open
 // (which see UNAVAILABLE).
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 #include "child_process.h"
 #include "game_test_client.h"
 #include "gatehouse/game/demo_game.h"
+#include "local_port.h"
 #include "patience.h"
 
 namespace gatehouse::testing {
@@ -25,22 +24,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace demo = game::demo;
-
-/// A port that was free a moment ago (the child binds it next; gRPC servers
-/// set SO_REUSEADDR, so our closed socket does not hold it).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ADD_FAILURE() << "cannot reserve a port";
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 /// Waits until the child's server accepts connections.
 bool wait_until_serving(const std::shared_ptr<grpc::Channel>& channel) {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "local_port.h"  // free_port(), for the servers these tests start
+
 namespace gatehouse::testing {
 
 std::string http_get(std::uint16_t port, const std::string& path);
@@ -12,9 +14,5 @@ std::string http_get(std::uint16_t port, const std::string& path);
 /// The value of the sample `name` (labels included, as exposed) in a
 /// Prometheus text exposition; -1 when absent.
 double metric_sample(const std::string& exposition, const std::string& name);
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (for servers that
-/// cannot report a port they picked themselves).
-std::uint16_t free_port();
 
 }  // namespace gatehouse::testing

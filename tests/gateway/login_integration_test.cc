@@ -5,9 +5,6 @@
 // window; a failed user id likewise; `any` refuses a non-loopback listener;
 // `auth:` asks a user centre (the demo game's, a real process), and a slow,
 // saturated or absent one refuses without locking players out.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +23,7 @@
 #include "gatehouse/token/signed_token.h"
 #include "gateway_process.h"
 #include "http_get.h"
+#include "local_port.h"
 #include "patience.h"
 #include "test_clients.h"
 
@@ -214,21 +212,6 @@ TEST(AnyLogin, RefusedOnANonLoopbackListenerUnlessAllowedThenWarned) {
 
 // ------------------------------------------------------------------ login = auth:
 
-/// A port that was free a moment ago (the user centre binds it next).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ADD_FAILURE() << "cannot reserve a port";
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 /// The demo game's user centre (gatehouse-demo-game, which serves Auth on
 /// its port: NAME:PASSWORD, a new NAME registers) as its own process.
 class UserCentre {
@@ -238,20 +221,9 @@ class UserCentre {
                                      "127.0.0.1:" + std::to_string(port)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     child_.emplace(argv);
-    // Serving once it accepts TCP connections.
-    const auto deadline = std::chrono::steady_clock::now() + kPatience;
-    while (std::chrono::steady_clock::now() < deadline) {
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(static_cast<std::uint16_t>(port));
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-      ::close(fd);
-      if (up) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!wait_listening(port, kPatience)) {
+      ADD_FAILURE() << "the user centre did not start on port " << port;
     }
-    ADD_FAILURE() << "the user centre did not start on port " << port;
   }
   ~UserCentre() {
     child_->kill(SIGTERM);

@@ -210,7 +210,10 @@ void Connection::accept_push(const SegmentHeader& header, std::span<const std::b
 void Connection::queue_ack(std::uint32_t sn, Millis ts) {
   acks_.push_back({sn, ts});
   // Owed acks are bounded by one datagram's worth: a full one goes now.
-  if (acks_.size() >= max_acks_) flush_acks();
+  if (acks_.size() >= max_acks_) {  // a datagram's worth: out now
+    put_acks();
+    emit();
+  }
 }
 
 void Connection::deliver() {
@@ -318,13 +321,7 @@ Millis Connection::check(Millis now) const noexcept {
 }
 
 void Connection::flush(Millis now) {
-  for (const Ack& ack : acks_) {
-    SegmentHeader h = control(Command::kAck);
-    h.sn = ack.sn;
-    h.ts = ack.ts;
-    put(h, {});
-  }
-  acks_.clear();
+  put_acks();
 
   if (peer_window_ == 0) {
     if (probe_wait_ == 0) {
@@ -381,7 +378,7 @@ void Connection::flush(Millis now) {
   emit();
 }
 
-void Connection::flush_acks() {
+void Connection::put_acks() {
   for (const Ack& ack : acks_) {
     SegmentHeader h = control(Command::kAck);
     h.sn = ack.sn;
@@ -389,7 +386,6 @@ void Connection::flush_acks() {
     put(h, {});
   }
   acks_.clear();
-  emit();
 }
 
 std::uint16_t Connection::free_window() const noexcept {

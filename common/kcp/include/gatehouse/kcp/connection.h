@@ -158,7 +158,7 @@ class Connection {
   SegmentHeader control(Command cmd) const noexcept;
   void put(const SegmentHeader& header, std::span<const std::byte> payload);
   void emit();
-  void flush_acks();
+  void put_acks();  ///< the acks owed as segments of the datagram being built
 
   const std::uint32_t conv_;
   const Options options_;
