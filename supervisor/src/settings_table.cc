@@ -360,11 +360,13 @@ void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
       const auto* known = std::find_if(std::begin(kListenOptions), std::end(kListenOptions),
                                        [&](const ListenOption& o) { return o.key == key; });
       if (equals == std::string_view::npos || known == std::end(kListenOptions)) {
-        std::string keys;
-        for (const ListenOption& o : kListenOptions)
-          keys += (keys.empty() ? "" : ", ") + std::string(o.key) + "=";
-        throw ConfigError("--listen " + l + ": unknown option '" + std::string(option) +
-                          "' (options: " + keys + ")");
+        std::string message =
+            "--listen " + l + ": unknown option '" + std::string(option) + "' (options: ";
+        for (const ListenOption& o : kListenOptions) {
+          message += o.key;
+          message += &o == std::end(kListenOptions) - 1 ? "=)" : "=, ";
+        }
+        throw ConfigError(message);
       }
       try {
         known->read(option.substr(equals + 1), i, c);

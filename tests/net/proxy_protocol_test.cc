@@ -55,7 +55,7 @@ void expect_needs_more_until_whole(const std::string& header) {
 TEST(ProxyV1, Tcp4WithTheBytesThatFollow) {
   const std::string header = "PROXY TCP4 192.0.2.1 10.0.0.5 51000 4000\r\n";
   expect_needs_more_until_whole(header);
-  const Result r = parse_text(header + "\x00\x05hello");
+  const Result r = parse_text(header + "\x00\x05hello"s);
   ASSERT_EQ(r.status, Status::kHeader) << to_string(r.error);
   EXPECT_EQ(r.header.version, 1);
   EXPECT_TRUE(r.header.has_address);
