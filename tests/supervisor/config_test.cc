@@ -215,13 +215,14 @@ TEST(Config, ListenersTakePROXYHeadersFromTheirTrustedSources) {
   EXPECT_TRUE(s.listener_proxy_from[2][0].contains(other));
   EXPECT_FALSE(s.listener_proxy_from[2][0].contains(loopback4)) << "named ranges replace loopback";
 
+  constexpr const char* kNineRanges =  // one over kMaxProxyNetworks
+      "127.0.0.1:9000,proxy=v1,proxy-from=1.0.0.0/8+2.0.0.0/8+3.0.0.0/8+4.0.0.0/8+5.0.0.0/8+"
+      "6.0.0.0/8+7.0.0.0/8+8.0.0.0/8+9.0.0.0/8";
   for (const char* bad :
        {"127.0.0.1:9000,proxy=v3", "127.0.0.1:9000,proxy=", "127.0.0.1:9000,proxy-from=10.0.0.0/8",
         "127.0.0.1:9000,proxy=v1,proxy-from=10.0.0.1/8",
         "127.0.0.1:9000,proxy=v1,proxy-from=", "127.0.0.1:9000,proxy=v1,proxy-from=10.0.0.0/8+",
-        "127.0.0.1:9000,proxy=v1,proxy-from=bogus",
-        "127.0.0.1:9000,proxy=v1,proxy-from=1.0.0.0/8+2.0.0.0/8+3.0.0.0/8+4.0.0.0/8+5.0.0.0/8+"
-        "6.0.0.0/8+7.0.0.0/8+8.0.0.0/8+9.0.0.0/8"}) {
+        "127.0.0.1:9000,proxy=v1,proxy-from=bogus", kNineRanges}) {
     const auto e = parse({"--listen", bad});
     EXPECT_FALSE(e.config.has_value()) << bad;
     EXPECT_EQ(e.exit_code, 2) << bad;
