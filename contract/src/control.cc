@@ -45,4 +45,26 @@ std::string crypto_modes_text(std::uint8_t modes) {
   return text;
 }
 
+std::optional<ProxyMode> parse_proxy_mode(std::string_view text) {
+  for (const ProxyMode mode :
+       {ProxyMode::kNone, ProxyMode::kV1, ProxyMode::kV2, ProxyMode::kOptional}) {
+    if (text == proxy_mode_text(mode)) return mode;
+  }
+  return std::nullopt;
+}
+
+std::string_view proxy_mode_text(ProxyMode mode) {
+  switch (mode) {
+    case ProxyMode::kNone:
+      return "none";
+    case ProxyMode::kV1:
+      return "v1";
+    case ProxyMode::kV2:
+      return "v2";
+    case ProxyMode::kOptional:
+      return "optional";
+  }
+  return "?";
+}
+
 }  // namespace gatehouse

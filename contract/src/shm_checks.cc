@@ -70,6 +70,22 @@ void check_settings(const Settings& s, const char* where) {
       refuse(at, "address_limits_exempt[i].prefix, i", i, "at most 128");
     }
   }
+  for (std::uint32_t i = 0; i < kMaxListeners; ++i) {
+    if (static_cast<std::uint8_t>(s.listener_proxy[i]) >
+        static_cast<std::uint8_t>(ProxyMode::kOptional)) {
+      refuse(at, "listener_proxy[i], i", i, "0 none, 1 v1, 2 v2 or 3 optional");
+    }
+    if (s.listener_proxy_from_count[i] > kMaxProxyNetworks) {
+      refuse(at, "listener_proxy_from_count[i], i", i,
+             "at most " + std::to_string(kMaxProxyNetworks));
+    }
+    for (std::uint32_t r = 0; r < s.listener_proxy_from_count[i]; ++r) {
+      if (s.listener_proxy_from[i][r].prefix > 128) {
+        refuse(at, "listener_proxy_from[i][r].prefix, i * 8 + r", i * kMaxProxyNetworks + r,
+               "at most 128");
+      }
+    }
+  }
   if (s.log_level > kMaxLogLevel) refuse(at, "log_level", s.log_level, "0 (trace) to 6 (off)");
   if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens &&
       s.login_mode != LoginMode::kSignedTokens && s.login_mode != LoginMode::kAuthService) {

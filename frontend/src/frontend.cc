@@ -16,6 +16,7 @@
 #include "gatehouse/base/log.h"
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/net/edge_socket.h"
+#include "gatehouse/net/proxy_protocol.h"
 #include "gatehouse/shm/idle_strategy.h"
 
 namespace gatehouse::frontend {
@@ -33,8 +34,31 @@ constexpr std::size_t kWideReadBytes = 4096;  // a busy connection's receive buf
 // is cut off rather than waited for.
 constexpr std::size_t kMaxDiscard = std::size_t{64} * 1024;
 
+// A PROXY header's deadline: the read-timeout, at most this. A load
+// balancer sends the header at once; a connection that holds back its first
+// bytes holds a descriptor, and is cut off early.
+constexpr std::uint32_t kProxyHeaderTimeoutMs = 5000;
+// What one read of a connection waiting for its header takes.
+constexpr std::size_t kProxyReadBytes = 256;
+
 std::int64_t now_ms() {
   return monotonic_ns() / 1'000'000;
+}
+
+/// IPv4 addresses IPv4-mapped, as the session table and AddressRange keep them.
+asio::ip::address_v6::bytes_type v6_bytes_of(const asio::ip::address& address) {
+  return (address.is_v6() ? address.to_v6()
+                          : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()))
+      .to_bytes();
+}
+
+/// The inverse, for a PROXY header's address: an IPv4-mapped one as IPv4.
+asio::ip::address address_of(const std::array<std::uint8_t, 16>& v6) {
+  asio::ip::address_v6::bytes_type bytes;
+  std::memcpy(bytes.data(), v6.data(), bytes.size());
+  const asio::ip::address_v6 a(bytes);
+  if (a.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a);
+  return a;
 }
 
 }  // namespace
@@ -76,6 +100,22 @@ struct Frontend::Connection {
   AddressLimit::Key address{};
 };
 
+struct Frontend::Pending {
+  Pending(tcp::socket s, std::uint64_t k, std::size_t l, const tcp::endpoint& p, ProxyMode m,
+          bool t)
+      : socket(std::move(s)), key(k), listener(l), peer(p), mode(m), trusted(t) {}
+
+  tcp::socket socket;
+  std::uint64_t key;  // in pending_
+  std::size_t listener;
+  tcp::endpoint peer;
+  ProxyMode mode;  // the listener's as of accept
+  bool trusted;    // the peer is in the listener's proxy-from
+  std::array<std::byte, kProxyReadBytes> chunk;
+  std::vector<std::byte> in;  // read so far: the header, and what came with it
+  DeadlineLink<Pending> link;
+};
+
 struct Frontend::WorkerLink {
   WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell, const Settings& settings)
       : doorbell(std::move(bell)),
@@ -110,7 +150,8 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
       reading_(&Connection::read_link),
       lingering_(&Connection::read_link),
       writing_(&Connection::write_link),
-      logging_in_(&Connection::login_link) {
+      logging_in_(&Connection::login_link),
+      proxy_waiting_(&Pending::link) {
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("frontend: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells, got " +
@@ -188,11 +229,19 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   boost::system::error_code ec;
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
+  if (listener < kMaxListeners && settings_.listener_proxy[listener] != ProxyMode::kNone) {
+    expect_proxy_header(listener, std::move(socket), remote);
+    return;
+  }
+  open_connection(listener, std::move(socket), remote, {});
+}
+
+void Frontend::open_connection(std::size_t listener, tcp::socket socket,
+                               const tcp::endpoint& remote,
+                               std::span<const std::byte> first_bytes) {
+  boost::system::error_code ec;
   const AddressLimit::Key address = AddressLimit::key_of(remote.address());
-  const auto v6 = remote.address().is_v6()
-                      ? remote.address().to_v6()
-                      : asio::ip::make_address_v6(asio::ip::v4_mapped, remote.address().to_v4());
-  const auto v6_bytes = v6.to_bytes();
+  const auto v6_bytes = v6_bytes_of(remote.address());
   const bool limit_address = !exempt_from_address_limits(v6_bytes.data());
   if (const auto verdict = connect_rate_.admit(address, limit_address, now_ms());
       verdict != ConnectRate::Verdict::kAccept) {
@@ -251,7 +300,9 @@ void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
   const std::int64_t now = now_ms();
   reading_.push_back(c, now + settings_.read_timeout_ms);
   logging_in_.push_back(c, now + settings_.login_timeout_ms);
-  start_read(c);
+  // The bytes that came with a PROXY header go first (unless they closed
+  // the connection or wait for ring space: then retry_blocked reads on).
+  if (first_bytes.empty() || take_input(c, first_bytes)) start_read(c);
 }
 
 bool Frontend::exempt_from_address_limits(const std::uint8_t* v6) const noexcept {
@@ -273,6 +324,138 @@ void Frontend::refuse_for_rate(tcp::socket& socket, const tcp::endpoint& remote,
                         remote.address().to_string(),
                         total ? "connect-rate" : "connect-rate-per-ip",
                         total ? settings_.connect_rate : settings_.connect_rate_per_ip);
+}
+
+// ------------------------------------------------------------------ PROXY protocol
+
+/// A connection of a proxy= listener: it gets no slot until its header is in
+/// (or, proxy=optional, its first bytes say there is none). A source outside
+/// the listener's proxy-from can never bring a header that counts, so where
+/// one is required it is refused at once.
+void Frontend::expect_proxy_header(std::size_t listener, tcp::socket socket,
+                                   const tcp::endpoint& peer) {
+  const auto v6 = v6_bytes_of(peer.address());
+  const ProxyMode mode = settings_.listener_proxy[listener];
+  const bool trusted = trusted_proxy(listener, v6.data());
+  if (connection_count_ + pending_.size() >= settings_.max_connections) {
+    metrics_.add(metrics::kConnectionsRefused);
+    connection_limit_log_.log("connection from {} refused: connection limit {} reached",
+                              peer.address().to_string(), settings_.max_connections);
+    return;  // the socket closes here
+  }
+  const std::uint64_t key = next_pending_++;
+  auto pending = std::make_unique<Pending>(std::move(socket), key, listener, peer, mode, trusted);
+  Pending& p = *pending;
+  pending_.emplace(key, std::move(pending));
+  if (!trusted && mode != ProxyMode::kOptional) {
+    refuse_proxy(p, metrics::kProxyRefusedUntrusted, "not from the listener's proxy-from");
+    return;
+  }
+  proxy_waiting_.push_back(p,
+                           now_ms() + std::min(settings_.read_timeout_ms, kProxyHeaderTimeoutMs));
+  start_proxy_read(p);
+}
+
+bool Frontend::trusted_proxy(std::size_t listener, const std::uint8_t* v6) const noexcept {
+  const std::uint32_t n =
+      std::min(settings_.listener_proxy_from_count[listener], kMaxProxyNetworks);
+  const AddressRange* ranges = settings_.listener_proxy_from[listener];
+  return std::any_of(ranges, ranges + n, [v6](const AddressRange& r) { return r.contains(v6); });
+}
+
+/// The handler looks the connection up by key: a refusal or a drain may
+/// have dropped it by the time the read completes.
+void Frontend::start_proxy_read(Pending& p) {
+  p.socket.async_receive(asio::buffer(p.chunk),
+                         [this, key = p.key](boost::system::error_code ec, std::size_t n) {
+                           const auto it = pending_.find(key);
+                           if (it == pending_.end() || ec == asio::error::operation_aborted) return;
+                           on_proxy_bytes(*it->second, ec, n);
+                         });
+}
+
+void Frontend::on_proxy_bytes(Pending& p, boost::system::error_code ec, std::size_t n) {
+  if (ec || n == 0) {
+    // Gone before its header: a load balancer's health check connects and
+    // closes. Nothing to count.
+    spdlog::debug("connection from {} closed before its PROXY header: {}",
+                  p.peer.address().to_string(), ec ? ec.message() : "end of stream");
+    drop_pending(p);
+    return;
+  }
+  metrics_.add(metrics::kClientBytesReceived, n);
+  p.in.insert(p.in.end(), p.chunk.begin(), p.chunk.begin() + static_cast<std::ptrdiff_t>(n));
+  // Bounded: the parser decides within 107 bytes for v1, and within the
+  // length a v2 header gives itself (64 KiB at most).
+  const net::proxy::Result r = net::proxy::parse(p.in);
+  switch (r.status) {
+    case net::proxy::Status::kNeedMore:
+      start_proxy_read(p);
+      return;
+    case net::proxy::Status::kNotProxy:
+      if (p.mode != ProxyMode::kOptional) {
+        refuse_proxy(p, metrics::kProxyRefusedMissing, "no PROXY header");
+        return;
+      }
+      break;  // a client of its own: the peer is the client
+    case net::proxy::Status::kError:
+      if (!p.trusted) {
+        refuse_proxy(p, metrics::kProxyRefusedUntrusted, "a PROXY header from outside proxy-from");
+      } else {
+        refuse_proxy(p, metrics::kProxyRefusedMalformed,
+                     std::string("a malformed PROXY header: ") +
+                         std::string(net::proxy::to_string(r.error)));
+      }
+      return;
+    case net::proxy::Status::kHeader:
+      if (!p.trusted) {
+        refuse_proxy(p, metrics::kProxyRefusedUntrusted, "a PROXY header from outside proxy-from");
+        return;
+      }
+      if ((p.mode == ProxyMode::kV1 && r.header.version != 1) ||
+          (p.mode == ProxyMode::kV2 && r.header.version != 2)) {
+        refuse_proxy(p, metrics::kProxyRefusedMissing,
+                     r.header.version == 1 ? "a PROXY v1 header where v2 is required"
+                                           : "a PROXY v2 header where v1 is required");
+        return;
+      }
+      break;
+  }
+  tcp::endpoint client = p.peer;
+  std::size_t header_bytes = 0;
+  if (r.status == net::proxy::Status::kHeader) {
+    metrics_.add(r.header.version == 1 ? metrics::kProxyHeadersV1 : metrics::kProxyHeadersV2);
+    header_bytes = r.header.bytes;
+    // LOCAL, UNKNOWN and non-IP families name no client: the peer stands.
+    if (r.header.has_address) {
+      client = tcp::endpoint(address_of(r.header.source), r.header.source_port);
+    }
+    spdlog::debug("connection from {}: PROXY v{} header, client {}", p.peer.address().to_string(),
+                  r.header.version, client.address().to_string());
+  }
+  const std::size_t listener = p.listener;
+  tcp::socket socket = std::move(p.socket);
+  std::vector<std::byte> in = std::move(p.in);
+  drop_pending(p);
+  open_connection(listener, std::move(socket), client, std::span(in).subspan(header_bytes));
+}
+
+/// Closed, counted by reason and said (at most once a second).
+void Frontend::refuse_proxy(Pending& p, metrics::Counter reason, std::string_view why) {
+  metrics_.add(reason);
+  LogLimit& log = reason == metrics::kProxyRefusedUntrusted   ? proxy_untrusted_log_
+                  : reason == metrics::kProxyRefusedMissing   ? proxy_missing_log_
+                  : reason == metrics::kProxyRefusedMalformed ? proxy_malformed_log_
+                                                              : proxy_timeout_log_;
+  log.log("connection from {} to listener {} closed: {} (proxy={})", p.peer.address().to_string(),
+          p.listener, why, proxy_mode_text(p.mode));
+  drop_pending(p);
+}
+
+/// Closes its socket (if it still has it) and forgets it.
+void Frontend::drop_pending(Pending& p) {
+  proxy_waiting_.remove(p);
+  pending_.erase(p.key);  // p is gone from here on
 }
 
 // ------------------------------------------------------------------ client -> worker
@@ -719,6 +902,9 @@ void Frontend::sweep_deadlines() {
     spdlog::debug("conn {:#x}: took no output for the write timeout", c->id.value());
     kick_slow_consumer(*c);
   }
+  while (Pending* p = proxy_waiting_.pop_expired(now)) {
+    refuse_proxy(*p, metrics::kProxyRefusedTimeout, "no PROXY header within its deadline");
+  }
   while (Connection* c = lingering_.pop_expired(now)) {
     spdlog::debug("conn {:#x}: not flushed, or no FIN, within the linger time", c->id.value());
     destroy(*c);
@@ -798,6 +984,9 @@ void Frontend::begin_drain() {
     boost::system::error_code ec;
     a->close(ec);
   }
+  // Connections still waiting for their PROXY header have no session to
+  // end: closed.
+  while (!pending_.empty()) drop_pending(*pending_.begin()->second);
   spdlog::info("draining: stopped accepting, {} connections open", connection_count_);
 }
 

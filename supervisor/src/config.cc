@@ -78,7 +78,7 @@ ParseResult check(const po::variables_map& vm, const Config& c) {
     if (name == "listen") {
       for (std::size_t i = 0; i < c.listen.size(); ++i) {
         out << "listen = " << c.listen[i]
-            << ",crypto=" << crypto_modes_text(c.settings.listener_crypto[i]) << "\n";
+            << listener_options_text(c.settings, static_cast<std::uint32_t>(i)) << "\n";
       }
     } else if (name == "backend") {
       for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {

@@ -198,6 +198,36 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
     out.push_back(std::move(refused));
 
+    auto proxy_headers = family("gatehouse_proxy_headers_total",
+                                "PROXY protocol headers taken on proxy= listeners, by version.",
+                                MetricType::Counter);
+    for (const auto& [counter, version] :
+         {std::pair{metrics::kProxyHeadersV1, "1"}, std::pair{metrics::kProxyHeadersV2, "2"}}) {
+      proxy_headers.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"version", version}}));
+    }
+    out.push_back(std::move(proxy_headers));
+    auto proxy_refused =
+        family("gatehouse_proxy_refused_total",
+               "Connections of proxy= listeners closed before they were admitted, by reason: "
+               "untrusted (a header, or a listener that requires one, from a source outside "
+               "proxy-from), missing (no header, or the other version, where one is required), "
+               "malformed (a header that does not parse), timeout (no header within the "
+               "deadline).",
+               MetricType::Counter);
+    for (const auto& [counter, reason] : {std::pair{metrics::kProxyRefusedUntrusted, "untrusted"},
+                                          std::pair{metrics::kProxyRefusedMissing, "missing"},
+                                          std::pair{metrics::kProxyRefusedMalformed, "malformed"},
+                                          std::pair{metrics::kProxyRefusedTimeout, "timeout"}}) {
+      proxy_refused.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"reason", reason}}));
+    }
+    out.push_back(std::move(proxy_refused));
+
     auto logins = family("gatehouse_logins_total",
                          "Login attempts by result; refused ones by reason (docs/login.md).",
                          MetricType::Counter);

@@ -233,6 +233,48 @@ void read_metrics_listen(const Setting& s, const po::variable_value& v, Config& 
   check_endpoint(c.metrics_listen, s.name);
 }
 
+/// "10.0.0.0/8" or "fd00::/8" into `range` (IPv4 ones IPv4-mapped); false
+/// when it is not a range, or has bits set past its prefix.
+bool parse_range(const std::string& item, AddressRange& range) {
+  boost::system::error_code ec;
+  if (item.find(':') == std::string::npos) {
+    const auto net = asio::ip::make_network_v4(item, ec);
+    if (ec || net.address() != net.network()) return false;
+    const auto mapped = asio::ip::make_address_v6(asio::ip::v4_mapped, net.network());
+    std::memcpy(range.address, mapped.to_bytes().data(), 16);
+    range.prefix = 96 + net.prefix_length();
+    return true;
+  }
+  const auto net = asio::ip::make_network_v6(item, ec);
+  if (ec || net.address() != net.network()) return false;
+  std::memcpy(range.address, net.network().to_bytes().data(), 16);
+  range.prefix = net.prefix_length();
+  return true;
+}
+
+std::string bad_range(const std::string& item) {
+  return "'" + item +
+         "' is not an address range such as 127.0.0.1/32 or ::1/128 (bits past the prefix must "
+         "be zero)";
+}
+
+/// The inverse of parse_range() for `count` ranges, joined by `separator`.
+std::string ranges_text(const AddressRange* ranges, std::uint32_t count, const char* separator) {
+  std::string out;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const AddressRange& r = ranges[i];
+    asio::ip::address_v6::bytes_type bytes;
+    std::memcpy(bytes.data(), r.address, bytes.size());
+    const asio::ip::address_v6 a(bytes);
+    out += i == 0 ? "" : separator;
+    out += a.is_v4_mapped() && r.prefix >= 96
+               ? asio::ip::make_address_v4(asio::ip::v4_mapped, a).to_string() + "/" +
+                     std::to_string(r.prefix - 96)
+               : a.to_string() + "/" + std::to_string(r.prefix);
+  }
+  return out;
+}
+
 /// One `,KEY=VALUE` option of a --listen entry: reads VALUE into listener
 /// `i`'s settings, or throws ConfigError saying what VALUE may be. Options
 /// a listener does not name keep their defaults (set before the options).
@@ -251,9 +293,45 @@ void read_crypto_option(std::string_view value, std::uint32_t i, Config& c) {
   c.settings.listener_crypto[i] = *modes;
 }
 
+void read_proxy_option(std::string_view value, std::uint32_t i, Config& c) {
+  const auto mode = parse_proxy_mode(value);
+  if (!mode) throw ConfigError("proxy= takes v1, v2, optional or none");
+  c.settings.listener_proxy[i] = *mode;
+}
+
+/// Ranges joined by '+' (',' separates the options).
+void read_proxy_from_option(std::string_view value, std::uint32_t i, Config& c) {
+  Settings& s = c.settings;
+  s.listener_proxy_from_count[i] = 0;
+  std::memset(s.listener_proxy_from[i], 0, sizeof s.listener_proxy_from[i]);
+  for (;;) {
+    const std::size_t plus = value.find('+');
+    const std::string item(value.substr(0, plus));
+    if (s.listener_proxy_from_count[i] == kMaxProxyNetworks) {
+      throw ConfigError("proxy-from= takes at most " + std::to_string(kMaxProxyNetworks) +
+                        " ranges");
+    }
+    if (!parse_range(item, s.listener_proxy_from[i][s.listener_proxy_from_count[i]++])) {
+      throw ConfigError("proxy-from=: " + bad_range(item) + "; join ranges with '+'");
+    }
+    if (plus == std::string_view::npos) break;
+    value = value.substr(plus + 1);
+  }
+}
+
 constexpr ListenOption kListenOptions[] = {
     {"crypto", read_crypto_option},
+    {"proxy", read_proxy_option},
+    {"proxy-from", read_proxy_from_option},
 };
+
+/// proxy-from's default: the loopback addresses (a load balancer on the host).
+void default_proxy_from(Settings& s, std::uint32_t i) {
+  std::memset(s.listener_proxy_from[i], 0, sizeof s.listener_proxy_from[i]);
+  s.listener_proxy_from_count[i] = 2;
+  parse_range("127.0.0.0/8", s.listener_proxy_from[i][0]);
+  parse_range("::1/128", s.listener_proxy_from[i][1]);
+}
 
 /// host:port[,KEY=VALUE...], repeated (kListenOptions).
 void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
@@ -266,6 +344,9 @@ void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
   for (const auto& l : listeners) {
     const std::uint32_t i = c.settings.listener_count++;
     c.settings.listener_crypto[i] = kCryptoAny;
+    c.settings.listener_proxy[i] = ProxyMode::kNone;
+    default_proxy_from(c.settings, i);
+    bool proxy_from_named = false;
     const std::size_t comma = l.find(',');
     c.listen.push_back(l.substr(0, comma));
     check_endpoint(c.listen.back(), s.name);
@@ -279,17 +360,24 @@ void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
       const auto* known = std::find_if(std::begin(kListenOptions), std::end(kListenOptions),
                                        [&](const ListenOption& o) { return o.key == key; });
       if (equals == std::string_view::npos || known == std::end(kListenOptions)) {
-        std::string keys;
-        for (const ListenOption& o : kListenOptions)
-          keys += (keys.empty() ? "" : ", ") + std::string(o.key) + "=";
-        throw ConfigError("--listen " + l + ": unknown option '" + std::string(option) +
-                          "' (options: " + keys + ")");
+        std::string message =
+            "--listen " + l + ": unknown option '" + std::string(option) + "' (options: ";
+        for (const ListenOption& o : kListenOptions) {
+          message += o.key;
+          message += &o == std::end(kListenOptions) - 1 ? "=)" : "=, ";
+        }
+        throw ConfigError(message);
       }
       try {
         known->read(option.substr(equals + 1), i, c);
       } catch (const ConfigError& e) {
         throw ConfigError("--listen " + l + ": " + e.what());
       }
+      proxy_from_named = proxy_from_named || key == "proxy-from";
+    }
+    if (proxy_from_named && c.settings.listener_proxy[i] == ProxyMode::kNone) {
+      throw ConfigError("--listen " + l +
+                        ": proxy-from= without proxy= (v1, v2 or optional) trusts no header");
     }
   }
 }
@@ -302,16 +390,38 @@ std::string crypto_text(const Settings& s) {
   return out;
 }
 
-/// The addresses need a restart; each listener's crypto= changes live.
+/// "none,proxy=v2,proxy-from=10.0.0.0/8": each listener's proxy options.
+std::string proxy_text(const Settings& s) {
+  std::string out;
+  for (std::uint32_t i = 0; i < s.listener_count; ++i) {
+    const std::string options = listener_options_text(s, i);
+    const std::size_t proxy = options.find(",proxy=");
+    out += (i == 0 ? "" : " ") + (proxy == std::string::npos ? "none" : options.substr(proxy + 1));
+  }
+  return out;
+}
+
+/// The addresses need a restart; each listener's crypto=, proxy= and
+/// proxy-from= change live (a connection keeps what it was accepted with).
 void plan_listen(const Config& running, const Config& fresh, ReloadPlan& plan) {
   if (running.listen != fresh.listen) {
     plan.need_restart.emplace_back("listen");
     return;
   }
   Settings& s = plan.config.settings;
-  if (crypto_text(s) == crypto_text(fresh.settings)) return;
-  plan.applied.push_back("listen crypto " + crypto_text(s) + " -> " + crypto_text(fresh.settings));
-  std::memcpy(s.listener_crypto, fresh.settings.listener_crypto, sizeof s.listener_crypto);
+  if (crypto_text(s) != crypto_text(fresh.settings)) {
+    plan.applied.push_back("listen crypto " + crypto_text(s) + " -> " +
+                           crypto_text(fresh.settings));
+    std::memcpy(s.listener_crypto, fresh.settings.listener_crypto, sizeof s.listener_crypto);
+  }
+  if (proxy_text(s) != proxy_text(fresh.settings)) {
+    plan.applied.push_back("listen proxy " + proxy_text(s) + " -> " + proxy_text(fresh.settings));
+    std::memcpy(s.listener_proxy, fresh.settings.listener_proxy, sizeof s.listener_proxy);
+    std::memcpy(s.listener_proxy_from_count, fresh.settings.listener_proxy_from_count,
+                sizeof s.listener_proxy_from_count);
+    std::memcpy(s.listener_proxy_from, fresh.settings.listener_proxy_from,
+                sizeof s.listener_proxy_from);
+  }
 }
 
 /// any | tokens:FILE | signed:FILE[,FILE...] | auth:HOST:PORT. The files are
@@ -543,28 +653,9 @@ void read_exempt(const Setting& s, const po::variable_value& v, Config& c) {
       throw ConfigError("--" + std::string(s.name) + ": at most " +
                         std::to_string(kMaxExemptNetworks) + " ranges");
     }
-    boost::system::error_code ec;
     AddressRange& range = out.address_limits_exempt[out.address_limits_exempt_count++];
-    if (item.find(':') == std::string::npos) {
-      const auto net = asio::ip::make_network_v4(item, ec);
-      if (!ec && net.address() != net.network()) ec = asio::error::invalid_argument;
-      if (!ec) {
-        const auto mapped = asio::ip::make_address_v6(asio::ip::v4_mapped, net.network());
-        std::memcpy(range.address, mapped.to_bytes().data(), 16);
-        range.prefix = 96 + net.prefix_length();
-      }
-    } else {
-      const auto net = asio::ip::make_network_v6(item, ec);
-      if (!ec && net.address() != net.network()) ec = asio::error::invalid_argument;
-      if (!ec) {
-        std::memcpy(range.address, net.network().to_bytes().data(), 16);
-        range.prefix = net.prefix_length();
-      }
-    }
-    if (ec) {
-      throw ConfigError("--" + std::string(s.name) + ": '" + item +
-                        "' is not an address range such as 127.0.0.1/32 or ::1/128 (bits past "
-                        "the prefix must be zero)");
+    if (!parse_range(item, range)) {
+      throw ConfigError("--" + std::string(s.name) + ": " + bad_range(item));
     }
   }
   if (out.address_limits_exempt_count == 0) {
@@ -575,19 +666,7 @@ void read_exempt(const Setting& s, const po::variable_value& v, Config& c) {
 std::string exempt_value(const Config& c) {
   const Settings& s = c.settings;
   if (s.address_limits_exempt_count == 0) return "none";
-  std::string out;
-  for (std::uint32_t i = 0; i < s.address_limits_exempt_count; ++i) {
-    const AddressRange& r = s.address_limits_exempt[i];
-    asio::ip::address_v6::bytes_type bytes;
-    std::memcpy(bytes.data(), r.address, bytes.size());
-    const asio::ip::address_v6 a(bytes);
-    out += i == 0 ? "" : ",";
-    out += a.is_v4_mapped() && r.prefix >= 96
-               ? asio::ip::make_address_v4(asio::ip::v4_mapped, a).to_string() + "/" +
-                     std::to_string(r.prefix - 96)
-               : a.to_string() + "/" + std::to_string(r.prefix);
-  }
-  return out;
+  return ranges_text(s.address_limits_exempt, s.address_limits_exempt_count, ",");
 }
 
 void take_exempt(Config& to, const Config& from) {
@@ -657,9 +736,13 @@ const Setting kSettings[] = {
            "modern, modern1, legacy and clear joined by '+'; e.g. crypto=modern for a listener "
            "of new clients only. modern is the key exchange's version 2 (the gateway proves its "
            "key: gateway-key); modern1, its unauthenticated version 1, only where named "
-           "(e.g. crypto=any+modern1) and counted (docs/protocol-modern.md)",
+           "(e.g. crypto=any+modern1) and counted (docs/protocol-modern.md). "
+           "proxy=v1|v2|optional: behind an L4 load balancer, each connection starts with a "
+           "PROXY protocol header naming the client (optional: with or without one), trusted "
+           "only from proxy-from=RANGE+RANGE (default 127.0.0.0/8+::1/128); the client it names "
+           "is what logs and per-address limits see (docs/proxy-protocol.md)",
    .read = read_listen, .plan = plan_listen,
-   .reload_note = "restart; crypto= live"},
+   .reload_note = "restart; crypto=, proxy= and proxy-from= live"},
   plain<&Config::reuse_port>("reuse-port", kClients, Kind::kBool, "false", kRestart,
          "share the listen ports with other gateway instances (SO_REUSEPORT; each its own "
          "--instance and --metrics-listen): the kernel spreads new connections over them, and "
@@ -849,6 +932,16 @@ void comment(std::ostream& out, const std::string& text, std::size_t width = 78)
 }
 
 }  // namespace
+
+std::string listener_options_text(const Settings& s, std::uint32_t i) {
+  std::string out = ",crypto=" + crypto_modes_text(s.listener_crypto[i]);
+  if (s.listener_proxy[i] == ProxyMode::kNone) return out;
+  out += ",proxy=" + std::string(proxy_mode_text(s.listener_proxy[i]));
+  out += ",proxy-from=" + ranges_text(s.listener_proxy_from[i],
+                                      std::min(s.listener_proxy_from_count[i], kMaxProxyNetworks),
+                                      "+");
+  return out;
+}
 
 std::span<const Setting> settings_table() {
   return kSettings;

@@ -23,6 +23,7 @@
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/supervisor/settings_table.h"
 
 namespace gatehouse::supervisor {
 namespace {
@@ -575,7 +576,8 @@ bool Supervisor::start() {
   if (!wait_for_children_attached()) return false;
   for (std::size_t i = 0; i < listen_names_.size(); ++i) {
     const std::uint8_t modes = config_.settings.listener_crypto[i];
-    spdlog::info("listening on {} (crypto={})", listen_names_[i], crypto_modes_text(modes));
+    spdlog::info("listening on {} ({})", listen_names_[i],
+                 listener_options_text(config_.settings, static_cast<std::uint32_t>(i)).substr(1));
     if ((modes & kCryptoModern) != 0 && s.gateway_key_count == 0) {
       spdlog::warn(
           "listener {}: no gateway-key, so its modern clients are kicked "

@@ -198,6 +198,15 @@ TEST(ShmChecks, SettingsMustFitTheirArraysAndEnums) {
               HasSubstr("login_mode = 4"));
   EXPECT_THAT(refused([](Settings& s) { s.numbering = static_cast<FrameNumbering>(5); }),
               HasSubstr("numbering = 5"));
+  EXPECT_THAT(refused([](Settings& s) { s.listener_proxy[3] = static_cast<ProxyMode>(4); }),
+              HasSubstr("listener_proxy[i], i = 3"));
+  EXPECT_THAT(refused([](Settings& s) { s.listener_proxy_from_count[15] = kMaxProxyNetworks + 1; }),
+              HasSubstr("listener_proxy_from_count[i], i = 15"));
+  EXPECT_THAT(refused([](Settings& s) {
+                s.listener_proxy_from_count[1] = 2;
+                s.listener_proxy_from[1][1].prefix = 129;
+              }),
+              HasSubstr("listener_proxy_from[i][r].prefix, i * 8 + r = 9"));
 }
 
 TEST(ShmChecks, ASessionsFieldsMustBeOnesAWorkerWrites) {

@@ -182,6 +182,65 @@ TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
   EXPECT_EQ(parse_crypto_modes("clear+modern"), kCryptoModern | kCryptoClear);
 }
 
+// proxy= and proxy-from= (docs/proxy-protocol.md): per listener, the
+// sources trusted by default the loopback ones; printed back by --check and
+// changed live by a reload.
+TEST(Config, ListenersTakePROXYHeadersFromTheirTrustedSources) {
+  const auto r =
+      parse({"--check", "--bin-dir", fake_bin_dir("gatehouse-check-proxy", true).string(),
+             "--listen", "127.0.0.1:9000", "--listen", "127.0.0.1:9001,proxy=v2", "--listen",
+             "127.0.0.1:9002,proxy=optional,proxy-from=10.0.0.0/8+fd00::/8"});
+  EXPECT_EQ(r.exit_code, 0) << r.message;
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any\n"));
+  EXPECT_THAT(
+      r.message,
+      HasSubstr("listen = 127.0.0.1:9001,crypto=any,proxy=v2,proxy-from=127.0.0.0/8+::1/128\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9002,crypto=any,proxy=optional,"
+                                   "proxy-from=10.0.0.0/8+fd00::/8\n"));
+
+  const auto c = parse({"--listen", "127.0.0.1:9000", "--listen", "127.0.0.1:9001,proxy=v1",
+                        "--listen", "127.0.0.1:9002,proxy-from=192.0.2.7/32,proxy=optional"});
+  ASSERT_TRUE(c.config.has_value()) << c.message;
+  const Settings& s = c.config->settings;
+  EXPECT_EQ(s.listener_proxy[0], ProxyMode::kNone);
+  EXPECT_EQ(s.listener_proxy[1], ProxyMode::kV1);
+  EXPECT_EQ(s.listener_proxy[2], ProxyMode::kOptional);
+  ASSERT_EQ(s.listener_proxy_from_count[1], 2u) << "loopback by default";
+  const std::uint8_t loopback4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 3, 2, 1};
+  const std::uint8_t loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  const std::uint8_t other[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 192, 0, 2, 7};
+  EXPECT_TRUE(s.listener_proxy_from[1][0].contains(loopback4));
+  EXPECT_TRUE(s.listener_proxy_from[1][1].contains(loopback6));
+  ASSERT_EQ(s.listener_proxy_from_count[2], 1u);
+  EXPECT_TRUE(s.listener_proxy_from[2][0].contains(other));
+  EXPECT_FALSE(s.listener_proxy_from[2][0].contains(loopback4)) << "named ranges replace loopback";
+
+  constexpr const char* kNineRanges =  // one over kMaxProxyNetworks
+      "127.0.0.1:9000,proxy=v1,proxy-from=1.0.0.0/8+2.0.0.0/8+3.0.0.0/8+4.0.0.0/8+5.0.0.0/8+"
+      "6.0.0.0/8+7.0.0.0/8+8.0.0.0/8+9.0.0.0/8";
+  for (const char* bad :
+       {"127.0.0.1:9000,proxy=v3", "127.0.0.1:9000,proxy=", "127.0.0.1:9000,proxy-from=10.0.0.0/8",
+        "127.0.0.1:9000,proxy=v1,proxy-from=10.0.0.1/8",
+        "127.0.0.1:9000,proxy=v1,proxy-from=", "127.0.0.1:9000,proxy=v1,proxy-from=10.0.0.0/8+",
+        "127.0.0.1:9000,proxy=v1,proxy-from=bogus", kNineRanges}) {
+    const auto e = parse({"--listen", bad});
+    EXPECT_FALSE(e.config.has_value()) << bad;
+    EXPECT_EQ(e.exit_code, 2) << bad;
+    EXPECT_THAT(e.message, HasSubstr("--listen")) << bad;
+  }
+  EXPECT_THAT(parse({"--listen", "127.0.0.1:9000,proxy-from=10.0.0.0/8"}).message,
+              HasSubstr("proxy-from= without proxy="));
+
+  const ReloadPlan plan =
+      plan_reload(*parse({"--listen", "127.0.0.1:9000"}).config,
+                  *parse({"--listen", "127.0.0.1:9000,proxy=v2,proxy-from=10.1.0.0/16"}).config);
+  EXPECT_THAT(plan.applied,
+              ::testing::Contains("listen proxy none -> proxy=v2,proxy-from=10.1.0.0/16"));
+  EXPECT_EQ(plan.config.settings.listener_proxy[0], ProxyMode::kV2);
+  EXPECT_EQ(plan.config.settings.listener_proxy_from_count[0], 1u);
+  EXPECT_TRUE(plan.need_restart.empty());
+}
+
 TEST(Config, ModernOneIsNamedOnlyWhereAllowedAndAnyIsTheOtherThree) {
   EXPECT_EQ(parse_crypto_modes("any+modern1"), kCryptoAny | kCryptoModern1);
   EXPECT_EQ(crypto_modes_text(kCryptoAny | kCryptoModern1), "any+modern1");

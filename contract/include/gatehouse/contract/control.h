@@ -30,6 +30,8 @@ inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
 inline constexpr std::uint32_t kMaxListeners = 16;
 inline constexpr std::uint32_t kMaxExemptNetworks = 16;
+/// Source ranges one listener takes PROXY headers from (proxy-from=).
+inline constexpr std::uint32_t kMaxProxyNetworks = 8;
 
 /// An address range, "127.0.0.0/8" or "::1/128": an IPv4 one as its IPv4-mapped
 /// IPv6 range (prefix + 96), as the frontend sees every client address.
@@ -86,6 +88,19 @@ std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
 /// The inverse: "clear+legacy+modern+modern1" order, "any" for the first
 /// three.
 std::string crypto_modes_text(std::uint8_t modes);
+
+/// What a listener expects in front of its clients' bytes (--listen
+/// ...,proxy=; docs/proxy-protocol.md): a PROXY protocol header from a load
+/// balancer, which names the client.
+enum class ProxyMode : std::uint8_t {
+  kNone = 0,      ///< no header: the peer is the client
+  kV1 = 1,        ///< a v1 (text) header, required
+  kV2 = 2,        ///< a v2 (binary) header, required
+  kOptional = 3,  ///< v1, v2 or none, told apart by the first bytes
+};
+/// "none", "v1", "v2", "optional"; nullopt for another name.
+std::optional<ProxyMode> parse_proxy_mode(std::string_view text);
+std::string_view proxy_mode_text(ProxyMode mode);
 
 /// Everything configurable that a child process needs. Fixed-size PODs only.
 struct Settings {
@@ -151,6 +166,11 @@ struct Settings {
   // login = auth:HOST:PORT (the bridge's calls to the user centre).
   std::uint32_t auth_timeout_ms;    ///< a call's deadline, else auth_timeout
   std::uint32_t auth_max_inflight;  ///< calls at once over the gateway, else auth_busy
+  // PROXY protocol, per --listen (docs/proxy-protocol.md).
+  ProxyMode listener_proxy[kMaxListeners];  ///< proxy= of each --listen, in order
+  /// proxy-from= of each --listen: the sources whose headers are trusted.
+  std::uint32_t listener_proxy_from_count[kMaxListeners];
+  AddressRange listener_proxy_from[kMaxListeners][kMaxProxyNetworks];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

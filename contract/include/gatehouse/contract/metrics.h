@@ -48,6 +48,13 @@ enum Counter : std::uint32_t {
   kKeyExchangesV2,
   // Issue 20 (game links): back-pressure from the worker rings to the game.
   kGameReadsPaused,  ///< game calls that stopped reading: their worker ring's backlog was full
+  // Issue 15: PROXY protocol headers on proxy= listeners (docs/proxy-protocol.md).
+  kProxyHeadersV1,         ///< v1 headers taken
+  kProxyHeadersV2,         ///< v2 headers taken
+  kProxyRefusedUntrusted,  ///< a header (or a required one's connection) not from proxy-from
+  kProxyRefusedMissing,    ///< no header (or the other version) where one is required
+  kProxyRefusedMalformed,  ///< a header that does not parse
+  kProxyRefusedTimeout,    ///< no whole header within its deadline
   kCounterCount
 };
 

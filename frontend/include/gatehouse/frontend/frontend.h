@@ -22,6 +22,12 @@
 //      shutdown(SHUT_WR) and linger until the client's FIN --> close socket,
 //      released. The flush and the FIN get linger_ms between them.
 //
+// A listener with proxy= (docs/proxy-protocol.md) first reads the PROXY
+// header a load balancer sends, within min(read-timeout, 5 s) and holding
+// no session slot meanwhile (Pending); the connection is admitted (per-address
+// limits, a slot, kConnOpened) under the client address the header names,
+// and the bytes after the header are its first frames.
+//
 // Per-connection bounds (docs/security.md): a whole frame within read-timeout
 // (read_timeout); login within login-timeout of accept (login_timeout), and
 // until then at most prelogin-frames / prelogin-bytes (prelogin_exceeded);
@@ -37,6 +43,8 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "gatehouse/base/log_limit.h"
@@ -82,6 +90,7 @@ class Frontend {
  private:
   struct Connection;
   struct WorkerLink;
+  struct Pending;  // accepted on a proxy= listener, its PROXY header not read yet
 
   // accept
   void adopt_orphans();
@@ -89,6 +98,20 @@ class Frontend {
   void start_accept_now(std::size_t listener);
   bool exempt_from_address_limits(const std::uint8_t* v6) const noexcept;
   void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
+  /// Admits a connection whose client is `client` (the peer, or the address
+  /// a PROXY header named): limits, a slot, kConnOpened, then `first_bytes`
+  /// (read with the header) as its first input.
+  void open_connection(std::size_t listener, boost::asio::ip::tcp::socket socket,
+                       const boost::asio::ip::tcp::endpoint& client,
+                       std::span<const std::byte> first_bytes);
+  // PROXY protocol (proxy= listeners)
+  void expect_proxy_header(std::size_t listener, boost::asio::ip::tcp::socket socket,
+                           const boost::asio::ip::tcp::endpoint& peer);
+  bool trusted_proxy(std::size_t listener, const std::uint8_t* v6) const noexcept;
+  void start_proxy_read(Pending& p);
+  void on_proxy_bytes(Pending& p, boost::system::error_code ec, std::size_t n);
+  void refuse_proxy(Pending& p, metrics::Counter reason, std::string_view why);
+  void drop_pending(Pending& p);
   void refuse_for_rate(boost::asio::ip::tcp::socket& socket,
                        const boost::asio::ip::tcp::endpoint& remote, bool total);
   // client -> worker
@@ -153,11 +176,21 @@ class Frontend {
   LogLimit connect_rate_log_{spdlog::level::warn, "connection refused: over a connection rate"};
   LogLimit accept_paced_log_{spdlog::level::warn, "accepting paused: new connections wait"};
   LogLimit prelogin_log_{spdlog::level::warn, "connection closed: over the pre-login budget"};
+  // One site per reason, so that a flood of one does not hide the others.
+  LogLimit proxy_untrusted_log_{spdlog::level::warn,
+                                "connection closed: PROXY header from outside proxy-from"};
+  LogLimit proxy_missing_log_{spdlog::level::warn, "connection closed: no PROXY header"};
+  LogLimit proxy_malformed_log_{spdlog::level::warn, "connection closed: malformed PROXY header"};
+  LogLimit proxy_timeout_log_{spdlog::level::warn,
+                              "connection closed: no PROXY header within its deadline"};
   AddressLimit per_address_;
   ConnectRate connect_rate_;
   std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   std::vector<std::unique_ptr<Connection>> by_slot_;
+  // Connections waiting for their PROXY header, by a key their reads carry.
+  std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+  std::uint64_t next_pending_ = 0;
   std::size_t connection_count_ = 0;
   std::vector<std::byte> scratch_;         // one read's worth, shared by all connections
   std::deque<shm::ConnectionId> blocked_;  // waiting for ring space to forward
@@ -171,6 +204,7 @@ class Frontend {
   DeadlineList<Connection> lingering_;   // kicked: flushed and FIN within linger
   DeadlineList<Connection> writing_;     // output waiting: a byte taken within write-timeout
   DeadlineList<Connection> logging_in_;  // not logged in: login within login-timeout
+  DeadlineList<Pending> proxy_waiting_;  // a PROXY header within its deadline
   volatile std::sig_atomic_t drain_requested_ = 0;
   bool draining_ = false;
 };
