@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
     for (const int fd : args.peer_doorbells) workers.push_back(gatehouse::shm::Doorbell::adopt(fd));
     gatehouse::frontend::Frontend frontend(segment, args.listen_fds,
                                            gatehouse::shm::Doorbell::adopt(args.doorbell),
-                                           std::move(workers));
+                                           std::move(workers), args.udp_fds);
     g_frontend = &frontend;
     std::signal(SIGTERM, [](int) { g_frontend->request_drain(); });
     std::signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the supervisor, which drains us

@@ -70,6 +70,7 @@ void check_settings(const Settings& s, const char* where) {
       refuse(at, "address_limits_exempt[i].prefix, i", i, "at most 128");
     }
   }
+  bool kcp = false;
   for (std::uint32_t i = 0; i < kMaxListeners; ++i) {
     if (static_cast<std::uint8_t>(s.listener_proxy[i]) >
         static_cast<std::uint8_t>(ProxyMode::kOptional)) {
@@ -85,6 +86,22 @@ void check_settings(const Settings& s, const char* where) {
                "at most 128");
       }
     }
+    if ((s.listener_transports[i] & ~(kTransportTcp | kTransportKcp)) != 0) {
+      refuse(at, "listener_transports[i], i", i, "0 or 1 tcp, 2 kcp, 3 both");
+    }
+    kcp = kcp || (s.listener_transports[i] & kTransportKcp) != 0;
+  }
+  // The KCP options, where a listener serves KCP (kcp::Options refuses
+  // others: the frontend would throw).
+  if (kcp && (s.udp_sndwnd < 1 || s.udp_sndwnd > 4096)) {
+    refuse(at, "udp_sndwnd", s.udp_sndwnd, "1 to 4096");
+  }
+  if (kcp && (s.udp_rcvwnd < 1 || s.udp_rcvwnd > 4096)) {
+    refuse(at, "udp_rcvwnd", s.udp_rcvwnd, "1 to 4096");
+  }
+  if (kcp && (s.udp_mtu < 50 || s.udp_mtu > 1500)) refuse(at, "udp_mtu", s.udp_mtu, "50 to 1500");
+  if (kcp && (s.kcp_interval_ms < 10 || s.kcp_interval_ms > 5000)) {
+    refuse(at, "kcp_interval_ms", s.kcp_interval_ms, "10 to 5000");
   }
   if (s.log_level > kMaxLogLevel) refuse(at, "log_level", s.log_level, "0 (trace) to 6 (off)");
   if (s.login_mode != LoginMode::kAcceptAny && s.login_mode != LoginMode::kStaticTokens &&

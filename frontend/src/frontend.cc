@@ -10,11 +10,13 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
 #include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/edge_socket.h"
 #include "gatehouse/net/proxy_protocol.h"
 #include "gatehouse/shm/idle_strategy.h"
@@ -23,6 +25,7 @@ namespace gatehouse::frontend {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+using asio::ip::udp;
 
 namespace {
 
@@ -45,6 +48,16 @@ std::int64_t now_ms() {
   return monotonic_ns() / 1'000'000;
 }
 
+// KCP over UDP.
+constexpr std::size_t kDatagramBatch = 64;  // datagrams read before the rest of the pass
+// The largest datagram kcp-go sends; a receive buffer one byte larger tells
+// a longer (truncated) one apart.
+constexpr std::size_t kDatagramBytes = kcp::kMaxDatagramBytes + 1;
+
+kcp::Millis kcp_clock(std::int64_t ms) {
+  return static_cast<kcp::Millis>(ms);  // KCP's clock wraps at 2^32
+}
+
 /// IPv4 addresses IPv4-mapped, as the session table and AddressRange keep them.
 asio::ip::address_v6::bytes_type v6_bytes_of(const asio::ip::address& address) {
   return (address.is_v6() ? address.to_v6()
@@ -62,6 +75,46 @@ asio::ip::address address_of(const std::array<std::uint8_t, 16>& v6) {
 }
 
 }  // namespace
+
+/// In place of a TCP socket: a KCP conversation with one client address and
+/// port, on one listener's UDP socket.
+struct Frontend::KcpLink {
+  KcpLink(std::uint32_t conv, const kcp::Options& options, kcp::Connection::Output output,
+          const UdpPeer& from)
+      : session(conv, options, std::move(output)), peer(from) {}
+
+  kcp::Connection session;
+  UdpPeer peer;             // its key in kcp_sessions_
+  bool listed = true;       // in kcp_sessions_ (and counted in kcp_per_address_)
+  bool pending = true;      // not logged in: counted in kcp_pending_
+  bool dirty = false;       // in kcp_dirty_: sent to, to flush after the batch
+  bool scheduled = false;   // `due` is in kcp_timers_
+  std::int64_t due = 0;     // the next update()
+  std::size_t unacked = 0;  // unacknowledged_bytes() when last looked at (write-timeout)
+};
+
+struct Frontend::UdpListener {
+  UdpListener(asio::io_context& io, std::uint16_t index) : socket(io), listener(index) {}
+  udp::socket socket;
+  std::uint16_t listener;  // its --listen
+};
+
+std::size_t Frontend::UdpPeerHash::operator()(const UdpPeer& p) const noexcept {
+  // Keyed by a random seed, so that addresses chosen to collide (UDP source
+  // addresses are easily forged) do not line up in one bucket.
+  std::uint64_t h = seed;
+  const auto mix = [&h](std::uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+  };
+  std::uint64_t half[2];
+  std::memcpy(half, p.address.data(), sizeof half);
+  mix(half[0]);
+  mix(half[1]);
+  mix((std::uint64_t{p.port} << 16) | p.listener);
+  return static_cast<std::size_t>(h);
+}
 
 struct Frontend::Connection {
   Connection(asio::io_context& io, shm::ConnectionId conn_id, std::uint32_t w)
@@ -98,6 +151,7 @@ struct Frontend::Connection {
   bool dead = false;             // destroyed; freed by reap() at a safe point
   bool address_counted = false;  // in per_address_ (not an adopted orphan)
   AddressLimit::Key address{};
+  std::unique_ptr<KcpLink> kcp;  // a KCP session (the socket is not used), else TCP
 };
 
 struct Frontend::Pending {
@@ -134,7 +188,8 @@ struct Frontend::WorkerLink {
 };
 
 Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
-                   shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells)
+                   shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells,
+                   const std::vector<int>& udp_fds)
     : segment_(segment),
       settings_(segment.settings()),
       settings_generation_(segment.settings_generation()),
@@ -151,7 +206,11 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
       lingering_(&Connection::read_link),
       writing_(&Connection::write_link),
       logging_in_(&Connection::login_link),
-      proxy_waiting_(&Pending::link) {
+      proxy_waiting_(&Pending::link),
+      kcp_sessions_(0, UdpPeerHash{std::random_device{}()}),
+      kcp_per_address_(settings_.udp_sessions_per_ip),
+      kcp_tick_(io_),
+      datagram_(kDatagramBytes) {
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("frontend: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells, got " +
@@ -162,6 +221,18 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
         std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]), settings_));
   }
   table_.set_partitions(settings_.workers);  // one range of slots per worker
+  // Which --listen each socket serves: the listeners with that transport, in
+  // order (a listener with none named is TCP, as before transports).
+  const auto serves = [&](std::size_t l, std::uint8_t transport) {
+    if (l >= settings_.listener_count) return true;  // more sockets than listeners: in order
+    const std::uint8_t t = settings_.listener_transports[l];
+    return t == 0 ? transport == kTransportTcp : (t & transport) != 0;
+  };
+  const auto next_listener = [&](std::size_t l, std::uint8_t transport) {
+    while (!serves(l, transport)) ++l;
+    return l;
+  };
+  std::size_t listener = 0;
   for (const int fd : listen_fds) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -169,6 +240,19 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
     auto acceptor = std::make_unique<tcp::acceptor>(io_);
     acceptor->assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
     acceptors_.push_back(std::move(acceptor));
+    listener = next_listener(listener, kTransportTcp);
+    acceptor_listener_.push_back(static_cast<std::uint16_t>(listener++));
+  }
+  listener = 0;
+  for (const int fd : udp_fds) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    listener = next_listener(listener, kTransportKcp);
+    auto u = std::make_unique<UdpListener>(io_, static_cast<std::uint16_t>(listener++));
+    u->socket.assign(addr.ss_family == AF_INET6 ? udp::v6() : udp::v4(), fd);
+    u->socket.non_blocking(true);
+    udp_.push_back(std::move(u));
   }
   segment_.control().frontend.pid.store(::getpid());
 }
@@ -181,7 +265,7 @@ void Frontend::request_drain() noexcept {
 
 // ------------------------------------------------------------------ accept
 
-void Frontend::start_accept(std::size_t listener) {
+void Frontend::start_accept(std::size_t acceptor) {
   // Over --connect-rate: accept again once the bucket has a token; until
   // then new connections wait in the kernel's listen queue.
   if (const std::int64_t wait_ms = connect_rate_.total_wait_ms(now_ms()); wait_ms > 0) {
@@ -189,24 +273,24 @@ void Frontend::start_accept(std::size_t listener) {
     accept_paced_log_.log("accepting paused for {} ms: over connect-rate ({} a second)", wait_ms,
                           settings_.connect_rate);
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(wait_ms));
-    timer->async_wait([this, listener, timer](boost::system::error_code wait_ec) {
-      if (!wait_ec && acceptors_[listener]->is_open()) start_accept_now(listener);
+    timer->async_wait([this, acceptor, timer](boost::system::error_code wait_ec) {
+      if (!wait_ec && acceptors_[acceptor]->is_open()) start_accept_now(acceptor);
     });
     return;
   }
-  start_accept_now(listener);
+  start_accept_now(acceptor);
 }
 
-void Frontend::start_accept_now(std::size_t listener) {
-  acceptors_[listener]->async_accept(
-      [this, listener](boost::system::error_code ec, tcp::socket socket) {
-        if (ec == asio::error::operation_aborted || !acceptors_[listener]->is_open()) return;
+void Frontend::start_accept_now(std::size_t acceptor) {
+  acceptors_[acceptor]->async_accept(
+      [this, acceptor](boost::system::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptors_[acceptor]->is_open()) return;
         if (!ec) {
-          on_accept(listener, std::move(socket));
+          on_accept(acceptor, std::move(socket));
         } else if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
                    ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
           // Out of fds (or kernel memory): the pending connection stays in the
-          // backlog and the listener stays readable, so retrying at once would
+          // backlog and the acceptor stays readable, so retrying at once would
           // spin. Wait, and say so at most once a second.
           metrics_.add(metrics::kConnectionsRefused);
           out_of_fds_log_.log(
@@ -214,21 +298,24 @@ void Frontend::start_accept_now(std::size_t listener) {
               "ulimit -n, or lower --max-connections); pausing accepts for 100 ms",
               ec.message(), connection_count_);
           auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-          timer->async_wait([this, listener, timer](boost::system::error_code wait_ec) {
-            if (!wait_ec && acceptors_[listener]->is_open()) start_accept(listener);
+          timer->async_wait([this, acceptor, timer](boost::system::error_code wait_ec) {
+            if (!wait_ec && acceptors_[acceptor]->is_open()) start_accept(acceptor);
           });
           return;
         } else {
           accept_failed_log_.log("accept failed: {}", ec.message());
         }
-        start_accept(listener);
+        start_accept(acceptor);
       });
 }
 
-void Frontend::on_accept(std::size_t listener, tcp::socket socket) {
+/// `acceptor`: its index in acceptors_; from here on, `listener` is the
+/// --listen it serves (a kcp-only listener has no acceptor).
+void Frontend::on_accept(std::size_t acceptor, tcp::socket socket) {
   boost::system::error_code ec;
   const tcp::endpoint remote = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
+  const std::size_t listener = acceptor_listener_[acceptor];
   if (listener < kMaxListeners && settings_.listener_proxy[listener] != ProxyMode::kNone) {
     expect_proxy_header(listener, std::move(socket), remote);
     return;
@@ -466,6 +553,10 @@ void Frontend::drop_pending(Pending& p) {
 /// registration as it is, and after a short read it does not try a recv()
 /// that can only fail (net::EdgeSocket): one syscall per read.
 void Frontend::start_read(Connection& c) {
+  if (c.kcp) {
+    pump_kcp(c);  // what the session holds already (after a full ring, say)
+    return;
+  }
   // A kicked connection is read again only to see its FIN, once its output
   // is flushed (lingering).
   if (c.reading || c.socket_closed || c.blocked || (c.worker_closed && !c.lingering)) return;
@@ -648,6 +739,7 @@ std::size_t Frontend::drain_worker_rings() {
       total += n;
     }
   }
+  flush_kcp();  // what the workers sent to KCP sessions leaves now, not at the next interval
   return total;
 }
 
@@ -662,6 +754,10 @@ void Frontend::on(const ipc::Parsed<ipc::SendHeader>& send) {
     return;
   }
   metrics_.add(metrics::kClientFramesSent);
+  if (c->kcp) {
+    send_kcp(*c, send.tail);
+    return;
+  }
   if (!c->out.empty() || c->writing) {
     queue_output(*c, send.tail);
     return;
@@ -701,6 +797,10 @@ void Frontend::on(const ipc::Parsed<ipc::LoggedIn>& logged_in) {
   if (c == nullptr) return;
   c->logged_in = true;
   logging_in_.remove(*c);
+  if (c->kcp && c->kcp->pending) {
+    c->kcp->pending = false;
+    --kcp_pending_;
+  }
 }
 
 /// Writes the batch's sends with one sendmsg per connection: the records of
@@ -813,11 +913,335 @@ void Frontend::write_queued(Connection& c) {
   if (c.worker_closed) start_linger(c);
 }
 
+// ------------------------------------------------------------------ KCP over UDP
+
+void Frontend::start_udp_read(std::size_t u) {
+  udp_[u]->socket.async_wait(udp::socket::wait_read, [this, u](boost::system::error_code ec) {
+    if (!ec) on_datagrams(u);
+  });
+}
+
+/// Reads the datagrams waiting, a batch at a time (the rest of the duty
+/// cycle runs between batches); waits again only once the socket is empty,
+/// as its edge-triggered registration reports only new arrivals.
+void Frontend::on_datagrams(std::size_t u) {
+  UdpListener& l = *udp_[u];
+  for (std::size_t n = 0; n < kDatagramBatch; ++n) {
+    udp::endpoint from;
+    boost::system::error_code ec;
+    const std::size_t bytes = l.socket.receive_from(asio::buffer(datagram_), from, 0, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      start_udp_read(u);
+      return;
+    }
+    if (ec) continue;  // an ICMP error of an earlier sendto (ECONNREFUSED): nothing to read
+    if (bytes > kcp::kMaxDatagramBytes) {
+      metrics_.add(metrics::kKcpDatagramsDropped);  // longer than kcp-go sends: truncated
+      continue;
+    }
+    on_datagram(u, from, std::span<const std::byte>(datagram_.data(), bytes));
+  }
+  asio::post(io_, [this, u] { on_datagrams(u); });
+}
+
+void Frontend::on_datagram(std::size_t u, const udp::endpoint& from,
+                           std::span<const std::byte> datagram) {
+  const auto conv = kcp::peek_conv(datagram);
+  if (!conv) {
+    metrics_.add(metrics::kKcpDatagramsDropped);
+    return;
+  }
+  UdpPeer peer{v6_bytes_of(from.address()), from.port(), udp_[u]->listener};
+  if (const auto it = kcp_sessions_.find(peer); it != kcp_sessions_.end()) {
+    Connection& c = *find(it->second);
+    KcpLink& k = *c.kcp;
+    if (*conv == k.session.conv()) {
+      const std::int64_t now = now_ms();
+      const kcp::InputStatus status = k.session.input(datagram, kcp_clock(now));
+      if (status != kcp::InputStatus::kAccepted) {
+        metrics_.add(metrics::kKcpDatagramsDropped);
+        spdlog::debug("conn {:#x}: KCP datagram refused: {}", c.id.value(), kcp::name_of(status));
+        return;
+      }
+      // The client acknowledged some output: write-timeout starts again.
+      if (const std::size_t unacked = k.session.unacknowledged_bytes(); unacked < k.unacked) {
+        k.unacked = unacked;
+        if (c.lingering && unacked == 0) {
+          destroy(c);  // kicked, and everything delivered
+          return;
+        }
+        if (unacked == 0) {
+          writing_.remove(c);
+        } else if (!c.lingering) {
+          writing_.restart(c, now + settings_.write_timeout_ms);
+        }
+      }
+      pump_kcp(c);
+      schedule_kcp(c);
+      return;
+    }
+    // Another conversation from the same address and port: a client that
+    // dialled again (kcp-go's listener replaces the session too), or a
+    // stray datagram of an older one.
+    if (!kcp::is_session_opener(datagram)) {
+      metrics_.add(metrics::kKcpDatagramsDropped);
+      return;
+    }
+    spdlog::debug("conn {:#x}: replaced by conv {:#x} from the same address", c.id.value(), *conv);
+    close_from_frontend(c, CloseReason::kClientClosed);
+  }
+  if (!kcp::is_session_opener(datagram)) {
+    metrics_.add(metrics::kKcpDatagramsDropped);
+    return;
+  }
+  open_kcp(u, peer, from, datagram);
+}
+
+/// The bounds an accept has, and KCP's own (udp-pending-sessions,
+/// udp-sessions-per-ip). True: counted in per_address_ and kcp_per_address_.
+bool Frontend::admit_kcp(const udp::endpoint& from, AddressLimit::Key address, bool limit_address) {
+  const auto refuse = [&](metrics::Counter counter, std::string_view why) {
+    metrics_.add(counter);
+    kcp_refused_log_.log("KCP session from {} refused: {}", from.address().to_string(), why);
+    return false;
+  };
+  if (draining_) return refuse(metrics::kKcpRefusedLimit, "draining");
+  if (kcp_pending_ >= settings_.udp_pending_sessions) {
+    return refuse(metrics::kKcpRefusedPending, "udp-pending-sessions reached");
+  }
+  if (const auto verdict = connect_rate_.admit(address, limit_address, now_ms());
+      verdict != ConnectRate::Verdict::kAccept) {
+    return refuse(metrics::kKcpRefusedRate, verdict == ConnectRate::Verdict::kOverTotal
+                                                ? "over connect-rate"
+                                                : "over connect-rate-per-ip");
+  }
+  if (!kcp_per_address_.try_add(address, limit_address)) {
+    return refuse(metrics::kKcpRefusedLimit, "udp-sessions-per-ip reached");
+  }
+  if (!per_address_.try_add(address, limit_address)) {
+    kcp_per_address_.remove(address);
+    return refuse(metrics::kKcpRefusedLimit, "max-connections-per-ip reached");
+  }
+  return true;
+}
+
+/// A session opener from a new peer: a connection as an accept makes one
+/// (a slot, kConnOpened, the read and login deadlines), then its datagram.
+void Frontend::open_kcp(std::size_t u, const UdpPeer& peer, const udp::endpoint& from,
+                        std::span<const std::byte> opener) {
+  const AddressLimit::Key address = AddressLimit::key_of(from.address());
+  const bool limit_address = !exempt_from_address_limits(peer.address.data());
+  const kcp::Options options{.send_window = settings_.udp_sndwnd,
+                             .receive_window = settings_.udp_rcvwnd,
+                             .mtu = settings_.udp_mtu,
+                             .nodelay = settings_.kcp_nodelay != 0,
+                             .interval = settings_.kcp_interval_ms,
+                             .fast_resend = settings_.kcp_resend,
+                             .send_buffer_bytes = settings_.txqueue_bytes};
+  if (const std::string_view wrong = kcp::Connection::validate(options); !wrong.empty()) {
+    kcp_refused_log_.log("KCP session refused: the KCP settings are unusable: {}", wrong);
+    return;
+  }
+  if (!admit_kcp(from, address, limit_address)) return;
+  std::optional<shm::ConnectionId> id;
+  for (std::uint32_t tries = 0;
+       !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
+    id = table_.allocate(next_worker_);
+    next_worker_ = (next_worker_ + 1) % settings_.workers;
+  }
+  if (!id) {
+    per_address_.remove(address);
+    kcp_per_address_.remove(address);
+    metrics_.add(metrics::kKcpRefusedLimit);
+    kcp_refused_log_.log("KCP session from {} refused: connection limit {} reached",
+                         from.address().to_string(), settings_.max_connections);
+    return;
+  }
+  metrics_.add(metrics::kConnectionsAccepted);
+  metrics_.add(metrics::kKcpSessionsAccepted);
+  const std::uint32_t worker = worker_of_slot(id->slot(), settings_);
+  auto conn = std::make_unique<Connection>(io_, *id, worker);
+  const int fd = udp_[u]->socket.native_handle();
+  conn->kcp = std::make_unique<KcpLink>(
+      *kcp::peek_conv(opener), options,
+      [fd, to = from](std::span<const std::byte> d) {
+        // A datagram the socket cannot take now is lost like any other:
+        // KCP sends it again.
+        ::sendto(fd, d.data(), d.size(), MSG_DONTWAIT | MSG_NOSIGNAL, to.data(),
+                 static_cast<socklen_t>(to.size()));
+      },
+      peer);
+  conn->address = address;
+  conn->address_counted = true;
+  Connection& c = *conn;
+  by_slot_[id->slot()] = std::move(conn);
+  ++connection_count_;
+  ++kcp_open_;
+  ++kcp_pending_;
+  kcp_sessions_.emplace(peer, *id);
+
+  ipc::ConnOpened opened{};
+  opened.conn = id->value();
+  std::memcpy(opened.address, peer.address.data(), sizeof opened.address);
+  opened.port = from.port();
+  opened.listener = udp_[u]->listener;
+  opened.accepted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+  send_control(worker, ipc::kConnOpened, &opened, sizeof opened);
+  const std::int64_t now = now_ms();
+  reading_.push_back(c, now + settings_.read_timeout_ms);
+  logging_in_.push_back(c, now + settings_.login_timeout_ms);
+  (void)c.kcp->session.input(opener, kcp_clock(now));  // an opener is well formed
+  pump_kcp(c);
+  schedule_kcp(c);
+}
+
+/// Takes the session's stream into the framing (take_input), as far as the
+/// ring lets it: a full ring leaves the rest in the session, whose window
+/// then closes on the client (retry_blocked pumps again).
+void Frontend::pump_kcp(Connection& c) {
+  kcp::Connection& session = c.kcp->session;
+  if (c.worker_closed || c.socket_closed) {
+    // Kicked (or closed): what it sends goes nowhere, but it is read, so
+    // that the window stays open for the acks of the linger.
+    while (session.readable() != 0) session.receive(scratch_);
+    return;
+  }
+  while (!c.blocked && session.readable() != 0) {
+    const std::size_t n = session.receive(scratch_);
+    metrics_.add(metrics::kClientBytesReceived, n);
+    if (!take_input(c, std::span<const std::byte>(scratch_.data(), n))) return;
+  }
+}
+
+/// A worker's kSend: into the session's send buffer, flushed after the
+/// batch. Past txqueue-bytes unacknowledged the client is not keeping up.
+void Frontend::send_kcp(Connection& c, std::span<const std::byte> bytes) {
+  KcpLink& k = *c.kcp;
+  if (k.session.send(bytes) == kcp::Connection::SendStatus::kFull) {
+    spdlog::debug("conn {:#x}: {} bytes unacknowledged, over txqueue-bytes {}", c.id.value(),
+                  k.session.unacknowledged_bytes(), settings_.txqueue_bytes);
+    kick_slow_consumer(c);
+    return;
+  }
+  metrics_.add(metrics::kClientBytesSent, bytes.size());
+  if (k.unacked == 0) writing_.restart(c, now_ms() + settings_.write_timeout_ms);
+  k.unacked = k.session.unacknowledged_bytes();
+  if (!k.dirty) {
+    k.dirty = true;
+    kcp_dirty_.push_back(c.id);
+  }
+}
+
+void Frontend::flush_kcp() {
+  if (kcp_dirty_.empty()) return;
+  const std::int64_t now = now_ms();
+  for (const shm::ConnectionId id : kcp_dirty_) {
+    Connection* c = find(id);
+    if (c == nullptr || c->socket_closed) continue;
+    c->kcp->dirty = false;
+    c->kcp->session.flush(kcp_clock(now));
+    if (c->lingering && c->kcp->session.unacknowledged_bytes() == 0) {
+      destroy(*c);  // nothing left to deliver
+      continue;
+    }
+    schedule_kcp(*c);
+  }
+  kcp_dirty_.clear();
+}
+
+/// Puts the session's next update() in the timer heap, unless one as early
+/// is there; arms the tick for the heap's earliest.
+void Frontend::schedule_kcp(Connection& c) {
+  KcpLink& k = *c.kcp;
+  if (c.socket_closed) return;
+  const std::int64_t now = now_ms();
+  const kcp::Millis clock = kcp_clock(now);
+  const std::int64_t due = now + static_cast<std::int32_t>(k.session.check(clock) - clock);
+  if (k.scheduled && due >= k.due) return;
+  k.scheduled = true;
+  k.due = due;
+  kcp_timers_.emplace(due, c.id.value());
+  if (kcp_ticking_ && due >= kcp_tick_at_) return;
+  kcp_ticking_ = true;
+  kcp_tick_at_ = due;
+  kcp_tick_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(due - now, 0)));
+  kcp_tick_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // re-armed earlier
+    kcp_ticking_ = false;
+    tick_kcp();
+  });
+}
+
+/// Runs the updates that are due: acks, resends, window probes. A session
+/// whose client stopped acknowledging (dead) is closed; one lingering ends
+/// once its output is acknowledged.
+void Frontend::tick_kcp() {
+  const std::int64_t now = now_ms();
+  std::vector<shm::ConnectionId> due;
+  while (!kcp_timers_.empty() && kcp_timers_.top().first <= now) {
+    const auto [at, value] = kcp_timers_.top();
+    kcp_timers_.pop();
+    Connection* c = find(shm::ConnectionId(value));
+    if (c == nullptr || !c->kcp || !c->kcp->scheduled || c->kcp->due != at) continue;  // stale
+    c->kcp->scheduled = false;
+    due.push_back(c->id);
+  }
+  for (const shm::ConnectionId id : due) {
+    Connection* c = find(id);
+    if (c == nullptr || c->socket_closed) continue;
+    KcpLink& k = *c->kcp;
+    k.session.update(kcp_clock(now));
+    if (k.session.dead()) {
+      spdlog::debug("conn {:#x}: KCP link dead (a segment unacknowledged {} times)", c->id.value(),
+                    kcp::Options{}.dead_link);
+      if (c->worker_closed) {
+        destroy(*c);
+      } else {
+        close_from_frontend(*c, CloseReason::kIoError);
+      }
+      continue;
+    }
+    if (c->lingering && k.session.unacknowledged_bytes() == 0) {
+      destroy(*c);
+      continue;
+    }
+    schedule_kcp(*c);
+  }
+  if (!kcp_ticking_ && !kcp_timers_.empty()) {
+    // Arm for the earliest entry left (stale ones cost a spurious wake).
+    kcp_ticking_ = true;
+    kcp_tick_at_ = kcp_timers_.top().first;
+    kcp_tick_.expires_after(
+        std::chrono::milliseconds(std::max<std::int64_t>(kcp_tick_at_ - now, 0)));
+    kcp_tick_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      kcp_ticking_ = false;
+      tick_kcp();
+    });
+  }
+}
+
+/// Out of the session table: its datagrams are strangers' from now on.
+void Frontend::forget_kcp(Connection& c) {
+  KcpLink& k = *c.kcp;
+  if (!k.listed) return;
+  k.listed = false;
+  kcp_sessions_.erase(k.peer);
+  kcp_per_address_.remove(c.address);
+  if (k.pending) {
+    k.pending = false;
+    --kcp_pending_;
+  }
+}
+
 // ------------------------------------------------------------------ closing
 
 void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
   if (c.socket_closed) return;
   c.socket_closed = true;
+  if (c.kcp) forget_kcp(c);
   boost::system::error_code ec;
   c.socket.close(ec);
   unlist(c);
@@ -834,6 +1258,18 @@ void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
 
 void Frontend::start_linger(Connection& c) {
   if (c.lingering || c.socket_closed) return;
+  if (c.kcp) {
+    // No FIN in KCP: the linger ends when the client has acknowledged the
+    // output (flush_kcp, tick_kcp), or at the deadline.
+    c.lingering = true;
+    std::vector<std::byte>().swap(c.in);
+    writing_.remove(c);
+    if (!c.kcp->dirty) {
+      c.kcp->dirty = true;
+      kcp_dirty_.push_back(c.id);
+    }
+    return;
+  }
   spdlog::debug("conn {:#x}: output flushed, lingering", c.id.value());
   c.lingering = true;
   boost::system::error_code ec;
@@ -849,6 +1285,7 @@ void Frontend::destroy(Connection& c) {
   if (c.dead) return;
   c.dead = true;
   c.socket_closed = true;
+  if (c.kcp) forget_kcp(c);
   unlist(c);
   boost::system::error_code ec;
   c.socket.close(ec);
@@ -857,9 +1294,9 @@ void Frontend::destroy(Connection& c) {
 
 void Frontend::reap() {
   for (const shm::ConnectionId id : graveyard_) {
-    if (const Connection& c = *by_slot_[id.slot()]; c.address_counted) {
-      per_address_.remove(c.address);
-    }
+    const Connection& c = *by_slot_[id.slot()];
+    if (c.address_counted) per_address_.remove(c.address);
+    if (c.kcp) --kcp_open_;
     table_.release(id);
     by_slot_[id.slot()].reset();
     --connection_count_;
@@ -987,6 +1424,8 @@ void Frontend::begin_drain() {
   // Connections still waiting for their PROXY header have no session to
   // end: closed.
   while (!pending_.empty()) drop_pending(*pending_.begin()->second);
+  // The UDP sockets stay: they carry the KCP sessions open, and openers are
+  // refused from now on (on_datagram).
   spdlog::info("draining: stopped accepting, {} connections open", connection_count_);
 }
 
@@ -1017,6 +1456,7 @@ void Frontend::apply_settings() {
   settings_generation_ = segment_.settings_generation();
   settings_ = segment_.settings();
   per_address_.set_limit(settings_.max_connections_per_ip);
+  kcp_per_address_.set_limit(settings_.udp_sessions_per_ip);
   connect_rate_.set_rates(settings_.connect_rate, settings_.connect_rate_per_ip);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
   spdlog::info(
@@ -1029,6 +1469,7 @@ void Frontend::apply_settings() {
 void Frontend::start() {
   adopt_orphans();
   for (std::size_t i = 0; i < acceptors_.size(); ++i) start_accept(i);
+  for (std::size_t u = 0; u < udp_.size(); ++u) start_udp_read(u);
   sweep_deadlines();
 }
 
@@ -1040,6 +1481,7 @@ std::size_t Frontend::do_work() {
   publish_all();
   reap();
   metrics_.set(metrics::kConnectionsOpen, static_cast<std::int64_t>(connection_count_));
+  metrics_.set(metrics::kKcpSessionsOpen, static_cast<std::int64_t>(kcp_open_));
   segment_.control().frontend.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   if (drain_requested_ != 0 || segment_.draining()) begin_drain();
   if (segment_.settings_generation() != settings_generation_) apply_settings();

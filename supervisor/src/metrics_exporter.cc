@@ -36,10 +36,10 @@ struct CounterInfo {
   const char* name;
   const char* help;
 };
-constexpr std::array<CounterInfo, 20> kPlainCounters = {{
+constexpr std::array<CounterInfo, 22> kPlainCounters = {{
     // the unlabelled ones
     {metrics::kConnectionsAccepted, "gatehouse_connections_accepted_total",
-     "TCP connections accepted."},
+     "Client connections accepted: TCP connections and KCP sessions."},
     {metrics::kClientFramesReceived, "gatehouse_client_frames_received_total",
      "Frames received from clients."},
     {metrics::kClientBytesReceived, "gatehouse_client_bytes_received_total",
@@ -86,6 +86,11 @@ constexpr std::array<CounterInfo, 20> kPlainCounters = {{
     {metrics::kGameReadsPaused, "gatehouse_game_reads_paused_total",
      "Times a game call stopped reading because a worker's backlog of game messages was over "
      "game-backlog-bytes (back-pressure on the game service)."},
+    {metrics::kKcpSessionsAccepted, "gatehouse_kcp_sessions_accepted_total",
+     "KCP sessions opened (also counted in gatehouse_connections_accepted_total)."},
+    {metrics::kKcpDatagramsDropped, "gatehouse_kcp_datagrams_dropped_total",
+     "UDP datagrams dropped by the KCP listeners: junk, for no session and not a session "
+     "opener, or refused by their session (malformed, another conversation's)."},
 }};
 
 constexpr std::array<const char*, metrics::kTimedCount> kTimedNames = {
@@ -227,6 +232,22 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
           {{"reason", reason}}));
     }
     out.push_back(std::move(proxy_refused));
+    auto kcp_refused = family("gatehouse_kcp_sessions_refused_total",
+                              "KCP session openers refused, by reason: connection_limit "
+                              "(--max-connections, --max-connections-per-ip, "
+                              "--udp-sessions-per-ip, or draining), rate_limit (--connect-rate, "
+                              "--connect-rate-per-ip), pending_limit (--udp-pending-sessions).",
+                              MetricType::Counter);
+    for (const auto& [counter, reason] :
+         {std::pair{metrics::kKcpRefusedLimit, "connection_limit"},
+          std::pair{metrics::kKcpRefusedRate, "rate_limit"},
+          std::pair{metrics::kKcpRefusedPending, "pending_limit"}}) {
+      kcp_refused.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"reason", reason}}));
+    }
+    out.push_back(std::move(kcp_refused));
 
     auto logins = family("gatehouse_logins_total",
                          "Login attempts by result; refused ones by reason (docs/login.md).",
@@ -279,7 +300,9 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     };
     for (const auto& [g, name, help] :
          {std::tuple{metrics::kConnectionsOpen, "gatehouse_connections_open",
-                     "Client connections open."},
+                     "Client connections open (TCP connections and KCP sessions)."},
+          std::tuple{metrics::kKcpSessionsOpen, "gatehouse_kcp_sessions_open",
+                     "KCP sessions open (also counted in gatehouse_connections_open)."},
           std::tuple{metrics::kSessionsLoggedIn, "gatehouse_sessions_logged_in",
                      "Sessions past login."},
           std::tuple{metrics::kGameStreamsOpen, "gatehouse_game_streams_open",

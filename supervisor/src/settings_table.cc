@@ -20,6 +20,7 @@
 
 #include "gatehouse/base/log.h"
 #include "gatehouse/crypto/gateway_key_file.h"
+#include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/endpoint.h"
 #include "gatehouse/token/key_files.h"
 #include "gatehouse/token/signed_token.h"
@@ -319,10 +320,32 @@ void read_proxy_from_option(std::string_view value, std::uint32_t i, Config& c) 
   }
 }
 
+/// transport=tcp (the default), kcp (KCP over UDP on the same address and
+/// port, docs/kcp.md) or tcp+kcp.
+void read_transport_option(std::string_view value, std::uint32_t i, Config& c) {
+  std::uint8_t transports = 0;
+  const bool dangling = !value.empty() && (value.front() == '+' || value.back() == '+');
+  while (!value.empty() && !dangling) {
+    const std::string_view name = value.substr(0, value.find('+'));
+    value = name.size() == value.size() ? std::string_view() : value.substr(name.size() + 1);
+    if (name == "tcp") {
+      transports |= kTransportTcp;
+    } else if (name == "kcp") {
+      transports |= kTransportKcp;
+    } else {
+      transports = 0;
+      break;
+    }
+  }
+  if (transports == 0) throw ConfigError("transport= takes tcp, kcp or tcp+kcp");
+  c.settings.listener_transports[i] = transports;
+}
+
 constexpr ListenOption kListenOptions[] = {
     {"crypto", read_crypto_option},
     {"proxy", read_proxy_option},
     {"proxy-from", read_proxy_from_option},
+    {"transport", read_transport_option},
 };
 
 /// proxy-from's default: the loopback addresses (a load balancer on the host).
@@ -347,6 +370,7 @@ void read_listen(const Setting& s, const po::variable_value& v, Config& c) {
     c.settings.listener_proxy[i] = ProxyMode::kNone;
     default_proxy_from(c.settings, i);
     bool proxy_from_named = false;
+    c.settings.listener_transports[i] = kTransportTcp;
     const std::size_t comma = l.find(',');
     c.listen.push_back(l.substr(0, comma));
     check_endpoint(c.listen.back(), s.name);
@@ -401,10 +425,13 @@ std::string proxy_text(const Settings& s) {
   return out;
 }
 
-/// The addresses need a restart; each listener's crypto=, proxy= and
-/// proxy-from= change live (a connection keeps what it was accepted with).
+/// The addresses and transports need a restart; each listener's crypto=,
+/// proxy= and proxy-from= change live (a connection keeps what it was
+/// accepted with).
 void plan_listen(const Config& running, const Config& fresh, ReloadPlan& plan) {
-  if (running.listen != fresh.listen) {
+  if (running.listen != fresh.listen ||
+      std::memcmp(running.settings.listener_transports, fresh.settings.listener_transports,
+                  sizeof running.settings.listener_transports) != 0) {
     plan.need_restart.emplace_back("listen");
     return;
   }
@@ -731,7 +758,9 @@ const Setting kSettings[] = {
   // ---------------------------------------------------------------- Clients
   {.name = "listen", .section = kClients, .kind = Kind::kStrings, .default_text = "0.0.0.0:8888",
    .on_reload = kRestart,
-   .help = "client listener host:port[,crypto=MODES], repeatable. MODES: what its clients may "
+   .help = "client listener host:port[,crypto=MODES][,transport=T], repeatable. T: tcp (the "
+           "default), kcp (KCP over UDP on the same address and port, as gonet2's agent "
+           "served; docs/kcp.md) or tcp+kcp. MODES: what its clients may "
            "speak, 'any' (the default: gonet2 clients work unchanged, and modern ones) or "
            "modern, modern1, legacy and clear joined by '+'; e.g. crypto=modern for a listener "
            "of new clients only. modern is the key exchange's version 2 (the gateway proves its "
@@ -867,6 +896,39 @@ const Setting kSettings[] = {
            "to, joined by ',', or 'none': by default the loopback addresses, where a local TLS "
            "terminator or proxy, or a load generator, brings many players from one address",
    .read = read_exempt, .value = exempt_value, .take = take_exempt},
+  // KCP over UDP (--listen ...,transport=kcp): gonet2's names and defaults.
+  number<&Settings::udp_sockbuf>("udp-sockbuf", kClients, "4194304", kRestart, 0, 64u << 20,
+         "SO_RCVBUF/SO_SNDBUF of each KCP listener's UDP socket in bytes (all its sessions "
+         "share it), 0 = kernel default"),
+  number<&Settings::udp_sndwnd>("udp-sndwnd", kClients, "32", kLive, 1, kcp::kMaxWindow,
+         "KCP send window in segments: at most this many (and the client's free window) in "
+         "flight per session. For new sessions"),
+  number<&Settings::udp_rcvwnd>("udp-rcvwnd", kClients, "32", kLive, 1, kcp::kMaxWindow,
+         "KCP receive window in segments (each up to udp-mtu - 24 bytes) per session. For new "
+         "sessions"),
+  number<&Settings::udp_mtu>("udp-mtu", kClients, "1280", kLive, 50, 1500,
+         "largest KCP datagram sent, in bytes. For new sessions"),
+  number<&Settings::kcp_nodelay>("nodelay", kClients, "1", kLive, 0, 1,
+         "KCP nodelay: 1 = minimum retransmission timeout 30 ms and backoff x1.5, 0 = 100 ms "
+         "and x2. For new sessions"),
+  number<&Settings::kcp_interval_ms>("interval", kClients, "20", kLive, 10, 5000,
+         "KCP update interval in milliseconds: acks and resends wait at most this long"),
+  number<&Settings::kcp_resend>("resend", kClients, "1", kLive, 0, 1000,
+         "KCP fast resend: a segment is sent again after this many acks of later ones, "
+         "0 = only on timeout. For new sessions"),
+  number<&Settings::kcp_nc>("nc", kClients, "1", kRestart, 0, 1,
+         "KCP congestion control off: 1 (gonet2's value), the windows alone pace a session. "
+         "0 (a congestion window) is not implemented: the gateway warns and runs as 1"),
+  number<&Settings::udp_dscp>("dscp", kClients, "46", kRestart, 0, 63,
+         "DSCP of the KCP datagrams sent (46: expedited forwarding, as gonet2)"),
+  number<&Settings::udp_sessions_per_ip>("udp-sessions-per-ip", kClients, "64", kLive, 0,
+         1u << 24,
+         "most KCP sessions from one address (IPv4, IPv6 /64; not address-limits-exempt), "
+         "within max-connections-per-ip: UDP source addresses are easily forged. 0: no limit"),
+  number<&Settings::udp_pending_sessions>("udp-pending-sessions", kClients, "1024", kLive, 1,
+         1u << 24,
+         "most KCP sessions not logged in yet, in all: KCP has no handshake, so anyone can "
+         "forge openers from any address; they wait here until login-timeout"),
   // ---------------------------------------------------------- Game services
   custom("backend", kGame, Kind::kStrings, "127.0.0.1:50051", kRestart,
          "game service gRPC address host:port, repeatable; sessions are spread by user id. "
@@ -935,6 +997,10 @@ void comment(std::ostream& out, const std::string& text, std::size_t width = 78)
 
 std::string listener_options_text(const Settings& s, std::uint32_t i) {
   std::string out = ",crypto=" + crypto_modes_text(s.listener_crypto[i]);
+  const std::uint8_t transports = s.listener_transports[i];
+  if ((transports & kTransportKcp) != 0) {
+    out += (transports & kTransportTcp) != 0 ? ",transport=tcp+kcp" : ",transport=kcp";
+  }
   if (s.listener_proxy[i] == ProxyMode::kNone) return out;
   out += ",proxy=" + std::string(proxy_mode_text(s.listener_proxy[i]));
   out += ",proxy-from=" + ranges_text(s.listener_proxy_from[i],

@@ -45,9 +45,12 @@ std::string describe_exit(int status) {
   return "stopped";
 }
 
-/// Binds a listening socket for "host:port" or "[v6]:port"; throws with the
-/// address in the message.
-int listen_on(const std::string& address, bool reuse_port, std::string& bound) {
+/// Binds a socket of `type` (SOCK_STREAM: listening; SOCK_DGRAM: KCP's UDP)
+/// for "host:port" or "[v6]:port", on `port` instead when the address says
+/// port 0 and `port` is not (a listener's UDP socket takes the port its TCP
+/// one was given); throws with the address in the message.
+int listen_on(const std::string& address, int type, bool reuse_port, std::uint16_t port,
+              std::string& bound) {
   Endpoint endpoint;
   try {
     endpoint = parse_endpoint(address, /*allow_port_zero=*/true);
@@ -55,31 +58,34 @@ int listen_on(const std::string& address, bool reuse_port, std::string& bound) {
     throw std::runtime_error(std::string("--listen: ") + e.what());
   }
   const std::string& host = endpoint.host;
-  const std::string port = std::to_string(endpoint.port);
+  const std::string port_text = std::to_string(endpoint.port == 0 ? port : endpoint.port);
+  const std::string what =
+      std::string("--listen ") + address + (type == SOCK_DGRAM ? " (udp)" : "");
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_socktype = type;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
   if (const int rc =
-          ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+          ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &found);
       rc != 0) {
-    throw std::runtime_error("--listen " + address + ": " + ::gai_strerror(rc));
+    throw std::runtime_error(what + ": " + ::gai_strerror(rc));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
-  const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) throw std::runtime_error("--listen " + address + ": " + std::strerror(errno));
+  const int fd = ::socket(found->ai_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw std::runtime_error(what + ": " + std::strerror(errno));
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     const int err = errno;
     ::close(fd);
-    throw std::runtime_error("--listen " + address + ": SO_REUSEPORT: " + std::strerror(err));
+    throw std::runtime_error(what + ": SO_REUSEPORT: " + std::strerror(err));
   }
-  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 ||
+      (type == SOCK_STREAM && ::listen(fd, SOMAXCONN) != 0)) {
     const int err = errno;
     ::close(fd);
-    throw std::runtime_error("--listen " + address + ": " + std::strerror(err));
+    throw std::runtime_error(what + ": " + std::strerror(err));
   }
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
@@ -100,6 +106,28 @@ int listen_on(const std::string& address, bool reuse_port, std::string& bound) {
   return fd;
 }
 
+/// The port of a bound socket.
+std::uint16_t port_of(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
+                                          : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+}
+
+/// A KCP listener's UDP socket carries every session of the listener:
+/// gonet2's udp-sockbuf for its buffers, and its dscp on what it sends.
+void tune_udp(int fd, const Settings& s) {
+  if (s.udp_sockbuf != 0) {
+    const int bytes = static_cast<int>(s.udp_sockbuf);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
+  const int tos = static_cast<int>(s.udp_dscp << 2);
+  ::setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);  // fails harmlessly on IPv6 sockets
+  ::setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
+}
+
 }  // namespace
 
 Supervisor::Supervisor(Config config, std::vector<std::string> args,
@@ -112,9 +140,22 @@ Supervisor::~Supervisor() {
 }
 
 void Supervisor::open_listeners() {
-  for (const std::string& address : config_.listen) {
+  const Settings& s = config_.settings;
+  for (std::size_t i = 0; i < config_.listen.size(); ++i) {
+    const std::string& address = config_.listen[i];
+    const std::uint8_t transports = s.listener_transports[i];
     std::string bound;
-    listen_fds_.push_back(listen_on(address, config_.reuse_port, bound));
+    std::uint16_t port = 0;
+    if ((transports & kTransportTcp) != 0) {
+      listen_fds_.push_back(listen_on(address, SOCK_STREAM, config_.reuse_port, 0, bound));
+      port = port_of(listen_fds_.back());
+    }
+    if ((transports & kTransportKcp) != 0) {
+      std::string udp_bound;
+      udp_fds_.push_back(listen_on(address, SOCK_DGRAM, config_.reuse_port, port, udp_bound));
+      tune_udp(udp_fds_.back(), s);
+      if (bound.empty()) bound = udp_bound;
+    }
     listen_names_.push_back(bound);
   }
   if (!config_.reuse_port) return;
@@ -142,6 +183,10 @@ void Supervisor::close_listeners() {
     ::close(fd);
   }
   listen_fds_.clear();
+  // A UDP socket has no queue of new sessions to hand over: closing ours
+  // leaves the frontend's copy serving its sessions until it is gone.
+  for (const int fd : udp_fds_) ::close(fd);
+  udp_fds_.clear();
 }
 
 Supervisor::Child* Supervisor::child_by_pid(pid_t pid) {
@@ -196,10 +241,11 @@ void Supervisor::start_children() {
   Child frontend{{Role::kFrontend},
                  {bin + "gatehouse-frontend", "--segment", segment, "--doorbell",
                   std::to_string(frontend_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds),
-                  "--listen-fds", join_fds(listen_fds_)},
+                  "--listen-fds", join_fds(listen_fds_), "--udp-fds", join_fds(udp_fds_)},
                  worker_fds};
   frontend.keep_fds.push_back(frontend_doorbell_.fd());
   frontend.keep_fds.insert(frontend.keep_fds.end(), listen_fds_.begin(), listen_fds_.end());
+  frontend.keep_fds.insert(frontend.keep_fds.end(), udp_fds_.begin(), udp_fds_.end());
   children_.push_back(std::move(frontend));
 
   for (Child& c : children_) spawn(c);
@@ -574,6 +620,12 @@ bool Supervisor::start() {
 
   start_children();
   if (!wait_for_children_attached()) return false;
+  if (std::any_of(config_.settings.listener_transports,
+                  config_.settings.listener_transports + config_.settings.listener_count,
+                  [](std::uint8_t t) { return (t & kTransportKcp) != 0; }) &&
+      config_.settings.kcp_nc == 0) {
+    spdlog::warn("nc = 0 (a KCP congestion window) is not implemented: KCP runs as nc = 1");
+  }
   for (std::size_t i = 0; i < listen_names_.size(); ++i) {
     const std::uint8_t modes = config_.settings.listener_crypto[i];
     spdlog::info("listening on {} ({})", listen_names_[i],

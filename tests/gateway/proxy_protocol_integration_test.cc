@@ -141,6 +141,18 @@ TEST_F(ProxyProtocolTest, APlayerBehindAV2HeaderIsSeenAtTheHeadersAddress) {
   EXPECT_EQ(metric("gatehouse_proxy_headers_total{version=\"2\"}"), 1);
 }
 
+// A listener's options are its own when a kcp-only listener (a UDP socket,
+// no TCP acceptor) comes before it: the second --listen takes PROXY headers.
+TEST_F(ProxyProtocolTest, AListenerBehindAKcpOnlyOneKeepsItsOptions) {
+  GatewayOptions o{game_.port(), 1, {"--listen", "127.0.0.1:0,proxy=v1"}, {}};
+  o.listen = "127.0.0.1:0,transport=kcp";
+  gateway_.emplace(std::move(o));  // port(): the last listener's
+  RawSession s(gateway_->port());
+  s.write(v1_header("203.0.113.9", 40009));
+  expect_served(s, "behind-kcp");
+  EXPECT_TRUE(gateway_->wait_log("remote=203.0.113.9:40009 user=")) << gateway_->log();
+}
+
 // max-connections-per-ip counts the header's address: two players through
 // one balancer (one source address, 127.0.0.1) both get in with a limit of
 // 1; a second connection of the same player address is refused.

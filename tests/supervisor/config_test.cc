@@ -241,6 +241,31 @@ TEST(Config, ListenersTakePROXYHeadersFromTheirTrustedSources) {
   EXPECT_TRUE(plan.need_restart.empty());
 }
 
+// --listen HOST:PORT,transport=T (docs/kcp.md): tcp by default, kcp (UDP on
+// the same address) or both; a change needs a restart (new sockets).
+TEST(Config, ListenersSayWhichTransportsServeThem) {
+  const auto r = parse({"--listen", "127.0.0.1:9000", "--listen", "127.0.0.1:9001,transport=kcp",
+                        "--listen", "127.0.0.1:9002,crypto=any,transport=tcp+kcp"});
+  ASSERT_TRUE(r.config.has_value()) << r.message;
+  const Settings& s = r.config->settings;
+  EXPECT_EQ(s.listener_transports[0], kTransportTcp);
+  EXPECT_EQ(s.listener_transports[1], kTransportKcp);
+  EXPECT_EQ(s.listener_transports[2], kTransportTcp | kTransportKcp);
+  EXPECT_EQ(s.udp_mtu, 1280u);
+  EXPECT_EQ(s.kcp_interval_ms, 20u);
+  EXPECT_EQ(s.udp_dscp, 46u);
+  for (const char* bad : {"127.0.0.1:9000,transport=", "127.0.0.1:9000,transport=quic",
+                          "127.0.0.1:9000,transport=tcp+"}) {
+    const auto e = parse({"--listen", bad});
+    EXPECT_FALSE(e.config.has_value()) << bad;
+    EXPECT_THAT(e.message, HasSubstr("transport=")) << bad;
+  }
+  const auto tcp = parse({"--listen", "127.0.0.1:9000"});
+  const auto kcp = parse({"--listen", "127.0.0.1:9000,transport=tcp+kcp"});
+  ASSERT_TRUE(tcp.config && kcp.config);
+  EXPECT_EQ(plan_reload(*tcp.config, *kcp.config).need_restart, std::vector<std::string>{"listen"});
+}
+
 TEST(Config, ModernOneIsNamedOnlyWhereAllowedAndAnyIsTheOtherThree) {
   EXPECT_EQ(parse_crypto_modes("any+modern1"), kCryptoAny | kCryptoModern1);
   EXPECT_EQ(crypto_modes_text(kCryptoAny | kCryptoModern1), "any+modern1");
@@ -541,6 +566,17 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"login-failure-window", "5"},
       {"auth-timeout", "0.5"},
       {"auth-max-inflight", "7"},
+      {"udp-sockbuf", "65536"},
+      {"udp-sndwnd", "64"},
+      {"udp-rcvwnd", "128"},
+      {"udp-mtu", "1400"},
+      {"nodelay", "0"},
+      {"interval", "10"},
+      {"resend", "2"},
+      {"nc", "0"},
+      {"dscp", "0"},
+      {"udp-sessions-per-ip", "4"},
+      {"udp-pending-sessions", "10"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

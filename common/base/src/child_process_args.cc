@@ -36,6 +36,8 @@ ChildArgs parse_child_args(int argc, char** argv) {
       args.peer_doorbells = parse_fd_list(value);
     } else if (key == "--listen-fds") {
       args.listen_fds = parse_fd_list(value);
+    } else if (key == "--udp-fds") {
+      args.udp_fds = parse_fd_list(value);
     } else {
       throw std::invalid_argument("unknown argument " + key);
     }

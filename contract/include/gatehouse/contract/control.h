@@ -82,6 +82,13 @@ enum CryptoModes : std::uint8_t {
   /// Everything but version 1, which a listener must name to allow.
   kCryptoAny = kCryptoClear | kCryptoLegacy | kCryptoModern,
 };
+/// Bits of Settings::listener_transports: how a listener's clients reach it
+/// (docs/kcp.md). KCP is UDP on the listener's address and port.
+enum Transports : std::uint8_t {
+  kTransportTcp = 1,
+  kTransportKcp = 2,
+};
+
 /// "modern", "modern+legacy", "any", "any+modern1", ...: nullopt for an
 /// unknown name or an empty set.
 std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
@@ -171,6 +178,19 @@ struct Settings {
   /// proxy-from= of each --listen: the sources whose headers are trusted.
   std::uint32_t listener_proxy_from_count[kMaxListeners];
   AddressRange listener_proxy_from[kMaxListeners][kMaxProxyNetworks];
+  // KCP over UDP (issue 15, docs/kcp.md): gonet2's settings under its names.
+  std::uint8_t listener_transports[kMaxListeners];  ///< Transports of each --listen, in order
+  std::uint32_t udp_sockbuf;           ///< SO_RCVBUF/SO_SNDBUF of a UDP listener, 0 = kernel's
+  std::uint32_t udp_sndwnd;            ///< KCP send window, segments
+  std::uint32_t udp_rcvwnd;            ///< KCP receive window, segments
+  std::uint32_t udp_mtu;               ///< largest datagram sent
+  std::uint32_t kcp_nodelay;           ///< 1: minimum RTO 30 ms, backoff x1.5
+  std::uint32_t kcp_interval_ms;       ///< KCP update period
+  std::uint32_t kcp_resend;            ///< fast resend after this many later acks, 0 = off
+  std::uint32_t kcp_nc;                ///< 1 only: no congestion window (as gonet2)
+  std::uint32_t udp_dscp;              ///< DSCP of the datagrams sent (IP_TOS >> 2)
+  std::uint32_t udp_sessions_per_ip;   ///< KCP sessions from one address (IPv4, /64), 0 = no limit
+  std::uint32_t udp_pending_sessions;  ///< KCP sessions not logged in yet, in all
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

@@ -55,6 +55,12 @@ enum Counter : std::uint32_t {
   kProxyRefusedMissing,    ///< no header (or the other version) where one is required
   kProxyRefusedMalformed,  ///< a header that does not parse
   kProxyRefusedTimeout,    ///< no whole header within its deadline
+  // Issue 15: KCP over UDP (docs/kcp.md). Sessions count in kConnections* too.
+  kKcpSessionsAccepted,
+  kKcpRefusedLimit,  ///< openers over max-connections, max-connections-per-ip, udp-sessions-per-ip
+  kKcpRefusedRate,   ///< openers over connect-rate or connect-rate-per-ip
+  kKcpRefusedPending,    ///< openers over udp-pending-sessions (not logged in yet)
+  kKcpDatagramsDropped,  ///< for no session and not an opener, or refused by the session
   kCounterCount
 };
 
@@ -67,6 +73,7 @@ enum Gauge : std::uint32_t {
   kGameBacklogEvents,         ///< ... and events
   kGameReadsPausedNow,        ///< game calls whose reads wait for a backlog to drain
   kAuthCallsInFlight,         ///< login = auth: calls to the auth service not answered yet
+  kKcpSessionsOpen,           ///< of kConnectionsOpen, those over KCP
   kGaugeCount
 };
 

@@ -33,16 +33,30 @@
 // until then at most prelogin-frames / prelogin-bytes (prelogin_exceeded);
 // output queued at most txqueuelen frames and txqueue-bytes, and some of it
 // taken within write-timeout (slow_consumer).
+//
+// KCP over UDP (docs/kcp.md): a listener with transport=kcp also has a UDP
+// socket on its address. A datagram that is a session opener from a new
+// (address, port) becomes a connection like an accepted one (the same
+// limits, a slot, kConnOpened), with a kcp::Connection in place of the TCP
+// socket; its byte stream goes through the same framing and bounds, and the
+// workers' output into the KCP send buffer (full: slow_consumer). A kick
+// lingers until the client acknowledged the output, then forgets the
+// session; a client that redials from the same port (a new conv, sn 0)
+// replaces its session, as kcp-go's listener does.
 #pragma once
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <queue>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -63,10 +77,12 @@ namespace gatehouse::frontend {
 
 class Frontend {
  public:
-  /// `listen_fds`: listening sockets opened by the supervisor.
+  /// `listen_fds`: listening sockets opened by the supervisor, one for each
+  /// listener with TCP (Settings::listener_transports; 0 counts as TCP);
+  /// `udp_fds`: UDP sockets, one for each listener with KCP, in order.
   /// `doorbell`: this process's; `worker_doorbells[i]`: worker i's.
   Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds, shm::Doorbell doorbell,
-           std::vector<shm::Doorbell> worker_doorbells);
+           std::vector<shm::Doorbell> worker_doorbells, const std::vector<int>& udp_fds = {});
   ~Frontend();
 
   /// start(), then do_work() until drained(), idling (spin, yield, park on
@@ -91,13 +107,27 @@ class Frontend {
   struct Connection;
   struct WorkerLink;
   struct Pending;  // accepted on a proxy= listener, its PROXY header not read yet
+  struct KcpLink;  // a KCP session's state, in place of the TCP socket
+  struct UdpListener;
+  /// A KCP session's key: who sends to which listener (kcp-go keys by the
+  /// address alone, and so one session per address and port).
+  struct UdpPeer {
+    std::array<std::uint8_t, 16> address;  // IPv4-mapped for IPv4
+    std::uint16_t port;
+    std::uint16_t listener;
+    bool operator==(const UdpPeer&) const = default;
+  };
+  struct UdpPeerHash {
+    std::size_t seed;
+    std::size_t operator()(const UdpPeer& p) const noexcept;
+  };
 
   // accept
   void adopt_orphans();
-  void start_accept(std::size_t listener);  // once --connect-rate has a token
-  void start_accept_now(std::size_t listener);
+  void start_accept(std::size_t acceptor);  // once --connect-rate has a token
+  void start_accept_now(std::size_t acceptor);
   bool exempt_from_address_limits(const std::uint8_t* v6) const noexcept;
-  void on_accept(std::size_t listener, boost::asio::ip::tcp::socket socket);
+  void on_accept(std::size_t acceptor, boost::asio::ip::tcp::socket socket);
   /// Admits a connection whose client is `client` (the peer, or the address
   /// a PROXY header named): limits, a slot, kConnOpened, then `first_bytes`
   /// (read with the header) as its first input.
@@ -133,6 +163,21 @@ class Frontend {
   void wait_writable(Connection& c);
   void on_writable(shm::ConnectionId id);
   void queue_output(Connection& c, std::span<const std::byte> bytes);
+  // KCP over UDP
+  void start_udp_read(std::size_t udp);
+  void on_datagrams(std::size_t udp);
+  void on_datagram(std::size_t udp, const boost::asio::ip::udp::endpoint& from,
+                   std::span<const std::byte> datagram);
+  void open_kcp(std::size_t udp, const UdpPeer& peer, const boost::asio::ip::udp::endpoint& from,
+                std::span<const std::byte> opener);
+  bool admit_kcp(const boost::asio::ip::udp::endpoint& from, AddressLimit::Key address,
+                 bool limit_address);
+  void pump_kcp(Connection& c);
+  void send_kcp(Connection& c, std::span<const std::byte> bytes);
+  void schedule_kcp(Connection& c);
+  void flush_kcp();
+  void tick_kcp();
+  void forget_kcp(Connection& c);  // out of the session table and its counts
   // closing
   void close_from_frontend(Connection& c, CloseReason reason);
   void kick_slow_consumer(Connection& c);
@@ -183,6 +228,7 @@ class Frontend {
   LogLimit proxy_malformed_log_{spdlog::level::warn, "connection closed: malformed PROXY header"};
   LogLimit proxy_timeout_log_{spdlog::level::warn,
                               "connection closed: no PROXY header within its deadline"};
+  LogLimit kcp_refused_log_{spdlog::level::warn, "KCP session refused"};
   AddressLimit per_address_;
   ConnectRate connect_rate_;
   std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
@@ -205,6 +251,22 @@ class Frontend {
   DeadlineList<Connection> writing_;     // output waiting: a byte taken within write-timeout
   DeadlineList<Connection> logging_in_;  // not logged in: login within login-timeout
   DeadlineList<Pending> proxy_waiting_;  // a PROXY header within its deadline
+  // KCP over UDP: the listeners' sockets, the sessions by peer, the sessions
+  // whose output to flush after a ring batch, the update timers (a heap of
+  // (due, id); an entry whose due is not its session's any more is stale).
+  std::vector<std::unique_ptr<UdpListener>> udp_;
+  std::vector<std::uint16_t> acceptor_listener_;  // acceptors_[i] serves this --listen
+  std::unordered_map<UdpPeer, shm::ConnectionId, UdpPeerHash> kcp_sessions_;
+  AddressLimit kcp_per_address_;
+  std::size_t kcp_pending_ = 0;  // sessions not logged in yet (udp-pending-sessions)
+  std::size_t kcp_open_ = 0;
+  std::vector<shm::ConnectionId> kcp_dirty_;
+  using KcpTimer = std::pair<std::int64_t, std::uint64_t>;  // (due ms, id)
+  std::priority_queue<KcpTimer, std::vector<KcpTimer>, std::greater<>> kcp_timers_;
+  boost::asio::steady_timer kcp_tick_;
+  bool kcp_ticking_ = false;
+  std::int64_t kcp_tick_at_ = 0;     // when the armed tick fires
+  std::vector<std::byte> datagram_;  // one datagram received
   volatile std::sig_atomic_t drain_requested_ = 0;
   bool draining_ = false;
 };

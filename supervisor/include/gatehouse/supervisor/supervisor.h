@@ -121,7 +121,8 @@ class Supervisor {
   std::unique_ptr<Processes> processes_;
   std::optional<GatewaySegment> segment_;
   std::optional<MetricsExporter> metrics_;
-  std::vector<int> listen_fds_;
+  std::vector<int> listen_fds_;            ///< TCP, one per listener with transport tcp
+  std::vector<int> udp_fds_;               ///< UDP, one per listener with transport kcp
   std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
   shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;

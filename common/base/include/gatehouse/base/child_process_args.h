@@ -2,6 +2,7 @@
 //
 //   gatehouse-<component> --segment NAME [--index N] [--doorbell FD]
 //                         [--peer-doorbells FD,FD,...] [--listen-fds FD,...]
+//                         [--udp-fds FD,...]
 //
 // Children take everything else from the segment's control block, so this is
 // all they parse. Not meant to be typed by people.
@@ -17,7 +18,8 @@ struct ChildArgs {
   unsigned index = 0;               ///< worker index
   int doorbell = -1;                ///< this process's eventfd
   std::vector<int> peer_doorbells;  ///< the doorbells of the processes it feeds
-  std::vector<int> listen_fds;      ///< frontend only
+  std::vector<int> listen_fds;      ///< frontend only: TCP listeners
+  std::vector<int> udp_fds;         ///< frontend only: UDP (KCP) listeners
 };
 
 /// Parses "a,b,c" of fds as passed by the supervisor; throws on garbage.
