@@ -7,7 +7,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "gatehouse/base/version.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/supervisor/manual.h"
 #include "gatehouse/supervisor/settings_table.h"
 
 namespace gatehouse::supervisor {
@@ -116,13 +118,16 @@ ParseResult parse_config(int argc, const char* const* argv) {
   // Commands first, then every setting in its section.
   po::options_description general(section_title(Section::kGeneral));
   general.add_options()("help,h", "print this help and exit")(
+      "version", "print the version and the source revision, and exit")(
       "check",
       "check the configuration and that the child binaries are there, print the "
       "effective settings, and exit (0: ok)")(
       "print-example-config",
       "print a config file with every setting, its help and its default "
       "(examples/gatehouse.conf), and exit")("config,c", po::value<std::string>(),
-                                             "config file (INI: key = value, keys as below)");
+                                             "config file (INI: key = value, keys as below)")(
+      "print-manual", po::value<int>(),
+      "print the manual page gatehouse(8) (8) or gatehouse.conf(5) (5) as roff, and exit");
   po::options_description clients(section_title(Section::kClients));
   po::options_description backends(section_title(Section::kGameServices));
   po::options_description processes(section_title(Section::kProcesses));
@@ -164,6 +169,16 @@ ParseResult parse_config(int argc, const char* const* argv) {
     }
     if (vm.count("print-example-config") != 0) {
       result.message = example_config();
+      return result;
+    }
+    if (vm.count("version") != 0) {
+      result.message =
+          "gatehouse " + std::string(version()) + " (" + std::string(revision()) + ")\n";
+      return result;
+    }
+    if (vm.count("print-manual") != 0) {
+      result.message = manual_page(vm["print-manual"].as<int>());
+      if (result.message.empty()) throw ConfigError("--print-manual takes 8 or 5");
       return result;
     }
 

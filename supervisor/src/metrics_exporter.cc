@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/base/version.h"
 #include "gatehouse/contract/layout.h"
 
 namespace gatehouse::supervisor {
@@ -18,8 +19,6 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-
-constexpr const char* kVersion = "0.1.0";
 
 // CivetWeb gives each connection a thread from accept to close and, by
 // default, waits 30 s for a request: two idle connections to its default two
@@ -153,9 +152,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
 
     auto build = family("gatehouse_build_info", "Build and shared-memory layout of this gateway.",
                         MetricType::Gauge);
-    build.metric.push_back(
-        value_metric(MetricType::Gauge, 1,
-                     {{"layout_version", std::to_string(kLayoutVersion)}, {"version", kVersion}}));
+    build.metric.push_back(value_metric(MetricType::Gauge, 1,
+                                        {{"layout_version", std::to_string(kLayoutVersion)},
+                                         {"version", std::string(version())},
+                                         {"revision", std::string(revision())}}));
     out.push_back(std::move(build));
     auto draining =
         family("gatehouse_draining", "1 while a SIGTERM drain runs.", MetricType::Gauge);

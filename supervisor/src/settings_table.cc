@@ -224,9 +224,17 @@ std::string log_connections_value(const Config& c) {
   }
 }
 
+/// Unset: beside this binary (a build tree: build/bin), else where the
+/// package installs the children (GATEHOUSE_LIBEXEC_DIR, /usr/libexec/gatehouse).
 void read_bin_dir(const Setting&, const po::variable_value& v, Config& c) {
   c.bin_dir = v.as<std::string>();
-  if (c.bin_dir.empty()) c.bin_dir = own_dir();
+  if (!c.bin_dir.empty()) return;
+  c.bin_dir = own_dir();
+  std::error_code ec;
+  if (!std::filesystem::exists(c.bin_dir + "/gatehouse-frontend", ec) &&
+      std::filesystem::exists(GATEHOUSE_LIBEXEC_DIR "/gatehouse-frontend", ec)) {
+    c.bin_dir = GATEHOUSE_LIBEXEC_DIR;
+  }
 }
 
 void read_metrics_listen(const Setting& s, const po::variable_value& v, Config& c) {
@@ -741,7 +749,8 @@ const Setting kSettings[] = {
    .read = read_log_level, .value = value_of<&Settings::log_level>,
    .take = take<&Settings::log_level>},
   custom("bin-dir", kGeneral, Kind::kString, "", kRestart,
-         "directory of gatehouse-frontend/-worker/-bridge (default: next to this binary)",
+         "directory of gatehouse-frontend/-worker/-bridge (default: next to this binary, else "
+         "where the package installs them, PREFIX/libexec/gatehouse)",
          read_bin_dir, value_of<&Config::bin_dir>),
   plain<&Config::ready_file>("ready-file", kGeneral, Kind::kString, "", kRestart,
          "write 'listen=<addr>' and 'metrics=<addr>' lines here once serving"),
@@ -866,7 +875,8 @@ const Setting kSettings[] = {
            "(at most 4) so that keys can rotate; owned by the gateway's user, mode 0600. Create "
            "one with `gatehouse keygen --out FILE`. Without one, modern clients are kicked "
            "(unknown_gateway_key). Each new worker reads the files (a reload rolls the workers)",
-   .read = read_gateway_key, .value = gateway_key_value, .take = take_gateway_key},
+   .read = read_gateway_key, .value = gateway_key_value, .take = take_gateway_key,
+   .example_text = "/etc/gatehouse/gateway.key"},
   number<&Settings::txqueue_bytes>("txqueue-bytes", kClients, "1048576", kLive, 4096, 1u << 30,
          "bytes queued to a client that is not reading before it is kicked (slow_consumer)"),
   seconds<&Settings::write_timeout_ms>("write-timeout", kClients, "10", kLive, 0.1, 86400,
@@ -1064,7 +1074,7 @@ std::string example_config() {
     const bool unset = *s.default_text == '\0';
     if (s.example_text != nullptr) {
       out << s.name << " = " << s.example_text << "  # reload: " << reload_text(s)
-          << " (default: " << s.default_text << ")\n";
+          << " (default: " << (unset ? "none" : s.default_text) << ")\n";
     } else {
       out << (unset ? "# " : "") << s.name << " =" << (unset ? "" : " ") << s.default_text
           << "  # reload: " << reload_text(s) << "\n";

@@ -283,6 +283,7 @@ TEST_F(WorkerRingsTest, APausedProducerKeepsTheBacklogWithinItsBound) {
       resumed.fetch_add(1);
     }
     std::atomic<bool> paused{false};
+    std::atomic<bool> held{false};  // hold_reads() paused it once
     std::atomic<int> resumed{0};
   };
   auto call = std::make_shared<Producer>();
@@ -299,19 +300,25 @@ TEST_F(WorkerRingsTest, APausedProducerKeepsTheBacklogWithinItsBound) {
       rings_.publish(unpublished);
       // As QueuedCall does before its next read.
       call->paused.store(true);
-      if (!rings_.hold_reads(conn, call)) call->paused.store(false);
+      if (rings_.hold_reads(conn, call)) {
+        call->held.store(true);
+      } else {
+        call->paused.store(false);
+      }
     }
     done.store(true);
   });
   int next = 0;
   std::size_t most = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  // The worker reads slowly (a ring's worth every few passes): the backlog
-  // fills up to its bound, again and again.
+  // The worker reads slowly (a ring's worth every few passes), and not at
+  // all before the backlog first reached its bound, however slowly the
+  // producer runs on a busy machine: the backlog fills up to its bound,
+  // again and again.
   for (int pass = 0; next < kMessages && std::chrono::steady_clock::now() < deadline; ++pass) {
     rings_.flush_backlogs();
     most = std::max(most, rings_.backlog_bytes());
-    if (pass % 8 != 0) {
+    if (pass % 8 != 0 || !call->held.load()) {
       std::this_thread::yield();
       continue;
     }

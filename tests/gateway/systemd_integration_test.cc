@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,18 +38,21 @@ TEST(SystemdUnits, VerifyCleanly) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("gatehouse-units-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  // The unit names the installed path; point it at this build's binary.
-  std::ifstream in(std::string(GATEHOUSE_SOURCE_DIR) + "/systemd/gatehouse@.service");
+  // The unit as the build configured it names the installed path; point it
+  // at this build's binary.
+  std::ifstream in(GATEHOUSE_UNIT);
   std::string unit((std::istreambuf_iterator<char>(in)), {});
   ASSERT_NE(unit.find("--instance %i"), std::string::npos) << "one segment per unit instance";
-  unit = std::regex_replace(unit, std::regex("/usr/local/bin/gatehouse"),
-                            GATEHOUSE_BIN_DIR "/gatehouse");
+  const std::string exec = "ExecStart=" GATEHOUSE_INSTALL_SBIN " ";
+  ASSERT_NE(unit.find(exec), std::string::npos) << "ExecStart names the installed gatehouse";
+  unit.replace(unit.find(exec), exec.size(), "ExecStart=" GATEHOUSE_BIN_DIR "/gatehouse ");
   std::ofstream(dir / "gatehouse@.service") << unit;
   // The template, and an instance of it as systemctl would start it.
   for (const char* name : {"gatehouse@.service", "gatehouse@main.service"}) {
     int status = 0;
     const std::string out =
-        run(std::string(SYSTEMD_ANALYZE) + " verify " + (dir / name).string(), status);
+        run("MANPATH=" GATEHOUSE_MAN_DIR " " SYSTEMD_ANALYZE " verify " + (dir / name).string(),
+            status);
     EXPECT_EQ(status, 0) << name << ": " << out;
     EXPECT_EQ(out, "") << name << ": systemd-analyze warnings";
   }

@@ -414,6 +414,33 @@ TEST(ConfigTable, ExampleConfigIsGeneratedFromTheTable) {
          "build/bin/gatehouse --print-example-config > examples/gatehouse.conf";
 }
 
+/// The manual pages come from the same table: every setting is in both, as
+/// an option in gatehouse(8) and a key in gatehouse.conf(5), with roff's
+/// minus signs (copyable options).
+TEST(ConfigTable, ManualPagesListEverySetting) {
+  const auto page8 = parse({"--print-manual", "8"});
+  const auto page5 = parse({"--print-manual", "5"});
+  ASSERT_EQ(page8.exit_code, 0);
+  ASSERT_EQ(page5.exit_code, 0);
+  EXPECT_THAT(page8.message, HasSubstr(".TH GATEHOUSE 8"));
+  EXPECT_THAT(page5.message, HasSubstr(".TH GATEHOUSE.CONF 5"));
+  for (const Setting& setting : settings_table()) {
+    std::string name;
+    for (const char c : std::string_view(setting.name))
+      name += c == '-' ? "\\-" : std::string(1, c);
+    EXPECT_THAT(page8.message, HasSubstr("\\fB\\-\\-" + name + "\\fR")) << setting.name;
+    EXPECT_THAT(page5.message, HasSubstr(".TP\n\\fB" + name + "\\fR")) << setting.name;
+  }
+  EXPECT_EQ(parse({"--print-manual", "3"}).exit_code, 2);
+}
+
+TEST(ConfigTable, VersionNamesTheProjectVersionAndRevision) {
+  const auto r = parse({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_THAT(r.message, ::testing::MatchesRegex("gatehouse [0-9]+\\.[0-9]+\\.[0-9]+ \\(.+\\)\n"));
+}
+
 // `login = any` on a listener that is not loopback is what the supervisor
 // refuses (or, allowed, warns about): which listeners count as loopback.
 TEST(Config, AnyLoginNamesTheFirstListenerThatIsNotLoopback) {
@@ -499,7 +526,7 @@ TEST(ConfigTable, EverySettingIsInHelpTheExampleAndCheck) {
     if (s.example_text != nullptr) {  // the example's value, the default beside it
       line = "\n" + name + " = ";
       line.append(s.example_text).append("  # reload: ").append(reload_text(s));
-      line.append(" (default: ").append(def).append(")\n");
+      line.append(" (default: ").append(def.empty() ? "none" : def).append(")\n");
     }
     EXPECT_NE(example.find(line), std::string::npos) << line;
     EXPECT_NE(check.find("\n" + name + " = "), std::string::npos) << name;
