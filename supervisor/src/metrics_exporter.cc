@@ -203,6 +203,20 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
     out.push_back(std::move(refused));
 
+    auto reloads = family("gatehouse_reloads_total",
+                          "SIGHUP reloads by result: applied (the configuration read again was "
+                          "taken, then the workers roll) or refused (the configuration or the "
+                          "worker binary on disk; nothing changed).",
+                          MetricType::Counter);
+    for (const auto& [counter, result] : {std::pair{metrics::kReloadsApplied, "applied"},
+                                          std::pair{metrics::kReloadsRefused, "refused"}}) {
+      reloads.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"result", result}}));
+    }
+    out.push_back(std::move(reloads));
+
     auto proxy_headers = family("gatehouse_proxy_headers_total",
                                 "PROXY protocol headers taken on proxy= listeners, by version.",
                                 MetricType::Counter);

@@ -453,10 +453,13 @@ void Supervisor::begin_reload() {
     reread = parse_config(static_cast<int>(argv.size()), argv.data());
   }
   const ReloadDecision decision = decide_reload(layout, config_, reread);
+  metrics::Writer supervisor_metrics(segment_->metrics().supervisor);
   if (!decision.plan) {
+    supervisor_metrics.add(metrics::kReloadsRefused);
     spdlog::error("{}", decision.refused);
     return;
   }
+  supervisor_metrics.add(metrics::kReloadsApplied);
   apply(*decision.plan);
   std::string answer = layout.output;
   if (!answer.empty() && answer.back() == '\n') answer.pop_back();

@@ -43,9 +43,14 @@ TEST(SystemdUnits, VerifyCleanly) {
   std::ifstream in(GATEHOUSE_UNIT);
   std::string unit((std::istreambuf_iterator<char>(in)), {});
   ASSERT_NE(unit.find("--instance %i"), std::string::npos) << "one segment per unit instance";
-  const std::string exec = "ExecStart=" GATEHOUSE_INSTALL_SBIN " ";
-  ASSERT_NE(unit.find(exec), std::string::npos) << "ExecStart names the installed gatehouse";
-  unit.replace(unit.find(exec), exec.size(), "ExecStart=" GATEHOUSE_BIN_DIR "/gatehouse ");
+  ASSERT_NE(unit.find("ExecStart=" GATEHOUSE_INSTALL_SBIN " "), std::string::npos)
+      << "ExecStart names the installed gatehouse";
+  ASSERT_NE(unit.find("ExecReload=" GATEHOUSE_INSTALL_SBIN " "), std::string::npos)
+      << "a reload checks the configuration first";
+  const std::string installed = "=" GATEHOUSE_INSTALL_SBIN " ";
+  for (auto at = unit.find(installed); at != std::string::npos; at = unit.find(installed, at)) {
+    unit.replace(at, installed.size(), "=" GATEHOUSE_BIN_DIR "/gatehouse ");
+  }
   std::ofstream(dir / "gatehouse@.service") << unit;
   // The template, and an instance of it as systemctl would start it.
   for (const char* name : {"gatehouse@.service", "gatehouse@main.service"}) {

@@ -137,6 +137,10 @@ class SupervisorTest : public ::testing::Test {
     return supervisor_->segment().metrics().supervisor.restarts[component][cause].load();
   }
 
+  std::uint64_t reloads(metrics::Counter result) {
+    return supervisor_->segment().metrics().supervisor.counters[result].load();
+  }
+
   std::shared_ptr<World> world_ = std::make_shared<World>();
   std::vector<std::string> args_;
   std::unique_ptr<Supervisor> supervisor_;
@@ -280,6 +284,8 @@ TEST_F(SupervisorTest, SighupPublishesTheLiveSettingsAndWakesTheFrontend) {
   std::filesystem::remove(conf);
   EXPECT_GT(supervisor_->segment().settings_generation(), generation);
   EXPECT_EQ(supervisor_->segment().settings().rpm_limit, 8u);
+  EXPECT_EQ(reloads(metrics::kReloadsApplied), 1u);
+  EXPECT_EQ(reloads(metrics::kReloadsRefused), 0u);
   EXPECT_EQ(supervisor_->segment().settings().ring_bytes, 1u << 20) << "needs a restart";
   EXPECT_EQ(::read(world_->frontend_doorbell, &rung, sizeof rung),
             static_cast<ssize_t>(sizeof rung))
@@ -303,6 +309,8 @@ TEST_F(SupervisorTest, AnIncompatibleWorkerBinaryRefusesTheReload) {
   supervisor_->handle_signal(SIGHUP);
   EXPECT_FALSE(supervisor_->reloading());
   EXPECT_TRUE(world_->signals.empty());
+  EXPECT_EQ(reloads(metrics::kReloadsRefused), 1u);
+  EXPECT_EQ(reloads(metrics::kReloadsApplied), 0u);
 }
 
 TEST_F(SupervisorTest, SighupWhileDrainingIsIgnored) {

@@ -61,6 +61,9 @@ enum Counter : std::uint32_t {
   kKcpRefusedRate,   ///< openers over connect-rate or connect-rate-per-ip
   kKcpRefusedPending,    ///< openers over udp-pending-sessions (not logged in yet)
   kKcpDatagramsDropped,  ///< for no session and not an opener, or refused by the session
+  // Issue 17: SIGHUP reloads (the supervisor's shard).
+  kReloadsApplied,  ///< the configuration read again was taken (then the workers roll)
+  kReloadsRefused,  ///< refused: the configuration or the worker binary on disk; nothing changed
   kCounterCount
 };
 
