@@ -10,9 +10,17 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include "gatehouse/base/child_process_args.h"
 #include "gatehouse/base/clock.h"
+#include "gatehouse/base/log.h"
 #include "gatehouse/base/log_limit.h"
 #include "gatehouse/base/log_text.h"
 #include "gatehouse/base/rate_limit.h"
@@ -259,6 +267,50 @@ TEST(RateLimit, BytesCountByWeightAndHugeLimitsDoNotOverflow) {
   EXPECT_TRUE(huge.admit(t, 0, 4'000'000'000u));
   EXPECT_FALSE(huge.admit(t, 0, 65'535));
   EXPECT_TRUE(RateLimit::per_minute(0, 0).admit(t, 0, ~std::uint64_t{0})) << "0: no limit";
+}
+
+/// What a process logs to stderr when `journal_stream` says (or does not
+/// say) that stderr is the journal: a forked child, its stderr a file.
+std::string logged_with(bool journal_stream) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gatehouse-log-" + std::to_string(::getpid()) + ".txt");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::FILE* file = std::fopen(path.c_str(), "w");
+    ::dup2(::fileno(file), STDERR_FILENO);
+    struct stat st {};
+    ::fstat(STDERR_FILENO, &st);
+    const std::string stream =
+        std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino + (journal_stream ? 0 : 1));
+    ::setenv("JOURNAL_STREAM", stream.c_str(), 1);
+    init_logging("journal-test", spdlog::level::info);
+    spdlog::info("started");
+    spdlog::warn("slow");
+    spdlog::error("broken");
+    spdlog::debug("not shown");
+    spdlog::default_logger()->flush();
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::filesystem::remove(path);
+  return text;
+}
+
+// Under systemd each line carries its syslog priority for journald
+// (`journalctl -p err` shows the errors); elsewhere, a timestamp and the
+// level as words.
+TEST(Logging, TheJournalGetsEachLinesPriority) {
+  EXPECT_EQ(logged_with(true),
+            "<6>info [journal-test] started\n"
+            "<4>warning [journal-test] slow\n"
+            "<3>error [journal-test] broken\n");
+  const std::string plain = logged_with(false);
+  EXPECT_EQ(plain.find('<'), std::string::npos) << plain;
+  EXPECT_NE(plain.find("warning [journal-test] slow\n"), std::string::npos) << plain;
+  EXPECT_EQ(plain.substr(0, 2), "20") << "a timestamp first: " << plain;
 }
 
 }  // namespace

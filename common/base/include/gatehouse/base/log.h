@@ -8,7 +8,14 @@
 
 namespace gatehouse {
 
-/// Sets the default logger: "<time> <level> [<process>] <message>".
+/// Sets the default logger: "<time> <level> [<process>] <message>"; when
+/// stderr is the journal (stderr_is_journal()), "<N><level> [<process>]
+/// <message>" with N the syslog priority, which journald keeps as the
+/// line's priority.
 void init_logging(const std::string& process, spdlog::level::level_enum level);
+
+/// True when systemd connected stderr to the journal: JOURNAL_STREAM names
+/// its device and inode (children inherit both).
+bool stderr_is_journal();
 
 }  // namespace gatehouse
