@@ -15,6 +15,7 @@ packages=(
   systemd      # systemd-analyze for the unit tests
   python3 python3-cryptography   # the independent client of docs/protocol-modern.md (a test)
   golang-go golang-github-xtaci-kcp-dev   # a real kcp-go peer for the KCP interop test (docs/kcp.md)
+  etcd-server   # a real etcd for the discovery tests (docs/discovery.md; they start their own)
 )
 
 missing=()
