@@ -16,6 +16,7 @@ packages=(
   groff-base man-db dpkg-dev   # manual pages (checked with groff, the unit's man: links); the .deb (CPack)
   python3 python3-cryptography   # the independent client of docs/protocol-modern.md (a test)
   golang-go golang-github-xtaci-kcp-dev   # a real kcp-go peer for the KCP interop test (docs/kcp.md)
+  etcd-server   # a real etcd for the discovery tests (docs/discovery.md; they start their own)
 )
 
 missing=()
@@ -33,9 +34,11 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 
-# The prometheus package enables a server on :9090; the tests start their own
-# on a free port, so the packaged service must not run.
-if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null &&
-   [ -d /run/systemd/system ]; then
-  $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
-fi
+# The prometheus and etcd-server packages enable servers (:9090, :2379); the
+# tests start their own on free ports, so the packaged services must not run.
+for service in prometheus:prometheus etcd-server:etcd; do
+  if printf '%s\n' "${missing[@]}" | grep -qx "${service%%:*}" && command -v systemctl >/dev/null &&
+     [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now "${service#*:}" >/dev/null 2>&1 || true
+  fi
+done
