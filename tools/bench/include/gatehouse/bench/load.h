@@ -42,10 +42,21 @@ const char* crypto_name(Crypto crypto) noexcept;
 /// The inverse of crypto_name(); nullopt for any other name.
 std::optional<Crypto> parse_crypto(std::string_view name) noexcept;
 
+/// How a connection reaches the gateway.
+enum class Transport : std::uint8_t {
+  kTcp,  ///< the client protocol over TCP
+  kKcp,  ///< the same byte stream over KCP over UDP, gonet2's settings (docs/kcp.md)
+};
+/// "tcp" or "kcp".
+const char* transport_name(Transport transport) noexcept;
+/// The inverse of transport_name(); nullopt for any other name.
+std::optional<Transport> parse_transport(std::string_view name) noexcept;
+
 struct LoadOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
+  Transport transport = Transport::kTcp;
   Crypto crypto = Crypto::kClear;
   std::uint8_t aead = 0;  ///< modern: the AEAD asked for (modern::Aead on the wire)
   std::array<std::byte, 32> gateway_key{};  ///< modern: the pinned gateway public key
