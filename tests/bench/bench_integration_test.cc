@@ -112,10 +112,11 @@ GatewayOptions gateway_for(const FakeGameService& game, std::vector<std::string>
 TEST(BenchCli, HelpListsEveryFlagAndBadUsageExits2) {
   const BenchRun help = run_bench({"--help"});
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag : {"--connections", "--transport", "--crypto", "--encrypt", "--window", "--body-bytes",
-                           "--messages", "--duration", "--connect-rate", "--timeout", "--heartbeat",
-                           "--idle", "--threads", "--source-addresses", "--udid-prefix",
-                           "--rss-pids", "--rss-tree", "--rss-pattern", "--quiet", "HOST:PORT"}) {
+  for (const char* flag : {"--connections",  "--transport",        "--crypto",      "--encrypt",
+                           "--window",       "--body-bytes",       "--messages",    "--duration",
+                           "--connect-rate", "--timeout",          "--heartbeat",   "--idle",
+                           "--threads",      "--source-addresses", "--udid-prefix", "--rss-pids",
+                           "--rss-tree",     "--rss-pattern",      "--quiet",       "HOST:PORT"}) {
     EXPECT_THAT(help.output, HasSubstr(flag));
   }
   EXPECT_EQ(run_bench({"--window", "0", "127.0.0.1:1"}).exit_code, 2);

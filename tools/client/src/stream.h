@@ -28,8 +28,8 @@ bool wait_for(int fd, short events, Clock::time_point deadline);
 /// Errors that mean "the peer is gone" rather than "something is broken".
 bool is_disconnect(int e);
 /// getaddrinfo for `socktype`; throws ClientError.
-std::unique_ptr<addrinfo, void (*)(addrinfo*)> resolve(const std::string& host,
-                                                        std::uint16_t port, int socktype);
+std::unique_ptr<addrinfo, void (*)(addrinfo*)> resolve(const std::string& host, std::uint16_t port,
+                                                       int socktype);
 std::uint16_t local_port_of(int fd) noexcept;
 
 /// The size-prefixed framing over a byte stream.

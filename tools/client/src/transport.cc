@@ -89,8 +89,8 @@ bool is_disconnect(int e) {
          e == ECONNREFUSED;
 }
 
-std::unique_ptr<addrinfo, void (*)(addrinfo*)> resolve(const std::string& host,
-                                                        std::uint16_t port, int socktype) {
+std::unique_ptr<addrinfo, void (*)(addrinfo*)> resolve(const std::string& host, std::uint16_t port,
+                                                       int socktype) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;

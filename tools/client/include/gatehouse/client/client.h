@@ -150,7 +150,8 @@ class Client {
   std::optional<Packet> receive_if(const std::function<bool(const Packet&)>& match,
                                    Duration timeout = kDefaultTimeout);
   /// True once the gateway has closed the connection (EOF or reset; for kcp
-  /// a dead link or ICMP unreachable) and the reader has seen it. Packets may still be queued: see pending().
+  /// a dead link or ICMP unreachable) and the reader has seen it. Packets
+  /// may still be queued: see pending().
   bool closed() const noexcept { return closed_; }
   /// Why the connection closed: empty for a clean EOF, else the socket error
   /// (connection_reset, ...).
