@@ -2,7 +2,8 @@
 // gateway on one (or a few) Boost.Asio event loops, non-blocking sockets, no
 // thread per connection.
 //
-// Each connection: TCP connect, an optional key exchange (legacy: protocol.md
+// Each connection: TCP connect (or, with Transport::kKcp, a KCP conversation
+// over a connected UDP socket, updated on a timer), an optional key exchange (legacy: protocol.md
 // section 3; modern: docs/protocol-modern.md), login (proto 10, open_udid
 // "<udid_prefix><index>", expects 11), then echo traffic through the demo
 // game service: 1001 with a body whose first 8 bytes are | connection index
