@@ -112,10 +112,11 @@ GatewayOptions gateway_for(const FakeGameService& game, std::vector<std::string>
 TEST(BenchCli, HelpListsEveryFlagAndBadUsageExits2) {
   const BenchRun help = run_bench({"--help"});
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag : {"--connections", "--crypto", "--encrypt", "--window", "--body-bytes",
-                           "--messages", "--duration", "--connect-rate", "--timeout", "--heartbeat",
-                           "--idle", "--threads", "--source-addresses", "--udid-prefix",
-                           "--rss-pids", "--rss-tree", "--rss-pattern", "--quiet", "HOST:PORT"}) {
+  for (const char* flag : {"--connections",  "--transport",        "--crypto",      "--encrypt",
+                           "--window",       "--body-bytes",       "--messages",    "--duration",
+                           "--connect-rate", "--timeout",          "--heartbeat",   "--idle",
+                           "--threads",      "--source-addresses", "--udid-prefix", "--rss-pids",
+                           "--rss-tree",     "--rss-pattern",      "--quiet",       "HOST:PORT"}) {
     EXPECT_THAT(help.output, HasSubstr(flag));
   }
   EXPECT_EQ(run_bench({"--window", "0", "127.0.0.1:1"}).exit_code, 2);
@@ -188,6 +189,28 @@ TEST(BenchIntegration, BatchedContractWindow16RunIsClean) {
   EXPECT_GT(messages, 0);
   EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
   EXPECT_EQ(game.streams().size(), 50u) << "one session per connection on the link";
+}
+
+// --transport kcp against a gateway serving KCP on its port: every reply
+// verified, every message reached the game once.
+TEST(BenchIntegration, KcpEncryptedWindow4RunIsClean) {
+  FakeGameService game({.echo = true});
+  GatewayOptions options = gateway_for(game, kNoRpmLimit);
+  options.listen = "127.0.0.1:0,transport=tcp+kcp";
+  GatewayProcess gateway(std::move(options));
+  const BenchRun run = run_bench({"--transport", "kcp", "--connections", "20", "--window", "4",
+                                  "--encrypt", "--duration", "2", endpoint(gateway)});
+  ASSERT_EQ(run.exit_code, 0) << run.output << "gateway log:\n" << gateway.log();
+  EXPECT_EQ(run.value("errors"), 0) << run.output;
+  EXPECT_EQ(run.value("connections_up"), 20);
+  EXPECT_THAT(run.json, HasSubstr("\"transport\":\"kcp\""));
+  const double messages = run.value("messages");
+  EXPECT_GT(messages, 0);
+  EXPECT_EQ(static_cast<double>(game_frames(game)), messages);
+  EXPECT_EQ(metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                          "gatehouse_kcp_sessions_accepted_total"),
+            20);
+  EXPECT_EQ(run_bench({"--transport", "sctp", "127.0.0.1:1"}).exit_code, 2);
 }
 
 TEST(BenchIntegration, EncryptedPingPongRunIsClean) {

@@ -276,6 +276,27 @@ TEST_F(KcpGateway, LossAndJitterLoseNothing) {
   EXPECT_EQ(metric("gatehouse_kcp_sessions_accepted_total"), 1);
 }
 
+// The same lossy path with gw::client's KCP transport (--transport kcp):
+// pipelined echoes all arrive, once and in order.
+TEST_F(KcpGateway, GwClientThroughLossAndJitterLosesNothing) {
+  start();
+  LossyUdpRelay relay(gateway_->port(), 0.05, 20ms, 2);
+  client::Client c;
+  c.connect("127.0.0.1", relay.port(), kPatience, {.kind = client::TransportKind::kKcp});
+  ASSERT_TRUE(c.login("kcp-lossy", "", kPatience).ok()) << gateway_->log();
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 30; ++i) {
+      ASSERT_TRUE(c.send(client::demo::kPingReq, client::to_bytes(std::to_string(round * 30 + i))));
+    }
+    for (int i = 0; i < 30; ++i) {
+      const auto ack = c.receive_proto(client::demo::kPingAck, kPatience);
+      ASSERT_TRUE(ack.has_value()) << "echo " << round * 30 + i;
+      EXPECT_EQ(client::as_text(ack->body), std::to_string(round * 30 + i));
+    }
+  }
+  EXPECT_GT(relay.dropped.load(), 0u) << "the path did lose datagrams";
+}
+
 // Random datagrams and forged mid-conversation segments open nothing; forged
 // openers (anyone can forge one) open at most udp-pending-sessions sessions,
 // which end at login-timeout; a redial from the same port replaces its

@@ -107,6 +107,9 @@ po::options_description describe_options() {
     ("help,h", "print this help and exit")
     ("connections,c", po::value<std::uint32_t>()->default_value(100),
      "concurrent connections")
+    ("transport", po::value<std::string>()->default_value("tcp"),
+     "tcp, or kcp (KCP over UDP to the same HOST:PORT: a gateway listening with "
+     "transport=kcp or tcp+kcp, or gonet2's agent; docs/kcp.md)")
     ("crypto", po::value<std::string>()->default_value("clear"),
      "clear: no key exchange; legacy: get_seed_req, DH and RC4 both ways; modern: "
      "key_exchange2_req (version 2, the gateway proving the key of --gateway-key), X25519 and "
@@ -192,6 +195,10 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
   require(vm.count("endpoint") != 0, "missing HOST:PORT (see --help)");
   parse_endpoint(vm["endpoint"].as<std::string>(), o);
   o.connections = vm["connections"].as<std::uint32_t>();
+  const std::string& transport = vm["transport"].as<std::string>();
+  const auto parsed_transport = gb::parse_transport(transport);
+  require(parsed_transport.has_value(), "--transport must be tcp or kcp, not '" + transport + "'");
+  o.transport = *parsed_transport;
   const std::string& crypto = vm["crypto"].as<std::string>();
   const auto parsed_crypto = gb::parse_crypto(crypto);
   require(parsed_crypto.has_value(),

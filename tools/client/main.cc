@@ -58,6 +58,7 @@ struct Options {
   std::vector<Action> actions;
   double listen_seconds = 0;
   gc::Duration timeout{5000};
+  gc::TransportOptions transport;
 };
 
 gc::Duration seconds(double s, const char* what) {
@@ -85,6 +86,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
   // clang-format off
   visible.add_options()
       ("help,h", "show this help")
+      ("transport", po::value<std::string>()->value_name("NAME")->default_value("tcp"),
+       "tcp, or kcp (KCP over UDP to the same HOST:PORT, as a gateway listening with "
+       "transport=kcp or tcp+kcp serves it; docs/kcp.md)")
       ("modern", "run the modern key exchange first (version 2, key_exchange2_req/ack: X25519 + "
        "an AEAD, the gateway proving it holds a pinned key; docs/protocol-modern.md); needs "
        "--gateway-key")
@@ -176,6 +180,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
     }
     o.aead = *aead;
   }
+  const auto transport = gc::parse_transport(vm["transport"].as<std::string>());
+  if (!transport) throw Failure("--transport takes tcp or kcp");
+  o.transport.kind = *transport;
   o.login = vm.count("no-login") == 0;
   if (vm.count("udid") != 0) o.udid = vm["udid"].as<std::string>();
   if (vm.count("token") != 0) o.token = vm["token"].as<std::string>();
@@ -198,7 +205,7 @@ class Session {
 
   /// Runs everything; returns the exit status.
   int run() {
-    client_.connect(options_.host, options_.port, options_.timeout);
+    client_.connect(options_.host, options_.port, options_.timeout, options_.transport);
     if (options_.encrypt) exchange_keys();
     if (options_.modern) exchange_modern_keys();
     if (options_.login) log_in();
@@ -268,7 +275,7 @@ class Session {
     for (std::size_t i = 0; i < keys.size(); ++i) {
       if (i > 0) {
         client_.close();
-        client_.connect(options_.host, options_.port, options_.timeout);
+        client_.connect(options_.host, options_.port, options_.timeout, options_.transport);
       }
       print_line("-> 34 key_exchange2_req (X25519, gateway key id " +
                  modern::to_hex(modern::key_id_of(keys[i])) + ", asking for " +

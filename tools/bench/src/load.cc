@@ -9,6 +9,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <thread>
@@ -26,6 +28,7 @@
 #include "gatehouse/crypto/gateway_identity.h"
 #include "gatehouse/crypto/legacy_crypto.h"
 #include "gatehouse/crypto/modern_crypto.h"
+#include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/edge_socket.h"
 
 namespace gatehouse::bench {
@@ -33,6 +36,7 @@ namespace {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+using asio::ip::udp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using std::chrono::nanoseconds;
@@ -183,6 +187,8 @@ class Connection {
   bool logged_in() const noexcept { return state_ >= State::kReady && state_ != State::kClosed; }
   void on_connected(const error_code& ec);
   void on_received(const error_code& ec, std::size_t n);
+  /// The byte stream from a transport: frames, replies, then more traffic.
+  void on_stream(std::byte* data, std::size_t n);
   void arm_read();
   void arm_write();
   /// Parses and handles every complete frame in `data`; the bytes used, or
@@ -210,10 +216,23 @@ class Connection {
     return logged_in() ? ErrorKind::kClosed : ErrorKind::kLogin;
   }
 
+  // KCP (--transport kcp): a connected UDP socket and one conversation,
+  // its update() on a timer at check(), replies delivered as the TCP
+  // path's reads are.
+  struct Kcp;
+  void start_kcp();
+  void arm_datagram();
+  void on_datagram(const error_code& ec, std::size_t n);
+  void arm_kcp_timer();
+  /// Moves what the conversation has delivered through on_stream().
+  void deliver_kcp();
+  void close_sockets();
+
   Worker& worker_;
   const LoadOptions& options_;
   const std::uint32_t index_;
   net::EdgeSocket socket_;
+  std::unique_ptr<Kcp> kcp_;
   State state_ = State::kNotStarted;
   Clock::time_point state_since_;  ///< handshake deadlines count from here
   bool settled_ = false;           ///< counted in Load::settled
@@ -240,6 +259,39 @@ class Connection {
   std::int32_t heartbeat_id_ = 0;  ///< of the last heartbeat sent
   bool heartbeat_outstanding_ = false;
   Clock::time_point heartbeat_sent_at_;
+};
+
+namespace kcp_clock {
+kcp::Millis now_ms(Clock::time_point t) noexcept {
+  return static_cast<kcp::Millis>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+}  // namespace kcp_clock
+
+/// kcp-go's largest datagram is 1500 bytes; one more tells truncation apart.
+constexpr std::size_t kDatagramBuffer = 1501;
+/// The client's update period (the gateway's is its `interval` setting).
+constexpr kcp::Millis kKcpInterval = 10;
+constexpr std::uint32_t kKcpWindow = 128;
+
+struct Connection::Kcp {
+  Kcp(asio::io_context& io, std::uint32_t conv)
+      : socket(io), timer(io), connection(conv, options(), [this](std::span<const std::byte> d) {
+          error_code ignored;  // a lost datagram: KCP resends it
+          socket.send(asio::buffer(d.data(), d.size()), 0, ignored);
+        }) {}
+  static kcp::Options options() {
+    kcp::Options o;  // gonet2's: nodelay, resend 1, no congestion window, mtu 1280
+    o.interval = kKcpInterval;
+    o.send_window = kKcpWindow;
+    o.receive_window = kKcpWindow;
+    return o;
+  }
+  udp::socket socket;
+  asio::steady_timer timer;
+  kcp::Connection connection;
+  std::array<std::byte, kDatagramBuffer> datagram{};
+  bool datagram_armed = false;
 };
 
 // ---------------------------------------------------------------- worker
@@ -391,6 +443,10 @@ Connection::Connection(Worker& worker, std::uint32_t index)
 void Connection::start(Clock::time_point now) {
   state_ = State::kConnecting;
   state_since_ = now;
+  if (options_.transport == Transport::kKcp) {
+    start_kcp();
+    return;
+  }
   const Load& load = worker_.load();
   error_code ec;
   socket_.open(load.target().protocol(), ec);
@@ -417,6 +473,94 @@ void Connection::start(Clock::time_point now) {
     return;
   }
   socket_.async_connect(load.target(), [this](const error_code& e) { on_connected(e); });
+}
+
+void Connection::start_kcp() {
+  thread_local std::mt19937 random{std::random_device{}()};
+  std::uint32_t conv = 0;
+  while (conv == 0) conv = static_cast<std::uint32_t>(random());
+  kcp_ = std::make_unique<Kcp>(worker_.io(), conv);
+  const tcp::endpoint& target = worker_.load().target();
+  const udp::endpoint peer(target.address(), target.port());
+  error_code ec;
+  kcp_->socket.open(peer.protocol(), ec);
+  if (!ec && !worker_.load().sources().empty()) {
+    const auto& source = worker_.load().sources()[index_ % worker_.load().sources().size()];
+    kcp_->socket.bind(udp::endpoint(source, 0), ec);
+  }
+  // connect() only fixes the peer: nothing is sent before the first write.
+  if (!ec) kcp_->socket.connect(peer, ec);
+  if (!ec) kcp_->socket.non_blocking(true, ec);
+  if (ec) {
+    fail(ErrorKind::kConnect, "udp socket: " + ec.message());
+    return;
+  }
+  arm_datagram();
+  arm_kcp_timer();
+  on_connected({});
+}
+
+void Connection::arm_datagram() {
+  if (kcp_->datagram_armed) return;
+  kcp_->datagram_armed = true;
+  kcp_->socket.async_receive(asio::buffer(kcp_->datagram),
+                             [this](const error_code& ec, std::size_t n) { on_datagram(ec, n); });
+}
+
+void Connection::on_datagram(const error_code& ec, std::size_t n) {
+  kcp_->datagram_armed = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {  // ECONNREFUSED: ICMP port unreachable
+    fail(disconnect_kind(), "udp receive: " + ec.message());
+    return;
+  }
+  const auto now = Clock::now();
+  kcp_->connection.input({kcp_->datagram.data(), n}, kcp_clock::now_ms(now));
+  // Take the rest of what is queued before handling, so a burst of
+  // datagrams is one delivery.
+  for (;;) {
+    error_code again;
+    const std::size_t more = kcp_->socket.receive(asio::buffer(kcp_->datagram), 0, again);
+    if (again) break;
+    kcp_->connection.input({kcp_->datagram.data(), more}, kcp_clock::now_ms(Clock::now()));
+  }
+  deliver_kcp();
+  if (state_ != State::kClosed) arm_datagram();
+}
+
+void Connection::deliver_kcp() {
+  if (rx_.size() < kWideRead) rx_.resize(kWideRead);
+  while (state_ != State::kClosed && kcp_->connection.readable() > 0) {
+    const std::size_t n = kcp_->connection.receive(rx_);
+    on_stream(rx_.data(), n);
+  }
+  // Acks opened the window: what waited for room goes now.
+  if (state_ != State::kClosed) flush();
+}
+
+void Connection::arm_kcp_timer() {
+  const kcp::Millis now = kcp_clock::now_ms(Clock::now());
+  const auto due = static_cast<std::int32_t>(kcp_->connection.check(now) - now);  // wrapping
+  kcp_->timer.expires_after(std::chrono::milliseconds(std::max(due, 0)));
+  kcp_->timer.async_wait([this](const error_code& ec) {
+    if (ec || state_ == State::kClosed) return;
+    kcp_->connection.update(kcp_clock::now_ms(Clock::now()));
+    if (kcp_->connection.dead()) {
+      fail(disconnect_kind(), "kcp: the gateway stopped acknowledging (dead link)");
+      return;
+    }
+    flush();
+    if (state_ != State::kClosed) arm_kcp_timer();
+  });
+}
+
+void Connection::close_sockets() {
+  error_code ignored;
+  socket_.close(ignored);
+  if (kcp_) {
+    kcp_->socket.close(ignored);
+    kcp_->timer.cancel();
+  }
 }
 
 void Connection::on_connected(const error_code& ec) {
@@ -484,7 +628,7 @@ void Connection::send_login() {
 }
 
 void Connection::arm_read() {
-  if (read_armed_) return;
+  if (read_armed_ || kcp_) return;  // KCP: datagrams are always awaited
   read_armed_ = true;
   if (rx_.empty()) rx_.resize(kNarrowRead);
   socket_.async_receive_edge(asio::buffer(rx_),
@@ -513,13 +657,17 @@ void Connection::on_received(const error_code& ec, std::size_t n) {
          ec == asio::error::eof ? std::string("closed by the gateway") : "read: " + ec.message());
     return;
   }
-  const auto now = Clock::now();
-  if (!consume(rx_.data(), n, now)) return;
+  on_stream(rx_.data(), n);
   if (n == rx_.size() && rx_.size() < kWideRead) rx_.resize(kWideRead);
-  pump(now);
   // What is still queued is read at once: a full buffer leaves Asio trying
   // the next receive before it waits.
   if (state_ != State::kClosed) arm_read();
+}
+
+void Connection::on_stream(std::byte* data, std::size_t n) {
+  const auto now = Clock::now();
+  if (!consume(data, n, now)) return;
+  pump(now);
 }
 
 bool Connection::consume(std::byte* data, std::size_t n, Clock::time_point now) {
@@ -751,6 +899,21 @@ void Connection::send_heartbeat(Clock::time_point now) {
 }
 
 void Connection::flush() {
+  if (kcp_) {
+    // All or nothing per send(): what does not fit waits for acks (the
+    // next datagram or timer calls flush() again).
+    const std::size_t n = std::min(tx_.size() - tx_written_, kcp_->connection.send_capacity());
+    if (n > 0) {
+      kcp_->connection.send({tx_.data() + tx_written_, n});
+      tx_written_ += n;
+      // As kcp-go, send at once rather than at the next interval.
+      kcp_->connection.flush(kcp_clock::now_ms(Clock::now()));
+    }
+    if (tx_written_ < tx_.size()) return;
+    tx_.clear();
+    tx_written_ = 0;
+    return;
+  }
   while (tx_written_ < tx_.size()) {
     error_code ec;
     const std::size_t n =
@@ -817,8 +980,7 @@ bool Connection::fail(ErrorKind kind, const std::string& what) {
   const bool was_up = logged_in();
   worker_.count_error(kind, index_, what);
   state_ = State::kClosed;
-  error_code ignored;
-  socket_.close(ignored);
+  close_sockets();
   Load& load = worker_.load();
   if (!settled_) {
     settled_ = true;
@@ -843,8 +1005,7 @@ void Connection::mark_done(Clock::time_point now) {
 
 void Connection::close_quietly() {
   state_ = State::kClosed;
-  error_code ignored;
-  socket_.close(ignored);
+  close_sockets();
 }
 
 // ---------------------------------------------------------------- Worker
@@ -1117,6 +1278,17 @@ const char* crypto_name(Crypto crypto) noexcept {
   return "?";
 }
 
+const char* transport_name(Transport transport) noexcept {
+  return transport == Transport::kKcp ? "kcp" : "tcp";
+}
+
+std::optional<Transport> parse_transport(std::string_view name) noexcept {
+  for (const Transport t : {Transport::kTcp, Transport::kKcp}) {
+    if (name == transport_name(t)) return t;
+  }
+  return std::nullopt;
+}
+
 std::optional<Crypto> parse_crypto(std::string_view name) noexcept {
   for (const Crypto c : {Crypto::kClear, Crypto::kLegacy, Crypto::kModern}) {
     if (name == crypto_name(c)) return c;
@@ -1202,6 +1374,7 @@ std::string to_json(const LoadOptions& options, const LoadResult& r) {
   append_uint(out, "connections_up", r.connections_up);
   append_number(out, "ramp_s", r.ramp_s, 3);
   append_uint(out, "threads", options.threads);
+  append_string(out, "transport", transport_name(options.transport));
   append_string(out, "crypto", crypto_name(options.crypto));  // which encryption, if any
   if (options.crypto == Crypto::kModern) {  // the AEAD asked for (the gateway may fall back)
     append_string(

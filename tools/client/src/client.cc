@@ -1,19 +1,7 @@
 #include "gatehouse/client/client.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <array>
-#include <cerrno>
-#include <climits>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -24,40 +12,6 @@ namespace gatehouse::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
-
-std::error_code errno_code(int e) {
-  return {e, std::system_category()};
-}
-
-std::string errno_message(std::string_view what, int e) {
-  return std::string(what) + ": " + std::strerror(e);
-}
-
-/// Milliseconds left until `deadline`, rounded up, for poll().
-int poll_timeout(Clock::time_point deadline) {
-  const auto now = Clock::now();
-  if (deadline <= now) return 0;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
-  return static_cast<int>(std::min<decltype(left)>(left, INT_MAX));
-}
-
-/// Waits for `events` on `fd`; false on timeout. Throws on poll failure.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const int r = ::poll(&p, 1, poll_timeout(deadline));
-    if (r > 0) return true;
-    if (r == 0) return false;
-    if (errno != EINTR) throw ClientError(errno_message("poll", errno));
-  }
-}
-
-/// Errors that mean "the peer is gone" rather than "something is broken".
-bool is_disconnect(int e) {
-  return e == ECONNRESET || e == EPIPE || e == ECONNABORTED || e == ETIMEDOUT || e == ENOTCONN;
-}
 
 std::string_view proto_name(std::int16_t proto) {
   switch (proto) {
@@ -151,7 +105,7 @@ Client::Client(Client&& other) noexcept {
 Client& Client::operator=(Client&& other) noexcept {
   if (this == &other) return *this;
   close();
-  fd_ = std::exchange(other.fd_, -1);
+  transport_ = std::move(other.transport_);
   frames_sent_ = other.frames_sent_;
   send_timeout_ = other.send_timeout_;
   pending_exchange_ = other.pending_exchange_;
@@ -162,8 +116,6 @@ Client& Client::operator=(Client&& other) noexcept {
   modern_keys_ = other.modern_keys_;
   seal_ = other.seal_;
   open_ = other.open_;
-  rx_ = std::move(other.rx_);
-  rx_start_ = other.rx_start_;
   inbox_ = std::move(other.inbox_);
   closed_ = other.closed_;
   close_error_ = other.close_error_;
@@ -171,62 +123,16 @@ Client& Client::operator=(Client&& other) noexcept {
   return *this;
 }
 
-void Client::connect(const std::string& host, std::uint16_t port, Duration timeout) {
+void Client::connect(const std::string& host, std::uint16_t port, Duration timeout,
+                     const TransportOptions& transport) {
   if (connected()) throw std::logic_error("Client::connect: already connected");
-  const std::string where = host + ":" + std::to_string(port);
-  const auto deadline = Clock::now() + timeout;
-
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
-    throw ClientError("resolve " + host + ": " + ::gai_strerror(rc));
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, &::freeaddrinfo);
-
-  std::string last_error = "no address";
-  for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
-    const int fd =
-        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last_error = std::strerror(errno);
-      continue;
-    }
-    int err = 0;
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      err = errno;
-      if (err == EINPROGRESS) {
-        err = ETIMEDOUT;
-        if (wait_for(fd, POLLOUT, deadline)) {
-          socklen_t len = sizeof err;
-          if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-        }
-      }
-    }
-    if (err != 0) {
-      last_error = std::strerror(err);
-      ::close(fd);
-      continue;
-    }
-    const int one = 1;
-    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
-      last_error = errno_message("TCP_NODELAY", errno);
-      ::close(fd);
-      continue;
-    }
-    close();  // fresh session state
-    fd_ = fd;
-    return;
-  }
-  throw ClientError("connect to " + where + ": " + last_error);
+  auto connection = connect_transport(transport, host, port, timeout);
+  close();  // fresh session state
+  transport_ = std::move(connection);
 }
 
 void Client::close() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  transport_.reset();
   frames_sent_ = 0;
   pending_exchange_.reset();
   keys_.reset();
@@ -236,8 +142,6 @@ void Client::close() noexcept {
   modern_keys_.reset();
   seal_.reset();
   open_.reset();
-  rx_.clear();
-  rx_start_ = 0;
   inbox_.clear();
   closed_ = false;
   close_error_.clear();
@@ -245,22 +149,11 @@ void Client::close() noexcept {
 
 void Client::shutdown_send() {
   require_connected();
-  if (::shutdown(fd_, SHUT_WR) != 0 && !is_disconnect(errno)) {
-    throw ClientError(errno_message("shutdown", errno));
-  }
+  transport_->shutdown_send();
 }
 
 std::uint16_t Client::local_port() const {
-  if (!connected()) return 0;
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET)
-    return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) {
-    return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
-  }
-  return 0;
+  return connected() ? transport_->local_port() : 0;
 }
 
 void Client::require_connected() const {
@@ -286,7 +179,7 @@ bool Client::send_payload(std::span<const std::byte> payload) {
 
 bool Client::send_raw(std::span<const std::byte> bytes) {
   require_connected();
-  return write_all(bytes);
+  return transport_->send_raw(bytes, send_timeout_);
 }
 
 bool Client::send_frame(std::span<const std::byte> payload) {
@@ -297,9 +190,8 @@ bool Client::send_frame(std::span<const std::byte> payload) {
                             " bytes exceeds " + std::to_string(protocol::kMaxPayload) +
                             (seal_ ? " with the 16-byte tag" : ""));
   }
-  std::vector<std::byte> frame(protocol::kSizeBytes + wire_bytes);
-  store_u16(frame.data(), static_cast<std::uint16_t>(wire_bytes));
-  std::byte* const out = frame.data() + protocol::kSizeBytes;
+  std::vector<std::byte> wire(wire_bytes);
+  std::byte* const out = wire.data();
   if (seal_) {
     seal_->seal(payload.data(), payload.size(), out);
   } else {
@@ -307,48 +199,16 @@ bool Client::send_frame(std::span<const std::byte> payload) {
     if (send_cipher_) send_cipher_->apply(out, out, payload.size());
   }
   ++frames_sent_;
-  return write_all(frame);
-}
-
-bool Client::write_all(std::span<const std::byte> bytes) {
-  std::size_t done = 0;
-  auto deadline = Clock::now() + send_timeout_;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<std::size_t>(n);
-      deadline = Clock::now() + send_timeout_;
-      continue;
-    }
-    const int e = errno;
-    if (n < 0 && e == EINTR) continue;
-    if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
-      if (!wait_for(fd_, POLLOUT, deadline)) {
-        throw ClientError("send stalled: the gateway has not read for " +
-                          std::to_string(send_timeout_.count()) + " ms");
-      }
-      continue;
-    }
-    if (n < 0 && is_disconnect(e)) return false;
-    throw ClientError(errno_message("send", e));
-  }
-  return true;
+  return transport_->send_frame(wire, send_timeout_);
 }
 
 // ---------------------------------------------------------------- receiving
 
 bool Client::decode_one() {
-  const std::span<const std::byte> buffered(rx_.data() + rx_start_, rx_.size() - rx_start_);
-  const protocol::FrameScan scan = protocol::scan_frame(buffered, protocol::kMaxPayload);
-  if (scan.kind != protocol::FrameScan::kFrame) return false;  // kTooLarge cannot happen (u16)
-
-  const auto first = buffered.begin() + protocol::kSizeBytes;
-  std::vector<std::byte> payload(first, first + static_cast<std::ptrdiff_t>(scan.payload_bytes));
-  rx_start_ += protocol::kSizeBytes + scan.payload_bytes;
-  if (rx_start_ == rx_.size()) {
-    rx_.clear();
-    rx_start_ = 0;
-  }
+  if (!connected()) return false;
+  auto received = transport_->next_payload();
+  if (!received) return false;
+  std::vector<std::byte> payload = std::move(*received);
   if (receive_cipher_) receive_cipher_->apply(payload.data(), payload.data(), payload.size());
   if (open_) {
     std::vector<std::byte> sealed;
@@ -406,38 +266,20 @@ void Client::on_exchange_ack(const Packet& packet) {
   }
 }
 
-Client::FillResult Client::fill(Clock::time_point deadline) {
-  if (closed_) return FillResult::kClosed;
+bool Client::fill(Clock::time_point deadline) {
+  if (closed_) return false;
   require_connected();
-  if (rx_start_ > 0 && rx_start_ >= kReadChunk) {  // keep the buffer from creeping
-    rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(rx_start_));
-    rx_start_ = 0;
+  switch (transport_->fill(deadline)) {
+    case Transport::Fill::kData:
+      return true;
+    case Transport::Fill::kTimeout:
+      return false;
+    case Transport::Fill::kClosed:
+      closed_ = true;
+      close_error_ = transport_->close_error();
+      return false;
   }
-  thread_local std::array<std::byte, kReadChunk> chunk;
-  for (;;) {
-    if (!wait_for(fd_, POLLIN, deadline)) return FillResult::kTimeout;
-    const ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), 0);
-    const int e = errno;
-    if (n > 0) {
-      rx_.insert(rx_.end(), chunk.begin(), chunk.begin() + n);
-      return FillResult::kData;
-    }
-    if (n == 0) {
-      mark_closed({});
-      return FillResult::kClosed;
-    }
-    if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK) continue;
-    if (is_disconnect(e)) {
-      mark_closed(errno_code(e));
-      return FillResult::kClosed;
-    }
-    throw ClientError(errno_message("recv", e));
-  }
-}
-
-void Client::mark_closed(std::error_code ec) noexcept {
-  closed_ = true;
-  close_error_ = ec;
+  return false;
 }
 
 std::optional<Packet> Client::receive(Duration timeout) {
@@ -463,8 +305,7 @@ std::optional<Packet> Client::receive_if(const std::function<bool(const Packet&)
     }
     checked = inbox_.size();
     if (decode_one()) continue;
-    if (closed_ || !connected()) return std::nullopt;
-    if (fill(deadline) == FillResult::kTimeout) return std::nullopt;
+    if (closed_ || !connected() || !fill(deadline)) return std::nullopt;
   }
 }
 
@@ -475,7 +316,7 @@ bool Client::wait_closed(Duration timeout) {
     }
     if (closed_) return true;
     if (!connected()) return false;
-    if (fill(deadline) == FillResult::kTimeout) return false;
+    if (!fill(deadline) && !closed_) return false;
   }
 }
 

@@ -2,7 +2,8 @@
 // gateway on one (or a few) Boost.Asio event loops, non-blocking sockets, no
 // thread per connection.
 //
-// Each connection: TCP connect, an optional key exchange (legacy: protocol.md
+// Each connection: TCP connect (or, with Transport::kKcp, a KCP conversation
+// over a connected UDP socket, updated on a timer), an optional key exchange (legacy: protocol.md
 // section 3; modern: docs/protocol-modern.md), login (proto 10, open_udid
 // "<udid_prefix><index>", expects 11), then echo traffic through the demo
 // game service: 1001 with a body whose first 8 bytes are | connection index
@@ -42,10 +43,21 @@ const char* crypto_name(Crypto crypto) noexcept;
 /// The inverse of crypto_name(); nullopt for any other name.
 std::optional<Crypto> parse_crypto(std::string_view name) noexcept;
 
+/// How a connection reaches the gateway.
+enum class Transport : std::uint8_t {
+  kTcp,  ///< the client protocol over TCP
+  kKcp,  ///< the same byte stream over KCP over UDP, gonet2's settings (docs/kcp.md)
+};
+/// "tcp" or "kcp".
+const char* transport_name(Transport transport) noexcept;
+/// The inverse of transport_name(); nullopt for any other name.
+std::optional<Transport> parse_transport(std::string_view name) noexcept;
+
 struct LoadOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
+  Transport transport = Transport::kTcp;
   Crypto crypto = Crypto::kClear;
   std::uint8_t aead = 0;  ///< modern: the AEAD asked for (modern::Aead on the wire)
   std::array<std::byte, 32> gateway_key{};  ///< modern: the pinned gateway public key

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -36,6 +37,7 @@
 #include <system_error>
 #include <vector>
 
+#include "gatehouse/client/transport.h"
 #include "gatehouse/codec/client_protocol.h"
 #include "gatehouse/crypto/gateway_identity.h"
 #include "gatehouse/crypto/legacy_crypto.h"
@@ -43,7 +45,6 @@
 
 namespace gatehouse::client {
 
-using Duration = std::chrono::milliseconds;
 inline constexpr Duration kDefaultTimeout{5000};
 
 /// A socket error, a stalled send, or a malformed frame from the gateway.
@@ -92,18 +93,25 @@ class Client {
 
   // ------------------------------------------------------------ connection
 
-  /// Resolves `host` (name or address) and connects with TCP_NODELAY within
-  /// `timeout`. Throws ClientError on failure, std::logic_error if already
-  /// connected.
-  void connect(const std::string& host, std::uint16_t port, Duration timeout = kDefaultTimeout);
-  bool connected() const noexcept { return fd_ >= 0; }
-  /// Closes the socket and forgets all session state (seq, ciphers, inbox).
+  /// Resolves `host` (name or address) and connects within `timeout` over
+  /// `transport` (TCP with TCP_NODELAY by default; transport.h). Throws
+  /// ClientError on failure, std::logic_error if already connected.
+  void connect(const std::string& host, std::uint16_t port, Duration timeout = kDefaultTimeout,
+               const TransportOptions& transport = {});
+  bool connected() const noexcept { return transport_ != nullptr; }
+  /// Closes the connection and forgets all session state (seq, ciphers, inbox).
   void close() noexcept;
-  /// Half-closes: the gateway sees EOF, the client can still receive.
+  /// Half-closes: the gateway sees EOF, the client can still receive (tcp
+  /// only; kcp has no half-close and throws std::logic_error).
   void shutdown_send();
   /// The local port of the connection (0 when not connected).
   std::uint16_t local_port() const;
-  int native_handle() const noexcept { return fd_; }
+  /// The socket (-1 when not connected; the UDP socket for kcp).
+  int native_handle() const noexcept { return transport_ ? transport_->native_handle() : -1; }
+  /// The transport of the connection (tcp when not connected).
+  TransportKind transport() const noexcept {
+    return transport_ ? transport_->kind() : TransportKind::kTcp;
+  }
 
   /// Bound on how long one send may block on a full socket buffer before it
   /// throws ClientError (a gateway that stopped reading).
@@ -141,8 +149,9 @@ class Client {
   /// The first packet matching `match`, leaving the others queued.
   std::optional<Packet> receive_if(const std::function<bool(const Packet&)>& match,
                                    Duration timeout = kDefaultTimeout);
-  /// True once the gateway has closed the connection (EOF or reset) and the
-  /// reader has seen it. Packets may still be queued: see pending().
+  /// True once the gateway has closed the connection (EOF or reset; for kcp
+  /// a dead link or ICMP unreachable) and the reader has seen it. Packets
+  /// may still be queued: see pending().
   bool closed() const noexcept { return closed_; }
   /// Why the connection closed: empty for a clean EOF, else the socket error
   /// (connection_reset, ...).
@@ -206,7 +215,6 @@ class Client {
                                                    std::string_view client_certificate);
 
  private:
-  enum class FillResult : std::uint8_t { kData, kTimeout, kClosed };
   struct PendingExchange {
     std::uint64_t send_secret;
     std::uint64_t receive_secret;
@@ -214,14 +222,12 @@ class Client {
 
   void require_connected() const;
   bool send_frame(std::span<const std::byte> payload);
-  bool write_all(std::span<const std::byte> bytes);
-  /// Moves one complete frame from rx_ into inbox_; false if none is buffered.
+  /// Moves one complete frame from the transport into inbox_; false if none is buffered.
   bool decode_one();
-  /// Reads what the socket has, waiting until `deadline`.
-  FillResult fill(std::chrono::steady_clock::time_point deadline);
-  void mark_closed(std::error_code ec) noexcept;
+  /// Waits until `deadline` for input; false on timeout or close (closed_ says which).
+  bool fill(std::chrono::steady_clock::time_point deadline);
 
-  int fd_ = -1;
+  std::unique_ptr<Transport> transport_;
   std::uint32_t frames_sent_ = 0;
   Duration send_timeout_{10000};
 
@@ -244,8 +250,6 @@ class Client {
   std::optional<modern::AeadStream> seal_;
   std::optional<modern::AeadStream> open_;
 
-  std::vector<std::byte> rx_;  ///< raw bytes from the socket, from rx_start_
-  std::size_t rx_start_ = 0;
   std::deque<Packet> inbox_;
   bool closed_ = false;
   std::error_code close_error_;

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# TCP against KCP in the same run (docs/benchmarks.md, "Transports"): starts
+# the demo game service and the gateway listening with transport=tcp+kcp
+# (gonet2's KCP defaults) and, when GO_ORIG_DIR holds a Go original built
+# with GO_ORIG_KEEP_UDP=1 (../shared/go-original/build.sh), gonet2's agent
+# serving KCP on its TCP port too; then runs each scenario over each
+# transport against each target, alternating, RUNS rounds, and prints the
+# median [min..max] of msgs/s, p50, p99 and the gateway's CPU time per
+# message (--rss-tree), raw JSON lines in $OUT_DIR.
+#
+#   tools/bench/transports.sh [RUNS]     (default 3; needs a built tree)
+#   SECONDS_PER_RUN=3 SCENARIOS="pp1-enc pp100-enc w16-100-enc" TRANSPORTS="tcp kcp" ...
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+runs=${1:-3}
+secs=${SECONDS_PER_RUN:-3}
+scenarios=${SCENARIOS:-"pp1-enc pp100-enc w16-100-enc"}
+transports=${TRANSPORTS:-"tcp kcp"}
+out=${OUT_DIR:-$(mktemp -d /tmp/gatehouse-transports.XXXXXX)}
+mkdir -p "$out"
+port=${GATEHOUSE_BENCH_PORT:-18898}
+game_port=${GATEHOUSE_BENCH_GAME_PORT:-15061}
+
+args_of() {
+  case $1 in
+    pp1-enc) echo "-c 1 --encrypt" ;;
+    pp100-enc) echo "-c 100 --encrypt" ;;
+    w16-100-enc) echo "-c 100 -w 16 --encrypt" ;;
+    *) echo "unknown scenario $1" >&2; exit 2 ;;
+  esac
+}
+
+median_of() {
+  grep -oE "\"$1\":[0-9.]+" "$2" | cut -d: -f2 | sort -g |
+    awk '{v[NR]=$1} END {if (NR==0) {print "-"; exit} m=v[int((NR+1)/2)]; printf "%s [%s..%s]", m, v[1], v[NR]}'
+}
+
+go_started=
+cleanup() {
+  if [ -n "${gw:-}" ]; then kill -TERM "$gw" 2>/dev/null; wait "$gw" 2>/dev/null || true; fi
+  if [ -n "${game:-}" ]; then kill "$game" 2>/dev/null; wait "$game" 2>/dev/null || true; fi
+  if [ -n "$go_started" ]; then ../shared/go-original/stop.sh >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
+game=$!
+build/bin/gatehouse --instance "transports-$$" --listen "127.0.0.1:$port,transport=tcp+kcp" \
+  --backend "127.0.0.1:$game_port" --rpm-limit 0 --connect-rate 0 --connect-rate-per-ip 0 \
+  --metrics-listen 127.0.0.1:0 --log-level warn >>"$out/gateway.log" 2>&1 &
+gw=$!
+for _ in $(seq 100); do ss -ltn | grep -q ":$port " && break; sleep 0.1; done
+
+targets="gateway:$port:$gw"
+if [ -n "${GO_ORIG_DIR:-}" ] && [ -x "$GO_ORIG_DIR/bin/agent" ]; then
+  read -r go_pid go_port < <(../shared/go-original/start.sh)
+  go_started=1
+  targets="$targets go:$go_port:$go_pid"
+fi
+sleep 0.5
+
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), $(date -u '+%F %H:%M UTC')"
+echo "runs: $runs x ${secs}s per scenario, transport and target, alternating; raw results in $out"
+for r in $(seq "$runs"); do
+  for s in $scenarios; do
+    for t in $targets; do
+      IFS=: read -r name p pid <<<"$t"
+      for tr in $transports; do
+        # shellcheck disable=SC2046
+        build/tools/gatehouse-bench -q --transport "$tr" $(args_of "$s") -d "$secs" \
+          --rss-tree "$pid" "127.0.0.1:$p" >>"$out/$name-$tr-$s.json" ||
+          echo "  (round $r of $name $tr $s reported errors)"
+      done
+    done
+  done
+done
+for s in $scenarios; do
+  for t in $targets; do
+    name=${t%%:*}
+    for tr in $transports; do
+      f="$out/$name-$tr-$s.json"
+      echo "$s $name $tr: msgs/s $(median_of msgs_per_s "$f") p50_us $(median_of p50_us "$f") p99_us $(median_of p99_us "$f") cpu_us/msg $(median_of gateway_cpu_us_per_msg "$f") errors $(median_of errors "$f")"
+    done
+  done
+done
