@@ -1,6 +1,6 @@
-// Chaos: encrypted (legacy and modern) and clear clients doing pipelined echo
-// through the game service while agent-workers are SIGKILLed at random
-// moments, again and again. Every client must keep its connection and receive
+// Chaos: encrypted (legacy and modern) and clear clients, over TCP and KCP,
+// doing pipelined echo through the game service while agent-workers are
+// SIGKILLed at random moments, again and again. Every client must keep its connection and receive
 // exactly the byte stream it expects: each echo once, in order, its RC4
 // stream or AEAD counters in step.
 //
@@ -48,7 +48,10 @@ struct ClientResult {
 void run_client(std::uint16_t port, const modern::PublicKey& gateway_key, int index,
                 const std::atomic<bool>& stop, ClientResult& out, bool lossy = false) {
   client::Client c;
-  c.connect("127.0.0.1", port);
+  // One in four over KCP (the listener serves tcp+kcp), each crypto mode in turn.
+  client::TransportOptions transport;
+  if (index % 4 == 3) transport.kind = client::TransportKind::kKcp;
+  c.connect("127.0.0.1", port, kPatience, transport);
   // A third each: legacy RC4, modern ChaCha20-Poly1305, clear.
   if ((index % 3 == 0 && !c.key_exchange(kPatience)) ||
       (index % 3 == 1 && !c.modern_key_exchange(gateway_key, kPatience))) {
@@ -123,15 +126,20 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
     if (lost != nullptr) *lost += results[static_cast<std::size_t>(i)].lost;
   }
   EXPECT_GT(total, std::uint64_t(clients) * 10) << "the clients must have been busy";
+  EXPECT_EQ(metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                          "gatehouse_kcp_sessions_accepted_total"),
+            clients / 4)
+      << "one client in four came over KCP";
   EXPECT_EQ(gateway.log_count("kick conn="), 0u) << "no session may be kicked";
 }
 
 /// A two-worker gateway in front of `game`, speaking the gonet2 or the
-/// batched contract to it.
+/// batched contract to it, its clients on TCP and KCP.
 GatewayOptions chaos_gateway(const FakeGameService& game, std::vector<std::string> args,
                              bool batched = false) {
   GatewayOptions options{game.port(), 2, std::move(args), {}};
   options.batched = batched;
+  options.listen = "127.0.0.1:0,transport=tcp+kcp";
   return options;
 }
 
@@ -178,7 +186,7 @@ TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
   ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "5", 1);
   FakeGameService game({.echo = true});
   GatewayProcess gateway(
-      {game.port(), 2, {"--rpm-limit", "0", "--restart-backoff-max", "0.05"}, {}});
+      chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.05"}));
   ::unsetenv("GATEHOUSE_FAULT_KILL_PER_MILLE");
   std::uint64_t total = 0;
   expect_no_client_notices(
@@ -199,7 +207,7 @@ TEST(WorkerChaos, RollingReloadsUnderLoadGoUnnoticed) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   FakeGameService game({.echo = true});
-  GatewayProcess gateway({game.port(), 2, {"--rpm-limit", "0"}, {}});
+  GatewayProcess gateway(chaos_gateway(game, {"--rpm-limit", "0"}));
   std::size_t reloads = 0;
   std::uint64_t total = 0;
   expect_no_client_notices(
