@@ -247,7 +247,9 @@ TEST_F(DemoAuthTest, ManyNamesFromManyThreadsGetDistinctIds) {
 }
 
 TEST_F(DemoAuthTest, DelayHoldsTheReplyWhileTheGameStillServes) {
-  constexpr auto kDelay = 700ms;
+  // Long enough that a test thread on a loaded machine sees the reply held
+  // (700 ms was missed once, on a CI run with both cores busy).
+  constexpr auto kDelay = 3s;
   auth_.set_delay(kDelay);
   const auto start = Clock::now();
   auto pending = start_login("alice:secret");

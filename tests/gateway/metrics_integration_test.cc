@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_game_service.h"
+#include "gatehouse/base/version.h"
 #include "gatehouse/client/client.h"
 #include "gatehouse/contract/layout.h"
 #include "gateway_process.h"
@@ -115,7 +116,8 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   EXPECT_GT(m["gatehouse_ring_capacity_bytes{ring=\"fe-w/1\"}"], 0);
   EXPECT_EQ(m["gatehouse_draining"], 0);
   EXPECT_EQ(m["gatehouse_build_info{layout_version=\"" + std::to_string(kLayoutVersion) +
-              "\",version=\"0.1.0\"}"],
+              "\",version=\"" + std::string(version()) + "\",revision=\"" +
+              std::string(revision()) + "\"}"],
             1);
 
   // Live gauges.
