@@ -323,6 +323,19 @@ void Frontend::on_accept(std::size_t acceptor, tcp::socket socket) {
   open_connection(listener, std::move(socket), remote, {});
 }
 
+/// A slot for a new connection (TCP or KCP), nullopt at max-connections or
+/// with the table full. Workers take new connections in turn; a worker whose
+/// range of the session table is full passes its turn to the next.
+std::optional<shm::ConnectionId> Frontend::allocate_slot() {
+  std::optional<shm::ConnectionId> id;
+  for (std::uint32_t tries = 0;
+       !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
+    id = table_.allocate(next_worker_);
+    next_worker_ = (next_worker_ + 1) % settings_.workers;
+  }
+  return id;
+}
+
 void Frontend::open_connection(std::size_t listener, tcp::socket socket,
                                const tcp::endpoint& remote,
                                std::span<const std::byte> first_bytes) {
@@ -343,14 +356,7 @@ void Frontend::open_connection(std::size_t listener, tcp::socket socket,
         remote.address().to_string(), per_address_.limit());
     return;  // the socket closes here
   }
-  // Workers take new connections in turn; a worker whose range of the
-  // session table is full passes its turn to the next.
-  std::optional<shm::ConnectionId> id;
-  for (std::uint32_t tries = 0;
-       !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
-    id = table_.allocate(next_worker_);
-    next_worker_ = (next_worker_ + 1) % settings_.workers;
-  }
+  const std::optional<shm::ConnectionId> id = allocate_slot();
   if (!id) {
     per_address_.remove(address);
     metrics_.add(metrics::kConnectionsRefused);
@@ -1043,12 +1049,7 @@ void Frontend::open_kcp(std::size_t u, const UdpPeer& peer, const udp::endpoint&
     return;
   }
   if (!admit_kcp(from, address, limit_address)) return;
-  std::optional<shm::ConnectionId> id;
-  for (std::uint32_t tries = 0;
-       !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
-    id = table_.allocate(next_worker_);
-    next_worker_ = (next_worker_ + 1) % settings_.workers;
-  }
+  const std::optional<shm::ConnectionId> id = allocate_slot();
   if (!id) {
     per_address_.remove(address);
     kcp_per_address_.remove(address);

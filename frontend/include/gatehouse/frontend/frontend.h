@@ -56,6 +56,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <span>
 #include <unordered_map>
@@ -128,6 +129,7 @@ class Frontend {
   void start_accept_now(std::size_t acceptor);
   bool exempt_from_address_limits(const std::uint8_t* v6) const noexcept;
   void on_accept(std::size_t acceptor, boost::asio::ip::tcp::socket socket);
+  std::optional<shm::ConnectionId> allocate_slot();
   /// Admits a connection whose client is `client` (the peer, or the address
   /// a PROXY header named): limits, a slot, kConnOpened, then `first_bytes`
   /// (read with the header) as its first input.
