@@ -46,6 +46,9 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
   static std::atomic<int> counter{0};
   instance_ = "test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   dir_ = (std::filesystem::temp_directory_path() / ("gatehouse-" + instance_)).string();
+  // A directory of this name is a killed run's (its pid was ours): keys
+  // left in it would make keygen refuse to write them again.
+  std::filesystem::remove_all(dir_);
   std::filesystem::create_directories(dir_);
   log_path_ = dir_ + "/gateway.log";
   const std::string ready = dir_ + "/ready";
