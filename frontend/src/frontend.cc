@@ -323,6 +323,26 @@ void Frontend::on_accept(std::size_t acceptor, tcp::socket socket) {
   open_connection(listener, std::move(socket), remote, {});
 }
 
+/// Tells the connection's worker it opened (kConnOpened: the client's
+/// address, IPv4-mapped, its port and listener) and starts its read and
+/// login deadlines; returns the time they count from.
+std::int64_t Frontend::announce(Connection& c, const std::uint8_t* v6, std::uint16_t port,
+                                std::uint16_t listener) {
+  ipc::ConnOpened opened{};
+  opened.conn = c.id.value();
+  std::memcpy(opened.address, v6, sizeof opened.address);
+  opened.port = port;
+  opened.listener = listener;
+  opened.accepted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+  send_control(c.worker, ipc::kConnOpened, &opened, sizeof opened);
+  const std::int64_t now = now_ms();
+  reading_.push_back(c, now + settings_.read_timeout_ms);
+  logging_in_.push_back(c, now + settings_.login_timeout_ms);
+  return now;
+}
+
 /// A slot for a new connection (TCP or KCP), nullopt at max-connections or
 /// with the table full. Workers take new connections in turn; a worker whose
 /// range of the session table is full passes its turn to the next.
@@ -381,18 +401,7 @@ void Frontend::open_connection(std::size_t listener, tcp::socket socket,
   by_slot_[id->slot()] = std::move(conn);
   ++connection_count_;
 
-  ipc::ConnOpened opened{};
-  opened.conn = id->value();
-  std::memcpy(opened.address, v6_bytes.data(), sizeof opened.address);
-  opened.port = remote.port();
-  opened.listener = static_cast<std::uint16_t>(listener);
-  opened.accepted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
-  send_control(worker, ipc::kConnOpened, &opened, sizeof opened);
-  const std::int64_t now = now_ms();
-  reading_.push_back(c, now + settings_.read_timeout_ms);
-  logging_in_.push_back(c, now + settings_.login_timeout_ms);
+  announce(c, v6_bytes.data(), remote.port(), static_cast<std::uint16_t>(listener));
   // The bytes that came with a PROXY header go first (unless they closed
   // the connection or wait for ring space: then retry_blocked reads on).
   if (first_bytes.empty() || take_input(c, first_bytes)) start_read(c);
@@ -1081,18 +1090,7 @@ void Frontend::open_kcp(std::size_t u, const UdpPeer& peer, const udp::endpoint&
   ++kcp_pending_;
   kcp_sessions_.emplace(peer, *id);
 
-  ipc::ConnOpened opened{};
-  opened.conn = id->value();
-  std::memcpy(opened.address, peer.address.data(), sizeof opened.address);
-  opened.port = from.port();
-  opened.listener = udp_[u]->listener;
-  opened.accepted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
-  send_control(worker, ipc::kConnOpened, &opened, sizeof opened);
-  const std::int64_t now = now_ms();
-  reading_.push_back(c, now + settings_.read_timeout_ms);
-  logging_in_.push_back(c, now + settings_.login_timeout_ms);
+  const std::int64_t now = announce(c, peer.address.data(), from.port(), udp_[u]->listener);
   (void)c.kcp->session.input(opener, kcp_clock(now));  // an opener is well formed
   pump_kcp(c);
   schedule_kcp(c);

@@ -130,6 +130,8 @@ class Frontend {
   bool exempt_from_address_limits(const std::uint8_t* v6) const noexcept;
   void on_accept(std::size_t acceptor, boost::asio::ip::tcp::socket socket);
   std::optional<shm::ConnectionId> allocate_slot();
+  std::int64_t announce(Connection& c, const std::uint8_t* v6, std::uint16_t port,
+                        std::uint16_t listener);
   /// Admits a connection whose client is `client` (the peer, or the address
   /// a PROXY header named): limits, a slot, kConnOpened, then `first_bytes`
   /// (read with the header) as its first input.
