@@ -145,16 +145,30 @@ void Supervisor::open_listeners() {
     const std::string& address = config_.listen[i];
     const std::uint8_t transports = s.listener_transports[i];
     std::string bound;
-    std::uint16_t port = 0;
-    if ((transports & kTransportTcp) != 0) {
-      listen_fds_.push_back(listen_on(address, SOCK_STREAM, config_.reuse_port, 0, bound));
-      port = port_of(listen_fds_.back());
-    }
-    if ((transports & kTransportKcp) != 0) {
-      std::string udp_bound;
-      udp_fds_.push_back(listen_on(address, SOCK_DGRAM, config_.reuse_port, port, udp_bound));
-      tune_udp(udp_fds_.back(), s);
-      if (bound.empty()) bound = udp_bound;
+    const bool both = (transports & kTransportTcp) != 0 && (transports & kTransportKcp) != 0;
+    // Port 0 with both transports: the port the kernel gave TCP may be taken
+    // for UDP; then another is picked.
+    for (int attempt = 1;; ++attempt) {
+      std::uint16_t port = 0;
+      if ((transports & kTransportTcp) != 0) {
+        listen_fds_.push_back(listen_on(address, SOCK_STREAM, config_.reuse_port, 0, bound));
+        port = port_of(listen_fds_.back());
+      }
+      if ((transports & kTransportKcp) != 0) {
+        std::string udp_bound;
+        try {
+          udp_fds_.push_back(listen_on(address, SOCK_DGRAM, config_.reuse_port, port, udp_bound));
+        } catch (const std::runtime_error&) {
+          if (!both || attempt == 8 || parse_endpoint(address, /*allow_port_zero=*/true).port != 0)
+            throw;
+          ::close(listen_fds_.back());
+          listen_fds_.pop_back();
+          continue;
+        }
+        tune_udp(udp_fds_.back(), s);
+        if (bound.empty()) bound = udp_bound;
+      }
+      break;
     }
     listen_names_.push_back(bound);
   }
