@@ -6,18 +6,31 @@ namespace gatehouse {
 namespace {
 
 constexpr std::array<std::string_view, static_cast<std::size_t>(CloseReason::kCount)> kNames = {
-    "client_closed",      "bad_seq",
-    "unknown_proto",      "not_logged_in",
-    "frame_too_large",    "bad_body",
-    "rpm_exceeded",       "slow_consumer",
-    "kicked_by_game",     "backend_unavailable",
-    "read_timeout",       "shutdown",
-    "login_failed",       "connection_limit",
-    "io_error",           "crypto_refused",
-    "decrypt_failed",     "bpm_exceeded",
-    "login_timeout",      "prelogin_exceeded",
-    "replaced",           "duplicate_login",
-    "unknown_gateway_key"};
+    "client_closed",
+    "bad_seq",
+    "unknown_proto",
+    "not_logged_in",
+    "frame_too_large",
+    "bad_body",
+    "rpm_exceeded",
+    "slow_consumer",
+    "kicked_by_game",
+    "backend_unavailable",
+    "read_timeout",
+    "shutdown",
+    "login_failed",
+    "connection_limit",
+    "io_error",
+    "crypto_refused",
+    "decrypt_failed",
+    "bpm_exceeded",
+    "login_timeout",
+    "prelogin_exceeded",
+    "replaced",
+    "duplicate_login",
+    "unknown_gateway_key",
+    "handshake_failed",
+    "text_frame"};
 
 }  // namespace
 

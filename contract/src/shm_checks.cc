@@ -1,5 +1,6 @@
 #include "gatehouse/contract/shm_checks.h"
 
+#include <bit>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -86,8 +87,11 @@ void check_settings(const Settings& s, const char* where) {
                "at most 128");
       }
     }
-    if ((s.listener_transports[i] & ~(kTransportTcp | kTransportKcp)) != 0) {
-      refuse(at, "listener_transports[i], i", i, "0 or 1 tcp, 2 kcp, 3 both");
+    const std::uint8_t transports = s.listener_transports[i];
+    if ((transports & ~(kTransportStreams | kTransportKcp)) != 0 ||
+        std::popcount(static_cast<unsigned>(transports & kTransportStreams)) > 1) {
+      refuse(at, "listener_transports[i], i", i,
+             "Transports bits, at most one of tcp, tls, ws, wss");
     }
     kcp = kcp || (s.listener_transports[i] & kTransportKcp) != 0;
   }
@@ -110,6 +114,12 @@ void check_settings(const Settings& s, const char* where) {
   }
   if (!terminated(s.login_audience, kAddressBytes)) {
     refuse(at, "login_audience unterminated, bytes", kAddressBytes, "NUL within them");
+  }
+  if (!terminated(s.tls_cert, kPathBytes) || !terminated(s.tls_key, kPathBytes)) {
+    refuse(at, "tls_cert or tls_key unterminated, bytes", kPathBytes, "NUL within them");
+  }
+  if (!terminated(s.ws_origins, kWsOriginsBytes)) {
+    refuse(at, "ws_origins unterminated, bytes", kWsOriginsBytes, "NUL within them");
   }
   if (s.duplicate_login != DuplicateLogin::kReplace &&
       s.duplicate_login != DuplicateLogin::kRefuse && s.duplicate_login != DuplicateLogin::kAllow) {

@@ -19,6 +19,7 @@
 #include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/edge_socket.h"
 #include "gatehouse/net/proxy_protocol.h"
+#include "gatehouse/net/tls_context.h"
 #include "gatehouse/shm/idle_strategy.h"
 
 namespace gatehouse::frontend {
@@ -152,6 +153,9 @@ struct Frontend::Connection {
   bool address_counted = false;  // in per_address_ (not an adopted orphan)
   AddressLimit::Key address{};
   std::unique_ptr<KcpLink> kcp;  // a KCP session (the socket is not used), else TCP
+  // TLS or WebSocket (the socket is the link's): its open completed.
+  std::shared_ptr<StreamLink> link;
+  bool link_ready = false;
 };
 
 struct Frontend::Pending {
@@ -226,7 +230,7 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
   const auto serves = [&](std::size_t l, std::uint8_t transport) {
     if (l >= settings_.listener_count) return true;  // more sockets than listeners: in order
     const std::uint8_t t = settings_.listener_transports[l];
-    return t == 0 ? transport == kTransportTcp : (t & transport) != 0;
+    return t == 0 ? (transport & kTransportTcp) != 0 : (t & transport) != 0;
   };
   const auto next_listener = [&](std::size_t l, std::uint8_t transport) {
     while (!serves(l, transport)) ++l;
@@ -240,7 +244,7 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
     auto acceptor = std::make_unique<tcp::acceptor>(io_);
     acceptor->assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
     acceptors_.push_back(std::move(acceptor));
-    listener = next_listener(listener, kTransportTcp);
+    listener = next_listener(listener, kTransportStreams);
     acceptor_listener_.push_back(static_cast<std::uint16_t>(listener++));
   }
   listener = 0;
@@ -253,6 +257,12 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
     u->socket.assign(addr.ss_family == AF_INET6 ? udp::v6() : udp::v4(), fd);
     u->socket.non_blocking(true);
     udp_.push_back(std::move(u));
+  }
+  const std::uint8_t* transports = settings_.listener_transports;
+  if (std::any_of(transports, transports + settings_.listener_count,
+                  [](std::uint8_t t) { return (t & (kTransportTls | kTransportWss)) != 0; }) &&
+      !load_tls()) {
+    throw std::runtime_error("frontend: tls-cert and tls-key do not load");
   }
   segment_.control().frontend.pid.store(::getpid());
 }
@@ -394,7 +404,6 @@ void Frontend::open_connection(std::size_t listener, tcp::socket socket,
   metrics_.add(metrics::kConnectionsAccepted);
   const std::uint32_t worker = worker_of_slot(id->slot(), settings_);
   auto conn = std::make_unique<Connection>(io_, *id, worker);
-  conn->socket = std::move(socket);
   conn->address = address;
   conn->address_counted = true;
   Connection& c = *conn;
@@ -402,6 +411,16 @@ void Frontend::open_connection(std::size_t listener, tcp::socket socket,
   ++connection_count_;
 
   announce(c, v6_bytes.data(), remote.port(), static_cast<std::uint16_t>(listener));
+  const std::uint8_t transports =
+      listener < settings_.listener_count ? settings_.listener_transports[listener] : 0;
+  if ((transports & (kTransportTls | kTransportWs | kTransportWss)) != 0) {
+    const StreamLink::Kind kind = (transports & kTransportTls) != 0  ? StreamLink::Kind::kTls
+                                  : (transports & kTransportWs) != 0 ? StreamLink::Kind::kWs
+                                                                     : StreamLink::Kind::kWss;
+    open_link(c, kind, std::move(socket), first_bytes);
+    return;
+  }
+  c.socket = std::move(socket);
   // The bytes that came with a PROXY header go first (unless they closed
   // the connection or wait for ring space: then retry_blocked reads on).
   if (first_bytes.empty() || take_input(c, first_bytes)) start_read(c);
@@ -570,6 +589,18 @@ void Frontend::drop_pending(Pending& p) {
 void Frontend::start_read(Connection& c) {
   if (c.kcp) {
     pump_kcp(c);  // what the session holds already (after a full ring, say)
+    return;
+  }
+  if (c.link) {
+    // A kicked link is not read: its close (start_linger) reads the end.
+    if (c.reading || !c.link_ready || c.socket_closed || c.blocked || c.worker_closed) return;
+    c.reading = true;
+    c.link->read([this, id = c.id](StreamLink::Input input, std::span<const std::byte> bytes) {
+      Connection* conn = find(id);
+      if (conn == nullptr) return;
+      conn->reading = false;
+      on_link_input(*conn, input, bytes);
+    });
     return;
   }
   // A kicked connection is read again only to see its FIN, once its output
@@ -773,7 +804,7 @@ void Frontend::on(const ipc::Parsed<ipc::SendHeader>& send) {
     send_kcp(*c, send.tail);
     return;
   }
-  if (!c->out.empty() || c->writing) {
+  if (!c->out.empty() || c->writing || c->link) {
     queue_output(*c, send.tail);
     return;
   }
@@ -793,8 +824,10 @@ void Frontend::on(const ipc::Parsed<ipc::CloseCommand>& close) {
   Connection* c = find(shm::ConnectionId(close.header.conn));
   if (c == nullptr) return;
   c->worker_closed = true;
-  if (c->socket_closed) {
-    destroy(*c);  // we closed first; this was the worker's acknowledgement
+  if (c->socket_closed || (c->link && !c->link_ready)) {
+    // We closed first (this was the worker's acknowledgement), or a link
+    // still in its handshake: nothing to flush or say goodbye over.
+    destroy(*c);
     return;
   }
   // Kicked: not read any more (what it sends now would be thrown away), its
@@ -804,7 +837,8 @@ void Frontend::on(const ipc::Parsed<ipc::CloseCommand>& close) {
   reading_.remove(*c);
   logging_in_.remove(*c);
   lingering_.push_back(*c, now_ms() + settings_.linger_ms);
-  if (c->out.empty()) start_linger(*c);  // else write_queued() lingers once flushed
+  // Else the last write lingers once it is through (write_queued, write_link).
+  if (c->out.empty() && !(c->link && c->writing)) start_linger(*c);
 }
 
 void Frontend::on(const ipc::Parsed<ipc::LoggedIn>& logged_in) {
@@ -867,8 +901,11 @@ void Frontend::flush_batch() {
 }
 
 void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
-  const std::size_t queued = c.out.size() - c.out_offset;
-  if (++c.out_records > settings_.txqueuelen || queued + bytes.size() > settings_.txqueue_bytes) {
+  const std::size_t queued = c.out.size() - c.out_offset + (c.link ? c.link->writing_bytes() : 0);
+  // A link takes one write at a time, and a ring batch queues behind it at
+  // once: its bound is the bytes (and write-timeout), not the record count.
+  if ((++c.out_records > settings_.txqueuelen && !c.link) ||
+      queued + bytes.size() > settings_.txqueue_bytes) {
     spdlog::debug("conn {:#x}: {} records, {} bytes queued, over txqueuelen {} / txqueue-bytes {}",
                   c.id.value(), c.out_records, queued + bytes.size(), settings_.txqueuelen,
                   settings_.txqueue_bytes);
@@ -884,6 +921,10 @@ void Frontend::queue_output(Connection& c, std::span<const std::byte> bytes) {
 /// connection up by id: it may have been destroyed (and its slot reused) by
 /// the time the wait completes.
 void Frontend::wait_writable(Connection& c) {
+  if (c.link) {
+    write_link(c);
+    return;
+  }
   if (c.writing) return;
   c.writing = true;
   c.socket.async_wait(tcp::socket::wait_write, [this, id = c.id](boost::system::error_code ec) {
@@ -1235,12 +1276,119 @@ void Frontend::forget_kcp(Connection& c) {
   }
 }
 
+// ------------------------------------------------------------------ TLS, WebSocket
+
+void Frontend::open_link(Connection& c, StreamLink::Kind kind, tcp::socket socket,
+                         std::span<const std::byte> first_bytes) {
+  c.link = StreamLink::make(
+      kind, std::move(socket), tls_,
+      {.max_payload = settings_.max_frame, .allowed_origins = settings_.ws_origins});
+  ++links_open_[static_cast<std::size_t>(kind)];
+  // A ping is a sign of life, as a frame is.
+  c.link->on_control([this, id = c.id] {
+    if (Connection* conn = find(id)) touch(*conn);
+  });
+  c.link->open(first_bytes, [this, id = c.id](StreamLink::Failure failure, std::string_view why) {
+    if (Connection* conn = find(id)) on_link_open(*conn, failure, why);
+  });
+}
+
+void Frontend::on_link_open(Connection& c, StreamLink::Failure failure, std::string_view why) {
+  if (c.socket_closed || c.worker_closed) return;  // a deadline or a kick came first
+  if (failure != StreamLink::Failure::kNone) {
+    metrics_.add(failure == StreamLink::Failure::kTls      ? metrics::kHandshakesFailedTls
+                 : failure == StreamLink::Failure::kOrigin ? metrics::kHandshakesFailedOrigin
+                                                           : metrics::kHandshakesFailedRequest);
+    handshake_log_.log("conn {:#x}: {} handshake failed: {}", c.id.value(), name_of(c.link->kind()),
+                       why);
+    close_from_frontend(c, CloseReason::kHandshakeFailed);
+    return;
+  }
+  c.link_ready = true;
+  write_link(c);
+  start_read(c);
+}
+
+void Frontend::on_link_input(Connection& c, StreamLink::Input input,
+                             std::span<const std::byte> bytes) {
+  if (c.socket_closed || c.worker_closed) return;  // closed, or kicked: it goes nowhere
+  switch (input) {
+    case StreamLink::Input::kBytes:
+      metrics_.add(metrics::kClientBytesReceived, bytes.size());
+      // Closed, or blocked on a full ring (retry_blocked reads on).
+      if (!bytes.empty() && !take_input(c, bytes)) return;
+      start_read(c);
+      return;
+    case StreamLink::Input::kClosed:
+      close_from_frontend(c, CloseReason::kClientClosed);
+      return;
+    case StreamLink::Input::kError:
+      close_from_frontend(c, CloseReason::kIoError);
+      return;
+    case StreamLink::Input::kTooLarge:
+      spdlog::debug("conn {:#x}: WebSocket message over the {} byte limit", c.id.value(),
+                    settings_.max_frame);
+      close_from_frontend(c, CloseReason::kFrameTooLarge);
+      return;
+    case StreamLink::Input::kText:
+      spdlog::debug("conn {:#x}: WebSocket text message (frames are binary messages)",
+                    c.id.value());
+      close_from_frontend(c, CloseReason::kTextFrame);
+      return;
+  }
+}
+
+/// Hands what is queued to the link, one write at a time; the next starts
+/// when it is through (the client took it: write-timeout starts again).
+void Frontend::write_link(Connection& c) {
+  if (c.writing || !c.link_ready || c.socket_closed || c.out.size() == c.out_offset) return;
+  std::vector<std::byte> frames;
+  frames.swap(c.out);
+  if (c.out_offset != 0) {
+    frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(c.out_offset));
+  }
+  c.out_offset = 0;
+  c.writing = true;
+  c.link->write(std::move(frames), [this, id = c.id](bool ok, std::size_t n) {
+    Connection* conn = find(id);
+    if (conn == nullptr) return;
+    conn->writing = false;
+    if (conn->socket_closed) return;
+    if (!ok) {
+      close_from_frontend(*conn, CloseReason::kIoError);
+      return;
+    }
+    metrics_.add(metrics::kClientBytesSent, n);
+    if (!conn->out.empty()) {
+      writing_.restart(*conn, now_ms() + settings_.write_timeout_ms);
+      write_link(*conn);
+      return;
+    }
+    conn->out_records = 0;  // caught up: txqueuelen counts from here
+    writing_.remove(*conn);
+    if (conn->worker_closed) start_linger(*conn);
+  });
+}
+
+bool Frontend::load_tls() {
+  try {
+    tls_ = net::load_server_tls(settings_.tls_cert, settings_.tls_key);
+    spdlog::info("TLS: serving the certificate in {}", settings_.tls_cert);
+    return true;
+  } catch (const std::runtime_error& e) {
+    spdlog::error("TLS: {}{}", e.what(),
+                  tls_ ? "; new connections keep the certificate loaded before" : "");
+    return false;
+  }
+}
+
 // ------------------------------------------------------------------ closing
 
 void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
   if (c.socket_closed) return;
   c.socket_closed = true;
   if (c.kcp) forget_kcp(c);
+  if (c.link) c.link->close();
   boost::system::error_code ec;
   c.socket.close(ec);
   unlist(c);
@@ -1270,6 +1418,17 @@ void Frontend::start_linger(Connection& c) {
     return;
   }
   spdlog::debug("conn {:#x}: output flushed, lingering", c.id.value());
+  if (c.link) {
+    // The layer's goodbye (a close frame, close_notify), answered or cut off
+    // at the linger deadline.
+    c.lingering = true;
+    std::vector<std::byte>().swap(c.in);
+    writing_.remove(c);
+    c.link->close_gracefully([this, id = c.id] {
+      if (Connection* conn = find(id)) destroy(*conn);
+    });
+    return;
+  }
   c.lingering = true;
   boost::system::error_code ec;
   c.socket.shutdown(tcp::socket::shutdown_send, ec);
@@ -1285,6 +1444,7 @@ void Frontend::destroy(Connection& c) {
   c.dead = true;
   c.socket_closed = true;
   if (c.kcp) forget_kcp(c);
+  if (c.link) c.link->close();
   unlist(c);
   boost::system::error_code ec;
   c.socket.close(ec);
@@ -1296,6 +1456,7 @@ void Frontend::reap() {
     const Connection& c = *by_slot_[id.slot()];
     if (c.address_counted) per_address_.remove(c.address);
     if (c.kcp) --kcp_open_;
+    if (c.link) --links_open_[static_cast<std::size_t>(c.link->kind())];
     table_.release(id);
     by_slot_[id.slot()].reset();
     --connection_count_;
@@ -1458,6 +1619,7 @@ void Frontend::apply_settings() {
   kcp_per_address_.set_limit(settings_.udp_sessions_per_ip);
   connect_rate_.set_rates(settings_.connect_rate, settings_.connect_rate_per_ip);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
+  if (tls_) load_tls();  // a renewed certificate, for new connections
   spdlog::info(
       "settings reloaded: read-timeout {} ms, max-frame {}, txqueuelen {}, "
       "max-connections-per-ip {}",
@@ -1481,6 +1643,9 @@ std::size_t Frontend::do_work() {
   reap();
   metrics_.set(metrics::kConnectionsOpen, static_cast<std::int64_t>(connection_count_));
   metrics_.set(metrics::kKcpSessionsOpen, static_cast<std::int64_t>(kcp_open_));
+  metrics_.set(metrics::kTlsConnectionsOpen, static_cast<std::int64_t>(links_open_[0]));
+  metrics_.set(metrics::kWsConnectionsOpen, static_cast<std::int64_t>(links_open_[1]));
+  metrics_.set(metrics::kWssConnectionsOpen, static_cast<std::int64_t>(links_open_[2]));
   segment_.control().frontend.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   if (drain_requested_ != 0 || segment_.draining()) begin_drain();
   if (segment_.settings_generation() != settings_generation_) apply_settings();

@@ -262,6 +262,21 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
           {{"reason", reason}}));
     }
     out.push_back(std::move(kcp_refused));
+    auto handshakes_failed =
+        family("gatehouse_handshakes_failed_total",
+               "Connections of tls, ws and wss listeners closed before their first frame "
+               "(reason handshake_failed), by what failed: tls (the TLS handshake), request (not "
+               "a WebSocket upgrade, or a malformed one), origin (an Origin outside ws-origins).",
+               MetricType::Counter);
+    for (const auto& [counter, reason] : {std::pair{metrics::kHandshakesFailedTls, "tls"},
+                                          std::pair{metrics::kHandshakesFailedRequest, "request"},
+                                          std::pair{metrics::kHandshakesFailedOrigin, "origin"}}) {
+      handshakes_failed.metric.push_back(value_metric(
+          MetricType::Counter,
+          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+          {{"reason", reason}}));
+    }
+    out.push_back(std::move(handshakes_failed));
 
     auto logins = family("gatehouse_logins_total",
                          "Login attempts by result; refused ones by reason (docs/login.md).",
@@ -338,6 +353,27 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       auto f = family(name, help, MetricType::Gauge);
       f.metric.push_back(value_metric(MetricType::Gauge, gauge_sum(g)));
       out.push_back(std::move(f));
+    }
+    {
+      auto by_transport =
+          family("gatehouse_connections_open_by_transport",
+                 "Client connections open, by transport (their sum is gatehouse_connections_open).",
+                 MetricType::Gauge);
+      double others = 0;
+      for (const auto& [g, transport] : {std::pair{metrics::kKcpSessionsOpen, "kcp"},
+                                         std::pair{metrics::kTlsConnectionsOpen, "tls"},
+                                         std::pair{metrics::kWsConnectionsOpen, "ws"},
+                                         std::pair{metrics::kWssConnectionsOpen, "wss"}}) {
+        const double v = gauge_sum(g);
+        others += v;
+        by_transport.metric.push_back(
+            value_metric(MetricType::Gauge, v, {{"transport", transport}}));
+      }
+      by_transport.metric.insert(
+          by_transport.metric.begin(),
+          value_metric(MetricType::Gauge, gauge_sum(metrics::kConnectionsOpen) - others,
+                       {{"transport", "tcp"}}));
+      out.push_back(std::move(by_transport));
     }
 
     auto duration = family("gatehouse_request_duration_seconds",

@@ -22,6 +22,7 @@
 #include "gatehouse/crypto/gateway_key_file.h"
 #include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/net/tls_context.h"
 #include "gatehouse/token/key_files.h"
 #include "gatehouse/token/signed_token.h"
 #include "gatehouse/token/token_file.h"
@@ -328,24 +329,34 @@ void read_proxy_from_option(std::string_view value, std::uint32_t i, Config& c) 
   }
 }
 
-/// transport=tcp (the default), kcp (KCP over UDP on the same address and
-/// port, docs/kcp.md) or tcp+kcp.
+constexpr std::pair<std::uint8_t, std::string_view> kTransportNames[] = {{kTransportTcp, "tcp"},
+                                                                         {kTransportTls, "tls"},
+                                                                         {kTransportWs, "ws"},
+                                                                         {kTransportWss, "wss"},
+                                                                         {kTransportKcp, "kcp"}};
+
+/// transport=tcp (the default), tls, ws or wss (one of them: they take the
+/// TCP port), and kcp (KCP over UDP on the same address and port,
+/// docs/kcp.md), alone or added: tcp+kcp.
 void read_transport_option(std::string_view value, std::uint32_t i, Config& c) {
   std::uint8_t transports = 0;
   const bool dangling = !value.empty() && (value.front() == '+' || value.back() == '+');
   while (!value.empty() && !dangling) {
     const std::string_view name = value.substr(0, value.find('+'));
     value = name.size() == value.size() ? std::string_view() : value.substr(name.size() + 1);
-    if (name == "tcp") {
-      transports |= kTransportTcp;
-    } else if (name == "kcp") {
-      transports |= kTransportKcp;
-    } else {
+    const auto* known = std::find_if(std::begin(kTransportNames), std::end(kTransportNames),
+                                     [&](const auto& t) { return t.second == name; });
+    if (known == std::end(kTransportNames)) {
       transports = 0;
       break;
     }
+    transports |= known->first;
   }
-  if (transports == 0) throw ConfigError("transport= takes tcp, kcp or tcp+kcp");
+  if (transports == 0 || std::popcount(static_cast<unsigned>(transports & kTransportStreams)) > 1) {
+    throw ConfigError(
+        "transport= takes one of tcp, tls, ws, wss (they share the TCP port), kcp, or one of "
+        "them + kcp");
+  }
   c.settings.listener_transports[i] = transports;
 }
 
@@ -710,6 +721,57 @@ void take_exempt(Config& to, const Config& from) {
               sizeof to.settings.address_limits_exempt);
 }
 
+/// A string Settings member of `bytes`: its row's value and take.
+template <auto M>
+std::string chars_value(const Config& c) {
+  return c.settings.*M;
+}
+template <auto M>
+void take_chars(Config& to, const Config& from) {
+  std::memcpy(to.settings.*M, from.settings.*M, sizeof(to.settings.*M));
+}
+
+void read_tls_cert(const Setting& row, const po::variable_value& v, Config& c) {
+  const std::string& path = v.as<std::string>();
+  copy_string(c.settings.tls_cert, kPathBytes,
+              path.empty() ? path : std::filesystem::absolute(path).string(), row.name);
+}
+
+/// After tls-cert: where a listener serves tls or wss, both files are loaded
+/// here, so that a missing or mismatched file fails the start or the reload
+/// (and `--check`), not the frontend.
+void read_tls_key(const Setting& row, const po::variable_value& v, Config& c) {
+  const std::string& path = v.as<std::string>();
+  Settings& s = c.settings;
+  copy_string(s.tls_key, kPathBytes, path.empty() ? path : std::filesystem::absolute(path).string(),
+              row.name);
+  for (std::uint32_t i = 0; i < s.listener_count; ++i) {
+    if ((s.listener_transports[i] & (kTransportTls | kTransportWss)) == 0) continue;
+    try {
+      (void)net::load_server_tls(s.tls_cert, s.tls_key);
+    } catch (const std::runtime_error& e) {
+      throw ConfigError("--listen " + c.listen[i] + listener_options_text(s, i) + ": " + e.what());
+    }
+    return;
+  }
+}
+
+/// ORIGIN,ORIGIN: each as a browser sends it (scheme://host[:port]).
+void read_ws_origins(const Setting& row, const po::variable_value& v, Config& c) {
+  const std::string& list = v.as<std::string>();
+  std::string_view rest = list;
+  while (!rest.empty()) {
+    const std::string_view origin = rest.substr(0, rest.find(','));
+    rest = origin.size() == rest.size() ? std::string_view() : rest.substr(origin.size() + 1);
+    if (origin.empty() || origin.find_first_of(" \t") != std::string_view::npos ||
+        origin.find("://") == std::string_view::npos) {
+      throw ConfigError("--ws-origins: '" + std::string(origin) +
+                        "' is not an origin (scheme://host[:port], joined by ',')");
+    }
+  }
+  copy_string(c.settings.ws_origins, kWsOriginsBytes, list, row.name);
+}
+
 constexpr Setting custom(const char* name, Section section, Kind kind, const char* default_text,
                          OnReload on_reload, const char* help,
                          void (*read)(const Setting&, const po::variable_value&, Config&),
@@ -724,6 +786,16 @@ constexpr Setting custom(const char* name, Section section, Kind kind, const cha
           .hi = hi,
           .read = read,
           .value = value};
+}
+/// A live row of its own shape.
+constexpr Setting custom(const char* name, Section section, Kind kind, const char* default_text,
+                         OnReload on_reload, const char* help,
+                         void (*read)(const Setting&, const po::variable_value&, Config&),
+                         std::string (*value)(const Config&),
+                         void (*take)(Config&, const Config&)) {
+  Setting row = custom(name, section, kind, default_text, on_reload, help, read, value);
+  row.take = take;
+  return row;
 }
 
 constexpr auto kGeneral = Section::kGeneral;
@@ -768,8 +840,10 @@ const Setting kSettings[] = {
   {.name = "listen", .section = kClients, .kind = Kind::kStrings, .default_text = "0.0.0.0:8888",
    .on_reload = kRestart,
    .help = "client listener host:port[,crypto=MODES][,transport=T], repeatable. T: tcp (the "
-           "default), kcp (KCP over UDP on the same address and port, as gonet2's agent "
-           "served; docs/kcp.md) or tcp+kcp. MODES: what its clients may "
+           "default), tls (the same frames inside TLS: tls-cert, tls-key), ws (WebSocket, one "
+           "binary message per frame, for browsers; docs/websocket.md) or wss (WebSocket over "
+           "TLS), and kcp (KCP over UDP on the same address and port, as gonet2's agent "
+           "served; docs/kcp.md) alone or added: tcp+kcp. MODES: what its clients may "
            "speak, 'any' (the default: gonet2 clients work unchanged, and modern ones) or "
            "modern, modern1, legacy and clear joined by '+'; e.g. crypto=modern for a listener "
            "of new clients only. modern is the key exchange's version 2 (the gateway proves its "
@@ -906,6 +980,20 @@ const Setting kSettings[] = {
            "to, joined by ',', or 'none': by default the loopback addresses, where a local TLS "
            "terminator or proxy, or a load generator, brings many players from one address",
    .read = read_exempt, .value = exempt_value, .take = take_exempt},
+  custom("tls-cert", kClients, Kind::kString, "", kLive,
+         "PEM certificate chain (the server's first) of the tls and wss listeners. Read again "
+         "at each reload, so a renewed certificate is served to new connections without a "
+         "restart (connections keep theirs)",
+         read_tls_cert, chars_value<&Settings::tls_cert>, take_chars<&Settings::tls_cert>),
+  custom("tls-key", kClients, Kind::kString, "", kLive,
+         "PEM private key of tls-cert; others than its owner and group may not read it. "
+         "Checked against the certificate at start, reload and --check",
+         read_tls_key, chars_value<&Settings::tls_key>, take_chars<&Settings::tls_key>),
+  custom("ws-origins", kClients, Kind::kString, "", kLive,
+         "origins a WebSocket upgrade (ws, wss) may come from, joined by ',' (e.g. "
+         "https://play.example.com); an upgrade naming another is refused (403, "
+         "handshake_failed); one naming none (a native client) is served. Empty: any origin",
+         read_ws_origins, chars_value<&Settings::ws_origins>, take_chars<&Settings::ws_origins>),
   // KCP over UDP (--listen ...,transport=kcp): gonet2's names and defaults.
   number<&Settings::udp_sockbuf>("udp-sockbuf", kClients, "4194304", kRestart, 0, 64u << 20,
          "SO_RCVBUF/SO_SNDBUF of each KCP listener's UDP socket in bytes (all its sessions "
@@ -1007,9 +1095,12 @@ void comment(std::ostream& out, const std::string& text, std::size_t width = 78)
 
 std::string listener_options_text(const Settings& s, std::uint32_t i) {
   std::string out = ",crypto=" + crypto_modes_text(s.listener_crypto[i]);
-  const std::uint8_t transports = s.listener_transports[i];
-  if ((transports & kTransportKcp) != 0) {
-    out += (transports & kTransportTcp) != 0 ? ",transport=tcp+kcp" : ",transport=kcp";
+  if (const std::uint8_t transports = s.listener_transports[i]; transports != kTransportTcp) {
+    std::string names;
+    for (const auto& [bit, name] : kTransportNames) {
+      if ((transports & bit) != 0) names += (names.empty() ? "" : "+") + std::string(name);
+    }
+    out += ",transport=" + names;
   }
   if (s.listener_proxy[i] == ProxyMode::kNone) return out;
   out += ",proxy=" + std::string(proxy_mode_text(s.listener_proxy[i]));

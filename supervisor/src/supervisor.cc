@@ -145,12 +145,12 @@ void Supervisor::open_listeners() {
     const std::string& address = config_.listen[i];
     const std::uint8_t transports = s.listener_transports[i];
     std::string bound;
-    const bool both = (transports & kTransportTcp) != 0 && (transports & kTransportKcp) != 0;
+    const bool both = (transports & kTransportStreams) != 0 && (transports & kTransportKcp) != 0;
     // Port 0 with both transports: the port the kernel gave TCP may be taken
     // for UDP; then another is picked.
     for (int attempt = 1;; ++attempt) {
       std::uint16_t port = 0;
-      if ((transports & kTransportTcp) != 0) {
+      if ((transports & kTransportStreams) != 0) {
         listen_fds_.push_back(listen_on(address, SOCK_STREAM, config_.reuse_port, 0, bound));
         port = port_of(listen_fds_.back());
       }
@@ -488,13 +488,23 @@ void Supervisor::apply(const ReloadPlan& plan) {
   for (const std::string& name : plan.need_restart) {
     spdlog::warn("reload: {} changed but needs a restart; it stays as it runs", name);
   }
-  if (plan.applied.empty()) {
+  // A certificate renewed in place changes no setting, but the frontend
+  // reads the files again whenever the settings are published.
+  const std::uint8_t* transports = plan.config.settings.listener_transports;
+  const bool tls =
+      std::any_of(transports, transports + plan.config.settings.listener_count,
+                  [](std::uint8_t t) { return (t & (kTransportTls | kTransportWss)) != 0; });
+  if (plan.applied.empty() && !tls) {
     spdlog::info("reload: no setting changed");
     return;
   }
-  std::string applied;
-  for (const std::string& a : plan.applied) applied += (applied.empty() ? "" : ", ") + a;
-  spdlog::info("reload: settings applied: {}", applied);
+  if (plan.applied.empty()) {
+    spdlog::info("reload: no setting changed; tls-cert and tls-key are read again");
+  } else {
+    std::string applied;
+    for (const std::string& a : plan.applied) applied += (applied.empty() ? "" : ", ") + a;
+    spdlog::info("reload: settings applied: {}", applied);
+  }
   config_ = plan.config;
   segment_->publish_settings(config_.settings);
   frontend_doorbell_.ring();  // a parked frontend takes them now, not at its next wakeup

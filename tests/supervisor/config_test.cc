@@ -14,6 +14,7 @@
 #include "gatehouse/supervisor/keygen.h"
 #include "gatehouse/supervisor/settings_table.h"
 #include "gatehouse/token/token_file.h"
+#include "test_certificate.h"
 
 #include <gmock/gmock.h>
 
@@ -260,10 +261,61 @@ TEST(Config, ListenersSayWhichTransportsServeThem) {
     EXPECT_FALSE(e.config.has_value()) << bad;
     EXPECT_THAT(e.message, HasSubstr("transport=")) << bad;
   }
+  for (const char* bad : {"127.0.0.1:9000,transport=tcp+ws", "127.0.0.1:9000,transport=tls+wss",
+                          "127.0.0.1:9000,transport=http"}) {
+    const auto e = parse({"--listen", bad});
+    EXPECT_FALSE(e.config.has_value()) << bad;
+    EXPECT_THAT(e.message, HasSubstr("one of tcp, tls, ws, wss")) << bad;
+  }
+  const auto ws = parse({"--listen", "127.0.0.1:9000,transport=ws+kcp"});
+  ASSERT_TRUE(ws.config.has_value()) << ws.message;
+  EXPECT_EQ(ws.config->settings.listener_transports[0], kTransportWs | kTransportKcp);
+  EXPECT_EQ(listener_options_text(ws.config->settings, 0), ",crypto=any,transport=ws+kcp");
   const auto tcp = parse({"--listen", "127.0.0.1:9000"});
   const auto kcp = parse({"--listen", "127.0.0.1:9000,transport=tcp+kcp"});
   ASSERT_TRUE(tcp.config && kcp.config);
   EXPECT_EQ(plan_reload(*tcp.config, *kcp.config).need_restart, std::vector<std::string>{"listen"});
+}
+
+// tls and wss listeners (docs/websocket.md): the certificate and key are
+// loaded and matched at parse time (start, reload, --check), the key kept
+// from others; ws-origins takes origins.
+TEST(Config, TlsListenersNeedACertificateAndAKeyThatLoad) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("gatehouse-config-tls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const gatehouse::testing::TestCertificate one =
+      gatehouse::testing::make_test_certificate(dir.string(), "one");
+  const gatehouse::testing::TestCertificate two =
+      gatehouse::testing::make_test_certificate(dir.string(), "two");
+  const std::string listen = "127.0.0.1:9443,transport=wss";
+
+  const auto ok = parse({"--listen", listen, "--tls-cert", one.cert, "--tls-key", one.key});
+  ASSERT_TRUE(ok.config.has_value()) << ok.message;
+  EXPECT_EQ(std::string(ok.config->settings.tls_cert), one.cert);
+
+  const auto missing = parse({"--listen", listen});
+  EXPECT_FALSE(missing.config.has_value());
+  EXPECT_THAT(missing.message, HasSubstr("tls-cert and tls-key are both needed"));
+
+  const auto mismatched = parse({"--listen", listen, "--tls-cert", one.cert, "--tls-key", two.key});
+  EXPECT_FALSE(mismatched.config.has_value());
+  EXPECT_THAT(mismatched.message, HasSubstr("the key of the certificate"));
+
+  std::filesystem::permissions(one.key, std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  const auto readable = parse({"--listen", listen, "--tls-cert", one.cert, "--tls-key", one.key});
+  EXPECT_FALSE(readable.config.has_value());
+  EXPECT_THAT(readable.message, HasSubstr("others may read it"));
+
+  // Not checked where no listener serves TLS.
+  EXPECT_TRUE(parse({"--tls-cert", "/nonexistent.pem"}).config.has_value());
+
+  EXPECT_TRUE(parse({"--ws-origins", "https://a.example,http://b.example:8080"}).config);
+  const auto bad_origin = parse({"--ws-origins", "a.example"});
+  EXPECT_FALSE(bad_origin.config.has_value());
+  EXPECT_THAT(bad_origin.message, HasSubstr("is not an origin"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Config, ModernOneIsNamedOnlyWhereAllowedAndAnyIsTheOtherThree) {
@@ -604,6 +656,9 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"dscp", "0"},
       {"udp-sessions-per-ip", "4"},
       {"udp-pending-sessions", "10"},
+      {"tls-cert", "/etc/gatehouse/tls.pem"},
+      {"tls-key", "/etc/gatehouse/tls.key"},
+      {"ws-origins", "https://play.example.com"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

@@ -87,8 +87,19 @@ std::optional<Options> parse_options(int argc, char** argv) {
   visible.add_options()
       ("help,h", "show this help")
       ("transport", po::value<std::string>()->value_name("NAME")->default_value("tcp"),
-       "tcp, or kcp (KCP over UDP to the same HOST:PORT, as a gateway listening with "
-       "transport=kcp or tcp+kcp serves it; docs/kcp.md)")
+       "tcp; kcp (KCP over UDP to the same HOST:PORT, as a gateway listening with "
+       "transport=kcp or tcp+kcp serves it; docs/kcp.md); tls; ws or wss (WebSocket, "
+       "docs/websocket.md)")
+      ("tls-ca", po::value<std::string>()->value_name("FILE"),
+       "tls, wss: the CA certificates (PEM) the gateway's certificate must chain to "
+       "(default: the system's)")
+      ("tls-name", po::value<std::string>()->value_name("NAME"),
+       "tls, wss: the name the certificate must carry (default: HOST)")
+      ("tls-insecure", "tls, wss: do not check the gateway's certificate at all")
+      ("ws-path", po::value<std::string>()->value_name("PATH")->default_value("/"),
+       "ws, wss: the upgrade request's target")
+      ("ws-origin", po::value<std::string>()->value_name("ORIGIN"),
+       "ws, wss: the Origin header to send, as a browser page of ORIGIN would")
       ("modern", "run the modern key exchange first (version 2, key_exchange2_req/ack: X25519 + "
        "an AEAD, the gateway proving it holds a pinned key; docs/protocol-modern.md); needs "
        "--gateway-key")
@@ -181,8 +192,13 @@ std::optional<Options> parse_options(int argc, char** argv) {
     o.aead = *aead;
   }
   const auto transport = gc::parse_transport(vm["transport"].as<std::string>());
-  if (!transport) throw Failure("--transport takes tcp or kcp");
+  if (!transport) throw Failure("--transport takes tcp, kcp, tls, ws or wss");
   o.transport.kind = *transport;
+  if (vm.count("tls-ca") != 0) o.transport.tls_ca_file = vm["tls-ca"].as<std::string>();
+  if (vm.count("tls-name") != 0) o.transport.tls_name = vm["tls-name"].as<std::string>();
+  o.transport.tls_insecure = vm.count("tls-insecure") != 0;
+  o.transport.ws_path = vm["ws-path"].as<std::string>();
+  if (vm.count("ws-origin") != 0) o.transport.ws_origin = vm["ws-origin"].as<std::string>();
   o.login = vm.count("no-login") == 0;
   if (vm.count("udid") != 0) o.udid = vm["udid"].as<std::string>();
   if (vm.count("token") != 0) o.token = vm["token"].as<std::string>();

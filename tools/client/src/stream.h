@@ -1,6 +1,6 @@
 // The transports' shared parts (private to gw_client): socket helpers and
 // FramedStream, the `| size u16 | payload |` framing over any byte stream
-// (TCP, KCP).
+// (TCP, KCP, TLS).
 #pragma once
 
 #include <chrono>
@@ -51,8 +51,13 @@ class FramedStream : public Transport {
   std::size_t rx_start_ = 0;
 };
 
+/// A connected TCP socket (non-blocking, TCP_NODELAY); throws ClientError.
+int connect_socket(const std::string& host, std::uint16_t port, Duration timeout);
 std::unique_ptr<Transport> connect_tcp(const std::string& host, std::uint16_t port,
                                        Duration timeout);
+/// tls, ws, wss (layered_transport.cc).
+std::unique_ptr<Transport> connect_layered(const TransportOptions& options, const std::string& host,
+                                           std::uint16_t port, Duration timeout);
 std::unique_ptr<Transport> connect_kcp(const TransportOptions& options, const std::string& host,
                                        std::uint16_t port);
 

@@ -27,12 +27,19 @@ std::string_view name_of(TransportKind kind) noexcept {
       return "tcp";
     case TransportKind::kKcp:
       return "kcp";
+    case TransportKind::kTls:
+      return "tls";
+    case TransportKind::kWs:
+      return "ws";
+    case TransportKind::kWss:
+      return "wss";
   }
   return "unknown";
 }
 
 std::optional<TransportKind> parse_transport(std::string_view name) noexcept {
-  for (const TransportKind kind : {TransportKind::kTcp, TransportKind::kKcp}) {
+  for (const TransportKind kind : {TransportKind::kTcp, TransportKind::kKcp, TransportKind::kTls,
+                                   TransportKind::kWs, TransportKind::kWss}) {
     if (name == name_of(kind)) return kind;
   }
   return std::nullopt;
@@ -46,6 +53,10 @@ std::unique_ptr<Transport> connect_transport(const TransportOptions& options,
       return detail::connect_tcp(host, port, timeout);
     case TransportKind::kKcp:
       return detail::connect_kcp(options, host, port);
+    case TransportKind::kTls:
+    case TransportKind::kWs:
+    case TransportKind::kWss:
+      return detail::connect_layered(options, host, port, timeout);
   }
   throw std::logic_error("gatehouse client: unknown transport");
 }
@@ -230,6 +241,10 @@ Transport::Fill TcpStream::read(std::vector<std::byte>& rx, Clock::time_point de
 
 std::unique_ptr<Transport> connect_tcp(const std::string& host, std::uint16_t port,
                                        Duration timeout) {
+  return std::make_unique<TcpStream>(connect_socket(host, port, timeout));
+}
+
+int connect_socket(const std::string& host, std::uint16_t port, Duration timeout) {
   const auto deadline = Clock::now() + timeout;
   const auto list = resolve(host, port, SOCK_STREAM);
   std::string last_error = "no address";
@@ -262,7 +277,7 @@ std::unique_ptr<Transport> connect_tcp(const std::string& host, std::uint16_t po
       ::close(fd);
       continue;
     }
-    return std::make_unique<TcpStream>(fd);
+    return fd;
   }
   throw ClientError("connect to " + host + ":" + std::to_string(port) + ": " + last_error);
 }

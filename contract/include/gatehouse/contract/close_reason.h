@@ -33,6 +33,8 @@ enum class CloseReason : std::uint8_t {
   kReplaced,            ///< the same user logged in again (duplicate-login = replace)
   kDuplicateLogin,      ///< the user is logged in already (duplicate-login = refuse)
   kUnknownGatewayKey,   ///< key_exchange2_req naming a key id the gateway does not hold
+  kHandshakeFailed,     ///< TLS handshake or WebSocket upgrade failed or refused (origin)
+  kTextFrame,           ///< a WebSocket text message (frames travel as binary messages)
   kCount
 };
 

@@ -28,6 +28,7 @@ inline constexpr std::uint32_t kMaxWorkers = 64;
 inline constexpr std::uint32_t kMaxBackends = 8;
 inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
+inline constexpr std::size_t kWsOriginsBytes = 1024;
 inline constexpr std::uint32_t kMaxListeners = 16;
 inline constexpr std::uint32_t kMaxExemptNetworks = 16;
 /// Source ranges one listener takes PROXY headers from (proxy-from=).
@@ -83,10 +84,16 @@ enum CryptoModes : std::uint8_t {
   kCryptoAny = kCryptoClear | kCryptoLegacy | kCryptoModern,
 };
 /// Bits of Settings::listener_transports: how a listener's clients reach it
-/// (docs/kcp.md). KCP is UDP on the listener's address and port.
+/// (docs/kcp.md, docs/websocket.md). KCP is UDP on the listener's address and
+/// port; the others share its TCP port, so a listener has at most one of them.
 enum Transports : std::uint8_t {
   kTransportTcp = 1,
   kTransportKcp = 2,
+  kTransportTls = 4,   ///< the TCP protocol inside TLS
+  kTransportWs = 8,    ///< WebSocket: one binary message per frame
+  kTransportWss = 16,  ///< WebSocket over TLS
+  /// The transports over a TCP listening socket.
+  kTransportStreams = kTransportTcp | kTransportTls | kTransportWs | kTransportWss,
 };
 
 /// "modern", "modern+legacy", "any", "any+modern1", ...: nullopt for an
@@ -191,6 +198,11 @@ struct Settings {
   std::uint32_t udp_dscp;              ///< DSCP of the datagrams sent (IP_TOS >> 2)
   std::uint32_t udp_sessions_per_ip;   ///< KCP sessions from one address (IPv4, /64), 0 = no limit
   std::uint32_t udp_pending_sessions;  ///< KCP sessions not logged in yet, in all
+  // TLS, WebSocket (issue 15, docs/websocket.md).
+  char tls_cert[kPathBytes];  ///< PEM certificate chain of tls and wss listeners
+  char tls_key[kPathBytes];   ///< its private key (PEM); both read again at each reload
+  /// Origins a WebSocket upgrade may name, ',' between them; "" = any.
+  char ws_origins[kWsOriginsBytes];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

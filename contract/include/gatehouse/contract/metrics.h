@@ -64,6 +64,11 @@ enum Counter : std::uint32_t {
   // Issue 17: SIGHUP reloads (the supervisor's shard).
   kReloadsApplied,  ///< the configuration read again was taken (then the workers roll)
   kReloadsRefused,  ///< refused: the configuration or the worker binary on disk; nothing changed
+  // Issue 15: TLS and WebSocket listeners (docs/websocket.md); their
+  // connections also close with reason handshake_failed.
+  kHandshakesFailedTls,      ///< TLS handshakes that failed (tls, wss)
+  kHandshakesFailedRequest,  ///< not a WebSocket upgrade, or a malformed one (ws, wss)
+  kHandshakesFailedOrigin,   ///< an upgrade naming an origin outside ws-origins
   kCounterCount
 };
 
@@ -77,6 +82,9 @@ enum Gauge : std::uint32_t {
   kGameReadsPausedNow,        ///< game calls whose reads wait for a backlog to drain
   kAuthCallsInFlight,         ///< login = auth: calls to the auth service not answered yet
   kKcpSessionsOpen,           ///< of kConnectionsOpen, those over KCP
+  kTlsConnectionsOpen,        ///< ... over TLS (transport=tls)
+  kWsConnectionsOpen,         ///< ... over WebSocket (transport=ws)
+  kWssConnectionsOpen,        ///< ... over WebSocket over TLS (transport=wss)
   kGaugeCount
 };
 

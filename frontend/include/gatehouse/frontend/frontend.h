@@ -43,6 +43,15 @@
 // lingers until the client acknowledged the output, then forgets the
 // session; a client that redials from the same port (a new conv, sn 0)
 // replaces its session, as kcp-go's listener does.
+//
+// TLS and WebSocket (docs/websocket.md): a connection of a tls, ws or wss
+// listener is admitted as any other (limits, a slot, kConnOpened), then its
+// StreamLink (stream_link.h) does the TLS handshake and/or the upgrade within
+// the read deadline; a failure closes it handshake_failed. From then on the
+// link's input goes through the same framing and bounds, and the workers'
+// output through the link, one write at a time (queued meanwhile, bounded
+// by txqueuelen and txqueue-bytes as for TCP). A kick flushes, then closes
+// the layer (close frame, close_notify) within the linger time.
 #pragma once
 
 #include <array>
@@ -71,6 +80,7 @@
 #include "gatehouse/frontend/address_limit.h"
 #include "gatehouse/frontend/connect_rate.h"
 #include "gatehouse/frontend/deadline_list.h"
+#include "gatehouse/frontend/stream_link.h"
 #include "gatehouse/shm/doorbell.h"
 #include "gatehouse/shm/session_table.h"
 
@@ -182,6 +192,15 @@ class Frontend {
   void flush_kcp();
   void tick_kcp();
   void forget_kcp(Connection& c);  // out of the session table and its counts
+  // TLS, WebSocket
+  void open_link(Connection& c, StreamLink::Kind kind, boost::asio::ip::tcp::socket socket,
+                 std::span<const std::byte> first_bytes);
+  void on_link_open(Connection& c, StreamLink::Failure failure, std::string_view why);
+  void on_link_input(Connection& c, StreamLink::Input input, std::span<const std::byte> bytes);
+  void write_link(Connection& c);
+  /// The tls and wss listeners' context from tls-cert and tls-key (at start
+  /// and at each reload: a renewed certificate); false if they do not load.
+  bool load_tls();
   // closing
   void close_from_frontend(Connection& c, CloseReason reason);
   void kick_slow_consumer(Connection& c);
@@ -233,6 +252,7 @@ class Frontend {
   LogLimit proxy_timeout_log_{spdlog::level::warn,
                               "connection closed: no PROXY header within its deadline"};
   LogLimit kcp_refused_log_{spdlog::level::warn, "KCP session refused"};
+  LogLimit handshake_log_{spdlog::level::warn, "connection closed: handshake failed"};
   AddressLimit per_address_;
   ConnectRate connect_rate_;
   std::uint32_t next_worker_ = 0;  // whose turn it is to take a connection
@@ -271,6 +291,10 @@ class Frontend {
   bool kcp_ticking_ = false;
   std::int64_t kcp_tick_at_ = 0;     // when the armed tick fires
   std::vector<std::byte> datagram_;  // one datagram received
+  // TLS and WebSocket: the context new tls and wss connections take, and
+  // the links open by kind (the transport gauges).
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::array<std::size_t, 3> links_open_{};
   volatile std::sig_atomic_t drain_requested_ = 0;
   bool draining_ = false;
 };

@@ -4,6 +4,9 @@
 //
 //   tcp   | size u16 | payload | ... over a TCP stream (shared/protocol.md)
 //   kcp   the same byte stream over KCP over UDP (docs/kcp.md, gonet2's settings)
+//   tls   the same byte stream inside TLS
+//   ws    one WebSocket binary message per payload (docs/websocket.md)
+//   wss   ws over TLS
 //
 // A transport carries payloads already encrypted by the Client; the size
 // header (or the message boundary) is the transport's business.
@@ -24,10 +27,10 @@ namespace gatehouse::client {
 
 using Duration = std::chrono::milliseconds;
 
-enum class TransportKind : std::uint8_t { kTcp, kKcp };
+enum class TransportKind : std::uint8_t { kTcp, kKcp, kTls, kWs, kWss };
 
 std::string_view name_of(TransportKind kind) noexcept;
-/// "tcp" or "kcp"; nullopt for anything else.
+/// "tcp", "kcp", "tls", "ws" or "wss"; nullopt for anything else.
 std::optional<TransportKind> parse_transport(std::string_view name) noexcept;
 
 struct TransportOptions {
@@ -36,6 +39,17 @@ struct TransportOptions {
   std::uint32_t kcp_interval_ms = 10;
   /// KCP: windows in segments (gonet2's 32/32 are the floor).
   std::uint32_t kcp_window = 128;
+  /// tls, wss: the CA certificates (PEM) the gateway's certificate must chain
+  /// to; empty: the system's. The name checked (and sent as SNI): tls_name,
+  /// else the host connected to.
+  std::string tls_ca_file = {};
+  std::string tls_name = {};
+  /// tls, wss: no certificate check at all (a test gateway's own certificate).
+  bool tls_insecure = false;
+  /// ws, wss: the upgrade's target and Origin header (empty: none, as a
+  /// native client).
+  std::string ws_path = "/";
+  std::string ws_origin = {};
 };
 
 /// One connection's frames. Blocking, with deadlines; see Client for the
@@ -65,7 +79,8 @@ class Transport {
   /// The peer sees the end of the stream; receiving goes on.
   virtual void shutdown_send() = 0;
   virtual std::uint16_t local_port() const noexcept = 0;
-  /// The socket (TCP, or the UDP socket of a KCP session).
+  /// The socket (TCP, or the UDP socket of a KCP session; TLS and WebSocket
+  /// are over its TCP socket).
   virtual int native_handle() const noexcept = 0;
 
   std::error_code close_error() const noexcept { return close_error_; }
