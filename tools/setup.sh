@@ -17,6 +17,7 @@ packages=(
   python3 python3-cryptography   # the independent client of docs/protocol-modern.md (a test)
   golang-go golang-github-xtaci-kcp-dev   # a real kcp-go peer for the KCP interop test (docs/kcp.md)
   etcd-server   # a real etcd for the discovery tests (docs/discovery.md; they start their own)
+  chromium      # a real browser for the WebSocket test (docs/websocket.md)
 )
 
 missing=()

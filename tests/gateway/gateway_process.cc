@@ -108,7 +108,7 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
     const auto port_of = [&line] {
       return static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
     };
-    if (line.rfind("listen=", 0) == 0) port_ = port_of();
+    if (line.rfind("listen=", 0) == 0) ports_.push_back(port_of());
     if (line.rfind("metrics=", 0) == 0) metrics_port_ = port_of();
   }
   segment_.emplace(GatewaySegment::attach("gatehouse-" + instance_));

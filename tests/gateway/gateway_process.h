@@ -42,7 +42,10 @@ class GatewayProcess {
   explicit GatewayProcess(GatewayOptions options);
   ~GatewayProcess();
 
-  std::uint16_t port() const { return port_; }
+  /// The first listener's port; port(i) the i-th --listen's (extra --listen
+  /// lines in extra_args come after options.listen).
+  std::uint16_t port() const { return ports_.at(0); }
+  std::uint16_t port(std::size_t i) const { return ports_.at(i); }
   std::uint16_t metrics_port() const { return metrics_port_; }
   pid_t pid() const { return supervisor_->pid(); }
   const std::string& instance() const { return instance_; }
@@ -81,7 +84,7 @@ class GatewayProcess {
   std::string log_path_;
   std::optional<ChildProcess> supervisor_;
   std::optional<GatewaySegment> segment_;
-  std::uint16_t port_ = 0;
+  std::vector<std::uint16_t> ports_;
   std::uint16_t metrics_port_ = 0;
   std::vector<modern::PublicKey> gateway_keys_;
 };

@@ -45,13 +45,16 @@ struct ClientResult {
 /// crash, where the docs say frames may be lost): echoes may be missing,
 /// never duplicated or reordered; a window that stays silent for 2 s counts
 /// as lost.
-void run_client(std::uint16_t port, const modern::PublicKey& gateway_key, int index,
-                const std::atomic<bool>& stop, ClientResult& out, bool lossy = false) {
+void run_client(const GatewayProcess& gateway, int index, const std::atomic<bool>& stop,
+                ClientResult& out, bool lossy = false) {
   client::Client c;
-  // One in four over KCP (the listener serves tcp+kcp), each crypto mode in turn.
+  // One in four over KCP (the first listener serves tcp+kcp), one in four
+  // over WebSocket (the second listener), each crypto mode in turn.
   client::TransportOptions transport;
   if (index % 4 == 3) transport.kind = client::TransportKind::kKcp;
-  c.connect("127.0.0.1", port, kPatience, transport);
+  if (index % 4 == 1) transport.kind = client::TransportKind::kWs;
+  c.connect("127.0.0.1", gateway.port(index % 4 == 1 ? 1 : 0), kPatience, transport);
+  const modern::PublicKey& gateway_key = gateway.gateway_key();
   // A third each: legacy RC4, modern ChaCha20-Poly1305, clear.
   if ((index % 3 == 0 && !c.key_exchange(kPatience)) ||
       (index % 3 == 1 && !c.modern_key_exchange(gateway_key, kPatience))) {
@@ -110,11 +113,14 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
   std::vector<ClientResult> results(static_cast<std::size_t>(clients));
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
-    threads.emplace_back(run_client, gateway.port(), std::cref(gateway.gateway_key()), i,
-                         std::cref(stop), std::ref(results[static_cast<std::size_t>(i)]),
-                         lost != nullptr);
+    threads.emplace_back(run_client, std::cref(gateway), i, std::cref(stop),
+                         std::ref(results[static_cast<std::size_t>(i)]), lost != nullptr);
   }
   ASSERT_TRUE(game.wait_for_streams(static_cast<std::size_t>(clients), kPatience));
+  EXPECT_EQ(metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                          "gatehouse_connections_open_by_transport{transport=\"ws\"}"),
+            (clients + 2) / 4)
+      << "one client in four came over WebSocket";
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   while (std::chrono::steady_clock::now() < end) chaos();
   stop.store(true);
@@ -134,12 +140,13 @@ void expect_no_client_notices(GatewayProcess& gateway, FakeGameService& game, in
 }
 
 /// A two-worker gateway in front of `game`, speaking the gonet2 or the
-/// batched contract to it, its clients on TCP and KCP.
+/// batched contract to it, its clients on TCP, KCP and WebSocket.
 GatewayOptions chaos_gateway(const FakeGameService& game, std::vector<std::string> args,
                              bool batched = false) {
   GatewayOptions options{game.port(), 2, std::move(args), {}};
   options.batched = batched;
   options.listen = "127.0.0.1:0,transport=tcp+kcp";
+  options.extra_args.insert(options.extra_args.end(), {"--listen", "127.0.0.1:0,transport=ws"});
   return options;
 }
 
