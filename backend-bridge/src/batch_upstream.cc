@@ -314,6 +314,11 @@ std::uint64_t BatchUpstream::unacknowledged() const {
   return link_ ? link_->unacknowledged() : 0;
 }
 
+bool BatchUpstream::reachable() {
+  return link_ && !link_->down() && down_since_ns_ == 0 &&
+         channel_->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+}
+
 void BatchUpstream::start_link() {
   link_ = std::make_shared<BatchLink>(*this);
   link_acks_ = link_;

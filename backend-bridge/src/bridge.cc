@@ -75,6 +75,8 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
           calls_, rings_, wakeup_, metrics_, in_flight_));
     }
   }
+  // A dead predecessor's view is stale: unreachable until seen up.
+  for (auto& up : segment_.control().game_service_up) up.store(0, std::memory_order_relaxed);
   segment_.control().bridge.pid.store(::getpid());
 }
 
@@ -84,6 +86,7 @@ Bridge::~Bridge() {
   for (auto& upstream : upstreams_) upstream->cancel_all();
   auth_.cancel_all();
   calls_.wait_for_calls();
+  for (auto& up : segment_.control().game_service_up) up.store(0, std::memory_order_relaxed);
 }
 
 Upstream* Bridge::upstream_of(std::int64_t user_id) const {
@@ -214,6 +217,7 @@ std::size_t Bridge::do_work() {
 
   const std::int64_t now = monotonic_ns();
   segment_.control().bridge.heartbeat_ns.store(now, std::memory_order_relaxed);
+  publish_reachability(now);
   flush_log_limits(now);
   const std::size_t open = calls_open();
   metrics_.set(metrics::kGameStreamsOpen, static_cast<std::int64_t>(open));
@@ -226,6 +230,23 @@ std::size_t Bridge::do_work() {
   }
   if (stopping_ && (open == 0 || now > stop_deadline_ns_)) finished_ = true;
   return work;
+}
+
+void Bridge::publish_reachability(std::int64_t now_ns) {
+  constexpr std::int64_t kPeriodNs = 100'000'000;
+  if (now_ns < next_reachability_ns_) return;
+  next_reachability_ns_ = now_ns + kPeriodNs;
+  for (std::size_t b = 0; b < upstreams_.size(); ++b) {
+    const std::uint32_t up = upstreams_[b]->reachable() ? 1 : 0;
+    std::atomic<std::uint32_t>& cell = segment_.control().game_service_up[b];
+    if (cell.exchange(up, std::memory_order_relaxed) == up) continue;
+    // At most one line per period and game service, however it flaps.
+    if (up != 0) {
+      spdlog::info("game service {}: reachable", settings_.backends[b]);
+    } else {
+      spdlog::warn("game service {}: unreachable", settings_.backends[b]);
+    }
+  }
 }
 
 void Bridge::park(std::chrono::nanoseconds timeout) {

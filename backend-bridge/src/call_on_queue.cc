@@ -4,6 +4,8 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <limits>
+
 #include "gatehouse/codec/game_link_limits.h"
 
 namespace gatehouse::bridge {
@@ -20,6 +22,10 @@ std::shared_ptr<grpc::Channel> game_channel(const std::string& address) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // The bridge keeps every game service's channel connected, calls or not
+  // (Upstream::reachable()): gRPC's idle timeout (30 min) would drop it,
+  // and /ready with it, until the next check connected it again.
+  args.SetInt(GRPC_ARG_CLIENT_IDLE_TIMEOUT_MS, std::numeric_limits<int>::max());
   // Explicit, and the same as gw::game_server's: a game keeps its messages
   // (batches, frames) within them (game_link_limits.h).
   args.SetMaxReceiveMessageSize(static_cast<int>(game_link::kMaxMessageBytes));

@@ -280,6 +280,10 @@ void Gonet2Upstream::close_all() {
   }
 }
 
+bool Gonet2Upstream::reachable() {
+  return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY;
+}
+
 void Gonet2Upstream::cancel(std::uint64_t conn) {
   const auto it = streams_.find(conn);
   if (it != streams_.end()) it->second->cancel();

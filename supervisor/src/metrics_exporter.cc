@@ -1,17 +1,23 @@
 #include "gatehouse/supervisor/metrics_exporter.h"
 
 #include <prometheus/collectable.h>
-#include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
-#include <stdexcept>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "gatehouse/base/clock.h"
 #include "gatehouse/base/version.h"
 #include "gatehouse/contract/layout.h"
+#include "gatehouse/supervisor/listen_socket.h"
+#include "gatehouse/supervisor/process_stats.h"
 
 namespace gatehouse::supervisor {
 namespace {
@@ -20,15 +26,17 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-// CivetWeb gives each connection a thread from accept to close and, by
-// default, waits 30 s for a request: two idle connections to its default two
-// threads starved every scrape. Eight threads serve several scrapers at
-// once, and an idle or slow peer (reading the request or taking the reply)
-// gives its thread back after the timeout. A scrape is one small request
-// answered from shared memory, on CivetWeb's threads, never the supervisor's
-// loop; the timeout also bounds how long stopping the exporter can wait.
-constexpr std::size_t kServingThreads = 8;
-constexpr std::chrono::milliseconds kRequestTimeout{2000};
+// A scrape is one small request answered from shared memory and /proc;
+// health checks are smaller still. Sixteen connections serve several
+// scrapers and load balancers at once; a peer that sends nothing, or too
+// slowly, or does not take its answer, gives its place back after 2 s, so
+// idle connections cannot starve a scrape (issue 20: CivetWeb's 30 s did).
+constexpr HttpServer::Limits kLimits{.max_connections = 16,
+                                     .request_timeout = std::chrono::milliseconds(2000),
+                                     .write_timeout = std::chrono::milliseconds(2000),
+                                     .header_bytes = 8192,
+                                     .body_bytes = 1024};
+constexpr std::string_view kExpositionType = "text/plain; version=0.0.4; charset=utf-8";
 
 struct CounterInfo {
   metrics::Counter id;
@@ -125,7 +133,7 @@ ClientMetric value_metric(MetricType type, double value,
 
 class MetricsExporter::Collector final : public prometheus::Collectable {
  public:
-  explicit Collector(GatewaySegment& segment) : segment_(segment) {
+  Collector(GatewaySegment& segment, const Health& health) : segment_(segment), health_(health) {
     const std::uint32_t workers = segment.settings().workers;
     for (std::uint32_t w = 0; w < workers; ++w) {
       for (const auto& [kind, prefix] : {std::pair{RingKind::kFrontendToWorker, "fe-w/"},
@@ -430,31 +438,135 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       }
     }
     out.push_back(std::move(restarts));
+    collect_game_services(out);
+    collect_capacity(out, gauge_sum(metrics::kConnectionsOpen),
+                     gauge_sum(metrics::kAuthCallsInFlight));
+    collect_processes(out);
     return out;
   }
 
  private:
+  /// gatehouse_game_service_up, per --backend entry, as the bridge sees it.
+  void collect_game_services(std::vector<MetricFamily>& out) const {
+    const Settings settings = segment_.settings();
+    auto up = family("gatehouse_game_service_up",
+                     "1 while the bridge can reach the game service (gonet2: its gRPC channel is "
+                     "connected; batch: its link is up), by backend entry as configured.",
+                     MetricType::Gauge);
+    for (std::uint32_t b = 0; b < settings.backend_count; ++b) {
+      up.metric.push_back(value_metric(
+          MetricType::Gauge,
+          segment_.control().game_service_up[b].load(std::memory_order_relaxed) != 0 ? 1 : 0,
+          {{"backend", settings.backends[b]}}));
+    }
+    out.push_back(std::move(up));
+  }
+
+  /// gatehouse_capacity_limit / _available: what the limits still allow,
+  /// by the setting that sets them.
+  void collect_capacity(std::vector<MetricFamily>& out, double connections_open,
+                        double auth_in_flight) const {
+    const Settings settings = segment_.settings();
+    auto limit = family("gatehouse_capacity_limit",
+                        "The configured bound, by setting: max-connections (client connections, "
+                        "and so sessions), auth-max-inflight (login = auth: only).",
+                        MetricType::Gauge);
+    auto available = family("gatehouse_capacity_available",
+                            "Room left under the bound, by setting: connections the gateway still "
+                            "accepts, auth calls it still starts.",
+                            MetricType::Gauge);
+    const auto add = [&](const char* setting, double bound, double used) {
+      limit.metric.push_back(value_metric(MetricType::Gauge, bound, {{"setting", setting}}));
+      available.metric.push_back(
+          value_metric(MetricType::Gauge, std::max(0.0, bound - used), {{"setting", setting}}));
+    };
+    add("max-connections", settings.max_connections, connections_open);
+    if (settings.login_mode == LoginMode::kAuthService) {
+      add("auth-max-inflight", settings.auth_max_inflight, auth_in_flight);
+    }
+    out.push_back(std::move(limit));
+    out.push_back(std::move(available));
+  }
+
+  /// process_*: Prometheus' process collector, for every gateway process,
+  /// labelled with its component and its name in the logs.
+  void collect_processes(std::vector<MetricFamily>& out) const {
+    auto cpu = family("process_cpu_seconds_total",
+                      "Total user and system CPU time spent in seconds.", MetricType::Counter);
+    auto open_fds =
+        family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge);
+    auto max_fds =
+        family("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge);
+    auto resident = family("process_resident_memory_bytes", "Resident memory size in bytes.",
+                           MetricType::Gauge);
+    auto start =
+        family("process_start_time_seconds",
+               "Start time of the process since unix epoch in seconds.", MetricType::Gauge);
+    const auto add = [&](const char* component, const std::string& name, pid_t pid) {
+      const auto stats = read_process_stats(pid);
+      if (!stats) return;  // gone since the report: its series skip this scrape
+      const std::vector<ClientMetric::Label> labels{{"component", component}, {"process", name}};
+      cpu.metric.push_back(value_metric(MetricType::Counter, stats->cpu_seconds, labels));
+      open_fds.metric.push_back(value_metric(MetricType::Gauge, stats->open_fds, labels));
+      if (stats->max_fds) {
+        max_fds.metric.push_back(value_metric(MetricType::Gauge, *stats->max_fds, labels));
+      }
+      resident.metric.push_back(value_metric(MetricType::Gauge, stats->resident_bytes, labels));
+      start.metric.push_back(value_metric(MetricType::Gauge, stats->start_time_seconds, labels));
+    };
+    add("supervisor", "supervisor", ::getpid());
+    for (const ChildHealth& c : health_.report().children) {
+      if (c.pid != 0) add(kComponentNames[c.id.component()], c.id.name(), c.pid);
+    }
+    for (auto* f : {&cpu, &open_fds, &max_fds, &resident, &start}) out.push_back(std::move(*f));
+  }
+
   GatewaySegment& segment_;
+  const Health& health_;
   std::vector<std::pair<std::string, shm::SpscRing>> rings_;
 };
 
-MetricsExporter::MetricsExporter(GatewaySegment& segment, const std::string& address)
-    : collector_(std::make_shared<Collector>(segment)) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-        "listening_ports", address, "num_threads", std::to_string(kServingThreads),
-        "request_timeout_ms", std::to_string(kRequestTimeout.count()), "enable_keep_alive", "no"});
-  } catch (const std::exception& e) {
-    throw std::runtime_error("--metrics-listen " + address + ": " + e.what());
-  }
-  exposer_->RegisterCollectable(collector_);
+MetricsExporter::MetricsExporter(GatewaySegment& segment, const Health& health,
+                                 const std::string& address)
+    : segment_(segment), health_(health), collector_(std::make_shared<Collector>(segment, health)) {
+  std::string bound;
+  const int fd =
+      bind_socket("--metrics-listen", address, SOCK_STREAM, /*reuse_port=*/false, 0, bound);
+  server_ = std::make_unique<HttpServer>(
+      fd, [this](std::string_view path) { return answer(path); }, kLimits);
 }
 
 MetricsExporter::~MetricsExporter() = default;
 
-std::uint16_t MetricsExporter::port() const {
-  const auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : static_cast<std::uint16_t>(ports.front());
+HttpServer::Response MetricsExporter::answer(std::string_view path) const {
+  if (path == "/metrics") {
+    return {.status = 200,
+            .content_type = std::string(kExpositionType),
+            .body = prometheus::TextSerializer().Serialize(collector_->Collect())};
+  }
+  if (path == "/healthz") {
+    const std::int64_t now = monotonic_ns();
+    if (health_.alive(now)) return {.body = "ok\n"};
+    return {.status = 503,
+            .body = "supervisor loop stalled for " +
+                    std::to_string(health_.stalled_ns(now) / 1'000'000) + " ms\n"};
+  }
+  if (path == "/ready") return ready();
+  return {.status = 404, .body = "not found: /metrics, /healthz, /ready\n"};
+}
+
+HttpServer::Response MetricsExporter::ready() const {
+  const Settings settings = segment_.settings();
+  GameServices games{settings.backend_count, 0};
+  for (std::uint32_t b = 0; b < settings.backend_count; ++b) {
+    games.reachable +=
+        segment_.control().game_service_up[b].load(std::memory_order_relaxed) != 0 ? 1 : 0;
+  }
+  const auto reasons = not_ready_reasons(health_.report(), segment_.draining(), games);
+  if (reasons.empty()) return {.body = "ready\n"};
+  std::string body = "not ready: ";
+  for (std::size_t i = 0; i < reasons.size(); ++i) body += (i == 0 ? "" : "; ") + reasons[i];
+  return {.status = 503, .body = body + "\n"};
 }
 
 }  // namespace gatehouse::supervisor

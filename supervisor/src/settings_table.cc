@@ -827,7 +827,8 @@ const Setting kSettings[] = {
   plain<&Config::ready_file>("ready-file", kGeneral, Kind::kString, "", kRestart,
          "write 'listen=<addr>' and 'metrics=<addr>' lines here once serving"),
   custom("metrics-listen", kGeneral, Kind::kString, "127.0.0.1:9477", kRestart,
-         "Prometheus /metrics endpoint host:port (loopback by default)",
+         "host:port of the HTTP endpoint: Prometheus /metrics, and /healthz and /ready for load "
+         "balancers (docs/operations.md); loopback by default",
          read_metrics_listen, value_of<&Config::metrics_listen>),
   {.name = "log-connections", .section = kGeneral, .kind = Kind::kString, .default_text = "all",
    .on_reload = kLive,

@@ -1,8 +1,6 @@
 #include "gatehouse/supervisor/supervisor.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,6 +21,7 @@
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/supervisor/listen_socket.h"
 #include "gatehouse/supervisor/settings_table.h"
 
 namespace gatehouse::supervisor {
@@ -43,76 +42,6 @@ std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return std::string("was killed by ") + ::strsignal(WTERMSIG(status));
   return "stopped";
-}
-
-/// Binds a socket of `type` (SOCK_STREAM: listening; SOCK_DGRAM: KCP's UDP)
-/// for "host:port" or "[v6]:port", on `port` instead when the address says
-/// port 0 and `port` is not (a listener's UDP socket takes the port its TCP
-/// one was given); throws with the address in the message.
-int listen_on(const std::string& address, int type, bool reuse_port, std::uint16_t port,
-              std::string& bound) {
-  Endpoint endpoint;
-  try {
-    endpoint = parse_endpoint(address, /*allow_port_zero=*/true);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(std::string("--listen: ") + e.what());
-  }
-  const std::string& host = endpoint.host;
-  const std::string port_text = std::to_string(endpoint.port == 0 ? port : endpoint.port);
-  const std::string what =
-      std::string("--listen ") + address + (type == SOCK_DGRAM ? " (udp)" : "");
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = type;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  if (const int rc =
-          ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &found);
-      rc != 0) {
-    throw std::runtime_error(what + ": " + ::gai_strerror(rc));
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
-  const int fd = ::socket(found->ai_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) throw std::runtime_error(what + ": " + std::strerror(errno));
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::runtime_error(what + ": SO_REUSEPORT: " + std::strerror(err));
-  }
-  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 ||
-      (type == SOCK_STREAM && ::listen(fd, SOMAXCONN) != 0)) {
-    const int err = errno;
-    ::close(fd);
-    throw std::runtime_error(what + ": " + std::strerror(err));
-  }
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  char text[INET6_ADDRSTRLEN] = "?";
-  std::uint16_t bound_port = 0;
-  if (addr.ss_family == AF_INET6) {
-    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-    ::inet_ntop(AF_INET6, &a6->sin6_addr, text, sizeof text);
-    bound_port = ntohs(a6->sin6_port);
-    bound = "[" + std::string(text) + "]:" + std::to_string(bound_port);
-  } else {
-    const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr);
-    ::inet_ntop(AF_INET, &a4->sin_addr, text, sizeof text);
-    bound_port = ntohs(a4->sin_port);
-    bound = std::string(text) + ":" + std::to_string(bound_port);
-  }
-  return fd;
-}
-
-/// The port of a bound socket.
-std::uint16_t port_of(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  return ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
-                                          : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
 }
 
 /// A KCP listener's UDP socket carries every session of the listener:
@@ -151,13 +80,15 @@ void Supervisor::open_listeners() {
     for (int attempt = 1;; ++attempt) {
       std::uint16_t port = 0;
       if ((transports & kTransportStreams) != 0) {
-        listen_fds_.push_back(listen_on(address, SOCK_STREAM, config_.reuse_port, 0, bound));
+        listen_fds_.push_back(
+            bind_socket("--listen", address, SOCK_STREAM, config_.reuse_port, 0, bound));
         port = port_of(listen_fds_.back());
       }
       if ((transports & kTransportKcp) != 0) {
         std::string udp_bound;
         try {
-          udp_fds_.push_back(listen_on(address, SOCK_DGRAM, config_.reuse_port, port, udp_bound));
+          udp_fds_.push_back(
+              bind_socket("--listen", address, SOCK_DGRAM, config_.reuse_port, port, udp_bound));
         } catch (const std::runtime_error&) {
           if (!both || attempt == 8 || parse_endpoint(address, /*allow_port_zero=*/true).port != 0)
             throw;
@@ -427,6 +358,7 @@ bool Supervisor::wait_for_children_attached() {
       all = all && attached(c);
     }
     if (all) return true;
+    health_.beat(monotonic_ns());  // waiting is alive too (/healthz)
     if (processes_->now_ns() > deadline) {
       spdlog::critical("children did not attach to the segment within 30 s");
       return false;
@@ -569,6 +501,23 @@ void Supervisor::report_health() {
          ("STATUS=" + status));
 }
 
+void Supervisor::publish_health() {
+  health_.beat(monotonic_ns());  // the real clock: /healthz reads it
+  HealthReport& r = health_report_;
+  r.started = started_;
+  r.listening = !listen_fds_.empty() || !udp_fds_.empty();
+  r.children.resize(children_.size());
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    const Child& c = children_[i];
+    // The worker a reload is replacing is down on purpose; its sessions
+    // wait in the rings for its successor.
+    const bool rolling = reload_ && c.id.role == Role::kWorker && c.id.index == reload_->current();
+    const bool attached = c.pid != 0 && segment_ && status_of(c.id).pid.load() == c.pid;
+    r.children[i] = {c.id, c.pid, attached, rolling};
+  }
+  health_.publish(r);
+}
+
 void Supervisor::notify(const std::string& state) const {
   ::sd_notify(0, state.c_str());
 }
@@ -635,7 +584,8 @@ bool Supervisor::start() {
   try {
     open_listeners();
     segment_.emplace(GatewaySegment::create("gatehouse-" + config_.instance, s));
-    metrics_.emplace(*segment_, config_.metrics_listen);
+    health_.beat(monotonic_ns());
+    metrics_.emplace(*segment_, health_, config_.metrics_listen);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return false;
@@ -674,6 +624,8 @@ bool Supervisor::start() {
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());
   spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
+  started_ = true;
+  publish_health();
   write_ready_file();
   if (::sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
   notify("READY=1\nSTATUS=serving");
@@ -703,6 +655,7 @@ int Supervisor::do_work() {
     if (reload_) work += advance_reload();
   }
   report_health();
+  publish_health();
   return work;
 }
 

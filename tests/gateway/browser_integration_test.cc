@@ -6,6 +6,7 @@
 // posts its result back to the test. The gateway allows only the page's
 // origin (ws-origins), so the browser's Origin header is checked too.
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -101,17 +102,22 @@ ws.onclose = (event) => report('closed ' + event.code);
 </script>
 )";
 
-/// Serves kPage at /page and takes the page's POST /result (Beast, one
-/// thread, one request per connection).
+/// Serves kPage at /page and takes the page's POST /result (Beast, a thread
+/// per connection: a browser opens connections it sends nothing on yet).
 class PageServer {
  public:
   PageServer() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    thread_ = std::thread([this] { serve(); });
+    thread_ = std::thread([this] { accept(); });
   }
   ~PageServer() {
-    boost::system::error_code ec;
-    acceptor_.close(ec);
+    // shutdown() wakes the threads blocked in accept() and read(); close() alone does not.
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
     thread_.join();
+    {
+      std::lock_guard lock(mu_);
+      for (tcp::socket* s : sockets_) ::shutdown(s->native_handle(), SHUT_RDWR);
+    }
+    for (std::thread& t : connections_) t.join();
   }
   PageServer(const PageServer&) = delete;
   PageServer& operator=(const PageServer&) = delete;
@@ -127,15 +133,24 @@ class PageServer {
   }
 
  private:
-  void serve() {
+  void accept() {
     for (;;) {
       boost::system::error_code ec;
-      tcp::socket socket = acceptor_.accept(ec);
-      if (ec) return;  // closed
-      boost::beast::flat_buffer buffer;
+      auto socket = std::make_unique<tcp::socket>(acceptor_.accept(ec));
+      if (ec) return;  // shut down
+      std::lock_guard lock(mu_);
+      sockets_.push_back(socket.get());
+      connections_.emplace_back([this, s = std::move(socket)] { serve(*s); });
+    }
+  }
+
+  void serve(tcp::socket& socket) {
+    boost::beast::flat_buffer buffer;
+    for (;;) {
+      boost::system::error_code ec;
       http::request<http::string_body> request;
       http::read(socket, buffer, request, ec);
-      if (ec) continue;
+      if (ec) break;
       http::response<http::string_body> response{http::status::ok, request.version()};
       response.set(http::field::content_type, "text/html; charset=utf-8");
       if (request.method() == http::verb::post && request.target() == "/result") {
@@ -147,10 +162,13 @@ class PageServer {
       } else {
         response.result(http::status::not_found);
       }
-      response.keep_alive(false);
+      response.keep_alive(request.keep_alive());
       response.prepare_payload();
       http::write(socket, response, ec);
+      if (ec || !request.keep_alive()) break;
     }
+    std::lock_guard lock(mu_);
+    std::erase(sockets_, &socket);
   }
 
   asio::io_context io_;
@@ -158,6 +176,8 @@ class PageServer {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::vector<tcp::socket*> sockets_;      // open, for the destructor to shut down
+  std::vector<std::thread> connections_;  // guarded by mu_ while thread_ runs
   std::optional<std::string> result_;
 };
 

@@ -20,14 +20,14 @@ sockaddr_in loopback(std::uint16_t port) {
 
 }  // namespace
 
-std::string http_get(std::uint16_t port, const std::string& path) {
+HttpResponse http_request(std::uint16_t port, const std::string& method, const std::string& path) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const sockaddr_in addr = loopback(port);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
     return {};
   }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  const std::string request = method + " " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
   (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string response;
   char buffer[8192];
@@ -36,7 +36,14 @@ std::string http_get(std::uint16_t port, const std::string& path) {
   }
   ::close(fd);
   const auto body = response.find("\r\n\r\n");
-  return body == std::string::npos ? std::string() : response.substr(body + 4);
+  if (!response.starts_with("HTTP/1.") || response.size() < 12 || body == std::string::npos) {
+    return {};
+  }
+  return {std::stoi(response.substr(9, 3)), response.substr(body + 4)};
+}
+
+std::string http_get(std::uint16_t port, const std::string& path) {
+  return http_request(port, "GET", path).body;
 }
 
 double metric_sample(const std::string& exposition, const std::string& name) {

@@ -198,8 +198,9 @@ int idle_connection(std::uint16_t port) {
 
 // Issue 20: two idle connections held CivetWeb's two threads for its 30 s
 // request timeout (a scrape took 29.7 s; with four, every scrape timed out).
-// Four idle peers now leave threads free; sixteen (twice the threads) make a
-// scrape wait at most for the short request timeout of the first ones.
+// The endpoint now takes 16 connections at once and closes one that has not
+// sent its request within 2 s: four idle peers leave room; sixteen (the cap)
+// make a scrape wait in the listen queue at most for the first ones' bound.
 TEST_F(MetricsTest, IdleConnectionsDoNotStarveAScrape) {
   constexpr auto kBound = 10s;  // the old behaviour took 30 s or more per scrape
   for (const int idle_count : {4, 16}) {
@@ -208,7 +209,7 @@ TEST_F(MetricsTest, IdleConnectionsDoNotStarveAScrape) {
       idle.push_back(idle_connection(gateway_->metrics_port()));
       ASSERT_GE(idle.back(), 0);
     }
-    std::this_thread::sleep_for(100ms);  // let the server hand them to its threads first
+    std::this_thread::sleep_for(100ms);  // let the server take them first
     for (int scrape_no = 0; scrape_no < 2; ++scrape_no) {
       const auto start = std::chrono::steady_clock::now();
       const std::string text = scrape(gateway_->metrics_port());

@@ -2,8 +2,11 @@
 # Keeps the monitoring files in step with the metrics contract:
 #  1. the metric families of sample-metrics.txt are exactly the ones
 #     docs/metrics.md lists;
-#  2. every gatehouse_* name the alert rules and the dashboard query is one
-#     of those families (or a histogram's _bucket/_sum/_count series).
+#  2. every gatehouse_* and process_* name the alert rules and the
+#     dashboard query is one of those families (or a histogram's
+#     _bucket/_sum/_count series).
+# process_* are the standard process metrics, served for every gateway
+# process (docs/metrics.md, "Process metrics").
 # Usage: check-metric-names.sh <repository root>
 set -eu
 root=${1:?usage: check-metric-names.sh <repository root>}
@@ -12,7 +15,7 @@ sample="$root/tests/monitoring/sample-metrics.txt"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-grep -oE '`gatehouse_[a-z0-9_]+`' "$doc" | tr -d '`' | sort -u >"$tmp/doc"
+grep -oE '`(gatehouse|process)_[a-z0-9_]+`' "$doc" | tr -d '`' | sort -u >"$tmp/doc"
 sed -n 's/^# TYPE \([^ ]*\) .*/\1/p' "$sample" | sort -u >"$tmp/sample"
 sed -n 's/^# TYPE \([^ ]*\) histogram$/\1/p' "$sample" | sort -u >"$tmp/histograms"
 
@@ -25,7 +28,7 @@ fi
 
 for f in "$root/examples/monitoring/gatehouse-alerts.yml" \
          "$root/examples/monitoring/gatehouse-dashboard.json"; do
-  for name in $(grep -oE 'gatehouse_[a-z0-9_]+' "$f" | sort -u); do
+  for name in $(grep -oE '\b(gatehouse|process)_[a-z0-9_]+' "$f" | sort -u); do
     grep -qx "$name" "$tmp/sample" && continue
     base=$(echo "$name" | sed -E 's/_(bucket|sum|count)$//')
     grep -qx "$base" "$tmp/histograms" && continue

@@ -64,6 +64,9 @@ class BatchUpstream final : public Upstream {
   void cancel_all() override;
   std::size_t calls_open() const override { return link_ ? 1 : 0; }
   std::uint64_t unacknowledged() const override;
+  /// Its link is up on a connected channel and has held for a second since
+  /// it last broke (a game that ends every link at once is not reachable).
+  bool reachable() override;
 
   /// How long a game service may leave events unacknowledged.
   static std::int64_t ack_timeout_ns(std::int64_t backend_wait_ns) noexcept {

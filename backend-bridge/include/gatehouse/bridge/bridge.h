@@ -51,7 +51,8 @@ class Bridge {
   /// Starts the batched links (sessions come with take_over()).
   Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
          std::vector<shm::Doorbell> worker_doorbells);
-  /// Cancels the calls still up (the drain timed out) and waits for them.
+  /// Cancels the calls still up (the drain timed out) and waits for them;
+  /// its game services are no longer reachable through it.
   ~Bridge();
 
   /// take_over(), then do_work() until finished(), idling between passes;
@@ -83,6 +84,9 @@ class Bridge {
   Upstream* upstream_of(std::int64_t user_id) const;
   std::size_t calls_open() const;
   void park(std::chrono::nanoseconds timeout);
+  /// Publishes whether each game service is reachable (a few times a
+  /// second; ControlBlock::game_service_up) and logs when that changes.
+  void publish_reachability(std::int64_t now_ns);
 
   GatewaySegment& segment_;
   const Settings settings_;
@@ -98,6 +102,7 @@ class Bridge {
   AuthClient auth_;                    // after calls_: cancelled before the queue waits
   std::uint64_t settings_generation_;  // the live settings auth_ was configured with
   std::uint64_t pass_ = 0;             // duty-cycle passes, for coalescing kept records
+  std::int64_t next_reachability_ns_ = 0;
   bool stopping_ = false;
   std::int64_t stop_deadline_ns_ = 0;
   bool finished_ = false;

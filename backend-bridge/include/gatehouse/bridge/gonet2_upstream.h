@@ -61,6 +61,9 @@ class Gonet2Upstream final : public Upstream {
   void cancel_all() override;
   std::size_t calls_open() const override { return streams_.size(); }
   std::uint64_t unacknowledged() const override { return 0; }
+  /// Its channel is connected (READY). A game service without sessions has
+  /// no stream to tell, so the bridge keeps the channel connected itself.
+  bool reachable() override;
 
  private:
   class GameStream;

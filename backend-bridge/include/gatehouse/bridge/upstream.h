@@ -196,6 +196,10 @@ class Upstream {
   virtual std::size_t calls_open() const = 0;
   /// Events sent and not acknowledged by the game (0 for gonet2: no acks).
   virtual std::uint64_t unacknowledged() const = 0;
+  /// Whether the game service can be reached now (ControlBlock::
+  /// game_service_up, /ready): each contract says what that means. May ask
+  /// gRPC to connect an idle channel; called a few times a second.
+  virtual bool reachable() = 0;
 };
 
 }  // namespace gatehouse::bridge

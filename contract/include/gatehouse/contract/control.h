@@ -231,6 +231,13 @@ struct ControlBlock {
   ProcessStatus frontend;
   ProcessStatus bridge;
   ProcessStatus workers[kMaxWorkers];
+  /// Whether each --backend entry (Settings::backends, in order) is
+  /// reachable, written by the bridge (1 or 0; 0 until a bridge has seen it
+  /// up): a gonet2 game service's gRPC channel is connected (READY); a
+  /// batched one's link is up on a connected channel and has held since its
+  /// last break (docs/metrics.md, gatehouse_game_service_up). The
+  /// supervisor's /ready needs one of them.
+  std::atomic<std::uint32_t> game_service_up[kMaxBackends];
 };
 
 /// One metrics shard per role (docs/metrics.md).

@@ -40,6 +40,7 @@
 #include "gatehouse/supervisor/child.h"
 #include "gatehouse/supervisor/config.h"
 #include "gatehouse/supervisor/drain.h"
+#include "gatehouse/supervisor/health.h"
 #include "gatehouse/supervisor/metrics_exporter.h"
 #include "gatehouse/supervisor/processes.h"
 #include "gatehouse/supervisor/reload.h"
@@ -109,6 +110,8 @@ class Supervisor {
   void apply(const ReloadPlan& plan);
   int advance_reload();
   void report_health();
+  /// What /ready and the process metrics see of the children (each pass).
+  void publish_health();
   void notify(const std::string& state) const;
   void write_ready_file() const;
   Child* child_by_pid(pid_t pid);
@@ -120,6 +123,9 @@ class Supervisor {
   const std::vector<std::string> args_;
   std::unique_ptr<Processes> processes_;
   std::optional<GatewaySegment> segment_;
+  Health health_;               // read by metrics_'s thread
+  HealthReport health_report_;  // the one being built (kept for its capacity)
+  bool started_ = false;        // start() is over
   std::optional<MetricsExporter> metrics_;
   std::vector<int> listen_fds_;            ///< TCP, one per listener with transport tcp
   std::vector<int> udp_fds_;               ///< UDP, one per listener with transport kcp
