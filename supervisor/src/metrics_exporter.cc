@@ -4,12 +4,15 @@
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "gatehouse/base/clock.h"
 #include "gatehouse/base/version.h"
 #include "gatehouse/contract/layout.h"
 
@@ -138,7 +141,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
   std::vector<MetricFamily> Collect() const override {
-    const MetricsBlock& block = segment_.metrics();
+    MetricsBlock& block = segment_.metrics();
     std::vector<const metrics::Shard*> shards{&block.supervisor, &block.frontend, &block.bridge};
     const std::uint32_t workers = segment_.settings().workers;
     for (std::uint32_t w = 0; w < workers; ++w) shards.push_back(&block.workers[w]);
@@ -340,6 +343,8 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       out.push_back(std::move(f));
     }
 
+    collect_routing(block, out);
+
     auto duration = family("gatehouse_request_duration_seconds",
                            "Worker time per client frame, by gateway proto (forward: > 1000).",
                            MetricType::Histogram);
@@ -398,6 +403,66 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
  private:
+  /// Discovery and routing (docs/discovery.md): the bridge's view of the
+  /// game services, their instances and the sessions on each.
+  static void collect_routing(MetricsBlock& block, std::vector<MetricFamily>& out) {
+    const metrics::Shard& bridge = block.bridge;
+    auto events = family("gatehouse_discovery_events_total",
+                         "Changes discovery took from etcd, by kind: put (an instance joined or "
+                         "moved), delete (one left), resync (the whole view read again).",
+                         MetricType::Counter);
+    for (const auto& [counter, kind] : {std::pair{metrics::kDiscoveryPuts, "put"},
+                                        std::pair{metrics::kDiscoveryDeletes, "delete"},
+                                        std::pair{metrics::kDiscoveryResyncs, "resync"}}) {
+      events.metric.push_back(value_metric(MetricType::Counter,
+                                           static_cast<double>(bridge.counters[counter].load()),
+                                           {{"kind", kind}}));
+    }
+    out.push_back(std::move(events));
+    auto age = family("gatehouse_discovery_view_age_seconds",
+                      "Seconds the discovered view may be out of date (etcd's watch is down; the "
+                      "last instances known serve meanwhile); 0 while it is current.",
+                      MetricType::Gauge);
+    const std::int64_t stale = bridge.gauges[metrics::kDiscoveryStaleSinceNs].load();
+    age.metric.push_back(value_metric(
+        MetricType::Gauge,
+        stale == 0 ? 0.0
+                   : static_cast<double>(std::max<std::int64_t>(0, monotonic_ns() - stale)) / 1e9));
+    out.push_back(std::move(age));
+
+    auto instances = family("gatehouse_game_service_instances",
+                            "Live instances of each game service (new sessions go to the game "
+                            "service's); service=\"\" for the backend lines.",
+                            MetricType::Gauge);
+    auto sessions = family("gatehouse_game_instance_sessions",
+                           "Sessions on each instance of the game service, live or removed from "
+                           "the view (sticky sessions left).",
+                           MetricType::Gauge);
+    metrics::RoutingNames names;
+    if (metrics::read_routing(block.routing, names)) {
+      const auto text = [](const char* name) {
+        return std::string(name, strnlen(name, metrics::kRoutingNameBytes));
+      };
+      const std::uint32_t services = std::min(names.service_count, metrics::kMaxServiceRows);
+      for (std::uint32_t i = 0; i < services; ++i) {
+        instances.metric.push_back(value_metric(MetricType::Gauge,
+                                                static_cast<double>(names.services[i].instances),
+                                                {{"service", text(names.services[i].name)}}));
+      }
+      const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
+      for (std::uint32_t i = 0; i < rows; ++i) {
+        const metrics::InstanceRow& row = names.instances[i];
+        sessions.metric.push_back(value_metric(
+            MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
+            {{"instance", text(row.name)},
+             {"service", row.service < services ? text(names.services[row.service].name) : ""},
+             {"state", row.live != 0 ? "live" : "removed"}}));
+      }
+    }
+    out.push_back(std::move(instances));
+    out.push_back(std::move(sessions));
+  }
+
   GatewaySegment& segment_;
   std::vector<std::pair<std::string, shm::SpscRing>> rings_;
 };
