@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -9,6 +10,7 @@
 #include "gatehouse/bridge/batch_upstream.h"
 #include "gatehouse/bridge/gonet2_upstream.h"
 #include "gatehouse/bridge/rendezvous.h"
+#include "gatehouse/net/endpoint.h"
 
 namespace gatehouse::bridge {
 
@@ -62,9 +64,20 @@ std::unique_ptr<Upstream> GameServices::make_upstream(const std::string& name,
 void GameServices::update(const DiscoveryView& view) {
   if (stopping_) return;  // draining: no instance starts
   view_ = view;
-  static const ServiceInstances kNone;
-  const auto it = view.find(game_service_);
-  const ServiceInstances& wanted = it == view.end() ? kNone : it->second;
+  // The game service's instances whose value is an address: a typo in etcd
+  // makes no instance that every login routed to it would fail on.
+  ServiceInstances wanted;
+  if (const auto it = view.find(game_service_); it != view.end()) {
+    for (const auto& [name, value] : it->second) {
+      try {
+        parse_endpoint(address_of(value));
+        wanted.emplace(name, value);
+      } catch (const std::invalid_argument& e) {
+        spdlog::error("game service {} instance {}: '{}' is not [batch:]HOST:PORT ({}); ignored",
+                      game_service_, name, value, e.what());
+      }
+    }
+  }
   // Removed, or its contract changed: no new sessions; its own stay.
   for (auto& instance : instances_) {
     if (!instance->live) continue;
@@ -76,7 +89,9 @@ void GameServices::update(const DiscoveryView& view) {
         "{} sessions stay while their streams work",
         game_service_, instance->name, instance->value, instance->sessions);
   }
-  for (const auto& [name, value] : wanted) {
+  for (const auto& entry : wanted) {
+    const std::string& name = entry.first;
+    const std::string& value = entry.second;
     // The instance, live; or removed and back (the same contract, its calls
     // not closed yet): its sessions and the new ones share its upstream.
     const auto same = std::find_if(instances_.begin(), instances_.end(), [&](const auto& i) {

@@ -438,7 +438,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                            "Sessions on each instance of the game service, live or removed from "
                            "the view (sticky sessions left).",
                            MetricType::Gauge);
-    metrics::RoutingNames names;
+    metrics::RoutingNames names{};
     if (metrics::read_routing(block.routing, names)) {
       const auto text = [](const char* name) {
         return std::string(name, strnlen(name, metrics::kRoutingNameBytes));
