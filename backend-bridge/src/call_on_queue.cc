@@ -54,11 +54,6 @@ void CallQueue::wait_for_calls(const CallGroup& group) {
   calls_over_.wait(lock, [&group] { return group.live_ == 0; });
 }
 
-std::size_t CallQueue::calls_live() {
-  std::lock_guard lock(mutex_);
-  return calls_live_;
-}
-
 std::size_t CallQueue::calls_live(const CallGroup& group) {
   std::lock_guard lock(mutex_);
   return group.live_;

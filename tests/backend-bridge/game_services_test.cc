@@ -98,7 +98,9 @@ TEST_F(GameServicesTest, ASessionStaysOnItsInstanceWhenAnotherJoins) {
   services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
   EXPECT_EQ(services_->live(), 2u);
   for (std::int64_t u = 1; u <= 20; ++u) {
-    EXPECT_EQ(services_->route(static_cast<std::uint64_t>(u), u), before[u - 1]) << "kept";
+    EXPECT_EQ(services_->route(static_cast<std::uint64_t>(u), u),
+              before[static_cast<std::size_t>(u - 1)])
+        << "kept";
   }
   int on_game2 = 0;
   for (std::int64_t u = 21; u <= 60; ++u) on_game2 += login(u) != before[0] ? 1 : 0;

@@ -79,8 +79,7 @@ class CallQueue {
   /// Blocks until every call of `group` is over: after it, none of them
   /// reaches its owner any more.
   void wait_for_calls(const CallGroup& group);
-  /// Calls started and not over yet (any thread): all, or `group`'s.
-  std::size_t calls_live();
+  /// `group`'s calls started and not over yet (any thread).
   std::size_t calls_live(const CallGroup& group);
 
  private:
