@@ -13,6 +13,7 @@
 //     to start, promptly, naming etcd-hosts; with them it serves on them
 //     until etcd answers.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -240,6 +241,22 @@ TEST_F(DiscoveryTest, WithEtcdStoppedLoginsGoOnWithTheLastViewAndItCatchesUpWhen
   EXPECT_EQ(instance_of(later.uid, {&game1_, &game2_}), 1);
   EXPECT_TRUE(echo_works(*later.client, "caught up"));
   EXPECT_TRUE(echo_works(*first.client, "sticky"));
+}
+
+// A bridge that replaces a dead one reads etcd again and re-opens the
+// sessions' streams on the instances their user ids pick.
+TEST_F(DiscoveryTest, ABridgeThatReplacesADeadOneServesTheDiscoveredInstances) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  start_gateway();
+  Player p = login("survivor");
+  EXPECT_TRUE(echo_works(*p.client, "before"));
+  const pid_t bridge = gateway_->bridge_pid();
+  ASSERT_GT(bridge, 0);
+  ::kill(bridge, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 1 logged-in sessions"));
+  EXPECT_TRUE(echo_works(*p.client, "after"));
+  EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 0);
 }
 
 TEST_F(DiscoveryTest, UnreachableEtcdWithoutBackendLinesRefusesToStartPromptly) {
