@@ -68,16 +68,6 @@ class EtcdDiscoveryTest : public ::testing::Test {
   DiscoveryView last_;
 };
 
-TEST(EtcdEndpoints, TakesGonet2sFormAndRefusesWhatItCannotReach) {
-  std::string error;
-  EXPECT_EQ(parse_etcd_endpoints("http://127.0.0.1:2379, http://10.0.0.2:2379/", &error),
-            (std::vector<std::string>{"127.0.0.1:2379", "10.0.0.2:2379"}));
-  EXPECT_EQ(error, "");
-  EXPECT_TRUE(parse_etcd_endpoints("https://127.0.0.1:2379", &error).empty());
-  EXPECT_NE(error.find("https"), std::string::npos);
-  EXPECT_TRUE(parse_etcd_endpoints("", &error).empty());
-}
-
 TEST_F(EtcdDiscoveryTest, ReadsTheTreeThenFollowsInstancesJoiningAndLeaving) {
   set("/backends/game-10000/game1", "127.0.0.1:7001");
   set("/backends/game-10000/game2", "127.0.0.1:7002");
