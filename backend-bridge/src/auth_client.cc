@@ -32,7 +32,7 @@ constexpr std::size_t kDetailLogBytes = 64;
 /// delivered (the gRPC thread deletes it).
 class AuthClient::Call final : public CallOnQueue {
  public:
-  Call(AuthClient& owner, CallQueue& calls, std::uint64_t conn)
+  Call(AuthClient& owner, CallGroup& calls, std::uint64_t conn)
       : CallOnQueue(calls), owner_(owner), conn_(conn) {}
 
   void start(auth::Auth::Stub& stub, const auth::LoginRequest& request, std::uint32_t timeout_ms) {

@@ -29,12 +29,13 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
                                        public Acknowledger,
                                        public std::enable_shared_from_this<BatchLink> {
  public:
-  explicit BatchLink(BatchUpstream& upstream) : QueuedCall(upstream.calls_), upstream_(upstream) {
+  explicit BatchLink(BatchUpstream& upstream)
+      : QueuedCall(upstream.calls_), upstream_(upstream), address_(upstream.options_.address) {
     context_.AddMetadata("gateway-id", upstream.options_.gateway_id);
   }
 
   void start(std::shared_ptr<BatchLink> self) {
-    begin(std::move(self), upstream_.stub_.PrepareAsyncBatches(&context_, &calls_.queue()));
+    begin(std::move(self), upstream_.stub_->PrepareAsyncBatches(&context_, &calls_.queue()));
   }
 
   /// Queues one event (main thread) for the next flush(); its index on the
@@ -108,7 +109,7 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
     cancel();
     return true;
   }
-  std::uint32_t backend() const noexcept override { return upstream_.options_.backend; }
+  std::string address() const override { return address_; }
   std::int64_t reading_since_ns() const override { return reads_resumed_ns(); }
 
  private:
@@ -161,6 +162,7 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
   }
 
   BatchUpstream& upstream_;
+  const std::string address_;          // for messages: kept by the worker rings past the upstream
   batch::Batch sending_;               // owned by the write in flight
   batch::Batch out_;                   // guarded by mutex_
   std::uint64_t sent_ = 0;             // guarded by mutex_: events queued since the start
@@ -187,13 +189,26 @@ BatchUpstream::BatchUpstream(Options options, CallQueue& calls, UpstreamEvents& 
       wakeup_(wakeup),
       metrics_(metrics),
       channel_(game_channel(options_.address)),
-      stub_(channel_) {
+      stub_(batch::BatchGameService::NewStub(channel_)) {
   start_link();
 }
 
 BatchUpstream::~BatchUpstream() {
   cancel_all();
-  calls_.wait_for_calls();
+  calls_.queue().wait_for_calls(calls_);
+}
+
+void BatchUpstream::move_to(const std::string& address) {
+  options_.address = address;
+  channel_ = game_channel(address);
+  stub_ = batch::BatchGameService::NewStub(channel_);
+  if (link_ && !stopping_) {
+    // Made again on the new address once this one has ended (link_ended),
+    // its sessions re-announced there.
+    spdlog::info("game service moved to {}: re-linking {} sessions", address, sessions_.size());
+    moving_ = true;
+    link_->cancel();
+  }
 }
 
 void BatchUpstream::deliver(BatchLink& from, batch::Batch& in) {
@@ -343,6 +358,10 @@ void BatchUpstream::link_ended(std::int64_t now_ns) {
   link_acks_.reset();
   if (lost != 0) metrics_.add(metrics::kDroppedToGame, lost);
   if (stopping_) return;
+  if (std::exchange(moving_, false)) {
+    start_link();  // to the new address
+    return;
+  }
   if (code != 0) metrics_.add(metrics::kGameStreamsFailed);
   if (code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     // Most likely a Batch over the size limit: the game sends it again on

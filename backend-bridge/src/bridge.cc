@@ -1,6 +1,5 @@
 #include "gatehouse/bridge/bridge.h"
 
-#include <grpcpp/support/status_code_enum.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,7 +12,6 @@
 #include "gatehouse/base/log.h"
 #include "gatehouse/base/log_limit.h"
 #include "gatehouse/bridge/batch_upstream.h"
-#include "gatehouse/bridge/gonet2_upstream.h"
 #include "gatehouse/contract/records.h"
 #include "gatehouse/contract/session.h"
 #include "gatehouse/shm/idle_strategy.h"
@@ -22,10 +20,6 @@
 namespace gatehouse::bridge {
 
 namespace {
-/// A --backend entry: "HOST:PORT" (the gonet2 contract) or "batch:HOST:PORT"
-/// (the batched contract).
-constexpr std::string_view kBatchPrefix = "batch:";
-
 /// Which gateway this is, for game services and the auth service:
 /// host/segment@creation (a restarted gateway is another one).
 std::string gateway_id_of(GatewaySegment& segment) {
@@ -45,7 +39,12 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
       doorbell_(std::move(doorbell)),
       wakeup_(doorbell_),
       rings_(workers_, settings_, wakeup_),
-      users_([this](std::int64_t user_id) { return upstream_of(user_id); }, rings_, metrics_),
+      services_(GameServices::Context{calls_, rings_, wakeup_, metrics_, segment.metrics().routing,
+                                      in_flight_, settings_.numbering,
+                                      std::int64_t{settings_.backend_wait_ms} * 1'000'000,
+                                      gateway_id_of(segment)},
+                game_service_of(settings_.services, settings_.game_service)),
+      users_(services_, rings_, metrics_),
       auth_(calls_, rings_, gateway_id_of(segment)),
       settings_generation_(segment.settings_generation()) {
   auth_.configure(segment.settings());
@@ -59,45 +58,78 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
                                                     BatchUpstream::ack_timeout_ns(backend_wait_ns),
                                                     settings_));
   }
-  const std::string gateway_id = gateway_id_of(segment_);
-  for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
-    const std::string_view entry = settings_.backends[b];
-    const bool batched = entry.starts_with(kBatchPrefix);
-    const std::string address(batched ? entry.substr(kBatchPrefix.size()) : entry);
-    spdlog::info("game service {}: {} ({} contract)", b, address, batched ? "batched" : "gonet2");
-    if (batched) {
-      upstreams_.push_back(std::make_unique<BatchUpstream>(
-          BatchUpstream::Options{address, b, gateway_id + "/" + std::to_string(b), backend_wait_ns},
-          calls_, rings_, wakeup_, metrics_));
-    } else {
-      upstreams_.push_back(std::make_unique<Gonet2Upstream>(
-          Gonet2Upstream::Options{address, settings_.numbering, backend_wait_ns, gateway_id},
-          calls_, rings_, wakeup_, metrics_, in_flight_));
-    }
+  if (settings_.services[0] == '\0') {
+    services_.update(backend_lines());
+  } else {
+    start_discovery();
   }
   // A dead predecessor's view is stale: unreachable until seen up.
-  for (auto& up : segment_.control().game_service_up) up.store(0, std::memory_order_relaxed);
+  for (auto& up : segment_.metrics().routing.up) up.store(0, std::memory_order_relaxed);
   segment_.control().bridge.pid.store(::getpid());
 }
 
 Bridge::~Bridge() {
   // Calls still up (the drain timed out) are cancelled; the gRPC thread
   // ends them, then the members go (the upstreams before the queue).
-  for (auto& upstream : upstreams_) upstream->cancel_all();
+  services_.cancel_all();
   auth_.cancel_all();
   calls_.wait_for_calls();
-  for (auto& up : segment_.control().game_service_up) up.store(0, std::memory_order_relaxed);
+  for (auto& up : segment_.metrics().routing.up) up.store(0, std::memory_order_relaxed);
 }
 
-Upstream* Bridge::upstream_of(std::int64_t user_id) const {
-  if (upstreams_.empty()) return nullptr;
-  return upstreams_[static_cast<std::size_t>(user_id) % upstreams_.size()].get();
+DiscoveryView Bridge::backend_lines() const {
+  // Each line an instance named by itself: the users of one line stay on it
+  // when lines are added (rendezvous hashing) or reordered.
+  ServiceInstances lines;
+  for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
+    lines.emplace(settings_.backends[b], settings_.backends[b]);
+  }
+  return {{game_service_of(settings_.services, settings_.game_service), std::move(lines)}};
 }
 
-std::size_t Bridge::calls_open() const {
-  std::size_t n = 0;
-  for (const auto& upstream : upstreams_) n += upstream->calls_open();
-  return n;
+void Bridge::start_discovery() {
+  std::string error;
+  DiscoveryOptions options{parse_etcd_endpoints(settings_.etcd_hosts, &error), settings_.etcd_root,
+                           split_list(settings_.services)};
+  if (options.endpoints.empty()) throw std::invalid_argument(error);
+  // discovery-wait in all, shared by the endpoints tried in turn.
+  const auto per_endpoint = std::chrono::milliseconds(
+      std::max<std::size_t>(100, settings_.discovery_wait_ms / options.endpoints.size()));
+  discovery_ = std::make_unique<EtcdDiscovery>(std::move(options), wakeup_);
+  // A bridge that replaced a dead one serves on: sessions are logged in.
+  const bool first_start = segment_.control().bridge.pid.load() == 0;
+  if (discovery_->read(per_endpoint)) {
+    services_.update(*discovery_->take_view());
+  } else if (settings_.backends_given != 0) {
+    spdlog::warn("etcd-hosts {}: no answer within {} s; serving the {} backend lines until it does",
+                 discovery_->endpoints_text(), settings_.discovery_wait_ms / 1000.0,
+                 settings_.backend_count);
+    services_.update(backend_lines());
+  } else if (first_start) {
+    throw std::runtime_error(fmt::format(
+        "etcd-hosts {}: no answer within {} s (discovery-wait), and no backend line to fall "
+        "back on: start etcd (or fix etcd-hosts), or give backend lines to serve while etcd is "
+        "away",
+        discovery_->endpoints_text(), settings_.discovery_wait_ms / 1000.0));
+  } else {
+    spdlog::error("etcd-hosts {}: no answer; no game service until it does",
+                  discovery_->endpoints_text());
+  }
+  discovery_->start();
+}
+
+std::size_t Bridge::take_discovery() {
+  std::size_t work = 0;
+  if (auto view = discovery_->take_view()) {
+    services_.update(*view);
+    ++work;
+  }
+  const EtcdDiscovery::Counts counts = discovery_->take_counts();
+  metrics_.add(metrics::kDiscoveryPuts, counts.puts);
+  metrics_.add(metrics::kDiscoveryDeletes, counts.deletes);
+  metrics_.add(metrics::kDiscoveryResyncs, counts.resyncs);
+  metrics_.set(metrics::kDiscoveryStaleSinceNs, discovery_->stale_since_ns());
+  return work;
 }
 
 /// A bridge that starts while sessions are logged in replaced one that died:
@@ -167,15 +199,7 @@ void Bridge::on(const ipc::Parsed<ipc::StreamOpen>& r, const Origin& origin) {
 }
 
 void Bridge::on(const ipc::Parsed<ipc::StreamMessage>& r, const Origin& origin) {
-  if (upstream_of(r.header.user_id) != nullptr) {
-    users_.send(r.header.conn, r.header.user_id, r.header.seq, r.tail, origin);
-  } else if (!origin.replay) {  // no game service at all: nobody to talk to
-    metrics_.add(metrics::kDroppedToGame);
-    metrics_.add(metrics::kGameStreamsFailed);
-    UpstreamEvents::Unpublished unpublished;
-    rings_.ended(unpublished, r.header.conn, grpc::StatusCode::UNAVAILABLE);
-    rings_.publish(unpublished);
-  }
+  users_.send(r.header.conn, r.header.user_id, r.header.seq, r.tail, origin);
 }
 
 void Bridge::on(const ipc::Parsed<ipc::StreamClose>& r, const Origin& origin) {
@@ -199,13 +223,11 @@ std::size_t Bridge::do_work() {
     work += worker->read([this](const auto& record, const Origin& origin) { on(record, origin); },
                          pass_, pass_ns);
   }
-  std::uint64_t unacknowledged = 0;
-  for (auto& upstream : upstreams_) {
-    work += upstream->flush(pass_ns);
-    unacknowledged += upstream->unacknowledged();
-  }
+  if (discovery_) work += take_discovery();
+  work += services_.flush(pass_ns);
   work += users_.flush(pass_ns);  // after the ends of calls: newcomers may open
-  metrics_.set(metrics::kGameEventsUnacknowledged, static_cast<std::int64_t>(unacknowledged));
+  metrics_.set(metrics::kGameEventsUnacknowledged,
+               static_cast<std::int64_t>(services_.unacknowledged()));
   work += rings_.flush_backlogs();
   metrics_.add(metrics::kGameMessagesReceived, rings_.take_messages_received());
   metrics_.add(metrics::kDroppedToClient, rings_.take_dropped());
@@ -219,13 +241,13 @@ std::size_t Bridge::do_work() {
   segment_.control().bridge.heartbeat_ns.store(now, std::memory_order_relaxed);
   publish_reachability(now);
   flush_log_limits(now);
-  const std::size_t open = calls_open();
+  const std::size_t open = services_.calls_open();
   metrics_.set(metrics::kGameStreamsOpen, static_cast<std::int64_t>(open));
   if (stop_requested_ != 0 && !stopping_) {
     stopping_ = true;
     stop_deadline_ns_ = now + std::int64_t{settings_.drain_timeout_ms} * 1'000'000;
     spdlog::info("stopping: half-closing {} game streams", open);
-    for (auto& upstream : upstreams_) upstream->close_all();
+    services_.close_all();
     auth_.cancel_all();  // the workers are closing their sessions
   }
   if (stopping_ && (open == 0 || now > stop_deadline_ns_)) finished_ = true;
@@ -236,17 +258,7 @@ void Bridge::publish_reachability(std::int64_t now_ns) {
   constexpr std::int64_t kPeriodNs = 100'000'000;
   if (now_ns < next_reachability_ns_) return;
   next_reachability_ns_ = now_ns + kPeriodNs;
-  for (std::size_t b = 0; b < upstreams_.size(); ++b) {
-    const std::uint32_t up = upstreams_[b]->reachable() ? 1 : 0;
-    std::atomic<std::uint32_t>& cell = segment_.control().game_service_up[b];
-    if (cell.exchange(up, std::memory_order_relaxed) == up) continue;
-    // At most one line per period and game service, however it flaps.
-    if (up != 0) {
-      spdlog::info("game service {}: reachable", settings_.backends[b]);
-    } else {
-      spdlog::warn("game service {}: unreachable", settings_.backends[b]);
-    }
-  }
+  services_.publish_reachability();
 }
 
 void Bridge::park(std::chrono::nanoseconds timeout) {
@@ -274,7 +286,7 @@ int Bridge::run() {
     if (finished_) break;
     idler.idle(work, [this](std::chrono::nanoseconds timeout) { park(timeout); });
   }
-  if (const std::size_t open = calls_open(); open != 0) {
+  if (const std::size_t open = services_.calls_open(); open != 0) {
     spdlog::warn("{} game streams did not end in time", open);
   }
   return 0;

@@ -55,19 +55,27 @@ void CallQueue::wait_for_calls() {
   calls_over_.wait(lock, [this] { return calls_live_ == 0; });
 }
 
-std::size_t CallQueue::calls_live() {
-  std::lock_guard lock(mutex_);
-  return calls_live_;
+void CallQueue::wait_for_calls(const CallGroup& group) {
+  std::unique_lock lock(mutex_);
+  calls_over_.wait(lock, [&group] { return group.live_ == 0; });
 }
 
-void CallQueue::call_began() {
+std::size_t CallQueue::calls_live(const CallGroup& group) {
+  std::lock_guard lock(mutex_);
+  return group.live_;
+}
+
+void CallQueue::call_began(CallGroup& group) {
   std::lock_guard lock(mutex_);
   ++calls_live_;
+  ++group.live_;
 }
 
-void CallQueue::call_ended() {
+void CallQueue::call_ended(CallGroup& group) {
   std::lock_guard lock(mutex_);
-  if (--calls_live_ == 0) calls_over_.notify_all();
+  --calls_live_;
+  --group.live_;
+  calls_over_.notify_all();
 }
 
 }  // namespace gatehouse::bridge

@@ -13,8 +13,6 @@ namespace gatehouse::bridge {
 
 namespace {
 
-constexpr std::string_view kHttp = "http://";
-constexpr std::string_view kHttps = "https://";
 /// Pause between attempts while etcd does not answer, doubling to the most.
 constexpr std::chrono::milliseconds kFirstPause{200};
 constexpr std::chrono::milliseconds kMostPause{2000};
@@ -34,40 +32,6 @@ std::string with_slash(std::string root) {
 }
 
 }  // namespace
-
-std::vector<std::string> split_list(std::string_view text) {
-  std::vector<std::string> out;
-  while (!text.empty()) {
-    const std::size_t comma = text.find(',');
-    std::string_view item = text.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (!item.empty()) out.emplace_back(item);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  return out;
-}
-
-std::vector<std::string> parse_etcd_endpoints(std::string_view hosts, std::string* error) {
-  std::vector<std::string> out;
-  for (std::string host : split_list(hosts)) {
-    if (host.starts_with(kHttps)) {
-      *error =
-          "etcd-hosts: " + host + ": https is not supported (use http:// on a trusted network)";
-      return {};
-    }
-    if (host.starts_with(kHttp)) host.erase(0, kHttp.size());
-    while (!host.empty() && host.back() == '/') host.pop_back();
-    if (host.find(':') == std::string::npos || host.find('/') != std::string::npos) {
-      *error = "etcd-hosts: '" + host + "' is not http://HOST:PORT";
-      return {};
-    }
-    out.push_back(std::move(host));
-  }
-  if (out.empty()) *error = "etcd-hosts names no endpoint";
-  return out;
-}
 
 /// One etcd endpoint: its channel and stubs.
 class EtcdDiscovery::Endpoint {

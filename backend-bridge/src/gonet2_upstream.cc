@@ -40,7 +40,7 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
   }
 
   void start(std::shared_ptr<GameStream> self) {
-    begin(std::move(self), upstream_.stub_.PrepareAsyncStream(&context_, &calls_.queue()));
+    begin(std::move(self), upstream_.stub_->PrepareAsyncStream(&context_, &calls_.queue()));
   }
 
   /// Queues one Message frame (main thread); false when the stream is
@@ -136,11 +136,18 @@ Gonet2Upstream::Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents
       in_flight_(in_flight),
       in_flight_source_(std::make_shared<InFlight>(in_flight)),
       channel_(game_channel(options_.address)),
-      stub_(channel_) {}
+      stub_(proto::GameService::NewStub(channel_)) {}
 
 Gonet2Upstream::~Gonet2Upstream() {
   cancel_all();
-  calls_.wait_for_calls();
+  calls_.queue().wait_for_calls(calls_);
+}
+
+void Gonet2Upstream::move_to(const std::string& address) {
+  // Streams up keep the old channel (their context holds it) while they work.
+  options_.address = address;
+  channel_ = game_channel(address);
+  stub_ = proto::GameService::NewStub(channel_);
 }
 
 bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,

@@ -1,5 +1,7 @@
 #include "gatehouse/bridge/user_sessions.h"
 
+#include <grpcpp/support/status_code_enum.h>
+
 #include <algorithm>
 
 #include "gatehouse/base/log.h"
@@ -21,8 +23,9 @@ void UserSessions::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
                         std::uint32_t flags, const Origin* origin) {
   const bool await = (flags & ipc::kAwaitVerdict) != 0;
   if (!await && (flags & ipc::kReplaceOlder) == 0) {  // allow
-    if (Upstream* upstream = upstream_of_(user_id))
+    if (Upstream* upstream = services_.route(conn, user_id)) {
       upstream->open(conn, user_id, login_seq, origin);
+    }
     return;
   }
   UpstreamEvents::Unpublished unpublished;
@@ -57,7 +60,7 @@ void UserSessions::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
 
 void UserSessions::open_or_wait(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
                                 const Origin* origin) {
-  if (streams_up(users_[user_id], user_id, conn)) {
+  if (streams_up(users_[user_id], conn)) {
     Waiting& w = waiting_[conn];
     w.user_id = user_id;
     w.login_seq = login_seq;
@@ -68,8 +71,8 @@ void UserSessions::open_or_wait(std::uint64_t conn, std::int64_t user_id, std::u
 
 void UserSessions::start(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
                          const Origin* origin) {
-  Upstream* upstream = upstream_of_(user_id);
-  if (upstream == nullptr) return;
+  Upstream* upstream = services_.route(conn, user_id);
+  if (upstream == nullptr) return;  // no instance: its first message hears so
   upstream->open(conn, user_id, login_seq, origin);
   User& user = users_[user_id];
   if (std::find(user.streams.begin(), user.streams.end(), conn) == user.streams.end()) {
@@ -77,9 +80,9 @@ void UserSessions::start(std::uint64_t conn, std::int64_t user_id, std::uint64_t
   }
 }
 
-bool UserSessions::streams_up(User& user, std::int64_t user_id, std::uint64_t except) {
-  const Upstream* upstream = upstream_of_(user_id);
+bool UserSessions::streams_up(User& user, std::uint64_t except) {
   std::erase_if(user.streams, [&](std::uint64_t c) {
+    const Upstream* upstream = services_.of(c);
     return c != except && (upstream == nullptr || !upstream->has_call(c));
   });
   return std::any_of(user.streams.begin(), user.streams.end(),
@@ -90,7 +93,15 @@ void UserSessions::send(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
                         std::span<const std::byte> message, const Origin& origin) {
   const auto it = waiting_.find(conn);
   if (it == waiting_.end()) {
-    if (Upstream* upstream = upstream_of_(user_id)) upstream->send(conn, seq, message, origin);
+    if (Upstream* upstream = upstream_of(conn, user_id, origin)) {
+      upstream->send(conn, seq, message, origin);
+    } else if (!origin.replay) {  // no game service at all: nobody to talk to
+      metrics_.add(metrics::kDroppedToGame);
+      metrics_.add(metrics::kGameStreamsFailed);
+      UpstreamEvents::Unpublished unpublished;
+      rings_.ended(unpublished, conn, grpc::StatusCode::UNAVAILABLE);
+      rings_.publish(unpublished);
+    }
     return;
   }
   Waiting& w = it->second;
@@ -109,13 +120,19 @@ void UserSessions::send(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
 void UserSessions::close(std::uint64_t conn, std::int64_t user_id, const Origin& origin) {
   if (waiting_.contains(conn)) {
     drop_waiting(conn, "left before its game stream opened");
-  } else if (Upstream* upstream = upstream_of_(user_id)) {
+  } else if (Upstream* upstream = upstream_of(conn, user_id, origin)) {
     upstream->close(conn, origin);
+    services_.closed(conn);
   }
   const auto it = users_.find(user_id);
   if (it == users_.end()) return;
   if (it->second.conn == conn) it->second.conn = 0;
   if (it->second.conn == 0) ending_.push_back(user_id);  // forgotten once its streams end
+}
+
+Upstream* UserSessions::upstream_of(std::uint64_t conn, std::int64_t user_id,
+                                    const Origin& origin) {
+  return origin.replay ? services_.route(conn, user_id) : services_.of(conn);
 }
 
 void UserSessions::drop_waiting(std::uint64_t conn, const char* why) {
@@ -137,13 +154,14 @@ std::size_t UserSessions::flush(std::int64_t now_ns) {
     Waiting& w = it->second;
     if (w.since_ns == 0) w.since_ns = now_ns;
     User& user = users_[w.user_id];
-    if (streams_up(user, w.user_id, conn)) {
+    if (streams_up(user, conn)) {
       if (now_ns - w.since_ns > kEndTimeoutNs) {
         // The game service has not ended the old stream since its
         // half-close: cancelled, so the newcomer's can open.
-        Upstream* upstream = upstream_of_(w.user_id);
         for (const std::uint64_t old : user.streams) {
-          if (old != conn && upstream != nullptr) upstream->cancel(old);
+          if (Upstream* upstream = services_.of(old); old != conn && upstream != nullptr) {
+            upstream->cancel(old);
+          }
         }
         slow_end_log.log("user {}: the previous game stream did not end within {} s; cancelled",
                          w.user_id, kEndTimeoutNs / 1'000'000'000);
@@ -156,7 +174,7 @@ std::size_t UserSessions::flush(std::int64_t now_ns) {
     // keep for a game's acknowledgement.
     const Origin held{};
     start(conn, w.user_id, w.login_seq, &held);
-    if (Upstream* upstream = upstream_of_(w.user_id)) {
+    if (Upstream* upstream = services_.of(conn)) {
       for (const Held& m : w.messages) {
         upstream->send(conn, m.seq, std::as_bytes(std::span(m.message)), held);
       }
@@ -168,7 +186,7 @@ std::size_t UserSessions::flush(std::int64_t now_ns) {
   std::erase_if(ending_, [this](std::int64_t user_id) {
     const auto it = users_.find(user_id);
     if (it == users_.end() || it->second.conn != 0) return true;
-    if (streams_up(it->second, user_id, 0)) return false;
+    if (streams_up(it->second, 0)) return false;
     users_.erase(it);
     return true;
   });

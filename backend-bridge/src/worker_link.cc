@@ -58,9 +58,9 @@ void WorkerLink::release_acknowledged() {
           ack_timeout_ns_ &&
       pending_.front().link->abandon()) {
     spdlog::error(
-        "game service link {}: no acknowledgement for {} ms; cancelling the link (a batched "
+        "game service link to {}: no acknowledgement for {} ms; cancelling the link (a batched "
         "game service must acknowledge what it reads, proto/batch.proto)",
-        pending_.front().link->backend(), ack_timeout_ns_ / 1'000'000);
+        pending_.front().link->address(), ack_timeout_ns_ / 1'000'000);
   }
   const std::uint64_t head = pending_.empty() ? from_worker_.position() : pending_.front().position;
   if (head != released_) {

@@ -13,6 +13,8 @@ constexpr std::pair<std::string_view, std::uint8_t> kCryptoNames[] = {
     {"modern", kCryptoModern},
     {"modern1", kCryptoModern1},
     {"any", kCryptoAny}};  // last: crypto_modes_text() names the others first
+constexpr std::string_view kHttp = "http://";
+constexpr std::string_view kHttps = "https://";
 }  // namespace
 
 std::optional<std::uint8_t> parse_crypto_modes(std::string_view text) {
@@ -65,6 +67,51 @@ std::string_view proxy_mode_text(ProxyMode mode) {
       return "optional";
   }
   return "?";
+}
+
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::vector<std::string> parse_etcd_endpoints(std::string_view hosts, std::string* error) {
+  std::vector<std::string> out;
+  for (std::string host : split_list(hosts)) {
+    if (host.starts_with(kHttps)) {
+      *error =
+          "etcd-hosts: " + host + ": https is not supported (use http:// on a trusted network)";
+      return {};
+    }
+    if (host.starts_with(kHttp)) host.erase(0, kHttp.size());
+    while (!host.empty() && host.back() == '/') host.pop_back();
+    if (host.find(':') == std::string::npos || host.find('/') != std::string::npos) {
+      *error = "etcd-hosts: '" + host + "' is not http://HOST:PORT";
+      return {};
+    }
+    out.push_back(std::move(host));
+  }
+  if (out.empty()) *error = "etcd-hosts names no endpoint";
+  return out;
+}
+
+std::string game_service_of(std::string_view services, std::string_view game_service) {
+  constexpr std::string_view kGonet2Game = "game-10000";
+  const std::vector<std::string> names = split_list(services);
+  const auto named = [&](std::string_view name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  if (!game_service.empty()) return named(game_service) ? std::string(game_service) : "";
+  if (names.size() == 1) return names.front();
+  return named(kGonet2Game) ? std::string(kGonet2Game) : "";
 }
 
 }  // namespace gatehouse

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -146,7 +148,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
   std::vector<MetricFamily> Collect() const override {
-    const MetricsBlock& block = segment_.metrics();
+    MetricsBlock& block = segment_.metrics();
     std::vector<const metrics::Shard*> shards{&block.supervisor, &block.frontend, &block.bridge};
     const std::uint32_t workers = segment_.settings().workers;
     for (std::uint32_t w = 0; w < workers; ++w) shards.push_back(&block.workers[w]);
@@ -384,6 +386,8 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       out.push_back(std::move(by_transport));
     }
 
+    collect_routing(block, out);
+
     auto duration = family("gatehouse_request_duration_seconds",
                            "Worker time per client frame, by gateway proto (forward: > 1000).",
                            MetricType::Histogram);
@@ -446,22 +450,47 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
  private:
-  /// gatehouse_game_service_up, per --backend entry, as the bridge sees it.
+  /// gatehouse_game_service_up, per instance the bridge routes to (a
+  /// backend entry as configured, or an instance found through etcd).
   void collect_game_services(std::vector<MetricFamily>& out) const {
-    const Settings settings = segment_.settings();
     auto up = family("gatehouse_game_service_up",
-                     "1 while the bridge can reach the game service (gonet2: its gRPC channel is "
-                     "connected; batch: its link is up), by backend entry as configured.",
+                     "1 while the bridge can reach the game-service instance (gonet2: its gRPC "
+                     "channel is connected; batch: its link is up), by backend entry as "
+                     "configured or instance name as discovered.",
                      MetricType::Gauge);
-    for (std::uint32_t b = 0; b < settings.backend_count; ++b) {
+    for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
       up.metric.push_back(value_metric(
           MetricType::Gauge,
-          segment_.control().game_service_up[b].load(std::memory_order_relaxed) != 0 ? 1 : 0,
-          {{"backend", settings.backends[b]}}));
-    }
+          segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0 ? 1 : 0,
+          {{"backend", std::string(row.name, strnlen(row.name, metrics::kRoutingNameBytes))}}));
+    });
     out.push_back(std::move(up));
   }
 
+  /// `visit(row, index)` for each instance row of the bridge's routing table.
+  template <class Visit>
+  void for_each_instance(const Visit& visit) const {
+    metrics::RoutingNames names{};
+    if (!metrics::read_routing(segment_.metrics().routing, names)) return;
+    const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
+    for (std::uint32_t i = 0; i < rows; ++i) visit(names.instances[i], i);
+  }
+
+ public:
+  /// Live instances, and those of them the bridge reaches (/ready).
+  GameServices game_services() const {
+    GameServices games{0, 0};
+    for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
+      if (row.live == 0) return;
+      ++games.configured;
+      if (segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
+        ++games.reachable;
+      }
+    });
+    return games;
+  }
+
+ private:
   /// gatehouse_capacity_limit / _available: what the limits still allow,
   /// by the setting that sets them.
   void collect_capacity(std::vector<MetricFamily>& out, double connections_open,
@@ -521,6 +550,66 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     for (auto* f : {&cpu, &open_fds, &max_fds, &resident, &start}) out.push_back(std::move(*f));
   }
 
+  /// Discovery and routing (docs/discovery.md): the bridge's view of the
+  /// game services, their instances and the sessions on each.
+  static void collect_routing(MetricsBlock& block, std::vector<MetricFamily>& out) {
+    const metrics::Shard& bridge = block.bridge;
+    auto events = family("gatehouse_discovery_events_total",
+                         "Changes discovery took from etcd, by kind: put (an instance joined or "
+                         "moved), delete (one left), resync (the whole view read again).",
+                         MetricType::Counter);
+    for (const auto& [counter, kind] : {std::pair{metrics::kDiscoveryPuts, "put"},
+                                        std::pair{metrics::kDiscoveryDeletes, "delete"},
+                                        std::pair{metrics::kDiscoveryResyncs, "resync"}}) {
+      events.metric.push_back(value_metric(MetricType::Counter,
+                                           static_cast<double>(bridge.counters[counter].load()),
+                                           {{"kind", kind}}));
+    }
+    out.push_back(std::move(events));
+    auto age = family("gatehouse_discovery_view_age_seconds",
+                      "Seconds the discovered view may be out of date (etcd's watch is down; the "
+                      "last instances known serve meanwhile); 0 while it is current.",
+                      MetricType::Gauge);
+    const std::int64_t stale = bridge.gauges[metrics::kDiscoveryStaleSinceNs].load();
+    age.metric.push_back(value_metric(
+        MetricType::Gauge,
+        stale == 0 ? 0.0
+                   : static_cast<double>(std::max<std::int64_t>(0, monotonic_ns() - stale)) / 1e9));
+    out.push_back(std::move(age));
+
+    auto instances = family("gatehouse_game_service_instances",
+                            "Live instances of each game service (new sessions go to the game "
+                            "service's); service=\"\" for the backend lines.",
+                            MetricType::Gauge);
+    auto sessions = family("gatehouse_game_instance_sessions",
+                           "Sessions on each instance of the game service, live or removed from "
+                           "the view (sticky sessions left).",
+                           MetricType::Gauge);
+    metrics::RoutingNames names{};
+    if (metrics::read_routing(block.routing, names)) {
+      const auto text = [](const char* name) {
+        return std::string(name, strnlen(name, metrics::kRoutingNameBytes));
+      };
+      const std::uint32_t services = std::min(names.service_count, metrics::kMaxServiceRows);
+      for (std::uint32_t i = 0; i < services; ++i) {
+        instances.metric.push_back(value_metric(MetricType::Gauge,
+                                                static_cast<double>(names.services[i].instances),
+                                                {{"service", text(names.services[i].name)}}));
+      }
+      const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
+      for (std::uint32_t i = 0; i < rows; ++i) {
+        const metrics::InstanceRow& row = names.instances[i];
+        sessions.metric.push_back(value_metric(
+            MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
+            {{"instance", text(row.name)},
+             {"service", row.service < services ? text(names.services[row.service].name) : ""},
+             {"state", row.live != 0 ? "live" : "removed"}}));
+      }
+    }
+    out.push_back(std::move(instances));
+    out.push_back(std::move(sessions));
+  }
+
   GatewaySegment& segment_;
   const Health& health_;
   std::vector<std::pair<std::string, shm::SpscRing>> rings_;
@@ -556,12 +645,7 @@ HttpServer::Response MetricsExporter::answer(std::string_view path) const {
 }
 
 HttpServer::Response MetricsExporter::ready() const {
-  const Settings settings = segment_.settings();
-  GameServices games{settings.backend_count, 0};
-  for (std::uint32_t b = 0; b < settings.backend_count; ++b) {
-    games.reachable +=
-        segment_.control().game_service_up[b].load(std::memory_order_relaxed) != 0 ? 1 : 0;
-  }
+  const GameServices games = collector_->game_services();
   const auto reasons = not_ready_reasons(health_.report(), segment_.draining(), games);
   if (reasons.empty()) return {.body = "ready\n"};
   std::string body = "not ready: ";

@@ -641,6 +641,9 @@ void read_backend(const Setting& s, const po::variable_value& v, Config& c) {
   for (std::size_t i = 0; i < list.size(); ++i) {
     copy_string(c.settings.backends[i], kAddressBytes, list[i], s.name);
   }
+  // With discovery, lines given are the fallback while etcd does not answer
+  // at start; the default line is not.
+  c.settings.backends_given = v.defaulted() ? 0 : 1;
 }
 
 std::string backend_value(const Config& c) {
@@ -649,6 +652,55 @@ std::string backend_value(const Config& c) {
     out += (i == 0 ? "" : ",") + std::string(c.settings.backends[i]);
   }
   return out;
+}
+
+void read_etcd_hosts(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& hosts = v.as<std::string>();
+  std::string error;
+  if (parse_etcd_endpoints(hosts, &error).empty()) throw ConfigError("--" + error);
+  copy_string(c.settings.etcd_hosts, kListBytes, hosts, s.name);
+}
+
+void read_etcd_root(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& root = v.as<std::string>();
+  if (!root.starts_with('/')) throw ConfigError("--etcd-root must start with '/'");
+  copy_string(c.settings.etcd_root, kPathBytes, root, s.name);
+}
+
+/// Service names (etcd directories under etcd-root), kept as "a,b".
+void read_services(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::vector<std::string> names = split_list(v.as<std::string>());
+  if (names.size() > kMaxServices) {
+    throw ConfigError("--services: at most " + std::to_string(kMaxServices) + " services");
+  }
+  std::string list;
+  for (const std::string& name : names) {
+    if (name.find('/') != std::string::npos || name.size() >= kServiceNameBytes) {
+      throw ConfigError("--services: '" + name + "' is not a service name (no '/', at most " +
+                        std::to_string(kServiceNameBytes - 1) + " characters)");
+    }
+    list += (list.empty() ? "" : ",") + name;
+  }
+  copy_string(c.settings.services, kListBytes, list, s.name);
+}
+
+/// The service sessions go to (game_service_of(); the services row is read
+/// before), checked here.
+void read_game_service(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& game = v.as<std::string>();
+  const std::vector<std::string> services = split_list(c.settings.services);
+  if (!services.empty() && game_service_of(c.settings.services, game).empty()) {
+    throw ConfigError(game.empty()
+                          ? "--services names several services: say which one sessions go to with "
+                            "--game-service"
+                          : "--game-service " + game + " is not one of --services");
+  }
+  copy_string(c.settings.game_service, kServiceNameBytes, game, s.name);
+}
+
+template <auto M>
+std::string text_value(const Config& c) {
+  return field(c, M);
 }
 
 void read_numbering(const Setting&, const po::variable_value& v, Config& c) {
@@ -1030,9 +1082,11 @@ const Setting kSettings[] = {
          "forge openers from any address; they wait here until login-timeout"),
   // ---------------------------------------------------------- Game services
   custom("backend", kGame, Kind::kStrings, "127.0.0.1:50051", kRestart,
-         "game service gRPC address host:port, repeatable; sessions are spread by user id. "
-         "host:port speaks the gonet2 contract (a stream per session); batch:host:port the "
-         "batched one (proto/batch.proto, one stream for all)",
+         "game service gRPC address host:port, repeatable (at most 8); sessions are spread by "
+         "user id (rendezvous hashing). host:port speaks the gonet2 contract (a stream per "
+         "session); batch:host:port the batched one (proto/batch.proto, one stream for all). "
+         "With services (discovery through etcd), the lines given are only the fallback while "
+         "etcd does not answer at start",
          read_backend, backend_value),
   custom("backend-numbering", kGame, Kind::kString, "gonet2", kRestart,
          "Game.FrameType numbering of the game services: 'gonet2' (Kick=1, Ping=2) or 'later' "
@@ -1042,6 +1096,29 @@ const Setting kSettings[] = {
          "seconds logged-in sessions wait for a game service that went away (after a bridge "
          "restart, or a batched link that broke) before they are kicked (backend_unavailable); "
          "sessions that log in while it is away are kicked at once"),
+  // Discovery through etcd (docs/discovery.md): gonet2's names and defaults.
+  custom("services", kGame, Kind::kString, "", kRestart,
+         "game services found through etcd, comma-separated (gonet2's --services, e.g. "
+         "game-10000): their instances are the keys ETCD-ROOT/SERVICE/INSTANCE = host:port (or "
+         "batch:host:port), watched, so instances join and leave while the gateway runs. Empty: "
+         "no discovery, the backend lines serve; set, the backend lines given serve only when "
+         "etcd does not answer at start (without them the gateway refuses to start)",
+         read_services, text_value<&Settings::services>),
+  custom("game-service", kGame, Kind::kString, "", kRestart,
+         "which of services the sessions go to (by rendezvous hashing of the user id over its "
+         "instances; a session stays on its instance). Default: the only one, else game-10000 "
+         "(gonet2's game); the others are watched and counted",
+         read_game_service, text_value<&Settings::game_service>),
+  custom("etcd-hosts", kGame, Kind::kString, "http://127.0.0.1:2379", kRestart,
+         "etcd endpoints (its v3 API), comma-separated, tried in turn; http only",
+         read_etcd_hosts, text_value<&Settings::etcd_hosts>),
+  custom("etcd-root", kGame, Kind::kString, "/backends", kRestart,
+         "the etcd directory the services are under", read_etcd_root,
+         text_value<&Settings::etcd_root>),
+  seconds<&Settings::discovery_wait_ms>("discovery-wait", kGame, "5", kRestart, 0.1, 20,
+         "seconds the bridge waits for etcd at start before it falls back on the backend lines "
+         "given, or refuses to start; once running, an etcd that goes away leaves the last "
+         "instances known in use"),
   number<&Settings::game_backlog_bytes>("game-backlog-bytes", kGame, "4194304", kRestart,
          65536, 1u << 30,
          "bytes of game messages the bridge keeps for a worker whose ring is full (a stopped "

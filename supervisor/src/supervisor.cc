@@ -623,7 +623,13 @@ bool Supervisor::start() {
   spdlog::info("metrics on http://{}:{}/metrics",
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());
-  spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
+  if (s.services[0] == '\0') {
+    spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
+  } else {
+    spdlog::info("{} workers, game service {} found through etcd {} under {} (services {})",
+                 s.workers, game_service_of(s.services, s.game_service), s.etcd_hosts, s.etcd_root,
+                 s.services);
+  }
   started_ = true;
   publish_health();
   write_ready_file();

@@ -45,8 +45,8 @@ class BatchUpstreamTest : public ::testing::Test {
 
   void make_upstream(std::int64_t backend_wait_ns = 60'000'000'000) {
     upstream_ = std::make_unique<BatchUpstream>(
-        BatchUpstream::Options{game_.address(), 0, "test-gateway/0", backend_wait_ns}, calls_,
-        events_, wakeup_, metrics_);
+        BatchUpstream::Options{game_.address(), "test-gateway/0", backend_wait_ns}, calls_, events_,
+        wakeup_, metrics_);
   }
 
   template <class Predicate>
@@ -280,8 +280,8 @@ class MeddlingGame final : public batch::BatchGameService::CallbackService {
 TEST_F(BatchUpstreamTest, AGameCannotMessageOrKickASessionItDoesNotServe) {
   MeddlingGame meddler;
   upstream_ = std::make_unique<BatchUpstream>(
-      BatchUpstream::Options{meddler.address(), 0, "test-gateway/0", 60'000'000'000}, calls_,
-      events_, wakeup_, metrics_);
+      BatchUpstream::Options{meddler.address(), "test-gateway/0", 60'000'000'000}, calls_, events_,
+      wakeup_, metrics_);
   ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameEventsForeign) >= 2; }));
   ASSERT_TRUE(events_.wait_for(1, kWait));

@@ -4,7 +4,10 @@
 // the journals, and a refusal of a segment of another layout version.
 #include <unistd.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -82,6 +85,34 @@ TEST(GatewaySegment, RingRegionsAreNamedByDirectionAndWorker) {
   EXPECT_EQ(ring_region_name(RingKind::kWorkerToFrontend, 1), "ring/w-fe/1");
   EXPECT_EQ(ring_region_name(RingKind::kWorkerToBridge, 2), "ring/w-br/2");
   EXPECT_EQ(ring_region_name(RingKind::kBridgeToWorker, 63), "ring/br-w/63");
+}
+
+TEST(EtcdEndpoints, TakesGonet2sFormAndRefusesWhatItCannotReach) {
+  std::string error;
+  EXPECT_EQ(parse_etcd_endpoints("http://127.0.0.1:2379, http://10.0.0.2:2379/", &error),
+            (std::vector<std::string>{"127.0.0.1:2379", "10.0.0.2:2379"}));
+  EXPECT_EQ(error, "");
+  EXPECT_TRUE(parse_etcd_endpoints("https://127.0.0.1:2379", &error).empty());
+  EXPECT_NE(error.find("https"), std::string::npos);
+  EXPECT_TRUE(parse_etcd_endpoints("", &error).empty());
+}
+
+TEST(RoutingTable, NamesPublishedWholeAreReadWhole) {
+  auto table = std::make_unique<metrics::RoutingTable>();
+  metrics::RoutingNames out{};
+  EXPECT_FALSE(metrics::read_routing(*table, out)) << "never published";
+  metrics::RoutingNames names{};
+  names.service_count = 1;
+  std::strcpy(names.services[0].name, "game-10000");
+  names.services[0].instances = 2;
+  names.instance_count = 2;
+  std::strcpy(names.instances[0].name, "game1");
+  std::strcpy(names.instances[1].name, "game2");
+  names.instances[1].live = 1;
+  metrics::publish_routing(*table, names);
+  ASSERT_TRUE(metrics::read_routing(*table, out));
+  EXPECT_EQ(std::memcmp(&out, &names, sizeof names), 0);
+  EXPECT_EQ(table->generation.load() % 2, 0u);
 }
 
 TEST(CloseReason, NamesRoundTrip) {

@@ -176,7 +176,7 @@ class PageServer {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<tcp::socket*> sockets_;      // open, for the destructor to shut down
+  std::vector<tcp::socket*> sockets_;     // open, for the destructor to shut down
   std::vector<std::thread> connections_;  // guarded by mu_ while thread_ runs
   std::optional<std::string> result_;
 };
@@ -206,11 +206,11 @@ TEST_P(Browser, LogsInAndEchoesOverItsWebSocket) {
   const std::string& scheme = GetParam();
   GatewayOptions options{game_.port(), 1, {}, {}};
   options.listen = "127.0.0.1:0,transport=" + scheme;
-  options.extra_args = {"--tls-cert", certificate_.cert, "--tls-key",    certificate_.key,
-                        "--ws-origins", page_.origin()};
+  options.extra_args = {"--tls-cert",     certificate_.cert, "--tls-key",
+                        certificate_.key, "--ws-origins",    page_.origin()};
   GatewayProcess gateway(options);
-  const std::string url = page_.origin() + "/page?gateway=" + scheme + "://127.0.0.1:" +
-                          std::to_string(gateway.port()) + "/";
+  const std::string url = page_.origin() + "/page?gateway=" + scheme +
+                          "://127.0.0.1:" + std::to_string(gateway.port()) + "/";
   ChildProcess chromium({kChromium, "--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
                          "--disable-extensions", "--user-data-dir=" + dir_ + "/profile",

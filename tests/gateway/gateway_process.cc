@@ -53,22 +53,23 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
   log_path_ = dir_ + "/gateway.log";
   const std::string ready = dir_ + "/ready";
 
-  std::vector<std::string> argv{
-      std::string(GATEHOUSE_BIN_DIR) + "/gatehouse",
-      "--instance",
-      instance_,
-      "--listen",
-      options.listen,
-      "--ready-file",
-      ready,
-      "--backend",
-      (options.batched ? "batch:127.0.0.1:" : "127.0.0.1:") + std::to_string(options.backend_port),
-      "--workers",
-      std::to_string(options.workers),
-      "--metrics-listen",
-      "127.0.0.1:0",
-      "--log-level",
-      "debug"};
+  std::vector<std::string> argv{std::string(GATEHOUSE_BIN_DIR) + "/gatehouse",
+                                "--instance",
+                                instance_,
+                                "--listen",
+                                options.listen,
+                                "--ready-file",
+                                ready,
+                                "--workers",
+                                std::to_string(options.workers),
+                                "--metrics-listen",
+                                "127.0.0.1:0",
+                                "--log-level",
+                                "debug"};
+  if (options.backend_line) {
+    argv.insert(argv.end(), {"--backend", (options.batched ? "batch:127.0.0.1:" : "127.0.0.1:") +
+                                              std::to_string(options.backend_port)});
+  }
   // A small session table unless the test sizes it.
   if (std::find(options.extra_args.begin(), options.extra_args.end(), "--max-connections") ==
       options.extra_args.end()) {

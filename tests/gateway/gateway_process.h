@@ -35,6 +35,8 @@ struct GatewayOptions {
   /// Gateway keys made for it (gatehouse keygen) and given as --gateway-key,
   /// so that modern clients can pin gateway_key(i).
   std::uint32_t gateway_keys = 1;
+  /// false: no --backend line (discovery through etcd, in extra_args).
+  bool backend_line = true;
 };
 
 class GatewayProcess {

@@ -119,7 +119,7 @@ TEST_P(HealthTest, ReadyFollowsTheGameService) {
   FakeGameService game({.port = port, .echo = true});
   EXPECT_EQ(wait_for(metrics(), "/ready", 200).body, "ready\n");
   EXPECT_EQ(metric_sample(http_get(metrics(), "/metrics"), up_sample(port)), 1);
-  EXPECT_TRUE(gateway_->wait_log("game service " + std::string(batched() ? "batch:" : "") +
+  EXPECT_TRUE(gateway_->wait_log(" instance " + std::string(batched() ? "batch:" : "") +
                                  "127.0.0.1:" + std::to_string(port) + ": reachable"));
 
   game.stop();  // an outage

@@ -427,6 +427,14 @@ TEST(Config, BadValuesNameTheSetting) {
       {{"--log-connections", "sample:1"}, "--log-connections"},
       {{"--log-connections", "sample:x"}, "--log-connections"},
       {{"--log-connections", "sample:"}, "--log-connections"},
+      {{"--etcd-hosts", "https://127.0.0.1:2379"}, "--etcd-hosts: https://127.0.0.1:2379: https"},
+      {{"--etcd-hosts", ","}, "--etcd-hosts names no endpoint"},
+      {{"--etcd-root", "backends"}, "--etcd-root must start with '/'"},
+      {{"--services", "a/b"}, "--services: 'a/b' is not a service name"},
+      {{"--services", "a,b,c,d,e,f,g,h,i"}, "--services: at most 8 services"},
+      {{"--services", "chat,news"}, "--game-service"},
+      {{"--services", "game-10000", "--game-service", "chat"},
+       "--game-service chat is not one of --services"},
   };
   for (const auto& [args, name] : cases) {
     const auto r = parse(args);
@@ -434,6 +442,29 @@ TEST(Config, BadValuesNameTheSetting) {
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_THAT(r.message, HasSubstr(name));
   }
+}
+
+// gonet2's flags: its default service list names two services, and its
+// login went to game-10000; a single service is the game service.
+TEST(Config, TheGameServiceIsTheOneNamedTheOnlyOneOrGonet2s) {
+  const auto gonet2 = parse({"--services", "snowflake-10000,game-10000"});
+  ASSERT_TRUE(gonet2.config) << gonet2.message;
+  EXPECT_EQ(game_service_of(gonet2.config->settings.services, ""), "game-10000");
+  EXPECT_STREQ(gonet2.config->settings.services, "snowflake-10000,game-10000");
+  EXPECT_STREQ(gonet2.config->settings.etcd_hosts, "http://127.0.0.1:2379");
+  EXPECT_STREQ(gonet2.config->settings.etcd_root, "/backends");
+  const auto one = parse({"--services", " chat "});
+  ASSERT_TRUE(one.config) << one.message;
+  EXPECT_EQ(game_service_of(one.config->settings.services, ""), "chat");
+  const auto named = parse({"--services", "a,b", "--game-service", "b"});
+  ASSERT_TRUE(named.config) << named.message;
+  EXPECT_EQ(game_service_of(named.config->settings.services, named.config->settings.game_service),
+            "b");
+  // The backend lines: a fallback only when given.
+  EXPECT_EQ(one.config->settings.backends_given, 0u);
+  const auto given = parse({"--services", "chat", "--backend", "10.0.0.1:5000"});
+  ASSERT_TRUE(given.config) << given.message;
+  EXPECT_EQ(given.config->settings.backends_given, 1u);
 }
 
 TEST(Config, HelpListsEverySettingWithItsDefault) {
@@ -659,6 +690,11 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"tls-cert", "/etc/gatehouse/tls.pem"},
       {"tls-key", "/etc/gatehouse/tls.key"},
       {"ws-origins", "https://play.example.com"},
+      {"services", "game-10000"},
+      {"game-service", "chat"},
+      {"etcd-hosts", "http://10.0.0.1:2379"},
+      {"etcd-root", "/games"},
+      {"discovery-wait", "2"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

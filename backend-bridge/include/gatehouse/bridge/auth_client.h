@@ -68,7 +68,7 @@ class AuthClient {
   void refuse_now(std::uint64_t conn, LoginRefusal refusal);
   void ended(Call* call);
 
-  CallQueue& calls_;
+  CallGroup calls_;  // its calls on the bridge's queue
   WorkerRings& rings_;
   const std::string gateway_id_;
   std::string address_;  // main thread: "" while login is not auth:

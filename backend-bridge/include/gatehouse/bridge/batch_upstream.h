@@ -39,7 +39,6 @@ class BatchUpstream final : public Upstream {
  public:
   struct Options {
     std::string address;  ///< HOST:PORT
-    std::uint32_t backend = 0;
     /// Names our session space to the game (`gateway-id` metadata).
     std::string gateway_id;
     std::int64_t backend_wait_ns = 60'000'000'000;
@@ -63,10 +62,12 @@ class BatchUpstream final : public Upstream {
   void close_all() override;
   void cancel_all() override;
   std::size_t calls_open() const override { return link_ ? 1 : 0; }
+  bool calls_over() const override { return calls_.queue().calls_live(calls_) == 0; }
   std::uint64_t unacknowledged() const override;
   /// Its link is up on a connected channel and has held for a second since
   /// it last broke (a game that ends every link at once is not reachable).
   bool reachable() override;
+  void move_to(const std::string& address) override;
 
   /// How long a game service may leave events unacknowledged.
   static std::int64_t ack_timeout_ns(std::int64_t backend_wait_ns) noexcept {
@@ -89,20 +90,21 @@ class BatchUpstream final : public Upstream {
   void relink_if_due(std::int64_t now_ns);
   void give_up_sessions();
 
-  const Options options_;
-  CallQueue& calls_;
+  Options options_;  // address: main thread (move_to)
+  CallGroup calls_;
   UpstreamEvents& events_;
   Wakeup& wakeup_;
   metrics::Writer& metrics_;
-  std::shared_ptr<grpc::Channel> channel_;
-  batch::BatchGameService::Stub stub_;
-  std::shared_ptr<BatchLink> link_;          // null while down
-  std::shared_ptr<Acknowledger> link_acks_;  // the same link, for the worker rings
+  std::shared_ptr<grpc::Channel> channel_;               // to options_.address
+  std::unique_ptr<batch::BatchGameService::Stub> stub_;  // on channel_
+  std::shared_ptr<BatchLink> link_;                      // null while down
+  std::shared_ptr<Acknowledger> link_acks_;              // the same link, for the worker rings
   std::int64_t relink_due_ns_ = 0;
   std::uint32_t relink_backoff_ms_ = 50;
   std::int64_t down_since_ns_ = 0;  // since the link broke, until a new one holds
   std::int64_t link_started_ns_ = 0;
   bool stopping_ = false;
+  bool moving_ = false;  // the link was cancelled by move_to(): not a failure
   struct Attached {
     std::int64_t user_id;
     std::uint64_t login_seq;

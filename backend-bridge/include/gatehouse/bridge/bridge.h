@@ -1,11 +1,13 @@
-// Bridge: the backend-bridge process. Holds one Upstream per --backend entry
-// (upstream.h: the gonet2 contract, a Stream per session, or the batched
-// one, a link per game service; chosen once per backend) and moves records
-// between the workers' rings and them.
+// Bridge: the backend-bridge process. Holds the game-service instances
+// (GameServices, game_services.h: one Upstream each, the gonet2 contract, a
+// Stream per session, or the batched one, a link per instance), from the
+// --backend lines or found through etcd (EtcdDiscovery, etcd_discovery.h),
+// and moves records between the workers' rings and them.
 //
 //   worker rings --kStreamOpen/Message/Close--> Bridge::do_work
-//       --route by user id--> Upstream::open/send/close ==gRPC==> game
+//       --the session's instance (a login: by user id)--> Upstream ==gRPC==> game
 //   worker rings <--kGameMessage/Kick/StreamEnded-- WorkerRings <-- Upstream <==
+//   etcd ==watch==> EtcdDiscovery's thread --whole views--> GameServices::update
 //
 // Threads: the main thread runs the duty cycle (do_work(): worker rings ->
 // upstreams, ends of calls, backlogs). One gRPC thread (CallQueue) polls the
@@ -20,7 +22,11 @@
 // (auth_client.h): a call per login on the same completion queue, its
 // verdict written to the worker's ring from the gRPC thread.
 //
-// Start: take_over() re-opens the game streams of every session logged in
+// Start: with discovery (--services), the constructor reads etcd within
+// discovery-wait; when it does not answer, the --backend lines given serve
+// until it does, and without them a first start fails (the gateway refuses
+// to start, naming etcd-hosts); a bridge that replaced a dead one serves
+// what etcd gives once it answers. take_over() re-opens the game streams of every session logged in
 // according to the session table (a bridge that starts while sessions are
 // logged in replaced one that died), and refuses the logins whose auth calls
 // died with it, before any ring is read. Stop:
@@ -36,6 +42,8 @@
 
 #include "gatehouse/bridge/auth_client.h"
 #include "gatehouse/bridge/call_on_queue.h"
+#include "gatehouse/bridge/etcd_discovery.h"
+#include "gatehouse/bridge/game_services.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/bridge/user_sessions.h"
 #include "gatehouse/bridge/worker_link.h"
@@ -48,7 +56,9 @@ namespace gatehouse::bridge {
 
 class Bridge {
  public:
-  /// Starts the batched links (sessions come with take_over()).
+  /// Finds the game services (etcd's view, or the backend lines) and starts
+  /// the batched links (sessions come with take_over()). Throws when etcd
+  /// does not answer at a first start and no backend line is given.
   Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
          std::vector<shm::Doorbell> worker_doorbells);
   /// Cancels the calls still up (the drain timed out) and waits for them;
@@ -80,12 +90,15 @@ class Bridge {
   void on(const ipc::Parsed<ipc::StreamMessage>& r, const Origin& origin);
   void on(const ipc::Parsed<ipc::StreamClose>& r, const Origin& origin);
   void on(const ipc::Parsed<ipc::AuthRequest>& r, const Origin& origin);
-  /// The session's game service (null: there is none).
-  Upstream* upstream_of(std::int64_t user_id) const;
-  std::size_t calls_open() const;
+  /// The backend lines as a view of the game service's instances.
+  DiscoveryView backend_lines() const;
+  /// Reads etcd (within discovery-wait) and starts watching it.
+  void start_discovery();
+  /// A new view from etcd, the discovery's counts and age (main thread).
+  std::size_t take_discovery();
   void park(std::chrono::nanoseconds timeout);
   /// Publishes whether each game service is reachable (a few times a
-  /// second; ControlBlock::game_service_up) and logs when that changes.
+  /// second; RoutingTable::up) and logs when that changes.
   void publish_reachability(std::int64_t now_ns);
 
   GatewaySegment& segment_;
@@ -96,12 +109,13 @@ class Bridge {
   Wakeup wakeup_;
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   WorkerRings rings_;
-  CallQueue calls_;                                   // after rings_: its thread writes there
-  std::vector<std::unique_ptr<Upstream>> upstreams_;  // one per --backend, in order
-  UserSessions users_;                 // every session's open/send/close goes through it
-  AuthClient auth_;                    // after calls_: cancelled before the queue waits
-  std::uint64_t settings_generation_;  // the live settings auth_ was configured with
-  std::uint64_t pass_ = 0;             // duty-cycle passes, for coalescing kept records
+  CallQueue calls_;                           // after rings_: its thread writes there
+  GameServices services_;                     // after calls_: its upstreams' calls are there
+  std::unique_ptr<EtcdDiscovery> discovery_;  // null: the backend lines serve
+  UserSessions users_;                        // every session's open/send/close goes through it
+  AuthClient auth_;                           // after calls_: cancelled before the queue waits
+  std::uint64_t settings_generation_;         // the live settings auth_ was configured with
+  std::uint64_t pass_ = 0;                    // duty-cycle passes, for coalescing kept records
   std::int64_t next_reachability_ns_ = 0;
   bool stopping_ = false;
   std::int64_t stop_deadline_ns_ = 0;

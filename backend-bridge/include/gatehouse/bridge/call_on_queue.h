@@ -43,8 +43,27 @@ namespace gatehouse::bridge {
 /// comes back is used again within ~2 s (see the definition).
 std::shared_ptr<grpc::Channel> game_channel(const std::string& address);
 
+class CallQueue;
+
+/// The calls of one owner (an upstream, the auth client) on the CallQueue.
+/// Their callbacks reach the owner, so it waits for its own calls to be over
+/// (CallQueue::wait_for_calls(group)) before it goes; an upstream of an
+/// instance that left goes while the others' calls go on.
+class CallGroup {
+ public:
+  explicit CallGroup(CallQueue& queue) noexcept : queue_(queue) {}
+  CallGroup(const CallGroup&) = delete;
+  CallGroup& operator=(const CallGroup&) = delete;
+  CallQueue& queue() const noexcept { return queue_; }
+
+ private:
+  friend class CallQueue;
+  CallQueue& queue_;
+  std::size_t live_ = 0;  // guarded by the queue's mutex
+};
+
 /// The completion queue every game call lives on, the thread that polls it,
-/// and the count of calls started and not over (the owner waits for them).
+/// and the count of calls started and not over (the owners wait for them).
 class CallQueue {
  public:
   CallQueue();
@@ -57,13 +76,16 @@ class CallQueue {
   grpc::CompletionQueue& queue() noexcept { return queue_; }
   /// Blocks until every call started on the queue is over.
   void wait_for_calls();
-  /// Calls started and not over yet (any thread).
-  std::size_t calls_live();
+  /// Blocks until every call of `group` is over: after it, none of them
+  /// reaches its owner any more.
+  void wait_for_calls(const CallGroup& group);
+  /// `group`'s calls started and not over yet (any thread).
+  std::size_t calls_live(const CallGroup& group);
 
  private:
   friend class CallOnQueue;
-  void call_began();
-  void call_ended();
+  void call_began(CallGroup& group);
+  void call_ended(CallGroup& group);
 
   grpc::CompletionQueue queue_;
   std::mutex mutex_;
@@ -86,13 +108,17 @@ class CallOnQueue {
   virtual void cancel() { context_.TryCancel(); }
 
  protected:
-  explicit CallOnQueue(CallQueue& calls) : calls_(calls) {}
+  explicit CallOnQueue(CallGroup& group) : calls_(group.queue()), group_(group) {}
   ~CallOnQueue() = default;
   /// Counted from its start to its end: the owner waits for them all.
-  void began() { calls_.call_began(); }
-  void ended() { calls_.call_ended(); }
+  /// ended() is the call's last touch of its owner.
+  void began() { calls_.call_began(group_); }
+  void ended() { calls_.call_ended(group_); }
   CallQueue& calls_;
   grpc::ClientContext context_;
+
+ private:
+  CallGroup& group_;
 };
 
 /// A client bidi call to a game service. Writes are started from the main
@@ -101,7 +127,7 @@ class CallOnQueue {
 template <class Message>
 class QueuedCall : public CallOnQueue, public PausedReads {
  public:
-  explicit QueuedCall(CallQueue& calls) : CallOnQueue(calls) {}
+  explicit QueuedCall(CallGroup& group) : CallOnQueue(group) {}
 
   /// Cancels the call (main thread); a paused one takes its status now.
   void cancel() override {

@@ -49,13 +49,6 @@ struct DiscoveryOptions {
   std::vector<std::string> services;   ///< the names kept
 };
 
-/// `etcd-hosts` ("http://HOST:PORT,..."; the scheme may be left out) as gRPC
-/// targets; empty, with `error` set, when it names none or one it cannot
-/// reach (https is not supported).
-std::vector<std::string> parse_etcd_endpoints(std::string_view hosts, std::string* error);
-/// A comma-separated list, empty items dropped.
-std::vector<std::string> split_list(std::string_view text);
-
 class EtcdDiscovery {
  public:
   /// Counts since the last take_counts(), for the metrics.

@@ -60,10 +60,12 @@ class Gonet2Upstream final : public Upstream {
   void close_all() override;
   void cancel_all() override;
   std::size_t calls_open() const override { return streams_.size(); }
+  bool calls_over() const override { return calls_.queue().calls_live(calls_) == 0; }
   std::uint64_t unacknowledged() const override { return 0; }
   /// Its channel is connected (READY). A game service without sessions has
   /// no stream to tell, so the bridge keeps the channel connected itself.
   bool reachable() override;
+  void move_to(const std::string& address) override;
 
  private:
   class GameStream;
@@ -87,15 +89,15 @@ class Gonet2Upstream final : public Upstream {
   /// Tells the session's worker its game service is unavailable (main thread).
   void end_session(std::uint64_t conn);
 
-  const Options options_;
-  CallQueue& calls_;
+  Options options_;  // address: main thread (move_to)
+  CallGroup calls_;
   UpstreamEvents& events_;
   Wakeup& wakeup_;
   metrics::Writer& metrics_;
   std::atomic<std::int64_t>& in_flight_;
-  std::shared_ptr<InFlight> in_flight_source_;  // counts replies waiting for ring room
-  std::shared_ptr<grpc::Channel> channel_;
-  proto::GameService::Stub stub_;
+  std::shared_ptr<InFlight> in_flight_source_;      // counts replies waiting for ring room
+  std::shared_ptr<grpc::Channel> channel_;          // to options_.address
+  std::unique_ptr<proto::GameService::Stub> stub_;  // on channel_
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;
   // Streams re-opened after a bridge restart, until one carries a message.
   std::unordered_map<std::uint64_t, User> reopening_;

@@ -1,6 +1,7 @@
-// The seam between the bridge and a game service: one Upstream per --backend
-// entry, an implementation per game-service contract (chosen once, when the
-// bridge starts), and the events they report back.
+// The seam between the bridge and a game service: one Upstream per instance
+// (a --backend entry, or one found through etcd: game_services.h), an
+// implementation per game-service contract (chosen when the instance comes),
+// and the events they report back.
 //
 //   worker rings --records--> Bridge --open/send/close--> Upstream ==gRPC==> game
 //   worker rings <--records-- UpstreamEvents <--message/kick/ended-- Upstream <==
@@ -131,7 +132,8 @@ class Acknowledger {
   /// only then): the ack timeout counts from there, not from while the
   /// bridge itself held the link's reads back. INT64_MAX while it does.
   virtual std::int64_t reading_since_ns() const = 0;
-  virtual std::uint32_t backend() const noexcept = 0;
+  /// The game service's address, for messages.
+  virtual std::string address() const = 0;
 
  protected:
   ~Acknowledger() = default;
@@ -194,12 +196,20 @@ class Upstream {
   virtual void cancel_all() = 0;
   /// gRPC calls up (streams, links); the drain is over when none is.
   virtual std::size_t calls_open() const = 0;
+  /// No call of it is left on the CallQueue, not even one whose end the
+  /// main thread has yet to see: nothing reaches it any more.
+  virtual bool calls_over() const = 0;
   /// Events sent and not acknowledged by the game (0 for gonet2: no acks).
   virtual std::uint64_t unacknowledged() const = 0;
   /// Whether the game service can be reached now (ControlBlock::
   /// game_service_up, /ready): each contract says what that means. May ask
   /// gRPC to connect an idle channel; called a few times a second.
   virtual bool reachable() = 0;
+  /// The instance moved to `address` (HOST:PORT; etcd says so): calls from
+  /// now on go there. What is up on the old address stays while it works
+  /// (a gonet2 stream); a batched link is made again there, its sessions
+  /// re-announced.
+  virtual void move_to(const std::string& address) = 0;
 };
 
 }  // namespace gatehouse::bridge

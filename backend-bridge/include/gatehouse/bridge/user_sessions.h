@@ -17,12 +17,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "gatehouse/bridge/game_services.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/bridge/worker_link.h"
 #include "gatehouse/contract/metrics.h"
@@ -31,9 +31,6 @@ namespace gatehouse::bridge {
 
 class UserSessions {
  public:
-  /// The upstream that serves a user (null: none), from the bridge.
-  using UpstreamOf = std::function<Upstream*(std::int64_t user_id)>;
-
   /// Most client messages one newcomer may have waiting for the old stream
   /// to end; what comes after is dropped, counted and logged.
   static constexpr std::size_t kMaxWaitingMessages = 1024;
@@ -41,13 +38,16 @@ class UserSessions {
   /// cancelled: its game service does not answer a half-close.
   static constexpr std::int64_t kEndTimeoutNs = 5'000'000'000;
 
-  UserSessions(UpstreamOf upstream_of, WorkerRings& rings, metrics::Writer& metrics)
-      : upstream_of_(std::move(upstream_of)), rings_(rings), metrics_(metrics) {}
+  /// `services`: which instance each session is on.
+  UserSessions(GameServices& services, WorkerRings& rings, metrics::Writer& metrics)
+      : services_(services), rings_(rings), metrics_(metrics) {}
 
   /// A login (kStreamOpen; `flags` its ipc::kAwaitVerdict / kReplaceOlder),
   /// or a take-over's re-open of a logged-in session (`origin` null).
   void open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq, std::uint32_t flags,
             const Origin* origin);
+  /// One client message (kStreamMessage); a session with no game service
+  /// is told so (backend_unavailable).
   void send(std::uint64_t conn, std::int64_t user_id, std::uint64_t seq,
             std::span<const std::byte> message, const Origin& origin);
   void close(std::uint64_t conn, std::int64_t user_id, const Origin& origin);
@@ -80,10 +80,14 @@ class UserSessions {
              const Origin* origin);
   /// Forgets the streams of `user` that have ended; whether any is left
   /// besides `except`.
-  bool streams_up(User& user, std::int64_t user_id, std::uint64_t except);
+  bool streams_up(User& user, std::uint64_t except);
   void drop_waiting(std::uint64_t conn, const char* why);
+  /// The session's instance; a record a dead predecessor had handled may be
+  /// of a session this bridge never opened: it goes where the predecessor
+  /// sent it (a batched game hears it again, proto/batch.proto).
+  Upstream* upstream_of(std::uint64_t conn, std::int64_t user_id, const Origin& origin);
 
-  UpstreamOf upstream_of_;
+  GameServices& services_;
   WorkerRings& rings_;
   metrics::Writer& metrics_;
   std::unordered_map<std::int64_t, User> users_;

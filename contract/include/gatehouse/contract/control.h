@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gatehouse/codec/frame_numbering.h"
 #include "gatehouse/contract/metrics.h"
@@ -33,6 +34,11 @@ inline constexpr std::uint32_t kMaxListeners = 16;
 inline constexpr std::uint32_t kMaxExemptNetworks = 16;
 /// Source ranges one listener takes PROXY headers from (proxy-from=).
 inline constexpr std::uint32_t kMaxProxyNetworks = 8;
+/// Discovery through etcd (docs/discovery.md): the services one gateway
+/// watches, a service's name, and the comma-separated lists.
+inline constexpr std::uint32_t kMaxServices = metrics::kMaxServiceRows;
+inline constexpr std::size_t kServiceNameBytes = 64;
+inline constexpr std::size_t kListBytes = 512;
 
 /// An address range, "127.0.0.0/8" or "::1/128": an IPv4 one as its IPv4-mapped
 /// IPv6 range (prefix + 96), as the frontend sees every client address.
@@ -115,6 +121,18 @@ enum class ProxyMode : std::uint8_t {
 /// "none", "v1", "v2", "optional"; nullopt for another name.
 std::optional<ProxyMode> parse_proxy_mode(std::string_view text);
 std::string_view proxy_mode_text(ProxyMode mode);
+
+/// A comma-separated list (etcd-hosts, services), spaces around items and
+/// empty items dropped.
+std::vector<std::string> split_list(std::string_view text);
+/// `etcd-hosts` ("http://HOST:PORT,..."; the scheme may be left out) as gRPC
+/// targets HOST:PORT; empty, with `error` set, when it names none or one it
+/// cannot reach (https is not supported).
+std::vector<std::string> parse_etcd_endpoints(std::string_view hosts, std::string* error);
+/// The one of `services` sessions go to: `game_service` when it is one of
+/// them, else (unset) the only one, else game-10000 where gonet2's agent sent
+/// every login; "" when none of these is.
+std::string game_service_of(std::string_view services, std::string_view game_service);
 
 /// Everything configurable that a child process needs. Fixed-size PODs only.
 struct Settings {
@@ -203,6 +221,16 @@ struct Settings {
   char tls_key[kPathBytes];   ///< its private key (PEM); both read again at each reload
   /// Origins a WebSocket upgrade may name, ',' between them; "" = any.
   char ws_origins[kWsOriginsBytes];
+  // Discovery through etcd (issue 16, docs/discovery.md): gonet2's settings
+  // under its names. services empty: no discovery, the backend lines serve.
+  char etcd_hosts[kListBytes];           ///< "http://HOST:PORT,..."
+  char etcd_root[kPathBytes];            ///< "/backends"
+  char services[kListBytes];             ///< the service names watched, comma-separated
+  char game_service[kServiceNameBytes];  ///< as given (game_service_of() says which)
+  std::uint32_t discovery_wait_ms;       ///< the first read's bound at start
+  /// The backend lines were given (not the default): with services set, they
+  /// serve when etcd does not answer at start.
+  std::uint32_t backends_given;
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;
@@ -231,13 +259,6 @@ struct ControlBlock {
   ProcessStatus frontend;
   ProcessStatus bridge;
   ProcessStatus workers[kMaxWorkers];
-  /// Whether each --backend entry (Settings::backends, in order) is
-  /// reachable, written by the bridge (1 or 0; 0 until a bridge has seen it
-  /// up): a gonet2 game service's gRPC channel is connected (READY); a
-  /// batched one's link is up on a connected channel and has held since its
-  /// last break (docs/metrics.md, gatehouse_game_service_up). The
-  /// supervisor's /ready needs one of them.
-  std::atomic<std::uint32_t> game_service_up[kMaxBackends];
 };
 
 /// One metrics shard per role (docs/metrics.md).
@@ -246,6 +267,7 @@ struct MetricsBlock {
   metrics::Shard frontend;
   metrics::Shard bridge;
   metrics::Shard workers[kMaxWorkers];
+  metrics::RoutingTable routing;  ///< the bridge's game services and instances
 };
 
 /// The worker that owns session slot `slot`. The session table is split into

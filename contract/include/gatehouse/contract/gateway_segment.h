@@ -3,7 +3,8 @@
 // a region or lays out a struct in the segment (tools/check-architecture.sh).
 //
 //   region "control"        ControlBlock: settings, drain flag, process status (control.h)
-//   region "metrics"        MetricsBlock: one metrics shard per process role (metrics.h)
+//   region "metrics"        MetricsBlock: one metrics shard per process role, and the
+//                           bridge's routing table (metrics.h)
 //   region "sessions"       the session table of Session values (session.h)
 //   region "ring/fe-w/<i>"  frontend  -> worker i   (records.h)
 //   region "ring/w-fe/<i>"  worker i  -> frontend

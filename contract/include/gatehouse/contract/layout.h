@@ -39,7 +39,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 19;
+inline constexpr std::uint32_t kLayoutVersion = 20;
 
 namespace layout {
 
@@ -86,6 +86,9 @@ inline constexpr std::uint64_t kFingerprint = fold({
     kMaxListeners,
     kMaxExemptNetworks,
     kMaxProxyNetworks,
+    kMaxServices,
+    kServiceNameBytes,
+    kListBytes,
     static_cast<std::uint64_t>(ProxyMode::kOptional),
     kDrainNoNewConnections,
     kDrainClosing,
@@ -101,6 +104,11 @@ inline constexpr std::uint64_t kFingerprint = fold({
     shape<metrics::Shard>(),
     shape<metrics::HistogramCells>(),
     shape<MetricsBlock>(),
+    shape<metrics::RoutingTable>(),
+    shape<metrics::RoutingNames>(),
+    metrics::kMaxServiceRows,
+    metrics::kMaxInstanceRows,
+    metrics::kRoutingNameBytes,
     metrics::kCounterCount,
     metrics::kGaugeCount,
     metrics::kTimedCount,
@@ -156,7 +164,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 5165137848029795622ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 17065677181525967484ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -174,10 +182,10 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 7936 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 16976 && alignof(ControlBlock) == 8);
+static_assert(sizeof(Settings) == 9288 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 19648 && alignof(ControlBlock) == 8);
 static_assert(sizeof(metrics::Shard) == 1664 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 111488 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(MetricsBlock) == 122880 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 

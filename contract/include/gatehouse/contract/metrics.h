@@ -69,6 +69,10 @@ enum Counter : std::uint32_t {
   kHandshakesFailedTls,      ///< TLS handshakes that failed (tls, wss)
   kHandshakesFailedRequest,  ///< not a WebSocket upgrade, or a malformed one (ws, wss)
   kHandshakesFailedOrigin,   ///< an upgrade naming an origin outside ws-origins
+  // Issue 16: discovery through etcd (the bridge's shard; docs/discovery.md).
+  kDiscoveryPuts,     ///< instances added or moved by the watch
+  kDiscoveryDeletes,  ///< instances removed by the watch
+  kDiscoveryResyncs,  ///< whole views read again (etcd compacted the revision watched from)
   kCounterCount
 };
 
@@ -85,6 +89,9 @@ enum Gauge : std::uint32_t {
   kTlsConnectionsOpen,        ///< ... over TLS (transport=tls)
   kWsConnectionsOpen,         ///< ... over WebSocket (transport=ws)
   kWssConnectionsOpen,        ///< ... over WebSocket over TLS (transport=wss)
+  /// CLOCK_MONOTONIC ns since when the discovered view may be out of date
+  /// (etcd's watch is down); 0 while it is current or without discovery.
+  kDiscoveryStaleSinceNs,
   kGaugeCount
 };
 
@@ -126,6 +133,89 @@ struct alignas(128) Shard {
   /// bridge leaves here is what was lost with it.
   std::atomic<std::int64_t> in_flight;
 };
+
+/// Rows of RoutingTable: game services (kMaxServices in control.h) and
+/// instances, and the longest name shown.
+inline constexpr std::uint32_t kMaxServiceRows = 8;
+inline constexpr std::uint32_t kMaxInstanceRows = 128;
+inline constexpr std::size_t kRoutingNameBytes = 64;
+
+/// A game service as the bridge routes to it.
+struct ServiceRow {
+  char name[kRoutingNameBytes];  ///< "" for the backend lines
+  std::int64_t instances;        ///< live ones: new sessions may go there
+};
+/// A game-service instance the bridge serves sessions on.
+struct InstanceRow {
+  char name[kRoutingNameBytes];
+  std::uint32_t service;  ///< index in RoutingNames::services
+  std::uint32_t live;     ///< 0: removed from the view, its sessions left (sticky)
+};
+/// What changes only with the view: published whole under RoutingTable's
+/// sequence lock.
+struct RoutingNames {
+  std::uint32_t service_count;
+  std::uint32_t instance_count;  ///< rows in use
+  std::uint64_t unlisted;        ///< instances beyond kMaxInstanceRows (no row)
+  ServiceRow services[kMaxServiceRows];
+  InstanceRow instances[kMaxInstanceRows];
+};
+/// The bridge's game services and instances, for the metrics: the bridge
+/// writes, a scrape reads. `generation` is odd while the bridge rewrites the
+/// names; the session counts (by row) are stored as they change.
+struct RoutingTable {
+  std::atomic<std::uint64_t> generation;
+  RoutingNames names;
+  std::atomic<std::int64_t> sessions[kMaxInstanceRows];
+  /// Whether each row's instance is reachable (1 or 0; 0 until the bridge
+  /// has seen it up): a gonet2 game service's gRPC channel is connected
+  /// (READY); a batched one's link is up on a connected channel and has
+  /// held since its last break (gatehouse_game_service_up). /ready needs a
+  /// live one.
+  std::atomic<std::uint32_t> up[kMaxInstanceRows];
+};
+
+namespace detail {
+inline constexpr std::size_t kRoutingWords = sizeof(RoutingNames) / 8;
+static_assert(sizeof(RoutingNames) % 8 == 0 && alignof(RoutingNames) == 8);
+inline std::uint64_t* words_of(RoutingNames& n) noexcept {
+  return reinterpret_cast<std::uint64_t*>(&n);
+}
+inline const std::uint64_t* words_of(const RoutingNames& n) noexcept {
+  return reinterpret_cast<const std::uint64_t*>(&n);
+}
+}  // namespace detail
+
+/// The bridge (the one writer): makes `names` the table's.
+inline void publish_routing(RoutingTable& table, const RoutingNames& names) noexcept {
+  const std::uint64_t g = table.generation.load(std::memory_order_relaxed);
+  table.generation.store(g + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  const std::uint64_t* from = detail::words_of(names);
+  std::uint64_t* to = detail::words_of(table.names);
+  for (std::size_t i = 0; i < detail::kRoutingWords; ++i) {
+    std::atomic_ref<std::uint64_t>(to[i]).store(from[i], std::memory_order_relaxed);
+  }
+  table.generation.store(g + 2, std::memory_order_release);
+}
+
+/// A scrape: the names as last published whole (retried while the bridge
+/// writes; false if it never stood still, or never published).
+inline bool read_routing(RoutingTable& table, RoutingNames& out) noexcept {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::uint64_t before = table.generation.load(std::memory_order_acquire);
+    if (before == 0) return false;
+    if (before % 2 != 0) continue;
+    std::uint64_t* from = detail::words_of(table.names);
+    std::uint64_t* to = detail::words_of(out);
+    for (std::size_t i = 0; i < detail::kRoutingWords; ++i) {
+      to[i] = std::atomic_ref<std::uint64_t>(from[i]).load(std::memory_order_relaxed);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (table.generation.load(std::memory_order_relaxed) == before) return true;
+  }
+  return false;
+}
 
 /// A process's handle on its shard. One writer per shard, so an add is a
 /// plain load + store (no locked instruction on the hot path).

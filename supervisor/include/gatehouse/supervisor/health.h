@@ -42,7 +42,7 @@ struct HealthReport {
 };
 
 /// What the game services look like to /ready: the --backend entries and
-/// how many of them the bridge sees reachable (ControlBlock::game_service_up).
+/// how many of them the bridge sees reachable (RoutingTable::up).
 struct GameServices {
   std::uint32_t configured = 0;
   std::uint32_t reachable = 0;

@@ -1,0 +1,169 @@
+// GameServices against real gRPC game services in the process
+// (FakeGameService), the test playing the bridge's main thread: a session
+// stays on the instance it was routed to whatever the view becomes (a join
+// moves no live session; a removed instance keeps its sessions until they
+// end, then goes); a moved instance keeps its name; the routing table in
+// shared memory shows services, instances and sessions.
+#include "gatehouse/bridge/game_services.h"
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fake_game_service.h"
+#include "gatehouse/base/clock.h"
+#include "recording_events.h"
+
+namespace gatehouse::bridge {
+namespace {
+
+using namespace std::chrono_literals;
+using gatehouse::testing::FakeGameService;
+using testing::kWait;
+using testing::RecordingEvents;
+
+constexpr const char* kService = "game-10000";
+
+class GameServicesTest : public ::testing::Test {
+ protected:
+  GameServicesTest()
+      : doorbell_(shm::Doorbell::create()),
+        wakeup_(doorbell_),
+        metrics_(shard_),
+        services_(std::make_unique<GameServices>(
+            GameServices::Context{calls_, events_, wakeup_, metrics_, *table_, shard_.in_flight,
+                                  FrameNumbering::kGonet2, 60'000'000'000, "test-gw"},
+            kService)) {}
+
+  static DiscoveryView view(const ServiceInstances& instances) { return {{kService, instances}}; }
+
+  /// Flushes as the duty cycle would until `done()`.
+  template <class Predicate>
+  bool flush_until(Predicate done) {
+    const auto deadline = std::chrono::steady_clock::now() + kWait;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      services_->flush(monotonic_ns());
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
+  /// Opens a session of `user` (conn = user) on the instance it routes to.
+  Upstream* login(std::int64_t user) {
+    const auto conn = static_cast<std::uint64_t>(user);
+    Upstream* upstream = services_->route(conn, user);
+    if (upstream != nullptr) upstream->open(conn, user, 0, nullptr);
+    return upstream;
+  }
+  void logout(std::int64_t user) {
+    const auto conn = static_cast<std::uint64_t>(user);
+    services_->of(conn)->close(conn, Origin{});
+    services_->closed(conn);
+  }
+
+  /// The routing table's row of `instance`: its sessions, -1 if none.
+  std::int64_t sessions_of(const std::string& instance) {
+    metrics::RoutingNames names{};
+    if (!metrics::read_routing(*table_, names)) return -1;
+    for (std::uint32_t i = 0; i < names.instance_count; ++i) {
+      if (instance == names.instances[i].name) return table_->sessions[i].load();
+    }
+    return -1;
+  }
+
+  FakeGameService game1_{{.echo = true}};
+  FakeGameService game2_{{.echo = true}};
+  shm::Doorbell doorbell_;
+  Wakeup wakeup_;
+  metrics::Shard shard_{};
+  metrics::Writer metrics_;
+  std::unique_ptr<metrics::RoutingTable> table_ = std::make_unique<metrics::RoutingTable>();
+  RecordingEvents events_;
+  CallQueue calls_;
+  std::unique_ptr<GameServices> services_;  // after calls_: goes first
+};
+
+TEST_F(GameServicesTest, ASessionStaysOnItsInstanceWhenAnotherJoins) {
+  EXPECT_EQ(services_->route(1, 1), nullptr) << "no instance yet";
+  services_->update(view({{"game1", game1_.address()}}));
+  std::vector<Upstream*> before;
+  for (std::int64_t u = 1; u <= 20; ++u) before.push_back(login(u));
+  ASSERT_TRUE(game1_.wait_for_streams(20, kWait));
+  EXPECT_EQ(sessions_of("game1"), 20);
+
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  EXPECT_EQ(services_->live(), 2u);
+  for (std::int64_t u = 1; u <= 20; ++u) {
+    EXPECT_EQ(services_->route(static_cast<std::uint64_t>(u), u),
+              before[static_cast<std::size_t>(u - 1)])
+        << "kept";
+  }
+  int on_game2 = 0;
+  for (std::int64_t u = 21; u <= 60; ++u) on_game2 += login(u) != before[0] ? 1 : 0;
+  EXPECT_GT(on_game2, 5) << "the newcomer takes new sessions";
+  EXPECT_LT(on_game2, 35);
+  ASSERT_TRUE(game2_.wait_for_streams(static_cast<std::size_t>(on_game2), kWait));
+  EXPECT_TRUE(game1_.wait_for_streams(60u - static_cast<std::size_t>(on_game2), kWait));
+  EXPECT_EQ(sessions_of("game2"), on_game2);
+}
+
+TEST_F(GameServicesTest, ARemovedInstanceKeepsItsSessionsThenGoesWithTheLast) {
+  services_->update(view({{"game1", game1_.address()}}));
+  Upstream* const game1 = login(1);
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  std::vector<std::int64_t> on_game1{1};
+  for (std::int64_t u = 2; u <= 20; ++u) {
+    if (login(u) == game1) on_game1.push_back(u);
+  }
+  ASSERT_LT(on_game1.size(), 20u);
+  ASSERT_TRUE(game1_.wait_for_streams(on_game1.size(), kWait));
+
+  services_->update(view({{"game2", game2_.address()}}));
+  EXPECT_EQ(services_->live(), 1u);
+  for (std::int64_t u = 100; u < 110; ++u) EXPECT_NE(login(u), game1) << "no new session there";
+  for (const std::int64_t u : on_game1) {
+    EXPECT_EQ(services_->of(static_cast<std::uint64_t>(u)), game1) << "sticky";
+  }
+  EXPECT_EQ(game1_.live_stream_count(), on_game1.size());
+
+  // Their sessions end: the instance goes with the last stream.
+  for (const std::int64_t u : on_game1) logout(u);
+  ASSERT_TRUE(flush_until([&] { return sessions_of("game1") == -1; }));
+  EXPECT_TRUE(flush_until([&] { return game1_.live_stream_count() == 0; }));
+  for (const std::int64_t u : on_game1)
+    EXPECT_EQ(services_->of(static_cast<std::uint64_t>(u)), nullptr);
+}
+
+TEST_F(GameServicesTest, AMovedInstanceKeepsItsNameAndSessions) {
+  services_->update(view({{"game1", game1_.address()}}));
+  Upstream* first = login(1);
+  ASSERT_TRUE(game1_.wait_for_streams(1, kWait));
+  services_->update(view({{"game1", game2_.address()}}));
+  EXPECT_EQ(login(2), first) << "the same instance, moved";
+  ASSERT_TRUE(game2_.wait_for_streams(1, kWait)) << "new streams go to the new address";
+  EXPECT_EQ(game1_.live_stream_count(), 1u) << "the stream up stays where it is";
+  EXPECT_EQ(sessions_of("game1"), 2);
+}
+
+TEST_F(GameServicesTest, OtherServicesAreCountedAndBadAddressesIgnored) {
+  services_->update({{kService, {{"game1", game1_.address()}, {"typo", "nowhere"}}},
+                     {"snowflake-10000", {{"sf1", "127.0.0.1:1"}, {"sf2", "127.0.0.1:2"}}}});
+  EXPECT_EQ(services_->live(), 1u);
+  metrics::RoutingNames names{};
+  ASSERT_TRUE(metrics::read_routing(*table_, names));
+  ASSERT_EQ(names.service_count, 2u);
+  EXPECT_STREQ(names.services[0].name, kService);
+  EXPECT_EQ(names.services[0].instances, 1);
+  EXPECT_STREQ(names.services[1].name, "snowflake-10000");
+  EXPECT_EQ(names.services[1].instances, 2);
+  ASSERT_EQ(names.instance_count, 1u);
+  EXPECT_STREQ(names.instances[0].name, "game1");
+  EXPECT_EQ(names.instances[0].live, 1u);
+}
+
+}  // namespace
+}  // namespace gatehouse::bridge

@@ -1,0 +1,295 @@
+// Discovery through etcd end to end (docs/discovery.md): a real etcd
+// (Debian's etcd-server, started on free ports), the real gateway with
+// --services game-10000 and no backend line, and fake game services (real
+// gRPC servers) registered as /backends/game-10000/NAME = HOST:PORT, as
+// gonet2's game services register themselves:
+//   - sessions reach the instance registered; one registered while the
+//     gateway runs gets new sessions, and live sessions stay where they are;
+//   - a deleted instance gets no new session, its sessions keep working
+//     while their streams do (sticky), and go when it fails;
+//   - etcd stopped: logins go on with the last view (its age exported), and
+//     the gateway catches up when etcd is back;
+//   - etcd unreachable at start: without backend lines the gateway refuses
+//     to start, promptly, naming etcd-hosts; with them it serves on them
+//     until etcd answers.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "etcd_server.h"
+#include "fake_game_service.h"
+#include "gatehouse/client/client.h"
+#include "gateway_process.h"
+#include "http_get.h"
+#include "patience.h"
+#include "test_clients.h"
+
+namespace gatehouse::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using client::Client;
+
+constexpr const char* kService = "game-10000";
+
+std::string key_of(const std::string& instance) {
+  return std::string("/backends/") + kService + "/" + instance;
+}
+
+/// A logged-in client and its user id.
+struct Player {
+  std::unique_ptr<Client> client;
+  std::int32_t uid = 0;
+};
+
+class DiscoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!EtcdServer::available()) {
+      GTEST_SKIP() << EtcdServer::kBinary << " is not installed (etcd-server)";
+    }
+  }
+
+  void put(const std::string& instance, const FakeGameService& game) {
+    std::string error;
+    ASSERT_TRUE(etcd_.set(key_of(instance), game.address(), &error)) << error;
+  }
+  void remove(const std::string& instance) {
+    std::string error;
+    ASSERT_TRUE(etcd_.set(key_of(instance), std::nullopt, &error)) << error;
+  }
+
+  /// The gateway with discovery on (and `extra` flags), no backend line
+  /// unless `backend` names a game service.
+  void start_gateway(std::vector<std::string> extra = {},
+                     const FakeGameService* backend = nullptr) {
+    std::vector<std::string> args{"--services", kService, "--etcd-hosts", etcd_.url()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    GatewayOptions options{backend != nullptr ? backend->port() : 0, 1, std::move(args), {}};
+    options.backend_line = backend != nullptr;
+    gateway_.emplace(std::move(options));
+  }
+
+  Player login(const std::string& udid) {
+    Player p{std::make_unique<Client>(), 0};
+    p.client->connect("127.0.0.1", gateway_->port(), kPatience);
+    const auto result = p.client->login(udid, "", kPatience);
+    EXPECT_TRUE(result.ok()) << udid << ": " << to_string(result.status);
+    p.uid = result.uid();
+    return p;
+  }
+
+  /// Which of `games` has the live stream of `uid` (waits for it to open);
+  /// -1 when none within kPatience.
+  static int instance_of(std::int32_t uid, std::initializer_list<const FakeGameService*> games) {
+    const auto give_up = std::chrono::steady_clock::now() + kPatience;
+    while (std::chrono::steady_clock::now() < give_up) {
+      int i = 0;
+      for (const FakeGameService* game : games) {
+        for (const FakeStream& s : game->streams()) {
+          if (s.user_id == uid && !s.ended) return i;
+        }
+        ++i;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+
+  double metric(const std::string& series) const {
+    return metric_sample(http_get(gateway_->metrics_port(), "/metrics"), series);
+  }
+  /// Waits until the series has `value`.
+  bool wait_metric(const std::string& series, double value) const {
+    const auto give_up = std::chrono::steady_clock::now() + kPatience;
+    while (metric(series) != value) {
+      if (std::chrono::steady_clock::now() > give_up) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  }
+
+  EtcdServer etcd_;
+  FakeGameService game1_{{.echo = true}};
+  FakeGameService game2_{{.echo = true}};
+  std::optional<GatewayProcess> gateway_;
+};
+
+TEST_F(DiscoveryTest, AnInstanceThatJoinsGetsNewSessionsAndLiveOnesStayWhereTheyAre) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  start_gateway();
+  std::vector<Player> before;
+  for (int i = 0; i < 4; ++i) before.push_back(login("before-" + std::to_string(i)));
+  for (Player& p : before) {
+    EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 0) << "the only instance registered";
+    EXPECT_TRUE(echo_works(*p.client, "one"));
+  }
+  EXPECT_TRUE(wait_metric(R"(gatehouse_game_service_instances{service="game-10000"})", 1));
+  EXPECT_TRUE(wait_metric(
+      R"(gatehouse_game_instance_sessions{instance="game1",service="game-10000",state="live"})",
+      4));
+
+  put("game2", game2_);
+  ASSERT_TRUE(gateway_->wait_log("instance game2"));
+  EXPECT_TRUE(wait_metric(R"(gatehouse_game_service_instances{service="game-10000"})", 2));
+  // New sessions are spread over both (rendezvous hashing of the user id).
+  std::vector<Player> after;
+  int on_game2 = 0;
+  for (int i = 0; i < 16; ++i) {
+    after.push_back(login("after-" + std::to_string(i)));
+    const int at = instance_of(after.back().uid, {&game1_, &game2_});
+    ASSERT_NE(at, -1);
+    on_game2 += at;
+    EXPECT_TRUE(echo_works(*after.back().client, "new"));
+  }
+  EXPECT_GT(on_game2, 0) << "the instance that joined gets new sessions";
+  EXPECT_LT(on_game2, 16);
+  // The sessions from before stay on game1, their streams untouched.
+  for (Player& p : before) {
+    EXPECT_TRUE(echo_works(*p.client, "still"));
+    EXPECT_EQ(game1_.frames(p.uid).size(), 2u);
+    EXPECT_TRUE(game2_.frames(p.uid).empty());
+  }
+  for (const FakeStream& s : game1_.streams()) EXPECT_FALSE(s.ended);
+  EXPECT_GE(metric(R"(gatehouse_discovery_events_total{kind="put"})"), 1);
+}
+
+TEST_F(DiscoveryTest, ADeletedInstanceGetsNoNewSessionsAndItsOwnStayUntilItFails) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  put("game2", game2_);
+  start_gateway();
+  std::vector<Player> players;
+  std::vector<Player*> on_game1;
+  for (int i = 0; i < 16; ++i) players.push_back(login("p-" + std::to_string(i)));
+  for (Player& p : players) {
+    if (instance_of(p.uid, {&game1_, &game2_}) == 0) on_game1.push_back(&p);
+  }
+  ASSERT_FALSE(on_game1.empty());
+  ASSERT_LT(on_game1.size(), players.size());
+
+  remove("game1");
+  ASSERT_TRUE(
+      gateway_->wait_log("instance game1 (" + game1_.address() + ") is gone from the view"));
+  EXPECT_TRUE(wait_metric(R"(gatehouse_game_service_instances{service="game-10000"})", 1));
+  EXPECT_TRUE(
+      wait_metric(R"(gatehouse_game_instance_sessions{instance="game1",service="game-10000",)"
+                  R"(state="removed"})",
+                  static_cast<double>(on_game1.size())));
+  // Sticky: game1's sessions keep their streams while they work.
+  for (Player* p : on_game1) EXPECT_TRUE(echo_works(*p->client, "sticky"));
+  // Every new session goes to game2.
+  const std::size_t game1_streams = game1_.streams().size();
+  for (int i = 0; i < 8; ++i) {
+    Player p = login("new-" + std::to_string(i));
+    EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 1);
+    EXPECT_TRUE(echo_works(*p.client, "new"));
+  }
+  EXPECT_EQ(game1_.streams().size(), game1_streams);
+
+  // game1 goes down: its sessions go (backend_unavailable), and with the
+  // last of them the instance.
+  game1_.stop();
+  for (Player* p : on_game1) EXPECT_TRUE(p->client->wait_closed(kPatience));
+  EXPECT_TRUE(gateway_->wait_log("has no session left; dropped"));
+  for (Player& p : players) {
+    if (std::find(on_game1.begin(), on_game1.end(), &p) == on_game1.end()) {
+      EXPECT_TRUE(echo_works(*p.client, "game2 lives"));
+    }
+  }
+  EXPECT_GE(metric(R"(gatehouse_discovery_events_total{kind="delete"})"), 1);
+}
+
+TEST_F(DiscoveryTest, WithEtcdStoppedLoginsGoOnWithTheLastViewAndItCatchesUpWhenBack) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  start_gateway();
+  Player first = login("first");
+  EXPECT_TRUE(echo_works(*first.client, "up"));
+
+  etcd_.stop();
+  ASSERT_TRUE(gateway_->wait_log("routing with the last known instances"));
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  while (metric("gatehouse_discovery_view_age_seconds") <= 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(metric("gatehouse_discovery_view_age_seconds"), 0) << "the view's age is exported";
+  for (int i = 0; i < 4; ++i) {
+    Player p = login("while-down-" + std::to_string(i));
+    EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 0);
+    EXPECT_TRUE(echo_works(*p.client, "down"));
+  }
+  EXPECT_TRUE(echo_works(*first.client, "still up"));
+
+  // Back: a change made meanwhile reaches the gateway, and the age is 0 again.
+  ASSERT_TRUE(etcd_.start());
+  remove("game1");
+  put("game2", game2_);
+  ASSERT_TRUE(gateway_->wait_log("instance game2"));
+  EXPECT_TRUE(wait_metric("gatehouse_discovery_view_age_seconds", 0));
+  Player later = login("later");
+  EXPECT_EQ(instance_of(later.uid, {&game1_, &game2_}), 1);
+  EXPECT_TRUE(echo_works(*later.client, "caught up"));
+  EXPECT_TRUE(echo_works(*first.client, "sticky"));
+}
+
+// A bridge that replaces a dead one reads etcd again and re-opens the
+// sessions' streams on the instances their user ids pick.
+TEST_F(DiscoveryTest, ABridgeThatReplacesADeadOneServesTheDiscoveredInstances) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  start_gateway();
+  Player p = login("survivor");
+  EXPECT_TRUE(echo_works(*p.client, "before"));
+  const pid_t bridge = gateway_->bridge_pid();
+  ASSERT_GT(bridge, 0);
+  ::kill(bridge, SIGKILL);
+  ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 1 logged-in sessions"));
+  EXPECT_TRUE(echo_works(*p.client, "after"));
+  EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 0);
+}
+
+TEST_F(DiscoveryTest, UnreachableEtcdWithoutBackendLinesRefusesToStartPromptly) {
+  // etcd_ is not started: nothing answers on its port.
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    start_gateway({"--discovery-wait", "1"});
+    FAIL() << "the gateway started without etcd and without backend lines";
+  } catch (const std::runtime_error& e) {
+    const std::string log = e.what();
+    EXPECT_NE(log.find("gateway exited at start"), std::string::npos) << log;
+    EXPECT_NE(log.find("etcd-hosts " + etcd_.target()), std::string::npos) << log;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, kPatience) << "never a hang";
+}
+
+TEST_F(DiscoveryTest, UnreachableEtcdWithBackendLinesServesOnThemUntilEtcdAnswers) {
+  start_gateway({"--discovery-wait", "1"}, &game1_);
+  ASSERT_TRUE(gateway_->wait_log("serving the 1 backend lines"));
+  Player early = login("early");
+  EXPECT_EQ(instance_of(early.uid, {&game1_, &game2_}), 0);
+  EXPECT_TRUE(echo_works(*early.client, "fallback"));
+
+  // etcd comes: its instances replace the fallback for new sessions; the
+  // sessions on the fallback stay.
+  ASSERT_TRUE(etcd_.start());
+  put("game2", game2_);
+  ASSERT_TRUE(gateway_->wait_log("instance game2"));
+  Player later = login("later");
+  EXPECT_EQ(instance_of(later.uid, {&game1_, &game2_}), 1);
+  EXPECT_TRUE(echo_works(*later.client, "discovered"));
+  EXPECT_TRUE(echo_works(*early.client, "sticky"));
+}
+
+}  // namespace
+}  // namespace gatehouse::testing
