@@ -159,6 +159,19 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       return total;
     };
     std::vector<MetricFamily> out;
+    // A counter family with one series per (counter, label value).
+    const auto counters_by =
+        [&](const char* name, const char* help, const char* label,
+            std::initializer_list<std::pair<metrics::Counter, const char*>> series) {
+          auto f = family(name, help, MetricType::Counter);
+          for (const auto& [counter, value] : series) {
+            f.metric.push_back(value_metric(
+                MetricType::Counter,
+                sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
+                {{label, value}}));
+          }
+          return f;
+        };
 
     auto build = family("gatehouse_build_info", "Build and shared-memory layout of this gateway.",
                         MetricType::Gauge);
@@ -195,98 +208,59 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         {{"direction", "to_game"}}));
     out.push_back(std::move(dropped));
 
-    auto refused = family("gatehouse_connections_refused_total",
-                          "Connections refused at accept, by reason: connection_limit "
-                          "(--max-connections, or out of file descriptors), address_limit "
-                          "(--max-connections-per-ip), rate_limit (--connect-rate), "
-                          "address_rate_limit (--connect-rate-per-ip).",
-                          MetricType::Counter);
-    for (const auto& [counter, reason] :
-         {std::pair{metrics::kConnectionsRefused, "connection_limit"},
-          std::pair{metrics::kConnectionsRefusedPerAddress, "address_limit"},
-          std::pair{metrics::kConnectionsRefusedRate, "rate_limit"},
-          std::pair{metrics::kConnectionsRefusedRatePerAddress, "address_rate_limit"}}) {
-      refused.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"reason", reason}}));
-    }
-    out.push_back(std::move(refused));
+    out.push_back(
+        counters_by("gatehouse_connections_refused_total",
+                    "Connections refused at accept, by reason: connection_limit "
+                    "(--max-connections, or out of file descriptors), address_limit "
+                    "(--max-connections-per-ip), rate_limit (--connect-rate), "
+                    "address_rate_limit (--connect-rate-per-ip).",
+                    "reason",
+                    {{metrics::kConnectionsRefused, "connection_limit"},
+                     {metrics::kConnectionsRefusedPerAddress, "address_limit"},
+                     {metrics::kConnectionsRefusedRate, "rate_limit"},
+                     {metrics::kConnectionsRefusedRatePerAddress, "address_rate_limit"}}));
 
-    auto reloads = family("gatehouse_reloads_total",
-                          "SIGHUP reloads by result: applied (the configuration read again was "
-                          "taken, then the workers roll) or refused (the configuration or the "
-                          "worker binary on disk; nothing changed).",
-                          MetricType::Counter);
-    for (const auto& [counter, result] : {std::pair{metrics::kReloadsApplied, "applied"},
-                                          std::pair{metrics::kReloadsRefused, "refused"}}) {
-      reloads.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"result", result}}));
-    }
-    out.push_back(std::move(reloads));
+    out.push_back(counters_by(
+        "gatehouse_reloads_total",
+        "SIGHUP reloads by result: applied (the configuration read again was "
+        "taken, then the workers roll) or refused (the configuration or the "
+        "worker binary on disk; nothing changed).",
+        "result", {{metrics::kReloadsApplied, "applied"}, {metrics::kReloadsRefused, "refused"}}));
 
-    auto proxy_headers = family("gatehouse_proxy_headers_total",
-                                "PROXY protocol headers taken on proxy= listeners, by version.",
-                                MetricType::Counter);
-    for (const auto& [counter, version] :
-         {std::pair{metrics::kProxyHeadersV1, "1"}, std::pair{metrics::kProxyHeadersV2, "2"}}) {
-      proxy_headers.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"version", version}}));
-    }
-    out.push_back(std::move(proxy_headers));
-    auto proxy_refused =
-        family("gatehouse_proxy_refused_total",
-               "Connections of proxy= listeners closed before they were admitted, by reason: "
-               "untrusted (a header, or a listener that requires one, from a source outside "
-               "proxy-from), missing (no header, or the other version, where one is required), "
-               "malformed (a header that does not parse), timeout (no header within the "
-               "deadline).",
-               MetricType::Counter);
-    for (const auto& [counter, reason] : {std::pair{metrics::kProxyRefusedUntrusted, "untrusted"},
-                                          std::pair{metrics::kProxyRefusedMissing, "missing"},
-                                          std::pair{metrics::kProxyRefusedMalformed, "malformed"},
-                                          std::pair{metrics::kProxyRefusedTimeout, "timeout"}}) {
-      proxy_refused.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"reason", reason}}));
-    }
-    out.push_back(std::move(proxy_refused));
-    auto kcp_refused = family("gatehouse_kcp_sessions_refused_total",
+    out.push_back(counters_by("gatehouse_proxy_headers_total",
+                              "PROXY protocol headers taken on proxy= listeners, by version.",
+                              "version",
+                              {{metrics::kProxyHeadersV1, "1"}, {metrics::kProxyHeadersV2, "2"}}));
+    out.push_back(counters_by(
+        "gatehouse_proxy_refused_total",
+        "Connections of proxy= listeners closed before they were admitted, by reason: "
+        "untrusted (a header, or a listener that requires one, from a source outside "
+        "proxy-from), missing (no header, or the other version, where one is required), "
+        "malformed (a header that does not parse), timeout (no header within the "
+        "deadline).",
+        "reason",
+        {{metrics::kProxyRefusedUntrusted, "untrusted"},
+         {metrics::kProxyRefusedMissing, "missing"},
+         {metrics::kProxyRefusedMalformed, "malformed"},
+         {metrics::kProxyRefusedTimeout, "timeout"}}));
+    out.push_back(counters_by("gatehouse_kcp_sessions_refused_total",
                               "KCP session openers refused, by reason: connection_limit "
                               "(--max-connections, --max-connections-per-ip, "
                               "--udp-sessions-per-ip, or draining), rate_limit (--connect-rate, "
                               "--connect-rate-per-ip), pending_limit (--udp-pending-sessions).",
-                              MetricType::Counter);
-    for (const auto& [counter, reason] :
-         {std::pair{metrics::kKcpRefusedLimit, "connection_limit"},
-          std::pair{metrics::kKcpRefusedRate, "rate_limit"},
-          std::pair{metrics::kKcpRefusedPending, "pending_limit"}}) {
-      kcp_refused.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"reason", reason}}));
-    }
-    out.push_back(std::move(kcp_refused));
-    auto handshakes_failed =
-        family("gatehouse_handshakes_failed_total",
-               "Connections of tls, ws and wss listeners closed before their first frame "
-               "(reason handshake_failed), by what failed: tls (the TLS handshake), request (not "
-               "a WebSocket upgrade, or a malformed one), origin (an Origin outside ws-origins).",
-               MetricType::Counter);
-    for (const auto& [counter, reason] : {std::pair{metrics::kHandshakesFailedTls, "tls"},
-                                          std::pair{metrics::kHandshakesFailedRequest, "request"},
-                                          std::pair{metrics::kHandshakesFailedOrigin, "origin"}}) {
-      handshakes_failed.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"reason", reason}}));
-    }
-    out.push_back(std::move(handshakes_failed));
+                              "reason",
+                              {{metrics::kKcpRefusedLimit, "connection_limit"},
+                               {metrics::kKcpRefusedRate, "rate_limit"},
+                               {metrics::kKcpRefusedPending, "pending_limit"}}));
+    out.push_back(counters_by(
+        "gatehouse_handshakes_failed_total",
+        "Connections of tls, ws and wss listeners closed before their first frame "
+        "(reason handshake_failed), by what failed: tls (the TLS handshake), request (not "
+        "a WebSocket upgrade, or a malformed one), origin (an Origin outside ws-origins).",
+        "reason",
+        {{metrics::kHandshakesFailedTls, "tls"},
+         {metrics::kHandshakesFailedRequest, "request"},
+         {metrics::kHandshakesFailedOrigin, "origin"}}));
 
     auto logins = family("gatehouse_logins_total",
                          "Login attempts by result; refused ones by reason (docs/login.md).",
@@ -303,18 +277,11 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
     out.push_back(std::move(logins));
 
-    auto exchanges = family("gatehouse_key_exchanges_total",
-                            "Modern key exchanges by version: 2 (the gateway proves its key), "
-                            "1 (unauthenticated; only where a listener allows modern1).",
-                            MetricType::Counter);
-    for (const auto& [counter, version] :
-         {std::pair{metrics::kKeyExchangesV1, "1"}, std::pair{metrics::kKeyExchangesV2, "2"}}) {
-      exchanges.metric.push_back(value_metric(
-          MetricType::Counter,
-          sum([c = counter](const metrics::Shard& s) -> auto& { return s.counters[c]; }),
-          {{"version", version}}));
-    }
-    out.push_back(std::move(exchanges));
+    out.push_back(counters_by("gatehouse_key_exchanges_total",
+                              "Modern key exchanges by version: 2 (the gateway proves its key), "
+                              "1 (unauthenticated; only where a listener allows modern1).",
+                              "version",
+                              {{metrics::kKeyExchangesV1, "1"}, {metrics::kKeyExchangesV2, "2"}}));
 
     auto closed = family("gatehouse_connections_closed_total", "Sessions ended, by close reason.",
                          MetricType::Counter);
