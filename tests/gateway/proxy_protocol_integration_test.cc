@@ -146,8 +146,8 @@ TEST_F(ProxyProtocolTest, APlayerBehindAV2HeaderIsSeenAtTheHeadersAddress) {
 TEST_F(ProxyProtocolTest, AListenerBehindAKcpOnlyOneKeepsItsOptions) {
   GatewayOptions o{game_.port(), 1, {"--listen", "127.0.0.1:0,proxy=v1"}, {}};
   o.listen = "127.0.0.1:0,transport=kcp";
-  gateway_.emplace(std::move(o));  // port(): the last listener's
-  RawSession s(gateway_->port());
+  gateway_.emplace(std::move(o));
+  RawSession s(gateway_->port(1));  // the second --listen
   s.write(v1_header("203.0.113.9", 40009));
   expect_served(s, "behind-kcp");
   EXPECT_TRUE(gateway_->wait_log("remote=203.0.113.9:40009 user=")) << gateway_->log();
