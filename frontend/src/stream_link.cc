@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "gatehouse/base/log_text.h"
 #include "gatehouse/codec/byte_io.h"
 #include "gatehouse/codec/client_protocol.h"
 
@@ -254,7 +255,7 @@ class WsLink final : public StreamLink, public std::enable_shared_from_this<WsLi
         !options_.allowed_origins.empty() && origin != request.end() &&
         !origin_allowed(options_.allowed_origins, origin->value())) {
       refuse(http::status::forbidden, Failure::kOrigin,
-             "origin " + std::string(origin->value().substr(0, 256)) + " is not in ws-origins");
+             "origin " + log_text(origin->value()) + " is not in ws-origins");
       return;
     }
     ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
