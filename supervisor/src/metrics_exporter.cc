@@ -498,11 +498,20 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     auto start =
         family("process_start_time_seconds",
                "Start time of the process since unix epoch in seconds.", MetricType::Gauge);
-    const auto add = [&](const char* component, const std::string& name, pid_t pid) {
-      const auto stats = read_process_stats(pid);
-      if (!stats) return;  // gone since the report: its series skip this scrape
+    // A restarted child's CPU counter goes on from its predecessors' (what
+    // wait4 said they spent); its other series are the running process's.
+    const auto add = [&](const char* component, const std::string& name, pid_t pid,
+                         double exited_cpu_seconds) {
       const std::vector<ClientMetric::Label> labels{{"component", component}, {"process", name}};
-      cpu.metric.push_back(value_metric(MetricType::Counter, stats->cpu_seconds, labels));
+      const auto stats = pid != 0 ? read_process_stats(pid) : std::nullopt;
+      if (!stats) {  // down, or gone since the report
+        if (exited_cpu_seconds > 0) {
+          cpu.metric.push_back(value_metric(MetricType::Counter, exited_cpu_seconds, labels));
+        }
+        return;
+      }
+      cpu.metric.push_back(
+          value_metric(MetricType::Counter, exited_cpu_seconds + stats->cpu_seconds, labels));
       open_fds.metric.push_back(value_metric(MetricType::Gauge, stats->open_fds, labels));
       if (stats->max_fds) {
         max_fds.metric.push_back(value_metric(MetricType::Gauge, *stats->max_fds, labels));
@@ -510,9 +519,9 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       resident.metric.push_back(value_metric(MetricType::Gauge, stats->resident_bytes, labels));
       start.metric.push_back(value_metric(MetricType::Gauge, stats->start_time_seconds, labels));
     };
-    add("supervisor", "supervisor", ::getpid());
+    add("supervisor", "supervisor", ::getpid(), 0);
     for (const ChildHealth& c : health_.report().children) {
-      if (c.pid != 0) add(kComponentNames[c.id.component()], c.id.name(), c.pid);
+      add(kComponentNames[c.id.component()], c.id.name(), c.pid, c.exited_cpu_seconds);
     }
     for (auto* f : {&cpu, &open_fds, &max_fds, &resident, &start}) out.push_back(std::move(*f));
   }

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,11 +54,15 @@ class SystemProcesses final : public Processes {
 
   void kill(pid_t pid, int signo) override { ::kill(pid, signo); }
 
-  std::optional<std::pair<pid_t, int>> reap() override {
+  std::optional<Exit> reap() override {
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    rusage usage{};
+    const pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
     if (pid <= 0) return std::nullopt;
-    return std::pair{pid, status};
+    const auto seconds = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
+    return Exit{pid, status, seconds(usage.ru_utime) + seconds(usage.ru_stime)};
   }
 
   RunResult run(const std::vector<std::string>& args, std::chrono::milliseconds timeout) override {

@@ -212,11 +212,12 @@ void Supervisor::spawn(Child& child) {
 int Supervisor::reap_children() {
   int reaped = 0;
   while (const auto exited = processes_->reap()) {
-    const auto [pid, status] = *exited;
+    const auto [pid, status, cpu_seconds] = *exited;
     Child* c = child_by_pid(pid);
     if (c == nullptr) continue;
     ++reaped;
     c->pid = 0;
+    c->exited_cpu_seconds += cpu_seconds;
     const std::string name = c->id.name();
     if (c->id.role == Role::kWorker && !drain_.stopping() && reload_ &&
         reload_->exited(c->id.index)) {
@@ -513,7 +514,7 @@ void Supervisor::publish_health() {
     // wait in the rings for its successor.
     const bool rolling = reload_ && c.id.role == Role::kWorker && c.id.index == reload_->current();
     const bool attached = c.pid != 0 && segment_ && status_of(c.id).pid.load() == c.pid;
-    r.children[i] = {c.id, c.pid, attached, rolling};
+    r.children[i] = {c.id, c.pid, attached, rolling, c.exited_cpu_seconds};
   }
   health_.publish(r);
 }

@@ -4,14 +4,17 @@
 #include "gatehouse/supervisor/supervisor.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -82,11 +85,11 @@ class FakeProcesses final : public Processes {
     world_->signals.emplace_back(pid, signo);
     if (world_->obey_signals && world_->running.count(pid) != 0) world_->exit(pid, signo);
   }
-  std::optional<std::pair<pid_t, int>> reap() override {
+  std::optional<Exit> reap() override {
     if (world_->exited.empty()) return std::nullopt;
-    const auto e = world_->exited.front();
+    const auto [pid, status] = world_->exited.front();
     world_->exited.pop_front();
-    return e;
+    return Exit{pid, status, 0};
   }
   RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds) override {
     world_->runs.push_back(argv);
@@ -346,6 +349,25 @@ TEST(SupervisorProcesses, RunSaysWhenTheProgramIsMissingOrTooSlow) {
   EXPECT_EQ(slow.exit_code, -1);
   EXPECT_THAT(slow.output, ::testing::HasSubstr("did not answer within 100 ms"));
   EXPECT_LT(processes->now_ns() - before, 5'000 * kMs);
+}
+
+// A reaped child says what CPU it spent: a restarted worker's
+// process_cpu_seconds_total goes on from it instead of going back to zero.
+TEST(SupervisorProcesses, AReapedChildSaysWhatCpuItSpent) {
+  auto processes = system_processes();
+  const pid_t pid = processes->spawn(
+      {"/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; exit 7"}, {});
+  ASSERT_GT(pid, 0);
+  std::optional<Exit> exit;
+  const std::int64_t deadline = processes->now_ns() + 60'000 * kMs;
+  while (!(exit = processes->reap()) && processes->now_ns() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->pid, pid);
+  ASSERT_TRUE(WIFEXITED(exit->status));
+  EXPECT_EQ(WEXITSTATUS(exit->status), 7);
+  EXPECT_GT(exit->cpu_seconds, 0.05) << "300k shell loop iterations take CPU time";
 }
 
 }  // namespace

@@ -30,6 +30,9 @@ struct ChildHealth {
   pid_t pid = 0;          ///< the running process; 0: none (crashed, waiting to restart)
   bool attached = false;  ///< it has attached to the segment (serving, not just forked)
   bool rolling = false;   ///< a reload is replacing it: down on purpose, for a moment
+  /// CPU time of the slot's earlier processes (crashed, hung or rolled): its
+  /// process_cpu_seconds_total goes on from there instead of going back.
+  double exited_cpu_seconds = 0;
   friend bool operator==(const ChildHealth&, const ChildHealth&) = default;
 };
 

@@ -16,6 +16,13 @@
 
 namespace gatehouse::supervisor {
 
+/// A child that has exited.
+struct Exit {
+  pid_t pid = 0;
+  int status = 0;          ///< its wait status
+  double cpu_seconds = 0;  ///< the user + system CPU time it spent in all
+};
+
 /// What a command run to completion said.
 struct RunResult {
   int exit_code = -1;  ///< its exit status; -1 when it could not run, was killed or timed out
@@ -33,8 +40,8 @@ class Processes {
 
   virtual void kill(pid_t pid, int signo) = 0;
 
-  /// One child that has exited, without waiting: (pid, wait status).
-  virtual std::optional<std::pair<pid_t, int>> reap() = 0;
+  /// One child that has exited, without waiting.
+  virtual std::optional<Exit> reap() = 0;
 
   /// Runs argv[0] (a path, no shell) with `argv` to completion and captures
   /// what it prints; past `timeout` it is killed.
@@ -45,7 +52,7 @@ class Processes {
   virtual std::int64_t now_ns() = 0;
 };
 
-/// fork + exec, waitpid, kill(2), CLOCK_MONOTONIC.
+/// fork + exec, wait4, kill(2), CLOCK_MONOTONIC.
 std::unique_ptr<Processes> system_processes();
 
 }  // namespace gatehouse::supervisor

@@ -90,7 +90,8 @@ class Supervisor {
     std::int64_t restart_at_ns = 0;  ///< when a crashed child is due again (0: not due)
     std::uint32_t backoff_ms = 0;
     std::uint64_t restarts = 0;
-    bool hung = false;  ///< killed for silence: its restart counts as a hang
+    double exited_cpu_seconds = 0;  ///< of the processes it ran before this one
+    bool hung = false;              ///< killed for silence: its restart counts as a hang
   };
 
   void open_listeners();
