@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -584,6 +583,8 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
     clients.push_back(std::move(c));
   }
   ASSERT_TRUE(game_.wait_for_streams(kClients, kPatience));
+  const std::string sent = "gatehouse_client_frames_sent_total";
+  const double sent_before = metric_sample(http_get(gateway_->metrics_port(), "/metrics"), sent);
   for (int m = 0; m < kMessages; ++m) {
     for (const std::int32_t uid : uids) {
       std::vector<std::byte> message(1000, std::byte{static_cast<std::uint8_t>(m)});
@@ -592,15 +593,15 @@ TEST_F(GatewayTest, SigtermFlushesQueuedOutputClosesStreamsAndExitsZero) {
       ASSERT_TRUE(game_.push(uid, message));
     }
   }
-  // Let the pushes reach the gateway (the clients read nothing yet).
-  for (auto& c : clients) {
-    int queued = 0;
-    for (int i = 0; i < 200 && queued < 4000; ++i) {
-      ::ioctl(c->native_handle(), FIONREAD, &queued);
-      std::this_thread::sleep_for(5ms);
-    }
+  // Every push reaches the frontend's queues (the clients read nothing yet):
+  // the workers have written each as a frame for its client.
+  const double pushed = sent_before + kClients * kMessages;
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (metric_sample(http_get(gateway_->metrics_port(), "/metrics"), sent) < pushed &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
   }
-  std::this_thread::sleep_for(300ms);
+  ASSERT_GE(metric_sample(http_get(gateway_->metrics_port(), "/metrics"), sent), pushed);
   std::vector<pid_t> children{gateway_->frontend_pid(), gateway_->bridge_pid(),
                               gateway_->worker_pid(0), gateway_->worker_pid(1)};
   ::kill(gateway_->pid(), SIGTERM);

@@ -16,6 +16,7 @@
 
 #include "game.grpc.pb.h"
 #include "gatehouse/game/game_server.h"
+#include "patience.h"
 
 namespace gatehouse::testing {
 
@@ -29,7 +30,9 @@ game::Bytes packet(std::int16_t proto, std::span<const std::byte> body);
 
 class GameTestClient {
  public:
-  static constexpr std::chrono::seconds kDeadline{10};
+  /// A whole stream's bound: generous, as the tests run under sanitizers
+  /// on busy machines.
+  static constexpr std::chrono::seconds kDeadline = kPatience;
 
   /// Opens a stream with metadata userid = `userid` (none when nullopt: the
   /// tests of the metadata check send malformed ones too).
