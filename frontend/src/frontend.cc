@@ -50,6 +50,11 @@ std::int64_t now_ms() {
   return monotonic_ns() / 1'000'000;
 }
 
+// How long one pass may run socket handlers before the rest of the duty
+// cycle (the rings, the heartbeat) gets its turn; far below hang-timeout
+// (0.5 s at least).
+constexpr auto kHandlerBudget = std::chrono::milliseconds(50);
+
 // KCP over UDP.
 constexpr std::size_t kDatagramBatch = 64;  // datagrams read before the rest of the pass
 // The largest datagram kcp-go sends; a receive buffer one byte larger tells
@@ -1645,8 +1650,19 @@ void Frontend::start() {
   sweep_deadlines();
 }
 
+std::size_t Frontend::run_ready_handlers() {
+  const auto until = std::chrono::steady_clock::now() + kHandlerBudget;
+  std::size_t n = 0;
+  while (io_.poll_one() != 0) {
+    // The clock every few handlers: most take microseconds.
+    if (++n % 16 == 0 && std::chrono::steady_clock::now() >= until) break;
+  }
+  return n;
+}
+
 std::size_t Frontend::do_work() {
-  std::size_t work = parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : io_.poll();
+  std::size_t work =
+      parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : run_ready_handlers();
   flush_control();
   retry_blocked();
   work += drain_worker_rings();
