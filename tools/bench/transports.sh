@@ -14,7 +14,7 @@
 # (PSS growth of all its processes; a fresh gateway for each such run).
 #
 #   tools/bench/transports.sh [RUNS]     (default 3; needs a built tree)
-#   SECONDS_PER_RUN=3 SCENARIOS="pp1-enc pp100-enc w16-100-enc idle-2000" \
+#   SECONDS_PER_RUN=3 SCENARIOS="pp1-enc pp100-enc w16-100-enc w16-100-clear idle-2000" \
 #     TRANSPORTS="tcp kcp tls ws wss" ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,8 +33,9 @@ args_of() {
     pp1-enc) echo "-c 1 --encrypt" ;;
     pp100-enc) echo "-c 100 --encrypt" ;;
     w16-100-enc) echo "-c 100 -w 16 --encrypt" ;;
+    w16-100-clear) echo "-c 100 -w 16" ;;
     # As fast as both sides can set them up, then held for the memory sample.
-    idle-*) echo "--idle ${1#idle-} --connect-rate 1000000" ;;
+    idle-*) echo "--idle ${1#idle-} --connect-rate 1000000 --timeout 30" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
@@ -72,15 +73,19 @@ tls_args_of() {
 
 setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
 game=$!
+# Returns once every child process has attached (--ready-file), so that a
+# memory baseline taken next is a whole gateway's.
 start_gateway() {
+  rm -f "$out/ready"
   build/bin/gatehouse --instance "transports-$$" --listen "127.0.0.1:$port,transport=tcp+kcp" \
     --listen "127.0.0.1:$(port_of tls),transport=tls" --listen "127.0.0.1:$(port_of ws),transport=ws" \
     --listen "127.0.0.1:$(port_of wss),transport=wss" --tls-cert "$out/cert.pem" \
     --tls-key "$out/key.pem" --backend "127.0.0.1:$game_port" --rpm-limit 0 --connect-rate 0 \
     --connect-rate-per-ip 0 --udp-pending-sessions 100000 --metrics-listen 127.0.0.1:0 \
-    --log-level warn >>"$out/gateway.log" 2>&1 &
+    --ready-file "$out/ready" --log-level warn >>"$out/gateway.log" 2>&1 &
   gw=$!
-  for _ in $(seq 100); do ss -ltn | grep -q ":$(port_of wss) " && break; sleep 0.1; done
+  for _ in $(seq 300); do [ -f "$out/ready" ] && break; sleep 0.1; done
+  sleep 0.5
 }
 start_gateway
 
