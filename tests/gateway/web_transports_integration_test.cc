@@ -291,6 +291,16 @@ TEST_F(WebSocketRefusals, AClientRefusesACertificateItDoesNotTrust) {
   wrong_name.tls_name = "game.example.com";
   EXPECT_THROW(c.connect("127.0.0.1", gateway_->port(), kPatience, wrong_name),
                client::ClientError);
+  // An address is checked against the certificate's IP names (it has
+  // 127.0.0.1, not 127.0.0.2).
+  client::TransportOptions wrong_address = trusting(client::TransportKind::kWss, certs_);
+  wrong_address.tls_name = "127.0.0.2";
+  EXPECT_THROW(c.connect("127.0.0.1", gateway_->port(), kPatience, wrong_address),
+               client::ClientError);
+  client::TransportOptions by_address = trusting(client::TransportKind::kWss, certs_);
+  by_address.tls_name.clear();  // the host connected to
+  c.connect("127.0.0.1", gateway_->port(), kPatience, by_address);
+  EXPECT_TRUE(c.login("by-address", "", kPatience).ok());
 }
 
 // ------------------------------------------------------------------ operations
