@@ -9,6 +9,7 @@
 #include <array>
 #include <boost/asio/ip/v6_only.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -48,6 +49,11 @@ constexpr std::size_t kProxyReadBytes = 256;
 std::int64_t now_ms() {
   return monotonic_ns() / 1'000'000;
 }
+
+// How long one pass may run socket handlers before the rest of the duty
+// cycle (the rings, the heartbeat) gets its turn; far below hang-timeout
+// (0.5 s at least).
+constexpr auto kHandlerBudget = std::chrono::milliseconds(50);
 
 // KCP over UDP.
 constexpr std::size_t kDatagramBatch = 64;  // datagrams read before the rest of the pass
@@ -1009,7 +1015,13 @@ void Frontend::on_datagram(std::size_t u, const udp::endpoint& from,
   }
   UdpPeer peer{v6_bytes_of(from.address()), from.port(), udp_[u]->listener};
   if (const auto it = kcp_sessions_.find(peer); it != kcp_sessions_.end()) {
-    Connection& c = *find(it->second);
+    Connection* const listed = find(it->second);
+    if (listed == nullptr) {
+      // forget_kcp() takes a session out of the table with its connection.
+      spdlog::critical("KCP session table: conn {:#x} is listed but gone", it->second.value());
+      std::abort();
+    }
+    Connection& c = *listed;
     KcpLink& k = *c.kcp;
     if (*conv == k.session.conv()) {
       const std::int64_t now = now_ms();
@@ -1023,7 +1035,11 @@ void Frontend::on_datagram(std::size_t u, const udp::endpoint& from,
       if (const std::size_t unacked = k.session.unacknowledged_bytes(); unacked < k.unacked) {
         k.unacked = unacked;
         if (c.lingering && unacked == 0) {
-          destroy(c);  // kicked, and everything delivered
+          // Kicked, and everything delivered; the acks this datagram's own
+          // data is owed go first, or the client resends it until its link
+          // dies.
+          k.session.flush(kcp_clock(now));
+          destroy(c);
           return;
         }
         if (unacked == 0) {
@@ -1405,6 +1421,7 @@ void Frontend::close_from_frontend(Connection& c, CloseReason reason) {
 
 void Frontend::start_linger(Connection& c) {
   if (c.lingering || c.socket_closed) return;
+  spdlog::debug("conn {:#x}: output flushed, lingering", c.id.value());
   if (c.kcp) {
     // No FIN in KCP: the linger ends when the client has acknowledged the
     // output (flush_kcp, tick_kcp), or at the deadline.
@@ -1417,7 +1434,6 @@ void Frontend::start_linger(Connection& c) {
     }
     return;
   }
-  spdlog::debug("conn {:#x}: output flushed, lingering", c.id.value());
   if (c.link) {
     // The layer's goodbye (a close frame, close_notify), answered or cut off
     // at the linger deadline.
@@ -1634,8 +1650,19 @@ void Frontend::start() {
   sweep_deadlines();
 }
 
+std::size_t Frontend::run_ready_handlers() {
+  const auto until = std::chrono::steady_clock::now() + kHandlerBudget;
+  std::size_t n = 0;
+  while (io_.poll_one() != 0) {
+    // The clock every few handlers: most take microseconds.
+    if (++n % 16 == 0 && std::chrono::steady_clock::now() >= until) break;
+  }
+  return n;
+}
+
 std::size_t Frontend::do_work() {
-  std::size_t work = parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : io_.poll();
+  std::size_t work =
+      parked_handlers_ != 0 ? std::exchange(parked_handlers_, 0) : run_ready_handlers();
   flush_control();
   retry_blocked();
   work += drain_worker_rings();

@@ -207,6 +207,13 @@ TEST(SummaryJson, HasTheContractFieldsInOrder) {
   r.bench_cpu_us = 1000;
   EXPECT_THAT(to_json(o, r), HasSubstr("\"gateway_cpu_us_per_msg\":2.50"));
   EXPECT_THAT(to_json(o, r), HasSubstr("\"bench_cpu_us_per_msg\":1.00"));
+  // The ramp: the gateway's CPU per connection logged in, and the rate.
+  EXPECT_THAT(json, HasSubstr("\"gateway_cpu_us_per_connect\":null"));
+  r.connections_up = 20;
+  r.ramp_s = 0.5;
+  r.ramp_gateway_cpu_us = 5000;
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"gateway_cpu_us_per_connect\":250.0"));
+  EXPECT_THAT(to_json(o, r), HasSubstr("\"connects_per_s\":40.0"));
   EXPECT_EQ(json.back(), '}');
   EXPECT_EQ(json.find('\n'), std::string::npos);
 }

@@ -1,7 +1,8 @@
 // gw::client and gatehouse-client over KCP (issue 15) against the real
 // gateway listening with transport=tcp+kcp: log in, echo through a game
 // service (small frames, and frames of many segments), the legacy key
-// exchange, and the CLI's --transport kcp end to end.
+// exchange, a kick seen without a close, and the CLI's --transport kcp end
+// to end.
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -77,6 +78,25 @@ TEST_F(KcpClient, LegacyKeyExchangeThenLogin) {
   ASSERT_TRUE(c.key_exchange(kPatience).has_value()) << gateway_->log();
   ASSERT_TRUE(c.login("kcp-encrypted", "", kPatience).ok());
   echo(c, client::to_bytes("secret"));
+}
+
+// KCP has no close: gw::client learns of the kick when its window probes go
+// unanswered once the gateway has forgotten the session, after everything
+// the game sent before the kick.
+TEST_F(KcpClient, AKickIsSeenAfterThePushBeforeIt) {
+  client::Client c;
+  c.connect("127.0.0.1", gateway_->port(), kPatience, kKcp);
+  const auto login = c.login("kcp-kicked", "", kPatience);
+  ASSERT_TRUE(login.ok());
+  ASSERT_TRUE(game_.wait_for_streams(1, kPatience));
+  // A game message is `| proto | body |` (1002: the demo's ping ack).
+  ASSERT_TRUE(game_.push(login.uid(), client::to_bytes("\x03\xealast words")));
+  ASSERT_TRUE(game_.kick(login.uid()));
+  ASSERT_TRUE(c.wait_closed(kPatience)) << gateway_->log();
+  EXPECT_EQ(c.close_error(), std::errc::timed_out);
+  ASSERT_FALSE(c.pending().empty());
+  EXPECT_EQ(client::as_text(c.pending().back().body), "last words");
+  EXPECT_TRUE(gateway_->wait_log("reason=kicked_by_game")) << gateway_->log();
 }
 
 TEST_F(KcpClient, HalfCloseIsTcpOnly) {

@@ -33,6 +33,9 @@
 #include "child_process.h"
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
+#include "gatehouse/codec/byte_io.h"
+#include "gatehouse/codec/client_protocol.h"
+#include "gatehouse/kcp/connection.h"
 #include "gatehouse/kcp/segment.h"
 #include "gateway_process.h"
 #include "http_get.h"
@@ -192,6 +195,102 @@ class LossyUdpRelay {
   std::thread thread_;
 };
 
+/// A KCP conversation the test drives by hand (gw::kcp on a connected UDP
+/// socket): it decides when acks and data leave, which a real client never
+/// lets it do.
+class HandDrivenKcp {
+ public:
+  explicit HandDrivenKcp(std::uint16_t port)
+      : fd_(udp_socket()), session_(0x7e57, {}, [this](std::span<const std::byte> d) {
+          ::send(fd_, d.data(), d.size(), 0);
+        }) {
+    const sockaddr_in to = loopback(port);
+    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+      throw std::runtime_error("HandDrivenKcp: connect failed");
+    }
+  }
+  ~HandDrivenKcp() { ::close(fd_); }
+  HandDrivenKcp(const HandDrivenKcp&) = delete;
+  HandDrivenKcp& operator=(const HandDrivenKcp&) = delete;
+
+  kcp::Connection& session() { return session_; }
+  static kcp::Millis now() {
+    return static_cast<kcp::Millis>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+  }
+
+  /// Queues a client frame `| size | seq | proto | body |` and sends it now.
+  void send_frame(std::int16_t proto, std::span<const std::byte> body) {
+    std::vector<std::byte> frame;
+    ByteWriter(frame)
+        .u16(static_cast<std::uint16_t>(protocol::kClientHeaderBytes + body.size()))
+        .u32(++seq_)
+        .i16(proto)
+        .bytes(body);
+    session_.send(frame);
+    session_.flush(now());
+  }
+
+  /// Takes the datagrams that arrive into the session until a gateway
+  /// payload with `proto` is in the stream (or `timeout`); with `answer`
+  /// false nothing goes back meanwhile, so the acks it owes stay owed.
+  std::optional<client::Packet> wait_for(std::int16_t proto, bool answer,
+                                         std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      poll_once(answer);
+      std::vector<std::byte> chunk(session_.readable());
+      stream_.insert(stream_.end(), chunk.begin(),
+                     chunk.begin() + static_cast<std::ptrdiff_t>(session_.receive(chunk)));
+      for (;;) {
+        const auto scan = protocol::scan_frame(stream_, protocol::kMaxPayload);
+        if (scan.kind != protocol::FrameScan::kFrame) break;
+        const std::vector<std::byte> payload(
+            stream_.begin() + protocol::kSizeBytes,
+            stream_.begin() +
+                static_cast<std::ptrdiff_t>(protocol::kSizeBytes + scan.payload_bytes));
+        stream_.erase(stream_.begin(),
+                      stream_.begin() +
+                          static_cast<std::ptrdiff_t>(protocol::kSizeBytes + scan.payload_bytes));
+        const auto packet = protocol::parse_server_payload(payload);
+        if (packet && packet->proto == proto) {
+          return client::Packet{packet->proto, {packet->body.begin(), packet->body.end()}};
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  /// Runs the session until everything sent is acknowledged (or `timeout`).
+  bool wait_acknowledged(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (session_.unacknowledged_bytes() != 0) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      poll_once(true);
+    }
+    return true;
+  }
+
+ private:
+  void poll_once(bool answer) {
+    pollfd p{fd_, POLLIN, 0};
+    ::poll(&p, 1, 5);
+    std::array<std::byte, 1501> datagram;
+    for (;;) {
+      const ssize_t n = ::recv(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT);
+      if (n < 0) break;
+      (void)session_.input({datagram.data(), static_cast<std::size_t>(n)}, now());
+    }
+    if (answer) session_.update(now());
+  }
+
+  int fd_;
+  kcp::Connection session_;
+  std::uint32_t seq_ = 0;
+  std::vector<std::byte> stream_;
+};
+
 class KcpGateway : public ::testing::Test {
  protected:
   void start(std::vector<std::string> extra = {}) {
@@ -341,6 +440,35 @@ TEST_F(KcpGateway, ForgedDatagramsCostABoundedTable) {
   run_clients(port, 1, 20);
   for (const int fd : forgers) ::close(fd);
   ::close(junk);
+}
+
+// A kicked session lingers until the client has acknowledged its last
+// output. The datagram with that ack may carry the client's own data too
+// (here a heartbeat): it is thrown away, but acknowledged before the
+// session is forgotten, or the client resends it until its link dies.
+TEST_F(KcpGateway, TheLastDatagramOfAKickedSessionIsAcknowledged) {
+  start();
+  HandDrivenKcp c(gateway_->port());
+  std::vector<std::byte> login;
+  protocol::encode_login(client::Client::make_login_request("kcp-last-acks", ""), login);
+  c.send_frame(protocol::kUserLoginReq, login);
+  const auto ack = c.wait_for(protocol::kUserLoginSucceedAck, true, kPatience);
+  ASSERT_TRUE(ack.has_value() && ack->body.size() == 4) << gateway_->log();
+  const std::int32_t uid = ByteReader(ack->body).i32();
+  ASSERT_TRUE(c.wait_acknowledged(kPatience));
+
+  ASSERT_TRUE(game_.wait_for_streams(1, kPatience));
+  ASSERT_TRUE(game_.push(uid, client::to_bytes("\x03\xealast words")));
+  ASSERT_TRUE(game_.kick(uid));
+  // The last words arrive; their ack is held back until the session lingers.
+  ASSERT_TRUE(c.wait_for(client::demo::kPingAck, false, kPatience).has_value()) << gateway_->log();
+  ASSERT_TRUE(gateway_->wait_log("output flushed, lingering")) << gateway_->log();
+  const std::array<std::byte, 4> heartbeat{};
+  c.send_frame(protocol::kHeartBeatReq, heartbeat);  // one datagram: the ack, then this
+  EXPECT_TRUE(c.wait_acknowledged(std::chrono::seconds(5)))
+      << "the heartbeat sent with the last ack was never acknowledged\n"
+      << gateway_->log();
+  EXPECT_TRUE(gateway_->wait_log("reason=kicked_by_game"));
 }
 
 // udp-sessions-per-ip: one address's sessions are bounded on their own.

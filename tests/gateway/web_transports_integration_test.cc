@@ -4,10 +4,11 @@
 // push), and what each refuses: a text message, a message over max-frame, an
 // Origin outside ws-origins, a plain HTTP request, plain TCP to a TLS port,
 // an untrusted certificate; a renewed certificate served after a reload; the
-// CLI over wss.
+// CLI over wss; a burst of handshakes that leaves the frontend's heartbeat be.
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -290,6 +291,16 @@ TEST_F(WebSocketRefusals, AClientRefusesACertificateItDoesNotTrust) {
   wrong_name.tls_name = "game.example.com";
   EXPECT_THROW(c.connect("127.0.0.1", gateway_->port(), kPatience, wrong_name),
                client::ClientError);
+  // An address is checked against the certificate's IP names (it has
+  // 127.0.0.1, not 127.0.0.2).
+  client::TransportOptions wrong_address = trusting(client::TransportKind::kWss, certs_);
+  wrong_address.tls_name = "127.0.0.2";
+  EXPECT_THROW(c.connect("127.0.0.1", gateway_->port(), kPatience, wrong_address),
+               client::ClientError);
+  client::TransportOptions by_address = trusting(client::TransportKind::kWss, certs_);
+  by_address.tls_name.clear();  // the host connected to
+  c.connect("127.0.0.1", gateway_->port(), kPatience, by_address);
+  EXPECT_TRUE(c.login("by-address", "", kPatience).ok());
 }
 
 // ------------------------------------------------------------------ operations
@@ -344,6 +355,32 @@ TEST(LayeredTransportOperations, CliLogsInAndEchoesOverWss) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << output << gateway.log();
   EXPECT_NE(output.find("login ok"), std::string::npos) << output;
   EXPECT_NE(output.find("<- 1002 proto_ping_ack \"hello over wss\""), std::string::npos) << output;
+}
+
+// A burst of TLS handshakes (about a millisecond of the frontend's CPU each,
+// docs/benchmarks.md) runs a pass at a time: with hang-timeout 1 s, 3000
+// clients opening at once all get in, and the supervisor never takes the
+// frontend for hung (a restart would drop every TLS connection, and their
+// reconnects would make the next burst).
+TEST(LayeredTransportOperations, AHandshakeBurstKeepsTheFrontendsHeartbeat) {
+  CertificateDir certs;
+  FakeGameService game{{.echo = true}};
+  GatewayProcess gateway(
+      options_for(client::TransportKind::kTls, game, certs,
+                  {"--hang-timeout", "1", "--connect-rate", "0", "--max-connections", "4000"}));
+  const std::string out = gateway.dir() + "/bench.out";
+  ChildProcess bench(
+      {GATEHOUSE_BENCH_PATH, "-q", "--transport", "tls", "--tls-ca", certs.certificate().cert,
+       "--tls-name", "localhost", "--idle", "3000", "--duration", "1", "--connect-rate", "1000000",
+       "--timeout", "120", "127.0.0.1:" + std::to_string(gateway.port())},
+      out);
+  const auto status = bench.wait(kPatience * 6);
+  std::ifstream in(out);
+  const std::string output(std::istreambuf_iterator<char>(in), {});
+  ASSERT_TRUE(status.has_value()) << output;
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << output << gateway.log();
+  EXPECT_NE(output.find("\"connections_up\":3000"), std::string::npos) << output;
+  EXPECT_EQ(gateway.log_count("is hung"), 0u) << gateway.log();
 }
 
 }  // namespace

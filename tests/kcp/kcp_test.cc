@@ -414,6 +414,31 @@ TEST(KcpSend, AWindowAskIsAnsweredWithTheFreeWindow) {
   EXPECT_EQ(tell[0].len, 0u);
 }
 
+// ask_window(): a probe without data, for an owner checking that its peer
+// still keeps the conversation; the peer's answer is a window tell.
+TEST(KcpSend, AskWindowSendsAProbeTheOtherSideAnswers) {
+  constexpr std::uint32_t kConv = 4;
+  Recorder client(kConv);
+  Recorder server(kConv);
+  client.conn.flush(0);
+  EXPECT_TRUE(client.sent.empty()) << "nothing to say without the ask";
+  client.conn.ask_window();
+  client.conn.flush(0);
+  ASSERT_EQ(client.sent.size(), 1u);
+  const auto ask = segments_of(client.sent[0]);
+  ASSERT_EQ(ask.size(), 1u);
+  EXPECT_EQ(ask[0].cmd, Command::kWindowAsk);
+  EXPECT_EQ(ask[0].len, 0u);
+  client.conn.flush(0);
+  EXPECT_EQ(client.sent.size(), 1u) << "one probe per ask";
+
+  ASSERT_EQ(server.conn.input(client.sent[0], 0), InputStatus::kAccepted);
+  server.conn.update(0);
+  ASSERT_EQ(server.sent.size(), 1u);
+  EXPECT_EQ(segments_of(server.sent[0]).at(0).cmd, Command::kWindowTell);
+  EXPECT_EQ(client.conn.input(server.sent[0], 0), InputStatus::kAccepted);
+}
+
 TEST(KcpSend, DeadLinkAfterTheTransmissionLimit) {
   Options o;
   o.dead_link = 5;

@@ -2,6 +2,7 @@
 //
 //   gatehouse-bench --connections 1000 --window 16 --crypto modern --gateway-key KEY.pub
 //                   --rss-tree <supervisor pid> 127.0.0.1:8888
+//   gatehouse-bench --transport wss --tls-ca cert.pem --tls-name localhost 127.0.0.1:8443
 //
 // Opens the connections, runs the key exchange asked for (--crypto clear: none,
 // legacy: get_seed_req + DH + RC4, the same as --encrypt; modern:
@@ -108,8 +109,15 @@ po::options_description describe_options() {
     ("connections,c", po::value<std::uint32_t>()->default_value(100),
      "concurrent connections")
     ("transport", po::value<std::string>()->default_value("tcp"),
-     "tcp, or kcp (KCP over UDP to the same HOST:PORT: a gateway listening with "
-     "transport=kcp or tcp+kcp, or gonet2's agent; docs/kcp.md)")
+     "tcp; kcp (KCP over UDP to the same HOST:PORT: a gateway listening with "
+     "transport=kcp or tcp+kcp, or gonet2's agent; docs/kcp.md); tls, ws or wss (a listener "
+     "with that transport; docs/websocket.md)")
+    ("tls-ca", po::value<std::string>()->value_name("FILE"),
+     "tls, wss: the CA certificates (PEM) the gateway's certificate must chain to (default: "
+     "the system's)")
+    ("tls-name", po::value<std::string>()->value_name("NAME"),
+     "tls, wss: the name the gateway's certificate must be valid for (default: HOST)")
+    ("tls-insecure", po::bool_switch(), "tls, wss: no certificate check at all")
     ("crypto", po::value<std::string>()->default_value("clear"),
      "clear: no key exchange; legacy: get_seed_req, DH and RC4 both ways; modern: "
      "key_exchange2_req (version 2, the gateway proving the key of --gateway-key), X25519 and "
@@ -197,8 +205,16 @@ std::optional<Parsed> parse_args(int argc, char** argv) {
   o.connections = vm["connections"].as<std::uint32_t>();
   const std::string& transport = vm["transport"].as<std::string>();
   const auto parsed_transport = gb::parse_transport(transport);
-  require(parsed_transport.has_value(), "--transport must be tcp or kcp, not '" + transport + "'");
+  require(parsed_transport.has_value(),
+          "--transport must be tcp, kcp, tls, ws or wss, not '" + transport + "'");
   o.transport = *parsed_transport;
+  const bool tls = o.transport == gb::Transport::kTls || o.transport == gb::Transport::kWss;
+  require(tls || (vm.count("tls-ca") == 0 && vm.count("tls-name") == 0 &&
+                  !vm["tls-insecure"].as<bool>()),
+          "--tls-ca, --tls-name and --tls-insecure are for --transport tls or wss");
+  if (vm.count("tls-ca") != 0) o.tls_ca_file = vm["tls-ca"].as<std::string>();
+  if (vm.count("tls-name") != 0) o.tls_name = vm["tls-name"].as<std::string>();
+  o.tls_insecure = vm["tls-insecure"].as<bool>();
   const std::string& crypto = vm["crypto"].as<std::string>();
   const auto parsed_crypto = gb::parse_crypto(crypto);
   require(parsed_crypto.has_value(),

@@ -1,8 +1,10 @@
 #include "gatehouse/net/tls_context.h"
 
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <sys/stat.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -49,6 +51,40 @@ std::shared_ptr<asio::ssl::context> load_server_tls(const std::string& cert,
     throw std::runtime_error("tls-key " + key + " is not the key of the certificate in " + cert);
   }
   return context;
+}
+
+asio::ssl::context client_tls(const std::string& ca_file) {
+  asio::ssl::context context(asio::ssl::context::tls_client);
+  context.set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                      asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (!ca_file.empty()) {
+    context.load_verify_file(ca_file, ec);
+    if (ec) throw std::runtime_error("tls-ca " + ca_file + ": " + ec.message());
+  } else {
+    context.set_default_verify_paths(ec);  // none: every certificate fails the check
+  }
+  return context;
+}
+
+void check_server_as(SSL* ssl, const std::string& name, bool insecure) {
+  boost::system::error_code not_an_address;
+  asio::ip::make_address(name, not_an_address);
+  // SSL_set_tlsext_host_name() without its macro's C cast.
+  if (not_an_address && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                                 const_cast<char*>(name.c_str())) != 1) {
+    throw std::runtime_error("TLS: server name " + name + " refused by OpenSSL");
+  }
+  if (insecure) {
+    SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+    return;
+  }
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  const int expected = not_an_address
+                           ? X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size())
+                           : X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+  if (expected != 1) throw std::runtime_error("TLS: server name " + name + " refused by OpenSSL");
+  SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
 }
 
 }  // namespace gatehouse::net

@@ -20,6 +20,12 @@
 //	    answers heartbeats, the game the pings); then waits 300 ms for
 //	    strays.
 //	    Prints "gonet2: uid U, N echoes in order" and exits 0, else 1.
+//	kcp_go_peer gonet2-kicked ADDR ECHOES SEED
+//	    as gonet2, then prints "gonet2: uid U, N echoes in order, waiting
+//	    for the kick" and reads until the game's last push, a 1002 "last
+//	    words" (the test pushes it, then kicks the session: KCP has no
+//	    close, so the push is what this client can see); prints "gonet2:
+//	    the last words before the kick" and exits 0.
 package main
 
 import (
@@ -181,7 +187,7 @@ func readPayload(r io.Reader) (int16, []byte, error) {
 	return int16(binary.BigEndian.Uint16(payload)), payload[2:], nil
 }
 
-func gonet2(addr string, echoes int, seed int64) {
+func gonet2(addr string, echoes int, seed int64, kicked bool) {
 	conn, err := kcp.DialWithOptions(addr, nil, 0, 0)
 	if err != nil {
 		fail("dial %s: %v", addr, err)
@@ -258,6 +264,23 @@ func gonet2(addr string, echoes int, seed int64) {
 		mu.Unlock()
 		<-window
 	}
+	if kicked {
+		fmt.Printf("gonet2: uid %d, %d echoes in order, waiting for the kick\n", uid, echoes)
+		os.Stdout.Sync()
+		for {
+			proto, body, err := readPayload(conn)
+			if err != nil {
+				fail("waiting for the last words: %v", err)
+			}
+			if proto == 1002 && string(body) == "last words" {
+				break
+			}
+		}
+		fmt.Printf("gonet2: the last words before the kick\n")
+		os.Stdout.Sync()
+		conn.Close()
+		return
+	}
 	// Nothing more: a duplicate would be here.
 	conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if proto, body, err := readPayload(conn); err == nil {
@@ -273,7 +296,7 @@ func main() {
 		server()
 		return
 	}
-	if len(os.Args) == 5 && os.Args[1] == "gonet2" {
+	if len(os.Args) == 5 && (os.Args[1] == "gonet2" || os.Args[1] == "gonet2-kicked") {
 		echoes, err := strconv.Atoi(os.Args[3])
 		if err != nil {
 			fail("echoes: %v", err)
@@ -282,11 +305,11 @@ func main() {
 		if err != nil {
 			fail("seed: %v", err)
 		}
-		gonet2(os.Args[2], echoes, seed)
+		gonet2(os.Args[2], echoes, seed, os.Args[1] == "gonet2-kicked")
 		return
 	}
 	if len(os.Args) != 5 || os.Args[1] != "client" {
-		fail("usage: kcp_go_peer client ADDR MESSAGES SEED | server | gonet2 ADDR ECHOES SEED")
+		fail("usage: kcp_go_peer client ADDR MESSAGES SEED | server | gonet2[-kicked] ADDR ECHOES SEED")
 	}
 	messages, err := strconv.Atoi(os.Args[3])
 	if err != nil {

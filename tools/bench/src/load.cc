@@ -10,17 +10,26 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <random>
 #include <span>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "gatehouse/codec/byte_io.h"
@@ -30,11 +39,14 @@
 #include "gatehouse/crypto/modern_crypto.h"
 #include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/edge_socket.h"
+#include "gatehouse/net/tls_context.h"
 
 namespace gatehouse::bench {
 namespace {
 
 namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
 using asio::ip::tcp;
 using asio::ip::udp;
 using boost::system::error_code;
@@ -154,6 +166,175 @@ class ModernCipher final : public SessionCipher {
   modern::AeadStream receive_;
 };
 
+// ---------------------------------------------------------------- tls, ws, wss
+
+/// A connection's TCP socket under TLS (Asio's ssl) and/or a WebSocket
+/// (Beast), once connected: open() runs the handshake and the upgrade, then
+/// the framed stream goes through it. What it reads reaches the owner as
+/// that stream: TLS's bytes as they come, a WebSocket message as the frame
+/// it stands for (its size written in front: docs/websocket.md); what the
+/// owner writes is framed, sent as it is (TLS) or as one message per frame.
+/// One read and one write at a time; close() ends both (operation_aborted).
+class Layer {
+ public:
+  struct Events {
+    std::function<void(const error_code&)> opened;
+    /// `n` bytes of the framed stream at `data`, the layer's until the next read().
+    std::function<void(const error_code&, std::byte* data, std::size_t n)> received;
+    std::function<void(const error_code&)> written;
+  };
+  struct Peer {
+    std::string host;      ///< the WebSocket upgrade's Host
+    std::string tls_name;  ///< what the certificate must be valid for
+    bool tls_insecure = false;
+  };
+
+  explicit Layer(Events events) : events_(std::move(events)) {}
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+  virtual ~Layer() = default;
+
+  /// Throws std::runtime_error when OpenSSL refuses the TLS name.
+  virtual void open(const Peer& peer) = 0;
+  virtual void read() = 0;
+  /// `framed` stays untouched until written().
+  virtual void write(std::span<const std::byte> framed) = 0;
+  virtual void close() noexcept = 0;
+
+ protected:
+  Events events_;
+};
+
+using TlsStream = asio::ssl::stream<tcp::socket>;
+
+class TlsLayer final : public Layer {
+ public:
+  TlsLayer(tcp::socket socket, asio::ssl::context& tls, Events events)
+      : Layer(std::move(events)), stream_(std::move(socket), tls) {}
+
+  void open(const Peer& peer) override {
+    net::check_server_as(stream_.native_handle(), peer.tls_name, peer.tls_insecure);
+    stream_.async_handshake(asio::ssl::stream_base::client,
+                            [this](const error_code& ec) { events_.opened(ec); });
+  }
+  void read() override {
+    stream_.async_read_some(asio::buffer(rx_), [this](const error_code& ec, std::size_t n) {
+      events_.received(ec, rx_.data(), n);
+    });
+  }
+  void write(std::span<const std::byte> framed) override {
+    asio::async_write(stream_, asio::buffer(framed.data(), framed.size()),
+                      [this](const error_code& ec, std::size_t) { events_.written(ec); });
+  }
+  void close() noexcept override {
+    error_code ignored;
+    stream_.next_layer().close(ignored);
+  }
+
+ private:
+  TlsStream stream_;
+  std::array<std::byte, kWideRead> rx_{};
+};
+
+/// `Next` is tcp::socket (ws) or TlsStream (wss).
+template <class Next>
+class WebSocketLayer final : public Layer {
+  static constexpr bool kSecure = std::is_same_v<Next, TlsStream>;
+
+ public:
+  WebSocketLayer(tcp::socket socket, asio::ssl::context& tls, Events events)
+      : Layer(std::move(events)), ws_(make_next(std::move(socket), tls)) {
+    ws_.binary(true);
+    ws_.read_message_max(protocol::kMaxPayload);
+  }
+
+  void open(const Peer& peer) override {
+    if constexpr (kSecure) {
+      net::check_server_as(ws_.next_layer().native_handle(), peer.tls_name, peer.tls_insecure);
+      ws_.next_layer().async_handshake(asio::ssl::stream_base::client,
+                                       [this, host = peer.host](const error_code& ec) {
+                                         if (ec) {
+                                           events_.opened(ec);
+                                           return;
+                                         }
+                                         upgrade(host);
+                                       });
+    } else {
+      upgrade(peer.host);
+    }
+  }
+  void read() override {
+    // The frame's size goes in front of the message, where TCP has it.
+    rx_.clear();
+    rx_.prepare(protocol::kSizeBytes);
+    rx_.commit(protocol::kSizeBytes);
+    ws_.async_read(rx_, [this](const error_code& ec, std::size_t n) {
+      auto* data = static_cast<std::byte*>(rx_.data().data());
+      if (!ec) store_u16(data, static_cast<std::uint16_t>(n));
+      events_.received(ec, data, rx_.size());
+    });
+  }
+  void write(std::span<const std::byte> framed) override {
+    unsent_ = framed;
+    write_next();
+  }
+  void close() noexcept override {
+    error_code ignored;
+    beast::get_lowest_layer(ws_).close(ignored);
+  }
+
+ private:
+  static Next make_next(tcp::socket socket, asio::ssl::context& tls) {
+    if constexpr (kSecure) {
+      return TlsStream(std::move(socket), tls);
+    } else {
+      return socket;
+    }
+  }
+  void upgrade(const std::string& host) {
+    ws_.async_handshake(host, "/", [this](const error_code& ec) { events_.opened(ec); });
+  }
+  /// Each frame of `unsent_` as one message, its payload only.
+  void write_next() {
+    if (unsent_.empty()) {
+      events_.written({});
+      return;
+    }
+    const std::size_t n = load_u16(unsent_.data());
+    const std::span<const std::byte> payload = unsent_.subspan(protocol::kSizeBytes, n);
+    unsent_ = unsent_.subspan(protocol::kSizeBytes + n);
+    ws_.async_write(asio::buffer(payload.data(), payload.size()),
+                    [this](const error_code& ec, std::size_t) {
+                      if (ec) {
+                        events_.written(ec);
+                        return;
+                      }
+                      write_next();
+                    });
+  }
+
+  websocket::stream<Next> ws_;
+  beast::flat_buffer rx_;
+  std::span<const std::byte> unsent_;
+};
+
+std::unique_ptr<Layer> make_layer(Transport transport, tcp::socket socket, asio::ssl::context& tls,
+                                  Layer::Events events) {
+  switch (transport) {
+    case Transport::kTls:
+      return std::make_unique<TlsLayer>(std::move(socket), tls, std::move(events));
+    case Transport::kWs:
+      return std::make_unique<WebSocketLayer<tcp::socket>>(std::move(socket), tls,
+                                                           std::move(events));
+    case Transport::kWss:
+      return std::make_unique<WebSocketLayer<TlsStream>>(std::move(socket), tls, std::move(events));
+    case Transport::kTcp:
+    case Transport::kKcp:
+      break;
+  }
+  return nullptr;
+}
+
 class Load;
 class Worker;
 
@@ -228,11 +409,20 @@ class Connection {
   void deliver_kcp();
   void close_sockets();
 
+  // TLS, WebSocket (--transport tls|ws|wss): the TCP socket goes into the
+  // layer once connected; the layer's open completes the connect.
+  void open_layer();
+  void on_layer_received(const error_code& ec, std::byte* data, std::size_t n);
+  void on_layer_written(const error_code& ec);
+
   Worker& worker_;
   const LoadOptions& options_;
   const std::uint32_t index_;
   net::EdgeSocket socket_;
   std::unique_ptr<Kcp> kcp_;
+  std::unique_ptr<Layer> layer_;
+  std::vector<std::byte> tx_layer_;  ///< what the layer is writing (tx_ fills meanwhile)
+  bool layer_writing_ = false;
   State state_ = State::kNotStarted;
   Clock::time_point state_since_;  ///< handshake deadlines count from here
   bool settled_ = false;           ///< counted in Load::settled
@@ -364,6 +554,8 @@ class Load {
 
   const LoadOptions& options() const noexcept { return options_; }
   const tcp::endpoint& target() const noexcept { return target_; }
+  /// tls, wss: shared by every connection (OpenSSL's contexts are thread-safe once set up).
+  asio::ssl::context& tls() noexcept { return *tls_; }
   const std::vector<asio::ip::address>& sources() const noexcept { return sources_; }
   Clock::time_point start() const noexcept { return start_; }
   nanoseconds timeout() const noexcept { return timeout_; }
@@ -399,6 +591,7 @@ class Load {
   const GatewayProbe& probe_;
   std::ostream& progress_out_;
   tcp::endpoint target_;
+  std::optional<asio::ssl::context> tls_;
   std::vector<asio::ip::address> sources_;
   nanoseconds timeout_;
   nanoseconds heartbeat_;
@@ -425,6 +618,7 @@ class Load {
     std::uint64_t bench_us = 0;
   };
   CpuSample cpu_now() const;
+  CpuSample cpu_at_start_;
   CpuSample cpu_at_go_;
   CpuSample cpu_at_end_;
   Clock::time_point next_progress_;
@@ -472,7 +666,56 @@ void Connection::start(Clock::time_point now) {
     fail(ErrorKind::kConnect, "non_blocking: " + ec.message());
     return;
   }
-  socket_.async_connect(load.target(), [this](const error_code& e) { on_connected(e); });
+  socket_.async_connect(load.target(), [this](const error_code& e) {
+    if (e || options_.transport == Transport::kTcp) {
+      on_connected(e);
+    } else {
+      open_layer();
+    }
+  });
+}
+
+void Connection::open_layer() {
+  if (state_ != State::kConnecting) return;  // timed out and closed meanwhile
+  error_code ignored;
+  socket_.set_option(tcp::no_delay(true), ignored);
+  Load& load = worker_.load();
+  layer_ = make_layer(options_.transport, std::move(socket_), load.tls(),
+                      {.opened = [this](const error_code& ec) { on_connected(ec); },
+                       .received = [this](const error_code& ec, std::byte* data,
+                                          std::size_t n) { on_layer_received(ec, data, n); },
+                       .written = [this](const error_code& ec) { on_layer_written(ec); }});
+  try {
+    layer_->open({.host = options_.host + ":" + std::to_string(options_.port),
+                  .tls_name = options_.tls_name.empty() ? options_.host : options_.tls_name,
+                  .tls_insecure = options_.tls_insecure});
+  } catch (const std::runtime_error& e) {
+    fail(ErrorKind::kConnect, e.what());
+  }
+}
+
+void Connection::on_layer_received(const error_code& ec, std::byte* data, std::size_t n) {
+  read_armed_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    const bool ended = ec == asio::error::eof || ec == websocket::error::closed ||
+                       ec == asio::ssl::error::stream_truncated;
+    fail(disconnect_kind(), ended ? std::string("closed by the gateway") : "read: " + ec.message());
+    return;
+  }
+  on_stream(data, n);
+  if (state_ != State::kClosed) arm_read();
+}
+
+void Connection::on_layer_written(const error_code& ec) {
+  layer_writing_ = false;
+  tx_layer_.clear();
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    fail(disconnect_kind(), "write: " + ec.message());
+    return;
+  }
+  flush();  // what queued up meanwhile
 }
 
 void Connection::start_kcp() {
@@ -557,6 +800,7 @@ void Connection::arm_kcp_timer() {
 void Connection::close_sockets() {
   error_code ignored;
   socket_.close(ignored);
+  if (layer_) layer_->close();
   if (kcp_) {
     kcp_->socket.close(ignored);
     kcp_->timer.cancel();
@@ -566,11 +810,15 @@ void Connection::close_sockets() {
 void Connection::on_connected(const error_code& ec) {
   if (state_ != State::kConnecting) return;  // timed out and closed meanwhile
   if (ec) {
-    fail(ErrorKind::kConnect, "connect: " + ec.message());
+    const std::string step =
+        layer_ ? std::string(transport_name(options_.transport)) + " handshake" : "connect";
+    fail(ErrorKind::kConnect, step + ": " + ec.message());
     return;
   }
-  error_code ignored;
-  socket_.set_option(tcp::no_delay(true), ignored);
+  if (!layer_) {
+    error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+  }
   const auto now = Clock::now();
   state_since_ = now;
   arm_read();
@@ -630,6 +878,10 @@ void Connection::send_login() {
 void Connection::arm_read() {
   if (read_armed_ || kcp_) return;  // KCP: datagrams are always awaited
   read_armed_ = true;
+  if (layer_) {
+    layer_->read();
+    return;
+  }
   if (rx_.empty()) rx_.resize(kNarrowRead);
   socket_.async_receive_edge(asio::buffer(rx_),
                              [this](const error_code& ec, std::size_t n) { on_received(ec, n); });
@@ -899,6 +1151,13 @@ void Connection::send_heartbeat(Clock::time_point now) {
 }
 
 void Connection::flush() {
+  if (layer_) {
+    if (layer_writing_ || tx_.empty()) return;
+    layer_writing_ = true;
+    tx_layer_.swap(tx_);
+    layer_->write(tx_layer_);
+    return;
+  }
   if (kcp_) {
     // All or nothing per send(): what does not fit waits for acks (the
     // next datagram or timer calls flush() again).
@@ -1088,6 +1347,10 @@ Load::Load(const LoadOptions& options, const GatewayProbe& probe, std::ostream& 
     throw std::runtime_error("cannot resolve " + options.host + ": " + ec.message());
   }
   target_ = found.begin()->endpoint();
+  // Made for ws too (unused there): a layer takes one whatever its kind.
+  if (options.transport != Transport::kTcp && options.transport != Transport::kKcp) {
+    tls_.emplace(net::client_tls(options.tls_ca_file));
+  }
   for (const auto& s : options.source_addresses) {
     auto address = asio::ip::make_address(s, ec);
     if (ec) throw std::runtime_error("bad source address '" + s + "'");
@@ -1194,6 +1457,7 @@ Load::CpuSample Load::cpu_now() const {
 LoadResult Load::run() {
   LoadResult result;
   if (probe_.memory) result.memory_baseline = probe_.memory();
+  cpu_at_start_ = cpu_now();
   start_ = Clock::now();
   next_progress_ = start_ + std::chrono::seconds(1);
 
@@ -1226,6 +1490,9 @@ LoadResult Load::run() {
   // sum: no figure rather than a wrong one.
   if (probe_.cpu_us && cpu_at_end_.gateway_us >= cpu_at_go_.gateway_us) {
     result.gateway_cpu_us = cpu_at_end_.gateway_us - cpu_at_go_.gateway_us;
+  }
+  if (probe_.cpu_us && cpu_at_go_.gateway_us >= cpu_at_start_.gateway_us) {
+    result.ramp_gateway_cpu_us = cpu_at_go_.gateway_us - cpu_at_start_.gateway_us;
   }
   return result;
 }
@@ -1279,11 +1546,24 @@ const char* crypto_name(Crypto crypto) noexcept {
 }
 
 const char* transport_name(Transport transport) noexcept {
-  return transport == Transport::kKcp ? "kcp" : "tcp";
+  switch (transport) {
+    case Transport::kTcp:
+      return "tcp";
+    case Transport::kKcp:
+      return "kcp";
+    case Transport::kTls:
+      return "tls";
+    case Transport::kWs:
+      return "ws";
+    case Transport::kWss:
+      return "wss";
+  }
+  return "?";
 }
 
 std::optional<Transport> parse_transport(std::string_view name) noexcept {
-  for (const Transport t : {Transport::kTcp, Transport::kKcp}) {
+  for (const Transport t :
+       {Transport::kTcp, Transport::kKcp, Transport::kTls, Transport::kWs, Transport::kWss}) {
     if (name == transport_name(t)) return t;
   }
   return std::nullopt;
@@ -1398,6 +1678,16 @@ std::string to_json(const LoadOptions& options, const LoadResult& r) {
   } else {
     append_null(out, "bench_cpu_us_per_msg");
   }
+  // The ramp's cost per connection logged in (accept, TLS handshake,
+  // upgrade, key exchange, login, game stream), and its rate (bounded by
+  // --connect-rate).
+  if (r.connections_up > 0 && r.ramp_gateway_cpu_us) {
+    append_number(out, "gateway_cpu_us_per_connect",
+                  static_cast<double>(*r.ramp_gateway_cpu_us) / r.connections_up, 1);
+  } else {
+    append_null(out, "gateway_cpu_us_per_connect");
+  }
+  append_number(out, "connects_per_s", r.ramp_s > 0 ? r.connections_up / r.ramp_s : 0, 1);
   out += ",\"errors_by_kind\":{\"connect\":" + std::to_string(r.errors.connect) +
          ",\"login\":" + std::to_string(r.errors.login) +
          ",\"closed\":" + std::to_string(r.errors.closed) +

@@ -4,10 +4,14 @@
 // nodelay, fast resend 1, no congestion window, mtu 1280, and the client's
 // own update period (the gateway's is its `interval` setting).
 //
-// KCP has no close: a session the gateway forgets just stops answering.
-// The client sees it closed when a segment goes unacknowledged dead_link
-// times (dead()), or at once when the host answers with ICMP port
-// unreachable (ECONNREFUSED on the connected socket).
+// KCP has no close: a session the gateway forgets (a kick, a timeout) just
+// stops answering. The client sees it closed when a segment goes
+// unacknowledged dead_link times (dead()), at once when the host answers
+// with ICMP port unreachable (ECONNREFUSED on the connected socket), or,
+// while it waits for input and hears nothing, when kProbesUnanswered window
+// probes in a row, kProbeEvery apart, get no answer (a live KCP peer,
+// kcp-go too, answers each with its window; a gateway's forgotten session
+// does not).
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -28,6 +32,8 @@ namespace {
 
 /// kcp-go's largest datagram is 1500 bytes; one more tells truncation apart.
 constexpr std::size_t kDatagramBuffer = 1501;
+constexpr auto kProbeEvery = std::chrono::seconds(1);
+constexpr int kProbesUnanswered = 3;
 
 kcp::Millis now_ms() {
   return static_cast<kcp::Millis>(
@@ -77,11 +83,20 @@ class KcpStream final : public FramedStream {
   void pump(Clock::time_point wake);
   /// Takes every datagram queued on the socket, without waiting.
   void drain();
+  /// When silent for kProbeEvery since the last datagram or probe: a window
+  /// probe, or, after kProbesUnanswered of them, the end.
+  void probe_if_silent();
+  Clock::time_point next_probe() const noexcept {
+    return std::max(heard_at_, probed_at_) + kProbeEvery;
+  }
   bool gone() const noexcept { return gone_ || kcp_.dead(); }
 
   int fd_;
   kcp::Connection kcp_;
-  bool gone_ = false;  ///< ECONNREFUSED or another disconnect on the socket
+  bool gone_ = false;                          ///< ECONNREFUSED or another disconnect on the socket
+  Clock::time_point heard_at_ = Clock::now();  ///< the last datagram the connection accepted
+  Clock::time_point probed_at_;
+  int unanswered_ = 0;  ///< probes sent since heard_at_
 };
 
 void KcpStream::output(std::span<const std::byte> datagram) {
@@ -101,7 +116,11 @@ void KcpStream::drain() {
     const ssize_t n = ::recv(fd_, buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (n >= 0) {
       // A refused datagram (malformed, another conv) changes nothing: UDP noise.
-      kcp_.input({buffer.data(), static_cast<std::size_t>(n)}, now_ms());
+      if (kcp_.input({buffer.data(), static_cast<std::size_t>(n)}, now_ms()) ==
+          kcp::InputStatus::kAccepted) {
+        heard_at_ = Clock::now();
+        unanswered_ = 0;
+      }
       continue;
     }
     const int e = errno;
@@ -149,6 +168,20 @@ bool KcpStream::write(std::span<const std::byte> bytes, Duration stall) {
   return !gone();
 }
 
+void KcpStream::probe_if_silent() {
+  const auto now = Clock::now();
+  if (now < next_probe()) return;
+  if (unanswered_ == kProbesUnanswered) {
+    gone_ = true;
+    close_error_ = errno_code(ETIMEDOUT);
+    return;
+  }
+  ++unanswered_;
+  probed_at_ = now;
+  kcp_.ask_window();
+  kcp_.flush(now_ms());
+}
+
 Transport::Fill KcpStream::read(std::vector<std::byte>& rx, Clock::time_point deadline) {
   for (;;) {
     if (const std::size_t n = kcp_.readable(); n > 0) {
@@ -162,7 +195,9 @@ Transport::Fill KcpStream::read(std::vector<std::byte>& rx, Clock::time_point de
       return Fill::kClosed;
     }
     if (Clock::now() >= deadline) return Fill::kTimeout;
-    pump(deadline);
+    probe_if_silent();
+    if (gone()) continue;
+    pump(std::min(deadline, next_probe()));
   }
 }
 

@@ -13,7 +13,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -25,6 +24,7 @@
 #include <type_traits>
 
 #include "gatehouse/client/client.h"
+#include "gatehouse/net/tls_context.h"
 #include "stream.h"
 
 namespace gatehouse::client::detail {
@@ -69,35 +69,21 @@ tcp::socket adopt(asio::io_context& io, int fd) {
 }
 
 asio::ssl::context client_context(const TransportOptions& o) {
-  asio::ssl::context context(asio::ssl::context::tls_client);
-  context.set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                      asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-  error_code ec;
-  if (!o.tls_ca_file.empty()) {
-    context.load_verify_file(o.tls_ca_file, ec);
-    if (ec) throw ClientError("--tls-ca " + o.tls_ca_file + ": " + ec.message());
-  } else {
-    context.set_default_verify_paths(ec);
+  try {
+    return net::client_tls(o.tls_ca_file);
+  } catch (const std::runtime_error& e) {
+    throw ClientError(std::string("--") + e.what());
   }
-  return context;
 }
 
 /// SNI and the certificate check, then the handshake within `deadline`.
 void handshake(asio::io_context& io, SslStream& stream, const TransportOptions& o,
                const std::string& host, Clock::time_point deadline) {
-  const std::string& name = o.tls_name.empty() ? host : o.tls_name;
-  error_code ec;
-  asio::ip::make_address(name, ec);
-  // SSL_set_tlsext_host_name() without its macro's C cast.
-  if (ec && SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
-                     TLSEXT_NAMETYPE_host_name, const_cast<char*>(name.c_str())) != 1) {
-    throw ClientError("TLS: server name " + name + " refused by OpenSSL");
-  }
-  if (o.tls_insecure) {
-    stream.set_verify_mode(asio::ssl::verify_none);
-  } else {
-    stream.set_verify_mode(asio::ssl::verify_peer);
-    stream.set_verify_callback(asio::ssl::host_name_verification(name));
+  try {
+    net::check_server_as(stream.native_handle(), o.tls_name.empty() ? host : o.tls_name,
+                         o.tls_insecure);
+  } catch (const std::runtime_error& e) {
+    throw ClientError(e.what());
   }
   bool done = false;
   error_code result;

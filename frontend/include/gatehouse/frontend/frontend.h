@@ -218,6 +218,10 @@ class Frontend {
   void publish_all();
   void arm_doorbell();
   void park(std::chrono::nanoseconds timeout);  // sets parked_handlers_
+  /// The socket handlers ready, for at most kHandlerBudget: a pass must end,
+  /// and stamp the heartbeat, even while a burst of TLS handshakes (about a
+  /// millisecond of CPU each, docs/benchmarks.md) keeps handlers ready.
+  std::size_t run_ready_handlers();
   void begin_drain();
   /// Takes the settings a reload published (the limits apply from now on).
   void apply_settings();

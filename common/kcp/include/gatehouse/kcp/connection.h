@@ -112,6 +112,11 @@ class Connection {
   Millis check(Millis now) const noexcept;
   /// Sends everything that can go now, without waiting for the interval.
   void flush(Millis now);
+  /// Asks the peer for its window with the next flush()/update() (a window
+  /// probe, which a live peer answers with a window tell): a keepalive that
+  /// needs no data, for an owner that wants to know whether the peer still
+  /// keeps the conversation (KCP has no close).
+  void ask_window() noexcept { ask_window_ = true; }
 
   /// A segment went unacknowledged dead_link times: the peer is gone.
   bool dead() const noexcept { return dead_; }

@@ -2,8 +2,10 @@
 // gateway on one (or a few) Boost.Asio event loops, non-blocking sockets, no
 // thread per connection.
 //
-// Each connection: TCP connect (or, with Transport::kKcp, a KCP conversation
-// over a connected UDP socket, updated on a timer), an optional key exchange (legacy: protocol.md
+// Each connection: TCP connect (then, with kTls, kWs or kWss, the TLS
+// handshake and/or the WebSocket upgrade; with Transport::kKcp, a KCP
+// conversation over a connected UDP socket, updated on a timer instead), an
+// optional key exchange (legacy: protocol.md
 // section 3; modern: docs/protocol-modern.md), login (proto 10, open_udid
 // "<udid_prefix><index>", expects 11), then echo traffic through the demo
 // game service: 1001 with a body whose first 8 bytes are | connection index
@@ -47,8 +49,11 @@ std::optional<Crypto> parse_crypto(std::string_view name) noexcept;
 enum class Transport : std::uint8_t {
   kTcp,  ///< the client protocol over TCP
   kKcp,  ///< the same byte stream over KCP over UDP, gonet2's settings (docs/kcp.md)
+  kTls,  ///< the same byte stream inside TLS (docs/websocket.md)
+  kWs,   ///< one WebSocket binary message per frame payload
+  kWss,  ///< WebSocket over TLS
 };
-/// "tcp" or "kcp".
+/// "tcp", "kcp", "tls", "ws" or "wss".
 const char* transport_name(Transport transport) noexcept;
 /// The inverse of transport_name(); nullopt for any other name.
 std::optional<Transport> parse_transport(std::string_view name) noexcept;
@@ -58,6 +63,12 @@ struct LoadOptions {
   std::uint16_t port = 0;
   std::uint32_t connections = 100;
   Transport transport = Transport::kTcp;
+  /// tls, wss: the CA certificates (PEM) the gateway's certificate must
+  /// chain to (empty: the system's), the name it must be valid for (empty:
+  /// host), or no check at all.
+  std::string tls_ca_file;
+  std::string tls_name;
+  bool tls_insecure = false;
   Crypto crypto = Crypto::kClear;
   std::uint8_t aead = 0;  ///< modern: the AEAD asked for (modern::Aead on the wire)
   std::array<std::byte, 32> gateway_key{};  ///< modern: the pinned gateway public key
@@ -99,8 +110,11 @@ struct ErrorCounts {
 struct LoadResult {
   std::uint32_t connections_up = 0;  ///< most connections logged in at once
   double ramp_s = 0;                 ///< start -> every connection logged in (or failed)
-  double seconds = 0;                ///< go -> the last reply (the measured interval)
-  std::uint64_t messages = 0;        ///< verified echo round trips
+  /// CPU time the gateway's processes spent over the ramp: connects,
+  /// handshakes, key exchanges, logins.
+  std::optional<std::uint64_t> ramp_gateway_cpu_us;
+  double seconds = 0;          ///< go -> the last reply (the measured interval)
+  std::uint64_t messages = 0;  ///< verified echo round trips
   ErrorCounts errors;
   LatencyHistogram latency_us;
   std::vector<std::string> error_samples;       ///< the first few errors, for humans
