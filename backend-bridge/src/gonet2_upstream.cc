@@ -61,12 +61,16 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
   void wrote_locked(bool ok) override {
     // Delivered, or failed with the stream.
     upstream_.in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    if (!ok) drop_queued_locked();
+    if (!ok) {
+      ++undelivered_;
+      drop_queued_locked();
+    }
   }
 
   void drop_queued_locked() {
     upstream_.in_flight_.fetch_sub(static_cast<std::int64_t>(queue_.size()),
                                    std::memory_order_relaxed);
+    undelivered_ += queue_.size();
     queue_.clear();
   }
 
@@ -102,19 +106,21 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
   }
 
   void on_done(const grpc::Status& status, bool closed_by_us) override {
+    std::uint64_t undelivered = 0;
     {
       // The game ended the call with these still queued: they go with it.
       std::lock_guard lock(mutex_);
       drop_queued_locked();
+      undelivered = undelivered_;
     }
     if (!status.ok() && !closed_by_us) {
-      spdlog::warn("conn {:#x}: game stream failed: {} ({})", conn_, status.error_message(),
-                   static_cast<int>(status.error_code()));
+      spdlog::warn("conn {:#x}: game stream failed: {} ({}); {} client messages undelivered", conn_,
+                   status.error_message(), static_cast<int>(status.error_code()), undelivered);
     }
     // After every on_read (this runs once no operation is in flight): the
     // end reaches the worker behind the stream's last message.
-    upstream_.on_ended(
-        {conn_, static_cast<std::int32_t>(status.error_code()), closed_by_us, worked_});
+    upstream_.on_ended({conn_, static_cast<std::int32_t>(status.error_code()), closed_by_us,
+                        worked_, undelivered});
   }
 
   Gonet2Upstream& upstream_;
@@ -123,6 +129,7 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
   bool worked_ = false;                   // the gRPC thread's: a message came
   proto::Game::Frame current_;            // owned by the write in flight
   std::deque<proto::Game::Frame> queue_;  // guarded by mutex_
+  std::uint64_t undelivered_ = 0;         // guarded by mutex_
 };
 
 Gonet2Upstream::Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents& events,
@@ -226,6 +233,7 @@ std::size_t Gonet2Upstream::take_ended(std::int64_t now_ns) {
   }
   UpstreamEvents::Unpublished unpublished;
   for (const Ended& e : taken_) {
+    metrics_.add(metrics::kDroppedToGame, e.undelivered);
     if (e.worked && reopening_.erase(e.conn) != 0) retries_.erase(e.conn);  // it worked
     if (!stopping_ && !e.closed_by_us && e.grpc_code == grpc::StatusCode::UNAVAILABLE &&
         reopening_.contains(e.conn)) {

@@ -76,6 +76,9 @@ class Gonet2Upstream final : public Upstream {
     std::int32_t grpc_code;
     bool closed_by_us;  ///< we half-closed it first: the session is gone already
     bool worked;        ///< it carried a message from the game
+    /// Client messages it had taken and could not deliver (queued, or the
+    /// write the failure cut): counted as dropped by the main thread.
+    std::uint64_t undelivered;
   };
   void on_ended(const Ended& ended);  // any thread
   std::size_t take_ended(std::int64_t now_ns);
