@@ -63,7 +63,10 @@ std::string v2_login_and_echo(std::uint16_t port, const modern::PublicKey& key,
   if (!login.ok()) return "login: " + std::string(client::to_string(login.status));
   if (!c.send(1001, client::to_bytes("hello from " + udid))) return "echo: send failed";
   const auto reply = c.receive_proto(1002, kPatience);
-  if (!reply) return c.closed() ? "echo: closed" : "echo: no reply in time";
+  if (!reply) {
+    return c.closed() ? "echo: closed (" + c.close_error().message() + ")"
+                      : "echo: no reply in time";
+  }
   return reply->body == client::to_bytes("hello from " + udid) ? "" : "echo: another body";
 }
 

@@ -846,7 +846,7 @@ TEST_F(GatewayTest, AFloodOverTheConnectionLimitWritesABoundedNumberOfLines) {
       fds.push_back(fd);
     }
     for (const int fd : fds) {  // each is refused (closed) by the gateway
-      timeval timeout{static_cast<time_t>(kPatience.count()), 0};
+      timeval timeout{static_cast<time_t>(std::chrono::seconds(kPatience).count()), 0};
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
       char byte = 0;
       EXPECT_LE(::recv(fd, &byte, 1, 0), 0);

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -73,18 +74,25 @@ void write_all(int fd, const Bytes& bytes) {
 }
 
 /// Forwards bytes both ways until one side closes or nothing moves for
-/// kPatience.
+/// kPatience; says on stderr which, for the test's output.
 void relay(int a, int b) {
   std::byte buffer[65536];
   for (;;) {
     pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-    const int ready = ::poll(p, 2, static_cast<int>(kPatience.count()));
+    const int ready = ::poll(p, 2, static_cast<int>(std::chrono::milliseconds(kPatience).count()));
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return;
+    if (ready <= 0) {
+      std::fprintf(stderr, "mitm relay: %s\n", ready == 0 ? "idle, ending" : std::strerror(errno));
+      return;
+    }
     for (int i = 0; i < 2; ++i) {
       if (p[i].revents == 0) continue;
       const ssize_t n = ::recv(p[i].fd, buffer, sizeof buffer, 0);
-      if (n <= 0) return;
+      if (n <= 0) {
+        std::fprintf(stderr, "mitm relay: the %s side %s\n", i == 0 ? "client" : "gateway",
+                     n == 0 ? "closed" : std::strerror(errno));
+        return;
+      }
       write_all(p[1 - i].fd, Bytes(buffer, buffer + n));
     }
   }

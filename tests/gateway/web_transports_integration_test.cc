@@ -201,7 +201,7 @@ class WebSocketRefusals : public ::testing::Test {
   std::unique_ptr<websocket::stream<tcp::socket>> raw_websocket() {
     auto ws = std::make_unique<websocket::stream<tcp::socket>>(io_);
     ws->next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gateway_->port()));
-    timeval bound{static_cast<time_t>(kPatience.count() / 1000), 0};
+    timeval bound{static_cast<time_t>(std::chrono::seconds(kPatience).count()), 0};
     ::setsockopt(ws->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
     ws->handshake("127.0.0.1", "/");
     ws->binary(true);
@@ -260,7 +260,7 @@ TEST_F(WebSocketRefusals, APlainHttpRequestIsAnsweredAndClosed) {
   start(client::TransportKind::kWs);
   tcp::socket socket(io_);
   socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), gateway_->port()));
-  timeval bound{static_cast<time_t>(kPatience.count() / 1000), 0};
+  timeval bound{static_cast<time_t>(std::chrono::seconds(kPatience).count()), 0};
   ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
   asio::write(socket, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
   std::string answer;
