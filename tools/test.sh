@@ -38,11 +38,14 @@ build_suite() {
      ! grep -qx "CMAKE_CXX_COMPILER:[A-Z]*=.*/${CXX:-c++}" "$dir/CMakeCache.txt"; then
     rm -rf "$dir"
   fi
+  # A suite whose build fails runs no test: it counts as one failed.
   cmake -S . -B "$dir" -G Ninja -DGATEHOUSE_WERROR=ON "$@" >"$logs/$name.cmake" ||
-    { cat "$logs/$name.cmake"; return 1; }
-  cmake --build "$dir" -j "$jobs" --target "$target" || return 1
+    { cat "$logs/$name.cmake"; builds_failed=$((builds_failed + 1)); return 1; }
+  cmake --build "$dir" -j "$jobs" --target "$target" ||
+    { builds_failed=$((builds_failed + 1)); return 1; }
   stage_time
 }
+builds_failed=0
 
 # test_suite <name> <build dir> <ctest args...>
 test_suite() {
@@ -66,8 +69,6 @@ run_suite() {
   build_suite "$name" "$dir" "$target" "${cmake_args[@]}" || return 1
   test_suite "$name" "$dir" "${ctest_args[@]}"
 }
-# A suite whose build failed ran no test: it counts as one failed.
-builds_failed=0
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -87,7 +88,7 @@ tools/lint.sh format && lint_result 0 || lint_result 1
 asan_built=0
 CC=clang-14 CXX=clang++-14 build_suite asan build/asan all -DGATEHOUSE_SANITIZE=address \
   -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g1" -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld \
-  && asan_built=1 || { status=1; builds_failed=$((builds_failed + 1)); }
+  && asan_built=1 || status=1
 tidy_pid=
 if [ "$asan_built" -eq 1 ]; then
   echo "=== lint: tidy (changed sources, in the background, during the tests)"
@@ -107,7 +108,6 @@ fi
 stage_time
 run_suite tsan build/tsan gatehouse_tsan_tests -DGATEHOUSE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \
   "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" -- -L tsan || status=1
-[ -f "$logs/tsan.ctest" ] || builds_failed=$((builds_failed + 1))
 
 # Fuzzing: each target from a copy of its seed corpus, bounded in time, as
 # many at once as there are cores.
