@@ -448,7 +448,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   GameServices game_services() const {
     GameServices games{0, 0};
     for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
-      if (row.live == 0) return;
+      if (row.state != metrics::kInstanceLive) return;
       ++games.configured;
       if (segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
         ++games.reachable;
@@ -570,7 +570,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
             MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
             {{"instance", text(row.name)},
              {"service", row.service < services ? text(names.services[row.service].name) : ""},
-             {"state", row.live != 0 ? "live" : "removed"}}));
+             {"state", std::string(metrics::instance_state_text(row.state))}}));
       }
     }
     out.push_back(std::move(instances));
