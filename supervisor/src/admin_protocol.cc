@@ -79,7 +79,7 @@ Parsed parse_kick(std::string_view rest) {
   r.reason = trimmed(rest);
   if (target.starts_with("0x")) {
     const auto conn = number<std::uint64_t>(target.substr(2), 16);
-    if (!conn || *conn == 0) return "kick: '" + std::string(target) + "' is not a connection id";
+    if (!conn || *conn == 0) return "kick: " + std::string(target) + " is not a connection id";
     r.conn = *conn;
   } else if (const auto user = number<std::int64_t>(target)) {
     r.user = user;
@@ -117,9 +117,9 @@ std::string default_socket(std::string_view instance) {
 }
 
 std::string_view usage() {
-  return "status                        the gateway's state, processes, connections and sessions\n"
+  return "status                        state of the gateway: processes, connections, sessions\n"
          "sessions [--user ID]          the sessions (connection id, user, address, state, ...), "
-         "or a user's\n"
+         "or those of one user\n"
          "kick USER|CONN [REASON]       closes every session of user USER, or connection CONN "
          "(0x..., as sessions shows it); the client is told REASON\n"
          "backends                      the game-service instances: state, reachable, sessions\n"
@@ -145,7 +145,7 @@ std::variant<Request, std::string> parse_request(std::string_view line) {
   if (command == "backend") return parse_backend(rest);
   if (command == "config") return no_arguments(metrics::kAdminConfig, rest);
   if (command == "reload") return no_arguments(metrics::kAdminReload, rest);
-  return "unknown command '" + std::string(command) + "'";
+  return "unknown command: " + std::string(command);
 }
 
 std::vector<std::string> lines_of(std::string_view text) {

@@ -242,8 +242,8 @@ admin::Response Supervisor::sessions(std::optional<std::int64_t> user) const {
         std::max<std::int64_t>(0, now_ms - v.opened_unix_ms) / 1000, v.frames_in, v.frames_out));
   }
   const std::size_t n = r.lines.size() - 1;
-  r.lines.front() = user ? fmt::format("{} sessions of user {}", n, *user)
-                         : fmt::format("{} sessions", n);
+  r.lines.front() =
+      user ? fmt::format("sessions of user {}: {}", *user, n) : fmt::format("sessions: {}", n);
   return r;
 }
 
@@ -255,8 +255,9 @@ admin::Response Supervisor::backends() const {
     return r;
   }
   const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
-  r.lines.push_back(fmt::format("{} instances of game service '{}'", rows,
-                                name_text(names.services[0].name)));
+  const std::string service = name_text(names.services[0].name);
+  r.lines.push_back(fmt::format("instances of game service {}: {}",
+                                service.empty() ? "(the backend lines)" : service, rows));
   const metrics::RoutingTable& table = segment_->metrics().routing;
   for (std::uint32_t i = 0; i < rows; ++i) {
     const metrics::InstanceRow& row = names.instances[i];
@@ -285,7 +286,7 @@ std::optional<admin::Response> Supervisor::post_kick(const AdminAsk& ask,
   if (request.conn != 0) {
     const shm::ConnectionId id(request.conn);
     if (id.slot() >= s.max_connections || segment_->sessions().find(id) == nullptr) {
-      return admin::Response::error("no connection " + hex(request.conn) +
+      return admin::Response::error("no open session of connection " + hex(request.conn) +
                                     " (gatehousectl sessions lists them)");
     }
     kick.workers.push_back(worker_of_slot(id.slot(), s));
@@ -397,7 +398,7 @@ int Supervisor::advance_admin() {
                         fmt::join(waiting, ", "), kAdminWaitNs / 1'000'000'000, kicked,
                         kick_->target));
       } else if (kicked == 0) {
-        r = admin::Response::error("no session of " + kick_->target);
+        r = admin::Response::error("no open session of " + kick_->target);
       } else {
         r.lines.push_back(fmt::format("kicked {} sessions of {}", kicked, kick_->target));
       }
