@@ -723,14 +723,14 @@ std::size_t Worker::take_kick() {
     return s.user_id == k.user_id &&
            (s.state == Session::kLoggedIn || s.state == Session::kLoginPending);
   };
-  kick_over_ = close_matching(kick_cursor_, kKickBatch, named, [&](shm::ConnectionId id,
-                                                                   Session& s) {
-    reply_.clear();
-    protocol::encode_client_error_packet({protocol::kErrorKicked, reason}, reply_);
-    send_to_client(id, s, reply_);
-    finish(id, s, CloseReason::kKickedByAdmin);
-    ++kicked_;
-  });
+  kick_over_ =
+      close_matching(kick_cursor_, kKickBatch, named, [&](shm::ConnectionId id, Session& s) {
+        reply_.clear();
+        protocol::encode_client_error_packet({protocol::kErrorKicked, reason}, reply_);
+        send_to_client(id, s, reply_);
+        finish(id, s, CloseReason::kKickedByAdmin);
+        ++kicked_;
+      });
   return 1;
 }
 

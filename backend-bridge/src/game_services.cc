@@ -263,7 +263,7 @@ void GameServices::republish() {
     metrics::InstanceRow& row = names.instances[instance->row];
     copy_name(row.name, instance->name);
     row.service = 0;
-    row.state = !instance->live      ? metrics::kInstanceRemoved
+    row.state = !instance->live       ? metrics::kInstanceRemoved
                 : disabled(*instance) ? metrics::kInstanceDisabled
                                       : metrics::kInstanceLive;
   }

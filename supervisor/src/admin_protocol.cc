@@ -218,9 +218,9 @@ std::variant<Response, std::string> call(const std::string& path, std::string_vi
   ::close(fd);
   if (!sent) return "cannot send the request to " + path;
   if (auto response = decode(received)) return std::move(*response);
-  return received.empty() ? "no answer from " + path + " within " +
-                                std::to_string(timeout.count() / 1000) + " s"
-                          : "an answer cut short, or not gatehouse's, from " + path;
+  return received.empty()
+             ? "no answer from " + path + " within " + std::to_string(timeout.count() / 1000) + " s"
+             : "an answer cut short, or not gatehouse's, from " + path;
 }
 
 }  // namespace gatehouse::supervisor::admin

@@ -84,8 +84,9 @@ int AdminServer::accept_new(std::int64_t now_ns) {
     }
     if (connections_.size() >= kMaxConnections) {
       c.asked = true;  // never handed over: told to come back
-      respond(c, admin::Response::error("busy: " + std::to_string(kMaxConnections) +
-                                        " admin connections are open; try again"),
+      respond(c,
+              admin::Response::error("busy: " + std::to_string(kMaxConnections) +
+                                     " admin connections are open; try again"),
               now_ns);
     }
     connections_.push_back(std::move(c));
@@ -102,8 +103,10 @@ bool AdminServer::read_request(Connection& c, const Handler& handle, std::int64_
       if (c.in.size() > admin::kMaxRequestBytes + 1) break;
       continue;
     }
-    if (n == 0) ended = true;
-    else if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    if (n == 0)
+      ended = true;
+    else if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return false;
     break;
   }
   const std::size_t eol = c.in.find('\n');

@@ -2,9 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/program_options.hpp>
-#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>

@@ -416,8 +416,8 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                         MetricType::Counter);
     const metrics::Shard& supervisor = block.supervisor;
     for (std::size_t c = 0; c < metrics::kAdminCommandCount; ++c) {
-      for (const auto& [r, result] : {std::pair{metrics::kAdminOk, "ok"},
-                                      std::pair{metrics::kAdminError, "error"}}) {
+      for (const auto& [r, result] :
+           {std::pair{metrics::kAdminOk, "ok"}, std::pair{metrics::kAdminError, "error"}}) {
         admin.metric.push_back(value_metric(
             MetricType::Counter, static_cast<double>(supervisor.admin_commands[c][r].load()),
             {{"command", std::string(metrics::kAdminCommandNames[c])}, {"result", result}}));

@@ -274,8 +274,9 @@ void Supervisor::begin_drain() {
     spdlog::info("draining (up to {} ms)", timeout_ms);
   }
   notify("STOPPING=1\nSTATUS=draining");
-  reload_finished(false, "a drain began before the reload was over (the workers not replaced "
-                         "yet stay as they were)");
+  reload_finished(false,
+                  "a drain began before the reload was over (the workers not replaced "
+                  "yet stay as they were)");
   segment_->control().draining.store(drain_.control_value(), std::memory_order_release);
   frontend_doorbell_.ring();
   for (const auto& d : worker_doorbells_) d.ring();
@@ -410,9 +411,10 @@ Supervisor::ReloadStart Supervisor::begin_reload() {
   }
   supervisor_metrics.add(metrics::kReloadsApplied);
   const std::string answer = without_trailing_newlines(layout.output);
-  ReloadStart start{true, {"check: the configuration parses and gatehouse-worker on disk takes "
-                           "over this segment (" +
-                           answer + ")"}};
+  ReloadStart start{true,
+                    {"check: the configuration parses and gatehouse-worker on disk takes "
+                     "over this segment (" +
+                     answer + ")"}};
   for (std::string& line : apply(*decision.plan)) start.lines.push_back(std::move(line));
   spdlog::info("reload: replacing {} workers one at a time ({})", config_.settings.workers, answer);
   notify("RELOADING=1\nSTATUS=reloading workers");
@@ -481,7 +483,7 @@ int Supervisor::advance_reload() {
       reload_.reset();
       spdlog::info("reload complete");
       reload_finished(true, "reload complete: " + std::to_string(config_.settings.workers) +
-                      " workers replaced");
+                                " workers replaced");
       notify("READY=1\nSTATUS=serving");
       return 1;
   }

@@ -72,8 +72,8 @@ T load(T& field) {
 }
 
 SessionView view_of(Session& s) {
-  SessionView v{load(s.state),     load(s.crypto), load(s.user_id),   load(s.opened_unix_ms), {},
-                load(s.port),      load(s.listener), load(s.frames_in), load(s.frames_out)};
+  SessionView v{load(s.state), load(s.crypto),   load(s.user_id),   load(s.opened_unix_ms), {},
+                load(s.port),  load(s.listener), load(s.frames_in), load(s.frames_out)};
   std::memcpy(v.address, s.address, sizeof v.address);  // written once, at the session's open
   return v;
 }
@@ -88,11 +88,9 @@ std::int64_t unix_ms() {
 
 int Supervisor::serve_admin() {
   if (!admin_) return 0;
-  int work = admin_->serve(
-      [this](AdminServer::Ticket ticket, const AdminServer::Peer& peer, std::string_view line) {
-        return on_admin(ticket, peer, line);
-      },
-      processes_->now_ns());
+  int work = admin_->serve([this](AdminServer::Ticket ticket, const AdminServer::Peer& peer,
+                                  std::string_view line) { return on_admin(ticket, peer, line); },
+                           processes_->now_ns());
   return work + advance_admin();
 }
 
@@ -155,10 +153,9 @@ void Supervisor::note_admin(const AdminAsk& ask, const admin::Response& response
       .admin(ask.command, response.ok ? metrics::kAdminOk : metrics::kAdminError);
   // What an action did is in the log; what a listing showed is not.
   std::string said;
-  const bool acts = ask.command == metrics::kAdminKick ||
-                    ask.command == metrics::kAdminBackendDisable ||
-                    ask.command == metrics::kAdminBackendEnable ||
-                    ask.command == metrics::kAdminReload;
+  const bool acts =
+      ask.command == metrics::kAdminKick || ask.command == metrics::kAdminBackendDisable ||
+      ask.command == metrics::kAdminBackendEnable || ask.command == metrics::kAdminReload;
   if (!response.ok || acts) {
     for (const std::string& line : response.lines) said += (said.empty() ? ": " : "; ") + line;
   }
@@ -199,9 +196,9 @@ admin::Response Supervisor::status() {
                   s.max_connections),
       fmt::format("sessions: {} logged in", sessions_logged_in())};
   for (const Child& c : children_) {
-    r.lines.push_back(c.pid != 0 ? fmt::format("{}: pid {}, restarts {}", c.id.name(), c.pid,
-                                               c.restarts)
-                                 : fmt::format("{}: down (restarts {})", c.id.name(), c.restarts));
+    r.lines.push_back(c.pid != 0
+                          ? fmt::format("{}: pid {}, restarts {}", c.id.name(), c.pid, c.restarts)
+                          : fmt::format("{}: down (restarts {})", c.id.name(), c.restarts));
   }
   metrics::RoutingNames names{};
   std::uint32_t live = 0;
@@ -261,11 +258,10 @@ admin::Response Supervisor::backends() const {
   const metrics::RoutingTable& table = segment_->metrics().routing;
   for (std::uint32_t i = 0; i < rows; ++i) {
     const metrics::InstanceRow& row = names.instances[i];
-    r.lines.push_back(fmt::format(
-        "instance={} state={} reachable={} sessions={}", name_text(row.name),
-        metrics::instance_state_text(row.state),
-        table.up[i].load(std::memory_order_relaxed) != 0 ? "yes" : "no",
-        table.sessions[i].load(std::memory_order_relaxed)));
+    r.lines.push_back(fmt::format("instance={} state={} reachable={} sessions={}",
+                                  name_text(row.name), metrics::instance_state_text(row.state),
+                                  table.up[i].load(std::memory_order_relaxed) != 0 ? "yes" : "no",
+                                  table.sessions[i].load(std::memory_order_relaxed)));
   }
   return r;
 }
@@ -392,11 +388,10 @@ int Supervisor::advance_admin() {
     if (waiting.empty() || now > kick_->deadline_ns) {
       admin::Response r;
       if (!waiting.empty()) {
-        r = admin::Response::error(
-            fmt::format("{} did not do the kick within {} s (it will when it runs); {} sessions "
-                        "of {} kicked so far",
-                        fmt::join(waiting, ", "), kAdminWaitNs / 1'000'000'000, kicked,
-                        kick_->target));
+        r = admin::Response::error(fmt::format(
+            "{} did not do the kick within {} s (it will when it runs); {} sessions "
+            "of {} kicked so far",
+            fmt::join(waiting, ", "), kAdminWaitNs / 1'000'000'000, kicked, kick_->target));
       } else if (kicked == 0) {
         r = admin::Response::error("no open session of " + kick_->target);
       } else {

@@ -194,8 +194,8 @@ TEST_F(GameServicesTest, ADisabledInstanceTakesNoNewSessionAndKeepsItsOwn) {
   EXPECT_EQ(sessions_of("game1"), on_game1) << "a new session went to the disabled one";
   EXPECT_EQ(sessions_of("game2"), 40 - on_game1);
 
-  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()},
-                          {"game3", game2_.address()}}));
+  services_->update(view(
+      {{"game1", game1_.address()}, {"game2", game2_.address()}, {"game3", game2_.address()}}));
   EXPECT_EQ(state_of("game3"), metrics::kInstanceDisabled) << "disabled before it joined";
   services_->set_disabled({});
   EXPECT_EQ(services_->live(), 3u);

@@ -62,8 +62,8 @@ double metric(const GatewayProcess& gateway, const std::string& series) {
 /// Tokens "tok-N N" for users 1001 .. 1000 + n.
 std::vector<std::string> tokens(int n) {
   std::vector<std::string> lines;
-  for (int u = 1001; u <= 1000 + n; ++u) lines.push_back("tok-" + std::to_string(u) + " " +
-                                                         std::to_string(u));
+  for (int u = 1001; u <= 1000 + n; ++u)
+    lines.push_back("tok-" + std::to_string(u) + " " + std::to_string(u));
   return lines;
 }
 
@@ -149,8 +149,7 @@ TEST_F(AdminTest, KickByUserTellsTheClientWhyAndSparesTheOthers) {
   EXPECT_TRUE(gateway_->wait_log("reason=kicked_by_admin"));
   EXPECT_TRUE(gateway_->wait_log("request 'kick 1001 cheating detected': ok: kicked 1 sessions"));
   EXPECT_EQ(metric(*gateway_, R"(gatehouse_kicks_total{reason="kicked_by_admin"})"), 1);
-  EXPECT_EQ(metric(*gateway_, R"(gatehouse_admin_commands_total{command="kick",result="ok"})"),
-            1);
+  EXPECT_EQ(metric(*gateway_, R"(gatehouse_admin_commands_total{command="kick",result="ok"})"), 1);
 
   const Ctl again = gatehousectl(*gateway_, {"kick", "1001"});
   EXPECT_EQ(again.exit_code, 1) << again.output;
@@ -203,11 +202,12 @@ TEST_F(AdminTest, BackendDisableSendsNewLoginsElsewhereAndKeepsTheSessionsOnIt) 
 
   const Ctl disable = gatehousectl(*gateway_, {"backend", "disable", first});
   EXPECT_EQ(disable.exit_code, 0) << disable.output;
-  EXPECT_EQ(disable.output, "instance " + first +
-                                " disabled: no new session goes there; its 1 sessions stay\n");
+  EXPECT_EQ(disable.output,
+            "instance " + first + " disabled: no new session goes there; its 1 sessions stay\n");
   const Ctl shown = gatehousectl(*gateway_, {"backends"});
   EXPECT_TRUE(std::regex_search(
-      shown.output, std::regex("instance=" + first + " state=disabled reachable=(yes|no) sessions=1\n")))
+      shown.output,
+      std::regex("instance=" + first + " state=disabled reachable=(yes|no) sessions=1\n")))
       << shown.output;
   const std::size_t streams_on_first = game_.streams().size();
   for (int u = user; u <= 1024; ++u) {
@@ -240,7 +240,8 @@ TEST_F(AdminTest, ConfigSaysWhereEachValueCameFrom) {
   EXPECT_THAT(config.output, HasSubstr("\nworkers = 2  # flag (overrides the file)\n"));
   EXPECT_THAT(config.output, HasSubstr("\ntxqueuelen = 64  # flag\n"));
   EXPECT_THAT(config.output, HasSubstr("\nmax-frame = 65535  # default\n"));
-  EXPECT_THAT(config.output, HasSubstr("\nadmin-socket = " + gateway_->admin_socket() + "  # flag\n"));
+  EXPECT_THAT(config.output,
+              HasSubstr("\nadmin-socket = " + gateway_->admin_socket() + "  # flag\n"));
   std::remove(file.c_str());
 }
 
@@ -294,8 +295,8 @@ TEST_F(AdminTest, TheSocketIsTheGatewayUsersAlone) {
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", gateway_->admin_socket().c_str());
     const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    const bool refused = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
-                         errno == EACCES;
+    const bool refused =
+        ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno == EACCES;
     ::_exit(refused ? 0 : 1);
   }
   int status = 0;
@@ -314,8 +315,8 @@ TEST_F(AdminTest, BadRequestsGetAClearError) {
   EXPECT_THAT(kick.output, HasSubstr("usage: kick USER|CONN [REASON]"));
   EXPECT_THAT(gatehousectl(*gateway_, {"status", "now"}).output,
               HasSubstr("status takes no arguments"));
-  EXPECT_EQ(metric(*gateway_, R"(gatehouse_admin_commands_total{command="invalid",result="error"})"),
-            3);
+  EXPECT_EQ(
+      metric(*gateway_, R"(gatehouse_admin_commands_total{command="invalid",result="error"})"), 3);
 
   // Not gatehousectl: whatever a peer writes is answered, never trusted.
   const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);

@@ -32,7 +32,7 @@ build)
 contents)
   package=$(deb)
   listing=$(dpkg-deb -c "$package" | awk '{print $6}' | sed 's|^\./|/|')
-  for path in /usr/sbin/gatehouse \
+  for path in /usr/sbin/gatehouse /usr/sbin/gatehousectl \
     /usr/libexec/gatehouse/gatehouse-frontend /usr/libexec/gatehouse/gatehouse-worker \
     /usr/libexec/gatehouse/gatehouse-bridge \
     /usr/bin/gatehouse-client /usr/bin/gatehouse-bench /usr/bin/gatehouse-demo-game \
@@ -60,6 +60,9 @@ contents)
   dpkg-deb --fsys-tarfile "$package" | tar -xO ./usr/lib/systemd/system/gatehouse@.service |
     grep -qx 'ExecStart=/usr/sbin/gatehouse --config /etc/gatehouse/%i.conf --instance %i' ||
     fail "the unit's ExecStart does not name /usr/sbin/gatehouse and /etc/gatehouse"
+  dpkg-deb --fsys-tarfile "$package" | tar -xO ./usr/lib/systemd/system/gatehouse@.service |
+    grep -qx 'ExecReload=/usr/sbin/gatehousectl --instance %i reload' ||
+    fail "the unit's ExecReload is not the installed gatehousectl's reload"
   # The manual pages render without a warning.
   for page in usr/share/man/man8/gatehouse.8.gz usr/share/man/man5/gatehouse.conf.5.gz; do
     warnings=$(dpkg-deb --fsys-tarfile "$package" | tar -xO "./$page" | gunzip |

@@ -84,9 +84,9 @@ TEST(AdminResponse, LinesAreEscapedAndCounted) {
 
 TEST(AdminResponse, OnlyAWholeResponseDecodes) {
   EXPECT_FALSE(decode(""));
-  EXPECT_FALSE(decode("ok 2\none\n"));           // cut short
-  EXPECT_FALSE(decode("ok 1\none\ntwo\n"));      // more than it said
-  EXPECT_FALSE(decode("HTTP/1.1 200 OK\r\n"));   // not this protocol
+  EXPECT_FALSE(decode("ok 2\none\n"));          // cut short
+  EXPECT_FALSE(decode("ok 1\none\ntwo\n"));     // more than it said
+  EXPECT_FALSE(decode("HTTP/1.1 200 OK\r\n"));  // not this protocol
   EXPECT_FALSE(decode("ok many\n"));
   EXPECT_TRUE(decode("ok 0\n"));
 }

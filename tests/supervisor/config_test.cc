@@ -234,7 +234,8 @@ TEST(Config, ListenersTakePROXYHeadersFromTheirTrustedSources) {
   EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any  # flag\n"));
   EXPECT_THAT(
       r.message,
-      HasSubstr("listen = 127.0.0.1:9001,crypto=any,proxy=v2,proxy-from=127.0.0.0/8+::1/128  # flag\n"));
+      HasSubstr(
+          "listen = 127.0.0.1:9001,crypto=any,proxy=v2,proxy-from=127.0.0.0/8+::1/128  # flag\n"));
   EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9002,crypto=any,proxy=optional,"
                                    "proxy-from=10.0.0.0/8+fd00::/8  # flag\n"));
 

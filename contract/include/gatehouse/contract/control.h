@@ -295,7 +295,7 @@ struct ControlBlock {
   ProcessStatus frontend;
   ProcessStatus bridge;
   ProcessStatus workers[kMaxWorkers];
-  KickRequest kicks[kMaxWorkers];       ///< one per worker
+  KickRequest kicks[kMaxWorkers];      ///< one per worker
   DisabledBackends disabled_backends;  ///< gatehousectl backend disable / enable
 };
 

@@ -127,8 +127,8 @@ enum AdminCommand : std::uint32_t {
 /// The `command` label of gatehouse_admin_commands_total, and (spaces for
 /// '_') the words of the request.
 inline constexpr std::array<std::string_view, kAdminCommandCount> kAdminCommandNames = {
-    "status", "sessions", "kick",   "backends", "backend_disable",
-    "backend_enable", "config", "reload", "invalid"};
+    "status",         "sessions", "kick",   "backends", "backend_disable",
+    "backend_enable", "config",   "reload", "invalid"};
 enum AdminResult : std::uint32_t { kAdminOk, kAdminError, kAdminResultCount };
 enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };
 

@@ -40,8 +40,8 @@ class AdminServer {
   using Ticket = std::uint64_t;
   /// A request line (without '\n'): its response now, or nullopt when the
   /// handler answers it later with answer(ticket, ...).
-  using Handler = std::function<std::optional<admin::Response>(Ticket, const Peer&,
-                                                               std::string_view line)>;
+  using Handler =
+      std::function<std::optional<admin::Response>(Ticket, const Peer&, std::string_view line)>;
 
   /// Binds `path` (making its directory if missing), mode 0600, and
   /// listens. A socket left there by a gateway that died is replaced; one

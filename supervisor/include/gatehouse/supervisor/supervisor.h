@@ -192,12 +192,12 @@ class Supervisor {
   std::optional<AdminServer> admin_;
   std::optional<PendingKick> kick_;
   std::optional<PendingSwitch> switch_;
-  std::optional<AdminAsk> reload_ask_;       ///< the operator waiting for the reload
-  std::vector<std::string> reload_report_;   ///< what its start said
+  std::optional<AdminAsk> reload_ask_;          ///< the operator waiting for the reload
+  std::vector<std::string> reload_report_;      ///< what its start said
   std::vector<std::string> disabled_backends_;  ///< published in the control block
-  std::vector<int> listen_fds_;            ///< TCP, one per listener with transport tcp
-  std::vector<int> udp_fds_;               ///< UDP, one per listener with transport kcp
-  std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
+  std::vector<int> listen_fds_;                 ///< TCP, one per listener with transport tcp
+  std::vector<int> udp_fds_;                    ///< UDP, one per listener with transport kcp
+  std::vector<std::string> listen_names_;       ///< bound addresses, for logs and the ready file
   shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;
   std::vector<shm::Doorbell> worker_doorbells_;
