@@ -2,7 +2,9 @@
 // socket (admin_protocol.h; docs/operations.md). Exit status: 0 done, 1 the
 // gateway answered with an error (say, a reload refused), 2 no answer (a
 // bad command line, no gateway at the socket).
+#include <chrono>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -29,9 +31,7 @@ int usage_error(const std::string& why) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   std::string instance = "main";
   std::string socket;
   long timeout_s = 120;
@@ -80,4 +80,15 @@ int main(int argc, char** argv) {
                  response.lines[n].c_str());
   }
   return response.ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // out of memory, say: no answer either
+    std::fprintf(stderr, "gatehousectl: %s\n", e.what());
+    return 2;
+  }
 }

@@ -11,6 +11,7 @@
 
 #include "gatehouse/base/version.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/supervisor/admin_protocol.h"
 #include "gatehouse/supervisor/manual.h"
 #include "gatehouse/supervisor/settings_table.h"
 
@@ -113,7 +114,7 @@ std::vector<EffectiveSetting> effective_settings(const po::variables_map& vm, co
       }
       if (c.settings.gateway_key_count == 0) add("");
     } else if (name == "admin-socket") {
-      add(c.admin_socket);  // resolved: its default names the instance
+      add(admin_socket_path(c));  // its default names the instance
     } else {
       add(text_of(vm[name].value()));
     }
@@ -244,6 +245,10 @@ std::string any_login_public_listener(const Config& config) {
     if (ec ? endpoint.host != "localhost" : !address.is_loopback()) return listener;
   }
   return {};
+}
+
+std::string admin_socket_path(const Config& config) {
+  return config.admin_socket.empty() ? admin::default_socket(config.instance) : config.admin_socket;
 }
 
 std::vector<std::string> effective_text(const Config& config) {

@@ -459,13 +459,15 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
  public:
-  /// Live instances, and those of them the bridge reaches (/ready).
+  /// Instances in the view, and those of them that take sessions (not
+  /// disabled) and the bridge reaches (/ready).
   GameServices game_services() const {
     GameServices games{0, 0};
     for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
-      if (row.state != metrics::kInstanceLive) return;
+      if (row.state == metrics::kInstanceRemoved) return;
       ++games.configured;
-      if (segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
+      if (row.state == metrics::kInstanceLive &&
+          segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
         ++games.reachable;
       }
     });

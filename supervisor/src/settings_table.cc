@@ -244,13 +244,13 @@ void read_metrics_listen(const Setting& s, const po::variable_value& v, Config& 
   check_endpoint(c.metrics_listen, s.name);
 }
 
-/// Unset: admin::default_socket(instance), beside the systemd unit's
-/// RuntimeDirectory. A path that a sockaddr_un holds.
+/// Kept as given ("": the instance's default, admin_socket_path()); the
+/// path must fit a sockaddr_un.
 void read_admin_socket(const Setting& s, const po::variable_value& v, Config& c) {
   c.admin_socket = v.as<std::string>();
-  if (c.admin_socket.empty()) c.admin_socket = admin::default_socket(c.instance);
-  if (c.admin_socket.front() != '/' || c.admin_socket.size() >= admin::kSocketPathBytes) {
-    throw ConfigError("--" + std::string(s.name) + " '" + c.admin_socket +
+  const std::string path = admin_socket_path(c);
+  if (path.front() != '/' || path.size() >= admin::kSocketPathBytes) {
+    throw ConfigError("--" + std::string(s.name) + " '" + path +
                       "' is not an absolute path of fewer than " +
                       std::to_string(admin::kSocketPathBytes) + " bytes");
   }

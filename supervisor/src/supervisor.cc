@@ -599,7 +599,7 @@ bool Supervisor::start() {
     segment_.emplace(GatewaySegment::create("gatehouse-" + config_.instance, s));
     health_.beat(monotonic_ns());
     metrics_.emplace(*segment_, health_, config_.metrics_listen);
-    admin_.emplace(config_.admin_socket);
+    admin_.emplace(admin_socket_path(config_));
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return false;
@@ -637,7 +637,7 @@ bool Supervisor::start() {
   spdlog::info("metrics on http://{}:{}/metrics",
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());
-  spdlog::info("admin socket {} (gatehousectl --socket {})", admin_->path(), admin_->path());
+  spdlog::info("admin socket {} (gatehousectl)", admin_->path());
   if (s.services[0] == '\0') {
     spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   } else {

@@ -133,7 +133,8 @@ install)
   # report the SIGTERM below as its own status).
   $sudo setpriv --reuid=gatehouse --regid=gatehouse --init-groups \
     /usr/sbin/gatehouse --config "$work/test.conf" \
-    --instance package-test-$$ --workers 1 --ready-file "$work/ready" >"$work/gateway.log" 2>&1 &
+    --instance package-test-$$ --workers 1 --ready-file "$work/ready" \
+    --admin-socket "$work/admin.sock" >"$work/gateway.log" 2>&1 &
   gateway_pid=$!
   i=0
   until [ -s "$work/ready" ]; do
@@ -147,6 +148,14 @@ install)
     --token "$token" --echo "from the package" "127.0.0.1:$port" >"$work/client.log" 2>&1 ||
     { cat "$work/client.log" "$work/gateway.log"; fail "client login and echo through the installed gateway"; }
   grep -q "from the package" "$work/client.log" || fail "no echo: $(cat "$work/client.log")"
+  # The installed gatehousectl, as the service user (outside systemd the
+  # socket is where --admin-socket says: /run/gatehouse is root's).
+  [ "$($sudo stat -c '%U %a' "$work/admin.sock")" = "gatehouse 600" ] ||
+    fail "the admin socket is not the gatehouse user's alone"
+  $sudo setpriv --reuid=gatehouse --regid=gatehouse --init-groups \
+    /usr/sbin/gatehousectl --socket "$work/admin.sock" status >"$work/ctl.log" 2>&1 ||
+    { cat "$work/ctl.log"; fail "gatehousectl status against the installed gateway"; }
+  grep -qx 'state: serving' "$work/ctl.log" || fail "gatehousectl status: $(cat "$work/ctl.log")"
   $sudo kill -TERM "$gateway_pid"
   rc=0
   wait "$gateway_pid" || rc=$?

@@ -735,6 +735,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"etcd-hosts", "http://10.0.0.1:2379"},
       {"etcd-root", "/games"},
       {"discovery-wait", "2"},
+      {"admin-socket", "/run/gatehouse/other.sock"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

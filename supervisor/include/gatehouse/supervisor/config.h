@@ -32,7 +32,7 @@ struct Config {
   std::string bin_dir;              ///< where gatehouse-frontend & co. live
   std::string ready_file;           ///< if set: written once listening (for scripts/tests)
   std::string metrics_listen;       ///< Prometheus endpoint, host:port
-  std::string admin_socket;         ///< gatehousectl's unix socket (admin_server.h)
+  std::string admin_socket;         ///< as given; admin_socket_path() is where it is
   std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
   std::uint32_t hang_timeout_ms = 3000;         ///< a child silent this long is killed
   std::uint32_t drain_wait_ms = 0;      ///< a drain lets sessions end on their own this long
@@ -41,6 +41,10 @@ struct Config {
   /// What the values above came from (gatehousectl config, --check).
   std::vector<EffectiveSetting> effective;
 };
+
+/// Where gatehousectl's socket is (admin_server.h): admin-socket, or by
+/// default admin::default_socket(instance).
+std::string admin_socket_path(const Config& config);
 
 /// The effective configuration as `name = value  # origin` lines.
 std::vector<std::string> effective_text(const Config& config);
