@@ -188,7 +188,8 @@ TEST_F(GameServicesTest, ADisabledInstanceTakesNoNewSessionAndKeepsItsOwn) {
   EXPECT_EQ(state_of("game1"), metrics::kInstanceDisabled);
   EXPECT_EQ(state_of("game2"), metrics::kInstanceLive);
   for (std::int64_t u = 1; u <= 20; ++u) {
-    EXPECT_EQ(services_->of(static_cast<std::uint64_t>(u)), before[u - 1]) << "user " << u;
+    EXPECT_EQ(services_->of(static_cast<std::uint64_t>(u)), before[static_cast<std::size_t>(u - 1)])
+        << "user " << u;
   }
   for (std::int64_t u = 21; u <= 40; ++u) EXPECT_NE(login(u), nullptr) << "user " << u;
   EXPECT_EQ(sessions_of("game1"), on_game1) << "a new session went to the disabled one";

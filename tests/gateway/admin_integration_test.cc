@@ -328,7 +328,9 @@ TEST_F(AdminTest, BadRequestsGetAClearError) {
   ASSERT_EQ(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL), static_cast<ssize_t>(junk.size()));
   std::string answer;
   char buffer[4096];
-  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, n);
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) {
+    answer.append(buffer, static_cast<std::size_t>(n));
+  }
   ::close(fd);
   EXPECT_EQ(answer.rfind("error ", 0), 0u) << answer;
   EXPECT_THAT(answer, HasSubstr("request longer than 1024 bytes\n"));
