@@ -410,20 +410,20 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
     out.push_back(std::move(restarts));
 
-    auto admin = family("gatehouse_admin_commands_total",
-                        "Requests on the admin socket (gatehousectl), by command and result: ok "
-                        "(done) or error (refused, or not done).",
-                        MetricType::Counter);
-    const metrics::Shard& supervisor = block.supervisor;
+    auto commands = family("gatehouse_admin_commands_total",
+                           "Requests on the admin socket (gatehousectl), by command and result: ok "
+                           "(done) or error (refused, or not done).",
+                           MetricType::Counter);
+    const metrics::Shard& supervisor_shard = block.supervisor;
     for (std::size_t c = 0; c < metrics::kAdminCommandCount; ++c) {
       for (const auto& [r, result] :
            {std::pair{metrics::kAdminOk, "ok"}, std::pair{metrics::kAdminError, "error"}}) {
-        admin.metric.push_back(value_metric(
-            MetricType::Counter, static_cast<double>(supervisor.admin_commands[c][r].load()),
+        commands.metric.push_back(value_metric(
+            MetricType::Counter, static_cast<double>(supervisor_shard.admin_commands[c][r].load()),
             {{"command", std::string(metrics::kAdminCommandNames[c])}, {"result", result}}));
       }
     }
-    out.push_back(std::move(admin));
+    out.push_back(std::move(commands));
     collect_game_services(out);
     collect_capacity(out, gauge_sum(metrics::kConnectionsOpen),
                      gauge_sum(metrics::kAuthCallsInFlight));
