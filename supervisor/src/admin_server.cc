@@ -138,8 +138,13 @@ bool AdminServer::write_response(Connection& c) {
 
 int AdminServer::serve(const Handler& handle, std::int64_t now_ns) {
   int work = accept_new(now_ns);
+  // By index, not inside erase_if: a handler may answer() another request.
+  for (std::size_t i = 0; i < connections_.size(); ++i) {
+    Connection& c = connections_[i];
+    if (!c.asked && !read_request(c, handle, now_ns)) c.over = true;
+  }
   std::erase_if(connections_, [&](Connection& c) {
-    bool open = !c.asked ? read_request(c, handle, now_ns) : true;
+    bool open = !c.over;
     if (open && !c.out.empty()) open = write_response(c);
     // Asked and not answered yet: the handler's operation bounds the wait.
     const bool waits_for_peer = !c.asked || !c.out.empty();

@@ -354,8 +354,7 @@ std::optional<admin::Response> Supervisor::start_admin_reload(const AdminAsk& as
   ReloadStart start = begin_reload();
   if (!start.started) return admin::Response{false, std::move(start.lines)};
   reload_report_ = std::move(start.lines);
-  reload_ask_ = ask;
-  if (!reload_) reload_finished(true, "reload complete");  // nothing to roll
+  reload_ask_ = ask;  // answered when the roll is over (at least one worker to replace)
   return std::nullopt;
 }
 

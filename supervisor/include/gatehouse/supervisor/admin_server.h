@@ -72,6 +72,7 @@ class AdminServer {
     std::string out;  ///< the encoded response, once there is one
     std::size_t written = 0;
     bool asked = false;  ///< the request was handed to the handler
+    bool over = false;   ///< the peer went, or said nothing and left
     std::int64_t deadline_ns = 0;
   };
 
