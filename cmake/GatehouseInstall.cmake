@@ -3,6 +3,7 @@
 # layout follows Debian's FHS practice with the prefix /usr (the default
 # here, set in the top-level CMakeLists.txt):
 #   /usr/sbin/gatehouse                      the supervisor, what operators run
+#   /usr/sbin/gatehousectl                   commands to a running gateway (its admin socket)
 #   /usr/libexec/gatehouse/gatehouse-*       its children (its default --bin-dir)
 #   /usr/bin/gatehouse-{client,bench,demo-game}
 #   /etc/gatehouse/main.conf                 the example configuration (a conffile)
@@ -11,10 +12,11 @@
 #   /usr/share/doc/gatehouse/                README and docs/
 #   /usr/share/gatehouse/monitoring/         dashboard and alert rules
 set(GATEHOUSE_INSTALL_SBIN ${CMAKE_INSTALL_FULL_SBINDIR}/gatehouse)
+set(GATEHOUSE_INSTALL_CTL ${CMAKE_INSTALL_FULL_SBINDIR}/gatehousectl)
 set(GATEHOUSE_INSTALL_CONF_DIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/gatehouse)
 set(GATEHOUSE_INSTALL_DOC_DIR ${CMAKE_INSTALL_FULL_DOCDIR})
 
-install(TARGETS gatehouse RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+install(TARGETS gatehouse gatehousectl RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(TARGETS gatehouse-frontend gatehouse-worker gatehouse-bridge
         RUNTIME DESTINATION ${GATEHOUSE_LIBEXEC_RELATIVE})
 install(TARGETS gatehouse-client gatehouse-bench gatehouse-demo-game

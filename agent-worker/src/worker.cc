@@ -2,11 +2,13 @@
 
 #include <string.h>  // explicit_bzero
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string_view>
 
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
@@ -679,19 +681,64 @@ void Worker::on(const ipc::Parsed<ipc::StreamEnded>& r) {
 
 // ------------------------------------------------------------------ loop
 
-bool Worker::drain_some(CloseReason reason, std::size_t budget) {
-  for (; drain_cursor_ < drain_end_ && budget > 0; ++drain_cursor_) {
-    const shm::ConnectionId id = sessions_.live_id(drain_cursor_);
+template <class Match, class Close>
+bool Worker::close_matching(std::uint32_t& cursor, std::size_t budget, const Match& match,
+                            const Close& close) {
+  for (; cursor < drain_end_ && budget > 0; ++cursor) {
+    const shm::ConnectionId id = sessions_.live_id(cursor);
     if (!id) continue;
     const Session* peek = sessions_.find(id);
-    if (peek == nullptr || peek->state == Session::kUnused || peek->state == Session::kClosed) {
+    if (peek == nullptr || peek->state == Session::kUnused || peek->state == Session::kClosed ||
+        !match(id, *peek)) {
       continue;
     }
     if (!outputs_have_room()) return false;  // next pass, after this batch is published
-    finish(id, *live_session(id), reason);
+    close(id, *live_session(id));
     --budget;
   }
-  return drain_cursor_ >= drain_end_;
+  return cursor >= drain_end_;
+}
+
+bool Worker::drain_some(CloseReason reason, std::size_t budget) {
+  return close_matching(
+      drain_cursor_, budget, [](shm::ConnectionId, const Session&) { return true; },
+      [&](shm::ConnectionId id, Session& s) { finish(id, s, reason); });
+}
+
+std::size_t Worker::take_kick() {
+  // A user has a session or two: a small budget keeps the batch's journal
+  // (inputs, the drain and this) within kJournalEntries.
+  constexpr std::size_t kKickBatch = 64;
+  const KickRequest& k = segment_.control().kicks[index_];
+  const std::uint64_t posted = k.posted.load(std::memory_order_acquire);
+  if (posted == k.done.load(std::memory_order_relaxed)) return 0;
+  if (posted != kick_request_) {  // a new request: its scan starts over
+    kick_request_ = posted;
+    kick_cursor_ = first_slot_;
+    kicked_ = 0;
+  }
+  const std::string_view reason(k.reason, std::min<std::size_t>(k.reason_bytes, kKickReasonBytes));
+  const auto named = [&k](shm::ConnectionId id, const Session& s) {
+    if (k.conn != 0) return id.value() == k.conn;
+    return s.user_id == k.user_id &&
+           (s.state == Session::kLoggedIn || s.state == Session::kLoginPending);
+  };
+  kick_over_ =
+      close_matching(kick_cursor_, kKickBatch, named, [&](shm::ConnectionId id, Session& s) {
+        reply_.clear();
+        protocol::encode_client_error_packet({protocol::kErrorKicked, reason}, reply_);
+        send_to_client(id, s, reply_);
+        finish(id, s, CloseReason::kKickedByAdmin);
+        ++kicked_;
+      });
+  return 1;
+}
+
+void Worker::report_kick() {
+  KickRequest& k = segment_.control().kicks[index_];
+  k.kicked.store(kicked_, std::memory_order_relaxed);
+  k.done.store(kick_request_, std::memory_order_release);
+  kick_over_ = false;
 }
 
 std::size_t Worker::do_work() {
@@ -710,8 +757,10 @@ std::size_t Worker::do_work() {
     drained_ = drain_some(CloseReason::kShutdown, kRingBatch);
     ++work;
   }
+  work += take_kick();
   batch_had_work_ = work != 0;
   commit_batch();
+  if (kick_over_) report_kick();
 
   const std::int64_t now = monotonic_ns();
   segment_.control().workers[index_].heartbeat_ns.store(now, std::memory_order_relaxed);

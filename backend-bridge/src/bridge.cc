@@ -58,6 +58,7 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
                                                     BatchUpstream::ack_timeout_ns(backend_wait_ns),
                                                     settings_));
   }
+  take_disabled_backends();  // before any session is routed (take_over())
   if (settings_.services[0] == '\0') {
     services_.update(backend_lines());
   } else {
@@ -130,6 +131,14 @@ std::size_t Bridge::take_discovery() {
   metrics_.add(metrics::kDiscoveryResyncs, counts.resyncs);
   metrics_.set(metrics::kDiscoveryStaleSinceNs, discovery_->stale_since_ns());
   return work;
+}
+
+std::size_t Bridge::take_disabled_backends() {
+  const std::uint64_t g = segment_.disabled_backends_generation();
+  if (g == disabled_generation_) return 0;
+  disabled_generation_ = g;
+  services_.set_disabled(segment_.disabled_backends());
+  return 1;
 }
 
 /// A bridge that starts while sessions are logged in replaced one that died:
@@ -224,6 +233,7 @@ std::size_t Bridge::do_work() {
                          pass_, pass_ns);
   }
   if (discovery_) work += take_discovery();
+  work += take_disabled_backends();
   work += services_.flush(pass_ns);
   work += users_.flush(pass_ns);  // after the ends of calls: newcomers may open
   metrics_.set(metrics::kGameEventsUnacknowledged,

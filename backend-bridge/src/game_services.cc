@@ -115,12 +115,39 @@ void GameServices::update(const DiscoveryView& view) {
     }
   }
   republish();
-  if (live_.empty()) {
-    spdlog::warn(
-        "game service {} has no instance: logins are refused (backend_unavailable) "
-        "until one is registered",
-        game_service_);
+  warn_if_no_instance();
+}
+
+void GameServices::warn_if_no_instance() const {
+  if (!live_.empty()) return;
+  spdlog::warn(
+      "game service {} has no instance that takes sessions (none registered, or every one "
+      "disabled): logins are refused (backend_unavailable) until one does",
+      game_service_);
+}
+
+void GameServices::set_disabled(std::vector<std::string> names) {
+  for (const auto& instance : instances_) {
+    const bool was = disabled(*instance);
+    const bool is = std::find(names.begin(), names.end(), instance->name) != names.end();
+    if (was == is) continue;
+    if (is) {
+      spdlog::warn(
+          "game service {} instance {} disabled by an operator: no new sessions go there; its "
+          "{} sessions stay",
+          game_service_, instance->name, instance->sessions);
+    } else {
+      spdlog::info("game service {} instance {} enabled by an operator: new sessions go there",
+                   game_service_, instance->name);
+    }
   }
+  disabled_ = std::move(names);
+  republish();
+  warn_if_no_instance();
+}
+
+bool GameServices::disabled(const Instance& instance) const {
+  return std::find(disabled_.begin(), disabled_.end(), instance.name) != disabled_.end();
 }
 
 Upstream* GameServices::route(std::uint64_t conn, std::int64_t user_id) {
@@ -211,7 +238,7 @@ void GameServices::republish() {
   live_.clear();
   live_hashes_.clear();
   for (auto& instance : instances_) {
-    if (!instance->live) continue;
+    if (!instance->live || disabled(*instance)) continue;
     live_.push_back(instance.get());
     live_hashes_.push_back(instance->hash);
   }
@@ -236,7 +263,9 @@ void GameServices::republish() {
     metrics::InstanceRow& row = names.instances[instance->row];
     copy_name(row.name, instance->name);
     row.service = 0;
-    row.live = instance->live ? 1 : 0;
+    row.state = !instance->live       ? metrics::kInstanceRemoved
+                : disabled(*instance) ? metrics::kInstanceDisabled
+                                      : metrics::kInstanceLive;
   }
   metrics::publish_routing(context_.table, names);
   for (auto& instance : instances_) {

@@ -30,7 +30,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(CloseReason::kCo
     "duplicate_login",
     "unknown_gateway_key",
     "handshake_failed",
-    "text_frame"};
+    "text_frame",
+    "kicked_by_admin"};
 
 }  // namespace
 

@@ -158,6 +158,29 @@ void GatewaySegment::publish_settings(const Settings& settings) noexcept {
   control_->settings_generation.store(generation + 2, std::memory_order_release);
 }
 
+void GatewaySegment::publish_disabled_backends(const std::vector<std::string>& names) noexcept {
+  DisabledBackendNames list{};
+  for (const std::string& name : names) {
+    if (list.count == kMaxDisabledBackends) break;
+    std::memcpy(list.names[list.count++], name.data(),
+                std::min(name.size(), metrics::kRoutingNameBytes - 1));
+  }
+  seqlock_publish(control_->disabled_backends.generation, control_->disabled_backends.list, list);
+}
+
+std::vector<std::string> GatewaySegment::disabled_backends() const {
+  DisabledBackendNames list{};
+  std::vector<std::string> names;
+  if (!seqlock_read(control_->disabled_backends.generation, control_->disabled_backends.list,
+                    list)) {
+    return names;
+  }
+  for (std::uint32_t i = 0; i < std::min(list.count, kMaxDisabledBackends); ++i) {
+    names.emplace_back(list.names[i], strnlen(list.names[i], metrics::kRoutingNameBytes));
+  }
+  return names;
+}
+
 void GatewaySegment::check_worker(std::uint32_t worker) const {
   if (worker >= workers_) {
     throw shm::SegmentError("worker " + std::to_string(worker) + " of a segment of " +

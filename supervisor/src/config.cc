@@ -2,13 +2,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/program_options.hpp>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "gatehouse/base/version.h"
 #include "gatehouse/net/endpoint.h"
+#include "gatehouse/supervisor/admin_protocol.h"
 #include "gatehouse/supervisor/manual.h"
 #include "gatehouse/supervisor/settings_table.h"
 
@@ -69,34 +72,63 @@ std::string text_of(const boost::any& value) {
   return "?";
 }
 
-/// What `gatehouse --check` prints: the configuration the file and the flags
-/// make, as a config file would say it (defaults marked), then the checks
-/// that need more than the values.
-ParseResult check(const po::variables_map& vm, const Config& c) {
-  std::ostringstream out;
-  out << "# gatehouse --check: the effective configuration\n";
+/// Where each setting's value came from, by name: the options each source
+/// named.
+struct Sources {
+  std::set<std::string> flags;
+  std::set<std::string> file;
+
+  static std::set<std::string> named(const po::parsed_options& parsed) {
+    std::set<std::string> names;
+    for (const po::option& o : parsed.options) names.insert(o.string_key);
+    return names;
+  }
+  std::string origin(const Setting& s) const {
+    const bool flag = flags.contains(s.name);
+    const bool in_file = file.contains(s.name);
+    if (flag && in_file) {
+      return s.kind == Kind::kStrings ? "file and flags" : "flag (overrides the file)";
+    }
+    return flag ? "flag" : in_file ? "file" : "default";
+  }
+};
+
+/// The configuration the file and the flags make, as a config file would
+/// say it, each value with its origin (Config::effective).
+std::vector<EffectiveSetting> effective_settings(const po::variables_map& vm, const Config& c,
+                                                 const Sources& sources) {
+  std::vector<EffectiveSetting> out;
   for (const Setting& s : settings_table()) {
     const std::string name = s.name;
+    const std::string origin = sources.origin(s);
+    const auto add = [&](const std::string& value) { out.push_back({name, value, origin}); };
     if (name == "listen") {
       for (std::size_t i = 0; i < c.listen.size(); ++i) {
-        out << "listen = " << c.listen[i]
-            << listener_options_text(c.settings, static_cast<std::uint32_t>(i)) << "\n";
+        add(c.listen[i] + listener_options_text(c.settings, static_cast<std::uint32_t>(i)));
       }
     } else if (name == "backend") {
-      for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {
-        out << "backend = " << c.settings.backends[i] << "\n";
-      }
+      for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) add(c.settings.backends[i]);
     } else if (name == "gateway-key") {
       for (std::uint32_t i = 0; i < c.settings.gateway_key_count; ++i) {
-        out << "gateway-key = " << c.settings.gateway_keys[i] << "\n";
+        add(c.settings.gateway_keys[i]);
       }
-      if (c.settings.gateway_key_count == 0) out << "gateway-key =   # default: none\n";
+      if (c.settings.gateway_key_count == 0) add("");
+    } else if (name == "admin-socket") {
+      add(admin_socket_path(c));  // its default names the instance
     } else {
-      const po::variable_value& value = vm[name];
-      out << name << " = " << text_of(value.value()) << (value.defaulted() ? "  # default" : "")
-          << "\n";
+      add(text_of(vm[name].value()));
     }
   }
+  return out;
+}
+
+/// What `gatehouse --check` prints: the effective configuration, then the
+/// checks that need more than the values.
+ParseResult check(const Config& c) {
+  std::ostringstream out;
+  out << "# gatehouse --check: the effective configuration (each value's origin: the file, a "
+         "flag or the default)\n";
+  for (const std::string& line : effective_text(c)) out << line << "\n";
   out << "# resolved: workers " << c.settings.workers << ", idle-spin-us "
       << c.settings.idle_spin_us << ", bin-dir " << c.bin_dir << "\n";
   ParseResult result;
@@ -153,12 +185,17 @@ ParseResult parse_config(int argc, const char* const* argv) {
   ParseResult result;
   try {
     po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, all), vm);
+    Sources sources;
+    const po::parsed_options flags = po::parse_command_line(argc, argv, all);
+    sources.flags = Sources::named(flags);
+    po::store(flags, vm);
     if (vm.count("config") != 0) {
       const std::string path = vm["config"].as<std::string>();
       std::ifstream file(path);
       if (!file) throw ConfigError("cannot read config file " + path);
-      po::store(po::parse_config_file(file, all), vm);
+      const po::parsed_options in_file = po::parse_config_file(file, all);
+      sources.file = Sources::named(in_file);
+      po::store(in_file, vm);
     }
     po::notify(vm);
     if (vm.count("help") != 0) {
@@ -189,7 +226,8 @@ ParseResult parse_config(int argc, const char* const* argv) {
       throw ConfigError("--max-connections must be at least --workers (" +
                         std::to_string(c.settings.workers) + ")");
     }
-    if (vm.count("check") != 0) return check(vm, c);
+    c.effective = effective_settings(vm, c, sources);
+    if (vm.count("check") != 0) return check(c);
     result.config = std::move(c);
   } catch (const std::exception& e) {
     result.message = std::string("gatehouse: ") + e.what() + "\n(see gatehouse --help)\n";
@@ -207,6 +245,39 @@ std::string any_login_public_listener(const Config& config) {
     if (ec ? endpoint.host != "localhost" : !address.is_loopback()) return listener;
   }
   return {};
+}
+
+std::string admin_socket_path(const Config& config) {
+  return config.admin_socket.empty() ? admin::default_socket(config.instance) : config.admin_socket;
+}
+
+std::vector<std::string> effective_text(const Config& config) {
+  std::vector<std::string> lines;
+  for (const EffectiveSetting& e : config.effective) {
+    lines.push_back(e.name + " = " + e.value + "  # " + e.origin);
+  }
+  return lines;
+}
+
+/// The running configuration's lines, with the fresh one's for what the
+/// reload took: what did not change, and the live settings applied. A
+/// setting that needs a restart keeps its running lines, marked.
+std::vector<EffectiveSetting> reloaded_effective(const Config& running, const Config& fresh,
+                                                 const std::vector<std::string>& need_restart) {
+  std::vector<EffectiveSetting> out;
+  for (const EffectiveSetting& e : fresh.effective) {
+    if (std::find(need_restart.begin(), need_restart.end(), e.name) == need_restart.end()) {
+      out.push_back(e);
+      continue;
+    }
+    if (!out.empty() && out.back().name == e.name) continue;  // its running lines are in
+    for (const EffectiveSetting& kept : running.effective) {
+      if (kept.name != e.name) continue;
+      out.push_back(kept);
+      out.back().origin += "; the configuration read again changes it: applies at a restart";
+    }
+  }
+  return out;
 }
 
 ReloadPlan plan_reload(const Config& running, const Config& fresh) {
@@ -228,6 +299,7 @@ ReloadPlan plan_reload(const Config& running, const Config& fresh) {
       plan.need_restart.emplace_back(s.name);
     }
   }
+  plan.config.effective = reloaded_effective(running, fresh, plan.need_restart);
   return plan;
 }
 

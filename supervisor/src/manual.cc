@@ -101,6 +101,15 @@ and starts and watches its children: \fBgatehouse\-frontend\fR (the sockets),
 players noticing. It serves Prometheus metrics on \fB\-\-metrics\-listen\fR and
 speaks systemd's notify protocol (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
 .PP
+.B gatehousectl
+talks to a running gateway over its admin socket (\fB\-\-admin\-socket\fR,
+mode 0600): \fBstatus\fR, \fBsessions\fR [\fB\-\-user\fR \fIID\fR],
+\fBkick\fR \fIUSER\fR|\fICONN\fR [\fIREASON\fR], \fBbackends\fR,
+\fBbackend disable\fR|\fBenable\fR \fINAME\fR, \fBconfig\fR (each value
+with its origin) and \fBreload\fR (the check's result, then what the reload
+applied, or why it was refused: exit 1). \fBgatehousectl \-\-help\fR lists
+them; every request is logged with the caller's uid and counted.
+.PP
 Every setting is a command\-line option and a key of the configuration file
 (\fBgatehouse.conf\fR(5)); the command line wins.
 .SH COMMANDS
@@ -135,10 +144,12 @@ table for \fBlogin = tokens:\fR\fIFILE\fR. Each command has \fB\-\-help\fR.
   out << R"(.SH SIGNALS
 .TP
 .B SIGHUP
-Reload (\fBsystemctl reload\fR): the configuration is read again; settings
-marked live apply at once, then the workers are replaced one at a time from
-the binaries on disk. A configuration that does not parse is refused and the
-running one stays.
+Reload: the configuration is read again; settings marked live apply at
+once, then the workers are replaced one at a time from the binaries on disk.
+A configuration that does not parse is refused and the running one stays.
+\fBgatehousectl reload\fR (the unit's \fBExecReload\fR) does the same and
+answers with the result, so that \fBsystemctl reload\fR fails with the
+reason.
 .TP
 .BR SIGTERM ", " SIGINT
 Drain: stop accepting, close every session with reason \fBshutdown\fR after
@@ -154,6 +165,9 @@ The configuration of \fBgatehouse@INSTANCE.service\fR.
 .I /dev/shm/gatehouse\-INSTANCE
 The shared\-memory segment of a running instance (rings, session table,
 counters).
+.TP
+.I /run/gatehouse/INSTANCE/admin.sock
+The admin socket \fBgatehousectl\fR uses (\fB\-\-admin\-socket\fR).
 .TP
 .I /usr/libexec/gatehouse/
 The child programs (packaged installs; \fB\-\-bin\-dir\fR).

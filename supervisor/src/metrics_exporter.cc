@@ -409,6 +409,21 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       }
     }
     out.push_back(std::move(restarts));
+
+    auto commands = family("gatehouse_admin_commands_total",
+                           "Requests on the admin socket (gatehousectl), by command and result: ok "
+                           "(done) or error (refused, or not done).",
+                           MetricType::Counter);
+    const metrics::Shard& supervisor_shard = block.supervisor;
+    for (std::size_t c = 0; c < metrics::kAdminCommandCount; ++c) {
+      for (const auto& [r, result] :
+           {std::pair{metrics::kAdminOk, "ok"}, std::pair{metrics::kAdminError, "error"}}) {
+        commands.metric.push_back(value_metric(
+            MetricType::Counter, static_cast<double>(supervisor_shard.admin_commands[c][r].load()),
+            {{"command", std::string(metrics::kAdminCommandNames[c])}, {"result", result}}));
+      }
+    }
+    out.push_back(std::move(commands));
     collect_game_services(out);
     collect_capacity(out, gauge_sum(metrics::kConnectionsOpen),
                      gauge_sum(metrics::kAuthCallsInFlight));
@@ -444,13 +459,15 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
  public:
-  /// Live instances, and those of them the bridge reaches (/ready).
+  /// Instances in the view, and those of them that take sessions (not
+  /// disabled) and the bridge reaches (/ready).
   GameServices game_services() const {
     GameServices games{0, 0};
     for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
-      if (row.live == 0) return;
+      if (row.state == metrics::kInstanceRemoved) return;
       ++games.configured;
-      if (segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
+      if (row.state == metrics::kInstanceLive &&
+          segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
         ++games.reachable;
       }
     });
@@ -579,7 +596,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
             MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
             {{"instance", text(row.name)},
              {"service", row.service < services ? text(names.services[row.service].name) : ""},
-             {"state", row.live != 0 ? "live" : "removed"}}));
+             {"state", std::string(metrics::instance_state_text(row.state))}}));
       }
     }
     out.push_back(std::move(instances));

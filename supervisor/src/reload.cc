@@ -3,14 +3,11 @@
 #include <climits>
 
 namespace gatehouse::supervisor {
-namespace {
 
 std::string without_trailing_newlines(std::string text) {
   while (!text.empty() && text.back() == '\n') text.pop_back();
   return text;
 }
-
-}  // namespace
 
 ReloadDecision decide_reload(const RunResult& layout, const Config& running,
                              const ParseResult& reread) {

@@ -23,6 +23,7 @@
 #include "gatehouse/kcp/connection.h"
 #include "gatehouse/net/endpoint.h"
 #include "gatehouse/net/tls_context.h"
+#include "gatehouse/supervisor/admin_protocol.h"
 #include "gatehouse/token/key_files.h"
 #include "gatehouse/token/signed_token.h"
 #include "gatehouse/token/token_file.h"
@@ -241,6 +242,18 @@ void read_bin_dir(const Setting&, const po::variable_value& v, Config& c) {
 void read_metrics_listen(const Setting& s, const po::variable_value& v, Config& c) {
   c.metrics_listen = v.as<std::string>();
   check_endpoint(c.metrics_listen, s.name);
+}
+
+/// Kept as given ("": the instance's default, admin_socket_path()); the
+/// path must fit a sockaddr_un.
+void read_admin_socket(const Setting& s, const po::variable_value& v, Config& c) {
+  c.admin_socket = v.as<std::string>();
+  const std::string path = admin_socket_path(c);
+  if (path.front() != '/' || path.size() >= admin::kSocketPathBytes) {
+    throw ConfigError("--" + std::string(s.name) + " '" + path +
+                      "' is not an absolute path of fewer than " +
+                      std::to_string(admin::kSocketPathBytes) + " bytes");
+  }
 }
 
 /// "10.0.0.0/8" or "fd00::/8" into `range` (IPv4 ones IPv4-mapped); false
@@ -882,6 +895,11 @@ const Setting kSettings[] = {
          "host:port of the HTTP endpoint: Prometheus /metrics, and /healthz and /ready for load "
          "balancers (docs/operations.md); loopback by default",
          read_metrics_listen, value_of<&Config::metrics_listen>),
+  custom("admin-socket", kGeneral, Kind::kString, "", kRestart,
+         "unix socket of gatehousectl (status, sessions, kick, backends, config, reload; "
+         "docs/operations.md), made mode 0600 for the gateway's user (default: "
+         "/run/gatehouse/<instance>/admin.sock, the unit's RuntimeDirectory)",
+         read_admin_socket, value_of<&Config::admin_socket>),
   {.name = "log-connections", .section = kGeneral, .kind = Kind::kString, .default_text = "all",
    .on_reload = kLive,
    .help = "which sessions log their open, login and close (or kick) lines: 'all', 'none', or "

@@ -275,6 +275,9 @@ void Supervisor::begin_drain() {
     spdlog::info("draining (up to {} ms)", timeout_ms);
   }
   notify("STOPPING=1\nSTATUS=draining");
+  reload_finished(false,
+                  "a drain began before the reload was over (the workers not replaced "
+                  "yet stay as they were)");
   segment_->control().draining.store(drain_.control_value(), std::memory_order_release);
   frontend_doorbell_.ring();
   for (const auto& d : worker_doorbells_) d.ring();
@@ -376,17 +379,18 @@ void Supervisor::handle_signal(int signo) {
       begin_drain();
       break;
     case SIGHUP:
-      begin_reload();
+      begin_reload();  // what it says is logged
       break;
     default:
       break;  // SIGCHLD: do_work() reaps
   }
 }
 
-void Supervisor::begin_reload() {
+Supervisor::ReloadStart Supervisor::begin_reload() {
   if (drain_.draining() || reload_) {
-    spdlog::warn("SIGHUP ignored: {}", drain_.draining() ? "draining" : "a reload is running");
-    return;
+    const std::string why = drain_.draining() ? "draining" : "a reload is running";
+    spdlog::warn("reload ignored: {}", why);
+    return {false, {"reload refused: " + why}};
   }
   // Can the binary on disk take over this segment's workers? Asked with
   // fork + exec, no shell: the path is the argument as it is.
@@ -404,22 +408,29 @@ void Supervisor::begin_reload() {
   if (!decision.plan) {
     supervisor_metrics.add(metrics::kReloadsRefused);
     spdlog::error("{}", decision.refused);
-    return;
+    return {false, admin::lines_of(decision.refused)};
   }
   supervisor_metrics.add(metrics::kReloadsApplied);
-  apply(*decision.plan);
-  std::string answer = layout.output;
-  if (!answer.empty() && answer.back() == '\n') answer.pop_back();
+  const std::string answer = without_trailing_newlines(layout.output);
+  ReloadStart start{true,
+                    {"check: the configuration parses and gatehouse-worker on disk takes "
+                     "over this segment (" +
+                     answer + ")"}};
+  for (std::string& line : apply(*decision.plan)) start.lines.push_back(std::move(line));
   spdlog::info("reload: replacing {} workers one at a time ({})", config_.settings.workers, answer);
   notify("RELOADING=1\nSTATUS=reloading workers");
   reload_.emplace(processes_->now_ns());
   advance_reload();
+  return start;
 }
 
-/// Publishes what can change live; names what cannot.
-void Supervisor::apply(const ReloadPlan& plan) {
+/// Publishes what can change live; names what cannot. Returns what it
+/// logged.
+std::vector<std::string> Supervisor::apply(const ReloadPlan& plan) {
+  std::vector<std::string> said;
   for (const std::string& name : plan.need_restart) {
-    spdlog::warn("reload: {} changed but needs a restart; it stays as it runs", name);
+    said.push_back(name + " changed but needs a restart; it stays as it runs");
+    spdlog::warn("reload: {}", said.back());
   }
   // A certificate renewed in place changes no setting, but the frontend
   // reads the files again whenever the settings are published.
@@ -427,21 +438,24 @@ void Supervisor::apply(const ReloadPlan& plan) {
   const bool tls =
       std::any_of(transports, transports + plan.config.settings.listener_count,
                   [](std::uint8_t t) { return (t & (kTransportTls | kTransportWss)) != 0; });
-  if (plan.applied.empty() && !tls) {
-    spdlog::info("reload: no setting changed");
-    return;
-  }
   if (plan.applied.empty()) {
-    spdlog::info("reload: no setting changed; tls-cert and tls-key are read again");
+    said.emplace_back(tls ? "no setting changed; tls-cert and tls-key are read again"
+                          : "no setting changed");
   } else {
     std::string applied;
     for (const std::string& a : plan.applied) applied += (applied.empty() ? "" : ", ") + a;
-    spdlog::info("reload: settings applied: {}", applied);
+    said.push_back("settings applied: " + applied);
   }
+  spdlog::info("reload: {}", said.back());
+  // The provenance of what runs (gatehousectl config) changes with any
+  // reload; the settings are published only when they do.
+  const bool publish = !plan.applied.empty() || tls;
   config_ = plan.config;
+  if (!publish) return said;
   segment_->publish_settings(config_.settings);
   frontend_doorbell_.ring();  // a parked frontend takes them now, not at its next wakeup
   spdlog::set_level(static_cast<spdlog::level::level_enum>(config_.settings.log_level));
+  return said;
 }
 
 int Supervisor::advance_reload() {
@@ -469,6 +483,8 @@ int Supervisor::advance_reload() {
     case Reload::Action::kDone:
       reload_.reset();
       spdlog::info("reload complete");
+      reload_finished(true, "reload complete: " + std::to_string(config_.settings.workers) +
+                                " workers replaced");
       notify("READY=1\nSTATUS=serving");
       return 1;
   }
@@ -486,10 +502,7 @@ void Supervisor::report_health() {
   const bool healthy =
       std::all_of(children_.begin(), children_.end(), [](const Child& c) { return c.pid != 0; });
   const MetricsBlock& m = segment_->metrics();
-  std::int64_t sessions = 0;
-  for (std::uint32_t w = 0; w < config_.settings.workers; ++w) {
-    sessions += m.workers[w].gauges[metrics::kSessionsLoggedIn].load(std::memory_order_relaxed);
-  }
+  const std::int64_t sessions = sessions_logged_in();
   const bool draining = drain_.draining();
   const std::string status = std::string(draining  ? "draining"
                                          : reload_ ? "reloading"
@@ -587,6 +600,7 @@ bool Supervisor::start() {
     segment_.emplace(GatewaySegment::create("gatehouse-" + config_.instance, s));
     health_.beat(monotonic_ns());
     metrics_.emplace(*segment_, health_, config_.metrics_listen);
+    admin_.emplace(admin_socket_path(config_));
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return false;
@@ -624,6 +638,7 @@ bool Supervisor::start() {
   spdlog::info("metrics on http://{}:{}/metrics",
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());
+  spdlog::info("admin socket {} (gatehousectl)", admin_->path());
   if (s.services[0] == '\0') {
     spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   } else {
@@ -649,6 +664,7 @@ int Supervisor::do_work() {
     }
   }
   work += reap_children();
+  work += serve_admin();
   if (drain_.draining()) {
     work += advance_drain();
     if (finished()) return work;
@@ -677,8 +693,9 @@ int Supervisor::run() {
 
   if (!start()) return 1;
   while (!finished()) {
-    pollfd p{signal_fd_, POLLIN, 0};
-    ::poll(&p, 1, 50);
+    // An admin connection's later bytes are read on the next pass.
+    pollfd p[2] = {{signal_fd_, POLLIN, 0}, {admin_->fd(), POLLIN, 0}};
+    ::poll(p, 2, 50);
     do_work();
   }
   if (!config_.ready_file.empty()) std::remove(config_.ready_file.c_str());

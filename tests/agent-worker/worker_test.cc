@@ -197,6 +197,49 @@ TEST_F(WorkerStep, AnEndedSessionsKeysAreWiped) {
   EXPECT_TRUE(is_zero()) << "the RC4 states outlived the session";
 }
 
+// An operator's kick (ControlBlock::kicks): the session is told why
+// (client_error_ack: code kicked, the reason), then closed kicked_by_admin,
+// and the mailbox says done once the batch is durable; a kick that finds
+// nothing is done too, with none kicked.
+TEST_F(WorkerStep, AnOperatorsKickTellsTheClientWhyThenCloses) {
+  const shm::ConnectionId id = open_connection();
+  worker_.do_work();
+  to_frontend();
+  KickRequest& k = segment_.control().kicks[0];
+  const auto post = [&](std::uint64_t conn, std::int64_t user, std::string_view reason) {
+    k.conn = conn;
+    k.user_id = user;
+    k.reason_bytes = static_cast<std::uint32_t>(reason.size());
+    std::memcpy(k.reason, reason.data(), reason.size());
+    k.posted.store(k.posted.load() + 1);
+  };
+  post(id.value(), 0, "maintenance");
+  EXPECT_GT(worker_.do_work(), 0u);
+  const std::vector<Written> out = to_frontend();
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[0].type, ipc::kSend);
+  const auto send = ipc::parse_record<ipc::SendHeader>(out[0].payload);
+  ASSERT_TRUE(send.has_value());
+  const auto packet = protocol::parse_server_payload(send->tail.subspan(protocol::kSizeBytes));
+  ASSERT_TRUE(packet.has_value());
+  EXPECT_EQ(packet->proto, protocol::kClientErrorAck);
+  const auto error = protocol::parse_client_error(packet->body);
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code, protocol::kErrorKicked);
+  EXPECT_EQ(error->message, "maintenance");
+  const auto close = close_of(out);
+  ASSERT_TRUE(close.has_value());
+  EXPECT_EQ(static_cast<CloseReason>(close->reason), CloseReason::kKickedByAdmin);
+  EXPECT_EQ(k.done.load(), k.posted.load());
+  EXPECT_EQ(k.kicked.load(), 1u);
+
+  post(0, 1001, "nobody");  // no session of user 1001: done, none kicked
+  worker_.do_work();
+  EXPECT_TRUE(to_frontend().empty());
+  EXPECT_EQ(k.done.load(), k.posted.load());
+  EXPECT_EQ(k.kicked.load(), 0u);
+}
+
 TEST_F(WorkerStep, FramesBeyondTheBurstAreKickedWithRpmExceeded) {
   const shm::ConnectionId id = open_connection();
   for (std::uint32_t seq = 1; seq <= 6; ++seq) {

@@ -162,7 +162,45 @@ TEST_F(GameServicesTest, OtherServicesAreCountedAndBadAddressesIgnored) {
   EXPECT_EQ(names.services[1].instances, 2);
   ASSERT_EQ(names.instance_count, 1u);
   EXPECT_STREQ(names.instances[0].name, "game1");
-  EXPECT_EQ(names.instances[0].live, 1u);
+  EXPECT_EQ(names.instances[0].state, metrics::kInstanceLive);
+}
+
+// An instance an operator disabled takes no new session and keeps the ones
+// it has; the routing table says so; enabled, it takes sessions again. The
+// list holds for an instance that joins later.
+TEST_F(GameServicesTest, ADisabledInstanceTakesNoNewSessionAndKeepsItsOwn) {
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  std::vector<Upstream*> before;
+  for (std::int64_t u = 1; u <= 20; ++u) before.push_back(login(u));
+  const std::int64_t on_game1 = sessions_of("game1");
+  ASSERT_GT(on_game1, 0) << "20 users, none on game1";
+
+  services_->set_disabled({"game1", "game3"});
+  EXPECT_EQ(services_->live(), 1u);
+  const auto state_of = [this](const std::string& instance) {
+    metrics::RoutingNames names{};
+    EXPECT_TRUE(metrics::read_routing(*table_, names));
+    for (std::uint32_t i = 0; i < names.instance_count; ++i) {
+      if (instance == names.instances[i].name) return names.instances[i].state;
+    }
+    return std::uint32_t{99};
+  };
+  EXPECT_EQ(state_of("game1"), metrics::kInstanceDisabled);
+  EXPECT_EQ(state_of("game2"), metrics::kInstanceLive);
+  for (std::int64_t u = 1; u <= 20; ++u) {
+    EXPECT_EQ(services_->of(static_cast<std::uint64_t>(u)), before[static_cast<std::size_t>(u - 1)])
+        << "user " << u;
+  }
+  for (std::int64_t u = 21; u <= 40; ++u) EXPECT_NE(login(u), nullptr) << "user " << u;
+  EXPECT_EQ(sessions_of("game1"), on_game1) << "a new session went to the disabled one";
+  EXPECT_EQ(sessions_of("game2"), 40 - on_game1);
+
+  services_->update(view(
+      {{"game1", game1_.address()}, {"game2", game2_.address()}, {"game3", game2_.address()}}));
+  EXPECT_EQ(state_of("game3"), metrics::kInstanceDisabled) << "disabled before it joined";
+  services_->set_disabled({});
+  EXPECT_EQ(services_->live(), 3u);
+  EXPECT_EQ(state_of("game1"), metrics::kInstanceLive);
 }
 
 }  // namespace

@@ -108,7 +108,7 @@ TEST(RoutingTable, NamesPublishedWholeAreReadWhole) {
   names.instance_count = 2;
   std::strcpy(names.instances[0].name, "game1");
   std::strcpy(names.instances[1].name, "game2");
-  names.instances[1].live = 1;
+  names.instances[1].state = metrics::kInstanceDisabled;
   metrics::publish_routing(*table, names);
   ASSERT_TRUE(metrics::read_routing(*table, out));
   EXPECT_EQ(std::memcmp(&out, &names, sizeof names), 0);

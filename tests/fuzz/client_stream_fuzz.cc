@@ -64,6 +64,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case kGetSeedReq:
         (void)parse_seed(packet->body);
         break;
+      case kClientErrorAck:  // what a kicked client parses (gateway -> client)
+        (void)parse_client_error(packet->body);
+        break;
       case kKeyExchangeReq:
         if (const auto request = parse_key_exchange_req(packet->body)) {
           (void)modern::gateway_session_keys(gateway_pair(), request->key);

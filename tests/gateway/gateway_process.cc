@@ -64,6 +64,8 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
                                 std::to_string(options.workers),
                                 "--metrics-listen",
                                 "127.0.0.1:0",
+                                "--admin-socket",
+                                admin_socket(),
                                 "--log-level",
                                 "debug"};
   if (options.backend_line) {

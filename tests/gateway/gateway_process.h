@@ -59,6 +59,8 @@ class GatewayProcess {
   }
   /// The temp directory of this gateway (removed with it).
   const std::string& dir() const { return dir_; }
+  /// Its admin socket (gatehousectl --socket), in dir().
+  std::string admin_socket() const { return dir_ + "/admin.sock"; }
 
   /// Everything the gateway's processes have logged so far.
   std::string log() const;

@@ -45,11 +45,18 @@ TEST(SystemdUnits, VerifyCleanly) {
   ASSERT_NE(unit.find("--instance %i"), std::string::npos) << "one segment per unit instance";
   ASSERT_NE(unit.find("ExecStart=" GATEHOUSE_INSTALL_SBIN " "), std::string::npos)
       << "ExecStart names the installed gatehouse";
-  ASSERT_NE(unit.find("ExecReload=" GATEHOUSE_INSTALL_SBIN " "), std::string::npos)
-      << "a reload checks the configuration first";
-  const std::string installed = "=" GATEHOUSE_INSTALL_SBIN " ";
-  for (auto at = unit.find(installed); at != std::string::npos; at = unit.find(installed, at)) {
-    unit.replace(at, installed.size(), "=" GATEHOUSE_BIN_DIR "/gatehouse ");
+  ASSERT_NE(unit.find("ExecReload=" GATEHOUSE_INSTALL_CTL " --instance %i reload\n"),
+            std::string::npos)
+      << "a reload goes through gatehousectl, which fails when the configuration is refused";
+  ASSERT_NE(unit.find("RuntimeDirectory=gatehouse/%i\n"), std::string::npos)
+      << "the admin socket's default directory";
+  for (const auto& [installed, built] :
+       {std::pair{"=" GATEHOUSE_INSTALL_SBIN " ", "=" GATEHOUSE_BIN_DIR "/gatehouse "},
+        std::pair{"=" GATEHOUSE_INSTALL_CTL " ", "=" GATEHOUSE_BIN_DIR "/gatehousectl "}}) {
+    const std::string from = installed;
+    for (auto at = unit.find(from); at != std::string::npos; at = unit.find(from, at)) {
+      unit.replace(at, from.size(), built);
+    }
   }
   std::ofstream(dir / "gatehouse@.service") << unit;
   // The template, and an instance of it as systemctl would start it.

@@ -32,7 +32,7 @@ build)
 contents)
   package=$(deb)
   listing=$(dpkg-deb -c "$package" | awk '{print $6}' | sed 's|^\./|/|')
-  for path in /usr/sbin/gatehouse \
+  for path in /usr/sbin/gatehouse /usr/sbin/gatehousectl \
     /usr/libexec/gatehouse/gatehouse-frontend /usr/libexec/gatehouse/gatehouse-worker \
     /usr/libexec/gatehouse/gatehouse-bridge \
     /usr/bin/gatehouse-client /usr/bin/gatehouse-bench /usr/bin/gatehouse-demo-game \
@@ -60,6 +60,9 @@ contents)
   dpkg-deb --fsys-tarfile "$package" | tar -xO ./usr/lib/systemd/system/gatehouse@.service |
     grep -qx 'ExecStart=/usr/sbin/gatehouse --config /etc/gatehouse/%i.conf --instance %i' ||
     fail "the unit's ExecStart does not name /usr/sbin/gatehouse and /etc/gatehouse"
+  dpkg-deb --fsys-tarfile "$package" | tar -xO ./usr/lib/systemd/system/gatehouse@.service |
+    grep -qx 'ExecReload=/usr/sbin/gatehousectl --instance %i reload' ||
+    fail "the unit's ExecReload is not the installed gatehousectl's reload"
   # The manual pages render without a warning.
   for page in usr/share/man/man8/gatehouse.8.gz usr/share/man/man5/gatehouse.conf.5.gz; do
     warnings=$(dpkg-deb --fsys-tarfile "$package" | tar -xO "./$page" | gunzip |
@@ -130,7 +133,8 @@ install)
   # report the SIGTERM below as its own status).
   $sudo setpriv --reuid=gatehouse --regid=gatehouse --init-groups \
     /usr/sbin/gatehouse --config "$work/test.conf" \
-    --instance package-test-$$ --workers 1 --ready-file "$work/ready" >"$work/gateway.log" 2>&1 &
+    --instance package-test-$$ --workers 1 --ready-file "$work/ready" \
+    --admin-socket "$work/admin.sock" >"$work/gateway.log" 2>&1 &
   gateway_pid=$!
   i=0
   until [ -s "$work/ready" ]; do
@@ -144,6 +148,14 @@ install)
     --token "$token" --echo "from the package" "127.0.0.1:$port" >"$work/client.log" 2>&1 ||
     { cat "$work/client.log" "$work/gateway.log"; fail "client login and echo through the installed gateway"; }
   grep -q "from the package" "$work/client.log" || fail "no echo: $(cat "$work/client.log")"
+  # The installed gatehousectl, as the service user (outside systemd the
+  # socket is where --admin-socket says: /run/gatehouse is root's).
+  [ "$($sudo stat -c '%U %a' "$work/admin.sock")" = "gatehouse 600" ] ||
+    fail "the admin socket is not the gatehouse user's alone"
+  $sudo setpriv --reuid=gatehouse --regid=gatehouse --init-groups \
+    /usr/sbin/gatehousectl --socket "$work/admin.sock" status >"$work/ctl.log" 2>&1 ||
+    { cat "$work/ctl.log"; fail "gatehousectl status against the installed gateway"; }
+  grep -qx 'state: serving' "$work/ctl.log" || fail "gatehousectl status: $(cat "$work/ctl.log")"
   $sudo kill -TERM "$gateway_pid"
   rc=0
   wait "$gateway_pid" || rc=$?

@@ -137,11 +137,11 @@ TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
                         "127.0.0.1:9001,crypto=legacy+modern"});
   EXPECT_FALSE(r.config.has_value()) << "--check starts nothing";
   EXPECT_EQ(r.exit_code, 0) << r.message;
-  EXPECT_THAT(r.message, HasSubstr("rpm-limit = 60\n"));
+  EXPECT_THAT(r.message, HasSubstr("rpm-limit = 60  # flag\n"));
   EXPECT_THAT(r.message, HasSubstr("txqueuelen = 128  # default\n"));
-  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any\n"));
-  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9001,crypto=legacy+modern\n"));
-  EXPECT_THAT(r.message, HasSubstr("backend = batch:10.0.0.1:1\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any  # flag\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9001,crypto=legacy+modern  # flag\n"));
+  EXPECT_THAT(r.message, HasSubstr("backend = batch:10.0.0.1:1  # flag\n"));
   EXPECT_THAT(r.message, HasSubstr("configuration ok"));
   // What it prints reads back as the same configuration.
   const auto path = std::filesystem::temp_directory_path() / "gatehouse-check-again.conf";
@@ -183,6 +183,45 @@ TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
   EXPECT_EQ(parse_crypto_modes("clear+modern"), kCryptoModern | kCryptoClear);
 }
 
+// Each value says where it came from (--check, gatehousectl config): the
+// file, a flag (which wins over the file), both for a repeatable setting,
+// or the default; admin-socket's default names the instance.
+TEST(Config, EachValueSaysWhereItCameFrom) {
+  const auto file = std::filesystem::temp_directory_path() / "gatehouse-origins.conf";
+  std::ofstream(file) << "rpm-limit = 150\ntxqueuelen = 64\nbackend = 10.0.0.1:1\n";
+  const auto r = parse({"--config", file.string(), "--instance", "blue", "--txqueuelen", "32",
+                        "--backend", "10.0.0.2:2"});
+  std::filesystem::remove(file);
+  ASSERT_TRUE(r.config) << r.message;
+  const std::vector<std::string> lines = effective_text(*r.config);
+  const auto has = [&](const std::string& line) {
+    return std::find(lines.begin(), lines.end(), line) != lines.end();
+  };
+  EXPECT_TRUE(has("rpm-limit = 150  # file"));
+  EXPECT_TRUE(has("txqueuelen = 32  # flag (overrides the file)"));
+  EXPECT_TRUE(has("instance = blue  # flag"));
+  EXPECT_TRUE(has("max-frame = 65535  # default"));
+  EXPECT_TRUE(has("backend = 10.0.0.2:2  # file and flags"));
+  EXPECT_TRUE(has("backend = 10.0.0.1:1  # file and flags"));
+  EXPECT_TRUE(has("admin-socket = /run/gatehouse/blue/admin.sock  # default"));
+}
+
+// After a reload the running configuration's origins are the fresh ones for
+// what it took, and a value that waits for a restart says so.
+TEST(Config, AReloadKeepsTheOriginsOfWhatItTook) {
+  const auto running = parse({"--rpm-limit", "100", "--workers", "2"});
+  const auto fresh = parse({"--rpm-limit", "50", "--workers", "4"});
+  ASSERT_TRUE(running.config && fresh.config);
+  const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
+  const std::vector<std::string> lines = effective_text(plan.config);
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "rpm-limit = 50  # flag"), lines.end());
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "workers = 2  # flag; the configuration read again changes it: applies at "
+                      "a restart"),
+            lines.end());
+  EXPECT_EQ(lines.size(), effective_text(*running.config).size());
+}
+
 // proxy= and proxy-from= (docs/proxy-protocol.md): per listener, the
 // sources trusted by default the loopback ones; printed back by --check and
 // changed live by a reload.
@@ -192,12 +231,13 @@ TEST(Config, ListenersTakePROXYHeadersFromTheirTrustedSources) {
              "--listen", "127.0.0.1:9000", "--listen", "127.0.0.1:9001,proxy=v2", "--listen",
              "127.0.0.1:9002,proxy=optional,proxy-from=10.0.0.0/8+fd00::/8"});
   EXPECT_EQ(r.exit_code, 0) << r.message;
-  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any\n"));
+  EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9000,crypto=any  # flag\n"));
   EXPECT_THAT(
       r.message,
-      HasSubstr("listen = 127.0.0.1:9001,crypto=any,proxy=v2,proxy-from=127.0.0.0/8+::1/128\n"));
+      HasSubstr(
+          "listen = 127.0.0.1:9001,crypto=any,proxy=v2,proxy-from=127.0.0.0/8+::1/128  # flag\n"));
   EXPECT_THAT(r.message, HasSubstr("listen = 127.0.0.1:9002,crypto=any,proxy=optional,"
-                                   "proxy-from=10.0.0.0/8+fd00::/8\n"));
+                                   "proxy-from=10.0.0.0/8+fd00::/8  # flag\n"));
 
   const auto c = parse({"--listen", "127.0.0.1:9000", "--listen", "127.0.0.1:9001,proxy=v1",
                         "--listen", "127.0.0.1:9002,proxy-from=192.0.2.7/32,proxy=optional"});
@@ -695,6 +735,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"etcd-hosts", "http://10.0.0.1:2379"},
       {"etcd-root", "/games"},
       {"discovery-wait", "2"},
+      {"admin-socket", "/run/gatehouse/other.sock"},
   };
   const auto running = parse({});
   ASSERT_TRUE(running.config) << running.message;

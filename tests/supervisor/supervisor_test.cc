@@ -117,6 +117,10 @@ class SupervisorTest : public ::testing::Test {
     args_ = {"gatehouse", "--instance",  instance,           "--workers",   "2",
              "--listen",  "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--max-connections",
              "64",        "--bin-dir",   "/nonexistent"};
+    // Its admin socket where a test may make one (not under /run).
+    args_.insert(args_.end(),
+                 {"--admin-socket",
+                  (std::filesystem::temp_directory_path() / (instance + ".sock")).string()});
     args_.insert(args_.end(), extra.begin(), extra.end());
     auto parsed = parse(args_);
     ASSERT_TRUE(parsed.config) << parsed.message;

@@ -116,6 +116,17 @@ void encode_key_exchange2_ack(const KeyExchange2Ack& ack, std::vector<std::byte>
   ByteWriter(out).bytes(ack.confirm);
 }
 
+std::optional<ClientError> parse_client_error(std::span<const std::byte> body) noexcept {
+  ByteReader r(body);
+  ClientError e{r.i32(), r.string()};
+  if (!r.ok()) return std::nullopt;
+  return e;
+}
+
+void encode_client_error_packet(const ClientError& error, std::vector<std::byte>& out) {
+  ByteWriter(out).i16(kClientErrorAck).i32(error.code).string(error.message);
+}
+
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out) {
   ByteWriter(out).i16(proto).i32(value);
 }

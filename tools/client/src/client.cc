@@ -544,9 +544,10 @@ std::string describe(const Packet& packet) {
       return out + "login failed code=" + std::to_string(*code);
     }
     case protocol::kClientErrorAck: {
-      const auto code = parse_int32(packet.body);
-      if (!code) return out + std::string(name) + " " + raw_description(packet.body);
-      return out + std::string(name) + " code=" + std::to_string(*code);
+      const auto error = protocol::parse_client_error(packet.body);
+      if (!error) return malformed();
+      return out + std::string(name) + " code=" + std::to_string(error->code) + " " +
+             quoted(to_bytes(error->message));
     }
     case protocol::kGetSeedReq:
     case protocol::kGetSeedAck: {

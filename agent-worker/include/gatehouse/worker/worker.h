@@ -116,9 +116,21 @@ class Worker {
   void finish(shm::ConnectionId id, Session& s, CloseReason reason);
   /// finish() for bad input inside dispatch_frame().
   metrics::Timed kick(shm::ConnectionId id, Session& s, CloseReason reason);
+  /// Ends, with `close(id, session)`, the open sessions of this worker's
+  /// range that `match(id, session)` selects, from `cursor` on: at most
+  /// `budget` of them, none while the outputs lack room. True when the
+  /// scan is over.
+  template <class Match, class Close>
+  bool close_matching(std::uint32_t& cursor, std::size_t budget, const Match& match,
+                      const Close& close);
   /// Closes up to `budget` of this worker's sessions with `reason`, from
   /// drain_cursor_ on; true when none is left.
   bool drain_some(CloseReason reason, std::size_t budget);
+  /// An operator's kick (ControlBlock::kicks) for this worker: its sessions
+  /// closed in this batch, kicked_by_admin, each told the reason first.
+  std::size_t take_kick();
+  /// After the batch's commit: tells the supervisor the kick is done.
+  void report_kick();
   /// The session of `id` if it is open, journaled for this batch.
   Session* live_session(shm::ConnectionId id);
   /// The session of `id` in any state, journaled for this batch.
@@ -173,6 +185,11 @@ class Worker {
   std::vector<std::uint32_t> cipher_checked_;
   std::uint32_t drain_cursor_ = 0;
   std::uint32_t drain_end_ = 0;
+  // The operator's kick being carried out (KickRequest::posted; 0: none).
+  std::uint64_t kick_request_ = 0;
+  std::uint32_t kick_cursor_ = 0;
+  std::uint32_t kicked_ = 0;
+  bool kick_over_ = false;  // every session of it is closed: report after the commit
   std::uint32_t fault_per_mille_ = 0;
   bool batch_had_work_ = false;
   std::int64_t batch_unix_ms_ = 0;  // wall clock at the start of the batch

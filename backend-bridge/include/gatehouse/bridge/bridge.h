@@ -96,6 +96,9 @@ class Bridge {
   void start_discovery();
   /// A new view from etcd, the discovery's counts and age (main thread).
   std::size_t take_discovery();
+  /// The instances an operator disabled (ControlBlock::disabled_backends),
+  /// when the supervisor has published a new list.
+  std::size_t take_disabled_backends();
   void park(std::chrono::nanoseconds timeout);
   /// Publishes whether each game service is reachable (a few times a
   /// second; RoutingTable::up) and logs when that changes.
@@ -115,6 +118,7 @@ class Bridge {
   UserSessions users_;                        // every session's open/send/close goes through it
   AuthClient auth_;                           // after calls_: cancelled before the queue waits
   std::uint64_t settings_generation_;         // the live settings auth_ was configured with
+  std::uint64_t disabled_generation_ = 0;     // the disabled instances services_ has
   std::uint64_t pass_ = 0;                    // duty-cycle passes, for coalescing kept records
   std::int64_t next_reachability_ns_ = 0;
   bool stopping_ = false;

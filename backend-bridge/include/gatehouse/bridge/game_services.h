@@ -8,6 +8,8 @@
 //       session
 //   the session's later calls --of(conn)--> the same instance
 //
+// An instance an operator disabled (set_disabled) gets no new sessions
+// either, and keeps its sessions and its upstream until it is enabled again.
 // An instance removed from the view gets no new sessions; its sessions stay
 // (gonet2's behaviour: sticky): they keep their streams while those work and,
 // when one fails, go as on any instance (the contract's backend-wait, then
@@ -64,6 +66,11 @@ class GameServices {
   /// value is HOST:PORT (the gonet2 contract) or batch:HOST:PORT.
   void update(const DiscoveryView& view);
 
+  /// The instances an operator took out of rotation (gatehousectl backend
+  /// disable, by name): no new session goes to them, those on them stay.
+  /// An instance of that name that joins later is out of rotation too.
+  void set_disabled(std::vector<std::string> names);
+
   /// The session's instance: the one it is on, or for a session that has
   /// none yet the game service's live instance for `user_id`, which it is
   /// then on. Null when there is no live instance.
@@ -106,15 +113,19 @@ class GameServices {
   void set_sessions(Instance& instance, std::size_t sessions);
   /// Rebuilds live_ and the routing table's rows after the set changed.
   void republish();
+  bool disabled(const Instance& instance) const;
+  /// Logins are refused while no instance takes sessions: says so.
+  void warn_if_no_instance() const;
 
   Context context_;
   const std::string game_service_;
   std::vector<std::unique_ptr<Instance>> instances_;    // the game service's, live and removed
-  std::vector<Instance*> live_;                         // the live ones, by name
+  std::vector<Instance*> live_;                         // those new sessions go to, by name
   std::vector<std::uint64_t> live_hashes_;              // theirs, for rendezvous_pick
   std::unordered_map<std::uint64_t, Instance*> bound_;  // by conn: the session's instance
   std::vector<std::uint64_t> closed_;  // sessions closed, on their instance until their call ends
   DiscoveryView view_;                 // the last one, for the counts of the other services
+  std::vector<std::string> disabled_;  // instance names out of rotation (set_disabled)
   bool stopping_ = false;              // close_all(): nothing starts any more
 };
 

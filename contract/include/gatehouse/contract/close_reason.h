@@ -35,6 +35,7 @@ enum class CloseReason : std::uint8_t {
   kUnknownGatewayKey,   ///< key_exchange2_req naming a key id the gateway does not hold
   kHandshakeFailed,     ///< TLS handshake or WebSocket upgrade failed or refused (origin)
   kTextFrame,           ///< a WebSocket text message (frames travel as binary messages)
+  kKickedByAdmin,       ///< an operator kicked it (gatehousectl kick; docs/operations.md)
   kCount
 };
 

@@ -242,6 +242,42 @@ struct ProcessStatus {
   std::atomic<std::int64_t> heartbeat_ns;  ///< CLOCK_MONOTONIC
 };
 
+/// An operator's kick (gatehousectl kick, docs/operations.md), from the
+/// supervisor to one worker: a mailbox of one request. The supervisor writes
+/// a request only while the last is done (posted == done): it fills the
+/// fields, then stores `posted` + 1 (release). The worker that sees
+/// posted != done closes the sessions it names (each told `reason` first) and,
+/// once that batch is durable, stores `kicked` and then done = posted. A
+/// worker that dies before that leaves the request to its successor, which
+/// carries it out again: the sessions it had closed are closed already (and
+/// not counted twice).
+inline constexpr std::size_t kKickReasonBytes = 128;
+struct KickRequest {
+  std::atomic<std::uint64_t> posted;  ///< supervisor: the request's number, stored last
+  std::atomic<std::uint64_t> done;    ///< worker: the last request carried out
+  std::uint64_t conn;                 ///< this connection; 0: every session of user_id
+  std::int64_t user_id;
+  std::atomic<std::uint32_t> kicked;  ///< worker: sessions the request closed
+  std::uint32_t reason_bytes;         ///< of `reason` (at most kKickReasonBytes)
+  char reason[kKickReasonBytes];      ///< the client is told it (client_error_ack)
+};
+
+/// Game-service instances an operator took out of rotation (gatehousectl
+/// backend disable): no new session goes to them, the sessions on them stay.
+/// The supervisor writes the list (publish_disabled_backends), the bridge
+/// reads it when `generation` moves (read_disabled_backends) and shows each
+/// instance's state in its routing table.
+inline constexpr std::uint32_t kMaxDisabledBackends = 16;
+struct alignas(8) DisabledBackendNames {
+  std::uint32_t count;
+  std::uint32_t reserved;
+  char names[kMaxDisabledBackends][metrics::kRoutingNameBytes];  ///< routing-table names
+};
+struct DisabledBackends {
+  std::atomic<std::uint64_t> generation;  ///< odd while the supervisor writes (seqlock.h)
+  DisabledBackendNames list;
+};
+
 /// ControlBlock::draining: 0 serving; the drain's two phases.
 inline constexpr std::uint32_t kDrainNoNewConnections = 1;  ///< sessions go on (drain-wait)
 inline constexpr std::uint32_t kDrainClosing = 2;           ///< every session is closed
@@ -259,6 +295,8 @@ struct ControlBlock {
   ProcessStatus frontend;
   ProcessStatus bridge;
   ProcessStatus workers[kMaxWorkers];
+  KickRequest kicks[kMaxWorkers];      ///< one per worker
+  DisabledBackends disabled_backends;  ///< gatehousectl backend disable / enable
 };
 
 /// One metrics shard per role (docs/metrics.md).

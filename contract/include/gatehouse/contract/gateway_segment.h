@@ -61,6 +61,16 @@ class GatewaySegment {
   }
   /// Supervisor only (one writer): makes `settings` the current settings.
   void publish_settings(const Settings& settings) noexcept;
+  /// Supervisor only (one writer): the game-service instances out of
+  /// rotation from now on (ControlBlock::disabled_backends); the caller keeps
+  /// to kMaxDisabledBackends names shorter than metrics::kRoutingNameBytes.
+  void publish_disabled_backends(const std::vector<std::string>& names) noexcept;
+  /// The instances out of rotation as last published (none if never).
+  std::vector<std::string> disabled_backends() const;
+  /// Bumped by every publish_disabled_backends(): the bridge polls it.
+  std::uint64_t disabled_backends_generation() const noexcept {
+    return control_->disabled_backends.generation.load(std::memory_order_acquire);
+  }
   /// Throws for a worker beyond the settings' count or a region that is not
   /// a ring (as at attach: the caller has not started yet).
   shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;

@@ -39,7 +39,7 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 20;
+inline constexpr std::uint32_t kLayoutVersion = 21;
 
 namespace layout {
 
@@ -79,6 +79,11 @@ inline constexpr std::uint64_t kFingerprint = fold({
     shape<AddressRange>(),
     shape<ProcessStatus>(),
     shape<ControlBlock>(),
+    shape<KickRequest>(),
+    shape<DisabledBackendNames>(),
+    shape<DisabledBackends>(),
+    kKickReasonBytes,
+    kMaxDisabledBackends,
     kMaxWorkers,
     kMaxBackends,
     kAddressBytes,
@@ -109,6 +114,9 @@ inline constexpr std::uint64_t kFingerprint = fold({
     metrics::kMaxServiceRows,
     metrics::kMaxInstanceRows,
     metrics::kRoutingNameBytes,
+    metrics::kInstanceDisabled,
+    metrics::kAdminCommandCount,
+    metrics::kAdminResultCount,
     metrics::kCounterCount,
     metrics::kGaugeCount,
     metrics::kTimedCount,
@@ -164,7 +172,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 17065677181525967484ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 16769448363837648705ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -183,9 +191,9 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
 static_assert(sizeof(Settings) == 9288 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 19648 && alignof(ControlBlock) == 8);
-static_assert(sizeof(metrics::Shard) == 1664 && alignof(metrics::Shard) == 128);
-static_assert(sizeof(MetricsBlock) == 122880 && alignof(MetricsBlock) == 128);
+static_assert(sizeof(ControlBlock) == 31440 && alignof(ControlBlock) == 8);
+static_assert(sizeof(metrics::Shard) == 1792 && alignof(metrics::Shard) == 128);
+static_assert(sizeof(MetricsBlock) == 131456 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);
 static_assert(sizeof(shm::SegmentHeader) == 8248 && sizeof(shm::RingDescriptor) == 512);
 

@@ -9,9 +9,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 #include "gatehouse/contract/close_reason.h"
 #include "gatehouse/contract/login_refusal.h"
+#include "gatehouse/contract/seqlock.h"
 
 namespace gatehouse::metrics {
 
@@ -107,6 +109,27 @@ enum Timed : std::uint32_t {
 };
 
 enum Component : std::uint32_t { kFrontend, kWorker, kBridge, kComponentCount };
+
+/// What an operator asked for on the admin socket (gatehousectl;
+/// docs/operations.md), and whether it was done: the supervisor's shard.
+enum AdminCommand : std::uint32_t {
+  kAdminStatus,
+  kAdminSessions,
+  kAdminKick,
+  kAdminBackends,
+  kAdminBackendDisable,
+  kAdminBackendEnable,
+  kAdminConfig,
+  kAdminReload,
+  kAdminInvalid,  ///< not a request: an unknown command, bad arguments, a peer refused
+  kAdminCommandCount
+};
+/// The `command` label of gatehouse_admin_commands_total, and (spaces for
+/// '_') the words of the request.
+inline constexpr std::array<std::string_view, kAdminCommandCount> kAdminCommandNames = {
+    "status",         "sessions", "kick",   "backends", "backend_disable",
+    "backend_enable", "config",   "reload", "invalid"};
+enum AdminResult : std::uint32_t { kAdminOk, kAdminError, kAdminResultCount };
 enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };
 
 /// Upper bounds of the request-duration buckets, in nanoseconds (+Inf last).
@@ -125,6 +148,7 @@ struct alignas(128) Shard {
   std::atomic<std::uint64_t> closed[static_cast<std::size_t>(CloseReason::kCount)];
   std::atomic<std::uint64_t> logins_refused[static_cast<std::size_t>(LoginRefusal::kCount)];
   std::atomic<std::uint64_t> restarts[kComponentCount][kCauseCount];
+  std::atomic<std::uint64_t> admin_commands[kAdminCommandCount][kAdminResultCount];
   std::atomic<std::int64_t> gauges[kGaugeCount];
   HistogramCells timed[kTimedCount];
   /// Bridge only: frames it holds outside the rings (taken from a worker
@@ -143,13 +167,30 @@ inline constexpr std::size_t kRoutingNameBytes = 64;
 /// A game service as the bridge routes to it.
 struct ServiceRow {
   char name[kRoutingNameBytes];  ///< "" for the backend lines
-  std::int64_t instances;        ///< live ones: new sessions may go there
+  std::int64_t instances;        ///< live ones: new sessions may go there (not disabled ones)
 };
+/// InstanceRow::state: whether new sessions go to an instance.
+enum InstanceState : std::uint32_t {
+  kInstanceRemoved = 0,   ///< gone from the view, its sessions left (sticky)
+  kInstanceLive = 1,      ///< takes new sessions
+  kInstanceDisabled = 2,  ///< in the view, taken out of rotation by an operator: its sessions stay
+};
+/// "removed", "live", "disabled" (the metrics' state label, gatehousectl backends).
+constexpr std::string_view instance_state_text(std::uint32_t state) noexcept {
+  switch (state) {
+    case kInstanceLive:
+      return "live";
+    case kInstanceDisabled:
+      return "disabled";
+    default:
+      return "removed";
+  }
+}
 /// A game-service instance the bridge serves sessions on.
 struct InstanceRow {
   char name[kRoutingNameBytes];
   std::uint32_t service;  ///< index in RoutingNames::services
-  std::uint32_t live;     ///< 0: removed from the view, its sessions left (sticky)
+  std::uint32_t state;    ///< InstanceState
 };
 /// What changes only with the view: published whole under RoutingTable's
 /// sequence lock.
@@ -175,46 +216,15 @@ struct RoutingTable {
   std::atomic<std::uint32_t> up[kMaxInstanceRows];
 };
 
-namespace detail {
-inline constexpr std::size_t kRoutingWords = sizeof(RoutingNames) / 8;
-static_assert(sizeof(RoutingNames) % 8 == 0 && alignof(RoutingNames) == 8);
-inline std::uint64_t* words_of(RoutingNames& n) noexcept {
-  return reinterpret_cast<std::uint64_t*>(&n);
-}
-inline const std::uint64_t* words_of(const RoutingNames& n) noexcept {
-  return reinterpret_cast<const std::uint64_t*>(&n);
-}
-}  // namespace detail
-
 /// The bridge (the one writer): makes `names` the table's.
 inline void publish_routing(RoutingTable& table, const RoutingNames& names) noexcept {
-  const std::uint64_t g = table.generation.load(std::memory_order_relaxed);
-  table.generation.store(g + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  const std::uint64_t* from = detail::words_of(names);
-  std::uint64_t* to = detail::words_of(table.names);
-  for (std::size_t i = 0; i < detail::kRoutingWords; ++i) {
-    std::atomic_ref<std::uint64_t>(to[i]).store(from[i], std::memory_order_relaxed);
-  }
-  table.generation.store(g + 2, std::memory_order_release);
+  seqlock_publish(table.generation, table.names, names);
 }
 
-/// A scrape: the names as last published whole (retried while the bridge
-/// writes; false if it never stood still, or never published).
+/// A scrape: the names as last published whole (false if the bridge never
+/// stood still, or never published).
 inline bool read_routing(RoutingTable& table, RoutingNames& out) noexcept {
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::uint64_t before = table.generation.load(std::memory_order_acquire);
-    if (before == 0) return false;
-    if (before % 2 != 0) continue;
-    std::uint64_t* from = detail::words_of(table.names);
-    std::uint64_t* to = detail::words_of(out);
-    for (std::size_t i = 0; i < detail::kRoutingWords; ++i) {
-      to[i] = std::atomic_ref<std::uint64_t>(from[i]).load(std::memory_order_relaxed);
-    }
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (table.generation.load(std::memory_order_relaxed) == before) return true;
-  }
-  return false;
+  return seqlock_read(table.generation, table.names, out);
 }
 
 /// A process's handle on its shard. One writer per shard, so an add is a
@@ -233,6 +243,9 @@ class Writer {
   }
   void restarted(Component component, RestartCause cause) noexcept {
     bump(shard_->restarts[component][cause], 1);
+  }
+  void admin(AdminCommand command, AdminResult result) noexcept {
+    bump(shard_->admin_commands[command][result], 1);
   }
   void set(Gauge g, std::int64_t v) noexcept {
     shard_->gauges[g].store(v, std::memory_order_relaxed);

@@ -15,6 +15,16 @@
 
 namespace gatehouse::supervisor {
 
+/// One line of the effective configuration: a setting's value as a config
+/// file would say it, and where it came from ("file", "flag", "default",
+/// "flag (overrides the file)", "file and flags" for a repeatable one).
+/// A repeatable setting has a line per value.
+struct EffectiveSetting {
+  std::string name;
+  std::string value;
+  std::string origin;
+};
+
 struct Config {
   std::string instance;             ///< names the shm segment: gatehouse-<instance>
   std::vector<std::string> listen;  ///< host:port, [v6]:port
@@ -22,12 +32,22 @@ struct Config {
   std::string bin_dir;              ///< where gatehouse-frontend & co. live
   std::string ready_file;           ///< if set: written once listening (for scripts/tests)
   std::string metrics_listen;       ///< Prometheus endpoint, host:port
+  std::string admin_socket;         ///< as given; admin_socket_path() is where it is
   std::uint32_t restart_backoff_max_ms = 5000;  ///< ceiling of the crash-loop backoff
   std::uint32_t hang_timeout_ms = 3000;         ///< a child silent this long is killed
   std::uint32_t drain_wait_ms = 0;      ///< a drain lets sessions end on their own this long
   bool login_any_allow_public = false;  ///< `login = any` may serve a non-loopback listener
   Settings settings{};
+  /// What the values above came from (gatehousectl config, --check).
+  std::vector<EffectiveSetting> effective;
 };
+
+/// Where gatehousectl's socket is (admin_server.h): admin-socket, or by
+/// default admin::default_socket(instance).
+std::string admin_socket_path(const Config& config);
+
+/// The effective configuration as `name = value  # origin` lines.
+std::vector<std::string> effective_text(const Config& config);
 
 /// The result of parsing: a config, or text to print and an exit code
 /// (--help, --version, errors).

@@ -44,8 +44,10 @@ struct HealthReport {
   friend bool operator==(const HealthReport&, const HealthReport&) = default;
 };
 
-/// What the game services look like to /ready: the --backend entries and
-/// how many of them the bridge sees reachable (RoutingTable::up).
+/// What the game services look like to /ready: the --backend entries (or
+/// the instances discovered) and how many of them take sessions (not
+/// disabled by an operator) and the bridge sees reachable
+/// (RoutingTable::up).
 struct GameServices {
   std::uint32_t configured = 0;
   std::uint32_t reachable = 0;

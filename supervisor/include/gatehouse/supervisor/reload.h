@@ -26,6 +26,9 @@
 
 namespace gatehouse::supervisor {
 
+/// A child's or a parse's message as one log line's text.
+std::string without_trailing_newlines(std::string text);
+
 /// Whether a reload goes ahead: the plan, or why not (a log line).
 struct ReloadDecision {
   std::optional<ReloadPlan> plan;

@@ -25,6 +25,14 @@
 //      stream to end;
 //   3. exit 0. Past the deadline whatever is left is SIGKILLed.
 // The phases and deadlines are class Drain; SIGHUP's reload is class Reload.
+//
+// Operators: the admin socket (AdminServer; gatehousectl) is served from the
+// same loop (supervisor_admin.cc): status, sessions and backends read the
+// segment; a kick goes to the workers through their mailboxes in the
+// control block and a backend switch to the bridge through its list there,
+// each answered once they have done it; a reload is SIGHUP's, answered when
+// the roll is over. Every request is logged with its peer's uid and pid and
+// counted (gatehouse_admin_commands_total).
 #pragma once
 
 #include <sys/types.h>
@@ -33,10 +41,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gatehouse/contract/gateway_segment.h"
 #include "gatehouse/shm/doorbell.h"
+#include "gatehouse/supervisor/admin_protocol.h"
+#include "gatehouse/supervisor/admin_server.h"
 #include "gatehouse/supervisor/child.h"
 #include "gatehouse/supervisor/config.h"
 #include "gatehouse/supervisor/drain.h"
@@ -105,11 +116,62 @@ class Supervisor {
   int restart_due_children();
   void begin_drain();
   int advance_drain();
-  /// Reload (SIGHUP): decide (layout check, configuration read again), apply
-  /// what can change live, then roll the workers (class Reload).
-  void begin_reload();
-  void apply(const ReloadPlan& plan);
+  /// What starting a reload said: it started (the check passed; the lines
+  /// say what it applies), or why not.
+  struct ReloadStart {
+    bool started = false;
+    std::vector<std::string> lines;
+  };
+  /// Reload (SIGHUP, gatehousectl reload): decide (layout check,
+  /// configuration read again), apply what can change live, then roll the
+  /// workers (class Reload).
+  ReloadStart begin_reload();
+  /// Returns what it logged.
+  std::vector<std::string> apply(const ReloadPlan& plan);
   int advance_reload();
+
+  // The admin socket (supervisor_admin.cc).
+  /// A request being answered: who asked what.
+  struct AdminAsk {
+    AdminServer::Ticket ticket = 0;
+    AdminServer::Peer peer;
+    std::string request;
+    metrics::AdminCommand command = metrics::kAdminInvalid;
+  };
+  /// A kick posted to the workers' mailboxes, answered when each has done it.
+  struct PendingKick {
+    AdminAsk ask;
+    std::vector<std::uint32_t> workers;
+    std::string target;  ///< "user 1001", "connection 0x..."
+    std::int64_t deadline_ns = 0;
+  };
+  /// A backend switch published to the bridge, answered when its routing
+  /// table shows it.
+  struct PendingSwitch {
+    AdminAsk ask;
+    std::string name;
+    std::int64_t deadline_ns = 0;
+  };
+  int serve_admin();
+  std::optional<admin::Response> on_admin(AdminServer::Ticket ticket, const AdminServer::Peer& peer,
+                                          std::string_view line);
+  /// Logs the request with its peer and what was done, and counts it.
+  void note_admin(const AdminAsk& ask, const admin::Response& response);
+  /// note_admin(), and sends the answer to `ask` (a request that waited).
+  void answer_admin(const AdminAsk& ask, const admin::Response& response);
+  std::int64_t sessions_logged_in() const;
+  admin::Response status();
+  admin::Response sessions(std::optional<std::int64_t> user) const;
+  admin::Response backends() const;
+  admin::Response config_lines() const;
+  /// Posts the kick; an answer now only when it cannot be posted.
+  std::optional<admin::Response> post_kick(const AdminAsk& ask, const admin::Request& request);
+  std::optional<admin::Response> switch_backend(const AdminAsk& ask, const admin::Request& request);
+  std::optional<admin::Response> start_admin_reload(const AdminAsk& ask);
+  /// The admin operations that wait: answered when done or out of time.
+  int advance_admin();
+  /// The reload an operator asked for is over (`line` says how).
+  void reload_finished(bool ok, const std::string& line);
   void report_health();
   /// What /ready and the process metrics see of the children (each pass).
   void publish_health();
@@ -128,9 +190,15 @@ class Supervisor {
   HealthReport health_report_;  // the one being built (kept for its capacity)
   bool started_ = false;        // start() is over
   std::optional<MetricsExporter> metrics_;
-  std::vector<int> listen_fds_;            ///< TCP, one per listener with transport tcp
-  std::vector<int> udp_fds_;               ///< UDP, one per listener with transport kcp
-  std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
+  std::optional<AdminServer> admin_;
+  std::optional<PendingKick> kick_;
+  std::optional<PendingSwitch> switch_;
+  std::optional<AdminAsk> reload_ask_;          ///< the operator waiting for the reload
+  std::vector<std::string> reload_report_;      ///< what its start said
+  std::vector<std::string> disabled_backends_;  ///< published in the control block
+  std::vector<int> listen_fds_;                 ///< TCP, one per listener with transport tcp
+  std::vector<int> udp_fds_;                    ///< UDP, one per listener with transport kcp
+  std::vector<std::string> listen_names_;       ///< bound addresses, for logs and the ready file
   shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;
   std::vector<shm::Doorbell> worker_doorbells_;

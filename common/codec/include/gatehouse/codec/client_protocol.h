@@ -138,6 +138,19 @@ struct KeyExchange2Ack {
 std::optional<KeyExchange2Ack> parse_key_exchange2_ack(std::span<const std::byte> body) noexcept;
 void encode_key_exchange2_ack(const KeyExchange2Ack& ack, std::vector<std::byte>& out);
 
+/// client_error_ack (13), gonet2's command_result_info: `| code int32 |
+/// msg string |`. The gateway sends it just before it closes a session an
+/// operator kicked (code kErrorKicked, msg the operator's reason). Views
+/// into the body.
+struct ClientError {
+  std::int32_t code;
+  std::string_view message;
+};
+inline constexpr std::int32_t kErrorKicked = 1;
+std::optional<ClientError> parse_client_error(std::span<const std::byte> body) noexcept;
+/// Appends `| proto 13 | code int32 | msg string |`.
+void encode_client_error_packet(const ClientError& error, std::vector<std::byte>& out);
+
 /// Appends `| proto i16 | int32 |` (heartbeat ack, login acks).
 void encode_int32_packet(std::int16_t proto, std::int32_t value, std::vector<std::byte>& out);
 /// Appends `| proto i16 | a int32 | b int32 |` (seed req/ack).
