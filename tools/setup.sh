@@ -12,7 +12,7 @@ packages=(
   clang-14 libclang-rt-14-dev lld-14   # the sanitizer and fuzz builds (lld: links in a fifth of the time)
   clang-format-14 clang-tidy-14   # tools/lint.sh, part of the test command
   prometheus   # promtool and a Prometheus server for the metrics tests
-  systemd      # systemd-analyze for the unit tests
+  systemd libseccomp-dev   # systemd-analyze for the unit tests; the unit's seccomp filters, applied in a test
   groff-base man-db dpkg-dev   # manual pages (checked with groff, the unit's man: links); the .deb (CPack)
   python3 python3-cryptography   # the independent client of docs/protocol-modern.md (a test)
   golang-go golang-github-xtaci-kcp-dev   # a real kcp-go peer for the KCP interop test (docs/kcp.md)

@@ -355,8 +355,10 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
 
     collect_routing(block, out);
 
-    auto duration = family("gatehouse_request_duration_seconds",
-                           "Worker time per client frame, by gateway proto (forward: > 1000).",
+    auto duration = family("gatehouse_worker_frame_seconds",
+                           "Worker time spent on one client frame, from taking it off the ring to "
+                           "finishing it (the worker's cost, not a round trip), by gateway proto "
+                           "(forward: > 1000).",
                            MetricType::Histogram);
     for (std::size_t t = 0; t < metrics::kTimedCount; ++t) {
       ClientMetric m;

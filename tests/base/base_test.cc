@@ -5,22 +5,31 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "gatehouse/base/child_process_args.h"
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/base/log_fields.h"
 #include "gatehouse/base/log_limit.h"
 #include "gatehouse/base/log_text.h"
 #include "gatehouse/base/rate_limit.h"
@@ -269,47 +278,150 @@ TEST(RateLimit, BytesCountByWeightAndHugeLimitsDoNotOverflow) {
   EXPECT_TRUE(RateLimit::per_minute(0, 0).admit(t, 0, ~std::uint64_t{0})) << "0: no limit";
 }
 
-/// What a process logs to stderr when `journal_stream` says (or does not
-/// say) that stderr is the journal: a forked child, its stderr a file.
-std::string logged_with(bool journal_stream) {
+TEST(LogFields, KeyValueWordsAreFieldsAndQuotedClientTextIsNot) {
+  using Fields = std::vector<std::pair<std::string_view, std::string_view>>;
+  EXPECT_EQ(log_fields("kick conn=0x1a remote=10.0.0.7:5100 user=1001 reason=bad_seq ms=12"),
+            (Fields{{"conn", "0x1a"},
+                    {"remote", "10.0.0.7:5100"},
+                    {"user", "1001"},
+                    {"reason", "bad_seq"},
+                    {"ms", "12"}}));
+  // A client string is logged quoted (log_text() escapes its own quotes):
+  // what it says is never a field, however it tries.
+  EXPECT_EQ(log_fields(R"(login refused conn=0x2 user=7 open_udid 'x user=1 reason=\' user=2')"),
+            (Fields{{"conn", "0x2"}, {"user", "7"}}));
+  EXPECT_EQ(log_fields(R"(admin request "kick user=5" by uid=0)"), (Fields{{"uid", "0"}}));
+  // Not fields: no value, no key, a key that is not a lowercase name, '=' in a word's middle.
+  EXPECT_EQ(log_fields("a= =b Key=1 9x=2 -k=3 x-y=4 closing=ok"), (Fields{{"closing", "ok"}}));
+  EXPECT_EQ(log_fields(""), Fields{});
+  EXPECT_EQ(log_fields(std::string(40, 'k') + "=v"), Fields{}) << "a key over 32 bytes";
+}
+
+/// What a process that systemd connected to the journal logs: a forked
+/// child in a mount namespace of its own (the test runs as root, as CI
+/// does), with a fresh /run where, when `journald` is true, the test's own
+/// datagram socket stands at journald's native path. The child's stderr is a
+/// file that JOURNAL_STREAM names. Returns each datagram the socket got
+/// ("KEY=value" lines), then "stderr:" and what went to stderr.
+std::vector<std::string> logged_to_journal(bool journald) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gatehouse-log-" + std::to_string(::getpid()) + ".txt");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::FILE* err = std::fopen((path.string() + ".err").c_str(), "w");
+    ::dup2(::fileno(err), STDERR_FILENO);
+    std::FILE* out = std::fopen(path.c_str(), "w");
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") != 0) {
+      std::fprintf(out, "no mount namespace: %s\n", std::strerror(errno));
+      ::_exit(2);
+    }
+    int journal = -1;
+    if (journald) {
+      std::filesystem::create_directories("/run/systemd/journal");
+      journal = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::snprintf(addr.sun_path, sizeof addr.sun_path, "/run/systemd/journal/socket");
+      if (::bind(journal, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ::_exit(3);
+    }
+    struct stat st {};
+    ::fstat(STDERR_FILENO, &st);
+    ::setenv("JOURNAL_STREAM",
+             (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)).c_str(), 1);
+    init_logging("journal-test", spdlog::level::info);
+    spdlog::info("close conn={:#x} user={} reason={}", 0x1a, 1001, "bad_seq");
+    spdlog::warn("slow");
+    spdlog::error("broken");
+    spdlog::debug("not shown");
+    spdlog::default_logger()->flush();
+    char datagram[4096];
+    ssize_t n = 0;
+    while (journal >= 0 && (n = ::recv(journal, datagram, sizeof datagram, 0)) > 0) {
+      std::fwrite(datagram, 1, static_cast<std::size_t>(n), out);
+      std::fputs("--\n", out);
+    }
+    std::fclose(out);
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  std::vector<std::string> entries;
+  std::ifstream in(path);
+  std::string entry;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "--") {
+      entries.push_back(entry);
+      entry.clear();
+    } else {
+      entry += line + "\n";
+    }
+  }
+  if (!entry.empty()) entries.push_back(entry);  // the child's complaint, if any
+  std::ifstream err(path.string() + ".err");
+  entries.push_back("stderr:" + std::string((std::istreambuf_iterator<char>(err)), {}));
+  std::filesystem::remove(path);
+  std::filesystem::remove(path.string() + ".err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << entries.front();
+  return entries;
+}
+
+// Under systemd each line reaches the journal with its priority
+// (`journalctl -p err` shows the errors) and its key=value words as fields
+// (`journalctl GATEHOUSE_USER=1001`).
+TEST(Logging, TheJournalGetsEachLinesPriorityAndFields) {
+  const std::vector<std::string> entries = logged_to_journal(true);
+  ASSERT_EQ(entries.size(), 4u);
+  EXPECT_EQ(entries[0],
+            "MESSAGE=info [journal-test] close conn=0x1a user=1001 reason=bad_seq\n"
+            "PRIORITY=6\n"
+            "GATEHOUSE_PROCESS=journal-test\n"
+            "GATEHOUSE_CONN=0x1a\n"
+            "GATEHOUSE_USER=1001\n"
+            "GATEHOUSE_REASON=bad_seq\n"
+            "SYSLOG_IDENTIFIER=base_test\n");
+  EXPECT_EQ(entries[1],
+            "MESSAGE=warning [journal-test] slow\nPRIORITY=4\nGATEHOUSE_PROCESS=journal-test\n"
+            "SYSLOG_IDENTIFIER=base_test\n");
+  EXPECT_EQ(entries[2],
+            "MESSAGE=error [journal-test] broken\nPRIORITY=3\nGATEHOUSE_PROCESS=journal-test\n"
+            "SYSLOG_IDENTIFIER=base_test\n");
+  EXPECT_EQ(entries[3], "stderr:");
+}
+
+// A journal that cannot be reached loses the fields, not the lines: they go
+// to stderr (the journal's stream) with their priority.
+TEST(Logging, LinesTheJournalRefusesGoToStderr) {
+  const std::vector<std::string> entries = logged_to_journal(false);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0],
+            "stderr:<6>info [journal-test] close conn=0x1a user=1001 reason=bad_seq\n"
+            "<4>warning [journal-test] slow\n"
+            "<3>error [journal-test] broken\n");
+}
+
+// Elsewhere: a timestamp and the level as words, on stderr.
+TEST(Logging, OutsideSystemdLinesGoToStderrWithATimestamp) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("gatehouse-log-" + std::to_string(::getpid()) + ".txt");
   const pid_t child = ::fork();
   if (child == 0) {
     std::FILE* file = std::fopen(path.c_str(), "w");
     ::dup2(::fileno(file), STDERR_FILENO);
-    struct stat st {};
-    ::fstat(STDERR_FILENO, &st);
-    const std::string stream =
-        std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino + (journal_stream ? 0 : 1));
-    ::setenv("JOURNAL_STREAM", stream.c_str(), 1);
-    init_logging("journal-test", spdlog::level::info);
-    spdlog::info("started");
+    ::unsetenv("JOURNAL_STREAM");
+    init_logging("plain-test", spdlog::level::info);
     spdlog::warn("slow");
-    spdlog::error("broken");
-    spdlog::debug("not shown");
     spdlog::default_logger()->flush();
     ::_exit(0);
   }
   int status = 0;
   ::waitpid(child, &status, 0);
   std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string plain((std::istreambuf_iterator<char>(in)), {});
   std::filesystem::remove(path);
-  return text;
-}
-
-// Under systemd each line carries its syslog priority for journald
-// (`journalctl -p err` shows the errors); elsewhere, a timestamp and the
-// level as words.
-TEST(Logging, TheJournalGetsEachLinesPriority) {
-  EXPECT_EQ(logged_with(true),
-            "<6>info [journal-test] started\n"
-            "<4>warning [journal-test] slow\n"
-            "<3>error [journal-test] broken\n");
-  const std::string plain = logged_with(false);
   EXPECT_EQ(plain.find('<'), std::string::npos) << plain;
-  EXPECT_NE(plain.find("warning [journal-test] slow\n"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("warning [plain-test] slow\n"), std::string::npos) << plain;
   EXPECT_EQ(plain.substr(0, 2), "20") << "a timestamp first: " << plain;
 }
 

@@ -93,6 +93,7 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
     argv.insert(argv.end(), {"--gateway-key", gateway_key_file(i)});
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  argv.insert(argv.begin(), options.wrapper.begin(), options.wrapper.end());
   supervisor_.emplace(argv, log_path_);
 
   const auto deadline = std::chrono::steady_clock::now() + 2 * kPatience;

@@ -37,6 +37,9 @@ struct GatewayOptions {
   std::uint32_t gateway_keys = 1;
   /// false: no --backend line (discovery through etcd, in extra_args).
   bool backend_line = true;
+  /// A command the gateway runs under: wrapper + {gatehouse, args...}
+  /// (e.g. unit_sandbox, which applies a unit file's restrictions).
+  std::vector<std::string> wrapper{};
 };
 
 class GatewayProcess {

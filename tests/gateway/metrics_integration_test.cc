@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -105,9 +108,15 @@ TEST_F(MetricsTest, CountsWhatHappened) {
   EXPECT_EQ(m["gatehouse_kicks_total{reason=\"bad_seq\"}"], 1);
   EXPECT_EQ(m["gatehouse_connections_closed_total{reason=\"client_closed\"}"], 1);
   // rpm 20 counts the login too: 19 heartbeats were handled, the 20th kicked.
-  EXPECT_EQ(m["gatehouse_request_duration_seconds_count{proto=\"heart_beat_req\"}"], 5 + 19);
-  EXPECT_EQ(m["gatehouse_request_duration_seconds_count{proto=\"forward\"}"], 5);
-  EXPECT_EQ(m["gatehouse_request_duration_seconds_count{proto=\"get_seed_req\"}"], 1);
+  EXPECT_EQ(m["gatehouse_worker_frame_seconds_count{proto=\"heart_beat_req\"}"], 5 + 19);
+  EXPECT_EQ(m["gatehouse_worker_frame_seconds_count{proto=\"forward\"}"], 5);
+  EXPECT_EQ(m["gatehouse_worker_frame_seconds_count{proto=\"get_seed_req\"}"], 1);
+  // The buckets start at 1 us (a heartbeat costs the worker a few), and
+  // +Inf holds every frame counted.
+  EXPECT_EQ(m.count("gatehouse_worker_frame_seconds_bucket{proto=\"heart_beat_req\",le=\"1e-06\"}"),
+            1u);
+  EXPECT_EQ(m["gatehouse_worker_frame_seconds_bucket{proto=\"heart_beat_req\",le=\"+Inf\"}"],
+            5 + 19);
   EXPECT_EQ(m["gatehouse_game_messages_sent_total"], 5);
   EXPECT_EQ(m["gatehouse_game_messages_received_total"], 5);
   EXPECT_GE(m["gatehouse_client_frames_received_total"], 1 + 1 + 10 + 21 + 1);
@@ -159,6 +168,111 @@ TEST_F(MetricsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
       after.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}"),
       before.at("gatehouse_process_restarts_total{cause=\"crash\",component=\"worker\"}") + 1);
   EXPECT_GE(after.at("gatehouse_logins_total{result=\"ok\"}"), 6);
+}
+
+/// A metric family as an exposition or docs/metrics.md describes it.
+struct Family {
+  std::string type;
+  std::map<std::string, std::set<std::string>> labels;  ///< name -> values seen
+};
+
+/// The families of an exposition, from its TYPE lines and its samples'
+/// labels (a histogram's _bucket/_sum/_count are its own; "le" is not a label
+/// of it).
+std::map<std::string, Family> exposed_families(const std::string& text) {
+  std::map<std::string, Family> out;
+  std::istringstream lines(text);
+  const std::regex type_line(R"(# TYPE (\S+) (\S+))");
+  const std::regex label(R"re(([a-z_]+)="((?:[^"\\]|\\.)*)")re");
+  std::smatch m;
+  for (std::string line; std::getline(lines, line);) {
+    if (std::regex_match(line, m, type_line)) {
+      out[m[1]].type = m[2];
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find_first_of("{ "));
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      const std::string base = name.substr(0, name.size() - std::strlen(suffix));
+      if (name.ends_with(suffix) && out.count(base) != 0 && out[base].type == "histogram") {
+        name = base;
+      }
+    }
+    const auto brace = line.find('{');
+    if (brace == std::string::npos) continue;
+    const std::string labels = line.substr(brace, line.find('}') - brace);
+    for (auto it = std::sregex_iterator(labels.begin(), labels.end(), label);
+         it != std::sregex_iterator(); ++it) {
+      if ((*it)[1] != "le") out[name].labels[(*it)[1]].insert((*it)[2]);
+    }
+  }
+  return out;
+}
+
+/// docs/metrics.md's rows ("| `name` | type | labels | meaning |"): name ->
+/// (type, the text of the row's section, where its labels' values are
+/// explained: in the row, or in the prose or rows around it).
+std::map<std::string, std::pair<std::string, std::string>> documented_families() {
+  std::ifstream in(GATEHOUSE_SOURCE_DIR "/docs/metrics.md");
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  const std::regex row(R"(\| `((?:gatehouse|process)_[a-z0-9_]+)` \| ([a-z]+)[^|]*\|.*)");
+  std::vector<std::string> names;  // of the section being read
+  std::string section;
+  const auto end_section = [&] {
+    for (const std::string& name : names) out[name].second = section;
+    names.clear();
+    section.clear();
+  };
+  std::smatch m;
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("#")) end_section();
+    section += line + "\n";
+    if (std::regex_match(line, m, row)) {
+      out[m[1]].first = m[2];
+      names.push_back(m[1]);
+    }
+  }
+  end_section();
+  return out;
+}
+
+// docs/metrics.md lists exactly what a live gateway serves: every family
+// with its type, every label by name in its row and, where a label takes a
+// fixed set of values (reasons, results, causes, components), each value in
+// its section. Labels whose values name things of the deployment (rings,
+// processes, instances, versions) are checked by name only.
+TEST_F(MetricsTest, TheDocsListWhatALiveGatewayServes) {
+  Client c;
+  c.connect("127.0.0.1", gateway_->port());
+  ASSERT_TRUE(c.login("docs", "", kPatience).ok());
+  ASSERT_TRUE(c.heartbeat(1).has_value());
+  const auto exposed = exposed_families(scrape(gateway_->metrics_port()));
+  const auto documented = documented_families();
+  ASSERT_GT(exposed.size(), 50u);
+  const std::set<std::string> open_labels = {"version", "revision", "layout_version",
+                                             "ring",    "process",  "instance",
+                                             "backend", "service",  "name"};
+  for (const auto& [name, family] : exposed) {
+    const auto doc = documented.find(name);
+    if (doc == documented.end()) {
+      ADD_FAILURE() << name << " (" << family.type << ") is served but not in docs/metrics.md";
+      continue;
+    }
+    EXPECT_EQ(doc->second.first, family.type) << name;
+    for (const auto& [label, values] : family.labels) {
+      EXPECT_NE(doc->second.second.find("`" + label + "`"), std::string::npos)
+          << name << ": label " << label << " is not in its docs/metrics.md section";
+      if (open_labels.count(label) != 0) continue;
+      for (const std::string& value : values) {
+        EXPECT_NE(doc->second.second.find("`" + value + "`"), std::string::npos)
+            << name << "{" << label << "=\"" << value
+            << "\"} is not in its docs/metrics.md section";
+      }
+    }
+  }
+  for (const auto& [name, doc] : documented) {
+    EXPECT_EQ(exposed.count(name), 1u) << name << " is in docs/metrics.md but not served";
+  }
 }
 
 TEST_F(MetricsTest, ExpositionPassesPromtool) {

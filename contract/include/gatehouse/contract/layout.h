@@ -39,12 +39,13 @@
 namespace gatehouse {
 
 /// The gateway segment's layout version (docs/shm.md).
-inline constexpr std::uint32_t kLayoutVersion = 21;
+inline constexpr std::uint32_t kLayoutVersion = 22;
 
 namespace layout {
 
 /// FNV-1a, 64-bit, over a list of numbers (each as 8 little-endian bytes).
-constexpr std::uint64_t fold(std::initializer_list<std::uint64_t> values) noexcept {
+template <class Numbers = std::initializer_list<std::uint64_t>>
+constexpr std::uint64_t fold(const Numbers& values) noexcept {
   std::uint64_t hash = 0xcbf29ce484222325ull;
   for (std::uint64_t v : values) {
     for (int byte = 0; byte < 8; ++byte) {
@@ -123,6 +124,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
     metrics::kComponentCount,
     metrics::kCauseCount,
     metrics::kBucketBoundsNs.size(),
+    fold(metrics::kBucketBoundsNs),  // what a bucket counts is part of the contract too
     static_cast<std::uint64_t>(CloseReason::kCount),
     // ring records
     ipc::kConnOpened,
@@ -172,7 +174,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 16769448363837648705ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 17912715952537266820ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.

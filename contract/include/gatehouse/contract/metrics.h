@@ -132,10 +132,15 @@ inline constexpr std::array<std::string_view, kAdminCommandCount> kAdminCommandN
 enum AdminResult : std::uint32_t { kAdminOk, kAdminError, kAdminResultCount };
 enum RestartCause : std::uint32_t { kCrash, kHang, kReload, kCauseCount };
 
-/// Upper bounds of the request-duration buckets, in nanoseconds (+Inf last).
+/// Upper bounds of the worker-time buckets (gatehouse_worker_frame_seconds),
+/// in nanoseconds (+Inf last). A heartbeat or a forwarded frame costs the
+/// worker ~1-3 us, a login tens of microseconds, a key exchange 50-100 us:
+/// the buckets start at 1 us so that the common cases fall into different
+/// ones, and stop at 100 ms (a worker that slow is stalled: the hang watchdog's
+/// business).
 inline constexpr std::array<std::uint64_t, 12> kBucketBoundsNs = {
-    10'000,    25'000,    50'000,    100'000,    250'000,    500'000,
-    1'000'000, 2'500'000, 5'000'000, 10'000'000, 25'000'000, 100'000'000};
+    1'000,   2'500,   5'000,     10'000,    25'000,     50'000,
+    100'000, 250'000, 1'000'000, 5'000'000, 25'000'000, 100'000'000};
 
 struct HistogramCells {
   std::atomic<std::uint64_t> buckets[kBucketBoundsNs.size() + 1];  ///< not cumulative

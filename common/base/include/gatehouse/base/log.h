@@ -1,5 +1,6 @@
-// Logging for every Gatehouse process: spdlog to stderr (journald under
-// systemd), one line per event, the process name in each line.
+// Logging for every Gatehouse process: spdlog to stderr, or to journald
+// with structured fields under systemd; one line per event, the process
+// name in each line.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -8,10 +9,11 @@
 
 namespace gatehouse {
 
-/// Sets the default logger: "<time> <level> [<process>] <message>"; when
-/// stderr is the journal (stderr_is_journal()), "<N><level> [<process>]
-/// <message>" with N the syslog priority, which journald keeps as the
-/// line's priority.
+/// Sets the default logger: "<time> <level> [<process>] <message>" to
+/// stderr; when stderr is the journal (stderr_is_journal()), each line goes
+/// to journald natively instead, as "<level> [<process>] <message>" with its
+/// priority (`journalctl -p err`), GATEHOUSE_PROCESS=<process> and one
+/// GATEHOUSE_<KEY> field per key=value word of the message (log_fields()).
 void init_logging(const std::string& process, spdlog::level::level_enum level);
 
 /// True when systemd connected stderr to the journal: JOURNAL_STREAM names
