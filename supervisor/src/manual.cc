@@ -157,6 +157,16 @@ its output, half\-close the game streams, then exit.
 .SH EXIT STATUS
 0 on a clean stop or a passing \fB\-\-check\fR; 1 when \fB\-\-check\fR finds a
 problem or the gateway cannot serve; 2 for a configuration that does not parse.
+.SH LOGGING
+One line per event on stderr; under systemd each goes to the journal with its
+priority (\fBjournalctl \-p warning\fR shows the kicks, \fB\-p err\fR the
+failures) and its \fIkey\fB=\fIvalue\fR words as fields of their own:
+\fBGATEHOUSE_USER\fR, \fBGATEHOUSE_CONN\fR, \fBGATEHOUSE_REMOTE\fR,
+\fBGATEHOUSE_REASON\fR and the others a line carries, and
+\fBGATEHOUSE_PROCESS\fR (supervisor, frontend, bridge, worker\-N). So
+\fBjournalctl \-u gatehouse@main GATEHOUSE_USER=1001\fR shows one player's
+lines. Text a client chose is quoted and escaped, and never becomes a field.
+\fBlog\-connections\fR bounds the per\-session lines of a busy gateway.
 .SH FILES
 .TP
 .I /etc/gatehouse/INSTANCE.conf

@@ -56,40 +56,44 @@ class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
+    constexpr std::string_view kMessage = "MESSAGE=";
     const std::string_view text(msg.payload.data(), msg.payload.size());
     const spdlog::string_view_t level = spdlog::level::to_string_view(msg.level);
-    message_.assign("MESSAGE=").append(level.data(), level.size()).append(prefix_).append(text);
+    message_.assign(kMessage).append(level.data(), level.size()).append(prefix_).append(text);
     priority_.assign("PRIORITY=").push_back(static_cast<char>('0' + priority_of(msg.level)));
-    fields_.clear();
-    for (const auto& [key, value] : log_fields(text)) {
-      std::string field = "GATEHOUSE_";
-      for (const char c : key) field.push_back(static_cast<char>(std::toupper(c)));
-      field.append("=").append(value);
-      fields_.push_back(std::move(field));
-    }
     iov_.clear();
     iov_.push_back(io(message_));
     iov_.push_back(io(priority_));
     iov_.push_back(io(process_field_));
-    for (const std::string& f : fields_) iov_.push_back(io(f));
+    std::size_t n = 0;
+    for (const auto& [key, value] : log_fields(text)) {
+      if (n == fields_.size()) fields_.emplace_back();
+      std::string& field = fields_[n++];
+      field.assign("GATEHOUSE_");
+      for (const char c : key) field.push_back(static_cast<char>(std::toupper(c)));
+      field.append("=").append(value);
+    }
+    // (After the loop: iov_ points into fields_, which it may have grown.)
+    for (std::size_t i = 0; i < n; ++i) iov_.push_back(io(fields_[i]));
     if (!native_ || ::sd_journal_sendv(iov_.data(), static_cast<int>(iov_.size())) < 0) {
-      std::fprintf(stderr, "<%d>%s\n", priority_of(msg.level), message_.c_str() + 8);
+      std::fprintf(stderr, "<%d>%s\n", priority_of(msg.level), message_.c_str() + kMessage.size());
     }
   }
   void flush_() override {}
 
  private:
   static iovec io(const std::string& s) {
-    return {const_cast<char*>(s.data()),
-            s.size()};  // NOLINT(cppcoreguidelines-pro-type-const-cast): iovec is for writes too
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): iovec serves writes too
+    return {const_cast<char*>(s.data()), s.size()};
   }
 
   const std::string process_field_;
   const std::string prefix_;
   const bool native_;
-  // Reused line to line (under the sink's mutex): no allocation per line once warm.
+  // Reused line to line (under the sink's mutex): once warm, a line
+  // allocates only for log_fields()' list.
   std::string message_, priority_;
-  std::vector<std::string> fields_;
+  std::vector<std::string> fields_;  ///< the first n of them this line's
   std::vector<iovec> iov_;
 };
 
