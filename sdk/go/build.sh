@@ -9,7 +9,7 @@
 # usage: sdk/go/build.sh OUT
 # Leaves in OUT/bin: gatehouse-demo-game-go, readme-example, game.test (the
 # SDK's unit tests: run it with -test.v), and fails when go vet or gofmt
-# find anything.
+# find anything or README.md's example is not examples/readme/main.go.
 set -euo pipefail
 out=${1:?usage: build.sh OUT}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,10 +29,16 @@ for p in batch:batchpb game:gamepb; do
     --go-grpc_opt="M$proto.proto=gatehouse.dev/sdk/go/$dir" "$proto.proto"
 done
 
-export GO111MODULE=off GOFLAGS= GOPROXY=off GOPATH=$out/gopath:/usr/share/gocode GOCACHE=$out/cache
+export GO111MODULE=off GOFLAGS= GOPROXY=off GOENV=off GOPATH=$out/gopath:/usr/share/gocode GOCACHE=$out/cache
 unformatted=$(cd "$here" && gofmt -l .)
 if [ -n "$unformatted" ]; then
   echo "build.sh: not gofmt'd: $unformatted" >&2
+  exit 1
+fi
+# The README's example is examples/readme/main.go, less its first comment line.
+if ! diff <(sed -n '/^```go$/,/^```$/p' "$here/README.md" | sed '1d;$d') \
+          <(sed '1d' "$here/examples/readme/main.go") >&2; then
+  echo "build.sh: README.md's example and examples/readme/main.go differ" >&2
   exit 1
 fi
 cd "$pkg"

@@ -122,6 +122,9 @@ func newEpoch() uint64 {
 	}
 }
 
+// gatewayOf returns the call's gatewayState, locked: taken before b.mu is
+// released, so that the janitor cannot drop it as idle before the link is
+// in it.
 func (b *batchService) gatewayOf(md metadata.MD) *gatewayState {
 	newState := func(id string, private bool) *gatewayState {
 		return &gatewayState{id: id, private: private, sessions: make(map[uint64]*Session),
@@ -135,10 +138,12 @@ func (b *batchService) gatewayOf(md metadata.MD) *gatewayState {
 			gw = newState(ids[0], false)
 			b.gateways[ids[0]] = gw
 		}
+		gw.mu.Lock()
 		return gw
 	}
 	gw := newState("", true)
 	b.private[gw] = struct{}{}
+	gw.mu.Lock()
 	return gw
 }
 
@@ -147,12 +152,11 @@ func (b *batchService) gatewayOf(md metadata.MD) *gatewayState {
 // read) once the link is detached.
 func (b *batchService) Batches(stream batchpb.BatchGameService_BatchesServer) error {
 	md, _ := metadata.FromIncomingContext(stream.Context())
-	gw := b.gatewayOf(md)
-	l := &link{gw: gw, wake: make(chan struct{}, 1), finished: make(chan struct{})}
 	b.srv.mu.Lock()
 	stopping := b.srv.stopping
 	b.srv.mu.Unlock()
-	gw.mu.Lock()
+	gw := b.gatewayOf(md)
+	l := &link{gw: gw, wake: make(chan struct{}, 1), finished: make(chan struct{})}
 	if gw.link != nil {
 		// A bridge that restarted before its old call failed here: the old
 		// link hands its sessions over before we read.
@@ -597,7 +601,8 @@ func (b *batchService) expire(now time.Time) {
 		if idle {
 			b.mu.Lock()
 			gw.mu.Lock()
-			if gw.link == nil && len(gw.sessions) == 0 && b.gateways[gw.id] == gw {
+			if gw.link == nil && len(gw.sessions) == 0 && len(gw.tombstones) == 0 &&
+				len(gw.forgotten) == 0 && b.gateways[gw.id] == gw {
 				delete(b.gateways, gw.id)
 			}
 			gw.mu.Unlock()
