@@ -1,22 +1,26 @@
 // The demo game as a process (echo, chat, kick-me: examples/demo-game), in
 // each of its implementations, behind the real gateway: the C++ one
-// (gw::game_server) and, when built (-DGATEHOUSE_GO_SDK=ON), the Go one on
-// the Go SDK (sdk/go/examples/demo-game). The same scenarios run against
-// each, on the batched contract and on gonet2's, and a bridge SIGKILLed
-// under load on the batched contract must cost no message: every echo comes
-// once, in order.
+// (gw::game_server; suite CppDemoGame) and, when built
+// (-DGATEHOUSE_GO_SDK=ON), the Go one on the Go SDK
+// (sdk/go/examples/demo-game; suite GoDemoGame). The same scenarios run
+// against each: echo, chat and kick-me on the batched contract and on
+// gonet2's, a game-service restart, and a bridge SIGKILLed under load on the
+// batched contract, which must cost no message: every echo comes once, in
+// order.
 //
-// The implementation is a compile definition: DEMO_GAME_SUITE (CppDemoGame,
-// GoDemoGame: the tests' suite name) and DEMO_GAME_PATH, one test
-// executable per implementation.
+// The binaries are compile definitions: CPP_DEMO_GAME_PATH, and
+// GO_DEMO_GAME_PATH when the Go SDK is built (ctest runs the GoDemoGame
+// tests once the Go build, fixture go_sdk, has passed).
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <cstdio>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -29,31 +33,42 @@
 #include "patience.h"
 #include "test_clients.h"
 
-#define DEMO_GAME_STRING(suite) #suite
-#define DEMO_GAME_NAME(suite) DEMO_GAME_STRING(suite)
-
 namespace gatehouse::testing {
 namespace {
 
 using client::Client;
-constexpr const char* kImplementation = DEMO_GAME_NAME(DEMO_GAME_SUITE);
 using namespace std::chrono_literals;
+
+/// One implementation of the demo game: its name in messages, its binary.
+struct Implementation {
+  const char* name;
+  const char* path;
+};
+/// What gtest prints for the parameter.
+std::ostream& operator<<(std::ostream& os, const Implementation& implementation) {
+  return os << implementation.name;
+}
+const Implementation kCpp{"C++", CPP_DEMO_GAME_PATH};
+#ifdef GO_DEMO_GAME_PATH
+const Implementation kGo{"Go", GO_DEMO_GAME_PATH};
+#endif
 
 /// The demo game binary on a port of its own, until destroyed (SIGTERM,
 /// then SIGKILL after kPatience).
 class DemoGame {
  public:
-  explicit DemoGame(std::uint16_t port) : port_(port) { start(); }
+  DemoGame(const Implementation& implementation, std::uint16_t port)
+      : path_(implementation.path), port_(port) {
+    start();
+  }
   ~DemoGame() { stop(); }
   DemoGame(const DemoGame&) = delete;
   DemoGame& operator=(const DemoGame&) = delete;
 
   void start() {
     child_.emplace(
-        std::vector<std::string>{DEMO_GAME_PATH, "--listen", "127.0.0.1:" + std::to_string(port_)});
-    if (!wait_listening(port_, kPatience)) {
-      ADD_FAILURE() << DEMO_GAME_PATH << " did not listen on " << port_;
-    }
+        std::vector<std::string>{path_, "--listen", "127.0.0.1:" + std::to_string(port_)});
+    if (!wait_listening(port_, kPatience)) ADD_FAILURE() << path_ << " did not listen on " << port_;
   }
   void stop() {
     if (!child_) return;
@@ -70,18 +85,19 @@ class DemoGame {
   std::uint16_t port() const { return port_; }
 
  private:
+  std::string path_;
   std::uint16_t port_;
   std::optional<ChildProcess> child_;
 };
 
-/// The parameter: the batched contract (true) or gonet2's.
-class DemoGameTest : public ::testing::TestWithParam<bool> {
+/// The implementation, and the contract: batched (true) or gonet2's.
+class DemoGameTest : public ::testing::TestWithParam<std::tuple<Implementation, bool>> {
  protected:
-  DemoGameTest() : game_(free_port()) {}
+  DemoGameTest() : game_(std::get<0>(GetParam()), free_port()) {}
 
   void start_gateway(std::vector<std::string> extra = {}, std::uint32_t workers = 2) {
     GatewayOptions options{game_.port(), workers, std::move(extra), {}};
-    options.batched = GetParam();
+    options.batched = std::get<1>(GetParam());
     gateway_.emplace(std::move(options));
   }
 
@@ -117,17 +133,27 @@ TEST_P(DemoGameTest, EchoChatAndKickMe) {
   EXPECT_EQ(gateway_->log_count("reason="), 1u) << gateway_->log();
 }
 
-INSTANTIATE_TEST_SUITE_P(DEMO_GAME_SUITE, DemoGameTest, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& contract) {
-                           return contract.param ? "Batched" : "Gonet2";
-                         });
+std::string contract_name(const ::testing::TestParamInfo<DemoGameTest::ParamType>& param) {
+  return std::get<1>(param.param) ? "Batched" : "Gonet2";
+}
+INSTANTIATE_TEST_SUITE_P(CppDemoGame, DemoGameTest,
+                         ::testing::Combine(::testing::Values(kCpp), ::testing::Bool()),
+                         contract_name);
+#ifdef GO_DEMO_GAME_PATH
+INSTANTIATE_TEST_SUITE_P(GoDemoGame, DemoGameTest,
+                         ::testing::Combine(::testing::Values(kGo), ::testing::Bool()),
+                         contract_name);
+#endif
+
+/// The implementation, for the scenarios of the batched contract.
+class DemoGameBatchedTest : public ::testing::TestWithParam<Implementation> {};
 
 // The game service restarts (SIGTERM, then a new process on the same port)
 // behind a batched link: the gateway keeps its clients and opens their
 // sessions again on the new process. (On gonet2's contract a stream that
 // ends closes its client.)
-TEST(DEMO_GAME_SUITE, GameServiceRestartKeepsTheClientsOnABatchedLink) {
-  DemoGame game(free_port());
+TEST_P(DemoGameBatchedTest, GameServiceRestartKeepsTheClients) {
+  DemoGame game(GetParam(), free_port());
   GatewayOptions options{game.port(), 2, {}, {}};
   options.batched = true;
   GatewayProcess gateway(std::move(options));
@@ -182,8 +208,8 @@ std::string echo_until(std::uint16_t port, int index, const std::atomic<bool>& s
 // The bridge SIGKILLed under load on the batched contract: both sides
 // acknowledge, so nothing is lost or repeated: every echo once, in order; no
 // client is disconnected; the loss metrics stay at zero.
-TEST(DEMO_GAME_SUITE, KilledBridgeUnderLoadLosesNothingOnABatchedLink) {
-  DemoGame game(free_port());
+TEST_P(DemoGameBatchedTest, KilledBridgeUnderLoadLosesNothing) {
+  DemoGame game(GetParam(), free_port());
   GatewayOptions options{game.port(), 2, {"--rpm-limit", "0"}, {}};
   options.batched = true;
   GatewayProcess gateway(std::move(options));
@@ -240,10 +266,20 @@ TEST(DEMO_GAME_SUITE, KilledBridgeUnderLoadLosesNothingOnABatchedLink) {
   std::printf(
       "%s: %d bridge kills under load, %llu echoes verified, none lost; %.0f events re-sent to "
       "the game, %.0f repeated replies dropped by the workers\n",
-      kImplementation, kills, static_cast<unsigned long long>(total),
+      GetParam().name, kills, static_cast<unsigned long long>(total),
       metric_sample(text, "gatehouse_game_events_resent_total"),
       metric_sample(text, "gatehouse_game_duplicates_dropped_total"));
 }
+
+std::string implementation_name(const ::testing::TestParamInfo<Implementation>& param) {
+  return std::string(param.param.name) == "Go" ? "Go" : "Cpp";
+}
+INSTANTIATE_TEST_SUITE_P(CppDemoGame, DemoGameBatchedTest, ::testing::Values(kCpp),
+                         implementation_name);
+#ifdef GO_DEMO_GAME_PATH
+INSTANTIATE_TEST_SUITE_P(GoDemoGame, DemoGameBatchedTest, ::testing::Values(kGo),
+                         implementation_name);
+#endif
 
 }  // namespace
 }  // namespace gatehouse::testing
