@@ -509,6 +509,7 @@ func TestGonet2StreamsReachTheSameCallbacks(t *testing.T) {
 	if _, err := a.Recv(); err != io.EOF {
 		t.Fatalf("after the half-close: %v, want the stream to end OK", err)
 	}
+	f.game.waitLines(t, "open 42", "message 42 1001 hi", "close 42 client left")
 	b := gonet2Stream(t, f, "userid", "43")
 	if err := b.Send(&gamepb.Game_Frame{Type: gamepb.Game_Message, Message: encode(1005, nil)}); err != nil {
 		t.Fatal(err)

@@ -181,11 +181,15 @@ func (t *stream) end(reason CloseReason, st error, flush bool) {
 	t.mu.Lock()
 	wasEnded := t.ended
 	t.ended = true
-	t.finishLocked(st, flush)
 	t.mu.Unlock()
+	// OnClose first (unless another goroutine's callback of the session is
+	// running), then the status: the gateway sees the stream end after it.
 	if !wasEnded {
 		t.srv.closed(t.session, reason)
 	}
+	t.mu.Lock()
+	t.finishLocked(st, flush)
+	t.mu.Unlock()
 }
 
 func (t *stream) finishLocked(st error, flush bool) {
