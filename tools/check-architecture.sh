@@ -12,6 +12,10 @@
 #      it at configure time: cmake/GatehouseArchitecture.cmake).
 #   4. Tests mirror the tree: each source folder has its tests/ folder (the
 #      two micro-benchmark tools are benchmarks themselves).
+#   5. The Go SDK (sdk/go) imports only Go's standard library, gRPC,
+#      protobuf and its own packages: it knows the gateway only through
+#      proto/, and builds offline from Debian's Go packages (sdk/go/build.sh).
+#      Its tests are in tests/sdk.
 #
 #   tools/check-architecture.sh [ROOT]
 set -uo pipefail
@@ -88,6 +92,20 @@ for folder in "${!allowed[@]}"; do
   case " $untested " in *" $folder "*) continue ;; esac
   [ -d "tests/${folder##*/}" ] || fail "$folder: no tests/${folder##*/}/ (tests mirror the tree)"
 done
+
+# 5. The Go SDK's imports (a standard-library path has no dot in its first
+# element).
+while IFS=: read -r file path; do
+  case "$path" in
+    gatehouse.dev/sdk/go/* | google.golang.org/grpc | google.golang.org/grpc/* | \
+      google.golang.org/protobuf/*) ;;
+    *.*/*) fail "$file imports $path (sdk/go may use the standard library, gRPC and protobuf)" ;;
+  esac
+done < <(find sdk/go -name '*.go' ! -name '*.pb.go' -print0 | xargs -0 awk '
+  /^import \(/ { block = 1; next }
+  block && /^\)/ { block = 0 }
+  block && /"/ || /^import "/ { match($0, /"[^"]+"/); print FILENAME ":" substr($0, RSTART + 1, RLENGTH - 2) }')
+[ -d tests/sdk ] || fail "sdk/go: no tests/sdk/ (tests mirror the tree)"
 
 if [ "$failures" -ne 0 ]; then
   echo "architecture: $failures violation(s)" >&2

@@ -16,6 +16,10 @@ packages=(
   groff-base man-db dpkg-dev   # manual pages (checked with groff, the unit's man: links); the .deb (CPack)
   python3 python3-cryptography   # the independent client of docs/protocol-modern.md (a test)
   golang-go golang-github-xtaci-kcp-dev   # a real kcp-go peer for the KCP interop test (docs/kcp.md)
+  # the Go SDK (sdk/go), built offline in GOPATH mode from /usr/share/gocode;
+  # gRPC's codec needs golang/protobuf 1.5 (1.3 cannot marshal APIv2 messages)
+  protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev golang-google-protobuf-dev
+  golang-github-golang-protobuf-1-5-dev
   etcd-server   # a real etcd for the discovery tests (docs/discovery.md; they start their own)
   chromium      # a real browser for the WebSocket test (docs/websocket.md)
 )

@@ -2,7 +2,9 @@
 # The test command (README, .ci/run): installs what is missing, then builds
 # and runs every test, warnings as errors:
 #   build/asan/   clang, ASan + UBSan, -O0: all tests (the gateway's
-#                 processes run instrumented under every integration test)
+#                 processes run instrumented under every integration test),
+#                 and the Go SDK's (-DGATEHOUSE_GO_SDK=ON: its build, each
+#                 Go test function, the Go demo game behind the gateway)
 #   build/tsan/   GCC, TSan: the tests labelled "tsan" (concurrent code)
 #   build/fuzz/   clang libFuzzer + ASan: each fuzz target for
 #                 GATEHOUSE_FUZZ_SECONDS (default 20) from its seed corpus,
@@ -86,7 +88,7 @@ lint_result() {
 echo "=== lint: format"
 tools/lint.sh format && lint_result 0 || lint_result 1
 asan_built=0
-CC=clang-14 CXX=clang++-14 build_suite asan build/asan all -DGATEHOUSE_SANITIZE=address \
+CC=clang-14 CXX=clang++-14 build_suite asan build/asan all -DGATEHOUSE_SANITIZE=address -DGATEHOUSE_GO_SDK=ON \
   -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g1" -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld \
   && asan_built=1 || status=1
 tidy_pid=
