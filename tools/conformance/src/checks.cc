@@ -216,8 +216,8 @@ Result check_gateways_apart(Context& c) {
 Result check_restart_duplicates(Context& c) {
   auto g = c.gateway("restart-duplicates");
   const Tokens before = tokens("d", 1, 5);
-  std::vector<Event> batch = echoes_of(*g, 1, before);
-  batch.insert(batch.begin(), g->open(1));
+  std::vector<Event> batch{g->open(1)};
+  for (Event& e : echoes_of(*g, 1, before)) batch.push_back(std::move(e));
   g->send(batch);
   if (!wait_echoes(*g, 1, before, "echoes before the restart")) return verdict(*g, {});
   // A bridge that died after the game's ack was sent, before it arrived:
@@ -242,14 +242,14 @@ Result check_restart_replay(Context& c) {
   g->set_auto_ack(false);
   g->set_hold(true);
   const Tokens ts = tokens("r", 1, 4);
-  std::vector<Event> batch = echoes_of(*g, 1, ts);
-  batch.insert(batch.begin(), g->open(1));
+  std::vector<Event> batch{g->open(1)};
+  for (Event& e : echoes_of(*g, 1, ts)) batch.push_back(std::move(e));
   g->send(batch);
   const std::vector<Event> lost = lose_unacknowledged(*g, 4, "4 echoes (not acknowledged)");
   if (lost.size() < 4) return verdict(*g, {});
+  g->restart();  // before acking anything again: the ack died with the bridge
   g->set_hold(false);
   g->set_auto_ack(true);
-  g->restart();
   g->send({g->echo(1, "r5")});
   Tokens all = ts;
   all.emplace_back("r5");
@@ -268,8 +268,8 @@ Result check_late_ack(Context& c) {
   g->set_auto_ack(false);
   g->set_hold(true);
   const Tokens first = tokens("l", 1, 6);
-  std::vector<Event> batch = echoes_of(*g, 1, first);
-  batch.insert(batch.begin(), g->open(1));
+  std::vector<Event> batch{g->open(1)};
+  for (Event& e : echoes_of(*g, 1, first)) batch.push_back(std::move(e));
   g->send(batch);
   std::vector<Event> got = lose_unacknowledged(*g, 6, "6 echoes (not acknowledged)");
   if (got.size() < 6) return verdict(*g, {});
@@ -282,9 +282,9 @@ Result check_late_ack(Context& c) {
   if (lose_unacknowledged(*g, 7, "the echo of l7 (not acknowledged)").empty()) {
     return verdict(*g, {});
   }
+  g->restart();  // before acking anything again: the ack died with the bridge
   g->set_hold(false);
   g->set_auto_ack(true);
-  g->restart();
   g->send({g->echo(1, "l8")});
   const Tokens all = tokens("l", 1, 8);
   if (wait_echoes(*g, 1, all, "echoes 4..7 again, then 8")) expect_once_in_order(*g, 1, all);
@@ -353,9 +353,9 @@ Result check_kick_replay(Context& c) {
   g->send({g->open(1), g->message(1, packet(kKickMe, {}))});
   const std::vector<Event> lost = lose_unacknowledged(*g, 1, "KICK (not acknowledged)");
   if (lost.empty()) return verdict(*g, {});
+  g->restart();  // before acking anything again: the ack died with the bridge
   g->set_hold(false);
-  g->set_auto_ack(true);
-  g->restart();  // OPEN re-attaches the session: its KICK comes again
+  g->set_auto_ack(true);  // OPEN re-attaches the session: its KICK comes again
   if (g->wait_until([&] { return g->session(1).kicked; }, "the unacknowledged KICK again") &&
       g->session(1).kick_seq != lost.front().seq()) {
     g->fail("the re-sent KICK has another Event.seq");

@@ -155,8 +155,9 @@ bool Gateway::wait_until(const std::function<bool()>& done, const std::string& w
       return false;
     }
     if (Clock::now() >= deadline) {
-      fail("no " + what + " within " +
-           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(bound).count()) + " s");
+      fail("waited " +
+           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(bound).count()) +
+           " s in vain for " + what);
       return false;
     }
     link_->wait(deadline, seen);
