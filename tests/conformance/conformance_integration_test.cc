@@ -81,9 +81,9 @@ TEST(Conformance, TheDemoGamePassesEveryCheck) {
 }
 
 /// The rules the kit's checks `echo`, `ack` and `restart-duplicates` judge,
-/// and no more: echoes 1001, acknowledges each Batch it reads, numbers its
-/// events epoch << 32 | n and drops a MESSAGE whose seq is not above the
-/// session's last, per gateway-id. Each Flaw breaks one of them.
+/// and no more (it re-sends nothing, so `restart-replay` fails): echoes 1001, acknowledges each
+/// Batch it reads, numbers its events epoch << 32 | n and drops a MESSAGE whose seq is not above
+/// the session's last, per gateway-id. Each Flaw breaks one of them.
 class MinimalGame final : public batch::BatchGameService::Service {
  public:
   enum class Flaw { kNone, kProcessesDuplicates, kNeverAcks };
@@ -156,6 +156,15 @@ TEST(Conformance, AMinimalGamePassesTheChecksOfItsRules) {
   EXPECT_TRUE(has_line(run.output, "conformance: 3 passed, 0 failed")) << run.output;
 }
 
+TEST(Conformance, AGameThatNeverResendsWhatWasNotAcknowledgedFails) {
+  MinimalGame game(MinimalGame::Flaw::kNone);  // it keeps nothing for re-sending
+  const KitRun run = run_kit({"--patience", "3", "--check", "restart-replay", game.target()});
+  EXPECT_TRUE(exited_with(run, 1)) << describe_status(run.status) << "\n" << run.output;
+  EXPECT_TRUE(has_line(run.output,
+                       "FAIL restart-replay: waited 3 s in vain for the 4 unacknowledged echoes"))
+      << run.output;
+}
+
 TEST(Conformance, AGameThatProcessesARepeatedMessageTwiceFails) {
   MinimalGame game(MinimalGame::Flaw::kProcessesDuplicates);
   const KitRun run = run_kit({"--check", "echo", "--check", "restart-duplicates", game.target()});
@@ -170,7 +179,8 @@ TEST(Conformance, AGameThatNeverAcknowledgesFails) {
   MinimalGame game(MinimalGame::Flaw::kNeverAcks);
   const KitRun run = run_kit({"--check", "ack", game.target()});
   EXPECT_TRUE(exited_with(run, 1)) << describe_status(run.status) << "\n" << run.output;
-  EXPECT_TRUE(has_line(run.output, "FAIL ack: waited 10 s in vain for Batch.ack covering the 21 events sent"))
+  EXPECT_TRUE(has_line(run.output,
+                       "FAIL ack: waited 10 s in vain for Batch.ack covering the 21 events sent"))
       << run.output;
 }
 

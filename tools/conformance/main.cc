@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
       if (!known) throw po::error("no check named '" + name + "'");
     }
   } catch (const po::error& e) {
-    std::cerr << "gatehouse-conformance: " << e.what() << "\n" << description << '\n'
+    std::cerr << "gatehouse-conformance: " << e.what() << "\n"
+              << description << '\n'
               << check_list();
     return 2;
   }

@@ -126,7 +126,8 @@ Result verdict(const Gateway& g, std::string pass_detail) {
 Result check_echo(Context& c) {
   auto g = c.gateway("echo");
   g->send({g->open(1), g->echo(1, "hello")});
-  if (wait_echoes(*g, 1, {"hello"}, "echo of a 1001 message")) expect_once_in_order(*g, 1, {"hello"});
+  if (wait_echoes(*g, 1, {"hello"}, "echo of a 1001 message"))
+    expect_once_in_order(*g, 1, {"hello"});
   return verdict(*g, "1001 'hello' -> 1002 'hello' on the session, Event.seq = epoch << 32 | n");
 }
 
@@ -147,8 +148,9 @@ Result check_order(Context& c) {
   g->send({g->open(1)});
   const Tokens ts = tokens("o", 1, 300);
   for (std::size_t b = 0; b < 6; ++b) {
-    g->send(echoes_of(*g, 1, Tokens(ts.begin() + static_cast<long>(b * 50),
-                                    ts.begin() + static_cast<long>(b * 50 + 50))));
+    g->send(echoes_of(*g, 1,
+                      Tokens(ts.begin() + static_cast<long>(b * 50),
+                             ts.begin() + static_cast<long>(b * 50 + 50))));
   }
   if (wait_echoes(*g, 1, ts, "echoes of 300 messages")) expect_once_in_order(*g, 1, ts);
   return verdict(*g, "300 messages in 6 batches: 300 echoes, in order");
@@ -300,8 +302,9 @@ Result check_cut_mid_batch(Context& c) {
   g->send({g->open(1)});
   const Tokens ts = tokens("c", 1, 200);
   for (std::size_t b = 0; b < 4; ++b) {
-    g->send(echoes_of(*g, 1, Tokens(ts.begin() + static_cast<long>(b * 50),
-                                    ts.begin() + static_cast<long>(b * 50 + 50))));
+    g->send(echoes_of(*g, 1,
+                      Tokens(ts.begin() + static_cast<long>(b * 50),
+                             ts.begin() + static_cast<long>(b * 50 + 50))));
   }
   // Cut while the game reads and answers them; the new link carries what it
   // had not acknowledged (some of which it may have processed).
@@ -448,8 +451,9 @@ Result check_back_pressure(Context& c) {
     g->link().resume();
   });
   for (std::size_t b = 0; b < 40; ++b) {
-    g->link().write(echoes_of(*g, 1, Tokens(ts.begin() + static_cast<long>(b * 50),
-                                            ts.begin() + static_cast<long>(b * 50 + 50))),
+    g->link().write(echoes_of(*g, 1,
+                              Tokens(ts.begin() + static_cast<long>(b * 50),
+                                     ts.begin() + static_cast<long>(b * 50 + 50))),
                     0);
   }
   {
@@ -493,8 +497,7 @@ const std::vector<Check>& all_checks() {
   static const std::vector<Check> list = {
       {{"echo", "MESSAGE 1001 is answered by MESSAGE 1002 to the session (kit's behaviour)"},
        check_echo},
-      {{"ack", "the game acknowledges what it read within 10 s; Batch.ack never above"},
-       check_ack},
+      {{"ack", "the game acknowledges what it read within 10 s; Batch.ack never above"}, check_ack},
       {{"order", "one session's events are handled and answered in order"}, check_order},
       {{"sessions", "many sessions on one link, each answered on its own"}, check_sessions},
       {{"open-twice", "an OPEN of a live session is a re-attach, not an error"}, check_open_twice},
@@ -511,8 +514,7 @@ const std::vector<Check>& all_checks() {
       {{"kick", "a game-ended session: KICK, then nothing for it"}, check_kick},
       {{"kick-replay", "an unacknowledged KICK is re-sent on re-attach"}, check_kick_replay},
       {{"close", "after CLOSE nothing is processed; a late OPEN is ignored"}, check_close},
-      {{"large-message", "a message of the largest size fits a Batch alone"},
-       check_large_message},
+      {{"large-message", "a message of the largest size fits a Batch alone"}, check_large_message},
       {{"cut-by-bytes", "the game cuts its Batches at 4 MiB"}, check_cut_by_bytes},
       {{"oversize-batch", "a Batch over 4 MiB fails the link, nothing of it processed"},
        check_oversize_batch},
@@ -552,8 +554,8 @@ std::vector<Result> run(const Options& options, const std::vector<std::string>& 
     Result r = check.run(context);
     r.name = check.info.name;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-    out << (r.passed ? "PASS " : "FAIL ") << r.name << ": " << r.detail << " ["
-        << ms.count() << " ms]" << std::endl;
+    out << (r.passed ? "PASS " : "FAIL ") << r.name << ": " << r.detail << " [" << ms.count()
+        << " ms]" << std::endl;
     results.push_back(std::move(r));
   }
   return results;

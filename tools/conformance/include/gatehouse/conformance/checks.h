@@ -13,7 +13,7 @@
 namespace gatehouse::conformance {
 
 struct Options {
-  std::string target;          ///< HOST:PORT of the game service
+  std::string target;           ///< HOST:PORT of the game service
   std::size_t sessions = 1000;  ///< for the many-sessions check
   /// How long any one wait for an expected event lasts (a failing game
   /// costs this; a passing one only its own speed).
