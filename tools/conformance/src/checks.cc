@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
@@ -106,11 +107,11 @@ void expect_once_in_order(Gateway& g, std::uint64_t session, const Tokens& ts) {
       return;
     }
   }
+  std::unordered_map<std::string, const std::string*> replies;
+  for (const std::string& t : ts) replies.emplace(packet(kEchoReply, t), &t);
   std::vector<std::string> seen;
   for (const std::string& m : g.session(session).messages) {
-    for (const std::string& t : ts) {
-      if (m == packet(kEchoReply, t)) seen.push_back(t);
-    }
+    if (const auto it = replies.find(m); it != replies.end()) seen.push_back(*it->second);
   }
   if (seen != ts) g.fail("the echoes of session " + std::to_string(session) + " came out of order");
 }

@@ -121,6 +121,7 @@ void Gateway::deliver(std::vector<Event> events) {
       s.kicked = true;
       s.kick_seq = seq;
     } else {
+      ++s.taken[e.message()];
       s.messages.push_back(std::move(*e.mutable_message()));
       s.seqs.push_back(seq);
     }
@@ -167,9 +168,8 @@ bool Gateway::wait_until(const std::function<bool()>& done, const std::string& w
 std::size_t Gateway::echoes(std::uint64_t id, std::string_view token) const {
   const auto it = sessions_.find(id);
   if (it == sessions_.end()) return 0;
-  const std::string reply = packet(kEchoReply, token);
-  return static_cast<std::size_t>(
-      std::count(it->second.messages.begin(), it->second.messages.end(), reply));
+  const auto taken = it->second.taken.find(packet(kEchoReply, token));
+  return taken == it->second.taken.end() ? 0 : taken->second;
 }
 
 std::string Gateway::failure() const {

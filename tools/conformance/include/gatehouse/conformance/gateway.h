@@ -21,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "gatehouse/conformance/link.h"
@@ -38,12 +39,13 @@ std::string packet(std::int16_t proto, std::string_view body);
 struct Session {
   std::int64_t user_id = 0;
   std::uint64_t login_seq = 0;
-  bool open = true;                   ///< no CLOSE sent
-  std::uint64_t next_seq = 1;         ///< of our next MESSAGE
-  std::uint64_t last_seq = 0;         ///< of the game's last event taken
-  std::vector<std::string> messages;  ///< the game's MESSAGEs taken, in order
-  std::vector<std::uint64_t> seqs;    ///< their Event.seq
-  bool kicked = false;                ///< a KICK was taken
+  bool open = true;                                    ///< no CLOSE sent
+  std::uint64_t next_seq = 1;                          ///< of our next MESSAGE
+  std::uint64_t last_seq = 0;                          ///< of the game's last event taken
+  std::vector<std::string> messages;                   ///< the game's MESSAGEs taken, in order
+  std::vector<std::uint64_t> seqs;                     ///< their Event.seq
+  std::unordered_map<std::string, std::size_t> taken;  ///< how often each message was
+  bool kicked = false;                                 ///< a KICK was taken
   std::uint64_t kick_seq = 0;
   std::uint64_t duplicates = 0;  ///< the game's events dropped by seq
 };
