@@ -58,7 +58,7 @@ Event Gateway::close(std::uint64_t id) {
 }
 
 bool Gateway::send(const std::vector<Event>& events) {
-  if (auto_ack_) acked_ = link_->received();
+  if (auto_ack_) acked_ = link_->taken();
   return link_->write(events, acked_);
 }
 
@@ -132,8 +132,10 @@ void Gateway::pump() {
   if (!hold_) deliver(link_->take());
   if (const std::string v = link_->violation(); !v.empty()) fail(v);
   if (auto_ack_ && !link_->ended()) {
-    const std::uint64_t received = link_->received();
-    if (received > acked_) ack(received);
+    // What was taken, not what arrived meanwhile: an ack lets the game
+    // forget, and an event acknowledged but not taken would be lost.
+    const std::uint64_t taken = link_->taken();
+    if (taken > acked_) ack(taken);
   }
 }
 

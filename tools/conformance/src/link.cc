@@ -59,7 +59,13 @@ bool Link::write(const std::vector<Event>& events, std::uint64_t ack) {
 
 std::vector<Event> Link::take() {
   std::lock_guard lock(mu_);
+  taken_ += in_.size();
   return std::exchange(in_, {});
+}
+
+std::uint64_t Link::taken() const {
+  std::lock_guard lock(mu_);
+  return taken_;
 }
 
 void Link::wait(Clock::time_point deadline, std::uint64_t seen) {

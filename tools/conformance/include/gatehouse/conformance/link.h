@@ -41,6 +41,9 @@ class Link {
 
   /// The game's events received and not yet taken by the caller, moved out.
   std::vector<Event> take();
+  /// How many of the game's events take() has handed out: what we may
+  /// acknowledge (received() may count more, arrived since).
+  std::uint64_t taken() const;
   /// Waits until more than `seen` events were received, the call ended, or
   /// `deadline`.
   void wait(Clock::time_point deadline, std::uint64_t seen);
@@ -78,6 +81,7 @@ class Link {
   // Guarded by mu_:
   std::vector<Event> in_;
   std::uint64_t received_ = 0;
+  std::uint64_t taken_ = 0;
   std::uint64_t peer_ack_ = 0;
   std::uint64_t sent_count_ = 0;  // for the reader's check of the ack
   std::uint64_t batches_ = 0;
