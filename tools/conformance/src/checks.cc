@@ -88,6 +88,16 @@ std::vector<Event> echoes_of(Gateway& g, std::uint64_t session, const Tokens& ts
   return out;
 }
 
+/// Asks for the echo of each token, `per_batch` of them in each Batch.
+void send_echoes(Gateway& g, std::uint64_t session, const Tokens& ts, std::size_t per_batch) {
+  for (std::size_t from = 0; from < ts.size(); from += per_batch) {
+    const auto first = ts.begin() + static_cast<std::ptrdiff_t>(from);
+    g.send(echoes_of(
+        g, session,
+        Tokens(first, first + static_cast<std::ptrdiff_t>(std::min(per_batch, ts.size() - from)))));
+  }
+}
+
 /// Waits until every token's echo was taken on `session`.
 bool wait_echoes(Gateway& g, std::uint64_t session, const Tokens& ts, const std::string& what) {
   return g.wait_until(
@@ -148,11 +158,7 @@ Result check_order(Context& c) {
   auto g = c.gateway("order");
   g->send({g->open(1)});
   const Tokens ts = tokens("o", 1, 300);
-  for (std::size_t b = 0; b < 6; ++b) {
-    g->send(echoes_of(*g, 1,
-                      Tokens(ts.begin() + static_cast<long>(b * 50),
-                             ts.begin() + static_cast<long>(b * 50 + 50))));
-  }
+  send_echoes(*g, 1, ts, 50);
   if (wait_echoes(*g, 1, ts, "echoes of 300 messages")) expect_once_in_order(*g, 1, ts);
   return verdict(*g, "300 messages in 6 batches: 300 echoes, in order");
 }
@@ -188,12 +194,7 @@ Result check_open_twice(Context& c) {
   auto g = c.gateway("open-twice");
   g->send({g->open(1), g->echo(1, "first")});
   if (!wait_echoes(*g, 1, {"first"}, "echo before the repeated OPEN")) return verdict(*g, {});
-  Event again;
-  again.set_session(1);
-  again.set_kind(Event::OPEN);
-  again.set_user_id(g->session(1).user_id);
-  again.set_seq(g->session(1).login_seq);
-  g->send({again, g->echo(1, "second")});
+  g->send({g->reopen(1), g->echo(1, "second")});
   if (wait_echoes(*g, 1, {"second"}, "echo after a repeated OPEN")) {
     expect_once_in_order(*g, 1, {"first", "second"});
   }
@@ -302,11 +303,7 @@ Result check_cut_mid_batch(Context& c) {
   auto g = c.gateway("cut-mid-batch");
   g->send({g->open(1)});
   const Tokens ts = tokens("c", 1, 200);
-  for (std::size_t b = 0; b < 4; ++b) {
-    g->send(echoes_of(*g, 1,
-                      Tokens(ts.begin() + static_cast<long>(b * 50),
-                             ts.begin() + static_cast<long>(b * 50 + 50))));
-  }
+  send_echoes(*g, 1, ts, 50);
   // Cut while the game reads and answers them; the new link carries what it
   // had not acknowledged (some of which it may have processed).
   g->restart();
@@ -320,12 +317,7 @@ Result check_link_replaced(Context& c) {
   if (!wait_echoes(*g, 1, {"old"}, "echo on the first link")) return verdict(*g, {});
   // A restarted bridge whose old call the game has not seen fail.
   std::unique_ptr<Link> old = g->replace_link();
-  Event reopen;
-  reopen.set_session(1);
-  reopen.set_kind(Event::OPEN);
-  reopen.set_user_id(g->session(1).user_id);
-  reopen.set_seq(g->session(1).login_seq);
-  g->send({reopen, g->echo(1, "new")});
+  g->send({g->reopen(1), g->echo(1, "new")});
   if (!wait_echoes(*g, 1, {"new"}, "echo on the new link")) return verdict(*g, {});
   const Clock::time_point deadline = Clock::now() + c.options().patience;
   while (!old->ended() && Clock::now() < deadline) old->wait(deadline, old->received());
@@ -376,12 +368,7 @@ Result check_close(Context& c) {
   g->send({g->close(1), message_after});
   // A late OPEN of the closed session (a replay after a restart) and a
   // message on it: both ignored.
-  Event late;
-  late.set_session(1);
-  late.set_kind(Event::OPEN);
-  late.set_user_id(g->session(1).user_id);
-  late.set_seq(g->session(1).login_seq);
-  g->send({late, g->echo(1, "after-late-open"), g->close(1), g->echo(2, "barrier")});
+  g->send({g->reopen(1), g->echo(1, "after-late-open"), g->close(1), g->echo(2, "barrier")});
   wait_echoes(*g, 2, {"barrier"}, "echo on another session after the CLOSE");
   if (g->echoes(1, "after-close") != 0) g->fail("a MESSAGE after CLOSE was processed");
   if (g->echoes(1, "after-late-open") != 0) {
@@ -406,8 +393,7 @@ Result check_cut_by_bytes(Context& c) {
   g->send({g->open(1)});
   Tokens ts;
   for (int i = 0; i < 48; ++i) ts.push_back("b" + std::to_string(i) + std::string(128 << 10, 'b'));
-  g->send(echoes_of(*g, 1, Tokens(ts.begin(), ts.begin() + 24)));
-  g->send(echoes_of(*g, 1, Tokens(ts.begin() + 24, ts.end())));
+  send_echoes(*g, 1, ts, 24);  // 3 MiB a Batch
   if (wait_echoes(*g, 1, ts, "48 echoes of 128 KiB (a Batch over 4 MiB fails the link)")) {
     expect_once_in_order(*g, 1, ts);
   }
@@ -451,12 +437,7 @@ Result check_back_pressure(Context& c) {
     cv.wait_for(lock, 2s, [&] { return written; });
     g->link().resume();
   });
-  for (std::size_t b = 0; b < 40; ++b) {
-    g->link().write(echoes_of(*g, 1,
-                              Tokens(ts.begin() + static_cast<long>(b * 50),
-                                     ts.begin() + static_cast<long>(b * 50 + 50))),
-                    0);
-  }
+  send_echoes(*g, 1, ts, 50);  // nothing taken meanwhile: the ack stays
   {
     std::lock_guard lock(mu);
     written = true;

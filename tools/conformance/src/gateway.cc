@@ -32,6 +32,11 @@ Event Gateway::open(std::uint64_t id) {
   Session& s = sessions_[id];
   s.user_id = 1000 + static_cast<std::int64_t>(id % 1'000'000);
   s.login_seq = next_login_seq_++;
+  return reopen(id);
+}
+
+Event Gateway::reopen(std::uint64_t id) const {
+  const Session& s = sessions_.at(id);
   Event e;
   e.set_session(id);
   e.set_kind(Event::OPEN);
@@ -77,13 +82,7 @@ bool Gateway::restart(std::uint64_t resend_from) {
   // then what the rings still hold (the game had not acknowledged it).
   std::vector<Event> events;
   for (const auto& [id, s] : sessions_) {
-    if (!s.open) continue;
-    Event e;
-    e.set_session(id);
-    e.set_kind(Event::OPEN);
-    e.set_user_id(s.user_id);
-    e.set_seq(s.login_seq);
-    events.push_back(std::move(e));
+    if (s.open) events.push_back(reopen(id));
   }
   for (std::size_t i = resend_from; i < old.size(); ++i) {
     if (old[i].kind() == Event::MESSAGE || old[i].kind() == Event::CLOSE) {

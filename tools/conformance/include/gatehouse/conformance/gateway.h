@@ -63,6 +63,9 @@ class Gateway {
 
   /// OPEN events for new sessions (user ids from 1000 + `id`).
   Event open(std::uint64_t id);
+  /// The OPEN of a session opened before, again (a re-attach, or a late
+  /// one after its CLOSE); changes nothing here.
+  Event reopen(std::uint64_t id) const;
   /// A MESSAGE with the session's next seq.
   Event message(std::uint64_t id, std::string_view bytes);
   Event echo(std::uint64_t id, std::string_view token) {
