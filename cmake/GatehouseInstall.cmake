@@ -19,7 +19,7 @@ set(GATEHOUSE_INSTALL_DOC_DIR ${CMAKE_INSTALL_FULL_DOCDIR})
 install(TARGETS gatehouse gatehousectl RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(TARGETS gatehouse-frontend gatehouse-worker gatehouse-bridge
         RUNTIME DESTINATION ${GATEHOUSE_LIBEXEC_RELATIVE})
-install(TARGETS gatehouse-client gatehouse-bench gatehouse-demo-game
+install(TARGETS gatehouse-client gatehouse-bench gatehouse-conformance gatehouse-demo-game
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # The unit names the installed paths.

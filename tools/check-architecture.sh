@@ -46,6 +46,7 @@ declare -A allowed=(
   [tools/crypto-bench]="crypto"
   [tools/kx-vectors]="crypto codec"
   [tools/ring-bench]="shm"
+  [tools/conformance]="conformance codec"
   [examples/demo-game]="game codec base"
 )
 

@@ -35,7 +35,8 @@ contents)
   for path in /usr/sbin/gatehouse /usr/sbin/gatehousectl \
     /usr/libexec/gatehouse/gatehouse-frontend /usr/libexec/gatehouse/gatehouse-worker \
     /usr/libexec/gatehouse/gatehouse-bridge \
-    /usr/bin/gatehouse-client /usr/bin/gatehouse-bench /usr/bin/gatehouse-demo-game \
+    /usr/bin/gatehouse-client /usr/bin/gatehouse-bench /usr/bin/gatehouse-conformance \
+    /usr/bin/gatehouse-demo-game \
     /etc/gatehouse/main.conf \
     /usr/lib/systemd/system/gatehouse@.service /usr/lib/sysusers.d/gatehouse.conf \
     /usr/share/man/man8/gatehouse.8.gz /usr/share/man/man5/gatehouse.conf.5.gz \
