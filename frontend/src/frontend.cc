@@ -138,8 +138,8 @@ struct Frontend::Connection {
   bool worker_closed = false;  // the worker's kClose has arrived
   // The kClose's reason: a WebSocket client reads it in the close frame.
   CloseReason close_reason = CloseReason::kClientClosed;
-  bool lingering = false;      // output flushed, SHUT_WR sent, waiting for FIN
-  std::vector<std::byte> in;   // a partial frame carried to the next read
+  bool lingering = false;     // output flushed, SHUT_WR sent, waiting for FIN
+  std::vector<std::byte> in;  // a partial frame carried to the next read
   // What the pending receive reads into: small, so an idle connection costs
   // little; a read that fills it continues into the shared scratch buffer,
   // and the connection reads into `wide` until its reads are small again.

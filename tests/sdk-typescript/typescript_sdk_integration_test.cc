@@ -53,8 +53,8 @@ Run run(const std::vector<std::string>& argv, const std::string& out) {
 class DemoGame {
  public:
   DemoGame() : port_(free_port()) {
-    child_.emplace(std::vector<std::string>{DEMO_GAME_PATH, "--listen",
-                                            "127.0.0.1:" + std::to_string(port_)});
+    child_.emplace(
+        std::vector<std::string>{DEMO_GAME_PATH, "--listen", "127.0.0.1:" + std::to_string(port_)});
     if (!wait_listening(port_, kPatience)) ADD_FAILURE() << "the demo game did not start";
   }
   ~DemoGame() {
@@ -102,8 +102,8 @@ class TypeScriptSdk : public ::testing::Test {
   /// `login = signed:` with a key pair made by `gatehouse token-keygen`, as
   /// tools/run.sh does: the flags for the gateway.
   std::vector<std::string> signed_login() {
-    const Run keygen = run({kGatehouse, "token-keygen", "--out", dir_ + "/login"},
-                           dir_ + "/token-keygen.out");
+    const Run keygen =
+        run({kGatehouse, "token-keygen", "--out", dir_ + "/login"}, dir_ + "/token-keygen.out");
     EXPECT_EQ(keygen.status, 0) << keygen.output;
     return {"--login", "signed:" + dir_ + "/login.pub"};
   }
