@@ -35,15 +35,15 @@ std::string read_file(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-struct Run {
+struct Finished {
   std::optional<int> status;  ///< nullopt: still running after the patience
   std::string output;
 };
 
 /// Runs a program to its end (bounded by 2 * kPatience), its output in `out`.
-Run run(const std::vector<std::string>& argv, const std::string& out) {
+Finished run(const std::vector<std::string>& argv, const std::string& out) {
   ChildProcess child(argv, out);
-  Run r{child.wait(2 * kPatience), {}};
+  Finished r{child.wait(2 * kPatience), {}};
   if (!r.status) child.kill(SIGKILL);
   r.output = read_file(out);
   return r;
@@ -102,7 +102,7 @@ class TypeScriptSdk : public ::testing::Test {
   /// `login = signed:` with a key pair made by `gatehouse token-keygen`, as
   /// tools/run.sh does: the flags for the gateway.
   std::vector<std::string> signed_login() {
-    const Run keygen =
+    const Finished keygen =
         run({kGatehouse, "token-keygen", "--out", dir_ + "/login"}, dir_ + "/token-keygen.out");
     EXPECT_EQ(keygen.status, 0) << keygen.output;
     return {"--login", "signed:" + dir_ + "/login.pub"};
@@ -110,9 +110,9 @@ class TypeScriptSdk : public ::testing::Test {
 
   /// A signed token for `uid` (`gatehouse token`).
   std::string token(int uid) {
-    const Run minted = run({kGatehouse, "token", "--key", dir_ + "/login.key", "--uid",
-                            std::to_string(uid), "--ttl", "3600"},
-                           dir_ + "/token.out");
+    const Finished minted = run({kGatehouse, "token", "--key", dir_ + "/login.key", "--uid",
+                                 std::to_string(uid), "--ttl", "3600"},
+                                dir_ + "/token-" + std::to_string(++tokens_) + ".out");
     EXPECT_EQ(minted.status, 0) << minted.output;
     std::string t = minted.output;
     while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
@@ -125,6 +125,7 @@ class TypeScriptSdk : public ::testing::Test {
 
   const std::string kGatehouse = std::string(GATEHOUSE_BIN_DIR) + "/gatehouse";
   std::string dir_;
+  int tokens_ = 0;  // minted: each into a file of its own
   TestCertificate certificate_;
   DemoGame game_;
 };
@@ -133,7 +134,7 @@ TEST_F(TypeScriptSdk, TwoNodePlayersLogInEchoChatAndOneIsKickedWithTheReasonOver
   GatewayProcess gateway = start_gateway(signed_login());
   for (const auto& [scheme, port] : {std::pair{"ws", gateway.port(0)}, {"wss", gateway.port(1)}}) {
     SCOPED_TRACE(scheme);
-    const Run players =
+    const Finished players =
         run({NODE_PATH, kSdk + "/test/integration/two_players.mjs", url(scheme, port),
              gateway.gateway_public_key_file(), token(1001), "1001", token(1002), "1002"},
             dir_ + "/" + scheme + ".out");
@@ -153,9 +154,9 @@ TEST_F(TypeScriptSdk, TwoNodePlayersLogInEchoChatAndOneIsKickedWithTheReasonOver
 
 TEST_F(TypeScriptSdk, TheReadmeExampleRunsAsWritten) {
   GatewayProcess gateway = start_gateway(signed_login());
-  const Run example = run({NODE_PATH, kSdk + "/examples/chat.mjs", url("wss", gateway.port(1)),
-                           gateway.gateway_public_key_file(), token(1001)},
-                          dir_ + "/example.out");
+  const Finished example = run({NODE_PATH, kSdk + "/examples/chat.mjs", url("wss", gateway.port(1)),
+                                gateway.gateway_public_key_file(), token(1001)},
+                               dir_ + "/example.out");
   ASSERT_TRUE(example.status.has_value()) << "still running:\n" << example.output;
   EXPECT_EQ(*example.status, 0) << describe_status(*example.status) << "\n"
                                 << example.output << gateway.log();
@@ -171,9 +172,9 @@ TEST_F(TypeScriptSdk, APinnedKeyTheGatewayDoesNotHoldIsAMismatchFromNode) {
   GatewayProcess gateway = start_gateway();
   const std::string other = dir_ + "/other.key";
   make_gateway_key(other);
-  const Run example = run({NODE_PATH, kSdk + "/examples/chat.mjs", url("ws", gateway.port(0)),
-                           other + ".pub", "unused"},
-                          dir_ + "/other.out");
+  const Finished example = run({NODE_PATH, kSdk + "/examples/chat.mjs", url("ws", gateway.port(0)),
+                                other + ".pub", "unused"},
+                               dir_ + "/other.out");
   ASSERT_TRUE(example.status.has_value()) << "still running:\n" << example.output;
   EXPECT_NE(*example.status, 0) << example.output;
   EXPECT_THAT(example.output, HasSubstr("unknown_gateway_key")) << gateway.log();
