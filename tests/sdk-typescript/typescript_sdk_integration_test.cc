@@ -255,9 +255,9 @@ TEST_F(TypeScriptSdk, ChromiumRunsTheBundleOverWssWithAPinnedKey) {
   GatewayProcess gateway = start_gateway({"--ws-origins", page.origin()});
   const std::string key = read_file(gateway.gateway_public_key_file());
   const auto hex_start = key.find_first_of("0123456789abcdef", key.rfind('\n', key.size() - 2));
-  const std::string url_ = page.origin() + "/sdk.html?gateway=" + url("wss", gateway.port(1)) +
-                           "&key=" + key.substr(hex_start, 64);
-  ChildProcess chromium = start_chromium(url_, dir_);
+  const std::string page_url = page.origin() + "/sdk.html?gateway=" + url("wss", gateway.port(1)) +
+                               "&key=" + key.substr(hex_start, 64);
+  ChildProcess chromium = start_chromium(page_url, dir_);
   const auto result = page.wait_result(kBrowserPatience);
   chromium.kill(SIGTERM);
   (void)chromium.wait(kPatience);
