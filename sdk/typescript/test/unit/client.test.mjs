@@ -299,3 +299,17 @@ test("close() while connecting rejects connect() with ClientClosedError", async 
   client.close();
   await assert.rejects(connecting, ClientClosedError);
 });
+
+test("without pinned keys the session is clear: login is frame 1", async () => {
+  const h = harness([{ uid: 9 }]);
+  const client = new GatehouseClient({
+    url: "ws://gateway/",
+    login: { openUdid: "dev-player" },
+    webSocketFactory: h.factory,
+  });
+  assert.equal(await client.connect(), 9);
+  assert.equal(client.userId, 9);
+  assert.deepEqual(h.sockets[0].received.map((m) => [m.seq, m.proto]), [[1, 10]]);
+  assert.equal(h.sockets[0].udid, "dev-player");
+  client.close();
+});
