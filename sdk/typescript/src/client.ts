@@ -430,17 +430,18 @@ export class GatehouseClient extends Emitter<ClientEvents> {
       }
     }
     if (end.error) this.emit("error", end.error);
-    // A gateway that does not hold the key named closes before the ack: the
-    // next pinned key, on a new connection, at once.
-    if (end.beforeAck && end.byGateway && this.keyIndex + 1 < this.keys.length) {
-      this.keyIndex += 1;
-      this.emit("disconnect", { reason: reason || "unknown_gateway_key", code: end.code, reconnectInMs: 0 });
-      void this.open();
-      return;
-    }
-    if (end.beforeAck && end.byGateway && this.keys.length > 0) {
-      this.keyIndex = 0;
+    // A gateway that does not hold the key named closes (a close frame)
+    // before the ack: the next pinned key, on a new connection, at once. A
+    // connection lost meanwhile (1006) says nothing about the key.
+    if (end.beforeAck && end.byGateway && end.code === 1000 && this.keys.length > 0) {
       reason = end.reason || "unknown_gateway_key";
+      if (this.keyIndex + 1 < this.keys.length) {
+        this.keyIndex += 1;
+        this.emit("disconnect", { reason, code: end.code, reconnectInMs: 0 });
+        void this.open();
+        return;
+      }
+      this.keyIndex = 0;
     }
     const r = this.options.reconnect ?? {};
     this.failures += 1;

@@ -313,3 +313,26 @@ test("without pinned keys the session is clear: login is frame 1", async () => {
   assert.equal(h.sockets[0].udid, "dev-player");
   client.close();
 });
+
+test("a connection lost during the exchange is retried with the same key, not given up", async () => {
+  const h = harness([{}]);
+  const client = new GatehouseClient({
+    url: "ws://gateway/",
+    gatewayKeys: [gatewayKey],
+    login: { openUdid: "l" },
+    reconnect: fast,
+    webSocketFactory: (url) => {
+      const s = h.factory(url);
+      // The first connection drops right after key_exchange2_req.
+      if (h.sockets.length === 1) s.answer = () => s.closeFromGateway(1006, "");
+      return s;
+    },
+  });
+  const disconnects = [];
+  client.on("disconnect", (d) => disconnects.push(d));
+  assert.equal(await client.connect(), 42);
+  assert.deepEqual(disconnects.map((d) => [d.reason, d.reconnectInMs]), [["connection_lost", 10]]);
+  const named = (s) => Buffer.from(s.received[0].body.subarray(32, 40)).toString("hex");
+  assert.equal(named(h.sockets[0]), named(h.sockets[1]));
+  client.close();
+});
