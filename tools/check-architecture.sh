@@ -66,7 +66,8 @@ done
 while read -r dir; do
   folder=${dir%/include}
   [ -n "${allowed[$folder]+x}" ] || fail "$folder: no rule in tools/check-architecture.sh"
-done < <(find . -path ./build -prune -o -path ./tests -prune -o -type d -name include -print |
+done < <(find . -path ./build -prune -o -path ./tests -prune -o -name node_modules -prune -o \
+           -type d -name include -print |
          sed 's@^\./@@' | sort)
 
 # 2. Region access: the segment's regions are reached only through contract/.

@@ -28,7 +28,24 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The TypeScript SDK (sdk/typescript) builds and tests with Node >= 18 and
+# npm: Debian's nodejs and npm, unless a node and npm are there already (a
+# NodeSource nodejs ships its own npm, which Debian's npm would conflict with).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
+# Then the SDK's pinned packages (package-lock.json), once per change of it.
+sdk_packages() {
+  local sdk stamp
+  sdk=$(dirname "$0")/../sdk/typescript
+  stamp=$sdk/node_modules/.installed-lock
+  cmp -s "$sdk/package-lock.json" "$stamp" 2>/dev/null && return 0
+  echo "setup: npm ci in $sdk" >&2
+  (cd "$sdk" && npm ci --ignore-scripts --no-audit --no-fund) && cp "$sdk/package-lock.json" "$stamp"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  sdk_packages
   exit 0
 fi
 
@@ -47,3 +64,5 @@ for service in prometheus:prometheus etcd-server:etcd; do
     $sudo systemctl disable --now "${service#*:}" >/dev/null 2>&1 || true
   fi
 done
+
+sdk_packages

@@ -136,8 +136,10 @@ struct Frontend::Connection {
   bool blocked = false;        // in blocked_, waiting for ring space
   bool socket_closed = false;  // the socket is closed (or never to be read again)
   bool worker_closed = false;  // the worker's kClose has arrived
-  bool lingering = false;      // output flushed, SHUT_WR sent, waiting for FIN
-  std::vector<std::byte> in;   // a partial frame carried to the next read
+  // The kClose's reason: a WebSocket client reads it in the close frame.
+  CloseReason close_reason = CloseReason::kClientClosed;
+  bool lingering = false;     // output flushed, SHUT_WR sent, waiting for FIN
+  std::vector<std::byte> in;  // a partial frame carried to the next read
   // What the pending receive reads into: small, so an idle connection costs
   // little; a read that fills it continues into the shared scratch buffer,
   // and the connection reads into `wide` until its reads are small again.
@@ -830,6 +832,9 @@ void Frontend::on(const ipc::Parsed<ipc::CloseCommand>& close) {
   Connection* c = find(shm::ConnectionId(close.header.conn));
   if (c == nullptr) return;
   c->worker_closed = true;
+  if (close.header.reason < static_cast<std::uint32_t>(CloseReason::kCount)) {
+    c->close_reason = static_cast<CloseReason>(close.header.reason);
+  }
   if (c->socket_closed || (c->link && !c->link_ready)) {
     // We closed first (this was the worker's acknowledgement), or a link
     // still in its handshake: nothing to flush or say goodbye over.
@@ -1440,7 +1445,7 @@ void Frontend::start_linger(Connection& c) {
     c.lingering = true;
     std::vector<std::byte>().swap(c.in);
     writing_.remove(c);
-    c.link->close_gracefully([this, id = c.id] {
+    c.link->close_gracefully(c.worker_closed ? to_string(c.close_reason) : "", [this, id = c.id] {
       if (Connection* conn = find(id)) destroy(*conn);
     });
     return;

@@ -111,7 +111,7 @@ class TlsLink final : public StreamLink, public std::enable_shared_from_this<Tls
 
   /// close_notify: the pending read (one at a time on the stream) is
   /// cancelled first, and the shutdown starts when it has ended.
-  void close_gracefully(CloseHandler done) override {
+  void close_gracefully(std::string_view /*reason*/, CloseHandler done) override {
     close_done_ = std::move(done);
     if (reading_) {
       error_code ec;
@@ -214,9 +214,9 @@ class WsLink final : public StreamLink, public std::enable_shared_from_this<WsLi
 
   std::size_t writing_bytes() const noexcept override { return out_.size() - out_at_; }
 
-  void close_gracefully(CloseHandler done) override {
+  void close_gracefully(std::string_view reason, CloseHandler done) override {
     ws_.async_close(
-        websocket::close_code::normal,
+        websocket::close_reason(websocket::close_code::normal, reason),
         [self = this->shared_from_this(), done = std::move(done)](error_code) { done(); });
   }
 

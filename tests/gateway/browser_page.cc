@@ -106,6 +106,11 @@ std::optional<std::string> PageServer::wait_result(std::chrono::seconds timeout)
   return result;
 }
 
+void PageServer::add(const std::string& path, std::string content_type, std::string body) {
+  std::lock_guard lock(mu_);
+  files_[path] = {std::move(content_type), std::move(body)};
+}
+
 void PageServer::accept() {
   for (;;) {
     boost::system::error_code ec;
@@ -115,6 +120,14 @@ void PageServer::accept() {
     sockets_.push_back(socket.get());
     connections_.emplace_back([this, s = std::move(socket)] { serve(*s); });
   }
+}
+
+std::optional<std::pair<std::string, std::string>> PageServer::find_file(std::string_view target) {
+  const std::string path(target.substr(0, target.find('?')));
+  std::lock_guard lock(mu_);
+  const auto it = files_.find(path);
+  if (it == files_.end()) return std::nullopt;
+  return it->second;
 }
 
 void PageServer::serve(tcp::socket& socket) {
@@ -132,6 +145,9 @@ void PageServer::serve(tcp::socket& socket) {
       cv_.notify_all();
     } else if (request.target().starts_with("/page")) {
       response.body() = kPage;
+    } else if (const auto file = find_file(request.target())) {
+      response.set(http::field::content_type, file->first);
+      response.body() = file->second;
     } else {
       response.result(http::status::not_found);
     }

@@ -14,10 +14,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "child_process.h"
@@ -45,12 +48,16 @@ class PageServer {
     return origin() + "/page?gateway=" + gateway_url;
   }
 
+  /// Serves `body` at `path` too (another test's page, and its scripts).
+  void add(const std::string& path, std::string content_type, std::string body);
+
   /// The page's next report, once it posted one within `timeout`.
   std::optional<std::string> wait_result(std::chrono::seconds timeout);
 
  private:
   void accept();
   void serve(boost::asio::ip::tcp::socket& socket);
+  std::optional<std::pair<std::string, std::string>> find_file(std::string_view target);
 
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -60,6 +67,7 @@ class PageServer {
   std::vector<boost::asio::ip::tcp::socket*> sockets_;  // open, for the destructor to shut down
   std::vector<std::thread> connections_;                // guarded by mu_ while thread_ runs
   std::deque<std::string> results_;                     // posted, not yet taken
+  std::map<std::string, std::pair<std::string, std::string>> files_;  // path: type, body
 };
 
 /// Headless Chromium on `url`, its profile and log in `dir`; it trusts any

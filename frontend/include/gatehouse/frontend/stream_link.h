@@ -77,9 +77,12 @@ class StreamLink {
   virtual void write(std::vector<std::byte> frames, WriteHandler done) = 0;
   /// Bytes handed to write() and not written yet.
   virtual std::size_t writing_bytes() const noexcept = 0;
-  /// After the last write: a close frame (ws, wss) or close_notify (tls),
-  /// then `done` once the client answered, or the connection broke.
-  virtual void close_gracefully(CloseHandler done) = 0;
+  /// After the last write: a close frame (ws, wss: code 1000, `reason` as
+  /// its reason text: the session's close reason, so that a client can tell
+  /// a kick by the game from a drain) or close_notify (tls, which has no
+  /// place for a reason), then `done` once the client answered, or the
+  /// connection broke.
+  virtual void close_gracefully(std::string_view reason, CloseHandler done) = 0;
   /// At once: the socket closes and pending operations end (their handlers
   /// still run).
   virtual void close() noexcept = 0;
