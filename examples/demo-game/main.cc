@@ -1,7 +1,7 @@
 // gatehouse-demo-game: the demo game service (see README.md and
 // gatehouse/game/demo_game.h). Parses flags, runs a GameServer with the
 // DemoGameHandler until SIGINT/SIGTERM, then shuts it down. With --flood it
-// is also a game that outruns the gateway (tools/bench/game_flood.sh). Unless
+// is also a game that outruns the gateway (tools/bench/game_flood.py). Unless
 // --no-auth, the same port also serves gatehouse.auth.Auth (DemoAuth,
 // gatehouse/game/demo_auth.h): the gateway's `login = auth:HOST:PORT`.
 //

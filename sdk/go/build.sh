@@ -29,7 +29,10 @@ for p in batch:batchpb game:gamepb; do
     --go-grpc_opt="M$proto.proto=gatehouse.dev/sdk/go/$dir" "$proto.proto"
 done
 
-export GO111MODULE=off GOFLAGS= GOPROXY=off GOENV=off GOPATH=$out/gopath:/usr/share/gocode GOCACHE=$out/cache
+# Go's own build cache (content-addressed, shared by every build of the
+# user): a second build compiles only what changed, not gRPC again (~50 s).
+gocache=$(go env GOCACHE)
+export GO111MODULE=off GOFLAGS= GOPROXY=off GOENV=off GOPATH=$out/gopath:/usr/share/gocode GOCACHE=$gocache
 unformatted=$(cd "$here" && gofmt -l .)
 if [ -n "$unformatted" ]; then
   echo "build.sh: not gofmt'd: $unformatted" >&2
