@@ -142,7 +142,7 @@ Gonet2Upstream::Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents
       metrics_(metrics),
       in_flight_(in_flight),
       in_flight_source_(std::make_shared<InFlight>(in_flight)),
-      channel_(game_channel(options_.address)),
+      channel_(game_channel(options_.address, ChannelUse::kCallPerSession)),
       stub_(proto::GameService::NewStub(channel_)) {}
 
 Gonet2Upstream::~Gonet2Upstream() {
@@ -153,7 +153,7 @@ Gonet2Upstream::~Gonet2Upstream() {
 void Gonet2Upstream::move_to(const std::string& address) {
   // Streams up keep the old channel (their context holds it) while they work.
   options_.address = address;
-  channel_ = game_channel(address);
+  channel_ = game_channel(address, ChannelUse::kCallPerSession);
   stub_ = proto::GameService::NewStub(channel_);
 }
 
