@@ -182,7 +182,7 @@ class BatchUpstream::BatchLink final : public QueuedCall<batch::Batch>,
 };
 
 BatchUpstream::BatchUpstream(Options options, CallQueue& calls, UpstreamEvents& events,
-                             Wakeup& wakeup, metrics::Writer& metrics)
+                             Wakeup& wakeup, InstanceMetrics& metrics)
     : options_(std::move(options)),
       calls_(calls),
       events_(events),
@@ -234,6 +234,7 @@ void BatchUpstream::deliver(BatchLink& from, batch::Batch& in) {
         continue;
       }
       if (e.kind() == batch::Event::MESSAGE) {
+        metrics_.received();
         events_.message(unpublished, e.session(), e.seq(), *e.mutable_message(), from);
       } else {
         events_.kick(unpublished, e.session(), from);

@@ -37,28 +37,59 @@ void copy_name(char (&out)[metrics::kRoutingNameBytes], std::string_view name) {
 
 GameServices::GameServices(Context context, std::string game_service)
     : context_(std::move(context)), game_service_(std::move(game_service)) {
+  // A predecessor's rows (this bridge restarted): its instances' counts go
+  // on from there.
+  metrics::RoutingNames before{};
+  if (metrics::read_routing(context_.table, before)) {
+    const std::uint32_t rows = std::min(before.instance_count, metrics::kMaxInstanceRows);
+    for (std::uint32_t i = 0; i < rows; ++i) {
+      const metrics::InstanceRow& row = before.instances[i];
+      auto& counts = earlier_counts_[std::string(row.name, strnlen(row.name, sizeof row.name))];
+      for (std::size_t c = 0; c < counts.size(); ++c) counts[c] += row.counts[c];
+    }
+  }
   republish();
 }
 
 GameServices::~GameServices() {
   cancel_all();
+  publish_routing();   // the last counts, for a successor
   instances_.clear();  // each waits for its own calls to end
 }
 
-std::unique_ptr<Upstream> GameServices::make_upstream(const std::string& name,
-                                                      const std::string& value) {
+std::unique_ptr<GameServices::Instance> GameServices::make_instance(const std::string& name,
+                                                                    const std::string& value) {
+  InstanceMetrics::Counts earlier{};
+  if (const auto it = earlier_counts_.find(name); it != earlier_counts_.end()) {
+    earlier = it->second;
+    earlier_counts_.erase(it);
+  }
+  auto instance = std::make_unique<Instance>(name, value, context_.metrics, earlier);
   const std::string address = address_of(value);
   spdlog::info("game service {} instance {}: {} ({} contract)", game_service_, name, address,
                batched(value) ? "batched" : "gonet2");
   if (batched(value)) {
-    return std::make_unique<BatchUpstream>(
+    instance->upstream = std::make_unique<BatchUpstream>(
         BatchUpstream::Options{address, context_.gateway_id + "/" + name, context_.backend_wait_ns},
-        context_.calls, context_.events, context_.wakeup, context_.metrics);
+        context_.calls, context_.events, context_.wakeup, instance->metrics);
+  } else {
+    instance->upstream = std::make_unique<Gonet2Upstream>(
+        Gonet2Upstream::Options{address, context_.numbering, context_.backend_wait_ns,
+                                context_.gateway_id},
+        context_.calls, context_.events, context_.wakeup, instance->metrics, context_.in_flight);
   }
-  return std::make_unique<Gonet2Upstream>(
-      Gonet2Upstream::Options{address, context_.numbering, context_.backend_wait_ns,
-                              context_.gateway_id},
-      context_.calls, context_.events, context_.wakeup, context_.metrics, context_.in_flight);
+  return instance;
+}
+
+void GameServices::retire(Instance& instance) {
+  instance.retired = true;
+  InstanceMetrics::Counts counts = instance.metrics.counts();
+  for (std::size_t c = 0; c < counts.size(); ++c) counts[c] += instance.earlier[c];
+  const auto namesake = std::find_if(instances_.begin(), instances_.end(), [&](const auto& i) {
+    return !i->retired && i->name == instance.name;
+  });
+  auto& into = namesake != instances_.end() ? (*namesake)->earlier : earlier_counts_[instance.name];
+  for (std::size_t c = 0; c < counts.size(); ++c) into[c] += counts[c];
 }
 
 void GameServices::update(const DiscoveryView& view) {
@@ -98,8 +129,7 @@ void GameServices::update(const DiscoveryView& view) {
       return i->name == name && (i->live || (!i->closing && batched(i->value) == batched(value)));
     });
     if (same == instances_.end()) {
-      instances_.push_back(std::make_unique<Instance>(
-          Instance{name, value, instance_hash(name), make_upstream(name, value)}));
+      instances_.push_back(make_instance(name, value));
       continue;
     }
     Instance& instance = **same;
@@ -196,16 +226,18 @@ std::size_t GameServices::flush(std::int64_t now_ns) {
   });
   // Removed instances go once nothing is on them.
   const std::size_t before = instances_.size();
-  std::erase_if(instances_, [](const std::unique_ptr<Instance>& instance) {
-    if (instance->live || instance->sessions != 0) return false;
+  for (auto& instance : instances_) {
+    if (instance->live || instance->sessions != 0) continue;
     if (!instance->closing) {
       instance->closing = true;
       instance->upstream->close_all();
     }
-    if (instance->upstream->calls_open() != 0 || !instance->upstream->calls_over()) return false;
+    if (instance->upstream->calls_open() != 0 || !instance->upstream->calls_over()) continue;
     spdlog::info("instance {} ({}) has no session left; dropped", instance->name, instance->value);
-    return true;
-  });
+    retire(*instance);
+  }
+  std::erase_if(instances_,
+                [](const std::unique_ptr<Instance>& instance) { return instance->retired; });
   if (instances_.size() != before) {
     republish();
     ++work;
@@ -242,7 +274,8 @@ void GameServices::republish() {
     live_.push_back(instance.get());
     live_hashes_.push_back(instance->hash);
   }
-  metrics::RoutingNames names{};
+  metrics::RoutingNames& names = routing_;
+  names = {};
   // The game service first, then the others watched (their instances counted).
   names.service_count = 1;
   copy_name(names.services[0].name, game_service_);
@@ -267,7 +300,7 @@ void GameServices::republish() {
                 : disabled(*instance) ? metrics::kInstanceDisabled
                                       : metrics::kInstanceLive;
   }
-  metrics::publish_routing(context_.table, names);
+  publish_routing();
   for (auto& instance : instances_) {
     set_sessions(*instance, instance->sessions);
     if (instance->row >= 0) {
@@ -276,7 +309,18 @@ void GameServices::republish() {
   }
 }
 
+void GameServices::publish_routing() {
+  for (const auto& instance : instances_) {
+    if (instance->row < 0) continue;
+    const InstanceMetrics::Counts now = instance->metrics.counts();
+    std::uint64_t* counts = routing_.instances[instance->row].counts;
+    for (std::size_t c = 0; c < now.size(); ++c) counts[c] = instance->earlier[c] + now[c];
+  }
+  metrics::publish_routing(context_.table, routing_);
+}
+
 void GameServices::publish_reachability() {
+  publish_routing();
   for (auto& instance : instances_) {
     const bool up = instance->upstream->reachable();
     if (instance->row >= 0) {

@@ -91,6 +91,7 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
     upstream_.in_flight_.fetch_add(1, std::memory_order_relaxed);
     if (type == numbering_.message) {
       worked_ = true;
+      upstream_.metrics_.received();
       events.message(unpublished, conn_, 0, *in.mutable_message(), *upstream_.in_flight_source_);
     } else if (type == numbering_.kick) {
       events.kick(unpublished, conn_, *upstream_.in_flight_source_);
@@ -133,7 +134,7 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
 };
 
 Gonet2Upstream::Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents& events,
-                               Wakeup& wakeup, metrics::Writer& metrics,
+                               Wakeup& wakeup, InstanceMetrics& metrics,
                                std::atomic<std::int64_t>& in_flight)
     : options_(std::move(options)),
       calls_(calls),

@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gatehouse/base/clock.h"
@@ -580,6 +582,30 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                            "Sessions on each instance of the game service, live or removed from "
                            "the view (sticky sessions left).",
                            MetricType::Gauge);
+    // An instance's traffic and errors, by (service, instance): two rows
+    // share a name while a removed instance's sessions end beside its
+    // namesake that came back with another contract.
+    struct InstanceFamily {
+      metrics::InstanceCounter counter;
+      const char* name;
+      const char* help;
+    };
+    static constexpr InstanceFamily kInstanceFamilies[] = {
+        {metrics::kInstanceMessagesSent, "gatehouse_game_instance_messages_sent_total",
+         "Client messages written to each game-service instance (its gonet2 streams, or its "
+         "batched link)."},
+        {metrics::kInstanceMessagesReceived, "gatehouse_game_instance_messages_received_total",
+         "Messages read from each game-service instance for its clients."},
+        {metrics::kInstanceMessagesDropped, "gatehouse_game_instance_messages_dropped_total",
+         "Client messages for each game-service instance that it never got (the session's "
+         "stream had failed or was down; each one also counts in "
+         "gatehouse_frames_dropped_total{direction=\"to_game\"})."},
+        {metrics::kInstanceStreamsFailed, "gatehouse_game_instance_streams_failed_total",
+         "Game streams (gonet2) or batched links to each game-service instance that failed."},
+    };
+    std::map<std::pair<std::string, std::string>,
+             std::array<std::uint64_t, metrics::kInstanceCounterCount>>
+        traffic;
     metrics::RoutingNames names{};
     if (metrics::read_routing(block.routing, names)) {
       const auto text = [](const char* name) {
@@ -594,15 +620,27 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
       for (std::uint32_t i = 0; i < rows; ++i) {
         const metrics::InstanceRow& row = names.instances[i];
-        sessions.metric.push_back(value_metric(
-            MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
-            {{"instance", text(row.name)},
-             {"service", row.service < services ? text(names.services[row.service].name) : ""},
-             {"state", std::string(metrics::instance_state_text(row.state))}}));
+        std::string service = row.service < services ? text(names.services[row.service].name) : "";
+        sessions.metric.push_back(
+            value_metric(MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
+                         {{"backend", text(row.name)},
+                          {"service", service},
+                          {"state", std::string(metrics::instance_state_text(row.state))}}));
+        auto& counts = traffic[{std::move(service), text(row.name)}];
+        for (std::size_t c = 0; c < counts.size(); ++c) counts[c] += row.counts[c];
       }
     }
     out.push_back(std::move(instances));
     out.push_back(std::move(sessions));
+    for (const InstanceFamily& f : kInstanceFamilies) {
+      auto counter = family(f.name, f.help, MetricType::Counter);
+      for (const auto& [key, counts] : traffic) {
+        counter.metric.push_back(value_metric(MetricType::Counter,
+                                              static_cast<double>(counts[f.counter]),
+                                              {{"backend", key.second}, {"service", key.first}}));
+      }
+      out.push_back(std::move(counter));
+    }
   }
 
   GatewaySegment& segment_;

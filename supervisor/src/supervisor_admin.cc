@@ -258,10 +258,15 @@ admin::Response Supervisor::backends() const {
   const metrics::RoutingTable& table = segment_->metrics().routing;
   for (std::uint32_t i = 0; i < rows; ++i) {
     const metrics::InstanceRow& row = names.instances[i];
-    r.lines.push_back(fmt::format("instance={} state={} reachable={} sessions={}",
-                                  name_text(row.name), metrics::instance_state_text(row.state),
-                                  table.up[i].load(std::memory_order_relaxed) != 0 ? "yes" : "no",
-                                  table.sessions[i].load(std::memory_order_relaxed)));
+    r.lines.push_back(fmt::format(
+        "instance={} state={} reachable={} sessions={} sent={} received={} dropped={} "
+        "streams_failed={}",
+        name_text(row.name), metrics::instance_state_text(row.state),
+        table.up[i].load(std::memory_order_relaxed) != 0 ? "yes" : "no",
+        table.sessions[i].load(std::memory_order_relaxed),
+        row.counts[metrics::kInstanceMessagesSent], row.counts[metrics::kInstanceMessagesReceived],
+        row.counts[metrics::kInstanceMessagesDropped],
+        row.counts[metrics::kInstanceStreamsFailed]));
   }
   return r;
 }

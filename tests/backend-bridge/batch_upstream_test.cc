@@ -46,7 +46,7 @@ class BatchUpstreamTest : public ::testing::Test {
   void make_upstream(std::int64_t backend_wait_ns = 60'000'000'000) {
     upstream_ = std::make_unique<BatchUpstream>(
         BatchUpstream::Options{game_.address(), "test-gateway/0", backend_wait_ns}, calls_, events_,
-        wakeup_, metrics_);
+        wakeup_, instance_metrics_);
   }
 
   template <class Predicate>
@@ -61,6 +61,9 @@ class BatchUpstreamTest : public ::testing::Test {
   }
 
   std::uint64_t counter(metrics::Counter c) const { return shard_.counters[c].load(); }
+  std::uint64_t instance_count(metrics::InstanceCounter c) const {
+    return instance_metrics_.counts()[c];
+  }
   Origin origin(std::uint64_t position) { return Origin{&keeper_, position, false}; }
 
   FakeGameService game_;
@@ -68,6 +71,7 @@ class BatchUpstreamTest : public ::testing::Test {
   Wakeup wakeup_;
   metrics::Shard shard_{};
   metrics::Writer metrics_;
+  InstanceMetrics instance_metrics_{metrics_};  // the instance's counts, beside the bridge's
   RecordingEvents events_;
   RecordingKeeper keeper_;
   CallQueue calls_;
@@ -92,6 +96,9 @@ TEST_F(BatchUpstreamTest, APassesEventsShareOneBatchAndRepliesComeBackPerSession
     EXPECT_NE(e.seq, 0u) << "the game numbers its events";
   }
   EXPECT_EQ(counter(metrics::kGameMessagesSent), 3u);
+  // The instance's own counts: events, not batches.
+  EXPECT_EQ(instance_count(metrics::kInstanceMessagesSent), 3u);
+  EXPECT_EQ(instance_count(metrics::kInstanceMessagesReceived), 3u);
 }
 
 // Issue 20, row 7, the gateway -> game direction: a pass's events go in one
@@ -176,6 +183,7 @@ TEST_F(BatchUpstreamTest, ALinkThatBreaksComesBackAndReattachesItsSessions) {
   game_.stop();
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
   EXPECT_GE(counter(metrics::kGameStreamsFailed), 1u);
+  EXPECT_EQ(instance_count(metrics::kInstanceStreamsFailed), counter(metrics::kGameStreamsFailed));
   game_.start();
   ASSERT_TRUE(flush_until([&] { return game_.live_stream_count() >= 1; }, 10s));
   EXPECT_EQ(game_.streams().back().user_id, 7);
@@ -281,7 +289,7 @@ TEST_F(BatchUpstreamTest, AGameCannotMessageOrKickASessionItDoesNotServe) {
   MeddlingGame meddler;
   upstream_ = std::make_unique<BatchUpstream>(
       BatchUpstream::Options{meddler.address(), "test-gateway/0", 60'000'000'000}, calls_, events_,
-      wakeup_, metrics_);
+      wakeup_, instance_metrics_);
   ASSERT_TRUE(upstream_->open(kConn, 7, 0, nullptr));
   ASSERT_TRUE(flush_until([&] { return counter(metrics::kGameEventsForeign) >= 2; }));
   ASSERT_TRUE(events_.wait_for(1, kWait));

@@ -6,6 +6,7 @@
 // shared memory shows services, instances and sessions.
 #include "gatehouse/bridge/game_services.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -14,7 +15,9 @@
 #include <gtest/gtest.h>
 
 #include "fake_game_service.h"
+#include "game_test_client.h"
 #include "gatehouse/base/clock.h"
+#include "gatehouse/game/demo_game.h"
 #include "recording_events.h"
 
 namespace gatehouse::bridge {
@@ -63,6 +66,38 @@ class GameServicesTest : public ::testing::Test {
     const auto conn = static_cast<std::uint64_t>(user);
     services_->of(conn)->close(conn, Origin{});
     services_->closed(conn);
+  }
+
+  /// The routing table's counts of `instance` (summed over its rows), as
+  /// published; -1 when it has no row.
+  std::int64_t count_of(const std::string& instance, metrics::InstanceCounter counter) {
+    metrics::RoutingNames names{};
+    if (!metrics::read_routing(*table_, names)) return -1;
+    std::int64_t n = -1;
+    for (std::uint32_t i = 0; i < names.instance_count; ++i) {
+      if (instance != names.instances[i].name) continue;
+      n = std::max<std::int64_t>(n, 0) +
+          static_cast<std::int64_t>(names.instances[i].counts[counter]);
+    }
+    return n;
+  }
+  /// Opens a session of `user` (conn = user) as a login does (a take-over
+  /// after a bridge restart, login(), retries a failed stream instead).
+  Upstream* log_in(std::int64_t user) {
+    const auto conn = static_cast<std::uint64_t>(user);
+    Upstream* upstream = services_->route(conn, user);
+    const Origin origin{};
+    if (upstream != nullptr) upstream->open(conn, user, 0, &origin);
+    return upstream;
+  }
+  /// Sends one ping on `user`'s session and waits for the echo.
+  void echo(std::int64_t user) {
+    const auto conn = static_cast<std::uint64_t>(user);
+    const std::size_t before = events_.events().size();
+    const game::Bytes ping =
+        gatehouse::testing::packet(game::demo::kPingReq, gatehouse::testing::to_bytes("hi"));
+    services_->of(conn)->send(conn, 1, testing::span_of(ping), Origin{});
+    ASSERT_TRUE(events_.wait_for(before + 1, kWait));
   }
 
   /// The routing table's row of `instance`: its sessions, -1 if none.
@@ -201,6 +236,54 @@ TEST_F(GameServicesTest, ADisabledInstanceTakesNoNewSessionAndKeepsItsOwn) {
   services_->set_disabled({});
   EXPECT_EQ(services_->live(), 3u);
   EXPECT_EQ(state_of("game1"), metrics::kInstanceLive);
+}
+
+// An instance's traffic and errors stay counters: they go on by name when
+// the instance leaves the view and comes back, and when the bridge restarts
+// (a new GameServices over the table its predecessor left), whatever row the
+// instance gets.
+TEST_F(GameServicesTest, AnInstancesCountsGoOnAcrossItsComingsAndGoingsAndABridgeRestart) {
+  services_->update(view({{"game1", game1_.address()}}));
+  ASSERT_NE(log_in(1), nullptr);
+  echo(1);
+  echo(1);
+  // The game fails another session's stream: a failure of game1's.
+  ASSERT_NE(log_in(3), nullptr);
+  ASSERT_TRUE(game1_.wait_for_streams(2, kWait));
+  ASSERT_TRUE(game1_.fail_stream(3));
+  ASSERT_TRUE(
+      flush_until([&] { return shard_.counters[metrics::kGameStreamsFailed].load() == 1; }));
+  services_->publish_reachability();
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesSent), 2);
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesReceived), 2);
+  EXPECT_EQ(count_of("game1", metrics::kInstanceStreamsFailed), 1);
+  services_->closed(3);
+
+  // Out of the view, its last session ends: the instance is dropped, its row
+  // goes. Back (after game2 now: another row), its counts go on.
+  services_->update(view({{"game2", game2_.address()}}));
+  logout(1);
+  ASSERT_TRUE(flush_until([&] { return sessions_of("game1") == -1; }));
+  services_->update(view({{"game2", game2_.address()}, {"game1", game1_.address()}}));
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesSent), 2);
+  EXPECT_EQ(count_of("game1", metrics::kInstanceStreamsFailed), 1);
+  EXPECT_EQ(count_of("game2", metrics::kInstanceMessagesSent), 0);
+
+  // A restart: the next bridge's GameServices takes them from the table.
+  services_.reset();
+  services_ = std::make_unique<GameServices>(
+      GameServices::Context{calls_, events_, wakeup_, metrics_, *table_, shard_.in_flight,
+                            FrameNumbering::kGonet2, 60'000'000'000, "test-gw"},
+      kService);
+  services_->update(view({{"game1", game1_.address()}}));
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesSent), 2);
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesReceived), 2);
+  ASSERT_NE(log_in(2), nullptr);
+  echo(2);
+  services_->publish_reachability();
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesSent), 3);
+  EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesReceived), 3);
+  EXPECT_EQ(count_of("game1", metrics::kInstanceStreamsFailed), 1);
 }
 
 }  // namespace

@@ -42,7 +42,7 @@ class Gonet2UpstreamTest : public ::testing::Test {
     upstream_ = std::make_unique<Gonet2Upstream>(
         Gonet2Upstream::Options{game_.address(), FrameNumbering::kGonet2, backend_wait_ns,
                                 "test-gw"},
-        calls_, events_, wakeup_, metrics_, shard_.in_flight);
+        calls_, events_, wakeup_, instance_metrics_, shard_.in_flight);
   }
 
   /// Runs the upstream's flush() as the duty cycle would until `done()`.
@@ -58,12 +58,16 @@ class Gonet2UpstreamTest : public ::testing::Test {
   }
 
   std::uint64_t counter(metrics::Counter c) const { return shard_.counters[c].load(); }
+  std::uint64_t instance_count(metrics::InstanceCounter c) const {
+    return instance_metrics_.counts()[c];
+  }
 
   FakeGameService game_;
   shm::Doorbell doorbell_;
   Wakeup wakeup_;
   metrics::Shard shard_{};
   metrics::Writer metrics_;
+  InstanceMetrics instance_metrics_{metrics_};  // the instance's counts, beside the bridge's
   RecordingEvents events_;
   CallQueue calls_;
   std::unique_ptr<Gonet2Upstream> upstream_;  // after calls_: goes first
@@ -92,6 +96,10 @@ TEST_F(Gonet2UpstreamTest, OpensAStreamPerSessionWithItsUseridAndCarriesFramesBo
   EXPECT_EQ(reply.seq, 0u);
   EXPECT_EQ(counter(metrics::kGameMessagesSent), 1u);
   EXPECT_EQ(counter(metrics::kGameStreamsOpened), 1u);
+  // The instance's own counts (gatehouse_game_instance_*_total).
+  EXPECT_EQ(instance_count(metrics::kInstanceMessagesSent), 1u);
+  EXPECT_EQ(instance_count(metrics::kInstanceMessagesReceived), 1u);
+  EXPECT_EQ(instance_count(metrics::kInstanceStreamsFailed), 0u);
   // Counted in flight from send() until gRPC says it is written (which may
   // come after the echo).
   EXPECT_TRUE(flush_until([&] { return shard_.in_flight.load() == 0; }));
@@ -129,6 +137,8 @@ TEST_F(Gonet2UpstreamTest, AFailedStreamEndsItsSessionAndFurtherFramesSayItAgain
   // A frame the worker sent before it heard: dropped, and the end said again.
   upstream_->send(kConn, 2, span_of(to_bytes("late")), origin_);
   EXPECT_EQ(counter(metrics::kDroppedToGame), 1u);
+  EXPECT_EQ(instance_count(metrics::kInstanceMessagesDropped), 1u);
+  EXPECT_EQ(instance_count(metrics::kInstanceStreamsFailed), 2u) << "the end said again counts";
   ASSERT_EQ(events_.events().size(), 2u);
   EXPECT_EQ(events_.events()[1].kind, Recorded::kEnded);
 }

@@ -7,6 +7,8 @@
 //     gateway runs gets new sessions, and live sessions stay where they are;
 //   - a deleted instance gets no new session, its sessions keep working
 //     while their streams do (sticky), and go when it fails;
+//   - each instance's traffic is counted, and the counts go on across a
+//     bridge restart;
 //   - etcd stopped: logins go on with the last view (its age exported), and
 //     the gateway catches up when etcd is back;
 //   - etcd unreachable at start: without backend lines the gateway refuses
@@ -39,6 +41,10 @@ using namespace std::chrono_literals;
 using client::Client;
 
 constexpr const char* kService = "game-10000";
+constexpr const char* kGame1Sent =
+    R"(gatehouse_game_instance_messages_sent_total{backend="game1",service="game-10000"})";
+constexpr const char* kGame1Received =
+    R"(gatehouse_game_instance_messages_received_total{backend="game1",service="game-10000"})";
 
 std::string key_of(const std::string& instance) {
   return std::string("/backends/") + kService + "/" + instance;
@@ -135,8 +141,9 @@ TEST_F(DiscoveryTest, AnInstanceThatJoinsGetsNewSessionsAndLiveOnesStayWhereThey
   }
   EXPECT_TRUE(wait_metric(R"(gatehouse_game_service_instances{service="game-10000"})", 1));
   EXPECT_TRUE(wait_metric(
-      R"(gatehouse_game_instance_sessions{instance="game1",service="game-10000",state="live"})",
-      4));
+      R"(gatehouse_game_instance_sessions{backend="game1",service="game-10000",state="live"})", 4));
+  EXPECT_TRUE(wait_metric(kGame1Sent, 4)) << "one echo each";
+  EXPECT_TRUE(wait_metric(kGame1Received, 4));
 
   put("game2", game2_);
   ASSERT_TRUE(gateway_->wait_log("instance game2"));
@@ -182,7 +189,7 @@ TEST_F(DiscoveryTest, ADeletedInstanceGetsNoNewSessionsAndItsOwnStayUntilItFails
       gateway_->wait_log("instance game1 (" + game1_.address() + ") is gone from the view"));
   EXPECT_TRUE(wait_metric(R"(gatehouse_game_service_instances{service="game-10000"})", 1));
   EXPECT_TRUE(
-      wait_metric(R"(gatehouse_game_instance_sessions{instance="game1",service="game-10000",)"
+      wait_metric(R"(gatehouse_game_instance_sessions{backend="game1",service="game-10000",)"
                   R"(state="removed"})",
                   static_cast<double>(on_game1.size())));
   // Sticky: game1's sessions keep their streams while they work.
@@ -251,12 +258,19 @@ TEST_F(DiscoveryTest, ABridgeThatReplacesADeadOneServesTheDiscoveredInstances) {
   start_gateway();
   Player p = login("survivor");
   EXPECT_TRUE(echo_works(*p.client, "before"));
+  ASSERT_TRUE(wait_metric(kGame1Sent, 1));
   const pid_t bridge = gateway_->bridge_pid();
   ASSERT_GT(bridge, 0);
   ::kill(bridge, SIGKILL);
   ASSERT_TRUE(gateway_->wait_log("reopened the game streams of 1 logged-in sessions"));
   EXPECT_TRUE(echo_works(*p.client, "after"));
   EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 0);
+  // The instance's counts go on from the dead bridge's (counters, not reset).
+  EXPECT_TRUE(wait_metric(kGame1Sent, 2));
+  EXPECT_TRUE(wait_metric(kGame1Received, 2));
+  EXPECT_EQ(metric(R"(gatehouse_game_instance_streams_failed_total{backend="game1",)"
+                   R"(service="game-10000"})"),
+            0);
 }
 
 TEST_F(DiscoveryTest, UnreachableEtcdWithoutBackendLinesRefusesToStartPromptly) {

@@ -45,7 +45,7 @@ class BatchUpstream final : public Upstream {
   };
   /// Starts the link. Everything given here outlives this.
   BatchUpstream(Options options, CallQueue& calls, UpstreamEvents& events, Wakeup& wakeup,
-                metrics::Writer& metrics);
+                InstanceMetrics& metrics);
   /// Cancels its link and waits for the calls to end.
   ~BatchUpstream() override;
 
@@ -94,7 +94,7 @@ class BatchUpstream final : public Upstream {
   CallGroup calls_;
   UpstreamEvents& events_;
   Wakeup& wakeup_;
-  metrics::Writer& metrics_;
+  InstanceMetrics& metrics_;
   std::shared_ptr<grpc::Channel> channel_;               // to options_.address
   std::unique_ptr<batch::BatchGameService::Stub> stub_;  // on channel_
   std::shared_ptr<BatchLink> link_;                      // null while down

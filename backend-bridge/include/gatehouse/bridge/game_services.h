@@ -21,7 +21,11 @@
 //
 // Only the game service's instances get sessions; the other services watched
 // are counted. The routing table in shared memory (metrics::RoutingTable)
-// shows the services, the instances and their sessions. Main thread only.
+// shows the services, the instances, their sessions and their traffic and
+// errors (InstanceMetrics). An instance's counts go on by name across its
+// comings and goings and across bridge restarts (a new bridge takes them
+// from the table its predecessor left), so they stay Prometheus counters
+// while rows are renumbered. Main thread only.
 #pragma once
 
 #include <atomic>
@@ -34,6 +38,7 @@
 
 #include "gatehouse/bridge/call_on_queue.h"
 #include "gatehouse/bridge/etcd_discovery.h"
+#include "gatehouse/bridge/rendezvous.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/codec/frame_numbering.h"
 #include "gatehouse/contract/metrics.h"
@@ -90,29 +95,47 @@ class GameServices {
   std::uint64_t unacknowledged() const;
   /// Live instances of the game service.
   std::size_t live() const noexcept { return live_.size(); }
-  /// Asks each instance whether it is reachable (Upstream::reachable()),
-  /// publishes it in its routing-table row and logs when that changes.
+  /// Every 100 ms: asks each instance whether it is reachable
+  /// (Upstream::reachable()), publishes it and the instance's counts in its
+  /// routing-table row, and logs when reachability changes.
   void publish_reachability();
 
  private:
   struct Instance {
+    Instance(std::string name_, std::string value_, metrics::Writer& bridge,
+             InstanceMetrics::Counts earlier_)
+        : name(std::move(name_)),
+          value(std::move(value_)),
+          hash(instance_hash(name)),
+          metrics(bridge),
+          earlier(earlier_) {}
+
     std::string name;
     std::string value;  // as the view gives it: the contract and the address
     std::uint64_t hash;
+    InstanceMetrics metrics;          // the upstream's: outlives it
+    InstanceMetrics::Counts earlier;  // its name's counts before it came
     std::unique_ptr<Upstream> upstream;
     std::size_t sessions = 0;
     bool live = true;
     bool closing = false;  // removed, without sessions: its calls half-closed
+    bool retired = false;  // its calls over too: it goes
     bool up = false;       // reachable, as last published
     int row = -1;          // in the routing table, -1: none
   };
 
-  std::unique_ptr<Upstream> make_upstream(const std::string& name, const std::string& value);
+  /// A new instance, its upstream started.
+  std::unique_ptr<Instance> make_instance(const std::string& name, const std::string& value);
+  /// The instance goes: its name's counts stay (with its namesake, if one
+  /// came while it ended, or for the next to come).
+  void retire(Instance& instance);
   /// Leaves `conn`'s instance.
   void unbind(std::uint64_t conn);
   void set_sessions(Instance& instance, std::size_t sessions);
   /// Rebuilds live_ and the routing table's rows after the set changed.
   void republish();
+  /// Publishes routing_ with each row's counts as they are now.
+  void publish_routing();
   bool disabled(const Instance& instance) const;
   /// Logins are refused while no instance takes sessions: says so.
   void warn_if_no_instance() const;
@@ -126,7 +149,11 @@ class GameServices {
   std::vector<std::uint64_t> closed_;  // sessions closed, on their instance until their call ends
   DiscoveryView view_;                 // the last one, for the counts of the other services
   std::vector<std::string> disabled_;  // instance names out of rotation (set_disabled)
-  bool stopping_ = false;              // close_all(): nothing starts any more
+  metrics::RoutingNames routing_{};    // as last published
+  // Counts of instance names that have no Instance now, by name (a
+  // predecessor's rows, and instances dropped since).
+  std::unordered_map<std::string, InstanceMetrics::Counts> earlier_counts_;
+  bool stopping_ = false;  // close_all(): nothing starts any more
 };
 
 }  // namespace gatehouse::bridge

@@ -45,7 +45,7 @@ class Gonet2Upstream final : public Upstream {
   /// bridge's successor counts what it left there as lost). Everything given
   /// here outlives this.
   Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents& events, Wakeup& wakeup,
-                 metrics::Writer& metrics, std::atomic<std::int64_t>& in_flight);
+                 InstanceMetrics& metrics, std::atomic<std::int64_t>& in_flight);
   /// Cancels its calls and waits for them to end.
   ~Gonet2Upstream() override;
 
@@ -96,7 +96,7 @@ class Gonet2Upstream final : public Upstream {
   CallGroup calls_;
   UpstreamEvents& events_;
   Wakeup& wakeup_;
-  metrics::Writer& metrics_;
+  InstanceMetrics& metrics_;
   std::atomic<std::int64_t>& in_flight_;
   std::shared_ptr<InFlight> in_flight_source_;      // counts replies waiting for ring room
   std::shared_ptr<grpc::Channel> channel_;          // to options_.address

@@ -17,6 +17,7 @@
 // its next flush() and says so through Wakeup.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <bitset>
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include <string>
 
 #include "gatehouse/contract/gateway_segment.h"
+#include "gatehouse/contract/metrics.h"
 #include "gatehouse/shm/doorbell.h"
 
 namespace gatehouse::bridge {
@@ -159,6 +161,54 @@ struct Origin {
   /// (the game drops what it had), a gonet2 stream does not (its stream got
   /// it or died with the bridge).
   bool replay = false;
+};
+
+/// What an upstream counts: the bridge's counters (its shard), and the
+/// same traffic and errors for its instance alone (the routing table's
+/// InstanceRow::counts, copied there by GameServices).
+class InstanceMetrics {
+ public:
+  using Counts = std::array<std::uint64_t, metrics::kInstanceCounterCount>;
+
+  explicit InstanceMetrics(metrics::Writer& bridge) noexcept : bridge_(bridge) {}
+  InstanceMetrics(const InstanceMetrics&) = delete;
+  InstanceMetrics& operator=(const InstanceMetrics&) = delete;
+
+  /// The main thread (the bridge's shard has one writer).
+  void add(metrics::Counter counter, std::uint64_t n = 1) noexcept {
+    bridge_.add(counter, n);
+    switch (counter) {
+      case metrics::kGameMessagesSent:
+        bump(metrics::kInstanceMessagesSent, n);
+        break;
+      case metrics::kDroppedToGame:
+        bump(metrics::kInstanceMessagesDropped, n);
+        break;
+      case metrics::kGameStreamsFailed:
+        bump(metrics::kInstanceStreamsFailed, n);
+        break;
+      default:
+        break;
+    }
+  }
+  /// A message read from the instance (the gRPC thread; the bridge counts
+  /// its own when the message is in its worker ring).
+  void received() noexcept { bump(metrics::kInstanceMessagesReceived, 1); }
+  /// Any thread.
+  Counts counts() const noexcept {
+    Counts out{};
+    for (std::size_t i = 0; i < out.size(); ++i)
+      out[i] = counts_[i].load(std::memory_order_relaxed);
+    return out;
+  }
+
+ private:
+  void bump(metrics::InstanceCounter counter, std::uint64_t n) noexcept {
+    counts_[counter].fetch_add(n, std::memory_order_relaxed);
+  }
+
+  metrics::Writer& bridge_;
+  std::array<std::atomic<std::uint64_t>, metrics::kInstanceCounterCount> counts_{};
 };
 
 /// One game service behind its contract. Main thread only.

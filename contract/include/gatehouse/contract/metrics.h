@@ -191,14 +191,26 @@ constexpr std::string_view instance_state_text(std::uint32_t state) noexcept {
       return "removed";
   }
 }
+/// InstanceRow::counts: an instance's traffic and errors, counted by the
+/// bridge since the instance came (a restarted bridge goes on from its
+/// predecessor's counts, by instance name).
+enum InstanceCounter : std::uint32_t {
+  kInstanceMessagesSent,      ///< client messages written to its streams (or link)
+  kInstanceMessagesReceived,  ///< messages read from it for clients
+  kInstanceMessagesDropped,   ///< client messages it never got (no stream, or it ended first)
+  kInstanceStreamsFailed,     ///< its streams (gonet2) or links (batched) that failed
+  kInstanceCounterCount
+};
 /// A game-service instance the bridge serves sessions on.
 struct InstanceRow {
   char name[kRoutingNameBytes];
   std::uint32_t service;  ///< index in RoutingNames::services
   std::uint32_t state;    ///< InstanceState
+  std::uint64_t counts[kInstanceCounterCount];
 };
-/// What changes only with the view: published whole under RoutingTable's
-/// sequence lock.
+/// What changes with the view, and the instances' counts: published whole
+/// under RoutingTable's sequence lock when the view changes and every 100 ms
+/// (so a scrape never sees one instance's name with another's counts).
 struct RoutingNames {
   std::uint32_t service_count;
   std::uint32_t instance_count;  ///< rows in use
