@@ -75,6 +75,7 @@ enum Counter : std::uint32_t {
   kDiscoveryPuts,     ///< instances added or moved by the watch
   kDiscoveryDeletes,  ///< instances removed by the watch
   kDiscoveryResyncs,  ///< whole views read again (etcd compacted the revision watched from)
+  kDiscoveryBadReplies,  ///< etcd replies discovery could not use (v2: HTTP errors, bad JSON)
   kCounterCount
 };
 
