@@ -81,8 +81,8 @@ bool EtcdDiscovery::read_from(std::size_t endpoint, std::chrono::milliseconds ti
   std::size_t instances = 0;
   for (const auto& [service, list] : view_) instances += list.size();
   spdlog::info("etcd {}: {} instances of {} services under {} at {} {}",
-               options_.endpoints[endpoint], instances, view_.size(), prefix_,
-               wire_->index_name(), index_);
+               options_.endpoints[endpoint], instances, view_.size(), prefix_, wire_->index_name(),
+               index_);
   std::lock_guard lock(mutex_);
   if (!first_read_) ++counts_.resyncs;
   first_read_ = false;

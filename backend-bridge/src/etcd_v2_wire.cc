@@ -60,8 +60,8 @@ std::string escaped_path(std::string_view key) {
   std::string out;
   for (const char c : key) {
     const auto u = static_cast<unsigned char>(c);
-    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
-        c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~' || c == '/') {
       out += c;
     } else {
       out += '%';
@@ -84,8 +84,7 @@ std::pair<std::string, std::string> host_port(const std::string& endpoint) {
 
 class EtcdV2Wire final : public EtcdWire {
  public:
-  EtcdV2Wire(const std::vector<std::string>& endpoints, std::string root)
-      : endpoints_(endpoints) {
+  EtcdV2Wire(const std::vector<std::string>& endpoints, std::string root) : endpoints_(endpoints) {
     while (root.size() > 1 && root.back() == '/') root.pop_back();
     root_ = root;
     path_ = "/v2/keys" + escaped_path(root == "/" ? "/" : root);
@@ -98,9 +97,8 @@ class EtcdV2Wire final : public EtcdWire {
     const Clock::time_point deadline = Clock::now() + timeout;
     if (!begin(e, path_ + "?recursive=true", deadline, error)) return false;
     if (const error_code ec = step(deadline, [&](auto done) {
-          http::async_read(socket_, buffer_, *parser_, [done](error_code ec, std::size_t) mutable {
-            done(ec);
-          });
+          http::async_read(socket_, buffer_, *parser_,
+                           [done](error_code ec, std::size_t) mutable { done(ec); });
         })) {
       *error = failure(e, ec);
       return false;
@@ -131,6 +129,7 @@ class EtcdV2Wire final : public EtcdWire {
       tree->keys.push_back({std::move(key.key), std::move(key.value), false, key.modified_index});
     }
     tree->index = *index;
+    last_bad_.clear();
     return true;
   }
 
@@ -174,9 +173,10 @@ class EtcdV2Wire final : public EtcdWire {
         return status == 200 ? reading_again(e) : WatchEnd::kBroken;
       }
       if (reply.error_code == etcd_v2::kEventIndexCleared) {
-        spdlog::warn("etcd {}: index {} was cleared (etcd keeps its last 1000 changes; it is at "
-                     "{}): reading {} again",
-                     endpoints_[e], from, reply.index, root_);
+        spdlog::warn(
+            "etcd {}: index {} was cleared (etcd keeps its last 1000 changes; it is at "
+            "{}): reading {} again",
+            endpoints_[e], from, reply.index, root_);
         return WatchEnd::kOutdated;
       }
       if (reply.error_code != 0 || status != 200) {
@@ -194,6 +194,7 @@ class EtcdV2Wire final : public EtcdWire {
                       " is before the index waited for");
         return reading_again(e);
       }
+      last_bad_.clear();
       from = reply.node.modified_index + 1;
       std::optional<std::string> value;
       if (*puts) value = reply.node.value.value_or("");
@@ -221,11 +222,12 @@ class EtcdV2Wire final : public EtcdWire {
     const std::pair<std::string, std::string> where = host_port(endpoints_[e]);
     tcp::resolver::results_type addresses;
     error_code ec = step(deadline, [&](auto done) {
-      resolver_.async_resolve(where.first, where.second,
-                              [&addresses, done](error_code ec, tcp::resolver::results_type r) mutable {
-                                addresses = std::move(r);
-                                done(ec);
-                              });
+      resolver_.async_resolve(
+          where.first, where.second,
+          [&addresses, done](error_code ec, tcp::resolver::results_type r) mutable {
+            addresses = std::move(r);
+            done(ec);
+          });
     });
     if (!ec) {
       ec = step(deadline, [&](auto done) {
@@ -319,12 +321,16 @@ class EtcdV2Wire final : public EtcdWire {
     return ec.message();
   }
 
-  /// Logs and counts a reply that cannot be used; its description.
+  /// Logs and counts a reply that cannot be used; its description. The
+  /// same one again (a broken proxy answering each retry alike) is logged
+  /// at debug level: counted, not flooding the log.
   std::string bad_reply(std::size_t e, unsigned status, std::string_view what,
                         const std::string& why) {
     count_bad_reply();
     std::string text = fmt::format("HTTP {}, {} that cannot be used: {}", status, what, why);
-    spdlog::warn("etcd {}: {}", endpoints_[e], text);
+    spdlog::log(text == last_bad_ ? spdlog::level::debug : spdlog::level::warn, "etcd {}: {}",
+                endpoints_[e], text);
+    last_bad_ = text;
     return text;
   }
 
@@ -352,6 +358,7 @@ class EtcdV2Wire final : public EtcdWire {
   boost::beast::flat_buffer buffer_;
   std::optional<http::request<http::empty_body>> request_;
   std::optional<http::response_parser<http::string_body>> parser_;
+  std::string last_bad_;  // the last bad reply's description; cleared by a good one
 };
 
 }  // namespace

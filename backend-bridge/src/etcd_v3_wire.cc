@@ -123,8 +123,8 @@ class EtcdV3Wire final : public EtcdWire {
       for (const auto& event : response.events()) {
         const bool put = event.type() == mvccpb::Event::PUT;
         batch.push_back({event.kv().key(),
-                         put ? std::optional<std::string>(event.kv().value()) : std::nullopt,
-                         false, event.kv().mod_revision()});
+                         put ? std::optional<std::string>(event.kv().value()) : std::nullopt, false,
+                         event.kv().mod_revision()});
       }
       if (!batch.empty()) sink.changes(batch);
     }

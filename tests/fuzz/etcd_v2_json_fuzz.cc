@@ -36,8 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(change_error.empty());
   check(tree.error_code == change.error_code && tree.action == change.action &&
         tree.node.key == change.node.key && tree.node.value == change.node.value &&
-        tree.node.dir == change.node.dir &&
-        tree.node.modified_index == change.node.modified_index);
+        tree.node.dir == change.node.dir && tree.node.modified_index == change.node.modified_index);
   if (tree.error_code != 0) {
     check(tree.keys.empty());
     return 0;
