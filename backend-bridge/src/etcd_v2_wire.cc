@@ -46,6 +46,8 @@ using boost::system::error_code;
 /// Resolving, connecting, sending, and a watch's reply header (etcd sends it
 /// at once, before the change it waits for) each within this.
 constexpr std::chrono::milliseconds kStepTimeout{3000};
+/// A long poll that ends with no change sooner than this is not one.
+constexpr std::chrono::milliseconds kShortestPoll{1000};
 /// The most a reply may hold: a tree of some 50,000 instances.
 constexpr std::uint64_t kMaxBody = 8u << 20;
 /// TCP keepalive of a long poll: a silent peer is given up after about
@@ -138,7 +140,8 @@ class EtcdV2Wire final : public EtcdWire {
     for (;;) {
       const std::string target =
           path_ + "?wait=true&recursive=true&waitIndex=" + std::to_string(from);
-      const Clock::time_point deadline = Clock::now() + kStepTimeout;
+      const Clock::time_point asked = Clock::now();
+      const Clock::time_point deadline = asked + kStepTimeout;
       std::string error;
       if (!begin(e, target, deadline, &error)) {
         if (stopped_) return WatchEnd::kStopped;
@@ -165,7 +168,14 @@ class EtcdV2Wire final : public EtcdWire {
       }
       const std::string& body = parser_->get().body();
       if (status == 200 && body.find_first_not_of(" \r\n\t") == std::string::npos) {
-        continue;  // the long poll ended with no change (a proxy's timeout): again
+        // The long poll ended with no change (a proxy's timeout): again. One
+        // that ends at once is no long poll (made again at once, it would
+        // spin): a bad reply, tried again after a pause.
+        if (Clock::now() - asked < kShortestPoll) {
+          bad_reply(e, status, "a change", "an empty reply at once");
+          return WatchEnd::kBroken;
+        }
+        continue;
       }
       etcd_v2::Reply reply;
       if (std::string why = etcd_v2::parse(body, false, &reply); !why.empty()) {

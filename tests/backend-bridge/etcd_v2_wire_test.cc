@@ -3,10 +3,12 @@
 // answers its requests from a script. A reply that cannot be used (not
 // JSON, another shape, an HTTP error, no X-Etcd-Index, a body over the cap)
 // is a failed read, logged and counted, never a crash; a long poll that
-// ends with no body is made again from the same index; a change that
-// cannot be used makes discovery read the tree again.
+// ends with no body is made again from the same index (one that ends at
+// once is a bad reply: tried again after a pause, never a spin); a change
+// that cannot be used makes discovery read the tree again.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -166,8 +168,9 @@ TEST_F(EtcdV2WireTest, ALongPollEndedWithNoBodyIsMadeAgainAndAnUnusableChangeMea
       return {200, kTree, reads == 1 ? 7 : 9};
     }
     switch (++watches) {
-      case 1:
-        return {200, "", -1};  // a proxy ended the long poll
+      case 1:  // a proxy ended the long poll (one that ends at once is a bad reply)
+        std::this_thread::sleep_for(1200ms);
+        return {200, "", -1};
       case 2:
         return {200,
                 R"({"action":"set","node":{"key":"/backends/game-10000/game2",)"
@@ -210,6 +213,29 @@ TEST_F(EtcdV2WireTest, ALongPollEndedWithNoBodyIsMadeAgainAndAnUnusableChangeMea
   EXPECT_EQ(counts.puts, 1u);
   EXPECT_EQ(counts.bad_replies, 1u);
   EXPECT_EQ(counts.resyncs, 1u);
+}
+
+TEST_F(EtcdV2WireTest, ALongPollEndedAtOnceWithNoBodyIsABadReplyNotASpin) {
+  std::atomic<int> watches = 0;
+  ScriptedEtcd etcd([&](const std::string& target) -> Scripted {
+    if (target.find("wait=true") == std::string::npos) return {200, kTree, 7};
+    ++watches;
+    return {200, "", -1};
+  });
+  auto d = discovery(etcd);
+  ASSERT_TRUE(d->read(5s));
+  d->start();
+  // Each try is a bad reply, then a pause (200 ms doubling to 2 s): over a
+  // second a few tries, where a spin would make thousands.
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  while (watches.load() < 2 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GE(watches.load(), 2);
+  const int before = watches.load();
+  std::this_thread::sleep_for(1s);
+  EXPECT_LE(watches.load() - before, 4);
+  EXPECT_GE(d->take_counts().bad_replies, 2u);
 }
 
 }  // namespace
