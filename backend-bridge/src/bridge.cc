@@ -91,7 +91,7 @@ DiscoveryView Bridge::backend_lines() const {
 void Bridge::start_discovery() {
   std::string error;
   DiscoveryOptions options{parse_etcd_endpoints(settings_.etcd_hosts, &error), settings_.etcd_root,
-                           split_list(settings_.services)};
+                           split_list(settings_.services), settings_.etcd_api};
   if (options.endpoints.empty()) throw std::invalid_argument(error);
   // discovery-wait in all, shared by the endpoints tried in turn.
   const auto per_endpoint = std::chrono::milliseconds(
@@ -129,6 +129,7 @@ std::size_t Bridge::take_discovery() {
   metrics_.add(metrics::kDiscoveryPuts, counts.puts);
   metrics_.add(metrics::kDiscoveryDeletes, counts.deletes);
   metrics_.add(metrics::kDiscoveryResyncs, counts.resyncs);
+  metrics_.add(metrics::kDiscoveryBadReplies, counts.bad_replies);
   metrics_.set(metrics::kDiscoveryStaleSinceNs, discovery_->stale_since_ns());
   return work;
 }

@@ -69,6 +69,23 @@ std::string_view proxy_mode_text(ProxyMode mode) {
   return "?";
 }
 
+std::optional<EtcdApi> parse_etcd_api(std::string_view text) {
+  for (const EtcdApi api : {EtcdApi::kV3, EtcdApi::kV2}) {
+    if (text == etcd_api_text(api)) return api;
+  }
+  return std::nullopt;
+}
+
+std::string_view etcd_api_text(EtcdApi api) {
+  switch (api) {
+    case EtcdApi::kV3:
+      return "v3";
+    case EtcdApi::kV2:
+      return "v2";
+  }
+  return "?";
+}
+
 std::vector<std::string> split_list(std::string_view text) {
   std::vector<std::string> out;
   while (!text.empty()) {

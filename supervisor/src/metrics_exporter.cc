@@ -563,6 +563,15 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                                            {{"kind", kind}}));
     }
     out.push_back(std::move(events));
+    auto bad = family("gatehouse_discovery_bad_replies_total",
+                      "Replies from etcd discovery could not use (etcd-api v2: an HTTP error, "
+                      "JSON that does not parse or has another shape, a reply over 8 MiB); each "
+                      "is logged.",
+                      MetricType::Counter);
+    bad.metric.push_back(
+        value_metric(MetricType::Counter,
+                     static_cast<double>(bridge.counters[metrics::kDiscoveryBadReplies].load())));
+    out.push_back(std::move(bad));
     auto age = family("gatehouse_discovery_view_age_seconds",
                       "Seconds the discovered view may be out of date (etcd's watch is down; the "
                       "last instances known serve meanwhile); 0 while it is current.",

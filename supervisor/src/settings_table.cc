@@ -680,6 +680,17 @@ void read_etcd_root(const Setting& s, const po::variable_value& v, Config& c) {
   copy_string(c.settings.etcd_root, kPathBytes, root, s.name);
 }
 
+void read_etcd_api(const Setting&, const po::variable_value& v, Config& c) {
+  const std::string& api = v.as<std::string>();
+  const auto parsed = parse_etcd_api(api);
+  if (!parsed) throw ConfigError("--etcd-api must be 'v3' or 'v2', not '" + api + "'");
+  c.settings.etcd_api = *parsed;
+}
+
+std::string etcd_api_value(const Config& c) {
+  return std::string(etcd_api_text(c.settings.etcd_api));
+}
+
 /// Service names (etcd directories under etcd-root), kept as "a,b".
 void read_services(const Setting& s, const po::variable_value& v, Config& c) {
   const std::vector<std::string> names = split_list(v.as<std::string>());
@@ -1128,8 +1139,13 @@ const Setting kSettings[] = {
          "(gonet2's game); the others are watched and counted",
          read_game_service, text_value<&Settings::game_service>),
   custom("etcd-hosts", kGame, Kind::kString, "http://127.0.0.1:2379", kRestart,
-         "etcd endpoints (its v3 API), comma-separated, tried in turn; http only",
-         read_etcd_hosts, text_value<&Settings::etcd_hosts>),
+         "etcd endpoints, comma-separated, tried in turn; http only", read_etcd_hosts,
+         text_value<&Settings::etcd_hosts>),
+  custom("etcd-api", kGame, Kind::kString, "v3", kRestart,
+         "which of etcd's APIs holds the keys (they are apart): 'v3' (gRPC) or 'v2' (the v2 keys "
+         "API over HTTP, which gonet2 deployments write to; etcd 3.4 serves it with "
+         "--enable-v2)",
+         read_etcd_api, etcd_api_value),
   custom("etcd-root", kGame, Kind::kString, "/backends", kRestart,
          "the etcd directory the services are under", read_etcd_root,
          text_value<&Settings::etcd_root>),

@@ -642,9 +642,10 @@ bool Supervisor::start() {
   if (s.services[0] == '\0') {
     spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
   } else {
-    spdlog::info("{} workers, game service {} found through etcd {} under {} (services {})",
-                 s.workers, game_service_of(s.services, s.game_service), s.etcd_hosts, s.etcd_root,
-                 s.services);
+    spdlog::info(
+        "{} workers, game service {} found through etcd {} ({} API) under {} (services {})",
+        s.workers, game_service_of(s.services, s.game_service), s.etcd_hosts,
+        etcd_api_text(s.etcd_api), s.etcd_root, s.services);
   }
   started_ = true;
   publish_health();

@@ -2,7 +2,9 @@
 // (Debian's etcd-server, started on free ports), the real gateway with
 // --services game-10000 and no backend line, and fake game services (real
 // gRPC servers) registered as /backends/game-10000/NAME = HOST:PORT, as
-// gonet2's game services register themselves:
+// gonet2's game services register themselves. Every case runs over each of
+// etcd's APIs (--etcd-api v3, and v2: etcd with --enable-v2, the keys
+// written through the v2 keys API as gonet2 deployments write them):
 //   - sessions reach the instance registered; one registered while the
 //     gateway runs gets new sessions, and live sessions stay where they are;
 //   - a deleted instance gets no new session, its sessions keep working
@@ -56,7 +58,7 @@ struct Player {
   std::int32_t uid = 0;
 };
 
-class DiscoveryTest : public ::testing::Test {
+class DiscoveryTest : public ::testing::TestWithParam<EtcdApi> {
  protected:
   void SetUp() override {
     if (!EtcdServer::available()) {
@@ -77,7 +79,9 @@ class DiscoveryTest : public ::testing::Test {
   /// unless `backend` names a game service.
   void start_gateway(std::vector<std::string> extra = {},
                      const FakeGameService* backend = nullptr) {
-    std::vector<std::string> args{"--services", kService, "--etcd-hosts", etcd_.url()};
+    std::vector<std::string> args{"--services",   kService,
+                                  "--etcd-hosts", etcd_.url(),
+                                  "--etcd-api",   std::string(etcd_api_text(GetParam()))};
     args.insert(args.end(), extra.begin(), extra.end());
     GatewayOptions options{backend != nullptr ? backend->port() : 0, 1, std::move(args), {}};
     options.backend_line = backend != nullptr;
@@ -123,13 +127,18 @@ class DiscoveryTest : public ::testing::Test {
     return true;
   }
 
-  EtcdServer etcd_;
+  EtcdServer etcd_{GetParam()};
   FakeGameService game1_{{.echo = true}};
   FakeGameService game2_{{.echo = true}};
   std::optional<GatewayProcess> gateway_;
 };
 
-TEST_F(DiscoveryTest, AnInstanceThatJoinsGetsNewSessionsAndLiveOnesStayWhereTheyAre) {
+INSTANTIATE_TEST_SUITE_P(Apis, DiscoveryTest, ::testing::Values(EtcdApi::kV3, EtcdApi::kV2),
+                         [](const ::testing::TestParamInfo<EtcdApi>& info) {
+                           return std::string(etcd_api_text(info.param));
+                         });
+
+TEST_P(DiscoveryTest, AnInstanceThatJoinsGetsNewSessionsAndLiveOnesStayWhereTheyAre) {
   ASSERT_TRUE(etcd_.start());
   put("game1", game1_);
   start_gateway();
@@ -170,7 +179,7 @@ TEST_F(DiscoveryTest, AnInstanceThatJoinsGetsNewSessionsAndLiveOnesStayWhereThey
   EXPECT_GE(metric(R"(gatehouse_discovery_events_total{kind="put"})"), 1);
 }
 
-TEST_F(DiscoveryTest, ADeletedInstanceGetsNoNewSessionsAndItsOwnStayUntilItFails) {
+TEST_P(DiscoveryTest, ADeletedInstanceGetsNoNewSessionsAndItsOwnStayUntilItFails) {
   ASSERT_TRUE(etcd_.start());
   put("game1", game1_);
   put("game2", game2_);
@@ -216,7 +225,7 @@ TEST_F(DiscoveryTest, ADeletedInstanceGetsNoNewSessionsAndItsOwnStayUntilItFails
   EXPECT_GE(metric(R"(gatehouse_discovery_events_total{kind="delete"})"), 1);
 }
 
-TEST_F(DiscoveryTest, WithEtcdStoppedLoginsGoOnWithTheLastViewAndItCatchesUpWhenBack) {
+TEST_P(DiscoveryTest, WithEtcdStoppedLoginsGoOnWithTheLastViewAndItCatchesUpWhenBack) {
   ASSERT_TRUE(etcd_.start());
   put("game1", game1_);
   start_gateway();
@@ -252,7 +261,7 @@ TEST_F(DiscoveryTest, WithEtcdStoppedLoginsGoOnWithTheLastViewAndItCatchesUpWhen
 
 // A bridge that replaces a dead one reads etcd again and re-opens the
 // sessions' streams on the instances their user ids pick.
-TEST_F(DiscoveryTest, ABridgeThatReplacesADeadOneServesTheDiscoveredInstances) {
+TEST_P(DiscoveryTest, ABridgeThatReplacesADeadOneServesTheDiscoveredInstances) {
   ASSERT_TRUE(etcd_.start());
   put("game1", game1_);
   start_gateway();
@@ -273,7 +282,7 @@ TEST_F(DiscoveryTest, ABridgeThatReplacesADeadOneServesTheDiscoveredInstances) {
             0);
 }
 
-TEST_F(DiscoveryTest, UnreachableEtcdWithoutBackendLinesRefusesToStartPromptly) {
+TEST_P(DiscoveryTest, UnreachableEtcdWithoutBackendLinesRefusesToStartPromptly) {
   // etcd_ is not started: nothing answers on its port.
   const auto started = std::chrono::steady_clock::now();
   try {
@@ -287,7 +296,7 @@ TEST_F(DiscoveryTest, UnreachableEtcdWithoutBackendLinesRefusesToStartPromptly) 
   EXPECT_LT(std::chrono::steady_clock::now() - started, kPatience) << "never a hang";
 }
 
-TEST_F(DiscoveryTest, UnreachableEtcdWithBackendLinesServesOnThemUntilEtcdAnswers) {
+TEST_P(DiscoveryTest, UnreachableEtcdWithBackendLinesServesOnThemUntilEtcdAnswers) {
   start_gateway({"--discovery-wait", "1"}, &game1_);
   ASSERT_TRUE(gateway_->wait_log("serving the 1 backend lines"));
   Player early = login("early");

@@ -470,6 +470,7 @@ TEST(Config, BadValuesNameTheSetting) {
       {{"--etcd-hosts", "https://127.0.0.1:2379"}, "--etcd-hosts: https://127.0.0.1:2379: https"},
       {{"--etcd-hosts", ","}, "--etcd-hosts names no endpoint"},
       {{"--etcd-root", "backends"}, "--etcd-root must start with '/'"},
+      {{"--etcd-api", "v4"}, "--etcd-api must be 'v3' or 'v2', not 'v4'"},
       {{"--services", "a/b"}, "--services: 'a/b' is not a service name"},
       {{"--services", "a,b,c,d,e,f,g,h,i"}, "--services: at most 8 services"},
       {{"--services", "chat,news"}, "--game-service"},
@@ -493,6 +494,10 @@ TEST(Config, TheGameServiceIsTheOneNamedTheOnlyOneOrGonet2s) {
   EXPECT_STREQ(gonet2.config->settings.services, "snowflake-10000,game-10000");
   EXPECT_STREQ(gonet2.config->settings.etcd_hosts, "http://127.0.0.1:2379");
   EXPECT_STREQ(gonet2.config->settings.etcd_root, "/backends");
+  EXPECT_EQ(gonet2.config->settings.etcd_api, EtcdApi::kV3);
+  const auto v2 = parse({"--services", "game-10000", "--etcd-api", "v2"});
+  ASSERT_TRUE(v2.config) << v2.message;
+  EXPECT_EQ(v2.config->settings.etcd_api, EtcdApi::kV2);
   const auto one = parse({"--services", " chat "});
   ASSERT_TRUE(one.config) << one.message;
   EXPECT_EQ(game_service_of(one.config->settings.services, ""), "chat");
@@ -734,6 +739,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"game-service", "chat"},
       {"etcd-hosts", "http://10.0.0.1:2379"},
       {"etcd-root", "/games"},
+      {"etcd-api", "v2"},
       {"discovery-wait", "2"},
       {"admin-socket", "/run/gatehouse/other.sock"},
   };

@@ -3,15 +3,18 @@
 // `etcd-root` is ROOT/SERVICE/INSTANCE = "HOST:PORT", and only the SERVICE
 // names given by `services` are kept (docs/discovery.md).
 //
-// etcd's v3 API over gRPC (proto/etcd_rpc.proto): one KV.Range of the prefix
-// gives the tree and the store's revision R; a Watch of the prefix from R + 1
-// then brings every change in order. The watch is resumed after a disconnect
-// from the revision after the last event seen, so no event is missed or
-// replayed; when etcd has compacted that revision away the tree is read
-// again (the bridge diffs the new view against the one it has).
+// Two APIs, chosen by `etcd-api` (their keys are apart): the part that
+// speaks each is an EtcdWire (etcd_wire.h); the rest is shared. The tree is
+// read once, giving the index (v3: the store's revision; v2: X-Etcd-Index)
+// every change up to which it holds; a watch from the next index then brings
+// every change in order. The watch is resumed after a disconnect from the
+// index after the last change seen, so no change is missed or replayed; when
+// etcd no longer has that index (v3: compacted; v2: cleared from its 1000
+// events of history) the tree is read again (the bridge diffs the new view
+// against the one it has).
 //
 // Threads: read() runs on the caller's (the bridge's start, before it
-// serves); the watch runs on a thread of its own with blocking gRPC calls,
+// serves); the watch runs on a thread of its own with blocking calls,
 // so an etcd that is slow or gone never delays the game calls (their
 // completion-queue thread) or the duty cycle. It hands the main thread whole
 // views (take_view()), waking it through the bridge's Wakeup.
@@ -30,11 +33,9 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/bridge/etcd_wire.h"
 #include "gatehouse/bridge/upstream.h"
-
-namespace grpc {
-class ClientContext;
-}
+#include "gatehouse/contract/control.h"
 
 namespace gatehouse::bridge {
 
@@ -44,22 +45,27 @@ using ServiceInstances = std::map<std::string, std::string>;
 using DiscoveryView = std::map<std::string, ServiceInstances>;
 
 struct DiscoveryOptions {
-  std::vector<std::string> endpoints;  ///< gRPC targets, HOST:PORT
+  std::vector<std::string> endpoints;  ///< HOST:PORT (parse_etcd_endpoints())
   std::string root;                    ///< "/backends"
   std::vector<std::string> services;   ///< the names kept
+  EtcdApi api = EtcdApi::kV3;          ///< the API the keys are read with
 };
 
-class EtcdDiscovery {
+class EtcdDiscovery final : private EtcdWire::Sink {
  public:
   /// Counts since the last take_counts(), for the metrics.
   struct Counts {
     std::uint64_t puts = 0;
     std::uint64_t deletes = 0;
     std::uint64_t resyncs = 0;
+    std::uint64_t bad_replies = 0;  ///< replies from etcd that could not be used
   };
 
-  /// `wakeup`: rung when a new view is ready; outlives this.
+  /// `wakeup`: rung when a new view is ready; outlives this. The wire is
+  /// options.api's.
   EtcdDiscovery(DiscoveryOptions options, Wakeup& wakeup);
+  /// With the wire given (tests).
+  EtcdDiscovery(DiscoveryOptions options, std::unique_ptr<EtcdWire> wire, Wakeup& wakeup);
   /// Stops the watch and joins its thread.
   ~EtcdDiscovery();
   EtcdDiscovery(const EtcdDiscovery&) = delete;
@@ -68,7 +74,7 @@ class EtcdDiscovery {
   /// Reads the tree once, trying each endpoint in turn, each within
   /// `timeout`; false when none answered. Before start().
   bool read(std::chrono::milliseconds timeout);
-  /// Starts the watch thread: it watches from the revision read() got, or
+  /// Starts the watch thread: it watches from the index read() got, or
   /// reads first (etcd was unreachable), and goes on until destruction.
   void start();
 
@@ -84,37 +90,37 @@ class EtcdDiscovery {
   std::string endpoints_text() const;
 
  private:
-  class Endpoint;
-  enum class WatchEnd { kStopped, kBroken, kCompacted };
-  /// KV.Range of the prefix on `endpoint`; replaces the view, sets
-  /// revision_. False (with `error`) when etcd did not answer.
-  bool read_from(Endpoint& endpoint, std::chrono::milliseconds timeout, std::string* error);
-  WatchEnd watch(Endpoint& endpoint);
+  /// Reads the tree from `endpoint`; replaces the view, sets index_. False
+  /// (with `error`) when etcd did not answer.
+  bool read_from(std::size_t endpoint, std::chrono::milliseconds timeout, std::string* error);
   void run();
-  /// Applies one key's change; true when the view changed.
-  bool apply(std::string_view key, std::optional<std::string_view> value);
+  /// Applies one change; the number of instances it added, moved or removed.
+  std::size_t apply(const EtcdChange& change);
+  /// A directory `dir` is gone: the instances under it; their number.
+  std::size_t remove_under(std::string_view dir);
   void publish_locked();
   bool sleep_unless_stopped(std::chrono::milliseconds pause);
-  bool stopping();
+  // EtcdWire::Sink, on the watch thread.
+  void watching() override;
+  void changes(const std::vector<EtcdChange>& batch) override;
 
   const DiscoveryOptions options_;
-  const std::string prefix_;     // ROOT + "/"
-  const std::string range_end_;  // the prefix with its last byte + 1
+  const std::string prefix_;  // ROOT + "/"
   Wakeup& wakeup_;
-  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  const std::unique_ptr<EtcdWire> wire_;
   std::size_t current_ = 0;  // the endpoint that answered last (watch thread)
   // The watch thread's (read() before it starts).
   DiscoveryView view_;
-  std::int64_t revision_ = 0;  // every event up to it is in view_; 0: not read
+  bool have_tree_ = false;  // a read succeeded since the last outdated watch
+  std::int64_t index_ = 0;  // every change up to it is in view_
   bool first_read_ = true;
   bool first_watch_ = true;
 
   mutable std::mutex mutex_;
   std::condition_variable stop_cv_;
-  bool stopping_ = false;                         // guarded by mutex_
-  grpc::ClientContext* watch_context_ = nullptr;  // guarded by mutex_: cancelled to stop
-  std::optional<DiscoveryView> published_;        // guarded by mutex_
-  Counts counts_;                                 // guarded by mutex_
+  bool stopping_ = false;                   // guarded by mutex_
+  std::optional<DiscoveryView> published_;  // guarded by mutex_
+  Counts counts_;                           // guarded by mutex_
   std::atomic<std::int64_t> stale_since_ns_;
   std::thread thread_;
 };

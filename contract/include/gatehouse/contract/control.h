@@ -122,6 +122,16 @@ enum class ProxyMode : std::uint8_t {
 std::optional<ProxyMode> parse_proxy_mode(std::string_view text);
 std::string_view proxy_mode_text(ProxyMode mode);
 
+/// Which of etcd's APIs discovery reads (Settings::etcd_api, docs/discovery.md):
+/// their keys are apart, so it is the one the game services write to.
+enum class EtcdApi : std::uint32_t {
+  kV3 = 0,  ///< gRPC (etcd's default)
+  kV2 = 1,  ///< the v2 keys API over HTTP (etcd 3.4 with --enable-v2), gonet2's
+};
+/// "v3", "v2"; nullopt for another name.
+std::optional<EtcdApi> parse_etcd_api(std::string_view text);
+std::string_view etcd_api_text(EtcdApi api);
+
 /// A comma-separated list (etcd-hosts, services), spaces around items and
 /// empty items dropped.
 std::vector<std::string> split_list(std::string_view text);
@@ -231,6 +241,7 @@ struct Settings {
   /// The backend lines were given (not the default): with services set, they
   /// serve when etcd does not answer at start.
   std::uint32_t backends_given;
+  EtcdApi etcd_api;  ///< the API the keys are read with
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

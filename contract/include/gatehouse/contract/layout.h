@@ -106,6 +106,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
     static_cast<std::uint64_t>(LoginMode::kStaticTokens),
     static_cast<std::uint64_t>(LoginMode::kAuthService),
     static_cast<std::uint64_t>(FrameNumbering::kLaterGeneration),
+    static_cast<std::uint64_t>(EtcdApi::kV2),
     // metrics
     shape<metrics::Shard>(),
     shape<metrics::HistogramCells>(),
@@ -174,7 +175,7 @@ inline constexpr std::uint64_t kFingerprint = fold({
 });
 
 /// The fingerprint of kLayoutVersion (see the top of this file).
-inline constexpr std::uint64_t kPinnedFingerprint = 10031459560738584982ull;
+inline constexpr std::uint64_t kPinnedFingerprint = 1789125592597752630ull;
 
 /// Its instantiation fails when the layout moved, and the compiler's "in
 /// instantiation of Pin<computed, pinned>" shows both fingerprints.
@@ -192,8 +193,8 @@ static_assert(sizeof(Pin<kFingerprint, kPinnedFingerprint>) != 0);
 // so that the error names them (the fingerprint covers these and the rest).
 static_assert(sizeof(Session) == 2176 && alignof(Session) == 8);
 static_assert(sizeof(Journal) == 2236472 && alignof(Journal) == 8);
-static_assert(sizeof(Settings) == 9288 && alignof(Settings) == 8);
-static_assert(sizeof(ControlBlock) == 31440 && alignof(ControlBlock) == 8);
+static_assert(sizeof(Settings) == 9296 && alignof(Settings) == 8);
+static_assert(sizeof(ControlBlock) == 31456 && alignof(ControlBlock) == 8);
 static_assert(sizeof(metrics::Shard) == 1792 && alignof(metrics::Shard) == 128);
 static_assert(sizeof(MetricsBlock) == 135552 && alignof(MetricsBlock) == 128);
 static_assert(sizeof(legacy::Rc4State) == 1032 && sizeof(modern::AeadStream) == 48);

@@ -72,9 +72,10 @@ enum Counter : std::uint32_t {
   kHandshakesFailedRequest,  ///< not a WebSocket upgrade, or a malformed one (ws, wss)
   kHandshakesFailedOrigin,   ///< an upgrade naming an origin outside ws-origins
   // Issue 16: discovery through etcd (the bridge's shard; docs/discovery.md).
-  kDiscoveryPuts,     ///< instances added or moved by the watch
-  kDiscoveryDeletes,  ///< instances removed by the watch
-  kDiscoveryResyncs,  ///< whole views read again (etcd compacted the revision watched from)
+  kDiscoveryPuts,        ///< instances added or moved by the watch
+  kDiscoveryDeletes,     ///< instances removed by the watch
+  kDiscoveryResyncs,     ///< whole views read again (etcd compacted the revision watched from)
+  kDiscoveryBadReplies,  ///< etcd replies discovery could not use (v2: HTTP errors, bad JSON)
   kCounterCount
 };
 
