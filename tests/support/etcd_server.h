@@ -1,7 +1,8 @@
 // EtcdServer: a real etcd (Debian's etcd-server, /usr/bin/etcd) for tests,
 // one member of its own on free loopback ports, its data in a temp dir kept
 // across stop() and start() (as a restarted etcd keeps its store). Tests of
-// discovery (docs/discovery.md) write and delete keys with set().
+// discovery (docs/discovery.md) write and delete keys with set(); those of
+// the gateway's own key read it with get().
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,12 @@ class EtcdServer {
   /// within kPatience.
   bool set(const std::string& key, const std::optional<std::string>& value,
            std::string* error = nullptr);
+  /// The value of `key` (and in `lease` the lease it is attached to, 0 for
+  /// none), nullopt when etcd has no such key or did not answer within 2 s.
+  std::optional<std::string> get(const std::string& key, std::int64_t* lease = nullptr);
+  /// Stopped: deletes its data, so that the next start() is an etcd that
+  /// lost every key and lease (a member rebuilt from nothing).
+  void wipe();
 
  private:
   std::filesystem::path dir_;
