@@ -735,14 +735,24 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"etcd-hosts", "http://10.0.0.1:2379"},
       {"etcd-root", "/games"},
       {"discovery-wait", "2"},
+      {"register-prefix", "/gateways"},
+      {"register-ttl", "3"},
+      {"register-address", "gw1.example.com"},
       {"admin-socket", "/run/gatehouse/other.sock"},
   };
-  const auto running = parse({});
-  ASSERT_TRUE(running.config) << running.message;
+  // What a row's other value needs besides (the default listener is a
+  // wildcard, which no client can dial): in both configurations.
+  const std::map<std::string, std::vector<std::string>> needs = {
+      {"register-prefix", {"--register-address", "gw1.example.com"}}};
   for (const Setting& s : settings_table()) {
     const auto it = other.find(s.name);
     ASSERT_NE(it, other.end()) << s.name << ": give the test a value other than the default";
-    const auto fresh = parse({"--" + it->first, it->second});
+    const auto need = needs.find(s.name);
+    std::vector<std::string> args = need == needs.end() ? std::vector<std::string>{} : need->second;
+    const auto running = parse(args);
+    ASSERT_TRUE(running.config) << running.message;
+    args.insert(args.end(), {"--" + it->first, it->second});
+    const auto fresh = parse(args);
     ASSERT_TRUE(fresh.config) << fresh.message;
     const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
     if (s.on_reload == OnReload::kLive) {
