@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-dev libboost-program-options1.81-dev
-  libboost-json1.81-dev   # the etcd v2 keys API's replies (docs/discovery.md)
+  libboost-json1.81-dev   # etcd: the v2 keys API's replies, the gateway's own key (docs/discovery.md)
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   prometheus-cpp-dev libsystemd-dev libssl-dev libsodium-dev libspdlog-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev

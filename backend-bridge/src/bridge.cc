@@ -67,6 +67,9 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   // A dead predecessor's view is stale: unreachable until seen up.
   for (auto& up : segment_.metrics().routing.up) up.store(0, std::memory_order_relaxed);
   segment_.control().bridge.pid.store(::getpid());
+  if (settings_.register_prefix[0] != '\0') {
+    registration_ = std::make_unique<EtcdRegistration>(segment_, gateway_id_of(segment));
+  }
 }
 
 Bridge::~Bridge() {

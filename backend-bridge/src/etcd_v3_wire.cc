@@ -8,6 +8,7 @@
 
 #include "etcd_rpc.grpc.pb.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/bridge/etcd_channel.h"
 #include "gatehouse/bridge/etcd_wire.h"
 
 namespace gatehouse::bridge {
@@ -25,16 +26,7 @@ std::string prefix_end(std::string prefix) {
 class Endpoint {
  public:
   explicit Endpoint(const std::string& target) : target_(target) {
-    grpc::ChannelArguments args;
-    // Notice a dead etcd, or a link that went quiet, within seconds, and
-    // reconnect quickly once it is back (gRPC's default backoff grows to
-    // two minutes).
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    channel_ = etcd_channel(target);
     kv_ = etcdserverpb::KV::NewStub(channel_);
     watch_ = etcdserverpb::Watch::NewStub(channel_);
   }

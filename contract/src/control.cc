@@ -47,6 +47,14 @@ std::string crypto_modes_text(std::uint8_t modes) {
   return text;
 }
 
+std::vector<std::string_view> crypto_mode_names(std::uint8_t modes) {
+  std::vector<std::string_view> names;
+  for (const auto& [name, bit] : kCryptoNames) {
+    if ((modes & bit) != 0 && bit != kCryptoAny) names.push_back(name);
+  }
+  return names;
+}
+
 std::optional<ProxyMode> parse_proxy_mode(std::string_view text) {
   for (const ProxyMode mode :
        {ProxyMode::kNone, ProxyMode::kV1, ProxyMode::kV2, ProxyMode::kOptional}) {

@@ -128,6 +128,18 @@ void check_settings(const Settings& s, const char* where) {
   if (s.numbering != FrameNumbering::kGonet2 && s.numbering != FrameNumbering::kLaterGeneration) {
     refuse(at, "numbering", static_cast<std::uint32_t>(s.numbering), "0 or 1");
   }
+  // The gateway's key in etcd (the bridge's registration).
+  if (!terminated(s.register_prefix, kPathBytes) ||
+      !terminated(s.register_address, kAddressBytes)) {
+    refuse(at, "register_prefix or register_address unterminated, bytes", kPathBytes,
+           "NUL within them");
+  }
+  for (std::uint32_t i = 0; i < kMaxListeners; ++i) {
+    if (!terminated(s.listener_addresses[i], kAddressBytes)) {
+      refuse(at, "listener_addresses[i] unterminated, i", i,
+             "NUL within " + std::to_string(kAddressBytes));
+    }
+  }
 }
 
 void check_journal(const Journal& j, std::uint32_t worker) {

@@ -356,6 +356,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
 
     collect_routing(block, out);
+    collect_registration(block.bridge, out);
 
     auto duration = family("gatehouse_worker_frame_seconds",
                            "Worker time spent on one client frame, from taking it off the ring to "
@@ -650,6 +651,27 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       }
       out.push_back(std::move(counter));
     }
+  }
+
+  /// The gateway's own key in etcd (register-prefix; docs/discovery.md "The
+  /// gateway in etcd"), kept by the bridge's registration thread.
+  static void collect_registration(const metrics::Shard& bridge, std::vector<MetricFamily>& out) {
+    auto up = family("gatehouse_registration_up",
+                     "1 while the gateway's key is in etcd (register-prefix): registered, its "
+                     "lease kept alive; 0 without it, while etcd is out of reach, and from the "
+                     "drain's start.",
+                     MetricType::Gauge);
+    up.metric.push_back(value_metric(
+        MetricType::Gauge, static_cast<double>(bridge.gauges[metrics::kRegistrationUp].load())));
+    out.push_back(std::move(up));
+    auto failures = family("gatehouse_registration_failures_total",
+                           "etcd calls of the gateway's registration that failed (etcd out of "
+                           "reach, or its lease gone and granted again).",
+                           MetricType::Counter);
+    failures.metric.push_back(
+        value_metric(MetricType::Counter,
+                     static_cast<double>(bridge.counters[metrics::kRegistrationFailures].load())));
+    out.push_back(std::move(failures));
   }
 
   GatewaySegment& segment_;

@@ -342,12 +342,6 @@ void read_proxy_from_option(std::string_view value, std::uint32_t i, Config& c) 
   }
 }
 
-constexpr std::pair<std::uint8_t, std::string_view> kTransportNames[] = {{kTransportTcp, "tcp"},
-                                                                         {kTransportTls, "tls"},
-                                                                         {kTransportWs, "ws"},
-                                                                         {kTransportWss, "wss"},
-                                                                         {kTransportKcp, "kcp"}};
-
 /// transport=tcp (the default), tls, ws or wss (one of them: they take the
 /// TCP port), and kcp (KCP over UDP on the same address and port,
 /// docs/kcp.md), alone or added: tcp+kcp.
@@ -725,6 +719,28 @@ void read_game_service(const Setting& s, const po::variable_value& v, Config& c)
 template <auto M>
 std::string text_value(const Config& c) {
   return field(c, M);
+}
+
+void read_register_prefix(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& prefix = v.as<std::string>();
+  if (!prefix.empty() && (!prefix.starts_with('/') || prefix == "/")) {
+    throw ConfigError("--register-prefix must start with '/' and name a directory, e.g. /gateways");
+  }
+  copy_string(c.settings.register_prefix, kPathBytes, prefix, s.name);
+}
+
+/// Checked against the first listener (the listen row is read before) when
+/// the gateway registers: the default needs one that is not a wildcard.
+void read_register_address(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& address = v.as<std::string>();
+  if (c.settings.register_prefix[0] != '\0' || !address.empty()) {
+    try {
+      advertised_address(address, c.listen.empty() ? "127.0.0.1:0" : c.listen.front());
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError("--" + std::string(s.name) + ": " + e.what());
+    }
+  }
+  copy_string(c.settings.register_address, kAddressBytes, address, s.name);
 }
 
 void read_numbering(const Setting&, const po::variable_value& v, Config& c) {
@@ -1153,6 +1169,22 @@ const Setting kSettings[] = {
          "seconds the bridge waits for etcd at start before it falls back on the backend lines "
          "given, or refuses to start; once running, an etcd that goes away leaves the last "
          "instances known in use"),
+  // The gateway in etcd (docs/discovery.md "The gateway in etcd").
+  custom("register-prefix", kGame, Kind::kString, "", kRestart,
+         "the gateway registers itself in etcd (etcd-hosts; with or without services) under "
+         "this prefix, e.g. /gateways: the key PREFIX/GATEWAY-ID holds a JSON object (what "
+         "clients dial, the listeners with their transports and crypto, the version and the "
+         "load), under a lease of register-ttl kept alive while the bridge runs, refreshed as "
+         "the load changes, and deleted when a drain starts. Empty: not registered",
+         read_register_prefix, text_value<&Settings::register_prefix>),
+  number<&Settings::register_ttl_s>("register-ttl", kGame, "10", kRestart, 2, 3600,
+         "seconds the gateway's key outlives a gateway that died or lost etcd (its lease's "
+         "TTL; kept alive every third of it)"),
+  custom("register-address", kGame, Kind::kString, "", kRestart,
+         "what clients should dial, as the gateway's key says it: HOST:PORT, or HOST with the "
+         "first listen's port. Default: the first listen as bound, which must then not be a "
+         "wildcard address (0.0.0.0, ::)",
+         read_register_address, text_value<&Settings::register_address>),
   number<&Settings::game_backlog_bytes>("game-backlog-bytes", kGame, "4194304", kRestart,
          65536, 1u << 30,
          "bytes of game messages the bridge keeps for a worker whose ring is full (a stopped "

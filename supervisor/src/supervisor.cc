@@ -102,6 +102,11 @@ void Supervisor::open_listeners() {
       break;
     }
     listen_names_.push_back(bound);
+    // As bound, for the gateway's key in etcd (the children get the
+    // settings once the listeners are open).
+    char(&slot)[kAddressBytes] = config_.settings.listener_addresses[i];
+    std::memset(slot, 0, sizeof slot);
+    bound.copy(slot, sizeof slot - 1);
   }
   if (!config_.reuse_port) return;
   // Without tcp_migrate_req the kernel resets the connections waiting in a

@@ -741,14 +741,24 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"etcd-root", "/games"},
       {"etcd-api", "v2"},
       {"discovery-wait", "2"},
+      {"register-prefix", "/gateways"},
+      {"register-ttl", "3"},
+      {"register-address", "gw1.example.com"},
       {"admin-socket", "/run/gatehouse/other.sock"},
   };
-  const auto running = parse({});
-  ASSERT_TRUE(running.config) << running.message;
+  // What a row's other value needs besides (the default listener is a
+  // wildcard, which no client can dial): in both configurations.
+  const std::map<std::string, std::vector<std::string>> needs = {
+      {"register-prefix", {"--register-address", "gw1.example.com"}}};
   for (const Setting& s : settings_table()) {
     const auto it = other.find(s.name);
     ASSERT_NE(it, other.end()) << s.name << ": give the test a value other than the default";
-    const auto fresh = parse({"--" + it->first, it->second});
+    const auto need = needs.find(s.name);
+    std::vector<std::string> args = need == needs.end() ? std::vector<std::string>{} : need->second;
+    const auto running = parse(args);
+    ASSERT_TRUE(running.config) << running.message;
+    args.insert(args.end(), {"--" + it->first, it->second});
+    const auto fresh = parse(args);
     ASSERT_TRUE(fresh.config) << fresh.message;
     const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
     if (s.on_reload == OnReload::kLive) {
@@ -814,6 +824,40 @@ TEST(ConfigTable, SecondsAreReportedInMilliseconds) {
   const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
   EXPECT_THAT(plan.applied,
               ::testing::ElementsAre("read-timeout-ms 15000 -> 3500", "linger-ms 2000 -> 250"));
+}
+
+// The gateway's key in etcd says what clients dial: register-address, or
+// the first listener when it is not a wildcard (docs/discovery.md).
+TEST(Config, RegisteringNeedsAnAddressClientsCanDial) {
+  const auto off = parse({"--listen", "0.0.0.0:7000"});
+  ASSERT_TRUE(off.config) << off.message;
+  EXPECT_STREQ(off.config->settings.register_prefix, "") << "not registered by default";
+  EXPECT_EQ(off.config->settings.register_ttl_s, 10u);
+
+  const auto wildcard = parse({"--listen", "0.0.0.0:7000", "--register-prefix", "/gateways"});
+  EXPECT_EQ(wildcard.exit_code, 2);
+  EXPECT_THAT(wildcard.message, HasSubstr("--register-address: the first listener 0.0.0.0:7000 "
+                                          "is on a wildcard address"));
+  const auto named = parse({"--listen", "0.0.0.0:7000", "--register-prefix", "/gateways",
+                            "--register-address", "gw1.example.com", "--register-ttl", "5"});
+  ASSERT_TRUE(named.config) << named.message;
+  EXPECT_STREQ(named.config->settings.register_prefix, "/gateways");
+  EXPECT_STREQ(named.config->settings.register_address, "gw1.example.com");
+  EXPECT_EQ(named.config->settings.register_ttl_s, 5u);
+  const auto loopback = parse({"--listen", "127.0.0.1:7000", "--register-prefix", "/gateways"});
+  ASSERT_TRUE(loopback.config) << loopback.message;
+
+  for (const auto& [args, why] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--register-prefix", "gateways"}, "--register-prefix must start with '/'"},
+           {{"--register-prefix", "/"}, "--register-prefix must start with '/'"},
+           {{"--register-prefix", "/gateways", "--register-ttl", "1"}, "--register-ttl"},
+           {{"--listen", "127.0.0.1:7000", "--register-address", "2001:db8::1"},
+            "--register-address: expected HOST or HOST:PORT"},
+       }) {
+    const auto r = parse(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0];
+    EXPECT_THAT(r.message, HasSubstr(why));
+  }
 }
 
 }  // namespace

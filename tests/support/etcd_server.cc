@@ -220,4 +220,22 @@ bool EtcdServer::v3_request(const std::string& key, const std::optional<std::str
   }
 }
 
+std::optional<std::string> EtcdServer::get(const std::string& key, std::int64_t* lease) {
+  auto stub =
+      etcdserverpb::KV::NewStub(grpc::CreateChannel(target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  etcdserverpb::RangeRequest request;
+  request.set_key(key);
+  etcdserverpb::RangeResponse reply;
+  if (!stub->Range(&context, request, &reply).ok() || reply.kvs_size() == 0) return std::nullopt;
+  if (lease != nullptr) *lease = reply.kvs(0).lease();
+  return reply.kvs(0).value();
+}
+
+void EtcdServer::wipe() {
+  stop();
+  std::filesystem::remove_all(dir_ / "data");
+}
+
 }  // namespace gatehouse::testing

@@ -3,7 +3,8 @@
 // across stop() and start() (as a restarted etcd keeps its store). Tests of
 // discovery (docs/discovery.md) write and delete keys with set(), over the
 // API the server was made for: v3 (gRPC), or v2 (the keys API over HTTP,
-// served with --enable-v2; their keys are apart).
+// served with --enable-v2; their keys are apart); those of the gateway's
+// own key read it with get() (v3).
 #pragma once
 
 #include <cstdint>
@@ -47,6 +48,12 @@ class EtcdServer {
   /// Deletes the directory `dir` and everything under it (v3: every key
   /// with the prefix DIR/).
   bool remove_dir(const std::string& dir, std::string* error = nullptr);
+  /// The value of `key` (and in `lease` the lease it is attached to, 0 for
+  /// none), nullopt when etcd has no such key or did not answer within 2 s.
+  std::optional<std::string> get(const std::string& key, std::int64_t* lease = nullptr);
+  /// Stopped: deletes its data, so that the next start() is an etcd that
+  /// lost every key and lease (a member rebuilt from nothing).
+  void wipe();
 
  private:
   class V2Client;

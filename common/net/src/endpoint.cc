@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -52,6 +53,41 @@ std::string address_text(std::span<const std::uint8_t, 16> address) {
 std::string address_port_text(std::span<const std::uint8_t, 16> address, std::uint16_t port) {
   const std::string host = address_text(address);
   return (v4_mapped(address) ? host : "[" + host + "]") + ":" + std::to_string(port);
+}
+
+std::string advertised_address(const std::string& given, const std::string& listener) {
+  const Endpoint bound = parse_endpoint(listener, /*allow_port_zero=*/true);
+  if (given.empty()) {
+    in6_addr v6{};
+    in_addr v4{};
+    const bool wildcard =
+        bound.host.empty() ||
+        (::inet_pton(AF_INET, bound.host.c_str(), &v4) == 1 && v4.s_addr == INADDR_ANY) ||
+        (::inet_pton(AF_INET6, bound.host.c_str(), &v6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&v6));
+    if (wildcard) {
+      throw std::invalid_argument("the first listener " + listener +
+                                  " is on a wildcard address, which no client can dial: say "
+                                  "what clients should dial (HOST or HOST:PORT)");
+    }
+    return listener;
+  }
+  if (given.find_first_of(" \t/") != std::string::npos) {
+    throw std::invalid_argument("expected HOST or HOST:PORT, got '" + given + "'");
+  }
+  // A HOST alone: a name, an IPv4 address, or an IPv6 one in brackets.
+  const bool bracketed = given.front() == '[';
+  const std::size_t colons = static_cast<std::size_t>(std::count(given.begin(), given.end(), ':'));
+  if ((bracketed && given.back() == ']' && given.size() > 2) || (!bracketed && colons == 0)) {
+    return given + ":" + std::to_string(bound.port);
+  }
+  if ((!bracketed && colons > 1) || (bracketed && given.find("]:") == std::string::npos)) {
+    throw std::invalid_argument(
+        "expected HOST or HOST:PORT (an IPv6 address in brackets: "
+        "[2001:db8::1] or [2001:db8::1]:7000), got '" +
+        given + "'");
+  }
+  parse_endpoint(given);  // HOST:PORT, [V6]:PORT; throws saying what is wrong
+  return given;
 }
 
 }  // namespace gatehouse

@@ -8,6 +8,8 @@
 //       --the session's instance (a login: by user id)--> Upstream ==gRPC==> game
 //   worker rings <--kGameMessage/Kick/StreamEnded-- WorkerRings <-- Upstream <==
 //   etcd ==watch==> EtcdDiscovery's thread --whole views--> GameServices::update
+//   segment (load, drain) --> EtcdRegistration's thread ==lease, put==> etcd
+//     (register-prefix: the gateway's own key, etcd_registration.h)
 //
 // Threads: the main thread runs the duty cycle (do_work(): worker rings ->
 // upstreams, ends of calls, backlogs). One gRPC thread (CallQueue) polls the
@@ -43,6 +45,7 @@
 #include "gatehouse/bridge/auth_client.h"
 #include "gatehouse/bridge/call_on_queue.h"
 #include "gatehouse/bridge/etcd_discovery.h"
+#include "gatehouse/bridge/etcd_registration.h"
 #include "gatehouse/bridge/game_services.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/bridge/user_sessions.h"
@@ -125,6 +128,10 @@ class Bridge {
   std::int64_t stop_deadline_ns_ = 0;
   bool finished_ = false;
   volatile std::sig_atomic_t stop_requested_ = 0;
+  /// The gateway's key in etcd (register-prefix), on a thread of its own;
+  /// null: not registered. Its destruction stops it, revoking the key
+  /// unless the drain did.
+  std::unique_ptr<EtcdRegistration> registration_;
 };
 
 }  // namespace gatehouse::bridge

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gatehouse/codec/frame_numbering.h"
@@ -101,6 +102,14 @@ enum Transports : std::uint8_t {
   /// The transports over a TCP listening socket.
   kTransportStreams = kTransportTcp | kTransportTls | kTransportWs | kTransportWss,
 };
+/// Each transport's name, as --listen's transport= says it (and the
+/// gateway's key in etcd lists it).
+inline constexpr std::pair<std::uint8_t, std::string_view> kTransportNames[] = {
+    {kTransportTcp, "tcp"},
+    {kTransportTls, "tls"},
+    {kTransportWs, "ws"},
+    {kTransportWss, "wss"},
+    {kTransportKcp, "kcp"}};
 
 /// "modern", "modern+legacy", "any", "any+modern1", ...: nullopt for an
 /// unknown name or an empty set.
@@ -108,6 +117,8 @@ std::optional<std::uint8_t> parse_crypto_modes(std::string_view text);
 /// The inverse: "clear+legacy+modern+modern1" order, "any" for the first
 /// three.
 std::string crypto_modes_text(std::uint8_t modes);
+/// Each mode of `modes` by its own name, in that order (never "any").
+std::vector<std::string_view> crypto_mode_names(std::uint8_t modes);
 
 /// What a listener expects in front of its clients' bytes (--listen
 /// ...,proxy=; docs/proxy-protocol.md): a PROXY protocol header from a load
@@ -242,6 +253,15 @@ struct Settings {
   /// serve when etcd does not answer at start.
   std::uint32_t backends_given;
   EtcdApi etcd_api;  ///< the API the keys are read with
+  // The gateway registered in etcd (issue 16, docs/discovery.md "The gateway
+  // in etcd"): a key under a lease, on etcd_hosts. register_prefix empty: not
+  // registered.
+  char register_prefix[kPathBytes];      ///< "/gateways": the key is PREFIX/GATEWAY-ID
+  char register_address[kAddressBytes];  ///< as given: HOST:PORT, HOST, or "" (the first listener)
+  std::uint32_t register_ttl_s;          ///< the lease's TTL, seconds
+  /// Each --listen as the supervisor bound it (port 0 replaced by the port
+  /// the kernel gave), for the registration.
+  char listener_addresses[kMaxListeners][kAddressBytes];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

@@ -76,6 +76,8 @@ enum Counter : std::uint32_t {
   kDiscoveryDeletes,     ///< instances removed by the watch
   kDiscoveryResyncs,     ///< whole views read again (etcd compacted the revision watched from)
   kDiscoveryBadReplies,  ///< etcd replies discovery could not use (v2: HTTP errors, bad JSON)
+  // Issue 16: the gateway's own key in etcd (the bridge's registration thread).
+  kRegistrationFailures,  ///< etcd calls of the registration that failed (etcd down, lease gone)
   kCounterCount
 };
 
@@ -95,6 +97,7 @@ enum Gauge : std::uint32_t {
   /// CLOCK_MONOTONIC ns since when the discovered view may be out of date
   /// (etcd's watch is down); 0 while it is current or without discovery.
   kDiscoveryStaleSinceNs,
+  kRegistrationUp,  ///< 1 while the gateway's key is in etcd (register-prefix)
   kGaugeCount
 };
 
