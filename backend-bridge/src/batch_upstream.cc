@@ -372,10 +372,18 @@ void BatchUpstream::link_ended(std::int64_t now_ns) {
         "batches by bytes (proto/batch.proto)",
         options_.address, game_link::kMaxMessageBytes);
   }
-  spdlog::warn(
-      "game service {}: batched link ended (code {}; {} events it had not acknowledged are "
-      "dropped); {} sessions wait for it, retry in {} ms",
-      options_.address, code, lost, sessions_.size(), relink_backoff_ms_);
+  if (options_.sessions_move) {
+    spdlog::warn(
+        "game service {}: batched link ended (code {}; {} events it had not acknowledged are "
+        "dropped); its {} sessions move to other instances, retry in {} ms",
+        options_.address, code, lost, sessions_.size(), relink_backoff_ms_);
+    drop_sessions();
+  } else {
+    spdlog::warn(
+        "game service {}: batched link ended (code {}; {} events it had not acknowledged are "
+        "dropped); {} sessions wait for it, retry in {} ms",
+        options_.address, code, lost, sessions_.size(), relink_backoff_ms_);
+  }
   relink_due_ns_ = now_ns + std::int64_t{relink_backoff_ms_} * 1'000'000;
   relink_backoff_ms_ = std::min<std::uint32_t>(relink_backoff_ms_ * 2, 2000);
   if (down_since_ns_ == 0) down_since_ns_ = now_ns;
@@ -401,13 +409,18 @@ void BatchUpstream::relink_if_due(std::int64_t now_ns) {
 void BatchUpstream::give_up_sessions() {
   if (sessions_.empty()) return;
   const std::size_t kicked = sessions_.size();
-  for (const auto& [conn, attached] : sessions_) {
-    unavailable(conn);
-    serve(conn, false);
-  }
-  sessions_.clear();
+  drop_sessions();
   spdlog::warn("game service {}: away for more than {} s; kicking the {} sessions waiting for it",
                options_.address, static_cast<double>(options_.backend_wait_ns) / 1e9, kicked);
+}
+
+void BatchUpstream::drop_sessions() {
+  // Taken out first: whoever hears of one may open it elsewhere, or here.
+  const auto dropped = std::exchange(sessions_, {});
+  for (const auto& [conn, attached] : dropped) {
+    serve(conn, false);
+    unavailable(conn);
+  }
 }
 
 void BatchUpstream::close_all() {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -28,6 +29,33 @@ std::string gateway_id_of(GatewaySegment& segment) {
   return std::string(host) + "/" + segment.segment().name() + "@" +
          std::to_string(segment.segment().header().created_unix_ns);
 }
+
+/// The services sessions use (the game service, then those of the proto
+/// routes in their order) and their modes, from the settings
+/// (docs/discovery.md).
+ServicesPlan services_plan_of(const Settings& settings) {
+  const std::vector<std::string> rebind = split_list(settings.rebind_services);
+  const auto rebinds = [&](const std::string& name) {
+    return std::find(rebind.begin(), rebind.end(), "*") != rebind.end() ||
+           (!name.empty() && std::find(rebind.begin(), rebind.end(), name) != rebind.end());
+  };
+  ServicesPlan plan;
+  const std::string game = game_service_of(settings.services, settings.game_service);
+  plan.services.push_back({game, rebinds(game)});
+  for (std::uint32_t r = 0; r < settings.route_count && r < kMaxRoutes; ++r) {
+    const ProtoRoute& route = settings.routes[r];
+    const std::string name(route.service, strnlen(route.service, sizeof route.service));
+    auto it = std::find_if(plan.services.begin(), plan.services.end(),
+                           [&](const ServicesPlan::Service& s) { return s.name == name; });
+    if (it == plan.services.end()) {
+      plan.services.push_back({name, rebinds(name)});
+      it = plan.services.end() - 1;
+    }
+    plan.routes.push_back(
+        {route.first, route.last, static_cast<std::size_t>(it - plan.services.begin())});
+  }
+  return plan;
+}
 }  // namespace
 
 Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
@@ -43,7 +71,7 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
                                       in_flight_, settings_.numbering,
                                       std::int64_t{settings_.backend_wait_ms} * 1'000'000,
                                       gateway_id_of(segment)},
-                game_service_of(settings_.services, settings_.game_service)),
+                services_plan_of(settings_)),
       users_(services_, rings_, metrics_),
       auth_(calls_, rings_, gateway_id_of(segment)),
       settings_generation_(segment.settings_generation()) {
@@ -84,11 +112,16 @@ Bridge::~Bridge() {
 DiscoveryView Bridge::backend_lines() const {
   // Each line an instance named by itself: the users of one line stay on it
   // when lines are added (rendezvous hashing) or reordered.
-  ServiceInstances lines;
+  // A line's service is the one it names (`,service=NAME`), else the game
+  // service.
+  DiscoveryView view;
   for (std::uint32_t b = 0; b < settings_.backend_count; ++b) {
-    lines.emplace(settings_.backends[b], settings_.backends[b]);
+    const char* service = settings_.backend_services[b];
+    view[service[0] != '\0' ? std::string(service, strnlen(service, kServiceNameBytes))
+                            : game_service_of(settings_.services, settings_.game_service)]
+        .emplace(settings_.backends[b], settings_.backends[b]);
   }
-  return {{game_service_of(settings_.services, settings_.game_service), std::move(lines)}};
+  return view;
 }
 
 void Bridge::start_discovery() {

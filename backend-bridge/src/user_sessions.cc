@@ -23,7 +23,7 @@ void UserSessions::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
                         std::uint32_t flags, const Origin* origin) {
   const bool await = (flags & ipc::kAwaitVerdict) != 0;
   if (!await && (flags & ipc::kReplaceOlder) == 0) {  // allow
-    if (Upstream* upstream = services_.route(conn, user_id)) {
+    if (Upstream* upstream = services_.route(conn, user_id, login_seq)) {
       upstream->open(conn, user_id, login_seq, origin);
     }
     return;
@@ -71,7 +71,7 @@ void UserSessions::open_or_wait(std::uint64_t conn, std::int64_t user_id, std::u
 
 void UserSessions::start(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
                          const Origin* origin) {
-  Upstream* upstream = services_.route(conn, user_id);
+  Upstream* upstream = services_.route(conn, user_id, login_seq);
   if (upstream == nullptr) return;  // no instance: its first message hears so
   upstream->open(conn, user_id, login_seq, origin);
   User& user = users_[user_id];
@@ -91,16 +91,17 @@ bool UserSessions::streams_up(User& user, std::uint64_t except) {
 
 void UserSessions::send(std::uint64_t conn, std::int64_t user_id, std::uint64_t seq,
                         std::span<const std::byte> message, const Origin& origin) {
+  if (const std::size_t service = services_.service_of(message); service != 0) {
+    send_elsewhere(conn, user_id, service, seq, message, origin);
+    return;
+  }
   const auto it = waiting_.find(conn);
   if (it == waiting_.end()) {
+    if (services_.hold(conn, 0, seq, message)) return;  // it moves to another instance
     if (Upstream* upstream = upstream_of(conn, user_id, origin)) {
       upstream->send(conn, seq, message, origin);
-    } else if (!origin.replay) {  // no game service at all: nobody to talk to
-      metrics_.add(metrics::kDroppedToGame);
-      metrics_.add(metrics::kGameStreamsFailed);
-      UpstreamEvents::Unpublished unpublished;
-      rings_.ended(unpublished, conn, grpc::StatusCode::UNAVAILABLE);
-      rings_.publish(unpublished);
+    } else if (!origin.replay) {
+      unavailable(conn);
     }
     return;
   }
@@ -117,13 +118,57 @@ void UserSessions::send(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
       Held{seq, std::string(reinterpret_cast<const char*>(message.data()), message.size())});
 }
 
+void UserSessions::send_elsewhere(std::uint64_t conn, std::int64_t user_id, std::size_t service,
+                                  std::uint64_t seq, std::span<const std::byte> message,
+                                  const Origin& origin) {
+  if (services_.hold(conn, service, seq, message)) return;  // it moves to another instance
+  Upstream* upstream = services_.of(conn, service);
+  if (upstream == nullptr) {
+    // Its first message for that service: the session's stream there opens
+    // now, with the login's user and login-seq.
+    std::int64_t user = user_id;
+    std::uint64_t login_seq = 0;
+    if (!services_.login_of(conn, user, login_seq)) {
+      const auto w = waiting_.find(conn);
+      const auto u = users_.find(user_id);
+      login_seq = w != waiting_.end() ? w->second.login_seq
+                  : u != users_.end() ? u->second.login_seq
+                                      : 0;
+    }
+    upstream = services_.route(conn, user_id, login_seq, service);
+    if (upstream == nullptr) {
+      if (!origin.replay) unavailable(conn);
+      return;
+    }
+    const Origin opened{};  // no record to keep: the message's follows
+    upstream->open(conn, user_id, login_seq, &opened);
+    upstream = services_.of(conn, service);  // null if it failed at once (and moves)
+    if (upstream == nullptr) {
+      if (!services_.hold(conn, service, seq, message)) metrics_.add(metrics::kDroppedToGame);
+      return;
+    }
+  }
+  upstream->send(conn, seq, message, origin);
+}
+
+void UserSessions::unavailable(std::uint64_t conn) {
+  // No game service at all: nobody to talk to.
+  metrics_.add(metrics::kDroppedToGame);
+  metrics_.add(metrics::kGameStreamsFailed);
+  UpstreamEvents::Unpublished unpublished;
+  rings_.ended(unpublished, conn, grpc::StatusCode::UNAVAILABLE);
+  rings_.publish(unpublished);
+}
+
 void UserSessions::close(std::uint64_t conn, std::int64_t user_id, const Origin& origin) {
   if (waiting_.contains(conn)) {
     drop_waiting(conn, "left before its game stream opened");
-  } else if (Upstream* upstream = upstream_of(conn, user_id, origin)) {
-    upstream->close(conn, origin);
-    services_.closed(conn);
+  } else if (origin.replay) {
+    upstream_of(conn, user_id, origin);  // routed as the dead predecessor had
   }
+  // Every service's stream of it (the game service's, and those of the
+  // services its messages were routed to) is half-closed.
+  services_.close(conn, origin);
   const auto it = users_.find(user_id);
   if (it == users_.end()) return;
   if (it->second.conn == conn) it->second.conn = 0;
@@ -174,9 +219,13 @@ std::size_t UserSessions::flush(std::int64_t now_ns) {
     // keep for a game's acknowledgement.
     const Origin held{};
     start(conn, w.user_id, w.login_seq, &held);
-    if (Upstream* upstream = services_.of(conn)) {
-      for (const Held& m : w.messages) {
-        upstream->send(conn, m.seq, std::as_bytes(std::span(m.message)), held);
+    Upstream* upstream = services_.of(conn);  // null: none, or it moves already (hold())
+    for (const Held& m : w.messages) {
+      const auto bytes = std::as_bytes(std::span(m.message));
+      if (upstream != nullptr) {
+        upstream->send(conn, m.seq, bytes, held);
+      } else if (!services_.hold(conn, 0, m.seq, bytes)) {
+        metrics_.add(metrics::kDroppedToGame);
       }
     }
     it = waiting_.erase(it);

@@ -107,7 +107,10 @@ std::vector<EffectiveSetting> effective_settings(const po::variables_map& vm, co
         add(c.listen[i] + listener_options_text(c.settings, static_cast<std::uint32_t>(i)));
       }
     } else if (name == "backend") {
-      for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) add(c.settings.backends[i]);
+      for (std::uint32_t i = 0; i < c.settings.backend_count; ++i)
+        add(backend_line_text(c.settings, i));
+    } else if (name == "route") {
+      add(s.value(c));  // one line, the ranges comma-separated
     } else if (name == "gateway-key") {
       for (std::uint32_t i = 0; i < c.settings.gateway_key_count; ++i) {
         add(c.settings.gateway_keys[i]);

@@ -613,6 +613,11 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         {metrics::kInstanceStreamsFailed, "gatehouse_game_instance_streams_failed_total",
          "Game streams (gonet2) or batched links to each game-service instance that failed."},
     };
+    auto moved = family("gatehouse_game_sessions_moved_total",
+                        "Sessions of a rebind-mode service moved to another of its instances "
+                        "(docs/discovery.md): reason=removed, their instance left the view; "
+                        "reason=failed, their stream or batched link failed.",
+                        MetricType::Counter);
     std::map<std::pair<std::string, std::string>,
              std::array<std::uint64_t, metrics::kInstanceCounterCount>>
         traffic;
@@ -626,6 +631,13 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
         instances.metric.push_back(value_metric(MetricType::Gauge,
                                                 static_cast<double>(names.services[i].instances),
                                                 {{"service", text(names.services[i].name)}}));
+        for (std::uint32_t r = 0; r < metrics::kMoveReasonCount; ++r) {
+          if (names.services[i].moved[r] == 0) continue;  // sticky services never move one
+          moved.metric.push_back(
+              value_metric(MetricType::Counter, static_cast<double>(names.services[i].moved[r]),
+                           {{"reason", std::string(metrics::move_reason_text(r))},
+                            {"service", text(names.services[i].name)}}));
+        }
       }
       const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
       for (std::uint32_t i = 0; i < rows; ++i) {
@@ -642,6 +654,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     }
     out.push_back(std::move(instances));
     out.push_back(std::move(sessions));
+    out.push_back(std::move(moved));
     for (const InstanceFamily& f : kInstanceFamilies) {
       auto counter = family(f.name, f.help, MetricType::Counter);
       for (const auto& [key, counts] : traffic) {

@@ -645,8 +645,28 @@ void read_backend(const Setting& s, const po::variable_value& v, Config& c) {
     throw ConfigError("at most " + std::to_string(kMaxBackends) + " --backend addresses");
   }
   c.settings.backend_count = static_cast<std::uint32_t>(list.size());
+  std::memset(c.settings.backend_services, 0, sizeof c.settings.backend_services);
   for (std::size_t i = 0; i < list.size(); ++i) {
-    copy_string(c.settings.backends[i], kAddressBytes, list[i], s.name);
+    // [batch:]HOST:PORT[,service=NAME]: the line is an instance of NAME (a
+    // service proto ranges are routed to, docs/discovery.md), else of the
+    // game service.
+    constexpr std::string_view kService = ",service=";
+    std::string address = list[i];
+    if (const std::size_t at = address.find(kService); at != std::string::npos) {
+      const std::string name = address.substr(at + kService.size());
+      if (name.empty() || name.find_first_of("/,= ") != std::string::npos ||
+          name.size() >= kServiceNameBytes) {
+        throw ConfigError("--backend " + list[i] + ": '" + name +
+                          "' is not a service name (no '/', ',', '=' or space, at most " +
+                          std::to_string(kServiceNameBytes - 1) + " characters)");
+      }
+      copy_string(c.settings.backend_services[i], kServiceNameBytes, name, s.name);
+      address.erase(at);
+    }
+    if (address.find(',') != std::string::npos) {
+      throw ConfigError("--backend " + list[i] + ": expected [batch:]HOST:PORT[,service=NAME]");
+    }
+    copy_string(c.settings.backends[i], kAddressBytes, address, s.name);
   }
   // With discovery, lines given are the fallback while etcd does not answer
   // at start; the default line is not.
@@ -656,7 +676,7 @@ void read_backend(const Setting& s, const po::variable_value& v, Config& c) {
 std::string backend_value(const Config& c) {
   std::string out;
   for (std::uint32_t i = 0; i < c.settings.backend_count; ++i) {
-    out += (i == 0 ? "" : ",") + std::string(c.settings.backends[i]);
+    out += (i == 0 ? "" : " ") + backend_line_text(c.settings, i);
   }
   return out;
 }
@@ -741,6 +761,98 @@ void read_register_address(const Setting& s, const po::variable_value& v, Config
     }
   }
   copy_string(c.settings.register_address, kAddressBytes, address, s.name);
+}
+
+/// The services of the proto routes and of rebind: those watched (with
+/// discovery) or named by backend lines (without). The services and backend
+/// rows are read before.
+bool service_known(const Config& c, const std::string& name) {
+  const std::vector<std::string> services = split_list(c.settings.services);
+  if (!services.empty()) return std::find(services.begin(), services.end(), name) != services.end();
+  for (std::uint32_t b = 0; b < c.settings.backend_count; ++b) {
+    if (name == c.settings.backend_services[b]) return true;
+  }
+  return false;
+}
+
+/// SERVICE,... or "*": the services in rebind mode.
+void read_rebind(const Setting& s, const po::variable_value& v, Config& c) {
+  std::string list;
+  for (const std::string& name : split_list(v.as<std::string>())) {
+    if (name != "*" && !service_known(c, name)) {
+      throw ConfigError("--rebind: '" + name + "' is not a service of " +
+                        (c.settings.services[0] != '\0'
+                             ? std::string("--services")
+                             : std::string("a backend line (,service=NAME); '*' names the backend "
+                                           "lines' game service")));
+    }
+    list += (list.empty() ? "" : ",") + name;
+  }
+  copy_string(c.settings.rebind_services, kListBytes, list, s.name);
+}
+
+/// FIRST-LAST:SERVICE, repeatable, each value a comma-separated list.
+void read_route(const Setting&, const po::variable_value& v, Config& c) {
+  Settings& s = c.settings;
+  s.route_count = 0;
+  std::memset(s.routes, 0, sizeof s.routes);
+  const std::string game = game_service_of(s.services, s.game_service);
+  for (const std::string& value : v.as<std::vector<std::string>>()) {
+    for (const std::string& item : split_list(value)) {
+      const auto bad = [&](const std::string& why) {
+        return ConfigError("--route " + item + ": " + why +
+                           " (expected FIRST-LAST:SERVICE, e.g. 2000-2999:chat-10000)");
+      };
+      const std::size_t dash = item.find('-');
+      const std::size_t colon = item.find(':');
+      if (dash == std::string::npos || colon == std::string::npos || colon < dash) {
+        throw bad("not a range and a service");
+      }
+      unsigned long first = 0;
+      unsigned long last = 0;
+      try {
+        std::size_t n1 = 0;
+        std::size_t n2 = 0;
+        first = std::stoul(item.substr(0, dash), &n1);
+        last = std::stoul(item.substr(dash + 1, colon - dash - 1), &n2);
+        if (n1 != dash || n2 != colon - dash - 1) throw std::invalid_argument("trailing");
+      } catch (const std::exception&) {
+        throw bad("the range is not two proto numbers");
+      }
+      if (first > last || last > 65535) throw bad("proto numbers go from FIRST to LAST <= 65535");
+      const std::string service = item.substr(colon + 1);
+      if (service.empty() || service.size() >= kServiceNameBytes) throw bad("no service name");
+      if (service == game) throw bad("messages go to the game service unless routed elsewhere");
+      if (!service_known(c, service)) {
+        throw bad(s.services[0] != '\0' ? "'" + service + "' is not one of --services"
+                                        : "no backend line names service '" + service +
+                                              "' (,service=" + service + ")");
+      }
+      for (std::uint32_t r = 0; r < s.route_count; ++r) {
+        if (first <= s.routes[r].last && s.routes[r].first <= last) {
+          throw bad("overlaps " + std::to_string(s.routes[r].first) + "-" +
+                    std::to_string(s.routes[r].last) + ":" + s.routes[r].service);
+        }
+      }
+      if (s.route_count == kMaxRoutes) {
+        throw bad("at most " + std::to_string(kMaxRoutes) + " routes");
+      }
+      ProtoRoute& route = s.routes[s.route_count++];
+      route.first = static_cast<std::uint16_t>(first);
+      route.last = static_cast<std::uint16_t>(last);
+      copy_string(route.service, kServiceNameBytes, service, "route");
+    }
+  }
+}
+
+std::string route_value(const Config& c) {
+  std::string out;
+  for (std::uint32_t r = 0; r < c.settings.route_count; ++r) {
+    const ProtoRoute& route = c.settings.routes[r];
+    out += (r == 0 ? "" : ",") + std::to_string(route.first) + "-" + std::to_string(route.last) +
+           ":" + route.service;
+  }
+  return out;
 }
 
 void read_numbering(const Setting&, const po::variable_value& v, Config& c) {
@@ -1130,6 +1242,8 @@ const Setting kSettings[] = {
          "game service gRPC address host:port, repeatable (at most 8); sessions are spread by "
          "user id (rendezvous hashing). host:port speaks the gonet2 contract (a stream per "
          "session); batch:host:port the batched one (proto/batch.proto, one stream for all). "
+         "A line ending in ,service=NAME is an instance of service NAME (see route), not of the "
+         "game service. "
          "With services (discovery through etcd), the lines given are only the fallback while "
          "etcd does not answer at start",
          read_backend, backend_value),
@@ -1152,8 +1266,24 @@ const Setting kSettings[] = {
   custom("game-service", kGame, Kind::kString, "", kRestart,
          "which of services the sessions go to (by rendezvous hashing of the user id over its "
          "instances; a session stays on its instance). Default: the only one, else game-10000 "
-         "(gonet2's game); the others are watched and counted",
+         "(gonet2's game); the others are watched: those route names get their messages, the rest are counted",
          read_game_service, text_value<&Settings::game_service>),
+  custom("rebind", kGame, Kind::kString, "", kRestart,
+         "services in rebind mode, comma-separated ('*': every one, the backend lines' too); the "
+         "others are sticky (gonet2's behaviour: a session stays on its instance). A rebind "
+         "service is stateless: when its instance leaves the view the session's stream is "
+         "closed there and opened on the instance routing picks now; when its stream fails the "
+         "session is opened on another live instance (retried within backend-wait); the client "
+         "notices nothing. Only past backend-wait is it closed (backend_unavailable)",
+         read_rebind, text_value<&Settings::rebind_services>),
+  {.name = "route", .section = kGame, .kind = Kind::kStrings, .default_text = "",
+   .on_reload = kRestart,
+   .help = "FIRST-LAST:SERVICE, repeatable or comma-separated: client messages whose proto "
+           "number is in the range go to SERVICE (one of services, or without discovery a "
+           "service named by backend lines: --backend HOST:PORT,service=NAME) instead of the "
+           "game service; each session opens its stream there at its first such message, "
+           "with the same userid. Ranges may not overlap",
+   .read = read_route, .value = route_value},
   custom("etcd-hosts", kGame, Kind::kString, "http://127.0.0.1:2379", kRestart,
          "etcd endpoints, comma-separated, tried in turn; http only", read_etcd_hosts,
          text_value<&Settings::etcd_hosts>),
@@ -1236,6 +1366,12 @@ void comment(std::ostream& out, const std::string& text, std::size_t width = 78)
 }
 
 }  // namespace
+
+std::string backend_line_text(const Settings& s, std::uint32_t i) {
+  std::string line = s.backends[i];
+  if (s.backend_services[i][0] != '\0') line += std::string(",service=") + s.backend_services[i];
+  return line;
+}
 
 std::string listener_options_text(const Settings& s, std::uint32_t i) {
   std::string out = ",crypto=" + crypto_modes_text(s.listener_crypto[i]);

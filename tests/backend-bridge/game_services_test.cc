@@ -3,7 +3,12 @@
 // stays on the instance it was routed to whatever the view becomes (a join
 // moves no live session; a removed instance keeps its sessions until they
 // end, then goes); a moved instance keeps its name; the routing table in
-// shared memory shows services, instances and sessions.
+// shared memory shows services, instances and sessions. A rebind service's
+// sessions move: off an instance removed from the view (what was sent before
+// the move reaches the old one, what after the new one), off an instance
+// whose streams (or batched link) fail, and only past backend-wait with no
+// instance to take them are they closed. Messages are routed to services by
+// proto-number range.
 #include "gatehouse/bridge/game_services.h"
 
 #include <algorithm>
@@ -12,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include <grpcpp/support/status_code_enum.h>
 #include <gtest/gtest.h>
 
 #include "fake_game_service.h"
@@ -42,6 +48,51 @@ class GameServicesTest : public ::testing::Test {
             kService)) {}
 
   static DiscoveryView view(const ServiceInstances& instances) { return {{kService, instances}}; }
+
+  /// Replaces services_ with one made from `plan`.
+  void make_services(ServicesPlan plan, std::int64_t backend_wait_ns = 60'000'000'000) {
+    services_.reset();
+    services_ = std::make_unique<GameServices>(
+        GameServices::Context{calls_, events_, wakeup_, metrics_, *table_, shard_.in_flight,
+                              FrameNumbering::kGonet2, backend_wait_ns, "test-gw"},
+        std::move(plan));
+  }
+  static ServicesPlan rebind_plan() { return {{{kService, true}}, {}}; }
+
+  /// The sessions ended towards their workers so far.
+  std::size_t ended_count() const {
+    std::size_t n = 0;
+    for (const auto& e : events_.events()) n += e.kind == testing::Recorded::kEnded ? 1 : 0;
+    return n;
+  }
+  /// The users with a live stream on `game`.
+  static std::vector<std::int64_t> users_on(const FakeGameService& game) {
+    std::vector<std::int64_t> users;
+    for (const auto& s : game.streams()) {
+      if (!s.ended) users.push_back(s.user_id);
+    }
+    return users;
+  }
+  static bool has_live_stream(const FakeGameService& game, std::int64_t user) {
+    const auto users = users_on(game);
+    return std::find(users.begin(), users.end(), user) != users.end();
+  }
+  /// Sends `text` (a ping) on `user`'s session, where it is now.
+  void send_text(std::int64_t user, const std::string& text) {
+    const auto conn = static_cast<std::uint64_t>(user);
+    const game::Bytes ping =
+        gatehouse::testing::packet(game::demo::kPingReq, gatehouse::testing::to_bytes(text));
+    services_->of(conn)->send(conn, 1, testing::span_of(ping), Origin{});
+  }
+  static game::Bytes ping_of(const std::string& text) {
+    return gatehouse::testing::packet(game::demo::kPingReq, gatehouse::testing::to_bytes(text));
+  }
+
+  /// A rebind service's instance leaves the view: its sessions move to the
+  /// other, each message on the stream of the instance it was sent to.
+  void sessions_move_off_a_removed_instance(const std::string& contract);
+  /// A rebind service's instance dies: its sessions move to the other.
+  void sessions_move_off_a_dead_instance(const std::string& contract);
 
   /// Flushes as the duty cycle would until `done()`.
   template <class Predicate>
@@ -97,7 +148,7 @@ class GameServicesTest : public ::testing::Test {
     const game::Bytes ping =
         gatehouse::testing::packet(game::demo::kPingReq, gatehouse::testing::to_bytes("hi"));
     services_->of(conn)->send(conn, 1, testing::span_of(ping), Origin{});
-    ASSERT_TRUE(events_.wait_for(before + 1, kWait));
+    ASSERT_TRUE(flush_until([&] { return events_.events().size() >= before + 1; }));
   }
 
   /// The routing table's row of `instance`: its sessions, -1 if none.
@@ -284,6 +335,161 @@ TEST_F(GameServicesTest, AnInstancesCountsGoOnAcrossItsComingsAndGoingsAndABridg
   EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesSent), 3);
   EXPECT_EQ(count_of("game1", metrics::kInstanceMessagesReceived), 3);
   EXPECT_EQ(count_of("game1", metrics::kInstanceStreamsFailed), 1);
+}
+
+void GameServicesTest::sessions_move_off_a_removed_instance(const std::string& contract) {
+  make_services(rebind_plan());
+  services_->update(
+      view({{"game1", contract + game1_.address()}, {"game2", contract + game2_.address()}}));
+  for (std::int64_t u = 1; u <= 20; ++u) ASSERT_NE(log_in(u), nullptr);
+  ASSERT_TRUE(flush_until([&] { return users_on(game1_).size() + users_on(game2_).size() == 20; }));
+  const std::vector<std::int64_t> moving = users_on(game1_);
+  ASSERT_FALSE(moving.empty());
+  ASSERT_LT(moving.size(), 20u);
+
+  for (const std::int64_t u : moving) send_text(u, "before");
+  services_->update(view({{"game2", contract + game2_.address()}}));
+  for (const std::int64_t u : moving) send_text(u, "after");
+  for (const std::int64_t u : moving) {
+    const auto conn = static_cast<std::uint64_t>(u);
+    ASSERT_TRUE(flush_until([&] {
+      return game2_.frames(static_cast<std::int32_t>(u)).size() == 1;
+    })) << "user "
+        << u << " moved to game2 with its message";
+    EXPECT_EQ(game2_.frames(static_cast<std::int32_t>(u))[0], ping_of("after"));
+    ASSERT_TRUE(
+        flush_until([&] { return game1_.frames(static_cast<std::int32_t>(u)).size() == 1; }));
+    EXPECT_EQ(game1_.frames(static_cast<std::int32_t>(u))[0], ping_of("before"))
+        << "what was sent before the move reached the old instance";
+    EXPECT_NE(services_->of(conn), nullptr);
+  }
+  // The old streams end (half-closed by the gateway), the new ones carry
+  // the right user id; the instance goes with them.
+  ASSERT_TRUE(flush_until([&] { return users_on(game1_).empty(); }));
+  for (const auto& stream : game1_.streams()) EXPECT_TRUE(stream.client_half_closed);
+  for (const std::int64_t u : moving) EXPECT_TRUE(has_live_stream(game2_, u)) << "user " << u;
+  ASSERT_TRUE(flush_until([&] { return sessions_of("game1") == -1; }));
+  EXPECT_EQ(sessions_of("game2"), 20);
+  EXPECT_EQ(ended_count(), 0u) << "no session was closed";
+  services_->publish_reachability();
+  metrics::RoutingNames names{};
+  ASSERT_TRUE(metrics::read_routing(*table_, names));
+  EXPECT_EQ(names.services[0].moved[metrics::kMovedRemoved], moving.size());
+  EXPECT_EQ(names.services[0].moved[metrics::kMovedFailed], 0u);
+}
+
+TEST_F(GameServicesTest, ARebindServicesSessionsMoveOffARemovedInstance) {
+  sessions_move_off_a_removed_instance("");
+}
+TEST_F(GameServicesTest, ARebindServicesSessionsMoveOffARemovedBatchedInstance) {
+  sessions_move_off_a_removed_instance("batch:");
+}
+
+void GameServicesTest::sessions_move_off_a_dead_instance(const std::string& contract) {
+  make_services(rebind_plan());
+  services_->update(
+      view({{"game1", contract + game1_.address()}, {"game2", contract + game2_.address()}}));
+  for (std::int64_t u = 1; u <= 20; ++u) ASSERT_NE(log_in(u), nullptr);
+  ASSERT_TRUE(flush_until([&] { return users_on(game1_).size() + users_on(game2_).size() == 20; }));
+  const std::vector<std::int64_t> moving = users_on(game1_);
+  ASSERT_FALSE(moving.empty());
+
+  game1_.stop();  // dead, and still in the view (etcd has not noticed)
+  ASSERT_TRUE(flush_until([&] {
+    return std::all_of(moving.begin(), moving.end(),
+                       [&](std::int64_t u) { return has_live_stream(game2_, u); });
+  })) << "every session of the dead instance reopened on the live one";
+  for (const std::int64_t u : moving) echo(u);
+  EXPECT_EQ(ended_count(), 0u) << "no session was closed";
+  EXPECT_EQ(sessions_of("game2"), 20);
+  EXPECT_EQ(sessions_of("game1"), 0);
+  services_->publish_reachability();
+  metrics::RoutingNames names{};
+  ASSERT_TRUE(metrics::read_routing(*table_, names));
+  EXPECT_EQ(names.services[0].moved[metrics::kMovedFailed], moving.size());
+}
+
+TEST_F(GameServicesTest, ARebindServicesSessionsMoveOffADeadInstance) {
+  sessions_move_off_a_dead_instance("");
+}
+TEST_F(GameServicesTest, ARebindServicesSessionsMoveOffADeadBatchedInstance) {
+  sessions_move_off_a_dead_instance("batch:");
+}
+
+// With no other instance, a rebind session waits for one within
+// backend-wait: its instance back in time takes it again; past it, the
+// session is closed (backend_unavailable). A sticky one is closed at once.
+TEST_F(GameServicesTest, ARebindSessionWaitsBackendWaitForAnInstanceThenIsClosed) {
+  make_services(rebind_plan(), 3'000'000'000);
+  services_->update(view({{"game1", game1_.address()}}));
+  ASSERT_NE(log_in(1), nullptr);
+  ASSERT_TRUE(game1_.wait_for_streams(1, kWait));
+  game1_.stop();
+  ASSERT_TRUE(flush_until([&] { return game1_.live_stream_count() == 0; }));
+  ASSERT_TRUE(flush_until([&] { return services_->of(1) == nullptr; })) << "waiting for one";
+  const game::Bytes ping = ping_of("held");
+  EXPECT_TRUE(services_->hold(1, 0, 7, testing::span_of(ping))) << "its messages wait with it";
+  game1_.start();
+  ASSERT_TRUE(flush_until([&] { return has_live_stream(game1_, 1); })) << "back in time";
+  ASSERT_TRUE(flush_until([&] { return game1_.frames(1).size() == 1; }))
+      << "the message held followed";
+  EXPECT_EQ(ended_count(), 0u);
+
+  make_services(rebind_plan(), 300'000'000);
+  services_->update(view({{"game1", game1_.address()}}));
+  ASSERT_NE(log_in(2), nullptr);
+  ASSERT_TRUE(flush_until([&] { return has_live_stream(game1_, 2); }));
+  game1_.stop();
+  const auto failed_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(flush_until([&] { return ended_count() == 1; })) << "closed past backend-wait";
+  EXPECT_GE(std::chrono::steady_clock::now() - failed_at, 250ms);
+  EXPECT_EQ(events_.events().back().grpc_code, grpc::StatusCode::UNAVAILABLE);
+}
+
+// Messages go to the service their proto number is routed to, each service
+// with its own instances and its own stream per session; the routing table
+// shows each service's instances.
+TEST_F(GameServicesTest, MessagesGoToTheServiceTheirProtoNumberIsRoutedTo) {
+  make_services({{{kService, false}, {"chat-10000", false}}, {{2000, 2999, 1}}});
+  const auto message = [](std::int16_t proto) { return gatehouse::testing::packet(proto, {}); };
+  EXPECT_EQ(services_->service_of(testing::span_of(message(1001))), 0u);
+  EXPECT_EQ(services_->service_of(testing::span_of(message(2000))), 1u);
+  EXPECT_EQ(services_->service_of(testing::span_of(message(2999))), 1u);
+  EXPECT_EQ(services_->service_of(testing::span_of(message(3000))), 0u);
+  EXPECT_EQ(services_->service_of({}), 0u) << "too short for a proto number";
+
+  services_->update(
+      {{kService, {{"game1", game1_.address()}}}, {"chat-10000", {{"chat1", game2_.address()}}}});
+  ASSERT_NE(services_->route(1, 1, 5), nullptr);
+  Upstream* chat = services_->route(1, 1, 5, 1);
+  ASSERT_NE(chat, nullptr);
+  EXPECT_NE(chat, services_->of(1, 0)) << "a stream of its own";
+  const Origin none{};
+  services_->of(1, 0)->open(1, 1, 5, &none);
+  chat->open(1, 1, 5, &none);
+  ASSERT_TRUE(game1_.wait_for_streams(1, kWait));
+  ASSERT_TRUE(game2_.wait_for_streams(1, kWait));
+  EXPECT_EQ(game2_.streams()[0].user_id, 1) << "the chat service sees the session's user";
+  std::int64_t user = 0;
+  std::uint64_t login_seq = 0;
+  ASSERT_TRUE(services_->login_of(1, user, login_seq));
+  EXPECT_EQ(login_seq, 5u);
+
+  metrics::RoutingNames names{};
+  ASSERT_TRUE(metrics::read_routing(*table_, names));
+  ASSERT_EQ(names.service_count, 2u);
+  EXPECT_STREQ(names.services[1].name, "chat-10000");
+  EXPECT_EQ(names.services[1].instances, 1);
+  ASSERT_EQ(names.instance_count, 2u);
+  EXPECT_STREQ(names.instances[1].name, "chat1");
+  EXPECT_EQ(names.instances[1].service, 1u);
+  EXPECT_EQ(sessions_of("chat1"), 1);
+
+  // The session closes: both its streams end.
+  services_->close(1, Origin{});
+  EXPECT_TRUE(
+      flush_until([&] { return game1_.live_stream_count() + game2_.live_stream_count() == 0; }));
+  EXPECT_TRUE(flush_until([&] { return sessions_of("chat1") == 0; }));
 }
 
 }  // namespace

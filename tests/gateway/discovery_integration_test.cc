@@ -15,7 +15,11 @@
 //     the gateway catches up when etcd is back;
 //   - etcd unreachable at start: without backend lines the gateway refuses
 //     to start, promptly, naming etcd-hosts; with them it serves on them
-//     until etcd answers.
+//     until etcd answers;
+//   - rebind mode (--rebind): a deleted instance's players move to another
+//     instance without noticing, as do a killed one's (both contracts);
+//   - --route: a second service (a chat) beside the game, each proto range
+//     to its own service, both seeing the session's user.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -58,17 +62,24 @@ struct Player {
   std::int32_t uid = 0;
 };
 
-class DiscoveryTest : public ::testing::TestWithParam<EtcdApi> {
+/// Etcd (over `api`), game1 and game2, and the gateway discovering them.
+class DiscoveryFixture : public ::testing::Test {
  protected:
+  explicit DiscoveryFixture(EtcdApi api) : api_(api) {}
+
   void SetUp() override {
     if (!EtcdServer::available()) {
       GTEST_SKIP() << EtcdServer::kBinary << " is not installed (etcd-server)";
     }
   }
 
-  void put(const std::string& instance, const FakeGameService& game) {
+  /// `contract`: "" (gonet2) or "batch:".
+  void put(const std::string& instance, const FakeGameService& game,
+           const std::string& contract = "", const std::string& service = kService) {
     std::string error;
-    ASSERT_TRUE(etcd_.set(key_of(instance), game.address(), &error)) << error;
+    ASSERT_TRUE(
+        etcd_.set("/backends/" + service + "/" + instance, contract + game.address(), &error))
+        << error;
   }
   void remove(const std::string& instance) {
     std::string error;
@@ -79,9 +90,8 @@ class DiscoveryTest : public ::testing::TestWithParam<EtcdApi> {
   /// unless `backend` names a game service.
   void start_gateway(std::vector<std::string> extra = {},
                      const FakeGameService* backend = nullptr) {
-    std::vector<std::string> args{"--services",   kService,
-                                  "--etcd-hosts", etcd_.url(),
-                                  "--etcd-api",   std::string(etcd_api_text(GetParam()))};
+    std::vector<std::string> args{"--services", kService,     "--etcd-hosts",
+                                  etcd_.url(),  "--etcd-api", std::string(etcd_api_text(api_))};
     args.insert(args.end(), extra.begin(), extra.end());
     GatewayOptions options{backend != nullptr ? backend->port() : 0, 1, std::move(args), {}};
     options.backend_line = backend != nullptr;
@@ -127,10 +137,17 @@ class DiscoveryTest : public ::testing::TestWithParam<EtcdApi> {
     return true;
   }
 
-  EtcdServer etcd_{GetParam()};
+  const EtcdApi api_;
+  EtcdServer etcd_{api_};
   FakeGameService game1_{{.echo = true}};
   FakeGameService game2_{{.echo = true}};
   std::optional<GatewayProcess> gateway_;
+};
+
+/// Each case over both of etcd's APIs.
+class DiscoveryTest : public DiscoveryFixture, public ::testing::WithParamInterface<EtcdApi> {
+ protected:
+  DiscoveryTest() : DiscoveryFixture(GetParam()) {}
 };
 
 INSTANTIATE_TEST_SUITE_P(Apis, DiscoveryTest, ::testing::Values(EtcdApi::kV3, EtcdApi::kV2),
@@ -312,6 +329,122 @@ TEST_P(DiscoveryTest, UnreachableEtcdWithBackendLinesServesOnThemUntilEtcdAnswer
   EXPECT_EQ(instance_of(later.uid, {&game1_, &game2_}), 1);
   EXPECT_TRUE(echo_works(*later.client, "discovered"));
   EXPECT_TRUE(echo_works(*early.client, "sticky"));
+}
+
+// Rebind mode, both ways a session leaves its instance: the instance's key
+// is deleted (its players move at once: their streams there are half-closed,
+// new ones opened on game2 with their user ids), or its game server dies
+// while etcd still lists it (its players are re-opened on game2). Either
+// way the players notice nothing: no close, their echoes go on.
+class RebindTest : public DiscoveryFixture, public ::testing::WithParamInterface<const char*> {
+ protected:
+  RebindTest() : DiscoveryFixture(EtcdApi::kV3) {}
+
+  /// 16 players over game1 and game2 (rebind), and those on game1.
+  void start_players() {
+    ASSERT_TRUE(etcd_.start());
+    put("game1", game1_, GetParam());
+    put("game2", game2_, GetParam());
+    start_gateway({"--rebind", kService});
+    for (int i = 0; i < 16; ++i) players_.push_back(login("p-" + std::to_string(i)));
+    for (Player& p : players_) {
+      ASSERT_TRUE(echo_works(*p.client, "first"));
+      if (instance_of(p.uid, {&game1_, &game2_}) == 0) on_game1_.push_back(&p);
+    }
+    ASSERT_FALSE(on_game1_.empty());
+    ASSERT_LT(on_game1_.size(), players_.size());
+  }
+  /// Every player's echo works, game1's players are on game2 with their
+  /// user ids, and nobody was closed.
+  void expect_moved(const std::string& reason) {
+    for (Player* p : on_game1_) {
+      EXPECT_TRUE(echo_works(*p->client, "moved")) << "user " << p->uid;
+      EXPECT_EQ(instance_of(p->uid, {&game2_}), 0) << "user " << p->uid;
+    }
+    for (Player& p : players_) {
+      EXPECT_TRUE(echo_works(*p.client, "all")) << "user " << p.uid;
+      EXPECT_FALSE(p.client->closed()) << "user " << p.uid;
+    }
+    EXPECT_TRUE(wait_metric(
+        R"(gatehouse_game_sessions_moved_total{reason=")" + reason + R"(",service="game-10000"})",
+        static_cast<double>(on_game1_.size())));
+    EXPECT_TRUE(wait_metric(
+        R"(gatehouse_game_instance_sessions{backend="game2",service="game-10000",state="live"})",
+        static_cast<double>(players_.size())));
+  }
+
+  std::vector<Player> players_;
+  std::vector<Player*> on_game1_;
+};
+
+TEST_P(RebindTest, ADeletedInstancesPlayersMoveWithoutNoticing) {
+  start_players();
+  remove("game1");
+  ASSERT_TRUE(gateway_->wait_log("sessions move to the other instances (rebind)"));
+  expect_moved("removed");
+  // Their streams on game1 were ended by the gateway (half-closed), and with
+  // the last of them the instance went.
+  for (Player* p : on_game1_) {
+    const auto ended = game1_.wait_for_stream_end(p->uid, kPatience);
+    ASSERT_TRUE(ended.has_value()) << "user " << p->uid;
+    EXPECT_TRUE(ended->client_half_closed) << "user " << p->uid;
+  }
+  EXPECT_TRUE(gateway_->wait_log("has no session left; dropped"));
+}
+
+TEST_P(RebindTest, AKilledInstancesPlayersMoveAndKeepWorking) {
+  start_players();
+  game1_.stop();  // still in etcd: the gateway finds out by its streams
+  expect_moved("failed");
+}
+
+INSTANTIATE_TEST_SUITE_P(Contracts, RebindTest, ::testing::Values("", "batch:"),
+                         [](const auto& info) {
+                           return std::string(*info.param == '\0' ? "Gonet2" : "Batched");
+                         });
+
+// A chat service beside the game (gonet2's agent had one game per session):
+// protos 2000-2999 go to chat-10000, the rest to game-10000, each over its
+// own stream that carries the session's user id; the replies of both reach
+// the client.
+class ProtoRouteTest : public DiscoveryFixture {
+ protected:
+  ProtoRouteTest() : DiscoveryFixture(EtcdApi::kV3) {}
+};
+
+TEST_F(ProtoRouteTest, ProtoRangesGoToTheirServicesEachWithTheSessionsUser) {
+  FakeGameService chat{{.echo_any = true}};
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  put("chat1", chat, "", "chat-10000");
+  GatewayOptions options{
+      0,
+      1,
+      {"--etcd-hosts", etcd_.url(), "--services", std::string(kService) + ",chat-10000",
+       "--game-service", kService, "--route", "2000-2999:chat-10000"},
+      {}};
+  options.backend_line = false;
+  gateway_.emplace(std::move(options));
+  std::vector<Player> players;
+  for (int i = 0; i < 3; ++i) players.push_back(login("chatter-" + std::to_string(i)));
+  for (Player& p : players) {
+    EXPECT_TRUE(echo_works(*p.client, "to the game"));
+    ASSERT_TRUE(p.client->send(2001, client::to_bytes("to the chat")));
+    const auto reply = p.client->receive_proto(2002, kPatience);
+    ASSERT_TRUE(reply.has_value()) << "the chat's reply";
+    EXPECT_EQ(reply->body, client::to_bytes("to the chat"));
+    EXPECT_TRUE(echo_works(*p.client, "the game again"));
+    EXPECT_EQ(instance_of(p.uid, {&chat}), 0) << "the chat service sees the session's user";
+    EXPECT_EQ(game1_.frames(p.uid).size(), 2u) << "the game got its own protos only";
+    EXPECT_EQ(chat.frames(p.uid).size(), 1u);
+  }
+  EXPECT_TRUE(wait_metric(
+      R"(gatehouse_game_instance_sessions{backend="chat1",service="chat-10000",state="live"})", 3));
+  EXPECT_TRUE(wait_metric(R"(gatehouse_game_service_instances{service="chat-10000"})", 1));
+  // A player leaves: both its streams end.
+  players[0].client->close();
+  EXPECT_TRUE(chat.wait_for_stream_end(players[0].uid, kPatience).has_value());
+  EXPECT_TRUE(game1_.wait_for_stream_end(players[0].uid, kPatience).has_value());
 }
 
 }  // namespace

@@ -476,6 +476,24 @@ TEST(Config, BadValuesNameTheSetting) {
       {{"--services", "chat,news"}, "--game-service"},
       {{"--services", "game-10000", "--game-service", "chat"},
        "--game-service chat is not one of --services"},
+      {{"--services", "game-10000", "--rebind", "chat"}, "--rebind: 'chat' is not a service"},
+      {{"--services", "game-10000,chat", "--game-service", "game-10000", "--route", "2000:chat"},
+       "--route 2000:chat: not a range and a service"},
+      {{"--services", "game-10000,chat", "--game-service", "game-10000", "--route",
+        "2000-1999:chat"},
+       "--route 2000-1999:chat: proto numbers go from FIRST to LAST"},
+      {{"--services", "game-10000,chat", "--game-service", "game-10000", "--route", "1-70000:chat"},
+       "proto numbers go from FIRST to LAST <= 65535"},
+      {{"--services", "game-10000", "--route", "2000-2999:chat"},
+       "'chat' is not one of --services"},
+      {{"--services", "game-10000,chat", "--game-service", "game-10000", "--route",
+        "2000-2999:game-10000"},
+       "messages go to the game service unless routed elsewhere"},
+      {{"--services", "game-10000,chat,news", "--game-service", "game-10000", "--route",
+        "2000-2999:chat,2500-2600:news"},
+       "--route 2500-2600:news: overlaps 2000-2999:chat"},
+      {{"--route", "2000-2999:chat"}, "no backend line names service 'chat'"},
+      {{"--backend", "127.0.0.1:1,service=a/b"}, "is not a service name"},
   };
   for (const auto& [args, name] : cases) {
     const auto r = parse(args);
@@ -510,6 +528,34 @@ TEST(Config, TheGameServiceIsTheOneNamedTheOnlyOneOrGonet2s) {
   const auto given = parse({"--services", "chat", "--backend", "10.0.0.1:5000"});
   ASSERT_TRUE(given.config) << given.message;
   EXPECT_EQ(given.config->settings.backends_given, 1u);
+}
+
+// Several services per session: proto ranges to services (repeatable or
+// comma-separated), each watched through etcd or named by backend lines;
+// the services in rebind mode.
+TEST(Config, RoutesAndRebindNameKnownServices) {
+  const auto etcd =
+      parse({"--services", "game-10000,chat,news", "--game-service", "game-10000", "--route",
+             "2000-2999:chat, 3000-3000:news", "--route", "10-19:chat", "--rebind", "chat"});
+  ASSERT_TRUE(etcd.config) << etcd.message;
+  const Settings& s = etcd.config->settings;
+  ASSERT_EQ(s.route_count, 3u);
+  EXPECT_EQ(s.routes[0].first, 2000);
+  EXPECT_EQ(s.routes[0].last, 2999);
+  EXPECT_STREQ(s.routes[0].service, "chat");
+  EXPECT_EQ(s.routes[1].first, 3000);
+  EXPECT_STREQ(s.routes[1].service, "news");
+  EXPECT_EQ(s.routes[2].last, 19);
+  EXPECT_STREQ(s.rebind_services, "chat");
+
+  const auto lines =
+      parse({"--backend", "127.0.0.1:5000", "--backend", "batch:127.0.0.1:6000,service=chat",
+             "--route", "2000-2999:chat", "--rebind", "*"});
+  ASSERT_TRUE(lines.config) << lines.message;
+  EXPECT_STREQ(lines.config->settings.backends[1], "batch:127.0.0.1:6000");
+  EXPECT_STREQ(lines.config->settings.backend_services[1], "chat");
+  EXPECT_STREQ(lines.config->settings.backend_services[0], "");
+  EXPECT_STREQ(lines.config->settings.rebind_services, "*");
 }
 
 TEST(Config, HelpListsEverySettingWithItsDefault) {
@@ -744,12 +790,17 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"register-prefix", "/gateways"},
       {"register-ttl", "3"},
       {"register-address", "gw1.example.com"},
+      {"rebind", "*"},
+      {"route", "2000-2999:chat"},
       {"admin-socket", "/run/gatehouse/other.sock"},
   };
-  // What a row's other value needs besides (the default listener is a
-  // wildcard, which no client can dial): in both configurations.
+  // What a row's other value needs: in both configurations (`needs`: the
+  // default listener is a wildcard, which no client can dial), or beside it
+  // in the new one only (`beside`: a route names a service of a backend line).
   const std::map<std::string, std::vector<std::string>> needs = {
       {"register-prefix", {"--register-address", "gw1.example.com"}}};
+  const std::map<std::string, std::vector<std::string>> beside{
+      {"route", {"--backend", "127.0.0.1:5000,service=chat"}}};
   for (const Setting& s : settings_table()) {
     const auto it = other.find(s.name);
     ASSERT_NE(it, other.end()) << s.name << ": give the test a value other than the default";
@@ -758,6 +809,9 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
     const auto running = parse(args);
     ASSERT_TRUE(running.config) << running.message;
     args.insert(args.end(), {"--" + it->first, it->second});
+    if (const auto b = beside.find(s.name); b != beside.end()) {
+      args.insert(args.end(), b->second.begin(), b->second.end());
+    }
     const auto fresh = parse(args);
     ASSERT_TRUE(fresh.config) << fresh.message;
     const ReloadPlan plan = plan_reload(*running.config, *fresh.config);
@@ -770,7 +824,11 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       }
     } else {
       EXPECT_THAT(plan.applied, ::testing::IsEmpty()) << s.name;
-      EXPECT_EQ(plan.need_restart, std::vector<std::string>{s.name});
+      if (beside.contains(s.name)) {  // and what it needed beside it
+        EXPECT_THAT(plan.need_restart, ::testing::Contains(std::string(s.name)));
+      } else {
+        EXPECT_EQ(plan.need_restart, std::vector<std::string>{s.name});
+      }
       if (s.value != nullptr) {
         EXPECT_EQ(s.value(plan.config), s.value(*running.config)) << s.name;
       }

@@ -13,7 +13,7 @@ namespace gatehouse::testing {
 /// The GameHandler: records under mu_, wakes the waits on changed_.
 class FakeGameService::Recorder final : public game::GameHandler {
  public:
-  explicit Recorder(bool echo) : echo_(echo) {}
+  Recorder(bool echo, bool echo_any) : echo_(echo), echo_any_(echo_any) {}
 
   void on_open(game::StreamHandle stream) override {
     std::lock_guard lock(mu_);
@@ -31,7 +31,15 @@ class FakeGameService::Recorder final : public game::GameHandler {
       find(stream.id()).frames.emplace_back(message.begin(), message.end());
       changed_.notify_all();
     }
-    if (echo_.load(std::memory_order_relaxed)) {
+    if (echo_any_ && message.size() >= 2) {
+      // | proto + 1 | the same body |
+      Bytes reply(message.begin(), message.end());
+      const auto proto = static_cast<std::uint16_t>(
+          ((std::to_integer<unsigned>(reply[0]) << 8) | std::to_integer<unsigned>(reply[1])) + 1);
+      reply[0] = static_cast<std::byte>(proto >> 8);
+      reply[1] = static_cast<std::byte>(proto & 0xFF);
+      stream.push(reply);
+    } else if (echo_.load(std::memory_order_relaxed)) {
       if (const auto reply = game::demo::echo_reply(message)) stream.push(*reply);
     }
   }
@@ -93,6 +101,7 @@ class FakeGameService::Recorder final : public game::GameHandler {
   FakeStream& find(StreamId id) { return streams_[index_.at(static_cast<std::uint64_t>(id))]; }
 
   std::atomic<bool> echo_;
+  const bool echo_any_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
   std::vector<FakeStream> streams_;                       ///< in opening order
@@ -100,7 +109,9 @@ class FakeGameService::Recorder final : public game::GameHandler {
 };
 
 FakeGameService::FakeGameService(FakeGameServiceOptions options)
-    : options_(options), recorder_(std::make_unique<Recorder>(options.echo)), port_(options.port) {
+    : options_(options),
+      recorder_(std::make_unique<Recorder>(options.echo, options.echo_any)),
+      port_(options.port) {
   start();
 }
 

@@ -34,6 +34,9 @@ struct FakeGameServiceOptions {
   FrameNumbering numbering = FrameNumbering::kGonet2;
   /// Answer 1001 proto_ping_req with 1002 proto_ping_ack, as the demo game does.
   bool echo = false;
+  /// Answer every message (of two bytes or more) with itself, its proto
+  /// number + 1: a service beside the game (a chat) with protos of its own.
+  bool echo_any = false;
 };
 
 /// What the fake saw of one stream.

@@ -7,7 +7,8 @@
 // UpstreamEvents. A link that breaks is re-opened with backoff (50 ms
 // doubling to 2 s) and re-announces (OPEN) every session it carried:
 // sessions wait for their game service, they are not kicked, unless it stays
-// away longer than --backend-wait.
+// away longer than --backend-wait (a rebind service's sessions do not wait:
+// they move to another instance, Options::sessions_move).
 //
 // Nothing on a link is lost to a bridge crash: the records behind the events
 // the game has not acknowledged stay in the worker rings (RecordKeeper: the
@@ -42,6 +43,10 @@ class BatchUpstream final : public Upstream {
     /// Names our session space to the game (`gateway-id` metadata).
     std::string gateway_id;
     std::int64_t backend_wait_ns = 60'000'000'000;
+    /// A rebind service's (game_services.h): when the link breaks, its
+    /// sessions do not wait for it: each is told unavailable at once
+    /// (UpstreamEvents::ended), which moves it to another instance.
+    bool sessions_move = false;
   };
   /// Starts the link. Everything given here outlives this.
   BatchUpstream(Options options, CallQueue& calls, UpstreamEvents& events, Wakeup& wakeup,
@@ -89,6 +94,8 @@ class BatchUpstream final : public Upstream {
   void link_ended(std::int64_t now_ns);
   void relink_if_due(std::int64_t now_ns);
   void give_up_sessions();
+  /// Ends every session here, each told unavailable (not re-announced).
+  void drop_sessions();
 
   Options options_;  // address: main thread (move_to)
   CallGroup calls_;

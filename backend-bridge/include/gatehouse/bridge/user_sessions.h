@@ -46,8 +46,10 @@ class UserSessions {
   /// or a take-over's re-open of a logged-in session (`origin` null).
   void open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq, std::uint32_t flags,
             const Origin* origin);
-  /// One client message (kStreamMessage); a session with no game service
-  /// is told so (backend_unavailable).
+  /// One client message (kStreamMessage), to the service its proto number
+  /// is routed to (GameServices::service_of; the session's stream there
+  /// opens at its first message for it); a session with no game service is
+  /// told so (backend_unavailable).
   void send(std::uint64_t conn, std::int64_t user_id, std::uint64_t seq,
             std::span<const std::byte> message, const Origin& origin);
   void close(std::uint64_t conn, std::int64_t user_id, const Origin& origin);
@@ -82,6 +84,12 @@ class UserSessions {
   /// besides `except`.
   bool streams_up(User& user, std::uint64_t except);
   void drop_waiting(std::uint64_t conn, const char* why);
+  /// A message for a service other than the game service.
+  void send_elsewhere(std::uint64_t conn, std::int64_t user_id, std::size_t service,
+                      std::uint64_t seq, std::span<const std::byte> message, const Origin& origin);
+  /// The session has no instance to send to: its worker closes it
+  /// (backend_unavailable).
+  void unavailable(std::uint64_t conn);
   /// The session's instance; a record a dead predecessor had handled may be
   /// of a session this bridge never opened: it goes where the predecessor
   /// sent it (a batched game hears it again, proto/batch.proto).

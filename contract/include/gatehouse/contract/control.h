@@ -40,6 +40,16 @@ inline constexpr std::uint32_t kMaxProxyNetworks = 8;
 inline constexpr std::uint32_t kMaxServices = metrics::kMaxServiceRows;
 inline constexpr std::size_t kServiceNameBytes = 64;
 inline constexpr std::size_t kListBytes = 512;
+/// Proto-number ranges routed to a service other than the game service
+/// (`route`, docs/discovery.md).
+inline constexpr std::uint32_t kMaxRoutes = 16;
+
+/// Client messages whose proto number is in [first, last] go to `service`.
+struct ProtoRoute {
+  std::uint16_t first;
+  std::uint16_t last;
+  char service[kServiceNameBytes];
+};
 
 /// An address range, "127.0.0.0/8" or "::1/128": an IPv4 one as its IPv4-mapped
 /// IPv6 range (prefix + 96), as the frontend sees every client address.
@@ -262,6 +272,16 @@ struct Settings {
   /// Each --listen as the supervisor bound it (port 0 replaced by the port
   /// the kernel gave), for the registration.
   char listener_addresses[kMaxListeners][kAddressBytes];
+  // Service modes and several services per session (issue 16,
+  // docs/discovery.md).
+  /// Services in rebind mode, comma-separated; "*": every one (the backend
+  /// lines' too). The others are sticky.
+  char rebind_services[kListBytes];
+  std::uint32_t route_count;
+  ProtoRoute routes[kMaxRoutes];  ///< no two overlap
+  /// The service of each backend line (its `,service=NAME`); "": the game
+  /// service's.
+  char backend_services[kMaxBackends][kServiceNameBytes];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;

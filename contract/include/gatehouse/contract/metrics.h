@@ -173,10 +173,24 @@ inline constexpr std::uint32_t kMaxServiceRows = 8;
 inline constexpr std::uint32_t kMaxInstanceRows = 128;
 inline constexpr std::size_t kRoutingNameBytes = 64;
 
+/// Why a session of a rebind-mode service moved to another instance
+/// (ServiceRow::moved; docs/discovery.md).
+enum MoveReason : std::uint32_t {
+  kMovedRemoved,  ///< its instance left the view
+  kMovedFailed,   ///< its stream (or link) failed
+  kMoveReasonCount
+};
+/// "removed", "failed" (the metrics' reason label).
+constexpr std::string_view move_reason_text(std::uint32_t reason) noexcept {
+  return reason == kMovedFailed ? "failed" : "removed";
+}
 /// A game service as the bridge routes to it.
 struct ServiceRow {
   char name[kRoutingNameBytes];  ///< "" for the backend lines
   std::int64_t instances;        ///< live ones: new sessions may go there (not disabled ones)
+  /// Sessions moved to another instance (rebind mode), by MoveReason; they
+  /// go on by service name across bridge restarts.
+  std::uint64_t moved[kMoveReasonCount];
 };
 /// InstanceRow::state: whether new sessions go to an instance.
 enum InstanceState : std::uint32_t {

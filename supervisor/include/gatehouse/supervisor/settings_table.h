@@ -88,6 +88,8 @@ std::string plan_name(const Setting& setting);
 /// Listener `i`'s options as --listen says them: ",crypto=any", and
 /// ",proxy=v2,proxy-from=10.0.0.0/8+::1/128" when it takes PROXY headers.
 std::string listener_options_text(const Settings& settings, std::uint32_t i);
+/// Backend line `i` as --backend says it: "[batch:]HOST:PORT[,service=NAME]".
+std::string backend_line_text(const Settings& settings, std::uint32_t i);
 /// examples/gatehouse.conf: every setting with its help and default (or its
 /// example_text, the default named beside it).
 std::string example_config();
