@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "etcd_server.h"
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
 #include "gateway_process.h"
@@ -182,6 +183,65 @@ TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByte) {
 // writes straight into the worker rings while the workers die and restart.
 TEST(WorkerChaos, KilledWorkersNeverCostAConnectionOrAByteOnABatchedLink) {
   kill_workers_at_random(true);
+}
+
+// Issue 16: the same with discovery on: the game service found in etcd
+// (no backend line), and etcd itself stopped and started again during the
+// chaos. While etcd is away the gateway routes with the last view it had,
+// and catches up when etcd is back; the clients notice neither.
+TEST(WorkerChaos, KilledWorkersAndAnEtcdComingAndGoingCostNothingWithDiscovery) {
+  const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
+  const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
+  EtcdServer etcd;
+  ASSERT_TRUE(etcd.start());
+  FakeGameService game({.echo = true});
+  std::string error;
+  ASSERT_TRUE(etcd.set("/backends/game-10000/game1", game.address(), &error)) << error;
+  GatewayOptions options =
+      chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.2", "--services",
+                           "game-10000", "--etcd-hosts", etcd.url()});
+  options.backend_line = false;
+  GatewayProcess gateway(std::move(options));
+  std::mt19937 rng(std::random_device{}());
+  int kills = 0;
+  int etcd_stops = 0;
+  bool etcd_up = true;
+  auto next_toggle = std::chrono::steady_clock::now() + 1s;
+  std::uint64_t total = 0;
+  expect_no_client_notices(
+      gateway, game, clients, seconds,
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
+        const pid_t victim = gateway.worker_pid(static_cast<std::uint32_t>(rng() % 2));
+        if (victim > 0 && !process_gone(victim) && ::kill(victim, SIGKILL) == 0) ++kills;
+        if (std::chrono::steady_clock::now() < next_toggle) return;
+        next_toggle = std::chrono::steady_clock::now() + 1s;
+        if (etcd_up) {
+          etcd.stop();
+          ++etcd_stops;
+        } else {
+          ASSERT_TRUE(etcd.start());
+        }
+        etcd_up = !etcd_up;
+      },
+      total);
+  if (!etcd_up) ASSERT_TRUE(etcd.start());
+  EXPECT_GE(kills, seconds * 2);
+  EXPECT_GE(etcd_stops, 1);
+  // Discovery caught up: the view is current again.
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  while (metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                       "gatehouse_discovery_view_age_seconds") != 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(metric_sample(http_get(gateway.metrics_port(), "/metrics"),
+                          "gatehouse_discovery_view_age_seconds"),
+            0);
+  std::printf(
+      "chaos (discovery): %d worker kills, %d etcd stops, %llu echoes verified across %d "
+      "clients\n",
+      kills, etcd_stops, static_cast<unsigned long long>(total), clients);
 }
 
 // Workers that kill themselves at each crash point of a batch: mid-batch
