@@ -382,7 +382,7 @@ Upstream* GameServices::route(std::uint64_t conn, std::int64_t user_id, std::uin
   Instance* instance =
       named.empty() ? s.live[rendezvous_pick(user_id, s.live_hashes)] : named_instance(named, conn);
   if (instance == nullptr) return nullptr;  // kept in pins_ for a later route, until it closes
-  pins_.erase(conn);
+  if (service == 0) pins_.erase(conn);
   const auto [it, fresh] = bound_.try_emplace(conn);
   if (fresh) {
     it->second.user_id = user_id;

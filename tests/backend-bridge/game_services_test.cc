@@ -481,7 +481,9 @@ TEST_F(GameServicesTest, APinnedSessionGoesToTheInstanceNamedForIt) {
     EXPECT_NE(services_->of(static_cast<std::uint64_t>(u)), on_game1);
   }
   ASSERT_TRUE(game2_.wait_for_streams(10, kWait));
-  EXPECT_EQ(game1_.streams().size(), 1u);
+  ASSERT_TRUE(game1_.wait_for_streams(1, kWait));
+  EXPECT_EQ(game1_.streams().size(), 1u) << "only the unnamed session";
+  EXPECT_EQ(game2_.streams().size(), 10u);
 
   services_->pin(12, "game3");
   EXPECT_EQ(services_->route(12, 12), nullptr) << "named, not live";
