@@ -797,6 +797,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"register-ttl", "3"},
       {"register-address", "gw1.example.com"},
       {"rebind", "*"},
+      {"game-instance", "game1"},
       {"route", "2000-2999:chat"},
       {"admin-socket", "/run/gatehouse/other.sock"},
   };
