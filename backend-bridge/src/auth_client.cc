@@ -46,6 +46,10 @@ class AuthClient::Call final : public CallOnQueue {
   void on_completion(Op, bool) override {
     UpstreamEvents::Unpublished unpublished;
     const ipc::AuthVerdict verdict = verdict_of(conn_, status_, reply_);
+    // Before the verdict: the worker opens the session's stream once it has it.
+    if (verdict.user_id != 0 && !reply_.instance().empty()) {
+      owner_.keep_instance(conn_, reply_.instance());
+    }
     owner_.rings_.auth_verdict(unpublished, verdict);
     owner_.rings_.publish(unpublished);
     if (verdict.user_id == 0) log_refusal(verdict);
@@ -171,6 +175,31 @@ void AuthClient::refuse_now(std::uint64_t conn, LoginRefusal refusal) {
   rings_.auth_verdict(unpublished,
                       ipc::AuthVerdict{conn, 0, static_cast<std::uint32_t>(refusal), 0, 0});
   rings_.publish(unpublished);
+}
+
+void AuthClient::keep_instance(std::uint64_t conn, const std::string& instance) {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  const std::lock_guard lock(mutex_);
+  // Those never taken (the client left before its stream opened) go, in a
+  // sweep at most once per kNamedKeepNs.
+  if (now - named_swept_ns_ > kNamedKeepNs) {
+    named_swept_ns_ = now;
+    std::erase_if(named_,
+                  [now](const auto& entry) { return now - entry.second.at_ns > kNamedKeepNs; });
+  }
+  named_[conn] = Named{instance, now};
+}
+
+std::string AuthClient::take_instance(std::uint64_t conn) {
+  const std::lock_guard lock(mutex_);
+  if (named_.empty()) return {};
+  const auto it = named_.find(conn);
+  if (it == named_.end()) return {};
+  std::string instance = std::move(it->second.instance);
+  named_.erase(it);
+  return instance;
 }
 
 ipc::AuthVerdict AuthClient::verdict_of(std::uint64_t conn, const grpc::Status& status,

@@ -40,6 +40,8 @@ ServicesPlan services_plan_of(const Settings& settings) {
            (!name.empty() && std::find(rebind.begin(), rebind.end(), name) != rebind.end());
   };
   ServicesPlan plan;
+  plan.game_instance.assign(settings.game_instance,
+                            strnlen(settings.game_instance, sizeof settings.game_instance));
   const std::string game = game_service_of(settings.services, settings.game_service);
   plan.services.push_back({game, rebinds(game)});
   for (std::uint32_t r = 0; r < settings.route_count && r < kMaxRoutes; ++r) {
@@ -241,6 +243,10 @@ void Bridge::take_over() {
 }
 
 void Bridge::on(const ipc::Parsed<ipc::StreamOpen>& r, const Origin& origin) {
+  // The instance the auth service named for this login, if it did.
+  if (std::string named = auth_.take_instance(r.header.conn); !named.empty()) {
+    services_.pin(r.header.conn, std::move(named));
+  }
   users_.open(r.header.conn, r.header.user_id, r.header.login_seq, r.header.flags, &origin);
 }
 

@@ -11,6 +11,7 @@
 #include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
 #include "gatehouse/base/log_limit.h"
+#include "gatehouse/base/log_text.h"
 #include "gatehouse/bridge/batch_upstream.h"
 #include "gatehouse/bridge/gonet2_upstream.h"
 #include "gatehouse/bridge/rendezvous.h"
@@ -49,6 +50,9 @@ std::string counts_key(std::string_view service, std::string_view instance) {
 LogLimit moved_log{spdlog::level::info, "session moved to another game-service instance"};
 LogLimit gave_up_log{spdlog::level::warn, "session closed: no game-service instance took it"};
 LogLimit waiting_overflow_log{spdlog::level::warn, "messages of a moving session dropped"};
+constexpr std::size_t kNameLogBytes = 64;  // of an instance name an auth service gave
+LogLimit named_missing_log{spdlog::level::warn,
+                           "login refused: the game-service instance named for it is not live"};
 
 constexpr std::uint32_t kFirstBackoffMs = 50;
 constexpr std::uint32_t kMaxBackoffMs = 2000;
@@ -114,11 +118,17 @@ struct GameServices::Instance {
 };
 
 GameServices::GameServices(Context context, std::string game_service)
-    : GameServices(std::move(context), ServicesPlan{{{std::move(game_service), false}}, {}}) {}
+    : GameServices(std::move(context), ServicesPlan{{{std::move(game_service), false}}, {}, {}}) {}
 
 GameServices::GameServices(Context context, ServicesPlan plan)
-    : context_(std::move(context)), routes_(std::move(plan.routes)) {
+    : context_(std::move(context)),
+      routes_(std::move(plan.routes)),
+      game_instance_(std::move(plan.game_instance)) {
   if (plan.services.empty()) throw std::invalid_argument("GameServices: no service");
+  if (!game_instance_.empty()) {
+    spdlog::info("game service {}: every session goes to its instance {} (game-instance)",
+                 plan.services[0].name, game_instance_);
+  }
   for (auto& s : plan.services) {
     Service& service = services_.emplace_back();
     service.name = std::move(s.name);
@@ -289,6 +299,14 @@ void GameServices::update_service(Service& service, std::size_t index, const Dis
 }
 
 void GameServices::warn_if_no_instance(const Service& service) const {
+  if (&service == &services_[0] && !game_instance_.empty() && !service.live.empty() &&
+      std::none_of(service.live.begin(), service.live.end(),
+                   [this](const Instance* i) { return i->name == game_instance_; })) {
+    spdlog::warn(
+        "game service {} has no live instance {} (game-instance): logins are refused "
+        "(backend_unavailable) until it is",
+        service.name, game_instance_);
+  }
   if (!service.live.empty()) return;
   if (&service == &services_[0]) {
     spdlog::warn(
@@ -341,6 +359,10 @@ std::size_t GameServices::service_of(std::span<const std::byte> message) const n
   return 0;
 }
 
+void GameServices::pin(std::uint64_t conn, std::string instance) {
+  pins_[conn] = std::move(instance);
+}
+
 Upstream* GameServices::route(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
                               std::size_t service) {
   if (const auto it = bound_.find(conn); it != bound_.end()) {
@@ -350,13 +372,24 @@ Upstream* GameServices::route(std::uint64_t conn, std::int64_t user_id, std::uin
   }
   const Service& s = services_[service];
   if (s.live.empty()) return nullptr;
-  Instance* instance = s.live[rendezvous_pick(user_id, s.live_hashes)];
+  // The game service's instance named for the session (its auth service's
+  // choice, else game-instance), or hashing.
+  std::string named;
+  if (service == 0) {
+    const auto pinned = pins_.find(conn);
+    named = pinned != pins_.end() ? pinned->second : game_instance_;
+  }
+  Instance* instance =
+      named.empty() ? s.live[rendezvous_pick(user_id, s.live_hashes)] : named_instance(named, conn);
+  if (instance == nullptr) return nullptr;  // kept in pins_ for a later route, until it closes
+  if (service == 0) pins_.erase(conn);
   const auto [it, fresh] = bound_.try_emplace(conn);
   if (fresh) {
     it->second.user_id = user_id;
     it->second.login_seq = login_seq;
     it->second.places.resize(services_.size());
   }
+  if (service == 0) it->second.named = std::move(named);
   bind(conn, service, instance);
   return instance->upstream.get();
 }
@@ -400,7 +433,29 @@ bool GameServices::hold(std::uint64_t conn, std::size_t service, std::uint64_t s
   return true;
 }
 
+GameServices::Instance* GameServices::named_instance(const std::string& name,
+                                                     std::uint64_t conn) const {
+  const Service& game = services_[0];
+  const auto it = std::find_if(game.live.begin(), game.live.end(),
+                               [&name](const Instance* i) { return i->name == name; });
+  if (it != game.live.end()) return *it;
+  named_missing_log.log(
+      "conn {:#x}: game service {} has no live instance {} (named for it{}): the login is refused "
+      "(backend_unavailable)",
+      conn, game.name, log_text(name, kNameLogBytes),
+      name == game_instance_ ? " by game-instance" : " by the auth service");
+  return nullptr;
+}
+
+const std::string& GameServices::named_of(std::uint64_t conn, std::size_t service) const {
+  static const std::string any;
+  if (service != 0) return any;
+  const auto it = bound_.find(conn);
+  return it == bound_.end() ? any : it->second.named;
+}
+
 void GameServices::close(std::uint64_t conn, const Origin& origin) {
+  pins_.erase(conn);
   const auto it = bound_.find(conn);
   if (it == bound_.end()) return;
   for (const Place& place : it->second.places) {
@@ -416,6 +471,7 @@ void GameServices::close(std::uint64_t conn, const Origin& origin) {
 }
 
 void GameServices::closed(std::uint64_t conn) {
+  pins_.erase(conn);
   const auto it = bound_.find(conn);
   if (it == bound_.end() || it->second.closed) return;
   it->second.closed = true;
@@ -427,9 +483,12 @@ GameServices::Instance* GameServices::pick(const Service& service, std::int64_t 
   // Best: reachable, not the one that failed the session. Then any but that
   // one; then that one itself (it may come back: it is retried with
   // backoff). Never one where the session's previous stream still ends.
+  // A session named for one instance goes there only (or waits for it).
+  const std::string& named = named_of(conn, static_cast<std::size_t>(&service - services_.data()));
   std::vector<Instance*> tier[3];
   for (Instance* instance : service.live) {
     if (instance->upstream->has_call(conn)) continue;
+    if (!named.empty() && instance->name != named) continue;
     const int t = instance->hash == avoid ? 2 : instance->up ? 0 : 1;
     tier[t].push_back(instance);
   }

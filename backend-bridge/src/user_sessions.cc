@@ -36,6 +36,7 @@ void UserSessions::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t 
                       user_id, user.conn);
       rings_.verdict(unpublished, conn, false);
       rings_.publish(unpublished);
+      services_.closed(conn);  // nothing of it is kept (an instance named for it)
       return;
     }
     if (login_seq < user.login_seq) {

@@ -736,6 +736,19 @@ void read_game_service(const Setting& s, const po::variable_value& v, Config& c)
   copy_string(c.settings.game_service, kServiceNameBytes, game, s.name);
 }
 
+/// An instance name: an etcd key's last part.
+void read_game_instance(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& name = v.as<std::string>();
+  for (const char ch : name) {
+    if (ch == '/' || ch == ',' || static_cast<unsigned char>(ch) <= ' ') {
+      throw ConfigError("--game-instance '" + name +
+                        "': an instance name (the last part of its etcd key) has no '/', ',', "
+                        "space or control character");
+    }
+  }
+  copy_string(c.settings.game_instance, kServiceNameBytes, name, s.name);
+}
+
 template <auto M>
 std::string text_value(const Config& c) {
   return field(c, M);
@@ -1276,6 +1289,13 @@ const Setting kSettings[] = {
          "session is opened on another live instance (retried within backend-wait); the client "
          "notices nothing. Only past backend-wait is it closed (backend_unavailable)",
          read_rebind, text_value<&Settings::rebind_services>),
+  custom("game-instance", kGame, Kind::kString, "", kRestart,
+         "the instance of the game service every new session goes to, by its name (the last part "
+         "of its etcd key, e.g. game1; gonet2's agent sent every session to its DEFAULT_GSID "
+         "game1 this way), instead of rendezvous hashing of the user id. While that instance is "
+         "not live, logins are refused (backend_unavailable). An auth service's reply may name "
+         "the instance of each login instead (docs/login.md). Empty: hashing",
+         read_game_instance, text_value<&Settings::game_instance>),
   {.name = "route", .section = kGame, .kind = Kind::kStrings, .default_text = "",
    .on_reload = kRestart,
    .help = "FIRST-LAST:SERVICE, repeatable or comma-separated: client messages whose proto "

@@ -57,7 +57,7 @@ class GameServicesTest : public ::testing::Test {
                               FrameNumbering::kGonet2, backend_wait_ns, "test-gw"},
         std::move(plan));
   }
-  static ServicesPlan rebind_plan() { return {{{kService, true}}, {}}; }
+  static ServicesPlan rebind_plan() { return {{{kService, true}}, {}, {}}; }
 
   /// The sessions ended towards their workers so far.
   std::size_t ended_count() const {
@@ -90,6 +90,10 @@ class GameServicesTest : public ::testing::Test {
 
   /// A rebind service's instance leaves the view: its sessions move to the
   /// other, each message on the stream of the instance it was sent to.
+  /// A rebind service over game1 and game2 (`contract` "" or "batch:"),
+  /// users 1-20 logged in; `on_game1`: those on game1.
+  void rebind_users_over_two_instances(const std::string& contract,
+                                       std::vector<std::int64_t>& on_game1);
   void sessions_move_off_a_removed_instance(const std::string& contract);
   /// A rebind service's instance dies: its sessions move to the other.
   void sessions_move_off_a_dead_instance(const std::string& contract);
@@ -337,14 +341,21 @@ TEST_F(GameServicesTest, AnInstancesCountsGoOnAcrossItsComingsAndGoingsAndABridg
   EXPECT_EQ(count_of("game1", metrics::kInstanceStreamsFailed), 1);
 }
 
-void GameServicesTest::sessions_move_off_a_removed_instance(const std::string& contract) {
+void GameServicesTest::rebind_users_over_two_instances(const std::string& contract,
+                                                       std::vector<std::int64_t>& on_game1) {
   make_services(rebind_plan());
   services_->update(
       view({{"game1", contract + game1_.address()}, {"game2", contract + game2_.address()}}));
   for (std::int64_t u = 1; u <= 20; ++u) ASSERT_NE(log_in(u), nullptr);
   ASSERT_TRUE(flush_until([&] { return users_on(game1_).size() + users_on(game2_).size() == 20; }));
-  const std::vector<std::int64_t> moving = users_on(game1_);
-  ASSERT_FALSE(moving.empty());
+  on_game1 = users_on(game1_);
+  ASSERT_FALSE(on_game1.empty());
+}
+
+void GameServicesTest::sessions_move_off_a_removed_instance(const std::string& contract) {
+  std::vector<std::int64_t> moving;
+  rebind_users_over_two_instances(contract, moving);
+  if (HasFatalFailure()) return;
   ASSERT_LT(moving.size(), 20u);
 
   for (const std::int64_t u : moving) send_text(u, "before");
@@ -386,13 +397,9 @@ TEST_F(GameServicesTest, ARebindServicesSessionsMoveOffARemovedBatchedInstance) 
 }
 
 void GameServicesTest::sessions_move_off_a_dead_instance(const std::string& contract) {
-  make_services(rebind_plan());
-  services_->update(
-      view({{"game1", contract + game1_.address()}, {"game2", contract + game2_.address()}}));
-  for (std::int64_t u = 1; u <= 20; ++u) ASSERT_NE(log_in(u), nullptr);
-  ASSERT_TRUE(flush_until([&] { return users_on(game1_).size() + users_on(game2_).size() == 20; }));
-  const std::vector<std::int64_t> moving = users_on(game1_);
-  ASSERT_FALSE(moving.empty());
+  std::vector<std::int64_t> moving;
+  rebind_users_over_two_instances(contract, moving);
+  if (HasFatalFailure()) return;
 
   game1_.stop();  // dead, and still in the view (etcd has not noticed)
   ASSERT_TRUE(flush_until([&] {
@@ -446,11 +453,81 @@ TEST_F(GameServicesTest, ARebindSessionWaitsBackendWaitForAnInstanceThenIsClosed
   EXPECT_EQ(events_.events().back().grpc_code, grpc::StatusCode::UNAVAILABLE);
 }
 
+// game-instance (gonet2's DEFAULT_GSID): every session goes to the instance
+// of that name, whatever the user; while it is not live, none is routed
+// (the login is refused backend_unavailable), never to another instance.
+TEST_F(GameServicesTest, GameInstanceTakesEverySessionAndNoOtherInstanceDoes) {
+  ServicesPlan plan{{{kService, false}}, {}, {}};
+  plan.game_instance = "game2";
+  make_services(std::move(plan));
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  for (std::int64_t u = 1; u <= 20; ++u) ASSERT_NE(log_in(u), nullptr);
+  ASSERT_TRUE(game2_.wait_for_streams(20, kWait));
+  EXPECT_EQ(game1_.streams().size(), 0u);
+  EXPECT_EQ(sessions_of("game2"), 20);
+
+  services_->update(view({{"game1", game1_.address()}}));
+  EXPECT_EQ(services_->route(21, 21), nullptr) << "game2 is not live: no other instance";
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  EXPECT_EQ(services_->route(21, 21), services_->of(1)) << "back: game2 again";
+}
+
+// An auth service's choice (pin()) beats game-instance and hashing; an
+// instance named that is not live routes nowhere; the choice is forgotten
+// when the session closes.
+TEST_F(GameServicesTest, APinnedSessionGoesToTheInstanceNamedForIt) {
+  ServicesPlan plan{{{kService, false}}, {}, {}};
+  plan.game_instance = "game1";
+  make_services(std::move(plan));
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  Upstream* on_game1 = log_in(1);
+  ASSERT_NE(on_game1, nullptr);
+  for (std::int64_t u = 2; u <= 11; ++u) {
+    services_->pin(static_cast<std::uint64_t>(u), "game2");
+    ASSERT_NE(log_in(u), nullptr);
+    EXPECT_NE(services_->of(static_cast<std::uint64_t>(u)), on_game1);
+  }
+  ASSERT_TRUE(game2_.wait_for_streams(10, kWait));
+  ASSERT_TRUE(game1_.wait_for_streams(1, kWait));
+  EXPECT_EQ(game1_.streams().size(), 1u) << "only the unnamed session";
+  EXPECT_EQ(game2_.streams().size(), 10u);
+
+  services_->pin(12, "game3");
+  EXPECT_EQ(services_->route(12, 12), nullptr) << "named, not live";
+  EXPECT_EQ(services_->route(12, 12), nullptr) << "still named until it closes";
+  services_->close(12, Origin{});
+  EXPECT_EQ(services_->route(12, 12), on_game1) << "forgotten: game-instance again";
+}
+
+// A rebind service's session named for an instance stays with that name: its
+// instance removed, it waits for it (not for another), and goes back to it.
+TEST_F(GameServicesTest, APinnedRebindSessionWaitsForItsInstance) {
+  ServicesPlan plan = rebind_plan();
+  plan.game_instance = "game2";
+  make_services(std::move(plan));
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  ASSERT_NE(log_in(1), nullptr);
+  ASSERT_TRUE(flush_until([&] { return has_live_stream(game2_, 1); }));
+  services_->update(view({{"game1", game1_.address()}}));
+  ASSERT_TRUE(flush_until([&] { return services_->of(1) == nullptr; })) << "waits";
+  for (int i = 0; i < 50; ++i) services_->flush(monotonic_ns());
+  EXPECT_FALSE(has_live_stream(game1_, 1)) << "not moved to another instance";
+  services_->update(view({{"game1", game1_.address()}, {"game2", game2_.address()}}));
+  ASSERT_TRUE(flush_until([&] {
+    const auto streams = game2_.streams();
+    return std::count_if(streams.begin(), streams.end(),
+                         [](const auto& st) { return st.user_id == 1; }) == 2 &&
+           services_->of(1) != nullptr;
+  })) << "re-opened on game2";
+  EXPECT_FALSE(has_live_stream(game1_, 1));
+  EXPECT_EQ(ended_count(), 0u);
+}
+
 // Messages go to the service their proto number is routed to, each service
 // with its own instances and its own stream per session; the routing table
 // shows each service's instances.
 TEST_F(GameServicesTest, MessagesGoToTheServiceTheirProtoNumberIsRoutedTo) {
-  make_services({{{kService, false}, {"chat-10000", false}}, {{2000, 2999, 1}}});
+  make_services({{{kService, false}, {"chat-10000", false}}, {{2000, 2999, 1}}, {}});
   const auto message = [](std::int16_t proto) { return gatehouse::testing::packet(proto, {}); };
   EXPECT_EQ(services_->service_of(testing::span_of(message(1001))), 0u);
   EXPECT_EQ(services_->service_of(testing::span_of(message(2000))), 1u);

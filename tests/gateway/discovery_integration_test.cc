@@ -19,7 +19,14 @@
 //   - rebind mode (--rebind): a deleted instance's players move to another
 //     instance without noticing, as do a killed one's (both contracts);
 //   - --route: a second service (a chat) beside the game, each proto range
-//     to its own service, both seeing the session's user.
+//     to its own service, both seeing the session's user;
+//   - an explicit instance (gonet2's GetServiceWithId): --game-instance
+//     sends every login to the instance of that name, and an auth service's
+//     LoginReply.instance one login, over it; a name not live: the login is
+//     refused (backend_unavailable).
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -32,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth.grpc.pb.h"
 #include "etcd_server.h"
 #include "fake_game_service.h"
 #include "gatehouse/client/client.h"
@@ -445,6 +453,102 @@ TEST_F(ProtoRouteTest, ProtoRangesGoToTheirServicesEachWithTheSessionsUser) {
   players[0].client->close();
   EXPECT_TRUE(chat.wait_for_stream_end(players[0].uid, kPatience).has_value());
   EXPECT_TRUE(game1_.wait_for_stream_end(players[0].uid, kPatience).has_value());
+}
+
+// --game-instance game2 (gonet2's agent: DEFAULT_GSID "game1" and
+// GetServiceWithId): every login lands on game2, never game1; game2 gone
+// from etcd, a login is refused backend_unavailable (game1 gets nothing).
+TEST_P(DiscoveryTest, GameInstanceSendsEveryLoginToTheInstanceOfThatName) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  put("game2", game2_);
+  start_gateway({"--game-instance", "game2"});
+  ASSERT_TRUE(gateway_->wait_log("every session goes to its instance game2"));
+  for (int i = 0; i < 8; ++i) {
+    Player p = login("named-" + std::to_string(i));
+    EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 1) << "game2, whoever the user";
+    EXPECT_TRUE(echo_works(*p.client, "game2"));
+  }
+  EXPECT_EQ(game1_.streams().size(), 0u);
+
+  remove("game2");
+  ASSERT_TRUE(gateway_->wait_log("has no live instance game2 (game-instance)"));
+  Player late = login("late");
+  EXPECT_FALSE(echo_works(*late.client, "nobody"));
+  EXPECT_TRUE(late.client->wait_closed(kPatience)) << "refused: no instance game2";
+  EXPECT_TRUE(gateway_->wait_log("named for it by game-instance"));
+  EXPECT_TRUE(gateway_->wait_log("reason=backend_unavailable"));
+  EXPECT_TRUE(wait_metric(R"(gatehouse_kicks_total{reason="backend_unavailable"})", 1));
+  EXPECT_EQ(game1_.streams().size(), 0u) << "never another instance";
+}
+
+/// A user centre in the test process: a credential "USER@INSTANCE" is user
+/// USER (digits), its session named for INSTANCE; "USER" names none.
+class NamingAuthService final : public auth::Auth::Service {
+ public:
+  grpc::Status Login(grpc::ServerContext*, const auth::LoginRequest* request,
+                     auth::LoginReply* reply) override {
+    const std::string& credential = request->client_certificate();
+    const std::size_t at = credential.find('@');
+    reply->set_result(auth::LoginReply::OK);
+    reply->set_user_id(std::stoi(credential.substr(0, at)));
+    if (at != std::string::npos) reply->set_instance(credential.substr(at + 1));
+    return grpc::Status::OK;
+  }
+};
+
+// The auth service names the instance of each login (LoginReply.instance),
+// over --game-instance; a login it names none for goes by game-instance; one
+// named for an instance that is not live is refused backend_unavailable.
+class AuthNamedInstanceTest : public DiscoveryFixture {
+ protected:
+  AuthNamedInstanceTest() : DiscoveryFixture(EtcdApi::kV3) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &auth_port_);
+    builder.RegisterService(&auth_);
+    auth_server_ = builder.BuildAndStart();
+  }
+  ~AuthNamedInstanceTest() override {
+    auth_server_->Shutdown(std::chrono::system_clock::now() + 1s);
+  }
+  Player login_as(const std::string& credential) {
+    Player p{std::make_unique<Client>(), 0};
+    p.client->connect("127.0.0.1", gateway_->port(), kPatience);
+    const auto result = p.client->login("device-" + credential, credential, kPatience);
+    EXPECT_TRUE(result.ok()) << credential << ": " << to_string(result.status);
+    p.uid = result.uid();
+    return p;
+  }
+
+  NamingAuthService auth_;
+  int auth_port_ = 0;
+  std::unique_ptr<grpc::Server> auth_server_;
+};
+
+TEST_F(AuthNamedInstanceTest, TheAuthServicesInstanceBeatsGameInstance) {
+  ASSERT_TRUE(etcd_.start());
+  put("game1", game1_);
+  put("game2", game2_);
+  start_gateway(
+      {"--game-instance", "game2", "--login", "auth:127.0.0.1:" + std::to_string(auth_port_)});
+  for (int u = 101; u <= 104; ++u) {
+    Player p = login_as(std::to_string(u) + "@game1");
+    ASSERT_EQ(p.uid, u);
+    EXPECT_EQ(instance_of(p.uid, {&game1_, &game2_}), 0) << "named game1 by the auth service";
+    EXPECT_TRUE(echo_works(*p.client, "game1"));
+  }
+  Player unnamed = login_as("105");
+  EXPECT_EQ(instance_of(unnamed.uid, {&game1_, &game2_}), 1) << "no name: game-instance's";
+  EXPECT_TRUE(echo_works(*unnamed.client, "game2"));
+
+  Player lost = login_as("106@game3");
+  EXPECT_FALSE(echo_works(*lost.client, "nobody"));
+  EXPECT_TRUE(lost.client->wait_closed(kPatience)) << "refused: no instance game3";
+  EXPECT_TRUE(gateway_->wait_log("has no live instance game3 (named for it by the auth service)"));
+  EXPECT_TRUE(wait_metric(R"(gatehouse_kicks_total{reason="backend_unavailable"})", 1));
+  for (const FakeGameService* game : {&game1_, &game2_}) {
+    for (const FakeStream& st : game->streams()) EXPECT_NE(st.user_id, 106) << "never elsewhere";
+  }
 }
 
 }  // namespace

@@ -151,6 +151,14 @@ GatewayOptions chaos_gateway(const FakeGameService& game, std::vector<std::strin
   return options;
 }
 
+/// One of the gateway's two workers SIGKILLed from outside, 50-250 ms from
+/// now; `kills` counts it.
+void kill_a_worker_soon(const GatewayProcess& gateway, std::mt19937& rng, int& kills) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
+  const pid_t victim = gateway.worker_pid(static_cast<std::uint32_t>(rng() % 2));
+  if (victim > 0 && !process_gone(victim) && ::kill(victim, SIGKILL) == 0) ++kills;
+}
+
 /// Workers SIGKILLed from outside at random moments.
 void kill_workers_at_random(bool batched) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
@@ -162,13 +170,7 @@ void kill_workers_at_random(bool batched) {
   int kills = 0;
   std::uint64_t total = 0;
   expect_no_client_notices(
-      gateway, game, clients, seconds,
-      [&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
-        const pid_t victim = gateway.worker_pid(static_cast<std::uint32_t>(rng() % 2));
-        if (victim > 0 && !process_gone(victim) && ::kill(victim, SIGKILL) == 0) ++kills;
-      },
-      total);
+      gateway, game, clients, seconds, [&] { kill_a_worker_soon(gateway, rng, kills); }, total);
   EXPECT_GE(kills, seconds * 2);
   std::printf("chaos (%s): %d worker kills, %llu echoes verified across %d clients\n",
               batched ? "batched" : "gonet2", kills, static_cast<unsigned long long>(total),
@@ -211,9 +213,7 @@ TEST(WorkerChaos, KilledWorkersAndAnEtcdComingAndGoingCostNothingWithDiscovery) 
   expect_no_client_notices(
       gateway, game, clients, seconds,
       [&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 200));
-        const pid_t victim = gateway.worker_pid(static_cast<std::uint32_t>(rng() % 2));
-        if (victim > 0 && !process_gone(victim) && ::kill(victim, SIGKILL) == 0) ++kills;
+        kill_a_worker_soon(gateway, rng, kills);
         if (std::chrono::steady_clock::now() < next_toggle) return;
         next_toggle = std::chrono::steady_clock::now() + 1s;
         if (etcd_up) {

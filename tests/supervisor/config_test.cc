@@ -494,6 +494,8 @@ TEST(Config, BadValuesNameTheSetting) {
        "--route 2500-2600:news: overlaps 2000-2999:chat"},
       {{"--route", "2000-2999:chat"}, "no backend line names service 'chat'"},
       {{"--backend", "127.0.0.1:1,service=a/b"}, "is not a service name"},
+      {{"--services", "game-10000", "--game-instance", "game/1"},
+       "--game-instance 'game/1': an instance name"},
   };
   for (const auto& [args, name] : cases) {
     const auto r = parse(args);
@@ -521,6 +523,10 @@ TEST(Config, TheGameServiceIsTheOneNamedTheOnlyOneOrGonet2s) {
   EXPECT_EQ(game_service_of(one.config->settings.services, ""), "chat");
   const auto named = parse({"--services", "a,b", "--game-service", "b"});
   ASSERT_TRUE(named.config) << named.message;
+  EXPECT_STREQ(named.config->settings.game_instance, "") << "hashing by default";
+  const auto pinned = parse({"--services", "game-10000", "--game-instance", "game1"});
+  ASSERT_TRUE(pinned.config) << pinned.message;
+  EXPECT_STREQ(pinned.config->settings.game_instance, "game1") << "gonet2's DEFAULT_GSID";
   EXPECT_EQ(game_service_of(named.config->settings.services, named.config->settings.game_service),
             "b");
   // The backend lines: a fallback only when given.
@@ -791,6 +797,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"register-ttl", "3"},
       {"register-address", "gw1.example.com"},
       {"rebind", "*"},
+      {"game-instance", "game1"},
       {"route", "2000-2999:chat"},
       {"admin-socket", "/run/gatehouse/other.sock"},
   };

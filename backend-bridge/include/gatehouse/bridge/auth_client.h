@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "auth.grpc.pb.h"
@@ -55,6 +56,14 @@ class AuthClient {
   /// No call is made after this; the ones up are cancelled (their logins
   /// refused auth_unavailable).
   void cancel_all();
+  /// The instance the auth service named for `conn`'s login
+  /// (LoginReply.instance), once: "" when none (main thread, at the
+  /// session's stream open). Kept from the call's end, before its verdict
+  /// goes, so that it is here when the stream opens; one never taken (the
+  /// client left between) goes after kNamedKeepNs.
+  std::string take_instance(std::uint64_t conn);
+  static constexpr std::int64_t kNamedKeepNs = 60'000'000'000;
+
   /// Calls not answered yet (any thread).
   std::size_t in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
 
@@ -79,6 +88,13 @@ class AuthClient {
   std::atomic<std::size_t> in_flight_{0};
   std::mutex mutex_;
   std::unordered_set<Call*> calls_up_;  // guarded by mutex_: for cancel_all()
+  struct Named {
+    std::string instance;
+    std::int64_t at_ns;
+  };
+  void keep_instance(std::uint64_t conn, const std::string& instance);
+  std::unordered_map<std::uint64_t, Named> named_;  // guarded by mutex_: take_instance()'s
+  std::int64_t named_swept_ns_ = 0;                 // guarded by mutex_
 };
 
 }  // namespace gatehouse::bridge

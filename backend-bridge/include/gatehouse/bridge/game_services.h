@@ -7,6 +7,11 @@
 //       rendezvous hashing of the user id over the service's live instances;
 //       the choice is kept for the session, so an instance that joins later
 //       moves no live session
+//       or, for the game service, the instance named for the session: the
+//       one its auth service named (pin(), LoginReply.instance), else the
+//       game-instance setting's (gonet2's GetServiceWithId with its
+//       DEFAULT_GSID); none live of that name: no instance (the login is
+//       refused backend_unavailable), never another one
 //   the session's later calls --of(conn, s)--> the same instance
 //   a client message --service_of(message)--> the service its proto number
 //       is routed to (`route`; the game service's when none)
@@ -88,6 +93,9 @@ struct ServicesPlan {
   };
   std::vector<Service> services;  ///< [0]: the game service
   std::vector<Route> routes;
+  /// The game service's instance every session goes to, by name
+  /// (game-instance); "": rendezvous hashing.
+  std::string game_instance;
 };
 
 class GameServices {
@@ -126,6 +134,11 @@ class GameServices {
   /// disable, by name): no new session goes to them, those on them stay.
   /// An instance of that name that joins later is out of rotation too.
   void set_disabled(std::vector<std::string> names);
+
+  /// The game service's instance `conn`'s session goes to, by name (its
+  /// auth service's choice), over the game-instance setting and hashing:
+  /// said before its first route(), forgotten when it closes.
+  void pin(std::uint64_t conn, std::string instance);
 
   /// The service a client message goes to (its proto number's route; 0,
   /// the game service, when none).
@@ -198,6 +211,7 @@ class GameServices {
   struct Bound {
     std::int64_t user_id = 0;
     std::uint64_t login_seq = 0;
+    std::string named;          // the game service's instance it must be on ("": any)
     bool closed = false;        // the session closed: it goes once its calls have ended
     std::vector<Place> places;  // by service
   };
@@ -239,6 +253,11 @@ class GameServices {
   /// null when there is none.
   Instance* pick(const Service& service, std::int64_t user_id, std::uint64_t conn,
                  std::uint64_t avoid) const;
+  /// The live instance of the game service named `name`; null (and a log
+  /// line) when none is.
+  Instance* named_instance(const std::string& name, std::uint64_t conn) const;
+  /// The name the session's game-service instance must have ("": any).
+  const std::string& named_of(std::uint64_t conn, std::size_t service) const;
   void bind(std::uint64_t conn, std::size_t service, Instance* instance);
   /// A rebind service's session leaves `from` (removed, or its stream
   /// failed there): it is opened elsewhere now, or waits.
@@ -269,7 +288,9 @@ class GameServices {
   Context context_;
   std::vector<Service> services_;  // [0]: the game service
   std::vector<ServicesPlan::Route> routes_;
-  std::unordered_map<std::uint64_t, Bound> bound_;  // by conn
+  std::string game_instance_;                            // ServicesPlan::game_instance
+  std::unordered_map<std::uint64_t, std::string> pins_;  // pin()s not routed yet, by conn
+  std::unordered_map<std::uint64_t, Bound> bound_;       // by conn
   std::vector<std::uint64_t> closed_;  // sessions closed, on their instances until their calls end
   std::unordered_map<Key, Waiting, KeyHash> waiting_;  // rebind services' sessions without one
   DiscoveryView view_;                 // the last one, for the counts of the other services

@@ -282,6 +282,10 @@ struct Settings {
   /// The service of each backend line (its `,service=NAME`); "": the game
   /// service's.
   char backend_services[kMaxBackends][kServiceNameBytes];
+  /// The instance of the game service every new session goes to (gonet2's
+  /// DEFAULT_GSID with GetServiceWithId); "": rendezvous hashing. An auth
+  /// service's LoginReply.instance names one per session instead.
+  char game_instance[kServiceNameBytes];
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;
