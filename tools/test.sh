@@ -5,7 +5,8 @@
 #                 processes run instrumented under every integration test),
 #                 and the Go SDK's (-DGATEHOUSE_GO_SDK=ON: its build, each
 #                 Go test function, the Go demo game behind the gateway)
-#   build/tsan/   GCC, TSan: the tests labelled "tsan" (concurrent code)
+#   build/tsan/   GCC, TSan: the tests labelled "tsan" (concurrent code);
+#                 built, with build/fuzz, niced during the ASan tests
 #   build/fuzz/   clang libFuzzer + ASan: each fuzz target for
 #                 GATEHOUSE_FUZZ_SECONDS (default 20) from its seed corpus,
 #                 as many at once as there are cores
@@ -91,6 +92,28 @@ asan_built=0
 CC=clang-14 CXX=clang++-14 build_suite asan build/asan all -DGATEHOUSE_SANITIZE=address -DGATEHOUSE_GO_SDK=ON \
   -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g1" -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld \
   && asan_built=1 || status=1
+# The TSan and fuzz builds run niced beside the ASan tests, as clang-tidy
+# does: the tests spend most of their time waiting on sockets and processes
+# (about a third of the two cores busy), so the builds take the rest.
+side_builds() {
+  build_suite tsan build/tsan gatehouse_tsan_tests -DGATEHOUSE_SANITIZE=thread \
+    -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" && touch "$logs/tsan.built"
+  echo "=== fuzz: configure and build (build/fuzz)"
+  if CC=clang-14 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DGATEHOUSE_WERROR=ON \
+       -DGATEHOUSE_FUZZ=ON -DGATEHOUSE_SANITIZE=address -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld \
+       >"$logs/fuzz.cmake" &&
+     cmake --build build/fuzz -j "$jobs" --target gatehouse_fuzz_targets; then
+    touch "$logs/fuzz.built"
+  else
+    cat "$logs/fuzz.cmake"
+  fi
+}
+# (Its own shell: `started` shifted so that its stage times count from ours.)
+nice -n 10 bash -c "set -uo pipefail; $(declare -f build_suite stage_time side_builds); \
+  started=$((started - SECONDS)); logs='$logs'; jobs=$jobs; builds_failed=0; side_builds" \
+  >"$logs/side-builds.out" 2>&1 &
+side_pid=$!
+
 tidy_pid=
 if [ "$asan_built" -eq 1 ]; then
   echo "=== lint: tidy (changed sources, in the background, during the tests)"
@@ -108,19 +131,20 @@ else
   lint_result 1
 fi
 stage_time
-run_suite tsan build/tsan gatehouse_tsan_tests -DGATEHOUSE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug \
-  "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" -- -L tsan || status=1
+wait "$side_pid" || true
+cat "$logs/side-builds.out"
+if [ -f "$logs/tsan.built" ]; then
+  test_suite tsan build/tsan -L tsan || status=1
+else
+  builds_failed=$((builds_failed + 1))
+fi
 
 # Fuzzing: each target from a copy of its seed corpus, bounded in time, as
 # many at once as there are cores.
 fuzz_seconds=${GATEHOUSE_FUZZ_SECONDS:-20}
 fuzz_passed=0
 fuzz_failed=0
-echo "=== fuzz: configure and build (build/fuzz)"
-if CC=clang-14 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DGATEHOUSE_WERROR=ON \
-     -DGATEHOUSE_FUZZ=ON -DGATEHOUSE_SANITIZE=address -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld \
-     >"$logs/fuzz.cmake" &&
-   cmake --build build/fuzz -j "$jobs" --target gatehouse_fuzz_targets; then
+if [ -f "$logs/fuzz.built" ]; then
   fuzz_targets=(build/fuzz/tests/fuzz/*_fuzz)
   echo "=== fuzz: ${#fuzz_targets[@]} targets for ${fuzz_seconds}s each, $jobs at once"
   for target in "${fuzz_targets[@]}"; do
@@ -147,7 +171,6 @@ if CC=clang-14 CXX=clang++-14 cmake -S . -B build/fuzz -G Ninja -DGATEHOUSE_WERR
     fi
   done
 else
-  cat "$logs/fuzz.cmake"
   fuzz_failed=$((fuzz_failed + 1))
 fi
 stage_time

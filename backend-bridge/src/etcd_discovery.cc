@@ -28,7 +28,7 @@ std::unique_ptr<EtcdWire> wire_of(const DiscoveryOptions& options) {
 
 }  // namespace
 
-EtcdDiscovery::EtcdDiscovery(DiscoveryOptions options, Wakeup& wakeup)
+EtcdDiscovery::EtcdDiscovery(const DiscoveryOptions& options, Wakeup& wakeup)
     : EtcdDiscovery(options, wire_of(options), wakeup) {}
 
 EtcdDiscovery::EtcdDiscovery(DiscoveryOptions options, std::unique_ptr<EtcdWire> wire,

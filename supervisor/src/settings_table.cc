@@ -813,8 +813,10 @@ void read_route(const Setting&, const po::variable_value& v, Config& c) {
   for (const std::string& value : v.as<std::vector<std::string>>()) {
     for (const std::string& item : split_list(value)) {
       const auto bad = [&](const std::string& why) {
-        return ConfigError("--route " + item + ": " + why +
-                           " (expected FIRST-LAST:SERVICE, e.g. 2000-2999:chat-10000)");
+        std::string text = "--route " + item;
+        text.append(": ").append(why);
+        text.append(" (expected FIRST-LAST:SERVICE, e.g. 2000-2999:chat-10000)");
+        return ConfigError(text);
       };
       const std::size_t dash = item.find('-');
       const std::size_t colon = item.find(':');
@@ -837,9 +839,10 @@ void read_route(const Setting&, const po::variable_value& v, Config& c) {
       if (service.empty() || service.size() >= kServiceNameBytes) throw bad("no service name");
       if (service == game) throw bad("messages go to the game service unless routed elsewhere");
       if (!service_known(c, service)) {
-        throw bad(s.services[0] != '\0' ? "'" + service + "' is not one of --services"
-                                        : "no backend line names service '" + service +
-                                              "' (,service=" + service + ")");
+        std::string why = s.services[0] != '\0' ? "'" + service + "' is not one of --services"
+                                                : "no backend line names service '" + service;
+        if (s.services[0] == '\0') why.append("' (,service=").append(service).append(")");
+        throw bad(why);
       }
       for (std::uint32_t r = 0; r < s.route_count; ++r) {
         if (first <= s.routes[r].last && s.routes[r].first <= last) {

@@ -63,7 +63,7 @@ class EtcdDiscovery final : private EtcdWire::Sink {
 
   /// `wakeup`: rung when a new view is ready; outlives this. The wire is
   /// options.api's.
-  EtcdDiscovery(DiscoveryOptions options, Wakeup& wakeup);
+  EtcdDiscovery(const DiscoveryOptions& options, Wakeup& wakeup);
   /// With the wire given (tests).
   EtcdDiscovery(DiscoveryOptions options, std::unique_ptr<EtcdWire> wire, Wakeup& wakeup);
   /// Stops the watch and joins its thread.
