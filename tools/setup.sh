@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-program-options1.81-dev
   libboost-json1.81-dev   # etcd: the v2 keys API's replies, the gateway's own key (docs/discovery.md)
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  prometheus-cpp-dev libsystemd-dev libssl-dev libsodium-dev libspdlog-dev
+  prometheus-cpp-dev libsystemd-dev libssl-dev libsodium-dev libspdlog-dev libnghttp2-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev lld-14   # the sanitizer and fuzz builds (lld: links in a fifth of the time)
   clang-format-14 clang-tidy-14   # tools/lint.sh, part of the test command

@@ -69,8 +69,8 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
       doorbell_(std::move(doorbell)),
       wakeup_(doorbell_),
       rings_(workers_, settings_, wakeup_),
-      services_(GameServices::Context{calls_, rings_, wakeup_, metrics_, segment.metrics().routing,
-                                      in_flight_, settings_.numbering,
+      services_(GameServices::Context{calls_, io_, rings_, wakeup_, metrics_,
+                                      segment.metrics().routing, in_flight_, settings_.numbering,
                                       std::int64_t{settings_.backend_wait_ms} * 1'000'000,
                                       gateway_id_of(segment)},
                 services_plan_of(settings_)),
@@ -78,6 +78,7 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
       auth_(calls_, rings_, gateway_id_of(segment)),
       settings_generation_(segment.settings_generation()) {
   auth_.configure(segment.settings());
+  io_.watch(doorbell_.fd(), /*writable=*/false);
   if (worker_doorbells.size() != settings_.workers) {
     throw std::invalid_argument("bridge: expected " + std::to_string(settings_.workers) +
                                 " worker doorbells");
@@ -325,7 +326,11 @@ void Bridge::park(std::chrono::nanoseconds timeout) {
   const bool holding =
       std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->holding(); });
   if (holding) timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(2));
-  if (idle && raised == workers_.size()) doorbell_.wait(timeout);
+  if (idle && raised == workers_.size()) {
+    // Rung, or a game-service connection has bytes (or room) for us.
+    io_.wait(timeout);
+    doorbell_.drain();
+  }
   for (std::size_t i = 0; i < raised; ++i) workers_[i]->unpark();
   wakeup_.end_park();
 }

@@ -17,7 +17,7 @@ namespace gatehouse::bridge {
 /// connection attempt, HTTP/2 handshake included: at 100 ms a game service
 /// busy for a moment failed every stream opened meanwhile (seen under ASan on
 /// a loaded CI machine), so it gets 5 s.
-std::shared_ptr<grpc::Channel> game_channel(const std::string& address, ChannelUse use) {
+std::shared_ptr<grpc::Channel> game_channel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
@@ -30,15 +30,6 @@ std::shared_ptr<grpc::Channel> game_channel(const std::string& address, ChannelU
   // (batches, frames) within them (game_link_limits.h).
   args.SetMaxReceiveMessageSize(static_cast<int>(game_link::kMaxMessageBytes));
   args.SetMaxSendMessageSize(static_cast<int>(game_link::kMaxMessageBytes));
-  if (use == ChannelUse::kCallPerSession) {
-    // Each stream keeps HTTP/2's initial 64 KB window: gRPC's bandwidth
-    // probe would grow it to megabytes, and a game flooding a session whose
-    // worker does not read (its backlog full, reads paused) would then park
-    // those megabytes in the bridge's transport buffers instead of keeping
-    // them itself (GameBackpressure measures the bridge's RSS). A gonet2
-    // session's messages are small: 64 KB in flight is plenty.
-    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  }
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 

@@ -191,7 +191,7 @@ std::unique_ptr<GameServices::Instance> GameServices::make_instance(Service& ser
     instance->upstream = std::make_unique<Gonet2Upstream>(
         Gonet2Upstream::Options{address, context_.numbering, context_.backend_wait_ns,
                                 context_.gateway_id},
-        context_.calls, instance->events, context_.wakeup, instance->metrics, context_.in_flight);
+        context_.io, instance->events, instance->metrics, context_.in_flight);
   }
   return instance;
 }

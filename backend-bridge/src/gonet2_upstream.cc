@@ -3,10 +3,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <deque>
 #include <utility>
 
+#include "game.grpc.pb.h"
+#include "gatehouse/base/clock.h"
 #include "gatehouse/base/log.h"
+#include "gatehouse/codec/game_link_limits.h"
 
 namespace gatehouse::bridge {
 
@@ -24,65 +26,30 @@ class Gonet2Upstream::InFlight final : public ReplySource,
   std::atomic<std::int64_t>& in_flight_;
 };
 
-/// One session's Stream. Client frames are queued by send() (main thread)
-/// and written one at a time; the game's frames go from the gRPC thread
-/// straight to UpstreamEvents, and its end to the upstream's next flush().
-class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
+/// One session's Stream: an HTTP/2 stream on the instance's connection.
+/// Client frames are written by send() and leave at the next flush(); the
+/// game's frames go to UpstreamEvents as they are read, and its end to
+/// ended_, which the same flush() hands to the worker behind them.
+class Gonet2Upstream::GameStream final : public GrpcCall,
+                                         public PausedReads,
+                                         public std::enable_shared_from_this<GameStream> {
  public:
-  GameStream(Gonet2Upstream& upstream, std::uint64_t conn, const User& user)
-      : QueuedCall(upstream.calls_),
-        upstream_(upstream),
+  GameStream(Gonet2Upstream& upstream, std::uint64_t conn)
+      : upstream_(upstream),
         conn_(conn),
-        numbering_(frame_type_values(upstream.options_.numbering)) {
-    context_.AddMetadata("userid", std::to_string(user.user_id));
-    context_.AddMetadata("gateway-id", upstream.options_.gateway_id);
-    context_.AddMetadata("login-seq", std::to_string(user.login_seq));
-  }
+        numbering_(frame_type_values(upstream.options_.numbering)) {}
 
-  void start(std::shared_ptr<GameStream> self) {
-    begin(std::move(self), upstream_.stub_->PrepareAsyncStream(&context_, &calls_.queue()));
-  }
-
-  /// Queues one Message frame (main thread); false when the stream is
-  /// already ending (the worker hears of that end).
-  bool send(std::span<const std::byte> bytes) {
-    std::lock_guard lock(mutex_);
-    if (!open_locked()) return false;
-    proto::Game::Frame frame;
-    frame.set_type(proto::Game::Message);
-    frame.set_message(bytes.data(), bytes.size());
-    queue_.push_back(std::move(frame));
-    upstream_.in_flight_.fetch_add(1, std::memory_order_relaxed);
-    write_next_locked();
-    return true;
-  }
+  /// Half-closed by us (the session is gone, or the drain).
+  bool closed_by_us = false;
 
  private:
-  void wrote_locked(bool ok) override {
-    // Delivered, or failed with the stream.
-    upstream_.in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    if (!ok) {
-      ++undelivered_;
-      drop_queued_locked();
+  void on_message(std::span<const std::byte> bytes) override {
+    proto::Game::Frame& in = upstream_.frame_;
+    if (!in.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      upstream_.channel_.abort(*this, grpc::StatusCode::INTERNAL,
+                               "the game service sent a frame that is not a Game.Frame");
+      return;
     }
-  }
-
-  void drop_queued_locked() {
-    upstream_.in_flight_.fetch_sub(static_cast<std::int64_t>(queue_.size()),
-                                   std::memory_order_relaxed);
-    undelivered_ += queue_.size();
-    queue_.clear();
-  }
-
-  bool write_next_locked() override {
-    if (queue_.empty() || !can_write_locked()) return false;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    write_locked(&current_);
-    return true;
-  }
-
-  void on_read(proto::Game::Frame& in) override {
     const int type = static_cast<int>(in.type());
     UpstreamEvents& events = upstream_.events_;
     UpstreamEvents::Unpublished unpublished;
@@ -100,62 +67,64 @@ class Gonet2Upstream::GameStream final : public QueuedCall<proto::Game::Frame> {
     }
     events.publish(unpublished);
     upstream_.in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    // Its worker's backlog is full: the stream's window is not given back
+    // until it drains (the game service then holds its writes).
+    if (events.hold_reads(conn_, weak_from_this())) pause_reads();
   }
 
-  bool backed_up_locked(const std::weak_ptr<PausedReads>& call) override {
-    return upstream_.events_.hold_reads(conn_, call);  // only its session's worker
-  }
+  void resume() override { upstream_.channel_.resume(*this); }
 
-  void on_done(const grpc::Status& status, bool closed_by_us) override {
-    std::uint64_t undelivered = 0;
-    {
-      // The game ended the call with these still queued: they go with it.
-      std::lock_guard lock(mutex_);
-      drop_queued_locked();
-      undelivered = undelivered_;
-    }
-    if (!status.ok() && !closed_by_us) {
+  void on_end(std::int32_t code, std::string_view message, std::uint64_t unsent) override {
+    if (code != 0 && !closed_by_us) {
       spdlog::warn("conn {:#x}: game stream failed: {} ({}); {} client messages undelivered", conn_,
-                   status.error_message(), static_cast<int>(status.error_code()), undelivered);
+                   message, code, unsent);
     }
-    // After every on_read (this runs once no operation is in flight): the
-    // end reaches the worker behind the stream's last message.
-    upstream_.on_ended({conn_, static_cast<std::int32_t>(status.error_code()), closed_by_us,
-                        worked_, undelivered});
+    // After every on_message: the end reaches the worker behind the
+    // stream's last message.
+    upstream_.ended_.push_back({conn_, code, closed_by_us, worked_, unsent});
   }
 
   Gonet2Upstream& upstream_;
   const std::uint64_t conn_;
   const FrameTypeValues numbering_;
-  bool worked_ = false;                   // the gRPC thread's: a message came
-  proto::Game::Frame current_;            // owned by the write in flight
-  std::deque<proto::Game::Frame> queue_;  // guarded by mutex_
-  std::uint64_t undelivered_ = 0;         // guarded by mutex_
+  bool worked_ = false;  // a message came
 };
 
-Gonet2Upstream::Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents& events,
-                               Wakeup& wakeup, InstanceMetrics& metrics,
-                               std::atomic<std::int64_t>& in_flight)
+namespace {
+
+/// The gonet2 contract's one method (proto/game.proto).
+const std::string& stream_path() {
+  static const std::string path =
+      std::string("/") + proto::GameService::service_full_name() + "/Stream";
+  return path;
+}
+
+GrpcChannelOptions channel_options(std::atomic<std::int64_t>& in_flight) {
+  GrpcChannelOptions options;
+  // The same bound as gw::game_server's: a game keeps its messages (frames)
+  // within it (game_link_limits.h).
+  options.max_message_bytes = static_cast<std::uint32_t>(game_link::kMaxMessageBytes);
+  options.in_flight = &in_flight;
+  return options;
+}
+
+}  // namespace
+
+Gonet2Upstream::Gonet2Upstream(Options options, IoPoller& io, UpstreamEvents& events,
+                               InstanceMetrics& metrics, std::atomic<std::int64_t>& in_flight)
     : options_(std::move(options)),
-      calls_(calls),
       events_(events),
-      wakeup_(wakeup),
       metrics_(metrics),
       in_flight_(in_flight),
       in_flight_source_(std::make_shared<InFlight>(in_flight)),
-      channel_(game_channel(options_.address, ChannelUse::kCallPerSession)),
-      stub_(proto::GameService::NewStub(channel_)) {}
+      channel_(options_.address, channel_options(in_flight), io) {}
 
-Gonet2Upstream::~Gonet2Upstream() {
-  cancel_all();
-  calls_.queue().wait_for_calls(calls_);
-}
+Gonet2Upstream::~Gonet2Upstream() = default;
 
 void Gonet2Upstream::move_to(const std::string& address) {
-  // Streams up keep the old channel (their context holds it) while they work.
+  // Streams up keep the old connection while they work.
   options_.address = address;
-  channel_ = game_channel(address, ChannelUse::kCallPerSession);
-  stub_ = proto::GameService::NewStub(channel_);
+  channel_.move_to(address);
 }
 
 bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
@@ -174,10 +143,16 @@ bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, std::uint64_
 }
 
 void Gonet2Upstream::start_stream(std::uint64_t conn, const User& user) {
-  auto stream = std::make_shared<GameStream>(*this, conn, user);
+  auto stream = std::make_shared<GameStream>(*this, conn);
   streams_[conn] = stream;
-  stream->start(stream);
+  // What gonet2 sent (userid: existing game services work unchanged), and
+  // what tells a game service behind several gateways who is who.
+  const std::string user_id = std::to_string(user.user_id);
+  const std::string login_seq = std::to_string(user.login_seq);
+  const std::pair<std::string_view, std::string_view> metadata[] = {
+      {"userid", user_id}, {"gateway-id", options_.gateway_id}, {"login-seq", login_seq}};
   metrics_.add(metrics::kGameStreamsOpened);
+  channel_.start(*stream, stream_path(), metadata, monotonic_ns());
 }
 
 void Gonet2Upstream::send(std::uint64_t conn, std::uint64_t, std::span<const std::byte> message,
@@ -185,7 +160,11 @@ void Gonet2Upstream::send(std::uint64_t conn, std::uint64_t, std::span<const std
   if (origin.replay) return;  // its stream got it, or died with the dead bridge
   const auto it = streams_.find(conn);
   if (it != streams_.end()) {
-    metrics_.add(it->second->send(message) ? metrics::kGameMessagesSent : metrics::kDroppedToGame);
+    frame_.Clear();
+    frame_.set_type(proto::Game::Message);
+    frame_.set_message(message.data(), message.size());
+    metrics_.add(channel_.write(*it->second, frame_) ? metrics::kGameMessagesSent
+                                                     : metrics::kDroppedToGame);
   } else if (retries_.contains(conn)) {
     // Waiting for the game service to come back: nowhere to send it.
     metrics_.add(metrics::kDroppedToGame);
@@ -210,28 +189,24 @@ void Gonet2Upstream::close(std::uint64_t conn, const Origin& origin) {
   retries_.erase(conn);
   reopening_.erase(conn);
   const auto it = streams_.find(conn);
-  if (it != streams_.end()) it->second->close();
+  if (it != streams_.end()) half_close(*it->second);
 }
 
-void Gonet2Upstream::on_ended(const Ended& ended) {
-  {
-    std::lock_guard lock(ended_mutex_);
-    ended_.push_back(ended);
-  }
-  wakeup_.notify();
+void Gonet2Upstream::half_close(GameStream& stream) {
+  stream.closed_by_us = true;
+  channel_.close_send(stream);
 }
 
 std::size_t Gonet2Upstream::flush(std::int64_t now_ns) {
-  const std::size_t work = take_ended(now_ns);
+  std::size_t work = channel_.pump(now_ns);
   if (!retries_.empty()) retry_due_streams(now_ns);
+  // Last: a retry that failed at once is told in the same pass.
+  work += take_ended(now_ns);
   return work;
 }
 
 std::size_t Gonet2Upstream::take_ended(std::int64_t now_ns) {
-  {
-    std::lock_guard lock(ended_mutex_);
-    taken_.swap(ended_);
-  }
+  taken_.swap(ended_);
   UpstreamEvents::Unpublished unpublished;
   for (const Ended& e : taken_) {
     metrics_.add(metrics::kDroppedToGame, e.undelivered);
@@ -279,7 +254,7 @@ void Gonet2Upstream::retry_due_streams(std::int64_t now_ns) {
 
 void Gonet2Upstream::close_all() {
   stopping_ = true;
-  for (auto& [conn, stream] : streams_) stream->close();
+  for (auto& [conn, stream] : streams_) half_close(*stream);
   // Sessions retrying their game service are not re-opened during the drain:
   // their workers hear it is unavailable, at once when they wait for their
   // next attempt, when it ends when one is in flight (closed above).
@@ -297,16 +272,16 @@ void Gonet2Upstream::close_all() {
 }
 
 bool Gonet2Upstream::reachable() {
-  return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY;
+  return channel_.ready(monotonic_ns());
 }
 
 void Gonet2Upstream::cancel(std::uint64_t conn) {
   const auto it = streams_.find(conn);
-  if (it != streams_.end()) it->second->cancel();
+  if (it != streams_.end()) channel_.cancel(*it->second);
 }
 
 void Gonet2Upstream::cancel_all() {
-  for (auto& [conn, stream] : streams_) stream->cancel();
+  for (auto& [conn, stream] : streams_) channel_.cancel(*stream);
 }
 
 }  // namespace gatehouse::bridge

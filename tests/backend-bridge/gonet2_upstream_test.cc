@@ -2,7 +2,8 @@
 // (FakeGameService): a Stream per session with its userid, frames both ways,
 // the end of a stream behind its last message, half-close, and the re-open
 // after a bridge restart while the game service is down. The test drives
-// the upstream's main-thread side (open/send/close/flush) itself.
+// the upstream as the bridge's main thread does (open/send/close, and
+// flush() for its connection's I/O, parked on its IoPoller in between).
 #include "gatehouse/bridge/gonet2_upstream.h"
 #include "gatehouse/base/clock.h"
 
@@ -36,13 +37,13 @@ constexpr std::uint64_t kConn = 0x1'0000'0003;
 class Gonet2UpstreamTest : public ::testing::Test {
  protected:
   explicit Gonet2UpstreamTest(FakeGameServiceOptions game = {.echo = true})
-      : game_(game), doorbell_(shm::Doorbell::create()), wakeup_(doorbell_), metrics_(shard_) {}
+      : game_(game), metrics_(shard_) {}
 
   void make_upstream(std::int64_t backend_wait_ns = 60'000'000'000) {
     upstream_ = std::make_unique<Gonet2Upstream>(
         Gonet2Upstream::Options{game_.address(), FrameNumbering::kGonet2, backend_wait_ns,
                                 "test-gw"},
-        calls_, events_, wakeup_, instance_metrics_, shard_.in_flight);
+        io_, events_, instance_metrics_, shard_.in_flight);
   }
 
   /// Runs the upstream's flush() as the duty cycle would until `done()`.
@@ -52,7 +53,7 @@ class Gonet2UpstreamTest : public ::testing::Test {
     while (!done()) {
       if (std::chrono::steady_clock::now() > deadline) return false;
       upstream_->flush(monotonic_ns());
-      std::this_thread::sleep_for(1ms);
+      io_.wait(1ms);  // as the bridge parks: its sockets wake it
     }
     return true;
   }
@@ -63,14 +64,12 @@ class Gonet2UpstreamTest : public ::testing::Test {
   }
 
   FakeGameService game_;
-  shm::Doorbell doorbell_;
-  Wakeup wakeup_;
   metrics::Shard shard_{};
   metrics::Writer metrics_;
   InstanceMetrics instance_metrics_{metrics_};  // the instance's counts, beside the bridge's
   RecordingEvents events_;
-  CallQueue calls_;
-  std::unique_ptr<Gonet2Upstream> upstream_;  // after calls_: goes first
+  IoPoller io_;
+  std::unique_ptr<Gonet2Upstream> upstream_;  // after io_: goes first
   const Origin origin_{nullptr, 0, false};
 };
 
@@ -78,17 +77,17 @@ TEST_F(Gonet2UpstreamTest, OpensAStreamPerSessionWithItsUseridAndCarriesFramesBo
   make_upstream();
   ASSERT_TRUE(upstream_->open(kConn, 42, 0, &origin_));
   EXPECT_FALSE(upstream_->open(kConn, 42, 0, &origin_)) << "one stream per session";
-  ASSERT_TRUE(game_.wait_for_streams(1, kWait));
+  ASSERT_TRUE(flush_until([&] { return game_.wait_for_streams(1, 0ms); }));
   EXPECT_EQ(game_.streams()[0].user_id, 42);
   EXPECT_EQ(upstream_->calls_open(), 1u);
 
   const game::Bytes ping = packet(game::demo::kPingReq, to_bytes("hello"));
   upstream_->send(kConn, 1, span_of(ping), origin_);
-  ASSERT_TRUE(game_.wait_for_frames(42, 1, kWait));
+  ASSERT_TRUE(flush_until([&] { return game_.wait_for_frames(42, 1, 0ms); }));
   EXPECT_EQ(game_.frames(42)[0], ping);
 
-  // The echo comes back on the gRPC thread, without a flush().
-  ASSERT_TRUE(events_.wait_for(1, kWait));
+  // The echo comes back read by flush(), on this thread.
+  ASSERT_TRUE(flush_until([&] { return events_.events().size() >= 1; }));
   const Recorded reply = events_.events()[0];
   EXPECT_EQ(reply.kind, Recorded::kMessage);
   EXPECT_EQ(reply.conn, kConn);
@@ -108,7 +107,7 @@ TEST_F(Gonet2UpstreamTest, OpensAStreamPerSessionWithItsUseridAndCarriesFramesBo
 TEST_F(Gonet2UpstreamTest, KickAndEndComeAfterTheStreamsLastMessage) {
   make_upstream();
   ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
-  ASSERT_TRUE(game_.wait_for_streams(1, kWait));
+  ASSERT_TRUE(flush_until([&] { return game_.wait_for_streams(1, 0ms); }));
   ASSERT_TRUE(game_.push(7, to_bytes("one")));
   ASSERT_TRUE(game_.push(7, to_bytes("two")));
   ASSERT_TRUE(game_.kick(7));
@@ -126,7 +125,7 @@ TEST_F(Gonet2UpstreamTest, KickAndEndComeAfterTheStreamsLastMessage) {
 TEST_F(Gonet2UpstreamTest, AFailedStreamEndsItsSessionAndFurtherFramesSayItAgain) {
   make_upstream();
   ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
-  ASSERT_TRUE(game_.wait_for_streams(1, kWait));
+  ASSERT_TRUE(flush_until([&] { return game_.wait_for_streams(1, 0ms); }));
   ASSERT_TRUE(game_.fail_stream(7));
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
   ASSERT_EQ(events_.events().size(), 1u);
@@ -148,8 +147,8 @@ TEST_F(Gonet2UpstreamTest, CloseHalfClosesAndReportsNoEnd) {
   ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
   upstream_->send(kConn, 1, span_of(to_bytes("bye")), origin_);
   upstream_->close(kConn, origin_);
-  const auto end = game_.wait_for_stream_end(7, kWait);
-  ASSERT_TRUE(end);
+  std::optional<gatehouse::testing::FakeStream> end;
+  ASSERT_TRUE(flush_until([&] { return (end = game_.wait_for_stream_end(7, 0ms)).has_value(); }));
   EXPECT_TRUE(end->client_half_closed);
   EXPECT_EQ(game_.frames(7).size(), 1u) << "queued frames go before the half-close";
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
@@ -171,10 +170,10 @@ TEST_F(Gonet2UpstreamTest, RepliesWaitingForRingRoomCountAsInFlight) {
   make_upstream();
   events_.hold_replies(true);
   ASSERT_TRUE(upstream_->open(kConn, 7, 0, &origin_));
-  ASSERT_TRUE(game_.wait_for_streams(1, kWait));
+  ASSERT_TRUE(flush_until([&] { return game_.wait_for_streams(1, 0ms); }));
   ASSERT_TRUE(game_.push(7, to_bytes("a")));
   ASSERT_TRUE(game_.push(7, to_bytes("b")));
-  ASSERT_TRUE(events_.wait_for(2, kWait));
+  ASSERT_TRUE(flush_until([&] { return events_.events().size() >= 2; }));
   // Each counted from its read; once the read is done, only while it waits.
   EXPECT_TRUE(flush_until([&] { return shard_.in_flight.load() == 2; }));
   EXPECT_EQ(events_.release_held(), 2u);
@@ -241,7 +240,7 @@ TEST_F(Gonet2UpstreamTest, CloseAllHalfClosesEveryStream) {
   make_upstream();
   for (std::int64_t i = 0; i < 3; ++i)
     ASSERT_TRUE(upstream_->open(kConn + static_cast<std::uint64_t>(i), 10 + i, 0, &origin_));
-  ASSERT_TRUE(game_.wait_for_streams(3, kWait));
+  ASSERT_TRUE(flush_until([&] { return game_.wait_for_streams(3, 0ms); }));
   upstream_->close_all();
   ASSERT_TRUE(flush_until([&] { return upstream_->calls_open() == 0; }));
   for (const auto& s : game_.streams()) EXPECT_TRUE(s.client_half_closed);

@@ -47,6 +47,7 @@
 #include "gatehouse/bridge/etcd_discovery.h"
 #include "gatehouse/bridge/etcd_registration.h"
 #include "gatehouse/bridge/game_services.h"
+#include "gatehouse/bridge/io_poller.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/bridge/user_sessions.h"
 #include "gatehouse/bridge/worker_link.h"
@@ -116,6 +117,7 @@ class Bridge {
   std::vector<std::unique_ptr<WorkerLink>> workers_;
   WorkerRings rings_;
   CallQueue calls_;                           // after rings_: its thread writes there
+  IoPoller io_;                               // the doorbell and the gonet2 connections
   GameServices services_;                     // after calls_: its upstreams' calls are there
   std::unique_ptr<EtcdDiscovery> discovery_;  // null: the backend lines serve
   UserSessions users_;                        // every session's open/send/close goes through it

@@ -39,16 +39,11 @@
 
 namespace gatehouse::bridge {
 
-/// How a channel's calls use it.
-enum class ChannelUse {
-  kFewCalls,        ///< a batched link, the auth service: few calls, large messages
-  kCallPerSession,  ///< gonet2's contract: one small stream per session
-};
-
-/// The channel to a game service (HOST:PORT), either contract: one that
-/// comes back is used again within ~2 s (see the definition).
-std::shared_ptr<grpc::Channel> game_channel(const std::string& address,
-                                            ChannelUse use = ChannelUse::kFewCalls);
+/// The channel to a game service (HOST:PORT) for few calls with large
+/// messages (a batched link, the auth service; the gonet2 contract's stream
+/// per session has its own transport, grpc_h2.h): one that comes back is
+/// used again within ~2 s (see the definition).
+std::shared_ptr<grpc::Channel> game_channel(const std::string& address);
 
 class CallQueue;
 

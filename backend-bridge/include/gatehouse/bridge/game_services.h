@@ -70,6 +70,7 @@
 
 #include "gatehouse/bridge/call_on_queue.h"
 #include "gatehouse/bridge/etcd_discovery.h"
+#include "gatehouse/bridge/io_poller.h"
 #include "gatehouse/bridge/rendezvous.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/codec/frame_numbering.h"
@@ -102,7 +103,8 @@ class GameServices {
  public:
   /// What the upstreams are made with; everything here outlives this.
   struct Context {
-    CallQueue& calls;
+    CallQueue& calls;  ///< a batched link's calls
+    IoPoller& io;      ///< the gonet2 contract's connections
     UpstreamEvents& events;
     Wakeup& wakeup;
     metrics::Writer& metrics;

@@ -4,12 +4,15 @@
 // behind several gateways that sees one user on two: docs/game-services.md).
 //
 // Per session: open() starts the stream; each send() becomes one
-// Frame{Message}; close() half-closes it (WritesDone) so the game sees end of
-// stream. From the game (the gRPC thread, straight to UpstreamEvents):
-// Message -> message(), Kick -> kick(); the end of the stream (clean or
-// failed, including a game service that is down) -> ended() from the main
-// thread's flush(), after the stream's last message: the worker kicks the
-// session (kicked_by_game / backend_unavailable).
+// Frame{Message}; close() half-closes it (END_STREAM) so the game sees end of
+// stream. The streams are HTTP/2 streams on one connection per instance,
+// driven by the main thread itself (GrpcChannel, grpc_h2.h: no gRPC call
+// objects, no other thread): what every session wrote in a duty-cycle pass
+// leaves in flush(), which also reads what the game sent: Message ->
+// message(), Kick -> kick(), straight into the worker rings; the end of the
+// stream (clean or failed, including a game service that is down) ->
+// ended(), after the stream's last message: the worker kicks the session
+// (kicked_by_game / backend_unavailable).
 //
 // Streams re-opened after a bridge restart (open() without an Origin) are
 // retried with backoff (100 ms doubling to 5 s) while the game service is
@@ -20,13 +23,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "game.grpc.pb.h"
-#include "gatehouse/bridge/call_on_queue.h"
+#include "game.pb.h"
+#include "gatehouse/bridge/grpc_h2.h"
+#include "gatehouse/bridge/io_poller.h"
 #include "gatehouse/bridge/upstream.h"
 #include "gatehouse/codec/frame_numbering.h"
 #include "gatehouse/contract/metrics.h"
@@ -42,11 +45,12 @@ class Gonet2Upstream final : public Upstream {
     std::string gateway_id;  ///< metadata gateway-id
   };
   /// `in_flight`: frames in this process's hands (shared memory; a dead
-  /// bridge's successor counts what it left there as lost). Everything given
-  /// here outlives this.
-  Gonet2Upstream(Options options, CallQueue& calls, UpstreamEvents& events, Wakeup& wakeup,
-                 InstanceMetrics& metrics, std::atomic<std::int64_t>& in_flight);
-  /// Cancels its calls and waits for them to end.
+  /// bridge's successor counts what it left there as lost). `io`: what the
+  /// main thread parks on (the connections' sockets wake it). Everything
+  /// given here outlives this.
+  Gonet2Upstream(Options options, IoPoller& io, UpstreamEvents& events, InstanceMetrics& metrics,
+                 std::atomic<std::int64_t>& in_flight);
+  /// Closes its connections; the calls still up end there (reset).
   ~Gonet2Upstream() override;
 
   bool open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,
@@ -60,17 +64,18 @@ class Gonet2Upstream final : public Upstream {
   void close_all() override;
   void cancel_all() override;
   std::size_t calls_open() const override { return streams_.size(); }
-  bool calls_over() const override { return calls_.queue().calls_live(calls_) == 0; }
+  bool calls_over() const override { return channel_.calls() == 0 && ended_.empty(); }
   std::uint64_t unacknowledged() const override { return 0; }
-  /// Its channel is connected (READY). A game service without sessions has
-  /// no stream to tell, so the bridge keeps the channel connected itself.
+  /// Its connection is up (the game's SETTINGS came). A game service
+  /// without sessions has no stream to tell, so the bridge keeps the
+  /// connection up itself.
   bool reachable() override;
   void move_to(const std::string& address) override;
 
  private:
   class GameStream;
   class InFlight;
-  /// What a stream reports when it is over (the gRPC thread).
+  /// What a stream reports when it is over.
   struct Ended {
     std::uint64_t conn;
     std::int32_t grpc_code;
@@ -80,7 +85,6 @@ class Gonet2Upstream final : public Upstream {
     /// write the failure cut): counted as dropped by the main thread.
     std::uint64_t undelivered;
   };
-  void on_ended(const Ended& ended);  // any thread
   std::size_t take_ended(std::int64_t now_ns);
   /// Who a session is, for its stream's metadata.
   struct User {
@@ -88,19 +92,17 @@ class Gonet2Upstream final : public Upstream {
     std::uint64_t login_seq;
   };
   void start_stream(std::uint64_t conn, const User& user);
+  void half_close(GameStream& stream);
   void retry_due_streams(std::int64_t now_ns);
   /// Tells the session's worker its game service is unavailable (main thread).
   void end_session(std::uint64_t conn);
 
-  Options options_;  // address: main thread (move_to)
-  CallGroup calls_;
+  Options options_;
   UpstreamEvents& events_;
-  Wakeup& wakeup_;
   InstanceMetrics& metrics_;
   std::atomic<std::int64_t>& in_flight_;
-  std::shared_ptr<InFlight> in_flight_source_;      // counts replies waiting for ring room
-  std::shared_ptr<grpc::Channel> channel_;          // to options_.address
-  std::unique_ptr<proto::GameService::Stub> stub_;  // on channel_
+  std::shared_ptr<InFlight> in_flight_source_;  // counts replies waiting for ring room
+  proto::Game::Frame frame_;                    // the one being encoded or decoded
   std::unordered_map<std::uint64_t, std::shared_ptr<GameStream>> streams_;
   // Streams re-opened after a bridge restart, until one carries a message.
   std::unordered_map<std::uint64_t, User> reopening_;
@@ -111,10 +113,11 @@ class Gonet2Upstream final : public Upstream {
     std::uint32_t backoff_ms;
   };
   std::unordered_map<std::uint64_t, Retry> retries_;
-  bool stopping_ = false;  // close_all() was called: no stream is opened again
-  std::mutex ended_mutex_;
-  std::vector<Ended> ended_;  // guarded by ended_mutex_
-  std::vector<Ended> taken_;  // main thread's copy
+  bool stopping_ = false;     // close_all() was called: no stream is opened again
+  std::vector<Ended> ended_;  // since the last take_ended()
+  std::vector<Ended> taken_;
+  // Last: its calls (in streams_) end into ended_ when it goes.
+  GrpcChannel channel_;
 };
 
 }  // namespace gatehouse::bridge
