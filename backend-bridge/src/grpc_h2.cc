@@ -202,6 +202,17 @@ struct GrpcConnection::Callbacks {
     return 0;
   }
 
+  /// nghttp2 found the peer breaking HTTP/2 (it then ends the session):
+  /// the reason its calls are given.
+  static int on_error(nghttp2_session*, int, const char* message, std::size_t len,
+                      void* user_data) {
+    GrpcConnection& c = self(user_data);
+    if (c.protocol_error_.empty()) {
+      c.protocol_error_ = "HTTP/2 from the game service: " + std::string(message, len);
+    }
+    return 0;
+  }
+
   static int on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code,
                              void* user_data) {
     GrpcConnection& c = self(user_data);
@@ -210,6 +221,8 @@ struct GrpcConnection::Callbacks {
     if (!call->ended_) {
       if (call->cancelled_) {
         c.end(*call, kCancelled, "cancelled");
+      } else if (!c.protocol_error_.empty()) {
+        c.end(*call, kUnavailable, c.protocol_error_);
       } else {
         const std::int32_t code = code_of_reset(error_code);
         c.end(
@@ -265,6 +278,7 @@ GrpcConnection::GrpcConnection(const std::string& address, const GrpcChannelOpti
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Callbacks::on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Callbacks::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Callbacks::on_stream_close);
+  nghttp2_session_callbacks_set_error_callback2(callbacks, &Callbacks::on_error);
   nghttp2_option* option = nullptr;
   nghttp2_option_new(&option);
   nghttp2_option_set_no_auto_window_update(option, 1);  // on_data_chunk gives it back
@@ -622,7 +636,8 @@ std::size_t GrpcConnection::pump(std::int64_t now_ns) {
   if (state_ == State::kReady && write_socket()) ++work;
   if (state_ == State::kReady && !nghttp2_session_want_read(session_) &&
       !nghttp2_session_want_write(session_) && out_.empty()) {
-    fail("the game service ended the connection");  // after GOAWAY, nothing left
+    // After a GOAWAY, nothing left; or nghttp2 ended it (the peer broke HTTP/2).
+    fail(protocol_error_.empty() ? "the game service ended the connection" : protocol_error_);
   }
   return work;
 }

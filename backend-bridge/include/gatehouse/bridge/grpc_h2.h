@@ -179,6 +179,7 @@ class GrpcConnection {
   std::string out_;  // HTTP/2 bytes the socket has not taken yet
   std::size_t out_sent_ = 0;
   std::string error_;
+  std::string protocol_error_;  // the first one nghttp2 reported
 };
 
 class GrpcChannel {
