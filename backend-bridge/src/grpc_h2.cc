@@ -32,7 +32,7 @@ constexpr std::int32_t kUnimplemented = 12;
 constexpr std::int32_t kUnauthenticated = 16;
 constexpr std::int32_t kPermissionDenied = 7;
 
-constexpr std::size_t kPrefixBytes = 5;  // compressed flag, u32 big-endian length
+constexpr std::size_t kPrefixBytes = GrpcMessageReader::kPrefixBytes;
 // Stream ids are 31 bits and never reused: a connection that has used this
 // many takes no new call (a new connection does).
 constexpr std::int32_t kLastStreamId = (1 << 30);
@@ -95,13 +95,6 @@ std::string percent_decoded(std::string_view in) {
     out.push_back(in[i]);
   }
   return out;
-}
-
-std::uint32_t read_u32_be(const std::byte* p) {
-  return (std::uint32_t{std::to_integer<std::uint8_t>(p[0])} << 24) |
-         (std::uint32_t{std::to_integer<std::uint8_t>(p[1])} << 16) |
-         (std::uint32_t{std::to_integer<std::uint8_t>(p[2])} << 8) |
-         std::uint32_t{std::to_integer<std::uint8_t>(p[3])};
 }
 
 nghttp2_nv header(std::string_view name, std::string_view value) {
@@ -192,13 +185,14 @@ struct GrpcConnection::Callbacks {
       nghttp2_session_consume_stream(session, stream_id, len);
       return 0;
     }
-    c.deliver(*call, reinterpret_cast<const std::byte*>(data), len);
-    if (call->ended_) return 0;  // deliver() failed it
-    if (call->paused_) {
-      call->unconsumed_ += static_cast<std::uint32_t>(len);
-    } else {
-      nghttp2_session_consume_stream(session, stream_id, len);
+    const auto* bytes = reinterpret_cast<const std::byte*>(data);
+    std::size_t used = 0;
+    if (!call->paused_ && call->held_.empty()) {
+      used = c.deliver(*call, bytes, len);
+      if (call->ended_) return 0;  // deliver() failed it
+      nghttp2_session_consume_stream(session, stream_id, used);
     }
+    call->held_.append(reinterpret_cast<const char*>(bytes + used), len - used);
     return 0;
   }
 
@@ -218,6 +212,10 @@ struct GrpcConnection::Callbacks {
     GrpcConnection& c = self(user_data);
     GrpcCall* call = c.call_of(stream_id);
     if (call == nullptr) return 0;
+    if (call->remote_ended_) {
+      call->stream_id_ = 0;  // the call ends once what it holds is read
+      return 0;
+    }
     if (!call->ended_) {
       if (call->cancelled_) {
         c.end(*call, kCancelled, "cancelled");
@@ -436,14 +434,40 @@ void GrpcConnection::abort(GrpcCall& call, std::int32_t code, std::string_view m
 
 void GrpcConnection::resume(GrpcCall& call) {
   call.paused_ = false;
-  if (call.ended_ || call.unconsumed_ == 0) return;
-  nghttp2_session_consume_stream(session_, call.stream_id_, call.unconsumed_);
-  call.unconsumed_ = 0;
+  if (call.ended_ || call.held_.empty() || call.resuming_) return;
+  // Read at the next pump(), not from inside whoever resumed it.
+  call.resuming_ = true;
+  resumed_.push_back(&call);
+}
+
+std::size_t GrpcConnection::read_held() {
+  std::size_t work = 0;
+  std::vector<GrpcCall*> resumed;
+  resumed.swap(resumed_);
+  for (GrpcCall* call : resumed) {
+    call->resuming_ = false;
+    if (call->ended_ || call->paused_) continue;
+    ++work;
+    const std::size_t used =
+        deliver(*call, reinterpret_cast<const std::byte*>(call->held_.data()), call->held_.size());
+    if (call->ended_) continue;
+    if (call->stream_id_ > 0) nghttp2_session_consume_stream(session_, call->stream_id_, used);
+    call->held_.erase(0, used);
+    if (call->held_.empty()) {
+      std::string().swap(call->held_);
+      if (call->remote_ended_) finished(*call);
+    }
+  }
+  return work;
 }
 
 void GrpcConnection::end(GrpcCall& call, std::int32_t code, std::string_view message) {
   if (call.ended_) return;
   call.ended_ = true;
+  if (call.resuming_) {
+    std::erase(resumed_, &call);
+    call.resuming_ = false;
+  }
   if (call.prev_ != nullptr) call.prev_->next_ = call.next_;
   if (call.next_ != nullptr) call.next_->prev_ = call.prev_;
   if (calls_head_ == &call) calls_head_ = call.next_;
@@ -459,11 +483,16 @@ void GrpcConnection::end(GrpcCall& call, std::int32_t code, std::string_view mes
   }
   call.out_messages_ = 0;
   std::string().swap(call.out_);
-  std::string().swap(call.in_);
+  call.in_.clear();
+  std::string().swap(call.held_);
   call.on_end(code, message, unsent);
 }
 
 void GrpcConnection::finished(GrpcCall& call) {
+  if (!call.held_.empty()) {
+    call.remote_ended_ = true;  // after what it holds (read_held())
+    return;
+  }
   std::int32_t code = kInternal;
   std::string message;
   if (call.http_status_ != 200 && call.http_status_ != 0) {
@@ -471,7 +500,7 @@ void GrpcConnection::finished(GrpcCall& call) {
     message = "HTTP status " + std::to_string(call.http_status_);
   } else if (call.grpc_status_ < 0) {
     message = "the game service ended the stream without a grpc-status";
-  } else if (!call.in_.empty() && call.grpc_status_ == 0) {
+  } else if (call.in_.partial() && call.grpc_status_ == 0) {
     message = "the stream ended inside a message";
   } else {
     code = call.grpc_status_;
@@ -487,58 +516,27 @@ void GrpcConnection::finished(GrpcCall& call) {
   }
 }
 
-void GrpcConnection::deliver(GrpcCall& call, const std::byte* data, std::size_t size) {
+std::size_t GrpcConnection::deliver(GrpcCall& call, const std::byte* data, std::size_t size) {
   // DATA on a response that is not gRPC's: its status ends it (finished()).
-  if (call.http_status_ != 200) return;
-  // The 5-byte prefix's checks: false when they failed the call.
-  const auto acceptable = [&](const std::byte* prefix) {
-    if (std::to_integer<std::uint8_t>(prefix[0]) != 0) {
+  if (call.http_status_ != 200) return size;
+  const auto [error, used] =
+      call.in_.feed(data, size, options_.max_message_bytes, [&call](auto message) {
+        call.on_message(message);
+        return !call.ended_ && !call.paused_;
+      });
+  switch (error) {
+    case GrpcMessageReader::Error::kNone:
+      return used;
+    case GrpcMessageReader::Error::kCompressed:
       abort(call, kInternal, "the game service sent a compressed message (none was offered)");
-      return false;
-    }
-    if (read_u32_be(prefix + 1) > options_.max_message_bytes) {
+      break;
+    case GrpcMessageReader::Error::kTooLarge:
       abort(call, kResourceExhausted,
             "a message from the game service over " + std::to_string(options_.max_message_bytes) +
                 " bytes");
-      return false;
-    }
-    return true;
-  };
-  while (size != 0) {
-    if (call.in_.empty() && size >= kPrefixBytes) {
-      if (!acceptable(data)) return;
-      const std::size_t length = read_u32_be(data + 1);
-      if (size >= kPrefixBytes + length) {
-        // Whole in this chunk (the common case): delivered from it.
-        call.on_message(std::span(data + kPrefixBytes, length));
-        if (call.ended_) return;
-        data += kPrefixBytes + length;
-        size -= kPrefixBytes + length;
-        continue;
-      }
-    }
-    // Split across chunks: gathered in `in_`, first the prefix, then the rest.
-    if (call.in_.size() < kPrefixBytes) {
-      const std::size_t n = std::min(size, kPrefixBytes - call.in_.size());
-      call.in_.append(reinterpret_cast<const char*>(data), n);
-      data += n;
-      size -= n;
-      if (call.in_.size() < kPrefixBytes) return;
-      if (!acceptable(reinterpret_cast<const std::byte*>(call.in_.data()))) return;
-    }
-    const std::size_t need =
-        kPrefixBytes + read_u32_be(reinterpret_cast<const std::byte*>(call.in_.data()) + 1);
-    const std::size_t n = std::min(size, need - call.in_.size());
-    call.in_.append(reinterpret_cast<const char*>(data), n);
-    data += n;
-    size -= n;
-    if (call.in_.size() < need) return;
-    std::string whole;
-    whole.swap(call.in_);
-    call.on_message(std::span(reinterpret_cast<const std::byte*>(whole.data()) + kPrefixBytes,
-                              whole.size() - kPrefixBytes));
-    if (call.ended_) return;
+      break;
   }
+  return size;
 }
 
 bool GrpcConnection::check_connected() {
@@ -632,7 +630,8 @@ std::size_t GrpcConnection::pump(std::int64_t now_ns) {
       return state_ == State::kClosed ? 1 : 0;
     }
   }
-  std::size_t work = read_socket();
+  std::size_t work = resumed_.empty() ? 0 : read_held();
+  work += read_socket();
   if (state_ == State::kReady && write_socket()) ++work;
   if (state_ == State::kReady && !nghttp2_session_want_read(session_) &&
       !nghttp2_session_want_write(session_) && out_.empty()) {

@@ -12,13 +12,16 @@
 //     (register-prefix: the gateway's own key, etcd_registration.h)
 //
 // Threads: the main thread runs the duty cycle (do_work(): worker rings ->
-// upstreams, ends of calls, backlogs). One gRPC thread (CallQueue) polls the
-// completion queue every game call lives on and writes the game's messages
-// and kicks straight into the worker rings (WorkerRings, under each ring's
-// producer mutex, ringing the worker's doorbell), for both contracts: a
-// reply costs no wakeup of the main thread. What needs the main thread (a
-// call that ended) wakes it through the bridge's own doorbell if it is
-// parked.
+// upstreams, their I/O, ends of calls, backlogs) and parks on an IoPoller:
+// its doorbell and the sockets of the gonet2 contract's connections, which
+// it drives itself (grpc_h2.h: a session's message goes out and its reply
+// comes into the worker ring on this thread, no other woken). One gRPC
+// thread (CallQueue) polls the completion queue the batched links and the
+// auth calls live on and writes the game's events straight into the worker
+// rings (WorkerRings, under each ring's producer mutex, ringing the
+// worker's doorbell): a batched reply costs no wakeup of the main thread.
+// What needs the main thread (a call that ended) wakes it through the
+// bridge's own doorbell if it is parked.
 //
 // Logins checked by a user centre (login = auth:) go through AuthClient
 // (auth_client.h): a call per login on the same completion queue, its

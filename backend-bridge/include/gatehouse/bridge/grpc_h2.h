@@ -25,10 +25,12 @@
 // the trailers (or a Trailers-Only response), else from the HTTP status or
 // the stream's RST_STREAM code; a lost connection ends its calls
 // UNAVAILABLE. Flow control: the stream window stays HTTP/2's initial
-// 64 KiB; while the call's owner holds its reads (pause_reads: the worker's
-// backlog is full) what arrives is still delivered but not given back to the
-// window, so the game service soon stops sending; the connection window is
-// given back at once, so one held session never stalls the others.
+// 64 KiB; once the call's owner holds its reads (pause_reads: the worker's
+// backlog is full) nothing more is delivered, and what arrives is kept as
+// it came and not given back to the window, so the game service stops
+// sending within 64 KiB; resume() reads it (and gives the window back); the
+// end of the stream comes after it. The connection window is given back at
+// once, so one held session never stalls the others.
 //
 // Main thread only. Cleartext, like the gRPC channels it replaces (no TLS
 // to game services yet).
@@ -45,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "gatehouse/bridge/grpc_message_reader.h"
 #include "gatehouse/bridge/io_poller.h"
 
 struct nghttp2_session;
@@ -87,19 +90,23 @@ class GrpcCall {
   GrpcConnection* connection_ = nullptr;  // null before start and after on_end
   GrpcCall* prev_ = nullptr;              // the connection's calls
   GrpcCall* next_ = nullptr;
-  std::int32_t stream_id_ = 0;
-  std::uint32_t unconsumed_ = 0;  // bytes of DATA not given back while paused
+  std::int32_t stream_id_ = 0;  // 0 before start, and once the stream closed under held bytes
   std::uint32_t out_messages_ = 0;
   std::int32_t grpc_status_ = -1;  // from the trailers
   std::uint16_t http_status_ = 0;
   bool paused_ = false;
-  bool deferred_ = false;     // nghttp2 waits for resume_data
-  bool send_closed_ = false;  // close_send(): END_STREAM after `out_`
+  bool resuming_ = false;      // on its connection's resumed_ list
+  bool remote_ended_ = false;  // the server's END_STREAM came while bytes were held
+  bool deferred_ = false;      // nghttp2 waits for resume_data
+  bool send_closed_ = false;   // close_send(): END_STREAM after `out_`
   bool cancelled_ = false;
   bool ended_ = false;
   std::string out_;  // messages written, not yet taken by HTTP/2 framing
   std::size_t out_taken_ = 0;
-  std::string in_;  // an incomplete message from the server
+  GrpcMessageReader in_;  // the server's messages
+  // DATA that came while the reads were held (or after them): read on
+  // resume; its window is given back as it is read.
+  std::string held_;
   std::string grpc_message_;
 };
 
@@ -158,7 +165,11 @@ class GrpcConnection {
   void end(GrpcCall& call, std::int32_t code, std::string_view message);
   /// The server ended the stream (END_STREAM): its status.
   void finished(GrpcCall& call);
-  void deliver(GrpcCall& call, const std::byte* data, std::size_t size);
+  /// Reads the call's messages out of `data` until its reads are held;
+  /// returns the bytes taken.
+  std::size_t deliver(GrpcCall& call, const std::byte* data, std::size_t size);
+  /// The calls resumed since the last pump: what they held is read.
+  std::size_t read_held();
   bool check_connected();
   std::size_t read_socket();
   bool write_socket();
@@ -175,6 +186,7 @@ class GrpcConnection {
   bool watching_write_ = false;
   std::int64_t connect_deadline_ns_;
   GrpcCall* calls_head_ = nullptr;
+  std::vector<GrpcCall*> resumed_;
   std::size_t calls_ = 0;
   std::string out_;  // HTTP/2 bytes the socket has not taken yet
   std::size_t out_sent_ = 0;

@@ -6,15 +6,18 @@
 //   worker rings --records--> Bridge --open/send/close--> Upstream ==gRPC==> game
 //   worker rings <--records-- UpstreamEvents <--message/kick/ended-- Upstream <==
 //
-//   Gonet2Upstream (gonet2_upstream.h): one Stream per session, proto/game.proto
-//   BatchUpstream  (batch_upstream.h):  one link for every session, proto/batch.proto
+//   Gonet2Upstream (gonet2_upstream.h): one Stream per session, proto/game.proto,
+//       on the main thread's own HTTP/2 client (grpc_h2.h)
+//   BatchUpstream  (batch_upstream.h):  one link for every session, proto/batch.proto,
+//       on gRPC's (call_on_queue.h)
 //
-// Threads: the bridge's main thread calls an Upstream (every member); the
-// gRPC thread (call_on_queue.h) reads the game's messages and reports them
-// to UpstreamEvents at once, so that a reply reaches its worker without a
-// hand-off to the main thread, whatever the contract. What needs the main
-// thread (a call that ended: kick, retry or re-link) the upstream keeps for
-// its next flush() and says so through Wakeup.
+// Threads: the bridge's main thread calls an Upstream (every member). The
+// game's messages reach UpstreamEvents as soon as they are read, without a
+// hand-off to another thread: a gonet2 upstream reads them in flush() on the
+// main thread; a batched link's gRPC thread (call_on_queue.h) reports them
+// itself. What needs the main thread from the gRPC thread (a call that
+// ended: kick, retry or re-link) the upstream keeps for its next flush() and
+// says so through Wakeup.
 #pragma once
 
 #include <array>
