@@ -100,7 +100,7 @@ class EtcdV2Wire final : public EtcdWire {
     if (!begin(e, path_ + "?recursive=true", deadline, error)) return false;
     if (const error_code ec = step(deadline, [&](auto done) {
           http::async_read(socket_, buffer_, *parser_,
-                           [done](error_code ec, std::size_t) mutable { done(ec); });
+                           [done](error_code read, std::size_t) mutable { done(read); });
         })) {
       *error = failure(e, ec);
       return false;
@@ -159,7 +159,7 @@ class EtcdV2Wire final : public EtcdWire {
       }
       if (const error_code ec = step(body_by, [&](auto done) {
             http::async_read(socket_, buffer_, *parser_,
-                             [done](error_code ec, std::size_t) mutable { done(ec); });
+                             [done](error_code read, std::size_t) mutable { done(read); });
           })) {
         if (stopped_) return WatchEnd::kStopped;
         error = failure(e, ec);
@@ -234,15 +234,16 @@ class EtcdV2Wire final : public EtcdWire {
     error_code ec = step(deadline, [&](auto done) {
       resolver_.async_resolve(
           where.first, where.second,
-          [&addresses, done](error_code ec, tcp::resolver::results_type r) mutable {
+          [&addresses, done](error_code resolved, tcp::resolver::results_type r) mutable {
             addresses = std::move(r);
-            done(ec);
+            done(resolved);
           });
     });
     if (!ec) {
       ec = step(deadline, [&](auto done) {
-        asio::async_connect(socket_, addresses,
-                            [done](error_code ec, const tcp::endpoint&) mutable { done(ec); });
+        asio::async_connect(
+            socket_, addresses,
+            [done](error_code connected, const tcp::endpoint&) mutable { done(connected); });
       });
     }
     if (!ec) {
@@ -252,13 +253,13 @@ class EtcdV2Wire final : public EtcdWire {
       request_->set(http::field::user_agent, "gatehouse-bridge");
       ec = step(deadline, [&](auto done) {
         http::async_write(socket_, *request_,
-                          [done](error_code ec, std::size_t) mutable { done(ec); });
+                          [done](error_code read, std::size_t) mutable { done(read); });
       });
     }
     if (!ec) {
       ec = step(deadline, [&](auto done) {
         http::async_read_header(socket_, buffer_, *parser_,
-                                [done](error_code ec, std::size_t) mutable { done(ec); });
+                                [done](error_code read, std::size_t) mutable { done(read); });
       });
     }
     if (ec) *error = failure(e, ec);

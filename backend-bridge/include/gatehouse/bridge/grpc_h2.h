@@ -82,7 +82,9 @@ class GrpcCall {
   bool ended() const noexcept { return ended_; }
 
  protected:
-  ~GrpcCall() = default;
+  // Virtual only because the friends below could otherwise delete one
+  // through this base (GCC's -Wnon-virtual-dtor); nothing does.
+  virtual ~GrpcCall() = default;
 
  private:
   friend class GrpcConnection;
