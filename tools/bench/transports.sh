@@ -4,7 +4,8 @@
 # (gonet2's KCP defaults) on PORT and tls, ws and wss on PORT+1..3 (an
 # ECDSA P-256 certificate made here with openssl) and, when GO_ORIG_DIR holds
 # a Go original built with GO_ORIG_KEEP_UDP=1 (../shared/go-original/build.sh),
-# gonet2's agent serving KCP on its TCP port too (tcp and kcp only); then runs
+# gonet2's agent serving KCP on its TCP port too (tcp and kcp only; moved onto
+# the same demo game, see go_orig_start in tools/bench/lib.sh); then runs
 # each scenario over each transport against each target, alternating, RUNS
 # rounds, and prints the median [min..max] of msgs/s, p50, p99 and the
 # gateway's CPU time per message (--rss-tree), raw JSON lines in $OUT_DIR.
@@ -18,6 +19,8 @@
 #     TRANSPORTS="tcp kcp tls ws wss" ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tools/bench/lib.sh
+. tools/bench/lib.sh
 
 runs=${1:-3}
 secs=${SECONDS_PER_RUN:-3}
@@ -40,16 +43,10 @@ args_of() {
   esac
 }
 
-median_of() {
-  grep -oE "\"$1\":[0-9.]+" "$2" | cut -d: -f2 | sort -g |
-    awk '{v[NR]=$1} END {if (NR==0) {print "-"; exit} m=v[int((NR+1)/2)]; printf "%s [%s..%s]", m, v[1], v[NR]}'
-}
-
-go_started=
 cleanup() {
-  if [ -n "${gw:-}" ]; then kill -TERM "$gw" 2>/dev/null; wait "$gw" 2>/dev/null || true; fi
+  if [ -n "${gw:-}" ]; then gateway_stop "$gw"; fi
   if [ -n "${game:-}" ]; then kill "$game" 2>/dev/null; wait "$game" 2>/dev/null || true; fi
-  if [ -n "$go_started" ]; then ../shared/go-original/stop.sh >/dev/null 2>&1 || true; fi
+  go_orig_stop
 }
 trap cleanup EXIT
 
@@ -73,26 +70,20 @@ tls_args_of() {
 
 setsid build/examples/gatehouse-demo-game --listen "127.0.0.1:$game_port" >"$out/game.log" 2>&1 &
 game=$!
-# Returns once every child process has attached (--ready-file), so that a
-# memory baseline taken next is a whole gateway's.
 start_gateway() {
-  rm -f "$out/ready"
-  build/bin/gatehouse --instance "transports-$$" --listen "127.0.0.1:$port,transport=tcp+kcp" \
-    --listen "127.0.0.1:$(port_of tls),transport=tls" --listen "127.0.0.1:$(port_of ws),transport=ws" \
+  gateway_start "$out/ready" "$out/gateway.log" build/bin/gatehouse --instance "transports-$$" \
+    --listen "127.0.0.1:$port,transport=tcp+kcp" --listen "127.0.0.1:$(port_of tls),transport=tls" --listen "127.0.0.1:$(port_of ws),transport=ws" \
     --listen "127.0.0.1:$(port_of wss),transport=wss" --tls-cert "$out/cert.pem" \
     --tls-key "$out/key.pem" --backend "127.0.0.1:$game_port" --rpm-limit 0 --connect-rate 0 \
     --connect-rate-per-ip 0 --udp-pending-sessions 100000 --metrics-listen 127.0.0.1:0 \
-    --ready-file "$out/ready" --log-level warn >>"$out/gateway.log" 2>&1 &
-  gw=$!
-  for _ in $(seq 300); do [ -f "$out/ready" ] && break; sleep 0.1; done
-  sleep 0.5
+    --log-level warn
 }
 start_gateway
 
 targets="gateway:$port"
-if [ -n "${GO_ORIG_DIR:-}" ] && [ -x "$GO_ORIG_DIR/bin/agent" ]; then
-  read -r go_pid go_port < <(../shared/go-original/start.sh)
-  go_started=1
+if [ -n "${GO_ORIG_DIR:-}" ] && go_orig_built; then
+  export GO_ORIG_LOGS=$out/go-original
+  go_orig_start "127.0.0.1:$game_port"
   targets="$targets go:$go_port"
 fi
 sleep 0.5
@@ -111,8 +102,7 @@ for r in $(seq "$runs"); do
           # Memory per connection is the growth of a gateway that has not
           # held connections before (freed memory stays with the processes).
           case $s in idle-*)
-            kill -TERM "$gw"
-            wait "$gw" || true
+            gateway_stop "$gw"
             start_gateway
             ;;
           esac
