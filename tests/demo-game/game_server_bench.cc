@@ -97,8 +97,10 @@ class EchoStream final : public grpc::ClientBidiReactor<Frame, Frame> {
   }
   void OnDone(const grpc::Status& status) override {
     if (!status.ok() || received_ != options_.messages) ++latch_.errors;
-    latch_.count_down();
+    // Gone before main() may return: the last count lets it.
+    Latch& latch = latch_;
     delete this;
+    latch.count_down();
   }
 
  private:

@@ -93,6 +93,9 @@ go_orig_start() {
   GO_ORIG_DIR=$(go_orig_dir)
   export GO_ORIG_DIR
   go_orig_started=1
+  # start.sh's own game: the demo game of the tree measured (BUILD_DIR).
+  GAME_CMD=${GAME_CMD:-${BUILD_DIR:-build}/examples/gatehouse-demo-game --listen 127.0.0.1:\{port\}}
+  export GAME_CMD
   line=$("$go_orig/start.sh") || { echo "$0: the Go original did not start" >&2; exit 1; }
   # shellcheck disable=SC2034  # go_port: for the caller
   read -r go_pid go_port <<<"$line"
