@@ -269,7 +269,8 @@ GrpcConnection::GrpcConnection(const std::string& address, const GrpcChannelOpti
                                IoPoller& io, std::int64_t now_ns)
     : options_(options),
       io_(io),
-      connect_deadline_ns_(now_ns + std::chrono::nanoseconds(options.connect_timeout).count()) {
+      connect_deadline_ns_(now_ns + std::chrono::nanoseconds(options.connect_timeout).count()),
+      last_read_ns_(now_ns) {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &Callbacks::on_header);
@@ -320,6 +321,8 @@ GrpcConnection::GrpcConnection(const std::string& address, const GrpcChannelOpti
   }
   const int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const auto user_timeout = static_cast<unsigned>(options.user_timeout.count());
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
   const int connected = ::connect(fd_, found->ai_addr, found->ai_addrlen);
   const int connect_errno = errno;
   ::freeaddrinfo(found);
@@ -553,7 +556,7 @@ bool GrpcConnection::check_connected() {
   return true;
 }
 
-std::size_t GrpcConnection::read_socket() {
+std::size_t GrpcConnection::read_socket(std::int64_t now_ns) {
   std::size_t work = 0;
   std::array<std::uint8_t, 64 * 1024> buffer;
   for (int reads = 0; reads < 16 && state_ == State::kReady; ++reads) {
@@ -569,6 +572,7 @@ std::size_t GrpcConnection::read_socket() {
       break;
     }
     ++work;
+    last_read_ns_ = now_ns;
     const ssize_t used =
         nghttp2_session_mem_recv(session_, buffer.data(), static_cast<std::size_t>(n));
     if (used < 0) {
@@ -631,7 +635,8 @@ std::size_t GrpcConnection::pump(std::int64_t now_ns) {
     }
   }
   std::size_t work = resumed_.empty() ? 0 : read_held();
-  work += read_socket();
+  work += read_socket(now_ns);
+  if (state_ == State::kReady) keep_alive(now_ns);
   if (state_ == State::kReady && write_socket()) ++work;
   if (state_ == State::kReady && !nghttp2_session_want_read(session_) &&
       !nghttp2_session_want_write(session_) && out_.empty()) {
@@ -639,6 +644,24 @@ std::size_t GrpcConnection::pump(std::int64_t now_ns) {
     fail(protocol_error_.empty() ? "the game service ended the connection" : protocol_error_);
   }
   return work;
+}
+
+void GrpcConnection::keep_alive(std::int64_t now_ns) {
+  if (ping_sent_ns_ != 0 && last_read_ns_ > ping_sent_ns_) ping_sent_ns_ = 0;  // it answers
+  if (ping_sent_ns_ != 0) {
+    if (now_ns - ping_sent_ns_ > std::chrono::nanoseconds(options_.keepalive_timeout).count()) {
+      fail("no answer from the game service to a PING in " +
+           std::to_string(options_.keepalive_timeout.count()) + " ms");
+    }
+    return;
+  }
+  // Only with calls: gRPC servers allow a quiet connection without calls a
+  // ping every 2 hours.
+  if (calls_ != 0 &&
+      now_ns - last_read_ns_ > std::chrono::nanoseconds(options_.keepalive_interval).count()) {
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    ping_sent_ns_ = now_ns;
+  }
 }
 
 void GrpcConnection::fail(const std::string& reason) {

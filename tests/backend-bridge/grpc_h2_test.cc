@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -112,6 +113,74 @@ class GameServer {
   std::unique_ptr<grpc::Server> server_;
 };
 
+/// A TCP relay in front of a server that can stop relaying (swallow()),
+/// as a game host that vanished without closing anything looks.
+class Relay {
+ public:
+  explicit Relay(int target_port) : listener_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listener_, 4) != 0) {
+      throw std::runtime_error("relay: cannot listen");
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, target_port] { run(target_port); });
+  }
+  ~Relay() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    ::close(listener_);
+  }
+  int port() const { return port_; }
+  void swallow() { swallow_ = true; }
+
+ private:
+  void run(int target_port) {
+    const int client = ::accept(listener_, nullptr, nullptr);
+    if (client < 0) return;
+    const int server = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(target_port));
+    if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      std::vector<char> buffer(64 * 1024);
+      bool open = true;
+      while (open && !stop_) {
+        if (::poll(fds, 2, 50) <= 0) continue;
+        for (int i = 0; i < 2 && open; ++i) {
+          if (fds[i].revents == 0) continue;
+          const ssize_t n = ::read(fds[i].fd, buffer.data(), buffer.size());
+          if (n <= 0) {
+            open = false;
+          } else if (!swallow_) {
+            for (ssize_t at = 0; at < n;) {
+              const ssize_t w =
+                  ::write(fds[1 - i].fd, buffer.data() + at, static_cast<std::size_t>(n - at));
+              if (w <= 0) break;
+              at += w;
+            }
+          }
+        }
+      }
+    }
+    ::close(server);
+    ::close(client);
+  }
+
+  int listener_;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> swallow_{false};
+  std::thread thread_;
+};
+
 /// A call that records what happens to it.
 class Recorder final : public GrpcCall {
  public:
@@ -137,8 +206,7 @@ class Recorder final : public GrpcCall {
 
 class GrpcH2Test : public ::testing::Test {
  protected:
-  void make_channel(const std::string& address) {
-    GrpcChannelOptions options;
+  void make_channel(const std::string& address, GrpcChannelOptions options = {}) {
     options.in_flight = &in_flight_;
     channel_ = std::make_unique<GrpcChannel>(address, options, io_);
   }
@@ -342,6 +410,26 @@ TEST_F(GrpcH2Test, APeerThatDoesNotSpeakHttp2EndsTheCallUnavailableWithTheReason
   EXPECT_NE(call.text.find("HTTP/2"), std::string::npos) << call.text;
   peer.join();
   ::close(listener);
+}
+
+TEST_F(GrpcH2Test, AGameServiceThatFallsSilentIsFoundByAnUnansweredPing) {
+  GameServer server;
+  Relay relay(server.port());
+  GrpcChannelOptions options;
+  options.keepalive_interval = 300ms;
+  options.keepalive_timeout = 500ms;
+  make_channel("127.0.0.1:" + std::to_string(relay.port()), options);
+  Recorder call;
+  start(call, "echo");
+  ASSERT_TRUE(write(call, "alive"));
+  ASSERT_TRUE(pump_until([&] { return call.messages.size() == 1; }));
+  // Quiet for longer than the interval: the PINGs are answered.
+  pump_until([] { return false; }, 1s);
+  EXPECT_EQ(call.ends, 0) << call.text;
+  relay.swallow();  // the game's host is gone: nothing comes back, nothing is refused
+  ASSERT_TRUE(pump_until([&] { return call.ends == 1; }, 10s));
+  EXPECT_EQ(call.code, grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(call.text.find("PING"), std::string::npos) << call.text;
 }
 
 TEST_F(GrpcH2Test, AChannelThatGoesEndsItsCalls) {

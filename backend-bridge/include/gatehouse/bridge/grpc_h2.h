@@ -121,6 +121,15 @@ struct GrpcChannelOptions {
   /// may be null.
   std::atomic<std::int64_t>* in_flight = nullptr;
   std::chrono::milliseconds connect_timeout{20'000};
+  /// A connection with calls that has heard nothing for this long sends a
+  /// PING; one unanswered for keepalive_timeout ends it (a game host gone
+  /// without a word). Just over the 5 minutes gRPC servers allow between
+  /// pings on a quiet connection (more often: GOAWAY too_many_pings).
+  std::chrono::milliseconds keepalive_interval{310'000};
+  std::chrono::milliseconds keepalive_timeout{20'000};
+  /// TCP_USER_TIMEOUT: what the kernel has sent unacknowledged this long
+  /// ends the connection (a game host gone while we write).
+  std::chrono::milliseconds user_timeout{30'000};
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{2'000};
 };
@@ -173,7 +182,9 @@ class GrpcConnection {
   /// The calls resumed since the last pump: what they held is read.
   std::size_t read_held();
   bool check_connected();
-  std::size_t read_socket();
+  std::size_t read_socket(std::int64_t now_ns);
+  /// PINGs a quiet connection; ends one whose PING went unanswered.
+  void keep_alive(std::int64_t now_ns);
   bool write_socket();
   void want_write(bool want);
   GrpcCall* call_of(std::int32_t stream_id) const noexcept;
@@ -187,6 +198,8 @@ class GrpcConnection {
   bool going_away_ = false;
   bool watching_write_ = false;
   std::int64_t connect_deadline_ns_;
+  std::int64_t last_read_ns_;
+  std::int64_t ping_sent_ns_ = 0;  // 0: none unanswered
   GrpcCall* calls_head_ = nullptr;
   std::vector<GrpcCall*> resumed_;
   std::size_t calls_ = 0;
