@@ -9,8 +9,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <google/protobuf/message_lite.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -558,7 +556,7 @@ bool GrpcConnection::check_connected() {
 
 std::size_t GrpcConnection::read_socket(std::int64_t now_ns) {
   std::size_t work = 0;
-  std::array<std::uint8_t, 64 * 1024> buffer;
+  std::array<std::uint8_t, std::size_t{64} * 1024> buffer;
   for (int reads = 0; reads < 16 && state_ == State::kReady; ++reads) {
     const ssize_t n = ::recv(fd_, buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (n < 0) {
@@ -612,7 +610,7 @@ bool GrpcConnection::write_socket() {
   if (out_sent_ == out_.size()) {
     out_.clear();
     out_sent_ = 0;
-    if (out_.capacity() > 256 * 1024) std::string().swap(out_);
+    if (out_.capacity() > std::size_t{256} * 1024) std::string().swap(out_);
   }
   want_write(out_sent_ < out_.size());
   return wrote;

@@ -63,7 +63,7 @@ class TestGame final : public proto::GameService::Service {
       return grpc::Status::OK;
     }
     if (mode == "flood") {
-      frame.set_message(std::string(16 * 1024, 'f'));
+      frame.set_message(std::string(std::size_t{16} * 1024, 'f'));
       for (int i = 0; i < 64; ++i) {
         if (!stream->Write(frame)) break;
         flooded_.fetch_add(1);
@@ -113,21 +113,26 @@ class GameServer {
   std::unique_ptr<grpc::Server> server_;
 };
 
+/// A listening TCP socket on 127.0.0.1, any free port.
+int loopback_listener(int& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 4) != 0) {
+    throw std::runtime_error("cannot listen on 127.0.0.1");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
 /// A TCP relay in front of a server that can stop relaying (swallow()),
 /// as a game host that vanished without closing anything looks.
 class Relay {
  public:
-  explicit Relay(int target_port) : listener_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listener_, 4) != 0) {
-      throw std::runtime_error("relay: cannot listen");
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+  explicit Relay(int target_port) : listener_(loopback_listener(port_)) {
     thread_ = std::thread([this, target_port] { run(target_port); });
   }
   ~Relay() {
@@ -150,7 +155,7 @@ class Relay {
     addr.sin_port = htons(static_cast<std::uint16_t>(target_port));
     if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
       pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
-      std::vector<char> buffer(64 * 1024);
+      std::vector<char> buffer(std::size_t{64} * 1024);
       bool open = true;
       while (open && !stop_) {
         if (::poll(fds, 2, 50) <= 0) continue;
@@ -174,8 +179,8 @@ class Relay {
     ::close(client);
   }
 
-  int listener_;
   int port_ = 0;
+  int listener_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> swallow_{false};
   std::thread thread_;
@@ -387,14 +392,8 @@ TEST_F(GrpcH2Test, AServerThatGoesEndsItsCallsUnavailableAndANewOneIsUsed) {
 }
 
 TEST_F(GrpcH2Test, APeerThatDoesNotSpeakHttp2EndsTheCallUnavailableWithTheReason) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = 0;
+  const int listener = loopback_listener(port);
   std::thread peer([listener] {
     const int fd = ::accept(listener, nullptr, nullptr);
     const char reply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
@@ -402,7 +401,7 @@ TEST_F(GrpcH2Test, APeerThatDoesNotSpeakHttp2EndsTheCallUnavailableWithTheReason
     std::this_thread::sleep_for(2s);
     ::close(fd);
   });
-  make_channel("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  make_channel("127.0.0.1:" + std::to_string(port));
   Recorder call;
   start(call, "echo");
   ASSERT_TRUE(pump_until([&] { return call.ends == 1; }));

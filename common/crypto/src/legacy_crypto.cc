@@ -14,8 +14,23 @@
 
 namespace gatehouse::legacy {
 
-static_assert(sizeof(Rc4State) == sizeof(RC4_KEY));
 static_assert(sizeof(RC4_INT) == sizeof(std::uint32_t));
+
+namespace {
+
+void unpack(const Rc4State& from, RC4_KEY& to) noexcept {
+  to.x = from.x;
+  to.y = from.y;
+  for (int i = 0; i < 256; ++i) to.data[i] = from.data[i];
+}
+
+void pack(const RC4_KEY& from, Rc4State& to) noexcept {
+  to.x = static_cast<std::uint8_t>(from.x);
+  to.y = static_cast<std::uint8_t>(from.y);
+  for (int i = 0; i < 256; ++i) to.data[i] = static_cast<std::uint8_t>(from.data[i]);
+}
+
+}  // namespace
 
 std::uint64_t dh_random_secret() {
   std::uint64_t x = 0;
@@ -53,13 +68,17 @@ std::string rc4_key_string(std::uint32_t shared_key) {
 
 void Rc4State::init(std::uint32_t shared_key) noexcept {
   const std::string key = rc4_key_string(shared_key);
-  RC4_set_key(reinterpret_cast<RC4_KEY*>(this), static_cast<int>(key.size()),
+  RC4_KEY state;
+  RC4_set_key(&state, static_cast<int>(key.size()),
               reinterpret_cast<const unsigned char*>(key.data()));
+  pack(state, *this);
 }
 
 void Rc4State::apply(const std::byte* in, std::byte* out, std::size_t n) noexcept {
-  RC4(reinterpret_cast<RC4_KEY*>(this), n, reinterpret_cast<const unsigned char*>(in),
-      reinterpret_cast<unsigned char*>(out));
+  RC4_KEY state;
+  unpack(*this, state);
+  RC4(&state, n, reinterpret_cast<const unsigned char*>(in), reinterpret_cast<unsigned char*>(out));
+  pack(state, *this);
 }
 
 }  // namespace gatehouse::legacy

@@ -47,14 +47,12 @@
 #include <utility>
 #include <vector>
 
+#include <google/protobuf/message_lite.h>
+
 #include "gatehouse/bridge/grpc_message_reader.h"
 #include "gatehouse/bridge/io_poller.h"
 
 struct nghttp2_session;
-
-namespace google::protobuf {
-class MessageLite;
-}
 
 namespace gatehouse::bridge {
 

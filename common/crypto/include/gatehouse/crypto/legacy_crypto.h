@@ -27,12 +27,16 @@ inline std::uint32_t dh_public(std::uint64_t secret) {
 /// "DH" followed by the key in decimal: the RC4 key bytes.
 std::string rc4_key_string(std::uint32_t shared_key);
 
-/// RC4 keystream state, laid out exactly as OpenSSL's RC4_KEY (checked in
-/// the .cc) so it can live in shared memory and move between processes.
+/// RC4 keystream state, packed: OpenSSL's RC4_KEY holds the same bytes in
+/// 32-bit words (1,032 bytes); packed it is 258 and every session keeps two
+/// in shared memory (docs/benchmarks.md, issue 18). apply() widens it into
+/// an RC4_KEY on the stack, runs OpenSSL's RC4 and packs it back. Any bytes
+/// are a valid state (OpenSSL indexes its table with the words themselves:
+/// unpacked, none is over 0xff).
 struct Rc4State {
-  std::uint32_t x;
-  std::uint32_t y;
-  std::uint32_t data[256];
+  std::uint8_t x;
+  std::uint8_t y;
+  std::uint8_t data[256];
 
   /// Keys the stream with rc4_key_string(shared_key).
   void init(std::uint32_t shared_key) noexcept;
