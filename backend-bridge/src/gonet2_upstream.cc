@@ -122,9 +122,7 @@ Gonet2Upstream::Gonet2Upstream(Options options, IoPoller& io, UpstreamEvents& ev
 Gonet2Upstream::~Gonet2Upstream() = default;
 
 void Gonet2Upstream::move_to(const std::string& address) {
-  // Streams up keep the old connection while they work.
-  options_.address = address;
-  channel_.move_to(address);
+  channel_.move_to(address);  // streams up keep the old connection while they work
 }
 
 bool Gonet2Upstream::open(std::uint64_t conn, std::int64_t user_id, std::uint64_t login_seq,

@@ -1,6 +1,6 @@
 #include "gatehouse/bridge/grpc_h2.h"
 
-#include <fcntl.h>
+#include <grpcpp/support/status_code_enum.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,16 +20,6 @@
 namespace gatehouse::bridge {
 namespace {
 
-// gRPC status codes (grpc/doc/statuscodes.md), as this transport makes them.
-constexpr std::int32_t kCancelled = 1;
-constexpr std::int32_t kUnknown = 2;
-constexpr std::int32_t kResourceExhausted = 8;
-constexpr std::int32_t kInternal = 13;
-constexpr std::int32_t kUnavailable = 14;
-constexpr std::int32_t kUnimplemented = 12;
-constexpr std::int32_t kUnauthenticated = 16;
-constexpr std::int32_t kPermissionDenied = 7;
-
 constexpr std::size_t kPrefixBytes = GrpcMessageReader::kPrefixBytes;
 // Stream ids are 31 bits and never reused: a connection that has used this
 // many takes no new call (a new connection does).
@@ -39,20 +29,20 @@ constexpr std::int32_t kLastStreamId = (1 << 30);
 std::int32_t code_of_http(unsigned status) {
   switch (status) {
     case 400:
-      return kInternal;
+      return grpc::StatusCode::INTERNAL;
     case 401:
-      return kUnauthenticated;
+      return grpc::StatusCode::UNAUTHENTICATED;
     case 403:
-      return kPermissionDenied;
+      return grpc::StatusCode::PERMISSION_DENIED;
     case 404:
-      return kUnimplemented;
+      return grpc::StatusCode::UNIMPLEMENTED;
     case 429:
     case 502:
     case 503:
     case 504:
-      return kUnavailable;
+      return grpc::StatusCode::UNAVAILABLE;
     default:
-      return kUnknown;
+      return grpc::StatusCode::UNKNOWN;
   }
 }
 
@@ -60,13 +50,13 @@ std::int32_t code_of_http(unsigned status) {
 std::int32_t code_of_reset(std::uint32_t error_code) {
   switch (error_code) {
     case NGHTTP2_REFUSED_STREAM:
-      return kUnavailable;  // not processed: safe to try again
+      return grpc::StatusCode::UNAVAILABLE;  // not processed: safe to try again
     case NGHTTP2_CANCEL:
-      return kCancelled;
+      return grpc::StatusCode::CANCELLED;
     case NGHTTP2_ENHANCE_YOUR_CALM:
-      return kResourceExhausted;
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
     default:
-      return kInternal;
+      return grpc::StatusCode::INTERNAL;
   }
 }
 
@@ -137,7 +127,7 @@ struct GrpcConnection::Callbacks {
       std::int32_t code = 0;
       for (const char c : v) {
         if (c < '0' || c > '9' || code > 1000) {
-          code = kUnknown;
+          code = grpc::StatusCode::UNKNOWN;
           break;
         }
         code = code * 10 + (c - '0');
@@ -216,9 +206,9 @@ struct GrpcConnection::Callbacks {
     }
     if (!call->ended_) {
       if (call->cancelled_) {
-        c.end(*call, kCancelled, "cancelled");
+        c.end(*call, grpc::StatusCode::CANCELLED, "cancelled");
       } else if (!c.protocol_error_.empty()) {
-        c.end(*call, kUnavailable, c.protocol_error_);
+        c.end(*call, grpc::StatusCode::UNAVAILABLE, c.protocol_error_);
       } else {
         const std::int32_t code = code_of_reset(error_code);
         c.end(
@@ -378,7 +368,8 @@ void GrpcConnection::start(GrpcCall& call, std::string_view path, std::string_vi
   const std::int32_t id =
       nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(), &body, &call);
   if (id < 0) {
-    end(call, kUnavailable, std::string("cannot start the call: ") + nghttp2_strerror(id));
+    end(call, grpc::StatusCode::UNAVAILABLE,
+        std::string("cannot start the call: ") + nghttp2_strerror(id));
     return;
   }
   call.stream_id_ = id;
@@ -420,7 +411,7 @@ void GrpcConnection::cancel(GrpcCall& call) {
   if (call.stream_id_ > 0) {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, call.stream_id_, NGHTTP2_CANCEL);
   } else {
-    end(call, kCancelled, "cancelled");
+    end(call, grpc::StatusCode::CANCELLED, "cancelled");
   }
 }
 
@@ -494,7 +485,7 @@ void GrpcConnection::finished(GrpcCall& call) {
     call.remote_ended_ = true;  // after what it holds (read_held())
     return;
   }
-  std::int32_t code = kInternal;
+  std::int32_t code = grpc::StatusCode::INTERNAL;
   std::string message;
   if (call.http_status_ != 200 && call.http_status_ != 0) {
     code = code_of_http(call.http_status_);
@@ -529,10 +520,11 @@ std::size_t GrpcConnection::deliver(GrpcCall& call, const std::byte* data, std::
     case GrpcMessageReader::Error::kNone:
       return used;
     case GrpcMessageReader::Error::kCompressed:
-      abort(call, kInternal, "the game service sent a compressed message (none was offered)");
+      abort(call, grpc::StatusCode::INTERNAL,
+            "the game service sent a compressed message (none was offered)");
       break;
     case GrpcMessageReader::Error::kTooLarge:
-      abort(call, kResourceExhausted,
+      abort(call, grpc::StatusCode::RESOURCE_EXHAUSTED,
             "a message from the game service over " + std::to_string(options_.max_message_bytes) +
                 " bytes");
       break;
@@ -671,7 +663,7 @@ void GrpcConnection::fail(const std::string& reason) {
     ::close(fd_);
     fd_ = -1;
   }
-  while (calls_head_ != nullptr) end(*calls_head_, kUnavailable, reason);
+  while (calls_head_ != nullptr) end(*calls_head_, grpc::StatusCode::UNAVAILABLE, reason);
 }
 
 // ---------------------------------------------------------------- channel
@@ -683,10 +675,7 @@ GrpcChannel::GrpcChannel(std::string address, GrpcChannelOptions options, IoPoll
       io_(io),
       backoff_(options_.initial_backoff) {}
 
-GrpcChannel::~GrpcChannel() {
-  current_.reset();
-  retiring_.clear();
-}
+GrpcChannel::~GrpcChannel() = default;
 
 std::size_t GrpcChannel::calls() const noexcept {
   std::size_t n = current_ ? current_->calls() : 0;
@@ -740,7 +729,8 @@ void GrpcChannel::start(GrpcCall& call, std::string_view path, GrpcMetadata meta
   GrpcConnection* connection = usable(now_ns);
   if (connection == nullptr) {
     // gRPC's fail-fast: no connection to wait for.
-    call.on_end(kUnavailable, "game service " + address_ + " unavailable: " + last_error_, 0);
+    call.on_end(grpc::StatusCode::UNAVAILABLE,
+                "game service " + address_ + " unavailable: " + last_error_, 0);
     return;
   }
   connection->start(call, path, authority_, metadata);

@@ -77,7 +77,6 @@ class GrpcCall {
   /// From on_message: stop giving this stream's window back (resume() on
   /// its channel gives back what came since).
   void pause_reads() noexcept { paused_ = true; }
-  bool ended() const noexcept { return ended_; }
 
  protected:
   // Virtual only because the friends below could otherwise delete one
