@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "gatehouse/base/child_process_args.h"
 #include "gatehouse/base/log.h"
@@ -34,18 +35,23 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--check-layout") return check_layout(argv[2]);
   try {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
-    if (args.peer_doorbells.size() != 2) {
-      throw std::invalid_argument("--peer-doorbells needs the frontend's and the bridge's");
-    }
     auto segment = gatehouse::GatewaySegment::attach(args.segment);
     const auto& settings = segment.settings();
     if (args.index >= settings.workers) throw std::invalid_argument("--index out of range");
+    // Each frontend's doorbell, then the bridge's.
+    if (args.peer_doorbells.size() != settings.frontends + 1) {
+      throw std::invalid_argument("--peer-doorbells needs each frontend's and the bridge's");
+    }
     gatehouse::init_logging("worker-" + std::to_string(args.index),
                             static_cast<spdlog::level::level_enum>(settings.log_level));
     using gatehouse::shm::Doorbell;
+    std::vector<Doorbell> frontends;
+    for (std::uint32_t f = 0; f < settings.frontends; ++f) {
+      frontends.push_back(Doorbell::adopt(args.peer_doorbells[f]));
+    }
     gatehouse::worker::Worker worker(segment, args.index, Doorbell::adopt(args.doorbell),
-                                     Doorbell::adopt(args.peer_doorbells[0]),
-                                     Doorbell::adopt(args.peer_doorbells[1]),
+                                     std::move(frontends),
+                                     Doorbell::adopt(args.peer_doorbells.back()),
                                      gatehouse::worker::make_login_provider(settings),
                                      gatehouse::worker::load_gateway_keys(settings));
     g_worker = &worker;

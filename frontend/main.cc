@@ -14,11 +14,14 @@ int main(int argc, char** argv) {
   try {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
     auto segment = gatehouse::GatewaySegment::attach(args.segment);
-    gatehouse::init_logging("frontend",
-                            static_cast<spdlog::level::level_enum>(segment.settings().log_level));
+    const auto settings = segment.settings();
+    // One frontend logs as before; several by index.
+    gatehouse::init_logging(settings.frontends == 1 ? std::string("frontend")
+                                                    : "frontend-" + std::to_string(args.index),
+                            static_cast<spdlog::level::level_enum>(settings.log_level));
     std::vector<gatehouse::shm::Doorbell> workers;
     for (const int fd : args.peer_doorbells) workers.push_back(gatehouse::shm::Doorbell::adopt(fd));
-    gatehouse::frontend::Frontend frontend(segment, args.listen_fds,
+    gatehouse::frontend::Frontend frontend(segment, args.index, args.listen_fds,
                                            gatehouse::shm::Doorbell::adopt(args.doorbell),
                                            std::move(workers), args.udp_fds);
     g_frontend = &frontend;

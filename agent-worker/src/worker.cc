@@ -45,8 +45,16 @@ std::string remote_of(const Session& s) {
 
 }  // namespace
 
+Worker::FrontendLane::FrontendLane(GatewaySegment& segment, std::uint32_t worker,
+                                   std::uint32_t frontend, const Settings& settings,
+                                   shm::Doorbell frontend_doorbell)
+    : doorbell(std::move(frontend_doorbell)),
+      records(worker, settings, frontend),
+      in(segment.ring(RingKind::kFrontendToWorker, worker, frontend)),
+      out(segment.ring(RingKind::kWorkerToFrontend, worker, frontend), &doorbell) {}
+
 Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
-               shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
+               std::vector<shm::Doorbell> frontend_doorbells, shm::Doorbell bridge_doorbell,
                std::unique_ptr<LoginProvider> login, modern::GatewayKeyring gateway_keys)
     : segment_(segment),
       settings_(segment.settings()),
@@ -57,17 +65,21 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       sessions_(segment.sessions()),
       journal_(recover(segment, index, sessions_)),
       doorbell_(std::move(doorbell)),
-      frontend_doorbell_(std::move(frontend_doorbell)),
       bridge_doorbell_(std::move(bridge_doorbell)),
       login_(std::move(login)),
-      frontend_records_(index, settings_),
       bridge_records_(index, settings_),
       gateway_keys_(std::move(gateway_keys)),
       login_failures_(settings_),
-      from_frontend_(segment.ring(RingKind::kFrontendToWorker, index)),
       from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
-      to_frontend_(segment.ring(RingKind::kWorkerToFrontend, index), &frontend_doorbell_),
       to_bridge_(segment.ring(RingKind::kWorkerToBridge, index), &bridge_doorbell_) {
+  if (frontend_doorbells.size() != settings_.frontends) {
+    throw std::invalid_argument("a worker needs the doorbell of each of the " +
+                                std::to_string(settings_.frontends) + " frontends");
+  }
+  for (std::uint32_t f = 0; f < settings_.frontends; ++f) {
+    frontends_.push_back(std::make_unique<FrontendLane>(segment, index, f, settings_,
+                                                        std::move(frontend_doorbells[f])));
+  }
   scratch_.reserve(protocol::kMaxPayload + 16);
   for (const std::string_view reason : kLoginRefusalNames) {
     login_refused_logs_.push_back(std::make_unique<LogLimit>(
@@ -79,10 +91,10 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
   }
   segment_.control().workers[index].pid.store(::getpid());
   // This worker's range of the session table (worker_of_slot).
-  const std::uint32_t per = shm::SlotTable::partition_slots(sessions_.slots(), settings_.workers);
-  first_slot_ = std::min(sessions_.slots(), index_ * per);
+  const SlotRange range = slots_of_worker(index_, settings_);
+  first_slot_ = range.first;
   drain_cursor_ = first_slot_;
-  drain_end_ = std::min(sessions_.slots(), drain_cursor_ + per);
+  drain_end_ = range.end;
   cipher_checked_.assign(drain_end_ - first_slot_, 0);
 }
 
@@ -93,9 +105,15 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
   if (j.state.load(std::memory_order_acquire) == Journal::kCommitting) {
     // The batch was durable: finish storing its ring positions (checked
     // against the rings' other cursors when this worker attaches to them).
-    segment.ring(RingKind::kWorkerToFrontend, index).descriptor().tail.store(j.frontend_out_tail);
+    for (std::uint32_t f = 0; f < segment.settings().frontends; ++f) {
+      segment.ring(RingKind::kWorkerToFrontend, index, f)
+          .descriptor()
+          .tail.store(j.frontend_out_tail[f]);
+      segment.ring(RingKind::kFrontendToWorker, index, f)
+          .descriptor()
+          .head.store(j.frontend_in_head[f]);
+    }
     segment.ring(RingKind::kWorkerToBridge, index).descriptor().tail.store(j.bridge_out_tail);
-    segment.ring(RingKind::kFrontendToWorker, index).descriptor().head.store(j.frontend_in_head);
     segment.ring(RingKind::kBridgeToWorker, index).descriptor().head.store(j.bridge_in_head);
     spdlog::warn("recovered: rolled the last batch of a dead worker forward");
   } else if (images != 0) {
@@ -169,32 +187,44 @@ void Worker::begin_batch() {
 
 /// The commit point, then the ring stores it stands for.
 void Worker::commit_batch() {
-  journal_.frontend_in_head = from_frontend_.position();
+  for (std::size_t f = 0; f < frontends_.size(); ++f) {
+    journal_.frontend_in_head[f] = frontends_[f]->in.position();
+    journal_.frontend_out_tail[f] = frontends_[f]->out.position();
+  }
   journal_.bridge_in_head = from_bridge_.position();
-  journal_.frontend_out_tail = to_frontend_.position();
   journal_.bridge_out_tail = to_bridge_.position();
   maybe_die(0);
   journal_.state.store(Journal::kCommitting, std::memory_order_release);
   maybe_die(1);
-  to_frontend_.publish();
+  for (auto& lane : frontends_) lane->out.publish();
   to_bridge_.publish();
   maybe_die(2);
-  from_frontend_.commit();
+  for (auto& lane : frontends_) lane->in.commit();
   from_bridge_.commit();
   journal_.count.store(0, std::memory_order_relaxed);
   journal_.state.store(Journal::kIdle, std::memory_order_release);
 }
 
-bool Worker::outputs_have_room() {
-  return to_frontend_.can_write(ipc::kMaxRecordBytes) && to_bridge_.can_write(ipc::kMaxRecordBytes);
+/// A record about `conn` writes at most one record to its frontend and one
+/// to the bridge: it waits while either ring lacks the room, and only that
+/// frontend's sessions wait with it.
+bool Worker::outputs_have_room(std::uint64_t conn) {
+  return to_frontend(shm::ConnectionId(conn)).can_write(ipc::kMaxRecordBytes) &&
+         to_bridge_.can_write(ipc::kMaxRecordBytes);
+}
+
+shm::RingProducer& Worker::to_frontend(shm::ConnectionId id) {
+  return frontends_[frontend_of_slot(id.slot(), settings_)]->out;
 }
 
 // ------------------------------------------------------------------ frontend records
 
-bool Worker::on_frontend_record(const shm::Record& record) {
-  if (!outputs_have_room()) return false;
-  frontend_records_.visit(record, [this](const auto& r) { on(r); });
-  return true;
+bool Worker::on_frontend_record(const FrontendLane& lane, const shm::Record& record) {
+  return lane.records.visit(record, [this](const auto& r) {
+    if (!outputs_have_room(r.header.conn)) return false;
+    on(r);
+    return true;
+  });
 }
 
 void Worker::on(const ipc::Parsed<ipc::ConnOpened>& r) {
@@ -218,7 +248,8 @@ void Worker::on(const ipc::Parsed<ipc::ConnClosed>& r) {
     // Closed already (our kick crossed it) or never opened (a frontend
     // died before publishing the open): every kConnClosed gets its
     // kClose, the frontend ignores one for a slot it already released.
-    ipc::write_record(to_frontend_, ipc::kClose, ipc::CloseCommand{id.value(), r.header.reason, 0});
+    ipc::write_record(to_frontend(id), ipc::kClose,
+                      ipc::CloseCommand{id.value(), r.header.reason, 0});
   }
 }
 
@@ -396,7 +427,7 @@ void Worker::complete_login(shm::ConnectionId id, Session& s) {
   metrics_.add(metrics::kSessionsLoggedIn, 1);
   // Before the ack: the frontend lifts the login deadline and the pre-login
   // budget before the client can know it logged in.
-  ipc::write_record(to_frontend_, ipc::kLoggedIn, ipc::LoggedIn{id.value()});
+  ipc::write_record(to_frontend(id), ipc::kLoggedIn, ipc::LoggedIn{id.value()});
   send_packet(id, s, protocol::kUserLoginSucceedAck, static_cast<std::int32_t>(s.user_id));
   if (!logs_connection(id)) return;
   spdlog::info("login conn={:#x} remote={} user={} crypto={}{}", id.value(), remote_of(s),
@@ -527,7 +558,7 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
   const std::size_t wire_bytes = payload.size() + overhead(s);
   shm::WriteStatus status;
   const auto out =
-      to_frontend_.claim(ipc::kSend, sizeof header + protocol::kSizeBytes + wire_bytes, &status);
+      to_frontend(id).claim(ipc::kSend, sizeof header + protocol::kSizeBytes + wire_bytes, &status);
   if (status != shm::WriteStatus::kOk) {
     // outputs_have_room() is checked before every input record, so this is a
     // broken invariant, not load.
@@ -548,7 +579,7 @@ void Worker::send_to_client(shm::ConnectionId id, Session& s, std::span<const st
       s.cipher.modern.seal.seal(payload.data(), payload.size(), frame + protocol::kSizeBytes);
       break;
   }
-  to_frontend_.commit(out.size());
+  to_frontend(id).commit(out.size());
   ++s.frames_out;
 }
 
@@ -584,16 +615,18 @@ void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   // Nothing is sent to it any more: its keys go now, not when the slot is
   // reused (the segment outlives the process and can be read by root).
   explicit_bzero(&s.cipher, sizeof s.cipher);
-  ipc::write_record(to_frontend_, ipc::kClose,
+  ipc::write_record(to_frontend(id), ipc::kClose,
                     ipc::CloseCommand{id.value(), static_cast<std::uint32_t>(reason), 0});
 }
 
 // ------------------------------------------------------------------ bridge records
 
 bool Worker::on_bridge_record(const shm::Record& record) {
-  if (!outputs_have_room()) return false;
-  bridge_records_.visit(record, [this](const auto& r) { on(r); });
-  return true;
+  return bridge_records_.visit(record, [this](const auto& r) {
+    if (!outputs_have_room(r.header.conn)) return false;
+    on(r);
+    return true;
+  });
 }
 
 void Worker::on(const ipc::Parsed<ipc::GameMessage>& r) {
@@ -692,7 +725,7 @@ bool Worker::close_matching(std::uint32_t& cursor, std::size_t budget, const Mat
         !match(id, *peek)) {
       continue;
     }
-    if (!outputs_have_room()) return false;  // next pass, after this batch is published
+    if (!outputs_have_room(id.value())) return false;  // next pass, after this batch is published
     close(id, *live_session(id));
     --budget;
   }
@@ -742,12 +775,21 @@ void Worker::report_kick() {
 }
 
 std::size_t Worker::do_work() {
-  const auto on_frontend = [this](const shm::Record& r) { return on_frontend_record(r); };
   const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
   // One batch: inputs read, sessions changed (journaled), outputs written,
   // then all of it made durable at once by commit_batch().
   begin_batch();
-  std::size_t work = from_frontend_.poll(on_frontend, kRingBatch);
+  // The frontends share one input budget (the journal's bound), the first
+  // to be read taking turns.
+  std::size_t work = 0;
+  const std::size_t lanes = frontends_.size();
+  first_lane_ = (first_lane_ + 1) % lanes;
+  for (std::size_t k = 0; k < lanes && work < kRingBatch; ++k) {
+    FrontendLane& lane = *frontends_[(first_lane_ + k) % lanes];
+    work +=
+        lane.in.poll([this, &lane](const shm::Record& r) { return on_frontend_record(lane, r); },
+                     kRingBatch - work);
+  }
   work += from_bridge_.poll(on_bridge, kRingBatch);
   if (!draining_ && segment_.closing_sessions()) {
     draining_ = true;
@@ -764,7 +806,7 @@ std::size_t Worker::do_work() {
 
   const std::int64_t now = monotonic_ns();
   segment_.control().workers[index_].heartbeat_ns.store(now, std::memory_order_relaxed);
-  from_frontend_.heartbeat(now);
+  for (auto& lane : frontends_) lane->in.heartbeat(now);
   from_bridge_.heartbeat(now);
   flush_log_limits(now);
   return work;
@@ -775,12 +817,15 @@ int Worker::run() {
       shm::BackoffIdler::duty_cycle(std::chrono::microseconds(settings_.idle_spin_us));
   while (stop_requested_ == 0) {
     idler.idle(do_work(), [this](std::chrono::nanoseconds timeout) {
-      if (!from_frontend_.prepare_park()) return;
-      if (from_bridge_.prepare_park()) {
+      // Parked only if no input arrived meanwhile (each ring's producer
+      // rings the doorbell once it sees its consumer parked).
+      std::size_t parked = 0;
+      while (parked < frontends_.size() && frontends_[parked]->in.prepare_park()) ++parked;
+      if (parked == frontends_.size() && from_bridge_.prepare_park()) {
         doorbell_.wait(timeout);
         from_bridge_.unpark();
       }
-      from_frontend_.unpark();
+      for (std::size_t f = 0; f < parked; ++f) frontends_[f]->in.unpark();
     });
   }
   return 0;

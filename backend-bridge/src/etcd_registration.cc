@@ -171,7 +171,7 @@ std::string EtcdRegistration::current_value() {
     facts_.sessions +=
         m.workers[w].gauges[metrics::kSessionsLoggedIn].load(std::memory_order_relaxed);
   }
-  facts_.connections = m.frontend.gauges[metrics::kConnectionsOpen].load(std::memory_order_relaxed);
+  facts_.connections = m.frontends_gauge(metrics::kConnectionsOpen);
   facts_.draining = segment_.draining();
   return registration_value(facts_);
 }

@@ -14,30 +14,28 @@
 
 namespace gatehouse {
 
-std::string ring_region_name(RingKind kind, std::uint32_t worker) {
-  const char* prefix = "";
+std::string ring_region_name(RingKind kind, std::uint32_t worker, std::uint32_t frontend) {
+  // The first frontend's rings keep the names they had before there were
+  // several (the ring label of the metrics, dashboards, alerts).
+  const std::string fe = frontend == 0 ? "fe" : "fe" + std::to_string(frontend);
   switch (kind) {
     case RingKind::kFrontendToWorker:
-      prefix = "ring/fe-w/";
-      break;
+      return "ring/" + fe + "-w/" + std::to_string(worker);
     case RingKind::kWorkerToFrontend:
-      prefix = "ring/w-fe/";
-      break;
+      return "ring/w-" + fe + "/" + std::to_string(worker);
     case RingKind::kWorkerToBridge:
-      prefix = "ring/w-br/";
-      break;
+      return "ring/w-br/" + std::to_string(worker);
     case RingKind::kBridgeToWorker:
-      prefix = "ring/br-w/";
-      break;
+      return "ring/br-w/" + std::to_string(worker);
   }
-  return prefix + std::to_string(worker);
+  return "ring/?";
 }
 
 std::vector<shm::RegionSpec> gateway_regions(const Settings& settings) {
   std::vector<shm::RegionSpec> regions;
   regions.push_back({"control", sizeof(ControlBlock), [settings](std::span<std::byte> r) {
                        auto* c = new (r.data()) ControlBlock{};
-                       c->settings[0] = settings;
+                       c->settings.copies[0] = settings;
                      }});
   regions.push_back({"metrics", sizeof(MetricsBlock),
                      [](std::span<std::byte> r) { new (r.data()) MetricsBlock{}; }});
@@ -49,12 +47,17 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings) {
   const std::size_t capacity = settings.ring_bytes;
   for (std::uint32_t w = 0; w < settings.workers; ++w) {
     regions.push_back({"journal/" + std::to_string(w), sizeof(Journal), {}});  // zero: idle
-    for (RingKind kind : {RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend,
-                          RingKind::kWorkerToBridge, RingKind::kBridgeToWorker}) {
+    const auto add_ring = [&](RingKind kind, std::uint32_t frontend) {
       regions.push_back(
-          {ring_region_name(kind, w), shm::SpscRing::region_bytes(capacity),
+          {ring_region_name(kind, w, frontend), shm::SpscRing::region_bytes(capacity),
            [capacity](std::span<std::byte> r) { shm::SpscRing::initialise(r, capacity); }});
+    };
+    for (std::uint32_t f = 0; f < settings.frontends; ++f) {
+      add_ring(RingKind::kFrontendToWorker, f);
+      add_ring(RingKind::kWorkerToFrontend, f);
     }
+    add_ring(RingKind::kWorkerToBridge, 0);
+    add_ring(RingKind::kBridgeToWorker, 0);
   }
   return regions;
 }
@@ -80,29 +83,11 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
   metrics_ = std::launder(reinterpret_cast<MetricsBlock*>(metrics.data()));
   const Settings first = settings();
   workers_ = first.workers;
+  frontends_ = first.frontends;
   slots_ = first.max_connections;
 }
 
-// A sequence lock over two copies. The generation is even when no publish
-// is running, and 2 x the publishes so far; the current copy is
-// settings[generation / 2 % 2]. A publish makes the generation odd, writes
-// the other copy, then makes it even again, so the copy a reader takes is
-// rewritten only by the publish after next: the read is whole if the
-// generation has not gone past that publish's start when it is done.
-// The copies are read and written a word at a time with atomics (no fences:
-// GCC's TSan has none): the reader's acquire loads keep its second look at
-// the generation after them, the writer's release stores keep its odd
-// generation before them. A read that overlaps a publish is discarded, never
-// a data race.
 namespace {
-
-constexpr std::size_t kSettingsWords = sizeof(Settings) / sizeof(std::uint64_t);
-static_assert(sizeof(Settings) % sizeof(std::uint64_t) == 0 &&
-              alignof(Settings) >= alignof(std::uint64_t));
-
-std::uint64_t* words_of(const Settings& s) noexcept {
-  return reinterpret_cast<std::uint64_t*>(const_cast<Settings*>(&s));
-}
 
 /// Reads that overlap a publish before a reader gives up: the supervisor
 /// publishes on a reload, so this many in a row means a writer that never
@@ -111,25 +96,13 @@ constexpr std::uint32_t kMaxTornReads = 1u << 20;
 
 /// One whole copy of the current settings (unchecked).
 Settings read_settings(const ControlBlock& control) {
-  for (std::uint32_t tries = 0;; ++tries) {
-    if (tries == kMaxTornReads) {
-      shm::violation(
-          "control: settings_generation = " + std::to_string(control.settings_generation.load()) +
-          " (changed during " + std::to_string(kMaxTornReads) + " reads in a row)");
-    }
-    const std::uint64_t seen =
-        control.settings_generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
-    Settings copy;
-    const std::uint64_t* from = words_of(control.settings[seen / 2 % 2]);
-    std::uint64_t* to = words_of(copy);
-    for (std::size_t i = 0; i < kSettingsWords; ++i) {
-      to[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(from[i]))
-                  .load(std::memory_order_acquire);
-    }
-    // A difference, not seen + 2: a generation near 2^64 (a corrupt one)
-    // would make the sum wrap and this loop never end.
-    if (control.settings_generation.load(std::memory_order_relaxed) - seen <= 2) return copy;
+  Settings copy;
+  if (!control.settings.read(copy, kMaxTornReads)) {
+    shm::violation(
+        "control: settings generation = " + std::to_string(control.settings.generation.load()) +
+        " (changed during " + std::to_string(kMaxTornReads) + " reads in a row)");
   }
+  return copy;
 }
 
 }  // namespace
@@ -138,24 +111,19 @@ Settings GatewaySegment::settings() const {
   const Settings s = read_settings(*control_);
   check_settings(s, "settings");
   // workers_ is 0 only while the constructor reads the first copy.
-  if (workers_ != 0 && (s.workers != workers_ || s.max_connections != slots_)) {
-    shm::violation("control: settings: workers " + std::to_string(s.workers) +
-                   " and max_connections " + std::to_string(s.max_connections) +
-                   " differ from the segment's " + std::to_string(workers_) + " and " +
+  if (workers_ != 0 &&
+      (s.workers != workers_ || s.frontends != frontends_ || s.max_connections != slots_)) {
+    shm::violation("control: settings: workers " + std::to_string(s.workers) + ", frontends " +
+                   std::to_string(s.frontends) + " and max_connections " +
+                   std::to_string(s.max_connections) + " differ from the segment's " +
+                   std::to_string(workers_) + ", " + std::to_string(frontends_) + " and " +
                    std::to_string(slots_) + " (a reload never changes them)");
   }
   return s;
 }
 
 void GatewaySegment::publish_settings(const Settings& settings) noexcept {
-  const std::uint64_t generation = control_->settings_generation.load(std::memory_order_relaxed);
-  control_->settings_generation.store(generation + 1, std::memory_order_relaxed);
-  const std::uint64_t* from = words_of(settings);
-  std::uint64_t* to = words_of(control_->settings[(generation / 2 + 1) % 2]);
-  for (std::size_t i = 0; i < kSettingsWords; ++i) {
-    std::atomic_ref<std::uint64_t>(to[i]).store(from[i], std::memory_order_release);
-  }
-  control_->settings_generation.store(generation + 2, std::memory_order_release);
+  control_->settings.publish(settings);
 }
 
 void GatewaySegment::publish_disabled_backends(const std::vector<std::string>& names) noexcept {
@@ -165,14 +133,13 @@ void GatewaySegment::publish_disabled_backends(const std::vector<std::string>& n
     std::memcpy(list.names[list.count++], name.data(),
                 std::min(name.size(), metrics::kRoutingNameBytes - 1));
   }
-  seqlock_publish(control_->disabled_backends.generation, control_->disabled_backends.list, list);
+  control_->disabled_backends.publish(list);
 }
 
 std::vector<std::string> GatewaySegment::disabled_backends() const {
   DisabledBackendNames list{};
   std::vector<std::string> names;
-  if (!seqlock_read(control_->disabled_backends.generation, control_->disabled_backends.list,
-                    list)) {
+  if (!control_->disabled_backends.published() || !control_->disabled_backends.read(list)) {
     return names;
   }
   for (std::uint32_t i = 0; i < std::min(list.count, kMaxDisabledBackends); ++i) {
@@ -188,9 +155,14 @@ void GatewaySegment::check_worker(std::uint32_t worker) const {
   }
 }
 
-shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker) const {
+shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker,
+                                   std::uint32_t frontend) const {
   check_worker(worker);
-  const std::string name = ring_region_name(kind, worker);
+  if (frontend >= frontends_) {
+    throw shm::SegmentError("frontend " + std::to_string(frontend) + " of a segment of " +
+                            std::to_string(frontends_) + " frontends");
+  }
+  const std::string name = ring_region_name(kind, worker, frontend);
   return shm::SpscRing::attach(segment_.region(name), name);
 }
 

@@ -21,11 +21,14 @@ constexpr std::uint32_t kReasons = static_cast<std::uint32_t>(CloseReason::kCoun
 
 }  // namespace
 
-RecordChecks::RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings)
-    : ring_(ring_region_name(kind, worker)),
+RecordChecks::RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings,
+                           std::uint32_t frontend)
+    : ring_(ring_region_name(kind, worker, frontend)),
       worker_(worker),
-      workers_(settings.workers),
-      max_connections_(settings.max_connections),
+      frontend_(kind == RingKind::kFrontendToWorker || kind == RingKind::kWorkerToFrontend
+                    ? frontend
+                    : kAnyFrontend),
+      shape_(settings),
       listener_count_(settings.listener_count) {}
 
 void RecordChecks::refuse(const shm::Record& record, const char* field, std::uint64_t value,
@@ -43,10 +46,15 @@ void RecordChecks::unexpected(const shm::Record& record) const {
 
 void RecordChecks::check_conn(const shm::Record& record, std::uint64_t conn) const {
   const std::uint32_t slot = shm::ConnectionId(conn).slot();
-  if (slot >= max_connections_) refuse(record, "conn's slot", slot, "beyond the session table");
-  // worker_of_slot(), with the shape this reader was made with.
-  if (slot / shm::SlotTable::partition_slots(max_connections_, workers_) != worker_) {
+  if (slot >= shape_.max_connections) {
+    refuse(record, "conn's slot", slot, "beyond the session table");
+  }
+  // With the shape this reader was made with.
+  if (worker_of_slot(slot, shape_) != worker_) {
     refuse(record, "conn's slot", slot, "a slot of another worker");
+  }
+  if (frontend_ != kAnyFrontend && frontend_of_slot(slot, shape_) != frontend_) {
+    refuse(record, "conn's slot", slot, "a slot of another frontend");
   }
 }
 

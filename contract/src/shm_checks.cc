@@ -36,8 +36,14 @@ void check_settings(const Settings& s, const char* where) {
   if (s.workers == 0 || s.workers > kMaxWorkers) {
     refuse(at, "workers", s.workers, "1 to " + std::to_string(kMaxWorkers));
   }
-  if (s.max_connections < s.workers) {
-    refuse(at, "max_connections", s.max_connections, "at least one slot per worker");
+  if (s.frontends == 0 || s.frontends > kMaxFrontends) {
+    refuse(at, "frontends", s.frontends, "1 to " + std::to_string(kMaxFrontends));
+  }
+  if (s.max_connections < s.workers * s.frontends) {
+    refuse(at, "max_connections", s.max_connections, "at least one slot per worker and frontend");
+  }
+  if (s.frontend_affinity > kAffinityConnection) {
+    refuse(at, "frontend_affinity", s.frontend_affinity, "0 address or 1 connection");
   }
   if (s.backend_count > kMaxBackends) {
     refuse(at, "backend_count", s.backend_count, "at most " + std::to_string(kMaxBackends));

@@ -183,11 +183,12 @@ struct Frontend::Pending {
 };
 
 struct Frontend::WorkerLink {
-  WorkerLink(GatewaySegment& segment, std::uint32_t w, shm::Doorbell bell, const Settings& settings)
+  WorkerLink(GatewaySegment& segment, std::uint32_t w, std::uint32_t frontend, shm::Doorbell bell,
+             const Settings& settings)
       : doorbell(std::move(bell)),
-        to_worker(segment.ring(RingKind::kFrontendToWorker, w), &doorbell),
-        from_worker(segment.ring(RingKind::kWorkerToFrontend, w)),
-        records(w, settings) {}
+        to_worker(segment.ring(RingKind::kFrontendToWorker, w, frontend), &doorbell),
+        from_worker(segment.ring(RingKind::kWorkerToFrontend, w, frontend)),
+        records(w, settings, frontend) {}
 
   shm::Doorbell doorbell;  // the worker's: rung when it is parked
   shm::RingProducer to_worker;
@@ -199,19 +200,33 @@ struct Frontend::WorkerLink {
   std::deque<std::uint32_t> control_types;
 };
 
-Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
+namespace {
+
+/// This frontend's share of a limit on the whole instance (at least 1 when
+/// there is a limit): each frontend holds its own count.
+std::uint32_t share_of(std::uint32_t limit, const Settings& s) {
+  return limit == 0 ? 0 : std::max<std::uint32_t>(1, limit / s.frontends);
+}
+
+}  // namespace
+
+Frontend::Frontend(GatewaySegment& segment, std::uint32_t index, const std::vector<int>& listen_fds,
                    shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells,
                    const std::vector<int>& udp_fds)
     : segment_(segment),
       settings_(segment.settings()),
       settings_generation_(segment.settings_generation()),
-      metrics_(segment.metrics().frontend),
+      index_(index < settings_.frontends
+                 ? index
+                 : throw std::invalid_argument("frontend: index " + std::to_string(index) + " of " +
+                                               std::to_string(settings_.frontends))),
+      metrics_(segment.metrics().frontends[index]),
       table_(segment.session_slots()),
       doorbell_(std::move(doorbell)),
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
       sweep_timer_(io_),
       per_address_(settings_.max_connections_per_ip),
-      connect_rate_(settings_.connect_rate, settings_.connect_rate_per_ip),
+      connect_rate_(share_of(settings_.connect_rate, settings_), settings_.connect_rate_per_ip),
       by_slot_(table_.slots()),
       scratch_(kScratchBytes),
       reading_(&Connection::read_link),
@@ -229,10 +244,15 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
                                 std::to_string(worker_doorbells.size()));
   }
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
-    workers_.push_back(
-        std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]), settings_));
+    workers_.push_back(std::make_unique<WorkerLink>(segment, w, index_,
+                                                    std::move(worker_doorbells[w]), settings_));
   }
-  table_.set_partitions(settings_.workers);  // one range of slots per worker
+  // One range of slots per worker and frontend; this frontend allocates
+  // from its own ranges only (partition_of()).
+  table_.set_partitions(partitions_of(settings_));
+  for (std::uint32_t slot = 0; slot < table_.slots(); ++slot) {
+    if (frontend_of_slot(slot, settings_) == index_) ++capacity_;
+  }
   // Which --listen each socket serves: the listeners with that transport, in
   // order (a listener with none named is TCP, as before transports).
   const auto serves = [&](std::size_t l, std::uint8_t transport) {
@@ -272,7 +292,7 @@ Frontend::Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds,
       !load_tls()) {
     throw std::runtime_error("frontend: tls-cert and tls-key do not load");
   }
-  segment_.control().frontend.pid.store(::getpid());
+  segment_.control().frontends[index_].pid.store(::getpid());
 }
 
 Frontend::~Frontend() = default;
@@ -366,9 +386,9 @@ std::int64_t Frontend::announce(Connection& c, const std::uint8_t* v6, std::uint
 /// range of the session table is full passes its turn to the next.
 std::optional<shm::ConnectionId> Frontend::allocate_slot() {
   std::optional<shm::ConnectionId> id;
-  for (std::uint32_t tries = 0;
-       !id && tries < settings_.workers && connection_count_ < settings_.max_connections; ++tries) {
-    id = table_.allocate(next_worker_);
+  for (std::uint32_t tries = 0; !id && tries < settings_.workers && connection_count_ < capacity_;
+       ++tries) {
+    id = table_.allocate(partition_of(next_worker_, index_, settings_));
     next_worker_ = (next_worker_ + 1) % settings_.workers;
   }
   return id;
@@ -399,7 +419,7 @@ void Frontend::open_connection(std::size_t listener, tcp::socket socket,
     per_address_.remove(address);
     metrics_.add(metrics::kConnectionsRefused);
     connection_limit_log_.log("connection from {} refused: connection limit {} reached",
-                              remote.address().to_string(), settings_.max_connections);
+                              remote.address().to_string(), capacity_);
     return;  // the socket closes here
   }
   socket.non_blocking(true, ec);
@@ -466,10 +486,10 @@ void Frontend::expect_proxy_header(std::size_t listener, tcp::socket socket,
   const auto v6 = v6_bytes_of(peer.address());
   const ProxyMode mode = settings_.listener_proxy[listener];
   const bool trusted = trusted_proxy(listener, v6.data());
-  if (connection_count_ + pending_.size() >= settings_.max_connections) {
+  if (connection_count_ + pending_.size() >= capacity_) {
     metrics_.add(metrics::kConnectionsRefused);
     connection_limit_log_.log("connection from {} refused: connection limit {} reached",
-                              peer.address().to_string(), settings_.max_connections);
+                              peer.address().to_string(), capacity_);
     return;  // the socket closes here
   }
   const std::uint64_t key = next_pending_++;
@@ -1126,7 +1146,7 @@ void Frontend::open_kcp(std::size_t u, const UdpPeer& peer, const udp::endpoint&
     kcp_per_address_.remove(address);
     metrics_.add(metrics::kKcpRefusedLimit);
     kcp_refused_log_.log("KCP session from {} refused: connection limit {} reached",
-                         from.address().to_string(), settings_.max_connections);
+                         from.address().to_string(), capacity_);
     return;
   }
   metrics_.add(metrics::kConnectionsAccepted);
@@ -1617,6 +1637,7 @@ void Frontend::begin_drain() {
 void Frontend::adopt_orphans() {
   std::size_t orphans = 0;
   for (std::uint32_t slot = 0; slot < table_.slots(); ++slot) {
+    if (frontend_of_slot(slot, settings_) != index_) continue;  // another frontend's
     const shm::ConnectionId id = table_.live_id(slot);
     if (!id) continue;
     auto conn = std::make_unique<Connection>(io_, id, worker_of_slot(slot, settings_));
@@ -1638,7 +1659,8 @@ void Frontend::apply_settings() {
   settings_ = segment_.settings();
   per_address_.set_limit(settings_.max_connections_per_ip);
   kcp_per_address_.set_limit(settings_.udp_sessions_per_ip);
-  connect_rate_.set_rates(settings_.connect_rate, settings_.connect_rate_per_ip);
+  connect_rate_.set_rates(share_of(settings_.connect_rate, settings_),
+                          settings_.connect_rate_per_ip);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
   if (tls_) load_tls();  // a renewed certificate, for new connections
   spdlog::info(
@@ -1678,7 +1700,8 @@ std::size_t Frontend::do_work() {
   metrics_.set(metrics::kTlsConnectionsOpen, static_cast<std::int64_t>(links_open_[0]));
   metrics_.set(metrics::kWsConnectionsOpen, static_cast<std::int64_t>(links_open_[1]));
   metrics_.set(metrics::kWssConnectionsOpen, static_cast<std::int64_t>(links_open_[2]));
-  segment_.control().frontend.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+  segment_.control().frontends[index_].heartbeat_ns.store(monotonic_ns(),
+                                                          std::memory_order_relaxed);
   if (drain_requested_ != 0 || segment_.draining()) begin_drain();
   if (segment_.settings_generation() != settings_generation_) apply_settings();
   return work;

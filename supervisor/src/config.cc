@@ -224,10 +224,10 @@ ParseResult parse_config(int argc, const char* const* argv) {
 
     Config c;
     for (const Setting& s : settings_table()) s.read(s, vm[s.name], c);
-    if (c.settings.max_connections < c.settings.workers) {
-      // Each worker owns a range of the session table.
-      throw ConfigError("--max-connections must be at least --workers (" +
-                        std::to_string(c.settings.workers) + ")");
+    if (c.settings.max_connections < c.settings.workers * c.settings.frontends) {
+      // Each worker owns a range of the session table, one part per frontend.
+      throw ConfigError("--max-connections must be at least --workers x --frontends (" +
+                        std::to_string(c.settings.workers * c.settings.frontends) + ")");
     }
     c.effective = effective_settings(vm, c, sources);
     if (vm.count("check") != 0) return check(c);

@@ -1,6 +1,7 @@
 #include "gatehouse/supervisor/listen_socket.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 
@@ -77,6 +79,41 @@ std::uint16_t port_of(int fd) {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   return ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
                                           : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+}
+
+bool spread_by_address(int fd, std::uint32_t sockets, std::string& error) {
+  // Classic BPF, run by the kernel on each new connection's first packet (a
+  // SYN; for UDP each datagram), returns the index of the socket in the
+  // port's SO_REUSEPORT group. It reads the source address from the network
+  // header: IPv4's whole, IPv6's first 64 bits (the /64 the per-address
+  // limits count by), mixes the bits and takes them modulo the sockets.
+  constexpr std::uint32_t kNet = static_cast<std::uint32_t>(SKF_NET_OFF);
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, kNet + 0),  // version << 4 | ...
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 4),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 2, 0),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 12),  // IPv4 source
+      BPF_STMT(BPF_JMP | BPF_JA, 4),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 8),  // IPv6 source, bits 0-31
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 12),  // and 32-63
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),  // a ^= a >> 16; a *= 0x45d9f3b; a ^= a >> 16
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x45d9f3b),
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+      BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, sockets),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(code)), code};
+  if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) != 0) {
+    error = std::string("SO_ATTACH_REUSEPORT_CBPF: ") + std::strerror(errno);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace gatehouse::supervisor

@@ -138,22 +138,27 @@ ClientMetric value_metric(MetricType type, double value,
 class MetricsExporter::Collector final : public prometheus::Collectable {
  public:
   Collector(GatewaySegment& segment, const Health& health) : segment_(segment), health_(health) {
-    const std::uint32_t workers = segment.settings().workers;
-    for (std::uint32_t w = 0; w < workers; ++w) {
-      for (const auto& [kind, prefix] : {std::pair{RingKind::kFrontendToWorker, "fe-w/"},
-                                         std::pair{RingKind::kWorkerToFrontend, "w-fe/"},
-                                         std::pair{RingKind::kWorkerToBridge, "w-br/"},
-                                         std::pair{RingKind::kBridgeToWorker, "br-w/"}}) {
-        rings_.push_back({prefix + std::to_string(w), segment.ring(kind, w)});
+    const Settings settings = segment.settings();
+    // Labelled by region name without "ring/": fe-w/0, w-br/3, fe1-w/0 ...
+    const auto add = [&](RingKind kind, std::uint32_t w, std::uint32_t f) {
+      rings_.push_back({ring_region_name(kind, w, f).substr(5), segment.ring(kind, w, f)});
+    };
+    for (std::uint32_t w = 0; w < settings.workers; ++w) {
+      for (std::uint32_t f = 0; f < settings.frontends; ++f) {
+        add(RingKind::kFrontendToWorker, w, f);
+        add(RingKind::kWorkerToFrontend, w, f);
       }
+      add(RingKind::kWorkerToBridge, w, 0);
+      add(RingKind::kBridgeToWorker, w, 0);
     }
   }
 
   std::vector<MetricFamily> Collect() const override {
     MetricsBlock& block = segment_.metrics();
-    std::vector<const metrics::Shard*> shards{&block.supervisor, &block.frontend, &block.bridge};
-    const std::uint32_t workers = segment_.settings().workers;
-    for (std::uint32_t w = 0; w < workers; ++w) shards.push_back(&block.workers[w]);
+    std::vector<const metrics::Shard*> shards{&block.supervisor, &block.bridge};
+    const Settings settings = segment_.settings();
+    for (std::uint32_t f = 0; f < settings.frontends; ++f) shards.push_back(&block.frontends[f]);
+    for (std::uint32_t w = 0; w < settings.workers; ++w) shards.push_back(&block.workers[w]);
     const auto sum = [&](auto cell) {
       double total = 0;
       for (const metrics::Shard* s : shards)

@@ -890,6 +890,31 @@ void read_workers(const Setting& s, const po::variable_value& v, Config& c) {
   if (c.settings.workers == 0) c.settings.workers = std::clamp(cpus() / 2, 1u, kMaxWorkers);
 }
 
+/// 0: one per eight CPUs, at least one (a frontend serves about as many
+/// messages as four workers: the capacity model in docs/benchmarks.md).
+void read_frontends(const Setting& s, const po::variable_value& v, Config& c) {
+  c.settings.frontends = in_range<std::uint32_t>(s, v);
+  if (c.settings.frontends == 0) {
+    c.settings.frontends = std::clamp(cpus() / 8, 1u, kMaxFrontends);
+  }
+}
+
+void read_frontend_affinity(const Setting& s, const po::variable_value& v, Config& c) {
+  const std::string& text = v.as<std::string>();
+  if (text == "address") {
+    c.settings.frontend_affinity = kAffinityAddress;
+  } else if (text == "connection") {
+    c.settings.frontend_affinity = kAffinityConnection;
+  } else {
+    throw ConfigError("--" + std::string(s.name) + " must be address or connection, not '" + text +
+                      "'");
+  }
+}
+
+std::string frontend_affinity_value(const Config& c) {
+  return c.settings.frontend_affinity == kAffinityConnection ? "connection" : "address";
+}
+
 /// -1: auto, which needs the number of workers (the row before).
 void read_idle_spin(const Setting& s, const po::variable_value& v, Config& c) {
   const auto spin = in_range<std::int32_t>(s, v);
@@ -1349,6 +1374,16 @@ const Setting kSettings[] = {
          "agent-worker processes, 0 = one per two CPUs, at least one (the frontend, the "
          "bridge and the game services need the rest; docs/benchmarks.md item 14)",
          read_workers, value_of<&Settings::workers>, 0, kMaxWorkers),
+  custom("frontends", kProcesses, Kind::kUint32, "0", kRestart,
+         "frontend processes (each owns the client sockets the kernel gives it on every "
+         "listener, SO_REUSEPORT), 0 = one per eight CPUs, at least one",
+         read_frontends, value_of<&Settings::frontends>, 0, kMaxFrontends),
+  custom("frontend-affinity", kProcesses, Kind::kString, "address", kRestart,
+         "how new clients are spread over several frontends: 'address' (by client address, "
+         "IPv4 or IPv6 /64, so max-connections-per-ip and connect-rate-per-ip hold exactly) or "
+         "'connection' (by address and port: even behind a proxy or NAT that shows few "
+         "addresses, with those limits then applied by each frontend)",
+         read_frontend_affinity, frontend_affinity_value),
   custom("idle-spin-us", kProcesses, Kind::kInt32, "-1", kRestart,
          "microseconds an idle frontend/worker/bridge spins before it sleeps; spinning "
          "saves a wakeup only where every gateway process has a core of its own "

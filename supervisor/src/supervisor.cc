@@ -70,36 +70,56 @@ Supervisor::~Supervisor() {
 
 void Supervisor::open_listeners() {
   const Settings& s = config_.settings;
+  const std::uint32_t frontends = s.frontends;
+  sockets_.assign(frontends, {});
+  // Several frontends: each listener is a SO_REUSEPORT group of one socket
+  // per frontend (bound in frontend order, which is the group's), and the
+  // kernel spreads new clients over them.
+  const bool reuse_port = config_.reuse_port || frontends > 1;
   for (std::size_t i = 0; i < config_.listen.size(); ++i) {
     const std::string& address = config_.listen[i];
     const std::uint8_t transports = s.listener_transports[i];
     std::string bound;
     const bool both = (transports & kTransportStreams) != 0 && (transports & kTransportKcp) != 0;
+    std::vector<int> tcp, udp;  // this listener's, one per frontend
+    const auto close_all = [&] {
+      for (const int fd : tcp) ::close(fd);
+      for (const int fd : udp) ::close(fd);
+      tcp.clear();
+      udp.clear();
+    };
     // Port 0 with both transports: the port the kernel gave TCP may be taken
     // for UDP; then another is picked.
     for (int attempt = 1;; ++attempt) {
       std::uint16_t port = 0;
-      if ((transports & kTransportStreams) != 0) {
-        listen_fds_.push_back(
-            bind_socket("--listen", address, SOCK_STREAM, config_.reuse_port, 0, bound));
-        port = port_of(listen_fds_.back());
-      }
-      if ((transports & kTransportKcp) != 0) {
-        std::string udp_bound;
-        try {
-          udp_fds_.push_back(
-              bind_socket("--listen", address, SOCK_DGRAM, config_.reuse_port, port, udp_bound));
-        } catch (const std::runtime_error&) {
-          if (!both || attempt == 8 || parse_endpoint(address, /*allow_port_zero=*/true).port != 0)
-            throw;
-          ::close(listen_fds_.back());
-          listen_fds_.pop_back();
-          continue;
+      try {
+        for (std::uint32_t f = 0; f < frontends; ++f) {
+          std::string tcp_bound, udp_bound;
+          if ((transports & kTransportStreams) != 0) {
+            tcp.push_back(
+                bind_socket("--listen", address, SOCK_STREAM, reuse_port, port, tcp_bound));
+            port = port_of(tcp.back());
+          }
+          if ((transports & kTransportKcp) != 0) {
+            udp.push_back(
+                bind_socket("--listen", address, SOCK_DGRAM, reuse_port, port, udp_bound));
+            port = port_of(udp.back());
+            tune_udp(udp.back(), s);
+          }
+          if (f == 0) bound = tcp_bound.empty() ? udp_bound : tcp_bound;
         }
-        tune_udp(udp_fds_.back(), s);
-        if (bound.empty()) bound = udp_bound;
+      } catch (const std::runtime_error&) {
+        close_all();
+        if (!both || attempt == 8 || parse_endpoint(address, /*allow_port_zero=*/true).port != 0)
+          throw;
+        continue;
       }
       break;
+    }
+    if (frontends > 1) spread(address, tcp, udp);
+    for (std::uint32_t f = 0; f < frontends; ++f) {
+      if (!tcp.empty()) sockets_[f].tcp.push_back(tcp[f]);
+      if (!udp.empty()) sockets_[f].udp.push_back(udp[f]);
     }
     listen_names_.push_back(bound);
     // As bound, for the gateway's key in etcd (the children get the
@@ -123,20 +143,49 @@ void Supervisor::open_listeners() {
   }
 }
 
+/// How the kernel gives one listener's new clients to the frontends
+/// (frontend-affinity): by address through a BPF program of ours, unless
+/// --reuse-port puts other instances' sockets in the group (their indexes
+/// are not ours to pick) or the kernel refuses it; else its own spread.
+void Supervisor::spread(const std::string& address, const std::vector<int>& tcp,
+                        const std::vector<int>& udp) const {
+  if (config_.settings.frontend_affinity != kAffinityAddress) return;
+  if (config_.reuse_port) {
+    spdlog::warn(
+        "--listen {}: frontend-affinity address does not apply with --reuse-port (other "
+        "instances share the port): the kernel spreads clients by connection, and each "
+        "frontend applies max-connections-per-ip and connect-rate-per-ip alone",
+        address);
+    return;
+  }
+  for (const auto* group : {&tcp, &udp}) {
+    std::string error;
+    if (!group->empty() &&
+        !spread_by_address(group->front(), static_cast<std::uint32_t>(group->size()), error)) {
+      spdlog::warn(
+          "--listen {}: clients cannot be spread by address ({}): the kernel spreads them "
+          "by connection, and each frontend applies max-connections-per-ip and "
+          "connect-rate-per-ip alone",
+          address, error);
+    }
+  }
+}
+
 /// Takes the listeners out of the port at once (shutdown reaches every copy
 /// of a socket, the frontend's too) and closes ours: a draining or stopped
 /// gateway refuses new connections, and with --reuse-port the kernel sends
 /// them to the other instances on the port.
 void Supervisor::close_listeners() {
-  for (const int fd : listen_fds_) {
-    ::shutdown(fd, SHUT_RD);
-    ::close(fd);
+  for (FrontendSockets& sockets : sockets_) {
+    for (const int fd : sockets.tcp) {
+      ::shutdown(fd, SHUT_RD);
+      ::close(fd);
+    }
+    // A UDP socket has no queue of new sessions to hand over: closing ours
+    // leaves the frontend's copy serving its sessions until it is gone.
+    for (const int fd : sockets.udp) ::close(fd);
   }
-  listen_fds_.clear();
-  // A UDP socket has no queue of new sessions to hand over: closing ours
-  // leaves the frontend's copy serving its sessions until it is gone.
-  for (const int fd : udp_fds_) ::close(fd);
-  udp_fds_.clear();
+  sockets_.clear();
 }
 
 Supervisor::Child* Supervisor::child_by_pid(pid_t pid) {
@@ -172,6 +221,8 @@ void Supervisor::start_children() {
   const std::string bin = config_.bin_dir + "/";
   std::vector<int> worker_fds;
   for (const auto& d : worker_doorbells_) worker_fds.push_back(d.fd());
+  std::vector<int> frontend_fds;
+  for (const auto& d : frontend_doorbells_) frontend_fds.push_back(d.fd());
 
   Child bridge{{Role::kBridge},
                {bin + "gatehouse-bridge", "--segment", segment, "--doorbell",
@@ -181,22 +232,30 @@ void Supervisor::start_children() {
   children_.push_back(std::move(bridge));
   for (std::uint32_t w = 0; w < s.workers; ++w) {
     const int own = worker_doorbells_[w].fd();
-    const std::vector<int> peers{frontend_doorbell_.fd(), bridge_doorbell_.fd()};
+    // Each frontend's doorbell, then the bridge's.
+    std::vector<int> peers = frontend_fds;
+    peers.push_back(bridge_doorbell_.fd());
+    std::vector<int> keep = peers;
+    keep.push_back(own);
     children_.push_back(
         Child{{Role::kWorker, w},
               {bin + "gatehouse-worker", "--segment", segment, "--index", std::to_string(w),
                "--doorbell", std::to_string(own), "--peer-doorbells", join_fds(peers)},
-              {own, peers[0], peers[1]}});
+              std::move(keep)});
   }
-  Child frontend{{Role::kFrontend},
-                 {bin + "gatehouse-frontend", "--segment", segment, "--doorbell",
-                  std::to_string(frontend_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds),
-                  "--listen-fds", join_fds(listen_fds_), "--udp-fds", join_fds(udp_fds_)},
-                 worker_fds};
-  frontend.keep_fds.push_back(frontend_doorbell_.fd());
-  frontend.keep_fds.insert(frontend.keep_fds.end(), listen_fds_.begin(), listen_fds_.end());
-  frontend.keep_fds.insert(frontend.keep_fds.end(), udp_fds_.begin(), udp_fds_.end());
-  children_.push_back(std::move(frontend));
+  for (std::uint32_t f = 0; f < s.frontends; ++f) {
+    const FrontendSockets& sockets = sockets_[f];
+    Child frontend{
+        {Role::kFrontend, f},
+        {bin + "gatehouse-frontend", "--segment", segment, "--index", std::to_string(f),
+         "--doorbell", std::to_string(frontend_fds[f]), "--peer-doorbells", join_fds(worker_fds),
+         "--listen-fds", join_fds(sockets.tcp), "--udp-fds", join_fds(sockets.udp)},
+        worker_fds};
+    frontend.keep_fds.push_back(frontend_fds[f]);
+    frontend.keep_fds.insert(frontend.keep_fds.end(), sockets.tcp.begin(), sockets.tcp.end());
+    frontend.keep_fds.insert(frontend.keep_fds.end(), sockets.udp.begin(), sockets.udp.end());
+    children_.push_back(std::move(frontend));
+  }
 
   for (Child& c : children_) spawn(c);
 }
@@ -284,13 +343,18 @@ void Supervisor::begin_drain() {
                   "a drain began before the reload was over (the workers not replaced "
                   "yet stay as they were)");
   segment_->control().draining.store(drain_.control_value(), std::memory_order_release);
-  frontend_doorbell_.ring();
+  for (const auto& d : frontend_doorbells_) d.ring();
   for (const auto& d : worker_doorbells_) d.ring();
-  frontend().restart_at_ns = 0;  // a crashed frontend is not replaced any more
+  for (Child& c : children_) {
+    if (c.id.role == Role::kFrontend) c.restart_at_ns = 0;  // a crashed one is not replaced now
+  }
 }
 
 int Supervisor::advance_drain() {
-  const Drain::Step step = drain_.advance(processes_->now_ns(), frontend().pid != 0);
+  const bool frontends_up = std::any_of(children_.begin(), children_.end(), [](const Child& c) {
+    return c.id.role == Role::kFrontend && c.pid != 0;
+  });
+  const Drain::Step step = drain_.advance(processes_->now_ns(), frontends_up);
   int work = 0;
   if (step.close_sessions) {
     ++work;
@@ -322,7 +386,7 @@ ProcessStatus& Supervisor::status_of(ChildId id) const {
   ControlBlock& control = segment_->control();
   switch (id.role) {
     case Role::kFrontend:
-      return control.frontend;
+      return control.frontends[id.index];
     case Role::kBridge:
       return control.bridge;
     case Role::kWorker:
@@ -458,7 +522,8 @@ std::vector<std::string> Supervisor::apply(const ReloadPlan& plan) {
   config_ = plan.config;
   if (!publish) return said;
   segment_->publish_settings(config_.settings);
-  frontend_doorbell_.ring();  // a parked frontend takes them now, not at its next wakeup
+  // A parked frontend takes them now, not at its next wakeup.
+  for (const auto& d : frontend_doorbells_) d.ring();
   spdlog::set_level(static_cast<spdlog::level::level_enum>(config_.settings.log_level));
   return said;
 }
@@ -512,8 +577,7 @@ void Supervisor::report_health() {
   const std::string status = std::string(draining  ? "draining"
                                          : reload_ ? "reloading"
                                                    : "serving") +
-                             ": " +
-                             std::to_string(m.frontend.gauges[metrics::kConnectionsOpen].load()) +
+                             ": " + std::to_string(m.frontends_gauge(metrics::kConnectionsOpen)) +
                              " connections, " + std::to_string(sessions) + " sessions, " +
                              std::to_string(config_.settings.workers) + " workers";
   notify((watchdog_usec_ != 0 && (healthy || draining) ? "WATCHDOG=1\n" : "") +
@@ -524,7 +588,9 @@ void Supervisor::publish_health() {
   health_.beat(monotonic_ns());  // the real clock: /healthz reads it
   HealthReport& r = health_report_;
   r.started = started_;
-  r.listening = !listen_fds_.empty() || !udp_fds_.empty();
+  r.listening = std::any_of(sockets_.begin(), sockets_.end(), [](const FrontendSockets& f) {
+    return !f.tcp.empty() || !f.udp.empty();
+  });
   r.children.resize(children_.size());
   for (std::size_t i = 0; i < children_.size(); ++i) {
     const Child& c = children_[i];
@@ -610,7 +676,8 @@ bool Supervisor::start() {
     spdlog::critical("{}", e.what());
     return false;
   }
-  frontend_doorbell_ = shm::Doorbell::create();
+  for (std::uint32_t f = 0; f < s.frontends; ++f)
+    frontend_doorbells_.push_back(shm::Doorbell::create());
   bridge_doorbell_ = shm::Doorbell::create();
   for (std::uint32_t w = 0; w < s.workers; ++w)
     worker_doorbells_.push_back(shm::Doorbell::create());

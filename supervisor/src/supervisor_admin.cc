@@ -183,18 +183,16 @@ admin::Response Supervisor::status() {
   const MetricsBlock& m = segment_->metrics();
   const auto created_ns = static_cast<std::int64_t>(segment_->segment().header().created_unix_ns);
   admin::Response r;
-  r.lines = {
-      fmt::format("gatehouse {} ({}), shared-memory layout {}", version(), revision(),
-                  kLayoutVersion),
-      "instance: " + config_.instance,
-      std::string("state: ") + (drain_.draining() ? "draining"
-                                : reload_         ? "reloading"
-                                                  : "serving"),
-      fmt::format("uptime: {} s", (unix_ms() - created_ns / 1'000'000) / 1000),
-      fmt::format("connections: {} (max-connections {})",
-                  m.frontend.gauges[metrics::kConnectionsOpen].load(std::memory_order_relaxed),
-                  s.max_connections),
-      fmt::format("sessions: {} logged in", sessions_logged_in())};
+  r.lines = {fmt::format("gatehouse {} ({}), shared-memory layout {}", version(), revision(),
+                         kLayoutVersion),
+             "instance: " + config_.instance,
+             std::string("state: ") + (drain_.draining() ? "draining"
+                                       : reload_         ? "reloading"
+                                                         : "serving"),
+             fmt::format("uptime: {} s", (unix_ms() - created_ns / 1'000'000) / 1000),
+             fmt::format("connections: {} (max-connections {})",
+                         m.frontends_gauge(metrics::kConnectionsOpen), s.max_connections),
+             fmt::format("sessions: {} logged in", sessions_logged_in())};
   for (const Child& c : children_) {
     r.lines.push_back(c.pid != 0
                           ? fmt::format("{}: pid {}, restarts {}", c.id.name(), c.pid, c.restarts)

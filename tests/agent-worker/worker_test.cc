@@ -23,6 +23,7 @@ namespace {
 
 Settings test_settings() {
   Settings s{};
+  s.frontends = 1;
   s.workers = 1;
   s.max_connections = 8;
   s.max_frame = 65535;
@@ -39,6 +40,12 @@ Settings test_settings() {
   s.listener_count = 1;
   s.listener_crypto[0] = kCryptoAny;
   return s;
+}
+
+std::vector<shm::Doorbell> doorbells(std::size_t n) {
+  std::vector<shm::Doorbell> bells;
+  for (std::size_t i = 0; i < n; ++i) bells.push_back(shm::Doorbell::create());
+  return bells;
 }
 
 /// A record the worker wrote, copied out of its ring.
@@ -58,8 +65,8 @@ class WorkerStep : public ::testing::Test {
         from_worker_(segment_.ring(RingKind::kWorkerToFrontend, 0)),
         to_bridge_(segment_.ring(RingKind::kWorkerToBridge, 0)),
         from_bridge_(segment_.ring(RingKind::kBridgeToWorker, 0)),
-        worker_(segment_, 0, shm::Doorbell::create(), shm::Doorbell::create(),
-                shm::Doorbell::create(), make_login_provider(settings)) {}
+        worker_(segment_, 0, shm::Doorbell::create(), doorbells(1), shm::Doorbell::create(),
+                make_login_provider(settings)) {}
 
   /// Opens a connection as the frontend does: a slot, then kConnOpened.
   shm::ConnectionId open_connection() {

@@ -109,7 +109,7 @@ TEST_F(EtcdRegistrationTest, PutsTheKeyUnderALeaseAndFollowsTheLoad) {
 
   // The workers' and the frontend's gauges, as they count sessions.
   segment_->metrics().workers[0].gauges[metrics::kSessionsLoggedIn].store(3);
-  segment_->metrics().frontend.gauges[metrics::kConnectionsOpen].store(5);
+  segment_->metrics().frontends[0].gauges[metrics::kConnectionsOpen].store(5);
   std::int64_t lease_after = 0;
   ASSERT_TRUE(wait_value(
       [](const boost::json::object& v) {

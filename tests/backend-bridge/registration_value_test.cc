@@ -79,6 +79,7 @@ TEST(RegistrationKey, IsThePrefixAndTheId) {
 
 Settings settings_with(const char* register_address, const char* first_listener) {
   Settings s{};
+  s.frontends = 1;
   s.max_connections = 500;
   s.listener_count = 2;
   std::snprintf(s.register_address, sizeof s.register_address, "%s", register_address);

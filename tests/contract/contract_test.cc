@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -26,6 +27,7 @@ std::string unique_name(const char* what) {
 
 Settings small_settings() {
   Settings s{};
+  s.frontends = 1;
   s.workers = 3;
   s.max_connections = 30;
   s.ring_bytes = 1 << 16;
@@ -80,9 +82,61 @@ TEST(GatewaySegment, ASegmentOfAnotherLayoutVersionIsRefusedWithBothVersions) {
   }
 }
 
+TEST(GatewaySegment, SeveralFrontendsHaveRingsWithEveryWorker) {
+  Settings s = small_settings();
+  s.workers = 2;
+  s.frontends = 3;
+  s.max_connections = 60;
+  const std::string name = unique_name("frontends");
+  GatewaySegment owner = GatewaySegment::create(name, s);
+  GatewaySegment attached = GatewaySegment::attach(name);
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    for (std::uint32_t f = 0; f < 3; ++f) {
+      EXPECT_NO_THROW((void)attached.ring(RingKind::kFrontendToWorker, w, f));
+      EXPECT_NO_THROW((void)attached.ring(RingKind::kWorkerToFrontend, w, f));
+    }
+  }
+  EXPECT_THROW((void)attached.ring(RingKind::kFrontendToWorker, 0, 3), shm::SegmentError);
+}
+
+// Each slot has one worker and one frontend; a worker's slots are one
+// contiguous range, split between the frontends; every frontend has slots of
+// every worker.
+TEST(SlotOwners, WorkersOwnRangesThatTheFrontendsSplit) {
+  for (const auto& [workers, frontends, slots] :
+       {std::tuple{1u, 1u, 8u}, std::tuple{3u, 1u, 10u}, std::tuple{2u, 2u, 8u},
+        std::tuple{3u, 2u, 100u}, std::tuple{4u, 8u, 1000u}, std::tuple{2u, 3u, 7u}}) {
+    Settings s{};
+    s.workers = workers;
+    s.frontends = frontends;
+    s.max_connections = slots;
+    std::vector<std::vector<std::uint32_t>> per_pair(workers * frontends);
+    std::uint32_t last_worker = 0;
+    for (std::uint32_t slot = 0; slot < slots; ++slot) {
+      const std::uint32_t w = worker_of_slot(slot, s);
+      const std::uint32_t f = frontend_of_slot(slot, s);
+      ASSERT_LT(w, workers) << slot;
+      ASSERT_LT(f, frontends) << slot;
+      EXPECT_GE(w, last_worker) << "worker ranges are contiguous";
+      last_worker = w;
+      const SlotRange range = slots_of_worker(w, s);
+      EXPECT_GE(slot, range.first);
+      EXPECT_LT(slot, range.end);
+      EXPECT_EQ(partition_of(w, f, s), partition_of_slot(slot, s));
+      per_pair[partition_of(w, f, s)].push_back(slot);
+    }
+    if (slots >= 2 * workers * frontends) {
+      for (const auto& pair : per_pair) EXPECT_FALSE(pair.empty()) << workers << "x" << frontends;
+    }
+  }
+}
+
 TEST(GatewaySegment, RingRegionsAreNamedByDirectionAndWorker) {
   EXPECT_EQ(ring_region_name(RingKind::kFrontendToWorker, 0), "ring/fe-w/0");
   EXPECT_EQ(ring_region_name(RingKind::kWorkerToFrontend, 1), "ring/w-fe/1");
+  // The first frontend's keep their names; the others' say which.
+  EXPECT_EQ(ring_region_name(RingKind::kFrontendToWorker, 0, 2), "ring/fe2-w/0");
+  EXPECT_EQ(ring_region_name(RingKind::kWorkerToFrontend, 1, 3), "ring/w-fe3/1");
   EXPECT_EQ(ring_region_name(RingKind::kWorkerToBridge, 2), "ring/w-br/2");
   EXPECT_EQ(ring_region_name(RingKind::kBridgeToWorker, 63), "ring/br-w/63");
 }
@@ -112,7 +166,36 @@ TEST(RoutingTable, NamesPublishedWholeAreReadWhole) {
   metrics::publish_routing(*table, names);
   ASSERT_TRUE(metrics::read_routing(*table, out));
   EXPECT_EQ(std::memcmp(&out, &names, sizeof names), 0);
-  EXPECT_EQ(table->generation.load() % 2, 0u);
+  EXPECT_EQ(table->names.generation.load() % 2, 0u);
+}
+
+TEST(RoutingTable, AWriterKilledWhilePublishingLeavesTheLastWholeTable) {
+  auto table = std::make_unique<metrics::RoutingTable>();
+  metrics::RoutingNames names{};
+  names.instance_count = 1;
+  std::strcpy(names.instances[0].name, "game1");
+  names.instances[0].counts[metrics::kInstanceMessagesSent] = 41;
+  metrics::publish_routing(*table, names);
+  // The next publish, cut off half-way: the generation is odd and the copy
+  // it was writing holds part of another table.
+  const std::uint64_t whole = table->names.generation.load();
+  table->names.generation.store(whole + 1);
+  metrics::RoutingNames& written = table->names.copies[(whole / 2 + 1) % 2];
+  std::strcpy(written.instances[0].name, "game2");
+  written.instances[0].counts[metrics::kInstanceMessagesSent] = 7;
+
+  metrics::RoutingNames out{};
+  ASSERT_TRUE(metrics::read_routing(*table, out)) << "a successor reads the last whole table";
+  EXPECT_STREQ(out.instances[0].name, "game1");
+  EXPECT_EQ(out.instances[0].counts[metrics::kInstanceMessagesSent], 41u);
+
+  // The successor publishes over the torn copy; readers see its table.
+  names.instances[0].counts[metrics::kInstanceMessagesSent] = 42;
+  metrics::publish_routing(*table, names);
+  ASSERT_TRUE(metrics::read_routing(*table, out));
+  EXPECT_STREQ(out.instances[0].name, "game1");
+  EXPECT_EQ(out.instances[0].counts[metrics::kInstanceMessagesSent], 42u);
+  EXPECT_EQ(table->names.generation.load() % 2, 0u);
 }
 
 TEST(CloseReason, NamesRoundTrip) {

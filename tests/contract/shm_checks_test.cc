@@ -26,6 +26,7 @@ using testing::ThrowingViolations;
 
 Settings two_workers() {
   Settings s{};
+  s.frontends = 1;
   s.workers = 2;
   s.max_connections = 16;  // slots 0-7: worker 0, 8-15: worker 1
   s.ring_bytes = 1 << 16;
@@ -264,16 +265,18 @@ TEST(ShmChecks, TheSegmentsAccessorsCheckWhatTheyHandOut) {
   // test must not wrap with it (it used to loop for ever; found by the
   // shm_segment fuzz target).
   segment.publish_settings(two_workers());  // both copies whole
-  segment.control().settings_generation.store(~std::uint64_t{0});
+  segment.control().settings.generation.store(~std::uint64_t{0});
   EXPECT_EQ(refusal_of([&] { EXPECT_EQ(reader.settings().workers, 2u); }), "");
-  segment.control().settings_generation.store(2);
+  segment.control().settings.generation.store(2);
 
   // A reload never changes the segment's shape: a copy that does is corrupt.
   Settings grown = two_workers();
   grown.workers = 3;
   segment.publish_settings(grown);
-  EXPECT_THAT(refusal_of([&] { (void)reader.settings(); }),
-              HasSubstr("workers 3 and max_connections 16 differ from the segment's 2 and 16"));
+  EXPECT_THAT(
+      refusal_of([&] { (void)reader.settings(); }),
+      HasSubstr("workers 3, frontends 1 and max_connections 16 differ from the segment's 2, 1 "
+                "and 16"));
   Settings broken = two_workers();
   broken.listener_count = 99;
   segment.publish_settings(broken);

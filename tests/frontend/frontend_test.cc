@@ -26,6 +26,7 @@ using namespace std::chrono_literals;
 
 Settings test_settings() {
   Settings s{};
+  s.frontends = 1;
   s.workers = 1;
   s.max_connections = 8;
   s.max_frame = 65535;
@@ -79,7 +80,7 @@ class FrontendStep : public ::testing::Test {
         from_frontend_(segment_.ring(RingKind::kFrontendToWorker, 0)) {
     std::vector<shm::Doorbell> workers;
     workers.push_back(shm::Doorbell::create());
-    frontend_.emplace(segment_, std::vector<int>{listen_socket(port_)}, shm::Doorbell::create(),
+    frontend_.emplace(segment_, 0, std::vector<int>{listen_socket(port_)}, shm::Doorbell::create(),
                       std::move(workers));
     frontend_->start();
   }

@@ -94,6 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto kind = static_cast<RingKind>(data[0] & 3);
   const bool corrupt_constants = (data[0] & 4) != 0;
   Settings settings{};
+  settings.frontends = 1;
   settings.workers = 1 + (data[1] & 3);
   settings.max_connections = kMaxConnections;
   settings.listener_count = 2;

@@ -171,7 +171,11 @@ pid_t GatewayProcess::worker_pid(std::uint32_t index) const {
   return segment_->control().workers[index].pid.load();
 }
 pid_t GatewayProcess::frontend_pid() const {
-  return segment_ ? segment_->control().frontend.pid.load() : 0;
+  return frontend_pid(0);
+}
+pid_t GatewayProcess::frontend_pid(std::uint32_t index) const {
+  if (!segment_ || index >= segment_->settings().frontends) return 0;
+  return segment_->control().frontends[index].pid.load();
 }
 pid_t GatewayProcess::bridge_pid() const {
   return segment_ ? segment_->control().bridge.pid.load() : 0;

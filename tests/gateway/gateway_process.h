@@ -83,6 +83,8 @@ class GatewayProcess {
   /// Child pids from the control block (0 when not running).
   pid_t worker_pid(std::uint32_t index) const;
   pid_t frontend_pid() const;
+  /// Frontend `index`'s (with --frontends above 1).
+  pid_t frontend_pid(std::uint32_t index) const;
   pid_t bridge_pid() const;
 
  private:

@@ -749,6 +749,8 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"backend-wait", "5"},
       {"game-backlog-bytes", "1048576"},
       {"workers", std::to_string(default_workers + 1)},
+      {"frontends", "2"},
+      {"frontend-affinity", "connection"},
       {"idle-spin-us", "7"},
       {"ring-bytes", "2097152"},
       {"drain-wait", "1"},

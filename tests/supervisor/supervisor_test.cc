@@ -40,7 +40,7 @@ struct World {
 
   ProcessStatus& status(ChildId id) {
     ControlBlock& c = segment->control();
-    return id.role == Role::kFrontend ? c.frontend
+    return id.role == Role::kFrontend ? c.frontends[id.index]
            : id.role == Role::kBridge ? c.bridge
                                       : c.workers[id.index];
   }

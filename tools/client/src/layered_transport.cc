@@ -316,7 +316,7 @@ class WsTransport final : public Transport {
 std::unique_ptr<Transport> connect_layered(const TransportOptions& options, const std::string& host,
                                            std::uint16_t port, Duration timeout) {
   const auto deadline = Clock::now() + timeout;
-  const int fd = connect_socket(host, port, timeout);
+  const int fd = connect_socket(host, port, timeout, options.source_address);
   switch (options.kind) {
     case TransportKind::kTls:
       return std::make_unique<TlsStream>(fd, options, host, deadline);

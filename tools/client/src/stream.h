@@ -52,9 +52,11 @@ class FramedStream : public Transport {
 };
 
 /// A connected TCP socket (non-blocking, TCP_NODELAY); throws ClientError.
-int connect_socket(const std::string& host, std::uint16_t port, Duration timeout);
+/// `source`: the local address to connect from ("" for the kernel's choice).
+int connect_socket(const std::string& host, std::uint16_t port, Duration timeout,
+                   const std::string& source = {});
 std::unique_ptr<Transport> connect_tcp(const std::string& host, std::uint16_t port,
-                                       Duration timeout);
+                                       const std::string& source, Duration timeout);
 /// tls, ws, wss (layered_transport.cc).
 std::unique_ptr<Transport> connect_layered(const TransportOptions& options, const std::string& host,
                                            std::uint16_t port, Duration timeout);

@@ -50,7 +50,7 @@ std::unique_ptr<Transport> connect_transport(const TransportOptions& options,
                                              Duration timeout) {
   switch (options.kind) {
     case TransportKind::kTcp:
-      return detail::connect_tcp(host, port, timeout);
+      return detail::connect_tcp(host, port, options.source_address, timeout);
     case TransportKind::kKcp:
       return detail::connect_kcp(options, host, port);
     case TransportKind::kTls:
@@ -240,11 +240,12 @@ Transport::Fill TcpStream::read(std::vector<std::byte>& rx, Clock::time_point de
 }  // namespace
 
 std::unique_ptr<Transport> connect_tcp(const std::string& host, std::uint16_t port,
-                                       Duration timeout) {
-  return std::make_unique<TcpStream>(connect_socket(host, port, timeout));
+                                       const std::string& source, Duration timeout) {
+  return std::make_unique<TcpStream>(connect_socket(host, port, timeout, source));
 }
 
-int connect_socket(const std::string& host, std::uint16_t port, Duration timeout) {
+int connect_socket(const std::string& host, std::uint16_t port, Duration timeout,
+                   const std::string& source) {
   const auto deadline = Clock::now() + timeout;
   const auto list = resolve(host, port, SOCK_STREAM);
   std::string last_error = "no address";
@@ -254,6 +255,14 @@ int connect_socket(const std::string& host, std::uint16_t port, Duration timeout
     if (fd < 0) {
       last_error = std::strerror(errno);
       continue;
+    }
+    if (!source.empty()) {
+      const auto local = resolve(source, 0, SOCK_STREAM);
+      if (::bind(fd, local->ai_addr, local->ai_addrlen) != 0) {
+        last_error = errno_message("bind " + source, errno);
+        ::close(fd);
+        continue;
+      }
     }
     int err = 0;
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {

@@ -45,8 +45,9 @@ namespace gatehouse::worker {
 
 class Worker {
  public:
+  /// `frontend_doorbells`: one per frontend, in order.
   Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
-         shm::Doorbell frontend_doorbell, shm::Doorbell bridge_doorbell,
+         std::vector<shm::Doorbell> frontend_doorbells, shm::Doorbell bridge_doorbell,
          std::unique_ptr<LoginProvider> login, modern::GatewayKeyring gateway_keys = {});
 
   /// Runs do_work() until request_stop(), idling (spin, yield, park on the
@@ -61,8 +62,20 @@ class Worker {
   void request_stop() noexcept { stop_requested_ = 1; }
 
  private:
-  bool outputs_have_room();
-  bool on_frontend_record(const shm::Record& record);
+  /// This worker's rings with one frontend (fe-w, w-fe).
+  struct FrontendLane {
+    FrontendLane(GatewaySegment& segment, std::uint32_t worker, std::uint32_t frontend,
+                 const Settings& settings, shm::Doorbell frontend_doorbell);
+    shm::Doorbell doorbell;  // the frontend's: `out` rings it
+    ipc::RecordReader<RingKind::kFrontendToWorker> records;
+    shm::RingConsumer in;
+    shm::RingProducer out;
+  };
+
+  bool outputs_have_room(std::uint64_t conn);
+  /// The ring to the frontend that holds `id`'s connection.
+  shm::RingProducer& to_frontend(shm::ConnectionId id);
+  bool on_frontend_record(const FrontendLane& lane, const shm::Record& record);
   bool on_bridge_record(const shm::Record& record);
   // One per record type, decoded and checked by the ring's RecordReader.
   void on(const ipc::Parsed<ipc::ConnOpened>& r);
@@ -156,16 +169,14 @@ class Worker {
   shm::SessionTable<Session> sessions_;
   Journal& journal_;  // recovered before the rings below are attached
   shm::Doorbell doorbell_;
-  shm::Doorbell frontend_doorbell_;
   shm::Doorbell bridge_doorbell_;
   std::unique_ptr<LoginProvider> login_;
-  const ipc::RecordReader<RingKind::kFrontendToWorker> frontend_records_;
   const ipc::RecordReader<RingKind::kBridgeToWorker> bridge_records_;
   const modern::GatewayKeyring gateway_keys_;  // gateway-key files, read at start
   LoginFailures login_failures_;               // after settings_, which it is made from
-  shm::RingConsumer from_frontend_;
   shm::RingConsumer from_bridge_;
-  shm::RingProducer to_frontend_;
+  std::vector<std::unique_ptr<FrontendLane>> frontends_;  // by frontend index
+  std::size_t first_lane_ = 0;                            // the frontend read first this batch
   shm::RingProducer to_bridge_;
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded

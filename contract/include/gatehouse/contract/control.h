@@ -11,6 +11,7 @@
 // segment name and their doorbell fds on the command line.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -22,11 +23,15 @@
 
 #include "gatehouse/codec/frame_numbering.h"
 #include "gatehouse/contract/metrics.h"
+#include "gatehouse/contract/seqlock.h"
 #include "gatehouse/shm/session_table.h"
 
 namespace gatehouse {
 
 inline constexpr std::uint32_t kMaxWorkers = 64;
+/// Frontend processes of one gateway instance (docs/architecture.md,
+/// "Several frontends").
+inline constexpr std::uint32_t kMaxFrontends = 8;
 inline constexpr std::uint32_t kMaxBackends = 8;
 inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
@@ -286,6 +291,21 @@ struct Settings {
   /// DEFAULT_GSID with GetServiceWithId); "": rendezvous hashing. An auth
   /// service's LoginReply.instance names one per session instead.
   char game_instance[kServiceNameBytes];
+  // Every core used (issue 18, docs/architecture.md "Several frontends").
+  std::uint32_t frontends;  ///< frontend processes, 1 to kMaxFrontends; never changes on reload
+  /// Which frontend a new client goes to: FrontendAffinity.
+  std::uint32_t frontend_affinity;
+};
+
+/// Settings::frontend_affinity: how the kernel spreads new clients over the
+/// frontends' listening sockets (SO_REUSEPORT).
+enum FrontendAffinity : std::uint32_t {
+  /// By client address (IPv4 address, IPv6 /64): one frontend sees every
+  /// connection of an address, so the per-address limits hold exactly.
+  kAffinityAddress = 0,
+  /// By connection (the kernel's hash of both addresses and ports): even
+  /// behind a proxy or NAT, with the per-address limits kept per frontend.
+  kAffinityConnection = 1,
 };
 
 inline constexpr std::uint32_t kLogConnectionsAll = 0;
@@ -328,10 +348,6 @@ struct alignas(8) DisabledBackendNames {
   std::uint32_t reserved;
   char names[kMaxDisabledBackends][metrics::kRoutingNameBytes];  ///< routing-table names
 };
-struct DisabledBackends {
-  std::atomic<std::uint64_t> generation;  ///< odd while the supervisor writes (seqlock.h)
-  DisabledBackendNames list;
-};
 
 /// ControlBlock::draining: 0 serving; the drain's two phases.
 inline constexpr std::uint32_t kDrainNoNewConnections = 1;  ///< sessions go on (drain-wait)
@@ -342,33 +358,74 @@ struct ControlBlock {
   /// kDrainClosing (at once, or after drain-wait).
   std::atomic<std::uint32_t> draining;
   std::uint32_t reserved;
-  /// Two copies of the settings under a sequence lock (the reader and the
-  /// one writer, the supervisor's reload, are GatewaySegment::settings()
-  /// and publish_settings()).
-  std::atomic<std::uint64_t> settings_generation;
-  Settings settings[2];
-  ProcessStatus frontend;
+  /// The settings under a sequence lock (the reader and the one writer, the
+  /// supervisor's reload, are GatewaySegment::settings() and
+  /// publish_settings()); the segment is made with copies[0] current.
+  Seqlocked<Settings> settings;
+  ProcessStatus frontends[kMaxFrontends];
   ProcessStatus bridge;
   ProcessStatus workers[kMaxWorkers];
-  KickRequest kicks[kMaxWorkers];      ///< one per worker
-  DisabledBackends disabled_backends;  ///< gatehousectl backend disable / enable
+  KickRequest kicks[kMaxWorkers];                     ///< one per worker
+  Seqlocked<DisabledBackendNames> disabled_backends;  ///< gatehousectl backend disable / enable
 };
 
 /// One metrics shard per role (docs/metrics.md).
 struct MetricsBlock {
   metrics::Shard supervisor;
-  metrics::Shard frontend;
+  metrics::Shard frontends[kMaxFrontends];
   metrics::Shard bridge;
   metrics::Shard workers[kMaxWorkers];
   metrics::RoutingTable routing;  ///< the bridge's game services and instances
+
+  /// A frontend gauge over every frontend (the shards of frontends a
+  /// segment does not have stay zero).
+  std::int64_t frontends_gauge(metrics::Gauge g) const noexcept {
+    std::int64_t sum = 0;
+    for (const metrics::Shard& shard : frontends)
+      sum += shard.gauges[g].load(std::memory_order_relaxed);
+    return sum;
+  }
 };
 
-/// The worker that owns session slot `slot`. The session table is split into
-/// one contiguous range of slots per worker (the frontend allocates with
-/// SlotTable::set_partitions(workers)), so a worker's sessions share memory
-/// pages only with each other.
+/// The session table is split into workers x frontends contiguous ranges
+/// of slots: worker w's range is the frontends' ranges w * frontends + f, one
+/// per frontend f, which allocates from it alone (SlotTable::set_partitions
+/// with partitions_of()). So a worker's sessions share memory pages only with
+/// each other, each slot has one frontend and one worker, and a record names
+/// both by its connection id.
+inline std::uint32_t partitions_of(const Settings& s) noexcept {
+  return s.workers * s.frontends;
+}
+inline std::uint32_t partition_of_slot(std::uint32_t slot, const Settings& s) noexcept {
+  return slot / shm::SlotTable::partition_slots(s.max_connections, partitions_of(s));
+}
+/// The partition frontend `frontend` allocates worker `worker`'s slots from.
+inline std::uint32_t partition_of(std::uint32_t worker, std::uint32_t frontend,
+                                  const Settings& s) noexcept {
+  return worker * s.frontends + frontend;
+}
+/// The worker that owns session slot `slot`.
 inline std::uint32_t worker_of_slot(std::uint32_t slot, const Settings& s) noexcept {
-  return slot / shm::SlotTable::partition_slots(s.max_connections, s.workers);
+  return partition_of_slot(slot, s) / s.frontends;
+}
+/// Worker `worker`'s range of slots, [first, end).
+struct SlotRange {
+  std::uint32_t first;
+  std::uint32_t end;
+};
+inline SlotRange slots_of_worker(std::uint32_t worker, const Settings& s) noexcept {
+  const std::uint64_t per =
+      std::uint64_t{shm::SlotTable::partition_slots(s.max_connections, partitions_of(s))} *
+      s.frontends;
+  const auto first =
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(s.max_connections, worker * per));
+  const auto end =
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(s.max_connections, first + per));
+  return {first, end};
+}
+/// The frontend that holds session slot `slot`'s connection.
+inline std::uint32_t frontend_of_slot(std::uint32_t slot, const Settings& s) noexcept {
+  return partition_of_slot(slot, s) % s.frontends;
 }
 
 }  // namespace gatehouse

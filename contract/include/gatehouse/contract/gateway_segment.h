@@ -6,8 +6,9 @@
 //   region "metrics"        MetricsBlock: one metrics shard per process role, and the
 //                           bridge's routing table (metrics.h)
 //   region "sessions"       the session table of Session values (session.h)
-//   region "ring/fe-w/<i>"  frontend  -> worker i   (records.h)
-//   region "ring/w-fe/<i>"  worker i  -> frontend
+//   region "ring/fe-w/<i>"  frontend  -> worker i   (records.h); with several
+//                           frontends, frontend f > 0's are "ring/fe<f>-w/<i>"
+//   region "ring/w-fe/<i>"  worker i  -> frontend (frontend f > 0: "ring/w-fe<f>/<i>")
 //   region "ring/w-br/<i>"  worker i  -> bridge
 //   region "ring/br-w/<i>"  bridge    -> worker i
 //   region "journal/<i>"    worker i's crash journal (journal.h)
@@ -31,7 +32,8 @@
 namespace gatehouse {
 
 enum class RingKind { kFrontendToWorker, kWorkerToFrontend, kWorkerToBridge, kBridgeToWorker };
-std::string ring_region_name(RingKind kind, std::uint32_t worker);
+/// `frontend`: of a frontend ring (fe-w, w-fe); the bridge's take none.
+std::string ring_region_name(RingKind kind, std::uint32_t worker, std::uint32_t frontend = 0);
 
 /// The regions of a gateway segment with these settings, for its creator.
 std::vector<shm::RegionSpec> gateway_regions(const Settings& settings);
@@ -57,7 +59,7 @@ class GatewaySegment {
   /// Bumped by every publish_settings(): a process that applies settings
   /// live polls it.
   std::uint64_t settings_generation() const noexcept {
-    return control_->settings_generation.load(std::memory_order_acquire);
+    return control_->settings.generation.load(std::memory_order_acquire);
   }
   /// Supervisor only (one writer): makes `settings` the current settings.
   void publish_settings(const Settings& settings) noexcept;
@@ -71,9 +73,10 @@ class GatewaySegment {
   std::uint64_t disabled_backends_generation() const noexcept {
     return control_->disabled_backends.generation.load(std::memory_order_acquire);
   }
-  /// Throws for a worker beyond the settings' count or a region that is not
-  /// a ring (as at attach: the caller has not started yet).
-  shm::SpscRing ring(RingKind kind, std::uint32_t worker) const;
+  /// Throws for a worker or frontend beyond the settings' count or a region
+  /// that is not a ring (as at attach: the caller has not started yet).
+  /// `frontend`: of a frontend ring (fe-w, w-fe).
+  shm::SpscRing ring(RingKind kind, std::uint32_t worker, std::uint32_t frontend = 0) const;
   /// The session table, its values checked to be this build's Session and
   /// its slots max_connections (throws otherwise).
   shm::SessionTable<Session> sessions() const;
@@ -101,6 +104,7 @@ class GatewaySegment {
   MetricsBlock* metrics_;
   // The shape of the segment, from its settings at attach.
   std::uint32_t workers_ = 0;
+  std::uint32_t frontends_ = 0;
   std::uint32_t slots_ = 0;
 };
 

@@ -237,11 +237,12 @@ struct RoutingNames {
   InstanceRow instances[kMaxInstanceRows];
 };
 /// The bridge's game services and instances, for the metrics: the bridge
-/// writes, a scrape reads. `generation` is odd while the bridge rewrites the
-/// names; the session counts (by row) are stored as they change.
+/// writes, a scrape reads. The names are double-buffered under a sequence
+/// lock (seqlock.h), so a bridge killed while it publishes leaves the last
+/// whole table to the scrapes and to its successor; the session counts (by
+/// row) are stored as they change.
 struct RoutingTable {
-  std::atomic<std::uint64_t> generation;
-  RoutingNames names;
+  Seqlocked<RoutingNames> names;
   std::atomic<std::int64_t> sessions[kMaxInstanceRows];
   /// Whether each row's instance is reachable (1 or 0; 0 until the bridge
   /// has seen it up): a gonet2 game service's gRPC channel is connected
@@ -253,13 +254,13 @@ struct RoutingTable {
 
 /// The bridge (the one writer): makes `names` the table's.
 inline void publish_routing(RoutingTable& table, const RoutingNames& names) noexcept {
-  seqlock_publish(table.generation, table.names, names);
+  table.names.publish(names);
 }
 
-/// A scrape: the names as last published whole (false if the bridge never
-/// stood still, or never published).
-inline bool read_routing(RoutingTable& table, RoutingNames& out) noexcept {
-  return seqlock_read(table.generation, table.names, out);
+/// A scrape, or a bridge's successor: the names as last published whole
+/// (false if the bridge never published, or never stood still).
+inline bool read_routing(const RoutingTable& table, RoutingNames& out) noexcept {
+  return table.names.published() && table.names.read(out);
 }
 
 /// A process's handle on its shard. One writer per shard, so an add is a

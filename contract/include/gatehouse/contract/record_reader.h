@@ -6,8 +6,9 @@
 //     (a client frame, a send, a stream or game message), and a stream
 //     message carries its proto;
 //   - its connection id names a slot of the session table that belongs to
-//     the ring's worker (worker_of_slot), so no record reaches another
-//     worker's sessions;
+//     the ring's worker (worker_of_slot) and, on a frontend's rings, to that
+//     frontend (frontend_of_slot), so no record reaches another worker's
+//     sessions or another frontend's connections;
 //   - its enums and times are in range: close reasons below kCount, the
 //     listener below listener_count, the accept time within kMaxUnixMs.
 // Anything else is a violation (shm/violation.h): the line names the ring,
@@ -30,7 +31,9 @@ namespace gatehouse::ipc {
 /// The checks, for every ring (record_reader.cc).
 class RecordChecks {
  public:
-  RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings);
+  /// `frontend`: the frontend of a frontend ring (ignored for the bridge's).
+  RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings,
+               std::uint32_t frontend);
 
   /// `record` as a Header, checked; a violation when it is not one.
   template <class Header>
@@ -43,10 +46,12 @@ class RecordChecks {
                            const char* rule) const;
   void check_conn(const shm::Record& record, std::uint64_t conn) const;
 
+  static constexpr std::uint32_t kAnyFrontend = ~std::uint32_t{0};
+
   std::string ring_;  // the region's name
   std::uint32_t worker_;
-  std::uint32_t workers_;
-  std::uint32_t max_connections_;
+  std::uint32_t frontend_;  // kAnyFrontend on the bridge's rings
+  Settings shape_;          // workers, frontends, max_connections: the slots' owners
   std::uint32_t listener_count_;
 };
 
@@ -56,7 +61,8 @@ class RecordChecks {
 template <RingKind Kind>
 class RecordReader {
  public:
-  RecordReader(std::uint32_t worker, const Settings& settings) : checks_(Kind, worker, settings) {}
+  RecordReader(std::uint32_t worker, const Settings& settings, std::uint32_t frontend = 0)
+      : checks_(Kind, worker, settings, frontend) {}
 
   template <class Handler>
   decltype(auto) visit(const shm::Record& record, Handler&& handler) const {

@@ -1,10 +1,22 @@
-// A sequence lock over a plain struct in shared memory with one writer
-// process and any number of readers: the writer makes `generation` odd,
-// stores the words, makes it even again; a reader copies the words and keeps
-// the copy when `generation` was even and did not move meanwhile. Every word
-// is stored and loaded as an atomic (relaxed, ordered by the fences), so a
-// reader never tears one and nothing waits on a writer that died.
-// Generation 0: never published (the struct is as the segment was made).
+// A sequence lock over two copies of a plain struct in shared memory, with
+// one writer process and any number of readers.
+//
+// The generation is even when no publish is running, and 2 x the publishes
+// so far; the current copy is copies[generation / 2 % 2]. A publish makes the
+// generation odd, writes the other copy, then makes it even again, so the
+// copy a reader takes is rewritten only by the publish after next: the read
+// is whole if the generation has not gone past that publish's start when it
+// is done. A writer killed in the middle of a publish leaves the generation
+// odd and the current copy untouched: readers, and the writer's successor,
+// go on reading the last value published whole (a single copy would be torn
+// for good).
+//
+// The copies are read and written a word at a time with atomics (no fences:
+// GCC's TSan has none): the reader's acquire loads keep its second look at
+// the generation after them, the writer's release stores keep its odd
+// generation before them. A read that overlaps a publish is discarded, never
+// a data race. Generation 0: never published (copies[0] is as the segment
+// made it).
 #pragma once
 
 #include <atomic>
@@ -14,46 +26,46 @@
 
 namespace gatehouse {
 
-namespace detail {
 template <class T>
-constexpr std::size_t words_in() noexcept {
+struct Seqlocked {
   static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % 8 == 0 && alignof(T) == 8,
                 "a seqlocked struct is whole 8-byte words");
-  return sizeof(T) / 8;
-}
-}  // namespace detail
+  static constexpr std::size_t kWords = sizeof(T) / 8;
 
-/// The one writer: makes `from` the published value of `to`.
-template <class T>
-void seqlock_publish(std::atomic<std::uint64_t>& generation, T& to, const T& from) noexcept {
-  const std::uint64_t g = generation.load(std::memory_order_relaxed);
-  generation.store(g + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  const auto* in = reinterpret_cast<const std::uint64_t*>(&from);
-  auto* out = reinterpret_cast<std::uint64_t*>(&to);
-  for (std::size_t i = 0; i < detail::words_in<T>(); ++i) {
-    std::atomic_ref<std::uint64_t>(out[i]).store(in[i], std::memory_order_relaxed);
-  }
-  generation.store(g + 2, std::memory_order_release);
-}
+  std::atomic<std::uint64_t> generation;
+  T copies[2];
 
-/// A reader: `out` = the value as last published whole (retried while the
-/// writer writes; false if it never stood still, or was never published).
-template <class T>
-bool seqlock_read(const std::atomic<std::uint64_t>& generation, T& from, T& out) noexcept {
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::uint64_t before = generation.load(std::memory_order_acquire);
-    if (before == 0) return false;
-    if (before % 2 != 0) continue;
-    auto* in = reinterpret_cast<std::uint64_t*>(&from);
-    auto* copy = reinterpret_cast<std::uint64_t*>(&out);
-    for (std::size_t i = 0; i < detail::words_in<T>(); ++i) {
-      copy[i] = std::atomic_ref<std::uint64_t>(in[i]).load(std::memory_order_relaxed);
+  /// The one writer: makes `value` the published one.
+  void publish(const T& value) noexcept {
+    const std::uint64_t g = generation.load(std::memory_order_relaxed) & ~std::uint64_t{1};
+    generation.store(g + 1, std::memory_order_relaxed);
+    const auto* from = reinterpret_cast<const std::uint64_t*>(&value);
+    auto* to = reinterpret_cast<std::uint64_t*>(&copies[(g / 2 + 1) % 2]);
+    for (std::size_t i = 0; i < kWords; ++i) {
+      std::atomic_ref<std::uint64_t>(to[i]).store(from[i], std::memory_order_release);
     }
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (generation.load(std::memory_order_relaxed) == before) return true;
+    generation.store(g + 2, std::memory_order_release);
   }
-  return false;
-}
+
+  /// A reader: `out` = the value as last published whole (copies[0] if never
+  /// published). False if `attempts` reads in a row overlapped publishes.
+  bool read(T& out, std::uint32_t attempts = 100) const noexcept {
+    for (std::uint32_t attempt = 0; attempt < attempts; ++attempt) {
+      const std::uint64_t seen = generation.load(std::memory_order_acquire) & ~std::uint64_t{1};
+      const auto* from = reinterpret_cast<const std::uint64_t*>(&copies[seen / 2 % 2]);
+      auto* to = reinterpret_cast<std::uint64_t*>(&out);
+      for (std::size_t i = 0; i < kWords; ++i) {
+        to[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(from[i]))
+                    .load(std::memory_order_acquire);
+      }
+      // A difference, not seen + 2: a generation near 2^64 (a corrupt one)
+      // would make the sum wrap and the read never succeed.
+      if (generation.load(std::memory_order_relaxed) - seen <= 2) return true;
+    }
+    return false;
+  }
+
+  bool published() const noexcept { return generation.load(std::memory_order_acquire) != 0; }
+};
 
 }  // namespace gatehouse

@@ -92,8 +92,11 @@ class Frontend {
   /// listener with TCP (Settings::listener_transports; 0 counts as TCP);
   /// `udp_fds`: UDP sockets, one for each listener with KCP, in order.
   /// `doorbell`: this process's; `worker_doorbells[i]`: worker i's.
-  Frontend(GatewaySegment& segment, const std::vector<int>& listen_fds, shm::Doorbell doorbell,
-           std::vector<shm::Doorbell> worker_doorbells, const std::vector<int>& udp_fds = {});
+  /// `index`: which of the settings' frontends this is (its slots, rings,
+  /// metrics shard and status).
+  Frontend(GatewaySegment& segment, std::uint32_t index, const std::vector<int>& listen_fds,
+           shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells,
+           const std::vector<int>& udp_fds = {});
   ~Frontend();
 
   /// start(), then do_work() until drained(), idling (spin, yield, park on
@@ -229,6 +232,8 @@ class Frontend {
   GatewaySegment& segment_;
   Settings settings_;  // as of settings_generation_ (a reload may change them)
   std::uint64_t settings_generation_ = 0;
+  const std::uint32_t index_;   // of the settings' frontends
+  std::uint32_t capacity_ = 0;  // slots of this frontend's ranges: its connection limit
   metrics::Writer metrics_;
   shm::SlotTable table_;
   boost::asio::io_context io_;

@@ -14,13 +14,14 @@ enum class Role { kFrontend, kWorker, kBridge };
 
 struct ChildId {
   Role role;
-  std::uint32_t index = 0;  ///< the worker's index; 0 for the frontend and the bridge
+  std::uint32_t index = 0;  ///< the worker's or frontend's index; 0 for the bridge
 
-  /// For logs: "frontend", "worker-3", "bridge".
+  /// For logs and the process metrics: "frontend", "frontend-1" (the first
+  /// keeps the name it had before there were several), "worker-3", "bridge".
   std::string name() const {
     switch (role) {
       case Role::kFrontend:
-        return "frontend";
+        return index == 0 ? "frontend" : "frontend-" + std::to_string(index);
       case Role::kWorker:
         return "worker-" + std::to_string(index);
       case Role::kBridge:

@@ -18,4 +18,11 @@ int bind_socket(const std::string& setting, const std::string& address, int type
 /// The port of a bound socket.
 std::uint16_t port_of(int fd);
 
+/// Makes the kernel give a new client (a TCP connection, a UDP datagram) to
+/// the socket of the port's SO_REUSEPORT group that its source address picks
+/// (IPv4 address, IPv6 /64), `fd` being one of the group's `sockets`, so
+/// that one frontend sees all of an address's clients. False, with `error`,
+/// where the kernel refuses (the kernel's own spread, by connection, stays).
+bool spread_by_address(int fd, std::uint32_t sockets, std::string& error);
+
 }  // namespace gatehouse::supervisor

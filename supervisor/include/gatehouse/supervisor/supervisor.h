@@ -106,6 +106,9 @@ class Supervisor {
   };
 
   void open_listeners();
+  /// How one listener's sockets (one per frontend) share its clients.
+  void spread(const std::string& address, const std::vector<int>& tcp,
+              const std::vector<int>& udp) const;
   void close_listeners();
   void start_children();
   bool wait_for_children_attached();
@@ -179,7 +182,6 @@ class Supervisor {
   void write_ready_file() const;
   Child* child_by_pid(pid_t pid);
   const Child* find(ChildId id) const;
-  Child& frontend() { return children_.back(); }
   bool any_running() const;
 
   Config config_;
@@ -196,13 +198,18 @@ class Supervisor {
   std::optional<AdminAsk> reload_ask_;          ///< the operator waiting for the reload
   std::vector<std::string> reload_report_;      ///< what its start said
   std::vector<std::string> disabled_backends_;  ///< published in the control block
-  std::vector<int> listen_fds_;                 ///< TCP, one per listener with transport tcp
-  std::vector<int> udp_fds_;                    ///< UDP, one per listener with transport kcp
-  std::vector<std::string> listen_names_;       ///< bound addresses, for logs and the ready file
-  shm::Doorbell frontend_doorbell_;
+  /// One frontend's listening sockets: TCP, one per listener with a stream
+  /// transport; UDP, one per listener with kcp.
+  struct FrontendSockets {
+    std::vector<int> tcp;
+    std::vector<int> udp;
+  };
+  std::vector<FrontendSockets> sockets_;   ///< by frontend
+  std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
+  std::vector<shm::Doorbell> frontend_doorbells_;
   shm::Doorbell bridge_doorbell_;
   std::vector<shm::Doorbell> worker_doorbells_;
-  std::vector<Child> children_;  // bridge, workers..., frontend
+  std::vector<Child> children_;  // bridge, workers..., frontends...
   int signal_fd_ = -1;
   Drain drain_;
   std::optional<Reload> reload_;

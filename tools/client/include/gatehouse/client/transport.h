@@ -35,6 +35,9 @@ std::optional<TransportKind> parse_transport(std::string_view name) noexcept;
 
 struct TransportOptions {
   TransportKind kind = TransportKind::kTcp;
+  /// tcp: the local address to connect from (e.g. 127.0.0.2: loopback
+  /// clients that look like several hosts); empty: the kernel's choice.
+  std::string source_address = {};
   /// KCP: the update period (gonet2's server uses 20 ms; a client may poll faster).
   std::uint32_t kcp_interval_ms = 10;
   /// KCP: windows in segments (gonet2's 32/32 are the floor).
