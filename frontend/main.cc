@@ -15,10 +15,10 @@ int main(int argc, char** argv) {
     const gatehouse::ChildArgs args = gatehouse::parse_child_args(argc, argv);
     auto segment = gatehouse::GatewaySegment::attach(args.segment);
     const auto settings = segment.settings();
-    // One frontend logs as before; several by index.
-    gatehouse::init_logging(settings.frontends == 1 ? std::string("frontend")
-                                                    : "frontend-" + std::to_string(args.index),
-                            static_cast<spdlog::level::level_enum>(settings.log_level));
+    // As the supervisor names it: the first keeps the name it had alone.
+    gatehouse::init_logging(
+        args.index == 0 ? std::string("frontend") : "frontend-" + std::to_string(args.index),
+        static_cast<spdlog::level::level_enum>(settings.log_level));
     std::vector<gatehouse::shm::Doorbell> workers;
     for (const int fd : args.peer_doorbells) workers.push_back(gatehouse::shm::Doorbell::adopt(fd));
     gatehouse::frontend::Frontend frontend(segment, args.index, args.listen_fds,

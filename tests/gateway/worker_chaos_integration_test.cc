@@ -14,6 +14,7 @@
 #include <functional>
 #include <random>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -247,17 +248,35 @@ TEST(WorkerChaos, KilledWorkersAndAnEtcdComingAndGoingCostNothingWithDiscovery) 
 // Workers that kill themselves at each crash point of a batch: mid-batch
 // (sessions changed, nothing durable), right after the commit point, and
 // between publishing outputs and committing inputs.
-TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
+/// Workers killed by their own fault injection at each of a batch's crash
+/// points in turn (GATEHOUSE_FAULT_KILL_PER_MILLE); `frontends` frontends
+/// spread the clients by connection, so a batch carries several frontends'
+/// records. Returns the frontends the sessions were seen on.
+std::set<std::uint32_t> kill_workers_at_every_crash_point(std::uint32_t frontends) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "5", 1);
   FakeGameService game({.echo = true});
   GatewayProcess gateway(
-      chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.05"}));
+      chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.05", "--frontends",
+                           std::to_string(frontends), "--frontend-affinity", "connection"}));
   ::unsetenv("GATEHOUSE_FAULT_KILL_PER_MILLE");
+  std::set<std::uint32_t> seen;
+  const auto note_frontends = [&] {
+    const Settings settings = gateway.segment().settings();
+    auto sessions = gateway.segment().sessions();
+    for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
+      if (sessions.live_id(slot)) seen.insert(frontend_of_slot(slot, settings));
+    }
+  };
   std::uint64_t total = 0;
   expect_no_client_notices(
-      gateway, game, clients, seconds, [] { std::this_thread::sleep_for(50ms); }, total);
+      gateway, game, clients, seconds,
+      [&] {
+        note_frontends();
+        std::this_thread::sleep_for(50ms);
+      },
+      total);
   const std::size_t kills = gateway.log_count("fault injection: killing");
   for (const char* point : {"before the commit point", "after the commit point",
                             "after publishing, before committing inputs"}) {
@@ -265,8 +284,22 @@ TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
   }
   EXPECT_GT(gateway.log_count("recovered: rolled back"), 0u);
   EXPECT_GT(gateway.log_count("recovered: rolled the last batch of a dead worker forward"), 0u);
-  std::printf("chaos: %zu injected worker deaths, %llu echoes verified across %d clients\n", kills,
-              static_cast<unsigned long long>(total), clients);
+  std::printf(
+      "chaos (%u frontends): %zu injected worker deaths, %llu echoes verified across %d "
+      "clients\n",
+      frontends, kills, static_cast<unsigned long long>(total), clients);
+  return seen;
+}
+
+TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
+  kill_workers_at_every_crash_point(1);
+}
+
+// Issue 18: the same with two frontends, each worker committing the
+// positions of both frontends' rings at one store.
+TEST(WorkerChaos, EveryCrashPointOfABatchRecoversWithTwoFrontends) {
+  const std::set<std::uint32_t> seen = kill_workers_at_every_crash_point(2);
+  EXPECT_EQ(seen, (std::set<std::uint32_t>{0, 1})) << "sessions on both frontends";
 }
 
 // SIGHUP rolls every worker, again and again, under the same load.
