@@ -890,12 +890,13 @@ void read_workers(const Setting& s, const po::variable_value& v, Config& c) {
   if (c.settings.workers == 0) c.settings.workers = std::clamp(cpus() / 2, 1u, kMaxWorkers);
 }
 
-/// 0: one per eight CPUs, at least one (a frontend serves about as many
-/// messages as four workers: the capacity model in docs/benchmarks.md).
+/// 0: one per four CPUs, at least one: a small message costs a frontend
+/// about 2.7 times what it costs a worker (the capacity model in
+/// docs/benchmarks.md), and the workers' default is one per two CPUs.
 void read_frontends(const Setting& s, const po::variable_value& v, Config& c) {
   c.settings.frontends = in_range<std::uint32_t>(s, v);
   if (c.settings.frontends == 0) {
-    c.settings.frontends = std::clamp(cpus() / 8, 1u, kMaxFrontends);
+    c.settings.frontends = std::clamp(cpus() / 4, 1u, kMaxFrontends);
   }
 }
 
@@ -1376,7 +1377,8 @@ const Setting kSettings[] = {
          read_workers, value_of<&Settings::workers>, 0, kMaxWorkers),
   custom("frontends", kProcesses, Kind::kUint32, "0", kRestart,
          "frontend processes (each owns the client sockets the kernel gives it on every "
-         "listener, SO_REUSEPORT), 0 = one per eight CPUs, at least one",
+         "listener, SO_REUSEPORT), 0 = one per four CPUs, at least one (docs/benchmarks.md, "
+         "the capacity model)",
          read_frontends, value_of<&Settings::frontends>, 0, kMaxFrontends),
   custom("frontend-affinity", kProcesses, Kind::kString, "address", kRestart,
          "how new clients are spread over several frontends: 'address' (by client address, "

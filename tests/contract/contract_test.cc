@@ -110,7 +110,7 @@ TEST(SlotOwners, WorkersOwnRangesThatTheFrontendsSplit) {
     s.workers = workers;
     s.frontends = frontends;
     s.max_connections = slots;
-    std::vector<std::vector<std::uint32_t>> per_pair(workers * frontends);
+    std::vector<std::vector<std::uint32_t>> per_pair(std::size_t{workers} * frontends);
     std::uint32_t last_worker = 0;
     for (std::uint32_t slot = 0; slot < slots; ++slot) {
       const std::uint32_t w = worker_of_slot(slot, s);

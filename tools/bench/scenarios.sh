@@ -25,6 +25,12 @@
 #     lists; GATEWAY_CPUS pins the Go agent too)
 #   BUILD_DIR=build-rel ...   the built tree to run (default build); without
 #     its tests (GATEHOUSE_TESTS=OFF) the gRPC baseline is skipped
+#   CONTRACTS="go gonet2 gonet2:f2" ...   a Gatehouse target CONTRACT:fN runs
+#     N frontends (--frontends N), side by side with the others
+#   SOURCES=16 ...   the bench connects from 127.0.0.1 .. 127.0.0.SOURCES (its
+#     --source-addresses, for every target): clients that look like SOURCES
+#     hosts, so that the frontends' spread by address has addresses to spread
+#     (default 16 when a target runs several frontends, else 1)
 #
 # The go target needs the Go original built first (the script says how if it
 # is not): ../shared/go-original/build.sh SNAPSHOT_GIT_DIR, into GO_ORIG_DIR
@@ -52,13 +58,22 @@ game_port=${GATEHOUSE_BENCH_GAME_PORT:-15051}
 declare -A gw_pid=() gw_port=()
 i=0
 has_go=
+several_frontends=
 for c in $contracts; do
   case $c in
     go) has_go=1 ;;
     gonet2 | batch) gw_port[$c]=$((port + i)); i=$((i + 1)) ;;
-    *) echo "unknown contract $c (go, gonet2, batch)" >&2; exit 2 ;;
+    gonet2:f[1-8] | batch:f[1-8])
+      gw_port[$c]=$((port + i)); i=$((i + 1))
+      [ "${c#*:f}" -gt 1 ] && several_frontends=1 ;;
+    *) echo "unknown contract $c (go, gonet2, batch; gonet2:fN, batch:fN)" >&2; exit 2 ;;
   esac
 done
+sources=${SOURCES:-$([ -n "$several_frontends" ] && echo 16 || echo 1)}
+source_args=
+if [ "$sources" -gt 1 ]; then
+  source_args="--source-addresses $(seq -s, -f '127.0.0.%g' 1 "$sources")"
+fi
 if [ -n "$has_go" ]; then go_orig_require 'or leave go out of CONTRACTS (CONTRACTS="gonet2 batch")'; fi
 
 out=${OUT_DIR:-$(mktemp -d /tmp/gatehouse-bench.XXXXXX)}
@@ -67,7 +82,7 @@ mkdir -p "$out"
 pin() { if [ -n "$1" ]; then echo "taskset -c $1"; fi; }
 gateway_pin=$(pin "${GATEWAY_CPUS:-}")
 game_pin=$(pin "${GAME_CPUS:-}")
-bench="$(pin "${BENCH_CPUS:-}") $build/tools/gatehouse-bench"
+bench="$(pin "${BENCH_CPUS:-}") $build/tools/gatehouse-bench $source_args"
 
 args_of() {
   case $1 in
@@ -104,7 +119,7 @@ sleep 0.5
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), $(date -u '+%F %H:%M UTC')"
 echo "runs: $runs x ${secs}s per scenario and target ($contracts), alternating; raw results in $out"
-echo "cpus: gateway ${GATEWAY_CPUS:-any}, game ${GAME_CPUS:-any}, bench ${BENCH_CPUS:-any}"
+echo "cpus: gateway ${GATEWAY_CPUS:-any}, game ${GAME_CPUS:-any}, bench ${BENCH_CPUS:-any}; bench source addresses: $sources"
 
 echo "== baseline: gRPC echo alone (game_server_bench -> demo game), same run"
 baselines="1 1 4000,100 16 400,1000 16 100"
@@ -133,11 +148,13 @@ start_target() {
     pin_go
     return
   fi
-  local backend="127.0.0.1:$game_port"
-  [ "$1" = batch ] && backend="batch:$backend"
+  local backend="127.0.0.1:$game_port" frontends=1
+  [ "${1%%:*}" = batch ] && backend="batch:$backend"
+  case $1 in *:f*) frontends=${1#*:f} ;; esac
   # shellcheck disable=SC2086
   gateway_start "$out/ready-$1" "$out/gateway-$1.log" $gateway_pin "$build/bin/gatehouse" \
-    --instance "bench-$$-$1" --listen "127.0.0.1:${gw_port[$1]}" --backend "$backend" \
+    --instance "bench-$$-${1/:/-}" --listen "127.0.0.1:${gw_port[$1]}" --backend "$backend" \
+    --frontends "$frontends" \
     --gateway-key "$out/gateway.key" --rpm-limit 0 --connect-rate 0 --connect-rate-per-ip 0 \
     --max-connections 20000 --metrics-listen 127.0.0.1:0 --log-level warn
   gw_pid[$1]=$gw
