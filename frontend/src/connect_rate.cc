@@ -19,13 +19,25 @@ ConnectRate::Verdict ConnectRate::admit(const AddressLimit::Key& key, bool limit
     address_after = *address_tat;
     if (!per_address_limit_.admit(address_after, now_ns)) return Verdict::kOverAddress;
   }
-  if (!total_limit_.admit(total_tat_ns_, now_ns)) return Verdict::kOverTotal;
+  if (!take_total(now_ns)) return Verdict::kOverTotal;
   if (address_tat != nullptr) *address_tat = address_after;
   return Verdict::kAccept;
 }
 
+bool ConnectRate::take_total(std::int64_t now_ns) {
+  std::int64_t seen = total_tat_->load(std::memory_order_relaxed);
+  for (;;) {
+    std::int64_t next = seen;
+    if (!total_limit_.admit(next, now_ns)) return false;
+    // Another frontend may have taken a token meanwhile: then again, from
+    // the state it left.
+    if (total_tat_->compare_exchange_weak(seen, next, std::memory_order_relaxed)) return true;
+  }
+}
+
 std::int64_t ConnectRate::total_wait_ms(std::int64_t now_ms) const {
-  const std::int64_t ns = total_limit_.wait_ns(total_tat_ns_, now_ms * 1'000'000);
+  const std::int64_t ns =
+      total_limit_.wait_ns(total_tat_->load(std::memory_order_relaxed), now_ms * 1'000'000);
   return (ns + 999'999) / 1'000'000;
 }
 

@@ -200,16 +200,6 @@ struct Frontend::WorkerLink {
   std::deque<std::uint32_t> control_types;
 };
 
-namespace {
-
-/// This frontend's share of a limit on the whole instance (at least 1 when
-/// there is a limit): each frontend holds its own count.
-std::uint32_t share_of(std::uint32_t limit, const Settings& s) {
-  return limit == 0 ? 0 : std::max<std::uint32_t>(1, limit / s.frontends);
-}
-
-}  // namespace
-
 Frontend::Frontend(GatewaySegment& segment, std::uint32_t index, const std::vector<int>& listen_fds,
                    shm::Doorbell doorbell, std::vector<shm::Doorbell> worker_doorbells,
                    const std::vector<int>& udp_fds)
@@ -226,7 +216,8 @@ Frontend::Frontend(GatewaySegment& segment, std::uint32_t index, const std::vect
       doorbell_wait_(io_, ::dup(doorbell_.fd())),
       sweep_timer_(io_),
       per_address_(settings_.max_connections_per_ip),
-      connect_rate_(share_of(settings_.connect_rate, settings_), settings_.connect_rate_per_ip),
+      connect_rate_(settings_.connect_rate, settings_.connect_rate_per_ip,
+                    &segment.control().connect_tat_ns),
       by_slot_(table_.slots()),
       scratch_(kScratchBytes),
       reading_(&Connection::read_link),
@@ -1659,8 +1650,7 @@ void Frontend::apply_settings() {
   settings_ = segment_.settings();
   per_address_.set_limit(settings_.max_connections_per_ip);
   kcp_per_address_.set_limit(settings_.udp_sessions_per_ip);
-  connect_rate_.set_rates(share_of(settings_.connect_rate, settings_),
-                          settings_.connect_rate_per_ip);
+  connect_rate_.set_rates(settings_.connect_rate, settings_.connect_rate_per_ip);
   spdlog::set_level(static_cast<spdlog::level::level_enum>(settings_.log_level));
   if (tls_) load_tls();  // a renewed certificate, for new connections
   spdlog::info(

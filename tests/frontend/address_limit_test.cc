@@ -84,5 +84,25 @@ TEST(ConnectRate, AddressesPayForThemselvesAndTheTotalSaysWhenToAcceptAgain) {
   EXPECT_EQ(rate.admit(local, false, t0 + 250), ConnectRate::Verdict::kAccept);
 }
 
+// Several frontends take from one total bucket in shared memory: together
+// they admit the total, whichever of them the clients reach.
+TEST(ConnectRate, FrontendsSharingTheTotalAdmitItTogether) {
+  std::atomic<std::int64_t> shared{0};
+  ConnectRate first(/*total=*/4, /*per_address=*/0, &shared);
+  ConnectRate second(/*total=*/4, /*per_address=*/0, &shared);
+  const auto a = key("192.0.2.7");
+  const std::int64_t t0 = 1'000'000;
+  EXPECT_EQ(first.admit(a, true, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(second.admit(a, true, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(second.admit(a, true, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(first.admit(a, true, t0), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(first.admit(a, true, t0), ConnectRate::Verdict::kOverTotal);
+  EXPECT_EQ(second.admit(a, true, t0), ConnectRate::Verdict::kOverTotal);
+  EXPECT_EQ(first.total_wait_ms(t0), 250);
+  EXPECT_EQ(second.total_wait_ms(t0), 250) << "each sees the shared bucket";
+  EXPECT_EQ(second.admit(a, true, t0 + 250), ConnectRate::Verdict::kAccept);
+  EXPECT_EQ(first.admit(a, true, t0 + 250), ConnectRate::Verdict::kOverTotal);
+}
+
 }  // namespace
 }  // namespace gatehouse::frontend

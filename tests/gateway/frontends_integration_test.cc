@@ -35,8 +35,8 @@ GatewayOptions two_frontends(int game_port, std::vector<std::string> extra) {
   GatewayOptions options;
   options.backend_port = game_port;
   options.workers = 2;
-  options.extra_args = {"--frontends", "2"};
-  options.extra_args.insert(options.extra_args.end(), extra.begin(), extra.end());
+  options.frontends = 2;
+  options.extra_args = std::move(extra);
   return options;
 }
 

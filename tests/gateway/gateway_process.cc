@@ -62,6 +62,8 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
                                 ready,
                                 "--workers",
                                 std::to_string(options.workers),
+                                "--frontends",
+                                std::to_string(options.frontends),
                                 "--metrics-listen",
                                 "127.0.0.1:0",
                                 "--admin-socket",

@@ -40,6 +40,9 @@ struct GatewayOptions {
   /// A command the gateway runs under: wrapper + {gatehouse, args...}
   /// (e.g. unit_sandbox, which applies a unit file's restrictions).
   std::vector<std::string> wrapper{};
+  /// --frontends (the gateway's own default depends on the CPUs: tests pin
+  /// the shape they test, as with workers).
+  std::uint32_t frontends = 1;
 };
 
 class GatewayProcess {

@@ -257,9 +257,10 @@ std::set<std::uint32_t> kill_workers_at_every_crash_point(std::uint32_t frontend
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "5", 1);
   FakeGameService game({.echo = true});
-  GatewayProcess gateway(
-      chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.05", "--frontends",
-                           std::to_string(frontends), "--frontend-affinity", "connection"}));
+  GatewayOptions options = chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.05",
+                                                "--frontend-affinity", "connection"});
+  options.frontends = frontends;
+  GatewayProcess gateway(std::move(options));
   ::unsetenv("GATEHOUSE_FAULT_KILL_PER_MILLE");
   std::set<std::uint32_t> seen;
   const auto note_frontends = [&] {

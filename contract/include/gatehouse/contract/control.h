@@ -367,6 +367,9 @@ struct ControlBlock {
   ProcessStatus workers[kMaxWorkers];
   KickRequest kicks[kMaxWorkers];                     ///< one per worker
   Seqlocked<DisabledBackendNames> disabled_backends;  ///< gatehousectl backend disable / enable
+  /// The frontends' shared connect-rate bucket (a GCRA state, CLOCK_MONOTONIC
+  /// ns; frontend/connect_rate.h), taken with compare-and-swap.
+  std::atomic<std::int64_t> connect_tat_ns;
 };
 
 /// One metrics shard per role (docs/metrics.md).

@@ -12,8 +12,15 @@
 //
 // Every connection costs a worker a key exchange (one per connection: a
 // worker refuses a second), so these buckets bound key exchanges too.
+//
+// With several frontends the total bucket is one cell in shared memory
+// (ControlBlock::connect_tat_ns), which each frontend takes tokens from with
+// a compare-and-swap: the total holds for the instance, however the kernel
+// spreads the clients. The per-address buckets are each frontend's own (with
+// frontend-affinity address one frontend sees all of an address's clients).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <unordered_map>
 
@@ -27,7 +34,13 @@ class ConnectRate {
   enum class Verdict { kAccept, kOverTotal, kOverAddress };
 
   /// Connections a second in total and per address; 0: no limit.
-  ConnectRate(std::uint32_t total, std::uint32_t per_address) { set_rates(total, per_address); }
+  /// `shared_total`: the total bucket's state where several frontends share
+  /// it (CLOCK_MONOTONIC ns); null: this object's own.
+  ConnectRate(std::uint32_t total, std::uint32_t per_address,
+              std::atomic<std::int64_t>* shared_total = nullptr)
+      : total_tat_(shared_total != nullptr ? shared_total : &own_total_tat_) {
+    set_rates(total, per_address);
+  }
   void set_rates(std::uint32_t total, std::uint32_t per_address);
 
   /// Whether a new connection from `key` may be served (and if so, counts
@@ -47,7 +60,11 @@ class ConnectRate {
   // `rate` a second; each is its next free time, in ns of the frontend's clock.
   RateLimit total_limit_ = RateLimit::per_minute(0, 0);
   RateLimit per_address_limit_ = RateLimit::per_minute(0, 0);
-  std::int64_t total_tat_ns_ = 0;
+  /// Takes a token of the total bucket, false when it has none.
+  bool take_total(std::int64_t now_ns);
+
+  std::atomic<std::int64_t> own_total_tat_{0};
+  std::atomic<std::int64_t>* total_tat_;  // own_total_tat_, or the shared one
   std::unordered_map<AddressLimit::Key, std::int64_t, AddressLimit::Hash> per_address_;
   std::int64_t pruned_ms_ = 0;
 };
