@@ -233,8 +233,14 @@ try {
   const heard = new Promise((resolve) => b.on("message", ({ proto, body }) => {
     if (proto === DemoProto.chatHear) resolve(parseChatHear(body));
   }));
-  a.send(DemoProto.chatSay, chatSay("hello from the browser"));
-  const h = await heard;
+  // b's login ack can reach the page before the game has b's stream (the
+  // gateway opens it as the login completes): said again until b hears it.
+  let h;
+  for (let i = 0; i < 40 && h === undefined; ++i) {
+    a.send(DemoProto.chatSay, chatSay("hello from the browser"));
+    h = await Promise.race([heard, new Promise((resolve) => setTimeout(resolve, 250))]);
+  }
+  if (h === undefined) throw new Error("b never heard a's chat");
   const kicked = new Promise((resolve) => a.on("kick", ({ reason }) => resolve(reason)));
   a.send(DemoProto.kickMe);
   const reason = await kicked;
