@@ -105,7 +105,8 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
   if (j.state.load(std::memory_order_acquire) == Journal::kCommitting) {
     // The batch was durable: finish storing its ring positions (checked
     // against the rings' other cursors when this worker attaches to them).
-    for (std::uint32_t f = 0; f < segment.settings().frontends; ++f) {
+    const std::uint32_t frontends = segment.settings().frontends;
+    for (std::uint32_t f = 0; f < frontends; ++f) {
       segment.ring(RingKind::kWorkerToFrontend, index, f)
           .descriptor()
           .tail.store(j.frontend_out_tail[f]);
