@@ -174,8 +174,14 @@ void EtcdDiscovery::run() {
       pause = std::min(pause * 2, kMostPause);
       continue;
     }
+    const std::int64_t began_ns = monotonic_ns();
     const EtcdWire::WatchEnd end = wire_->watch(current_, index_ + 1, *this);
     if (end == EtcdWire::WatchEnd::kStopped) return;
+    // A watch that lived a while was a working link: the next outage starts
+    // from the first pause. One that ended at once (a server or proxy that
+    // answers and hangs up) keeps the pause doubling, so it is not hammered.
+    const bool lived =
+        monotonic_ns() - began_ns >= std::chrono::nanoseconds(kMostPause).count();
     std::int64_t current = 0;  // the view is stale from the first break on
     const bool was_current = stale_since_ns_.compare_exchange_strong(current, monotonic_ns());
     if (end == EtcdWire::WatchEnd::kOutdated) {
@@ -186,8 +192,8 @@ void EtcdDiscovery::run() {
       spdlog::warn("etcd {}: watch lost; routing with the last known instances until it is back",
                    endpoint);
       told = true;
-      pause = kFirstPause;
     }
+    if (lived) pause = kFirstPause;
     current_ = (current_ + 1) % n;
     if (!sleep_unless_stopped(pause)) return;
     pause = std::min(pause * 2, kMostPause);
