@@ -38,20 +38,21 @@ int main(int argc, char** argv) {
     auto segment = gatehouse::GatewaySegment::attach(args.segment);
     const auto& settings = segment.settings();
     if (args.index >= settings.workers) throw std::invalid_argument("--index out of range");
-    // Each frontend's doorbell, then the bridge's.
-    if (args.peer_doorbells.size() != settings.frontends + 1) {
-      throw std::invalid_argument("--peer-doorbells needs each frontend's and the bridge's");
+    // Each frontend's doorbell, then each bridge's.
+    if (args.peer_doorbells.size() != settings.frontends + settings.bridges) {
+      throw std::invalid_argument("--peer-doorbells needs each frontend's and each bridge's");
     }
     gatehouse::init_logging("worker-" + std::to_string(args.index),
                             static_cast<spdlog::level::level_enum>(settings.log_level));
     using gatehouse::shm::Doorbell;
     std::vector<Doorbell> frontends;
-    for (std::uint32_t f = 0; f < settings.frontends; ++f) {
-      frontends.push_back(Doorbell::adopt(args.peer_doorbells[f]));
+    std::vector<Doorbell> bridges;
+    for (std::uint32_t p = 0; p < args.peer_doorbells.size(); ++p) {
+      (p < settings.frontends ? frontends : bridges)
+          .push_back(Doorbell::adopt(args.peer_doorbells[p]));
     }
     gatehouse::worker::Worker worker(segment, args.index, Doorbell::adopt(args.doorbell),
-                                     std::move(frontends),
-                                     Doorbell::adopt(args.peer_doorbells.back()),
+                                     std::move(frontends), std::move(bridges),
                                      gatehouse::worker::make_login_provider(settings),
                                      gatehouse::worker::load_gateway_keys(settings));
     g_worker = &worker;

@@ -43,19 +43,55 @@ std::string remote_of(const Session& s) {
   return address_port_text(s.address, s.port);
 }
 
+/// A lane per peer (`role`: "frontend" or "bridge"), each with its doorbell.
+template <class Lane>
+std::vector<std::unique_ptr<Lane>> make_lanes(GatewaySegment& segment, std::uint32_t worker,
+                                              const Settings& settings,
+                                              std::vector<shm::Doorbell> doorbells,
+                                              std::uint32_t peers, const char* role) {
+  if (doorbells.size() != peers) {
+    throw std::invalid_argument("a worker needs the doorbell of each of the " +
+                                std::to_string(peers) + " " + role + "s");
+  }
+  std::vector<std::unique_ptr<Lane>> lanes;
+  for (std::uint32_t p = 0; p < peers; ++p) {
+    lanes.push_back(std::make_unique<Lane>(segment, worker, p, settings, std::move(doorbells[p])));
+  }
+  return lanes;
+}
+
+/// Reads `lanes` with one input budget (the journal's bound), the first to
+/// be read taking turns (`first`); `on_record(lane, record)` as
+/// RingConsumer::poll's handler. Returns the records read.
+template <class Lane, class OnRecord>
+std::size_t poll_lanes(std::vector<std::unique_ptr<Lane>>& lanes, std::size_t& first,
+                       const OnRecord& on_record) {
+  std::size_t work = 0;
+  first = (first + 1) % lanes.size();
+  for (std::size_t k = 0; k < lanes.size() && work < kRingBatch; ++k) {
+    Lane& lane = *lanes[(first + k) % lanes.size()];
+    work +=
+        lane.in.poll([&](const shm::Record& r) { return on_record(lane, r); }, kRingBatch - work);
+  }
+  return work;
+}
+
+/// Notes `lanes`' input heads and output tails in the journal (commit_batch).
+template <class Lane>
+void note_positions(const std::vector<std::unique_ptr<Lane>>& lanes, std::uint64_t* in_heads,
+                    std::uint64_t* out_tails) {
+  for (std::size_t p = 0; p < lanes.size(); ++p) {
+    in_heads[p] = lanes[p]->in.position();
+    out_tails[p] = lanes[p]->out.position();
+  }
+}
+
 }  // namespace
 
-Worker::FrontendLane::FrontendLane(GatewaySegment& segment, std::uint32_t worker,
-                                   std::uint32_t frontend, const Settings& settings,
-                                   shm::Doorbell frontend_doorbell)
-    : doorbell(std::move(frontend_doorbell)),
-      records(worker, settings, frontend),
-      in(segment.ring(RingKind::kFrontendToWorker, worker, frontend)),
-      out(segment.ring(RingKind::kWorkerToFrontend, worker, frontend), &doorbell) {}
-
 Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
-               std::vector<shm::Doorbell> frontend_doorbells, shm::Doorbell bridge_doorbell,
-               std::unique_ptr<LoginProvider> login, modern::GatewayKeyring gateway_keys)
+               std::vector<shm::Doorbell> frontend_doorbells,
+               std::vector<shm::Doorbell> bridge_doorbells, std::unique_ptr<LoginProvider> login,
+               modern::GatewayKeyring gateway_keys)
     : segment_(segment),
       settings_(segment.settings()),
       frames_limit_(RateLimit::per_minute(settings_.rpm_limit, settings_.rpm_burst)),
@@ -65,21 +101,13 @@ Worker::Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       sessions_(segment.sessions()),
       journal_(recover(segment, index, sessions_)),
       doorbell_(std::move(doorbell)),
-      bridge_doorbell_(std::move(bridge_doorbell)),
       login_(std::move(login)),
-      bridge_records_(index, settings_),
       gateway_keys_(std::move(gateway_keys)),
       login_failures_(settings_),
-      from_bridge_(segment.ring(RingKind::kBridgeToWorker, index)),
-      to_bridge_(segment.ring(RingKind::kWorkerToBridge, index), &bridge_doorbell_) {
-  if (frontend_doorbells.size() != settings_.frontends) {
-    throw std::invalid_argument("a worker needs the doorbell of each of the " +
-                                std::to_string(settings_.frontends) + " frontends");
-  }
-  for (std::uint32_t f = 0; f < settings_.frontends; ++f) {
-    frontends_.push_back(std::make_unique<FrontendLane>(segment, index, f, settings_,
-                                                        std::move(frontend_doorbells[f])));
-  }
+      frontends_(make_lanes<FrontendLane>(segment, index, settings_, std::move(frontend_doorbells),
+                                          settings_.frontends, "frontend")),
+      bridges_(make_lanes<BridgeLane>(segment, index, settings_, std::move(bridge_doorbells),
+                                      settings_.bridges, "bridge")) {
   scratch_.reserve(protocol::kMaxPayload + 16);
   for (const std::string_view reason : kLoginRefusalNames) {
     login_refused_logs_.push_back(std::make_unique<LogLimit>(
@@ -105,17 +133,18 @@ Journal& Worker::recover(GatewaySegment& segment, std::uint32_t index,
   if (j.state.load(std::memory_order_acquire) == Journal::kCommitting) {
     // The batch was durable: finish storing its ring positions (checked
     // against the rings' other cursors when this worker attaches to them).
-    const std::uint32_t frontends = segment.settings().frontends;
-    for (std::uint32_t f = 0; f < frontends; ++f) {
-      segment.ring(RingKind::kWorkerToFrontend, index, f)
-          .descriptor()
-          .tail.store(j.frontend_out_tail[f]);
-      segment.ring(RingKind::kFrontendToWorker, index, f)
-          .descriptor()
-          .head.store(j.frontend_in_head[f]);
-    }
-    segment.ring(RingKind::kWorkerToBridge, index).descriptor().tail.store(j.bridge_out_tail);
-    segment.ring(RingKind::kBridgeToWorker, index).descriptor().head.store(j.bridge_in_head);
+    const Settings settings = segment.settings();
+    const auto roll_forward = [&](RingKind in, RingKind out, std::uint32_t peers,
+                                  const std::uint64_t* in_heads, const std::uint64_t* out_tails) {
+      for (std::uint32_t p = 0; p < peers; ++p) {
+        segment.ring(out, index, p).descriptor().tail.store(out_tails[p]);
+        segment.ring(in, index, p).descriptor().head.store(in_heads[p]);
+      }
+    };
+    roll_forward(RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend, settings.frontends,
+                 j.frontend_in_head, j.frontend_out_tail);
+    roll_forward(RingKind::kBridgeToWorker, RingKind::kWorkerToBridge, settings.bridges,
+                 j.bridge_in_head, j.bridge_out_tail);
     spdlog::warn("recovered: rolled the last batch of a dead worker forward");
   } else if (images != 0) {
     // It was not: undo its session changes; its outputs were never published
@@ -188,45 +217,59 @@ void Worker::begin_batch() {
 
 /// The commit point, then the ring stores it stands for.
 void Worker::commit_batch() {
-  for (std::size_t f = 0; f < frontends_.size(); ++f) {
-    journal_.frontend_in_head[f] = frontends_[f]->in.position();
-    journal_.frontend_out_tail[f] = frontends_[f]->out.position();
-  }
-  journal_.bridge_in_head = from_bridge_.position();
-  journal_.bridge_out_tail = to_bridge_.position();
+  note_positions(frontends_, journal_.frontend_in_head, journal_.frontend_out_tail);
+  note_positions(bridges_, journal_.bridge_in_head, journal_.bridge_out_tail);
   maybe_die(0);
   journal_.state.store(Journal::kCommitting, std::memory_order_release);
   maybe_die(1);
-  for (auto& lane : frontends_) lane->out.publish();
-  to_bridge_.publish();
+  for_each_lane([](auto& lane) { lane.out.publish(); });
   maybe_die(2);
-  for (auto& lane : frontends_) lane->in.commit();
-  from_bridge_.commit();
+  for_each_lane([](auto& lane) { lane.in.commit(); });
   journal_.count.store(0, std::memory_order_relaxed);
   journal_.state.store(Journal::kIdle, std::memory_order_release);
 }
 
 /// A record about `conn` writes at most one record to its frontend and one
-/// to the bridge: it waits while either ring lacks the room, and only that
-/// frontend's sessions wait with it.
+/// to a bridge: it waits while its frontend's ring or a bridge ring it can
+/// write to lacks the room, and only the sessions that need that ring wait
+/// with it.
 bool Worker::outputs_have_room(std::uint64_t conn) {
-  return to_frontend(shm::ConnectionId(conn)).can_write(ipc::kMaxRecordBytes) &&
-         to_bridge_.can_write(ipc::kMaxRecordBytes);
+  const shm::ConnectionId id(conn);
+  if (!to_frontend(id).can_write(ipc::kMaxRecordBytes)) return false;
+  // A peek, as close_matching's: the state and the user id only pick rings.
+  const Session* peek = sessions_.find(id);
+  if (peek == nullptr || peek->state == Session::kUnused || peek->state == Session::kClosed) {
+    return true;  // not open (a kConnOpened opens it afresh): nothing for a bridge
+  }
+  if (peek->state == Session::kLoggedIn || peek->state == Session::kLoginPending) {
+    // Its game stream's bridge is the only one it can write to.
+    return to_bridge(peek->user_id).can_write(ipc::kMaxRecordBytes);
+  }
+  // Before that, a login can ask its slot's bridge for a verdict or open a
+  // stream on its user's, which only the decrypted login (or the verdict)
+  // names: every bridge's ring.
+  return std::all_of(bridges_.begin(), bridges_.end(),
+                     [](const auto& lane) { return lane->out.can_write(ipc::kMaxRecordBytes); });
 }
 
 shm::RingProducer& Worker::to_frontend(shm::ConnectionId id) {
   return frontends_[frontend_of_slot(id.slot(), settings_)]->out;
 }
 
-// ------------------------------------------------------------------ frontend records
+shm::RingProducer& Worker::to_bridge(std::int64_t user_id) {
+  return bridges_[bridge_of_user(user_id, settings_)]->out;
+}
 
-bool Worker::on_frontend_record(const FrontendLane& lane, const shm::Record& record) {
+template <class AnyLane>
+bool Worker::on_record(const AnyLane& lane, const shm::Record& record) {
   return lane.records.visit(record, [this](const auto& r) {
     if (!outputs_have_room(r.header.conn)) return false;
     on(r);
     return true;
   });
 }
+
+// ------------------------------------------------------------------ frontend records
 
 void Worker::on(const ipc::Parsed<ipc::ConnOpened>& r) {
   open_session(r.header);
@@ -347,7 +390,7 @@ metrics::Timed Worker::dispatch_frame(shm::ConnectionId id, Session& s,
       return metrics::kForward;
     }
     const ipc::StreamMessage header{id.value(), s.user_id, packet->seq};
-    ipc::write_record(to_bridge_, ipc::kStreamMessage, header, message);
+    ipc::write_record(to_bridge(s.user_id), ipc::kStreamMessage, header, message);
     return metrics::kForward;
   }
   switch (proto) {
@@ -380,12 +423,14 @@ void Worker::handle_login(shm::ConnectionId id, Session& s, std::span<const std:
   if (!login) return finish(id, s, CloseReason::kBadBody);
   const LoginVerdict verdict = check_login(s, *login);
   if (verdict.deferred) {
-    // To the auth service, through the bridge; the verdict comes back as a
-    // kAuthVerdict (on(AuthVerdict)). The body is what the client sent,
-    // decrypted: the bridge builds the service's request from it.
+    // To the auth service, through the bridge of the slot (the user is not
+    // known yet); the verdict comes back as a kAuthVerdict (on(AuthVerdict)).
+    // The body is what the client sent, decrypted: the bridge builds the
+    // service's request from it.
     ipc::AuthRequest request{id.value(), {}, s.port, 0, 0};
     std::memcpy(request.address, s.address, sizeof request.address);
-    ipc::write_record(to_bridge_, ipc::kAuthRequest, request, body);
+    ipc::write_record(bridges_[bridge_of_slot(id.slot(), settings_)]->out, ipc::kAuthRequest,
+                      request, body);
     s.state = Session::kAuthPending;
     return;
   }
@@ -411,7 +456,7 @@ void Worker::conclude_login(shm::ConnectionId id, Session& s, const LoginVerdict
   // Whether this user is logged in already is the bridge's to say: it sees
   // every worker's logins (duplicate-login).
   const std::uint32_t flags = ipc::stream_open_flags(settings_.duplicate_login);
-  ipc::write_record(to_bridge_, ipc::kStreamOpen,
+  ipc::write_record(to_bridge(s.user_id), ipc::kStreamOpen,
                     ipc::StreamOpen{id.value(), s.user_id, s.login_seq, flags, 0});
   if (flags == ipc::kAwaitVerdict) {
     s.state = Session::kLoginPending;  // logged in, or refused, by the bridge's verdict
@@ -596,7 +641,8 @@ bool Worker::logs_connection(shm::ConnectionId id) const {
 void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
   if (s.state == Session::kLoggedIn || s.state == Session::kLoginPending) {
     // (A pending login's verdict may be on its way: the bridge forgets it.)
-    ipc::write_record(to_bridge_, ipc::kStreamClose, ipc::StreamClose{id.value(), s.user_id});
+    ipc::write_record(to_bridge(s.user_id), ipc::kStreamClose,
+                      ipc::StreamClose{id.value(), s.user_id});
   }
   if (s.state == Session::kLoggedIn) metrics_.add(metrics::kSessionsLoggedIn, -1);
   metrics_.closed(reason);
@@ -621,14 +667,6 @@ void Worker::finish(shm::ConnectionId id, Session& s, CloseReason reason) {
 }
 
 // ------------------------------------------------------------------ bridge records
-
-bool Worker::on_bridge_record(const shm::Record& record) {
-  return bridge_records_.visit(record, [this](const auto& r) {
-    if (!outputs_have_room(r.header.conn)) return false;
-    on(r);
-    return true;
-  });
-}
 
 void Worker::on(const ipc::Parsed<ipc::GameMessage>& r) {
   const shm::ConnectionId id(r.header.conn);
@@ -776,22 +814,15 @@ void Worker::report_kick() {
 }
 
 std::size_t Worker::do_work() {
-  const auto on_bridge = [this](const shm::Record& r) { return on_bridge_record(r); };
+  const auto on_lane_record = [this](const auto& lane, const shm::Record& r) {
+    return on_record(lane, r);
+  };
   // One batch: inputs read, sessions changed (journaled), outputs written,
-  // then all of it made durable at once by commit_batch().
+  // then all of it made durable at once by commit_batch(). The frontends
+  // share one input budget, the bridges another.
   begin_batch();
-  // The frontends share one input budget (the journal's bound), the first
-  // to be read taking turns.
-  std::size_t work = 0;
-  const std::size_t lanes = frontends_.size();
-  first_lane_ = (first_lane_ + 1) % lanes;
-  for (std::size_t k = 0; k < lanes && work < kRingBatch; ++k) {
-    FrontendLane& lane = *frontends_[(first_lane_ + k) % lanes];
-    work +=
-        lane.in.poll([this, &lane](const shm::Record& r) { return on_frontend_record(lane, r); },
-                     kRingBatch - work);
-  }
-  work += from_bridge_.poll(on_bridge, kRingBatch);
+  std::size_t work = poll_lanes(frontends_, first_frontend_, on_lane_record);
+  work += poll_lanes(bridges_, first_bridge_, on_lane_record);
   if (!draining_ && segment_.closing_sessions()) {
     draining_ = true;
     spdlog::info("draining: closing every session (reason shutdown)");
@@ -807,8 +838,7 @@ std::size_t Worker::do_work() {
 
   const std::int64_t now = monotonic_ns();
   segment_.control().workers[index_].heartbeat_ns.store(now, std::memory_order_relaxed);
-  for (auto& lane : frontends_) lane->in.heartbeat(now);
-  from_bridge_.heartbeat(now);
+  for_each_lane([now](auto& lane) { lane.in.heartbeat(now); });
   flush_log_limits(now);
   return work;
 }
@@ -819,14 +849,13 @@ int Worker::run() {
   while (stop_requested_ == 0) {
     idler.idle(do_work(), [this](std::chrono::nanoseconds timeout) {
       // Parked only if no input arrived meanwhile (each ring's producer
-      // rings the doorbell once it sees its consumer parked).
-      std::size_t parked = 0;
-      while (parked < frontends_.size() && frontends_[parked]->in.prepare_park()) ++parked;
-      if (parked == frontends_.size() && from_bridge_.prepare_park()) {
-        doorbell_.wait(timeout);
-        from_bridge_.unpark();
-      }
-      for (std::size_t f = 0; f < parked; ++f) frontends_[f]->in.unpark();
+      // rings the doorbell once it sees its consumer parked). A lane whose
+      // prepare_park() failed, or that was not asked, has its flag down
+      // already: unpark() leaves it so.
+      bool parked = true;
+      for_each_lane([&parked](auto& lane) { parked = parked && lane.in.prepare_park(); });
+      if (parked) doorbell_.wait(timeout);
+      for_each_lane([](auto& lane) { lane.in.unpark(); });
     });
   }
   return 0;

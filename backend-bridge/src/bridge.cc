@@ -21,13 +21,32 @@
 namespace gatehouse::bridge {
 
 namespace {
-/// Which gateway this is, for game services and the auth service:
+/// Which gateway this is, for the auth service and etcd:
 /// host/segment@creation (a restarted gateway is another one).
 std::string gateway_id_of(GatewaySegment& segment) {
   char host[256] = "?";
   ::gethostname(host, sizeof host - 1);
   return std::string(host) + "/" + segment.segment().name() + "@" +
          std::to_string(segment.segment().header().created_unix_ns);
+}
+
+/// Which session space a game service's link is of (the `gateway-id` of a
+/// batched link, proto/batch.proto): each bridge shard's sessions are its
+/// own, and a new link of an id replaces that id's old link, so every shard
+/// but the first adds its index.
+std::string session_space_of(GatewaySegment& segment, std::uint32_t bridge) {
+  std::string id = gateway_id_of(segment);
+  if (bridge != 0) id += "/bridge-" + std::to_string(bridge);
+  return id;
+}
+
+/// `index` when the settings have that bridge; throws otherwise.
+std::uint32_t checked_index(std::uint32_t index, const Settings& settings) {
+  if (index >= settings.bridges) {
+    throw std::invalid_argument("bridge " + std::to_string(index) + " of a gateway of " +
+                                std::to_string(settings.bridges) + " bridges");
+  }
+  return index;
 }
 
 /// The services sessions use (the game service, then those of the proto
@@ -60,19 +79,22 @@ ServicesPlan services_plan_of(const Settings& settings) {
 }
 }  // namespace
 
-Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
+Bridge::Bridge(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
                std::vector<shm::Doorbell> worker_doorbells)
     : segment_(segment),
       settings_(segment.settings()),
-      metrics_(segment.metrics().bridge),
-      in_flight_(segment.metrics().bridge.in_flight),
+      index_(checked_index(index, settings_)),
+      status_(segment.control().bridges[index_]),
+      routing_(segment.metrics().routing[index_]),
+      metrics_(segment.metrics().bridges[index_]),
+      in_flight_(segment.metrics().bridges[index_].in_flight),
       doorbell_(std::move(doorbell)),
       wakeup_(doorbell_),
       rings_(workers_, settings_, wakeup_),
-      services_(GameServices::Context{calls_, io_, rings_, wakeup_, metrics_,
-                                      segment.metrics().routing, in_flight_, settings_.numbering,
+      services_(GameServices::Context{calls_, io_, rings_, wakeup_, metrics_, routing_, in_flight_,
+                                      settings_.numbering,
                                       std::int64_t{settings_.backend_wait_ms} * 1'000'000,
-                                      gateway_id_of(segment)},
+                                      session_space_of(segment, index_)},
                 services_plan_of(settings_)),
       users_(services_, rings_, metrics_),
       auth_(calls_, rings_, gateway_id_of(segment)),
@@ -85,9 +107,9 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
   }
   const std::int64_t backend_wait_ns = std::int64_t{settings_.backend_wait_ms} * 1'000'000;
   for (std::uint32_t w = 0; w < settings_.workers; ++w) {
-    workers_.push_back(std::make_unique<WorkerLink>(segment, w, std::move(worker_doorbells[w]),
-                                                    BatchUpstream::ack_timeout_ns(backend_wait_ns),
-                                                    settings_));
+    workers_.push_back(
+        std::make_unique<WorkerLink>(segment, w, index_, std::move(worker_doorbells[w]),
+                                     BatchUpstream::ack_timeout_ns(backend_wait_ns), settings_));
   }
   take_disabled_backends();  // before any session is routed (take_over())
   if (settings_.services[0] == '\0') {
@@ -96,9 +118,9 @@ Bridge::Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
     start_discovery();
   }
   // A dead predecessor's view is stale: unreachable until seen up.
-  for (auto& up : segment_.metrics().routing.up) up.store(0, std::memory_order_relaxed);
-  segment_.control().bridge.pid.store(::getpid());
-  if (settings_.register_prefix[0] != '\0') {
+  for (auto& up : routing_.up) up.store(0, std::memory_order_relaxed);
+  status_.pid.store(::getpid());
+  if (settings_.register_prefix[0] != '\0' && index_ == 0) {
     registration_ = std::make_unique<EtcdRegistration>(segment_, gateway_id_of(segment));
   }
 }
@@ -109,7 +131,7 @@ Bridge::~Bridge() {
   services_.cancel_all();
   auth_.cancel_all();
   calls_.wait_for_calls();
-  for (auto& up : segment_.metrics().routing.up) up.store(0, std::memory_order_relaxed);
+  for (auto& up : routing_.up) up.store(0, std::memory_order_relaxed);
 }
 
 DiscoveryView Bridge::backend_lines() const {
@@ -137,7 +159,7 @@ void Bridge::start_discovery() {
       std::max<std::size_t>(100, settings_.discovery_wait_ms / options.endpoints.size()));
   discovery_ = std::make_unique<EtcdDiscovery>(std::move(options), wakeup_);
   // A bridge that replaced a dead one serves on: sessions are logged in.
-  const bool first_start = segment_.control().bridge.pid.load() == 0;
+  const bool first_start = status_.pid.load() == 0;
   if (discovery_->read(per_endpoint)) {
     services_.update(*discovery_->take_view());
   } else if (settings_.backends_given != 0) {
@@ -183,6 +205,8 @@ std::size_t Bridge::take_disabled_backends() {
 
 /// A bridge that starts while sessions are logged in replaced one that died:
 /// it opens their game streams again, and counts what the dead one held.
+/// Only its own: the sessions of its users and the logins of its slots (the
+/// other bridges serve theirs on).
 void Bridge::take_over() {
   const std::int64_t lost = in_flight_.exchange(0);
   if (lost > 0) {
@@ -205,7 +229,8 @@ void Bridge::take_over() {
   for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
     const shm::ConnectionId id = sessions.live_id(slot);
     const Session* s = id ? sessions.find(id) : nullptr;
-    if (s != nullptr && s->state == Session::kAuthPending) {
+    if (s != nullptr && s->state == Session::kAuthPending &&
+        bridge_of_slot(slot, settings_) == index_) {
       // Its auth call died with the predecessor (the request is not kept):
       // the client is told its login failed and may try again. (One whose
       // request the predecessor never read gets a second verdict later; the
@@ -217,7 +242,8 @@ void Bridge::take_over() {
       ++auth_lost;
       continue;
     }
-    if (s == nullptr || (s->state != Session::kLoggedIn && s->state != Session::kLoginPending)) {
+    if (s == nullptr || (s->state != Session::kLoggedIn && s->state != Session::kLoginPending) ||
+        bridge_of_user(s->user_id, settings_) != index_) {
       continue;
     }
     logged_in.push_back({id.value(), s->user_id, s->login_seq, s->state == Session::kLoginPending});
@@ -292,7 +318,7 @@ std::size_t Bridge::do_work() {
   metrics_.set(metrics::kAuthCallsInFlight, static_cast<std::int64_t>(auth_.in_flight()));
 
   const std::int64_t now = monotonic_ns();
-  segment_.control().bridge.heartbeat_ns.store(now, std::memory_order_relaxed);
+  status_.heartbeat_ns.store(now, std::memory_order_relaxed);
   publish_reachability(now);
   flush_log_limits(now);
   const std::size_t open = services_.calls_open();

@@ -180,8 +180,7 @@ void EtcdDiscovery::run() {
     // A watch that lived a while was a working link: the next outage starts
     // from the first pause. One that ended at once (a server or proxy that
     // answers and hangs up) keeps the pause doubling, so it is not hammered.
-    const bool lived =
-        monotonic_ns() - began_ns >= std::chrono::nanoseconds(kMostPause).count();
+    const bool lived = monotonic_ns() - began_ns >= std::chrono::nanoseconds(kMostPause).count();
     std::int64_t current = 0;  // the view is stale from the first break on
     const bool was_current = stale_since_ns_.compare_exchange_strong(current, monotonic_ns());
     if (end == EtcdWire::WatchEnd::kOutdated) {

@@ -105,7 +105,7 @@ class EtcdRegistration::Endpoint {
 
 EtcdRegistration::EtcdRegistration(GatewaySegment& segment, std::string gateway_id)
     : segment_(segment),
-      metrics_(segment.metrics().bridge),
+      metrics_(segment.metrics().bridges[0]),  // only the first bridge registers
       settings_generation_(segment.settings_generation()) {
   const Settings settings = segment.settings();
   key_ = registration_key(settings.register_prefix, gateway_id);

@@ -23,15 +23,16 @@ LogLimit resumed_log{spdlog::level::info, "game reads resumed"};
 
 }  // namespace
 
-WorkerLink::WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
-                       std::int64_t ack_timeout_ns, const Settings& settings)
+WorkerLink::WorkerLink(GatewaySegment& segment, std::uint32_t worker, std::uint32_t bridge,
+                       shm::Doorbell doorbell, std::int64_t ack_timeout_ns,
+                       const Settings& settings)
     : doorbell_(std::move(doorbell)),
       ack_timeout_ns_(ack_timeout_ns),
-      records_(worker, settings),
-      from_worker_(segment.ring(RingKind::kWorkerToBridge, worker)),
+      records_(worker, settings, bridge),
+      from_worker_(segment.ring(RingKind::kWorkerToBridge, worker, bridge)),
       replay_until_(from_worker_.taken_before_attach()),
       released_(from_worker_.position()),
-      to_worker_(segment.ring(RingKind::kBridgeToWorker, worker), &doorbell_) {}
+      to_worker_(segment.ring(RingKind::kBridgeToWorker, worker, bridge), &doorbell_) {}
 
 void WorkerLink::keep(std::uint64_t position, const std::shared_ptr<Acknowledger>& link,
                       std::uint64_t index) {

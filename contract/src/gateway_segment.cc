@@ -14,19 +14,21 @@
 
 namespace gatehouse {
 
-std::string ring_region_name(RingKind kind, std::uint32_t worker, std::uint32_t frontend) {
-  // The first frontend's rings keep the names they had before there were
-  // several (the ring label of the metrics, dashboards, alerts).
-  const std::string fe = frontend == 0 ? "fe" : "fe" + std::to_string(frontend);
+std::string ring_region_name(RingKind kind, std::uint32_t worker, std::uint32_t peer) {
+  // The first frontend's and bridge's rings keep the names they had before
+  // there were several (the ring label of the metrics, dashboards, alerts).
+  const auto named = [peer](const char* role) {
+    return peer == 0 ? std::string(role) : role + std::to_string(peer);
+  };
   switch (kind) {
     case RingKind::kFrontendToWorker:
-      return "ring/" + fe + "-w/" + std::to_string(worker);
+      return "ring/" + named("fe") + "-w/" + std::to_string(worker);
     case RingKind::kWorkerToFrontend:
-      return "ring/w-" + fe + "/" + std::to_string(worker);
+      return "ring/w-" + named("fe") + "/" + std::to_string(worker);
     case RingKind::kWorkerToBridge:
-      return "ring/w-br/" + std::to_string(worker);
+      return "ring/w-" + named("br") + "/" + std::to_string(worker);
     case RingKind::kBridgeToWorker:
-      return "ring/br-w/" + std::to_string(worker);
+      return "ring/" + named("br") + "-w/" + std::to_string(worker);
   }
   return "ring/?";
 }
@@ -47,17 +49,19 @@ std::vector<shm::RegionSpec> gateway_regions(const Settings& settings) {
   const std::size_t capacity = settings.ring_bytes;
   for (std::uint32_t w = 0; w < settings.workers; ++w) {
     regions.push_back({"journal/" + std::to_string(w), sizeof(Journal), {}});  // zero: idle
-    const auto add_ring = [&](RingKind kind, std::uint32_t frontend) {
+    const auto add_ring = [&](RingKind kind, std::uint32_t peer) {
       regions.push_back(
-          {ring_region_name(kind, w, frontend), shm::SpscRing::region_bytes(capacity),
+          {ring_region_name(kind, w, peer), shm::SpscRing::region_bytes(capacity),
            [capacity](std::span<std::byte> r) { shm::SpscRing::initialise(r, capacity); }});
     };
     for (std::uint32_t f = 0; f < settings.frontends; ++f) {
       add_ring(RingKind::kFrontendToWorker, f);
       add_ring(RingKind::kWorkerToFrontend, f);
     }
-    add_ring(RingKind::kWorkerToBridge, 0);
-    add_ring(RingKind::kBridgeToWorker, 0);
+    for (std::uint32_t b = 0; b < settings.bridges; ++b) {
+      add_ring(RingKind::kWorkerToBridge, b);
+      add_ring(RingKind::kBridgeToWorker, b);
+    }
   }
   return regions;
 }
@@ -84,6 +88,7 @@ GatewaySegment::GatewaySegment(shm::Segment segment) : segment_(std::move(segmen
   const Settings first = settings();
   workers_ = first.workers;
   frontends_ = first.frontends;
+  bridges_ = first.bridges;
   slots_ = first.max_connections;
 }
 
@@ -111,12 +116,13 @@ Settings GatewaySegment::settings() const {
   const Settings s = read_settings(*control_);
   check_settings(s, "settings");
   // workers_ is 0 only while the constructor reads the first copy.
-  if (workers_ != 0 &&
-      (s.workers != workers_ || s.frontends != frontends_ || s.max_connections != slots_)) {
+  if (workers_ != 0 && (s.workers != workers_ || s.frontends != frontends_ ||
+                        s.bridges != bridges_ || s.max_connections != slots_)) {
     shm::violation("control: settings: workers " + std::to_string(s.workers) + ", frontends " +
-                   std::to_string(s.frontends) + " and max_connections " +
-                   std::to_string(s.max_connections) + " differ from the segment's " +
-                   std::to_string(workers_) + ", " + std::to_string(frontends_) + " and " +
+                   std::to_string(s.frontends) + ", bridges " + std::to_string(s.bridges) +
+                   " and max_connections " + std::to_string(s.max_connections) +
+                   " differ from the segment's " + std::to_string(workers_) + ", " +
+                   std::to_string(frontends_) + ", " + std::to_string(bridges_) + " and " +
                    std::to_string(slots_) + " (a reload never changes them)");
   }
   return s;
@@ -155,14 +161,17 @@ void GatewaySegment::check_worker(std::uint32_t worker) const {
   }
 }
 
-shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker,
-                                   std::uint32_t frontend) const {
+shm::SpscRing GatewaySegment::ring(RingKind kind, std::uint32_t worker, std::uint32_t peer) const {
   check_worker(worker);
-  if (frontend >= frontends_) {
-    throw shm::SegmentError("frontend " + std::to_string(frontend) + " of a segment of " +
-                            std::to_string(frontends_) + " frontends");
+  const bool of_frontend =
+      kind == RingKind::kFrontendToWorker || kind == RingKind::kWorkerToFrontend;
+  const std::uint32_t peers = of_frontend ? frontends_ : bridges_;
+  if (peer >= peers) {
+    const char* role = of_frontend ? "frontend" : "bridge";
+    throw shm::SegmentError(std::string(role) + " " + std::to_string(peer) + " of a segment of " +
+                            std::to_string(peers) + " " + role + "s");
   }
-  const std::string name = ring_region_name(kind, worker, frontend);
+  const std::string name = ring_region_name(kind, worker, peer);
   return shm::SpscRing::attach(segment_.region(name), name);
 }
 

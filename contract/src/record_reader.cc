@@ -22,12 +22,14 @@ constexpr std::uint32_t kReasons = static_cast<std::uint32_t>(CloseReason::kCoun
 }  // namespace
 
 RecordChecks::RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings,
-                           std::uint32_t frontend)
-    : ring_(ring_region_name(kind, worker, frontend)),
+                           std::uint32_t peer)
+    : ring_(ring_region_name(kind, worker, peer)),
       worker_(worker),
       frontend_(kind == RingKind::kFrontendToWorker || kind == RingKind::kWorkerToFrontend
-                    ? frontend
-                    : kAnyFrontend),
+                    ? peer
+                    : kAnyPeer),
+      // The bridge's replies name connections only: the worker looks them up.
+      bridge_(kind == RingKind::kWorkerToBridge ? peer : kAnyPeer),
       shape_(settings),
       listener_count_(settings.listener_count) {}
 
@@ -53,8 +55,14 @@ void RecordChecks::check_conn(const shm::Record& record, std::uint64_t conn) con
   if (worker_of_slot(slot, shape_) != worker_) {
     refuse(record, "conn's slot", slot, "a slot of another worker");
   }
-  if (frontend_ != kAnyFrontend && frontend_of_slot(slot, shape_) != frontend_) {
+  if (frontend_ != kAnyPeer && frontend_of_slot(slot, shape_) != frontend_) {
     refuse(record, "conn's slot", slot, "a slot of another frontend");
+  }
+}
+
+void RecordChecks::check_user(const shm::Record& record, std::int64_t user_id) const {
+  if (bridge_ != kAnyPeer && bridge_of_user(user_id, shape_) != bridge_) {
+    refuse(record, "user_id", static_cast<std::uint64_t>(user_id), "a user of another bridge");
   }
 }
 
@@ -76,7 +84,17 @@ Parsed<Header> RecordChecks::decode(const shm::Record& record) const {
     }
   } else if constexpr (std::is_same_v<Header, ConnClosed> || std::is_same_v<Header, CloseCommand>) {
     if (p.header.reason >= kReasons) refuse(record, "reason", p.header.reason, "a CloseReason");
-  } else if constexpr (std::is_same_v<Header, StreamOpen>) {
+  }
+  if constexpr (std::is_same_v<Header, StreamOpen> || std::is_same_v<Header, StreamMessage> ||
+                std::is_same_v<Header, StreamClose>) {
+    check_user(record, p.header.user_id);
+  } else if constexpr (std::is_same_v<Header, AuthRequest>) {
+    const std::uint32_t slot = shm::ConnectionId(p.header.conn).slot();
+    if (bridge_ != kAnyPeer && bridge_of_slot(slot, shape_) != bridge_) {
+      refuse(record, "conn's slot", slot, "a login of another bridge");
+    }
+  }
+  if constexpr (std::is_same_v<Header, StreamOpen>) {
     if ((p.header.flags & ~(kAwaitVerdict | kReplaceOlder)) != 0 ||
         p.header.flags == (kAwaitVerdict | kReplaceOlder)) {
       refuse(record, "flags", p.header.flags, "0, kAwaitVerdict or kReplaceOlder");

@@ -42,6 +42,9 @@ void check_settings(const Settings& s, const char* where) {
   if (s.max_connections < s.workers * s.frontends) {
     refuse(at, "max_connections", s.max_connections, "at least one slot per worker and frontend");
   }
+  if (s.bridges == 0 || s.bridges > kMaxBridges) {
+    refuse(at, "bridges", s.bridges, "1 to " + std::to_string(kMaxBridges));
+  }
   if (s.frontend_affinity > kAffinityConnection) {
     refuse(at, "frontend_affinity", s.frontend_affinity, "0 address or 1 connection");
   }

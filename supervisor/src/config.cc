@@ -133,7 +133,8 @@ ParseResult check(const Config& c) {
          "flag or the default)\n";
   for (const std::string& line : effective_text(c)) out << line << "\n";
   out << "# resolved: workers " << c.settings.workers << ", frontends " << c.settings.frontends
-      << ", idle-spin-us " << c.settings.idle_spin_us << ", bin-dir " << c.bin_dir << "\n";
+      << ", bridges " << c.settings.bridges << ", idle-spin-us " << c.settings.idle_spin_us
+      << ", bin-dir " << c.bin_dir << "\n";
   ParseResult result;
   for (const char* binary : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
     const std::string path = c.bin_dir + "/" + binary;

@@ -1,5 +1,7 @@
 #include "gatehouse/supervisor/health.h"
 
+#include <algorithm>
+
 namespace gatehouse::supervisor {
 
 std::vector<std::string> not_ready_reasons(const HealthReport& report, bool draining,
@@ -15,10 +17,18 @@ std::vector<std::string> not_ready_reasons(const HealthReport& report, bool drai
     if (!report.started) continue;
     reasons.push_back(c.id.name() + (c.pid == 0 ? " down" : " starting"));
   }
+  const auto blind = [](std::uint32_t reachable) { return reachable == 0; };
   if (games.configured == 0) {
     reasons.emplace_back("no game service configured");
-  } else if (games.reachable == 0) {
+  } else if (std::all_of(games.reachable.begin(), games.reachable.end(), blind)) {
     reasons.emplace_back("no game service reachable");
+  } else {
+    // Some bridges reach one: the users of the others cannot play.
+    for (std::uint32_t b = 0; b < games.reachable.size(); ++b) {
+      if (blind(games.reachable[b])) {
+        reasons.push_back(ChildId{Role::kBridge, b}.name() + " reaches no game service");
+      }
+    }
   }
   return reasons;
 }

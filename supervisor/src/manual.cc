@@ -96,7 +96,7 @@ is the supervisor: it opens the listeners, creates the shared\-memory segment
 .IR /dev/shm/gatehouse\-INSTANCE ,
 and starts and watches its children: \fBgatehouse\-frontend\fR (the sockets),
 \fBgatehouse\-worker\fR (sessions, one per \fB\-\-workers\fR) and
-\fBgatehouse\-bridge\fR (the game services' gRPC streams), from
+\fBgatehouse\-bridge\fR (the game services' gRPC streams, one per \fB\-\-bridges\fR), from
 \fB\-\-bin\-dir\fR. A worker that crashes or hangs is replaced without its
 players noticing. It serves Prometheus metrics on \fB\-\-metrics\-listen\fR and
 speaks systemd's notify protocol (READY, RELOADING, STOPPING, STATUS, WATCHDOG).

@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstring>
 #include <limits>
 #include <map>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -22,6 +22,7 @@
 #include "gatehouse/contract/layout.h"
 #include "gatehouse/supervisor/listen_socket.h"
 #include "gatehouse/supervisor/process_stats.h"
+#include "gatehouse/supervisor/routing_view.h"
 
 namespace gatehouse::supervisor {
 namespace {
@@ -139,24 +140,29 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
  public:
   Collector(GatewaySegment& segment, const Health& health) : segment_(segment), health_(health) {
     const Settings settings = segment.settings();
-    // Labelled by region name without "ring/": fe-w/0, w-br/3, fe1-w/0 ...
-    const auto add = [&](RingKind kind, std::uint32_t w, std::uint32_t f) {
-      rings_.push_back({ring_region_name(kind, w, f).substr(5), segment.ring(kind, w, f)});
+    // Labelled by region name without "ring/": fe-w/0, w-br/3, fe1-w/0,
+    // br1-w/0 ...
+    const auto add = [&](RingKind kind, std::uint32_t w, std::uint32_t peer) {
+      rings_.push_back({ring_region_name(kind, w, peer).substr(5), segment.ring(kind, w, peer)});
     };
     for (std::uint32_t w = 0; w < settings.workers; ++w) {
       for (std::uint32_t f = 0; f < settings.frontends; ++f) {
         add(RingKind::kFrontendToWorker, w, f);
         add(RingKind::kWorkerToFrontend, w, f);
       }
-      add(RingKind::kWorkerToBridge, w, 0);
-      add(RingKind::kBridgeToWorker, w, 0);
+      for (std::uint32_t b = 0; b < settings.bridges; ++b) {
+        add(RingKind::kWorkerToBridge, w, b);
+        add(RingKind::kBridgeToWorker, w, b);
+      }
     }
   }
 
   std::vector<MetricFamily> Collect() const override {
     MetricsBlock& block = segment_.metrics();
-    std::vector<const metrics::Shard*> shards{&block.supervisor, &block.bridge};
     const Settings settings = segment_.settings();
+    const std::span<const metrics::Shard> bridges(block.bridges, settings.bridges);
+    std::vector<const metrics::Shard*> shards{&block.supervisor};
+    for (const metrics::Shard& bridge : bridges) shards.push_back(&bridge);
     for (std::uint32_t f = 0; f < settings.frontends; ++f) shards.push_back(&block.frontends[f]);
     for (std::uint32_t w = 0; w < settings.workers; ++w) shards.push_back(&block.workers[w]);
     const auto sum = [&](auto cell) {
@@ -360,8 +366,9 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       out.push_back(std::move(by_transport));
     }
 
-    collect_routing(block, out);
-    collect_registration(block.bridge, out);
+    const RoutingView routing = merge_routing(std::span(block.routing, settings.bridges));
+    collect_routing(bridges, routing, out);
+    collect_registration(block.bridges[0], out);
 
     auto duration = family("gatehouse_worker_frame_seconds",
                            "Worker time spent on one client frame, from taking it off the ring to "
@@ -434,7 +441,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
       }
     }
     out.push_back(std::move(commands));
-    collect_game_services(out);
+    collect_game_services(routing, out);
     collect_capacity(out, gauge_sum(metrics::kConnectionsOpen),
                      gauge_sum(metrics::kAuthCallsInFlight));
     collect_processes(out);
@@ -442,45 +449,31 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
  private:
-  /// gatehouse_game_service_up, per instance the bridge routes to (a
+  /// gatehouse_game_service_up, per instance the bridges route to (a
   /// backend entry as configured, or an instance found through etcd).
-  void collect_game_services(std::vector<MetricFamily>& out) const {
+  static void collect_game_services(const RoutingView& routing, std::vector<MetricFamily>& out) {
     auto up = family("gatehouse_game_service_up",
-                     "1 while the bridge can reach the game-service instance (gonet2: its gRPC "
+                     "1 while the bridges can reach the game-service instance (gonet2: its gRPC "
                      "channel is connected; batch: its link is up), by backend entry as "
                      "configured or instance name as discovered.",
                      MetricType::Gauge);
-    for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
-      up.metric.push_back(value_metric(
-          MetricType::Gauge,
-          segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0 ? 1 : 0,
-          {{"backend", std::string(row.name, strnlen(row.name, metrics::kRoutingNameBytes))}}));
-    });
+    for (const RoutedInstance& instance : routing.instances) {
+      up.metric.push_back(
+          value_metric(MetricType::Gauge, instance.up ? 1 : 0, {{"backend", instance.name}}));
+    }
     out.push_back(std::move(up));
   }
 
-  /// `visit(row, index)` for each instance row of the bridge's routing table.
-  template <class Visit>
-  void for_each_instance(const Visit& visit) const {
-    metrics::RoutingNames names{};
-    if (!metrics::read_routing(segment_.metrics().routing, names)) return;
-    const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
-    for (std::uint32_t i = 0; i < rows; ++i) visit(names.instances[i], i);
-  }
-
  public:
-  /// Instances in the view, and those of them that take sessions (not
-  /// disabled) and the bridge reaches (/ready).
+  /// Instances in the view, and by bridge those it reaches of the ones that
+  /// take sessions (not disabled) (/ready).
   GameServices game_services() const {
-    GameServices games{0, 0};
-    for_each_instance([&](const metrics::InstanceRow& row, std::uint32_t i) {
-      if (row.state == metrics::kInstanceRemoved) return;
-      ++games.configured;
-      if (row.state == metrics::kInstanceLive &&
-          segment_.metrics().routing.up[i].load(std::memory_order_relaxed) != 0) {
-        ++games.reachable;
-      }
-    });
+    RoutingView routing =
+        merge_routing(std::span(segment_.metrics().routing, segment_.settings().bridges));
+    GameServices games{0, std::move(routing.reachable)};
+    for (const RoutedInstance& instance : routing.instances) {
+      if (instance.state != metrics::kInstanceRemoved) ++games.configured;
+    }
     return games;
   }
 
@@ -553,10 +546,17 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     for (auto* f : {&cpu, &open_fds, &max_fds, &resident, &start}) out.push_back(std::move(*f));
   }
 
-  /// Discovery and routing (docs/discovery.md): the bridge's view of the
+  /// Discovery and routing (docs/discovery.md): the bridges' view of the
   /// game services, their instances and the sessions on each.
-  static void collect_routing(MetricsBlock& block, std::vector<MetricFamily>& out) {
-    const metrics::Shard& bridge = block.bridge;
+  static void collect_routing(std::span<const metrics::Shard> bridges, const RoutingView& routing,
+                              std::vector<MetricFamily>& out) {
+    const auto sum = [&](metrics::Counter counter) {
+      double total = 0;
+      for (const metrics::Shard& bridge : bridges) {
+        total += static_cast<double>(bridge.counters[counter].load(std::memory_order_relaxed));
+      }
+      return total;
+    };
     auto events = family("gatehouse_discovery_events_total",
                          "Changes discovery took from etcd, by kind: put (an instance joined or "
                          "moved), delete (one left), resync (the whole view read again).",
@@ -564,9 +564,7 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     for (const auto& [counter, kind] : {std::pair{metrics::kDiscoveryPuts, "put"},
                                         std::pair{metrics::kDiscoveryDeletes, "delete"},
                                         std::pair{metrics::kDiscoveryResyncs, "resync"}}) {
-      events.metric.push_back(value_metric(MetricType::Counter,
-                                           static_cast<double>(bridge.counters[counter].load()),
-                                           {{"kind", kind}}));
+      events.metric.push_back(value_metric(MetricType::Counter, sum(counter), {{"kind", kind}}));
     }
     out.push_back(std::move(events));
     auto bad = family("gatehouse_discovery_bad_replies_total",
@@ -574,15 +572,18 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
                       "JSON that does not parse or has another shape, a reply over 8 MiB); each "
                       "is logged.",
                       MetricType::Counter);
-    bad.metric.push_back(
-        value_metric(MetricType::Counter,
-                     static_cast<double>(bridge.counters[metrics::kDiscoveryBadReplies].load())));
+    bad.metric.push_back(value_metric(MetricType::Counter, sum(metrics::kDiscoveryBadReplies)));
     out.push_back(std::move(bad));
     auto age = family("gatehouse_discovery_view_age_seconds",
                       "Seconds the discovered view may be out of date (etcd's watch is down; the "
                       "last instances known serve meanwhile); 0 while it is current.",
                       MetricType::Gauge);
-    const std::int64_t stale = bridge.gauges[metrics::kDiscoveryStaleSinceNs].load();
+    // The oldest view of any bridge's (each watches etcd on its own).
+    std::int64_t stale = 0;
+    for (const metrics::Shard& bridge : bridges) {
+      const std::int64_t since = bridge.gauges[metrics::kDiscoveryStaleSinceNs].load();
+      if (since != 0 && (stale == 0 || since < stale)) stale = since;
+    }
     age.metric.push_back(value_metric(
         MetricType::Gauge,
         stale == 0 ? 0.0
@@ -626,36 +627,24 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
     std::map<std::pair<std::string, std::string>,
              std::array<std::uint64_t, metrics::kInstanceCounterCount>>
         traffic;
-    metrics::RoutingNames names{};
-    if (metrics::read_routing(block.routing, names)) {
-      const auto text = [](const char* name) {
-        return std::string(name, strnlen(name, metrics::kRoutingNameBytes));
-      };
-      const std::uint32_t services = std::min(names.service_count, metrics::kMaxServiceRows);
-      for (std::uint32_t i = 0; i < services; ++i) {
-        instances.metric.push_back(value_metric(MetricType::Gauge,
-                                                static_cast<double>(names.services[i].instances),
-                                                {{"service", text(names.services[i].name)}}));
-        for (std::uint32_t r = 0; r < metrics::kMoveReasonCount; ++r) {
-          if (names.services[i].moved[r] == 0) continue;  // sticky services never move one
-          moved.metric.push_back(
-              value_metric(MetricType::Counter, static_cast<double>(names.services[i].moved[r]),
-                           {{"reason", std::string(metrics::move_reason_text(r))},
-                            {"service", text(names.services[i].name)}}));
-        }
+    for (const RoutedService& service : routing.services) {
+      instances.metric.push_back(value_metric(
+          MetricType::Gauge, static_cast<double>(service.instances), {{"service", service.name}}));
+      for (std::uint32_t r = 0; r < metrics::kMoveReasonCount; ++r) {
+        if (service.moved[r] == 0) continue;  // sticky services never move one
+        moved.metric.push_back(value_metric(
+            MetricType::Counter, static_cast<double>(service.moved[r]),
+            {{"reason", std::string(metrics::move_reason_text(r))}, {"service", service.name}}));
       }
-      const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
-      for (std::uint32_t i = 0; i < rows; ++i) {
-        const metrics::InstanceRow& row = names.instances[i];
-        std::string service = row.service < services ? text(names.services[row.service].name) : "";
-        sessions.metric.push_back(
-            value_metric(MetricType::Gauge, static_cast<double>(block.routing.sessions[i].load()),
-                         {{"backend", text(row.name)},
-                          {"service", service},
-                          {"state", std::string(metrics::instance_state_text(row.state))}}));
-        auto& counts = traffic[{std::move(service), text(row.name)}];
-        for (std::size_t c = 0; c < counts.size(); ++c) counts[c] += row.counts[c];
-      }
+    }
+    for (const RoutedInstance& instance : routing.instances) {
+      sessions.metric.push_back(
+          value_metric(MetricType::Gauge, static_cast<double>(instance.sessions),
+                       {{"backend", instance.name},
+                        {"service", instance.service},
+                        {"state", std::string(metrics::instance_state_text(instance.state))}}));
+      auto& counts = traffic[{instance.service, instance.name}];
+      for (std::size_t c = 0; c < counts.size(); ++c) counts[c] += instance.counts[c];
     }
     out.push_back(std::move(instances));
     out.push_back(std::move(sessions));
@@ -672,7 +661,8 @@ class MetricsExporter::Collector final : public prometheus::Collectable {
   }
 
   /// The gateway's own key in etcd (register-prefix; docs/discovery.md "The
-  /// gateway in etcd"), kept by the bridge's registration thread.
+  /// gateway in etcd"), kept by bridge 0's registration thread (the other
+  /// bridges do not register).
   static void collect_registration(const metrics::Shard& bridge, std::vector<MetricFamily>& out) {
     auto up = family("gatehouse_registration_up",
                      "1 while the gateway's key is in etcd (register-prefix): registered, its "

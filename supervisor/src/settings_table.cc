@@ -884,20 +884,13 @@ std::string numbering_value(const Config& c) {
   return std::to_string(static_cast<int>(c.settings.numbering));
 }
 
-/// 0: one per two CPUs, at least one.
-void read_workers(const Setting& s, const po::variable_value& v, Config& c) {
-  c.settings.workers = in_range<std::uint32_t>(s, v);
-  if (c.settings.workers == 0) c.settings.workers = std::clamp(cpus() / 2, 1u, kMaxWorkers);
-}
-
-/// 0: one per four CPUs, at least one: a small message costs a frontend
-/// about 2.7 times what it costs a worker (the capacity model in
-/// docs/benchmarks.md), and the workers' default is one per two CPUs.
-void read_frontends(const Setting& s, const po::variable_value& v, Config& c) {
-  c.settings.frontends = in_range<std::uint32_t>(s, v);
-  if (c.settings.frontends == 0) {
-    c.settings.frontends = std::clamp(cpus() / 4, 1u, kMaxFrontends);
-  }
+/// A number of processes of one kind; 0: one per `kCpusEach` CPUs, at
+/// least one, at most the row's bound.
+template <auto M, unsigned kCpusEach>
+void read_processes(const Setting& s, const po::variable_value& v, Config& c) {
+  std::uint32_t& processes = field(c, M);
+  processes = in_range<std::uint32_t>(s, v);
+  if (processes == 0) processes = std::clamp(cpus() / kCpusEach, 1u, static_cast<unsigned>(s.hi));
 }
 
 void read_frontend_affinity(const Setting& s, const po::variable_value& v, Config& c) {
@@ -1374,18 +1367,29 @@ const Setting kSettings[] = {
   custom("workers", kProcesses, Kind::kUint32, "0", kRestart,
          "agent-worker processes, 0 = one per two CPUs, at least one (the frontend, the "
          "bridge and the game services need the rest; docs/benchmarks.md item 14)",
-         read_workers, value_of<&Settings::workers>, 0, kMaxWorkers),
+         read_processes<&Settings::workers, 2>, value_of<&Settings::workers>, 0, kMaxWorkers),
+  // A small message costs a frontend about 2.7 times what it costs a worker
+  // (the capacity model in docs/benchmarks.md): half as many of them.
   custom("frontends", kProcesses, Kind::kUint32, "0", kRestart,
          "frontend processes (each owns the client sockets the kernel gives it on every "
          "listener, SO_REUSEPORT), 0 = one per four CPUs, at least one (docs/benchmarks.md, "
          "the capacity model)",
-         read_frontends, value_of<&Settings::frontends>, 0, kMaxFrontends),
+         read_processes<&Settings::frontends, 4>, value_of<&Settings::frontends>, 0,
+         kMaxFrontends),
   custom("frontend-affinity", kProcesses, Kind::kString, "address", kRestart,
          "how new clients are spread over several frontends: 'address' (by client address, "
          "IPv4 or IPv6 /64, so max-connections-per-ip and connect-rate-per-ip hold exactly) or "
          "'connection' (by address and port: even behind a proxy or NAT that shows few "
          "addresses, with those limits then applied by each frontend)",
          read_frontend_affinity, frontend_affinity_value),
+  // A bridge's core carries about 2.5 times the gonet2 messages of a
+  // frontend's (the capacity model in docs/benchmarks.md): one bridge per
+  // eight CPUs keeps up with the frontends' one per four.
+  custom("bridges", kProcesses, Kind::kUint32, "0", kRestart,
+         "backend-bridge processes (shards: each carries the game streams of its share of the "
+         "users, every session of one user in the same one; docs/architecture.md, \"Bridge "
+         "shards\"), 0 = one per eight CPUs, at least one",
+         read_processes<&Settings::bridges, 8>, value_of<&Settings::bridges>, 0, kMaxBridges),
   custom("idle-spin-us", kProcesses, Kind::kInt32, "-1", kRestart,
          "microseconds an idle frontend/worker/bridge spins before it sleeps; spinning "
          "saves a wakeup only where every gateway process has a core of its own "

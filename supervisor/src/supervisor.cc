@@ -224,17 +224,23 @@ void Supervisor::start_children() {
   std::vector<int> frontend_fds;
   for (const auto& d : frontend_doorbells_) frontend_fds.push_back(d.fd());
 
-  Child bridge{{Role::kBridge},
-               {bin + "gatehouse-bridge", "--segment", segment, "--doorbell",
-                std::to_string(bridge_doorbell_.fd()), "--peer-doorbells", join_fds(worker_fds)},
-               worker_fds};
-  bridge.keep_fds.push_back(bridge_doorbell_.fd());
-  children_.push_back(std::move(bridge));
+  std::vector<int> bridge_fds;
+  for (const auto& d : bridge_doorbells_) bridge_fds.push_back(d.fd());
+
+  for (std::uint32_t b = 0; b < s.bridges; ++b) {
+    Child bridge{
+        {Role::kBridge, b},
+        {bin + "gatehouse-bridge", "--segment", segment, "--index", std::to_string(b), "--doorbell",
+         std::to_string(bridge_fds[b]), "--peer-doorbells", join_fds(worker_fds)},
+        worker_fds};
+    bridge.keep_fds.push_back(bridge_fds[b]);
+    children_.push_back(std::move(bridge));
+  }
   for (std::uint32_t w = 0; w < s.workers; ++w) {
     const int own = worker_doorbells_[w].fd();
-    // Each frontend's doorbell, then the bridge's.
+    // Each frontend's doorbell, then each bridge's.
     std::vector<int> peers = frontend_fds;
-    peers.push_back(bridge_doorbell_.fd());
+    peers.insert(peers.end(), bridge_fds.begin(), bridge_fds.end());
     std::vector<int> keep = peers;
     keep.push_back(own);
     children_.push_back(
@@ -388,7 +394,7 @@ ProcessStatus& Supervisor::status_of(ChildId id) const {
     case Role::kFrontend:
       return control.frontends[id.index];
     case Role::kBridge:
-      return control.bridge;
+      return control.bridges[id.index];
     case Role::kWorker:
       break;
   }
@@ -678,7 +684,8 @@ bool Supervisor::start() {
   }
   for (std::uint32_t f = 0; f < s.frontends; ++f)
     frontend_doorbells_.push_back(shm::Doorbell::create());
-  bridge_doorbell_ = shm::Doorbell::create();
+  for (std::uint32_t b = 0; b < s.bridges; ++b)
+    bridge_doorbells_.push_back(shm::Doorbell::create());
   for (std::uint32_t w = 0; w < s.workers; ++w)
     worker_doorbells_.push_back(shm::Doorbell::create());
 

@@ -20,7 +20,7 @@ namespace gatehouse::supervisor {
 namespace {
 
 /// How long a kick waits for its workers, and a backend switch for the
-/// bridge, before the operator is told it has not happened yet.
+/// bridges, before the operator is told it has not happened yet.
 constexpr std::int64_t kAdminWaitNs = 10'000'000'000;
 
 std::string_view state_text(Session::State state) {
@@ -46,9 +46,21 @@ std::string hex(std::uint64_t value) {
   return fmt::format("{:#x}", value);
 }
 
-/// A routing-table name as text.
-std::string name_text(const char (&name)[metrics::kRoutingNameBytes]) {
-  return {name, strnlen(name, metrics::kRoutingNameBytes)};
+/// The bridges (0 to `bridges` - 1) whose routing table does not show
+/// instance `name` as a switch wants it yet: disabled, or (an enable) not.
+std::vector<std::string> bridges_not_switched(const RoutingView& view, const std::string& name,
+                                              bool disable, std::uint32_t bridges) {
+  std::uint32_t disabled_by = 0;
+  for (const RoutedInstance& instance : view.instances) {
+    if (instance.name == name) disabled_by |= instance.disabled_by;
+  }
+  std::vector<std::string> waiting;
+  for (std::uint32_t b = 0; b < bridges; ++b) {
+    if (((disabled_by >> b) & 1) != (disable ? 1u : 0u)) {
+      waiting.push_back(ChildId{Role::kBridge, b}.name());
+    }
+  }
+  return waiting;
 }
 
 /// What one line of `sessions` shows of a session a worker may be changing:
@@ -198,15 +210,12 @@ admin::Response Supervisor::status() {
                           ? fmt::format("{}: pid {}, restarts {}", c.id.name(), c.pid, c.restarts)
                           : fmt::format("{}: down (restarts {})", c.id.name(), c.restarts));
   }
-  metrics::RoutingNames names{};
   std::uint32_t live = 0;
   std::uint32_t reachable = 0;
-  if (metrics::read_routing(segment_->metrics().routing, names)) {
-    for (std::uint32_t i = 0; i < std::min(names.instance_count, metrics::kMaxInstanceRows); ++i) {
-      if (names.instances[i].state != metrics::kInstanceLive) continue;
-      ++live;
-      reachable += m.routing.up[i].load(std::memory_order_relaxed) != 0 ? 1 : 0;
-    }
+  for (const RoutedInstance& instance : routing().instances) {
+    if (instance.state != metrics::kInstanceLive) continue;
+    ++live;
+    reachable += instance.up ? 1 : 0;
   }
   r.lines.push_back(fmt::format("game services: {} instances take sessions, {} of them reachable",
                                 live, reachable));
@@ -242,29 +251,30 @@ admin::Response Supervisor::sessions(std::optional<std::int64_t> user) const {
   return r;
 }
 
+RoutingView Supervisor::routing() const {
+  return merge_routing(std::span(segment_->metrics().routing, config_.settings.bridges));
+}
+
 admin::Response Supervisor::backends() const {
-  metrics::RoutingNames names{};
+  const RoutingView view = routing();
   admin::Response r;
-  if (!metrics::read_routing(segment_->metrics().routing, names)) {
-    r.lines.emplace_back("no game-service instance yet: the bridge has not published its routing");
+  if (view.published == 0) {
+    r.lines.emplace_back("no game-service instance yet: no bridge has published its routing");
     return r;
   }
-  const std::uint32_t rows = std::min(names.instance_count, metrics::kMaxInstanceRows);
-  const std::string service = name_text(names.services[0].name);
+  const std::string service = view.services.empty() ? "" : view.services[0].name;
   r.lines.push_back(fmt::format("instances of game service {}: {}",
-                                service.empty() ? "(the backend lines)" : service, rows));
-  const metrics::RoutingTable& table = segment_->metrics().routing;
-  for (std::uint32_t i = 0; i < rows; ++i) {
-    const metrics::InstanceRow& row = names.instances[i];
+                                service.empty() ? "(the backend lines)" : service,
+                                view.instances.size()));
+  for (const RoutedInstance& instance : view.instances) {
     r.lines.push_back(fmt::format(
         "instance={} state={} reachable={} sessions={} sent={} received={} dropped={} "
         "streams_failed={}",
-        name_text(row.name), metrics::instance_state_text(row.state),
-        table.up[i].load(std::memory_order_relaxed) != 0 ? "yes" : "no",
-        table.sessions[i].load(std::memory_order_relaxed),
-        row.counts[metrics::kInstanceMessagesSent], row.counts[metrics::kInstanceMessagesReceived],
-        row.counts[metrics::kInstanceMessagesDropped],
-        row.counts[metrics::kInstanceStreamsFailed]));
+        instance.name, metrics::instance_state_text(instance.state), instance.up ? "yes" : "no",
+        instance.sessions, instance.counts[metrics::kInstanceMessagesSent],
+        instance.counts[metrics::kInstanceMessagesReceived],
+        instance.counts[metrics::kInstanceMessagesDropped],
+        instance.counts[metrics::kInstanceStreamsFailed]));
   }
   return r;
 }
@@ -329,15 +339,9 @@ std::optional<admin::Response> Supervisor::switch_backend(const AdminAsk& ask,
     if (listed != disabled_backends_.end()) {
       return admin::Response{true, {"instance " + request.name + " is disabled already"}};
     }
-    metrics::RoutingNames names{};
-    bool known = false;
-    if (metrics::read_routing(segment_->metrics().routing, names)) {
-      for (std::uint32_t i = 0; i < std::min(names.instance_count, metrics::kMaxInstanceRows);
-           ++i) {
-        known = known || name_text(names.instances[i].name) == request.name;
-      }
-    }
-    if (!known) {
+    const std::vector<RoutedInstance> instances = routing().instances;
+    if (std::none_of(instances.begin(), instances.end(),
+                     [&](const RoutedInstance& i) { return i.name == request.name; })) {
       return admin::Response::error("no game-service instance " + request.name +
                                     " (gatehousectl backends lists them)");
     }
@@ -348,7 +352,7 @@ std::optional<admin::Response> Supervisor::switch_backend(const AdminAsk& ask,
     disabled_backends_.push_back(request.name);
   }
   segment_->publish_disabled_backends(disabled_backends_);
-  bridge_doorbell_.ring();
+  for (const auto& d : bridge_doorbells_) d.ring();
   switch_ = PendingSwitch{ask, request.name, processes_->now_ns() + kAdminWaitNs};
   return std::nullopt;
 }
@@ -406,28 +410,27 @@ int Supervisor::advance_admin() {
   }
   if (switch_) {
     const bool disable = switch_->ask.command == metrics::kAdminBackendDisable;
-    metrics::RoutingNames names{};
-    std::optional<std::uint32_t> row;
-    if (metrics::read_routing(segment_->metrics().routing, names)) {
-      for (std::uint32_t i = 0; i < std::min(names.instance_count, metrics::kMaxInstanceRows);
-           ++i) {
-        if (name_text(names.instances[i].name) == switch_->name) row = i;
-      }
-    }
+    const RoutingView view = routing();
     // Enabled: disabled no more (live, or gone from the view meanwhile).
-    const bool taken = disable ? row && names.instances[*row].state == metrics::kInstanceDisabled
-                               : !row || names.instances[*row].state != metrics::kInstanceDisabled;
-    if (taken || now > switch_->deadline_ns) {
+    const std::vector<std::string> waiting =
+        bridges_not_switched(view, switch_->name, disable, config_.settings.bridges);
+    if (waiting.empty() || now > switch_->deadline_ns) {
       admin::Response r;
-      if (!taken) {
+      if (!waiting.empty()) {
         r = admin::Response::error(fmt::format(
-            "the bridge has not taken it within {} s (is it running? gatehousectl status); it "
-            "will when it runs",
-            kAdminWaitNs / 1'000'000'000));
+            "not taken within {} s by {} (is it running? gatehousectl status); it will be when "
+            "it runs",
+            kAdminWaitNs / 1'000'000'000, fmt::join(waiting, ", ")));
       } else if (disable) {
-        r.lines.push_back(fmt::format(
-            "instance {} disabled: no new session goes there; its {} sessions stay", switch_->name,
-            segment_->metrics().routing.sessions[*row].load(std::memory_order_relaxed)));
+        std::int64_t sessions = 0;
+        for (const RoutedInstance& instance : view.instances) {
+          if (instance.name == switch_->name && instance.state == metrics::kInstanceDisabled) {
+            sessions += instance.sessions;
+          }
+        }
+        r.lines.push_back(
+            fmt::format("instance {} disabled: no new session goes there; its {} sessions stay",
+                        switch_->name, sessions));
       } else {
         r.lines.push_back("instance " + switch_->name + " enabled: new sessions go there again");
       }

@@ -80,6 +80,7 @@ TEST(SignedTokenLogin, RefusalsCarryTheirReasonAndOnlyAuthenticClaimsCount) {
 Settings failure_settings(std::uint32_t per_ip, std::uint32_t per_user, std::uint32_t workers) {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = workers;
   s.login_failures_per_ip = per_ip;
   s.login_failures_per_user = per_user;

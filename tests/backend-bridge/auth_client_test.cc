@@ -86,7 +86,7 @@ class AuthClientTest : public ::testing::Test {
         doorbell_(shm::Doorbell::create()),
         wakeup_(doorbell_),
         rings_((workers_.push_back(std::make_unique<WorkerLink>(
-                    segment_, 0, shm::Doorbell::create(), 1'000'000'000, settings_)),
+                    segment_, 0, 0, shm::Doorbell::create(), 1'000'000'000, settings_)),
                 workers_),
                settings_, wakeup_),
         from_bridge_(segment_.ring(RingKind::kBridgeToWorker, 0)),

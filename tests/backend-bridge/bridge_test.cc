@@ -53,7 +53,7 @@ class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
         from_bridge_(segment_.ring(RingKind::kBridgeToWorker, 0)) {
     std::vector<shm::Doorbell> workers;
     workers.push_back(shm::Doorbell::create());
-    bridge_ = std::make_unique<Bridge>(segment_, shm::Doorbell::create(), std::move(workers));
+    bridge_ = std::make_unique<Bridge>(segment_, 0, shm::Doorbell::create(), std::move(workers));
     bridge_->take_over();
   }
 
@@ -107,9 +107,11 @@ class BridgeDutyCycle : public ::testing::TestWithParam<std::string> {
   }
 
   std::uint64_t counter(metrics::Counter c) const {
-    return segment_.metrics().bridge.counters[c].load();
+    return segment_.metrics().bridges[0].counters[c].load();
   }
-  std::int64_t gauge(metrics::Gauge g) const { return segment_.metrics().bridge.gauges[g].load(); }
+  std::int64_t gauge(metrics::Gauge g) const {
+    return segment_.metrics().bridges[0].gauges[g].load();
+  }
 
   FakeGameService game_;
   const Settings settings_;
@@ -163,7 +165,7 @@ TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
   }
   ASSERT_EQ(counter(metrics::kGameMessagesReceived), static_cast<std::uint64_t>(kReplies));
   if (!batched()) {
-    EXPECT_GT(segment_.metrics().bridge.in_flight.load(), 0);
+    EXPECT_GT(segment_.metrics().bridges[0].in_flight.load(), 0);
   }
   ASSERT_TRUE(run_until_read(kReplies + (batched() ? 1 : 2)));
   for (std::size_t i = 0; i < static_cast<std::size_t>(kReplies); ++i) {
@@ -175,7 +177,7 @@ TEST_P(BridgeDutyCycle, RepliesThatDoNotFitWaitInOrderAndTheKickComesLast) {
   if (!batched()) {
     EXPECT_EQ(got_[kReplies + 1].type, ipc::kStreamEnded);
   }
-  EXPECT_EQ(segment_.metrics().bridge.in_flight.load(), 0) << "nothing held any more";
+  EXPECT_EQ(segment_.metrics().bridges[0].in_flight.load(), 0) << "nothing held any more";
 }
 
 /// A 32 KiB bound on the game backlog (the ring holds 64 KiB).
@@ -246,7 +248,7 @@ TEST_P(BridgeBackPressure, AGameThatOutrunsTheWorkerIsPausedAndLosesNothing) {
   EXPECT_TRUE(run_until([&] { return gauge(metrics::kGameBacklogBytes) == 0; }));
   EXPECT_EQ(gauge(metrics::kGameBacklogEvents), 0);
   EXPECT_EQ(gauge(metrics::kGameReadsPausedNow), 0);
-  EXPECT_EQ(segment_.metrics().bridge.in_flight.load(), 0) << "nothing held any more";
+  EXPECT_EQ(segment_.metrics().bridges[0].in_flight.load(), 0) << "nothing held any more";
 }
 
 TEST_P(BridgeBackPressure, TheDrainEndsWithACallPausedForAWorkerThatNeverReads) {

@@ -81,10 +81,10 @@ class EtcdRegistrationTest : public ::testing::Test {
   }
 
   std::int64_t up() const {
-    return segment_->metrics().bridge.gauges[metrics::kRegistrationUp].load();
+    return segment_->metrics().bridges[0].gauges[metrics::kRegistrationUp].load();
   }
   std::uint64_t failures() const {
-    return segment_->metrics().bridge.counters[metrics::kRegistrationFailures].load();
+    return segment_->metrics().bridges[0].counters[metrics::kRegistrationFailures].load();
   }
 
   EtcdServer etcd_;

@@ -16,6 +16,7 @@ namespace gatehouse::bridge::testing {
 inline Settings test_settings(std::uint32_t workers, std::vector<std::string> backends = {}) {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = workers;
   s.max_connections = 16;
   s.ring_bytes = 1 << 16;

@@ -79,7 +79,7 @@ class WorkerRingsTest : public ::testing::Test {
         wakeup_(doorbell_),
         rings_(workers_, settings_, wakeup_) {
     for (std::uint32_t w = 0; w < kWorkers; ++w) {
-      workers_.push_back(std::make_unique<WorkerLink>(segment_, w, shm::Doorbell::create(),
+      workers_.push_back(std::make_unique<WorkerLink>(segment_, w, 0, shm::Doorbell::create(),
                                                       1'000'000'000, settings_));
       readers_.emplace_back(segment_.ring(RingKind::kBridgeToWorker, w));
     }

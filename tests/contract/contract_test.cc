@@ -28,6 +28,7 @@ std::string unique_name(const char* what) {
 Settings small_settings() {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = 3;
   s.max_connections = 30;
   s.ring_bytes = 1 << 16;
@@ -99,6 +100,48 @@ TEST(GatewaySegment, SeveralFrontendsHaveRingsWithEveryWorker) {
   EXPECT_THROW((void)attached.ring(RingKind::kFrontendToWorker, 0, 3), shm::SegmentError);
 }
 
+TEST(GatewaySegment, SeveralBridgesHaveRingsWithEveryWorker) {
+  Settings s = small_settings();
+  s.workers = 2;
+  s.bridges = 3;
+  const std::string name = unique_name("bridges");
+  GatewaySegment owner = GatewaySegment::create(name, s);
+  GatewaySegment attached = GatewaySegment::attach(name);
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    for (std::uint32_t b = 0; b < 3; ++b) {
+      EXPECT_NO_THROW((void)attached.ring(RingKind::kWorkerToBridge, w, b));
+      EXPECT_NO_THROW((void)attached.ring(RingKind::kBridgeToWorker, w, b));
+    }
+  }
+  EXPECT_THROW((void)attached.ring(RingKind::kBridgeToWorker, 0, 3), shm::SegmentError);
+  EXPECT_THROW((void)attached.ring(RingKind::kWorkerToFrontend, 0, 1), shm::SegmentError)
+      << "one frontend: the bridge count is not the frontends'";
+}
+
+// Every session of a user meets in one bridge; users and slots spread over
+// all of them, sequential ids included (the first bridge keeps everything
+// when there is one).
+TEST(BridgeOwners, UsersAndLoginSlotsSpreadOverTheBridges) {
+  Settings s{};
+  for (const std::uint32_t bridges : {1u, 2u, 3u, 8u}) {
+    s.bridges = bridges;
+    std::vector<std::uint32_t> users(bridges);
+    std::vector<std::uint32_t> slots(bridges);
+    constexpr std::uint32_t kUsers = 8000;
+    for (std::uint32_t i = 0; i < kUsers; ++i) {
+      const std::uint32_t b = bridge_of_user(std::int64_t{i} * 2, s);  // even ids only
+      ASSERT_LT(b, bridges);
+      ASSERT_EQ(b, bridge_of_user(std::int64_t{i} * 2, s)) << "the same user, the same bridge";
+      ++users[b];
+      ++slots[bridge_of_slot(i, s)];
+    }
+    for (std::uint32_t b = 0; b < bridges; ++b) {
+      EXPECT_NEAR(users[b], kUsers / bridges, kUsers / bridges / 5) << b << " of " << bridges;
+      EXPECT_NEAR(slots[b], kUsers / bridges, 1) << b << " of " << bridges;
+    }
+  }
+}
+
 // Each slot has one worker and one frontend; a worker's slots are one
 // contiguous range, split between the frontends; every frontend has slots of
 // every worker.
@@ -139,6 +182,9 @@ TEST(GatewaySegment, RingRegionsAreNamedByDirectionAndWorker) {
   EXPECT_EQ(ring_region_name(RingKind::kWorkerToFrontend, 1, 3), "ring/w-fe3/1");
   EXPECT_EQ(ring_region_name(RingKind::kWorkerToBridge, 2), "ring/w-br/2");
   EXPECT_EQ(ring_region_name(RingKind::kBridgeToWorker, 63), "ring/br-w/63");
+  // So do the first bridge's.
+  EXPECT_EQ(ring_region_name(RingKind::kWorkerToBridge, 2, 1), "ring/w-br1/2");
+  EXPECT_EQ(ring_region_name(RingKind::kBridgeToWorker, 63, 7), "ring/br7-w/63");
 }
 
 TEST(EtcdEndpoints, TakesGonet2sFormAndRefusesWhatItCannotReach) {

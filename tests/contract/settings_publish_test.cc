@@ -19,6 +19,7 @@ namespace {
 Settings version(std::uint32_t n) {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = 1;
   s.max_connections = 16;
   s.ring_bytes = 1 << 16;

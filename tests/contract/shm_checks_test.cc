@@ -27,6 +27,7 @@ using testing::ThrowingViolations;
 Settings two_workers() {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = 2;
   s.max_connections = 16;  // slots 0-7: worker 0, 8-15: worker 1
   s.ring_bytes = 1 << 16;
@@ -160,6 +161,49 @@ TEST(RecordReader, RefusesWhatNoWriterWritesNamingRingFieldAndValue) {
       HasSubstr("claimed_user_id"));
 }
 
+// With several bridges, a worker's ring to bridge b carries only the streams
+// of b's users and the logins of b's slots; the replies name connections only.
+TEST(RecordReader, ABridgesRingCarriesOnlyItsUsersAndItsLogins) {
+  Settings s = two_workers();
+  s.bridges = 2;
+  std::int64_t users[2] = {-1, -1};  // a user of each bridge
+  for (std::int64_t u = 1; users[0] < 0 || users[1] < 0; ++u) users[bridge_of_user(u, s)] = u;
+  const std::uint32_t slot_of[2] = {bridge_of_slot(0, s) == 0 ? 0u : 1u,
+                                    bridge_of_slot(0, s) == 0 ? 1u : 0u};
+  for (std::uint32_t b = 0; b < 2; ++b) {
+    const ipc::RecordReader<RingKind::kWorkerToBridge> w_br(0, s, b);
+    const std::int64_t mine = users[b];
+    const std::int64_t other = users[1 - b];
+    EXPECT_EQ(
+        refusal(w_br, Bytes(ipc::kStreamOpen, ipc::StreamOpen{conn(1), mine, 1, 0, 0}).record()),
+        "");
+    EXPECT_THAT(
+        refusal(w_br, Bytes(ipc::kStreamOpen, ipc::StreamOpen{conn(1), other, 1, 0, 0}).record()),
+        HasSubstr("user_id = " + std::to_string(other) + " (a user of another bridge)"));
+    EXPECT_THAT(refusal(w_br, Bytes(ipc::kStreamMessage, ipc::StreamMessage{conn(1), other, 2},
+                                    std::vector<std::byte>(2))
+                                  .record()),
+                HasSubstr("a user of another bridge"));
+    EXPECT_THAT(refusal(w_br, Bytes(ipc::kStreamClose, ipc::StreamClose{conn(1), other}).record()),
+                HasSubstr("a user of another bridge"));
+    EXPECT_EQ(
+        refusal(w_br,
+                Bytes(ipc::kAuthRequest, ipc::AuthRequest{conn(slot_of[b]), {}, 0, 0, 0}).record()),
+        "");
+    EXPECT_THAT(
+        refusal(
+            w_br,
+            Bytes(ipc::kAuthRequest, ipc::AuthRequest{conn(slot_of[1 - b]), {}, 0, 0, 0}).record()),
+        HasSubstr("(a login of another bridge)"));
+    const ipc::RecordReader<RingKind::kBridgeToWorker> br_w(0, s, b);
+    EXPECT_EQ(refusal(br_w, Bytes(ipc::kGameKick, ipc::GameKick{conn(1)}).record()), "");
+  }
+  const ipc::RecordReader<RingKind::kWorkerToBridge> second(0, s, 1);
+  EXPECT_THAT(
+      refusal(second, Bytes(ipc::kStreamClose, ipc::StreamClose{conn(1), users[0]}).record()),
+      HasSubstr("ring/w-br1/0: record at position 64"));
+}
+
 /// The violation `check` raises, or "".
 template <class Check>
 std::string refusal_of(Check&& check) {
@@ -184,6 +228,8 @@ TEST(ShmChecks, SettingsMustFitTheirArraysAndEnums) {
   EXPECT_THAT(refused([](Settings& s) { s.workers = 65; }), HasSubstr("workers = 65"));
   EXPECT_THAT(refused([](Settings& s) { s.max_connections = 1; }),
               HasSubstr("max_connections = 1"));
+  EXPECT_THAT(refused([](Settings& s) { s.bridges = 0; }), HasSubstr("bridges = 0 (1 to 8)"));
+  EXPECT_THAT(refused([](Settings& s) { s.bridges = 9; }), HasSubstr("bridges = 9"));
   EXPECT_THAT(refused([](Settings& s) { s.backend_count = 9; }), HasSubstr("backend_count = 9"));
   EXPECT_THAT(refused([](Settings& s) {
                 s.backend_count = 1;
@@ -273,10 +319,9 @@ TEST(ShmChecks, TheSegmentsAccessorsCheckWhatTheyHandOut) {
   Settings grown = two_workers();
   grown.workers = 3;
   segment.publish_settings(grown);
-  EXPECT_THAT(
-      refusal_of([&] { (void)reader.settings(); }),
-      HasSubstr("workers 3, frontends 1 and max_connections 16 differ from the segment's 2, 1 "
-                "and 16"));
+  EXPECT_THAT(refusal_of([&] { (void)reader.settings(); }),
+              HasSubstr("workers 3, frontends 1, bridges 1 and max_connections 16 differ from the "
+                        "segment's 2, 1, 1 and 16"));
   Settings broken = two_workers();
   broken.listener_count = 99;
   segment.publish_settings(broken);

@@ -27,6 +27,7 @@ using namespace std::chrono_literals;
 Settings test_settings() {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = 1;
   s.max_connections = 8;
   s.max_frame = 65535;

@@ -10,7 +10,8 @@
 //
 // Input:
 //   byte 0     ring kind (bits 0-1); bit 2: the next 24 bytes of data
-//              replace the descriptor's magic, capacity and max_payload
+//              replace the descriptor's magic, capacity and max_payload;
+//              bridges - 1 (bits 3-4); a bridge ring's bridge (bits 5-6, modulo)
 //   byte 1     workers - 1 (bits 0-1), this ring's worker (bits 2-3, modulo)
 //   bytes 2-25 head, tail, taken (u64, little-endian)
 //   the rest   the ring's buffer, from offset 0 (kCapacity bytes at most)
@@ -45,10 +46,21 @@ std::uint64_t u64_at(const std::uint8_t* p) {
 
 /// What every decoded record must be, whatever the ring: the checks
 /// RecordReader promises (a failure is a bug, not a violation).
-template <class Header>
-void expect_checked(const ipc::Parsed<Header>& p, const Settings& settings, std::uint32_t worker) {
+template <RingKind Kind, class Header>
+void expect_checked(const ipc::Parsed<Header>& p, const Settings& settings, std::uint32_t worker,
+                    std::uint32_t peer) {
   const auto owner = worker_of(p.header.conn, settings);
   if (!owner || *owner != worker) __builtin_trap();
+  if constexpr (Kind == RingKind::kWorkerToBridge) {
+    // Bridge `peer`'s ring: its users' streams, its slots' logins.
+    if constexpr (std::is_same_v<Header, ipc::AuthRequest>) {
+      if (bridge_of_slot(shm::ConnectionId(p.header.conn).slot(), settings) != peer) {
+        __builtin_trap();
+      }
+    } else if (bridge_of_user(p.header.user_id, settings) != peer) {
+      __builtin_trap();
+    }
+  }
   if constexpr (std::is_same_v<Header, ipc::ConnClosed> ||
                 std::is_same_v<Header, ipc::CloseCommand>) {
     if (p.header.reason >= static_cast<std::uint32_t>(CloseReason::kCount)) __builtin_trap();
@@ -60,8 +72,9 @@ void expect_checked(const ipc::Parsed<Header>& p, const Settings& settings, std:
 }
 
 template <RingKind Kind>
-void read_ring(shm::SpscRing ring, const Settings& settings, std::uint32_t worker) {
-  const ipc::RecordReader<Kind> reader(worker, settings);
+void read_ring(shm::SpscRing ring, const Settings& settings, std::uint32_t worker,
+               std::uint32_t peer) {
+  const ipc::RecordReader<Kind> reader(worker, settings, peer);
   shm::RingConsumer consumer(ring);
   const std::byte* const begin = ring.data();
   const std::byte* const end = begin + ring.capacity();
@@ -74,7 +87,8 @@ void read_ring(shm::SpscRing ring, const Settings& settings, std::uint32_t worke
             __builtin_trap();
           }
           if (r.payload.size() > ring.max_payload()) __builtin_trap();
-          reader.visit(r, [&](const auto& parsed) { expect_checked(parsed, settings, worker); });
+          reader.visit(
+              r, [&](const auto& parsed) { expect_checked<Kind>(parsed, settings, worker, peer); });
         },
         kCapacity);
     if (n == 0) break;
@@ -95,10 +109,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool corrupt_constants = (data[0] & 4) != 0;
   Settings settings{};
   settings.frontends = 1;
+  // Up to four bridges: a bridge ring's reader refuses another bridge's
+  // users and logins.
+  settings.bridges = 1 + ((data[0] >> 3) & 3);
   settings.workers = 1 + (data[1] & 3);
   settings.max_connections = kMaxConnections;
   settings.listener_count = 2;
   const std::uint32_t worker = ((data[1] >> 2) & 3) % settings.workers;
+  const bool of_bridge = kind == RingKind::kWorkerToBridge || kind == RingKind::kBridgeToWorker;
+  const std::uint32_t peer = of_bridge ? ((data[0] >> 5) & 3) % settings.bridges : 0;
 
   // Exactly the region, so that a read past it is one past the allocation.
   struct Free {
@@ -123,20 +142,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::memcpy(formatted.data(), rest.data(), std::min(rest.size(), kCapacity));
 
   try {
-    const shm::SpscRing ring = shm::SpscRing::attach(region, ring_region_name(kind, worker));
+    const shm::SpscRing ring = shm::SpscRing::attach(region, ring_region_name(kind, worker, peer));
     if (ring.capacity() != kCapacity) __builtin_trap();  // only this region's ring attaches
     switch (kind) {
       case RingKind::kFrontendToWorker:
-        read_ring<RingKind::kFrontendToWorker>(ring, settings, worker);
+        read_ring<RingKind::kFrontendToWorker>(ring, settings, worker, peer);
         break;
       case RingKind::kWorkerToFrontend:
-        read_ring<RingKind::kWorkerToFrontend>(ring, settings, worker);
+        read_ring<RingKind::kWorkerToFrontend>(ring, settings, worker, peer);
         break;
       case RingKind::kWorkerToBridge:
-        read_ring<RingKind::kWorkerToBridge>(ring, settings, worker);
+        read_ring<RingKind::kWorkerToBridge>(ring, settings, worker, peer);
         break;
       case RingKind::kBridgeToWorker:
-        read_ring<RingKind::kBridgeToWorker>(ring, settings, worker);
+        read_ring<RingKind::kBridgeToWorker>(ring, settings, worker, peer);
         break;
     }
   } catch (const testing::ShmViolation&) {

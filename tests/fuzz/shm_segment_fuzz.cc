@@ -39,6 +39,7 @@ constexpr std::uint32_t kSlots = 4;
 Settings fuzz_settings() {
   Settings s{};
   s.frontends = 1;
+  s.bridges = 1;
   s.workers = kWorkers;
   s.max_connections = kSlots;
   s.ring_bytes = 4096;

@@ -64,6 +64,8 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
                                 std::to_string(options.workers),
                                 "--frontends",
                                 std::to_string(options.frontends),
+                                "--bridges",
+                                std::to_string(options.bridges),
                                 "--metrics-listen",
                                 "127.0.0.1:0",
                                 "--admin-socket",
@@ -121,7 +123,9 @@ GatewayProcess::GatewayProcess(GatewayOptions options) {
 }
 
 GatewayProcess::~GatewayProcess() {
-  std::vector<pid_t> children{frontend_pid(), bridge_pid()};
+  std::vector<pid_t> children;
+  for (std::uint32_t f = 0; f < kMaxFrontends; ++f) children.push_back(frontend_pid(f));
+  for (std::uint32_t b = 0; b < kMaxBridges; ++b) children.push_back(bridge_pid(b));
   for (std::uint32_t w = 0; w < kMaxWorkers; ++w) children.push_back(worker_pid(w));
   segment_.reset();
   supervisor_.reset();  // SIGKILL + reap if still running; children die with it
@@ -180,7 +184,11 @@ pid_t GatewayProcess::frontend_pid(std::uint32_t index) const {
   return segment_->control().frontends[index].pid.load();
 }
 pid_t GatewayProcess::bridge_pid() const {
-  return segment_ ? segment_->control().bridge.pid.load() : 0;
+  return bridge_pid(0);
+}
+pid_t GatewayProcess::bridge_pid(std::uint32_t index) const {
+  if (!segment_ || index >= segment_->settings().bridges) return 0;
+  return segment_->control().bridges[index].pid.load();
 }
 
 bool process_gone(pid_t pid) {

@@ -43,6 +43,8 @@ struct GatewayOptions {
   /// --frontends (the gateway's own default depends on the CPUs: tests pin
   /// the shape they test, as with workers).
   std::uint32_t frontends = 1;
+  /// --bridges (pinned as frontends are).
+  std::uint32_t bridges = 1;
 };
 
 class GatewayProcess {
@@ -89,6 +91,8 @@ class GatewayProcess {
   /// Frontend `index`'s (with --frontends above 1).
   pid_t frontend_pid(std::uint32_t index) const;
   pid_t bridge_pid() const;
+  /// Bridge `index`'s (with --bridges above 1).
+  pid_t bridge_pid(std::uint32_t index) const;
 
  private:
   std::string instance_;

@@ -157,6 +157,27 @@ TEST(Config, CheckPrintsTheEffectiveConfigurationAsAConfigFile) {
   std::filesystem::remove_all(bin);
 }
 
+// bridges = 0 (the default) is one per eight CPUs, at least one; a number is
+// taken as it is, up to kMaxBridges; --check says what 0 resolved to.
+TEST(Config, BridgesDefaultToOnePerEightCpus) {
+  const unsigned automatic = std::clamp(std::thread::hardware_concurrency() / 8, 1u, kMaxBridges);
+  EXPECT_EQ(parse({}).config->settings.bridges, automatic);
+  EXPECT_EQ(parse({"--bridges", "0"}).config->settings.bridges, automatic);
+  EXPECT_EQ(parse({"--bridges", "3"}).config->settings.bridges, 3u);
+  EXPECT_EQ(parse({"--bridges", "8"}).config->settings.bridges, kMaxBridges);
+  const auto over = parse({"--bridges", "9"});
+  EXPECT_FALSE(over.config.has_value());
+  EXPECT_THAT(over.message, HasSubstr("--bridges = 9 is out of range [0, 8]"));
+  const auto bin = fake_bin_dir("gatehouse-check-bridges", true);
+  const auto check = parse({"--check", "--bin-dir", bin.string(), "--bridges", "3"});
+  const auto automatic_check = parse({"--check", "--bin-dir", bin.string()});
+  std::filesystem::remove_all(bin);
+  EXPECT_THAT(check.message, HasSubstr("\nbridges = 3  # flag\n"));
+  EXPECT_THAT(check.message, HasSubstr(", bridges 3, "));
+  EXPECT_THAT(automatic_check.message, HasSubstr("\nbridges = 0  # default\n"));
+  EXPECT_THAT(automatic_check.message, HasSubstr(", bridges " + std::to_string(automatic) + ", "));
+}
+
 // --listen HOST:PORT,crypto=MODES (docs/protocol-modern.md): per listener,
 // 'any' by default so that gonet2 clients work unchanged.
 TEST(Config, ListenersSayWhichCryptoTheirClientsMaySpeak) {
@@ -723,6 +744,8 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
   std::ofstream(tokens) << token::hash_token("t") << " 1\n";
   const unsigned default_workers =
       std::clamp(std::thread::hardware_concurrency() / 2, 1u, kMaxWorkers);
+  const unsigned default_bridges =
+      std::clamp(std::thread::hardware_concurrency() / 8, 1u, kMaxBridges);
   // A value other than the default, for every row: a new setting needs one.
   const std::map<std::string, std::string> other = {
       {"instance", "other"},
@@ -751,6 +774,7 @@ TEST(ConfigTable, ReloadTreatsEachSettingAsItsRowSays) {
       {"workers", std::to_string(default_workers + 1)},
       {"frontends", "2"},
       {"frontend-affinity", "connection"},
+      {"bridges", std::to_string(default_bridges % kMaxBridges + 1)},
       {"idle-spin-us", "7"},
       {"ring-bytes", "2097152"},
       {"drain-wait", "1"},

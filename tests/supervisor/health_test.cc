@@ -23,7 +23,7 @@ HealthReport serving() {
   return r;
 }
 
-constexpr GameServices kOneOfTwoUp{2, 1};
+const GameServices kOneOfTwoUp{2, {1}};
 
 TEST(NotReadyReasons, ReadyWhenServingWithAGameServiceUp) {
   EXPECT_THAT(not_ready_reasons(serving(), false, kOneOfTwoUp), IsEmpty());
@@ -33,7 +33,7 @@ TEST(NotReadyReasons, NamesEveryFailingCondition) {
   HealthReport r = serving();
   r.children[2].pid = 0;           // worker-1 crashed, waiting for its restart
   r.children[3].attached = false;  // the frontend was restarted, not attached yet
-  EXPECT_THAT(not_ready_reasons(r, false, {2, 0}),
+  EXPECT_THAT(not_ready_reasons(r, false, {2, {0}}),
               ElementsAre("worker-1 down", "frontend starting", "no game service reachable"));
 }
 
@@ -48,7 +48,7 @@ TEST(NotReadyReasons, DrainingComesFirst) {
 TEST(NotReadyReasons, StartingOnceForEveryChild) {
   HealthReport r;
   r.children = {{{Role::kBridge}, 10, false, false}, {{Role::kWorker, 0}, 0, false, false}};
-  EXPECT_THAT(not_ready_reasons(r, false, {1, 0}),
+  EXPECT_THAT(not_ready_reasons(r, false, {1, {0}}),
               ElementsAre("starting", "no game service reachable"));
 }
 
@@ -58,8 +58,21 @@ TEST(NotReadyReasons, AWorkerReplacedByAReloadIsNotAReason) {
   EXPECT_THAT(not_ready_reasons(r, false, kOneOfTwoUp), IsEmpty());
 }
 
+// Each bridge serves its own users (bridge shards): one that reaches no game
+// service leaves them unable to play, though the others reach one.
+TEST(NotReadyReasons, EveryBridgeNeedsAGameServiceItReaches) {
+  HealthReport r = serving();
+  r.children.push_back({{Role::kBridge, 1}, 14, true, false});
+  EXPECT_THAT(not_ready_reasons(r, false, {2, {1, 2}}), IsEmpty());
+  EXPECT_THAT(not_ready_reasons(r, false, {2, {1, 0}}),
+              ElementsAre("bridge-1 reaches no game service"));
+  EXPECT_THAT(not_ready_reasons(r, false, {2, {0, 0}}), ElementsAre("no game service reachable"));
+  r.children.back().pid = 0;
+  EXPECT_THAT(not_ready_reasons(r, false, {2, {1, 2}}), ElementsAre("bridge-1 down"));
+}
+
 TEST(NotReadyReasons, NoGameServiceConfigured) {
-  EXPECT_THAT(not_ready_reasons(serving(), false, {0, 0}),
+  EXPECT_THAT(not_ready_reasons(serving(), false, {0, {0}}),
               ElementsAre("no game service configured"));
 }
 

@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <thread>
@@ -31,17 +33,18 @@ struct World {
   std::string segment_name;
   std::optional<GatewaySegment> segment;  ///< the children's view of it
   std::map<pid_t, ChildId> running;
-  std::vector<std::pair<pid_t, int>> signals;  ///< every kill(), in order
-  std::deque<std::pair<pid_t, int>> exited;    ///< to be reaped
-  bool obey_signals = true;                    ///< SIGTERM / SIGKILL end the process
-  std::vector<std::vector<std::string>> runs;  ///< commands run()
+  std::map<pid_t, std::vector<std::string>> argv;  ///< of every process spawned
+  std::vector<std::pair<pid_t, int>> signals;      ///< every kill(), in order
+  std::deque<std::pair<pid_t, int>> exited;        ///< to be reaped
+  bool obey_signals = true;                        ///< SIGTERM / SIGKILL end the process
+  std::vector<std::vector<std::string>> runs;      ///< commands run()
   RunResult run_result{0, "compatible with the segment\n"};
   int frontend_doorbell = -1;  ///< the eventfd the frontend would wait on
 
   ProcessStatus& status(ChildId id) {
     ControlBlock& c = segment->control();
     return id.role == Role::kFrontend ? c.frontends[id.index]
-           : id.role == Role::kBridge ? c.bridge
+           : id.role == Role::kBridge ? c.bridges[id.index]
                                       : c.workers[id.index];
   }
   /// Every running child beats now.
@@ -76,6 +79,7 @@ class FakeProcesses final : public Processes {
     }
     const pid_t pid = w.next_pid++;
     w.running[pid] = id;
+    w.argv[pid] = argv;
     // It attaches at once and beats.
     w.status(id).pid.store(pid);
     w.status(id).heartbeat_ns.store(w.now + 1);
@@ -118,9 +122,8 @@ class SupervisorTest : public ::testing::Test {
              "--listen",  "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--max-connections",
              "64",        "--bin-dir",   "/nonexistent"};
     // Its admin socket where a test may make one (not under /run).
-    args_.insert(args_.end(),
-                 {"--admin-socket",
-                  (std::filesystem::temp_directory_path() / (instance + ".sock")).string()});
+    admin_socket_ = (std::filesystem::temp_directory_path() / (instance + ".sock")).string();
+    args_.insert(args_.end(), {"--admin-socket", admin_socket_});
     args_.insert(args_.end(), extra.begin(), extra.end());
     auto parsed = parse(args_);
     ASSERT_TRUE(parsed.config) << parsed.message;
@@ -134,6 +137,12 @@ class SupervisorTest : public ::testing::Test {
     supervisor_.reset();
   }
   pid_t pid(ChildId id) const { return supervisor_->pid_of(id); }
+  /// What follows `flag` on the command line `id` was started with.
+  std::string arg(ChildId id, const std::string& flag) const {
+    const std::vector<std::string>& argv = world_->argv.at(pid(id));
+    const auto at = std::find(argv.begin(), argv.end(), flag);
+    return at != argv.end() && at + 1 != argv.end() ? *(at + 1) : "";
+  }
   /// Time passes; every child (but `except`) beats; one pass of the loop.
   int step(std::int64_t ms, std::optional<ChildId> except = std::nullopt) {
     world_->now += ms * kMs;
@@ -150,11 +159,13 @@ class SupervisorTest : public ::testing::Test {
 
   std::shared_ptr<World> world_ = std::make_shared<World>();
   std::vector<std::string> args_;
+  std::string admin_socket_;
   std::unique_ptr<Supervisor> supervisor_;
 };
 
 const ChildId kFrontend{Role::kFrontend};
 const ChildId kBridge{Role::kBridge};
+const ChildId kBridge1{Role::kBridge, 1};
 const ChildId kWorker0{Role::kWorker, 0};
 const ChildId kWorker1{Role::kWorker, 1};
 
@@ -205,6 +216,108 @@ TEST_F(SupervisorTest, ASilentChildIsKilledAndItsRestartCountsAsAHang) {
   EXPECT_NE(pid(kBridge), bridge);
   EXPECT_EQ(restarts(metrics::kBridge, metrics::kHang), 1u);
   EXPECT_EQ(restarts(metrics::kBridge, metrics::kCrash), 0u);
+}
+
+// Bridge shards: each bridge has its index and its doorbell, the workers
+// ring every bridge's, and a bridge that dies or hangs is replaced alone.
+TEST_F(SupervisorTest, EachBridgeIsStartedAndReplacedAlone) {
+  start({"--bridges", "2", "--hang-timeout", "1"});
+  EXPECT_EQ(world_->running.size(), 5u);
+  EXPECT_EQ(arg(kBridge, "--index"), "0");
+  EXPECT_EQ(arg(kBridge1, "--index"), "1");
+  EXPECT_EQ(kBridge1.name(), "bridge-1");
+  EXPECT_NE(arg(kBridge, "--doorbell"), arg(kBridge1, "--doorbell"));
+  const std::string peers = arg(kFrontend, "--doorbell") + "," + arg(kBridge, "--doorbell") + "," +
+                            arg(kBridge1, "--doorbell");
+  EXPECT_EQ(arg(kWorker0, "--peer-doorbells"), peers) << "the frontends', then the bridges'";
+  EXPECT_EQ(arg(kWorker1, "--peer-doorbells"), peers);
+
+  const pid_t bridge0 = pid(kBridge), first = pid(kBridge1);
+  world_->exit(first, SIGSEGV);
+  step(1);
+  step(1);
+  EXPECT_NE(pid(kBridge1), 0);
+  EXPECT_NE(pid(kBridge1), first);
+  EXPECT_EQ(arg(kBridge1, "--index"), "1") << "the same shard";
+  EXPECT_EQ(restarts(metrics::kBridge, metrics::kCrash), 1u);
+
+  const pid_t second = pid(kBridge1);
+  step(999, kBridge1);
+  step(2, kBridge1);
+  EXPECT_EQ(world_->signals_to(second, SIGKILL), 1) << "no heartbeat for hang-timeout";
+  step(1);
+  EXPECT_NE(pid(kBridge1), second);
+  EXPECT_EQ(restarts(metrics::kBridge, metrics::kHang), 1u);
+  EXPECT_EQ(pid(kBridge), bridge0) << "bridge 0 is untouched";
+  EXPECT_EQ(world_->signals_to(bridge0, SIGKILL), 0);
+}
+
+/// What a bridge publishes: one game-service instance `name` on `sessions`.
+void publish_instance(metrics::RoutingTable& table, const char* name, std::uint32_t state,
+                      std::int64_t sessions) {
+  metrics::RoutingNames names{};
+  names.service_count = 1;
+  names.services[0].instances = state == metrics::kInstanceLive ? 1 : 0;
+  names.instance_count = 1;
+  std::strncpy(names.instances[0].name, name, sizeof names.instances[0].name - 1);
+  names.instances[0].state = state;
+  table.up[0].store(1);
+  table.sessions[0].store(sessions);
+  metrics::publish_routing(table, names);
+}
+
+// gatehousectl backend disable, with two bridges: both are woken, and the
+// answer waits until each bridge's routing table shows the instance
+// disabled (each takes the switch on its own).
+TEST_F(SupervisorTest, ABackendSwitchIsAnsweredOnceEveryBridgeHasTakenIt) {
+  start({"--bridges", "2"});
+  MetricsBlock& bridges_view = world_->segment->metrics();
+  publish_instance(bridges_view.routing[0], "game1", metrics::kInstanceLive, 2);
+  publish_instance(bridges_view.routing[1], "game1", metrics::kInstanceLive, 3);
+  std::vector<int> doorbells;
+  for (const ChildId bridge : {kBridge, kBridge1}) {
+    doorbells.push_back(std::stoi(arg(bridge, "--doorbell")));
+    std::uint64_t rung = 0;
+    while (::read(doorbells.back(), &rung, sizeof rung) == sizeof rung) {
+    }
+  }
+  auto answer = std::async(std::launch::async, [&] {
+    return admin::call(admin_socket_, "backend disable game1", std::chrono::seconds(30));
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (world_->segment->disabled_backends().empty() &&
+         std::chrono::steady_clock::now() < deadline) {
+    step(0);
+  }
+  ASSERT_EQ(world_->segment->disabled_backends(), std::vector<std::string>{"game1"});
+  for (const int doorbell : doorbells) {
+    std::uint64_t rung = 0;
+    EXPECT_EQ(::read(doorbell, &rung, sizeof rung), static_cast<ssize_t>(sizeof rung))
+        << "each bridge is woken to take the list";
+  }
+  const auto answered = [&] {
+    return supervisor_->segment()
+        .metrics()
+        .supervisor.admin_commands[metrics::kAdminBackendDisable][metrics::kAdminOk]
+        .load();
+  };
+  publish_instance(bridges_view.routing[0], "game1", metrics::kInstanceDisabled, 2);
+  step(1);
+  step(1);
+  EXPECT_EQ(answered(), 0u) << "bridge 1 still sends new sessions there";
+  publish_instance(bridges_view.routing[1], "game1", metrics::kInstanceDisabled, 3);
+  step(1);
+  EXPECT_EQ(answered(), 1u);
+  // The server writes the answer on its next passes.
+  while (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
+         std::chrono::steady_clock::now() < deadline) {
+    step(0);
+  }
+  const auto response = answer.get();
+  ASSERT_TRUE(std::holds_alternative<admin::Response>(response)) << std::get<std::string>(response);
+  EXPECT_THAT(std::get<admin::Response>(response).lines,
+              ::testing::ElementsAre(
+                  "instance game1 disabled: no new session goes there; its 5 sessions stay"));
 }
 
 TEST_F(SupervisorTest, SigtermDrainsThenStopsTheRestOnceTheFrontendHasGone) {

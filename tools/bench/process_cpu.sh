@@ -9,7 +9,7 @@
 # per process and round, then the median per process.
 #
 #   tools/bench/process_cpu.sh [ROUNDS]       (default 3; needs linux-perf)
-#   BUILD_DIR=build-rel CONTRACT=gonet2|batch FRONTENDS=1 WORKERS=1 SOURCES=16 ...
+#   BUILD_DIR=build-rel CONTRACT=gonet2|batch FRONTENDS=1 BRIDGES=1 WORKERS=1 SOURCES=16 ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,6 +17,7 @@ rounds=${1:-3}
 build=${BUILD_DIR:-build}
 contract=${CONTRACT:-gonet2}
 frontends=${FRONTENDS:-1}
+bridges=${BRIDGES:-1}
 workers=${WORKERS:-1}
 sources=${SOURCES:-16}
 game_port=${GATEHOUSE_BENCH_GAME_PORT:-15071}
@@ -38,7 +39,7 @@ game=$!
 backend="127.0.0.1:$game_port"
 [ "$contract" = batch ] && backend="batch:$backend"
 "$build/bin/gatehouse" --instance "cpu-$$" --listen "127.0.0.1:$port" --backend "$backend" \
-  --workers "$workers" --frontends "$frontends" --rpm-limit 0 --connect-rate 0 \
+  --workers "$workers" --frontends "$frontends" --bridges "$bridges" --rpm-limit 0 --connect-rate 0 \
   --connect-rate-per-ip 0 --max-connections 20000 --metrics-listen 127.0.0.1:0 \
   --log-level warn --ready-file "$out/ready" >"$out/gateway.log" 2>&1 &
 gw=$!
@@ -46,7 +47,7 @@ for _ in $(seq 300); do [ -f "$out/ready" ] && break; sleep 0.1; done
 [ -f "$out/ready" ] || { echo "$0: the gateway did not start: $(tail -3 "$out/gateway.log")" >&2; exit 1; }
 sleep 0.5
 
-# The gateway's children by role (frontend-N, worker-N, bridge) and the game.
+# The gateway's children by role (frontends, workers, bridges) and the game.
 processes() {
   local p
   for p in $(pgrep -P "$gw"); do
@@ -60,7 +61,7 @@ processes() {
 }
 
 echo "machine: $(nproc) CPUs, $(uname -r), $(date -u '+%F %H:%M UTC'); $contract contract," \
-  "$frontends frontend(s), $workers worker(s), bench from $sources addresses"
+  "$frontends frontend(s), $workers worker(s), $bridges bridge(s), bench from $sources addresses"
 for r in $(seq "$rounds"); do
   "$build/tools/gatehouse-bench" -q -c 1000 -w 16 --encrypt -d $((measure_s + 6)) \
     --source-addresses "$(seq -s, -f '127.0.0.%g' 1 "$sources")" "127.0.0.1:$port" \
@@ -77,7 +78,7 @@ for r in $(seq "$rounds"); do
   wait "${perfs[@]}"
   wait "$bench"
   rate=$(sed -n 's/.*"msgs_per_s":\([0-9.]*\).*/\1/p' "$out/bench-$r.json")
-  # Each role's processes summed (several frontends or workers).
+  # Each role's processes summed (several frontends, workers or bridges).
   for f in "$out"/perf-"$r"-*.csv; do
     awk -F, -v role="$(basename "$f" .csv | cut -d- -f3)" '
       $3 == "task-clock" {cpu = $1} $3 == "context-switches" {cs = $1}

@@ -25,8 +25,9 @@
 #     lists; GATEWAY_CPUS pins the Go agent too)
 #   BUILD_DIR=build-rel ...   the built tree to run (default build); without
 #     its tests (GATEHOUSE_TESTS=OFF) the gRPC baseline is skipped
-#   CONTRACTS="go gonet2 gonet2:f2" ...   a Gatehouse target CONTRACT:fN runs
-#     N frontends (--frontends N), side by side with the others
+#   CONTRACTS="go gonet2 gonet2:f2 gonet2:b2" ...   a Gatehouse target
+#     CONTRACT:fN runs N frontends (--frontends N), CONTRACT:bN N bridges
+#     (--bridges N), side by side with the others
 #   SOURCES=16 ...   the bench connects from 127.0.0.1 .. 127.0.0.SOURCES (its
 #     --source-addresses, for every target): clients that look like SOURCES
 #     hosts, so that the frontends' spread by address has addresses to spread
@@ -66,7 +67,9 @@ for c in $contracts; do
     gonet2:f[1-8] | batch:f[1-8])
       gw_port[$c]=$((port + i)); i=$((i + 1))
       [ "${c#*:f}" -gt 1 ] && several_frontends=1 ;;
-    *) echo "unknown contract $c (go, gonet2, batch; gonet2:fN, batch:fN)" >&2; exit 2 ;;
+    gonet2:b[1-8] | batch:b[1-8]) gw_port[$c]=$((port + i)); i=$((i + 1)) ;;
+    *) echo "unknown contract $c (go, gonet2, batch; gonet2:fN, batch:fN, gonet2:bN, batch:bN)" >&2
+       exit 2 ;;
   esac
 done
 sources=${SOURCES:-$([ -n "$several_frontends" ] && echo 16 || echo 1)}
@@ -148,13 +151,13 @@ start_target() {
     pin_go
     return
   fi
-  local backend="127.0.0.1:$game_port" frontends=1
+  local backend="127.0.0.1:$game_port" frontends=1 bridges=1
   [ "${1%%:*}" = batch ] && backend="batch:$backend"
-  case $1 in *:f*) frontends=${1#*:f} ;; esac
+  case $1 in *:f*) frontends=${1#*:f} ;; *:b*) bridges=${1#*:b} ;; esac
   # shellcheck disable=SC2086
   gateway_start "$out/ready-$1" "$out/gateway-$1.log" $gateway_pin "$build/bin/gatehouse" \
     --instance "bench-$$-${1/:/-}" --listen "127.0.0.1:${gw_port[$1]}" --backend "$backend" \
-    --frontends "$frontends" \
+    --frontends "$frontends" --bridges "$bridges" \
     --gateway-key "$out/gateway.key" --rpm-limit 0 --connect-rate 0 --connect-rate-per-ip 0 \
     --max-connections 20000 --metrics-listen 127.0.0.1:0 --log-level warn
   gw_pid[$1]=$gw

@@ -3,12 +3,12 @@
 // contiguous range of the session table per worker, so its sessions share
 // memory pages only with each other).
 //
-// A duty cycle over two input rings (frontend -> worker, bridge -> worker)
-// and two output rings (worker -> frontend, worker -> bridge). Before taking
-// an input record it makes sure both output rings have room for the largest
-// output one record can produce, so it never has to drop or block mid-record;
-// when they do not, it leaves the input where it is (backpressure). Outputs
-// are published once per pass.
+// A duty cycle over a pair of rings with each frontend (frontend -> worker,
+// worker -> frontend) and with each bridge (bridge -> worker, worker ->
+// bridge). Before taking an input record it makes sure the output rings the
+// record can write to have room for the largest output it can produce, so it
+// never has to drop or block mid-record; when they do not, it leaves the
+// input where it is (backpressure). Outputs are published once per pass.
 //
 // For each client frame: decrypt (once a key exchange is done: legacy RC4 or
 // modern ChaCha20-Poly1305), check the seq, count it against the per-minute
@@ -23,6 +23,7 @@
 #include <csignal>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "gatehouse/base/log_limit.h"
@@ -45,15 +46,16 @@ namespace gatehouse::worker {
 
 class Worker {
  public:
-  /// `frontend_doorbells`: one per frontend, in order.
+  /// `frontend_doorbells`: one per frontend, in order; `bridge_doorbells`:
+  /// one per bridge, in order.
   Worker(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
-         std::vector<shm::Doorbell> frontend_doorbells, shm::Doorbell bridge_doorbell,
+         std::vector<shm::Doorbell> frontend_doorbells, std::vector<shm::Doorbell> bridge_doorbells,
          std::unique_ptr<LoginProvider> login, modern::GatewayKeyring gateway_keys = {});
 
   /// Runs do_work() until request_stop(), idling (spin, yield, park on the
   /// doorbell) while there is nothing to do; returns the process exit code.
   int run();
-  /// One pass of the duty cycle: a batch of input from both rings handled
+  /// One pass of the duty cycle: a batch of input from every ring handled
   /// and made durable (docs/crash-consistency.md), the drain advanced, the
   /// heartbeat written. Returns the work done (0: nothing to do). What run()
   /// repeats; a test drives the worker one pass at a time with it.
@@ -62,21 +64,39 @@ class Worker {
   void request_stop() noexcept { stop_requested_ = 1; }
 
  private:
-  /// This worker's rings with one frontend (fe-w, w-fe).
-  struct FrontendLane {
-    FrontendLane(GatewaySegment& segment, std::uint32_t worker, std::uint32_t frontend,
-                 const Settings& settings, shm::Doorbell frontend_doorbell);
-    shm::Doorbell doorbell;  // the frontend's: `out` rings it
-    ipc::RecordReader<RingKind::kFrontendToWorker> records;
+  /// This worker's rings with one peer: a frontend (fe-w, w-fe) or a bridge
+  /// (br-w, w-br).
+  template <RingKind In, RingKind Out>
+  struct Lane {
+    Lane(GatewaySegment& segment, std::uint32_t worker, std::uint32_t peer,
+         const Settings& settings, shm::Doorbell peer_doorbell)
+        : doorbell(std::move(peer_doorbell)),
+          records(worker, settings, peer),
+          in(segment.ring(In, worker, peer)),
+          out(segment.ring(Out, worker, peer), &doorbell) {}
+    shm::Doorbell doorbell;  // the peer's: `out` rings it
+    ipc::RecordReader<In> records;
     shm::RingConsumer in;
     shm::RingProducer out;
   };
+  using FrontendLane = Lane<RingKind::kFrontendToWorker, RingKind::kWorkerToFrontend>;
+  using BridgeLane = Lane<RingKind::kBridgeToWorker, RingKind::kWorkerToBridge>;
+  /// `f(lane)` for every lane, the frontends' then the bridges'.
+  template <class F>
+  void for_each_lane(const F& f) {
+    for (auto& lane : frontends_) f(*lane);
+    for (auto& lane : bridges_) f(*lane);
+  }
 
   bool outputs_have_room(std::uint64_t conn);
   /// The ring to the frontend that holds `id`'s connection.
   shm::RingProducer& to_frontend(shm::ConnectionId id);
-  bool on_frontend_record(const FrontendLane& lane, const shm::Record& record);
-  bool on_bridge_record(const shm::Record& record);
+  /// The ring to the bridge of `user_id`'s game streams (bridge_of_user).
+  shm::RingProducer& to_bridge(std::int64_t user_id);
+  /// An input record of `lane`, handled if the outputs it can write to have
+  /// room; false (left in the ring) otherwise.
+  template <class AnyLane>
+  bool on_record(const AnyLane& lane, const shm::Record& record);
   // One per record type, decoded and checked by the ring's RecordReader.
   void on(const ipc::Parsed<ipc::ConnOpened>& r);
   void on(const ipc::Parsed<ipc::ClientFrame>& r);
@@ -169,15 +189,15 @@ class Worker {
   shm::SessionTable<Session> sessions_;
   Journal& journal_;  // recovered before the rings below are attached
   shm::Doorbell doorbell_;
-  shm::Doorbell bridge_doorbell_;
   std::unique_ptr<LoginProvider> login_;
-  const ipc::RecordReader<RingKind::kBridgeToWorker> bridge_records_;
   const modern::GatewayKeyring gateway_keys_;  // gateway-key files, read at start
   LoginFailures login_failures_;               // after settings_, which it is made from
-  shm::RingConsumer from_bridge_;
+  // The rings: a lane per frontend and per bridge.
   std::vector<std::unique_ptr<FrontendLane>> frontends_;  // by frontend index
-  std::size_t first_lane_ = 0;                            // the frontend read first this batch
-  shm::RingProducer to_bridge_;
+  std::vector<std::unique_ptr<BridgeLane>> bridges_;      // by bridge index
+  std::size_t first_frontend_ = 0;                        // the frontend read first this batch
+  std::size_t first_bridge_ = 0;                          // the bridge read first this batch
+
   std::vector<std::byte> scratch_;  // a decrypted client payload
   std::vector<std::byte> reply_;    // a reply being encoded
   // Lines a client can cause at will: at most one a second each.

@@ -27,6 +27,13 @@
 // (auth_client.h): a call per login on the same completion queue, its
 // verdict written to the worker's ring from the gRPC thread.
 //
+// Shards (docs/architecture.md, "Bridge shards"): an instance runs `bridges`
+// of these, bridge b serving the sessions whose user bridge_of_user() puts on
+// it (and the auth calls of the logins bridge_of_slot() does) over its own
+// rings with every worker; each has its own game-service connections,
+// discovery watch, routing table (MetricsBlock::routing[b]) and metrics
+// shard. Only the first registers the gateway in etcd.
+//
 // Start: with discovery (--services), the constructor reads etcd within
 // discovery-wait; when it does not answer, the --backend lines given serve
 // until it does, and without them a first start fails (the gateway refuses
@@ -66,7 +73,8 @@ class Bridge {
   /// Finds the game services (etcd's view, or the backend lines) and starts
   /// the batched links (sessions come with take_over()). Throws when etcd
   /// does not answer at a first start and no backend line is given.
-  Bridge(GatewaySegment& segment, shm::Doorbell doorbell,
+  /// Bridge `index` of the settings' `bridges`.
+  Bridge(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorbell,
          std::vector<shm::Doorbell> worker_doorbells);
   /// Cancels the calls still up (the drain timed out) and waits for them;
   /// its game services are no longer reachable through it.
@@ -113,6 +121,9 @@ class Bridge {
 
   GatewaySegment& segment_;
   const Settings settings_;
+  const std::uint32_t index_;             // of the bridge shards
+  ProcessStatus& status_;                 // this shard's, in the control block
+  metrics::RoutingTable& routing_;        // this shard's, in the metrics block
   metrics::Writer metrics_;               // main thread only
   std::atomic<std::int64_t>& in_flight_;  // in the segment; any thread
   shm::Doorbell doorbell_;

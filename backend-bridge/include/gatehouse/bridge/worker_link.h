@@ -54,10 +54,11 @@ class WorkerLink final : public RecordKeeper {
  public:
   static constexpr std::size_t kRingBatch = 256;
 
-  /// `ack_timeout_ns`: how long a batched game may leave events
-  /// unacknowledged before its link is given up.
-  WorkerLink(GatewaySegment& segment, std::uint32_t worker, shm::Doorbell doorbell,
-             std::int64_t ack_timeout_ns, const Settings& settings);
+  /// The rings of bridge `bridge` with worker `worker`. `ack_timeout_ns`:
+  /// how long a batched game may leave events unacknowledged before its link
+  /// is given up.
+  WorkerLink(GatewaySegment& segment, std::uint32_t worker, std::uint32_t bridge,
+             shm::Doorbell doorbell, std::int64_t ack_timeout_ns, const Settings& settings);
 
   /// Hands up to kRingBatch records to `handler(parsed, origin)`, each
   /// decoded and checked as its type's ipc::Parsed<Header> (RecordReader;

@@ -32,6 +32,9 @@ inline constexpr std::uint32_t kMaxWorkers = 64;
 /// Frontend processes of one gateway instance (docs/architecture.md,
 /// "Several frontends").
 inline constexpr std::uint32_t kMaxFrontends = 8;
+/// Backend-bridge processes (shards) of one gateway instance
+/// (docs/architecture.md, "Bridge shards").
+inline constexpr std::uint32_t kMaxBridges = 8;
 inline constexpr std::uint32_t kMaxBackends = 8;
 inline constexpr std::size_t kAddressBytes = 128;
 inline constexpr std::size_t kPathBytes = 256;
@@ -295,6 +298,9 @@ struct Settings {
   std::uint32_t frontends;  ///< frontend processes, 1 to kMaxFrontends; never changes on reload
   /// Which frontend a new client goes to: FrontendAffinity.
   std::uint32_t frontend_affinity;
+  /// Backend-bridge shards, 1 to kMaxBridges (bridge_of_user); never changes
+  /// on reload.
+  std::uint32_t bridges;
 };
 
 /// Settings::frontend_affinity: how the kernel spreads new clients over the
@@ -363,7 +369,7 @@ struct ControlBlock {
   /// publish_settings()); the segment is made with copies[0] current.
   Seqlocked<Settings> settings;
   ProcessStatus frontends[kMaxFrontends];
-  ProcessStatus bridge;
+  ProcessStatus bridges[kMaxBridges];
   ProcessStatus workers[kMaxWorkers];
   KickRequest kicks[kMaxWorkers];                     ///< one per worker
   Seqlocked<DisabledBackendNames> disabled_backends;  ///< gatehousectl backend disable / enable
@@ -376,15 +382,24 @@ struct ControlBlock {
 struct MetricsBlock {
   metrics::Shard supervisor;
   metrics::Shard frontends[kMaxFrontends];
-  metrics::Shard bridge;
+  metrics::Shard bridges[kMaxBridges];
   metrics::Shard workers[kMaxWorkers];
-  metrics::RoutingTable routing;  ///< the bridge's game services and instances
+  /// Each bridge's game services and instances (every bridge routes its own
+  /// sessions; the supervisor merges the tables by instance name).
+  metrics::RoutingTable routing[kMaxBridges];
 
   /// A frontend gauge over every frontend (the shards of frontends a
   /// segment does not have stay zero).
   std::int64_t frontends_gauge(metrics::Gauge g) const noexcept {
     std::int64_t sum = 0;
     for (const metrics::Shard& shard : frontends)
+      sum += shard.gauges[g].load(std::memory_order_relaxed);
+    return sum;
+  }
+  /// The same over every bridge.
+  std::int64_t bridges_gauge(metrics::Gauge g) const noexcept {
+    std::int64_t sum = 0;
+    for (const metrics::Shard& shard : bridges)
       sum += shard.gauges[g].load(std::memory_order_relaxed);
     return sum;
   }
@@ -429,6 +444,25 @@ inline SlotRange slots_of_worker(std::uint32_t worker, const Settings& s) noexce
 /// The frontend that holds session slot `slot`'s connection.
 inline std::uint32_t frontend_of_slot(std::uint32_t slot, const Settings& s) noexcept {
   return partition_of_slot(slot, s) % s.frontends;
+}
+
+/// Bridge shards (docs/architecture.md, "Bridge shards"): a logged-in
+/// session's game streams (open, messages, close) go to the bridge its user
+/// id picks, so every session of one user meets in one bridge
+/// (duplicate-login) and a bridge's sessions are a fixed set of users. The id
+/// is mixed first: user ids are often sequential or share low bits.
+inline std::uint32_t bridge_of_user(std::int64_t user_id, const Settings& s) noexcept {
+  if (s.bridges <= 1) return 0;
+  std::uint64_t x = static_cast<std::uint64_t>(user_id);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return static_cast<std::uint32_t>(x % s.bridges);
+}
+/// A login's auth call (login = auth:) goes out before its user id is known:
+/// to the bridge its slot picks.
+inline std::uint32_t bridge_of_slot(std::uint32_t slot, const Settings& s) noexcept {
+  return s.bridges <= 1 ? 0 : slot % s.bridges;
 }
 
 }  // namespace gatehouse

@@ -9,8 +9,8 @@
 //   region "ring/fe-w/<i>"  frontend  -> worker i   (records.h); with several
 //                           frontends, frontend f > 0's are "ring/fe<f>-w/<i>"
 //   region "ring/w-fe/<i>"  worker i  -> frontend (frontend f > 0: "ring/w-fe<f>/<i>")
-//   region "ring/w-br/<i>"  worker i  -> bridge
-//   region "ring/br-w/<i>"  bridge    -> worker i
+//   region "ring/w-br/<i>"  worker i  -> bridge (bridge b > 0: "ring/w-br<b>/<i>")
+//   region "ring/br-w/<i>"  bridge    -> worker i (bridge b > 0: "ring/br<b>-w/<i>")
 //   region "journal/<i>"    worker i's crash journal (journal.h)
 //
 // The segment carries layout.h's kLayoutVersion: a process of another layout
@@ -32,8 +32,9 @@
 namespace gatehouse {
 
 enum class RingKind { kFrontendToWorker, kWorkerToFrontend, kWorkerToBridge, kBridgeToWorker };
-/// `frontend`: of a frontend ring (fe-w, w-fe); the bridge's take none.
-std::string ring_region_name(RingKind kind, std::uint32_t worker, std::uint32_t frontend = 0);
+/// `peer`: the frontend of a frontend ring (fe-w, w-fe), the bridge of a
+/// bridge ring (w-br, br-w).
+std::string ring_region_name(RingKind kind, std::uint32_t worker, std::uint32_t peer = 0);
 
 /// The regions of a gateway segment with these settings, for its creator.
 std::vector<shm::RegionSpec> gateway_regions(const Settings& settings);
@@ -73,10 +74,11 @@ class GatewaySegment {
   std::uint64_t disabled_backends_generation() const noexcept {
     return control_->disabled_backends.generation.load(std::memory_order_acquire);
   }
-  /// Throws for a worker or frontend beyond the settings' count or a region
-  /// that is not a ring (as at attach: the caller has not started yet).
-  /// `frontend`: of a frontend ring (fe-w, w-fe).
-  shm::SpscRing ring(RingKind kind, std::uint32_t worker, std::uint32_t frontend = 0) const;
+  /// Throws for a worker, frontend or bridge beyond the settings' count or a
+  /// region that is not a ring (as at attach: the caller has not started
+  /// yet). `peer`: the frontend of a frontend ring, the bridge of a bridge
+  /// ring.
+  shm::SpscRing ring(RingKind kind, std::uint32_t worker, std::uint32_t peer = 0) const;
   /// The session table, its values checked to be this build's Session and
   /// its slots max_connections (throws otherwise).
   shm::SessionTable<Session> sessions() const;
@@ -105,6 +107,7 @@ class GatewaySegment {
   // The shape of the segment, from its settings at attach.
   std::uint32_t workers_ = 0;
   std::uint32_t frontends_ = 0;
+  std::uint32_t bridges_ = 0;
   std::uint32_t slots_ = 0;
 };
 

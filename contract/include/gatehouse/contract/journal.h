@@ -44,10 +44,10 @@ struct Journal {
   std::uint32_t incarnations;        ///< workers that have run on this journal
   std::uint32_t reserved;
   // Commit targets, valid while state == kCommitting.
-  std::uint64_t frontend_in_head[kMaxFrontends];  ///< of ring fe-w, by frontend
-  std::uint64_t bridge_in_head;
+  std::uint64_t frontend_in_head[kMaxFrontends];   ///< of ring fe-w, by frontend
+  std::uint64_t bridge_in_head[kMaxBridges];       ///< of ring br-w, by bridge
   std::uint64_t frontend_out_tail[kMaxFrontends];  ///< of ring w-fe, by frontend
-  std::uint64_t bridge_out_tail;
+  std::uint64_t bridge_out_tail[kMaxBridges];      ///< of ring w-br, by bridge
   JournalEntry entries[kJournalEntries];
 };
 

@@ -31,9 +31,8 @@ namespace gatehouse::ipc {
 /// The checks, for every ring (record_reader.cc).
 class RecordChecks {
  public:
-  /// `frontend`: the frontend of a frontend ring (ignored for the bridge's).
-  RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings,
-               std::uint32_t frontend);
+  /// `peer`: the frontend of a frontend ring, the bridge of a bridge ring.
+  RecordChecks(RingKind kind, std::uint32_t worker, const Settings& settings, std::uint32_t peer);
 
   /// `record` as a Header, checked; a violation when it is not one.
   template <class Header>
@@ -45,13 +44,16 @@ class RecordChecks {
   [[noreturn]] void refuse(const shm::Record& record, const char* field, std::uint64_t value,
                            const char* rule) const;
   void check_conn(const shm::Record& record, std::uint64_t conn) const;
+  /// On a worker -> bridge ring: the session's user belongs to this bridge.
+  void check_user(const shm::Record& record, std::int64_t user_id) const;
 
-  static constexpr std::uint32_t kAnyFrontend = ~std::uint32_t{0};
+  static constexpr std::uint32_t kAnyPeer = ~std::uint32_t{0};
 
   std::string ring_;  // the region's name
   std::uint32_t worker_;
-  std::uint32_t frontend_;  // kAnyFrontend on the bridge's rings
-  Settings shape_;          // workers, frontends, max_connections: the slots' owners
+  std::uint32_t frontend_;  // kAnyPeer on the bridge's rings
+  std::uint32_t bridge_;    // kAnyPeer but on the worker -> bridge ring
+  Settings shape_;          // workers, frontends, bridges, max_connections: the owners
   std::uint32_t listener_count_;
 };
 
@@ -61,8 +63,9 @@ class RecordChecks {
 template <RingKind Kind>
 class RecordReader {
  public:
-  RecordReader(std::uint32_t worker, const Settings& settings, std::uint32_t frontend = 0)
-      : checks_(Kind, worker, settings, frontend) {}
+  /// `peer`: the frontend of a frontend ring, the bridge of a bridge ring.
+  RecordReader(std::uint32_t worker, const Settings& settings, std::uint32_t peer = 0)
+      : checks_(Kind, worker, settings, peer) {}
 
   template <class Handler>
   decltype(auto) visit(const shm::Record& record, Handler&& handler) const {

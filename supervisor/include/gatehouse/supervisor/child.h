@@ -1,4 +1,4 @@
-// Who a child process is: its role and, for workers, its index. Restart
+// Who a child process is: its role and its index among its role's. Restart
 // bookkeeping, metrics and the control block's status slots go by this,
 // never by a name string; name() is only for logs.
 #pragma once
@@ -14,10 +14,11 @@ enum class Role { kFrontend, kWorker, kBridge };
 
 struct ChildId {
   Role role;
-  std::uint32_t index = 0;  ///< the worker's or frontend's index; 0 for the bridge
+  std::uint32_t index = 0;  ///< the worker's, frontend's or bridge's index
 
   /// For logs and the process metrics: "frontend", "frontend-1" (the first
-  /// keeps the name it had before there were several), "worker-3", "bridge".
+  /// keeps the name it had before there were several), "worker-3", "bridge",
+  /// "bridge-1".
   std::string name() const {
     switch (role) {
       case Role::kFrontend:
@@ -25,7 +26,7 @@ struct ChildId {
       case Role::kWorker:
         return "worker-" + std::to_string(index);
       case Role::kBridge:
-        return "bridge";
+        return index == 0 ? "bridge" : "bridge-" + std::to_string(index);
     }
     return "?";
   }

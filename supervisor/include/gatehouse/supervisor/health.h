@@ -5,7 +5,7 @@
 // children run and have attached; whether the start is over and the
 // listeners are open) and publishes it here on each pass; the endpoint's
 // thread reads that with what the segment says (the drain, the game
-// services the bridge sees) and the process metrics take the pids from it.
+// services the bridges see) and the process metrics take the pids from it.
 //
 //   /healthz  200 "ok" while the loop has turned within kLoopStallNs
 //   /ready    200 "ready" when not_ready_reasons() is empty, else 503 naming
@@ -45,17 +45,18 @@ struct HealthReport {
 };
 
 /// What the game services look like to /ready: the --backend entries (or
-/// the instances discovered) and how many of them take sessions (not
-/// disabled by an operator) and the bridge sees reachable
-/// (RoutingTable::up).
+/// the instances discovered) and, by bridge, how many of them take sessions
+/// (not disabled by an operator) and that bridge sees reachable
+/// (RoutingTable::up). Each bridge serves its own users: each needs one.
 struct GameServices {
   std::uint32_t configured = 0;
-  std::uint32_t reachable = 0;
+  std::vector<std::uint32_t> reachable;  ///< by bridge
 };
 
 /// Why the gateway should not be sent players now ("starting", "draining",
 /// "listeners closed", "worker-1 down", "frontend starting", "no game
-/// service reachable", ...), in that order; empty when it is ready.
+/// service reachable", "bridge-1 reaches no game service", ...), in that
+/// order; empty when it is ready.
 std::vector<std::string> not_ready_reasons(const HealthReport& report, bool draining,
                                            GameServices games);
 

@@ -2,7 +2,7 @@
 //
 // Start: create the segment (the config goes into its control block), bind
 // the listeners, make one doorbell per consuming process, then start the
-// bridge, the N workers and the frontend, handing each its fds across exec.
+// bridges, the workers and the frontends, handing each its fds across exec.
 // Children die with the supervisor (PR_SET_PDEATHSIG), so none is orphaned.
 //
 // Run: one loop over a signalfd (nginx's master cycle: handlers only set
@@ -18,19 +18,19 @@
 //      and may end by themselves, the workers close every session (reason
 //      shutdown), which flushes each client's queued output and half-closes
 //      its game stream;
-//      until then a worker or the bridge that dies (or hangs) is replaced as
+//      until then a worker or a bridge that dies (or hangs) is replaced as
 //      at any other time, since it still carries sessions;
-//   2. when the frontend has closed its last connection it exits; then the
-//      workers and the bridge get SIGTERM; the bridge waits for every game
-//      stream to end;
+//   2. when the frontends have closed their last connections they exit;
+//      then the workers and the bridges get SIGTERM; each bridge waits for
+//      every game stream of its own to end;
 //   3. exit 0. Past the deadline whatever is left is SIGKILLed.
 // The phases and deadlines are class Drain; SIGHUP's reload is class Reload.
 //
 // Operators: the admin socket (AdminServer; gatehousectl) is served from the
 // same loop (supervisor_admin.cc): status, sessions and backends read the
 // segment; a kick goes to the workers through their mailboxes in the
-// control block and a backend switch to the bridge through its list there,
-// each answered once they have done it; a reload is SIGHUP's, answered when
+// control block and a backend switch to the bridges through their list
+// there, each answered once they have done it; a reload is SIGHUP's, answered when
 // the roll is over. Every request is logged with its peer's uid and pid and
 // counted (gatehouse_admin_commands_total).
 #pragma once
@@ -55,6 +55,7 @@
 #include "gatehouse/supervisor/metrics_exporter.h"
 #include "gatehouse/supervisor/processes.h"
 #include "gatehouse/supervisor/reload.h"
+#include "gatehouse/supervisor/routing_view.h"
 
 namespace gatehouse::supervisor {
 
@@ -148,8 +149,8 @@ class Supervisor {
     std::string target;  ///< "user 1001", "connection 0x..."
     std::int64_t deadline_ns = 0;
   };
-  /// A backend switch published to the bridge, answered when its routing
-  /// table shows it.
+  /// A backend switch published to the bridges, answered when every
+  /// bridge's routing table shows it.
   struct PendingSwitch {
     AdminAsk ask;
     std::string name;
@@ -165,6 +166,8 @@ class Supervisor {
   std::int64_t sessions_logged_in() const;
   admin::Response status();
   admin::Response sessions(std::optional<std::int64_t> user) const;
+  /// Every bridge's routing table as one.
+  RoutingView routing() const;
   admin::Response backends() const;
   admin::Response config_lines() const;
   /// Posts the kick; an answer now only when it cannot be posted.
@@ -207,9 +210,9 @@ class Supervisor {
   std::vector<FrontendSockets> sockets_;   ///< by frontend
   std::vector<std::string> listen_names_;  ///< bound addresses, for logs and the ready file
   std::vector<shm::Doorbell> frontend_doorbells_;
-  shm::Doorbell bridge_doorbell_;
+  std::vector<shm::Doorbell> bridge_doorbells_;
   std::vector<shm::Doorbell> worker_doorbells_;
-  std::vector<Child> children_;  // bridge, workers..., frontends...
+  std::vector<Child> children_;  // bridges..., workers..., frontends...
   int signal_fd_ = -1;
   Drain drain_;
   std::optional<Reload> reload_;

@@ -15,7 +15,7 @@ namespace gatehouse {
 
 struct ChildArgs {
   std::string segment;
-  unsigned index = 0;               ///< worker or frontend index
+  unsigned index = 0;               ///< worker, frontend or bridge index
   int doorbell = -1;                ///< this process's eventfd
   std::vector<int> peer_doorbells;  ///< the doorbells of the processes it feeds
   std::vector<int> listen_fds;      ///< frontend only: TCP listeners
