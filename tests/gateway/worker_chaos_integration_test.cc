@@ -248,11 +248,18 @@ TEST(WorkerChaos, KilledWorkersAndAnEtcdComingAndGoingCostNothingWithDiscovery) 
 // Workers that kill themselves at each crash point of a batch: mid-batch
 // (sessions changed, nothing durable), right after the commit point, and
 // between publishing outputs and committing inputs.
+/// Where the sessions of a crash-point run were seen: their frontends (by
+/// slot) and their bridges (by user).
+struct Seen {
+  std::set<std::uint32_t> frontends;
+  std::set<std::uint32_t> bridges;
+};
+
 /// Workers killed by their own fault injection at each of a batch's crash
 /// points in turn (GATEHOUSE_FAULT_KILL_PER_MILLE); `frontends` frontends
-/// spread the clients by connection, so a batch carries several frontends'
-/// records. Returns the frontends the sessions were seen on.
-std::set<std::uint32_t> kill_workers_at_every_crash_point(std::uint32_t frontends) {
+/// spread the clients by connection and `bridges` bridges the users, so a
+/// batch carries several frontends' and bridges' records.
+Seen kill_workers_at_every_crash_point(std::uint32_t frontends, std::uint32_t bridges) {
   const int seconds = env_or("GATEHOUSE_CHAOS_SECONDS", 8);
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   ::setenv("GATEHOUSE_FAULT_KILL_PER_MILLE", "5", 1);
@@ -260,21 +267,28 @@ std::set<std::uint32_t> kill_workers_at_every_crash_point(std::uint32_t frontend
   GatewayOptions options = chaos_gateway(game, {"--rpm-limit", "0", "--restart-backoff-max", "0.05",
                                                 "--frontend-affinity", "connection"});
   options.frontends = frontends;
+  options.bridges = bridges;
   GatewayProcess gateway(std::move(options));
   ::unsetenv("GATEHOUSE_FAULT_KILL_PER_MILLE");
-  std::set<std::uint32_t> seen;
-  const auto note_frontends = [&] {
+  Seen seen;
+  const auto note_owners = [&] {
     const Settings settings = gateway.segment().settings();
     auto sessions = gateway.segment().sessions();
     for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
-      if (sessions.live_id(slot)) seen.insert(frontend_of_slot(slot, settings));
+      const shm::ConnectionId id = sessions.live_id(slot);
+      if (!id) continue;
+      seen.frontends.insert(frontend_of_slot(slot, settings));
+      const Session* s = sessions.find(id);
+      if (s != nullptr && s->state == Session::kLoggedIn) {
+        seen.bridges.insert(bridge_of_user(s->user_id, settings));
+      }
     }
   };
   std::uint64_t total = 0;
   expect_no_client_notices(
       gateway, game, clients, seconds,
       [&] {
-        note_frontends();
+        note_owners();
         std::this_thread::sleep_for(50ms);
       },
       total);
@@ -286,21 +300,28 @@ std::set<std::uint32_t> kill_workers_at_every_crash_point(std::uint32_t frontend
   EXPECT_GT(gateway.log_count("recovered: rolled back"), 0u);
   EXPECT_GT(gateway.log_count("recovered: rolled the last batch of a dead worker forward"), 0u);
   std::printf(
-      "chaos (%u frontends): %zu injected worker deaths, %llu echoes verified across %d "
-      "clients\n",
-      frontends, kills, static_cast<unsigned long long>(total), clients);
+      "chaos (%u frontends, %u bridges): %zu injected worker deaths, %llu echoes verified across "
+      "%d clients\n",
+      frontends, bridges, kills, static_cast<unsigned long long>(total), clients);
   return seen;
 }
 
 TEST(WorkerChaos, EveryCrashPointOfABatchRecovers) {
-  kill_workers_at_every_crash_point(1);
+  kill_workers_at_every_crash_point(1, 1);
 }
 
 // Issue 18: the same with two frontends, each worker committing the
 // positions of both frontends' rings at one store.
 TEST(WorkerChaos, EveryCrashPointOfABatchRecoversWithTwoFrontends) {
-  const std::set<std::uint32_t> seen = kill_workers_at_every_crash_point(2);
-  EXPECT_EQ(seen, (std::set<std::uint32_t>{0, 1})) << "sessions on both frontends";
+  const Seen seen = kill_workers_at_every_crash_point(2, 1);
+  EXPECT_EQ(seen.frontends, (std::set<std::uint32_t>{0, 1})) << "sessions on both frontends";
+}
+
+// And with two bridges: a batch writes to both bridges' rings and reads
+// from both, all committed at one store.
+TEST(WorkerChaos, EveryCrashPointOfABatchRecoversWithTwoBridges) {
+  const Seen seen = kill_workers_at_every_crash_point(1, 2);
+  EXPECT_EQ(seen.bridges, (std::set<std::uint32_t>{0, 1})) << "users on both bridges";
 }
 
 // SIGHUP rolls every worker, again and again, under the same load.
@@ -331,15 +352,17 @@ TEST(WorkerChaos, RollingReloadsUnderLoadGoUnnoticed) {
               static_cast<unsigned long long>(total), clients);
 }
 
-/// SIGKILLs the bridge every 1.5 s while `clients` echo; returns the kills.
+/// SIGKILLs a bridge every 1.5 s while `clients` echo (with several, each
+/// in turn); returns the kills.
 int kill_bridges(GatewayProcess& gateway, FakeGameService& game, int clients, std::uint64_t& total,
                  std::uint64_t* lost) {
+  const std::uint32_t bridges = gateway.segment().settings().bridges;
   int kills = 0;
   expect_no_client_notices(
       gateway, game, clients, 6,
       [&] {
         std::this_thread::sleep_for(1500ms);
-        const pid_t bridge = gateway.bridge_pid();
+        const pid_t bridge = gateway.bridge_pid(static_cast<std::uint32_t>(kills) % bridges);
         if (::kill(bridge, SIGKILL) == 0) ++kills;
         ASSERT_TRUE(
             gateway.wait_log_count("reopened the game streams of", std::size_t(kills), kPatience));
@@ -381,10 +404,12 @@ TEST(WorkerChaos, KilledBridgeCostsNoConnection) {
 // lost. Every echo comes once and in order (the game dropped the events the
 // new bridge sent again, the workers the replies the game sent again), and
 // the loss metrics stay at zero, which is exactly the loss.
-TEST(WorkerChaos, KilledBridgeLosesNothingOnABatchedLink) {
+void kill_bridges_of_batched_links(std::uint32_t bridges) {
   const int clients = env_or("GATEHOUSE_CHAOS_CLIENTS", 16);
   FakeGameService game({.echo = true});
-  GatewayProcess gateway(chaos_gateway(game, {"--rpm-limit", "0"}, /*batched=*/true));
+  GatewayOptions options = chaos_gateway(game, {"--rpm-limit", "0"}, /*batched=*/true);
+  options.bridges = bridges;
+  GatewayProcess gateway(std::move(options));
   std::uint64_t total = 0;
   const int kills = kill_bridges(gateway, game, clients, total, /*lost=*/nullptr);
   const std::string text = http_get(gateway.metrics_port(), "/metrics");
@@ -397,9 +422,19 @@ TEST(WorkerChaos, KilledBridgeLosesNothingOnABatchedLink) {
   const double duplicates = metric_sample(text, "gatehouse_game_duplicates_dropped_total");
   EXPECT_GT(resent, 0) << "the kills must have caught events the game had not acknowledged";
   std::printf(
-      "bridge chaos (batched): %d bridge kills, %llu echoes verified, none lost; %.0f events "
-      "re-sent to the game, %.0f repeated replies dropped by the workers\n",
-      kills, static_cast<unsigned long long>(total), resent, duplicates);
+      "bridge chaos (batched, %u bridges): %d bridge kills, %llu echoes verified, none lost; %.0f "
+      "events re-sent to the game, %.0f repeated replies dropped by the workers\n",
+      bridges, kills, static_cast<unsigned long long>(total), resent, duplicates);
+}
+
+TEST(WorkerChaos, KilledBridgeLosesNothingOnABatchedLink) {
+  kill_bridges_of_batched_links(1);
+}
+
+// Issue 18: two bridges killed in turn, each re-sending only its own users'
+// events on its own links; the other's sessions are not even re-attached.
+TEST(WorkerChaos, KilledBridgesLoseNothingOnBatchedLinksWithTwoBridges) {
+  kill_bridges_of_batched_links(2);
 }
 
 }  // namespace
