@@ -135,9 +135,10 @@ TEST(BridgeOwners, UsersAndLoginSlotsSpreadOverTheBridges) {
       ++users[b];
       ++slots[bridge_of_slot(i, s)];
     }
+    const double share = double{kUsers} / bridges;
     for (std::uint32_t b = 0; b < bridges; ++b) {
-      EXPECT_NEAR(users[b], kUsers / bridges, kUsers / bridges / 5) << b << " of " << bridges;
-      EXPECT_NEAR(slots[b], kUsers / bridges, 1) << b << " of " << bridges;
+      EXPECT_NEAR(users[b], share, share / 5) << b << " of " << bridges;
+      EXPECT_NEAR(slots[b], share, 1) << b << " of " << bridges;
     }
   }
 }
