@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -238,9 +240,12 @@ class UserCentre {
 
 class AuthLogin : public LoginTest {
  protected:
-  void start_auth(const std::string& address, std::vector<std::string> extra = {}) {
+  void start_auth(const std::string& address, std::vector<std::string> extra = {},
+                  std::uint32_t workers = 1, std::uint32_t bridges = 1) {
     extra.insert(extra.begin(), {"--login", "auth:" + address, "--duplicate-login", "allow"});
-    gateway_.emplace(GatewayOptions{game_.port(), 1, std::move(extra), {}});
+    GatewayOptions options{game_.port(), workers, std::move(extra), {}};
+    options.bridges = bridges;
+    gateway_.emplace(std::move(options));
   }
   double metric(const std::string& name) {
     const auto m = scrape(gateway_->metrics_port());
@@ -270,6 +275,49 @@ TEST_F(AuthLogin, TheUserCentreSaysWhoThePlayerIsAndTheGameSeesThatUser) {
   EXPECT_TRUE(gateway_->wait_log("refused (user " + std::to_string(ann_id) + ")"))
       << "the bridge logs the account the service named";
   EXPECT_TRUE(gateway_->wait_log("refusal=auth_refused user=" + std::to_string(ann_id)));
+}
+
+// With two bridges a login's auth call goes to the bridge its slot picks
+// (its user is not known yet), and its game stream to the one its user
+// picks: a verdict from one bridge often opens the stream on the other.
+TEST_F(AuthLogin, WithTwoBridgesTheSlotsBridgeAsksAndTheUsersBridgePlays) {
+  const UserCentre centre(free_port());
+  start_auth(centre.address(), {}, /*workers=*/2, /*bridges=*/2);
+  struct Player {
+    std::unique_ptr<Client> client;
+    std::int32_t uid;
+  };
+  std::vector<Player> players;
+  for (int i = 0; i < 16; ++i) {
+    auto c = std::make_unique<Client>();
+    c->connect("127.0.0.1", gateway_->port(), kPatience);
+    const LoginResult result =
+        c->login("device-" + std::to_string(i), "p" + std::to_string(i) + ":pw", kPatience);
+    ASSERT_TRUE(result.ok()) << i;
+    players.push_back({std::move(c), result.uid()});
+  }
+  std::set<std::uint32_t> asked;    // bridges that made auth calls
+  std::set<std::uint32_t> playing;  // bridges that hold the streams
+  int crossed = 0;                  // logins asked on one bridge, played on the other
+  const Settings settings = gateway_->segment().settings();
+  auto sessions = gateway_->segment().sessions();
+  for (Player& p : players) {
+    ASSERT_TRUE(echo_works(*p.client, "hello"));
+    EXPECT_TRUE(game_.wait_for_frames(p.uid, 1, kPatience)) << "the game saw another user id";
+    for (std::uint32_t slot = 0; slot < sessions.slots(); ++slot) {
+      const shm::ConnectionId id = sessions.live_id(slot);
+      const Session* s = id ? sessions.find(id) : nullptr;
+      if (s == nullptr || s->port != p.client->local_port()) continue;
+      EXPECT_EQ(s->user_id, p.uid);
+      asked.insert(bridge_of_slot(slot, settings));
+      playing.insert(bridge_of_user(s->user_id, settings));
+      crossed += bridge_of_slot(slot, settings) != bridge_of_user(s->user_id, settings) ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(asked, (std::set<std::uint32_t>{0, 1}));
+  EXPECT_EQ(playing, (std::set<std::uint32_t>{0, 1}));
+  EXPECT_GT(crossed, 0) << "16 logins, none crossing bridges";
+  EXPECT_EQ(gateway_->log_count("reason="), 0u) << gateway_->log();
 }
 
 TEST_F(AuthLogin, GuessesAtOnePasswordAreBoundedPerUser) {
