@@ -718,13 +718,15 @@ bool Supervisor::start() {
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());
   spdlog::info("admin socket {} (gatehousectl)", admin_->path());
+  // The processes of each role, as `--check` shows them resolved.
+  const std::string processes =
+      fmt::format("workers {}, frontends {}, bridges {}", s.workers, s.frontends, s.bridges);
   if (s.services[0] == '\0') {
-    spdlog::info("{} workers, game services: {}", s.workers, s.backend_count);
+    spdlog::info("{}, game services: {}", processes, s.backend_count);
   } else {
-    spdlog::info(
-        "{} workers, game service {} found through etcd {} ({} API) under {} (services {})",
-        s.workers, game_service_of(s.services, s.game_service), s.etcd_hosts,
-        etcd_api_text(s.etcd_api), s.etcd_root, s.services);
+    spdlog::info("{}, game service {} found through etcd {} ({} API) under {} (services {})",
+                 processes, game_service_of(s.services, s.game_service), s.etcd_hosts,
+                 etcd_api_text(s.etcd_api), s.etcd_root, s.services);
   }
   started_ = true;
   publish_health();
