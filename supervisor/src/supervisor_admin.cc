@@ -238,11 +238,17 @@ admin::Response Supervisor::sessions(std::optional<std::int64_t> user) const {
     const SessionView v = view_of(*s);
     if (v.state == Session::kUnused || v.state == Session::kClosed) continue;
     if (user && (!logged_in(v.state) || v.user_id != *user)) continue;
+    // The processes that hold it: its slot's worker and frontend, and once it
+    // has a user, the bridge of that user's game streams.
+    const std::string bridge = logged_in(v.state)
+                                   ? std::to_string(bridge_of_user(v.user_id, config_.settings))
+                                   : std::string("-");
     r.lines.push_back(fmt::format(
-        "conn={} user={} state={} remote={} listener={} worker={} crypto={} age_s={} "
-        "frames_in={} frames_out={}",
+        "conn={} user={} state={} remote={} listener={} worker={} frontend={} bridge={} crypto={} "
+        "age_s={} frames_in={} frames_out={}",
         hex(id.value()), v.user_id, state_text(v.state), address_port_text(v.address, v.port),
-        v.listener, worker_of_slot(slot, config_.settings), crypto_modes_text(mode_of(v.crypto)),
+        v.listener, worker_of_slot(slot, config_.settings),
+        frontend_of_slot(slot, config_.settings), bridge, crypto_modes_text(mode_of(v.crypto)),
         std::max<std::int64_t>(0, now_ms - v.opened_unix_ms) / 1000, v.frames_in, v.frames_out));
   }
   const std::size_t n = r.lines.size() - 1;

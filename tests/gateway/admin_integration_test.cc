@@ -122,7 +122,8 @@ TEST_F(AdminTest, StatusAndSessionsShowALoggedInClient) {
   EXPECT_TRUE(std::regex_search(
       sessions.output,
       std::regex("conn=0x[0-9a-f]+ user=1001 state=logged_in remote=127\\.0\\.0\\.1:" +
-                 std::to_string(alice->local_port()) + " listener=0 worker=[01] crypto=legacy ")))
+                 std::to_string(alice->local_port()) +
+                 " listener=0 worker=[01] frontend=0 bridge=0 crypto=legacy ")))
       << sessions.output;
 
   EXPECT_THAT(gatehousectl(*gateway_, {"sessions", "--user", "1001"}).output,
