@@ -7,9 +7,22 @@
 #pragma once
 
 #include <chrono>
+#include <thread>
 
 namespace gatehouse::testing {
 
 inline constexpr std::chrono::seconds kPatience{30};
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes; whether it
+/// held.
+template <class Done>
+bool wait_until(const Done& done, std::chrono::milliseconds timeout = kPatience) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 }  // namespace gatehouse::testing

@@ -34,10 +34,8 @@ std::string gateway_id_of(GatewaySegment& segment) {
 /// batched link, proto/batch.proto): each bridge shard's sessions are its
 /// own, and a new link of an id replaces that id's old link, so every shard
 /// but the first adds its index.
-std::string session_space_of(GatewaySegment& segment, std::uint32_t bridge) {
-  std::string id = gateway_id_of(segment);
-  if (bridge != 0) id += "/bridge-" + std::to_string(bridge);
-  return id;
+std::string session_space_of(const std::string& gateway_id, std::uint32_t bridge) {
+  return bridge == 0 ? gateway_id : gateway_id + "/bridge-" + std::to_string(bridge);
 }
 
 /// `index` when the settings have that bridge; throws otherwise.
@@ -84,6 +82,7 @@ Bridge::Bridge(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
     : segment_(segment),
       settings_(segment.settings()),
       index_(checked_index(index, settings_)),
+      gateway_id_(gateway_id_of(segment)),
       status_(segment.control().bridges[index_]),
       routing_(segment.metrics().routing[index_]),
       metrics_(segment.metrics().bridges[index_]),
@@ -94,10 +93,10 @@ Bridge::Bridge(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
       services_(GameServices::Context{calls_, io_, rings_, wakeup_, metrics_, routing_, in_flight_,
                                       settings_.numbering,
                                       std::int64_t{settings_.backend_wait_ms} * 1'000'000,
-                                      session_space_of(segment, index_)},
+                                      session_space_of(gateway_id_, index_)},
                 services_plan_of(settings_)),
       users_(services_, rings_, metrics_),
-      auth_(calls_, rings_, gateway_id_of(segment)),
+      auth_(calls_, rings_, gateway_id_),
       settings_generation_(segment.settings_generation()) {
   auth_.configure(segment.settings());
   io_.watch(doorbell_.fd(), /*writable=*/false);
@@ -121,7 +120,7 @@ Bridge::Bridge(GatewaySegment& segment, std::uint32_t index, shm::Doorbell doorb
   for (auto& up : routing_.up) up.store(0, std::memory_order_relaxed);
   status_.pid.store(::getpid());
   if (settings_.register_prefix[0] != '\0' && index_ == 0) {
-    registration_ = std::make_unique<EtcdRegistration>(segment_, gateway_id_of(segment));
+    registration_ = std::make_unique<EtcdRegistration>(segment_, gateway_id_);
   }
 }
 

@@ -18,6 +18,11 @@
 namespace gatehouse::supervisor {
 namespace po = boost::program_options;
 
+std::string processes_text(const Settings& settings) {
+  return "workers " + std::to_string(settings.workers) + ", frontends " +
+         std::to_string(settings.frontends) + ", bridges " + std::to_string(settings.bridges);
+}
+
 namespace {
 
 using ConfigError = std::runtime_error;
@@ -132,9 +137,8 @@ ParseResult check(const Config& c) {
   out << "# gatehouse --check: the effective configuration (each value's origin: the file, a "
          "flag or the default)\n";
   for (const std::string& line : effective_text(c)) out << line << "\n";
-  out << "# resolved: workers " << c.settings.workers << ", frontends " << c.settings.frontends
-      << ", bridges " << c.settings.bridges << ", idle-spin-us " << c.settings.idle_spin_us
-      << ", bin-dir " << c.bin_dir << "\n";
+  out << "# resolved: " << processes_text(c.settings) << ", idle-spin-us "
+      << c.settings.idle_spin_us << ", bin-dir " << c.bin_dir << "\n";
   ParseResult result;
   for (const char* binary : {"gatehouse-frontend", "gatehouse-worker", "gatehouse-bridge"}) {
     const std::string path = c.bin_dir + "/" + binary;

@@ -38,6 +38,18 @@ std::string join_fds(const std::vector<int>& fds) {
   return out;
 }
 
+std::vector<shm::Doorbell> make_doorbells(std::uint32_t n) {
+  std::vector<shm::Doorbell> doorbells;
+  for (std::uint32_t i = 0; i < n; ++i) doorbells.push_back(shm::Doorbell::create());
+  return doorbells;
+}
+
+std::vector<int> fds_of(const std::vector<shm::Doorbell>& doorbells) {
+  std::vector<int> fds;
+  for (const auto& d : doorbells) fds.push_back(d.fd());
+  return fds;
+}
+
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return std::string("was killed by ") + ::strsignal(WTERMSIG(status));
@@ -219,13 +231,9 @@ void Supervisor::start_children() {
   const Settings& s = config_.settings;
   const std::string segment = "gatehouse-" + config_.instance;
   const std::string bin = config_.bin_dir + "/";
-  std::vector<int> worker_fds;
-  for (const auto& d : worker_doorbells_) worker_fds.push_back(d.fd());
-  std::vector<int> frontend_fds;
-  for (const auto& d : frontend_doorbells_) frontend_fds.push_back(d.fd());
-
-  std::vector<int> bridge_fds;
-  for (const auto& d : bridge_doorbells_) bridge_fds.push_back(d.fd());
+  const std::vector<int> worker_fds = fds_of(worker_doorbells_);
+  const std::vector<int> frontend_fds = fds_of(frontend_doorbells_);
+  const std::vector<int> bridge_fds = fds_of(bridge_doorbells_);
 
   for (std::uint32_t b = 0; b < s.bridges; ++b) {
     Child bridge{
@@ -682,12 +690,9 @@ bool Supervisor::start() {
     spdlog::critical("{}", e.what());
     return false;
   }
-  for (std::uint32_t f = 0; f < s.frontends; ++f)
-    frontend_doorbells_.push_back(shm::Doorbell::create());
-  for (std::uint32_t b = 0; b < s.bridges; ++b)
-    bridge_doorbells_.push_back(shm::Doorbell::create());
-  for (std::uint32_t w = 0; w < s.workers; ++w)
-    worker_doorbells_.push_back(shm::Doorbell::create());
+  frontend_doorbells_ = make_doorbells(s.frontends);
+  bridge_doorbells_ = make_doorbells(s.bridges);
+  worker_doorbells_ = make_doorbells(s.workers);
 
   start_children();
   if (!wait_for_children_attached()) return false;
@@ -718,9 +723,7 @@ bool Supervisor::start() {
                config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':')),
                metrics_->port());
   spdlog::info("admin socket {} (gatehousectl)", admin_->path());
-  // The processes of each role, as `--check` shows them resolved.
-  const std::string processes =
-      fmt::format("workers {}, frontends {}, bridges {}", s.workers, s.frontends, s.bridges);
+  const std::string processes = processes_text(s);
   if (s.services[0] == '\0') {
     spdlog::info("{}, game services: {}", processes, s.backend_count);
   } else {

@@ -11,7 +11,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -81,23 +80,17 @@ std::uint32_t on_bridge(const std::vector<Player>& all, std::uint32_t bridge) {
 }
 
 /// Waits until bridge `bridge` is a process other than `before`.
-pid_t replaced_bridge(GatewayProcess& gateway, std::uint32_t bridge, pid_t before) {
-  for (auto deadline = std::chrono::steady_clock::now() + kPatience;
-       std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+bool replaced_bridge(GatewayProcess& gateway, std::uint32_t bridge, pid_t before) {
+  return wait_until([&] {
     const pid_t now = gateway.bridge_pid(bridge);
-    if (now != 0 && now != before) return now;
-  }
-  return 0;
+    return now != 0 && now != before;
+  });
 }
 
 /// Waits until bridge `bridge`'s shard counts `n` game streams open.
 bool streams_open_on(GatewayProcess& gateway, std::uint32_t bridge, std::int64_t n) {
   const metrics::Shard& shard = gateway.segment().metrics().bridges[bridge];
-  for (auto deadline = std::chrono::steady_clock::now() + kPatience;
-       std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
-    if (shard.gauges[metrics::kGameStreamsOpen].load() == n) return true;
-  }
-  return false;
+  return wait_until([&] { return shard.gauges[metrics::kGameStreamsOpen].load() == n; });
 }
 
 TEST(BridgeShards, UsersSpreadOverTheBridgesAndAKilledBridgeCostsOnlyItsStreams) {
@@ -142,7 +135,7 @@ TEST(BridgeShards, UsersSpreadOverTheBridgesAndAKilledBridgeCostsOnlyItsStreams)
   for (Player& p : all) {
     if (p.bridge == 0) EXPECT_TRUE(echo_works(*p.client, "while bridge 1 is down")) << p.udid;
   }
-  ASSERT_NE(replaced_bridge(gateway, 1, killed), 0) << gateway.log();
+  ASSERT_TRUE(replaced_bridge(gateway, 1, killed)) << gateway.log();
   ASSERT_TRUE(gateway.wait_log("reopened the game streams of " + std::to_string(second) +
                                " logged-in sessions"))
       << gateway.log();
@@ -186,7 +179,7 @@ TEST(BridgeShards, BatchedLinksOnePerBridgeAndAKilledOneLosesNothing) {
   const pid_t killed = gateway.bridge_pid(0);
   ASSERT_EQ(::kill(killed, SIGKILL), 0);
   send(kMessages / 2, kMessages);
-  ASSERT_NE(replaced_bridge(gateway, 0, killed), 0) << gateway.log();
+  ASSERT_TRUE(replaced_bridge(gateway, 0, killed)) << gateway.log();
   for (Player& p : all) {
     for (int k = 0; k < kMessages; ++k) {
       const auto reply = p.client->receive_proto(1002, kPatience);

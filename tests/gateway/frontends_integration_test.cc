@@ -13,7 +13,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -137,14 +136,10 @@ TEST(SeveralFrontends, EachAddressMeetsOneFrontendAndAKilledFrontendCostsOnlyIts
   }
   ASSERT_TRUE(gateway.wait_log("connections of a previous frontend were lost with it"))
       << gateway.log();
-  pid_t replacement = 0;
-  for (auto deadline = std::chrono::steady_clock::now() + kPatience;
-       std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
-    replacement = gateway.frontend_pid(1);
-    if (replacement != 0 && replacement != killed) break;
-  }
-  ASSERT_NE(replacement, 0);
-  ASSERT_NE(replacement, killed);
+  ASSERT_TRUE(wait_until([&] {
+    const pid_t replacement = gateway.frontend_pid(1);
+    return replacement != 0 && replacement != killed;
+  }));
   for (std::size_t i = 0; i < placed.size(); ++i) {
     Placed& p = placed[i];
     if (p.frontend != 1) continue;

@@ -50,6 +50,7 @@
 #include <csignal>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gatehouse/bridge/auth_client.h"
@@ -122,6 +123,7 @@ class Bridge {
   GatewaySegment& segment_;
   const Settings settings_;
   const std::uint32_t index_;             // of the bridge shards
+  const std::string gateway_id_;          // host/segment@creation: gateway_id_of()
   ProcessStatus& status_;                 // this shard's, in the control block
   metrics::RoutingTable& routing_;        // this shard's, in the metrics block
   metrics::Writer metrics_;               // main thread only

@@ -46,6 +46,10 @@ struct Config {
 /// default admin::default_socket(instance).
 std::string admin_socket_path(const Config& config);
 
+/// The processes of each role as resolved ("workers 4, frontends 2, bridges
+/// 1"): --check's and the start line's.
+std::string processes_text(const Settings& settings);
+
 /// The effective configuration as `name = value  # origin` lines.
 std::vector<std::string> effective_text(const Config& config);
 
