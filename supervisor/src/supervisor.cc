@@ -46,6 +46,7 @@ std::vector<shm::Doorbell> make_doorbells(std::uint32_t n) {
 
 std::vector<int> fds_of(const std::vector<shm::Doorbell>& doorbells) {
   std::vector<int> fds;
+  fds.reserve(doorbells.size());
   for (const auto& d : doorbells) fds.push_back(d.fd());
   return fds;
 }
